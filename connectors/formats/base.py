@@ -1,0 +1,67 @@
+"""What an ingest format is: the contract between the MQTT bridge, the normaliser and a format.
+
+A format does two things, both pure: the bridge asks it for a message's partition key (cheap,
+never raises: a device's messages must stay in order even when they are malformed), and the
+normaliser asks it to parse the payload into a format-neutral ``Uplink``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from cityhub.schemas.observation import Gateway, Value
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One value a message carried, before it becomes an Observation."""
+
+    field: str
+    """The field as the message named it (``temperature_1``, a SenML name, ``pm2_5``)."""
+    quantity: str
+    """Canonical quantity from the catalogue, or the field itself when it is not catalogued."""
+    value: Value
+    unit: str | None
+    observed_at: str | None = None
+    """Its own time (SenML records carry one each); None: the uplink's time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Uplink:
+    """A parsed message, whatever network server or sensor format it came from."""
+
+    network: str
+    """``tts``, ``chirpstack`` or ``mqtt``."""
+    device_id: str
+    dev_eui: str | None = None
+    """Lower-case hex, 16 digits, when the message is a LoRaWAN uplink."""
+    application: str | None = None
+    tenant: str | None = None
+    f_cnt: int | None = None
+    f_port: int | None = None
+    observed_at: str | None = None
+    """RFC 3339 UTC from the network server or the payload; None: use the receive time."""
+    gateways: tuple[Gateway, ...] = ()
+    decoded: Mapping[str, Any] | None = None
+    """Fields the network server (or a JSON sensor) already decoded."""
+    frm_payload: bytes | None = None
+    """The LoRaWAN application payload, when nothing decoded it."""
+    measurements: tuple[Measurement, ...] = ()
+    """Already-structured values (SenML records)."""
+
+
+@runtime_checkable
+class IngestFormat(Protocol):
+    """A message format the bridge can take in. Register one in ``cityhub.connectors.formats``."""
+
+    name: str
+
+    def partition_key(self, topic: str, payload: bytes) -> str:
+        """The device identity to key the raw record by. Cheap; never raises."""
+        ...
+
+    def parse(self, topic: str, payload: bytes) -> Uplink:
+        """Parse one message; raise a ``MessageError`` subclass saying what is wrong."""
+        ...

@@ -1,0 +1,93 @@
+"""Errors of cityhub.
+
+Every error that can hit a message carries a dead-letter reason, so that a worker can turn it
+into a ``cityhub.deadletter`` record instead of crashing; ``retriable`` says whether trying the
+same thing again may succeed (a broker hiccup) or never will (a malformed payload).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a message went to the dead-letter topic. The values are stable label values."""
+
+    MALFORMED_JSON = "malformed_json"
+    """The payload (or envelope) is not valid JSON or not valid UTF-8."""
+    INVALID_ENVELOPE = "invalid_envelope"
+    """The raw envelope on ``cityhub.raw`` does not match its schema."""
+    UNKNOWN_FORMAT = "unknown_format"
+    """No ingest format of that name is registered."""
+    SCHEMA_MISMATCH = "schema_mismatch"
+    """Valid JSON, but a required field is missing or has the wrong type."""
+    UNDECODABLE_PAYLOAD = "undecodable_payload"
+    """The binary LoRaWAN payload could not be decoded by the chosen decoder."""
+    UNKNOWN_DECODER = "unknown_decoder"
+    """The decoder named for a device is not registered."""
+    NO_MEASUREMENTS = "no_measurements"
+    """The message was well formed but carried nothing that could be measured."""
+    OVERSIZE = "oversize"
+    """The message exceeds the configured maximum size."""
+    INTERNAL_ERROR = "internal_error"
+    """A bug: an unexpected exception while handling this message. Never crashes the worker."""
+
+
+class CityhubError(Exception):
+    """Root of cityhub's errors."""
+
+    retriable: bool = False
+
+
+class MessageError(CityhubError):
+    """A message that can never be processed as it is; it goes to the dead-letter topic."""
+
+    reason: Reason = Reason.INTERNAL_ERROR
+
+    def __init__(self, detail: str, *, reason: Reason | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if reason is not None:
+            self.reason = reason
+
+
+class MalformedJSON(MessageError):
+    reason = Reason.MALFORMED_JSON
+
+
+class InvalidEnvelope(MessageError):
+    reason = Reason.INVALID_ENVELOPE
+
+
+class UnknownFormat(MessageError):
+    reason = Reason.UNKNOWN_FORMAT
+
+
+class SchemaMismatch(MessageError):
+    reason = Reason.SCHEMA_MISMATCH
+
+
+class UndecodablePayload(MessageError):
+    reason = Reason.UNDECODABLE_PAYLOAD
+
+
+class UnknownDecoder(MessageError):
+    reason = Reason.UNKNOWN_DECODER
+
+
+class NoMeasurements(MessageError):
+    reason = Reason.NO_MEASUREMENTS
+
+
+class Oversize(MessageError):
+    reason = Reason.OVERSIZE
+
+
+class ConfigurationError(CityhubError):
+    """Settings that cannot work; raised at start-up with what to change."""
+
+
+class StackError(CityhubError):
+    """The local Kafka or Mosquitto could not be installed, started or reached."""
+
+    retriable = True

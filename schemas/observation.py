@@ -1,0 +1,97 @@
+"""The canonical observation: one measured quantity of one uplink, as written to
+``cityhub.observations``. JSON Schema: ``schemas/json/observation.schema.json``.
+
+The shape maps onto SenML (RFC 8428: ``n`` = quantity, ``u`` = unit, ``v``/``vb``/``vs`` =
+value, ``t`` = observed_at) and onto an NGSI-LD Property of the device entity
+(``observedAt``, ``unitCode``), so both outside models stay one function away.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+OBSERVATION_VERSION = 1
+
+# Fixed namespace for event ids: uuid5(namespace, identity) is the same on every worker, in
+# every replay, for ever. Changing it changes every id: never do.
+EVENT_ID_NAMESPACE = uuid.UUID("5f1c3b1e-8a8e-4b7f-9a51-6c1e0d2f7a10")
+
+Value = float | int | bool | str
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A LoRaWAN gateway that heard the uplink, with its radio quality."""
+
+    id: str
+    rssi: float | None = None
+    snr: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkMeta:
+    """Where the uplink came through: the network server and its LoRaWAN counters."""
+
+    name: str
+    """``tts``, ``chirpstack`` or ``mqtt`` (a plain MQTT sensor)."""
+    application: str | None = None
+    tenant: str | None = None
+    f_cnt: int | None = None
+    f_port: int | None = None
+    gateways: tuple[Gateway, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    latitude: float
+    longitude: float
+    altitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One measured quantity of one uplink."""
+
+    event_id: str
+    device_id: str
+    dev_eui: str | None
+    quantity: str
+    """Canonical quantity name, e.g. ``temperature``, ``relative_humidity``, ``pm2_5``."""
+    field: str
+    """The field as the device or its decoder named it, e.g. ``temperature_1``."""
+    value: Value
+    unit: str | None
+    """SenML / UCUM unit symbol (``Cel``, ``%RH``, ``lx``); None when it is not known."""
+    observed_at: str
+    received_at: str
+    format: str
+    network: NetworkMeta
+    # Filled by the device registry once it exists; present (empty) from the start so that the
+    # schema and downstream consumers do not change when it arrives.
+    location: Location | None = None
+    area: str | None = None
+    tags: tuple[str, ...] = ()
+    classification: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """Serialise for Kafka (orjson serialises the dataclasses natively)."""
+        return orjson.dumps(self, option=orjson.OPT_OMIT_MICROSECONDS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return orjson.loads(self.to_json())  # type: ignore[no-any-return]
+
+
+def event_id(identity: str, frame: str, field_name: str) -> str:
+    """Deterministic id of one observation.
+
+    ``identity`` is the device (DevEUI where known, so that the same frame heard through two
+    network servers gets the same ids), ``frame`` tells the uplink apart from the device's others
+    (frame counter and observation time), ``field_name`` the quantity within the uplink. A replay
+    or a duplicate therefore carries the same id and an idempotent consumer can drop it.
+    """
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{identity}\x1f{frame}\x1f{field_name}"))

@@ -1,0 +1,109 @@
+"""cityhub's settings: one typed, frozen tree read from the environment.
+
+Every field can be set as ``CITYHUB_<SECTION>__<FIELD>`` (for example
+``CITYHUB_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092``); secrets are ``SecretStr`` and print masked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "cityhub"
+    """Every topic name starts with this and a dot: ``cityhub.raw``, ``cityhub.observations``."""
+    partitions: int = Field(default=8, ge=1)
+    """Partitions of the data topics when cityhub creates them; bounds how many workers share them."""
+    replication_factor: int = Field(default=1, ge=1)
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    linger_ms: int = Field(default=5, ge=0)
+    """How long the producer waits to fill a batch: more throughput for a little latency."""
+
+
+class MqttSubscription(_Section):
+    """One MQTT topic filter the bridge subscribes to, and the format its messages are in."""
+
+    filter: str
+    format: str
+    qos: int = Field(default=1, ge=0, le=2)
+
+
+DEFAULT_SUBSCRIPTIONS: tuple[MqttSubscription, ...] = (
+    MqttSubscription(filter="v3/+/devices/+/up", format="tts-v3"),
+    MqttSubscription(filter="application/+/device/+/event/up", format="chirpstack-v4"),
+    MqttSubscription(filter="cityhub/ingest/+", format="cityhub-json"),
+)
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str = "cityhub-bridge"
+    """Fixed, so that the broker keeps the session (and its queued messages) across restarts."""
+    keepalive: int = Field(default=30, ge=5)
+    session_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    """How long the broker keeps the bridge's session and queues messages while it is away."""
+    share_group: str | None = None
+    """When set, subscribe as ``$share/<group>/<filter>`` so that several bridges share the load."""
+
+
+class BridgeSettings(_Section):
+    subscriptions: tuple[MqttSubscription, ...] = DEFAULT_SUBSCRIPTIONS
+    max_inflight: int = Field(default=1000, ge=1, le=65535)
+    """Messages received from MQTT but not yet confirmed by Kafka. Also sent to the broker as the
+    MQTT 5 Receive Maximum, so the broker never pushes more than this."""
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1)
+    """Larger messages go to the dead-letter topic (truncated to this size), not to ``raw``."""
+
+
+class WorkerSettings(_Section):
+    app_id: str = "cityhub"
+    """The faust app id: the Kafka consumer group and the prefix of its internal topics."""
+    duplicate_window_seconds: float = Field(default=300.0, gt=0)
+    """Uplinks of one device with one frame counter within this window are one uplink."""
+    commit_interval_seconds: float = Field(default=0.2, gt=0)
+    """Outputs are published and the input offset committed together at this interval."""
+    data_dir: Path = Path(".cityhub/worker")
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class StackSettings(_Section):
+    """The local single-node stack that ``cityhub stack up`` runs."""
+
+    state_dir: Path = Path(".cityhub/stack")
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    kafka_heap: str = "1g"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mosquitto_max_inflight: int = Field(default=1000, ge=0)
+    mosquitto_max_queued: int = Field(default=1_000_000, ge=0)
+
+
+class Settings(BaseSettings):
+    """All of cityhub's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYHUB_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    mqtt: MqttSettings = MqttSettings()
+    bridge: BridgeSettings = BridgeSettings()
+    worker: WorkerSettings = WorkerSettings()
+    http: HttpSettings = HttpSettings()
+    stack: StackSettings = StackSettings()
+    log_level: str = "info"
