@@ -62,6 +62,10 @@ class IngestFormat(Protocol):
         """The device identity to key the raw record by. Cheap; never raises."""
         ...
 
-    def parse(self, topic: str, payload: bytes) -> Uplink:
-        """Parse one message; raise a ``MessageError`` subclass saying what is wrong."""
+    def parse(self, topic: str, payload: bytes, received_at: float) -> Uplink:
+        """Parse one message; raise a ``MessageError`` subclass saying what is wrong.
+
+        ``received_at`` (seconds since the epoch) resolves times that a format gives relative
+        to now, such as SenML's relative ``t``.
+        """
         ...
