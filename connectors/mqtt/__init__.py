@@ -1,0 +1,1 @@
+"""MQTT ingress: a bridge from topic filters on an MQTT broker to ``cityhub.raw`` on Kafka."""

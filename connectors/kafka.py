@@ -1,0 +1,25 @@
+"""The Kafka producer every cityhub connector writes with: durable before fast.
+
+aiokafka defaults to ``acks=1``: a write confirmed by the leader alone can vanish with it. cityhub
+acknowledges a message upstream only after Kafka confirmed it, so the producer waits for all
+in-sync replicas and is idempotent (retries neither duplicate nor reorder a partition's records).
+"""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+
+from cityhub.schemas.settings import KafkaSettings
+
+
+def create_producer(settings: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
+    """A durable, idempotent producer; start it with ``await producer.start()``."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=settings.linger_ms,
+        max_request_size=settings.max_message_bytes,
+        request_timeout_ms=30_000,
+    )

@@ -1,0 +1,289 @@
+"""The MQTT → Kafka bridge: every message on the configured filters becomes one raw envelope on
+``cityhub.raw``, keyed by device, and is acknowledged to the broker only after Kafka confirmed it.
+
+Nothing is lost: QoS 1 on a persistent session, and an unacknowledged message is redelivered by
+the broker after a crash or reconnect. Nothing grows without bound: at most ``max_inflight``
+messages are unconfirmed; at the limit the bridge stops taking messages, the broker stops sending
+(MQTT 5 Receive Maximum), and ``cityhub_bridge_backpressure_seconds_total`` grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import aiomqtt
+
+from cityhub.connectors.formats import get_format
+from cityhub.connectors.formats.base import IngestFormat
+from cityhub.connectors.mqtt import metrics
+from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
+from cityhub.connectors.mqtt.routing import TopicRouter
+from cityhub.connectors.mqtt.session import ManualAckSession
+from cityhub.schemas.deadletter import DeadLetter
+from cityhub.schemas.envelope import RawEnvelope
+from cityhub.schemas.errors import CityhubError, Reason
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.timefmt import rfc3339
+from cityhub.schemas.topics import Topics
+
+log = logging.getLogger("cityhub.bridge")
+
+SOURCE = metrics.CONNECTOR
+STAGE = "bridge"
+
+
+class RecordSink(Protocol):
+    """Where the bridge writes: aiokafka's producer fits; so does an in-memory test double."""
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> asyncio.Future[Any]: ...
+
+
+class KafkaWriteFailed(CityhubError):
+    """Kafka did not confirm a write after the producer's retries; the session is restarted so
+    that the broker redelivers everything unacknowledged."""
+
+    retriable = True
+
+
+class MqttBridge:
+    """Bridges the configured MQTT subscriptions into Kafka; run it with :meth:`run`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: RecordSink,
+        *,
+        session_factory: Callable[[], ManualAckSession] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sink = sink
+        self._topics = Topics.for_prefix(settings.kafka.topic_prefix)
+        self._router = TopicRouter(settings.bridge.subscriptions)
+        self._formats: dict[str, IngestFormat | None] = {}
+        self._session_factory = session_factory or (
+            lambda: ManualAckSession(settings.mqtt, receive_maximum=settings.bridge.max_inflight)
+        )
+        self._max_inflight = settings.bridge.max_inflight
+        self._max_payload = settings.bridge.max_payload_bytes
+        self._current: ManualAckSession | None = None
+        self._m_written: dict[tuple[str, str], Any] = {}
+        self._m_received: dict[str, Any] = {}
+        self._subscribed = asyncio.Event()
+        self.healthy = False
+        m = metrics
+        self._m_inflight = m.INFLIGHT.labels(SOURCE)
+        self._m_queued = m.QUEUED.labels(SOURCE)
+        self._m_latency = m.PRODUCE_LATENCY.labels(SOURCE)
+        self._m_bp_seconds = m.BACKPRESSURE_SECONDS.labels(SOURCE)
+        self._m_bp_events = m.BACKPRESSURE_EVENTS.labels(SOURCE)
+        m.INFLIGHT_LIMIT.labels(SOURCE).set(self._max_inflight)
+
+    @property
+    def subscribed(self) -> asyncio.Event:
+        """Set once the bridge holds a session and its subscriptions (tests wait for it)."""
+        return self._subscribed
+
+    async def run(self) -> None:
+        """Bridge until cancelled, reconnecting with capped exponential backoff and jitter."""
+        delay = 0.5
+        while True:
+            started = time.monotonic()
+            try:
+                await self._run_session()
+            except (aiomqtt.MqttError, KafkaWriteFailed, OSError) as exc:
+                log.warning("bridge session ended: %s; reconnecting", exc)
+            finally:
+                self.healthy = False
+                self._subscribed.clear()
+                metrics.CONNECTED.labels(SOURCE).set(0)
+            metrics.RECONNECTS.labels(SOURCE).inc()
+            if time.monotonic() - started > 30:
+                delay = 0.5
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+            delay = min(delay * 2, 30.0)
+
+    async def _run_session(self) -> None:
+        async with self._session_factory() as session:
+            self._current = session
+            for subscription in self._settings.bridge.subscriptions:
+                await session.subscribe(subscription)
+            metrics.CONNECTED.labels(SOURCE).set(1)
+            self.healthy = True
+            self._subscribed.set()
+            log.info(
+                "bridging %s from mqtt://%s:%d",
+                ", ".join(f"{s.filter} ({s.format})" for s in self._settings.bridge.subscriptions),
+                self._settings.mqtt.host,
+                self._settings.mqtt.port,
+            )
+            state = _SessionState(session, self._max_inflight)
+            consume = asyncio.create_task(self._consume(state))
+            try:
+                await asyncio.wait({consume, state.failed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                consume.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consume
+                await state.drain(timeout=10.0)
+            if state.failed.done():
+                state.failed.result()
+            consume.result()
+
+    async def _consume(self, state: _SessionState) -> None:
+        slots = state.slots
+        async for message in state.session.messages:
+            if slots.locked():
+                self._m_bp_events.inc()
+                waited = time.perf_counter()
+                await slots.acquire()
+                self._m_bp_seconds.inc(time.perf_counter() - waited)
+            else:
+                await slots.acquire()
+            self._m_queued.set(state.session.queued)
+            pending = state.acks.received(message.mid, message.qos)
+            state.inflight += 1
+            self._m_inflight.set(state.inflight)
+            try:
+                fmt_name, topic, value, key = self._to_record(message)
+                delivery = await self._sink.send(topic, value, key)
+            except Exception as exc:
+                # The producer refused the record outright (closed, too large after all):
+                # leave the message unacked and restart the session.
+                self._release(state)
+                state.fail(KafkaWriteFailed(f"Kafka refused a record: {exc!r}"))
+                return
+            delivery.add_done_callback(
+                self._on_delivery(state, pending, fmt_name, topic, time.perf_counter())
+            )
+
+    def _to_record(self, message: aiomqtt.Message) -> tuple[str, str, bytes, bytes]:
+        """(format, Kafka topic, value, key) for one MQTT message: a raw envelope, or a dead
+        letter when the bridge already knows the message cannot be processed."""
+        topic = message.topic.value
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = b"" if payload is None else str(payload).encode()
+        payload = bytes(payload)
+        now = rfc3339(time.time())
+        subscription = self._router.route(topic)
+        fmt = self._format(subscription.format) if subscription else None
+        fmt_name = subscription.format if subscription else "unknown"
+        received = self._m_received.get(fmt_name)
+        if received is None:
+            received = self._m_received[fmt_name] = metrics.RECEIVED.labels(SOURCE, fmt_name)
+        received.inc()
+        key = fmt.partition_key(topic, payload) if fmt else topic
+        if fmt is None or len(payload) > self._max_payload:
+            if fmt is None:
+                reason, detail = (
+                    Reason.UNKNOWN_FORMAT,
+                    f"no ingest format is registered for topic {topic!r} "
+                    f"(format {fmt_name!r}); check the bridge subscriptions",
+                )
+            else:
+                reason, detail = (
+                    Reason.OVERSIZE,
+                    f"payload of {len(payload)} bytes exceeds the limit of "
+                    f"{self._max_payload} bytes (CITYHUB_BRIDGE__MAX_PAYLOAD_BYTES)",
+                )
+            metrics.DEADLETTERS.labels(SOURCE, reason.value).inc()
+            letter = DeadLetter.of(
+                stage=STAGE,
+                reason=reason,
+                detail=detail,
+                failed_at=now,
+                payload=payload,
+                max_payload_bytes=self._max_payload,
+                format=fmt_name,
+                source_topic=topic,
+                device=key,
+                received_at=now,
+            )
+            return fmt_name, self._topics.deadletter, letter.to_json(), key.encode()
+        envelope = RawEnvelope(
+            source=SOURCE, format=fmt_name, topic=topic, device=key, received_at=now, payload=payload
+        )
+        return fmt_name, self._topics.raw, envelope.to_json(), key.encode()
+
+    def _format(self, name: str) -> IngestFormat | None:
+        try:
+            return self._formats[name]
+        except KeyError:
+            pass
+        try:
+            fmt: IngestFormat | None = get_format(name)
+        except CityhubError:
+            log.error("ingest format %r is not registered; its messages go to dead letters", name)
+            fmt = None
+        self._formats[name] = fmt
+        return fmt
+
+    def _release(self, state: _SessionState) -> None:
+        state.inflight -= 1
+        state.slots.release()
+        if state.session is self._current:
+            self._m_inflight.set(state.inflight)
+
+    def _on_delivery(
+        self,
+        state: _SessionState,
+        pending: Pending,
+        fmt_name: str,
+        topic: str,
+        sent_at: float,
+    ) -> Callable[[asyncio.Future[Any]], None]:
+        destination = "deadletter" if topic == self._topics.deadletter else "raw"
+
+        def done(delivery: asyncio.Future[Any]) -> None:
+            self._release(state)
+            if delivery.cancelled() or delivery.exception() is not None:
+                state.fail(KafkaWriteFailed(f"Kafka did not confirm a write: {delivery!r}"))
+                return
+            self._m_latency.observe(time.perf_counter() - sent_at)
+            self._written(fmt_name, destination).inc()
+            for ready in state.acks.confirm(pending):
+                state.session.ack(ready.mid, ready.qos)
+
+        return done
+
+    def _written(self, fmt_name: str, destination: str) -> Any:
+        try:
+            return self._m_written[fmt_name, destination]
+        except KeyError:
+            child = metrics.WRITTEN.labels(SOURCE, fmt_name, destination)
+            self._m_written[fmt_name, destination] = child
+            return child
+
+
+class _SessionState:
+    """What belongs to one MQTT session: its in-flight slots, ack order and failure. A late
+    Kafka confirmation of an old session touches only that session's state."""
+
+    __slots__ = ("acks", "failed", "inflight", "session", "slots")
+
+    def __init__(self, session: ManualAckSession, max_inflight: int) -> None:
+        self.session = session
+        self.acks = AckSequencer()
+        self.slots = asyncio.Semaphore(max_inflight)
+        self.inflight = 0
+        self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def fail(self, exc: KafkaWriteFailed) -> None:
+        metrics.KAFKA_ERRORS.labels(SOURCE).inc()
+        if not self.failed.done():
+            self.failed.set_exception(exc)
+
+    async def drain(self, timeout: float) -> None:
+        """Give in-flight writes a moment to be confirmed (and acked) before disconnecting;
+        whatever is still unconfirmed is redelivered by the broker."""
+        deadline = time.monotonic() + timeout
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)

@@ -1,0 +1,22 @@
+"""cityhub's Kafka topics, named from the configured prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names; ``Topics.for_prefix("cityhub").raw == "cityhub.raw"``."""
+
+    raw: str
+    observations: str
+    deadletter: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> Topics:
+        return cls(
+            raw=f"{prefix}.raw",
+            observations=f"{prefix}.observations",
+            deadletter=f"{prefix}.deadletter",
+        )

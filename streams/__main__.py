@@ -1,0 +1,3 @@
+from cityhub.streams.cli import main
+
+main()

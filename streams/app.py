@@ -1,0 +1,58 @@
+"""The faust app factory. Building the app has no side effects beyond the app object itself;
+``cityhub.streams.faust_app`` exposes one for ``faust -A``."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from cityhub.schemas.settings import Settings
+from cityhub.streams import metrics
+from cityhub.streams.agents.normaliser import register_normaliser
+from cityhub.streams.faust_transport import broker_url
+
+log = logging.getLogger("cityhub.worker")
+
+LAG_INTERVAL_SECONDS = 5.0
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A faust app with cityhub's agents, configured for at-least-once delivery:
+    ``acks=all`` and idempotence (see ``faust_transport``), outputs published before the input
+    offset is committed, and new consumer groups reading from the earliest offset."""
+    app = faust.App(
+        settings.worker.app_id,
+        broker=broker_url(settings.kafka.bootstrap_servers),
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        producer_acks=-1,
+        producer_linger=settings.kafka.linger_ms / 1000,
+        producer_max_request_size=settings.kafka.max_message_bytes + 64 * 1024,
+        stream_publish_on_commit=True,
+        broker_commit_interval=settings.worker.commit_interval_seconds,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        datadir=str(settings.worker.data_dir),
+    )
+    register_normaliser(app, settings)
+
+    @app.timer(LAG_INTERVAL_SECONDS)
+    async def record_consumer_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            try:
+                highwater = consumer.highwater(tp)
+                position = await consumer.position(tp)
+            except Exception:  # noqa: BLE001 - a partition moving away mid-rebalance
+                continue
+            if highwater is None or position is None:
+                continue
+            metrics.CONSUMER_LAG.labels(settings.worker.app_id, tp.topic, str(tp.partition)).set(
+                max(0, highwater - position)
+            )
+
+    return app

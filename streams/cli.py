@@ -1,0 +1,288 @@
+"""The ``cityhub`` command: the local stack, the hub's processes, the simulator, tailing topics.
+
+Every option has an environment variable (``CITYHUB_<SECTION>__<FIELD>``, see
+``cityhub.schemas.settings``); the command-line flags here are for the few things one changes
+per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+import click
+
+from cityhub.schemas.errors import CityhubError
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.topics import Topics
+
+log = logging.getLogger("cityhub")
+
+
+def _settings(**http: Any) -> Settings:
+    settings = Settings()
+    overrides = {k: v for k, v in http.items() if v is not None}
+    if overrides:
+        settings = settings.model_copy(
+            update={"http": settings.http.model_copy(update=overrides)}
+        )
+    return settings
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine; Ctrl-C or SIGTERM cancel it cleanly; CityhubErrors exit with their text."""
+
+    async def main() -> Any:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return None
+
+    try:
+        return asyncio.run(main())
+    except CityhubError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.option("--log-level", default=None, help="debug, info, warning, error (CITYHUB_LOG_LEVEL)")
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None) -> None:
+    """cityhub: a city's sensors in over MQTT and LoRaWAN, canonical observations out of Kafka."""
+    level = log_level or Settings().log_level
+    ctx.obj = level
+    _setup_logging(level)
+
+
+# --- the local stack ---------------------------------------------------------------------------
+
+
+@main.group()
+def stack() -> None:
+    """The local single-node Kafka (KRaft) and Mosquitto, on 127.0.0.1."""
+
+
+@stack.command("up")
+def stack_up_cmd() -> None:
+    """Install what is missing, start both brokers, wait until they serve, create the topics."""
+    from cityhub.streams.stack import stack_up
+    from cityhub.streams.topic_admin import ensure_topics
+
+    settings = Settings()
+
+    async def up() -> Any:
+        status = await stack_up(settings)
+        await ensure_topics(settings)
+        return status
+
+    status = _run_async(up())
+    click.echo(status.render())
+
+
+@stack.command("down")
+@click.option("--purge", is_flag=True, help="Also delete the brokers' data.")
+def stack_down_cmd(purge: bool) -> None:
+    """Stop both brokers (by pid)."""
+    from cityhub.streams.stack import stack_down
+
+    _run_async(stack_down(Settings(), purge=purge))
+
+
+@stack.command("status")
+def stack_status_cmd() -> None:
+    """Say whether each broker runs and serves; exit 1 if one does not."""
+    from cityhub.streams.stack import stack_status
+
+    status = _run_async(stack_status(Settings()))
+    click.echo(status.render())
+    if not status.all_serving:
+        sys.exit(1)
+
+
+# --- the hub -----------------------------------------------------------------------------------
+
+
+def _run_worker(settings: Settings, *, bridge: bool, worker: bool, simulate: dict[str, Any] | None) -> None:
+    """One process with any of: the faust worker, the MQTT bridge, the simulator; always the
+    operations endpoint."""
+    import faust
+
+    from cityhub.connectors.kafka import create_producer
+    from cityhub.connectors.mqtt.bridge import MqttBridge
+    from cityhub.streams.app import create_app
+    from cityhub.streams.services import CoroutineService, OpsServerService
+    from cityhub.streams.topic_admin import ensure_topics
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(ensure_topics(settings))
+    except CityhubError as exc:
+        raise click.ClickException(str(exc)) from exc
+    app = create_app(settings)
+    services: list[Any] = []
+    checks: dict[str, Any] = {}
+    if bridge:
+        holder: dict[str, MqttBridge] = {}
+
+        async def run_bridge() -> None:
+            producer = create_producer(settings.kafka, client_id="cityhub-bridge")
+            await producer.start()
+            try:
+                holder["bridge"] = MqttBridge(settings, producer)
+                await holder["bridge"].run()
+            finally:
+                await producer.stop()
+
+        services.append(CoroutineService("mqtt-bridge", run_bridge, loop=loop))
+        checks["bridge"] = lambda: bool(holder.get("bridge") and holder["bridge"].healthy)
+    if worker:
+        checks["worker"] = lambda: bool(app.started and not app.should_stop)
+    if simulate is not None:
+        from cityhub.streams.simulator import simulate as run_simulation
+
+        async def run_simulator() -> None:
+            await asyncio.sleep(3.0)  # let the bridge subscribe first
+            await run_simulation(settings, **simulate)
+
+        services.append(CoroutineService("simulator", run_simulator, loop=loop))
+    services.append(OpsServerService(settings.http.host, settings.http.port, checks, loop=loop))
+    if not worker:
+        # No faust agents in this process: a plain asyncio run of the services.
+        async def run_services() -> None:
+            for service in services:
+                await service.start()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                for service in reversed(services):
+                    await service.stop()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            loop.run_until_complete(_cancel_on_signal(run_services()))
+        return
+    faust.Worker(
+        app, *services, loglevel=logging.getLevelName(log.getEffectiveLevel()), loop=loop
+    ).execute_from_commandline()
+
+
+async def _cancel_on_signal(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+_http_port = click.option("--http-port", type=int, default=None, help="Port of /metrics and /healthz.")
+
+
+@main.command()
+@_http_port
+@click.option("--simulate", is_flag=True, help="Also run the simulator against the local broker.")
+@click.option("--devices", default=50, show_default=True, help="Simulated devices.")
+@click.option("--rate", default=20.0, show_default=True, help="Simulated messages per second.")
+def run(http_port: int | None, simulate: bool, devices: int, rate: float) -> None:
+    """Bridge, worker and the HTTP endpoint in one process (127.0.0.1:8080 by default)."""
+    settings = _settings(port=http_port)
+    topics = Topics.for_prefix(settings.kafka.topic_prefix)
+    click.echo(
+        f"cityhub: bridging mqtt://{settings.mqtt.host}:{settings.mqtt.port} into "
+        f"{settings.kafka.bootstrap_servers}\n"
+        f"  metrics:       http://{settings.http.host}:{settings.http.port}/metrics\n"
+        f"  health:        http://{settings.http.host}:{settings.http.port}/healthz\n"
+        f"  observations:  cityhub tail {topics.observations}\n"
+        f"  dead letters:  cityhub tail {topics.deadletter}",
+        err=True,
+    )
+    sim = (
+        {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
+    )
+    _run_worker(settings, bridge=True, worker=True, simulate=sim)
+
+
+@main.command()
+@_http_port
+def bridge(http_port: int | None) -> None:
+    """Only the MQTT → Kafka bridge (scale out with CITYHUB_MQTT__SHARE_GROUP)."""
+    _run_worker(_settings(port=http_port), bridge=True, worker=False, simulate=None)
+
+
+@main.command()
+@_http_port
+def worker(http_port: int | None) -> None:
+    """Only the faust stream worker (scale out by starting more: they share the partitions)."""
+    _run_worker(_settings(port=http_port), bridge=False, worker=True, simulate=None)
+
+
+@main.command()
+@click.option("--devices", default=100, show_default=True, help="How many devices.")
+@click.option("--rate", default=50.0, show_default=True, help="Messages per second, in all.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--count", type=int, default=None, help="Stop after this many messages.")
+@click.option("--seed", default=1, show_default=True, help="Fleet and readings are fixed by it.")
+@click.option("--duplicates", default=0.0, show_default=True, help="Share of uplinks sent twice.")
+def simulate(
+    devices: int, rate: float, duration: float | None, count: int | None, seed: int, duplicates: float
+) -> None:
+    """Publish realistic uplinks (The Things Stack, ChirpStack, SenML, JSON) to the local broker."""
+    from cityhub.streams.simulator import simulate as run_simulation
+
+    report = _run_async(
+        run_simulation(
+            Settings(),
+            devices,
+            rate,
+            duration=duration,
+            count=count,
+            seed=seed,
+            duplicate_ratio=duplicates,
+        )
+    )
+    if report is not None:
+        click.echo(report)
+
+
+@main.command()
+@click.argument("topic", default="observations")
+@click.option("--from-beginning", is_flag=True)
+@click.option("-n", "--limit", type=int, default=None, help="Stop after this many records.")
+@click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
+def tail(topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
+    """Print a topic's records: observations, deadletter, raw, or any full topic name."""
+    from cityhub.streams.tail import tail as run_tail
+
+    settings = Settings()
+    names = Topics.for_prefix(settings.kafka.topic_prefix)
+    full = getattr(names, topic, topic) if topic in {"raw", "observations", "deadletter"} else topic
+    _run_async(
+        run_tail(settings, full, from_beginning=from_beginning, limit=limit, timeout=timeout)
+    )
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Print the effective settings (secrets masked)."""
+    click.echo(Settings().model_dump_json(indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Recognising duplicate uplinks: the same device and frame within a time window.
+
+State is kept per device as a small mapping ``{frame key: [first seen (epoch s), source offset]}``
+in a faust table (so it survives restarts through its changelog). Pure: the caller passes the
+clock and the offset.
+
+Why the offset: cityhub processes at least once, so after a crash a raw record may be processed
+again, and its frame is then already in the state. Only a *different* record with the same frame
+is a duplicate; the same record seen again (same offset) is a replay and must produce its
+observations again, or a crash between writing the state and writing the observations would
+lose them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+DeviceFrames = dict[str, list[float]]
+"""Frame key → [first seen, raw offset]; JSON-friendly for the table's changelog."""
+
+MAX_FRAMES_PER_DEVICE = 64
+
+
+def check_duplicate(
+    frames: Mapping[str, list[float]] | None,
+    key: str,
+    *,
+    now: float,
+    offset: int,
+    window: float,
+    max_frames: int = MAX_FRAMES_PER_DEVICE,
+) -> tuple[bool, DeviceFrames]:
+    """Whether the record at ``offset`` with frame ``key`` duplicates an earlier one, and the
+    device's state to store back. Frames older than ``window`` seconds are forgotten; at most
+    ``max_frames`` are kept (the oldest go first)."""
+    horizon = now - window
+    kept: DeviceFrames = {k: v for k, v in (frames or {}).items() if v[0] >= horizon}
+    seen = kept.get(key)
+    if seen is not None:
+        return int(seen[1]) != offset, kept
+    kept[key] = [now, float(offset)]
+    if len(kept) > max_frames:
+        for old in sorted(kept, key=lambda k: kept[k][0])[: len(kept) - max_frames]:
+            del kept[old]
+    return False, kept

@@ -1,0 +1,45 @@
+"""The operations endpoint of every cityhub process: ``/metrics`` (Prometheus) and ``/healthz``.
+
+``/healthz`` answers 200 with each component's state when all are healthy, else 503, so that a
+load balancer or Kubernetes probe can act on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+HealthCheck = Callable[[], bool]
+
+
+def build_ops_app(checks: Mapping[str, HealthCheck]) -> web.Application:
+    """An aiohttp application serving ``/metrics`` and ``/healthz`` for ``checks``."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        states = {name: check() for name, check in checks.items()}
+        healthy = all(states.values())
+        return web.json_response(
+            {"status": "ok" if healthy else "unavailable", "components": states},
+            status=200 if healthy else 503,
+        )
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def start_ops_server(
+    host: str, port: int, checks: Mapping[str, HealthCheck]
+) -> web.AppRunner:
+    """Start serving; stop with ``await runner.cleanup()``."""
+    runner = web.AppRunner(build_ops_app(checks), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

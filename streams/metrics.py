@@ -1,0 +1,41 @@
+"""Prometheus metrics of the stream workers (registered once, in the default registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_IN = Counter(
+    "cityhub_normaliser_messages_total",
+    "Raw envelopes the normaliser took from the raw topic, by ingest format.",
+    ["format"],
+)
+OBSERVATIONS_OUT = Counter(
+    "cityhub_normaliser_observations_total",
+    "Canonical observations written, by ingest format.",
+    ["format"],
+)
+NORMALISE_LATENCY = Histogram(
+    "cityhub_normalise_latency_seconds",
+    "Time to parse, deduplicate and normalise one raw envelope (CPU time of the stage).",
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
+)
+PIPELINE_LATENCY = Histogram(
+    "cityhub_pipeline_latency_seconds",
+    "From the bridge receiving a message to its observations being handed to the producer.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+DUPLICATES = Counter(
+    "cityhub_normaliser_duplicates_total",
+    "Uplinks dropped as duplicates of one already normalised (same device and frame).",
+    ["network"],
+)
+DEADLETTERS = Counter(
+    "cityhub_deadletters_total",
+    "Messages sent to the dead-letter topic, by stage and reason.",
+    ["stage", "reason"],
+)
+CONSUMER_LAG = Gauge(
+    "cityhub_consumer_lag_messages",
+    "Records in a partition not yet processed by this worker (high watermark - position).",
+    ["group", "topic", "partition"],
+)

@@ -1,0 +1,63 @@
+"""``cityhub tail``: print records of one of cityhub's topics as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from cityhub.schemas.settings import Settings
+
+
+async def tail(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    timeout: float | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print ``key<TAB>value`` lines of ``topic`` without joining a consumer group (so it moves
+    nobody's offsets); stop after ``limit`` records or ``timeout`` seconds. Returns the count."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            raise SystemExit(f"topic {topic!r} does not exist (yet)")
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while limit is None or seen < limit:
+            wait_ms = 1000
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                wait_ms = int(min(1.0, left) * 1000)
+            batches = await consumer.getmany(timeout_ms=wait_ms)
+            for records in batches.values():
+                for record in records:
+                    key = record.key.decode(errors="replace") if record.key else ""
+                    value = record.value.decode(errors="replace") if record.value else ""
+                    out.write(f"{key}\t{value}\n")
+                    seen += 1
+                    if limit is not None and seen >= limit:
+                        break
+            out.flush()
+    finally:
+        await consumer.stop()
+    return seen

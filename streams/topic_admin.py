@@ -1,0 +1,90 @@
+"""Creates cityhub's Kafka topics before anything uses them.
+
+faust can create topics itself, but a consumer that subscribes in the same moment may miss a
+topic that is still being created (seen on a fresh Kafka 4.4: "Ignoring missing topic" and no
+assignment). Creating them first, with their partitions and configs, avoids that and makes the
+topic layout explicit. Existing topics are left as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from cityhub.schemas.errors import StackError
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.topics import Topics
+
+log = logging.getLogger("cityhub.topics")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics cityhub owns, with their partitions and configs."""
+    topics = Topics.for_prefix(settings.kafka.topic_prefix)
+    n = settings.kafka.partitions
+    max_bytes = str(settings.kafka.max_message_bytes + 64 * 1024)
+    log_config = {"cleanup.policy": "delete", "max.message.bytes": max_bytes}
+    return [
+        TopicSpec(topics.raw, n, {**log_config, "retention.ms": str(7 * 24 * 3600 * 1000)}),
+        TopicSpec(topics.observations, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(topics.deadletter, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}),
+    ]
+
+
+async def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
+    """Create the missing topics; return the names created. Raises StackError if Kafka cannot
+    be reached within ``timeout`` seconds."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka.bootstrap_servers, client_id="cityhub-admin"
+    )
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise StackError(
+                    f"Kafka at {settings.kafka.bootstrap_servers} is not reachable ({exc}); "
+                    "is the stack up? Try `cityhub stack up`."
+                ) from exc
+            await asyncio.sleep(1.0)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [s for s in topic_specs(settings) if s.name not in existing]
+        created: list[str] = []
+        if wanted:
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name=spec.name,
+                        num_partitions=spec.partitions,
+                        replication_factor=settings.kafka.replication_factor,
+                        topic_configs=spec.config,
+                    )
+                    for spec in wanted
+                ]
+            )
+            # The admin client reports per-topic failures in the response, not as exceptions.
+            for name, code, *rest in response.topic_errors:
+                if code == 0:
+                    created.append(name)
+                elif code != TopicAlreadyExistsError.errno:
+                    message = rest[0] if rest else ""
+                    raise StackError(f"Kafka refused to create topic {name!r}: error {code} {message}")
+        if created:
+            log.info("created topics %s", ", ".join(created))
+        return created
+    finally:
+        await admin.close()
