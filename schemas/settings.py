@@ -91,6 +91,14 @@ class StackSettings(_Section):
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     mosquitto_max_inflight: int = Field(default=1000, ge=0)
     mosquitto_max_queued: int = Field(default=1_000_000, ge=0)
+    mosquitto_bin: str = "mosquitto"
+    """A path, or a name looked up on PATH and then in /usr/sbin (where Debian puts it)."""
+    deploy_dir: Path | None = None
+    """Where ``kafka/pom.xml`` and the config templates are; found from the source tree if unset."""
+    ready_timeout_seconds: float = Field(default=90.0, gt=0)
+    """How long ``up`` waits for each broker to really serve before it gives up."""
+    stop_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long ``down`` waits after SIGTERM before it sends SIGKILL."""
 
 
 class Settings(BaseSettings):
