@@ -1,0 +1,254 @@
+"""``up``, ``down`` and ``status`` of the local stack: Kafka and Mosquitto side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cityhub.schemas.errors import StackError
+from cityhub.schemas.settings import Settings
+from cityhub.streams.stack import kafka, mosquitto
+from cityhub.streams.stack.layout import StackLayout, find_deploy_dir
+from cityhub.streams.stack.probes import (
+    NotServingError,
+    port_in_use,
+    probe_kafka,
+    probe_mqtt,
+    quiet_client_logs,
+    wait_until_serving,
+)
+from cityhub.streams.stack.process import ProcessSpec, owned_pid, stop
+from cityhub.streams.stack.status import ServiceStatus, StackStatus
+
+log = logging.getLogger("cityhub.stack")
+
+STATUS_PROBE_TIMEOUT = 10.0
+"""``status`` waits this long for a round trip; a serving broker answers in milliseconds."""
+
+
+@dataclass(frozen=True)
+class _Service:
+    """What the lifecycle needs of one broker, whatever it is."""
+
+    name: str
+    address: str
+    ports: tuple[int, ...]
+    process: ProcessSpec
+    log_file: Path
+    probe: Callable[[float], Awaitable[str]]
+    log_tail: Callable[[], str]
+
+
+def _services(settings: Settings, layout: StackLayout) -> tuple[_Service, _Service]:
+    stack = settings.stack
+    kafka_address = kafka.kafka_address(stack)
+    return (
+        _Service(
+            name=kafka.NAME,
+            address=kafka_address,
+            ports=(stack.kafka_port, stack.kafka_controller_port),
+            process=kafka.kafka_process(layout),
+            log_file=layout.kafka_log,
+            probe=lambda within_s: probe_kafka(kafka_address, within_s=within_s),
+            log_tail=lambda: kafka.kafka_log_tail(layout),
+        ),
+        _Service(
+            name=mosquitto.NAME,
+            address=mosquitto.mosquitto_address(stack),
+            ports=(stack.mqtt_port,),
+            process=mosquitto.mosquitto_process(layout),
+            log_file=layout.mosquitto_log,
+            probe=lambda within_s: probe_mqtt("127.0.0.1", stack.mqtt_port, within_s=within_s),
+            log_tail=lambda: mosquitto.mosquitto_log_tail(layout),
+        ),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _locked(layout: StackLayout) -> AsyncIterator[None]:
+    """One ``up`` or ``down`` at a time per state dir, across processes (pytest-xdist, a shell)."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with layout.lock_file.open("a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another `cityhub stack` command on %s", layout.root)
+            await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _busy_ports(service: _Service) -> list[int]:
+    return [port for port in service.ports if port_in_use(port)]
+
+
+async def _bring_up(
+    service: _Service, start: Callable[[], Awaitable[int]], ready_within_s: float
+) -> tuple[ServiceStatus, bool]:
+    """Start ``service`` unless ours already runs, wait until it serves; say if it was started."""
+    pid = owned_pid(service.process)
+    started = False
+    if pid is None:
+        busy = _busy_ports(service)
+        if busy:
+            raise StackError(
+                f"{service.name}: port {', '.join(map(str, busy))} on 127.0.0.1 is taken by a "
+                f"process this stack did not start (no live pid in {service.process.pid_file}); "
+                "stop it, or choose other ports with CITYHUB_STACK__*_PORT"
+            )
+        pid = await start()
+        started = True
+    else:
+        log.info("%s: already running (pid %d)", service.name, pid)
+
+    running_pid = pid
+
+    def still_running() -> bool:
+        return owned_pid(service.process) == running_pid
+
+    began = time.monotonic()
+    try:
+        detail = await wait_until_serving(
+            service.name, service.probe, within_s=ready_within_s, still_running=still_running
+        )
+    except NotServingError as exc:
+        raise StackError(
+            f"{service.name} at {service.address} is not serving: {exc}\n"
+            f"--- last lines of {service.log_file} ---\n{service.log_tail()}\n---\n"
+            f"see the whole log in {service.log_file}; `cityhub stack down --purge` starts over "
+            "from empty data"
+        ) from exc
+    log.info(
+        "%s: serving on %s (%.1f s): %s",
+        service.name,
+        service.address,
+        time.monotonic() - began,
+        detail,
+    )
+    status = ServiceStatus(
+        name=service.name,
+        address=service.address,
+        pid=pid,
+        serving=True,
+        detail=detail,
+        log_file=service.log_file,
+    )
+    return status, started
+
+
+async def stack_up(settings: Settings) -> StackStatus:
+    """Start Kafka and Mosquitto unless they already run, and return once both really serve.
+
+    Idempotent: with both already up and serving, nothing is started. Raises ``StackError`` with
+    what to do when a tool is missing, a port is taken or a broker does not come up in time.
+    """
+    stack = settings.stack
+    layout = StackLayout.under(stack.state_dir)
+    deploy_dir = find_deploy_dir(stack.deploy_dir)
+    kafka_service, mosquitto_service = _services(settings, layout)
+    began = time.monotonic()
+
+    async def start_kafka() -> int:
+        return await kafka.start_kafka(layout, settings, deploy_dir)
+
+    async def start_mosquitto() -> int:
+        return mosquitto.start_mosquitto(layout, stack, deploy_dir)
+
+    async with _locked(layout):
+        with quiet_client_logs():
+            try:
+                async with asyncio.TaskGroup() as group:
+                    kafka_task = group.create_task(
+                        _bring_up(kafka_service, start_kafka, stack.ready_timeout_seconds)
+                    )
+                    mosquitto_task = group.create_task(
+                        _bring_up(mosquitto_service, start_mosquitto, stack.ready_timeout_seconds)
+                    )
+            except* StackError as group_error:
+                # The CLI catches StackError, not a group: report both brokers' failures in one.
+                raise StackError(
+                    "\n\n".join(str(error) for error in group_error.exceptions)
+                ) from group_error
+    results = (kafka_task.result(), mosquitto_task.result())
+    if any(started for _, started in results):
+        log.info("stack up in %.1f s (state in %s)", time.monotonic() - began, layout.root)
+    else:
+        log.info("stack already up and serving; nothing to do")
+    return StackStatus(services=tuple(status for status, _ in results), state_dir=layout.root)
+
+
+async def stack_down(settings: Settings, purge: bool = False) -> None:
+    """Stop both brokers (SIGTERM, then SIGKILL after the stop timeout). Idempotent.
+
+    With ``purge``, also delete their data, configs and logs, so that the next ``up`` starts from
+    empty brokers; the downloaded Kafka jars are kept.
+    """
+    stack = settings.stack
+    layout = StackLayout.under(stack.state_dir)
+    if not layout.root.exists():
+        log.info("nothing to stop: no state dir at %s", layout.root)
+        return
+    services = _services(settings, layout)
+    async with _locked(layout):
+        stopped = await asyncio.gather(
+            *(stop(service.process, grace_s=stack.stop_timeout_seconds) for service in services)
+        )
+        if not any(stopped):
+            log.info("stack was not running")
+        if purge:
+            purge_state(layout)
+
+
+def purge_state(layout: StackLayout) -> None:
+    """Delete the brokers' data, configs and logs under the state dir (never the jars).
+
+    Only the stack's own paths are removed, never the state dir itself: it is configurable, and
+    a mistaken setting must not become ``rm -rf`` of something else.
+    """
+    log.info("purging broker data in %s (keeping %s)", layout.root, layout.kafka_libs)
+    shutil.rmtree(layout.kafka_data, ignore_errors=True)
+    shutil.rmtree(layout.kafka_dir / "libs.tmp", ignore_errors=True)
+    for path in (layout.kafka_server_properties, layout.kafka_log4j2, layout.kafka_log):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(layout.mosquitto_dir, ignore_errors=True)
+
+
+async def _observe(service: _Service) -> ServiceStatus:
+    pid = owned_pid(service.process)
+    if pid is None and not _busy_ports(service):
+        detail = "not running"
+        serving = False
+    else:
+        try:
+            detail = await service.probe(STATUS_PROBE_TIMEOUT)
+            serving = True
+        except NotServingError as exc:
+            detail = str(exc)
+            serving = False
+        if pid is None:
+            detail = f"port taken by a process this stack did not start; {detail}"
+    return ServiceStatus(
+        name=service.name,
+        address=service.address,
+        pid=pid,
+        serving=serving,
+        detail=detail,
+        log_file=service.log_file,
+    )
+
+
+async def stack_status(settings: Settings) -> StackStatus:
+    """For each broker: is our process running, and does it serve a real round trip now."""
+    layout = StackLayout.under(settings.stack.state_dir)
+    with quiet_client_logs():
+        statuses = await asyncio.gather(*(_observe(s) for s in _services(settings, layout)))
+    return StackStatus(services=tuple(statuses), state_dir=layout.root)
