@@ -212,6 +212,26 @@ ALIASES: Final[dict[str, str]] = {
 }
 """Other names for catalogued quantities, in normalised form (lower case, ``_`` separators)."""
 
+UNIT_QUANTITIES: Final[dict[str, str]] = {
+    "Cel": "temperature",
+    "%RH": "relative_humidity",
+    "hPa": "barometric_pressure",
+    "lx": "illuminance",
+    "lat": "latitude",
+    "lon": "longitude",
+    "dB": "sound_level",
+    "%EL": "battery",
+    "V": "voltage",
+    "A": "current",
+    "W": "power",
+    "kWh": "energy",
+    "Hz": "frequency",
+    "mm/h": "precipitation",
+    "count": "count",
+}
+"""The quantity a unit most likely measures, for records that name only their device (a SenML
+record with a base name and no name of its own). Only units that point at one quantity."""
+
 _SEPARATORS: Final = str.maketrans({"-": "_", ".": "_", " ": "_", "/": "_"})
 
 
@@ -304,3 +324,9 @@ def lookup(field: str) -> tuple[str, str | None] | None:
 def unit_of(quantity: str) -> str | None:
     """The catalogue unit of a canonical quantity name (None: unitless or not catalogued)."""
     return QUANTITIES.get(quantity)
+
+
+def quantity_for_unit(unit: str) -> str | None:
+    """The quantity that ``unit`` most likely measures (``%RH`` -> ``relative_humidity``), or
+    None when the unit is unknown or says too little (``ug/m3``: which particulate?)."""
+    return UNIT_QUANTITIES.get(unit)

@@ -1,0 +1,127 @@
+"""ChirpStack v4 uplink events (format ``chirpstack-v4``), as its MQTT integration publishes
+them in JSON on ``application/{application id}/device/{DevEUI}/event/up``.
+
+The message is the JSON form of ``integration.UplinkEvent`` (chirpstack ``api/proto/
+integration/integration.proto``): ``deduplicationId``, ``time``, ``deviceInfo{tenantId,
+tenantName, applicationId, applicationName, deviceProfileName, deviceName, devEui, tags}``,
+``devAddr``, ``dr``, ``fCnt``, ``fPort``, ``data`` (base64), ``object`` (decoded by the device
+profile's codec), ``rxInfo[{gatewayId, rssi, snr, ...}]``, ``txInfo``.
+
+Decisions:
+
+* ``device_id`` is ``eui-<deveui>`` (lower case), never ``deviceName``: in ChirpStack the
+  DevEUI is the device's key, while the name is a free label that can change and repeat. It is
+  also the id TTS gives a device registered by DevEUI, so a device keeps one id on both.
+* ``dev_eui`` is ``deviceInfo.devEui`` (the topic's when absent), lower case.
+* ``application`` and ``tenant`` are the stable UUIDs ``applicationId`` and ``tenantId``.
+* ``observed_at`` is ``time`` (the gateway's or network server's receive time).
+* Like TTS, ChirpStack's JSON leaves out zero values: ``fCnt`` absent means 0 when the event
+  has an ``fPort``, unknown (None) otherwise.
+* ``decoded`` is ``object`` when it is a non-empty object; otherwise ``frm_payload`` is
+  ``data`` decoded from base64.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from cityhub.connectors.formats.base import Uplink
+from cityhub.connectors.formats.jsondoc import (
+    load_object,
+    mismatch,
+    opt_base64,
+    opt_eui,
+    opt_int,
+    opt_list,
+    opt_number,
+    opt_object,
+    opt_str,
+    opt_time,
+    shown,
+)
+from cityhub.schemas.errors import SchemaMismatch
+from cityhub.schemas.observation import Gateway
+
+NAME: Final = "chirpstack-v4"
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+_UINT32: Final = (1 << 32) - 1
+
+
+def _topic_parts(topic: str) -> tuple[str, str] | None:
+    """``(application id, DevEUI lower case)`` of an uplink event topic, None otherwise."""
+    parts = topic.split("/")
+    if (
+        len(parts) != 6
+        or parts[0] != "application"
+        or parts[2] != "device"
+        or parts[4] != "event"
+        or parts[5] != "up"
+        or not parts[1]
+    ):
+        return None
+    eui = parts[3]
+    if len(eui) != 16 or not _HEX.issuperset(eui):
+        return None
+    return parts[1], eui.lower()
+
+
+def _gateways(rx_info: list[Any]) -> tuple[Gateway, ...]:
+    found = []
+    for i, rx in enumerate(rx_info):
+        path = f"rxInfo[{i}]"
+        if type(rx) is not dict:
+            raise mismatch(path, "an object", rx)
+        gateway_id = opt_str(rx, "gatewayId", f"{path}.gatewayId")
+        if gateway_id is None:
+            continue
+        found.append(
+            Gateway(
+                gateway_id,
+                opt_number(rx, "rssi", f"{path}.rssi"),
+                opt_number(rx, "snr", f"{path}.snr"),
+            )
+        )
+    return tuple(found)
+
+
+class ChirpstackV4Format:
+    """The ``chirpstack-v4`` ingest format."""
+
+    name = NAME
+
+    def partition_key(self, topic: str, payload: bytes) -> str:
+        """The DevEUI from the topic, lower case; the whole topic if it is not an uplink event
+        topic. Never raises and never reads the payload."""
+        parts = _topic_parts(topic)
+        return topic if parts is None else parts[1]
+
+    def parse(self, topic: str, payload: bytes, received_at: float) -> Uplink:
+        """Parse a ChirpStack v4 uplink event; see the module docstring for the mapping."""
+        parts = _topic_parts(topic)
+        if parts is None:
+            raise SchemaMismatch(
+                f"topic {shown(topic)}: expected application/{{application id}}/device/"
+                "{16-hex DevEUI}/event/up"
+            )
+        topic_app, topic_eui = parts
+        doc = load_object(payload, "ChirpStack uplink event")
+        info = opt_object(doc, "deviceInfo", "deviceInfo") or {}
+        dev_eui = opt_eui(info, "devEui", "deviceInfo.devEui") or topic_eui
+        f_port = opt_int(doc, "fPort", "fPort", 0, 255)
+        f_cnt = opt_int(doc, "fCnt", "fCnt", 0, _UINT32)
+        if f_cnt is None and f_port is not None:
+            f_cnt = 0  # ChirpStack omits zero values; a data frame always has a counter
+        decoded = opt_object(doc, "object", "object") or None
+        return Uplink(
+            network="chirpstack",
+            device_id=f"eui-{dev_eui}",
+            dev_eui=dev_eui,
+            application=opt_str(info, "applicationId", "deviceInfo.applicationId") or topic_app,
+            tenant=opt_str(info, "tenantId", "deviceInfo.tenantId"),
+            f_cnt=f_cnt,
+            f_port=f_port,
+            observed_at=opt_time(doc, "time", "time"),
+            gateways=_gateways(opt_list(doc, "rxInfo", "rxInfo")),
+            decoded=decoded,
+            frm_payload=None if decoded else opt_base64(doc, "data", "data"),
+        )

@@ -1,0 +1,140 @@
+"""The Things Stack v3 uplinks (format ``tts-v3``), as its MQTT integration publishes them on
+``v3/{application id}[@{tenant id}]/devices/{device id}/up``.
+
+The message shape is TTS's "uplink message" (docs: Integrations > Data Formats):
+``end_device_ids{device_id, application_ids{application_id}, dev_eui, join_eui, dev_addr}``,
+``received_at``, ``uplink_message{f_port, f_cnt, frm_payload, decoded_payload, rx_metadata[],
+settings, received_at}``.
+
+Decisions:
+
+* ``device_id`` is ``end_device_ids.device_id`` (the topic's when the payload lacks it);
+  ``dev_eui`` is ``end_device_ids.dev_eui`` in lower case (ABP devices may have none).
+* ``application`` is the application id; ``tenant`` is the topic's ``@tenant`` (TTS Cloud and
+  TTN add it; a single-tenant deployment does not).
+* ``observed_at`` is ``uplink_message.received_at`` (when the Network Server received the
+  frame), else the top-level ``received_at`` (the Application Server's time).
+* TTS leaves out fields whose value is zero or empty. ``f_cnt`` absent means 0 when the
+  uplink has an ``f_port`` (it is a data frame, so it has a counter), and unknown (None)
+  otherwise. ``f_port`` absent is None.
+* ``decoded`` is ``decoded_payload`` when it is a non-empty object; otherwise ``frm_payload``
+  carries the base64-decoded bytes for a cityhub decoder.
+* A gateway's ``rssi`` is ``rssi``, else ``channel_rssi``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from cityhub.connectors.formats.base import Uplink
+from cityhub.connectors.formats.jsondoc import (
+    load_object,
+    mismatch,
+    opt_base64,
+    opt_eui,
+    opt_int,
+    opt_list,
+    opt_number,
+    opt_object,
+    opt_str,
+    opt_time,
+    shown,
+)
+from cityhub.schemas.errors import SchemaMismatch
+from cityhub.schemas.observation import Gateway
+
+NAME: Final = "tts-v3"
+_DEV_EUI: Final = re.compile(rb'"dev_eui"\s*:\s*"([0-9A-Fa-f]{16})"')
+_UINT32: Final = (1 << 32) - 1
+
+
+def _topic_parts(topic: str) -> tuple[str, str | None, str] | None:
+    """``(application, tenant, device)`` of an uplink topic, None if it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "v3" or parts[2] != "devices" or parts[4] != "up":
+        return None
+    app, _, tenant = parts[1].partition("@")
+    if not app or not parts[3]:
+        return None
+    return app, tenant or None, parts[3]
+
+
+def _gateways(meta: list[Any]) -> tuple[Gateway, ...]:
+    found = []
+    for i, rx in enumerate(meta):
+        path = f"uplink_message.rx_metadata[{i}]"
+        if type(rx) is not dict:
+            raise mismatch(path, "an object", rx)
+        ids = opt_object(rx, "gateway_ids", f"{path}.gateway_ids") or {}
+        gateway_id = opt_str(ids, "gateway_id", f"{path}.gateway_ids.gateway_id")
+        if gateway_id is None:
+            gateway_id = opt_eui(ids, "eui", f"{path}.gateway_ids.eui")
+            if gateway_id is None:
+                continue  # nothing to name it by; the radio data alone is of no use
+        rssi = opt_number(rx, "rssi", f"{path}.rssi")
+        if rssi is None:
+            rssi = opt_number(rx, "channel_rssi", f"{path}.channel_rssi")
+        found.append(Gateway(gateway_id, rssi, opt_number(rx, "snr", f"{path}.snr")))
+    return tuple(found)
+
+
+class TtsV3Format:
+    """The ``tts-v3`` ingest format."""
+
+    name = NAME
+
+    def partition_key(self, topic: str, payload: bytes) -> str:
+        """The DevEUI (lower case) if the payload names one, else the topic's device id, else
+        the whole topic. Never raises."""
+        match = _DEV_EUI.search(payload)
+        if match is not None:
+            return match.group(1).decode("ascii").lower()
+        parts = _topic_parts(topic)
+        return topic if parts is None else parts[2]
+
+    def parse(self, topic: str, payload: bytes, received_at: float) -> Uplink:
+        """Parse a TTS v3 uplink message; see the module docstring for the field mapping."""
+        parts = _topic_parts(topic)
+        if parts is None:
+            raise SchemaMismatch(
+                f"topic {shown(topic)}: expected v3/{{application}}[@{{tenant}}]/devices/"
+                "{device}/up"
+            )
+        topic_app, tenant, topic_device = parts
+        doc = load_object(payload, "TTS uplink")
+        ids = opt_object(doc, "end_device_ids", "end_device_ids") or {}
+        device_id = opt_str(ids, "device_id", "end_device_ids.device_id") or topic_device
+        app_ids = opt_object(ids, "application_ids", "end_device_ids.application_ids") or {}
+        application = (
+            opt_str(app_ids, "application_id", "end_device_ids.application_ids.application_id")
+            or topic_app
+        )
+        dev_eui = opt_eui(ids, "dev_eui", "end_device_ids.dev_eui")
+        up = opt_object(doc, "uplink_message", "uplink_message")
+        if up is None:
+            raise SchemaMismatch("uplink_message: expected an object, got nothing")
+        f_port = opt_int(up, "f_port", "uplink_message.f_port", 0, 255)
+        f_cnt = opt_int(up, "f_cnt", "uplink_message.f_cnt", 0, _UINT32)
+        if f_cnt is None and f_port is not None:
+            f_cnt = 0  # TTS omits zero values; a data frame always has a counter
+        observed_at = opt_time(up, "received_at", "uplink_message.received_at") or opt_time(
+            doc, "received_at", "received_at"
+        )
+        decoded = opt_object(up, "decoded_payload", "uplink_message.decoded_payload") or None
+        frm_payload = (
+            None if decoded else opt_base64(up, "frm_payload", "uplink_message.frm_payload")
+        )
+        return Uplink(
+            network="tts",
+            device_id=device_id,
+            dev_eui=dev_eui,
+            application=application,
+            tenant=tenant,
+            f_cnt=f_cnt,
+            f_port=f_port,
+            observed_at=observed_at,
+            gateways=_gateways(opt_list(up, "rx_metadata", "uplink_message.rx_metadata")),
+            decoded=decoded,
+            frm_payload=frm_payload,
+        )
