@@ -90,4 +90,6 @@ def _decode_payload(encoding: Any, text: str) -> bytes:
             return base64.b64decode(text, validate=True)
         except binascii.Error as exc:
             raise InvalidEnvelope(f"raw envelope payload is not valid base64: {exc}") from None
-    raise InvalidEnvelope(f"raw envelope payload_encoding must be 'utf-8' or 'base64', not {encoding!r}")
+    raise InvalidEnvelope(
+        f"raw envelope payload_encoding must be 'utf-8' or 'base64', not {encoding!r}"
+    )

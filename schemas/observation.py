@@ -9,7 +9,8 @@ value, ``t`` = observed_at) and onto an NGSI-LD Property of the device entity
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import orjson
@@ -76,7 +77,7 @@ class Observation:
     area: str | None = None
     tags: tuple[str, ...] = ()
     classification: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = dataclass_field(default_factory=dict)
 
     def to_json(self) -> bytes:
         """Serialise for Kafka (orjson serialises the dataclasses natively)."""

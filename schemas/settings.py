@@ -21,7 +21,8 @@ class KafkaSettings(_Section):
     topic_prefix: str = "cityhub"
     """Every topic name starts with this and a dot: ``cityhub.raw``, ``cityhub.observations``."""
     partitions: int = Field(default=8, ge=1)
-    """Partitions of the data topics when cityhub creates them; bounds how many workers share them."""
+    """Partitions of the data topics when cityhub creates them: at most this many workers share
+    the load."""
     replication_factor: int = Field(default=1, ge=1)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     linger_ms: int = Field(default=5, ge=0)

@@ -40,14 +40,14 @@ def create_app(settings: Settings) -> faust.App:
     )
     register_normaliser(app, settings)
 
-    @app.timer(LAG_INTERVAL_SECONDS)
     async def record_consumer_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():
             try:
                 highwater = consumer.highwater(tp)
                 position = await consumer.position(tp)
-            except Exception:  # noqa: BLE001 - a partition moving away mid-rebalance
+            except Exception as exc:  # a partition moving away mid-rebalance
+                log.debug("no lag for %s: %r", tp, exc)
                 continue
             if highwater is None or position is None:
                 continue
@@ -55,4 +55,5 @@ def create_app(settings: Settings) -> faust.App:
                 max(0, highwater - position)
             )
 
+    app.timer(LAG_INTERVAL_SECONDS, name="consumer-lag")(record_consumer_lag)
     return app

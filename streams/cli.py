@@ -28,9 +28,7 @@ def _settings(**http: Any) -> Settings:
     settings = Settings()
     overrides = {k: v for k, v in http.items() if v is not None}
     if overrides:
-        settings = settings.model_copy(
-            update={"http": settings.http.model_copy(update=overrides)}
-        )
+        settings = settings.model_copy(update={"http": settings.http.model_copy(update=overrides)})
     return settings
 
 
@@ -119,7 +117,9 @@ def stack_status_cmd() -> None:
 # --- the hub -----------------------------------------------------------------------------------
 
 
-def _run_worker(settings: Settings, *, bridge: bool, worker: bool, simulate: dict[str, Any] | None) -> None:
+def _run_worker(
+    settings: Settings, *, bridge: bool, worker: bool, simulate: dict[str, Any] | None
+) -> None:
     """One process with any of: the faust worker, the MQTT bridge, the simulator; always the
     operations endpoint."""
     import faust
@@ -192,7 +192,9 @@ async def _cancel_on_signal(coro: Coroutine[Any, Any, None]) -> None:
         await task
 
 
-_http_port = click.option("--http-port", type=int, default=None, help="Port of /metrics and /healthz.")
+_http_port = click.option(
+    "--http-port", type=int, default=None, help="Port of /metrics and /healthz."
+)
 
 
 @main.command()
@@ -213,9 +215,7 @@ def run(http_port: int | None, simulate: bool, devices: int, rate: float) -> Non
         f"  dead letters:  cityhub tail {topics.deadletter}",
         err=True,
     )
-    sim = (
-        {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
-    )
+    sim = {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
     _run_worker(settings, bridge=True, worker=True, simulate=sim)
 
 
@@ -241,7 +241,12 @@ def worker(http_port: int | None) -> None:
 @click.option("--seed", default=1, show_default=True, help="Fleet and readings are fixed by it.")
 @click.option("--duplicates", default=0.0, show_default=True, help="Share of uplinks sent twice.")
 def simulate(
-    devices: int, rate: float, duration: float | None, count: int | None, seed: int, duplicates: float
+    devices: int,
+    rate: float,
+    duration: float | None,
+    count: int | None,
+    seed: int,
+    duplicates: float,
 ) -> None:
     """Publish realistic uplinks (The Things Stack, ChirpStack, SenML, JSON) to the local broker."""
     from cityhub.streams.simulator import simulate as run_simulation

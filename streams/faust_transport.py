@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
-class IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+class IdempotentProducer(faust_aiokafka.Producer):
     def _settings_extra(self) -> Mapping[str, Any]:
         return {"acks": "all", "enable_idempotence": True}
 
 
-class Transport(faust_aiokafka.Transport):  # type: ignore[misc]
+class Transport(faust_aiokafka.Transport):
     Producer: ClassVar[type[Any]] = IdempotentProducer
 
 

@@ -66,7 +66,9 @@ def measurements_of(
         if found:
             return found
     if uplink.frm_payload:
-        found = measurements_from_fields(decoders(decoder).decode(uplink.frm_payload, uplink.f_port))
+        found = measurements_from_fields(
+            decoders(decoder).decode(uplink.frm_payload, uplink.f_port)
+        )
         if found:
             return found
     raise NoMeasurements(

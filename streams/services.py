@@ -15,7 +15,7 @@ from cityhub.streams.http import HealthCheck, start_ops_server
 log = logging.getLogger("cityhub")
 
 
-class CoroutineService(Service):  # type: ignore[misc]
+class CoroutineService(Service):
     """Runs one long-lived coroutine for as long as the worker runs; if it fails, the worker
     is crashed so that a supervisor restarts the process instead of it limping on."""
 
@@ -48,7 +48,7 @@ class CoroutineService(Service):  # type: ignore[misc]
                 await self._task
 
 
-class OpsServerService(Service):  # type: ignore[misc]
+class OpsServerService(Service):
     """Serves ``/metrics`` and ``/healthz`` while the worker runs."""
 
     def __init__(self, host: str, port: int, checks: Mapping[str, HealthCheck], **kw: Any) -> None:

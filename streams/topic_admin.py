@@ -37,7 +37,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     log_config = {"cleanup.policy": "delete", "max.message.bytes": max_bytes}
     return [
         TopicSpec(topics.raw, n, {**log_config, "retention.ms": str(7 * 24 * 3600 * 1000)}),
-        TopicSpec(topics.observations, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(
+            topics.observations, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}
+        ),
         TopicSpec(topics.deadletter, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}),
     ]
 
@@ -82,7 +84,9 @@ async def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[st
                     created.append(name)
                 elif code != TopicAlreadyExistsError.errno:
                     message = rest[0] if rest else ""
-                    raise StackError(f"Kafka refused to create topic {name!r}: error {code} {message}")
+                    raise StackError(
+                        f"Kafka refused to create topic {name!r}: error {code} {message}"
+                    )
         if created:
             log.info("created topics %s", ", ".join(created))
         return created

@@ -7,7 +7,11 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"schemas": "cityhub.schemas", "connectors": "cityhub.connectors", "streams": "cityhub.streams"}
+FOLDERS = {
+    "schemas": "cityhub.schemas",
+    "connectors": "cityhub.connectors",
+    "streams": "cityhub.streams",
+}
 
 
 def _listed_packages() -> set[str]:

@@ -168,10 +168,7 @@ class MqttBridge:
         """(format, Kafka topic, value, key) for one MQTT message: a raw envelope, or a dead
         letter when the bridge already knows the message cannot be processed."""
         topic = message.topic.value
-        payload = message.payload
-        if not isinstance(payload, bytes | bytearray):
-            payload = b"" if payload is None else str(payload).encode()
-        payload = bytes(payload)
+        payload = message.payload  # paho hands over the PUBLISH payload as bytes
         now = rfc3339(time.time())
         subscription = self._router.route(topic)
         fmt = self._format(subscription.format) if subscription else None
@@ -204,12 +201,17 @@ class MqttBridge:
                 max_payload_bytes=self._max_payload,
                 format=fmt_name,
                 source_topic=topic,
-                device=key,
+                device=key if fmt else None,
                 received_at=now,
             )
             return fmt_name, self._topics.deadletter, letter.to_json(), key.encode()
         envelope = RawEnvelope(
-            source=SOURCE, format=fmt_name, topic=topic, device=key, received_at=now, payload=payload
+            source=SOURCE,
+            format=fmt_name,
+            topic=topic,
+            device=key,
+            received_at=now,
+            payload=payload,
         )
         return fmt_name, self._topics.raw, envelope.to_json(), key.encode()
 
@@ -229,6 +231,8 @@ class MqttBridge:
     def _release(self, state: _SessionState) -> None:
         state.inflight -= 1
         state.slots.release()
+        if state.inflight == 0:
+            state.idle.set()
         if state.session is self._current:
             self._m_inflight.set(state.inflight)
 
@@ -267,13 +271,14 @@ class _SessionState:
     """What belongs to one MQTT session: its in-flight slots, ack order and failure. A late
     Kafka confirmation of an old session touches only that session's state."""
 
-    __slots__ = ("acks", "failed", "inflight", "session", "slots")
+    __slots__ = ("acks", "failed", "idle", "inflight", "session", "slots")
 
     def __init__(self, session: ManualAckSession, max_inflight: int) -> None:
         self.session = session
         self.acks = AckSequencer()
         self.slots = asyncio.Semaphore(max_inflight)
         self.inflight = 0
+        self.idle = asyncio.Event()
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def fail(self, exc: KafkaWriteFailed) -> None:
@@ -284,6 +289,7 @@ class _SessionState:
     async def drain(self, timeout: float) -> None:
         """Give in-flight writes a moment to be confirmed (and acked) before disconnecting;
         whatever is still unconfirmed is redelivered by the broker."""
-        deadline = time.monotonic() + timeout
-        while self.inflight and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if self.inflight:
+            self.idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), timeout)

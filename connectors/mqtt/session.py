@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 import aiomqtt
-from paho.mqtt.client import MQTT_ERR_SUCCESS, Client as PahoClient
+from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.client import Client as PahoClient
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -45,7 +46,7 @@ class ManualAckSession:
             keepalive=settings.keepalive,
             properties=properties,
         )
-        self._paho: PahoClient = self._client._client  # noqa: SLF001 - see the module docstring
+        self._paho: PahoClient = self._client._client
         self._paho.manual_ack_set(True)
 
     async def __aenter__(self) -> ManualAckSession:
@@ -81,4 +82,4 @@ class ManualAckSession:
         which case the broker redelivers the message to the resumed session."""
         if qos == 0:
             return True
-        return self._paho.ack(mid, qos) == MQTT_ERR_SUCCESS  # type: ignore[no-any-return]
+        return bool(self._paho.ack(mid, qos) == MQTT_ERR_SUCCESS)

@@ -7,6 +7,7 @@ observations twice, with the same event ids, which consumers recognise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -43,8 +44,8 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
     frames = app.Table(
         "duplicate-frames",
         partitions=settings.kafka.partitions,
-        key_serializer="json",
-        value_serializer="json",
+        key_type=str,
+        value_type=dict,  # JSON, faust's default table serialisation
         help="Recent frames per device, to drop duplicate uplinks.",
     )
     window = settings.worker.duplicate_window_seconds
@@ -55,10 +56,8 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
     ) -> None:
         metrics.DEADLETTERS.labels(STAGE, reason.value).inc()
         envelope: RawEnvelope | None = None
-        try:
+        with contextlib.suppress(MessageError):
             envelope = RawEnvelope.from_json(value)
-        except MessageError:
-            pass
         letter = DeadLetter.of(
             stage=STAGE,
             reason=reason,
@@ -93,7 +92,11 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
                 if frame is not None:
                     device = identity(uplink)
                     duplicate, state = check_duplicate(
-                        frames.get(device), frame, now=received, offset=message.offset, window=window
+                        frames.get(device),
+                        frame,
+                        now=received,
+                        offset=message.offset,
+                        window=window,
                     )
                     if duplicate:
                         metrics.DUPLICATES.labels(uplink.network).inc()
@@ -104,7 +107,9 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
                 await dead_letter(value, event.key, message, exc.reason, exc.detail)
                 continue
             except Exception as exc:  # a bug must not stop the partition
-                log.exception("normalising %s[%d]@%d failed", message.topic, message.partition, message.offset)
+                log.exception(
+                    "normalising %s[%d]@%d failed", message.topic, message.partition, message.offset
+                )
                 await dead_letter(value, event.key, message, Reason.INTERNAL_ERROR, repr(exc))
                 continue
             metrics.NORMALISE_LATENCY.observe(time.perf_counter() - started)

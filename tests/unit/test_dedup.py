@@ -32,5 +32,7 @@ def test_a_frame_outside_the_window_is_new_again():
 def test_state_is_bounded_and_forgets_the_oldest():
     state = None
     for i in range(10):
-        _, state = check_duplicate(state, f"f{i}", now=100.0 + i, offset=i, window=1000, max_frames=4)
+        _, state = check_duplicate(
+            state, f"f{i}", now=100.0 + i, offset=i, window=1000, max_frames=4
+        )
     assert sorted(state) == ["f6", "f7", "f8", "f9"]

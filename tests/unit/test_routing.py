@@ -34,7 +34,10 @@ def test_router_picks_the_format_of_the_first_matching_subscription():
 
 def test_router_prefers_earlier_subscriptions_on_overlap():
     router = TopicRouter(
-        [MqttSubscription(filter="x/special", format="a"), MqttSubscription(filter="x/+", format="b")]
+        [
+            MqttSubscription(filter="x/special", format="a"),
+            MqttSubscription(filter="x/+", format="b"),
+        ]
     )
     assert router.route("x/special").format == "a"
     assert router.route("x/other").format == "b"

@@ -1,0 +1,291 @@
+"""End to end on the real local stack: MQTT in through Mosquitto, the bridge and the normaliser,
+observations and dead letters out of Kafka. Needs `cityhub stack up` (the Makefile does it)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cityhub.connectors.decoders.cayenne import encode_lpp
+from cityhub.schemas.validation import errors
+
+from .hub import Hub, publish, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    h = Hub(
+        tmp_path_factory.mktemp("hub"),
+        extra_env={
+            "CITYHUB_BRIDGE__MAX_PAYLOAD_BYTES": "4096",
+            "CITYHUB_BRIDGE__SUBSCRIPTIONS": json.dumps(
+                [
+                    {"filter": "v3/+/devices/+/up", "format": "tts-v3"},
+                    {"filter": "application/+/device/+/event/up", "format": "chirpstack-v4"},
+                    {"filter": "cityhub/ingest/+", "format": "cityhub-json"},
+                    {"filter": "cityhub/mystery/+", "format": "no-such-format"},
+                ]
+            ),
+        },
+    )
+    h.start()
+    yield h
+    h.stop()
+
+
+def unique_eui() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def tts(
+    device_id: str,
+    dev_eui: str,
+    f_cnt: int,
+    *,
+    decoded: dict[str, Any] | None = None,
+    payload: bytes | None = None,
+    app: str = "city-air",
+    f_port: Any = 1,
+) -> tuple[str, bytes]:
+    up: dict[str, Any] = {
+        "f_port": f_port,
+        "f_cnt": f_cnt,
+        "rx_metadata": [
+            {"gateway_ids": {"gateway_id": "townhall-gw"}, "rssi": -61, "snr": 9.5},
+            {"gateway_ids": {"gateway_id": "library-gw"}, "rssi": -104, "snr": -3.25},
+        ],
+        "received_at": "2026-11-29T01:00:00.123456789Z",
+    }
+    if payload is not None:
+        up["frm_payload"] = base64.b64encode(payload).decode()
+    if decoded is not None:
+        up["decoded_payload"] = decoded
+    doc = {
+        "end_device_ids": {
+            "device_id": device_id,
+            "application_ids": {"application_id": app},
+            "dev_eui": dev_eui.upper(),
+        },
+        "received_at": "2026-11-29T01:00:00.2Z",
+        "uplink_message": up,
+    }
+    return f"v3/{app}@city/devices/{device_id}/up", json.dumps(doc).encode()
+
+
+def chirpstack(
+    dev_eui: str,
+    f_cnt: int,
+    *,
+    obj: dict[str, Any] | None = None,
+    payload: bytes | None = None,
+    time: str = "2026-11-29T01:00:00.300+00:00",
+) -> tuple[str, bytes]:
+    doc: dict[str, Any] = {
+        "deduplicationId": str(uuid.uuid4()),
+        "time": time,
+        "deviceInfo": {
+            "tenantName": "City",
+            "applicationId": "a1",
+            "applicationName": "noise",
+            "deviceName": f"noise-{dev_eui[-4:]}",
+            "devEui": dev_eui,
+        },
+        "fCnt": f_cnt,
+        "fPort": 2,
+        "rxInfo": [{"gatewayId": "0016c001f153a14c", "rssi": -70, "snr": 7.0}],
+    }
+    if payload is not None:
+        doc["data"] = base64.b64encode(payload).decode()
+    if obj is not None:
+        doc["object"] = obj
+    return f"application/a1/device/{dev_eui}/event/up", json.dumps(doc).encode()
+
+
+def by_device(records: list[dict[str, Any]], device_id: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in records
+        if device_id in {r.get("device_id"), r.get("device")}
+        or (r.get("source_topic") or "").endswith(f"/{device_id}")
+    ]
+
+
+async def test_every_format_arrives_as_canonical_observations(hub: Hub) -> None:
+    eui_a, eui_b, eui_c = unique_eui(), unique_eui(), unique_eui()
+    sensor = f"noise-{uuid.uuid4().hex[:6]}"
+    senml_dev = f"meter-{uuid.uuid4().hex[:6]}"
+    messages = [
+        tts("aq-decoded", eui_a, 7, decoded={"temperature": 21.5, "humidity": 40, "pm2_5": 8.1}),
+        tts(
+            "aq-raw",
+            eui_b,
+            9,
+            payload=encode_lpp([(1, "temperature", -3.2), (2, "relative_humidity", 81.5)]),
+        ),
+        chirpstack(eui_c, 812, obj={"laeq": 61.2}),
+        (
+            f"cityhub/ingest/{sensor}",
+            json.dumps({"time": "2026-11-29T01:00:00Z", "noise": 55.5}).encode(),
+        ),
+        (
+            f"cityhub/ingest/{senml_dev}",
+            json.dumps(
+                [
+                    {
+                        "bn": f"urn:dev:{senml_dev}:",
+                        "bt": 1795914000,
+                        "n": "temperature",
+                        "u": "Cel",
+                        "v": 4.5,
+                    },
+                    {"n": "voltage", "u": "V", "v": 230.1},
+                ]
+            ).encode(),
+        ),
+    ]
+    await publish(messages)
+    want = 3 + 2 + 1 + 1 + 2
+
+    records = await read_topic(
+        hub.topics["observations"], until=lambda r: len(r) >= want, timeout=60
+    )
+    assert len(records) == want, hub.log_tail()
+    for record in records:
+        key = record.pop("_key")
+        assert key == record["device_id"]
+        assert errors("observation", record) == []
+
+    decoded = {r["quantity"]: r for r in by_device(records, "aq-decoded")}
+    assert decoded["temperature"]["value"] == 21.5
+    assert decoded["temperature"]["unit"] == "Cel"
+    assert decoded["relative_humidity"]["unit"] == "%RH"
+    assert decoded["pm2_5"]["unit"] == "ug/m3"
+    net = decoded["temperature"]["network"]
+    assert net["name"] == "tts"
+    assert net["f_cnt"] == 7
+    assert net["f_port"] == 1
+    assert net["application"] == "city-air"
+    assert [g["id"] for g in net["gateways"]] == ["townhall-gw", "library-gw"]
+    assert net["gateways"][0]["rssi"] == -61
+    assert decoded["temperature"]["dev_eui"] == eui_a
+    assert decoded["temperature"]["observed_at"].startswith("2026-11-29T01:00:00.1")
+
+    raw = {r["field"]: r for r in by_device(records, "aq-raw")}
+    assert raw["temperature_1"]["value"] == pytest.approx(-3.2)
+    assert raw["temperature_1"]["unit"] == "Cel"
+    assert raw["relative_humidity_2"]["value"] == pytest.approx(81.5)
+
+    noise = [r for r in records if r["dev_eui"] == eui_c]
+    assert [(r["quantity"], r["value"], r["unit"]) for r in noise] == [("sound_level", 61.2, "dB")]
+    assert noise[0]["network"]["name"] == "chirpstack"
+
+    (json_obs,) = by_device(records, sensor)
+    assert (json_obs["quantity"], json_obs["value"], json_obs["network"]["name"]) == (
+        "sound_level",
+        55.5,
+        "mqtt",
+    )
+
+    senml = {r["quantity"]: r for r in by_device(records, senml_dev)}
+    assert senml["temperature"]["value"] == 4.5
+    assert senml["temperature"]["observed_at"] == "2026-11-29T01:00:00.000Z"
+    assert senml["voltage"]["unit"] == "V"
+
+    assert len({r["event_id"] for r in records}) == want
+    assert hub.metric("cityhub_normaliser_observations_total") >= want
+
+
+async def test_bad_input_goes_to_dead_letters_with_reasons_and_neighbours_still_flow(
+    hub: Hub,
+) -> None:
+    eui = unique_eui()
+    device = f"bad-{eui[:6]}"
+    good_after = tts(device, eui, 3, decoded={"temperature": 12.0})
+    bad = {
+        "malformed_json": (f"v3/city-air@city/devices/{device}/up", b'{"end_device_ids": '),
+        "schema_mismatch": tts(device, eui, 1, decoded={"temperature": 1.0}, f_port="abc"),
+        "undecodable_payload": tts(device, eui, 2, payload=b"\x01\x67\x00"),
+        "oversize": (f"cityhub/ingest/{device}", b"[" + b"1," * 4000 + b"1]"),
+        "unknown_format": (f"cityhub/mystery/{device}", b"{}"),
+        "no_measurements": (
+            f"cityhub/ingest/{device}",
+            json.dumps({"status": {"nested": [1]}}).encode(),
+        ),
+    }
+    await publish([*bad.values(), good_after])
+
+    letters = await read_topic(
+        hub.topics["deadletter"],
+        until=lambda r: {x["reason"] for x in by_device(r, device) + by_device(r, eui)} >= set(bad),
+        timeout=60,
+    )
+    mine = by_device(letters, device) + by_device(letters, eui)
+    reasons = {x["reason"]: x for x in mine}
+    assert set(reasons) == set(bad), (reasons.keys(), hub.log_tail())
+    for letter in mine:
+        letter.pop("_key")
+        assert errors("deadletter", letter) == []
+        assert letter["detail"]
+    assert reasons["oversize"]["stage"] == "bridge"
+    assert reasons["oversize"]["truncated"] is True
+    assert reasons["oversize"]["size"] == len(bad["oversize"][1])
+    assert reasons["unknown_format"]["stage"] == "bridge"
+    assert reasons["malformed_json"]["stage"] == "normalise"
+    assert reasons["unknown_format"]["device"] is None
+    assert json.loads(reasons["undecodable_payload"]["payload"])["uplink_message"]["f_cnt"] == 2
+    assert reasons["malformed_json"]["payload"] == '{"end_device_ids": '
+    assert reasons["schema_mismatch"]["kafka_offset"] is not None
+
+    observations = await read_topic(
+        hub.topics["observations"], until=lambda r: bool(by_device(r, device)), timeout=30
+    )
+    assert [o["value"] for o in by_device(observations, device)] == [12.0]
+    assert hub.metric("cityhub_deadletters_total", stage="normalise", reason="malformed_json") >= 1
+    assert hub.metric("cityhub_bridge_deadletters_total", reason="oversize") >= 1
+
+
+async def test_a_duplicate_uplink_gives_one_set_of_observations(hub: Hub) -> None:
+    eui = unique_eui()
+    device = f"dup-{eui[:6]}"
+    cayenne = encode_lpp([(1, "temperature", 19.5)])
+    first = tts(device, eui, 42, payload=cayenne)
+    again = tts(device, eui, 42, payload=cayenne)  # heard through another gateway
+    via_chirpstack = chirpstack(eui, 42, payload=cayenne)  # and through the other network server
+    following = tts(device, eui, 43, payload=encode_lpp([(1, "temperature", 19.75)]))
+    before = hub.metric("cityhub_normaliser_duplicates_total")
+    await publish([first, again, via_chirpstack, following])
+
+    records = await read_topic(
+        hub.topics["observations"],
+        until=lambda r: any(o["network"]["f_cnt"] == 43 for o in r if o["dev_eui"] == eui),
+        timeout=60,
+    )
+    mine = [o for o in records if o["dev_eui"] == eui]
+    assert sorted(o["network"]["f_cnt"] for o in mine) == [42, 43]
+    assert hub.metric("cityhub_normaliser_duplicates_total") - before == 2
+
+
+async def test_metrics_and_health_are_served(hub: Hub) -> None:
+    text = hub.metrics()
+    for name in (
+        "cityhub_bridge_messages_received_total",
+        "cityhub_bridge_messages_written_total",
+        "cityhub_bridge_produce_latency_seconds_bucket",
+        "cityhub_bridge_inflight_messages",
+        "cityhub_bridge_backpressure_seconds_total",
+        "cityhub_normaliser_messages_total",
+        "cityhub_normalise_latency_seconds_bucket",
+        "cityhub_normaliser_duplicates_total",
+        "cityhub_deadletters_total",
+        "cityhub_consumer_lag_messages",
+    ):
+        assert name in text, name
+    body = json.loads(hub.get("/healthz"))
+    assert body == {"status": "ok", "components": {"bridge": True, "worker": True}}
