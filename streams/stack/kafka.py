@@ -140,18 +140,16 @@ async def ensure_jars(layout: StackLayout, deploy_dir: Path) -> None:
     )
 
 
-def write_configs(layout: StackLayout, settings: Settings, deploy_dir: Path) -> None:
-    """Render server.properties and log4j2.properties into the state dir (every start)."""
+def rendered_configs(layout: StackLayout, settings: Settings, deploy_dir: Path) -> dict[Path, str]:
+    """server.properties and log4j2.properties as the current settings make them."""
     server = render_server_properties(
         (deploy_dir / SERVER_PROPERTIES_TEMPLATE).read_text(),
         settings.stack,
         layout,
         num_partitions=settings.kafka.partitions,
     )
-    layout.kafka_server_properties.write_text(server)
-    layout.kafka_log4j2.write_text(
-        render_log4j2_properties((deploy_dir / LOG4J2_TEMPLATE).read_text())
-    )
+    log4j2 = render_log4j2_properties((deploy_dir / LOG4J2_TEMPLATE).read_text())
+    return {layout.kafka_server_properties: server, layout.kafka_log4j2: log4j2}
 
 
 async def ensure_formatted(layout: StackLayout, java: str) -> None:
@@ -184,7 +182,8 @@ async def start_kafka(layout: StackLayout, settings: Settings, deploy_dir: Path)
     for folder in (layout.kafka_dir, layout.kafka_data):
         folder.mkdir(parents=True, exist_ok=True)
     await ensure_jars(layout, deploy_dir)
-    write_configs(layout, settings, deploy_dir)
+    for path, text in rendered_configs(layout, settings, deploy_dir).items():
+        path.write_text(text)
     await ensure_formatted(layout, java)
     pid = start_detached(
         kafka_process(layout),

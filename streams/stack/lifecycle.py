@@ -44,10 +44,21 @@ class _Service:
     log_file: Path
     probe: Callable[[float], Awaitable[str]]
     log_tail: Callable[[], str]
+    configs: Callable[[], dict[Path, str]]
+    """The config files as the current settings would write them."""
 
 
-def _services(settings: Settings, layout: StackLayout) -> tuple[_Service, _Service]:
+def _services(
+    settings: Settings, layout: StackLayout, deploy_dir: Path | None
+) -> tuple[_Service, _Service]:
     stack = settings.stack
+
+    def kafka_configs() -> dict[Path, str]:
+        return {} if deploy_dir is None else kafka.rendered_configs(layout, settings, deploy_dir)
+
+    def mosquitto_configs() -> dict[Path, str]:
+        return {} if deploy_dir is None else mosquitto.rendered_configs(layout, stack, deploy_dir)
+
     kafka_address = kafka.kafka_address(stack)
     return (
         _Service(
@@ -58,6 +69,7 @@ def _services(settings: Settings, layout: StackLayout) -> tuple[_Service, _Servi
             log_file=layout.kafka_log,
             probe=lambda within_s: probe_kafka(kafka_address, within_s=within_s),
             log_tail=lambda: kafka.kafka_log_tail(layout),
+            configs=kafka_configs,
         ),
         _Service(
             name=mosquitto.NAME,
@@ -67,6 +79,7 @@ def _services(settings: Settings, layout: StackLayout) -> tuple[_Service, _Servi
             log_file=layout.mosquitto_log,
             probe=lambda within_s: probe_mqtt("127.0.0.1", stack.mqtt_port, within_s=within_s),
             log_tail=lambda: mosquitto.mosquitto_log_tail(layout),
+            configs=mosquitto_configs,
         ),
     )
 
@@ -85,6 +98,13 @@ async def _locked(layout: StackLayout) -> AsyncIterator[None]:
             yield
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _differs(path: Path, text: str) -> bool:
+    try:
+        return path.read_text() != text
+    except FileNotFoundError:
+        return True
 
 
 def _busy_ports(service: _Service) -> list[int]:
@@ -109,6 +129,14 @@ async def _bring_up(
         started = True
     else:
         log.info("%s: already running (pid %d)", service.name, pid)
+        stale = [path.name for path, text in service.configs().items() if _differs(path, text)]
+        if stale:
+            log.warning(
+                "%s: runs with an older %s than the current settings make; "
+                "`cityhub stack down` then `up` to apply them",
+                service.name,
+                " and ".join(stale),
+            )
 
     running_pid = pid
 
@@ -154,7 +182,7 @@ async def stack_up(settings: Settings) -> StackStatus:
     stack = settings.stack
     layout = StackLayout.under(stack.state_dir)
     deploy_dir = find_deploy_dir(stack.deploy_dir)
-    kafka_service, mosquitto_service = _services(settings, layout)
+    kafka_service, mosquitto_service = _services(settings, layout, deploy_dir)
     began = time.monotonic()
 
     async def start_kafka() -> int:
@@ -197,7 +225,7 @@ async def stack_down(settings: Settings, purge: bool = False) -> None:
     if not layout.root.exists():
         log.info("nothing to stop: no state dir at %s", layout.root)
         return
-    services = _services(settings, layout)
+    services = _services(settings, layout, None)
     async with _locked(layout):
         stopped = await asyncio.gather(
             *(stop(service.process, grace_s=stack.stop_timeout_seconds) for service in services)
@@ -250,5 +278,5 @@ async def stack_status(settings: Settings) -> StackStatus:
     """For each broker: is our process running, and does it serve a real round trip now."""
     layout = StackLayout.under(settings.stack.state_dir)
     with quiet_client_logs():
-        statuses = await asyncio.gather(*(_observe(s) for s in _services(settings, layout)))
+        statuses = await asyncio.gather(*(_observe(s) for s in _services(settings, layout, None)))
     return StackStatus(services=tuple(statuses), state_dir=layout.root)

@@ -53,19 +53,22 @@ def _current_user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def write_config(layout: StackLayout, stack: StackSettings, deploy_dir: Path) -> None:
-    """Render mosquitto.conf into the state dir (every start)."""
+def rendered_configs(
+    layout: StackLayout, stack: StackSettings, deploy_dir: Path
+) -> dict[Path, str]:
+    """mosquitto.conf as the current settings make it."""
     conf = render_mosquitto_conf(
         (deploy_dir / MOSQUITTO_CONF_TEMPLATE).read_text(), stack, layout, user=_current_user()
     )
-    layout.mosquitto_conf.write_text(conf)
+    return {layout.mosquitto_conf: conf}
 
 
 def start_mosquitto(layout: StackLayout, stack: StackSettings, deploy_dir: Path) -> int:
     """Write the config and start the broker detached; return its pid."""
     binary = mosquitto_binary(stack.mosquitto_bin)
     layout.mosquitto_persistence.mkdir(parents=True, exist_ok=True)
-    write_config(layout, stack, deploy_dir)
+    for path, text in rendered_configs(layout, stack, deploy_dir).items():
+        path.write_text(text)
     # Not `-d`: mosquitto's own daemonising would hide start-up errors (a bad option, a busy
     # port) that it prints before its log file is open; start_detached keeps them in a file.
     pid = start_detached(

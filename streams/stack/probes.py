@@ -74,6 +74,13 @@ def quiet_client_logs() -> Iterator[None]:
             _saved_levels.clear()
 
 
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    # aiokafka's errors already start with their class name; do not say it twice.
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
 async def probe_kafka(bootstrap: str, *, within_s: float) -> str:
     """Create the health topic if needed, produce one record and consume it back.
 
@@ -136,7 +143,7 @@ async def probe_kafka(bootstrap: str, *, within_s: float) -> str:
     except NotServingError:
         raise
     except Exception as exc:  # any client error means "not serving"; the message says which
-        raise NotServingError(f"{type(exc).__name__}: {exc}") from exc
+        raise NotServingError(_describe(exc)) from exc
     if record.value != token:
         raise NotServingError(
             f"read back {record.value!r} at offset {sent.offset}, expected {token!r}"
@@ -178,7 +185,7 @@ async def probe_mqtt(host: str, port: int, *, within_s: float) -> str:
     except NotServingError:
         raise
     except Exception as exc:  # aiomqtt.MqttError and socket errors alike mean "not serving"
-        raise NotServingError(f"{type(exc).__name__}: {exc}") from exc
+        raise NotServingError(_describe(exc)) from exc
     elapsed_ms = (time.monotonic() - started) * 1000
     return f"QoS 1 publish+receive in {elapsed_ms:.0f} ms"
 

@@ -17,6 +17,7 @@ import aiomqtt
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from cityhub.schemas.settings import Settings, StackSettings
 from cityhub.streams.stack import StackStatus, stack_down, stack_status, stack_up
 

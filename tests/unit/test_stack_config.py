@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import StackSettings
 from cityhub.streams.stack import ServiceStatus, StackStatus
