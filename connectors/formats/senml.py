@@ -78,11 +78,15 @@ def _quantity_of(field: str) -> tuple[str, str | None]:
     return found if found is not None else (field, None)
 
 
-def _time(total: float, received_at: float, path: str) -> str:
+def _time(total: float, received_at: float, path: str, seen: dict[float, str]) -> str:
     ts = received_at + total if total < _RELATIVE_BELOW else total
-    if not 0 <= ts <= _MAX_EPOCH:
-        raise mismatch(f"{path}.t", "a time between 1970 and 9999", total)
-    return rfc3339(ts)
+    text = seen.get(ts)
+    if text is None:
+        if not 0 <= ts <= _MAX_EPOCH:
+            raise mismatch(f"{path}.t", "a time between 1970 and 9999", total)
+        # Records of one pack share few times; formatting one costs more than the rest.
+        text = seen[ts] = rfc3339(ts)
+    return text
 
 
 def resolve_senml(records: Any, received_at: float) -> list[Measurement]:
@@ -99,6 +103,7 @@ def resolve_senml(records: Any, received_at: float) -> list[Measurement]:
     bu: str | None = None
     bv: float = 0.0
     bs: float = 0.0
+    times: dict[float, str] = {}
     for i, record in enumerate(records):
         path = f"[{i}]"
         if type(record) is not dict:
@@ -128,7 +133,7 @@ def resolve_senml(records: Any, received_at: float) -> list[Measurement]:
         if not name:
             raise SchemaMismatch(f"{path}: the record has no name (neither bn nor n)")
         t = _number(record, "t", path)
-        observed_at = _time(bt + (t or 0), received_at, path)
+        observed_at = _time(bt + (t or 0), received_at, path, times)
         unit = _string(record, "u", path) or bu
 
         value: float | int | bool | str | None
