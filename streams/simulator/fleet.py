@@ -8,6 +8,7 @@ sequence of calls.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import uuid
@@ -149,6 +150,11 @@ _NAMESPACE: Final = uuid.UUID("0b8e3c52-31a4-4c1e-9a0f-2a7d1c6b5e90")
 """For the deterministic UUIDs that ChirpStack gives tenants, applications and profiles."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _stable_uuid(name: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, name))
+
+
 @dataclass(frozen=True, slots=True)
 class Gateway:
     """A LoRaWAN gateway on a roof in the city."""
@@ -208,15 +214,18 @@ class Device:
 
     @property
     def chirpstack_tenant_id(self) -> str:
-        return str(uuid.uuid5(_NAMESPACE, f"tenant/{CHIRPSTACK_TENANT}"))
+        """The ChirpStack tenant's UUID (one tenant for the whole city)."""
+        return _stable_uuid(f"tenant/{CHIRPSTACK_TENANT}")
 
     @property
     def chirpstack_application_id(self) -> str:
-        return str(uuid.uuid5(_NAMESPACE, f"application/{self.application}"))
+        """The ChirpStack application's UUID, fixed by the application's name."""
+        return _stable_uuid(f"application/{self.application}")
 
     @property
     def chirpstack_device_profile_id(self) -> str:
-        return str(uuid.uuid5(_NAMESPACE, f"device-profile/{self.kind}/{self.decoded}"))
+        """The ChirpStack device profile's UUID: one per kind, with or without a codec."""
+        return _stable_uuid(f"device-profile/{self.kind}/{self.decoded}")
 
 
 @dataclass(frozen=True, slots=True)

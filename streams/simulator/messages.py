@@ -20,6 +20,7 @@ different gateways, signal and ids, received a little later.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import random
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+
 from cityhub.connectors.decoders.cayenne import encode_lpp
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.simulator.fleet import (
@@ -79,12 +81,15 @@ def lpp_payload(readings: Mapping[str, Reading]) -> bytes:
     return encode_lpp(lpp_items(readings))
 
 
+@functools.lru_cache(maxsize=256)
+def _whole_second(sec: int) -> str:
+    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def _nanos(ts: float, suffix: str = "Z") -> str:
     """RFC 3339 UTC with nine fractional digits, as Go and Rust network servers print it."""
-    ns = round(ts * 1e9)
-    sec, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{frac:09d}{suffix}"
+    sec, frac = divmod(round(ts * 1e9), 1_000_000_000)
+    return f"{_whole_second(sec)}.{frac:09d}{suffix}"
 
 
 def _ulid(rng: random.Random, ts: float) -> str:

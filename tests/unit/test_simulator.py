@@ -9,7 +9,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+
 from cityhub.connectors.decoders.cayenne import decode_lpp
+from cityhub.connectors.formats import get_format
 from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.simulator import (
     QUANTITIES,
@@ -412,3 +414,28 @@ def _frame_payload(m: Any) -> tuple[int | None, str]:
 def test_duplicate_ratio_is_bounded() -> None:
     with pytest.raises(ValueError, match="duplicate_ratio"):
         Traffic(build_fleet(2), duplicate_ratio=1.5)
+
+
+# --- contract with the ingest formats ------------------------------------------------------
+
+_FORMAT_NAMES = {
+    Format.TTS: "tts-v3",
+    Format.CHIRPSTACK: "chirpstack-v4",
+    Format.SENML: "cityhub-json",
+    Format.JSON: "cityhub-json",
+}
+
+
+def test_every_simulated_message_parses_with_the_hub_formats() -> None:
+    traffic = Traffic(build_fleet(200, seed=9), seed=9, duplicate_ratio=0.1)
+    seen: Counter[Format] = Counter()
+    for i in range(1000):
+        m = traffic.next_message(NOW + i)
+        fmt = get_format(_FORMAT_NAMES[m.format])
+        uplink = fmt.parse(m.topic, m.payload, NOW + i + 0.5)
+        assert fmt.partition_key(m.topic, m.payload)
+        if m.format.lorawan:
+            assert uplink.f_cnt == m.f_cnt
+            assert uplink.gateways
+        seen[m.format] += 1
+    assert set(seen) == set(Format)
