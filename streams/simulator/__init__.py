@@ -1,7 +1,8 @@
-"""Simulated city devices: a seeded fleet and the messages its uplinks become.
+"""Simulated city devices: a seeded fleet, the messages its uplinks become, and a publisher.
 
-``build_fleet``, ``FleetSimulator``, ``Traffic`` and the message functions are pure, for tests
-that need realistic uplinks without a broker.
+``simulate(settings, devices, rate, ...)`` publishes them to the MQTT broker at a fixed rate
+(the ``cityhub simulate`` command); ``build_fleet``, ``FleetSimulator``, ``Traffic`` and the
+message functions are pure, for tests that need realistic uplinks without a broker.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cityhub.streams.simulator.messages import (
     senml_message,
     tts_uplink,
 )
+from cityhub.streams.simulator.publisher import SimulationReport, simulate
 from cityhub.streams.simulator.traffic import Outgoing, Traffic
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "Gateway",
     "Kind",
     "Outgoing",
+    "SimulationReport",
     "Traffic",
     "build_fleet",
     "chirpstack_uplink",
@@ -46,5 +49,6 @@ __all__ = [
     "lpp_payload",
     "render",
     "senml_message",
+    "simulate",
     "tts_uplink",
 ]
