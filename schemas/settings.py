@@ -75,6 +75,10 @@ class WorkerSettings(_Section):
     commit_interval_seconds: float = Field(default=0.2, gt=0)
     """Outputs are published and the input offset committed together at this interval."""
     data_dir: Path = Path(".cityhub/worker")
+    session_timeout_seconds: float = Field(default=10.0, ge=6.0)
+    """How long Kafka waits for a silent worker before giving its partitions to others. Short, so
+    that a killed worker's partitions move on in seconds (faust's default is a minute); at least
+    the broker's group.min.session.timeout.ms (6 s)."""
 
 
 class HttpSettings(_Section):

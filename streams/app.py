@@ -35,6 +35,8 @@ def create_app(settings: Settings) -> faust.App:
         stream_publish_on_commit=True,
         broker_commit_interval=settings.worker.commit_interval_seconds,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker.session_timeout_seconds,
+        broker_heartbeat_interval=settings.worker.session_timeout_seconds / 4,
         processing_guarantee="at_least_once",
         datadir=str(settings.worker.data_dir),
     )

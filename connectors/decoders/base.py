@@ -11,5 +11,4 @@ class PayloadDecoder(Protocol):
 
     name: str
 
-    def decode(self, payload: bytes, f_port: int | None) -> dict[str, Any]:
-        ...
+    def decode(self, payload: bytes, f_port: int | None) -> dict[str, Any]: ...

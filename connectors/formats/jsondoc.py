@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
+
 from cityhub.schemas.errors import MalformedJSON, SchemaMismatch
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339, rfc3339_from_datetime
 

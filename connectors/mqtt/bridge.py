@@ -36,6 +36,8 @@ log = logging.getLogger("cityhub.bridge")
 
 SOURCE = metrics.CONNECTOR
 STAGE = "bridge"
+PRODUCER_BLOCKED_SECONDS = 0.001
+"""A hand-over to the producer that takes longer than this waited for buffer space."""
 
 
 class RecordSink(Protocol):
@@ -140,20 +142,27 @@ class MqttBridge:
     async def _consume(self, state: _SessionState) -> None:
         slots = state.slots
         async for message in state.session.messages:
-            if slots.locked():
-                self._m_bp_events.inc()
-                waited = time.perf_counter()
-                await slots.acquire()
-                self._m_bp_seconds.inc(time.perf_counter() - waited)
-            else:
-                await slots.acquire()
+            # Only QoS 0 messages can get here with every slot taken: the broker sends no more
+            # QoS 1/2 messages than our Receive Maximum, which equals the number of slots.
+            await slots.acquire()
             self._m_queued.set(state.session.queued)
             pending = state.acks.received(message.mid, message.qos)
             state.inflight += 1
             self._m_inflight.set(state.inflight)
+            if state.inflight == self._max_inflight:
+                # At the limit the bridge takes nothing more until Kafka confirms a write.
+                state.saturated_since = time.perf_counter()
+                self._m_bp_events.inc()
             try:
                 fmt_name, topic, value, key = self._to_record(message)
+                handed_over = time.perf_counter()
                 delivery = await self._sink.send(topic, value, key)
+                blocked = time.perf_counter() - handed_over
+                if blocked > PRODUCER_BLOCKED_SECONDS:
+                    # The producer's own buffer is full (a partition's batches wait for Kafka):
+                    # that is backpressure too, before our in-flight limit is reached.
+                    self._m_bp_events.inc()
+                    self._m_bp_seconds.inc(blocked)
             except Exception as exc:
                 # The producer refused the record outright (closed, too large after all):
                 # leave the message unacked and restart the session.
@@ -229,6 +238,9 @@ class MqttBridge:
         return fmt
 
     def _release(self, state: _SessionState) -> None:
+        if state.saturated_since is not None:
+            self._m_bp_seconds.inc(time.perf_counter() - state.saturated_since)
+            state.saturated_since = None
         state.inflight -= 1
         state.slots.release()
         if state.inflight == 0:
@@ -271,13 +283,14 @@ class _SessionState:
     """What belongs to one MQTT session: its in-flight slots, ack order and failure. A late
     Kafka confirmation of an old session touches only that session's state."""
 
-    __slots__ = ("acks", "failed", "idle", "inflight", "session", "slots")
+    __slots__ = ("acks", "failed", "idle", "inflight", "saturated_since", "session", "slots")
 
     def __init__(self, session: ManualAckSession, max_inflight: int) -> None:
         self.session = session
         self.acks = AckSequencer()
         self.slots = asyncio.Semaphore(max_inflight)
         self.inflight = 0
+        self.saturated_since: float | None = None
         self.idle = asyncio.Event()
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

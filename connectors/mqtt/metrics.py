@@ -39,12 +39,13 @@ INFLIGHT_LIMIT = Gauge(
 )
 BACKPRESSURE_SECONDS = Counter(
     "cityhub_bridge_backpressure_seconds_total",
-    "Time the bridge spent not taking messages because the in-flight limit was reached.",
+    "Time the bridge spent not taking messages: at its in-flight limit, or waiting for room "
+    "in the Kafka producer's buffer.",
     ["connector"],
 )
 BACKPRESSURE_EVENTS = Counter(
     "cityhub_bridge_backpressure_events_total",
-    "Times the bridge hit its in-flight limit and had to wait for Kafka.",
+    "Times the bridge reached its in-flight limit or found the producer's buffer full.",
     ["connector"],
 )
 QUEUED = Gauge(

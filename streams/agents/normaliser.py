@@ -44,8 +44,8 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
     frames = app.Table(
         "duplicate-frames",
         partitions=settings.kafka.partitions,
-        key_type=str,
-        value_type=dict,  # JSON, faust's default table serialisation
+        # No key/value types: keys and values are plain JSON (faust's default table codec);
+        # a value_type would make recovery look for a faust Record's from_data.
         help="Recent frames per device, to drop duplicate uplinks.",
     )
     window = settings.worker.duplicate_window_seconds

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+
 from cityhub.connectors.decoders import decoder_names, get_decoder, register_decoder
 from cityhub.connectors.decoders.base import PayloadDecoder
 from cityhub.connectors.decoders.cayenne import TYPE_KEYS, decode_lpp, encode_lpp

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from cityhub.connectors.formats import format_names, get_format, register_format
 from cityhub.connectors.formats.base import Uplink
 from cityhub.connectors.formats.cityhub_json import CityhubJsonFormat

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat
 from cityhub.connectors.formats.tts import TtsV3Format

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import pytest
+
 from cityhub.connectors.decoders.cayenne import decode_lpp, encode_lpp
 from cityhub.connectors.formats.base import Measurement
 from cityhub.connectors.measurements import (

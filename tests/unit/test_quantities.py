@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from cityhub.connectors.decoders.cayenne import TYPE_KEYS
 from cityhub.schemas.quantities import ALIASES, QUANTITIES, lookup, unit_of
 
