@@ -20,6 +20,7 @@ def create_producer(settings: KafkaSettings, *, client_id: str) -> AIOKafkaProdu
         acks="all",
         enable_idempotence=True,
         linger_ms=settings.linger_ms,
+        max_batch_size=settings.max_batch_bytes,
         max_request_size=settings.max_message_bytes,
         request_timeout_ms=30_000,
     )

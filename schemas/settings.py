@@ -25,6 +25,10 @@ class KafkaSettings(_Section):
     the load."""
     replication_factor: int = Field(default=1, ge=1)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Largest batch the producer builds per partition. aiokafka sends one request at a time per
+    broker, so the batch size, not the in-flight limit, bounds how much one round trip carries
+    (aiokafka's 16 KiB default held the bridge to a third of its rate)."""
     linger_ms: int = Field(default=5, ge=0)
     """How long the producer waits to fill a batch: more throughput for a little latency."""
 

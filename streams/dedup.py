@@ -31,15 +31,19 @@ def check_duplicate(
     max_frames: int = MAX_FRAMES_PER_DEVICE,
 ) -> tuple[bool, DeviceFrames]:
     """Whether the record at ``offset`` with frame ``key`` duplicates an earlier one, and the
-    device's state to store back. Frames older than ``window`` seconds are forgotten; at most
-    ``max_frames`` are kept (the oldest go first)."""
+    device's state to store back (a new mapping; ``frames`` is not changed). Frames older than
+    ``window`` seconds are forgotten; at most ``max_frames`` are kept (the oldest go first)."""
     horizon = now - window
-    kept: DeviceFrames = {k: v for k, v in (frames or {}).items() if v[0] >= horizon}
-    seen = kept.get(key)
-    if seen is not None:
-        return int(seen[1]) != offset, kept
-    kept[key] = [now, float(offset)]
-    if len(kept) > max_frames:
-        for old in sorted(kept, key=lambda k: kept[k][0])[: len(kept) - max_frames]:
-            del kept[old]
-    return False, kept
+    state: DeviceFrames = dict(frames) if frames else {}
+    seen = state.get(key)
+    if seen is not None and seen[0] >= horizon:
+        return int(seen[1]) != offset, state
+    state.pop(key, None)
+    state[key] = [now, float(offset)]
+    # Entries go in in arrival order, so the expired and the surplus ones are at the front.
+    for old in list(state):
+        first_seen = state[old][0]
+        if first_seen >= horizon and len(state) <= max_frames:
+            break
+        del state[old]
+    return False, state

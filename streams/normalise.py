@@ -16,18 +16,32 @@ from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat, Measurement, Uplink
 from cityhub.connectors.measurements import measurements_from_fields
 from cityhub.schemas.envelope import RawEnvelope
-from cityhub.schemas.errors import NoMeasurements
+from cityhub.schemas.errors import InvalidEnvelope, NoMeasurements
 from cityhub.schemas.observation import NetworkMeta, Observation, event_id
 from cityhub.schemas.timefmt import parse_rfc3339
 
 DEFAULT_DECODER = "cayenne-lpp"
 
 
+def received_seconds(envelope: RawEnvelope) -> float:
+    """The envelope's receive time in seconds since the epoch; raises InvalidEnvelope if it is
+    not an RFC 3339 time."""
+    try:
+        return parse_rfc3339(envelope.received_at).timestamp()
+    except ValueError:
+        raise InvalidEnvelope(
+            f"raw envelope received_at {envelope.received_at!r} is not an RFC 3339 time"
+        ) from None
+
+
 def parse_envelope(
-    envelope: RawEnvelope, *, formats: Callable[[str], IngestFormat] = get_format
+    envelope: RawEnvelope,
+    received: float,
+    *,
+    formats: Callable[[str], IngestFormat] = get_format,
 ) -> Uplink:
-    """Parse the envelope's payload with its format; raises a ``MessageError`` saying why not."""
-    received = parse_rfc3339(envelope.received_at).timestamp()
+    """Parse the envelope's payload with its format (``received`` from
+    :func:`received_seconds`); raises a ``MessageError`` saying why not."""
     return formats(envelope.format).parse(envelope.topic, envelope.payload, received)
 
 

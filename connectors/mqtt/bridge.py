@@ -76,6 +76,7 @@ class MqttBridge:
         self._max_inflight = settings.bridge.max_inflight
         self._max_payload = settings.bridge.max_payload_bytes
         self._current: ManualAckSession | None = None
+        self._clock: tuple[int, str] = (0, "")
         self._m_written: dict[tuple[str, str], Any] = {}
         self._m_received: dict[str, Any] = {}
         self._subscribed = asyncio.Event()
@@ -141,7 +142,7 @@ class MqttBridge:
 
     async def _consume(self, state: _SessionState) -> None:
         slots = state.slots
-        async for message in state.session.messages:
+        async for message in state.session.messages():
             # Only QoS 0 messages can get here with every slot taken: the broker sends no more
             # QoS 1/2 messages than our Receive Maximum, which equals the number of slots.
             await slots.acquire()
@@ -178,7 +179,7 @@ class MqttBridge:
         letter when the bridge already knows the message cannot be processed."""
         topic = message.topic.value
         payload = message.payload  # paho hands over the PUBLISH payload as bytes
-        now = rfc3339(time.time())
+        now = self._now()
         subscription = self._router.route(topic)
         fmt = self._format(subscription.format) if subscription else None
         fmt_name = subscription.format if subscription else "unknown"
@@ -223,6 +224,13 @@ class MqttBridge:
             payload=payload,
         )
         return fmt_name, self._topics.raw, envelope.to_json(), key.encode()
+
+    def _now(self) -> str:
+        """The receive time, RFC 3339; formatted once per millisecond, not once per message."""
+        ms = int(time.time() * 1000)
+        if ms != self._clock[0]:
+            self._clock = (ms, rfc3339(ms / 1000))
+        return self._clock[1]
 
     def _format(self, name: str) -> IngestFormat | None:
         try:

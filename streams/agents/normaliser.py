@@ -18,7 +18,7 @@ from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError, Reason
 from cityhub.schemas.settings import Settings
-from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
+from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import Topics
 from cityhub.streams import metrics
 from cityhub.streams.dedup import check_duplicate
@@ -27,6 +27,7 @@ from cityhub.streams.normalise import (
     identity,
     observations_from_uplink,
     parse_envelope,
+    received_seconds,
 )
 
 log = logging.getLogger("cityhub.normaliser")
@@ -86,8 +87,8 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
                 envelope = RawEnvelope.from_json(value)
                 fmt = envelope.format
                 metrics.MESSAGES_IN.labels(fmt).inc()
-                uplink = parse_envelope(envelope)
-                received = parse_rfc3339(envelope.received_at).timestamp()
+                received = received_seconds(envelope)
+                uplink = parse_envelope(envelope, received)
                 frame = duplicate_key(uplink)
                 if frame is not None:
                     device = identity(uplink)

@@ -4,6 +4,7 @@ Kafka reading. Everything talks to loopback only."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -20,6 +21,9 @@ from typing import Any
 
 import aiomqtt
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from cityhub.connectors.mqtt.session import end_session
+from cityhub.schemas.settings import MqttSettings
 
 BOOTSTRAP = os.environ.get("CITYHUB_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MQTT_HOST = "127.0.0.1"
@@ -127,12 +131,20 @@ class Hub:
             self.proc.wait(10)
 
     def stop(self) -> None:
+        """Stop the process, and end its MQTT session so the broker stops queueing for it."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.command in {"run", "bridge"}:
+            settings = MqttSettings(
+                host=MQTT_HOST, port=MQTT_PORT, client_id=f"{self.prefix}-bridge"
+            )
+            # stop() is called from sync fixtures and from async tests alike: a thread of its own.
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, end_session(settings)).result(timeout=30)
 
 
 async def publish(
