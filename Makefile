@@ -6,23 +6,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINKED := $(VENV)/.linked
 CITYHUB := $(BIN)/cityhub
 
 .PHONY: run test setup lint typecheck unit integration bench stack-up stack-down clean
 
-$(STAMP): pyproject.toml
-	@command -v java >/dev/null || { echo "java (17+) is needed: apt-get install -y openjdk-17-jre-headless"; exit 1; }
-	@command -v mvn >/dev/null || { echo "maven is needed: apt-get install -y maven"; exit 1; }
-	@command -v mosquitto >/dev/null || command -v /usr/sbin/mosquitto >/dev/null || { \
-	  echo "installing mosquitto from Debian"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; }
+PY_SOURCES := $(shell find schemas connectors streams -name '*.py' 2>/dev/null)
+
+# Dependencies: reinstalled when pyproject.toml changes.
+$(STAMP): pyproject.toml deploy/system-deps.sh
+	bash deploy/system-deps.sh
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The strict editable install links each module; a new module needs linking again.
+$(LINKED): $(STAMP) $(PY_SOURCES)
+	$(BIN)/pip install -q -e . --no-deps --config-settings editable_mode=strict
+	touch $(LINKED)
+
+setup: $(LINKED)
 
 stack-up: setup
 	$(CITYHUB) stack up
@@ -50,7 +54,7 @@ test: stack-up lint typecheck
 	$(BIN)/pytest -q
 
 bench: stack-up
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 clean: stack-down
 	rm -rf $(VENV) .cityhub build dist *.egg-info
