@@ -41,3 +41,4 @@ def test_built_wheel_contains_every_module_and_the_schemas(tmp_path):
             assert "/".join([*package.split("."), *rel.parts]) in names, source
     for schema in ("raw-envelope", "observation", "deadletter"):
         assert f"cityhub/schemas/json/{schema}.schema.json" in names
+    assert "cityhub/schemas/asyncapi.yaml" in names

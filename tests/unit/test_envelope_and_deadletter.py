@@ -96,3 +96,14 @@ def test_every_reason_is_allowed_by_the_dead_letter_schema():
     assert set(load_schema("deadletter")["properties"]["reason"]["enum"]) == {
         r.value for r in Reason
     }
+
+
+def test_asyncapi_document_names_every_topic_and_schema():
+    from importlib.resources import files
+
+    text = files("cityhub.schemas").joinpath("asyncapi.yaml").read_text()
+    for topic in ("cityhub.raw", "cityhub.observations", "cityhub.deadletter"):
+        assert f"address: {topic}" in text
+    for schema in ("raw-envelope", "observation", "deadletter"):
+        assert f"./json/{schema}.schema.json" in text
+        assert files("cityhub.schemas").joinpath(f"json/{schema}.schema.json").is_file()
