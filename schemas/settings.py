@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+ENVELOPE_OVERHEAD_BYTES = 70_000
+"""Room for an envelope's fields around its payload: the MQTT topic alone may be 64 KiB."""
 
 
 class _Section(BaseModel):
@@ -124,3 +128,17 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     stack: StackSettings = StackSettings()
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _envelopes_fit_in_kafka(self) -> Settings:
+        # A payload the bridge accepts must fit in a Kafka record once it is wrapped in an
+        # envelope (base64 adds a third; the MQTT topic may take up to 64 KiB). Otherwise Kafka
+        # would refuse the same message on every redelivery.
+        largest = self.bridge.max_payload_bytes * 4 // 3 + ENVELOPE_OVERHEAD_BYTES
+        if largest > self.kafka.max_message_bytes:
+            raise ValueError(
+                f"bridge.max_payload_bytes={self.bridge.max_payload_bytes} makes envelopes of up "
+                f"to {largest} bytes, more than kafka.max_message_bytes="
+                f"{self.kafka.max_message_bytes}; lower the one or raise the other"
+            )
+        return self

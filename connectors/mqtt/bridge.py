@@ -156,6 +156,12 @@ class MqttBridge:
                 self._m_bp_events.inc()
             try:
                 fmt_name, topic, value, key = self._to_record(message)
+            except Exception as exc:
+                # A bug in a format's partition_key must not turn one message into a poison
+                # pill that is redelivered for ever: dead-letter it instead.
+                log.exception("building the record for %s failed", message.topic)
+                fmt_name, topic, value, key = self._internal_error(message, exc)
+            try:
                 handed_over = time.perf_counter()
                 delivery = await self._sink.send(topic, value, key)
                 blocked = time.perf_counter() - handed_over
@@ -224,6 +230,25 @@ class MqttBridge:
             payload=payload,
         )
         return fmt_name, self._topics.raw, envelope.to_json(), key.encode()
+
+    def _internal_error(
+        self, message: aiomqtt.Message, exc: Exception
+    ) -> tuple[str, str, bytes, bytes]:
+        topic = str(message.topic)
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        metrics.DEADLETTERS.labels(SOURCE, Reason.INTERNAL_ERROR.value).inc()
+        now = self._now()
+        letter = DeadLetter.of(
+            stage=STAGE,
+            reason=Reason.INTERNAL_ERROR,
+            detail=f"the bridge failed on this message: {exc!r}",
+            failed_at=now,
+            payload=payload,
+            max_payload_bytes=self._max_payload,
+            source_topic=topic,
+            received_at=now,
+        )
+        return "unknown", self._topics.deadletter, letter.to_json(), topic.encode()
 
     def _now(self) -> str:
         """The receive time, RFC 3339; formatted once per millisecond, not once per message."""

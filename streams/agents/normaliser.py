@@ -90,8 +90,9 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
                 received = received_seconds(envelope)
                 uplink = parse_envelope(envelope, received)
                 frame = duplicate_key(uplink)
+                device = identity(uplink)
+                state = None
                 if frame is not None:
-                    device = identity(uplink)
                     duplicate, state = check_duplicate(
                         frames.get(device),
                         frame,
@@ -102,8 +103,12 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
                     if duplicate:
                         metrics.DUPLICATES.labels(uplink.network).inc()
                         continue
-                    frames[device] = state
                 produced = observations_from_uplink(uplink, envelope)
+                # Remember the frame only once it gave observations: if this copy cannot be
+                # decoded (say, raw bytes for an unknown decoder), a copy through the other
+                # network server with decoded fields must still get through.
+                if state is not None:
+                    frames[device] = state
             except MessageError as exc:
                 await dead_letter(value, event.key, message, exc.reason, exc.detail)
                 continue

@@ -1,0 +1,163 @@
+"""The bridge's logic with test doubles: a scripted MQTT session and a sink whose writes the
+test confirms by hand. The same behaviour on the real brokers: tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from cityhub.connectors.mqtt.bridge import MqttBridge
+from cityhub.schemas.settings import BridgeSettings, MqttSubscription, Settings
+
+
+class ScriptedSession:
+    """Hands the bridge a fixed list of messages, then waits; records acks."""
+
+    def __init__(self, messages: list[aiomqtt.Message]) -> None:
+        self._messages = messages
+        self.acked: list[int] = []
+        self.subscribed: list[str] = []
+        self.queued = 0
+
+    async def __aenter__(self) -> ScriptedSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def subscribe(self, subscription: MqttSubscription) -> None:
+        self.subscribed.append(subscription.filter)
+
+    async def messages(self) -> AsyncIterator[aiomqtt.Message]:
+        for message in self._messages:
+            yield message
+        await asyncio.Event().wait()
+
+    def ack(self, mid: int, qos: int) -> bool:
+        self.acked.append(mid)
+        return True
+
+
+class HeldSink:
+    """Accepts records and confirms them only when the test says so."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, bytes]] = []
+        self.deliveries: list[asyncio.Future[Any]] = []
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
+        assert value is not None
+        assert key is not None
+        self.records.append((topic, value, key))
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.deliveries.append(delivery)
+        return delivery
+
+
+def message(mid: int, topic: str, payload: bytes) -> aiomqtt.Message:
+    return aiomqtt.Message(topic, payload, qos=1, retain=False, mid=mid, properties=None)
+
+
+def uplink(device: str) -> bytes:
+    return json.dumps({"time": "2026-11-29T01:00:00Z", "temperature": 1.5}).encode()
+
+
+async def run_bridge(
+    messages: list[aiomqtt.Message], settings: Settings | None = None
+) -> tuple[MqttBridge, ScriptedSession, HeldSink, asyncio.Task[None]]:
+    session = ScriptedSession(messages)
+    sink = HeldSink()
+    bridge = MqttBridge(settings or Settings(), sink, session_factory=lambda: session)  # type: ignore[arg-type,return-value]
+    task = asyncio.create_task(bridge.run())
+    for _ in range(100):
+        if len(sink.records) == len(messages):
+            break
+        await asyncio.sleep(0.01)
+    return bridge, session, sink, task
+
+
+async def stop(task: asyncio.Task[None], sink: HeldSink) -> None:
+    for delivery in sink.deliveries:  # else shutdown waits for them (10 s) before it gives up
+        if not delivery.done():
+            delivery.set_result(None)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_acks_follow_kafka_confirmations_in_arrival_order() -> None:
+    msgs = [message(i, f"cityhub/ingest/dev-{i}", uplink(f"dev-{i}")) for i in (1, 2, 3)]
+    _, session, sink, task = await run_bridge(msgs)
+    assert [r[0] for r in sink.records] == ["cityhub.raw"] * 3
+    assert session.acked == []  # nothing acknowledged before Kafka confirmed
+    sink.deliveries[2].set_result(None)
+    sink.deliveries[1].set_result(None)
+    await asyncio.sleep(0)
+    assert session.acked == []  # the first is still unconfirmed, so no later ack may go out
+    sink.deliveries[0].set_result(None)
+    await asyncio.sleep(0)
+    assert session.acked == [1, 2, 3]
+    await stop(task, sink)
+
+
+async def test_records_are_envelopes_keyed_by_device() -> None:
+    _, _, sink, task = await run_bridge([message(7, "cityhub/ingest/noise-3", uplink("noise-3"))])
+    topic, value, key = sink.records[0]
+    assert topic == "cityhub.raw"
+    envelope = json.loads(value)
+    assert key == b"noise-3"
+    assert envelope["format"] == "cityhub-json"
+    assert envelope["topic"] == "cityhub/ingest/noise-3"
+    assert json.loads(envelope["payload"])["temperature"] == 1.5
+    await stop(task, sink)
+
+
+async def test_oversize_and_unroutable_messages_become_dead_letters_and_are_acked() -> None:
+    settings = Settings().model_copy(
+        update={
+            "bridge": BridgeSettings(
+                max_payload_bytes=100,
+                subscriptions=(
+                    MqttSubscription(filter="cityhub/ingest/+", format="cityhub-json"),
+                    MqttSubscription(filter="odd/+", format="not-registered"),
+                ),
+            )
+        }
+    )
+    msgs = [message(1, "cityhub/ingest/big", b"x" * 500), message(2, "odd/one", b"{}")]
+    _, session, sink, task = await run_bridge(msgs, settings)
+    letters = [json.loads(value) for topic, value, _ in sink.records]
+    assert [r[0] for r in sink.records] == ["cityhub.deadletter"] * 2
+    assert [(x["reason"], x["stage"]) for x in letters] == [
+        ("oversize", "bridge"),
+        ("unknown_format", "bridge"),
+    ]
+    assert letters[0]["size"] == 500
+    assert letters[0]["truncated"] is True
+    for delivery in sink.deliveries:
+        delivery.set_result(None)
+    await asyncio.sleep(0)
+    assert session.acked == [1, 2]
+    await stop(task, sink)
+
+
+async def test_a_failed_kafka_write_leaves_the_message_unacked_and_restarts_the_session() -> None:
+    msgs = [
+        message(1, "cityhub/ingest/a", uplink("a")),
+        message(2, "cityhub/ingest/b", uplink("b")),
+    ]
+    bridge, session, sink, task = await run_bridge(msgs)
+    sink.deliveries[1].set_result(None)
+    sink.deliveries[0].set_exception(RuntimeError("not enough replicas"))
+    for _ in range(100):
+        if not bridge.healthy:
+            break
+        await asyncio.sleep(0.01)
+    assert not bridge.healthy
+    assert session.acked == []  # the broker will redeliver both
+    await stop(task, sink)
