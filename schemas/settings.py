@@ -11,7 +11,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 ENVELOPE_OVERHEAD_BYTES = 70_000
 """Room for an envelope's fields around its payload: the MQTT topic alone may be 64 KiB."""
 
