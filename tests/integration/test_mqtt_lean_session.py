@@ -1,0 +1,166 @@
+"""LeanSession against the local Mosquitto (``cityhub stack up``): delivery, session resumption,
+Receive Maximum and QoS 2, each on its own client id and topic root."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import aiomqtt
+import pytest
+
+from cityhub.connectors.mqtt.codec import Publish
+from cityhub.connectors.mqtt.lean_session import LeanSession
+from cityhub.connectors.mqtt.session import end_session
+from cityhub.schemas.settings import MqttSettings, MqttSubscription
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+async def settings() -> AsyncIterator[MqttSettings]:
+    """A fresh client id; its persistent session is ended after the test, so that Mosquitto
+    does not keep queueing messages for it."""
+    s = MqttSettings(client_id=f"leantest-{uuid.uuid4().hex[:12]}")
+    try:
+        with socket.create_connection((s.host, s.port), timeout=1):
+            pass
+    except OSError:
+        pytest.skip(f"no MQTT broker on {s.host}:{s.port}; run `cityhub stack up`")
+    yield s
+    await end_session(s)
+
+
+@pytest.fixture
+def root() -> str:
+    # Our own root, not cityhub/ingest/+: other tests' bridges may be subscribed there.
+    return f"leantest/{uuid.uuid4().hex[:12]}"
+
+
+def subscription(topic_filter: str, qos: int = 1) -> MqttSubscription:
+    return MqttSubscription(filter=topic_filter, format="cityhub-json", qos=qos)
+
+
+async def publish(settings: MqttSettings, messages: list[tuple[str, bytes]], qos: int = 1) -> None:
+    async with aiomqtt.Client(
+        settings.host, settings.port, identifier=f"leantest-pub-{uuid.uuid4().hex[:8]}"
+    ) as client:
+        window = asyncio.Semaphore(64)
+
+        async def one(topic: str, payload: bytes) -> None:
+            async with window:
+                await client.publish(topic, payload, qos=qos)
+
+        await asyncio.gather(*(one(t, p) for t, p in messages))
+
+
+async def take(session: LeanSession, count: int, timeout: float = 20.0) -> list[Publish]:
+    taken: list[Publish] = []
+    if not count:
+        return taken
+    async with asyncio.timeout(timeout), contextlib.aclosing(session.messages()) as messages:
+        async for message in messages:
+            taken.append(message)
+            if len(taken) == count:
+                break
+    return taken
+
+
+async def barrier(session: LeanSession, root: str) -> None:
+    """Returns once the broker has processed everything this session sent before: Mosquitto
+    handles a client's packets in order, and SUBACK comes after the acks before it."""
+    await session.subscribe(subscription(f"{root}/barrier"))
+
+
+async def nothing_more(session: LeanSession, seconds: float = 0.5) -> None:
+    await asyncio.sleep(seconds)
+    assert session.queued == 0
+
+
+async def test_receives_2000_qos1_messages_with_their_topics_and_payloads(
+    settings: MqttSettings, root: str
+) -> None:
+    sent = [(f"{root}/dev-{i % 7}/up", f"payload {i} ✓".encode() * 20) for i in range(2000)]
+    async with LeanSession(settings, receive_maximum=100) as session:
+        assert session.connack is not None
+        assert session.connack.session_present is False
+        await session.subscribe(subscription(f"{root}/#"))
+        publisher = asyncio.create_task(publish(settings, sent))
+        received = []
+        async with asyncio.timeout(30), contextlib.aclosing(session.messages()) as messages:
+            async for m in messages:
+                assert m.qos == 1
+                assert session.ack(m.mid, m.qos)
+                received.append((m.topic, m.payload))
+                if len(received) == len(sent):
+                    break
+        await publisher
+        assert type(received[0][0]) is str
+        assert sorted(received) == sorted(sent)
+        await nothing_more(session)
+
+
+async def test_unacked_messages_are_redelivered_after_an_abort_acked_ones_are_not(
+    settings: MqttSettings, root: str
+) -> None:
+    sent = [(f"{root}/m", str(i).encode()) for i in range(200)]
+    async with LeanSession(settings, receive_maximum=1000) as session:
+        await session.subscribe(subscription(f"{root}/#"))
+        await publish(settings, sent)
+        first = await take(session, len(sent))
+        unacked = {m.payload for m in first[::4]}
+        assert len(unacked) == 50
+        for m in first:
+            if m.payload not in unacked:
+                session.ack(m.mid, m.qos)
+        await barrier(session, root)
+        session.abort()
+        with pytest.raises(ConnectionResetError):
+            await take(session, 1)
+        assert not session.ack(first[0].mid, 1)
+
+    async with LeanSession(settings, receive_maximum=1000) as session:
+        assert session.connack is not None
+        assert session.connack.session_present is True
+        again = await take(session, 50)
+        assert {m.payload for m in again} == unacked
+        assert all(m.dup for m in again)
+        for m in again:
+            session.ack(m.mid, m.qos)
+        await nothing_more(session)
+
+
+async def test_the_broker_honours_receive_maximum(settings: MqttSettings, root: str) -> None:
+    async with LeanSession(settings, receive_maximum=10) as session:
+        await session.subscribe(subscription(f"{root}/#"))
+        await publish(settings, [(f"{root}/m", str(i).encode()) for i in range(100)])
+        first = await take(session, 10)
+        await nothing_more(session, 1.0)
+        for m in first:
+            session.ack(m.mid, m.qos)
+        second = await take(session, 10)
+        assert {m.payload for m in first}.isdisjoint({m.payload for m in second})
+        # Not asserted: that only 10 more come. Mosquitto 2.0.11 refills the whole window on
+        # EACH PUBACK (eclipse-mosquitto/mosquitto#2306, fixed in 2.0.13), so after the first
+        # ack it exceeds Receive Maximum; LeanSession's pause_reading bounds its memory anyway.
+
+
+async def test_a_qos2_subscription_receives_exactly_once(settings: MqttSettings, root: str) -> None:
+    sent = [(f"{root}/q2", str(i).encode()) for i in range(20)]
+    async with LeanSession(settings, receive_maximum=100) as session:
+        await session.subscribe(subscription(f"{root}/#", qos=2))
+        await publish(settings, sent, qos=2)
+        received = await take(session, len(sent))
+        assert all(m.qos == 2 for m in received)
+        assert sorted(m.payload for m in received) == sorted(p for _, p in sent)
+        for m in received:
+            assert session.ack(m.mid, m.qos)  # PUBREC; the broker answers PUBREL, we PUBCOMP
+        await barrier(session, root)
+        assert session._conn is not None
+        assert not session._conn.awaiting_pubrel, "every PUBREL came and was answered"
+        session.abort()
+    async with LeanSession(settings, receive_maximum=100) as session:
+        await nothing_more(session)
