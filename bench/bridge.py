@@ -25,7 +25,7 @@ from bench.stats import machine, median, today
 from bench.workload import city_messages
 from cityhub.connectors.kafka import create_producer
 from cityhub.connectors.mqtt.bridge import MqttBridge
-from cityhub.connectors.mqtt.session import ManualAckSession, end_session
+from cityhub.connectors.mqtt.session import MqttSession, end_session
 from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings
 from cityhub.streams.simulator import Outgoing
 from cityhub.streams.topic_admin import ensure_topics
@@ -63,7 +63,7 @@ async def baseline(messages: list[Outgoing], settings: Settings) -> float:
 
 async def queue_for_bridge(messages: list[Outgoing], settings: Settings) -> None:
     """Open the bridge's persistent session once, then publish everything while it is away."""
-    session = ManualAckSession(settings.mqtt, receive_maximum=settings.bridge.max_inflight)
+    session = MqttSession(settings.mqtt, receive_maximum=settings.bridge.max_inflight)
     async with session:
         for subscription in settings.bridge.subscriptions:
             await session.subscribe(subscription)

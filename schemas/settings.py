@@ -61,6 +61,10 @@ class MqttSettings(_Section):
     keepalive: int = Field(default=30, ge=5)
     session_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=0)
     """How long the broker keeps the bridge's session and queues messages while it is away."""
+    tls: bool = False
+    """Connect with TLS, verifying the broker's certificate and host name."""
+    tls_ca_file: Path | None = None
+    """CA bundle for the broker's certificate; None: the system's CAs."""
     share_group: str | None = None
     """When set, subscribe as ``$share/<group>/<filter>`` so that several bridges share the load."""
 

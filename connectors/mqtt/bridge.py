@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import aiomqtt
-
 from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat
 from cityhub.connectors.mqtt import metrics
 from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
+from cityhub.connectors.mqtt.codec import Publish
 from cityhub.connectors.mqtt.routing import TopicRouter
-from cityhub.connectors.mqtt.session import ManualAckSession
+from cityhub.connectors.mqtt.session import MqttSession
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import CityhubError, Reason
@@ -63,7 +62,7 @@ class MqttBridge:
         settings: Settings,
         sink: RecordSink,
         *,
-        session_factory: Callable[[], ManualAckSession] | None = None,
+        session_factory: Callable[[], MqttSession] | None = None,
     ) -> None:
         self._settings = settings
         self._sink = sink
@@ -71,11 +70,11 @@ class MqttBridge:
         self._router = TopicRouter(settings.bridge.subscriptions)
         self._formats: dict[str, IngestFormat | None] = {}
         self._session_factory = session_factory or (
-            lambda: ManualAckSession(settings.mqtt, receive_maximum=settings.bridge.max_inflight)
+            lambda: MqttSession(settings.mqtt, receive_maximum=settings.bridge.max_inflight)
         )
         self._max_inflight = settings.bridge.max_inflight
         self._max_payload = settings.bridge.max_payload_bytes
-        self._current: ManualAckSession | None = None
+        self._current: MqttSession | None = None
         self._clock: tuple[int, str] = (0, "")
         self._m_written: dict[tuple[str, str], Any] = {}
         self._m_received: dict[str, Any] = {}
@@ -101,7 +100,7 @@ class MqttBridge:
             started = time.monotonic()
             try:
                 await self._run_session()
-            except (aiomqtt.MqttError, KafkaWriteFailed, OSError) as exc:
+            except (KafkaWriteFailed, OSError) as exc:
                 log.warning("bridge session ended: %s; reconnecting", exc)
             finally:
                 self.healthy = False
@@ -143,8 +142,10 @@ class MqttBridge:
     async def _consume(self, state: _SessionState) -> None:
         slots = state.slots
         async for message in state.session.messages():
-            # Only QoS 0 messages can get here with every slot taken: the broker sends no more
-            # QoS 1/2 messages than our Receive Maximum, which equals the number of slots.
+            # With every slot taken the bridge stops here. The broker should send no more than
+            # our Receive Maximum (= the slots) unacked, but Mosquitto 2.0.11 overshoots after
+            # acks (fixed in 2.0.13) and QoS 0 has no limit: the session's pause_reading bounds
+            # what waits in its queue either way.
             await slots.acquire()
             self._m_queued.set(state.session.queued)
             pending = state.acks.received(message.mid, message.qos)
@@ -180,10 +181,10 @@ class MqttBridge:
                 self._on_delivery(state, pending, fmt_name, topic, time.perf_counter())
             )
 
-    def _to_record(self, message: aiomqtt.Message) -> tuple[str, str, bytes, bytes]:
+    def _to_record(self, message: Publish) -> tuple[str, str, bytes, bytes]:
         """(format, Kafka topic, value, key) for one MQTT message: a raw envelope, or a dead
         letter when the bridge already knows the message cannot be processed."""
-        topic = message.topic.value
+        topic = message.topic
         payload = message.payload  # paho hands over the PUBLISH payload as bytes
         now = self._now()
         subscription = self._router.route(topic)
@@ -231,11 +232,9 @@ class MqttBridge:
         )
         return fmt_name, self._topics.raw, envelope.to_json(), key.encode()
 
-    def _internal_error(
-        self, message: aiomqtt.Message, exc: Exception
-    ) -> tuple[str, str, bytes, bytes]:
-        topic = str(message.topic)
-        payload = message.payload if isinstance(message.payload, bytes) else b""
+    def _internal_error(self, message: Publish, exc: Exception) -> tuple[str, str, bytes, bytes]:
+        topic = message.topic
+        payload = message.payload
         metrics.DEADLETTERS.labels(SOURCE, Reason.INTERNAL_ERROR.value).inc()
         now = self._now()
         letter = DeadLetter.of(
@@ -318,7 +317,7 @@ class _SessionState:
 
     __slots__ = ("acks", "failed", "idle", "inflight", "saturated_since", "session", "slots")
 
-    def __init__(self, session: ManualAckSession, max_inflight: int) -> None:
+    def __init__(self, session: MqttSession, max_inflight: int) -> None:
         self.session = session
         self.acks = AckSequencer()
         self.slots = asyncio.Semaphore(max_inflight)

@@ -2,7 +2,7 @@
 
 It encodes what a subscriber sends (CONNECT, SUBSCRIBE, PUBACK, PUBREC, PUBCOMP, PINGREQ,
 DISCONNECT) and decodes what a broker sends it (CONNACK, SUBACK, PUBLISH, PUBREL, PINGRESP,
-DISCONNECT). No sockets, no asyncio: :mod:`cityhub.connectors.mqtt.lean_session` moves the bytes.
+DISCONNECT). No sockets, no asyncio: :mod:`cityhub.connectors.mqtt.session` moves the bytes.
 
 It exists because paho-mqtt's PUBLISH decoding is a third of the bridge's CPU time: paho builds a
 ``Properties`` object per message and copies the payload several times. Here a PUBLISH without

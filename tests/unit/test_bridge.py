@@ -8,17 +8,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from cityhub.connectors.mqtt.bridge import MqttBridge
+from cityhub.connectors.mqtt.codec import Publish
 from cityhub.schemas.settings import BridgeSettings, MqttSubscription, Settings
 
 
 class ScriptedSession:
     """Hands the bridge a fixed list of messages, then waits; records acks."""
 
-    def __init__(self, messages: list[aiomqtt.Message]) -> None:
+    def __init__(self, messages: list[Publish]) -> None:
         self._messages = messages
         self.acked: list[int] = []
         self.subscribed: list[str] = []
@@ -33,7 +33,7 @@ class ScriptedSession:
     async def subscribe(self, subscription: MqttSubscription) -> None:
         self.subscribed.append(subscription.filter)
 
-    async def messages(self) -> AsyncIterator[aiomqtt.Message]:
+    async def messages(self) -> AsyncIterator[Publish]:
         for message in self._messages:
             yield message
         await asyncio.Event().wait()
@@ -59,8 +59,8 @@ class HeldSink:
         return delivery
 
 
-def message(mid: int, topic: str, payload: bytes) -> aiomqtt.Message:
-    return aiomqtt.Message(topic, payload, qos=1, retain=False, mid=mid, properties=None)
+def message(mid: int, topic: str, payload: bytes) -> Publish:
+    return Publish(topic=topic, payload=payload, qos=1, mid=mid, retain=False, dup=False)
 
 
 def uplink(device: str) -> bytes:
@@ -68,7 +68,7 @@ def uplink(device: str) -> bytes:
 
 
 async def run_bridge(
-    messages: list[aiomqtt.Message], settings: Settings | None = None
+    messages: list[Publish], settings: Settings | None = None
 ) -> tuple[MqttBridge, ScriptedSession, HeldSink, asyncio.Task[None]]:
     session = ScriptedSession(messages)
     sink = HeldSink()

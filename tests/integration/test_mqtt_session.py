@@ -1,4 +1,4 @@
-"""LeanSession against the local Mosquitto (``cityhub stack up``): delivery, session resumption,
+"""MqttSession against the local Mosquitto (``cityhub stack up``): delivery, session resumption,
 Receive Maximum and QoS 2, each on its own client id and topic root."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import aiomqtt
 import pytest
 
 from cityhub.connectors.mqtt.codec import Publish
-from cityhub.connectors.mqtt.lean_session import LeanSession
-from cityhub.connectors.mqtt.session import end_session
+from cityhub.connectors.mqtt.session import MqttSession, end_session
 from cityhub.schemas.settings import MqttSettings, MqttSubscription
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -57,7 +56,7 @@ async def publish(settings: MqttSettings, messages: list[tuple[str, bytes]], qos
         await asyncio.gather(*(one(t, p) for t, p in messages))
 
 
-async def take(session: LeanSession, count: int, timeout: float = 20.0) -> list[Publish]:
+async def take(session: MqttSession, count: int, timeout: float = 20.0) -> list[Publish]:
     taken: list[Publish] = []
     if not count:
         return taken
@@ -69,13 +68,13 @@ async def take(session: LeanSession, count: int, timeout: float = 20.0) -> list[
     return taken
 
 
-async def barrier(session: LeanSession, root: str) -> None:
+async def barrier(session: MqttSession, root: str) -> None:
     """Returns once the broker has processed everything this session sent before: Mosquitto
     handles a client's packets in order, and SUBACK comes after the acks before it."""
     await session.subscribe(subscription(f"{root}/barrier"))
 
 
-async def nothing_more(session: LeanSession, seconds: float = 0.5) -> None:
+async def nothing_more(session: MqttSession, seconds: float = 0.5) -> None:
     await asyncio.sleep(seconds)
     assert session.queued == 0
 
@@ -84,7 +83,7 @@ async def test_receives_2000_qos1_messages_with_their_topics_and_payloads(
     settings: MqttSettings, root: str
 ) -> None:
     sent = [(f"{root}/dev-{i % 7}/up", f"payload {i} ✓".encode() * 20) for i in range(2000)]
-    async with LeanSession(settings, receive_maximum=100) as session:
+    async with MqttSession(settings, receive_maximum=100) as session:
         assert session.connack is not None
         assert session.connack.session_present is False
         await session.subscribe(subscription(f"{root}/#"))
@@ -107,7 +106,7 @@ async def test_unacked_messages_are_redelivered_after_an_abort_acked_ones_are_no
     settings: MqttSettings, root: str
 ) -> None:
     sent = [(f"{root}/m", str(i).encode()) for i in range(200)]
-    async with LeanSession(settings, receive_maximum=1000) as session:
+    async with MqttSession(settings, receive_maximum=1000) as session:
         await session.subscribe(subscription(f"{root}/#"))
         await publish(settings, sent)
         first = await take(session, len(sent))
@@ -122,7 +121,7 @@ async def test_unacked_messages_are_redelivered_after_an_abort_acked_ones_are_no
             await take(session, 1)
         assert not session.ack(first[0].mid, 1)
 
-    async with LeanSession(settings, receive_maximum=1000) as session:
+    async with MqttSession(settings, receive_maximum=1000) as session:
         assert session.connack is not None
         assert session.connack.session_present is True
         again = await take(session, 50)
@@ -134,7 +133,7 @@ async def test_unacked_messages_are_redelivered_after_an_abort_acked_ones_are_no
 
 
 async def test_the_broker_honours_receive_maximum(settings: MqttSettings, root: str) -> None:
-    async with LeanSession(settings, receive_maximum=10) as session:
+    async with MqttSession(settings, receive_maximum=10) as session:
         await session.subscribe(subscription(f"{root}/#"))
         await publish(settings, [(f"{root}/m", str(i).encode()) for i in range(100)])
         first = await take(session, 10)
@@ -145,12 +144,12 @@ async def test_the_broker_honours_receive_maximum(settings: MqttSettings, root: 
         assert {m.payload for m in first}.isdisjoint({m.payload for m in second})
         # Not asserted: that only 10 more come. Mosquitto 2.0.11 refills the whole window on
         # EACH PUBACK (eclipse-mosquitto/mosquitto#2306, fixed in 2.0.13), so after the first
-        # ack it exceeds Receive Maximum; LeanSession's pause_reading bounds its memory anyway.
+        # ack it exceeds Receive Maximum; MqttSession's pause_reading bounds its memory anyway.
 
 
 async def test_a_qos2_subscription_receives_exactly_once(settings: MqttSettings, root: str) -> None:
     sent = [(f"{root}/q2", str(i).encode()) for i in range(20)]
-    async with LeanSession(settings, receive_maximum=100) as session:
+    async with MqttSession(settings, receive_maximum=100) as session:
         await session.subscribe(subscription(f"{root}/#", qos=2))
         await publish(settings, sent, qos=2)
         received = await take(session, len(sent))
@@ -162,5 +161,5 @@ async def test_a_qos2_subscription_receives_exactly_once(settings: MqttSettings,
         assert session._conn is not None
         assert not session._conn.awaiting_pubrel, "every PUBREL came and was answered"
         session.abort()
-    async with LeanSession(settings, receive_maximum=100) as session:
+    async with MqttSession(settings, receive_maximum=100) as session:
         await nothing_more(session)
