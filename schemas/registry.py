@@ -1,0 +1,225 @@
+"""The device registry's model: tenants, device types, devices and API keys.
+
+Two shapes per entity: the *spec* an operator sends (validated field by field, with messages a
+person can act on) and the *record* cityhub keeps, which adds the tenant, timestamps and
+derived fields, and never holds a secret in clear. Records are what the compacted registry
+topic carries (JSON, with a ``kind``) and what the API returns.
+
+Pure: pydantic models and functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+)
+
+ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
+"""Ids of tenants, device types and devices: lower-case letters, digits, ``.``, ``_``, ``-``;
+1 to 63 characters, starting with a letter or digit (The Things Stack's device ids fit)."""
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Tag = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/=-]+$")
+]
+Area = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+
+_DEV_EUI = re.compile(r"^[0-9a-fA-F]{16}$")
+_APP_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
+
+MAX_TAGS = 32
+MAX_FIELD_MAPPINGS = 64
+
+
+class Role(StrEnum):
+    """What an API key may do. Admins manage tenants and keys of every tenant; operators manage
+    their own tenant's device types and devices; subscribers read (and, later, subscribe)."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    SUBSCRIBER = "subscriber"
+
+
+class Classification(StrEnum):
+    """How sensitive a device type's data is; routing and the open-data feed act on it."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    PERSONAL = "personal"
+
+
+NETWORK_DECODER = "network"
+"""Device-type decoder meaning: use what the network server decoded, and only when it did not,
+decode the raw payload with Cayenne LPP (what cityhub does for unregistered devices too)."""
+
+
+def normalise_dev_eui(value: str) -> str:
+    """A DevEUI as 16 lower-case hex digits; ValueError saying what is wrong otherwise."""
+    compact = value.strip().replace("-", "").replace(":", "")
+    if not _DEV_EUI.match(compact):
+        raise ValueError(f"DevEUI must be 16 hexadecimal digits, got {value!r}")
+    return compact.lower()
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Location(_Spec):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    altitude: float | None = Field(default=None, ge=-500, le=10_000)
+
+
+class FieldMapping(_Spec):
+    """How one decoded field becomes a quantity: ``value * scale + offset`` in ``unit``."""
+
+    field: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    """The decoded field's name as the decoder emits it (dotted for nested: ``gps_8.latitude``)."""
+    quantity: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+class TenantSpec(_Spec):
+    id: Id
+    name: Name
+
+
+class DeviceTypeSpec(_Spec):
+    id: Id
+    name: Name
+    decoder: Annotated[str, StringConstraints(min_length=1, max_length=64)] = NETWORK_DECODER
+    """``network``, or the name of a registered payload decoder (``cayenne-lpp``, a plugin's)
+    that then decodes the raw payload even when the network server decoded it too."""
+    fields: list[FieldMapping] = Field(default_factory=list, max_length=MAX_FIELD_MAPPINGS)
+    """Mappings for fields whose catalogue name or unit is not the right one. Fields without a
+    mapping go through the quantity catalogue, unless ``only_mapped``."""
+    only_mapped: bool = False
+    """Keep only the mapped fields (drop a decoder's diagnostics, counters and the like)."""
+    classification: Classification = Classification.INTERNAL
+
+
+class DeviceSpec(_Spec):
+    id: Id
+    name: Name
+    type: Id
+    """The device type's id, in the same tenant."""
+    dev_eui: str | None = None
+    """16 hex digits for a LoRaWAN device; stored lower-case. None for a plain MQTT sensor."""
+    location: Location | None = None
+    area: Area | None = None
+    """A neighbourhood or district code."""
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    active: bool = True
+    app_key: SecretStr | None = None
+    """Write-only: stored as a SHA-256 fingerprint, never returned."""
+
+    @field_validator("dev_eui")
+    @classmethod
+    def _dev_eui(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_dev_eui(value)
+
+    @field_validator("app_key")
+    @classmethod
+    def _app_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _APP_KEY.match(value.get_secret_value()):
+            raise ValueError("app_key must be 32 hexadecimal digits")
+        return value
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tenant(_Record):
+    kind: Literal["tenant"] = "tenant"
+    id: str
+    name: str
+    created_at: str
+    updated_at: str
+
+
+class DeviceType(_Record):
+    kind: Literal["device_type"] = "device_type"
+    tenant: str
+    id: str
+    name: str
+    decoder: str
+    fields: list[FieldMapping]
+    only_mapped: bool
+    classification: Classification
+    created_at: str
+    updated_at: str
+
+
+class Device(_Record):
+    kind: Literal["device"] = "device"
+    tenant: str
+    id: str
+    name: str
+    type: str
+    dev_eui: str | None
+    location: Location | None
+    area: str | None
+    tags: list[str]
+    active: bool
+    app_key_sha256: str | None = Field(default=None, exclude=False)
+    """Fingerprint of the write-only key; the API shows only ``has_app_key``."""
+    created_at: str
+    updated_at: str
+
+    def public(self) -> dict[str, Any]:
+        """The device as the API returns it: no secret, not even its fingerprint."""
+        doc = self.model_dump(mode="json", exclude={"app_key_sha256", "kind"})
+        doc["has_app_key"] = self.app_key_sha256 is not None
+        return doc
+
+
+class ApiKey(_Record):
+    kind: Literal["api_key"] = "api_key"
+    id: str
+    tenant: str
+    role: Role
+    name: str
+    secret_sha256: str
+    created_at: str
+    revoked_at: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"secret_sha256", "kind"})
+
+
+Record = Tenant | DeviceType | Device | ApiKey
+
+
+def fingerprint(secret: str) -> str:
+    """SHA-256 of a high-entropy secret (API keys, LoRaWAN keys), as hex. A plain hash is
+    enough: these are random 128+ bit values, not passwords that a dictionary could guess."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def record_key(record: Record) -> str:
+    """The compacted topic's key of a record: its kind and the ids that make it unique."""
+    match record:
+        case Tenant():
+            return f"tenant/{record.id}"
+        case DeviceType():
+            return f"device_type/{record.tenant}/{record.id}"
+        case Device():
+            return f"device/{record.id}"
+        case ApiKey():
+            return f"api_key/{record.id}"
+    raise TypeError(f"not a registry record: {record!r}")
