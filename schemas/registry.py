@@ -176,7 +176,7 @@ class Device(_Record):
     area: str | None
     tags: list[str]
     active: bool
-    app_key_sha256: str | None = Field(default=None, exclude=False)
+    app_key_sha256: str | None = Field(default=None, repr=False)
     """Fingerprint of the write-only key; the API shows only ``has_app_key``."""
     created_at: str
     updated_at: str
@@ -194,7 +194,7 @@ class ApiKey(_Record):
     tenant: str
     role: Role
     name: str
-    secret_sha256: str
+    secret_sha256: str = Field(repr=False)
     created_at: str
     revoked_at: str | None = None
 

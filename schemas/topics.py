@@ -12,6 +12,8 @@ class Topics:
     raw: str
     observations: str
     deadletter: str
+    registry: str
+    """Compacted: the device registry's records keyed by kind and id (see streams/registry)."""
 
     @classmethod
     def for_prefix(cls, prefix: str) -> Topics:
@@ -19,4 +21,5 @@ class Topics:
             raw=f"{prefix}.raw",
             observations=f"{prefix}.observations",
             deadletter=f"{prefix}.deadletter",
+            registry=f"{prefix}.registry",
         )

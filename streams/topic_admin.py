@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -41,12 +42,29 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             topics.observations, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}
         ),
         TopicSpec(topics.deadletter, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}),
+        # One partition: the registry is small and every instance reads all of it, in order.
+        # Compaction keeps the last record per key; a low dirty ratio and hourly segments make it
+        # actually run (the defaults, 0.5 and 7 days, would leave a busy registry uncompacted),
+        # and tombstones stay a day so that an instance that was away still sees the delete.
+        TopicSpec(
+            topics.registry,
+            1,
+            {
+                "cleanup.policy": "compact",
+                "max.message.bytes": max_bytes,
+                "min.cleanable.dirty.ratio": "0.1",
+                "segment.ms": str(3600 * 1000),
+                "delete.retention.ms": str(24 * 3600 * 1000),
+            },
+        ),
     ]
 
 
-async def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[str]:
-    """Create the missing topics; return the names created. Raises StackError if Kafka cannot
-    be reached within ``timeout`` seconds."""
+async def ensure_topics(
+    settings: Settings, *, timeout: float = 60.0, only: Collection[str] | None = None
+) -> list[str]:
+    """Create the missing topics (those named in ``only``, if given); return the names created.
+    Raises StackError if Kafka cannot be reached within ``timeout`` seconds."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka.bootstrap_servers, client_id="cityhub-admin"
     )
@@ -64,7 +82,11 @@ async def ensure_topics(settings: Settings, *, timeout: float = 60.0) -> list[st
             await asyncio.sleep(1.0)
     try:
         existing = set(await admin.list_topics())
-        wanted = [s for s in topic_specs(settings) if s.name not in existing]
+        wanted = [
+            s
+            for s in topic_specs(settings)
+            if s.name not in existing and (only is None or s.name in only)
+        ]
         created: list[str] = []
         if wanted:
             response = await admin.create_topics(

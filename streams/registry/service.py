@@ -14,13 +14,20 @@ own tenant gets *forbidden* (403). A revoked or unknown key authenticates as nob
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
+from cityhub.connectors.decoders import decoder_names
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.registry import (
+    NETWORK_DECODER,
     ApiKey,
+    Classification,
     Device,
     DeviceSpec,
     DeviceType,
@@ -28,7 +35,14 @@ from cityhub.schemas.registry import (
     Role,
     Tenant,
     TenantSpec,
+    fingerprint,
+    record_key,
 )
+from cityhub.schemas.timefmt import rfc3339
+
+if TYPE_CHECKING:
+    from cityhub.streams.registry.store import RecordStore
+    from cityhub.streams.registry.view import DeviceEntry, RegistryView
 
 T = TypeVar("T")
 
@@ -121,51 +135,290 @@ class Unauthenticated(RegistryError):
     title = "Unauthenticated"
 
 
+class Unavailable(RegistryError):
+    """The registry topic could not be written or read back in time; trying again may work."""
+
+    retriable = True
+    status = 503
+    title = "Registry unavailable"
+
+
+KEY_PREFIX = "chk_"
+"""API key secrets read ``chk_<key id>_<random>``: the id finds the key without a scan."""
+
+
 class Registry:
-    """The registry service over a store (see ``store.py``); every method checks ``who``."""
+    """The registry service over a store (see ``store.py``); every method checks ``who``.
+
+    Reads come from the store's in-memory view; writes go to the store and return once the view
+    shows them, so a caller's next read sees its write. Checks that a write depends on (an id
+    or DevEUI not taken) are made against the view and against the writes this instance has in
+    flight; two instances writing the same new id at the same moment could both succeed (the
+    later record wins), which an operator workflow does not do.
+    """
+
+    def __init__(self, store: RecordStore, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._pending: set[str] = set()
+
+    @property
+    def store(self) -> RecordStore:
+        return self._store
+
+    @property
+    def view(self) -> RegistryView:
+        """The materialised registry, for lookups on a hot path (no authorisation)."""
+        return self._store.view
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _now(self) -> str:
+        return rfc3339(self._clock())
+
+    @staticmethod
+    def _require_admin(who: Principal, action: str) -> None:
+        if who.role is not Role.ADMIN:
+            raise Forbidden(f"only an admin key may {action}; this key's role is {who.role}")
+
+    def _scope(self, who: Principal, tenant: str, *, write: bool) -> None:
+        """Raise unless ``who`` may read (or write) in ``tenant``: NotFound for another tenant
+        (so that nothing about it leaks) or a tenant that does not exist, Forbidden for a role
+        that may not write."""
+        if who.role is not Role.ADMIN and who.tenant != tenant:
+            raise NotFound(f"tenant {tenant!r} not found")
+        if write and who.role is Role.SUBSCRIBER:
+            raise Forbidden(
+                "a subscriber key may only read; ask for an operator key to change the registry"
+            )
+        if self.view.tenant(tenant) is None:
+            raise NotFound(f"tenant {tenant!r} not found")
+
+    @contextmanager
+    def _reserve(self, *tokens: str) -> Iterator[None]:
+        """Hold ids and DevEUIs that a write is about to take, so a concurrent write in this
+        instance cannot take them too before the view shows the first."""
+        if any(t in self._pending for t in tokens):
+            raise Conflict("another request is writing the same id or DevEUI; try again")
+        self._pending.update(tokens)
+        try:
+            yield
+        finally:
+            self._pending.difference_update(tokens)
+
+    @staticmethod
+    def _limit(limit: int) -> int:
+        if limit < 1:
+            raise Invalid(
+                "limit must be at least 1",
+                errors=[FieldError("limit", f"must be at least 1, got {limit}")],
+            )
+        return min(limit, MAX_PAGE_SIZE)
+
+    @staticmethod
+    def _decoder_errors(spec: DeviceTypeSpec) -> list[FieldError]:
+        if spec.decoder == NETWORK_DECODER:
+            return []
+        names = decoder_names()
+        if spec.decoder in names:
+            return []
+        known = ", ".join([NETWORK_DECODER, *sorted(names)])
+        return [FieldError("decoder", f"no decoder named {spec.decoder!r}; known: {known}")]
+
+    def _type_errors(self, tenant: str, type_id: str) -> list[FieldError]:
+        if self.view.device_type(tenant, type_id) is not None:
+            return []
+        return [
+            FieldError(
+                "type",
+                f"no device type {type_id!r} in tenant {tenant!r}; create the type first",
+            )
+        ]
+
+    def _eui_errors(self, dev_eui: str | None, device_id: str) -> list[FieldError]:
+        if dev_eui is None:
+            return []
+        owner = self.view.device_by_eui(dev_eui)
+        if owner is not None and owner.id != device_id:
+            return [FieldError("dev_eui", f"DevEUI {dev_eui} is already registered")]
+        return []
+
+    @staticmethod
+    def _device(
+        tenant: str, spec: DeviceSpec, *, now: str, created_at: str, app_key_sha256: str | None
+    ) -> Device:
+        return Device(
+            tenant=tenant,
+            id=spec.id,
+            name=spec.name,
+            type=spec.type,
+            dev_eui=spec.dev_eui,
+            location=spec.location,
+            area=spec.area,
+            tags=list(spec.tags),
+            active=spec.active,
+            app_key_sha256=(
+                fingerprint(spec.app_key.get_secret_value())
+                if spec.app_key is not None
+                else app_key_sha256
+            ),
+            created_at=created_at,
+            updated_at=now,
+        )
 
     # --- authentication and keys -------------------------------------------------------------
     def authenticate(self, secret: str) -> Principal:
         """The principal of an API key secret; raises Unauthenticated if unknown or revoked.
         Constant-time comparison of the secret's fingerprint."""
-        raise NotImplementedError
+        key_id, sep, rest = secret.removeprefix(KEY_PREFIX).partition("_")
+        if not secret.startswith(KEY_PREFIX) or not sep or not rest:
+            raise Unauthenticated("not a cityhub API key (they read chk_<id>_<secret>)")
+        key = self.view.api_key(key_id)
+        if key is None or not hmac.compare_digest(fingerprint(secret), key.secret_sha256):
+            raise Unauthenticated("unknown API key")
+        if key.revoked_at is not None:
+            raise Unauthenticated(f"this API key was revoked at {key.revoked_at}")
+        return Principal(key_id=key.id, tenant=key.tenant, role=key.role)
 
     async def create_key(
         self, who: Principal, tenant: str, role: Role, name: str
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (shown once, stored only as a fingerprint). Admin only."""
-        raise NotImplementedError
+        self._require_admin(who, "create API keys")
+        if self.view.tenant(tenant) is None:
+            raise NotFound(f"tenant {tenant!r} not found")
+        name = name.strip()
+        if not 1 <= len(name) <= 200:
+            raise Invalid(
+                "a key needs a name of 1 to 200 characters",
+                errors=[FieldError("name", "must be 1 to 200 characters")],
+            )
+        key_id = secrets.token_hex(8)
+        secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        key = ApiKey(
+            id=key_id,
+            tenant=tenant,
+            role=Role(role),
+            name=name,
+            secret_sha256=fingerprint(secret),
+            created_at=self._now(),
+        )
+        await self._store.put(key)
+        return key, secret
 
     async def revoke_key(self, who: Principal, key_id: str) -> ApiKey:
-        raise NotImplementedError
+        """Revoke a key (admin only): it authenticates as nobody from now on. Revoking a revoked
+        key returns it unchanged. NotFound if there is no such key."""
+        self._require_admin(who, "revoke API keys")
+        key = self.view.api_key(key_id)
+        if key is None:
+            raise NotFound(f"API key {key_id!r} not found")
+        if key.revoked_at is not None:
+            return key
+        revoked = key.model_copy(update={"revoked_at": self._now()})
+        await self._store.put(revoked)
+        return revoked
 
     def list_keys(self, who: Principal, tenant: str | None = None) -> list[ApiKey]:
-        raise NotImplementedError
+        """Every key (of ``tenant`` if given), revoked ones included, in id order. Admin only."""
+        self._require_admin(who, "list API keys")
+        return self.view.api_keys(tenant)
 
     # --- tenants (admin) ---------------------------------------------------------------------
     async def create_tenant(self, who: Principal, spec: TenantSpec) -> Tenant:
-        raise NotImplementedError
+        """A new tenant (admin only); Conflict if the id exists."""
+        self._require_admin(who, "create tenants")
+        if self.view.tenant(spec.id) is not None:
+            raise Conflict(
+                f"a tenant with id {spec.id!r} already exists",
+                errors=[FieldError("id", "already exists")],
+            )
+        now = self._now()
+        tenant = Tenant(id=spec.id, name=spec.name, created_at=now, updated_at=now)
+        with self._reserve(f"tenant/{spec.id}"):
+            await self._store.put(tenant)
+        return tenant
 
     def list_tenants(self, who: Principal) -> list[Tenant]:
-        raise NotImplementedError
+        """Every tenant in id order (admin only)."""
+        self._require_admin(who, "list tenants")
+        return self.view.tenants()
 
     # --- device types ------------------------------------------------------------------------
     async def create_type(self, who: Principal, tenant: str, spec: DeviceTypeSpec) -> DeviceType:
         """Conflict if the id exists in the tenant; Invalid if the decoder is not registered."""
-        raise NotImplementedError
+        self._scope(who, tenant, write=True)
+        errors = self._decoder_errors(spec)
+        if errors:
+            raise Invalid(errors[0].message, errors=errors)
+        if self.view.device_type(tenant, spec.id) is not None:
+            raise Conflict(
+                f"device type {spec.id!r} already exists in tenant {tenant!r}",
+                errors=[FieldError("id", "already exists")],
+            )
+        now = self._now()
+        record = DeviceType(
+            tenant=tenant,
+            id=spec.id,
+            name=spec.name,
+            decoder=spec.decoder,
+            fields=list(spec.fields),
+            only_mapped=spec.only_mapped,
+            classification=spec.classification,
+            created_at=now,
+            updated_at=now,
+        )
+        with self._reserve(f"type/{tenant}/{spec.id}"):
+            await self._store.put(record)
+        return record
 
     def get_type(self, who: Principal, tenant: str, type_id: str) -> DeviceType:
-        raise NotImplementedError
+        """The tenant's device type; NotFound if it does not exist or is another tenant's."""
+        self._scope(who, tenant, write=False)
+        record = self.view.device_type(tenant, type_id)
+        if record is None:
+            raise NotFound(f"device type {type_id!r} not found in tenant {tenant!r}")
+        return record
 
     async def replace_type(
         self, who: Principal, tenant: str, type_id: str, spec: DeviceTypeSpec
     ) -> DeviceType:
         """PUT semantics: the whole spec; ``spec.id`` must equal ``type_id``."""
-        raise NotImplementedError
+        self._scope(who, tenant, write=True)
+        old = self.view.device_type(tenant, type_id)
+        if old is None:
+            raise NotFound(f"device type {type_id!r} not found in tenant {tenant!r}")
+        errors = self._decoder_errors(spec)
+        if spec.id != type_id:
+            errors.append(FieldError("id", f"must be {type_id!r}, the id in the path"))
+        if errors:
+            raise Invalid(errors[0].message, errors=errors)
+        record = DeviceType(
+            tenant=tenant,
+            id=type_id,
+            name=spec.name,
+            decoder=spec.decoder,
+            fields=list(spec.fields),
+            only_mapped=spec.only_mapped,
+            classification=spec.classification,
+            created_at=old.created_at,
+            updated_at=self._now(),
+        )
+        await self._store.put(record)
+        return record
 
     async def delete_type(self, who: Principal, tenant: str, type_id: str) -> None:
         """Conflict while devices still use the type."""
-        raise NotImplementedError
+        self._scope(who, tenant, write=True)
+        record = self.view.device_type(tenant, type_id)
+        if record is None:
+            raise NotFound(f"device type {type_id!r} not found in tenant {tenant!r}")
+        in_use = self.view.type_in_use(tenant, type_id)
+        if in_use:
+            raise Conflict(
+                f"device type {type_id!r} is used by {in_use} device(s); "
+                "delete them or move them to another type first"
+            )
+        await self._store.delete(record_key(record))
 
     def list_types(
         self,
@@ -175,25 +428,81 @@ class Registry:
         limit: int = DEFAULT_PAGE_SIZE,
         cursor: str | None = None,
     ) -> Page[DeviceType]:
-        raise NotImplementedError
+        """The tenant's types in id order after ``cursor``; ``limit`` capped at MAX_PAGE_SIZE."""
+        self._scope(who, tenant, write=False)
+        items, next_cursor = self.view.types_page(tenant, limit=self._limit(limit), cursor=cursor)
+        return Page(items=items, next_cursor=next_cursor)
 
     # --- devices -----------------------------------------------------------------------------
     async def create_device(self, who: Principal, tenant: str, spec: DeviceSpec) -> Device:
         """Conflict if the device id or the DevEUI is taken (in any tenant: both are global);
         Invalid if the type does not exist in the tenant."""
-        raise NotImplementedError
+        self._scope(who, tenant, write=True)
+        errors = self._type_errors(tenant, spec.type)
+        if errors:
+            raise Invalid(errors[0].message, errors=errors)
+        if self.view.device_by_id(spec.id) is not None:
+            raise Conflict(
+                f"a device with id {spec.id!r} already exists (device ids are global)",
+                errors=[FieldError("id", "already exists")],
+            )
+        errors = self._eui_errors(spec.dev_eui, spec.id)
+        if errors:
+            raise Conflict(errors[0].message, errors=errors)
+        now = self._now()
+        record = self._device(tenant, spec, now=now, created_at=now, app_key_sha256=None)
+        tokens = [f"device/{spec.id}"] + ([f"eui/{spec.dev_eui}"] if spec.dev_eui else [])
+        with self._reserve(*tokens):
+            await self._store.put(record)
+        return record
 
     def get_device(self, who: Principal, tenant: str, device_id: str) -> Device:
-        raise NotImplementedError
+        """The tenant's device; NotFound if it does not exist or is another tenant's. The record
+        holds the app key's fingerprint: answer with ``Device.public()``."""
+        self._scope(who, tenant, write=False)
+        entry = self.view.device_by_id(device_id)
+        if entry is None or entry.tenant != tenant:
+            raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
+        return entry.to_device()
 
     async def replace_device(
         self, who: Principal, tenant: str, device_id: str, spec: DeviceSpec
     ) -> Device:
         """PUT semantics; an omitted ``app_key`` keeps the stored one."""
-        raise NotImplementedError
+        self._scope(who, tenant, write=True)
+        old = self.view.device_by_id(device_id)
+        if old is None or old.tenant != tenant:
+            raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
+        errors = self._type_errors(tenant, spec.type)
+        if spec.id != device_id:
+            errors.append(FieldError("id", f"must be {device_id!r}, the id in the path"))
+        if errors:
+            raise Invalid(errors[0].message, errors=errors)
+        errors = self._eui_errors(spec.dev_eui, device_id)
+        if errors:
+            raise Conflict(errors[0].message, errors=errors)
+        record = self._device(
+            tenant,
+            spec,
+            now=self._now(),
+            created_at=old.created_at,
+            app_key_sha256=old.app_key_sha256,
+        )
+        tokens = [f"device/{device_id}"]
+        if spec.dev_eui and spec.dev_eui != old.dev_eui:
+            tokens.append(f"eui/{spec.dev_eui}")
+        with self._reserve(*tokens):
+            await self._store.put(record)
+        return record
 
     async def delete_device(self, who: Principal, tenant: str, device_id: str) -> None:
-        raise NotImplementedError
+        """Delete the tenant's device; NotFound if it does not exist or is another tenant's."""
+        self._scope(who, tenant, write=True)
+        entry = self.view.device_by_id(device_id)
+        if entry is None or entry.tenant != tenant:
+            raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
+        with self._reserve(f"device/{device_id}"):
+            await self._store.delete(f"device/{device_id}")
 
     def list_devices(
         self,
@@ -208,11 +517,115 @@ class Registry:
         cursor: str | None = None,
     ) -> Page[Device]:
         """``limit`` is capped at MAX_PAGE_SIZE."""
-        raise NotImplementedError
+        self._scope(who, tenant, write=False)
+        entries, next_cursor = self.view.devices_page(
+            tenant,
+            limit=self._limit(limit),
+            cursor=cursor,
+            type_id=type_id,
+            area=area,
+            tag=tag,
+            active=active,
+        )
+        return Page(items=[e.to_device() for e in entries], next_cursor=next_cursor)
 
     async def import_devices(
         self, who: Principal, tenant: str, rows: Iterable[DeviceSpec | Sequence[FieldError]]
     ) -> ImportReport:
         """Create or update each valid row (upsert by id); report each bad row with its errors.
-        A row is a parsed spec, or the field errors its parsing found (see ``importer.py``)."""
-        raise NotImplementedError
+        A row is a parsed spec, or the field errors its parsing found (see ``importer.py``).
+
+        A row is bad if its type is not in the tenant, its id is another tenant's device, its
+        DevEUI is another device's, or an earlier row has the same id or DevEUI. The good rows
+        are written together and the call returns once the view shows all of them."""
+        self._scope(who, tenant, write=True)
+        view = self.view
+        now = self._now()
+        results: list[RowResult] = []
+        records: list[Device] = []
+        first_row_of_id: dict[str, int] = {}
+        first_row_of_eui: dict[str, int] = {}
+        created = updated = 0
+        for row, item in enumerate(rows, start=1):
+            if not isinstance(item, DeviceSpec):
+                results.append(RowResult(row=row, id=None, status="error", errors=tuple(item)))
+                continue
+            errors = self._type_errors(tenant, item.type)
+            old = view.device_by_id(item.id)
+            if old is not None and old.tenant != tenant:
+                errors.append(FieldError("id", f"device id {item.id!r} is already taken"))
+            if item.id in first_row_of_id:
+                errors.append(FieldError("id", f"the same id is in row {first_row_of_id[item.id]}"))
+            if f"device/{item.id}" in self._pending:
+                errors.append(FieldError("id", "another request is writing this device"))
+            if item.dev_eui is not None:
+                errors.extend(self._eui_errors(item.dev_eui, item.id))
+                if item.dev_eui in first_row_of_eui:
+                    errors.append(
+                        FieldError(
+                            "dev_eui",
+                            f"the same DevEUI is in row {first_row_of_eui[item.dev_eui]}",
+                        )
+                    )
+                if f"eui/{item.dev_eui}" in self._pending:
+                    errors.append(FieldError("dev_eui", "another request is writing this DevEUI"))
+            first_row_of_id.setdefault(item.id, row)
+            if item.dev_eui is not None:
+                first_row_of_eui.setdefault(item.dev_eui, row)
+            if errors:
+                results.append(RowResult(row=row, id=item.id, status="error", errors=tuple(errors)))
+                continue
+            records.append(
+                self._device(
+                    tenant,
+                    item,
+                    now=now,
+                    created_at=now if old is None else old.created_at,
+                    app_key_sha256=None if old is None else old.app_key_sha256,
+                )
+            )
+            if old is None:
+                created += 1
+                results.append(RowResult(row=row, id=item.id, status="created"))
+            else:
+                updated += 1
+                results.append(RowResult(row=row, id=item.id, status="updated"))
+        tokens = [f"device/{r.id}" for r in records]
+        tokens += [f"eui/{r.dev_eui}" for r in records if r.dev_eui is not None]
+        with self._reserve(*tokens):
+            await self._store.put_many(records)
+        return ImportReport(
+            created=created,
+            updated=updated,
+            failed=len(results) - created - updated,
+            rows=tuple(results),
+        )
+
+    # --- the normaliser's lookups ----------------------------------------------------------------
+    def device_for(self, dev_eui: str | None, device_id: str | None) -> DeviceEntry | None:
+        """The registered device a message comes from: by DevEUI first (any case), else by id.
+        A device found by id is returned only if it has no DevEUI or the same one, so that a
+        network's device id cannot stand in for another device's. No authorisation: for the
+        pipeline, not for callers."""
+        view = self.view
+        if dev_eui:
+            entry = view.device_by_eui(dev_eui) or view.device_by_eui(dev_eui.lower())
+            if entry is not None:
+                return entry
+        if device_id:
+            entry = view.device_by_id(device_id)
+            if entry is not None and (
+                entry.dev_eui is None or not dev_eui or entry.dev_eui == dev_eui.lower()
+            ):
+                return entry
+        return None
+
+    def type_of(self, entry: DeviceEntry) -> DeviceType | None:
+        """The device's type, or None if it was deleted under it."""
+        return self.view.device_type(entry.tenant, entry.type)
+
+    def classification_of(self, entry: DeviceEntry) -> Classification:
+        """The device's data classification from its type; ``internal`` if the type is gone
+        (never ``public`` by accident)."""
+        device_type = self.view.device_type(entry.tenant, entry.type)
+        return Classification.INTERNAL if device_type is None else device_type.classification
