@@ -458,6 +458,12 @@ def _validate(doc: dict[str, Any], errors: list[FieldError], *, skip: tuple[str,
     return errors or spec
 
 
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """A spec's pydantic validation errors as FieldErrors a person can act on (dotted paths,
+    messages that say what is expected and what was given; secrets never echoed)."""
+    return [_field_error(detail) for detail in exc.errors(include_url=False)]
+
+
 def _bounds(field: str) -> tuple[float, float]:
     info = Location.model_fields[field]
     low = next(m.ge for m in info.metadata if isinstance(m, Ge))
