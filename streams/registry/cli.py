@@ -12,6 +12,7 @@ when it is created.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -113,9 +114,34 @@ def run(operation: Callable[[Registry], Awaitable[T]]) -> T:
         finally:
             await store.stop()
 
-    with _reported_errors():
+    with _reported_errors(), _quiet_clients():
         return asyncio.run(session())
     raise AssertionError("unreachable")  # pragma: no cover - _reported_errors exits
+
+
+_CHATTY_LOGGERS = {
+    "aiokafka": logging.CRITICAL,  # connection retries, repeated until the store gives up
+    "cityhub.registry": logging.WARNING,
+    "cityhub.topics": logging.WARNING,
+}
+
+
+@contextmanager
+def _quiet_clients() -> Iterator[None]:
+    """Below debug level, keep the Kafka client's retry logs and the store's progress off the
+    terminal: one command, one outcome, and its ``Error:`` line says what went wrong."""
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger, quiet in zip(loggers, _CHATTY_LOGGERS.values(), strict=True):
+        logger.setLevel(quiet)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _read(operation: Callable[[Registry], T]) -> T:

@@ -243,13 +243,16 @@ def _read_csv(text: str, *, default_type: str | None, max_rows: int) -> ParsedIm
     columns: list[str | None] | None = None
     ignored: tuple[str, ...] = ()
     dupes = _Duplicates()
+    ended = 0
     try:
         for cells in reader:
-            line = reader.line_num  # the line the record ends on; see below for its start
-            if not any(cell.strip() for cell in cells):
+            # csv counts the lines it consumed: a record (a quoted value may span lines) starts
+            # on the line after the previous record ended.
+            start, ended = ended + 1, reader.line_num
+            if not any(cells) or not any(cell.strip() for cell in cells):
                 continue
             if columns is None:
-                columns, ignored = _header(cells, line)
+                columns, ignored = _header(cells, start)
                 if "type" not in columns and not default_type:
                     raise Invalid(
                         "the CSV has no 'type' column and no default type was given: add a "
@@ -260,7 +263,6 @@ def _read_csv(text: str, *, default_type: str | None, max_rows: int) -> ParsedIm
                 raise Invalid(
                     f"too many rows: an import takes at most {max_rows} devices; split the file",
                 )
-            start = line - _newlines_in(cells)
             row, device_id, dev_eui = _csv_row(cells, columns, default_type)
             rows.append(dupes.check(row, f"line {start}", device_id, dev_eui))
             lines.append(start)
@@ -270,11 +272,6 @@ def _read_csv(text: str, *, default_type: str | None, max_rows: int) -> ParsedIm
     if columns is None:  # pragma: no cover - the first non-blank line always becomes the header
         raise Invalid("the CSV file has no header row")
     return ParsedImport(rows=rows, lines=lines, ids=ids, ignored_columns=ignored)
-
-
-def _newlines_in(cells: list[str]) -> int:
-    # A quoted value may span lines; csv reports the line a record ends on.
-    return sum(cell.count("\n") for cell in cells)
 
 
 def _csv_row(
@@ -535,7 +532,7 @@ class _Duplicates:
         """``row`` with an error added for an id or DevEUI that an earlier row has; remembers
         both, a bad row's too, so that a later row cannot silently take a broken row's place.
         ``where`` names the row in messages (``line 7``, ``item 3``)."""
-        eui = _eui_or_none(dev_eui)
+        eui = row.dev_eui if isinstance(row, DeviceSpec) else _eui_or_none(dev_eui)
         extra: list[FieldError] = []
         if device_id is not None:
             first = self._id_rows.setdefault(device_id, where)
