@@ -23,7 +23,7 @@ import aiomqtt
 
 from bench.stats import machine, median, today
 from bench.workload import city_messages
-from cityhub.connectors.kafka import create_producer
+from cityhub.connectors.kafka import BatchingWriter, create_producer
 from cityhub.connectors.mqtt.bridge import MqttBridge
 from cityhub.connectors.mqtt.session import MqttSession, end_session
 from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings
@@ -105,7 +105,8 @@ async def bridge(messages: list[Outgoing], settings: Settings) -> float:
     producer = create_producer(settings.kafka, client_id="bench-bridge")
     await producer.start()
     await (await producer.send(f"{settings.kafka.topic_prefix}.raw", b"warm-up"))
-    sink = CountingSink(producer, len(messages))
+    writer = BatchingWriter(producer, linger=settings.kafka.linger_ms / 1000)
+    sink = CountingSink(writer, len(messages))
     started = time.perf_counter()
     task = asyncio.create_task(MqttBridge(settings, sink).run())
     try:

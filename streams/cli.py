@@ -124,7 +124,7 @@ def _run_worker(
     operations endpoint."""
     import faust
 
-    from cityhub.connectors.kafka import create_producer
+    from cityhub.connectors.kafka import BatchingWriter, create_producer
     from cityhub.connectors.mqtt.bridge import MqttBridge
     from cityhub.streams.app import create_app
     from cityhub.streams.services import CoroutineService, OpsServerService
@@ -145,10 +145,12 @@ def _run_worker(
         async def run_bridge() -> None:
             producer = create_producer(settings.kafka, client_id="cityhub-bridge")
             await producer.start()
+            writer = BatchingWriter(producer, linger=settings.kafka.linger_ms / 1000)
             try:
-                holder["bridge"] = MqttBridge(settings, producer)
+                holder["bridge"] = MqttBridge(settings, writer)
                 await holder["bridge"].run()
             finally:
+                await writer.flush()
                 await producer.stop()
 
         services.append(CoroutineService("mqtt-bridge", run_bridge, loop=loop))
