@@ -20,6 +20,7 @@ import click
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
+from cityhub.streams.registry.cli import mount as mount_registry_commands
 
 log = logging.getLogger("cityhub")
 
@@ -290,6 +291,8 @@ def show_settings() -> None:
     """Print the effective settings (secrets masked)."""
     click.echo(Settings().model_dump_json(indent=2))
 
+
+mount_registry_commands(main)
 
 if __name__ == "__main__":
     main()
