@@ -27,6 +27,10 @@ class Reason(StrEnum):
     """The decoder named for a device is not registered."""
     NO_MEASUREMENTS = "no_measurements"
     """The message was well formed but carried nothing that could be measured."""
+    UNKNOWN_DEVICE = "unknown_device"
+    """No registered device has the message's DevEUI or device id."""
+    INACTIVE_DEVICE = "inactive_device"
+    """The device is registered but switched off (``active: false``)."""
     OVERSIZE = "oversize"
     """The message exceeds the configured maximum size."""
     INTERNAL_ERROR = "internal_error"
@@ -77,6 +81,14 @@ class UnknownDecoder(MessageError):
 
 class NoMeasurements(MessageError):
     reason = Reason.NO_MEASUREMENTS
+
+
+class UnknownDevice(MessageError):
+    reason = Reason.UNKNOWN_DEVICE
+
+
+class InactiveDevice(MessageError):
+    reason = Reason.INACTIVE_DEVICE
 
 
 class Oversize(MessageError):

@@ -83,6 +83,8 @@ class Observation:
     area: str | None = None
     tags: tuple[str, ...] = ()
     classification: str | None = None
+    registered: bool = True
+    """False when the device is not in the registry and unknown devices are let through."""
     extra: dict[str, Any] = dataclass_field(default_factory=dict)
 
     def to_json(self) -> bytes:

@@ -86,6 +86,9 @@ class WorkerSettings(_Section):
     commit_interval_seconds: float = Field(default=0.2, gt=0)
     """Outputs are published and the input offset committed together at this interval."""
     data_dir: Path = Path(".cityhub/worker")
+    allow_unknown_devices: bool = False
+    """Normalise messages of devices that are not registered (marked ``registered: false``)
+    instead of dead-lettering them as ``unknown_device``."""
     session_timeout_seconds: float = Field(default=10.0, ge=6.0)
     """How long Kafka waits for a silent worker before giving its partitions to others. Short, so
     that a killed worker's partitions move on in seconds (faust's default is a minute); at least

@@ -128,7 +128,12 @@ def _run_worker(
     from cityhub.connectors.kafka import BatchingWriter, create_producer
     from cityhub.connectors.mqtt.bridge import MqttBridge
     from cityhub.streams.app import create_app
-    from cityhub.streams.services import CoroutineService, OpsServerService
+    from cityhub.streams.registry.store import RegistryStore
+    from cityhub.streams.services import (
+        CoroutineService,
+        OpsServerService,
+        RegistryStoreService,
+    )
     from cityhub.streams.topic_admin import ensure_topics
 
     loop = asyncio.new_event_loop()
@@ -137,9 +142,14 @@ def _run_worker(
         loop.run_until_complete(ensure_topics(settings))
     except CityhubError as exc:
         raise click.ClickException(str(exc)) from exc
-    app = create_app(settings)
     services: list[Any] = []
     checks: dict[str, Any] = {}
+    app: faust.App | None = None
+    if worker:
+        registry = RegistryStore(settings)
+        app = create_app(settings, registry)
+        services.append(RegistryStoreService(registry, loop=loop))
+        checks["registry"] = lambda: registry.ready
     if bridge:
         holder: dict[str, MqttBridge] = {}
 
@@ -156,8 +166,9 @@ def _run_worker(
 
         services.append(CoroutineService("mqtt-bridge", run_bridge, loop=loop))
         checks["bridge"] = lambda: bool(holder.get("bridge") and holder["bridge"].healthy)
-    if worker:
-        checks["worker"] = lambda: bool(app.started and not app.should_stop)
+    if app is not None:
+        worker_app = app
+        checks["worker"] = lambda: bool(worker_app.started and not worker_app.should_stop)
     if simulate is not None:
         from cityhub.streams.simulator import simulate as run_simulation
 
@@ -167,7 +178,7 @@ def _run_worker(
 
         services.append(CoroutineService("simulator", run_simulator, loop=loop))
     services.append(OpsServerService(settings.http.host, settings.http.port, checks, loop=loop))
-    if not worker:
+    if app is None:
         # No faust agents in this process: a plain asyncio run of the services.
         async def run_services() -> None:
             for service in services:

@@ -1,14 +1,17 @@
 """Normalisation: a raw envelope in, canonical observations out. Pure: no broker, no clock.
 
 The faust agent in ``cityhub.streams.agents.normaliser`` is a thin shell around
-:func:`parse_envelope` (which finds the format and parses), the duplicate filter, and
-:func:`observations_from_uplink` (which decodes the payload and builds one observation per
-measured quantity).
+:func:`parse_envelope` (which finds the format and parses), :func:`resolve_device` (the device
+registry's verdict), the duplicate filter, and :func:`observations_from_uplink` (which decodes
+the payload with the device type's decoder, applies its field mappings and builds one
+observation per measured quantity, with the device's location, area, tags and classification).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from cityhub.connectors.decoders import get_decoder
 from cityhub.connectors.decoders.base import PayloadDecoder
@@ -16,11 +19,33 @@ from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat, Measurement, Uplink
 from cityhub.connectors.measurements import measurements_from_fields
 from cityhub.schemas.envelope import RawEnvelope
-from cityhub.schemas.errors import InvalidEnvelope, NoMeasurements
-from cityhub.schemas.observation import NetworkMeta, Observation, event_id
+from cityhub.schemas.errors import InactiveDevice, InvalidEnvelope, NoMeasurements, UnknownDevice
+from cityhub.schemas.observation import Location, NetworkMeta, Observation, event_id
+from cityhub.schemas.quantities import unit_of
+from cityhub.schemas.registry import NETWORK_DECODER, DeviceType
 from cityhub.schemas.timefmt import parse_rfc3339
+from cityhub.streams.registry.view import DeviceEntry
 
 DEFAULT_DECODER = "cayenne-lpp"
+"""What decodes a raw LoRaWAN payload when the network server did not and no type says."""
+
+
+class DeviceDirectory(Protocol):
+    """The registry lookups normalisation needs (``RegistryView`` provides them)."""
+
+    def device_by_eui(self, dev_eui: str) -> DeviceEntry | None: ...
+
+    def device_by_id(self, device_id: str) -> DeviceEntry | None: ...
+
+    def device_type(self, tenant: str, type_id: str) -> DeviceType | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A message's registered device and its type (None if the type was deleted under it)."""
+
+    device: DeviceEntry
+    device_type: DeviceType | None
 
 
 def received_seconds(envelope: RawEnvelope) -> float:
@@ -65,24 +90,53 @@ def identity(uplink: Uplink) -> str:
     return uplink.dev_eui or uplink.device_id
 
 
+def resolve_device(
+    uplink: Uplink, directory: DeviceDirectory, *, allow_unknown: bool
+) -> Registration | None:
+    """The registered device of an uplink: by DevEUI first (LoRaWAN), else by device id.
+
+    Raises ``UnknownDevice`` when there is none (or returns None when ``allow_unknown``), and
+    ``InactiveDevice`` when it is switched off."""
+    entry = directory.device_by_eui(uplink.dev_eui) if uplink.dev_eui else None
+    if entry is None:
+        entry = directory.device_by_id(uplink.device_id)
+    if entry is None:
+        if allow_unknown:
+            return None
+        eui = f"DevEUI {uplink.dev_eui} or " if uplink.dev_eui else ""
+        raise UnknownDevice(
+            f"no registered device has {eui}id {uplink.device_id!r}: register it "
+            "(`cityhub devices create` or POST /api/v1/tenants/{tenant}/devices), or let "
+            "unknown devices through with CITYHUB_WORKER__ALLOW_UNKNOWN_DEVICES=true"
+        )
+    if not entry.active:
+        raise InactiveDevice(
+            f"device {entry.id!r} of tenant {entry.tenant!r} is registered but inactive"
+        )
+    return Registration(entry, directory.device_type(entry.tenant, entry.type))
+
+
 def measurements_of(
     uplink: Uplink,
     *,
-    decoder: str = DEFAULT_DECODER,
+    decoder: str = NETWORK_DECODER,
     decoders: Callable[[str], PayloadDecoder] = get_decoder,
 ) -> list[Measurement]:
-    """What the uplink measured: its structured records, the network server's decoded fields,
-    or the binary payload decoded with ``decoder``. Raises ``NoMeasurements`` when none."""
+    """What the uplink measured. Structured records (SenML) as they are. With ``decoder``
+    ``network``: the network server's decoded fields, else the raw payload through Cayenne LPP.
+    With a named decoder: the raw payload through it (the network server's fields only when the
+    message has no raw payload). Raises ``NoMeasurements`` when nothing measurable is found."""
     if uplink.measurements:
         return list(uplink.measurements)
-    if uplink.decoded:
+    raw_decoder = DEFAULT_DECODER if decoder == NETWORK_DECODER else decoder
+    prefer_decoded = decoder == NETWORK_DECODER or not uplink.frm_payload
+    if prefer_decoded and uplink.decoded:
         found = measurements_from_fields(uplink.decoded)
         if found:
             return found
     if uplink.frm_payload:
-        found = measurements_from_fields(
-            decoders(decoder).decode(uplink.frm_payload, uplink.f_port)
-        )
+        fields = decoders(raw_decoder).decode(uplink.frm_payload, uplink.f_port)
+        found = measurements_from_fields(fields)
         if found:
             return found
     raise NoMeasurements(
@@ -91,15 +145,57 @@ def measurements_of(
     )
 
 
+def apply_field_mappings(
+    measurements: list[Measurement], device_type: DeviceType
+) -> list[Measurement]:
+    """Apply a device type's field mappings: the mapped quantity and unit, ``value * scale +
+    offset`` for numbers; unmapped fields stay as the catalogue named them, or are dropped when
+    the type keeps ``only_mapped``. Raises ``NoMeasurements`` if nothing is left."""
+    if not device_type.fields and not device_type.only_mapped:
+        return measurements
+    mappings = {f.field: f for f in device_type.fields}
+    out: list[Measurement] = []
+    for m in measurements:
+        mapping = mappings.get(m.field)
+        if mapping is None:
+            if not device_type.only_mapped:
+                out.append(m)
+            continue
+        value = m.value
+        scaled = mapping.scale != 1.0 or mapping.offset != 0.0
+        if scaled and isinstance(value, int | float) and not isinstance(value, bool):
+            value = value * mapping.scale + mapping.offset
+        unit = mapping.unit or unit_of(mapping.quantity) or m.unit
+        out.append(Measurement(m.field, mapping.quantity, value, unit, m.observed_at))
+    if not out:
+        raise NoMeasurements(
+            f"none of the fields {sorted(x.field for x in measurements)} is mapped by device "
+            f"type {device_type.id!r}, which keeps only mapped fields"
+        )
+    return out
+
+
 def observations_from_uplink(
     uplink: Uplink,
     envelope: RawEnvelope,
+    registration: Registration | None = None,
     *,
-    decoder: str = DEFAULT_DECODER,
     decoders: Callable[[str], PayloadDecoder] = get_decoder,
 ) -> list[Observation]:
-    """One canonical observation per measured quantity, with deterministic event ids."""
+    """One canonical observation per measured quantity, with deterministic event ids; with a
+    registration, decoded and mapped as its type says and enriched with the device's location,
+    area, tags and classification. Without one the device is marked unregistered."""
+    device_type = registration.device_type if registration else None
+    decoder = device_type.decoder if device_type else NETWORK_DECODER
     measurements = measurements_of(uplink, decoder=decoder, decoders=decoders)
+    if device_type is not None:
+        measurements = apply_field_mappings(measurements, device_type)
+    device = registration.device if registration else None
+    location = (
+        Location(device.latitude, device.longitude, device.altitude)
+        if device is not None and device.latitude is not None and device.longitude is not None
+        else None
+    )
     observed_at = uplink.observed_at or envelope.received_at
     who = identity(uplink)
     frame = f"{uplink.f_cnt if uplink.f_cnt is not None else '-'}@{observed_at}"
@@ -117,7 +213,7 @@ def observations_from_uplink(
         observations.append(
             Observation(
                 event_id=event_id(who, frame, field_id),
-                device_id=uplink.device_id,
+                device_id=device.id if device else uplink.device_id,
                 dev_eui=uplink.dev_eui,
                 quantity=m.quantity,
                 field=m.field,
@@ -127,6 +223,11 @@ def observations_from_uplink(
                 received_at=envelope.received_at,
                 format=envelope.format,
                 network=network,
+                location=location,
+                area=device.area if device else None,
+                tags=device.tags if device else (),
+                classification=device_type.classification.value if device_type else None,
+                registered=device is not None,
             )
         )
     return observations

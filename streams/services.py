@@ -11,6 +11,7 @@ from typing import Any
 from mode import Service
 
 from cityhub.streams.http import HealthCheck, start_ops_server
+from cityhub.streams.registry.store import RecordStore
 
 log = logging.getLogger("cityhub")
 
@@ -67,3 +68,22 @@ class OpsServerService(Service):
     async def on_stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+class RegistryStoreService(Service):
+    """Keeps the device registry's store running (its view tailing the registry topic) for as
+    long as the worker runs."""
+
+    def __init__(self, store: RecordStore, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._store = store
+
+    @property
+    def label(self) -> str:
+        return "registry"
+
+    async def on_start(self) -> None:
+        await self._store.start()
+
+    async def on_stop(self) -> None:
+        await self._store.stop()

@@ -47,7 +47,7 @@ class Uplink:
     decoded: Mapping[str, Any] | None = None
     """Fields the network server (or a JSON sensor) already decoded."""
     frm_payload: bytes | None = None
-    """The LoRaWAN application payload, when nothing decoded it."""
+    """The LoRaWAN application payload, whenever the message carries it."""
     measurements: tuple[Measurement, ...] = ()
     """Already-structured values (SenML records)."""
 

@@ -17,8 +17,8 @@ Decisions:
 * ``observed_at`` is ``time`` (the gateway's or network server's receive time).
 * Like TTS, ChirpStack's JSON leaves out zero values: ``fCnt`` absent means 0 when the event
   has an ``fPort``, unknown (None) otherwise.
-* ``decoded`` is ``object`` when it is a non-empty object; otherwise ``frm_payload`` is
-  ``data`` decoded from base64.
+* ``decoded`` is ``object`` when it is a non-empty object; ``frm_payload`` is ``data`` decoded
+  from base64 whenever it is there (a device type may prefer its own decoder).
 """
 
 from __future__ import annotations
@@ -123,5 +123,5 @@ class ChirpstackV4Format:
             observed_at=opt_time(doc, "time", "time"),
             gateways=_gateways(opt_list(doc, "rxInfo", "rxInfo")),
             decoded=decoded,
-            frm_payload=None if decoded else opt_base64(doc, "data", "data"),
+            frm_payload=opt_base64(doc, "data", "data"),
         )

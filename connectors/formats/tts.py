@@ -17,8 +17,9 @@ Decisions:
 * TTS leaves out fields whose value is zero or empty. ``f_cnt`` absent means 0 when the
   uplink has an ``f_port`` (it is a data frame, so it has a counter), and unknown (None)
   otherwise. ``f_port`` absent is None.
-* ``decoded`` is ``decoded_payload`` when it is a non-empty object; otherwise ``frm_payload``
-  carries the base64-decoded bytes for a cityhub decoder.
+* ``decoded`` is ``decoded_payload`` when it is a non-empty object; ``frm_payload`` carries the
+  base64-decoded bytes whenever the message has them, so that a device type can choose its own
+  decoder over the network server's.
 * A gateway's ``rssi`` is ``rssi``, else ``channel_rssi``.
 """
 
@@ -122,9 +123,7 @@ class TtsV3Format:
             doc, "received_at", "received_at"
         )
         decoded = opt_object(up, "decoded_payload", "uplink_message.decoded_payload") or None
-        frm_payload = (
-            None if decoded else opt_base64(up, "frm_payload", "uplink_message.frm_payload")
-        )
+        frm_payload = opt_base64(up, "frm_payload", "uplink_message.frm_payload")
         return Uplink(
             network="tts",
             device_id=device_id,

@@ -7,6 +7,7 @@ observations twice, with the same event ids, which consumers recognise.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -28,15 +29,19 @@ from cityhub.streams.normalise import (
     observations_from_uplink,
     parse_envelope,
     received_seconds,
+    resolve_device,
 )
+from cityhub.streams.registry.store import RecordStore
 
 log = logging.getLogger("cityhub.normaliser")
 
 STAGE = "normalise"
 
 
-def register_normaliser(app: faust.App, settings: Settings) -> Any:
-    """Declare the normaliser's topics, its duplicate table and the agent on ``app``."""
+def register_normaliser(app: faust.App, settings: Settings, registry: RecordStore) -> Any:
+    """Declare the normaliser's topics, its duplicate table and the agent on ``app``. The agent
+    looks devices up in ``registry``'s view, and waits until it has caught up before its first
+    message, so that no registered device is taken for unknown after a restart."""
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
     raw_codec: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, **raw_codec)
@@ -50,6 +55,7 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
         help="Recent frames per device, to drop duplicate uplinks.",
     )
     window = settings.worker.duplicate_window_seconds
+    allow_unknown = settings.worker.allow_unknown_devices
     max_payload = settings.bridge.max_payload_bytes
 
     async def dead_letter(
@@ -78,6 +84,9 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
 
     @app.agent(raw, name="normaliser")
     async def normaliser(stream: Any) -> None:
+        while not registry.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
+            await asyncio.sleep(0.05)
+        directory = registry.view
         async for event in stream.events():
             value: bytes = event.value
             message = event.message
@@ -89,6 +98,7 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
                 metrics.MESSAGES_IN.labels(fmt).inc()
                 received = received_seconds(envelope)
                 uplink = parse_envelope(envelope, received)
+                registration = resolve_device(uplink, directory, allow_unknown=allow_unknown)
                 frame = duplicate_key(uplink)
                 device = identity(uplink)
                 state = None
@@ -103,7 +113,7 @@ def register_normaliser(app: faust.App, settings: Settings) -> Any:
                     if duplicate:
                         metrics.DUPLICATES.labels(uplink.network).inc()
                         continue
-                produced = observations_from_uplink(uplink, envelope)
+                produced = observations_from_uplink(uplink, envelope, registration)
                 # Remember the frame only once it gave observations: if this copy cannot be
                 # decoded (say, raw bytes for an unknown decoder), a copy through the other
                 # network server with decoded fields must still get through.

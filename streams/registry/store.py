@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from cityhub.connectors.kafka import create_producer
@@ -126,7 +126,8 @@ class RegistryStore:
         self._write_timeout = write_timeout
         self._view = RegistryView()
         self._waiters = _OffsetWaiters()
-        self._producer = create_producer(settings.kafka, client_id=f"{client_id}-producer")
+        # Made in start(): aiokafka clients need a running loop, and the store is built before.
+        self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = False
@@ -160,6 +161,9 @@ class RegistryStore:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._consumer = consumer
+        self._producer = create_producer(
+            self._settings.kafka, client_id=f"{self._client_id}-producer"
+        )
         await self._producer.start()
         self._started = True
         try:
@@ -201,8 +205,9 @@ class RegistryStore:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-        if self._started:
+        if self._producer is not None:
             await self._producer.stop()
+            self._producer = None
             self._started = False
 
     async def _tail(self) -> None:
@@ -245,7 +250,7 @@ class RegistryStore:
             ) from None
 
     async def _send(self, key: str, value: bytes | None) -> asyncio.Future[object]:
-        if not self._started:
+        if self._producer is None or not self._started:
             raise Unavailable("the registry store is not started")
         fut: asyncio.Future[object] = await self._producer.send(
             self._topic, value=value, key=key.encode(), partition=0

@@ -17,7 +17,7 @@ FRAMES = 150  # 3 000 uplinks
 
 
 async def test_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
-    hub = Hub(tmp_path)
+    hub = Hub(tmp_path, extra_env={"CITYHUB_WORKER__ALLOW_UNKNOWN_DEVICES": "true"})
     hub.start()
     euis = [unique_eui() for _ in range(DEVICES)]
     messages = [

@@ -43,7 +43,7 @@ def test_parse_full_event() -> None:
     assert (up.f_port, up.f_cnt) == (3, 812)
     assert up.observed_at == "2024-05-01T10:00:00.823Z"  # nanoseconds and +00:00 normalised
     assert up.gateways == (Gateway("0016c001f153a14c", -36, 10.5),)
-    assert up.frm_payload is None
+    assert up.frm_payload == bytes.fromhex("016700d7026850")
     got = {m.field: (m.quantity, m.unit) for m in measurements_from_fields(up.decoded)}
     assert got == {
         "laeq": ("sound_level", "dB"),

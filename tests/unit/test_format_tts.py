@@ -45,7 +45,7 @@ def test_parse_full_uplink() -> None:
     assert (up.f_port, up.f_cnt) == (2, 4711)
     assert up.observed_at == "2024-05-01T10:00:01.012Z"  # the Network Server's time
     assert up.gateways == (Gateway("townhall-gw", -35, 11.5), Gateway("library-gw", -101, -4.25))
-    assert up.frm_payload is None
+    assert up.frm_payload == bytes.fromhex("016700d70268500373 2795".replace(" ", ""))
     assert up.decoded is not None
     got = {m.field: (m.quantity, m.unit) for m in measurements_from_fields(up.decoded)}
     assert got == {
