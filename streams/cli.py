@@ -169,11 +169,17 @@ def _run_worker(
     if app is not None:
         worker_app = app
         checks["worker"] = lambda: bool(worker_app.started and not worker_app.should_stop)
-    if simulate is not None:
+    if simulate is not None and app is not None:
+        from cityhub.streams.registry.service import Registry
+        from cityhub.streams.simulator import build_fleet
         from cityhub.streams.simulator import simulate as run_simulation
+        from cityhub.streams.simulator.registration import register_fleet
 
         async def run_simulator() -> None:
-            await asyncio.sleep(3.0)  # let the bridge subscribe first
+            while not registry.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
+                await asyncio.sleep(0.1)
+            await register_fleet(Registry(registry), build_fleet(simulate["devices"]))
+            await asyncio.sleep(2.0)  # let the bridge subscribe first
             await run_simulation(settings, **simulate)
 
         services.append(CoroutineService("simulator", run_simulator, loop=loop))
@@ -254,6 +260,12 @@ def worker(http_port: int | None) -> None:
 @click.option("--count", type=int, default=None, help="Stop after this many messages.")
 @click.option("--seed", default=1, show_default=True, help="Fleet and readings are fixed by it.")
 @click.option("--duplicates", default=0.0, show_default=True, help="Share of uplinks sent twice.")
+@click.option(
+    "--register/--no-register",
+    default=True,
+    show_default=True,
+    help="Register the fleet in the device registry first (tenant 'demo').",
+)
 def simulate(
     devices: int,
     rate: float,
@@ -261,13 +273,27 @@ def simulate(
     count: int | None,
     seed: int,
     duplicates: float,
+    register: bool,
 ) -> None:
     """Publish realistic uplinks (The Things Stack, ChirpStack, SenML, JSON) to the local broker."""
+    from cityhub.streams.registry.service import Registry
+    from cityhub.streams.registry.store import RegistryStore
+    from cityhub.streams.simulator import build_fleet
     from cityhub.streams.simulator import simulate as run_simulation
+    from cityhub.streams.simulator.registration import register_fleet
 
-    report = _run_async(
-        run_simulation(
-            Settings(),
+    settings = Settings()
+
+    async def register_then_simulate() -> Any:
+        if register:
+            store = RegistryStore(settings)
+            await store.start()
+            try:
+                await register_fleet(Registry(store), build_fleet(devices, seed=seed))
+            finally:
+                await store.stop()
+        return await run_simulation(
+            settings,
             devices,
             rate,
             duration=duration,
@@ -275,7 +301,8 @@ def simulate(
             seed=seed,
             duplicate_ratio=duplicates,
         )
-    )
+
+    report = _run_async(register_then_simulate())
     if report is not None:
         click.echo(report)
 
