@@ -28,8 +28,13 @@ async def test_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
     expected = {(eui, f_cnt) for eui in euis for f_cnt in range(1, FRAMES + 1)}
     try:
         publisher = asyncio.create_task(publish(messages, rate=1000))
-        # Let the hub get well into the stream, then kill it without warning.
-        await read_topic(hub.topics["observations"], until=lambda r: len(r) >= 300, timeout=60)
+        # Let the hub get into the stream (some observations out, publishing still going on),
+        # then kill it without warning.
+        await read_topic(
+            hub.topics["observations"],
+            until=lambda r: len(r) >= 30 or publisher.done(),
+            timeout=60,
+        )
         hub.kill()
         killed_while_publishing = not publisher.done()
         assert await publisher == len(messages)
