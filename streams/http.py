@@ -19,8 +19,9 @@ from prometheus_client import (
 HealthCheck = Callable[[], bool]
 
 
-def build_ops_app(checks: Mapping[str, HealthCheck]) -> web.Application:
-    """An aiohttp application serving ``/metrics`` and ``/healthz`` for ``checks``."""
+def add_ops_routes(app: web.Application, checks: Mapping[str, HealthCheck]) -> web.Application:
+    """Add ``/metrics`` and ``/healthz`` for ``checks`` to ``app`` (the operator API's, when the
+    process serves it, so that one port serves both) and return it."""
     # The *_created series double every counter's series for a value nobody alerts on.
     disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client lacks the hint
 
@@ -36,17 +37,27 @@ def build_ops_app(checks: Mapping[str, HealthCheck]) -> web.Application:
             status=200 if healthy else 503,
         )
 
-    app = web.Application(client_max_size=1024)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     return app
 
 
+def build_ops_app(checks: Mapping[str, HealthCheck]) -> web.Application:
+    """An aiohttp application serving ``/metrics`` and ``/healthz`` for ``checks``."""
+    return add_ops_routes(web.Application(client_max_size=1024), checks)
+
+
 async def start_ops_server(
-    host: str, port: int, checks: Mapping[str, HealthCheck]
+    host: str,
+    port: int,
+    checks: Mapping[str, HealthCheck],
+    *,
+    app: web.Application | None = None,
 ) -> web.AppRunner:
-    """Start serving; stop with ``await runner.cleanup()``."""
-    runner = web.AppRunner(build_ops_app(checks), access_log=None)
+    """Start serving ``/metrics`` and ``/healthz`` (on ``app``, e.g. the operator API, when
+    given); stop with ``await runner.cleanup()``."""
+    served = build_ops_app(checks) if app is None else add_ops_routes(app, checks)
+    runner = web.AppRunner(served, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

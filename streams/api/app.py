@@ -1,0 +1,144 @@
+"""The operator API's aiohttp application: ``build_api(registry)``.
+
+Promises, for every request under it:
+- an authenticated route runs only with a valid key (else 401 with ``WWW-Authenticate: Bearer``);
+- every error is an RFC 9457 problem document, including unknown routes (404) and wrong
+  methods (405); an unexpected exception is a 500 that carries a request id and no internals,
+  and is logged with that id (never with a header or a body, which may hold a secret);
+- every response carries ``X-Request-Id``;
+- API requests are counted by route template, method and status, and timed.
+
+The ops endpoint (``/metrics``, ``/healthz``) is mounted on the same application by
+``cityhub.streams.http``, so one port serves both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from cityhub.streams.api.auth import authenticate
+from cityhub.streams.api.handlers import Call, Limits, json_response
+from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROUTE
+from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
+from cityhub.streams.api.problems import problem_from_exception, problem_response
+from cityhub.streams.api.routes import PREFIX, ROUTES, Route
+from cityhub.streams.registry.service import Registry
+
+log = logging.getLogger("cityhub.api")
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_IMPORT_BYTES = 16 * 1024 * 1024
+
+REGISTRY_KEY = web.AppKey("registry", Registry)
+LIMITS_KEY = web.AppKey("limits", Limits)
+OPENAPI_KEY = web.AppKey("openapi", dict[str, Any])
+
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_MAX_INSTANCE = 256
+
+
+def _request_id(request: web.Request) -> str:
+    offered = request.headers.get("X-Request-Id", "")
+    return offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+
+def _route_template(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+@web.middleware
+async def problems_and_metrics(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
+    """Answer every error as a problem document, tag the response with a request id, and count
+    and time API requests."""
+    request_id = _request_id(request)
+    started = time.perf_counter()
+    instance = request.path[:_MAX_INSTANCE]
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError:
+        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = problem_from_exception(exc, instance) or _internal(request, request_id, exc)
+    except Exception as exc:
+        response = problem_from_exception(exc, instance) or _internal(request, request_id, exc)
+    response.headers["X-Request-Id"] = request_id
+    if request.path.startswith(PREFIX + "/") or request.path == PREFIX:
+        route = _route_template(request)
+        API_REQUESTS.labels(route, request.method, str(response.status)).inc()
+        API_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+    return response
+
+
+def _internal(request: web.Request, request_id: str, exc: BaseException) -> web.Response:
+    # The route template, not the path or the headers: neither may reach the log with a secret.
+    log.error(
+        "request %s: %s %s failed",
+        request_id,
+        request.method,
+        _route_template(request),
+        exc_info=exc,
+    )
+    return problem_response(
+        500,
+        "The server failed to handle this request. It has been logged; quote the request id "
+        "to whoever runs this hub.",
+        request.path[:_MAX_INSTANCE],
+        extra={"request_id": request_id},
+    )
+
+
+def _endpoint(route: Route) -> RequestHandler:
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        registry = request.app[REGISTRY_KEY]
+        principal = authenticate(registry, request.headers)
+        call = Call(request, principal, registry, request.app[LIMITS_KEY])
+        return await route.handler(call)
+
+    endpoint.__name__ = route.operation_id
+    endpoint.__doc__ = route.summary
+    return endpoint
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI_KEY])
+
+
+def build_api(
+    registry: Registry,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
+) -> web.Application:
+    """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
+    imports at ``max_import_bytes`` (413 past either). Mount ``/metrics`` and ``/healthz`` on
+    it with ``cityhub.streams.http.add_ops_routes``."""
+    if max_body_bytes < 1 or max_import_bytes < 1:
+        raise ValueError("body caps must be positive")
+    app = web.Application(
+        middlewares=[problems_and_metrics],
+        client_max_size=max(max_body_bytes, max_import_bytes),
+    )
+    app[REGISTRY_KEY] = registry
+    app[LIMITS_KEY] = Limits(max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes)
+    app[OPENAPI_KEY] = build_openapi(
+        max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes
+    )
+    for route in ROUTES:
+        app.router.add_route(
+            route.method, route.full_path, _endpoint(route), name=route.operation_id
+        )
+    app.router.add_get(OPENAPI_PATH, _openapi, name="getOpenApi")
+    return app

@@ -1,0 +1,142 @@
+"""Reading what a request carries: capped bodies, JSON into a model, query parameters.
+
+Each helper raises ``ApiProblem`` with the status a client can act on: 413 for a body over the
+cap (checked on ``Content-Length`` before reading, and again while reading a chunked body), 415
+for a content type the route does not take, 400 for bytes that are not JSON, 422 for values that
+do not validate (each named in ``errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from cityhub.streams.api.problems import ApiProblem, field_errors
+from cityhub.streams.registry.service import MAX_PAGE_SIZE, FieldError
+
+M = TypeVar("M", bound=BaseModel)
+
+JSON = "application/json"
+
+
+def _too_large(cap: int) -> ApiProblem:
+    return ApiProblem(
+        413,
+        f"The request body is larger than {cap} bytes, the most this route accepts; "
+        "split it into smaller requests.",
+    )
+
+
+def require_content_type(request: web.Request, accepted: Collection[str]) -> str:
+    """The request's media type if the route accepts it; ApiProblem(415) naming those it does."""
+    media_type = request.content_type.lower()  # aiohttp drops parameters such as charset
+    if media_type not in accepted:
+        sent = request.headers.get("Content-Type") or "no Content-Type"
+        raise ApiProblem(
+            415,
+            f"This route takes {' or '.join(sorted(accepted))}, not {sent[:100]}.",
+            headers={"Accept-Post": ", ".join(sorted(accepted))},
+        )
+    return media_type
+
+
+async def read_capped(request: web.Request, cap: int) -> bytes:
+    """The whole body, at most ``cap`` bytes; ApiProblem(413) past it, without reading a body
+    whose declared length is already too large."""
+    declared = request.content_length
+    if declared is not None and declared > cap:
+        raise _too_large(cap)
+    body = bytearray()
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > cap:
+                raise _too_large(cap)
+    except web.HTTPRequestEntityTooLarge as exc:  # aiohttp's own client_max_size
+        raise _too_large(cap) from exc
+    return bytes(body)
+
+
+def parse_json(body: bytes) -> object:
+    """The JSON value of ``body``; ApiProblem(400) saying where it breaks if it is not JSON."""
+    if not body.strip():
+        raise ApiProblem(400, "The request body is empty; send a JSON document.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiProblem(
+            400, f"The request body is not valid JSON (UTF-8): {exc.msg} at character {exc.pos}."
+        ) from exc
+
+
+async def read_model(request: web.Request, model: type[M], cap: int) -> M:
+    """The JSON body validated as ``model``: 415, 413, 400 or 422 (each field) otherwise."""
+    require_content_type(request, {JSON})
+    doc = parse_json(await read_capped(request, cap))
+    if not isinstance(doc, dict):
+        raise ApiProblem(
+            422,
+            "The request body must be a JSON object.",
+            errors=[FieldError("(body)", "expected a JSON object")],
+        )
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise ApiProblem(
+            422,
+            "The request body is not valid; see errors for each field to fix.",
+            errors=field_errors(exc),
+        ) from exc
+
+
+def query_limit(request: web.Request, default: int) -> int:
+    """``limit`` as a positive integer, capped at the registry's largest page."""
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ApiProblem(
+            422,
+            "The query parameter limit must be a positive integer.",
+            errors=[FieldError("limit", f"expected an integer from 1 to {MAX_PAGE_SIZE}")],
+        )
+    return min(value, MAX_PAGE_SIZE)
+
+
+def query_bool(request: web.Request, name: str) -> bool | None:
+    """A boolean query parameter (``true``/``false``, also ``1``/``0``), or None if absent."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    match raw.strip().lower():
+        case "true" | "1":
+            return True
+        case "false" | "0":
+            return False
+    raise ApiProblem(
+        422,
+        f"The query parameter {name} must be true or false.",
+        errors=[FieldError(name, "expected true or false")],
+    )
+
+
+def query_text(request: web.Request, name: str, *, max_length: int = 256) -> str | None:
+    """A free-text query parameter, or None if absent or empty."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > max_length:
+        raise ApiProblem(
+            422,
+            f"The query parameter {name} is too long.",
+            errors=[FieldError(name, f"at most {max_length} characters")],
+        )
+    return raw

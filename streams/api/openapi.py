@@ -1,0 +1,182 @@
+"""The OpenAPI 3.1 document of the API, generated from the route table and the pydantic models.
+
+Request bodies are documented in pydantic's validation mode and responses in its serialisation
+mode, so the document says what the code accepts and returns. Every operation lists its problem
+responses (``application/problem+json``); every operation but the document itself needs a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from cityhub.schemas.registry import DeviceSpec
+from cityhub.streams.api.models import Problem
+from cityhub.streams.api.problems import PROBLEM_CONTENT_TYPE, problem_type
+from cityhub.streams.api.routes import PREFIX, ROUTES, Route
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+OPENAPI_PATH = PREFIX + "/openapi.json"
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "The body is not valid JSON.",
+    401: "No API key, or an unknown or revoked one.",
+    403: "The key's role may not do this.",
+    404: "No such resource in the key's tenant (another tenant's resources are not found).",
+    409: "Conflicts with what exists (a taken id or DevEUI, a type still in use).",
+    413: "The body is larger than the cap.",
+    415: "The route does not take this content type.",
+    422: "A field or query parameter is not valid; errors names each.",
+    500: "A bug; the response's request_id is in the server's log.",
+    503: "The registry's topic could not be written or read back in time; try again.",
+}
+
+
+def _models(routes: Iterable[Route]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
+    for route in routes:
+        if route.body is not None:
+            wanted.append((route.body, "validation"))
+        if route.response is not None:
+            wanted.append((route.response, "serialization"))
+    return list(dict.fromkeys(wanted))
+
+
+def _problem(status: int, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) -> Any:
+    response: dict[str, Any] = {
+        "description": f"{_PROBLEM_DESCRIPTIONS.get(status, 'Error')} ({problem_type(status)})",
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": refs[(Problem, "serialization")]}},
+    }
+    if status == 401:
+        response["headers"] = {
+            "WWW-Authenticate": {
+                "description": "Bearer: present an API key.",
+                "schema": {"type": "string"},
+            }
+        }
+    return response
+
+
+def _operation(
+    route: Route,
+    refs: Mapping[tuple[Any, JsonSchemaMode], Any],
+    *,
+    max_body_bytes: int,
+    max_import_bytes: int,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag],
+    }
+    if route.params:
+        operation["parameters"] = [
+            {
+                "name": p.name,
+                "in": p.location,
+                "required": p.required or p.location == "path",
+                "description": p.description,
+                "schema": p.schema,
+            }
+            for p in route.params
+        ]
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "description": f"JSON, at most {max_body_bytes} bytes.",
+            "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
+        }
+    elif route.body_types:
+        content: dict[str, Any] = {}
+        for media_type in route.body_types:
+            if media_type == "application/json":
+                # Rows are validated one by one; each should be a device spec.
+                item = refs.get((DeviceSpec, "validation"), {"type": "object"})
+                content[media_type] = {"schema": {"type": "array", "items": item}}
+            else:
+                content[media_type] = {"schema": {"type": "string"}}
+        operation["requestBody"] = {
+            "required": True,
+            "description": f"At most {max_import_bytes} bytes.",
+            "content": content,
+        }
+    success: dict[str, Any] = {"description": "Done."}
+    if route.response is not None:
+        success["content"] = {
+            "application/json": {"schema": refs[(route.response, "serialization")]}
+        }
+    if route.headers:
+        success["headers"] = {
+            name: {"schema": {"type": "string"}, "description": _HEADER_DESCRIPTIONS[name]}
+            for name in route.headers
+        }
+    responses: dict[str, Any] = {str(route.status): success}
+    for status in sorted({401, 500, 503, *route.problems}):
+        responses[str(status)] = _problem(status, refs)
+    operation["responses"] = responses
+    return operation
+
+
+_HEADER_DESCRIPTIONS = {
+    "Location": "The created resource's path.",
+    "Link": 'The next page, as <url>; rel="next", when there is one.',
+}
+
+
+def build_openapi(
+    *, max_body_bytes: int, max_import_bytes: int, routes: Iterable[Route] = ROUTES
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes`` (all of the API's by default), as a dict."""
+    routes = tuple(routes)
+    keys = _models(routes)
+    if (DeviceSpec, "validation") not in keys:
+        keys.append((DeviceSpec, "validation"))
+    refs, definitions = models_json_schema(keys, ref_template=REF_TEMPLATE)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.full_path, {})[route.method.lower()] = _operation(
+            route, refs, max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes
+        )
+    paths[OPENAPI_PATH] = {
+        "get": {
+            "operationId": "getOpenApi",
+            "summary": "This document",
+            "tags": ["meta"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI document.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    }
+    security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cityhub operator API",
+            "version": "1",
+            "description": (
+                "Register, import and manage a city's sensors: tenants, device types, devices "
+                "and API keys. Errors are RFC 9457 problem documents. Present a key as "
+                "'Authorization: Bearer <secret>' or 'X-API-Key: <secret>'."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key's secret.",
+                },
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+        "security": security,
+    }

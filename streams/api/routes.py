@@ -1,0 +1,304 @@
+"""The route table: every operation of the API once, read by the app (to route) and by the
+OpenAPI generator (to document). A route added here is served and documented; nothing else has
+to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from cityhub.schemas.registry import ID_PATTERN, DeviceSpec, DeviceTypeSpec, TenantSpec
+from cityhub.streams.api import handlers as h
+from cityhub.streams.api.models import (
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyOut,
+    ApiKeySpec,
+    DeviceList,
+    DeviceOut,
+    DeviceTypeList,
+    DeviceTypeOut,
+    ImportReportOut,
+    TenantList,
+    TenantOut,
+)
+from cityhub.streams.registry.service import MAX_PAGE_SIZE
+
+PREFIX = "/api/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A path or query parameter, with its JSON Schema."""
+
+    name: str
+    location: str  # "path" or "query"
+    schema: dict[str, Any]
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation: its method and path (relative to ``PREFIX``), its handler, and what the
+    OpenAPI document says about it."""
+
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    tag: str
+    handler: h.Handler
+    status: int = 200
+    """The status of success."""
+    response: type[BaseModel] | None = None
+    """The success body's model; None: no body (204)."""
+    body: type[BaseModel] | None = None
+    """The JSON request body's model."""
+    body_types: tuple[str, ...] = ()
+    """Media types of a body that is not a model (the import's CSV and JSON)."""
+    params: tuple[Param, ...] = ()
+    problems: tuple[int, ...] = ()
+    """Error statuses beyond those every authenticated route may answer (401, 500)."""
+    headers: tuple[str, ...] = ()
+    """Response headers of success worth documenting (``Location``, ``Link``)."""
+
+    @property
+    def full_path(self) -> str:
+        return PREFIX + self.path
+
+
+_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
+TENANT = Param("tenant", "path", _ID_SCHEMA, "The tenant's id.", required=True)
+TYPE_ID = Param("id", "path", _ID_SCHEMA, "The device type's id.", required=True)
+DEVICE_ID = Param("id", "path", _ID_SCHEMA, "The device's id.", required=True)
+KEY_ID = Param("id", "path", {"type": "string"}, "The API key's id.", required=True)
+LIMIT = Param(
+    "limit",
+    "query",
+    {"type": "integer", "minimum": 1, "default": 100},
+    f"Items per page; values above {MAX_PAGE_SIZE} are served as {MAX_PAGE_SIZE}.",
+)
+CURSOR = Param(
+    "cursor",
+    "query",
+    {"type": "string"},
+    "The next_cursor of the previous page (also in its Link header); absent for the first.",
+)
+
+_READ = (403, 404)
+_WRITE = (403, 404, 413, 415, 400, 422)
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/tenants",
+        "listTenants",
+        "List tenants (admin)",
+        "tenants",
+        h.list_tenants,
+        response=TenantList,
+        problems=(403,),
+    ),
+    Route(
+        "POST",
+        "/tenants",
+        "createTenant",
+        "Create a tenant (admin)",
+        "tenants",
+        h.create_tenant,
+        status=201,
+        response=TenantOut,
+        body=TenantSpec,
+        problems=(403, 409, 413, 415, 400, 422),
+        headers=("Location",),
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenant}/device-types",
+        "listDeviceTypes",
+        "List device types",
+        "device-types",
+        h.list_types,
+        response=DeviceTypeList,
+        params=(TENANT, LIMIT, CURSOR),
+        problems=(*_READ, 422),
+        headers=("Link",),
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenant}/device-types",
+        "createDeviceType",
+        "Create a device type",
+        "device-types",
+        h.create_type,
+        status=201,
+        response=DeviceTypeOut,
+        body=DeviceTypeSpec,
+        params=(TENANT,),
+        problems=(*_WRITE, 409),
+        headers=("Location",),
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenant}/device-types/{id}",
+        "getDeviceType",
+        "Read a device type",
+        "device-types",
+        h.get_type,
+        response=DeviceTypeOut,
+        params=(TENANT, TYPE_ID),
+        problems=_READ,
+    ),
+    Route(
+        "PUT",
+        "/tenants/{tenant}/device-types/{id}",
+        "replaceDeviceType",
+        "Replace a device type (the whole spec; its id must be the path's)",
+        "device-types",
+        h.replace_type,
+        response=DeviceTypeOut,
+        body=DeviceTypeSpec,
+        params=(TENANT, TYPE_ID),
+        problems=(*_WRITE, 409),
+    ),
+    Route(
+        "DELETE",
+        "/tenants/{tenant}/device-types/{id}",
+        "deleteDeviceType",
+        "Delete a device type no device uses",
+        "device-types",
+        h.delete_type,
+        status=204,
+        params=(TENANT, TYPE_ID),
+        problems=(*_READ, 409),
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenant}/devices",
+        "listDevices",
+        "List devices, filtered and paged",
+        "devices",
+        h.list_devices,
+        response=DeviceList,
+        params=(
+            TENANT,
+            Param("type", "query", _ID_SCHEMA, "Only devices of this device type."),
+            Param("area", "query", {"type": "string"}, "Only devices in this area."),
+            Param("tag", "query", {"type": "string"}, "Only devices with this tag."),
+            Param("active", "query", {"type": "boolean"}, "Only active (or inactive) devices."),
+            LIMIT,
+            CURSOR,
+        ),
+        problems=(*_READ, 422),
+        headers=("Link",),
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenant}/devices",
+        "createDevice",
+        "Register a device",
+        "devices",
+        h.create_device,
+        status=201,
+        response=DeviceOut,
+        body=DeviceSpec,
+        params=(TENANT,),
+        problems=(*_WRITE, 409),
+        headers=("Location",),
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenant}/devices:import",
+        "importDevices",
+        "Import devices from a CSV (The Things Stack's columns) or a JSON array; report each row",
+        "devices",
+        h.import_devices,
+        response=ImportReportOut,
+        body_types=("text/csv", "application/json"),
+        params=(
+            TENANT,
+            Param(
+                "type",
+                "query",
+                _ID_SCHEMA,
+                "Device type of rows that name none (The Things Stack's exports have no type).",
+            ),
+        ),
+        problems=_WRITE,
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenant}/devices/{id}",
+        "getDevice",
+        "Read a device",
+        "devices",
+        h.get_device,
+        response=DeviceOut,
+        params=(TENANT, DEVICE_ID),
+        problems=_READ,
+    ),
+    Route(
+        "PUT",
+        "/tenants/{tenant}/devices/{id}",
+        "replaceDevice",
+        "Replace a device (the whole spec; an omitted app_key keeps the stored one)",
+        "devices",
+        h.replace_device,
+        response=DeviceOut,
+        body=DeviceSpec,
+        params=(TENANT, DEVICE_ID),
+        problems=(*_WRITE, 409),
+    ),
+    Route(
+        "DELETE",
+        "/tenants/{tenant}/devices/{id}",
+        "deleteDevice",
+        "Delete a device",
+        "devices",
+        h.delete_device,
+        status=204,
+        params=(TENANT, DEVICE_ID),
+        problems=_READ,
+    ),
+    Route(
+        "GET",
+        "/keys",
+        "listKeys",
+        "List API keys (never their secrets)",
+        "keys",
+        h.list_keys,
+        response=ApiKeyList,
+        params=(Param("tenant", "query", _ID_SCHEMA, "Only the keys of this tenant."),),
+        problems=(403, 422),
+    ),
+    Route(
+        "POST",
+        "/keys",
+        "createKey",
+        "Create an API key; its secret is in this response only",
+        "keys",
+        h.create_key,
+        status=201,
+        response=ApiKeyCreated,
+        body=ApiKeySpec,
+        problems=(403, 404, 409, 413, 415, 400, 422),
+        headers=("Location",),
+    ),
+    Route(
+        "POST",
+        "/keys/{id}/revoke",
+        "revokeKey",
+        "Revoke an API key, at once and for good",
+        "keys",
+        h.revoke_key,
+        response=ApiKeyOut,
+        params=(KEY_ID,),
+        problems=(403, 404),
+    ),
+)
+"""Every authenticated operation of the API. ``/api/v1/openapi.json`` is served beside them,
+without a key."""

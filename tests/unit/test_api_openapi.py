@@ -1,0 +1,97 @@
+"""The OpenAPI document: served without a key, one operation per served route, every reference
+resolvable, and real responses valid against the schemas it documents."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry as RefRegistry
+from referencing import Resource
+from referencing.jsonschema import DRAFT202012
+
+from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
+from cityhub.streams.api.routes import ROUTES
+
+from .test_api_support import APP_KEY, Api, device, running_api
+
+A = "/api/v1/tenants/acme"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    async with running_api() as running:
+        yield running
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _validator(doc: dict[str, Any], pointer: str) -> Draft202012Validator:
+    resource = Resource.from_contents(doc, default_specification=DRAFT202012)
+    registry: RefRegistry[Any] = RefRegistry().with_resource("urn:openapi", resource)
+    return Draft202012Validator({"$ref": f"urn:openapi#{pointer}"}, registry=registry)
+
+
+def test_every_route_is_documented_with_problems_and_security() -> None:
+    doc = build_openapi(max_body_bytes=1024, max_import_bytes=4096)
+    assert doc["openapi"].startswith("3.1")
+    for route in ROUTES:
+        operation = doc["paths"][route.full_path][route.method.lower()]
+        responses = operation["responses"]
+        assert str(route.status) in responses
+        assert {"401", "500"} <= set(responses)
+        for status in route.problems:
+            content = responses[str(status)]["content"]
+            assert "application/problem+json" in content
+        assert operation["operationId"] == route.operation_id
+        for name in (p.strip("{}") for p in route.path.split("/") if p.startswith("{")):
+            assert any(p["name"] == name and p["in"] == "path" for p in operation["parameters"])
+    assert doc["paths"][OPENAPI_PATH]["get"]["security"] == []
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_every_reference_resolves() -> None:
+    doc = build_openapi(max_body_bytes=1024, max_import_bytes=4096)
+    schemas = doc["components"]["schemas"]
+    for ref in _refs(doc):
+        assert ref.startswith("#/components/schemas/")
+        assert ref.removeprefix("#/components/schemas/") in schemas
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    schemathesis = pytest.importorskip("schemathesis")
+    doc = build_openapi(max_body_bytes=1024, max_import_bytes=4096)
+    schema = schemathesis.openapi.from_dict(doc)
+    operations = [op.ok() for op in schema.get_all_operations()]
+    assert len(operations) == len(ROUTES) + 1
+
+
+async def test_served_without_a_key_and_responses_match_it(api: Api) -> None:
+    status, doc, _ = await api.call("GET", OPENAPI_PATH, None)
+    assert status == 200
+    assert doc["info"]["title"]
+    body = device("x-1", dev_eui="70B3D57ED0062B09", app_key=APP_KEY, tags=["a"])
+    status, created, _ = await api.call("POST", f"{A}/devices", json=body)
+    assert status == 201
+    operation = doc["paths"]["/api/v1/tenants/{tenant}/devices"]["post"]
+    pointer = operation["responses"]["201"]["content"]["application/json"]["schema"]["$ref"]
+    _validator(doc, pointer.removeprefix("#")).validate(created)
+    status, problem, _ = await api.call("GET", f"{A}/devices/none")
+    pointer = operation["responses"]["404"]["content"]["application/problem+json"]["schema"]
+    _validator(doc, pointer["$ref"].removeprefix("#")).validate(problem)
+    status, listing, _ = await api.call("GET", f"{A}/devices")
+    schema = doc["paths"]["/api/v1/tenants/{tenant}/devices"]["get"]["responses"]["200"]
+    ref = schema["content"]["application/json"]["schema"]["$ref"]
+    _validator(doc, ref.removeprefix("#")).validate(listing)

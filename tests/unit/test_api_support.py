@@ -1,0 +1,90 @@
+"""Shared set-up of the API's unit tests (no tests here): the API over an in-memory registry
+with two tenants, a device type in each, and a key of every role."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from multidict import CIMultiDict
+
+from cityhub.schemas.registry import DeviceTypeSpec, Role, TenantSpec
+from cityhub.streams.api.app import build_api
+from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.store import InMemoryRegistryStore
+
+APP_KEY = "8A1C5F3B2D7E4A6C9B0F1E2D3C4B5A69"
+"""A LoRaWAN app key that must never come back in any response."""
+
+
+@dataclass
+class Api:
+    client: TestClient[Any, Any]
+    registry: Registry
+    store: InMemoryRegistryStore
+    keys: dict[str, str]
+    """Secrets by name: admin, op_a, op_b, sub_a."""
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+    async def call(
+        self, method: str, path: str, who: str | None = "op_a", **kw: Any
+    ) -> tuple[int, Any, CIMultiDict[str]]:
+        """(status, parsed JSON body or None, headers) of one request as ``who``."""
+        headers = dict(kw.pop("headers", {}))
+        if who is not None:
+            headers.update(self.auth(who))
+        async with self.client.request(method, path, headers=headers, **kw) as response:
+            text = await response.text()
+            doc = None
+            if response.content_type in {"application/json", "application/problem+json"}:
+                doc = await response.json(content_type=None)
+            for secret in self.keys.values():
+                if secret not in (doc or {}).get("secret", ""):
+                    assert secret not in text, "a key secret leaked into a response"
+            assert APP_KEY.lower() not in text.lower(), "an app key leaked into a response"
+            return response.status, doc, CIMultiDict(response.headers)
+
+
+async def seed(registry: Registry) -> dict[str, str]:
+    """Tenants acme and beta, device type ``th`` in each, and keys of every role."""
+    system = Principal.system()
+    keys: dict[str, str] = {}
+    for tenant in ("acme", "beta"):
+        await registry.create_tenant(system, TenantSpec(id=tenant, name=tenant.title()))
+        await registry.create_type(system, tenant, DeviceTypeSpec(id="th", name="Thermo"))
+    for name, tenant, role in (
+        ("admin", "acme", Role.ADMIN),
+        ("op_a", "acme", Role.OPERATOR),
+        ("op_b", "beta", Role.OPERATOR),
+        ("sub_a", "acme", Role.SUBSCRIBER),
+    ):
+        _, secret = await registry.create_key(system, tenant, role, name)
+        keys[name] = secret
+    return keys
+
+
+@asynccontextmanager
+async def running_api(
+    *, max_body_bytes: int = 64 * 1024, max_import_bytes: int = 256 * 1024
+) -> AsyncIterator[Api]:
+    """The API on a test server over a seeded in-memory registry."""
+    store = InMemoryRegistryStore()
+    await store.start()
+    registry = Registry(store)
+    keys = await seed(registry)
+    app = build_api(registry, max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes)
+    async with TestClient(TestServer(app)) as client:
+        yield Api(client, registry, store, keys)
+    await store.stop()
+
+
+def device(device_id: str, **fields: Any) -> dict[str, Any]:
+    """A valid device body of type ``th``."""
+    doc: dict[str, Any] = {"id": device_id, "name": device_id.title(), "type": "th"}
+    doc.update(fields)
+    return doc
