@@ -119,10 +119,17 @@ def stack_status_cmd() -> None:
 
 
 def _run_worker(
-    settings: Settings, *, bridge: bool, worker: bool, simulate: dict[str, Any] | None
+    settings: Settings,
+    *,
+    bridge: bool,
+    worker: bool,
+    simulate: dict[str, Any] | None,
+    api: bool = False,
+    api_limits: dict[str, int] | None = None,
 ) -> None:
-    """One process with any of: the faust worker, the MQTT bridge, the simulator; always the
-    operations endpoint."""
+    """One process with any of: the faust worker, the MQTT bridge, the simulator, the operator
+    API (``/api/v1`` beside ``/metrics`` and ``/healthz``, on one port); always the operations
+    endpoint. ``api_limits`` are ``build_api``'s body caps."""
     import faust
 
     from cityhub.connectors.kafka import BatchingWriter, create_producer
@@ -145,11 +152,12 @@ def _run_worker(
     services: list[Any] = []
     checks: dict[str, Any] = {}
     app: faust.App | None = None
-    if worker:
+    if worker or api:
         registry = RegistryStore(settings)
-        app = create_app(settings, registry)
         services.append(RegistryStoreService(registry, loop=loop))
         checks["registry"] = lambda: registry.ready
+    if worker:
+        app = create_app(settings, registry)
     if bridge:
         holder: dict[str, MqttBridge] = {}
 
@@ -183,7 +191,31 @@ def _run_worker(
             await run_simulation(settings, **simulate)
 
         services.append(CoroutineService("simulator", run_simulator, loop=loop))
-    services.append(OpsServerService(settings.http.host, settings.http.port, checks, loop=loop))
+    if api:
+        from cityhub.streams.api.app import build_api
+        from cityhub.streams.http import start_ops_server
+        from cityhub.streams.registry.service import Registry as RegistryService
+
+        async def serve_api() -> None:
+            # The API's app carries /metrics and /healthz too: one port for operators and probes.
+            api_app = build_api(RegistryService(registry), **(api_limits or {}))
+            runner = await start_ops_server(
+                settings.http.host, settings.http.port, checks, app=api_app
+            )
+            log.info(
+                "operator API on http://%s:%d/api/v1 (OpenAPI: /api/v1/openapi.json), "
+                "metrics on /metrics, health on /healthz",
+                settings.http.host,
+                settings.http.port,
+            )
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await runner.cleanup()
+
+        services.append(CoroutineService("ops-http", serve_api, loop=loop))
+    else:
+        services.append(OpsServerService(settings.http.host, settings.http.port, checks, loop=loop))
     if app is None:
         # No faust agents in this process: a plain asyncio run of the services.
         async def run_services() -> None:
@@ -231,12 +263,48 @@ def run(http_port: int | None, simulate: bool, devices: int, rate: float) -> Non
         f"{settings.kafka.bootstrap_servers}\n"
         f"  metrics:       http://{settings.http.host}:{settings.http.port}/metrics\n"
         f"  health:        http://{settings.http.host}:{settings.http.port}/healthz\n"
+        f"  operator API:  http://{settings.http.host}:{settings.http.port}/api/v1\n"
         f"  observations:  cityhub tail {topics.observations}\n"
         f"  dead letters:  cityhub tail {topics.deadletter}",
         err=True,
     )
     sim = {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
-    _run_worker(settings, bridge=True, worker=True, simulate=sim)
+    _run_worker(settings, bridge=True, worker=True, simulate=sim, api=True)
+
+
+@main.command("api")
+@_http_port
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1024),
+    default=1024 * 1024,
+    show_default=True,
+    help="Largest JSON request body; larger ones get 413.",
+)
+@click.option(
+    "--max-import-bytes",
+    type=click.IntRange(min=1024),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="Largest bulk import (CSV or JSON); larger ones get 413.",
+)
+def api_cmd(http_port: int | None, max_body_bytes: int, max_import_bytes: int) -> None:
+    """Only the operator API (/api/v1, with /metrics and /healthz); scale out by starting more:
+    each materialises the registry topic."""
+    settings = _settings(port=http_port)
+    click.echo(
+        f"cityhub: operator API on http://{settings.http.host}:{settings.http.port}/api/v1 "
+        f"(OpenAPI document: /api/v1/openapi.json)",
+        err=True,
+    )
+    _run_worker(
+        settings,
+        bridge=False,
+        worker=False,
+        simulate=None,
+        api=True,
+        api_limits={"max_body_bytes": max_body_bytes, "max_import_bytes": max_import_bytes},
+    )
 
 
 @main.command()
