@@ -222,4 +222,7 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
     ):
         assert name in text, name
     body = json.loads(hub.get("/healthz"))
-    assert body == {"status": "ok", "components": {"bridge": True, "worker": True}}
+    assert body == {
+        "status": "ok",
+        "components": {"registry": True, "bridge": True, "worker": True},
+    }
