@@ -303,7 +303,7 @@ class InMemoryRegistryStore:
     def __init__(self) -> None:
         self._view = RegistryView()
         self._next_offset = 0
-        self._ready = False
+        self._ready = True  # nothing to catch up with
         self.log: list[tuple[str, bytes | None]] = []
         """Every (key, value) written, in order: what the topic would hold before compaction."""
 
