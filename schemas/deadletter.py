@@ -7,13 +7,13 @@ a fixed decoder can replay it. JSON Schema: ``schemas/json/deadletter.schema.jso
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass
 
 import orjson
 
 from cityhub.schemas.errors import Reason
+from cityhub.schemas.payload_text import payload_to_text
 
 DEADLETTER_VERSION = 1
 
@@ -70,12 +70,7 @@ class DeadLetter:
 
     def to_json(self) -> bytes:
         """Serialise for Kafka; the payload as UTF-8 text when it is, else base64."""
-        try:
-            text = self.payload.decode("utf-8")
-            encoding = "utf-8"
-        except UnicodeDecodeError:
-            text = base64.b64encode(self.payload).decode("ascii")
-            encoding = "base64"
+        encoding, text = payload_to_text(self.payload)
         return orjson.dumps(
             {
                 "v": DEADLETTER_VERSION,

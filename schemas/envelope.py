@@ -7,14 +7,12 @@ JSON Schema: ``schemas/json/raw-envelope.schema.json``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from cityhub.schemas.errors import InvalidEnvelope, MalformedJSON
+from cityhub.schemas.payload_text import payload_from_text, payload_to_text
 
 ENVELOPE_VERSION = 1
 
@@ -38,12 +36,7 @@ class RawEnvelope:
 
     def to_json(self) -> bytes:
         """Serialise for Kafka. Text payloads stay readable; others are base64."""
-        try:
-            text = self.payload.decode("utf-8")
-            encoding = "utf-8"
-        except UnicodeDecodeError:
-            text = base64.b64encode(self.payload).decode("ascii")
-            encoding = "base64"
+        encoding, text = payload_to_text(self.payload)
         return orjson.dumps(
             {
                 "v": ENVELOPE_VERSION,
@@ -78,18 +71,5 @@ class RawEnvelope:
             topic=fields["topic"],
             device=fields["device"],
             received_at=fields["received_at"],
-            payload=_decode_payload(doc.get("payload_encoding"), fields["payload"]),
+            payload=payload_from_text(doc.get("payload_encoding"), fields["payload"]),
         )
-
-
-def _decode_payload(encoding: Any, text: str) -> bytes:
-    if encoding == "utf-8":
-        return text.encode("utf-8")
-    if encoding == "base64":
-        try:
-            return base64.b64decode(text, validate=True)
-        except binascii.Error as exc:
-            raise InvalidEnvelope(f"raw envelope payload is not valid base64: {exc}") from None
-    raise InvalidEnvelope(
-        f"raw envelope payload_encoding must be 'utf-8' or 'base64', not {encoding!r}"
-    )
