@@ -1,15 +1,19 @@
-"""Every benchmark in one go (``make bench``): the normaliser (pure CPU) and the bridge (on the
-local stack). Each prints its own ratio against its baseline, the median of several runs."""
+"""Every benchmark in one go (``make bench``), each printing its own figures and its ratio
+against a baseline measured in the same run: the normaliser (pure CPU), the MQTT receive path,
+the bridge and the registry (on the local stack)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+BENCHMARKS = ("bench.normaliser", "bench.mqtt_receive", "bench.bridge", "bench.registry")
+
 
 def main() -> int:
-    for module in ("bench.normaliser", "bench.bridge"):
-        result = subprocess.run([sys.executable, "-m", module, *sys.argv[1:]], check=False)
+    for module in BENCHMARKS:
+        print(f"\n=== {module}", flush=True)
+        result = subprocess.run([sys.executable, "-m", module], check=False)
         if result.returncode != 0:
             return result.returncode
     return 0
