@@ -191,31 +191,16 @@ def _run_worker(
             await run_simulation(settings, **simulate)
 
         services.append(CoroutineService("simulator", run_simulator, loop=loop))
+    api_app = None
     if api:
         from cityhub.streams.api.app import build_api
-        from cityhub.streams.http import start_ops_server
         from cityhub.streams.registry.service import Registry as RegistryService
 
-        async def serve_api() -> None:
-            # The API's app carries /metrics and /healthz too: one port for operators and probes.
-            api_app = build_api(RegistryService(registry), **(api_limits or {}))
-            runner = await start_ops_server(
-                settings.http.host, settings.http.port, checks, app=api_app
-            )
-            log.info(
-                "operator API on http://%s:%d/api/v1 (OpenAPI: /api/v1/openapi.json), "
-                "metrics on /metrics, health on /healthz",
-                settings.http.host,
-                settings.http.port,
-            )
-            try:
-                await asyncio.Event().wait()
-            finally:
-                await runner.cleanup()
-
-        services.append(CoroutineService("ops-http", serve_api, loop=loop))
-    else:
-        services.append(OpsServerService(settings.http.host, settings.http.port, checks, loop=loop))
+        # The API's app carries /metrics and /healthz too: one port for operators and probes.
+        api_app = build_api(RegistryService(registry), **(api_limits or {}))
+    services.append(
+        OpsServerService(settings.http.host, settings.http.port, checks, app=api_app, loop=loop)
+    )
     if app is None:
         # No faust agents in this process: a plain asyncio run of the services.
         async def run_services() -> None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from aiohttp import web
 from mode import Service
 
 from cityhub.streams.http import HealthCheck, start_ops_server
@@ -50,11 +51,20 @@ class CoroutineService(Service):
 
 
 class OpsServerService(Service):
-    """Serves ``/metrics`` and ``/healthz`` while the worker runs."""
+    """Serves ``/metrics`` and ``/healthz`` while the worker runs, beside the operator API when
+    ``app`` (its aiohttp application) is given."""
 
-    def __init__(self, host: str, port: int, checks: Mapping[str, HealthCheck], **kw: Any) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        checks: Mapping[str, HealthCheck],
+        *,
+        app: web.Application | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(**kw)
-        self._host, self._port, self._checks = host, port, checks
+        self._host, self._port, self._checks, self._app = host, port, checks, app
         self._runner: Any = None
 
     @property
@@ -62,7 +72,13 @@ class OpsServerService(Service):
         return "ops-http"
 
     async def on_start(self) -> None:
-        self._runner = await start_ops_server(self._host, self._port, self._checks)
+        self._runner = await start_ops_server(self._host, self._port, self._checks, app=self._app)
+        if self._app is not None:
+            log.info(
+                "operator API on http://%s:%d/api/v1 (OpenAPI: /api/v1/openapi.json)",
+                self._host,
+                self._port,
+            )
         log.info("metrics on http://%s:%d/metrics, health on /healthz", self._host, self._port)
 
     async def on_stop(self) -> None:

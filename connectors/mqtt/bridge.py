@@ -78,7 +78,6 @@ class MqttBridge:
         self._clock: tuple[int, str] = (0, "")
         self._m_written: dict[tuple[str, str], Any] = {}
         self._m_received: dict[str, Any] = {}
-        self._subscribed = asyncio.Event()
         self.healthy = False
         m = metrics
         self._m_inflight = m.INFLIGHT.labels(SOURCE)
@@ -87,11 +86,6 @@ class MqttBridge:
         self._m_bp_seconds = m.BACKPRESSURE_SECONDS.labels(SOURCE)
         self._m_bp_events = m.BACKPRESSURE_EVENTS.labels(SOURCE)
         m.INFLIGHT_LIMIT.labels(SOURCE).set(self._max_inflight)
-
-    @property
-    def subscribed(self) -> asyncio.Event:
-        """Set once the bridge holds a session and its subscriptions (tests wait for it)."""
-        return self._subscribed
 
     async def run(self) -> None:
         """Bridge until cancelled, reconnecting with capped exponential backoff and jitter."""
@@ -104,7 +98,6 @@ class MqttBridge:
                 log.warning("bridge session ended: %s; reconnecting", exc)
             finally:
                 self.healthy = False
-                self._subscribed.clear()
                 metrics.CONNECTED.labels(SOURCE).set(0)
             metrics.RECONNECTS.labels(SOURCE).inc()
             if time.monotonic() - started > 30:
@@ -119,7 +112,6 @@ class MqttBridge:
                 await session.subscribe(subscription)
             metrics.CONNECTED.labels(SOURCE).set(1)
             self.healthy = True
-            self._subscribed.set()
             log.info(
                 "bridging %s from mqtt://%s:%d",
                 ", ".join(f"{s.filter} ({s.format})" for s in self._settings.bridge.subscriptions),
@@ -185,7 +177,7 @@ class MqttBridge:
         """(format, Kafka topic, value, key) for one MQTT message: a raw envelope, or a dead
         letter when the bridge already knows the message cannot be processed."""
         topic = message.topic
-        payload = message.payload  # paho hands over the PUBLISH payload as bytes
+        payload = message.payload
         now = self._now()
         subscription = self._router.route(topic)
         fmt = self._format(subscription.format) if subscription else None
