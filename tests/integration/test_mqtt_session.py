@@ -28,7 +28,7 @@ async def settings() -> AsyncIterator[MqttSettings]:
         with socket.create_connection((s.host, s.port), timeout=1):
             pass
     except OSError:
-        pytest.skip(f"no MQTT broker on {s.host}:{s.port}; run `cityhub stack up`")
+        pytest.fail(f"no MQTT broker on {s.host}:{s.port}; run `cityhub stack up`")
     yield s
     await end_session(s)
 

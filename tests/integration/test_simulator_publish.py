@@ -27,7 +27,7 @@ def settings() -> Settings:
         with socket.create_connection((s.mqtt.host, s.mqtt.port), timeout=1):
             pass
     except OSError:
-        pytest.skip(f"no MQTT broker on {s.mqtt.host}:{s.mqtt.port}; run `cityhub stack up`")
+        pytest.fail(f"no MQTT broker on {s.mqtt.host}:{s.mqtt.port}; run `cityhub stack up`")
     return s
 
 
