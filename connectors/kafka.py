@@ -56,8 +56,9 @@ class BatchingWriter:
 
     _CACHE_LIMIT = 200_000
 
-    def __init__(self, producer: AIOKafkaProducer, *, linger: float) -> None:
-        self._producer = producer
+    def __init__(self, producer: AIOKafkaProducer | None, *, linger: float) -> None:
+        """``producer`` may come later, through :meth:`attach`, before the first send."""
+        self._producer: AIOKafkaProducer = producer
         self._linger = linger
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
@@ -65,6 +66,10 @@ class BatchingWriter:
         self._open: dict[tuple[str, int], _OpenBatch] = {}
         self._ready: dict[tuple[str, int], deque[_OpenBatch]] = {}
         self._draining: dict[tuple[str, int], asyncio.Task[None]] = {}
+
+    def attach(self, producer: AIOKafkaProducer) -> None:
+        """Write through ``producer`` from now on (made once an event loop runs)."""
+        self._producer = producer
 
     async def send(
         self, topic: str, value: bytes | None = None, key: bytes | None = None

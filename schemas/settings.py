@@ -83,8 +83,10 @@ class WorkerSettings(_Section):
     """The faust app id: the Kafka consumer group and the prefix of its internal topics."""
     duplicate_window_seconds: float = Field(default=300.0, gt=0)
     """Uplinks of one device with one frame counter within this window are one uplink."""
-    commit_interval_seconds: float = Field(default=0.2, gt=0)
-    """Outputs are published and the input offset committed together at this interval."""
+    commit_interval_seconds: float = Field(default=0.5, gt=0)
+    """How often confirmed input offsets are committed (a crash replays at most this much)."""
+    max_unconfirmed_records: int = Field(default=10_000, ge=1)
+    """Input records whose outputs Kafka has not confirmed yet; at the limit the agent waits."""
     data_dir: Path = Path(".cityhub/worker")
     allow_unknown_devices: bool = False
     """Normalise messages of devices that are not registered (marked ``registered: false``)

@@ -36,7 +36,9 @@ def create_app(settings: Settings, registry: RecordStore) -> faust.App:
         producer_acks=-1,
         producer_linger=settings.kafka.linger_ms / 1000,
         producer_max_request_size=settings.kafka.max_message_bytes + 64 * 1024,
-        stream_publish_on_commit=True,
+        # faust's default is aiokafka's 16 KiB: with one request in flight per broker, that
+        # bounded how much each commit's publishing could send per round trip.
+        producer_max_batch_size=settings.kafka.max_batch_bytes,
         broker_commit_interval=settings.worker.commit_interval_seconds,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker.session_timeout_seconds,
