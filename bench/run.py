@@ -7,7 +7,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.normaliser", "bench.mqtt_receive", "bench.bridge", "bench.registry")
+BENCHMARKS = (
+    "bench.normaliser",
+    "bench.mqtt_receive",
+    "bench.bridge",
+    "bench.registry",
+    "bench.pipeline_latency",
+)
 
 
 def main() -> int:
