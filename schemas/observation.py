@@ -79,6 +79,10 @@ class Observation:
     network: NetworkMeta
     # Filled by the device registry once it exists; present (empty) from the start so that the
     # schema and downstream consumers do not change when it arrives.
+    tenant: str | None = None
+    """The registered device's tenant (operator organisation); None when unregistered."""
+    device_type: str | None = None
+    """The registered device's type id, within its tenant."""
     location: Location | None = None
     area: str | None = None
     tags: tuple[str, ...] = ()

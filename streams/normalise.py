@@ -223,6 +223,8 @@ def observations_from_uplink(
                 received_at=envelope.received_at,
                 format=envelope.format,
                 network=network,
+                tenant=device.tenant if device else None,
+                device_type=device.type if device else None,
                 location=location,
                 area=device.area if device else None,
                 tags=device.tags if device else (),

@@ -18,9 +18,9 @@ There is no wildcard tenant: an administrator's ``*`` is not a tenant id, so a s
 can never see across tenants beyond ``public``.
 
 Items are either ``Observation`` objects or their JSON dicts (aggregates are dicts). The
-device's tenant is read from a ``tenant`` attribute or key (the normaliser adds it with the
-registry's device tenant; until then ``extra["tenant"]`` of an ``Observation`` is read);
-``network.tenant``, the network server's tenant, is something else and never used.
+device's tenant is read from its ``tenant`` attribute or key (the normaliser writes the
+registry's device tenant there); ``network.tenant``, the network server's tenant, is something
+else and never used.
 """
 
 from __future__ import annotations
@@ -53,12 +53,7 @@ def may_see(subscriber_tenant: str, device_tenant: str | None, classification: s
 
 def device_tenant(item: Item) -> str | None:
     """The tenant that owns the item's device, or None when it is not known."""
-    if isinstance(item, Observation):
-        tenant = getattr(item, "tenant", None)
-        if tenant is None:
-            tenant = item.extra.get("tenant")
-    else:
-        tenant = item.get("tenant")
+    tenant = item.tenant if isinstance(item, Observation) else item.get("tenant")
     return tenant if isinstance(tenant, str) else None
 
 

@@ -105,6 +105,7 @@ async def test_registered_unknown_inactive_and_late_registered_devices(
         "altitude": None,
     }
     assert dam["temperature"]["area"] == "centrum"
+    assert (dam["temperature"]["tenant"], dam["temperature"]["device_type"]) == ("city", "weather")
     assert dam["temperature"]["tags"] == ["roof"]
     assert dam["temperature"]["classification"] == "public"
     assert dam["relative_humidity"]["unit"] == "%RH"

@@ -85,6 +85,7 @@ def test_a_registered_device_is_enriched_and_named_by_the_registry() -> None:
     directory = Directory([entry()], [device_type()])
     (obs,) = normalise(tts_envelope(decoded={"temperature": 3.5}, payload=None), directory)
     assert obs.device_id == "aq-1"  # the registry's id, not the network server's name
+    assert (obs.tenant, obs.device_type) == ("city", "aq")
     assert (obs.location.latitude, obs.location.longitude) == (52.37, 4.89)
     assert obs.area == "centrum"
     assert obs.tags == ("air", "pilot")

@@ -38,17 +38,14 @@ def obs(**overrides: Any) -> Observation:
         area="centre",
         tags=("school", "street"),
         classification="internal",
-        extra={"tenant": "acme"},
+        tenant="acme",
     )
     return replace(base, **overrides)
 
 
 def both(o: Observation) -> list[Observation | dict[str, Any]]:
-    """The observation and its JSON dict as read from the topic, with its tenant on top (as the
-    normaliser will write it)."""
-    doc = o.to_dict()
-    doc["tenant"] = o.extra.get("tenant")
-    return [o, doc]
+    """The observation and its JSON dict as read from the topic."""
+    return [o, o.to_dict()]
 
 
 def flt(**fields: Any) -> SubscriptionFilter:
@@ -155,16 +152,14 @@ def test_hostile_dicts_do_not_match_and_do_not_raise(doc: dict[str, Any]) -> Non
 )
 def test_tenant_rule(owner: str | None, classification: str | None, expected: bool) -> None:
     assert may_see("acme", owner, classification) is expected
-    observation = obs(
-        classification=classification, extra={} if owner is None else {"tenant": owner}
-    )
+    observation = obs(classification=classification, tenant=owner)
     check = compile_filter(flt(), tenant="acme")
     for item in both(observation):
         assert check(item) is expected, item
 
 
 def test_the_network_servers_tenant_is_not_the_device_tenant() -> None:
-    o = obs(extra={}, network=NetworkMeta(name="tts", tenant="acme"))
+    o = obs(tenant=None, network=NetworkMeta(name="tts", tenant="acme"))
     assert device_tenant(o) is None
     assert not compile_filter(flt(), tenant="acme")(o)
 
@@ -177,7 +172,7 @@ def test_wildcard_is_not_a_tenant() -> None:
 def test_device_type_lookup_uses_the_devices_tenant() -> None:
     # dev-9 belongs to "other" and is public: its type is looked up in "other", not "acme".
     check = compile_filter(flt(device_types=["airq"]), tenant="acme", device_type_of=type_of)
-    public_other = obs(device_id="dev-9", classification="public", extra={"tenant": "other"})
+    public_other = obs(device_id="dev-9", classification="public", tenant="other")
     assert all(check(item) for item in both(public_other))
 
 
