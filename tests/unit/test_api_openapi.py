@@ -72,6 +72,7 @@ def test_every_reference_resolves() -> None:
 
 def test_the_document_is_valid_openapi_3_1() -> None:
     import schemathesis  # a dev dependency: its absence must fail, not skip
+
     doc = build_openapi(max_body_bytes=1024, max_import_bytes=4096)
     schema = schemathesis.openapi.from_dict(doc)
     operations = [op.ok() for op in schema.get_all_operations()]
