@@ -13,7 +13,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-SCHEMA_NAMES = ("raw-envelope", "observation", "deadletter")
+SCHEMA_NAMES = ("raw-envelope", "observation", "deadletter", "aggregate")
 
 
 @cache

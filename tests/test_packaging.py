@@ -39,6 +39,6 @@ def test_built_wheel_contains_every_module_and_the_schemas(tmp_path):
         for source in (ROOT / folder).rglob("*.py"):
             rel = source.relative_to(ROOT / folder)
             assert "/".join([*package.split("."), *rel.parts]) in names, source
-    for schema in ("raw-envelope", "observation", "deadletter"):
+    for schema in ("raw-envelope", "observation", "deadletter", "aggregate"):
         assert f"cityhub/schemas/json/{schema}.schema.json" in names
     assert "cityhub/schemas/asyncapi.yaml" in names
