@@ -140,7 +140,7 @@ class Hub:
                 self.kill()
         if self.command in {"run", "bridge"}:
             settings = MqttSettings(
-                host=MQTT_HOST, port=MQTT_PORT, client_id=f"{self.prefix}-bridge"
+                host=MQTT_HOST, port=MQTT_PORT, client_id=self.env()["CITYHUB_MQTT__CLIENT_ID"]
             )
             # stop() is called from sync fixtures and from async tests alike: a thread of its own.
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
