@@ -8,6 +8,7 @@ from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.settings import Settings
 
 
@@ -30,10 +31,15 @@ async def tail(
     await consumer.start()
     seen = 0
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
+        # A consumer without subscriptions has no topic's metadata; aiokafka's public
+        # topics() fetches it but keeps only the names, so ask its client for the whole map.
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic)
+        if not partitions:
+            raise ConfigurationError(
+                f"topic {topic!r} does not exist (yet); is the hub running with this prefix?"
+            )
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            raise SystemExit(f"topic {topic!r} does not exist (yet)")
         consumer.assign(tps)
         if from_beginning:
             await consumer.seek_to_beginning(*tps)
