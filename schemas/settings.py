@@ -102,6 +102,13 @@ class HttpSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class SubscriptionSettings(_Section):
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    """Webhook hosts (names or IP addresses) exempt from the SSRF address rules
+    (``cityhub.connectors.sinks.ssrf``). Empty by default: set it only for tests or a trusted
+    internal receiver, e.g. ``CITYHUB_SUBSCRIPTIONS__WEBHOOK_ALLOWED_HOSTS='["127.0.0.1"]'``."""
+
+
 class StackSettings(_Section):
     """The local single-node stack that ``cityhub stack up`` runs."""
 
@@ -135,6 +142,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     http: HttpSettings = HttpSettings()
     stack: StackSettings = StackSettings()
+    subscriptions: SubscriptionSettings = SubscriptionSettings()
     log_level: str = "info"
 
     @model_validator(mode="after")

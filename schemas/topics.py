@@ -14,6 +14,8 @@ class Topics:
     deadletter: str
     registry: str
     """Compacted: the device registry's records keyed by kind and id (see streams/registry)."""
+    subscriptions: str
+    """Compacted: subscriptions keyed ``subscription/<tenant>/<id>`` (see streams/subscriptions)."""
 
     @classmethod
     def for_prefix(cls, prefix: str) -> Topics:
@@ -22,4 +24,5 @@ class Topics:
             observations=f"{prefix}.observations",
             deadletter=f"{prefix}.deadletter",
             registry=f"{prefix}.registry",
+            subscriptions=f"{prefix}.subscriptions",
         )

@@ -195,9 +195,23 @@ def _run_worker(
     if api:
         from cityhub.streams.api.app import build_api
         from cityhub.streams.registry.service import Registry as RegistryService
+        from cityhub.streams.subscriptions.service import Subscriptions
+        from cityhub.streams.subscriptions.store import SubscriptionStore
 
+        # Kept like the registry: a compacted topic tailed into a view, only where the API runs.
+        subscription_store = SubscriptionStore(settings)
+        services.append(RegistryStoreService(subscription_store, label="subscriptions", loop=loop))
+        checks["subscriptions"] = lambda: subscription_store.ready
+        subscriptions = Subscriptions(
+            subscription_store,
+            registry.view,
+            webhook_allowed_hosts=settings.subscriptions.webhook_allowed_hosts,
+            topic_prefix=settings.kafka.topic_prefix,
+        )
         # The API's app carries /metrics and /healthz too: one port for operators and probes.
-        api_app = build_api(RegistryService(registry), **(api_limits or {}))
+        api_app = build_api(
+            RegistryService(registry), subscriptions=subscriptions, **(api_limits or {})
+        )
     services.append(
         OpsServerService(settings.http.host, settings.http.port, checks, app=api_app, loop=loop)
     )

@@ -6,15 +6,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from mode import Service
 
 from cityhub.streams.http import HealthCheck, start_ops_server
-from cityhub.streams.registry.store import RecordStore
 
 log = logging.getLogger("cityhub")
+
+
+class StartableStore(Protocol):
+    """A store whose view tails a compacted topic: the registry's, the subscriptions'."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class CoroutineService(Service):
@@ -87,16 +94,17 @@ class OpsServerService(Service):
 
 
 class RegistryStoreService(Service):
-    """Keeps the device registry's store running (its view tailing the registry topic) for as
-    long as the worker runs."""
+    """Keeps a compacted-topic store running (its view tailing the topic: the device registry's,
+    or the subscriptions') for as long as the worker runs."""
 
-    def __init__(self, store: RecordStore, **kw: Any) -> None:
+    def __init__(self, store: StartableStore, *, label: str = "registry", **kw: Any) -> None:
         super().__init__(**kw)
         self._store = store
+        self._label = label
 
     @property
     def label(self) -> str:
-        return "registry"
+        return self._label
 
     async def on_start(self) -> None:
         await self._store.start()

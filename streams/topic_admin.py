@@ -36,6 +36,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.kafka.partitions
     max_bytes = str(settings.kafka.max_message_bytes + 64 * 1024)
     log_config = {"cleanup.policy": "delete", "max.message.bytes": max_bytes}
+    compact_config = {
+        "cleanup.policy": "compact",
+        "max.message.bytes": max_bytes,
+        "min.cleanable.dirty.ratio": "0.1",
+        "segment.ms": str(3600 * 1000),
+        "delete.retention.ms": str(24 * 3600 * 1000),
+    }
     return [
         TopicSpec(topics.raw, n, {**log_config, "retention.ms": str(7 * 24 * 3600 * 1000)}),
         TopicSpec(
@@ -46,17 +53,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Compaction keeps the last record per key; a low dirty ratio and hourly segments make it
         # actually run (the defaults, 0.5 and 7 days, would leave a busy registry uncompacted),
         # and tombstones stay a day so that an instance that was away still sees the delete.
-        TopicSpec(
-            topics.registry,
-            1,
-            {
-                "cleanup.policy": "compact",
-                "max.message.bytes": max_bytes,
-                "min.cleanable.dirty.ratio": "0.1",
-                "segment.ms": str(3600 * 1000),
-                "delete.retention.ms": str(24 * 3600 * 1000),
-            },
-        ),
+        TopicSpec(topics.registry, 1, compact_config),
+        # The subscriptions, kept the same way (every API instance and delivery task reads all).
+        TopicSpec(topics.subscriptions, 1, compact_config),
     ]
 
 

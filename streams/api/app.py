@@ -31,6 +31,7 @@ from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.problems import problem_from_exception, problem_response
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
 from cityhub.streams.registry.service import Registry
+from cityhub.streams.subscriptions.service import Subscriptions
 
 log = logging.getLogger("cityhub.api")
 
@@ -38,6 +39,7 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 REGISTRY_KEY = web.AppKey("registry", Registry)
+SUBSCRIPTIONS_KEY = web.AppKey("subscriptions", Subscriptions)
 LIMITS_KEY = web.AppKey("limits", Limits)
 OPENAPI_KEY = web.AppKey("openapi", dict[str, Any])
 
@@ -104,7 +106,13 @@ def _endpoint(route: Route) -> RequestHandler:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         registry = request.app[REGISTRY_KEY]
         principal = authenticate(registry, request.headers)
-        call = Call(request, principal, registry, request.app[LIMITS_KEY])
+        call = Call(
+            request,
+            principal,
+            registry,
+            request.app[LIMITS_KEY],
+            request.app.get(SUBSCRIPTIONS_KEY),
+        )
         return await route.handler(call)
 
     endpoint.__name__ = route.operation_id
@@ -121,10 +129,12 @@ def build_api(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
+    subscriptions: Subscriptions | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
-    imports at ``max_import_bytes`` (413 past either). Mount ``/metrics`` and ``/healthz`` on
-    it with ``cityhub.streams.http.add_ops_routes``."""
+    imports at ``max_import_bytes`` (413 past either). Without ``subscriptions`` the
+    subscription routes answer 503 (they are still documented). Mount ``/metrics`` and
+    ``/healthz`` on it with ``cityhub.streams.http.add_ops_routes``."""
     if max_body_bytes < 1 or max_import_bytes < 1:
         raise ValueError("body caps must be positive")
     app = web.Application(
@@ -132,6 +142,8 @@ def build_api(
         client_max_size=max(max_body_bytes, max_import_bytes),
     )
     app[REGISTRY_KEY] = registry
+    if subscriptions is not None:
+        app[SUBSCRIPTIONS_KEY] = subscriptions
     app[LIMITS_KEY] = Limits(max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes)
     app[OPENAPI_KEY] = build_openapi(
         max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes

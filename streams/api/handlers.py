@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from cityhub.schemas.registry import DeviceSpec, DeviceType, DeviceTypeSpec, Tenant, TenantSpec
+from cityhub.schemas.subscription import SubscriptionSpec
 from cityhub.streams.api.bodies import (
     JSON,
     query_bool,
@@ -27,8 +28,10 @@ from cityhub.streams.api.bodies import (
     require_content_type,
 )
 from cityhub.streams.api.models import ApiKeySpec
+from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.registry.importer import CSV_CONTENT_TYPES, read_import
 from cityhub.streams.registry.service import DEFAULT_PAGE_SIZE, Page, Principal, Registry
+from cityhub.streams.subscriptions.service import Subscriptions
 
 IMPORT_CONTENT_TYPES = frozenset({*CSV_CONTENT_TYPES, JSON})
 PARSE_IN_THREAD_BYTES = 256 * 1024
@@ -51,6 +54,14 @@ class Call:
     principal: Principal
     registry: Registry
     limits: Limits
+    subscriptions_service: Subscriptions | None = field(default=None)
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """The subscriptions service; 503 where this instance runs without one."""
+        if self.subscriptions_service is None:
+            raise ApiProblem(503, "Subscriptions are not served by this instance of the API.")
+        return self.subscriptions_service
 
     def path_param(self, name: str) -> str:
         return self.request.match_info[name]
@@ -253,3 +264,54 @@ async def create_key(call: Call) -> web.Response:
 async def revoke_key(call: Call) -> web.Response:
     key = await call.registry.revoke_key(call.principal, call.path_param("id"))
     return json_response(key.public())
+
+
+# --- subscriptions -----------------------------------------------------------------------------
+
+
+async def list_subscriptions(call: Call) -> web.Response:
+    items = call.subscriptions.list(call.principal, call.path_param("tenant"))
+    return json_response({"items": [s.public() for s in items], "next_cursor": None})
+
+
+async def create_subscription(call: Call) -> web.Response:
+    spec = await read_model(call.request, SubscriptionSpec, call.limits.max_body_bytes)
+    record, secret = await call.subscriptions.create(
+        call.principal, call.path_param("tenant"), spec
+    )
+    doc = record.public()
+    if secret is not None:
+        doc["secret"] = secret
+    response = _created(doc, f"{call.request.path}/{record.id}")
+    if secret is not None:
+        # The only response that carries the signing secret: no cache may keep it.
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def get_subscription(call: Call) -> web.Response:
+    record = call.subscriptions.get(
+        call.principal, call.path_param("tenant"), call.path_param("id")
+    )
+    return json_response(record.public())
+
+
+async def pause_subscription(call: Call) -> web.Response:
+    record = await call.subscriptions.pause(
+        call.principal, call.path_param("tenant"), call.path_param("id")
+    )
+    return json_response(record.public())
+
+
+async def resume_subscription(call: Call) -> web.Response:
+    record = await call.subscriptions.resume(
+        call.principal, call.path_param("tenant"), call.path_param("id")
+    )
+    return json_response(record.public())
+
+
+async def delete_subscription(call: Call) -> web.Response:
+    await call.subscriptions.delete(
+        call.principal, call.path_param("tenant"), call.path_param("id")
+    )
+    return web.Response(status=204)

@@ -10,6 +10,8 @@ Pure: pydantic models, no I/O.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from cityhub.schemas.registry import (
@@ -19,6 +21,15 @@ from cityhub.schemas.registry import (
     Location,
     Name,
     Role,
+)
+from cityhub.schemas.subscription import (
+    KafkaDelivery,
+    MqttDelivery,
+    OnFull,
+    Source,
+    SseDelivery,
+    SubscriptionFilter,
+    SubscriptionState,
 )
 
 
@@ -137,6 +148,53 @@ class ImportReportOut(_Out):
     ignored_columns: list[str] = Field(default_factory=list)
     """CSV header columns cityhub does not know (The Things Stack's own are recognised)."""
     rows: list[RowResultOut]
+
+
+class WebhookDeliveryOut(_Out):
+    """A webhook delivery as the API returns it: never the secret, only whether there is one and
+    a short fingerprint of it (to tell which secret is configured)."""
+
+    kind: Literal["webhook"] = "webhook"
+    url: str
+    has_secret: bool
+    secret_fingerprint: str
+    max_batch_size: int
+    max_batch_bytes: int
+    max_wait_ms: int
+    timeout_s: float
+
+
+DeliveryOut = Annotated[
+    KafkaDelivery | WebhookDeliveryOut | SseDelivery | MqttDelivery, Field(discriminator="kind")
+]
+
+
+class SubscriptionOut(_Out):
+    """A subscription as the API returns it (``Subscription.public()``)."""
+
+    tenant: str
+    id: str
+    name: str
+    source: Source
+    filter: SubscriptionFilter
+    delivery: DeliveryOut
+    on_full: OnFull
+    queue_size: int
+    state: SubscriptionState
+    created_at: str
+    updated_at: str
+
+
+class SubscriptionCreated(SubscriptionOut):
+    """The response to a creation: ``secret`` is the webhook signing secret cityhub generated,
+    present only then and never shown again (absent when the request carried its own)."""
+
+    secret: str | None = None
+
+
+class SubscriptionList(_Out):
+    items: list[SubscriptionOut]
+    next_cursor: str | None = None
 
 
 class Problem(BaseModel):

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cityhub.schemas.registry import ID_PATTERN, DeviceSpec, DeviceTypeSpec, TenantSpec
+from cityhub.schemas.subscription import SUBSCRIPTION_ID_PATTERN, SubscriptionSpec
 from cityhub.streams.api import handlers as h
 from cityhub.streams.api.models import (
     ApiKeyCreated,
@@ -22,6 +23,9 @@ from cityhub.streams.api.models import (
     DeviceTypeList,
     DeviceTypeOut,
     ImportReportOut,
+    SubscriptionCreated,
+    SubscriptionList,
+    SubscriptionOut,
     TenantList,
     TenantOut,
 )
@@ -75,6 +79,13 @@ _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
 TENANT = Param("tenant", "path", _ID_SCHEMA, "The tenant's id.", required=True)
 TYPE_ID = Param("id", "path", _ID_SCHEMA, "The device type's id.", required=True)
 DEVICE_ID = Param("id", "path", _ID_SCHEMA, "The device's id.", required=True)
+SUBSCRIPTION_ID = Param(
+    "id",
+    "path",
+    {"type": "string", "pattern": SUBSCRIPTION_ID_PATTERN},
+    "The subscription's id.",
+    required=True,
+)
 KEY_ID = Param("id", "path", {"type": "string"}, "The API key's id.", required=True)
 LIMIT = Param(
     "limit",
@@ -298,6 +309,75 @@ ROUTES: tuple[Route, ...] = (
         response=ApiKeyOut,
         params=(KEY_ID,),
         problems=(403, 404),
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenant}/subscriptions",
+        "listSubscriptions",
+        "List the tenant's subscriptions (never a webhook secret)",
+        "subscriptions",
+        h.list_subscriptions,
+        response=SubscriptionList,
+        params=(TENANT,),
+        problems=(*_READ, 503),
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenant}/subscriptions",
+        "createSubscription",
+        "Create a subscription; a webhook secret cityhub generates is in this response only",
+        "subscriptions",
+        h.create_subscription,
+        status=201,
+        response=SubscriptionCreated,
+        body=SubscriptionSpec,
+        params=(TENANT,),
+        problems=(*_WRITE, 409, 503),
+        headers=("Location",),
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenant}/subscriptions/{id}",
+        "getSubscription",
+        "Read a subscription (never its webhook secret)",
+        "subscriptions",
+        h.get_subscription,
+        response=SubscriptionOut,
+        params=(TENANT, SUBSCRIPTION_ID),
+        problems=(*_READ, 503),
+    ),
+    Route(
+        "DELETE",
+        "/tenants/{tenant}/subscriptions/{id}",
+        "deleteSubscription",
+        "Delete a subscription",
+        "subscriptions",
+        h.delete_subscription,
+        status=204,
+        params=(TENANT, SUBSCRIPTION_ID),
+        problems=(*_READ, 503),
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenant}/subscriptions/{id}/pause",
+        "pauseSubscription",
+        "Pause a subscription: nothing is delivered, its Kafka position is kept",
+        "subscriptions",
+        h.pause_subscription,
+        response=SubscriptionOut,
+        params=(TENANT, SUBSCRIPTION_ID),
+        problems=(*_READ, 503),
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenant}/subscriptions/{id}/resume",
+        "resumeSubscription",
+        "Resume a paused (or failing) subscription",
+        "subscriptions",
+        h.resume_subscription,
+        response=SubscriptionOut,
+        params=(TENANT, SUBSCRIPTION_ID),
+        problems=(*_READ, 503),
     ),
 )
 """Every authenticated operation of the API. ``/api/v1/openapi.json`` is served beside them,

@@ -3,8 +3,9 @@
 Keys and the first tenants are made the way the CLI makes them (``Registry`` over the Kafka
 store, as ``Principal.system()``) before the process starts; everything else goes over HTTP.
 Covers: every endpoint of one tenant tried with another tenant's keys (OWASP API1), a revoked
-key on every endpoint, a 1 000-row CSV import with bad rows, a restart that keeps the registry,
-and a schemathesis run against the served OpenAPI document that finds no 5xx.
+key on every endpoint, a 1 000-row CSV import with bad rows, a restart that keeps the registry
+and the subscriptions (with their paused state), and a schemathesis run against the served
+OpenAPI document that finds no 5xx.
 """
 
 from __future__ import annotations
@@ -238,6 +239,58 @@ def test_the_registry_survives_a_restart(api: Client) -> None:
     assert (_snapshot(api, "beta"), _snapshot(api, "acme")) == before
     health = json.loads(api.hub.get("/healthz"))
     assert health["components"]["registry"] is True
+
+
+def test_subscriptions_survive_a_restart_with_their_state(api: Client) -> None:
+    subs = f"{V1}/tenants/beta/subscriptions"
+    hook = {
+        "id": "hook",
+        "name": "Hook",
+        "filter": {"quantities": ["temperature"], "areas": ["west"]},
+        "delivery": {"kind": "webhook", "url": "https://93.184.216.34/hook"},
+    }
+    status, doc, headers = api.call("POST", subs, "sub_b", hook)
+    assert status == 201, doc
+    assert headers["Location"] == f"{subs}/hook"
+    secret = doc["secret"]
+    fingerprint = doc["delivery"]["secret_fingerprint"]
+    status, doc, _ = api.call("POST", subs, "sub_b", {"id": "k", "name": "K", "delivery": {}})
+    assert status == 422, doc
+    status, doc, _ = api.call(
+        "POST", subs, "sub_b", {"id": "k", "name": "K", "delivery": {"kind": "kafka"}}
+    )
+    assert status == 201, doc
+    assert "secret" not in doc
+    status, doc, _ = api.call("POST", f"{subs}/hook/pause", "sub_b")
+    assert status == 200, doc
+    assert doc["state"] == "paused"
+    status, doc, _ = api.call(
+        "POST", subs, "sub_b", {**hook, "id": "inside", "delivery": {"url": "http://10.0.0.5/"}}
+    )
+    assert status == 422
+    status, doc, _ = api.call(
+        "POST",
+        subs,
+        "sub_b",
+        {**hook, "id": "inside", "delivery": {"kind": "webhook", "url": "http://10.0.0.5/"}},
+    )
+    assert status == 422
+    assert doc["errors"][0]["field"] == "delivery.url"
+    assert api.call("GET", subs, "op_b")[0] == 403
+    before = api.call("GET", subs, "sub_b")[1]
+    api.hub.stop()
+    api.hub.start()
+    status, doc, _ = api.call("GET", subs, "sub_b")
+    assert status == 200
+    assert doc == before
+    assert [(s["id"], s["state"]) for s in doc["items"]] == [("hook", "paused"), ("k", "active")]
+    assert secret not in json.dumps(doc)
+    assert doc["items"][0]["delivery"]["secret_fingerprint"] == fingerprint
+    assert json.loads(api.hub.get("/healthz"))["components"]["subscriptions"] is True
+    status, doc, _ = api.call("POST", f"{subs}/hook/resume", "sub_b")
+    assert doc["state"] == "active"
+    assert api.call("DELETE", f"{subs}/k", "sub_b")[0] == 204
+    assert api.call("GET", f"{subs}/k", "sub_b")[0] == 404
 
 
 def test_schemathesis_finds_no_server_error(api: Client, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ with two tenants, a device type in each, and a key of every role."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +15,8 @@ from cityhub.schemas.registry import DeviceTypeSpec, Role, TenantSpec
 from cityhub.streams.api.app import build_api
 from cityhub.streams.registry.service import Principal, Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.streams.subscriptions.service import Subscriptions
+from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
 
 APP_KEY = "8A1C5F3B2D7E4A6C9B0F1E2D3C4B5A69"
 """A LoRaWAN app key that must never come back in any response."""
@@ -26,7 +28,8 @@ class Api:
     registry: Registry
     store: InMemoryRegistryStore
     keys: dict[str, str]
-    """Secrets by name: admin, op_a, op_b, sub_a."""
+    """Secrets by name: admin, op_a, op_b, sub_a, sub_b."""
+    subscriptions: Subscriptions
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
@@ -62,24 +65,39 @@ async def seed(registry: Registry) -> dict[str, str]:
         ("op_a", "acme", Role.OPERATOR),
         ("op_b", "beta", Role.OPERATOR),
         ("sub_a", "acme", Role.SUBSCRIBER),
+        ("sub_b", "beta", Role.SUBSCRIBER),
     ):
         _, secret = await registry.create_key(system, tenant, role, name)
         keys[name] = secret
     return keys
 
 
+async def public_resolver(host: str, port: int) -> Sequence[str]:
+    """Every name resolves to one public address (no DNS in unit tests)."""
+    return ["93.184.216.34"]
+
+
 @asynccontextmanager
 async def running_api(
     *, max_body_bytes: int = 64 * 1024, max_import_bytes: int = 256 * 1024
 ) -> AsyncIterator[Api]:
-    """The API on a test server over a seeded in-memory registry."""
+    """The API on a test server over a seeded in-memory registry and in-memory subscriptions
+    (webhook host names resolve to a public address; IP literals are checked as they are)."""
     store = InMemoryRegistryStore()
     await store.start()
     registry = Registry(store)
     keys = await seed(registry)
-    app = build_api(registry, max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes)
+    subscriptions = Subscriptions(
+        InMemorySubscriptionStore(), registry.view, resolver=public_resolver
+    )
+    app = build_api(
+        registry,
+        max_body_bytes=max_body_bytes,
+        max_import_bytes=max_import_bytes,
+        subscriptions=subscriptions,
+    )
     async with TestClient(TestServer(app)) as client:
-        yield Api(client, registry, store, keys)
+        yield Api(client, registry, store, keys, subscriptions)
     await store.stop()
 
 

@@ -1,0 +1,212 @@
+"""The subscriptions' operations, as the HTTP API uses them.
+
+Authorisation lives here, as in the registry's service (``streams/registry/service.py``), with
+the same ``Principal`` and the same errors (the API answers them as problem documents):
+
+- ``subscriber`` and ``admin``: create, read, list, pause, resume and delete the subscriptions
+  of their own tenant (an admin: of any tenant);
+- ``operator``: none of it (403 in its own tenant); operators run devices, not consumers;
+- another tenant's subscriptions, or a tenant that does not exist, are *not found* (404),
+  never *forbidden*, so that a key cannot learn what exists elsewhere.
+
+A webhook URL is checked against SSRF (``cityhub.connectors.sinks.ssrf``) when a subscription is
+created; the delivery task checks it again before each connection. The webhook signing secret is
+returned once, by ``create``, and never afterwards: callers answer with ``Subscription.public()``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from cityhub.connectors.sinks.ssrf import (
+    Resolver,
+    UnresolvableWebhookHost,
+    UnsafeWebhookUrl,
+    check_webhook_url,
+    system_resolver,
+)
+from cityhub.schemas.registry import Role
+from cityhub.schemas.subscription import (
+    KafkaDelivery,
+    Subscription,
+    SubscriptionSpec,
+    SubscriptionState,
+    WebhookDelivery,
+    build_subscription,
+    generate_webhook_secret,
+    record_key,
+    subscription_topic,
+)
+from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.registry.service import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Principal,
+)
+from cityhub.streams.registry.view import RegistryView
+from cityhub.streams.subscriptions.store import SubscriptionRecordStore
+from cityhub.streams.subscriptions.view import SubscriptionView
+
+MANAGING_ROLES = frozenset({Role.SUBSCRIBER, Role.ADMIN})
+
+
+class Subscriptions:
+    """The subscriptions service over a store; every method checks ``who``.
+
+    Reads come from the store's view; writes return once the view shows them (read-your-writes).
+    An id taken in the view or by a write in flight in this instance is a conflict; two
+    instances creating the same id at the same moment could both succeed (the later wins).
+    """
+
+    def __init__(
+        self,
+        store: SubscriptionRecordStore,
+        registry_view: RegistryView,
+        *,
+        webhook_allowed_hosts: Iterable[str] = (),
+        topic_prefix: str = "cityhub",
+        resolver: Resolver = system_resolver,
+        new_secret: Callable[[], str] = generate_webhook_secret,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._registry = registry_view
+        self._allowed_hosts = frozenset(webhook_allowed_hosts)
+        self._topic_prefix = topic_prefix
+        self._resolver = resolver
+        self._new_secret = new_secret
+        self._clock = clock
+        self._pending: set[str] = set()
+
+    @property
+    def store(self) -> SubscriptionRecordStore:
+        return self._store
+
+    @property
+    def view(self) -> SubscriptionView:
+        """Every subscription, for the delivery tasks (no authorisation)."""
+        return self._store.view
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _scope(self, who: Principal, tenant: str) -> None:
+        """Raise unless ``who`` may manage ``tenant``'s subscriptions: NotFound for another
+        tenant or one that does not exist, Forbidden for a role that may not manage any."""
+        if who.role is not Role.ADMIN and who.tenant != tenant:
+            raise NotFound(f"tenant {tenant!r} not found")
+        if who.role not in MANAGING_ROLES:
+            raise Forbidden(f"a {who.role} key may not manage subscriptions; use a subscriber key")
+        if self._registry.tenant(tenant) is None:
+            raise NotFound(f"tenant {tenant!r} not found")
+
+    def _existing(self, tenant: str, subscription_id: str) -> Subscription:
+        record = self.view.get(tenant, subscription_id)
+        if record is None:
+            raise NotFound(f"subscription {subscription_id!r} not found in tenant {tenant!r}")
+        return record
+
+    @contextmanager
+    def _reserve(self, token: str) -> Iterator[None]:
+        if token in self._pending:
+            raise Conflict("another request is writing the same subscription; try again")
+        self._pending.add(token)
+        try:
+            yield
+        finally:
+            self._pending.discard(token)
+
+    async def _check_delivery(self, tenant: str, spec: SubscriptionSpec) -> None:
+        delivery = spec.delivery
+        if isinstance(delivery, WebhookDelivery):
+            try:
+                await check_webhook_url(
+                    delivery.url, allowed_hosts=self._allowed_hosts, resolver=self._resolver
+                )
+            except UnsafeWebhookUrl as exc:
+                raise Invalid(
+                    f"the webhook url is refused: {exc.why}",
+                    errors=[FieldError("delivery.url", exc.why)],
+                ) from None
+            except UnresolvableWebhookHost as exc:
+                raise Invalid(
+                    f"the webhook url is refused: {exc}",
+                    errors=[FieldError("delivery.url", str(exc))],
+                ) from None
+        elif isinstance(delivery, KafkaDelivery):
+            try:
+                subscription_topic(self._topic_prefix, tenant, spec.id)
+            except ValueError as exc:
+                raise Invalid(
+                    f"the subscription's Kafka topic would be too long: {exc}",
+                    errors=[FieldError("id", "too long for this tenant's Kafka topic name")],
+                ) from None
+
+    async def _set_state(
+        self, who: Principal, tenant: str, subscription_id: str, state: SubscriptionState
+    ) -> Subscription:
+        self._scope(who, tenant)
+        record = self._existing(tenant, subscription_id)
+        if record.state is state:
+            return record
+        changed = record.model_copy(update={"state": state, "updated_at": rfc3339(self._clock())})
+        with self._reserve(record_key(record)):
+            await self._store.put(changed)
+        return changed
+
+    # --- operations ----------------------------------------------------------------------------
+    async def create(
+        self, who: Principal, tenant: str, spec: SubscriptionSpec
+    ) -> tuple[Subscription, str | None]:
+        """A new subscription, and the webhook secret cityhub generated for it (None if the
+        spec carried one, or for other deliveries): show it once, it is never returned again.
+        Conflict if the id exists in the tenant; Invalid if a webhook URL is refused."""
+        self._scope(who, tenant)
+        if self.view.get(tenant, spec.id) is not None:
+            raise Conflict(
+                f"subscription {spec.id!r} already exists in tenant {tenant!r}",
+                errors=[FieldError("id", "already exists")],
+            )
+        await self._check_delivery(tenant, spec)
+        record, secret = build_subscription(
+            spec, tenant=tenant, now=rfc3339(self._clock()), new_secret=self._new_secret
+        )
+        key = record_key(record)
+        with self._reserve(key):
+            if self.view.get(tenant, spec.id) is not None:  # created while the URL was checked
+                raise Conflict(
+                    f"subscription {spec.id!r} already exists in tenant {tenant!r}",
+                    errors=[FieldError("id", "already exists")],
+                )
+            await self._store.put(record)
+        return record, secret
+
+    def get(self, who: Principal, tenant: str, subscription_id: str) -> Subscription:
+        """The tenant's subscription (answer with ``public()``); NotFound otherwise."""
+        self._scope(who, tenant)
+        return self._existing(tenant, subscription_id)
+
+    def list(self, who: Principal, tenant: str) -> list[Subscription]:
+        """The tenant's subscriptions in id order (answer each with ``public()``)."""
+        self._scope(who, tenant)
+        return self.view.of_tenant(tenant)
+
+    async def pause(self, who: Principal, tenant: str, subscription_id: str) -> Subscription:
+        """Stop delivering; the subscription keeps its Kafka position. Idempotent."""
+        return await self._set_state(who, tenant, subscription_id, SubscriptionState.PAUSED)
+
+    async def resume(self, who: Principal, tenant: str, subscription_id: str) -> Subscription:
+        """Deliver again (also after ``failing``: the subscriber says its sink is back).
+        Idempotent."""
+        return await self._set_state(who, tenant, subscription_id, SubscriptionState.ACTIVE)
+
+    async def delete(self, who: Principal, tenant: str, subscription_id: str) -> None:
+        """Delete the tenant's subscription (a tombstone on the topic); NotFound otherwise."""
+        self._scope(who, tenant)
+        record = self._existing(tenant, subscription_id)
+        key = record_key(record)
+        with self._reserve(key):
+            await self._store.delete(key)
