@@ -224,5 +224,10 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
     body = json.loads(hub.get("/healthz"))
     assert body == {
         "status": "ok",
-        "components": {"registry": True, "bridge": True, "worker": True},
+        "components": {
+            "registry": True,
+            "subscriptions": True,
+            "bridge": True,
+            "worker": True,
+        },
     }
