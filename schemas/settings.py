@@ -109,6 +109,41 @@ class SubscriptionSettings(_Section):
     internal receiver, e.g. ``CITYHUB_SUBSCRIPTIONS__WEBHOOK_ALLOWED_HOSTS='["127.0.0.1"]'``."""
 
 
+class AggregationSettings(_Section):
+    """Tumbling event-time windows (``cityhub.streams.windows``)."""
+
+    window_sizes_seconds: tuple[int, ...] = (60, 900, 3600)
+    grace_seconds: int = Field(default=60, ge=0)
+    """How long after a window's end a late observation still updates it (and re-emits it)."""
+    max_future_seconds: int = Field(default=300, ge=0)
+    """Observations claiming a time further ahead of the worker's clock are dropped and counted."""
+    idle_close_seconds: float = Field(default=30.0, gt=0)
+    """A partition without new observations moves its watermark to wall clock minus this (and
+    grace), so that its windows still close when its devices go quiet."""
+
+
+class DeliverySettings(_Section):
+    """Delivering subscriptions (webhooks, MQTT, SSE); see ``cityhub.streams.delivery``."""
+
+    batch_max_items: int = Field(default=100, ge=1, le=10_000)
+    """At most this many items per webhook POST (or SSE/MQTT burst)."""
+    batch_linger_seconds: float = Field(default=0.01, ge=0)
+    """How long a delivery task waits for more items before it sends a partial batch."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    """Attempts per batch before it goes to the dead-letter topic and delivery moves on."""
+    webhook_backoff_base_seconds: float = Field(default=0.5, gt=0)
+    webhook_backoff_cap_seconds: float = Field(default=60.0, gt=0)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=0)
+    """Response bodies are read up to this many bytes (only for the error message), never more."""
+    failing_after_attempts: int = Field(default=3, ge=1)
+    """A subscription reports state ``failing`` after this many failed attempts in a row."""
+    mqtt_topic_root: str = "cityhub/sub"
+    """MQTT deliveries publish under ``<root>/<tenant>/<their topic>``."""
+    group_prefix: str = "cityhub-delivery"
+    """Each subscription's consumer group is ``<group_prefix>.<tenant>.<id>``."""
+
+
 class StackSettings(_Section):
     """The local single-node stack that ``cityhub stack up`` runs."""
 
@@ -143,6 +178,8 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     stack: StackSettings = StackSettings()
     subscriptions: SubscriptionSettings = SubscriptionSettings()
+    aggregation: AggregationSettings = AggregationSettings()
+    delivery: DeliverySettings = DeliverySettings()
     log_level: str = "info"
 
     @model_validator(mode="after")

@@ -16,6 +16,13 @@ class Topics:
     """Compacted: the device registry's records keyed by kind and id (see streams/registry)."""
     subscriptions: str
     """Compacted: subscriptions keyed ``subscription/<tenant>/<id>`` (see streams/subscriptions)."""
+    aggregates: str
+    """Window aggregates keyed by their group (``device/<device id>`` or
+    ``area/<tenant>/<area>``), so that every window of one group is in one partition; the record
+    timestamp is the window end."""
+    area_observations: str
+    """Internal: the observations that carry an area, repartitioned by ``<tenant>/<area>`` so that
+    one worker sees all of an area's observations (for the area windows)."""
 
     @classmethod
     def for_prefix(cls, prefix: str) -> Topics:
@@ -25,4 +32,6 @@ class Topics:
             deadletter=f"{prefix}.deadletter",
             registry=f"{prefix}.registry",
             subscriptions=f"{prefix}.subscriptions",
+            aggregates=f"{prefix}.aggregates",
+            area_observations=f"{prefix}.observations-by-area",
         )

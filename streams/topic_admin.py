@@ -49,6 +49,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             topics.observations, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}
         ),
         TopicSpec(topics.deadletter, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(
+            topics.aggregates, n, {**log_config, "retention.ms": str(365 * 24 * 3600 * 1000)}
+        ),
+        # Internal and replayable from cityhub.observations: a short retention is enough.
+        TopicSpec(
+            topics.area_observations, n, {**log_config, "retention.ms": str(24 * 3600 * 1000)}
+        ),
         # One partition: the registry is small and every instance reads all of it, in order.
         # Compaction keeps the last record per key; a low dirty ratio and hourly segments make it
         # actually run (the defaults, 0.5 and 7 days, would leave a busy registry uncompacted),
