@@ -10,11 +10,22 @@ Windows
     Tumbling, one per configured size (default 60 s, 900 s, 3600 s), in event time (the
     observation's ``observed_at``), aligned to the Unix epoch: a window of size ``s`` covers
     ``[k*s, (k+1)*s)`` seconds since 1970-01-01T00:00:00Z. Everything is UTC microseconds, so
-    daylight-saving changes play no part. Groups: (device, quantity, unit) and, for observations
-    that carry an area, (area, quantity, unit). The unit is part of the group: if a device or an
-    area reports one quantity in two units, each unit gets its own aggregate, and no mean ever
-    mixes them (a "keep the first unit" rule would depend on arrival order, and the aggregates
-    would then not equal the offline recomputation).
+    daylight-saving changes play no part. Groups: (tenant, device, quantity, unit) and, for
+    observations that carry an area and a tenant, (tenant, area, quantity, unit). The unit is
+    part of the group: if a device or an area reports one quantity in two units, each unit gets
+    its own aggregate, and no mean ever mixes them (a "keep the first unit" rule would depend on
+    arrival order, and the aggregates would then not equal the offline recomputation). The
+    tenant is part of the group so that no aggregate mixes tenants' data: devices of tenants A
+    and B in one area give two area aggregates; a device moved to another tenant within a
+    window gives two device aggregates. Observations of unregistered devices (tenant None) get
+    device aggregates only (no subscription may see them; an area aggregate would mix them with
+    other unowned data for nothing).
+
+Privacy
+    An aggregate's ``classification`` is the most restrictive one of the observations it counts
+    (``public`` < None < ``internal`` < ``personal``, see
+    :func:`cityhub.schemas.aggregate.most_restrictive`); a device aggregate's ``area`` is the
+    area of the observation that ``last`` comes from. Both are order-independent, like ``last``.
 
 Values
     Only finite ``int`` and ``float`` values count; bools, strings, NaN and infinities are
@@ -79,7 +90,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from cityhub.schemas.aggregate import Aggregate, Grouping, aggregate_id
+from cityhub.schemas.aggregate import (
+    Aggregate,
+    Grouping,
+    aggregate_id,
+    most_restrictive,
+    restrictiveness,
+)
 from cityhub.schemas.observation import Observation
 from cityhub.schemas.timefmt import parse_rfc3339
 
@@ -91,7 +108,8 @@ DEFAULT_GRACE = 60
 DEFAULT_MAX_EVENT_IDS = 100_000
 DEFAULT_MAX_FUTURE = 300
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2: the tenant in every key, classification and last area in every window entry."""
 
 COUNTERS = (
     "observations",
@@ -108,15 +126,15 @@ COUNTERS = (
 )
 """Counters kept in the state (cumulative, restored with it); the agent exports them as metrics.
 
-``no_group``: an observation without an area in a state that groups by area only."""
+``no_group``: an observation without an area or a tenant in a state that groups by area only."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 _DIGEST_MASK = (1 << 63) - 1
 
-WindowKey = tuple[str, str, str, str | None, int, int]
-"""(grouping, device id or area, quantity, unit, size in s, start in µs); grouping SEEN marks
-the key of a set of seen event ids."""
+WindowKey = tuple[str, str | None, str, str, str | None, int, int]
+"""(grouping, tenant, device id or area, quantity, unit, size in s, start in µs); grouping SEEN
+marks the key of a set of seen event ids (its tenant is always None: event ids are per device)."""
 
 SEEN = "seen"
 
@@ -131,6 +149,9 @@ class Point(NamedTuple):
     value: Any
     unit: str | None
     observed_us: int
+    tenant: str | None = None
+    """The device's tenant (None: unregistered)."""
+    classification: str | None = None
 
     @classmethod
     def from_observation(cls, obs: Observation | Mapping[str, Any]) -> Point:
@@ -145,6 +166,8 @@ class Point(NamedTuple):
                 obs.value,
                 obs.unit,
                 epoch_us(obs.observed_at),
+                obs.tenant,
+                obs.classification,
             )
         return cls(
             obs["event_id"],
@@ -154,6 +177,8 @@ class Point(NamedTuple):
             obs["value"],
             obs.get("unit"),
             epoch_us(obs["observed_at"]),
+            obs.get("tenant"),
+            obs.get("classification"),
         )
 
 
@@ -226,8 +251,8 @@ def _digest(event_id: str) -> int:
 def _order(key: WindowKey) -> tuple[Any, ...]:
     """Total order of window keys (None units first), so emissions come in one order however
     the state was built or restored."""
-    g, k, q, unit, size, start = key
-    return (g, k, q, unit is not None, unit or "", size, start)
+    g, tenant, k, q, unit, size, start = key
+    return (g, tenant is not None, tenant or "", k, q, unit is not None, unit or "", size, start)
 
 
 class _Window:
@@ -235,6 +260,8 @@ class _Window:
 
     __slots__ = (
         "aid",
+        "area",
+        "classification",
         "count",
         "last_id",
         "last_us",
@@ -245,7 +272,9 @@ class _Window:
         "revision",
     )
 
-    def __init__(self, x: float, t: int, event_id: str) -> None:
+    def __init__(
+        self, x: float, t: int, event_id: str, classification: str | None, area: str | None
+    ) -> None:
         self.count = 1
         self.min = x
         self.max = x
@@ -253,13 +282,21 @@ class _Window:
         self.last_us = t
         self.last_id = event_id
         self.last_value = x
+        self.classification = classification
+        """The most restrictive classification so far."""
+        self.area = area
+        """The area of the last observation (greatest time, then event id)."""
         self.revision = -1
         """-1: never emitted; else the revision of the last emission."""
         self.aid: str | None = None
         """The aggregate id, once computed (not persisted: it follows from the key)."""
 
-    def add(self, value: float, t: int, event_id: str) -> None:
+    def add(
+        self, value: float, t: int, event_id: str, classification: str | None, area: str | None
+    ) -> None:
         self.count += 1
+        if classification != self.classification:
+            self.classification = most_restrictive(self.classification, classification)
         if value < self.min:
             self.min = value
         if value > self.max:
@@ -285,6 +322,7 @@ class _Window:
             self.last_us = t
             self.last_id = event_id
             self.last_value = value
+            self.area = area
 
     def to_list(self, key: WindowKey) -> list[Any]:
         return [
@@ -297,14 +335,14 @@ class _Window:
             self.last_id,
             self.last_value,
             self.revision,
+            self.classification,
+            self.area,
         ]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> tuple[WindowKey, _Window]:
-        g, k, q, unit, size, start, count, lo, hi, partials, last_us, last_id, last_value = data[
-            :13
-        ]
-        revision = data[13]
+        g, tenant, k, q, unit, size, start = data[:7]
+        count, lo, hi, partials, last_us, last_id, last_value, revision, cl, area = data[7:17]
         w = cls.__new__(cls)
         w.count = int(count)
         w.min = float(lo)
@@ -314,9 +352,12 @@ class _Window:
         w.last_id = str(last_id)
         w.last_value = float(last_value)
         w.revision = int(revision)
+        w.classification = None if cl is None else str(cl)
+        w.area = None if area is None else str(area)
         w.aid = None
         return (
             str(g),
+            None if tenant is None else str(tenant),
             str(k),
             str(q),
             None if unit is None else str(unit),
@@ -326,17 +367,22 @@ class _Window:
 
 
 def _aggregate(key: WindowKey, w: _Window) -> Aggregate:
-    g, k, q, unit, size, start = key
+    g, tenant, k, q, unit, size, start = key
     try:
         total = math.fsum(w.partials)
     except OverflowError:  # beyond float range: a sensor value no city reports
         total = math.inf if w.max > 0 else -math.inf
     if w.aid is None:
-        w.aid = aggregate_id(g, k, q, unit, size, start)
+        w.aid = aggregate_id(g, tenant, k, q, unit, size, start)
+    device = g == "device"
     return Aggregate(
         aggregate_id=w.aid,
-        grouping="device" if g == "device" else "area",
+        grouping="device" if device else "area",
         key=k,
+        tenant=tenant,
+        classification=w.classification,
+        device_id=k if device else None,
+        area=w.area if device else k,
         quantity=q,
         unit=unit,
         window_size=size,
@@ -406,15 +452,17 @@ class WindowState:
             c["non_numeric"] += 1
             return self._advance(t)
         groups: list[tuple[str, str]] = []
+        tenant = point.tenant
         if self._device:
             groups.append(("device", point.device_id))
-        if self._area and point.area is not None:
+        if self._area and point.area is not None and tenant is not None:
             groups.append(("area", point.area))
         if not groups:
             c["no_group"] += 1
             return self._advance(t)
         grace = self._grace_us
         quantity, unit, event_id = point.quantity, point.unit, point.event_id
+        classification, area = point.classification, point.area
 
         # The window whose set of seen ids answers for duplicates: the one that ends last.
         h_size = h_start = 0
@@ -427,7 +475,7 @@ class WindowState:
         if wm is not None and h_end + grace <= wm:
             c["late_dropped"] += 1
             return []
-        seen_key: WindowKey = (SEEN, point.device_id, quantity, unit, h_size, h_start)
+        seen_key: WindowKey = (SEEN, None, point.device_id, quantity, unit, h_size, h_start)
         seen = self._seen.get(seen_key)
         digest = _digest(event_id)
         if seen is not None and digest in seen:
@@ -445,13 +493,13 @@ class WindowState:
                 if wm is not None and end + grace <= wm:
                     missed += 1
                     continue
-                key: WindowKey = (g, k, quantity, unit, size_s, start)
+                key: WindowKey = (g, tenant, k, quantity, unit, size_s, start)
                 w = windows.get(key)
                 if w is None:
-                    w = windows[key] = _Window(x, t, event_id)
+                    w = windows[key] = _Window(x, t, event_id, classification, area)
                     self._track(key, end)
                 else:
-                    w.add(x, t, event_id)
+                    w.add(x, t, event_id, classification, area)
                 changed[key] = None
                 if wm is not None and end <= wm:
                     out.append(self._emit(key, w))
@@ -557,8 +605,8 @@ class WindowState:
         keys: list[WindowKey] = []
         for item in data.get("entries", ()):
             if item[0] == SEEN:
-                _, k, q, unit, size, start, ids = item
-                key: WindowKey = (SEEN, str(k), str(q), unit, int(size), int(start))
+                _, _, k, q, unit, size, start, ids = item
+                key: WindowKey = (SEEN, None, str(k), str(q), unit, int(size), int(start))
                 state._seen[key] = {int(d) for d in ids}
             else:
                 key, w = _Window.from_list(list(item))
@@ -566,7 +614,7 @@ class WindowState:
             keys.append(key)
         # Order-independent: a table gives its entries back in any order.
         for key in sorted(keys, key=_order):
-            state._track(key, key[5] + key[4] * US)
+            state._track(key, key[6] + key[5] * US)
         return state
 
     def take_changes(self) -> tuple[dict[str, Any], dict[str, list[Any] | None]]:
@@ -595,7 +643,7 @@ def recompute(points: Iterable[Point], config: WindowConfig | None = None) -> li
     values are selected as :meth:`WindowState.add` selects them."""
     cfg = config or WindowConfig()
     seen: set[str] = set()
-    groups: dict[WindowKey, list[tuple[int, str, float]]] = {}
+    groups: dict[WindowKey, list[tuple[int, str, float, str | None, str | None]]] = {}
     for p in points:
         if p.event_id in seen:
             continue
@@ -606,20 +654,21 @@ def recompute(points: Iterable[Point], config: WindowConfig | None = None) -> li
         keys: list[tuple[str, str]] = []
         if "device" in cfg.groupings:
             keys.append(("device", p.device_id))
-        if "area" in cfg.groupings and p.area is not None:
+        if "area" in cfg.groupings and p.area is not None and p.tenant is not None:
             keys.append(("area", p.area))
         for g, k in keys:
             for size in cfg.sizes:
                 start = p.observed_us - p.observed_us % (size * US)
-                groups.setdefault((g, k, p.quantity, p.unit, size, start), []).append(
-                    (p.observed_us, p.event_id, x)
+                groups.setdefault((g, p.tenant, k, p.quantity, p.unit, size, start), []).append(
+                    (p.observed_us, p.event_id, x, p.classification, p.area)
                 )
     out: list[Aggregate] = []
-    for key in sorted(groups, key=lambda k: (k[5] + k[4] * US, _order(k))):
+    for key in sorted(groups, key=lambda k: (k[6] + k[5] * US, _order(k))):
         rows = groups[key]
-        values = [x for _, _, x in rows]
-        last_us, last_id, last_value = max(rows, key=lambda r: (r[0], r[1]))
-        w = _Window(values[0], last_us, last_id)
+        values = [r[2] for r in rows]
+        last_us, last_id, last_value, _, last_area = max(rows, key=lambda r: (r[0], r[1]))
+        classification = max((r[3] for r in rows), key=restrictiveness)
+        w = _Window(values[0], last_us, last_id, classification, last_area)
         w.count = len(values)
         w.min = min(values)
         w.max = max(values)

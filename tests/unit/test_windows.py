@@ -36,8 +36,12 @@ def pt(
     quantity="temperature",
     unit="Cel",
     base=T0,
+    tenant="city",
+    classification=None,
 ):
-    return Point(eid, device, area, quantity, value, unit, base + round(at_s * US))
+    return Point(
+        eid, device, area, quantity, value, unit, base + round(at_s * US), tenant, classification
+    )
 
 
 def by_id(emissions):
@@ -77,7 +81,9 @@ def test_window_closes_when_the_watermark_passes_its_end():
         60,
     )
     assert agg.revision == 0
-    assert agg.kafka_key() == b"device/d1/temperature/60"
+    assert (agg.tenant, agg.device_id, agg.area, agg.classification) == ("city", "d1", None, None)
+    assert agg.kafka_key() == b"device/d1"
+    assert agg.timestamp_ms() == (T0 + 60 * US) // 1000
 
 
 def test_windows_are_aligned_to_the_epoch_not_to_the_first_observation():
@@ -293,6 +299,68 @@ def test_point_from_observation_dataclass_and_json():
     p = Point.from_observation(obs)
     assert p == Point("e1", "d1", "north", "temperature", 21.5, "Cel", T0 + 123456)
     assert Point.from_observation(orjson.loads(orjson.dumps(obs))) == p
+    owned = dataclasses.replace(obs, tenant="city", classification="public")
+    p = Point.from_observation(owned)
+    assert (p.tenant, p.classification) == ("city", "public")
+    assert Point.from_observation(orjson.loads(orjson.dumps(owned))) == p
+
+
+def test_area_windows_are_per_tenant_and_keyed_by_group():
+    s = WindowState(WindowConfig(sizes=(60,), grace=0))
+    feed(
+        s,
+        [
+            pt("a", 1.0, 1, device="d1", area="centrum", tenant="a"),
+            pt("b", 2.0, 2, device="d2", area="centrum", tenant="b"),
+            pt("c", 4.0, 3, device="d3", area="centrum", tenant="a"),
+            pt("u", 8.0, 4, device="d4", area="centrum", tenant=None),  # unregistered
+        ],
+    )
+    aggs = s.flush()
+    area = {a.tenant: a for a in aggs if a.grouping == "area"}
+    assert {t: a.count for t, a in area.items()} == {"a": 2, "b": 1}
+    assert area["a"].kafka_key() == b"area/a/centrum"
+    assert (area["a"].area, area["a"].device_id, area["a"].key) == ("centrum", None, "centrum")
+    assert area["a"].aggregate_id != area["b"].aggregate_id
+    device = {a.device_id: a for a in aggs if a.grouping == "device"}
+    assert set(device) == {"d1", "d2", "d3", "d4"}
+    assert device["d4"].tenant is None
+    assert device["d4"].kafka_key() == b"device/d4"
+    assert device["d1"].area == "centrum"
+
+
+def test_a_device_moved_to_another_tenant_within_a_window_gives_one_aggregate_per_tenant():
+    s = WindowState(ONE)
+    feed(s, [pt("a", 1.0, 1, tenant="a"), pt("b", 2.0, 2, tenant="b")])
+    assert sorted((a.tenant, a.count) for a in s.flush()) == [("a", 1), ("b", 1)]
+
+
+@pytest.mark.parametrize(
+    ("classes", "expected"),
+    [
+        (["public", "public"], "public"),
+        (["public", None], None),  # unclassified keeps a window from other tenants
+        (["public", "internal", None], "internal"),
+        (["internal", "personal", "public"], "personal"),
+        (["personal", "secret"], "secret"),  # an unknown value ranks above all
+    ],
+)
+def test_classification_is_the_most_restrictive_in_any_order(classes, expected):
+    for order in (classes, list(reversed(classes))):
+        s = WindowState(ONE)
+        feed(s, [pt(f"e{i}", 1.0, i, classification=c) for i, c in enumerate(order)])
+        (agg,) = s.flush()
+        assert agg.classification == expected
+    points = [pt(f"e{i}", 1.0, i, classification=c) for i, c in enumerate(classes)]
+    assert recompute(points, ONE)[0].classification == expected
+
+
+def test_device_aggregate_area_is_that_of_the_last_observation():
+    for order in ((0, 1), (1, 0)):
+        s = WindowState(ONE)
+        points = [pt("a", 1.0, 5, area="north"), pt("b", 1.0, 9, area="south")]
+        feed(s, [points[i] for i in order])
+        assert s.flush()[0].area == "south"
 
 
 def test_dedup_memory_is_capped_per_window():
@@ -338,6 +406,8 @@ def test_take_changes_gives_table_entries_that_rebuild_the_state():
 
 DEVICES = ("d1", "d2", "d3")
 AREAS = (None, "north", "south")
+TENANTS = (None, "a", "b")
+CLASSES = (None, "public", "internal", "personal")
 
 
 @st.composite
@@ -373,6 +443,8 @@ def scenarios(draw):
                 draw(value),
                 draw(st.sampled_from(["Cel", "Cel", None])),
                 T0 + draw(st.integers(0, 3 * 3600 * US)),
+                draw(st.sampled_from(TENANTS)),
+                draw(st.sampled_from(CLASSES)),
             )
         )
     # Duplicates: exact copies of some observations, delivered again.
@@ -449,6 +521,8 @@ def test_any_order_with_grace_covering_everything_equals_recomputation(order, se
             ((i * 104729 + seed) % 7200),
             device=f"d{i % 3}",
             area="a" if i % 2 else None,
+            tenant=("t1", "t2", None)[i % 3],
+            classification=CLASSES[i % 4],
         )
         for i in range(40)
     ]
