@@ -35,6 +35,9 @@ class Reason(StrEnum):
     """The message exceeds the configured maximum size."""
     INTERNAL_ERROR = "internal_error"
     """A bug: an unexpected exception while handling this message. Never crashes the worker."""
+    DELIVERY_FAILED = "delivery_failed"
+    """A subscription's sink kept failing (retries exhausted) or refused the batch for good;
+    the batch is kept here and delivery moved on."""
 
 
 class CityhubError(Exception):

@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -287,6 +288,36 @@ class SubscriptionSpec(_Spec):
     """Bound of the in-memory queue in front of the sink; Kafka is the buffer behind it."""
 
 
+class ReplaySpec(_Spec):
+    """Where a subscription's delivery restarts from: a time or an offset of its topic (one of
+    them). Items are delivered again from there; consumers recognise them by their ids."""
+
+    from_time: AwareDatetime | None = None
+    """The first item written to the subscription's topic at or after this time."""
+    from_offset: Annotated[int, Field(ge=0)] | None = None
+    """An offset of the subscription's topic (one partition); clipped to what Kafka still has."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ReplaySpec:
+        if (self.from_time is None) == (self.from_offset is None):
+            raise ValueError("give exactly one of from_time and from_offset")
+        return self
+
+
+class Replay(BaseModel):
+    """A replay request as the subscription record carries it. The delivery task that owns the
+    subscription applies each ``generation`` once: it seeks, then commits the new position with
+    the generation in the commit's metadata, so a restarted task does not apply it again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    generation: int = Field(ge=1)
+    from_time: str | None = None
+    """RFC 3339."""
+    from_offset: int | None = None
+    requested_at: str
+
+
 class Subscription(BaseModel):
     """A subscription as the compacted topic carries it; ``public()`` is what the API returns.
 
@@ -309,6 +340,8 @@ class Subscription(BaseModel):
     state: SubscriptionState = SubscriptionState.ACTIVE
     created_at: str
     updated_at: str
+    replay: Replay | None = None
+    """The latest replay request (``POST .../replay``), None if there never was one."""
 
     @model_validator(mode="after")
     def _webhook_has_secret(self) -> Subscription:
@@ -371,6 +404,7 @@ def build_subscription(
         state=previous.state if previous is not None else SubscriptionState.ACTIVE,
         created_at=previous.created_at if previous is not None else now,
         updated_at=now,
+        replay=previous.replay if previous is not None else None,
     )
     return record, generated
 

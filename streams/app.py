@@ -12,19 +12,23 @@ from cityhub.streams import metrics
 from cityhub.streams.agents.normaliser import register_normaliser
 from cityhub.streams.faust_transport import broker_url
 from cityhub.streams.registry.store import RecordStore
+from cityhub.streams.subscriptions.routing import Routing
 
 log = logging.getLogger("cityhub.worker")
 
 LAG_INTERVAL_SECONDS = 5.0
 
 
-def create_app(settings: Settings, registry: RecordStore) -> faust.App:
+def create_app(
+    settings: Settings, registry: RecordStore, routing: Routing | None = None
+) -> faust.App:
     """A faust app with cityhub's agents, configured for at-least-once delivery:
     ``acks=all`` and idempotence (see ``faust_transport``), outputs published before the input
     offset is committed, and new consumer groups reading from the earliest offset.
 
     ``registry`` is the device registry the normaliser consults; the caller starts and stops it
-    (one store can serve the API and the agents of a process)."""
+    (one store can serve the API and the agents of a process). ``routing``, when given, routes
+    what the agents write to the subscriptions' topics; the caller runs its ``run()`` loop."""
     app = faust.App(
         settings.worker.app_id,
         broker=broker_url(settings.kafka.bootstrap_servers),
@@ -46,7 +50,7 @@ def create_app(settings: Settings, registry: RecordStore) -> faust.App:
         processing_guarantee="at_least_once",
         datadir=str(settings.worker.data_dir),
     )
-    register_normaliser(app, settings, registry)
+    register_normaliser(app, settings, registry, routing)
 
     async def record_consumer_lag() -> None:
         consumer = app.consumer

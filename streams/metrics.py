@@ -39,3 +39,13 @@ CONSUMER_LAG = Gauge(
     "Records in a partition not yet processed by this worker (high watermark - position).",
     ["group", "topic", "partition"],
 )
+
+ROUTED = Counter(
+    "cityhub_routed",
+    "Items written to subscriptions' topics (one per item and receiving subscription).",
+    ["source"],
+)
+ROUTED_SUBSCRIPTIONS = Gauge(
+    "cityhub_routed_subscriptions",
+    "Subscriptions this worker routes to (their topics exist).",
+)

@@ -39,16 +39,23 @@ from cityhub.streams.normalise import (
     resolve_device,
 )
 from cityhub.streams.registry.store import RecordStore
+from cityhub.streams.subscriptions.routing import Routing
 
 log = logging.getLogger("cityhub.normaliser")
 
 STAGE = "normalise"
 
 
-def register_normaliser(app: faust.App, settings: Settings, registry: RecordStore) -> Any:
+def register_normaliser(
+    app: faust.App, settings: Settings, registry: RecordStore, routing: Routing | None = None
+) -> Any:
     """Declare the normaliser's topics, its duplicate table and the agent on ``app``. The agent
     looks devices up in ``registry``'s view, and waits until it has caught up before its first
-    message, so that no registered device is taken for unknown after a restart."""
+    message, so that no registered device is taken for unknown after a restart.
+
+    With ``routing``, every observation is also written to the topic of each subscription that
+    receives it (``SubscriptionRouter.route``), before its input is acknowledged; the agent
+    then also waits until the routing reflects the existing subscriptions."""
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
     raw = app.topic(
         topics.raw, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
@@ -63,6 +70,7 @@ def register_normaliser(app: faust.App, settings: Settings, registry: RecordStor
     # Made by the agent, in the worker's loop (aiokafka clients need a running loop).
     writer = BatchingWriter(None, linger=settings.kafka.linger_ms / 1000)
     window = settings.worker.duplicate_window_seconds
+    router = routing.router if routing is not None else None
     allow_unknown = settings.worker.allow_unknown_devices
     max_payload = settings.bridge.max_payload_bytes
 
@@ -131,17 +139,21 @@ def register_normaliser(app: faust.App, settings: Settings, registry: RecordStor
             )
             return [await dead_letter(value, event.key, message, Reason.INTERNAL_ERROR, repr(exc))]
         metrics.NORMALISE_LATENCY.observe(time.perf_counter() - started)
-        deliveries = [
-            await writer.send(topics.observations, o.to_json(), o.device_id.encode())
-            for o in produced
-        ]
+        deliveries: list[asyncio.Future[Any]] = []
+        for o in produced:
+            doc, key = o.to_json(), o.device_id.encode()
+            deliveries.append(await writer.send(topics.observations, doc, key))
+            if router is not None:
+                for topic in router.route(o):
+                    deliveries.append(await writer.send(topic, doc, key))
+                    metrics.ROUTED.labels("observations").inc()
         metrics.OBSERVATIONS_OUT.labels(fmt).inc(len(produced))
         metrics.PIPELINE_LATENCY.observe(max(0.0, time.time() - received))
         return deliveries
 
     @app.agent(raw, name="normaliser")
     async def normaliser(stream: Any) -> None:
-        while not registry.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
+        while not (registry.ready and (routing is None or routing.ready)):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         producer = create_producer(settings.kafka, client_id=f"{settings.worker.app_id}-out")
         await producer.start()

@@ -17,8 +17,9 @@ returned once, by ``create``, and never afterwards: callers answer with ``Subscr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from cityhub.connectors.sinks.ssrf import (
     Resolver,
@@ -30,6 +31,9 @@ from cityhub.connectors.sinks.ssrf import (
 from cityhub.schemas.registry import Role
 from cityhub.schemas.subscription import (
     KafkaDelivery,
+    Replay,
+    ReplaySpec,
+    SseDelivery,
     Subscription,
     SubscriptionSpec,
     SubscriptionState,
@@ -39,7 +43,7 @@ from cityhub.schemas.subscription import (
     record_key,
     subscription_topic,
 )
-from cityhub.schemas.timefmt import rfc3339
+from cityhub.schemas.timefmt import rfc3339, rfc3339_from_datetime
 from cityhub.streams.registry.service import (
     Conflict,
     FieldError,
@@ -73,6 +77,7 @@ class Subscriptions:
         resolver: Resolver = system_resolver,
         new_secret: Callable[[], str] = generate_webhook_secret,
         clock: Callable[[], float] = time.time,
+        ensure_topic: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._registry = registry_view
@@ -82,6 +87,10 @@ class Subscriptions:
         self._new_secret = new_secret
         self._clock = clock
         self._pending: set[str] = set()
+        self._ensure_topic = ensure_topic
+        """Creates a subscription's Kafka topic before its record is written, so that a
+        Kafka-topic subscriber can subscribe as soon as it has the answer (the worker creates
+        it too, before routing to it)."""
 
     @property
     def store(self) -> SubscriptionRecordStore:
@@ -91,6 +100,14 @@ class Subscriptions:
     def view(self) -> SubscriptionView:
         """Every subscription, for the delivery tasks (no authorisation)."""
         return self._store.view
+
+    def public(self, record: Subscription) -> dict[str, Any]:
+        """``record.public()`` and the name of its Kafka topic (``topic``): a Kafka-topic
+        subscriber consumes it, and every other delivery reads from it."""
+        return {
+            **record.public(),
+            "topic": subscription_topic(self._topic_prefix, record.tenant, record.id),
+        }
 
     # --- helpers -------------------------------------------------------------------------------
     def _scope(self, who: Principal, tenant: str) -> None:
@@ -181,6 +198,8 @@ class Subscriptions:
                     f"subscription {spec.id!r} already exists in tenant {tenant!r}",
                     errors=[FieldError("id", "already exists")],
                 )
+            if self._ensure_topic is not None:
+                await self._ensure_topic(subscription_topic(self._topic_prefix, tenant, spec.id))
             await self._store.put(record)
         return record, secret
 
@@ -202,6 +221,37 @@ class Subscriptions:
         """Deliver again (also after ``failing``: the subscriber says its sink is back).
         Idempotent."""
         return await self._set_state(who, tenant, subscription_id, SubscriptionState.ACTIVE)
+
+    async def replay(
+        self, who: Principal, tenant: str, subscription_id: str, spec: ReplaySpec
+    ) -> Subscription:
+        """Ask the subscription's delivery to restart from a time or an offset of its topic.
+        Webhook and MQTT deliveries only: a Kafka-topic subscriber seeks its own consumer, and
+        a live stream client reconnects with ``Last-Event-ID`` or ``from_time`` (Conflict)."""
+        self._scope(who, tenant)
+        record = self._existing(tenant, subscription_id)
+        if isinstance(record.delivery, KafkaDelivery | SseDelivery):
+            how = (
+                "seek your own consumer of the subscription's topic"
+                if isinstance(record.delivery, KafkaDelivery)
+                else "reconnect to the stream with Last-Event-ID or ?from_time="
+            )
+            raise Conflict(
+                f"a {record.delivery.kind} subscription is replayed by its client: {how}"
+            )
+        now = rfc3339(self._clock())
+        replay = Replay(
+            generation=(record.replay.generation if record.replay is not None else 0) + 1,
+            from_time=(
+                rfc3339_from_datetime(spec.from_time) if spec.from_time is not None else None
+            ),
+            from_offset=spec.from_offset,
+            requested_at=now,
+        )
+        changed = record.model_copy(update={"replay": replay, "updated_at": now})
+        with self._reserve(record_key(record)):
+            await self._store.put(changed)
+        return changed
 
     async def delete(self, who: Principal, tenant: str, subscription_id: str) -> None:
         """Delete the tenant's subscription (a tombstone on the topic); NotFound otherwise."""

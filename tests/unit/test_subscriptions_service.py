@@ -9,6 +9,7 @@ import pytest
 
 from cityhub.schemas.registry import Role, TenantSpec
 from cityhub.schemas.subscription import (
+    ReplaySpec,
     SubscriptionSpec,
     SubscriptionState,
     secret_fingerprint,
@@ -201,3 +202,63 @@ def test_view_skips_malformed_records_and_applies_tombstones() -> None:
     view.apply("subscription/acme/x", None, 3)  # tombstone of nothing: fine
     assert view.malformed == 3
     assert view.all() == []
+
+
+def mqtt_spec(sub_id: str = "m1") -> SubscriptionSpec:
+    return SubscriptionSpec.model_validate(
+        {"id": sub_id, "name": "To MQTT", "delivery": {"kind": "mqtt", "topic": "air/all"}}
+    )
+
+
+async def test_replay_requests_count_up_and_survive_pause_and_resume() -> None:
+    service, _ = await make()
+    await service.create(SUB_A, "acme", mqtt_spec())
+    first = await service.replay(SUB_A, "acme", "m1", ReplaySpec(from_offset=5))
+    assert first.replay is not None
+    assert (first.replay.generation, first.replay.from_offset, first.replay.from_time) == (
+        1,
+        5,
+        None,
+    )
+    second = await service.replay(
+        SUB_A, "acme", "m1", ReplaySpec.model_validate({"from_time": "2026-11-29T10:00:00+01:00"})
+    )
+    assert second.replay is not None
+    assert second.replay.generation == 2
+    assert second.replay.from_time == "2026-11-29T09:00:00.000Z"
+    paused = await service.pause(SUB_A, "acme", "m1")
+    assert paused.replay == second.replay
+
+
+async def test_replay_is_refused_where_the_client_replays_itself() -> None:
+    service, _ = await make()
+    await service.create(SUB_A, "acme", kafka_spec())
+    with pytest.raises(Conflict, match="seek your own consumer"):
+        await service.replay(SUB_A, "acme", "s1", ReplaySpec(from_offset=0))
+    with pytest.raises(NotFound):
+        await service.replay(SUB_B, "acme", "s1", ReplaySpec(from_offset=0))
+
+
+def test_replay_spec_wants_exactly_one_start() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ReplaySpec()
+    with pytest.raises(ValueError, match="exactly one"):
+        ReplaySpec.model_validate({"from_offset": 1, "from_time": "2026-11-29T10:00:00Z"})
+    with pytest.raises(ValueError):
+        ReplaySpec.model_validate({"from_time": "2026-11-29T10:00:00"})  # no offset
+
+
+async def test_public_document_names_the_topic_and_the_topic_is_created_first() -> None:
+    created: list[str] = []
+
+    async def ensure(topic: str) -> None:
+        created.append(topic)
+
+    registry = Registry(InMemoryRegistryStore())
+    await registry.create_tenant(Principal.system(), TenantSpec(id="acme", name="acme"))
+    service = Subscriptions(
+        InMemorySubscriptionStore(), registry.view, topic_prefix="px", ensure_topic=ensure
+    )
+    record, _ = await service.create(SUB_A, "acme", kafka_spec())
+    assert created == ["px.sub.acme.s1"]
+    assert service.public(record)["topic"] == "px.sub.acme.s1"

@@ -1,0 +1,86 @@
+"""Creating and deleting subscriptions' own topics (``<prefix>.sub.<tenant>.<id>``).
+
+One partition each: a subscription's items stay in the order they were routed, and its
+delivery task has one position to keep. Retention is ``SUBSCRIPTION_RETENTION_MS`` (7 days):
+how long a paused or failing subscriber can be away and still catch up, and how far back a
+replay can go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+
+from cityhub.schemas.errors import StackError
+from cityhub.schemas.settings import Settings
+
+log = logging.getLogger("cityhub.subscriptions.topics")
+
+SUBSCRIPTION_PARTITIONS = 1
+SUBSCRIPTION_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+class SubscriptionTopics:
+    """An admin client that creates (idempotently) and deletes subscription topics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
+        self.known: set[str] = set()
+        """Topics this instance created or found existing."""
+
+    async def _client(self) -> AIOKafkaAdminClient:
+        async with self._lock:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(
+                    bootstrap_servers=self._settings.kafka.bootstrap_servers,
+                    client_id="cityhub-subscription-topics",
+                )
+                await admin.start()
+                self._admin = admin
+            return self._admin
+
+    async def ensure(self, topic: str) -> None:
+        """Create ``topic`` unless it exists. Raises StackError when Kafka refuses."""
+        if topic in self.known:
+            return
+        admin = await self._client()
+        kafka = self._settings.kafka
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name=topic,
+                    num_partitions=SUBSCRIPTION_PARTITIONS,
+                    replication_factor=kafka.replication_factor,
+                    topic_configs={
+                        "cleanup.policy": "delete",
+                        "retention.ms": str(SUBSCRIPTION_RETENTION_MS),
+                        "max.message.bytes": str(kafka.max_message_bytes + 64 * 1024),
+                    },
+                )
+            ]
+        )
+        for name, code, *rest in response.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                message = rest[0] if rest else ""
+                raise StackError(f"Kafka refused to create topic {name!r}: error {code} {message}")
+        self.known.add(topic)
+
+    async def delete(self, topic: str) -> None:
+        """Delete ``topic``; a topic that is already gone is fine."""
+        admin = await self._client()
+        response = await admin.delete_topics([topic])
+        for name, code, *_ in response.topic_error_codes:
+            if code not in (0, UnknownTopicOrPartitionError.errno):
+                log.warning("Kafka did not delete topic %r: error %d", name, code)
+        self.known.discard(topic)
+        log.info("deleted topic %s of a deleted subscription", topic)
+
+    async def close(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
