@@ -1,0 +1,133 @@
+"""Runs one ``DeliveryTask`` per webhook or MQTT subscription, following the subscriptions view.
+
+Subscriptions take effect without restarts: the manager polls the view (every
+``POLL_INTERVAL_S``) and starts a task for a new or resumed subscription, stops the task of a
+paused or deleted one (its Kafka position stays committed), restarts a task whose sink or queue
+changed, and hands other changes (a replay request) to the running task.
+
+Several processes may run a manager: each subscription is one consumer group, so Kafka lets
+one process deliver it and keeps the others as standbys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaProducer
+
+from cityhub.connectors.kafka import create_producer
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.subscription import Subscription, SubscriptionState
+from cityhub.schemas.topics import Topics
+from cityhub.streams.delivery import metrics as m
+from cityhub.streams.delivery.targets import target_for
+from cityhub.streams.delivery.task import DeliveryTask, Target
+from cityhub.streams.subscriptions.store import SubscriptionRecordStore
+
+log = logging.getLogger("cityhub.delivery")
+
+POLL_INTERVAL_S = 0.2
+
+TargetFactory = Callable[[Subscription, Settings], Target | None]
+
+
+def _restart_needed(old: Subscription, new: Subscription) -> bool:
+    return (
+        old.delivery != new.delivery
+        or old.on_full != new.on_full
+        or old.queue_size != new.queue_size
+        or old.source != new.source
+    )
+
+
+class DeliveryManager:
+    """The delivery tasks of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SubscriptionRecordStore,
+        *,
+        target_factory: TargetFactory = target_for,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._target_factory = target_factory
+        self.tasks: dict[tuple[str, str], DeliveryTask] = {}
+        self._known: set[tuple[str, str]] = set()
+        self._producer: AIOKafkaProducer | None = None
+        self._seen_applied = -1
+        self.ready = False
+
+    async def _dead_letter(self, value: bytes, key: bytes | None) -> None:
+        assert self._producer is not None
+        topic = Topics.for_prefix(self._settings.kafka.topic_prefix).deadletter
+        await (await self._producer.send(topic, value, key=key))
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        self._producer = create_producer(self._settings.kafka, client_id="cityhub-delivery")
+        await self._producer.start()
+        try:
+            while not self._store.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
+                await asyncio.sleep(0.05)
+            while True:
+                applied = self._store.view.applied
+                if applied != self._seen_applied:
+                    await self.reconcile()
+                    self._seen_applied = applied
+                    self.ready = True
+                await asyncio.sleep(POLL_INTERVAL_S)
+        finally:
+            await asyncio.gather(*(t.stop() for t in self.tasks.values()))
+            self.tasks.clear()
+            await self._producer.stop()
+
+    async def reconcile(self) -> None:
+        """Bring the running tasks in line with the view."""
+        wanted: dict[tuple[str, str], Subscription] = {}
+        present: set[tuple[str, str]] = set()
+        for record in self._store.view.all():
+            key = (record.tenant, record.id)
+            present.add(key)
+            if record.state is SubscriptionState.PAUSED:
+                m.set_state(*key, SubscriptionState.PAUSED)
+                continue
+            wanted[key] = record
+        for key in [k for k in self.tasks if k not in wanted]:
+            await self.tasks.pop(key).stop()
+            log.info("stopped delivering %s/%s", *key)
+        for key in self._known - present:
+            m.forget(*key)
+        self._known = present
+        for key, record in wanted.items():
+            task = self.tasks.get(key)
+            if task is not None and _restart_needed(task.record, record):
+                await self.tasks.pop(key).stop()
+                task = None
+            if task is not None:
+                task.update(record)
+                continue
+            try:
+                target = self._target_factory(record, self._settings)
+            except Exception:
+                log.exception("cannot build the sink of %s/%s", *key)
+                m.set_state(*key, SubscriptionState.FAILING)
+                continue
+            if target is None:
+                m.set_state(*key, SubscriptionState.ACTIVE)
+                continue  # a Kafka topic or a live stream: nothing to run here
+            task = DeliveryTask(record, target, self._settings, dead_letters=self._dead_letter)
+            m.set_state(*key, SubscriptionState.ACTIVE)
+            task.start()
+            self.tasks[key] = task
+            log.info("delivering %s/%s (%s)", record.tenant, record.id, record.delivery.kind)
+
+    async def stop(self) -> None:
+        for task in list(self.tasks.values()):
+            with contextlib.suppress(Exception):
+                await task.stop()
+        self.tasks.clear()

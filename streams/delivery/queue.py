@@ -1,0 +1,109 @@
+"""The bounded queue in front of one subscription's sink.
+
+Pure (asyncio primitives only, no I/O). The fetcher puts items read from Kafka; the sender takes
+batches. When the queue is full, the subscription's ``on_full`` decides:
+
+- ``pause`` (the default): the fetcher stops reading from Kafka until there is room again
+  (``space()`` is 0, it waits on ``wait_for_space``); nothing is lost, the subscription's lag
+  grows in Kafka, which is the buffer;
+- ``drop_oldest``: ``put`` drops the oldest queued item to make room and returns it, so the
+  caller can count it (and commit past it: dropped items are older than everything delivered
+  after them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One record of a subscription's topic."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    """The record's Kafka timestamp: when the worker routed it to the subscription."""
+    key: bytes | None
+    value: bytes
+
+
+class DeliveryQueue:
+    """A FIFO of at most ``capacity`` items."""
+
+    def __init__(self, capacity: int, *, drop_oldest: bool = False) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.drop_oldest = drop_oldest
+        self._items: deque[Item] = deque()
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def space(self) -> int:
+        return self.capacity - len(self._items)
+
+    def oldest(self) -> Item | None:
+        return self._items[0] if self._items else None
+
+    def put(self, item: Item) -> Item | None:
+        """Queue ``item``; return the item dropped to make room (``drop_oldest``), else None.
+        With ``pause``, putting into a full queue is the caller's bug: ValueError."""
+        dropped: Item | None = None
+        if len(self._items) >= self.capacity:
+            if not self.drop_oldest:
+                raise ValueError("the queue is full; wait_for_space() first")
+            dropped = self._items.popleft()
+        self._items.append(item)
+        self._readable.set()
+        if len(self._items) >= self.capacity:
+            self._writable.clear()
+        return dropped
+
+    def clear(self) -> int:
+        """Drop everything (a replay or a lost partition); return how many items."""
+        n = len(self._items)
+        self._items.clear()
+        self._readable.clear()
+        self._writable.set()
+        return n
+
+    async def wait_for_space(self, timeout: float) -> bool:
+        """Wait until an item can be put without dropping; False on timeout."""
+        if self.space() > 0:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._writable.wait(), timeout)
+        return self.space() > 0
+
+    async def take(self, max_items: int, *, linger: float = 0.0) -> list[Item]:
+        """The next batch: waits for at least one item, then up to ``linger`` seconds for up to
+        ``max_items`` (returns early once it has them)."""
+        while not self._items:
+            self._readable.clear()
+            await self._readable.wait()
+        if linger > 0 and len(self._items) < max_items:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + linger
+            while len(self._items) < max_items:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                self._readable.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._readable.wait(), left)
+                if not self._items:  # cleared while lingering
+                    return await self.take(max_items, linger=linger)
+        n = min(max_items, len(self._items))
+        batch = [self._items.popleft() for _ in range(n)]
+        if not self._items:
+            self._readable.clear()
+        self._writable.set()
+        return batch

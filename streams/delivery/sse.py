@@ -1,0 +1,192 @@
+"""Live streams: a subscription with ``sse`` delivery, served to each connected client as
+Server-Sent Events from the subscription's own topic.
+
+Every connection reads the topic with its own consumer (no consumer group: a live stream's
+position belongs to its client), through a bounded ``DeliveryQueue`` with the subscription's
+``on_full``: ``pause`` stops reading Kafka while the client is slow (the socket's own
+backpressure does the rest), ``drop_oldest`` drops and counts. Each event's ``id`` is
+``<partition>:<offset>``; a client that reconnects with ``Last-Event-ID`` (browsers'
+``EventSource`` do it by themselves) resumes right after it, so a dropped connection loses
+nothing that the topic still holds. Without it, ``from_time`` starts at a time, and otherwise
+the stream starts at the end (live).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from datetime import datetime
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.subscription import OnFull, Subscription, subscription_topic
+from cityhub.streams.delivery import metrics as m
+from cityhub.streams.delivery.batch import parse_event_id, sse_event
+from cityhub.streams.delivery.queue import DeliveryQueue, Item
+from cityhub.streams.subscriptions.topics import SUBSCRIPTION_PARTITIONS
+
+log = logging.getLogger("cityhub.delivery.sse")
+
+KEEPALIVE_S = 15.0
+RETRY_MS = 2000
+DEFAULT_MAX_STREAMS_PER_SUBSCRIPTION = 10
+
+
+class TooManyStreams(Exception):
+    """The subscription already has its maximum of live connections."""
+
+
+class LiveStreams:
+    """Serves SSE connections; counts them per subscription to cap them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_per_subscription: int = DEFAULT_MAX_STREAMS_PER_SUBSCRIPTION,
+    ) -> None:
+        self._settings = settings
+        self._max = max_per_subscription
+        self._open: Counter[tuple[str, str]] = Counter()
+
+    def open_streams(self, tenant: str, subscription_id: str) -> int:
+        return self._open[(tenant, subscription_id)]
+
+    async def serve(
+        self,
+        request: web.Request,
+        record: Subscription,
+        *,
+        last_event_id: str | None,
+        from_time: datetime | None,
+    ) -> web.StreamResponse:
+        """Stream ``record``'s items to the client until it goes away. Raises TooManyStreams
+        before anything is sent when the cap is reached."""
+        key = (record.tenant, record.id)
+        if self._open[key] >= self._max:
+            raise TooManyStreams(f"subscription {record.id!r} already has {self._max} live streams")
+        self._open[key] += 1
+        try:
+            return await self._serve(request, record, last_event_id, from_time)
+        finally:
+            self._open[key] -= 1
+            if self._open[key] <= 0:
+                del self._open[key]
+
+    async def _serve(
+        self,
+        request: web.Request,
+        record: Subscription,
+        last_event_id: str | None,
+        from_time: datetime | None,
+    ) -> web.StreamResponse:
+        kafka = self._settings.kafka
+        topic = subscription_topic(kafka.topic_prefix, record.tenant, record.id)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=f"cityhub-live-{record.tenant}.{record.id}",
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(SUBSCRIPTION_PARTITIONS)]
+            consumer.assign(tps)
+            await self._position(consumer, tps, last_event_id, from_time)
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-store",
+                    "X-Accel-Buffering": "no",
+                }
+            )
+            await response.prepare(request)
+            await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
+            queue = DeliveryQueue(
+                record.queue_size, drop_oldest=record.on_full is OnFull.DROP_OLDEST
+            )
+            fetcher = asyncio.create_task(self._fetch(consumer, queue, record))
+            try:
+                await self._write(response, queue, record, fetcher)
+            except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+                pass  # the client went away
+            finally:
+                fetcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetcher
+            return response
+        finally:
+            await consumer.stop()
+
+    async def _position(
+        self,
+        consumer: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+        last_event_id: str | None,
+        from_time: datetime | None,
+    ) -> None:
+        resume = parse_event_id(last_event_id) if last_event_id else None
+        if resume is not None and resume[0] < len(tps):
+            partition, offset = resume
+            beginning = await consumer.beginning_offsets(tps)
+            end = await consumer.end_offsets(tps)
+            for tp in tps:
+                if tp.partition == partition:
+                    consumer.seek(tp, min(max(offset + 1, beginning[tp]), end[tp]))
+                else:
+                    await consumer.seek_to_end(tp)
+            return
+        if from_time is not None:
+            found = await consumer.offsets_for_times(
+                dict.fromkeys(tps, int(from_time.timestamp() * 1000))
+            )
+            end = await consumer.end_offsets(tps)
+            for tp in tps:
+                hit = found.get(tp)
+                consumer.seek(tp, hit.offset if hit is not None else end[tp])
+            return
+        await consumer.seek_to_end(*tps)
+
+    async def _fetch(
+        self, consumer: AIOKafkaConsumer, queue: DeliveryQueue, record: Subscription
+    ) -> None:
+        labels = (record.tenant, record.id)
+        while True:
+            if not queue.drop_oldest and queue.space() == 0:
+                await queue.wait_for_space(1.0)
+                continue
+            limit = 500 if queue.drop_oldest else min(queue.space(), 500)
+            fetched = await consumer.getmany(timeout_ms=500, max_records=limit)
+            for tp, records in fetched.items():
+                for r in records:
+                    if queue.put(Item(tp.partition, r.offset, r.timestamp, r.key, r.value)):
+                        m.DROPPED.labels(*labels).inc()
+
+    async def _write(
+        self,
+        response: web.StreamResponse,
+        queue: DeliveryQueue,
+        record: Subscription,
+        fetcher: asyncio.Task[None],
+    ) -> None:
+        labels = (record.tenant, record.id)
+        source = record.source.value
+        batch_max = self._settings.delivery.batch_max_items
+        while not fetcher.done():
+            try:
+                batch = await asyncio.wait_for(queue.take(batch_max), KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            await response.write(b"".join(sse_event(source, item) for item in batch))
+            now = time.time()
+            latency = m.LATENCY.labels(*labels)
+            for item in batch:
+                latency.observe(max(0.0, now - item.timestamp_ms / 1000))
+            m.DELIVERED.labels(*labels).inc(len(batch))
+        fetcher.result()

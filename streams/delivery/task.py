@@ -1,0 +1,427 @@
+"""One subscription's delivery: its topic → a bounded queue → its sink.
+
+Each delivery task has its own Kafka consumer in its own consumer group
+(``<group_prefix>.<tenant>.<id>``) on the subscription's own topic, so its position, its lag and
+its pace are its own: a slow or dead sink grows only its own lag and never delays another
+subscription. Because it is a consumer *group*, several delivery processes can run the same
+subscription's task and Kafka lets one of them deliver (the others stand by).
+
+Guarantees:
+
+- **At least once.** An offset is committed only after the items before it were delivered
+  (the sink confirmed: a 2xx, a PUBACK), dropped by ``drop_oldest`` (counted), or written to
+  the dead-letter topic after the last attempt (counted). A crash delivers the uncommitted
+  items again; receivers recognise them by ``webhook-id`` and by the items' ids.
+- **Backpressure.** The queue holds at most ``queue_size`` items. ``pause`` stops fetching
+  (``consumer.pause``) until there is room; ``drop_oldest`` drops and counts.
+- **Retries.** A failed batch is attempted again after an exponential backoff with full
+  jitter (``RetryPolicy``; a ``Retry-After`` is honoured up to the cap), up to
+  ``webhook_max_attempts`` attempts; a refusal that cannot succeed (a 4xx, a URL that fails the
+  SSRF checks) goes to the dead letters at once. While a batch keeps failing the subscription
+  reports ``failing``.
+- **Replay.** A new ``replay`` generation on the record makes the task seek its topic to the
+  requested time or offset, drop what it had queued, and commit the new position with
+  ``replay=<generation>`` as the commit's metadata, which a restarted task reads back so it
+  never applies one generation twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from cityhub.connectors.sinks.backoff import RetryPolicy
+from cityhub.connectors.sinks.errors import DeliveryFailed
+from cityhub.schemas.deadletter import DeadLetter
+from cityhub.schemas.errors import Reason
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.subscription import (
+    OnFull,
+    Replay,
+    Subscription,
+    SubscriptionState,
+    subscription_topic,
+)
+from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
+from cityhub.streams.delivery import metrics as m
+from cityhub.streams.delivery.batch import message_id
+from cityhub.streams.delivery.queue import DeliveryQueue, Item
+
+log = logging.getLogger("cityhub.delivery")
+
+STAGE = "deliver"
+FETCH_MAX_RECORDS = 500
+POLL_TIMEOUT_MS = 200
+LAG_INTERVAL_S = 1.0
+REPLAY_METADATA = "replay="
+
+
+class Target(Protocol):
+    """A subscription's sink as the task uses it: one attempt per ``send``."""
+
+    async def start(self) -> None: ...
+
+    async def send(self, items: Sequence[Item], msg_id: str) -> None:
+        """Deliver the batch or raise ``DeliveryFailed``."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+DeadLetterWriter = Callable[[bytes, bytes | None], Awaitable[None]]
+"""``(dead letter JSON, key)``: returns once Kafka confirmed the write."""
+
+
+def group_id(settings: Settings, record: Subscription) -> str:
+    return f"{settings.delivery.group_prefix}.{record.tenant}.{record.id}"
+
+
+def applied_generation(metadata: str | None) -> int:
+    """The replay generation a commit's metadata says was applied (0: none)."""
+    if metadata and metadata.startswith(REPLAY_METADATA):
+        tail = metadata[len(REPLAY_METADATA) :]
+        if tail.isdigit():
+            return int(tail)
+    return 0
+
+
+class DeliveryTask:
+    """Delivers one subscription until ``stop``; restart it to change its sink or queue."""
+
+    def __init__(
+        self,
+        record: Subscription,
+        target: Target,
+        settings: Settings,
+        *,
+        dead_letters: DeadLetterWriter,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.record = record
+        self._target = target
+        self._settings = settings
+        self._dead_letters = dead_letters
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        d = settings.delivery
+        self._policy = RetryPolicy(
+            max_attempts=d.webhook_max_attempts,
+            base_s=d.webhook_backoff_base_seconds,
+            cap_s=d.webhook_backoff_cap_seconds,
+        )
+        self.topic = subscription_topic(settings.kafka.topic_prefix, record.tenant, record.id)
+        self.queue = DeliveryQueue(
+            record.queue_size, drop_oldest=record.on_full is OnFull.DROP_OLDEST
+        )
+        self._labels = (record.tenant, record.id)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._epoch = 0
+        """Bumped when queued items become void (replay, lost partition): a batch in flight
+        from before must not commit."""
+        self._generation = 0
+        self._delivered_to: dict[TopicPartition, int] = {}
+        """Next offset to deliver per partition (everything before it is settled)."""
+        self._in_flight: Item | None = None
+        self._failures = 0
+        self.state = SubscriptionState.ACTIVE
+        self.delivered = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"deliver-{self.topic}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def update(self, record: Subscription) -> None:
+        """A new version of the record that needs no restart (a replay request, a name)."""
+        self.record = record
+
+    async def _run(self) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                await self._deliver_until_cancelled()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery of %s failed; restarting in %.0f s", self.topic, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _deliver_until_cancelled(self) -> None:
+        kafka = self._settings.kafka
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=group_id(self._settings, self.record),
+            client_id=f"cityhub-deliver-{self.record.tenant}.{self.record.id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=kafka.max_message_bytes + 64 * 1024,
+            session_timeout_ms=int(self._settings.worker.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(self._settings.worker.session_timeout_seconds * 250),
+        )
+        self._consumer = consumer
+        await consumer.start()
+        await self._target.start()
+        try:
+            self._generation = await self._committed_generation()
+            consumer.subscribe([self.topic], listener=_Rebalance(self))
+            sender = asyncio.create_task(self._send_loop(consumer))
+            try:
+                await self._fetch_loop(consumer, sender)
+            finally:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sender
+        finally:
+            self._consumer = None
+            with contextlib.suppress(Exception):
+                await self._target.stop()
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def _committed_generation(self) -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka.bootstrap_servers)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group_id(self._settings, self.record))
+        finally:
+            await admin.close()
+        return max((applied_generation(o.metadata) for o in offsets.values()), default=0)
+
+    # --- fetching ------------------------------------------------------------------------------
+    async def _fetch_loop(self, consumer: AIOKafkaConsumer, sender: asyncio.Task[None]) -> None:
+        queue = self.queue
+        paused = False
+        next_lag = 0.0
+        while not sender.done():
+            await self._maybe_replay(consumer)
+            loop_time = asyncio.get_running_loop().time()
+            if loop_time >= next_lag:
+                self._report_lag(consumer)
+                next_lag = loop_time + LAG_INTERVAL_S
+            room = queue.space()
+            if room == 0 and not queue.drop_oldest:
+                if not paused:
+                    consumer.pause(*consumer.assignment())
+                    paused = True
+                await queue.wait_for_space(0.5)
+                # Still poll while paused: the group expects it (max.poll.interval.ms).
+                await consumer.getmany(timeout_ms=0)
+                continue
+            if paused:
+                consumer.resume(*consumer.assignment())
+                paused = False
+            limit = FETCH_MAX_RECORDS if queue.drop_oldest else min(room, FETCH_MAX_RECORDS)
+            fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=limit)
+            for tp, records in fetched.items():
+                for r in records:
+                    dropped = queue.put(Item(tp.partition, r.offset, r.timestamp, r.key, r.value))
+                    if dropped is not None:
+                        m.DROPPED.labels(*self._labels).inc()
+                        self._settle(TopicPartition(self.topic, dropped.partition), dropped.offset)
+            m.QUEUE_DEPTH.labels(*self._labels).set(len(queue))
+        sender.result()  # the sender failed: raise its error
+
+    def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        lag = 0
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            done = self._delivered_to.get(tp)
+            if high is not None and done is not None:
+                lag += max(0, high - done)
+        m.LAG_MESSAGES.labels(*self._labels).set(lag)
+        oldest = self._in_flight or self.queue.oldest()
+        age = max(0.0, time.time() - oldest.timestamp_ms / 1000) if oldest is not None else 0.0
+        m.LAG_SECONDS.labels(*self._labels).set(age if lag or oldest else 0.0)
+        m.QUEUE_DEPTH.labels(*self._labels).set(len(self.queue))
+
+    def _settle(self, tp: TopicPartition, offset: int) -> None:
+        if offset + 1 > self._delivered_to.get(tp, -1):
+            self._delivered_to[tp] = offset + 1
+
+    # --- replay --------------------------------------------------------------------------------
+    async def _maybe_replay(self, consumer: AIOKafkaConsumer) -> None:
+        replay = self.record.replay
+        if replay is None or replay.generation <= self._generation:
+            return
+        assigned = consumer.assignment()
+        if not assigned:
+            return  # applied once this task holds the partition
+        await self._replay(consumer, replay, assigned)
+
+    async def _replay(
+        self, consumer: AIOKafkaConsumer, replay: Replay, assigned: set[TopicPartition]
+    ) -> None:
+        beginning = await consumer.beginning_offsets(list(assigned))
+        end = await consumer.end_offsets(list(assigned))
+        targets: dict[TopicPartition, int] = {}
+        if replay.from_offset is not None:
+            for tp in assigned:
+                targets[tp] = min(max(replay.from_offset, beginning[tp]), end[tp])
+        else:
+            assert replay.from_time is not None  # the model requires one of them
+            ms = int(parse_rfc3339(replay.from_time).timestamp() * 1000)
+            found = await consumer.offsets_for_times(dict.fromkeys(assigned, ms))
+            for tp in assigned:
+                hit = found.get(tp)
+                targets[tp] = hit.offset if hit is not None else end[tp]
+        self._epoch += 1
+        self.queue.clear()
+        meta = f"{REPLAY_METADATA}{replay.generation}"
+        for tp, offset in targets.items():
+            consumer.seek(tp, offset)
+            self._delivered_to[tp] = offset
+        await consumer.commit({tp: OffsetAndMetadata(o, meta) for tp, o in targets.items()})
+        self._generation = replay.generation
+        log.info(
+            "subscription %s/%s replays from %s (generation %d)",
+            self.record.tenant,
+            self.record.id,
+            replay.from_time or f"offset {replay.from_offset}",
+            replay.generation,
+        )
+
+    def _revoked(self, revoked: set[TopicPartition]) -> None:
+        """Another delivery process takes these partitions: what is queued is theirs now."""
+        if revoked:
+            self._epoch += 1
+            self.queue.clear()
+            for tp in revoked:
+                self._delivered_to.pop(tp, None)
+
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for tp in assigned:
+            with contextlib.suppress(KafkaError, AssertionError):
+                self._delivered_to[tp] = await consumer.position(tp)
+
+    # --- sending -------------------------------------------------------------------------------
+    async def _send_loop(self, consumer: AIOKafkaConsumer) -> None:
+        d = self._settings.delivery
+        while True:
+            batch = await self.queue.take(d.batch_max_items, linger=d.batch_linger_seconds)
+            epoch = self._epoch
+            self._in_flight = batch[0]
+            try:
+                await self._deliver(batch)
+            finally:
+                self._in_flight = None
+            if epoch != self._epoch:
+                continue  # replayed or revoked meanwhile: this position is no longer ours
+            tp = TopicPartition(self.topic, batch[-1].partition)
+            self._settle(tp, batch[-1].offset)
+            try:
+                await consumer.commit(
+                    {
+                        tp: OffsetAndMetadata(
+                            self._delivered_to[tp], f"{REPLAY_METADATA}{self._generation}"
+                        )
+                    }
+                )
+            except CommitFailedError as exc:  # a rebalance took the partition
+                log.warning("commit of %s failed (%s); a rebalance moved it", self.topic, exc)
+            m.QUEUE_DEPTH.labels(*self._labels).set(len(self.queue))
+
+    async def _deliver(self, batch: list[Item]) -> None:
+        """Deliver ``batch`` with retries; on the last failure write it to the dead letters.
+        Returns when the batch is settled either way."""
+        msg_id = message_id(self.record.tenant, self.record.id, batch)
+        attempts = 0
+        while True:
+            try:
+                await self._target.send(batch, msg_id)
+            except DeliveryFailed as exc:
+                attempts += 1
+                self._failures += 1
+                m.FAILED.labels(*self._labels).inc()
+                delay = (
+                    self._policy.next_delay(attempts, self._rng, retry_after=exc.retry_after)
+                    if exc.retriable
+                    else None
+                )
+                if self._failures >= self._settings.delivery.failing_after_attempts:
+                    self._set_state(SubscriptionState.FAILING)
+                if delay is None:
+                    await self._dead_letter(batch, exc, attempts)
+                    return
+                log.info(
+                    "delivery of %s failed (attempt %d): %s; again in %.2f s",
+                    self.topic,
+                    attempts,
+                    exc,
+                    delay,
+                )
+                m.RETRIED.labels(*self._labels).inc()
+                await asyncio.sleep(delay)
+                continue
+            now = time.time()
+            latency = m.LATENCY.labels(*self._labels)
+            for item in batch:
+                latency.observe(max(0.0, now - item.timestamp_ms / 1000))
+            m.DELIVERED.labels(*self._labels).inc(len(batch))
+            self.delivered += len(batch)
+            self._failures = 0
+            self._set_state(SubscriptionState.ACTIVE)
+            return
+
+    async def _dead_letter(self, batch: list[Item], exc: DeliveryFailed, attempts: int) -> None:
+        max_payload = self._settings.bridge.max_payload_bytes
+        detail = (
+            f"subscription {self.record.tenant}/{self.record.id}: gave up after {attempts} "
+            f"attempt(s): {exc}"
+        )
+        for item in batch:
+            letter = DeadLetter.of(
+                stage=STAGE,
+                reason=Reason.DELIVERY_FAILED,
+                detail=detail,
+                failed_at=rfc3339(time.time()),
+                payload=item.value,
+                max_payload_bytes=max_payload,
+                device=item.key.decode(errors="replace") if item.key else None,
+                kafka_topic=self.topic,
+                kafka_partition=item.partition,
+                kafka_offset=item.offset,
+            )
+            await self._dead_letters(letter.to_json(), item.key)
+        m.DEADLETTERED.labels(*self._labels).inc(len(batch))
+        log.warning("%s; %d item(s) written to the dead letters", detail, len(batch))
+
+    def _set_state(self, state: SubscriptionState) -> None:
+        if state is not self.state:
+            self.state = state
+            m.set_state(*self._labels, state)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, task: DeliveryTask) -> None:
+        self._task = task
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._task._revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._task._assigned(set(assigned))
