@@ -25,8 +25,8 @@ Maximum Packet Size
 
 After a lost connection the next ``publish`` connects again (nothing reconnects in the
 background). Several ``publish`` calls may wait at once on the one connection; up to
-``max_inflight`` (and never more than the broker's Receive Maximum) are on the wire, the rest
-wait in the client's queue. Callers bound how many they start.
+``max_inflight`` QoS 1 messages (never more than the broker's Receive Maximum) are on the wire,
+the others wait for room within their ``timeout``. Callers bound how many they start.
 
 Sessions: every connection starts clean (Clean Start) with Session Expiry Interval 0, so the
 broker keeps nothing for this client id once the connection ends, whether by ``stop`` or by a
@@ -262,7 +262,7 @@ class MqttSink:
         except TimeoutError:
             if mid is None:  # still waiting for room in the window: nothing was sent
                 raise DeliveryFailed(
-                    f"{self._broker}: {self._max_inflight} messages in flight for "
+                    f"{self._broker}: no room among the messages in flight for "
                     f"{self._timeout:g} s; this one was not sent",
                     retriable=True,
                     kind=FailureKind.TIMEOUT,
