@@ -6,6 +6,7 @@ task owns retries, dead letters and metrics."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 
 from cityhub.connectors.sinks.mqtt import MqttSink
@@ -61,17 +62,24 @@ class MqttTarget:
             raise ValueError("an MQTT target needs an MQTT subscription")
         self._topic = mqtt_topic(settings.delivery.mqtt_topic_root, record.tenant, delivery.topic)
         self._qos = delivery.qos
+        # A suffix per process: two delivery processes holding the same subscription (one
+        # delivering, one standing by) must not take each other's connection.
         self._sink = MqttSink(
-            settings.mqtt, client_id=f"{settings.mqtt.client_id}-sub-{record.tenant}.{record.id}"
+            settings.mqtt,
+            client_id=f"{settings.mqtt.client_id}-sub-{record.tenant}.{record.id}-{os.getpid()}",
         )
 
     async def start(self) -> None:
         await self._sink.start()
 
     async def send(self, items: Sequence[Item], msg_id: str) -> None:
-        await asyncio.gather(
-            *(self._sink.publish(self._topic, i.value, qos=self._qos) for i in items)
+        results = await asyncio.gather(
+            *(self._sink.publish(self._topic, i.value, qos=self._qos) for i in items),
+            return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def stop(self) -> None:
         await self._sink.stop()

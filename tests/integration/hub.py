@@ -172,7 +172,8 @@ async def read_topic(
     until: Callable[[list[dict[str, Any]]], bool],
     timeout: float = 60.0,
 ) -> list[dict[str, Any]]:
-    """Read ``topic`` from the beginning (JSON values, with ``_key``) until ``until(records)``
+    """Read ``topic`` from the beginning (JSON values, with ``_key`` and the record's timestamp
+    in seconds as ``_ts``) until ``until(records)``
     holds or ``timeout`` passes; returns what was read either way."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     await consumer.start()
@@ -196,6 +197,7 @@ async def read_topic(
                 for record in batch:
                     doc = json.loads(record.value)
                     doc["_key"] = record.key.decode() if record.key else None
+                    doc["_ts"] = record.timestamp / 1000
                     records.append(doc)
             if until(records):
                 break
