@@ -14,22 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from cityhub.connectors.kafka import create_producer
 from cityhub.schemas.settings import Settings
-from cityhub.schemas.subscription import Subscription, SubscriptionState
+from cityhub.schemas.subscription import Subscription, SubscriptionState, subscription_topic
 from cityhub.schemas.topics import Topics
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.targets import target_for
-from cityhub.streams.delivery.task import DeliveryTask, Target
+from cityhub.streams.delivery.task import DeliveryTask, Target, group_id
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore
 
 log = logging.getLogger("cityhub.delivery")
 
 POLL_INTERVAL_S = 0.2
+PAUSED_LAG_INTERVAL_S = 10.0
 
 TargetFactory = Callable[[Subscription, Settings], Target | None]
 
@@ -74,12 +77,20 @@ class DeliveryManager:
         try:
             while not self._store.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
                 await asyncio.sleep(0.05)
+            loop = asyncio.get_running_loop()
+            next_lag = loop.time() + PAUSED_LAG_INTERVAL_S
             while True:
                 applied = self._store.view.applied
                 if applied != self._seen_applied:
                     await self.reconcile()
                     self._seen_applied = applied
                     self.ready = True
+                if loop.time() >= next_lag:
+                    next_lag = loop.time() + PAUSED_LAG_INTERVAL_S
+                    try:
+                        await self.report_paused_lag()
+                    except Exception as exc:  # metrics must not stop delivery
+                        log.warning("cannot measure the lag of paused subscriptions: %r", exc)
                 await asyncio.sleep(POLL_INTERVAL_S)
         finally:
             await asyncio.gather(*(t.stop() for t in self.tasks.values()))
@@ -125,6 +136,50 @@ class DeliveryManager:
             task.start()
             self.tasks[key] = task
             log.info("delivering %s/%s (%s)", record.tenant, record.id, record.delivery.kind)
+
+    async def report_paused_lag(self) -> None:
+        """Lag gauges of paused subscriptions, which no task reports: their committed position
+        against the end of their topic, and the age of the first record not delivered."""
+        paused = [
+            r
+            for r in self._store.view.all()
+            if r.state is SubscriptionState.PAUSED
+            and self._target_factory is target_for
+            and r.delivery.kind in ("webhook", "mqtt")
+        ]
+        if not paused:
+            return
+        kafka = self._settings.kafka
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=None)
+        await admin.start()
+        await consumer.start()
+        try:
+            for record in paused:
+                tp = TopicPartition(
+                    subscription_topic(kafka.topic_prefix, record.tenant, record.id), 0
+                )
+                committed = await admin.list_consumer_group_offsets(
+                    group_id(self._settings, record), partitions=[tp]
+                )
+                done = committed.get(tp)
+                end = (await consumer.end_offsets([tp]))[tp]
+                position = done.offset if done is not None and done.offset >= 0 else 0
+                lag = max(0, end - position)
+                labels = (record.tenant, record.id)
+                m.LAG_MESSAGES.labels(*labels).set(lag)
+                age = 0.0
+                if lag:
+                    consumer.assign([tp])
+                    consumer.seek(tp, position)
+                    fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                    first = fetched.get(tp)
+                    if first:
+                        age = max(0.0, time.time() - first[0].timestamp / 1000)
+                m.LAG_SECONDS.labels(*labels).set(age)
+        finally:
+            await consumer.stop()
+            await admin.close()
 
     async def stop(self) -> None:
         for task in list(self.tasks.values()):
