@@ -8,7 +8,6 @@ import asyncio
 import uuid
 
 import pytest
-
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
