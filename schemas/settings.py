@@ -120,6 +120,18 @@ class AggregationSettings(_Section):
     idle_close_seconds: float = Field(default=30.0, gt=0)
     """A partition without new observations moves its watermark to wall clock minus this (and
     grace), so that its windows still close when its devices go quiet."""
+    # Reading aggregates back through the API (``cityhub.streams.aggregates``): each query scans
+    # one partition of the aggregates topic, so these bound the work of one request.
+    query_max_range_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    """Longest ``to - from`` of one query; longer ranges are answered 422."""
+    query_max_scanned_records: int = Field(default=2_000_000, ge=1)
+    """Records (of every group in the partition) one query may read; past it, 422."""
+    query_max_items: int = Field(default=20_000, ge=1)
+    """Windows one query may return; past it, 422 (ask for one quantity or size)."""
+    query_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A query that Kafka has not answered in full by then is a 503."""
+    query_concurrency: int = Field(default=4, ge=1)
+    """Queries read at once per API process (one Kafka consumer each); the others wait."""
 
 
 class DeliverySettings(_Section):
