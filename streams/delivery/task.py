@@ -1,10 +1,10 @@
 """One subscription's delivery: its topic → a bounded queue → its sink.
 
 Each delivery task has its own Kafka consumer in its own consumer group
-(``<group_prefix>.<tenant>.<id>``) on the subscription's own topic, so its position, its lag and
-its pace are its own: a slow or dead sink grows only its own lag and never delays another
-subscription. Because it is a consumer *group*, several delivery processes can run the same
-subscription's task and Kafka lets one of them deliver (the others stand by).
+(``<group_prefix>.<prefix>.sub.<tenant>.<id>``) on the subscription's own topic, so its
+position, its lag and its pace are its own: a slow or dead sink grows only its own lag and never
+delays another subscription. Because it is a consumer *group*, several delivery processes can
+run the same subscription's task and Kafka lets one of them deliver (the others stand by).
 
 Guarantees:
 
@@ -83,7 +83,10 @@ DeadLetterWriter = Callable[[bytes, bytes | None], Awaitable[None]]
 
 
 def group_id(settings: Settings, record: Subscription) -> str:
-    return f"{settings.delivery.group_prefix}.{record.tenant}.{record.id}"
+    """``<group_prefix>.<the subscription's topic>``: one group per subscription and per
+    deployment (the topic carries the topic prefix)."""
+    topic = subscription_topic(settings.kafka.topic_prefix, record.tenant, record.id)
+    return f"{settings.delivery.group_prefix}.{topic}"
 
 
 def applied_generation(metadata: str | None) -> int:
@@ -207,7 +210,10 @@ class DeliveryTask:
             offsets = await admin.list_consumer_group_offsets(group_id(self._settings, self.record))
         finally:
             await admin.close()
-        return max((applied_generation(o.metadata) for o in offsets.values()), default=0)
+        return max(
+            (applied_generation(o.metadata) for tp, o in offsets.items() if tp.topic == self.topic),
+            default=0,
+        )
 
     # --- fetching ------------------------------------------------------------------------------
     async def _fetch_loop(self, consumer: AIOKafkaConsumer, sender: asyncio.Task[None]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +139,20 @@ async def test_a_slow_subscriber_never_hurts_the_others(tmp_path: Path) -> None:
         assert await wait_for(lambda: len(receiver.items("fast")) >= delivered + len(routed), 60)
         again = [i["event_id"] for i in receiver.items("fast")[delivered:]]
         assert set(again) == want
+        # Replay from a time: what was routed at or after it, once more.
+        middle = sorted(o["_ts"] for o in routed)[len(routed) // 2]
+        since = [o["event_id"] for o in routed if o["_ts"] >= middle]
+        delivered = len(receiver.items("fast"))
         status, doc = await api.call(
-            "POST", "/tenants/demo/subscriptions/fast/replay", "demo", {"from_offset": 0}
+            "POST",
+            "/tenants/demo/subscriptions/fast/replay",
+            "demo",
+            {"from_time": datetime.fromtimestamp(middle, UTC).isoformat()},
         )
+        assert status == 202, doc
         assert doc["replay"]["generation"] == 2
+        assert await wait_for(lambda: len(receiver.items("fast")) >= delivered + len(since), 60)
+        await asyncio.sleep(1.0)  # nothing more than that comes
+        again = [i["event_id"] for i in receiver.items("fast")[delivered:]]
+        assert again == since
     await receiver.stop()

@@ -53,7 +53,9 @@ async def test_manager_follows_the_view_and_reports_paused_lag() -> None:
     for n in range(10):
         await producer.send_and_wait(topic, b'{"n": %d}' % n, key=b"dev")
     await producer.stop()
-    committer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group_id(settings, mqtt))
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=BOOTSTRAP, group_id=group_id(settings, mqtt), enable_auto_commit=False
+    )
     await committer.start()
     tp = TopicPartition(topic, 0)
     committer.assign([tp])

@@ -194,6 +194,13 @@ async def test_every_delivery_gets_what_its_filter_selects(tmp_path: Path) -> No
 
         await live.stop()
         await intruder.stop()
+        # A client that reconnects with Last-Event-ID resumes right after that event.
+        resumed = SseReader(api, "demo", "demo", "footfall-live", last_event_id=live.events[9][0])
+        resumed.start()
+        rest = [d["event_id"] for _, d in live.events[10:]]
+        assert await wait_for(lambda: len(resumed.events) >= len(rest), 30)
+        await resumed.stop()
+        assert [d["event_id"] for _, d in resumed.events] == rest
         # Exactly the filter: nothing more (duplicates of an event id may come: at least once).
         assert ids(air) == want_air
         assert ids(receiver.items("noise")) == want_noise
