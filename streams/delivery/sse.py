@@ -113,8 +113,8 @@ class LiveStreams:
             fetcher = asyncio.create_task(self._fetch(consumer, queue, record))
             try:
                 await self._write(response, queue, record, fetcher)
-            except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
-                pass  # the client went away
+            except ConnectionError:
+                pass  # the client went away (a cancellation, at shutdown, propagates)
             finally:
                 fetcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -15,17 +15,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Protocol
+
+from aiokafka.errors import KafkaError
 
 from cityhub.schemas.errors import CityhubError
 from cityhub.streams import metrics
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore
-from cityhub.streams.subscriptions.topics import SubscriptionTopics
 
 log = logging.getLogger("cityhub.subscriptions.routing")
 
 POLL_INTERVAL_S = 0.2
 DEFAULT_DELETE_GRACE_S = 60.0
+
+
+class TopicAdmin(Protocol):
+    """What the loop needs of ``SubscriptionTopics``."""
+
+    known: set[str]
+
+    async def ensure(self, topic: str) -> None: ...
+
+    async def delete(self, topic: str) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class Routing:
@@ -35,7 +49,7 @@ class Routing:
         self,
         store: SubscriptionRecordStore,
         router: SubscriptionRouter,
-        topics: SubscriptionTopics,
+        topics: TopicAdmin,
         *,
         delete_grace: float = DEFAULT_DELETE_GRACE_S,
     ) -> None:
@@ -46,6 +60,8 @@ class Routing:
         self._seen_applied = -1
         self._gone: dict[str, float] = {}
         """Topics of subscriptions no longer in the view, and since when."""
+        self._missing = 0
+        """Subscriptions whose topic could not be created yet (retried every poll)."""
         self.ready = False
         """True once the router reflects the whole subscriptions topic as it was at start."""
 
@@ -54,13 +70,16 @@ class Routing:
         view = self.store.view
         applied = view.applied
         records = view.all()
+        missing = 0
         for record in records:
             topic = self.router.topic_of(record)
             if topic not in self._topics.known:
                 try:
                     await self._topics.ensure(topic)
-                except (TimeoutError, CityhubError, OSError) as exc:
+                except (TimeoutError, CityhubError, KafkaError, OSError) as exc:
+                    missing += 1
                     log.warning("cannot create %s yet (%s); not routed until it exists", topic, exc)
+        self._missing = missing
         before = self.router.topics
         if self.router.refresh(records, ready_topics=self._topics.known):
             log.info("routing to %d subscription(s)", len(self.router))
@@ -76,7 +95,7 @@ class Routing:
                 del self._gone[topic]
                 try:
                     await self._topics.delete(topic)
-                except (TimeoutError, CityhubError, OSError) as exc:
+                except (TimeoutError, CityhubError, KafkaError, OSError) as exc:
                     log.warning("cannot delete %s (%s)", topic, exc)
         self._seen_applied = applied
 
@@ -86,7 +105,7 @@ class Routing:
             await asyncio.sleep(0.05)
         try:
             while True:
-                if self.store.view.applied != self._seen_applied or self._gone:
+                if self.store.view.applied != self._seen_applied or self._gone or self._missing:
                     await self.sync()
                     self.ready = True
                 await asyncio.sleep(POLL_INTERVAL_S)
