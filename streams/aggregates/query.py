@@ -20,8 +20,10 @@ When a scan may stop early: one group's aggregates come from one window state, w
 ``W < end + grace``, and closes are written in order of their ends. So once a record of the
 group with window end ``E`` has been written, every later record of the group has an end above
 ``E - grace``. Once a record with ``E >= to + grace + largest size`` has been seen, every later
-one ends after ``to + largest size`` and hence starts after ``to``: nothing more can match. The
-high watermark at the start of the query is the hard stop.
+one ends after ``to + largest size`` and hence starts after ``to``: nothing more can match. (A
+query of one window size needs only that size in place of the largest: a 60 s query stops a
+minute past ``to + grace``, not an hour.) The high watermark at the start of the query is the
+hard stop.
 
 Pure: no Kafka, no faust, no clock.
 """
@@ -232,7 +234,10 @@ class Scan:
         self._limits = limits
         self._key = query.key
         self._grace_ms = limits.grace_seconds * 1000
-        largest = max(limits.largest_window_seconds, query.window_size or 0)
+        # With a size filter only windows of that size can match, so only it counts; without,
+        # the largest size configured (widened below if the topic holds larger ones).
+        self._fixed_size = query.window_size is not None
+        largest = query.window_size or limits.largest_window_seconds
         self._largest_ms = largest * 1000
         self._stop_at = query.to_ms + self._grace_ms + self._largest_ms
         self._current: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -298,7 +303,7 @@ class Scan:
             return False
         if self.reached_ms is None or end > self.reached_ms:
             self.reached_ms = end
-        if size * 1000 > self._largest_ms:
+        if size * 1000 > self._largest_ms and not self._fixed_size:
             # A size beyond the configured ones (the sizes were changed): widen the stop rule.
             self._largest_ms = size * 1000
             self._stop_at = self.query.to_ms + self._grace_ms + self._largest_ms

@@ -37,7 +37,7 @@ from cityhub.streams.aggregates.query import (
 
 log = logging.getLogger("cityhub.aggregates")
 
-BATCH_RECORDS = 2000
+BATCH_RECORDS = 500
 """Records taken from the consumer's buffer at a time; the loop yields after each batch."""
 POLL_MS = 200
 METADATA_TTL_SECONDS = 60.0
@@ -147,7 +147,8 @@ class KafkaAggregateReader:
         tp = TopicPartition(self.topic, partition)
         consumer.assign([tp])
         end_offset = (await consumer.end_offsets([tp]))[tp]
-        found = (await consumer.offsets_for_times({tp: query.from_ms}))[tp]
+        # Negative timestamps mean "latest" (-1) and "earliest" (-2) to Kafka: none before 1970.
+        found = (await consumer.offsets_for_times({tp: max(query.from_ms, 0)}))[tp]
         scan = Scan(query, self._limits)
         if found is None or found.offset >= end_offset:
             scan.finish()

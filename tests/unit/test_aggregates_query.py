@@ -390,3 +390,17 @@ async def test_a_query_equals_a_brute_force_pass_over_real_window_emissions(
         )
         result = await topic.read(query)
         assert result.items == brute_force(topic, query)
+
+
+def test_a_query_of_one_size_stops_that_size_past_to_plus_grace() -> None:
+    docs = [
+        agg(start_ms=T0_MS),
+        agg(size=300, start_ms=T0_MS),  # not of the size asked for
+        agg(start_ms=T0_MS + 11 * MIN),  # ends at +12 = to + grace + 60 s: stop
+        agg(start_ms=T0_MS + 5 * MIN),
+    ]
+    s = scan(q(0, 10, window_size=60), docs)
+    assert s.stopped_early
+    assert s.scanned == 3
+    assert [d["window_size"] for d in s.result(0).items] == [60]
+    assert not scan(q(0, 10), docs).stopped_early  # every size: an hour later at the earliest

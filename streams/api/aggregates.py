@@ -1,0 +1,188 @@
+"""``GET /api/v1/tenants/{tenant}/aggregates``: a device's or an area's window aggregates over a
+time range, read from the aggregates topic (``cityhub.streams.aggregates``).
+
+Who sees what, the same rule as everywhere in the API and the subscriptions:
+- a key reads in its own tenant only (an admin in any); another tenant is not found (404);
+- ``area=`` is the path tenant's area (areas are per tenant);
+- ``device_id=`` is looked up in the registry: an unknown device is 404; another tenant's device
+  is 404 too unless its device type is ``public`` (then its public windows show);
+- every window returned passes ``may_see(path tenant, its tenant, its classification)`` on its
+  current revision: the path tenant's own windows, other tenants' only when ``public``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from cityhub.schemas.registry import Classification, Role
+from cityhub.schemas.timefmt import parse_rfc3339
+from cityhub.streams.aggregates.query import (
+    AggregateQuery,
+    AggregateSource,
+    AggregatesUnavailable,
+    QueryRejected,
+    area_group,
+    check_range,
+    device_group,
+    to_ms,
+    visible_to,
+)
+from cityhub.streams.api.bodies import query_text
+from cityhub.streams.api.handlers import Call, json_response
+from cityhub.streams.api.problems import ApiProblem
+from cityhub.streams.registry.service import FieldError, NotFound
+
+AGGREGATES_KEY = web.AppKey("aggregates", AggregateSource)
+"""The app's aggregate reader (``build_api`` sets it)."""
+
+MAX_WINDOW_SIZE = 366 * 24 * 3600
+
+
+class AggregateOut(BaseModel):
+    """One window's aggregate, its current revision (see ``cityhub.schemas.aggregate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aggregate_id: str
+    grouping: Literal["device", "area"]
+    key: str
+    """The device id or the area, as ``grouping`` says."""
+    tenant: str | None
+    classification: str | None
+    device_id: str | None
+    area: str | None
+    quantity: str
+    unit: str | None
+    window_size: int
+    """Seconds."""
+    window_start: str
+    window_end: str
+    count: int
+    min: float
+    max: float
+    sum: float
+    mean: float
+    last: float
+    last_observed_at: str
+    last_event_id: str
+    revision: int
+    """The highest revision written so far; a later read may see a higher one within grace."""
+    version: int
+
+
+class AggregateList(BaseModel):
+    """The windows that overlap ``[from, to)``, by window start, then size, quantity and unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[AggregateOut]
+
+
+_FIELDS = tuple(AggregateOut.model_fields)
+
+
+def _time_param(call: Call, name: str) -> int:
+    raw = call.request.query.get(name)
+    if not raw:
+        raise ApiProblem(
+            422,
+            f"The query parameter {name} is required (RFC 3339, e.g. 2026-11-29T10:00:00Z).",
+            errors=[FieldError(name, "required; an RFC 3339 time with a UTC offset")],
+        )
+    # An unencoded '+' of an offset arrives as a space: past the date and time it can only be one.
+    text = raw[:19] + raw[19:].replace(" ", "+")
+    try:
+        return to_ms(parse_rfc3339(text))
+    except (ValueError, OverflowError):
+        raise ApiProblem(
+            422,
+            f"The query parameter {name} is not an RFC 3339 time.",
+            errors=[FieldError(name, "expected an RFC 3339 time with a UTC offset")],
+        ) from None
+
+
+def _window_size(call: Call) -> int | None:
+    raw = call.request.query.get("window_size")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_WINDOW_SIZE:
+        raise ApiProblem(
+            422,
+            "The query parameter window_size must be a window size in seconds (e.g. 60).",
+            errors=[FieldError("window_size", f"expected an integer from 1 to {MAX_WINDOW_SIZE}")],
+        )
+    return value
+
+
+def _scope(call: Call, tenant: str) -> None:
+    who = call.principal
+    if (who.role is not Role.ADMIN and who.tenant != tenant) or call.registry.view.tenant(
+        tenant
+    ) is None:
+        raise NotFound(f"tenant {tenant!r} not found")
+
+
+def _group(call: Call, tenant: str, device_id: str | None, area: str | None) -> str:
+    if (device_id is None) == (area is None):
+        raise ApiProblem(
+            422,
+            "Give exactly one of the query parameters device_id and area.",
+            errors=[FieldError("device_id", "exactly one of device_id and area")],
+        )
+    if area is not None:
+        return area_group(tenant, area)
+    assert device_id is not None
+    view = call.registry.view
+    entry = view.device_by_id(device_id)
+    if entry is not None and entry.tenant != tenant:
+        device_type = view.device_type(entry.tenant, entry.type)
+        if device_type is None or device_type.classification is not Classification.PUBLIC:
+            entry = None
+    if entry is None:
+        raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
+    return device_group(device_id)
+
+
+async def list_aggregates(call: Call) -> web.Response:
+    """The windows of one device or area of the path tenant that overlap ``[from, to)``."""
+    tenant = call.path_param("tenant")
+    _scope(call, tenant)
+    source = call.request.app[AGGREGATES_KEY]
+    device_id = query_text(call.request, "device_id")
+    area = query_text(call.request, "area")
+    quantity = query_text(call.request, "quantity")
+    window_size = _window_size(call)
+    from_ms, to_ms_ = _time_param(call, "from"), _time_param(call, "to")
+    try:
+        check_range(from_ms, to_ms_, source.limits)
+    except QueryRejected as exc:
+        raise ApiProblem(422, exc.detail, errors=[FieldError(exc.field, exc.detail)]) from None
+    query = AggregateQuery(
+        group=_group(call, tenant, device_id, area),
+        from_ms=from_ms,
+        to_ms=to_ms_,
+        quantity=quantity,
+        window_size=window_size,
+    )
+    try:
+        result = await source.read(query)
+    except QueryRejected as exc:
+        raise ApiProblem(422, exc.detail, errors=[FieldError(exc.field, exc.detail)]) from None
+    except AggregatesUnavailable as exc:
+        raise ApiProblem(
+            503, f"Aggregates cannot be read now: {exc}. Try again.", headers={"Retry-After": "5"}
+        ) from None
+    items = [_out(item) for item in visible_to(tenant, result.items)]
+    return json_response({"items": items})
+
+
+def _out(item: Any) -> dict[str, Any]:
+    # Only the documented fields: a newer aggregate version's extra fields stay out.
+    return {name: item.get(name) for name in _FIELDS}
