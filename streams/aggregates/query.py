@@ -298,7 +298,7 @@ class Scan:
             quantity = doc["quantity"]
             if type(size) is not int or type(revision) is not int or size < 1:
                 raise TypeError("window_size and revision must be integers")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
             self.malformed += 1
             return False
         if self.reached_ms is None or end > self.reached_ms:

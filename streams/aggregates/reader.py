@@ -87,6 +87,8 @@ class KafkaAggregateReader:
                     raise
                 finally:
                     if reusable and not self._closed:
+                        # Paused, an idle consumer fetches nothing in the background.
+                        consumer.pause(*consumer.assignment())
                         self._idle.append(consumer)
                     else:
                         await _stop(consumer)
