@@ -126,10 +126,13 @@ def _run_worker(
     simulate: dict[str, Any] | None,
     api: bool = False,
     api_limits: dict[str, int] | None = None,
+    deliver: bool = False,
 ) -> None:
-    """One process with any of: the faust worker, the MQTT bridge, the simulator, the operator
-    API (``/api/v1`` beside ``/metrics`` and ``/healthz``, on one port); always the operations
-    endpoint. ``api_limits`` are ``build_api``'s body caps."""
+    """One process with any of: the faust worker (normaliser, aggregator, and the routing to
+    subscriptions' topics), the MQTT bridge, the simulator, the operator API (``/api/v1`` with
+    the live streams, beside ``/metrics`` and ``/healthz``, on one port), the delivery tasks of
+    webhook and MQTT subscriptions; always the operations endpoint. ``api_limits`` are
+    ``build_api``'s body caps."""
     import faust
 
     from cityhub.connectors.kafka import BatchingWriter, create_producer
@@ -156,8 +159,33 @@ def _run_worker(
         registry = RegistryStore(settings)
         services.append(RegistryStoreService(registry, loop=loop))
         checks["registry"] = lambda: registry.ready
+    if worker or api or deliver:
+        from cityhub.streams.subscriptions.store import SubscriptionStore
+
+        # Kept like the registry: a compacted topic tailed into a view, in every process that
+        # routes, serves or delivers subscriptions.
+        subscription_store = SubscriptionStore(settings)
+        services.append(RegistryStoreService(subscription_store, label="subscriptions", loop=loop))
+        checks["subscriptions"] = lambda: subscription_store.ready
     if worker:
-        app = create_app(settings, registry)
+        from cityhub.streams.subscriptions.router import SubscriptionRouter
+        from cityhub.streams.subscriptions.routing import Routing
+        from cityhub.streams.subscriptions.topics import SubscriptionTopics
+
+        routing = Routing(
+            subscription_store,
+            SubscriptionRouter(settings.kafka.topic_prefix),
+            SubscriptionTopics(settings),
+        )
+        services.append(CoroutineService("subscription-routing", routing.run, loop=loop))
+        checks["routing"] = lambda: routing.ready
+        app = create_app(settings, registry, routing)
+    if deliver:
+        from cityhub.streams.delivery.manager import DeliveryManager
+
+        manager = DeliveryManager(settings, subscription_store)
+        services.append(CoroutineService("delivery", manager.run, loop=loop))
+        checks["delivery"] = lambda: manager.ready
     if bridge:
         holder: dict[str, MqttBridge] = {}
 
@@ -193,24 +221,32 @@ def _run_worker(
         services.append(CoroutineService("simulator", run_simulator, loop=loop))
     api_app = None
     if api:
-        from cityhub.streams.api.app import build_api
+        from cityhub.streams.api.app import (
+            DEFAULT_MAX_BODY_BYTES,
+            DEFAULT_MAX_IMPORT_BYTES,
+            build_api,
+        )
+        from cityhub.streams.delivery.sse import LiveStreams
         from cityhub.streams.registry.service import Registry as RegistryService
         from cityhub.streams.subscriptions.service import Subscriptions
-        from cityhub.streams.subscriptions.store import SubscriptionStore
+        from cityhub.streams.subscriptions.topics import SubscriptionTopics
 
-        # Kept like the registry: a compacted topic tailed into a view, only where the API runs.
-        subscription_store = SubscriptionStore(settings)
-        services.append(RegistryStoreService(subscription_store, label="subscriptions", loop=loop))
-        checks["subscriptions"] = lambda: subscription_store.ready
+        limits = api_limits or {}
+        api_topics = SubscriptionTopics(settings)
         subscriptions = Subscriptions(
             subscription_store,
             registry.view,
             webhook_allowed_hosts=settings.subscriptions.webhook_allowed_hosts,
             topic_prefix=settings.kafka.topic_prefix,
+            ensure_topic=api_topics.ensure,
         )
         # The API's app carries /metrics and /healthz too: one port for operators and probes.
         api_app = build_api(
-            RegistryService(registry), subscriptions=subscriptions, **(api_limits or {})
+            RegistryService(registry),
+            subscriptions=subscriptions,
+            live=LiveStreams(settings),
+            max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+            max_import_bytes=limits.get("max_import_bytes", DEFAULT_MAX_IMPORT_BYTES),
         )
     services.append(
         OpsServerService(settings.http.host, settings.http.port, checks, app=api_app, loop=loop)
@@ -264,11 +300,14 @@ def run(http_port: int | None, simulate: bool, devices: int, rate: float) -> Non
         f"  health:        http://{settings.http.host}:{settings.http.port}/healthz\n"
         f"  operator API:  http://{settings.http.host}:{settings.http.port}/api/v1\n"
         f"  observations:  cityhub tail {topics.observations}\n"
-        f"  dead letters:  cityhub tail {topics.deadletter}",
+        f"  dead letters:  cityhub tail {topics.deadletter}\n"
+        f"  aggregates:    cityhub tail {topics.aggregates}\n"
+        f"  subscriptions: http://{settings.http.host}:{settings.http.port}"
+        "/api/v1/tenants/{tenant}/subscriptions",
         err=True,
     )
     sim = {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
-    _run_worker(settings, bridge=True, worker=True, simulate=sim, api=True)
+    _run_worker(settings, bridge=True, worker=True, simulate=sim, api=True, deliver=True)
 
 
 @main.command("api")
@@ -311,6 +350,14 @@ def api_cmd(http_port: int | None, max_body_bytes: int, max_import_bytes: int) -
 def bridge(http_port: int | None) -> None:
     """Only the MQTT → Kafka bridge (scale out with CITYHUB_MQTT__SHARE_GROUP)."""
     _run_worker(_settings(port=http_port), bridge=True, worker=False, simulate=None)
+
+
+@main.command()
+@_http_port
+def deliver(http_port: int | None) -> None:
+    """Only the delivery of webhook and MQTT subscriptions (scale out by starting more: each
+    subscription is one consumer group, delivered by one process at a time)."""
+    _run_worker(_settings(port=http_port), bridge=False, worker=False, simulate=None, deliver=True)
 
 
 @main.command()

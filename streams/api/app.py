@@ -24,12 +24,17 @@ from typing import Any
 
 from aiohttp import web
 
+from cityhub.schemas.settings import Settings
+from cityhub.streams.aggregates.reader import KafkaAggregateReader
+from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.api.handlers import Call, Limits, json_response
+from cityhub.streams.api.live import LIVE_KEY
 from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROUTE
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.problems import problem_from_exception, problem_response
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
+from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.subscriptions.service import Subscriptions
 
@@ -124,17 +129,26 @@ async def _openapi(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI_KEY])
 
 
+async def _close_aggregates(app: web.Application) -> None:
+    await app[AGGREGATES_KEY].close()
+
+
 def build_api(
     registry: Registry,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
     subscriptions: Subscriptions | None = None,
+    live: LiveStreams | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
     imports at ``max_import_bytes`` (413 past either). Without ``subscriptions`` the
-    subscription routes answer 503 (they are still documented). Mount ``/metrics`` and
-    ``/healthz`` on it with ``cityhub.streams.http.add_ops_routes``."""
+    subscription routes answer 503 (they are still documented), and without ``live`` the live
+    stream route does. Mount ``/metrics`` and
+    ``/healthz`` on it with ``cityhub.streams.http.add_ops_routes``. The aggregates route
+    reads Kafka with a reader made from the environment's settings, which connects at its
+    first query; put another source at ``app[AGGREGATES_KEY]`` before the app starts (tests
+    do). The app closes the source it holds when it is cleaned up."""
     if max_body_bytes < 1 or max_import_bytes < 1:
         raise ValueError("body caps must be positive")
     app = web.Application(
@@ -144,6 +158,10 @@ def build_api(
     app[REGISTRY_KEY] = registry
     if subscriptions is not None:
         app[SUBSCRIPTIONS_KEY] = subscriptions
+    if live is not None:
+        app[LIVE_KEY] = live
+    app[AGGREGATES_KEY] = KafkaAggregateReader(Settings())
+    app.on_cleanup.append(_close_aggregates)
     app[LIMITS_KEY] = Limits(max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes)
     app[OPENAPI_KEY] = build_openapi(
         max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes

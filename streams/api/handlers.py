@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from cityhub.schemas.registry import DeviceSpec, DeviceType, DeviceTypeSpec, Tenant, TenantSpec
-from cityhub.schemas.subscription import SubscriptionSpec
+from cityhub.schemas.subscription import ReplaySpec, SubscriptionSpec
 from cityhub.streams.api.bodies import (
     JSON,
     query_bool,
@@ -271,7 +271,8 @@ async def revoke_key(call: Call) -> web.Response:
 
 async def list_subscriptions(call: Call) -> web.Response:
     items = call.subscriptions.list(call.principal, call.path_param("tenant"))
-    return json_response({"items": [s.public() for s in items], "next_cursor": None})
+    public = call.subscriptions.public
+    return json_response({"items": [public(s) for s in items], "next_cursor": None})
 
 
 async def create_subscription(call: Call) -> web.Response:
@@ -279,7 +280,7 @@ async def create_subscription(call: Call) -> web.Response:
     record, secret = await call.subscriptions.create(
         call.principal, call.path_param("tenant"), spec
     )
-    doc = record.public()
+    doc = call.subscriptions.public(record)
     if secret is not None:
         doc["secret"] = secret
     response = _created(doc, f"{call.request.path}/{record.id}")
@@ -293,21 +294,29 @@ async def get_subscription(call: Call) -> web.Response:
     record = call.subscriptions.get(
         call.principal, call.path_param("tenant"), call.path_param("id")
     )
-    return json_response(record.public())
+    return json_response(call.subscriptions.public(record))
 
 
 async def pause_subscription(call: Call) -> web.Response:
     record = await call.subscriptions.pause(
         call.principal, call.path_param("tenant"), call.path_param("id")
     )
-    return json_response(record.public())
+    return json_response(call.subscriptions.public(record))
 
 
 async def resume_subscription(call: Call) -> web.Response:
     record = await call.subscriptions.resume(
         call.principal, call.path_param("tenant"), call.path_param("id")
     )
-    return json_response(record.public())
+    return json_response(call.subscriptions.public(record))
+
+
+async def replay_subscription(call: Call) -> web.Response:
+    spec = await read_model(call.request, ReplaySpec, call.limits.max_body_bytes)
+    record = await call.subscriptions.replay(
+        call.principal, call.path_param("tenant"), call.path_param("id"), spec
+    )
+    return json_response(call.subscriptions.public(record), status=202)
 
 
 async def delete_subscription(call: Call) -> web.Response:

@@ -26,6 +26,7 @@ from cityhub.schemas.subscription import (
     KafkaDelivery,
     MqttDelivery,
     OnFull,
+    Replay,
     Source,
     SseDelivery,
     SubscriptionFilter,
@@ -183,6 +184,11 @@ class SubscriptionOut(_Out):
     state: SubscriptionState
     created_at: str
     updated_at: str
+    replay: Replay | None = None
+    """The latest replay request, if any."""
+    topic: str
+    """The subscription's own Kafka topic: a Kafka-topic subscriber consumes it; every other
+    delivery reads from it."""
 
 
 class SubscriptionCreated(SubscriptionOut):

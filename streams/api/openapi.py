@@ -30,6 +30,7 @@ _PROBLEM_DESCRIPTIONS = {
     413: "The body is larger than the cap.",
     415: "The route does not take this content type.",
     422: "A field or query parameter is not valid; errors names each.",
+    429: "Too many live streams of this subscription are open.",
     500: "A bug; the response's request_id is in the server's log.",
     503: "The registry's topic could not be written or read back in time; try again.",
 }
@@ -105,9 +106,9 @@ def _operation(
         }
     success: dict[str, Any] = {"description": "Done."}
     if route.response is not None:
-        success["content"] = {
-            "application/json": {"schema": refs[(route.response, "serialization")]}
-        }
+        success["content"] = {route.media_type: {"schema": refs[(route.response, "serialization")]}}
+    elif route.media_type != "application/json":
+        success["content"] = {route.media_type: {"schema": {"type": "string"}}}
     if route.headers:
         success["headers"] = {
             name: {"schema": {"type": "string"}, "description": _HEADER_DESCRIPTIONS[name]}

@@ -11,8 +11,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from cityhub.schemas.registry import ID_PATTERN, DeviceSpec, DeviceTypeSpec, TenantSpec
-from cityhub.schemas.subscription import SUBSCRIPTION_ID_PATTERN, SubscriptionSpec
+from cityhub.schemas.subscription import SUBSCRIPTION_ID_PATTERN, ReplaySpec, SubscriptionSpec
 from cityhub.streams.api import handlers as h
+from cityhub.streams.api.aggregates import AggregateList, list_aggregates
+from cityhub.streams.api.live import stream_subscription
 from cityhub.streams.api.models import (
     ApiKeyCreated,
     ApiKeyList,
@@ -69,6 +71,8 @@ class Route:
     """Error statuses beyond those every authenticated route may answer (401, 500)."""
     headers: tuple[str, ...] = ()
     """Response headers of success worth documenting (``Location``, ``Link``)."""
+    media_type: str = "application/json"
+    """The success body's media type (``text/event-stream`` for a live stream)."""
 
     @property
     def full_path(self) -> str:
@@ -98,6 +102,13 @@ CURSOR = Param(
     "query",
     {"type": "string"},
     "The next_cursor of the previous page (also in its Link header); absent for the first.",
+)
+
+FROM_TIME = Param(
+    "from_time",
+    "query",
+    {"type": "string", "format": "date-time"},
+    "Start at the first item routed at or after this RFC 3339 time (ignored with Last-Event-ID).",
 )
 
 _READ = (403, 404)
@@ -378,6 +389,69 @@ ROUTES: tuple[Route, ...] = (
         response=SubscriptionOut,
         params=(TENANT, SUBSCRIPTION_ID),
         problems=(*_READ, 503),
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenant}/subscriptions/{id}/replay",
+        "replaySubscription",
+        "Deliver again from a time or an offset of the subscription's topic (webhook and MQTT "
+        "deliveries; Kafka subscribers seek their own consumer, live streams use Last-Event-ID)",
+        "subscriptions",
+        h.replay_subscription,
+        status=202,
+        response=SubscriptionOut,
+        body=ReplaySpec,
+        params=(TENANT, SUBSCRIPTION_ID),
+        problems=(*_WRITE, 409, 503),
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenant}/subscriptions/{id}/events",
+        "streamSubscription",
+        "A live stream of an sse subscription's items as Server-Sent Events (text/event-stream); "
+        "resume with Last-Event-ID, or start at ?from_time=",
+        "subscriptions",
+        stream_subscription,
+        params=(TENANT, SUBSCRIPTION_ID, FROM_TIME),
+        problems=(*_READ, 409, 422, 429, 503),
+        media_type="text/event-stream",
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenant}/aggregates",
+        "listAggregates",
+        "Window aggregates of one device or area that overlap a time range (current revisions)",
+        "aggregates",
+        list_aggregates,
+        response=AggregateList,
+        params=(
+            TENANT,
+            Param("device_id", "query", _ID_SCHEMA, "The device (exactly one of device_id, area)."),
+            Param("area", "query", {"type": "string"}, "An area of the tenant (or device_id)."),
+            Param(
+                "from",
+                "query",
+                {"type": "string", "format": "date-time"},
+                "Windows ending after this time (RFC 3339).",
+                required=True,
+            ),
+            Param(
+                "to",
+                "query",
+                {"type": "string", "format": "date-time"},
+                "Windows starting before this time (RFC 3339); to - from is at most "
+                "CITYHUB_AGGREGATION__QUERY_MAX_RANGE_SECONDS (7 days by default).",
+                required=True,
+            ),
+            Param("quantity", "query", {"type": "string"}, "Only this quantity."),
+            Param(
+                "window_size",
+                "query",
+                {"type": "integer", "minimum": 1},
+                "Only windows of this size, in seconds (60, 900, 3600 by default).",
+            ),
+        ),
+        problems=(*_READ, 422, 503),
     ),
 )
 """Every authenticated operation of the API. ``/api/v1/openapi.json`` is served beside them,
