@@ -71,22 +71,46 @@ class BatchingWriter:
         """Write through ``producer`` from now on (made once an event loop runs)."""
         self._producer = producer
 
+    @property
+    def attached(self) -> bool:
+        """Whether a producer is there to write through."""
+        return self._producer is not None
+
     async def send(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        timestamp_ms: int | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Any]:
-        """Add a keyed record; the future resolves when Kafka confirmed its whole batch."""
+        """Add a keyed record; the future resolves when Kafka confirmed its whole batch.
+        ``timestamp_ms`` is the record's timestamp (ms since the epoch); None: the time of the
+        append (aiokafka's default, CreateTime). ``partition``: that one instead of the key's."""
         if key is None:
             raise ValueError("BatchingWriter writes keyed records only")
-        partition = self._partition_of.get((topic, key))
         if partition is None:
-            partition = await self._partition(topic, key)
+            partition = self._partition_of.get((topic, key))
+            if partition is None:
+                partition = await self._partition(topic, key)
         tp = (topic, partition)
         batch = self._open.get(tp) or self._start(tp)
-        if batch.builder.append(key=key, value=value, timestamp=None) is None:
+        extra = {"headers": headers} if headers else {}
+        if batch.builder.append(key=key, value=value, timestamp=timestamp_ms, **extra) is None:
             self._close(tp)
             batch = self._start(tp)
-            batch.builder.append(key=key, value=value, timestamp=None)  # a new batch takes one
+            batch.builder.append(key=key, value=value, timestamp=timestamp_ms, **extra)
         return batch.delivered
+
+    async def partitions(self, topic: str) -> list[int]:
+        """The topic's partitions, as the producer's metadata has them."""
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = sorted(await self._producer.partitions_for(topic))
+            self._partitions[topic] = partitions
+        return partitions
 
     async def flush(self) -> None:
         """Send every open batch and wait until Kafka confirmed all of them."""
@@ -98,10 +122,7 @@ class BatchingWriter:
             await asyncio.wait(pending)
 
     async def _partition(self, topic: str, key: bytes) -> int:
-        partitions = self._partitions.get(topic)
-        if partitions is None:
-            partitions = sorted(await self._producer.partitions_for(topic))
-            self._partitions[topic] = partitions
+        partitions = await self.partitions(topic)
         partition: int = self._partitioner(key, partitions, partitions)
         if len(self._partition_of) >= self._CACHE_LIMIT:
             self._partition_of.clear()

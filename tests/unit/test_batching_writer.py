@@ -16,11 +16,17 @@ class SmallBatch:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.records: list[tuple[bytes, bytes]] = []
+        self.timestamps: list[int | None] = []
+        self.headers: list[list[tuple[str, bytes]]] = []
 
-    def append(self, *, key: bytes, value: bytes, timestamp: Any) -> object | None:
+    def append(
+        self, *, key: bytes, value: bytes, timestamp: Any, headers: Any = ()
+    ) -> object | None:
         if len(self.records) >= self.capacity:
             return None
         self.records.append((key, value))
+        self.timestamps.append(timestamp)
+        self.headers.append(list(headers))
         return object()
 
 
@@ -29,6 +35,7 @@ class StandInProducer:
         self.partitions = partitions
         self.capacity = capacity
         self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
+        self.batches: list[SmallBatch] = []
         self.deliveries: list[asyncio.Future[Any]] = []
         self.refuse = False
 
@@ -42,6 +49,7 @@ class StandInProducer:
         if self.refuse:
             raise RuntimeError("producer closed")
         self.sent.append((topic, partition, batch.records))
+        self.batches.append(batch)
         delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.deliveries.append(delivery)
         return delivery
@@ -121,3 +129,27 @@ async def test_a_refused_batch_fails_its_records() -> None:
     future = await writer.send("t", b"v", b"k")
     with pytest.raises(RuntimeError, match="producer closed"):
         await asyncio.wait_for(future, 1)
+
+
+async def test_timestamp_is_the_callers_or_none() -> None:
+    producer = StandInProducer(partitions=1, capacity=2)
+    writer = BatchingWriter(producer, linger=10)  # type: ignore[arg-type]
+    for ts in (1_700_000_000_000, None, 1_700_000_060_000):  # the third opens a new batch
+        await writer.send("t", b"v", b"k", timestamp_ms=ts)
+    await asyncio.gather(writer.flush(), _confirm_all(producer))
+    assert [b.timestamps for b in producer.batches] == [
+        [1_700_000_000_000, None],
+        [1_700_000_060_000],
+    ]
+
+
+async def test_explicit_partition_and_headers() -> None:
+    producer = StandInProducer(partitions=8)
+    writer = BatchingWriter(producer, linger=10)  # type: ignore[arg-type]
+    await writer.send("t", None, b"marker", partition=5, headers=[("h", b"1")])
+    await writer.send("t", b"v", b"k", partition=5)
+    await asyncio.gather(writer.flush(), _confirm_all(producer))
+    ((topic, partition, records),) = producer.sent
+    assert (topic, partition, records) == ("t", 5, [(b"marker", None), (b"k", b"v")])
+    assert producer.batches[0].headers == [[("h", b"1")], []]
+    assert await writer.partitions("t") == list(range(8))
