@@ -28,15 +28,17 @@ Privacy
     area of the observation that ``last`` comes from. Both are order-independent, like ``last``.
 
 Values
-    Only finite ``int`` and ``float`` values count; bools, strings, NaN and infinities are
-    skipped and counted (``non_numeric``). ``-0.0`` is taken as ``0.0``. The sum is kept exactly
+    Only finite ``int`` and ``float`` values within ±1e300 count; bools, strings, NaN,
+    infinities and larger magnitudes (whose sums could overflow, and which no sensor reports)
+    are skipped and counted (``non_numeric``). ``-0.0`` is taken as ``0.0``. The sum is kept exactly
     (Shewchuk's partials, as :func:`math.fsum`), so sum and mean are correctly rounded and do not
     depend on the order in which observations arrive. ``last`` is the value with the greatest
     ``observed_at``; ties go to the greatest event id.
 
 Watermark and late data (``G`` = grace, default 60 s)
     The watermark ``W`` of a state is the greatest event time it has seen (or been advanced to
-    with :meth:`WindowState.advance`); it never goes back. For a window ``[start, end)``:
+    with :meth:`WindowState.advance`); it never goes back. (With ``own_watermark`` off, only
+    ``advance`` moves it: the caller derives it from upstream.) For a window ``[start, end)``:
 
     * ``W < end``: open. Observations update it; nothing is emitted.
     * ``W`` reaches ``end``: closed, emitted with ``revision`` 0. Its state is kept.
@@ -108,8 +110,12 @@ DEFAULT_GRACE = 60
 DEFAULT_MAX_EVENT_IDS = 100_000
 DEFAULT_MAX_FUTURE = 300
 
-STATE_VERSION = 2
-"""2: the tenant in every key, classification and last area in every window entry."""
+STATE_VERSION = 3
+"""2: the tenant in every key, classification and last area in every window entry; 3: the
+sequence number of the last record applied to each window."""
+
+MAX_VALUE = 1e300
+"""Values of a greater magnitude do not count: a window's exact sum stays finite."""
 
 COUNTERS = (
     "observations",
@@ -204,13 +210,17 @@ def _format_boundary(us: int) -> str:
 class WindowConfig:
     """How to window: sizes and grace in seconds; ``groupings`` is ``("device", "area")`` or one
     of them (a deployment keyed by device runs a device-only state on the device-keyed topic and
-    an area-only state on a topic repartitioned by area); ``max_future`` None: no check."""
+    an area-only state on a topic repartitioned by area); ``max_future`` None: no check;
+    ``own_watermark`` False: observations never move the watermark, only :meth:`WindowState.
+    advance` does (a state fed by several upstream partitions, whose watermark is the least of
+    theirs)."""
 
     sizes: tuple[int, ...] = DEFAULT_SIZES
     grace: int = DEFAULT_GRACE
     groupings: tuple[Grouping, ...] = ("device", "area")
     max_event_ids: int = DEFAULT_MAX_EVENT_IDS
     max_future: int | None = DEFAULT_MAX_FUTURE
+    own_watermark: bool = True
 
     def __post_init__(self) -> None:
         if not self.sizes or any(type(s) is not int or s <= 0 for s in self.sizes):
@@ -238,7 +248,7 @@ def _number(value: Any) -> float | None:
             return None
     else:
         return None
-    if not math.isfinite(x):
+    if not -MAX_VALUE <= x <= MAX_VALUE:  # also False for NaN
         return None
     return x + 0.0  # -0.0 + 0.0 == +0.0: min and max must not depend on arrival order
 
@@ -270,6 +280,7 @@ class _Window:
         "min",
         "partials",
         "revision",
+        "seq",
     )
 
     def __init__(
@@ -288,6 +299,8 @@ class _Window:
         """The area of the last observation (greatest time, then event id)."""
         self.revision = -1
         """-1: never emitted; else the revision of the last emission."""
+        self.seq = -1
+        """The caller's sequence number (input offset) of the last record applied; -1: none."""
         self.aid: str | None = None
         """The aggregate id, once computed (not persisted: it follows from the key)."""
 
@@ -337,12 +350,13 @@ class _Window:
             self.revision,
             self.classification,
             self.area,
+            self.seq,
         ]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> tuple[WindowKey, _Window]:
         g, tenant, k, q, unit, size, start = data[:7]
-        count, lo, hi, partials, last_us, last_id, last_value, revision, cl, area = data[7:17]
+        count, lo, hi, partials, last_us, last_id, last_value, revision, cl, area, seq = data[7:18]
         w = cls.__new__(cls)
         w.count = int(count)
         w.min = float(lo)
@@ -354,6 +368,7 @@ class _Window:
         w.revision = int(revision)
         w.classification = None if cl is None else str(cl)
         w.area = None if area is None else str(area)
+        w.seq = int(seq)
         w.aid = None
         return (
             str(g),
@@ -428,6 +443,7 @@ class WindowState:
         self._grace_us = self.config.grace * US
         self._device = "device" in self.config.groupings
         self._area = "area" in self.config.groupings
+        self._own_watermark = self.config.own_watermark
 
     def __len__(self) -> int:
         """Number of windows held (open or within their grace period)."""
@@ -435,10 +451,19 @@ class WindowState:
 
     # -- feeding -------------------------------------------------------------------------------
 
-    def add(self, point: Point, *, now: float | None = None) -> list[Aggregate]:
+    def add(
+        self, point: Point, *, now: float | None = None, seq: int | None = None
+    ) -> list[Aggregate]:
         """Take one observation; return the aggregates it causes to be written: late re-emissions
         of windows it changed, then windows that its event time closed. ``now`` (wall clock,
-        seconds) enables the ``max_future`` check."""
+        seconds) enables the ``max_future`` check.
+
+        ``seq`` (the input record's offset: increasing, never reused) makes a repeated record
+        harmless even when only part of the state it changed was saved. A state's changes are
+        saved as several entries (``take_changes``: the windows, then the set of seen event
+        ids, in that order); a crash may keep the first few of them only. The record is then
+        processed again, is no duplicate (its id did not reach the saved set), and the windows
+        whose saved ``seq`` shows they already hold it are skipped."""
         c = self.counters
         c["observations"] += 1
         t = point.observed_us
@@ -450,7 +475,7 @@ class WindowState:
         x = _number(point.value)
         if x is None:
             c["non_numeric"] += 1
-            return self._advance(t)
+            return self._advance(t) if self._own_watermark else []
         groups: list[tuple[str, str]] = []
         tenant = point.tenant
         if self._device:
@@ -459,7 +484,7 @@ class WindowState:
             groups.append(("area", point.area))
         if not groups:
             c["no_group"] += 1
-            return self._advance(t)
+            return self._advance(t) if self._own_watermark else []
         grace = self._grace_us
         quantity, unit, event_id = point.quantity, point.unit, point.event_id
         classification, area = point.classification, point.area
@@ -498,8 +523,12 @@ class WindowState:
                 if w is None:
                     w = windows[key] = _Window(x, t, event_id, classification, area)
                     self._track(key, end)
+                elif seq is not None and w.seq >= seq:
+                    continue  # applied before a crash that saved this window but not the ids
                 else:
                     w.add(x, t, event_id, classification, area)
+                if seq is not None:
+                    w.seq = seq
                 changed[key] = None
                 if wm is not None and end <= wm:
                     out.append(self._emit(key, w))
@@ -514,7 +543,8 @@ class WindowState:
         if missed:
             c["late_partial"] += 1
         c["aggregated"] += 1
-        out.extend(self._advance(t))
+        if self._own_watermark:
+            out.extend(self._advance(t))
         return out
 
     def advance(self, watermark: float) -> list[Aggregate]:
@@ -523,12 +553,30 @@ class WindowState:
         to wall clock minus the lateness it tolerates, so that windows close without new data."""
         return self._advance(math.floor(watermark * US))
 
+    def advance_us(self, watermark: int) -> list[Aggregate]:
+        """:meth:`advance` in µs since the epoch (exact: no float in between)."""
+        return self._advance(watermark)
+
     def flush(self) -> list[Aggregate]:
         """Close and evict every window (end of a finite input): as if the watermark jumped past
         the last window's end + grace. Later observations for those windows are late."""
         if not self._by_end:
             return []
         return self._advance(max(self._by_end) + self._grace_us)
+
+    def emitted(self) -> list[Aggregate]:
+        """The last emission of every window held that was emitted (closed, within its grace
+        period), unchanged: same revision, same content, in the order the windows close. A
+        restarted worker writes these again, so that an emission lost between the state's write
+        and the aggregate's is not lost for good; consumers drop the copies (same
+        ``aggregate_id`` and ``revision``)."""
+        out: list[Aggregate] = []
+        for end in sorted(self._by_end):
+            for key in sorted(self._by_end[end], key=_order):
+                w = self._windows.get(key)
+                if w is not None and w.revision >= 0:
+                    out.append(_aggregate(key, w))
+        return out
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -620,12 +668,20 @@ class WindowState:
     def take_changes(self) -> tuple[dict[str, Any], dict[str, list[Any] | None]]:
         """What changed since the last call, for a table that keeps one entry per window (the
         whole state is too big to write per observation): the meta (see ``meta_json``) and,
-        by entry key, each changed entry's JSON, or None for an evicted one (delete it)."""
+        by entry key, each changed entry's JSON, or None for an evicted one (delete it).
+        Write them in this order (evictions, windows, sets of seen ids) and the meta last: a
+        crash that keeps only the first few is then repaired by processing the record again
+        with the same ``seq`` (see :meth:`add`)."""
         entries: dict[str, list[Any] | None] = {}
         for key in self._evicted:
             entries[window_entry_key(key)] = None
+        # Windows before the sets of seen ids: see ``add``'s ``seq``.
         for key in self._changed:
-            entries[window_entry_key(key)] = self._entry(key)
+            if key[0] != SEEN:
+                entries[window_entry_key(key)] = self._entry(key)
+        for key in self._changed:
+            if key[0] == SEEN:
+                entries[window_entry_key(key)] = self._entry(key)
         self._evicted = []
         self._changed = {}
         return self.meta_json(), entries

@@ -402,6 +402,79 @@ def test_take_changes_gives_table_entries_that_rebuild_the_state():
     assert feed(restored, [pt("x", 1.0, 400)]) == feed(s, [pt("x", 1.0, 400)])
 
 
+def test_without_own_watermark_only_advance_closes_windows():
+    config = WindowConfig(sizes=(60,), grace=30, groupings=("area",), own_watermark=False)
+    s = WindowState(config)
+    assert feed(s, [pt("a", 1.0, 10, area="x"), pt("b", 2.0, 200, area="x")]) == []
+    assert s.watermark is None
+    (first,) = s.advance(T0 / US + 60)
+    assert (first.window_start[11:19], first.count) == ("10:00:00", 1)
+    assert s.add(pt("c", 3.0, 20, area="x"))[0].revision == 1  # late within grace
+    s.advance(T0 / US + 95)
+    assert s.add(pt("d", 3.0, 20, area="x")) == []
+    assert s.counters["late_dropped"] == 1
+
+
+@pytest.mark.parametrize("kept", range(6))
+def test_a_torn_state_write_is_repaired_by_processing_the_record_again(kept):
+    """A crash kept only the first ``kept`` entries written for one record (Kafka keeps a
+    prefix of one partition's records); the restarted worker processes the record again."""
+    config = WindowConfig(sizes=(60, 900, 3600), grace=60, groupings=("device",))
+    table: dict[str, object] = {}
+
+    def save(state, *, limit=None):
+        meta, entries = state.take_changes()
+        items = [*entries.items(), ("meta", meta)]
+        for k, v in items[:limit]:
+            if v is None:
+                table.pop(k, None)
+            else:
+                table[k] = orjson.loads(orjson.dumps(v))
+
+    def restore():
+        return WindowState.from_json(
+            {**table["meta"], "entries": [v for k, v in table.items() if k != "meta"]}, config
+        )
+
+    s = WindowState(config)
+    for i in range(5):
+        s.add(pt(f"e{i}", 1.0, i * 20), seq=i)
+        save(s)
+    s.add(pt("x", 5.0, 100), seq=5)  # 4 entries (3 windows, the ids) and the meta
+    save(s, limit=kept)
+    restored = restore()
+    out = restored.emitted()
+    out += restored.add(pt("x", 5.0, 100), seq=5)
+    out += restored.add(pt("y", 1.0, 4000), seq=6)
+    out += restored.flush()
+    reference = WindowState(config)
+    expected = feed(reference, [pt(f"e{i}", 1.0, i * 20) for i in range(5)])
+    expected += feed(reference, [pt("x", 5.0, 100), pt("y", 1.0, 4000)]) + reference.flush()
+    last = {k: (a.window_size, a.count, a.sum) for k, a in by_id(out).items()}
+    assert last == {k: (a.window_size, a.count, a.sum) for k, a in by_id(expected).items()}
+
+
+def test_huge_values_do_not_count():
+    s = WindowState(ONE)
+    feed(s, [pt("a", 1e301, 1), pt("b", -1e301, 2), pt("c", 10**400, 3), pt("d", 1e300, 4)])
+    (agg,) = s.flush()
+    assert (agg.count, agg.sum) == (1, 1e300)
+    assert s.counters["non_numeric"] == 3
+
+
+def test_emitted_gives_the_last_emission_of_each_closed_window_again():
+    s = WindowState(ONE)  # 60 s windows, 30 s grace
+    feed(s, [pt("a", 1.0, 10), pt("b", 2.0, 20, device="d2")])
+    assert s.emitted() == []
+    closed = s.add(pt("c", 3.0, 65))
+    late = s.add(pt("d", 4.0, 30))  # re-emitted with revision 1
+    restored = WindowState.from_json(orjson.loads(orjson.dumps(s.to_json())), ONE)
+    assert restored.emitted() == s.emitted() == [late[0], closed[1]]
+    assert restored.counters["emitted"] == 2  # re-sending does not count as emitting
+    s.advance(T0 / US + 90)  # evicted: nothing to send again
+    assert s.emitted() == []
+
+
 # -- the promise: last emissions == offline recomputation, whatever the order, across restarts ---
 
 DEVICES = ("d1", "d2", "d3")
@@ -421,6 +494,7 @@ def scenarios(draw):
                 WindowConfig(sizes=(7, 60), grace=5, max_future=None),  # not nested
                 WindowConfig(sizes=(60,), grace=0, max_future=None),
                 WindowConfig(sizes=(300,), grace=120, groupings=("area",), max_future=None),
+                WindowConfig(sizes=(60, 900), grace=30, groupings=("area",), own_watermark=False),
             ]
         )
     )
