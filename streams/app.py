@@ -9,6 +9,7 @@ import faust
 
 from cityhub.schemas.settings import Settings
 from cityhub.streams import metrics
+from cityhub.streams.agents.aggregator import register_aggregator
 from cityhub.streams.agents.normaliser import register_normaliser
 from cityhub.streams.faust_transport import broker_url
 from cityhub.streams.registry.store import RecordStore
@@ -51,6 +52,7 @@ def create_app(
         datadir=str(settings.worker.data_dir),
     )
     register_normaliser(app, settings, registry, routing)
+    register_aggregator(app, settings)
 
     async def record_consumer_lag() -> None:
         consumer = app.consumer

@@ -49,3 +49,22 @@ ROUTED_SUBSCRIPTIONS = Gauge(
     "cityhub_routed_subscriptions",
     "Subscriptions this worker routes to (their topics exist).",
 )
+AGGREGATOR_EVENTS = Counter(
+    "cityhub_aggregator_events_total",
+    "What the window states counted, by grouping (device, area) and event: observations, "
+    "aggregated, non_numeric, no_group, duplicates, late_dropped, late_partial, future_dropped, "
+    "dedup_overflow, emitted, re_emitted (see cityhub.streams.windows), and invalid (records "
+    "on the input topic that are not observations).",
+    ["grouping", "event"],
+)
+AGGREGATOR_WINDOWS = Gauge(
+    "cityhub_aggregator_windows",
+    "Windows held in memory by this worker (open, or closed and within their grace period).",
+    ["grouping"],
+)
+AGGREGATOR_REWRITTEN = Counter(
+    "cityhub_aggregator_rewritten_total",
+    "Closed windows written again, unchanged, after their state was restored (restart or "
+    "rebalance); consumers drop them by aggregate_id and revision.",
+    ["grouping"],
+)
