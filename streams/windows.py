@@ -144,6 +144,18 @@ marks the key of a set of seen event ids (its tenant is always None: event ids a
 
 SEEN = "seen"
 
+SeriesKey = tuple[str | None, ...]
+"""What one table entry holds (see ``take_changes``): ("device", device id, quantity, unit), the
+windows of one device's quantity in one unit (of every tenant) with their sets of seen event
+ids; or ("area", tenant, area, quantity, unit), the windows of one area's quantity."""
+
+
+def _series(key: WindowKey) -> SeriesKey:
+    g, tenant, k, q, unit, _, _ = key
+    if g == "area":
+        return ("area", tenant, k, q, unit)
+    return ("device", k, q, unit)
+
 
 class Point(NamedTuple):
     """What windowing needs of one observation; ``observed_us`` is µs since the epoch (UTC)."""
@@ -437,8 +449,9 @@ class WindowState:
         """Window ends not yet passed by the watermark (each end once)."""
         self._evict_heap: list[int] = []
         """Every end in _by_end (each once), for eviction at end + grace."""
-        self._changed: dict[WindowKey, None] = {}
-        self._evicted: list[WindowKey] = []
+        self._members: dict[SeriesKey, set[WindowKey]] = {}
+        """The windows and sets of seen ids held, by the table entry (series) they belong to."""
+        self._changed: dict[SeriesKey, None] = {}
         self._sizes = tuple((s, s * US) for s in self.config.sizes)
         self._grace_us = self.config.grace * US
         self._device = "device" in self.config.groupings
@@ -487,6 +500,7 @@ class WindowState:
             return self._advance(t) if self._own_watermark else []
         grace = self._grace_us
         quantity, unit, event_id = point.quantity, point.unit, point.event_id
+        device_series: SeriesKey = ("device", point.device_id, quantity, unit)
         classification, area = point.classification, point.area
 
         # The window whose set of seen ids answers for duplicates: the one that ends last.
@@ -512,6 +526,7 @@ class WindowState:
         windows = self._windows
         changed = self._changed
         for g, k in groups:
+            series = device_series if g == "device" else ("area", tenant, k, quantity, unit)
             for size_s, size_us in self._sizes:
                 start = t - t % size_us
                 end = start + size_us
@@ -529,7 +544,7 @@ class WindowState:
                     w.add(x, t, event_id, classification, area)
                 if seq is not None:
                     w.seq = seq
-                changed[key] = None
+                changed[series] = None
                 if wm is not None and end <= wm:
                     out.append(self._emit(key, w))
         if seen is None:
@@ -537,7 +552,7 @@ class WindowState:
             self._track(seen_key, h_end)
         if len(seen) < self.config.max_event_ids:
             seen.add(digest)
-            changed[seen_key] = None
+            changed[device_series] = None
         else:
             c["dedup_overflow"] += 1
         if missed:
@@ -581,6 +596,12 @@ class WindowState:
     # -- internals -----------------------------------------------------------------------------
 
     def _track(self, key: WindowKey, end: int) -> None:
+        series = _series(key)
+        members = self._members.get(series)
+        if members is None:
+            self._members[series] = {key}
+        else:
+            members.add(key)
         keys = self._by_end.get(end)
         if keys is None:
             self._by_end[end] = [key]
@@ -593,7 +614,7 @@ class WindowState:
     def _emit(self, key: WindowKey, w: _Window) -> Aggregate:
         w.revision += 1
         self.counters["re_emitted" if w.revision else "emitted"] += 1
-        self._changed[key] = None
+        self._changed[_series(key)] = None
         return _aggregate(key, w)
 
     def _advance(self, wm: int) -> list[Aggregate]:
@@ -615,8 +636,9 @@ class WindowState:
             for key in self._by_end.pop(heapq.heappop(evict), ()):
                 if self._windows.pop(key, None) is None:
                     del self._seen[key]
-                self._changed.pop(key, None)
-                self._evicted.append(key)
+                series = _series(key)
+                self._members[series].discard(key)
+                self._changed[series] = None
         return out
 
     # -- persistence ---------------------------------------------------------------------------
@@ -639,10 +661,11 @@ class WindowState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], config: WindowConfig | None = None) -> WindowState:
-        """The state that ``to_json`` (or ``meta_json`` plus the entries of ``take_changes``, as
-        ``{**meta, "entries": [...]}``) describes. It behaves exactly as the original: same
-        emissions, in the same order, for the same input. ``config`` may differ from the
-        original's; windows of sizes no longer configured still close and evict normally."""
+        """The state that ``to_json`` (or ``meta_json`` plus the lists in the entries of
+        ``take_changes``, as ``{**meta, "entries": [...]}``) describes. It behaves exactly as
+        the original: same emissions, in the same order, for the same input. ``config`` may
+        differ from the original's; windows of sizes no longer configured still close and
+        evict normally."""
         if data.get("v") != STATE_VERSION:
             raise ValueError(f"unknown window state version {data.get('v')!r}")
         state = cls(config)
@@ -666,30 +689,36 @@ class WindowState:
         return state
 
     def take_changes(self) -> tuple[dict[str, Any], dict[str, list[Any] | None]]:
-        """What changed since the last call, for a table that keeps one entry per window (the
+        """What changed since the last call, for a table that keeps the state in parts (the
         whole state is too big to write per observation): the meta (see ``meta_json``) and,
-        by entry key, each changed entry's JSON, or None for an evicted one (delete it).
-        Write them in this order (evictions, windows, sets of seen ids) and the meta last: a
-        crash that keeps only the first few is then repaired by processing the record again
-        with the same ``seq`` (see :meth:`add`)."""
+        by entry key (:func:`series_entry_key`), the entries of each changed series: a list of
+        the window and seen-id lists that ``to_json`` would give for it, or None when it holds
+        nothing any more (delete it). One device's quantity is one series, its windows and its
+        seen ids together: what one observation changes in a device state is one entry.
+
+        Write them in the order given (area series, then device series) and the meta last. A
+        crash may keep only the first few: processing the record again with the same ``seq``
+        repairs that (see :meth:`add`); in an area state the seen ids are in the device series,
+        after the area windows that the observation changed."""
         entries: dict[str, list[Any] | None] = {}
-        for key in self._evicted:
-            entries[window_entry_key(key)] = None
-        # Windows before the sets of seen ids: see ``add``'s ``seq``.
-        for key in self._changed:
-            if key[0] != SEEN:
-                entries[window_entry_key(key)] = self._entry(key)
-        for key in self._changed:
-            if key[0] == SEEN:
-                entries[window_entry_key(key)] = self._entry(key)
-        self._evicted = []
+        members = self._members
+        changed = sorted(self._changed, key=lambda series: series[0] != "area")
+        for series in changed:
+            keys = members.get(series)
+            if keys:
+                entries[series_entry_key(series)] = [
+                    self._entry(key) for key in sorted(keys, key=_order)
+                ]
+            else:
+                members.pop(series, None)
+                entries[series_entry_key(series)] = None
         self._changed = {}
         return self.meta_json(), entries
 
 
-def window_entry_key(key: WindowKey) -> str:
-    """A window's key as a string (JSON text), e.g. for a table entry."""
-    return orjson.dumps(list(key)).decode()
+def series_entry_key(series: SeriesKey) -> str:
+    """A series' key as a string (JSON text), for its table entry."""
+    return orjson.dumps(list(series)).decode()
 
 
 def recompute(points: Iterable[Point], config: WindowConfig | None = None) -> list[Aggregate]:

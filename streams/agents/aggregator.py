@@ -26,9 +26,11 @@ reported. Then an observation is too late for an area window exactly when it was
 the device windows of its partition: the two stages drop the same observations.
 
 State. One ``WindowState`` per input partition, kept in a faust table (``device-windows``,
-``area-windows``; memory store, compacted changelog) with one entry per window or set of seen
-event ids, ``"<partition>/<entry key>"``, and the state's meta ``"<partition>/meta"``: only what
-changed is written (``take_changes``), not the whole state. The agent writes the entries itself
+``area-windows``; memory store, compacted changelog) with one entry per series (a device's
+quantity: its windows and seen event ids; an area's quantity: its windows),
+``"<partition>/<series key>"``, and the state's meta ``"<partition>/meta"``: only what changed
+is written (``take_changes``), not the whole state; one observation of a device changes one
+entry and the meta. The agent writes the entries itself
 through the table's ``send_changelog`` with the input partition, and puts them in the store:
 
 * it gets the changelog write's future, so an observation is acknowledged (and its offset may be
@@ -131,7 +133,7 @@ def state_from_entries(
         if rest == META:
             metas[partition] = value
         else:
-            entries[partition].append(value)
+            entries[partition].extend(value)  # a series: its windows and seen-id sets
     states: dict[int, WindowState] = {}
     for partition in wanted.values():
         meta = metas.get(partition)

@@ -395,9 +395,7 @@ def test_take_changes_gives_table_entries_that_rebuild_the_state():
     for i in range(0, 300, 7):
         s.add(pt(str(i), float(i), i))
         sync()
-    restored = WindowState.from_json(
-        {**table["meta"], "entries": [v for k, v in table.items() if k != "meta"]}, ONE
-    )
+    restored = WindowState.from_json({**table["meta"], "entries": flatten(table)}, ONE)
     assert restored.to_json() == s.to_json()
     assert feed(restored, [pt("x", 1.0, 400)]) == feed(s, [pt("x", 1.0, 400)])
 
@@ -415,11 +413,30 @@ def test_without_own_watermark_only_advance_closes_windows():
     assert s.counters["late_dropped"] == 1
 
 
-@pytest.mark.parametrize("kept", range(6))
-def test_a_torn_state_write_is_repaired_by_processing_the_record_again(kept):
+def flatten(table):
+    """The window and seen-id lists of a table of take_changes entries (and a meta)."""
+    return [item for k, v in table.items() if k != "meta" for item in v]
+
+
+def test_one_observation_of_a_device_changes_one_entry():
+    s = WindowState(WindowConfig(sizes=(60, 900, 3600), grace=60, groupings=("device",)))
+    s.add(pt("a", 1.0, 10))
+    s.take_changes()
+    s.add(pt("b", 1.0, 20))
+    _, entries = s.take_changes()
+    assert list(entries) == ['["device","d1","temperature","Cel"]']
+    assert len(entries['["device","d1","temperature","Cel"]']) == 4  # 3 windows, the ids
+    s.advance(T0 / US + 3 * 3600)
+    assert s.take_changes()[1] == {'["device","d1","temperature","Cel"]': None}
+
+
+@pytest.mark.parametrize("grouping", ["device", "area"])
+@pytest.mark.parametrize("kept", range(4))
+def test_a_torn_state_write_is_repaired_by_processing_the_record_again(kept, grouping):
     """A crash kept only the first ``kept`` entries written for one record (Kafka keeps a
-    prefix of one partition's records); the restarted worker processes the record again."""
-    config = WindowConfig(sizes=(60, 900, 3600), grace=60, groupings=("device",))
+    prefix of one partition's records); the restarted worker processes the record again.
+    (An area state writes the area's windows, then the device's seen ids, then the meta.)"""
+    config = WindowConfig(sizes=(60, 900, 3600), grace=60, groupings=(grouping,))
     table: dict[str, object] = {}
 
     def save(state, *, limit=None):
@@ -432,24 +449,25 @@ def test_a_torn_state_write_is_repaired_by_processing_the_record_again(kept):
                 table[k] = orjson.loads(orjson.dumps(v))
 
     def restore():
-        return WindowState.from_json(
-            {**table["meta"], "entries": [v for k, v in table.items() if k != "meta"]}, config
-        )
+        return WindowState.from_json({**table["meta"], "entries": flatten(table)}, config)
+
+    def p(eid, value, at):
+        return pt(eid, value, at, area="north")
 
     s = WindowState(config)
     for i in range(5):
-        s.add(pt(f"e{i}", 1.0, i * 20), seq=i)
+        s.add(p(f"e{i}", 1.0, i * 20), seq=i)
         save(s)
-    s.add(pt("x", 5.0, 100), seq=5)  # 4 entries (3 windows, the ids) and the meta
+    s.add(p("x", 5.0, 100), seq=5)
     save(s, limit=kept)
     restored = restore()
     out = restored.emitted()
-    out += restored.add(pt("x", 5.0, 100), seq=5)
-    out += restored.add(pt("y", 1.0, 4000), seq=6)
+    out += restored.add(p("x", 5.0, 100), seq=5)
+    out += restored.add(p("y", 1.0, 4000), seq=6)
     out += restored.flush()
     reference = WindowState(config)
-    expected = feed(reference, [pt(f"e{i}", 1.0, i * 20) for i in range(5)])
-    expected += feed(reference, [pt("x", 5.0, 100), pt("y", 1.0, 4000)]) + reference.flush()
+    expected = feed(reference, [p(f"e{i}", 1.0, i * 20) for i in range(5)])
+    expected += feed(reference, [p("x", 5.0, 100), p("y", 1.0, 4000)]) + reference.flush()
     last = {k: (a.window_size, a.count, a.sum) for k, a in by_id(out).items()}
     assert last == {k: (a.window_size, a.count, a.sum) for k, a in by_id(expected).items()}
 
