@@ -52,7 +52,7 @@ def create_app(
         datadir=str(settings.worker.data_dir),
     )
     register_normaliser(app, settings, registry, routing)
-    register_aggregator(app, settings)
+    register_aggregator(app, settings, routing)
 
     async def record_consumer_lag() -> None:
         consumer = app.consumer

@@ -81,9 +81,12 @@ import orjson
 from cityhub.connectors.kafka import BatchingWriter, create_producer
 from cityhub.schemas.aggregate import Aggregate, Grouping
 from cityhub.schemas.settings import Settings
+from cityhub.schemas.subscription import Source
 from cityhub.schemas.topics import Topics
 from cityhub.streams import metrics
 from cityhub.streams.agents.normaliser import ack_when_confirmed
+from cityhub.streams.subscriptions.router import SubscriptionRouter
+from cityhub.streams.subscriptions.routing import Routing
 from cityhub.streams.windows import COUNTERS, Point, WindowConfig, WindowState
 
 log = logging.getLogger("cityhub.aggregator")
@@ -179,8 +182,10 @@ class _Aggregator:
         topic: str,
         table: Any,
         on_failure: Callable[[BaseException], None],
+        router: SubscriptionRouter | None = None,
     ) -> None:
         self.app = app
+        self.router = router
         self.grouping = grouping
         self.topic = topic
         self.table = table
@@ -250,12 +255,20 @@ class _Aggregator:
     # -- writing -------------------------------------------------------------------------------
 
     async def write_aggregates(self, aggregates: list[Aggregate]) -> list[asyncio.Future[Any]]:
+        """Write to ``cityhub.aggregates``, and to the topic of every subscription to aggregates
+        whose filter takes the aggregate (its JSON, as the filter reads aggregates)."""
         topic = self.aggregates_topic
         send = self.writer.send
-        return [
-            await send(topic, a.to_json(), a.kafka_key(), timestamp_ms=a.timestamp_ms())
-            for a in aggregates
-        ]
+        router = self.router
+        out = []
+        for a in aggregates:
+            doc, key, timestamp = a.to_json(), a.kafka_key(), a.timestamp_ms()
+            out.append(await send(topic, doc, key, timestamp_ms=timestamp))
+            if router is not None:
+                for sub_topic in router.route(orjson.loads(doc), Source.AGGREGATES):
+                    out.append(await send(sub_topic, doc, key, timestamp_ms=timestamp))
+                    metrics.ROUTED.labels("aggregates").inc()
+        return out
 
     async def persist(self, partition: int, state: WindowState) -> list[asyncio.Future[Any]]:
         """Write what changed in ``state`` to the table: its store, and its changelog partition
@@ -483,8 +496,12 @@ class _Aggregator:
         self._windows.set(held)
 
 
-def register_aggregator(app: faust.App, settings: Settings) -> tuple[Any, Any]:
-    """Declare the aggregator's topics, tables, agents and timer on ``app``; the two agents."""
+def register_aggregator(
+    app: faust.App, settings: Settings, routing: Routing | None = None
+) -> tuple[Any, Any]:
+    """Declare the aggregator's topics, tables, agents and timer on ``app``; the two agents.
+    With ``routing``, every aggregate written is also written to the topic of each subscription
+    to aggregates that receives it, and the agents wait until the routing is ready."""
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
     stopping: set[asyncio.Future[Any]] = set()
 
@@ -507,15 +524,18 @@ def register_aggregator(app: faust.App, settings: Settings) -> tuple[Any, Any]:
             name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
 
+    router = routing.router if routing is not None else None
     device = _Aggregator(
-        app, settings, "device", topics.observations, table("device-windows"), crash
+        app, settings, "device", topics.observations, table("device-windows"), crash, router
     )
     area = _Aggregator(
-        app, settings, "area", topics.area_observations, table("area-windows"), crash
+        app, settings, "area", topics.area_observations, table("area-windows"), crash, router
     )
 
     def make_agent(aggregator: _Aggregator) -> Any:
         async def run(stream: Any) -> None:
+            while routing is not None and not routing.ready:  # noqa: ASYNC110 - a flag
+                await asyncio.sleep(0.05)
             producer = create_producer(
                 settings.kafka, client_id=f"{settings.worker.app_id}-{aggregator.grouping}-agg"
             )

@@ -259,3 +259,76 @@ async def read_raw(topic: str, *, want: int, timeout: float) -> list[tuple[bytes
     finally:
         await consumer.stop()
     return out
+
+
+async def seed_tenants(prefix: str) -> dict[str, str]:
+    """Tenants north and south, and a subscriber key of north."""
+    from cityhub.schemas.registry import Role, TenantSpec
+    from cityhub.schemas.settings import KafkaSettings, Settings
+    from cityhub.streams.registry.service import Principal, Registry
+    from cityhub.streams.registry.store import RegistryStore
+
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix))
+    store = RegistryStore(settings)
+    await store.start()
+    try:
+        registry = Registry(store)
+        system = Principal.system()
+        for tenant in ("north", "south"):
+            await registry.create_tenant(system, TenantSpec(id=tenant, name=tenant.title()))
+        return {"north": (await registry.create_key(system, "north", Role.SUBSCRIBER, "n"))[1]}
+    finally:
+        await store.stop()
+
+
+async def test_a_subscription_to_aggregates_gets_what_the_tenant_rule_lets_it_see(
+    tmp_path: Path,
+) -> None:
+    from cityhub.streams.subscriptions.filter import may_see
+
+    from .subscribers import Api
+
+    hub = Hub(tmp_path, command="run", extra_env=ENV)
+    keys = await seed_tenants(hub.prefix)
+    await asyncio.to_thread(hub.start)
+    try:
+        api = Api(hub, keys)
+        sub = await api.subscribe(
+            "north",
+            "north",
+            {
+                "id": "windows",
+                "name": "Every window north may see",
+                "source": "aggregates",
+                "delivery": {"kind": "kafka"},
+            },
+        )
+        base = hour_a_day_ago()
+        # An hour of every device (public, internal, personal and unclassified, two tenants
+        # and unregistered), one reading a minute.
+        stream = [
+            observation(device, i, base + i * 60 * US, "temperature", float(i % 7))
+            for i in range(60)
+            for device in DEVICES
+        ]
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+        await producer.start()
+        try:
+            await produce(producer, hub.topics["observations"], stream)
+        finally:
+            await producer.stop()
+        want = {
+            aid: a
+            for aid, a in expected(stream).items()
+            if may_see("north", a["tenant"], a["classification"])
+        }
+        assert {a["tenant"] for a in want.values()} == {"north", "south"}  # south's public ones
+        records = await read_topic(
+            sub["topic"],
+            until=lambda r: not same_but_revision(current(r), want),
+            timeout=90,
+        )
+        diff = same_but_revision(current(records), want)
+        assert not diff, "\n".join(diff[:10])
+    finally:
+        await asyncio.to_thread(hub.stop)
