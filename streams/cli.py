@@ -172,9 +172,13 @@ def _run_worker(
         from cityhub.streams.subscriptions.routing import Routing
         from cityhub.streams.subscriptions.topics import SubscriptionTopics
 
+        def device_type_of(tenant: str, device_id: str) -> str | None:
+            entry = registry.view.device_by_id(device_id)
+            return entry.type if entry is not None and entry.tenant == tenant else None
+
         routing = Routing(
             subscription_store,
-            SubscriptionRouter(settings.kafka.topic_prefix),
+            SubscriptionRouter(settings.kafka.topic_prefix, device_type_of),
             SubscriptionTopics(settings),
         )
         services.append(CoroutineService("subscription-routing", routing.run, loop=loop))

@@ -15,11 +15,11 @@ its topic exists (``ready_topics``): the worker creates the topic, then routes t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from cityhub.schemas.subscription import Source, Subscription, subscription_topic
-from cityhub.streams.subscriptions.filter import Item, Predicate, compile_filter
+from cityhub.streams.subscriptions.filter import DeviceTypeOf, Item, Predicate, compile_filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +32,11 @@ class _Route:
 class SubscriptionRouter:
     """The compiled filters of every subscription, by source."""
 
-    def __init__(self, topic_prefix: str) -> None:
+    def __init__(self, topic_prefix: str, device_type_of: DeviceTypeOf | None = None) -> None:
+        """``device_type_of`` looks a device's type up (the registry view) for items that do not
+        carry one (aggregates), so that a ``device_types`` filter applies to them too."""
         self._prefix = topic_prefix
+        self._device_type_of = device_type_of
         self._routes: dict[Source, tuple[_Route, ...]] = dict.fromkeys(Source, ())
         self._by_key: dict[tuple[str, str], _Route] = {}
         self.generation = 0
@@ -58,9 +61,10 @@ class SubscriptionRouter:
             if old is not None and _same_routing(old.record, record):
                 by_key[key] = old
             else:
-                by_key[key] = _Route(
-                    topic, compile_filter(record.filter, tenant=record.tenant), record
+                matches = compile_filter(
+                    record.filter, tenant=record.tenant, device_type_of=self._device_type_of
                 )
+                by_key[key] = _Route(topic, matches, record)
         if by_key.keys() == self._by_key.keys() and all(
             by_key[k] is self._by_key[k] for k in by_key
         ):
@@ -89,6 +93,3 @@ class SubscriptionRouter:
 def _same_routing(a: Subscription, b: Subscription) -> bool:
     """Whether two versions of a subscription route alike (state and delivery do not matter)."""
     return a.filter == b.filter and a.source == b.source
-
-
-RouteFn = Callable[[Item, Source], list[str]]

@@ -186,3 +186,14 @@ def test_replay_generation_from_commit_metadata() -> None:
     assert applied_generation(None) == 0
     assert applied_generation("replay=x") == 0
     assert applied_generation("something else") == 0
+
+
+def test_router_looks_up_the_device_type_of_aggregates() -> None:
+    types = {("acme", "dev-1"): "air_quality"}
+    router = SubscriptionRouter("px", lambda tenant, device: types.get((tenant, device)))
+    router.refresh(
+        [sub("acme", "air", source="aggregates", filter={"device_types": ["air_quality"]})]
+    )
+    aggregate = {"tenant": "acme", "device_id": "dev-1", "quantity": "pm2_5"}
+    assert router.route(aggregate, Source.AGGREGATES) == ["px.sub.acme.air"]
+    assert router.route({**aggregate, "device_id": "dev-2"}, Source.AGGREGATES) == []
