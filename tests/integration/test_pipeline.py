@@ -227,6 +227,8 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
         "components": {
             "registry": True,
             "subscriptions": True,
+            "routing": True,
+            "delivery": True,
             "bridge": True,
             "worker": True,
         },
