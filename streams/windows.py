@@ -112,7 +112,8 @@ DEFAULT_MAX_FUTURE = 300
 
 STATE_VERSION = 3
 """2: the tenant in every key, classification and last area in every window entry; 3: the
-sequence number of the last record applied to each window."""
+sequence number of the last record applied to each window (and, optional in the meta, of the
+last record the state took)."""
 
 MAX_VALUE = 1e300
 """Values of a greater magnitude do not count: a window's exact sum stays finite."""
@@ -439,6 +440,8 @@ class WindowState:
         self.config = config or WindowConfig()
         self.watermark: int | None = None
         """µs since the epoch; None until the first observation."""
+        self.seq = -1
+        """The caller's sequence number (input offset) of the last record taken; -1: none."""
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._windows: dict[WindowKey, _Window] = {}
         self._seen: dict[WindowKey, set[int]] = {}
@@ -476,9 +479,17 @@ class WindowState:
         saved as several entries (``take_changes``: the windows, then the set of seen event
         ids, in that order); a crash may keep the first few of them only. The record is then
         processed again, is no duplicate (its id did not reach the saved set), and the windows
-        whose saved ``seq`` shows they already hold it are skipped."""
+        whose saved ``seq`` shows they already hold it are skipped. A record whose ``seq`` is not
+        above the state's (its meta is written last, so the record was saved whole) is a
+        duplicate, even when its windows are gone (processed again after a crash, it would
+        otherwise count as too late)."""
         c = self.counters
         c["observations"] += 1
+        if seq is not None:
+            if seq <= self.seq:
+                c["duplicates"] += 1
+                return []
+            self.seq = seq
         t = point.observed_us
         max_future = self.config.max_future
         if now is not None and max_future is not None and t > (now + max_future) * US:
@@ -644,8 +655,13 @@ class WindowState:
     # -- persistence ---------------------------------------------------------------------------
 
     def meta_json(self) -> dict[str, Any]:
-        """The state apart from its windows: version, watermark and counters."""
-        return {"v": STATE_VERSION, "watermark": self.watermark, "counters": dict(self.counters)}
+        """The state apart from its windows: version, watermark, counters and ``seq``."""
+        return {
+            "v": STATE_VERSION,
+            "watermark": self.watermark,
+            "counters": dict(self.counters),
+            "seq": self.seq,
+        }
 
     def _entry(self, key: WindowKey) -> list[Any]:
         w = self._windows.get(key)
@@ -671,6 +687,7 @@ class WindowState:
         state = cls(config)
         wm = data.get("watermark")
         state.watermark = None if wm is None else int(wm)
+        state.seq = int(data.get("seq", -1))
         for name, value in data.get("counters", {}).items():
             state.counters[name] = int(value)
         keys: list[WindowKey] = []

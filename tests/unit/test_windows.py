@@ -472,6 +472,29 @@ def test_a_torn_state_write_is_repaired_by_processing_the_record_again(kept, gro
     assert last == {k: (a.window_size, a.count, a.sum) for k, a in by_id(expected).items()}
 
 
+def test_a_record_saved_whole_is_a_duplicate_when_processed_again_even_after_eviction():
+    """After a crash the worker processes again the records since its last commit; those the
+    saved meta already covers are duplicates, not too late, though their windows were evicted
+    meanwhile (and their seen ids with them)."""
+    s = WindowState(ONE)  # 60 s windows, 30 s grace
+    s.add(pt("a", 1.0, 10), seq=7)
+    s.add(pt("b", 2.0, 200), seq=8)  # evicts a's window
+    meta, entries = orjson.loads(orjson.dumps(s.take_changes()))
+    saved = [e for v in entries.values() if v for e in v]
+    restored = WindowState.from_json({**meta, "entries": saved}, ONE)
+    assert restored.add(pt("a", 1.0, 10), seq=7) == []
+    assert restored.add(pt("b", 2.0, 200), seq=8) == []
+    assert restored.counters["duplicates"] == 2
+    assert restored.counters["late_dropped"] == 0
+    assert restored.counters["observations"] == 4
+    # A record after them counts (closing b's window, with b once), and a record without seq
+    # is judged by its time and event id.
+    (closed,) = restored.add(pt("c", 3.0, 400), seq=9)
+    assert (closed.count, closed.last_event_id) == (1, "b")
+    restored.add(pt("d", 3.0, 10))
+    assert restored.counters["late_dropped"] == 1
+
+
 def test_huge_values_do_not_count():
     s = WindowState(ONE)
     feed(s, [pt("a", 1e301, 1), pt("b", -1e301, 2), pt("c", 10**400, 3), pt("d", 1e300, 4)])
