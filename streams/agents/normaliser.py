@@ -2,7 +2,10 @@
 
 At least once, without waiting for commits: the agent reads with manual acks, writes a record's
 outputs through a batching, idempotent (``acks=all``) producer, and acknowledges the record only
-when Kafka confirmed every one of them; faust commits only acknowledged offsets. A crash loses
+when Kafka confirmed every one of them and every earlier record of its partition was
+acknowledged; faust commits only acknowledged offsets. Records are taken through an
+``OrderedIntake`` (``intake.py``): each offset once, in order, even where faust's stream drops or
+repeats a record at a worker's start. A crash loses
 nothing; it may write a record's observations twice, with the same event ids, which consumers
 recognise. (faust's own ``stream_publish_on_commit`` does the same but publishes record by record
 at commit time: its commits grew to seconds and held the pipeline at 1 900 observations/s.)
@@ -16,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -29,6 +31,7 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import Topics
 from cityhub.streams import metrics
+from cityhub.streams.agents.intake import OrderedIntake
 from cityhub.streams.dedup import check_duplicate
 from cityhub.streams.normalise import (
     duplicate_key,
@@ -69,6 +72,13 @@ def register_normaliser(
     )
     # Made by the agent, in the worker's loop (aiokafka clients need a running loop).
     writer = BatchingWriter(None, linger=settings.kafka.linger_ms / 1000)
+    intake = OrderedIntake(
+        app,
+        topics.raw,
+        group=settings.worker.app_id,
+        bootstrap=settings.kafka.bootstrap_servers,
+        client_id=f"{settings.worker.app_id}-normaliser-reader",
+    )
     window = settings.worker.duplicate_window_seconds
     router = routing.router if routing is not None else None
     allow_unknown = settings.worker.allow_unknown_devices
@@ -98,10 +108,10 @@ def register_normaliser(
         )
         return await writer.send(topics.deadletter, letter.to_json(), key or b"")
 
-    async def normalise(event: Any) -> list[asyncio.Future[Any]]:
-        """Everything for one raw record; the deliveries of what it wrote."""
-        value: bytes = event.value
-        message = event.message
+    async def normalise(message: Any) -> list[asyncio.Future[Any]]:
+        """Everything for one raw record (a faust message or an aiokafka record); the
+        deliveries of what it wrote."""
+        value: bytes = message.value
         started = time.perf_counter()
         fmt = "unknown"
         try:
@@ -132,12 +142,14 @@ def register_normaliser(
             if state is not None:
                 frames[device] = state
         except MessageError as exc:
-            return [await dead_letter(value, event.key, message, exc.reason, exc.detail)]
+            return [await dead_letter(value, message.key, message, exc.reason, exc.detail)]
         except Exception as exc:  # a bug must not stop the partition
             log.exception(
                 "normalising %s[%d]@%d failed", message.topic, message.partition, message.offset
             )
-            return [await dead_letter(value, event.key, message, Reason.INTERNAL_ERROR, repr(exc))]
+            return [
+                await dead_letter(value, message.key, message, Reason.INTERNAL_ERROR, repr(exc))
+            ]
         metrics.NORMALISE_LATENCY.observe(time.perf_counter() - started)
         deliveries: list[asyncio.Future[Any]] = []
         for o in produced:
@@ -163,52 +175,25 @@ def register_normaliser(
             async for event in stream.noack().events():
                 # Bounded: with Kafka slow, the agent waits here and faust stops fetching.
                 await pending.acquire()
-                deliveries = await normalise(event)
-                ack_when_confirmed(event, deliveries, pending, crash)
+                await intake.take(event, normalise, pending.release, crash)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.flush(), 10.0)
             await producer.stop()
+            await intake.close()
 
     stopping: set[asyncio.Future[Any]] = set()
 
     def crash(exc: BaseException) -> None:
+        if stopping:
+            return
         log.error("Kafka did not confirm the normaliser's output: %r; stopping the worker", exc)
         stopping.add(asyncio.ensure_future(app.crash(exc)))
 
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        intake.reset()
+
+    revoked_signal: Any = app.on_partitions_revoked  # mode's handler type takes no coroutine
+    revoked_signal.connect(on_revoked)
+
     return normaliser
-
-
-def ack_when_confirmed(
-    event: Any,
-    deliveries: list[asyncio.Future[Any]],
-    pending: asyncio.Semaphore,
-    on_failure: Callable[[BaseException], None],
-) -> None:
-    """Acknowledge ``event`` (so faust may commit past it) once every delivery succeeded, and
-    free its ``pending`` slot; on a failed delivery, leave it unacknowledged and call
-    ``on_failure``."""
-    outstanding = {id(d): d for d in deliveries}  # one future may carry several records
-    if not outstanding:
-        event.ack()
-        pending.release()
-        return
-    left = len(outstanding)
-    failed = False
-
-    def settled(delivery: asyncio.Future[Any]) -> None:
-        nonlocal left, failed
-        if failed:
-            return
-        if delivery.cancelled() or delivery.exception() is not None:
-            failed = True
-            pending.release()
-            on_failure(delivery.exception() or asyncio.CancelledError())
-            return
-        left -= 1
-        if left == 0:
-            event.ack()
-            pending.release()
-
-    for delivery in outstanding.values():
-        delivery.add_done_callback(settled)

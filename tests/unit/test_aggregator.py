@@ -10,7 +10,6 @@ import orjson
 from cityhub.schemas.settings import Settings
 from cityhub.streams.agents.aggregator import (
     WATERMARK_HEADER,
-    InputOrder,
     _Aggregator,
     read_watermark,
     state_from_entries,
@@ -18,6 +17,7 @@ from cityhub.streams.agents.aggregator import (
     watermark_header,
     window_config,
 )
+from cityhub.streams.agents.intake import InputOrder
 from cityhub.streams.windows import US, Point, WindowConfig, WindowState, epoch_us
 
 T0 = epoch_us("2026-11-29T10:00:00Z")
@@ -205,15 +205,15 @@ async def test_the_agent_processes_a_record_faust_skipped_and_not_a_copy_twice()
         read.append(offsets)
         return [record(o) for o in offsets]
 
-    agg.start_offset = start_offset  # type: ignore[method-assign]
-    agg.read_missing = read_missing  # type: ignore[method-assign]
+    agg.intake.start_offset = start_offset  # type: ignore[method-assign]
+    agg.intake.read_missing = read_missing  # type: ignore[method-assign]
     acked: list[int] = []
     released: list[int] = []
 
     async def deliver(offset: int) -> None:
         message = record(offset)
         event = SimpleNamespace(message=message, ack=lambda: acked.append(offset))
-        await agg.take(event, lambda: released.append(offset), failures.append)
+        await agg.intake.take(event, agg.process, lambda: released.append(offset), failures.append)
 
     # Offset 2 was dropped from the buffer; 1 comes again after a seek back.
     for offset in (0, 1, 3, 1):
