@@ -1,6 +1,7 @@
 """Every benchmark in one go (``make bench``), each printing its own figures and its ratio
 against a baseline measured in the same run: the normaliser (pure CPU), the MQTT receive path,
-the bridge and the registry (on the local stack)."""
+the bridge and the registry (on the local stack), and the end-to-end latencies to a Kafka
+consumer and to a webhook subscriber."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ BENCHMARKS = (
     "bench.bridge",
     "bench.registry",
     "bench.pipeline_latency",
+    "bench.delivery_latency",
 )
 
 
