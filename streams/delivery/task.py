@@ -337,15 +337,16 @@ class DeliveryTask:
                 self._in_flight = None
             if epoch != self._epoch:
                 continue  # replayed or revoked meanwhile: this position is no longer ours
-            tp = TopicPartition(self.topic, batch[-1].partition)
-            self._settle(tp, batch[-1].offset)
+            done: dict[TopicPartition, int] = {}
+            for item in batch:  # a batch may span partitions: each one's highest offset
+                tp = TopicPartition(self.topic, item.partition)
+                done[tp] = max(done.get(tp, -1), item.offset)
+            for tp, offset in done.items():
+                self._settle(tp, offset)
+            meta = f"{REPLAY_METADATA}{self._generation}"
             try:
                 await consumer.commit(
-                    {
-                        tp: OffsetAndMetadata(
-                            self._delivered_to[tp], f"{REPLAY_METADATA}{self._generation}"
-                        )
-                    }
+                    {tp: OffsetAndMetadata(self._delivered_to[tp], meta) for tp in done}
                 )
             except CommitFailedError as exc:  # a rebalance took the partition
                 log.warning("commit of %s failed (%s); a rebalance moved it", self.topic, exc)
