@@ -16,7 +16,7 @@ import pytest
 
 from cityhub.schemas.registry import Role, TenantSpec
 from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings
-from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.service import Principal, Registry
 from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.simulator import build_fleet
 from cityhub.streams.simulator import simulate as run_simulation
@@ -40,7 +40,7 @@ async def seed(prefix: str) -> dict[str, str]:
     try:
         registry = Registry(store)
         await register_fleet(registry, build_fleet(DEVICES))
-        system = registry_principal()
+        system = Principal.system()
         await registry.create_tenant(system, TenantSpec(id="other", name="Another operator"))
         keys = {}
         for name, tenant in (("demo", "demo"), ("other", "other")):
@@ -48,12 +48,6 @@ async def seed(prefix: str) -> dict[str, str]:
         return keys
     finally:
         await store.stop()
-
-
-def registry_principal() -> Any:
-    from cityhub.streams.registry.service import Principal
-
-    return Principal.system()
 
 
 @contextlib.asynccontextmanager
