@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages cityhub's local stack needs, from Debian, when they are missing:
-# Java 17+ (runs Kafka), Maven (fetches Kafka from Maven Central), Mosquitto (the MQTT broker).
+# Java 17+ (runs Kafka), Maven (fetches Kafka from Maven Central), Mosquitto (the MQTT broker),
+# openssl (the webhook sink's TLS tests make their certificates with it).
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
