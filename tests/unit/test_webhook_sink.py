@@ -465,7 +465,7 @@ async def test_a_rebinding_to_a_private_address_is_refused(
 
 def _certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make a test certificate: deploy/system-deps.sh installs it")
+        pytest.fail("openssl is needed for a test certificate (deploy/system-deps.sh installs it)")
     cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
     subprocess.run(
         [
