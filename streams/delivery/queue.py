@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,11 @@ class Item:
     """The record's Kafka timestamp: when the worker routed it to the subscription."""
     key: bytes | None
     value: bytes
+
+    @classmethod
+    def of(cls, record: Any) -> Item:
+        """The item of an aiokafka ``ConsumerRecord``."""
+        return cls(record.partition, record.offset, record.timestamp, record.key, record.value)
 
 
 class DeliveryQueue:
@@ -49,6 +55,11 @@ class DeliveryQueue:
 
     def space(self) -> int:
         return self.capacity - len(self._items)
+
+    def fetch_limit(self, most: int) -> int:
+        """How many records to fetch now: ``most`` when full is dealt with by dropping, else
+        no more than there is room for (0: wait for space)."""
+        return most if self.drop_oldest else min(self.space(), most)
 
     def oldest(self) -> Item | None:
         return self._items[0] if self._items else None

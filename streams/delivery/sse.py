@@ -157,14 +157,14 @@ class LiveStreams:
     ) -> None:
         labels = (record.tenant, record.id)
         while True:
-            if not queue.drop_oldest and queue.space() == 0:
+            limit = queue.fetch_limit(500)
+            if limit == 0:
                 await queue.wait_for_space(1.0)
                 continue
-            limit = 500 if queue.drop_oldest else min(queue.space(), 500)
             fetched = await consumer.getmany(timeout_ms=500, max_records=limit)
-            for tp, records in fetched.items():
+            for records in fetched.values():
                 for r in records:
-                    if queue.put(Item(tp.partition, r.offset, r.timestamp, r.key, r.value)):
+                    if queue.put(Item.of(r)):
                         m.DROPPED.labels(*labels).inc()
 
     async def _write(

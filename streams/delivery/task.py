@@ -226,8 +226,7 @@ class DeliveryTask:
             if loop_time >= next_lag:
                 self._report_lag(consumer)
                 next_lag = loop_time + LAG_INTERVAL_S
-            room = queue.space()
-            if room == 0 and not queue.drop_oldest:
+            if queue.fetch_limit(FETCH_MAX_RECORDS) == 0:
                 if not paused:
                     consumer.pause(*consumer.assignment())
                     paused = True
@@ -238,11 +237,12 @@ class DeliveryTask:
             if paused:
                 consumer.resume(*consumer.assignment())
                 paused = False
-            limit = FETCH_MAX_RECORDS if queue.drop_oldest else min(room, FETCH_MAX_RECORDS)
-            fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=limit)
-            for tp, records in fetched.items():
+            fetched = await consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=queue.fetch_limit(FETCH_MAX_RECORDS)
+            )
+            for records in fetched.values():
                 for r in records:
-                    dropped = queue.put(Item(tp.partition, r.offset, r.timestamp, r.key, r.value))
+                    dropped = queue.put(Item.of(r))
                     if dropped is not None:
                         m.DROPPED.labels(*self._labels).inc()
                         self._settle(TopicPartition(self.topic, dropped.partition), dropped.offset)

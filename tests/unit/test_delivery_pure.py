@@ -197,3 +197,14 @@ def test_router_looks_up_the_device_type_of_aggregates() -> None:
     aggregate = {"tenant": "acme", "device_id": "dev-1", "quantity": "pm2_5"}
     assert router.route(aggregate, Source.AGGREGATES) == ["px.sub.acme.air"]
     assert router.route({**aggregate, "device_id": "dev-2"}, Source.AGGREGATES) == []
+
+
+def test_fetch_limit_is_the_room_unless_full_drops() -> None:
+    pausing, dropping = DeliveryQueue(3), DeliveryQueue(3, drop_oldest=True)
+    for q in (pausing, dropping):
+        q.put(item(0))
+        q.put(item(1))
+    assert pausing.fetch_limit(500) == 1
+    assert dropping.fetch_limit(500) == 500
+    pausing.put(item(2))
+    assert pausing.fetch_limit(500) == 0
