@@ -31,6 +31,10 @@ class Reason(StrEnum):
     """No registered device has the message's DevEUI or device id."""
     INACTIVE_DEVICE = "inactive_device"
     """The device is registered but switched off (``active: false``)."""
+    IDENTITY_MISMATCH = "identity_mismatch"
+    """The identifiers a message carries disagree: with each other (a network server's topic and
+    payload name different devices or applications) or with the registry (a registered device
+    id with another DevEUI, an uplink from an application the device is not bound to)."""
     OVERSIZE = "oversize"
     """The message exceeds the configured maximum size."""
     INTERNAL_ERROR = "internal_error"
@@ -92,6 +96,10 @@ class UnknownDevice(MessageError):
 
 class InactiveDevice(MessageError):
     reason = Reason.INACTIVE_DEVICE
+
+
+class IdentityMismatch(MessageError):
+    reason = Reason.IDENTITY_MISMATCH
 
 
 class Oversize(MessageError):
