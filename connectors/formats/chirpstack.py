@@ -12,8 +12,12 @@ Decisions:
 * ``device_id`` is ``eui-<deveui>`` (lower case), never ``deviceName``: in ChirpStack the
   DevEUI is the device's key, while the name is a free label that can change and repeat. It is
   also the id TTS gives a device registered by DevEUI, so a device keeps one id on both.
-* ``dev_eui`` is ``deviceInfo.devEui`` (the topic's when absent), lower case.
-* ``application`` and ``tenant`` are the stable UUIDs ``applicationId`` and ``tenantId``.
+* ``dev_eui`` is the topic's DevEUI, lower case, and ``application`` the topic's application
+  id (a stable UUID). The payload's ``deviceInfo.devEui`` and ``deviceInfo.applicationId`` must
+  agree with them when present, or the message is refused as ``identity_mismatch``
+  (``cityhub.connectors.formats.identity``): the broker's ACL ties the topic to the publisher,
+  nothing ties the payload.
+* ``tenant`` is the stable UUID ``deviceInfo.tenantId``.
 * ``observed_at`` is ``time`` (the gateway's or network server's receive time).
 * Like TTS, ChirpStack's JSON leaves out zero values: ``fCnt`` absent means 0 when the event
   has an ``fPort``, unknown (None) otherwise.
@@ -26,6 +30,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from cityhub.connectors.formats.base import Uplink
+from cityhub.connectors.formats.identity import require_agreement
 from cityhub.connectors.formats.jsondoc import (
     load_object,
     mismatch,
@@ -106,7 +111,15 @@ class ChirpstackV4Format:
         topic_app, topic_eui = parts
         doc = load_object(payload, "ChirpStack uplink event")
         info = opt_object(doc, "deviceInfo", "deviceInfo") or {}
-        dev_eui = opt_eui(info, "devEui", "deviceInfo.devEui") or topic_eui
+        require_agreement(
+            "DevEUI", topic_eui, "deviceInfo.devEui", opt_eui(info, "devEui", "deviceInfo.devEui")
+        )
+        require_agreement(
+            "application id",
+            topic_app,
+            "deviceInfo.applicationId",
+            opt_str(info, "applicationId", "deviceInfo.applicationId"),
+        )
         f_port = opt_int(doc, "fPort", "fPort", 0, 255)
         f_cnt = opt_int(doc, "fCnt", "fCnt", 0, _UINT32)
         if f_cnt is None and f_port is not None:
@@ -114,9 +127,9 @@ class ChirpstackV4Format:
         decoded = opt_object(doc, "object", "object") or None
         return Uplink(
             network="chirpstack",
-            device_id=f"eui-{dev_eui}",
-            dev_eui=dev_eui,
-            application=opt_str(info, "applicationId", "deviceInfo.applicationId") or topic_app,
+            device_id=f"eui-{topic_eui}",
+            dev_eui=topic_eui,
+            application=topic_app,
             tenant=opt_str(info, "tenantId", "deviceInfo.tenantId"),
             f_cnt=f_cnt,
             f_port=f_port,

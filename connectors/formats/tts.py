@@ -8,10 +8,14 @@ settings, received_at}``.
 
 Decisions:
 
-* ``device_id`` is ``end_device_ids.device_id`` (the topic's when the payload lacks it);
-  ``dev_eui`` is ``end_device_ids.dev_eui`` in lower case (ABP devices may have none).
-* ``application`` is the application id; ``tenant`` is the topic's ``@tenant`` (TTS Cloud and
-  TTN add it; a single-tenant deployment does not).
+* ``device_id`` is the topic's device id, ``application`` the topic's application id. The
+  payload's ``end_device_ids.device_id`` and ``end_device_ids.application_ids.application_id``
+  must agree with them when present, or the message is refused as ``identity_mismatch``
+  (``cityhub.connectors.formats.identity``): the broker's ACL ties the topic to the publisher,
+  nothing ties the payload. ``dev_eui`` is ``end_device_ids.dev_eui`` in lower case (ABP
+  devices may have none); the registry decides whether it fits the device.
+* ``tenant`` is the topic's ``@tenant`` (TTS Cloud and TTN add it; a single-tenant deployment
+  does not).
 * ``observed_at`` is ``uplink_message.received_at`` (when the Network Server received the
   frame), else the top-level ``received_at`` (the Application Server's time).
 * TTS leaves out fields whose value is zero or empty. ``f_cnt`` absent means 0 when the
@@ -29,6 +33,7 @@ import re
 from typing import Any, Final
 
 from cityhub.connectors.formats.base import Uplink
+from cityhub.connectors.formats.identity import require_agreement
 from cityhub.connectors.formats.jsondoc import (
     load_object,
     mismatch,
@@ -105,11 +110,18 @@ class TtsV3Format:
         topic_app, tenant, topic_device = parts
         doc = load_object(payload, "TTS uplink")
         ids = opt_object(doc, "end_device_ids", "end_device_ids") or {}
-        device_id = opt_str(ids, "device_id", "end_device_ids.device_id") or topic_device
+        require_agreement(
+            "device id",
+            topic_device,
+            "end_device_ids.device_id",
+            opt_str(ids, "device_id", "end_device_ids.device_id"),
+        )
         app_ids = opt_object(ids, "application_ids", "end_device_ids.application_ids") or {}
-        application = (
-            opt_str(app_ids, "application_id", "end_device_ids.application_ids.application_id")
-            or topic_app
+        require_agreement(
+            "application id",
+            topic_app,
+            "end_device_ids.application_ids.application_id",
+            opt_str(app_ids, "application_id", "end_device_ids.application_ids.application_id"),
         )
         dev_eui = opt_eui(ids, "dev_eui", "end_device_ids.dev_eui")
         up = opt_object(doc, "uplink_message", "uplink_message")
@@ -126,9 +138,9 @@ class TtsV3Format:
         frm_payload = opt_base64(up, "frm_payload", "uplink_message.frm_payload")
         return Uplink(
             network="tts",
-            device_id=device_id,
+            device_id=topic_device,
             dev_eui=dev_eui,
-            application=application,
+            application=topic_app,
             tenant=tenant,
             f_cnt=f_cnt,
             f_port=f_port,

@@ -157,7 +157,7 @@ def test_gateway_rssi_must_be_a_number() -> None:
 
 def test_missing_uplink_message() -> None:
     with pytest.raises(SchemaMismatch, match="uplink_message"):
-        _parse({"end_device_ids": {"device_id": "x"}})
+        _parse({"end_device_ids": {"device_id": "air-quality-17"}})
 
 
 @pytest.mark.parametrize(
