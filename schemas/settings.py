@@ -139,10 +139,11 @@ class DeliverySettings(_Section):
     """Delivering subscriptions (webhooks, MQTT, SSE); see ``cityhub.streams.delivery``."""
 
     batch_max_items: int = Field(default=100, ge=1, le=10_000)
-    """At most this many items per webhook POST (or SSE/MQTT burst)."""
+    """At most this many items per MQTT or SSE burst. A webhook's batches follow its own
+    subscription's ``max_batch_size``, ``max_batch_bytes`` and ``max_wait_ms``, and each POST
+    its ``timeout_s``."""
     batch_linger_seconds: float = Field(default=0.01, ge=0)
-    """How long a delivery task waits for more items before it sends a partial batch."""
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long an MQTT delivery task waits for more items before it sends a partial batch."""
     webhook_max_attempts: int = Field(default=8, ge=1)
     """Attempts per batch before it goes to the dead-letter topic and delivery moves on."""
     webhook_backoff_base_seconds: float = Field(default=0.5, gt=0)

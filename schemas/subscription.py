@@ -37,6 +37,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -208,11 +209,12 @@ class WebhookDelivery(_Spec):
     max_batch_size: int = Field(default=100, ge=1, le=1000)
     """Most items in one POST."""
     max_batch_bytes: int = Field(default=256 * 1024, ge=1024, le=4 * 1024 * 1024)
-    """Most bytes in one POST body (a single larger item is sent alone)."""
+    """Most bytes in one POST body, envelope included (a single larger item is sent alone)."""
     max_wait_ms: int = Field(default=20, ge=0, le=10_000)
     """How long a partial batch may wait for more items before it is sent."""
     timeout_s: float = Field(default=10.0, gt=0, le=30, allow_inf_nan=False)
-    """Per request: connect, send and read the (capped) response."""
+    """Per attempt, in total: the URL check, connect, send and read the (capped) response; a
+    receiver that has not answered by then fails the attempt (retried with backoff)."""
 
     @field_validator("url")
     @classmethod
@@ -285,7 +287,39 @@ class SubscriptionSpec(_Spec):
     delivery: Delivery
     on_full: OnFull = OnFull.PAUSE
     queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, ge=MIN_QUEUE_SIZE, le=MAX_QUEUE_SIZE)
-    """Bound of the in-memory queue in front of the sink; Kafka is the buffer behind it."""
+    """Bound of the in-memory queue in front of the sink; Kafka is the buffer behind it.
+    Webhook, MQTT and SSE deliveries only: a Kafka-topic subscription has no queue, and
+    ``on_full`` or ``queue_size`` other than the defaults are refused for it."""
+
+    # Fields are validated in declaration order: ``info.data`` holds the earlier ones (when
+    # they were valid). A setting that a subscription could not act on is refused, not ignored.
+    @field_validator("filter")
+    @classmethod
+    def _filter_fits_source(
+        cls, value: SubscriptionFilter, info: ValidationInfo
+    ) -> SubscriptionFilter:
+        if info.data.get("source") is Source.AGGREGATES:
+            # Windows are per device or area: they carry neither tags nor a location, so
+            # such a criterion would match nothing, silently.
+            lacking = {"tags": "tags", "bbox": "location"}
+            used = [name for name in lacking if getattr(value, name)]
+            if used:
+                raise ValueError(
+                    f"aggregates carry no {' and no '.join(lacking[n] for n in used)}: an "
+                    f"aggregates subscription cannot filter by {' or '.join(used)}"
+                )
+        return value
+
+    @field_validator("on_full", "queue_size")
+    @classmethod
+    def _queue_needs_a_delivery_task(cls, value: Any, info: ValidationInfo) -> Any:
+        default = cls.model_fields[str(info.field_name)].default
+        if isinstance(info.data.get("delivery"), KafkaDelivery) and value != default:
+            raise ValueError(
+                f"a Kafka-topic subscription has no delivery queue (its topic is the buffer): "
+                f"leave {info.field_name} out"
+            )
+        return value
 
 
 class ReplaySpec(_Spec):

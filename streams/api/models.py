@@ -153,16 +153,21 @@ class ImportReportOut(_Out):
 
 class WebhookDeliveryOut(_Out):
     """A webhook delivery as the API returns it: never the secret, only whether there is one and
-    a short fingerprint of it (to tell which secret is configured)."""
+    a short fingerprint of it (to tell which secret is configured). The options are those of
+    ``WebhookDelivery``, and the delivery honours each of them."""
 
     kind: Literal["webhook"] = "webhook"
     url: str
     has_secret: bool
     secret_fingerprint: str
     max_batch_size: int
+    """Most items in one POST."""
     max_batch_bytes: int
+    """Most bytes in one POST body, envelope included (a single larger item is sent alone)."""
     max_wait_ms: int
+    """How long a partial batch waits for more items before it is sent."""
     timeout_s: float
+    """Per attempt, in total: URL check, connect, send and read the (capped) response."""
 
 
 DeliveryOut = Annotated[

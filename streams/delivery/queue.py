@@ -9,6 +9,9 @@ batches. When the queue is full, the subscription's ``on_full`` decides:
 - ``drop_oldest``: ``put`` drops the oldest queued item to make room and returns it, so the
   caller can count it (and commit past it: dropped items are older than everything delivered
   after them).
+
+A batch is bounded by items and, optionally, by bytes (``batch_length``): a webhook POST body
+never exceeds the subscription's ``max_batch_bytes`` except for a single larger item, sent alone.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +39,20 @@ class Item:
     def of(cls, record: Any) -> Item:
         """The item of an aiokafka ``ConsumerRecord``."""
         return cls(record.partition, record.offset, record.timestamp, record.key, record.value)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """How a delivery cuts its queue into batches (``DeliveryQueue.take``'s arguments)."""
+
+    max_items: int
+    max_bytes: int | None = None
+    """Most of the items' sizes in one batch, each ``len(value) + item_overhead``; None: no
+    byte bound. A first item larger than this on its own is sent alone."""
+    item_overhead: int = 0
+    """Bytes a sink adds per item (a webhook body's comma)."""
+    linger_s: float = 0.0
+    """How long a partial batch waits for more items."""
 
 
 class DeliveryQueue:
@@ -94,16 +112,30 @@ class DeliveryQueue:
             await asyncio.wait_for(self._writable.wait(), timeout)
         return self.space() > 0
 
-    async def take(self, max_items: int, *, linger: float = 0.0) -> list[Item]:
-        """The next batch: waits for at least one item, then up to ``linger`` seconds for up to
-        ``max_items`` (returns early once it has them)."""
+    async def take(
+        self,
+        max_items: int,
+        *,
+        max_bytes: int | None = None,
+        item_overhead: int = 0,
+        linger: float = 0.0,
+    ) -> list[Item]:
+        """The next batch, oldest first: waits for at least one item, then up to ``linger``
+        seconds for a full batch (returns early once it has one).
+
+        A batch has at most ``max_items`` items and, with ``max_bytes``, its items' sizes
+        (``len(value) + item_overhead`` each) add up to at most ``max_bytes``, except a first
+        item that alone is larger, which comes alone (see ``batch_length``)."""
+        if max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {max_items}")
         while not self._items:
             self._readable.clear()
             await self._readable.wait()
-        if linger > 0 and len(self._items) < max_items:
+        n, full = batch_length(self._items, max_items, max_bytes, item_overhead)
+        if linger > 0 and not full:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + linger
-            while len(self._items) < max_items:
+            while not full:
                 left = deadline - loop.time()
                 if left <= 0:
                     break
@@ -111,10 +143,37 @@ class DeliveryQueue:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._readable.wait(), left)
                 if not self._items:  # cleared while lingering
-                    return await self.take(max_items, linger=linger)
-        n = min(max_items, len(self._items))
+                    return await self.take(
+                        max_items, max_bytes=max_bytes, item_overhead=item_overhead, linger=linger
+                    )
+                n, full = batch_length(self._items, max_items, max_bytes, item_overhead)
         batch = [self._items.popleft() for _ in range(n)]
         if not self._items:
             self._readable.clear()
         self._writable.set()
         return batch
+
+
+def batch_length(
+    items: Iterable[Item], max_items: int, max_bytes: int | None = None, item_overhead: int = 0
+) -> tuple[int, bool]:
+    """How many of the first ``items`` make the next batch, and whether that batch is full.
+
+    The batch is the longest prefix of at most ``max_items`` items whose sizes
+    (``len(value) + item_overhead`` each) add up to at most ``max_bytes`` (no byte bound when
+    None), and never empty: a first item larger than ``max_bytes`` on its own is a batch of one.
+    It is full, so that waiting for more items cannot make it larger, when it has ``max_items``
+    items, when the next item is there and does not fit, or, when no next item is queued yet,
+    when not even an item of one byte would fit any more."""
+    n = 0
+    used = 0
+    for item in items:
+        if n == max_items:
+            return n, True
+        size = len(item.value) + item_overhead
+        if max_bytes is not None and n > 0 and used + size > max_bytes:
+            return n, True
+        n += 1
+        used += size
+    # Nothing more queued: full if no item, not even of one byte, could still join.
+    return n, n == max_items or (max_bytes is not None and used + item_overhead + 1 > max_bytes)

@@ -1,7 +1,10 @@
 """The sinks behind delivery tasks, adapted to ``Target``: webhook batches and MQTT republish.
 
 A target makes one attempt per ``send`` and raises ``DeliveryFailed`` (retriable or not); the
-task owns retries, dead letters and metrics."""
+task owns retries, dead letters and metrics. A target also says how the task cuts batches for
+it (``batch_limits``): a webhook by its subscription's own options (``max_batch_size``,
+``max_batch_bytes``, ``max_wait_ms``; its ``timeout_s`` bounds each POST), MQTT by the
+settings ``delivery.batch_max_items`` and ``batch_linger_seconds``."""
 
 from __future__ import annotations
 
@@ -19,12 +22,29 @@ from cityhub.schemas.subscription import (
     mqtt_topic,
 )
 from cityhub.streams.delivery.batch import webhook_body
-from cityhub.streams.delivery.queue import Item
+from cityhub.streams.delivery.queue import BatchLimits, Item
 from cityhub.streams.delivery.task import Target
 
 
+def webhook_batch_limits(record: Subscription, delivery: WebhookDelivery) -> BatchLimits:
+    """The batches of a webhook subscription: at most ``max_batch_size`` items in a body of at
+    most ``max_batch_bytes`` (a single larger item alone), waiting up to ``max_wait_ms``.
+
+    A body is the envelope around its items, joined by commas (``batch.webhook_body``): with n
+    items it has ``len(empty body) - 1 + sum(len(item) + 1)`` bytes, so the items' budget is
+    ``max_batch_bytes - len(empty body) + 1`` at one byte of overhead each."""
+    empty = webhook_body(record.source.value, record.tenant, record.id, ())
+    return BatchLimits(
+        max_items=delivery.max_batch_size,
+        max_bytes=delivery.max_batch_bytes - len(empty) + 1,
+        item_overhead=1,
+        linger_s=delivery.max_wait_ms / 1000,
+    )
+
+
 class WebhookTarget:
-    """POSTs each batch as one signed JSON body (``batch.webhook_body``)."""
+    """POSTs each batch as one signed JSON body (``batch.webhook_body``), by the subscription's
+    own batch options and timeout."""
 
     def __init__(self, record: Subscription, settings: Settings) -> None:
         delivery = record.delivery
@@ -32,13 +52,13 @@ class WebhookTarget:
         if not isinstance(delivery, WebhookDelivery) or secret is None:
             raise ValueError("a webhook target needs a webhook subscription with its secret")
         self._record = record
-        d = settings.delivery
+        self.batch_limits = webhook_batch_limits(record, delivery)
         self._sink = WebhookSink(
             delivery.url,
             secret,
             allowed_hosts=settings.subscriptions.webhook_allowed_hosts,
-            timeout=d.webhook_timeout_seconds,
-            max_response_bytes=d.webhook_max_response_bytes,
+            timeout=delivery.timeout_s,
+            max_response_bytes=settings.delivery.webhook_max_response_bytes,
         )
 
     async def start(self) -> None:
@@ -62,6 +82,8 @@ class MqttTarget:
             raise ValueError("an MQTT target needs an MQTT subscription")
         self._topic = mqtt_topic(settings.delivery.mqtt_topic_root, record.tenant, delivery.topic)
         self._qos = delivery.qos
+        d = settings.delivery
+        self.batch_limits = BatchLimits(d.batch_max_items, linger_s=d.batch_linger_seconds)
         # A suffix per process: two delivery processes holding the same subscription (one
         # delivering, one standing by) must not take each other's connection.
         self._sink = MqttSink(

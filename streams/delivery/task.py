@@ -55,7 +55,7 @@ from cityhub.schemas.subscription import (
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import message_id
-from cityhub.streams.delivery.queue import DeliveryQueue, Item
+from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item
 
 log = logging.getLogger("cityhub.delivery")
 
@@ -67,7 +67,10 @@ REPLAY_METADATA = "replay="
 
 
 class Target(Protocol):
-    """A subscription's sink as the task uses it: one attempt per ``send``."""
+    """A subscription's sink as the task uses it: one attempt per ``send``, of batches cut by
+    its ``batch_limits``."""
+
+    batch_limits: BatchLimits
 
     async def start(self) -> None: ...
 
@@ -93,7 +96,8 @@ def applied_generation(metadata: str | None) -> int:
     """The replay generation a commit's metadata says was applied (0: none)."""
     if metadata and metadata.startswith(REPLAY_METADATA):
         tail = metadata[len(REPLAY_METADATA) :]
-        if tail.isdigit():
+        # isdigit() alone takes Unicode digits ("²", "٣") that int() refuses or reads.
+        if tail.isascii() and tail.isdigit():
             return int(tail)
     return 0
 
@@ -326,9 +330,14 @@ class DeliveryTask:
 
     # --- sending -------------------------------------------------------------------------------
     async def _send_loop(self, consumer: AIOKafkaConsumer) -> None:
-        d = self._settings.delivery
+        limits = self._target.batch_limits
         while True:
-            batch = await self.queue.take(d.batch_max_items, linger=d.batch_linger_seconds)
+            batch = await self.queue.take(
+                limits.max_items,
+                max_bytes=limits.max_bytes,
+                item_overhead=limits.item_overhead,
+                linger=limits.linger_s,
+            )
             epoch = self._epoch
             self._in_flight = batch[0]
             try:

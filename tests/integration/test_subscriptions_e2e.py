@@ -57,7 +57,6 @@ async def running_hub(workdir: Path, **env: str) -> AsyncIterator[tuple[Hub, Api
         command="run",
         extra_env={
             "CITYHUB_SUBSCRIPTIONS__WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]',
-            "CITYHUB_DELIVERY__WEBHOOK_TIMEOUT_SECONDS": "2",
             **env,
         },
     )
