@@ -158,6 +158,32 @@ class DeliverySettings(_Section):
     """Each subscription's consumer group is ``<group_prefix>.<its topic>``."""
 
 
+class QuotaSettings(_Section):
+    """Limits per tenant and per API key, so that one tenant cannot slow the others down
+    (``cityhub.streams.quotas``). Each refusal is an RFC 9457 problem of type
+    ``quota-exceeded`` naming the limit and this setting, counted in
+    ``cityhub_api_throttled_total{reason}``."""
+
+    subscriptions_per_tenant: int = Field(default=100, ge=0)
+    """Subscriptions one tenant may have (every state); the next create is a 409."""
+    live_streams_per_tenant: int = Field(default=20, ge=1)
+    """Live streams (SSE connections) of one tenant's subscriptions open at once, per API
+    process; the next is a 429 with ``Retry-After``."""
+    live_streams_per_subscription: int = Field(default=10, ge=1)
+    """Live streams of one subscription open at once, per API process; the next is a 429."""
+    api_requests_per_second: float = Field(default=20.0, gt=0)
+    """Sustained API requests per second of one API key (token bucket), per API process; a
+    request without a usable key counts against its client address (IPv6: its /64). Beyond
+    it, 429 with ``Retry-After``. ``/metrics``, ``/healthz`` and the OpenAPI document are free."""
+    api_burst: int = Field(default=100, ge=1)
+    """Requests one key (or address) may make at once after a quiet spell: the bucket's size."""
+    import_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest device import body (CSV or JSON); larger ones are a 413. ``cityhub api
+    --max-import-bytes`` overrides it."""
+    import_max_rows: int = Field(default=100_000, ge=1)
+    """Most rows one device import may carry; more is a 413 (split the file)."""
+
+
 class StackSettings(_Section):
     """The local single-node stack that ``cityhub stack up`` runs."""
 
@@ -194,6 +220,7 @@ class Settings(BaseSettings):
     subscriptions: SubscriptionSettings = SubscriptionSettings()
     aggregation: AggregationSettings = AggregationSettings()
     delivery: DeliverySettings = DeliverySettings()
+    quotas: QuotaSettings = QuotaSettings()
     log_level: str = "info"
 
     @model_validator(mode="after")

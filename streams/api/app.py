@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cityhub.schemas.settings import Settings
+from cityhub.schemas.settings import QuotaSettings, Settings
 from cityhub.streams.aggregates.reader import KafkaAggregateReader
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.auth import authenticate
@@ -33,7 +33,9 @@ from cityhub.streams.api.live import LIVE_KEY
 from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROUTE
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.problems import problem_from_exception, problem_response
+from cityhub.streams.api.rate_limit import RateLimiter
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
+from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.subscriptions.service import Subscriptions
@@ -137,22 +139,29 @@ def build_api(
     registry: Registry,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
+    max_import_bytes: int | None = None,
     subscriptions: Subscriptions | None = None,
     live: LiveStreams | None = None,
+    quotas: QuotaSettings | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
-    imports at ``max_import_bytes`` (413 past either). Without ``subscriptions`` the
-    subscription routes answer 503 (they are still documented), and without ``live`` the live
-    stream route does. Mount ``/metrics`` and
+    imports at ``max_import_bytes`` (413 past either; None: ``quotas.import_max_bytes``).
+    ``quotas`` (default: ``QuotaSettings()``) also sets each API key's request rate (429
+    past it, ``cityhub.streams.api.throttle``) and the rows of an import. Without
+    ``subscriptions`` the subscription routes answer 503 (they are still documented), and
+    without ``live`` the live stream route does. Mount ``/metrics`` and
     ``/healthz`` on it with ``cityhub.streams.http.add_ops_routes``. The aggregates route
     reads Kafka with a reader made from the environment's settings, which connects at its
     first query; put another source at ``app[AGGREGATES_KEY]`` before the app starts (tests
     do). The app closes the source it holds when it is cleaned up."""
+    quotas = quotas or QuotaSettings()
+    if max_import_bytes is None:
+        max_import_bytes = quotas.import_max_bytes
     if max_body_bytes < 1 or max_import_bytes < 1:
         raise ValueError("body caps must be positive")
+    limiter = RateLimiter(quotas.api_requests_per_second, quotas.api_burst)
     app = web.Application(
-        middlewares=[problems_and_metrics],
+        middlewares=[problems_and_metrics, quota_middleware(registry, limiter)],
         client_max_size=max(max_body_bytes, max_import_bytes),
     )
     app[REGISTRY_KEY] = registry
@@ -162,7 +171,11 @@ def build_api(
         app[LIVE_KEY] = live
     app[AGGREGATES_KEY] = KafkaAggregateReader(Settings())
     app.on_cleanup.append(_close_aggregates)
-    app[LIMITS_KEY] = Limits(max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes)
+    app[LIMITS_KEY] = Limits(
+        max_body_bytes=max_body_bytes,
+        max_import_bytes=max_import_bytes,
+        max_import_rows=quotas.import_max_rows,
+    )
     app[OPENAPI_KEY] = build_openapi(
         max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes
     )

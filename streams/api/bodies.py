@@ -8,7 +8,7 @@ do not validate (each named in ``errors``).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 import orjson
@@ -44,20 +44,22 @@ def require_content_type(request: web.Request, accepted: Collection[str]) -> str
     return media_type
 
 
-async def read_capped(request: web.Request, cap: int) -> bytes:
-    """The whole body, at most ``cap`` bytes; ApiProblem(413) past it, without reading a body
-    whose declared length is already too large."""
+async def read_capped(
+    request: web.Request, cap: int, *, too_large: Callable[[int], Exception] = _too_large
+) -> bytes:
+    """The whole body, at most ``cap`` bytes; ``too_large(cap)`` (by default ApiProblem(413))
+    past it, without reading a body whose declared length is already too large."""
     declared = request.content_length
     if declared is not None and declared > cap:
-        raise _too_large(cap)
+        raise too_large(cap)
     body = bytearray()
     try:
         async for chunk in request.content.iter_chunked(64 * 1024):
             body += chunk
             if len(body) > cap:
-                raise _too_large(cap)
+                raise too_large(cap)
     except web.HTTPRequestEntityTooLarge as exc:  # aiohttp's own client_max_size
-        raise _too_large(cap) from exc
+        raise too_large(cap) from exc
     return bytes(body)
 
 

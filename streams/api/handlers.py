@@ -29,7 +29,8 @@ from cityhub.streams.api.bodies import (
 )
 from cityhub.streams.api.models import ApiKeySpec
 from cityhub.streams.api.problems import ApiProblem
-from cityhub.streams.registry.importer import CSV_CONTENT_TYPES, read_import
+from cityhub.streams.quotas import QuotaExceeded
+from cityhub.streams.registry.importer import CSV_CONTENT_TYPES, TooManyRows, read_import
 from cityhub.streams.registry.service import DEFAULT_PAGE_SIZE, Page, Principal, Registry
 from cityhub.streams.subscriptions.service import Subscriptions
 
@@ -40,10 +41,11 @@ PARSE_IN_THREAD_BYTES = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Body caps, in bytes: JSON documents, and bulk imports."""
+    """Body caps, in bytes: JSON documents, and bulk imports; and the rows of an import."""
 
     max_body_bytes: int
     max_import_bytes: int
+    max_import_rows: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +211,36 @@ async def import_devices(call: Call) -> web.Response:
     request = call.request
     require_content_type(request, IMPORT_CONTENT_TYPES)
     default_type = query_text(request, "type")
-    body = await read_capped(request, call.limits.max_import_bytes)
+    # The caller's own tenant labels a refusal's metric: the path's is not checked yet.
+    tenant = call.principal.tenant
+
+    def too_large(cap: int) -> QuotaExceeded:
+        return QuotaExceeded(
+            f"The import body is larger than {cap} bytes; split it into smaller imports.",
+            quota="import_max_bytes",
+            limit=cap,
+            status=413,
+            tenant=tenant,
+        )
+
+    body = await read_capped(request, call.limits.max_import_bytes, too_large=too_large)
     content_type = request.headers.get("Content-Type", request.content_type)
-    if len(body) > PARSE_IN_THREAD_BYTES:
-        parsed = await asyncio.to_thread(read_import, body, content_type, default_type=default_type)
-    else:
-        parsed = read_import(body, content_type, default_type=default_type)
+    max_rows = call.limits.max_import_rows
+    try:
+        if len(body) > PARSE_IN_THREAD_BYTES:
+            parsed = await asyncio.to_thread(
+                read_import, body, content_type, default_type=default_type, max_rows=max_rows
+            )
+        else:
+            parsed = read_import(body, content_type, default_type=default_type, max_rows=max_rows)
+    except TooManyRows:
+        raise QuotaExceeded(
+            f"The import has more than {max_rows} rows; split it into smaller imports.",
+            quota="import_max_rows",
+            limit=max_rows,
+            status=413,
+            tenant=tenant,
+        ) from None
     report = await call.registry.import_devices(
         call.principal, call.path_param("tenant"), parsed.rows
     )

@@ -2,8 +2,9 @@
 
 Authorised like every subscription route (the subscriptions service's ``get``); served by
 ``cityhub.streams.delivery.sse.LiveStreams``, which the API process attaches to the app. A
-subscription that is not an ``sse`` one, or paused, is a 409; a subscription's eleventh
-connection a 429.
+subscription that is not an ``sse`` one, or paused, is a 409; a connection past the
+subscription's or the tenant's live stream quota a 429 with ``Retry-After`` (``LiveStreams``
+raises it, the quota middleware answers it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from aiohttp import web
 from cityhub.schemas.subscription import SseDelivery, SubscriptionState
 from cityhub.streams.api.handlers import Call
 from cityhub.streams.api.problems import ApiProblem
-from cityhub.streams.delivery.sse import LiveStreams, TooManyStreams
+from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.registry.service import FieldError
 
 LIVE_KEY = web.AppKey("live", LiveStreams)
@@ -52,12 +53,9 @@ async def stream_subscription(call: Call) -> web.StreamResponse:
     if live is None:
         raise ApiProblem(503, "Live streams are not served by this instance of the API.")
     from_time = _from_time(call)
-    try:
-        return await live.serve(
-            call.request,
-            record,
-            last_event_id=call.request.headers.get("Last-Event-ID"),
-            from_time=from_time,
-        )
-    except TooManyStreams as exc:
-        raise ApiProblem(429, str(exc)) from None
+    return await live.serve(
+        call.request,
+        record,
+        last_event_id=call.request.headers.get("Last-Event-ID"),
+        from_time=from_time,
+    )

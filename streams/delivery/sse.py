@@ -28,34 +28,73 @@ from cityhub.schemas.subscription import OnFull, Subscription, subscription_topi
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import parse_event_id, sse_event
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
+from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.subscriptions.topics import SUBSCRIPTION_PARTITIONS
 
 log = logging.getLogger("cityhub.delivery.sse")
 
 KEEPALIVE_S = 15.0
 RETRY_MS = 2000
-DEFAULT_MAX_STREAMS_PER_SUBSCRIPTION = 10
+FULL_RETRY_AFTER_S = 30
+"""What a refused stream's ``Retry-After`` says: streams last long, so no exact time is known."""
 
 
-class TooManyStreams(Exception):
-    """The subscription already has its maximum of live connections."""
+class TooManyStreams(QuotaExceeded):
+    """The subscription, or its tenant, already has its maximum of live connections (429)."""
 
 
 class LiveStreams:
-    """Serves SSE connections; counts them per subscription to cap them."""
+    """Serves SSE connections; counts them per subscription and per tenant to cap them
+    (``quotas.live_streams_per_subscription``, ``quotas.live_streams_per_tenant``: in this
+    process, since each process serves its own connections)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        max_per_subscription: int = DEFAULT_MAX_STREAMS_PER_SUBSCRIPTION,
-    ) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._max = max_per_subscription
+        self._max_per_subscription = settings.quotas.live_streams_per_subscription
+        self._max_per_tenant = settings.quotas.live_streams_per_tenant
         self._open: Counter[tuple[str, str]] = Counter()
+        self._open_by_tenant: Counter[str] = Counter()
 
     def open_streams(self, tenant: str, subscription_id: str) -> int:
         return self._open[(tenant, subscription_id)]
+
+    def open_streams_of_tenant(self, tenant: str) -> int:
+        return self._open_by_tenant[tenant]
+
+    def _admit(self, record: Subscription) -> None:
+        """Count a new stream of ``record``, or raise TooManyStreams if a cap is reached."""
+        key = (record.tenant, record.id)
+        if self._open[key] >= self._max_per_subscription:
+            raise TooManyStreams(
+                f"Subscription {record.id!r} already has {self._open[key]} live streams open; "
+                "close one first.",
+                quota="live_streams_per_subscription",
+                limit=self._max_per_subscription,
+                status=429,
+                retry_after=FULL_RETRY_AFTER_S,
+                tenant=record.tenant,
+            )
+        if self._open_by_tenant[record.tenant] >= self._max_per_tenant:
+            raise TooManyStreams(
+                f"Tenant {record.tenant!r} already has {self._open_by_tenant[record.tenant]} "
+                "live streams open; close one first.",
+                quota="live_streams_per_tenant",
+                limit=self._max_per_tenant,
+                status=429,
+                retry_after=FULL_RETRY_AFTER_S,
+                tenant=record.tenant,
+            )
+        self._open[key] += 1
+        self._open_by_tenant[record.tenant] += 1
+
+    def _release(self, record: Subscription) -> None:
+        key = (record.tenant, record.id)
+        self._open[key] -= 1
+        if self._open[key] <= 0:
+            del self._open[key]
+        self._open_by_tenant[record.tenant] -= 1
+        if self._open_by_tenant[record.tenant] <= 0:
+            del self._open_by_tenant[record.tenant]
 
     async def serve(
         self,
@@ -66,17 +105,12 @@ class LiveStreams:
         from_time: datetime | None,
     ) -> web.StreamResponse:
         """Stream ``record``'s items to the client until it goes away. Raises TooManyStreams
-        before anything is sent when the cap is reached."""
-        key = (record.tenant, record.id)
-        if self._open[key] >= self._max:
-            raise TooManyStreams(f"subscription {record.id!r} already has {self._max} live streams")
-        self._open[key] += 1
+        before anything is sent when the subscription's or the tenant's cap is reached."""
+        self._admit(record)
         try:
             return await self._serve(request, record, last_event_id, from_time)
         finally:
-            self._open[key] -= 1
-            if self._open[key] <= 0:
-                del self._open[key]
+            self._release(record)
 
     async def _serve(
         self,

@@ -41,6 +41,16 @@ from cityhub.streams.registry.service import FieldError, Invalid
 MAX_IMPORT_ROWS: Final = 100_000
 """Most data rows one import may carry; a bigger file is refused whole (split it)."""
 
+
+class TooManyRows(Invalid):
+    """An import with more than ``max_rows`` data rows (refused whole; the caller may name its
+    own limit)."""
+
+    def __init__(self, detail: str, *, max_rows: int) -> None:
+        super().__init__(detail)
+        self.max_rows = max_rows
+
+
 CSV_CONTENT_TYPES: Final = frozenset({"text/csv", "application/csv", "text/plain"})
 JSON_CONTENT_TYPES: Final = frozenset({"application/json"})
 
@@ -260,8 +270,9 @@ def _read_csv(text: str, *, default_type: str | None, max_rows: int) -> ParsedIm
                     )
                 continue
             if len(rows) >= max_rows:
-                raise Invalid(
+                raise TooManyRows(
                     f"too many rows: an import takes at most {max_rows} devices; split the file",
+                    max_rows=max_rows,
                 )
             row, device_id, dev_eui = _csv_row(cells, columns, default_type)
             rows.append(dupes.check(row, f"line {start}", device_id, dev_eui))
@@ -399,9 +410,10 @@ def _read_json(text: str, *, default_type: str | None, max_rows: int) -> ParsedI
             f"a JSON import is an array of device objects, got {_json_kind(doc)}",
         )
     if len(doc) > max_rows:
-        raise Invalid(
+        raise TooManyRows(
             f"too many rows: an import takes at most {max_rows} devices, got {len(doc)}; "
             "split the file",
+            max_rows=max_rows,
         )
     rows: list[Row] = []
     ids: list[str | None] = []

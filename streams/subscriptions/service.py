@@ -29,6 +29,7 @@ from cityhub.connectors.sinks.ssrf import (
     system_resolver,
 )
 from cityhub.schemas.registry import Role
+from cityhub.schemas.settings import QuotaSettings
 from cityhub.schemas.subscription import (
     KafkaDelivery,
     Replay,
@@ -44,6 +45,7 @@ from cityhub.schemas.subscription import (
     subscription_topic,
 )
 from cityhub.schemas.timefmt import rfc3339, rfc3339_from_datetime
+from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.registry.service import (
     Conflict,
     FieldError,
@@ -57,6 +59,7 @@ from cityhub.streams.subscriptions.store import SubscriptionRecordStore
 from cityhub.streams.subscriptions.view import SubscriptionView
 
 MANAGING_ROLES = frozenset({Role.SUBSCRIBER, Role.ADMIN})
+DEFAULT_SUBSCRIPTIONS_PER_TENANT = QuotaSettings().subscriptions_per_tenant
 
 
 class Subscriptions:
@@ -78,6 +81,7 @@ class Subscriptions:
         new_secret: Callable[[], str] = generate_webhook_secret,
         clock: Callable[[], float] = time.time,
         ensure_topic: Callable[[str], Awaitable[None]] | None = None,
+        subscriptions_per_tenant: int = DEFAULT_SUBSCRIPTIONS_PER_TENANT,
     ) -> None:
         self._store = store
         self._registry = registry_view
@@ -91,6 +95,10 @@ class Subscriptions:
         """Creates a subscription's Kafka topic before its record is written, so that a
         Kafka-topic subscriber can subscribe as soon as it has the answer (the worker creates
         it too, before routing to it)."""
+        self._max_per_tenant = subscriptions_per_tenant
+        self._creating: dict[str, list[str]] = {}
+        """Ids being created in this instance, by tenant: each holds one of the tenant's slots
+        until the view shows it."""
 
     @property
     def store(self) -> SubscriptionRecordStore:
@@ -136,6 +144,33 @@ class Subscriptions:
         finally:
             self._pending.discard(token)
 
+    @contextmanager
+    def _quota_slot(self, tenant: str, subscription_id: str) -> Iterator[None]:
+        """Hold one of ``tenant``'s subscription slots while ``subscription_id`` is created, or
+        raise QuotaExceeded when none is left. The tenant's subscriptions in the view count, and
+        so do creates in flight here that the view does not show yet, so that concurrent
+        creates in one instance cannot take the tenant past its quota."""
+        creating = self._creating.setdefault(tenant, [])
+        in_flight = sum(1 for i in creating if self.view.get(tenant, i) is None)
+        count = len(self.view.of_tenant(tenant)) + in_flight
+        if count >= self._max_per_tenant:
+            if not creating:
+                del self._creating[tenant]
+            raise QuotaExceeded(
+                f"Tenant {tenant!r} has {count} subscriptions, as many as it may have; delete "
+                "one it no longer needs first.",
+                quota="subscriptions_per_tenant",
+                limit=self._max_per_tenant,
+                tenant=tenant,
+            )
+        creating.append(subscription_id)
+        try:
+            yield
+        finally:
+            creating.remove(subscription_id)
+            if not creating:
+                del self._creating[tenant]
+
     async def _check_delivery(self, tenant: str, spec: SubscriptionSpec) -> None:
         delivery = spec.delivery
         if isinstance(delivery, WebhookDelivery):
@@ -180,27 +215,31 @@ class Subscriptions:
     ) -> tuple[Subscription, str | None]:
         """A new subscription, and the webhook secret cityhub generated for it (None if the
         spec carried one, or for other deliveries): show it once, it is never returned again.
-        Conflict if the id exists in the tenant; Invalid if a webhook URL is refused."""
+        Conflict if the id exists in the tenant; Invalid if a webhook URL is refused;
+        QuotaExceeded (409) if the tenant has its ``subscriptions_per_tenant`` already."""
         self._scope(who, tenant)
         if self.view.get(tenant, spec.id) is not None:
             raise Conflict(
                 f"subscription {spec.id!r} already exists in tenant {tenant!r}",
                 errors=[FieldError("id", "already exists")],
             )
-        await self._check_delivery(tenant, spec)
-        record, secret = build_subscription(
-            spec, tenant=tenant, now=rfc3339(self._clock()), new_secret=self._new_secret
-        )
-        key = record_key(record)
-        with self._reserve(key):
-            if self.view.get(tenant, spec.id) is not None:  # created while the URL was checked
-                raise Conflict(
-                    f"subscription {spec.id!r} already exists in tenant {tenant!r}",
-                    errors=[FieldError("id", "already exists")],
-                )
-            if self._ensure_topic is not None:
-                await self._ensure_topic(subscription_topic(self._topic_prefix, tenant, spec.id))
-            await self._store.put(record)
+        with self._quota_slot(tenant, spec.id):
+            await self._check_delivery(tenant, spec)
+            record, secret = build_subscription(
+                spec, tenant=tenant, now=rfc3339(self._clock()), new_secret=self._new_secret
+            )
+            key = record_key(record)
+            with self._reserve(key):
+                if self.view.get(tenant, spec.id) is not None:  # created while the URL was checked
+                    raise Conflict(
+                        f"subscription {spec.id!r} already exists in tenant {tenant!r}",
+                        errors=[FieldError("id", "already exists")],
+                    )
+                if self._ensure_topic is not None:
+                    await self._ensure_topic(
+                        subscription_topic(self._topic_prefix, tenant, spec.id)
+                    )
+                await self._store.put(record)
         return record, secret
 
     def get(self, who: Principal, tenant: str, subscription_id: str) -> Subscription:
