@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
 
@@ -36,6 +38,10 @@ Tag = Annotated[
 Area = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
 _DEV_EUI = re.compile(r"^[0-9a-fA-F]{16}$")
+_TTS_ID = re.compile(r"^[a-z0-9](?:-?[a-z0-9]){2,35}$")
+"""The Things Stack's application and tenant ids: 3 to 36 lower-case letters and digits, single
+dashes between them (its ``identifiers.proto``: ``^[a-z0-9](?:[-]?[a-z0-9]){2,}$``, 36 long)."""
+_TTS_ID_RULE = "3 to 36 lower-case letters and digits, single dashes between them"
 _APP_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
 
 MAX_TAGS = 32
@@ -74,6 +80,87 @@ def normalise_dev_eui(value: str) -> str:
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class NetworkServer(StrEnum):
+    """The LoRaWAN network servers a device can be bound to (``Uplink.network`` names them so)."""
+
+    TTS = "tts"
+    CHIRPSTACK = "chirpstack"
+
+
+class NetworkBinding(_Spec):
+    """The one network-server application a device's uplinks may come from.
+
+    A bound device's uplinks are credited only when they arrive through this server, from this
+    application and (The Things Stack) this tenant; any other, and any plain MQTT message, is
+    refused as ``identity_mismatch``. The Things Stack: ``application`` is the application id
+    and ``tenant`` the ``@tenant`` of its MQTT topics (absent on a single-tenant deployment, and
+    then an uplink naming a tenant is refused). ChirpStack: ``application`` is the application's
+    UUID (global, so no tenant).
+    """
+
+    server: NetworkServer
+    application: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    tenant: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+    @field_validator("application")
+    @classmethod
+    def _application(cls, value: str, info: ValidationInfo) -> str:
+        server = info.data.get("server")
+        if server is NetworkServer.CHIRPSTACK:
+            try:
+                # ChirpStack writes its UUIDs in lower case, hyphenated: compare in that form.
+                return str(uuid.UUID(value))
+            except ValueError:
+                raise ValueError(
+                    "must be the ChirpStack application's UUID "
+                    f"(e.g. 17c82e96-be03-4f38-aef3-f83d48582d97), got {value!r}"
+                ) from None
+        if server is NetworkServer.TTS and not _TTS_ID.match(value):
+            raise ValueError(
+                f"must be a The Things Stack application id ({_TTS_ID_RULE}), got {value!r}"
+            )
+        return value
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None, info: ValidationInfo) -> str | None:
+        server = info.data.get("server")
+        if value is not None and server is NetworkServer.CHIRPSTACK:
+            raise ValueError("must be left out for ChirpStack: its application UUID is unique")
+        if value is not None and server is NetworkServer.TTS and not _TTS_ID.match(value):
+            raise ValueError(
+                f"must be a The Things Stack tenant id ({_TTS_ID_RULE}), got {value!r}"
+            )
+        return value
+
+    def describe(self) -> str:
+        """``tts:city-air@city``, ``chirpstack:<uuid>``: the form the CLI and CSV take."""
+        tenant = f"@{self.tenant}" if self.tenant is not None else ""
+        return f"{self.server.value}:{self.application}{tenant}"
+
+
+NETWORK_BINDING_FORMS = "tts:<application>[@<tenant>] or chirpstack:<application UUID>"
+
+
+def network_binding_fields(text: str) -> dict[str, str]:
+    """The fields of a binding's short form (``tts:city-air@city``, ``chirpstack:<UUID>``), not
+    yet validated; ValueError if the text does not have that shape."""
+    server, sep, rest = text.strip().partition(":")
+    if not sep or not rest:
+        raise ValueError(f"a network binding reads {NETWORK_BINDING_FORMS}, got {text!r}")
+    application, at, tenant = rest.partition("@")
+    fields = {"server": server.strip().lower(), "application": application}
+    if at:
+        fields["tenant"] = tenant
+    return fields
+
+
+def parse_network_binding(text: str) -> NetworkBinding:
+    """A binding from its short form; ValueError (pydantic's ValidationError is one) saying
+    what is wrong otherwise."""
+    return NetworkBinding.model_validate(network_binding_fields(text))
 
 
 class Location(_Spec):
@@ -126,6 +213,9 @@ class DeviceSpec(_Spec):
     active: bool = True
     app_key: SecretStr | None = None
     """Write-only: stored as a SHA-256 fingerprint, never returned."""
+    network: NetworkBinding | None = None
+    """The network-server application the device's uplinks must come from; None: any that
+    names it (its DevEUI or id)."""
 
     @field_validator("dev_eui")
     @classmethod
@@ -178,6 +268,8 @@ class Device(_Record):
     active: bool
     app_key_sha256: str | None = Field(default=None, repr=False)
     """Fingerprint of the write-only key; the API shows only ``has_app_key``."""
+    network: NetworkBinding | None = None
+    """Records written before bindings existed have none."""
     created_at: str
     updated_at: str
 

@@ -17,12 +17,19 @@ from cityhub.connectors.decoders import get_decoder
 from cityhub.connectors.decoders.base import PayloadDecoder
 from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat, Measurement, Uplink
+from cityhub.connectors.formats.jsondoc import shown
 from cityhub.connectors.measurements import measurements_from_fields
 from cityhub.schemas.envelope import RawEnvelope
-from cityhub.schemas.errors import InactiveDevice, InvalidEnvelope, NoMeasurements, UnknownDevice
+from cityhub.schemas.errors import (
+    IdentityMismatch,
+    InactiveDevice,
+    InvalidEnvelope,
+    NoMeasurements,
+    UnknownDevice,
+)
 from cityhub.schemas.observation import Location, NetworkMeta, Observation, event_id
 from cityhub.schemas.quantities import unit_of
-from cityhub.schemas.registry import NETWORK_DECODER, DeviceType
+from cityhub.schemas.registry import NETWORK_DECODER, DeviceType, NetworkBinding, NetworkServer
 from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.registry.view import DeviceEntry
 
@@ -90,25 +97,78 @@ def identity(uplink: Uplink) -> str:
     return uplink.dev_eui or uplink.device_id
 
 
+def registered_device(uplink: Uplink, directory: DeviceDirectory) -> DeviceEntry | None:
+    """The registered device whose identity the uplink carries, or None when it names none.
+
+    The rule: a device found by the uplink's DevEUI is that device (a DevEUI is the LoRaWAN
+    identity, unique across tenants). A device found only by the uplink's device id is that
+    device only when its registered DevEUI is the uplink's: both absent (a plain MQTT sensor, an
+    ABP device whose network server sends none), or both the same. A registered DevEUI and an
+    uplink without one, or an uplink with a DevEUI the device does not have, raise
+    ``IdentityMismatch``: a device id is a name anyone can write, so it must not let one
+    device's messages be credited to another (of any tenant).
+    """
+    if uplink.dev_eui is not None:
+        entry = directory.device_by_eui(uplink.dev_eui)
+        if entry is not None:
+            return entry
+    entry = directory.device_by_id(uplink.device_id)
+    if entry is None or entry.dev_eui == uplink.dev_eui:
+        return entry
+    carried = f"DevEUI {uplink.dev_eui}" if uplink.dev_eui else "no DevEUI"
+    if entry.dev_eui is None:
+        registered = "no DevEUI"
+    else:
+        registered = "another DevEUI" if uplink.dev_eui else "a DevEUI"
+    raise IdentityMismatch(
+        f"{uplink.network} uplink names device id {shown(uplink.device_id)} with {carried}, but "
+        f"that device is registered with {registered}: refused, so that a device id cannot "
+        "stand in for another device"
+    )
+
+
+def binding_mismatch(binding: NetworkBinding, uplink: Uplink) -> str | None:
+    """Why ``uplink`` cannot be from a device bound to ``binding``, or None when it can: it must
+    come through the bound server, from the bound application and (The Things Stack) the bound
+    tenant, which is None for a single-tenant deployment, whose topics carry no ``@tenant``."""
+    bound = binding.describe()
+    if uplink.network != binding.server.value:
+        return f"the device is bound to {bound}, the uplink came through {shown(uplink.network)}"
+    if uplink.application != binding.application:
+        return (
+            f"the device is bound to {bound}, the uplink came from application "
+            f"{shown(uplink.application)}"
+        )
+    if binding.server is NetworkServer.TTS and uplink.tenant != binding.tenant:
+        tenant = "no tenant" if uplink.tenant is None else f"tenant {shown(uplink.tenant)}"
+        return f"the device is bound to {bound}, the uplink came from {tenant}"
+    return None
+
+
 def resolve_device(
     uplink: Uplink, directory: DeviceDirectory, *, allow_unknown: bool
 ) -> Registration | None:
-    """The registered device of an uplink: by DevEUI first (LoRaWAN), else by device id.
+    """The registered device of an uplink (see :func:`registered_device` for the identity rule),
+    checked against the device's network-server binding and its ``active`` flag.
 
-    Raises ``UnknownDevice`` when there is none (or returns None when ``allow_unknown``), and
-    ``InactiveDevice`` when it is switched off."""
-    entry = directory.device_by_eui(uplink.dev_eui) if uplink.dev_eui else None
-    if entry is None:
-        entry = directory.device_by_id(uplink.device_id)
+    Raises ``IdentityMismatch`` when the uplink's identifiers disagree with the registry (also
+    when ``allow_unknown``: such an uplink names a registered device, it is not unknown),
+    ``UnknownDevice`` when no device is registered under its identifiers (or returns None when
+    ``allow_unknown``), and ``InactiveDevice`` when the device is switched off."""
+    entry = registered_device(uplink, directory)
     if entry is None:
         if allow_unknown:
             return None
         eui = f"DevEUI {uplink.dev_eui} or " if uplink.dev_eui else ""
         raise UnknownDevice(
-            f"no registered device has {eui}id {uplink.device_id!r}: register it "
+            f"no registered device has {eui}id {shown(uplink.device_id)}: register it "
             "(`cityhub devices create` or POST /api/v1/tenants/{tenant}/devices), or let "
             "unknown devices through with CITYHUB_WORKER__ALLOW_UNKNOWN_DEVICES=true"
         )
+    if entry.network is not None:
+        why = binding_mismatch(entry.network, uplink)
+        if why is not None:
+            raise IdentityMismatch(f"device {entry.id!r} of tenant {entry.tenant!r}: {why}")
     if not entry.active:
         raise InactiveDevice(
             f"device {entry.id!r} of tenant {entry.tenant!r} is registered but inactive"

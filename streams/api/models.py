@@ -20,6 +20,7 @@ from cityhub.schemas.registry import (
     Id,
     Location,
     Name,
+    NetworkBinding,
     Role,
 )
 from cityhub.schemas.subscription import (
@@ -82,6 +83,8 @@ class DeviceOut(_Out):
     tags: list[str]
     active: bool
     has_app_key: bool
+    network: NetworkBinding | None = None
+    """The network-server application the device's uplinks must come from, if it is bound."""
     created_at: str
     updated_at: str
 

@@ -38,6 +38,7 @@ from cityhub.schemas.registry import (
     Role,
     Tenant,
     TenantSpec,
+    network_binding_fields,
 )
 from cityhub.schemas.settings import Settings
 from cityhub.streams.registry.importer import (
@@ -493,6 +494,14 @@ _DEVICE_HEADERS = ("ID", "TYPE", "DEV_EUI", "NAME", "AREA", "LOCATION", "TAGS", 
 @click.option("--area", default=None, help="A neighbourhood or district code.")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeat for more).")
 @click.option("--inactive", is_flag=True, help="Register it inactive: its messages are refused.")
+@click.option(
+    "--network",
+    default=None,
+    help=(
+        "Bind it to its network-server application: tts:<application>[@<tenant>] or "
+        "chirpstack:<application UUID>. Uplinks from anywhere else are then refused."
+    ),
+)
 @json_option
 def devices_create(
     tenant: str,
@@ -506,6 +515,7 @@ def devices_create(
     area: str | None,
     tags: tuple[str, ...],
     inactive: bool,
+    network: str | None,
     as_json: bool,
 ) -> None:
     """Register device DEVICE_ID in a tenant."""
@@ -525,6 +535,7 @@ def devices_create(
                 "area": area,
                 "tags": list(tags),
                 "active": not inactive,
+                "network": _network_option(network),
             }
         )
     )
@@ -533,6 +544,92 @@ def devices_create(
         _echo_json(created.public())
     else:
         click.echo(f"Registered device {created.id} in tenant {created.tenant}.")
+
+
+def _network_option(text: str | None) -> dict[str, str] | None:
+    """The ``--network`` short form as a binding's fields; exits 1 if it has not that shape (the
+    fields themselves are checked with the device)."""
+    if text is None:
+        return None
+    try:
+        return network_binding_fields(text)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@devices.command("update")
+@click.option("--tenant", required=True)
+@click.argument("device_id")
+@click.option("--type", "type_id", default=None, help="Another device type of the tenant.")
+@click.option("--dev-eui", default=None, help="16 hex digits.")
+@click.option("--no-dev-eui", is_flag=True, help="Remove the DevEUI (a plain MQTT sensor).")
+@click.option("--name", default=None)
+@click.option("--lat", type=float, default=None, help="Latitude, degrees (WGS 84).")
+@click.option("--lon", type=float, default=None, help="Longitude, degrees (WGS 84).")
+@click.option("--alt", type=float, default=None, help="Altitude, metres.")
+@click.option("--area", default=None, help="A neighbourhood or district code.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeat for more); replaces the tags.")
+@click.option("--active/--inactive", default=None, help="Switch it on or off.")
+@click.option(
+    "--network",
+    default=None,
+    help="Bind it: tts:<application>[@<tenant>] or chirpstack:<application UUID>.",
+)
+@click.option("--unbind", is_flag=True, help="Remove the network binding.")
+@json_option
+def devices_update(
+    tenant: str,
+    device_id: str,
+    type_id: str | None,
+    dev_eui: str | None,
+    no_dev_eui: bool,
+    name: str | None,
+    lat: float | None,
+    lon: float | None,
+    alt: float | None,
+    area: str | None,
+    tags: tuple[str, ...],
+    active: bool | None,
+    network: str | None,
+    unbind: bool,
+    as_json: bool,
+) -> None:
+    """Change the options given of device DEVICE_ID; everything else stays (its key too)."""
+    if network is not None and unbind:
+        _fail("give --network or --unbind, not both")
+    if dev_eui is not None and no_dev_eui:
+        _fail("give --dev-eui or --no-dev-eui, not both")
+    if (lat is None) != (lon is None) or (alt is not None and lat is None):
+        _fail("give --lat and --lon together (and --alt only with them)")
+    changes: dict[str, Any] = {
+        "type": type_id,
+        "dev_eui": dev_eui,
+        "name": name,
+        "area": area,
+        "active": active,
+        "network": _network_option(network),
+        "location": None if lat is None else {"latitude": lat, "longitude": lon, "altitude": alt},
+        "tags": list(tags) if tags else None,
+    }
+    changes = {key: value for key, value in changes.items() if value is not None}
+    if no_dev_eui:
+        changes["dev_eui"] = None
+    if unbind:
+        changes["network"] = None
+    if not changes:
+        _fail("nothing to change: give at least one option (see --help)")
+
+    async def update(registry: Registry) -> Device:
+        current = registry.get_device(SYSTEM, tenant, device_id).public()
+        doc = {key: current[key] for key in DeviceSpec.model_fields if key in current}
+        spec = DeviceSpec.model_validate({**doc, **changes})  # no app_key: the stored one stays
+        return await registry.replace_device(SYSTEM, tenant, device_id, spec)
+
+    updated = run(update)
+    if as_json:
+        _echo_json(updated.public())
+    else:
+        click.echo(f"Updated device {updated.id} in tenant {updated.tenant}.")
 
 
 @devices.command("get")
@@ -556,6 +653,7 @@ def devices_get(tenant: str, device_id: str, as_json: bool) -> None:
             ("area", found.area or ""),
             ("tags", " ".join(found.tags)),
             ("active", "yes" if found.active else "no"),
+            ("network", found.network.describe() if found.network else "any"),
             ("app key", "set" if found.app_key_sha256 else "none"),
             ("created", found.created_at),
             ("updated", found.updated_at),

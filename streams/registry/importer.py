@@ -6,10 +6,17 @@ this parser, so a file that imports with one imports with the other.
 
 CSV follows The Things Stack's end device CSV (``;`` or ``,`` separated, header row, unknown
 columns ignored, ``id`` falling back to ``eui-<dev_eui>``) and adds cityhub's own columns: ``type``,
-``area``, ``tags``, ``latitude``, ``longitude``, ``altitude`` and ``active``. The TTS columns that
-cityhub has no use for (frequency plan, versions, session keys...) are accepted and dropped.
+``area``, ``tags``, ``latitude``, ``longitude``, ``altitude``, ``active`` and ``network`` (the
+device's network-server binding in its short form, ``tts:<application>[@<tenant>]`` or
+``chirpstack:<application UUID>``). The TTS columns that cityhub has no use for (frequency plan,
+versions, session keys...) are accepted and dropped.
 
-JSON is an array of objects shaped like ``DeviceSpec``.
+JSON is an array of objects shaped like ``DeviceSpec``, or of The Things Stack's end devices as
+its JSON exports carry them (``ttn-lw-cli end-devices list``: ``ids{device_id, dev_eui,
+application_ids{application_id}}``, ``name``, ``locations.user``, ``root_keys.app_key.key``):
+such a device is bound to its TTS application (and to the ``tts_tenant`` given to the import,
+since the export does not name the tenant); cityhub's own fields beside TTS's (``type``,
+``area``, ``tags``, ``active``, ``network``, ``location``) win over what is read from TTS's.
 
 Errors that concern one row are returned for that row; a body that cannot be read at all (not
 UTF-8, no header, not an array, too many rows) raises ``Invalid`` naming the problem.
@@ -34,6 +41,9 @@ from cityhub.schemas.registry import (
     MAX_TAGS,
     DeviceSpec,
     Location,
+    NetworkBinding,
+    NetworkServer,
+    network_binding_fields,
     normalise_dev_eui,
 )
 from cityhub.streams.registry.service import FieldError, Invalid
@@ -70,7 +80,16 @@ _ALIASES: Final = {
     "type_id": "type",
 }
 
-CITYHUB_COLUMNS: Final = ("type", "area", "tags", "latitude", "longitude", "altitude", "active")
+CITYHUB_COLUMNS: Final = (
+    "type",
+    "area",
+    "tags",
+    "latitude",
+    "longitude",
+    "altitude",
+    "active",
+    "network",
+)
 """Columns cityhub adds to The Things Stack's."""
 
 TTS_USED_COLUMNS: Final = ("id", "dev_eui", "join_eui", "name", "app_key")
@@ -130,6 +149,7 @@ def parse_import(
     *,
     default_type: str | None = None,
     max_rows: int = MAX_IMPORT_ROWS,
+    tts_tenant: str | None = None,
 ) -> list[Row]:
     """One entry per data row of ``body``, in order: a valid ``DeviceSpec``, or the field errors
     that say why the row is not one.
@@ -138,9 +158,13 @@ def parse_import(
     ``charset=utf-8`` allowed). ``default_type`` is the device type of rows that name none (The
     Things Stack's exports have no ``type`` column). Raises ``Invalid`` when the body cannot be
     read as a whole: unknown content type, not UTF-8, no CSV header or no id column, no type
-    column without a default type, not a JSON array, more than ``max_rows`` rows.
+    column without a default type, not a JSON array, more than ``max_rows`` rows, a
+    ``tts_tenant`` that is not a TTS tenant id. ``tts_tenant`` is the TTS tenant that The Things
+    Stack's JSON end devices are bound to with their application (None: a single-tenant TTS).
     """
-    return read_import(body, content_type, default_type=default_type, max_rows=max_rows).rows
+    return read_import(
+        body, content_type, default_type=default_type, max_rows=max_rows, tts_tenant=tts_tenant
+    ).rows
 
 
 def read_import(
@@ -149,8 +173,11 @@ def read_import(
     *,
     default_type: str | None = None,
     max_rows: int = MAX_IMPORT_ROWS,
+    tts_tenant: str | None = None,
 ) -> ParsedImport:
     """``parse_import`` with each row's source line and id, for reports that name the row."""
+    if tts_tenant is not None:
+        _check_tts_tenant(tts_tenant)
     media_type, charset = _media_type(content_type)
     if charset not in (None, "utf-8", "utf8", "us-ascii"):
         raise Invalid(f"unsupported charset {charset!r}: send the file as UTF-8")
@@ -158,7 +185,7 @@ def read_import(
     if media_type in CSV_CONTENT_TYPES:
         return _read_csv(text, default_type=default_type, max_rows=max_rows)
     if media_type in JSON_CONTENT_TYPES or media_type.endswith("+json"):
-        return _read_json(text, default_type=default_type, max_rows=max_rows)
+        return _read_json(text, default_type=default_type, max_rows=max_rows, tts_tenant=tts_tenant)
     raise Invalid(
         f"unsupported content type {content_type!r}: send text/csv or application/json",
     )
@@ -343,6 +370,11 @@ def _csv_row(
             errors.append(FieldError("active", f"must be true or false, got {active!r}"))
     if app_key := values.get("app_key"):
         doc["app_key"] = app_key
+    if network := values.get("network"):
+        try:
+            doc["network"] = network_binding_fields(network)
+        except ValueError as exc:
+            errors.append(FieldError("network", str(exc)))
 
     location, location_errors = _csv_location(values)
     errors.extend(location_errors)
@@ -400,7 +432,9 @@ def _csv_location(
 # --- JSON -------------------------------------------------------------------------------------
 
 
-def _read_json(text: str, *, default_type: str | None, max_rows: int) -> ParsedImport:
+def _read_json(
+    text: str, *, default_type: str | None, max_rows: int, tts_tenant: str | None = None
+) -> ParsedImport:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -423,13 +457,78 @@ def _read_json(text: str, *, default_type: str | None, max_rows: int) -> ParsedI
             rows.append([FieldError("row", f"must be a JSON object, got {_json_kind(item)}")])
             ids.append(None)
             continue
+        errors: list[FieldError] = []
+        if isinstance(item.get("ids"), dict):
+            item, errors = _tts_end_device(item, tts_tenant)
         if default_type and item.get("type") in (None, ""):
             item = {**item, "type": default_type}
         device_id = item.get("id") if isinstance(item.get("id"), str) else None
         where = f"item {len(rows) + 1}"
-        rows.append(dupes.check(_validate(item, []), where, device_id, item.get("dev_eui")))
+        rows.append(dupes.check(_validate(item, errors), where, device_id, item.get("dev_eui")))
         ids.append(device_id)
     return ParsedImport(rows=rows, lines=list(range(1, len(rows) + 1)), ids=ids)
+
+
+_CITYHUB_FIELDS_BESIDE_TTS: Final = ("type", "area", "tags", "active", "network", "location")
+
+
+def _check_tts_tenant(tenant: str) -> None:
+    try:
+        NetworkBinding(server=NetworkServer.TTS, application="tenant-check", tenant=tenant)
+    except ValidationError as exc:
+        raise Invalid(
+            f"tts_tenant: {_field_error(exc.errors(include_url=False)[0]).message}"
+        ) from None
+
+
+def _tts_object(
+    doc: dict[str, Any], key: str, path: str, errors: list[FieldError]
+) -> dict[str, Any]:
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    errors.append(FieldError(path, f"must be an object, got {_json_kind(value)}"))
+    return {}
+
+
+def _tts_end_device(
+    item: dict[str, Any], tts_tenant: str | None
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """A ``DeviceSpec`` document from The Things Stack's JSON end device (see the module
+    docstring), and the errors of TTS fields of the wrong shape. TTS's other fields (versions,
+    frequency plan, sessions...) are dropped."""
+    errors: list[FieldError] = []
+    ids = item["ids"]
+    doc: dict[str, Any] = {}
+    if "device_id" in ids:
+        doc["id"] = ids["device_id"]
+    if ids.get("dev_eui"):
+        doc["dev_eui"] = ids["dev_eui"]
+    name = item.get("name") or ids.get("device_id")
+    if name is not None:
+        doc["name"] = name
+    application = _tts_object(ids, "application_ids", "ids.application_ids", errors).get(
+        "application_id"
+    )
+    if application is not None:
+        network: dict[str, Any] = {"server": NetworkServer.TTS.value, "application": application}
+        if tts_tenant is not None:
+            network["tenant"] = tts_tenant
+        doc["network"] = network
+    locations = _tts_object(item, "locations", "locations", errors)
+    user = _tts_object(locations, "user", "locations.user", errors)
+    if "latitude" in user or "longitude" in user:
+        doc["location"] = {k: user[k] for k in ("latitude", "longitude", "altitude") if k in user}
+    root_keys = _tts_object(item, "root_keys", "root_keys", errors)
+    app_key = _tts_object(root_keys, "app_key", "root_keys.app_key", errors).get("key")
+    if app_key is not None:
+        doc["app_key"] = app_key
+    for key in _CITYHUB_FIELDS_BESIDE_TTS:
+        if key in item:
+            doc[key] = item[key]
+    return doc, errors
 
 
 def _json_kind(value: object) -> str:

@@ -256,6 +256,7 @@ class Registry:
             area=spec.area,
             tags=list(spec.tags),
             active=spec.active,
+            network=spec.network,
             app_key_sha256=(
                 fingerprint(spec.app_key.get_secret_value())
                 if spec.app_key is not None
@@ -601,25 +602,9 @@ class Registry:
             rows=tuple(results),
         )
 
-    # --- the normaliser's lookups ----------------------------------------------------------------
-    def device_for(self, dev_eui: str | None, device_id: str | None) -> DeviceEntry | None:
-        """The registered device a message comes from: by DevEUI first (any case), else by id.
-        A device found by id is returned only if it has no DevEUI or the same one, so that a
-        network's device id cannot stand in for another device's. No authorisation: for the
-        pipeline, not for callers."""
-        view = self.view
-        if dev_eui:
-            entry = view.device_by_eui(dev_eui) or view.device_by_eui(dev_eui.lower())
-            if entry is not None:
-                return entry
-        if device_id:
-            entry = view.device_by_id(device_id)
-            if entry is not None and (
-                entry.dev_eui is None or not dev_eui or entry.dev_eui == dev_eui.lower()
-            ):
-                return entry
-        return None
-
+    # --- lookups for the pipeline (no authorisation) ------------------------------------------
+    # Which device an uplink is credited to is decided in one place only:
+    # ``cityhub.streams.normalise.registered_device`` over this registry's view.
     def type_of(self, entry: DeviceEntry) -> DeviceType | None:
         """The device's type, or None if it was deleted under it."""
         return self.view.device_type(entry.tenant, entry.type)

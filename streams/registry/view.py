@@ -9,6 +9,7 @@ less memory than the same records as plain decoded JSON dicts would.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -26,6 +27,7 @@ from cityhub.schemas.registry import (
     Device,
     DeviceType,
     Location,
+    NetworkBinding,
     Tenant,
     record_key,
 )
@@ -40,7 +42,8 @@ class DeviceEntry:
     """One device as the view keeps it: flat, slotted, with interned repeated strings.
 
     ``app_key_sha256`` is the fingerprint of the write-only LoRaWAN key (kept so that a replace
-    without a key keeps it); nothing public shows it, only ``has_app_key``.
+    without a key keeps it); nothing public shows it, only ``has_app_key``. ``network`` is the
+    device's network-server binding; devices bound to the same application share one object.
     """
 
     id: str
@@ -57,6 +60,7 @@ class DeviceEntry:
     app_key_sha256: str | None = field(repr=False)
     created_at: str
     updated_at: str
+    network: NetworkBinding | None = None
 
     @property
     def has_app_key(self) -> bool:
@@ -83,6 +87,7 @@ class DeviceEntry:
             tags=list(self.tags),
             active=self.active,
             app_key_sha256=self.app_key_sha256,
+            network=self.network,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
@@ -106,7 +111,23 @@ class DeviceEntry:
             app_key_sha256=device.app_key_sha256,
             created_at=device.created_at,
             updated_at=device.updated_at,
+            network=(
+                None
+                if device.network is None
+                else shared_binding(
+                    device.network.server.value, device.network.application, device.network.tenant
+                )
+            ),
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def shared_binding(server: str, application: str, tenant: str | None) -> NetworkBinding:
+    """The validated binding of these ids, one object for every device bound to the same
+    application (a city has tens of applications and thousands of devices in each); pydantic's
+    ValidationError if the ids are not a valid binding. Bounded, so that hostile records cannot
+    grow it without end."""
+    return NetworkBinding(server=server, application=application, tenant=tenant)  # type: ignore[arg-type]
 
 
 class MalformedRecord(ValueError):
@@ -134,6 +155,23 @@ def _opt_num(doc: dict[str, Any], name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MalformedRecord(f"{name} must be a number")
     return float(value)
+
+
+def _network(doc: dict[str, Any]) -> NetworkBinding | None:
+    network = doc.get("network")
+    if network is None:
+        return None
+    if not isinstance(network, dict):
+        raise MalformedRecord("network must be an object or null")
+    unknown = network.keys() - {"server", "application", "tenant"}
+    if unknown:
+        raise MalformedRecord(f"network has unknown fields {sorted(unknown)}")
+    try:
+        return shared_binding(
+            _str(network, "server"), _str(network, "application"), _opt_str(network, "tenant")
+        )
+    except ValidationError as exc:
+        raise MalformedRecord(f"network is not a valid binding: {exc.errors()[0]['msg']}") from None
 
 
 def entry_from_json(doc: dict[str, Any]) -> DeviceEntry:
@@ -166,6 +204,7 @@ def entry_from_json(doc: dict[str, Any]) -> DeviceEntry:
             app_key_sha256=_opt_str(doc, "app_key_sha256"),
             created_at=_str(doc, "created_at"),
             updated_at=_str(doc, "updated_at"),
+            network=_network(doc),
         )
     except KeyError as exc:
         raise MalformedRecord(f"missing field {exc.args[0]}") from None

@@ -12,6 +12,8 @@ from cityhub.schemas.registry import (
     DeviceSpec,
     DeviceTypeSpec,
     Location,
+    NetworkBinding,
+    NetworkServer,
     TenantSpec,
 )
 from cityhub.streams.registry.service import Conflict, ImportReport, Principal, Registry
@@ -34,8 +36,26 @@ CLASSIFICATION: dict[Kind, Classification] = {
 }
 
 
+def network_binding(device: Device) -> NetworkBinding | None:
+    """The network-server application a simulated LoRaWAN device is bound to: its TTS
+    application and tenant, or its ChirpStack application. None for plain MQTT sensors, and for
+    a device on both network servers (``also_on``): a binding names one application."""
+    if device.also_on is not None:
+        return None
+    if device.format is Format.TTS:
+        return NetworkBinding(
+            server=NetworkServer.TTS, application=device.application, tenant=device.tenant
+        )
+    if device.format is Format.CHIRPSTACK:
+        return NetworkBinding(
+            server=NetworkServer.CHIRPSTACK, application=device.chirpstack_application_id
+        )
+    return None
+
+
 def device_spec(device: Device) -> DeviceSpec:
-    """The registry entry of a simulated device (LoRaWAN devices by DevEUI, MQTT ones by id)."""
+    """The registry entry of a simulated device (LoRaWAN devices by DevEUI and bound to their
+    network-server application, MQTT ones by id)."""
     lorawan = device.format in (Format.TTS, Format.CHIRPSTACK)
     return DeviceSpec(
         id=device.device_id,
@@ -47,6 +67,7 @@ def device_spec(device: Device) -> DeviceSpec:
         ),
         area=device.district,
         tags=["simulated", device.kind.value],
+        network=network_binding(device),
     )
 
 

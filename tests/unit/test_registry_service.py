@@ -416,33 +416,17 @@ async def test_app_key_is_in_no_output(world: World) -> None:
     assert APP_KEY.lower() not in repr(world.store.log)
 
 
-# --- the normaliser's lookups -------------------------------------------------------------------
-async def test_device_for_prefers_the_dev_eui(world: World) -> None:
-    r = world.registry
-    await r.create_device(ADMIN, "north", device("plain"))
-    by_eui = r.device_for("70B3D57ED0000001", "ignored")
-    assert by_eui is not None
-    assert by_eui.id == "n-1"
-    by_id = r.device_for(None, "plain")
-    assert by_id is not None
-    assert by_id.id == "plain"
-    unknown_eui_known_id = r.device_for("ffffffffffffffff", "plain")
-    assert unknown_eui_known_id is not None
-    # An id whose device has another DevEUI is not that device.
-    assert r.device_for("ffffffffffffffff", "n-1") is None
-    assert r.device_for(None, None) is None
-
-
+# --- the pipeline's lookups ----------------------------------------------------------------------
 async def test_classification_comes_from_the_type(world: World) -> None:
     r = world.registry
     await r.create_type(
         ADMIN, "north", DeviceTypeSpec(id="open", name="x", classification=Classification.PUBLIC)
     )
     await r.create_device(ADMIN, "north", device("o-1", type="open"))
-    entry = r.device_for(None, "o-1")
+    entry = r.view.device_by_id("o-1")
     assert entry is not None
     assert r.classification_of(entry) is Classification.PUBLIC
-    n1 = r.device_for(None, "n-1")
+    n1 = r.view.device_by_id("n-1")
     assert n1 is not None
     assert r.classification_of(n1) is Classification.INTERNAL
     type_ = r.type_of(entry)
