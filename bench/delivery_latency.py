@@ -104,6 +104,9 @@ class HubProcess:
     prefix: str
     workdir: Path
     port: int = field(default_factory=free_port)
+    """The operator API's."""
+    management_port: int = field(default_factory=free_port)
+    """``/metrics`` and ``/healthz``."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -120,6 +123,7 @@ class HubProcess:
                 "CITYHUB_MQTT__CLIENT_ID": self.client_id,
                 "CITYHUB_DELIVERY__GROUP_PREFIX": f"{self.prefix}-delivery",
                 "CITYHUB_HTTP__PORT": str(self.port),
+                "CITYHUB_MANAGEMENT__PORT": str(self.management_port),
                 # The default level. Not "warning": faust's worker then keeps its terminal
                 # spinner, which sets the root logger to DEBUG, and every aiokafka debug call
                 # builds a LogRecord (8 % of the hub's time in a py-spy profile).
@@ -139,7 +143,7 @@ class HubProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"the hub exited with {self.proc.returncode}: {self.log_tail()}")
-            url = f"http://127.0.0.1:{self.port}/healthz"
+            url = f"http://127.0.0.1:{self.management_port}/healthz"
             with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
@@ -152,7 +156,8 @@ class HubProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+        url = f"http://127.0.0.1:{self.management_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
             text = r.read().decode()
         return sum(
             s.value

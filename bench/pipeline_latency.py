@@ -34,6 +34,7 @@ from cityhub.schemas.settings import MqttSettings
 
 
 def start_hub(prefix: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """A ``cityhub run`` with its management endpoint (``/healthz``) on ``port``."""
     env = dict(os.environ)
     env.update(
         {
@@ -42,7 +43,8 @@ def start_hub(prefix: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
             "CITYHUB_WORKER__DATA_DIR": str(workdir / "worker"),
             "CITYHUB_WORKER__ALLOW_UNKNOWN_DEVICES": "true",
             "CITYHUB_MQTT__CLIENT_ID": f"{prefix}-bridge",
-            "CITYHUB_HTTP__PORT": str(port),
+            "CITYHUB_HTTP__PORT": "0",  # any free port: the API is not used here
+            "CITYHUB_MANAGEMENT__PORT": str(port),
             "CITYHUB_LOG_LEVEL": "warning",
         }
     )

@@ -98,8 +98,22 @@ class WorkerSettings(_Section):
 
 
 class HttpSettings(_Section):
+    """The operator API (``/api/v1``) of the processes that serve it (``run``, ``api``)."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+
+
+class ManagementSettings(_Section):
+    """``/metrics`` and ``/healthz`` of every cityhub process, on a port of their own: the
+    metrics name tenants and subscriptions and nothing there asks for a key, so they stay on
+    loopback (or a network only the scraper and the probes reach), never on the API's port."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+    """9464: in Prometheus's list of exporter ports, the one of an application's own metrics
+    endpoint (OpenTelemetry's exporter); 8081 would collide with Kafka's Schema Registry, often
+    run beside Kafka. Each process on one host needs its own (``--management-port``)."""
 
 
 class SubscriptionSettings(_Section):
@@ -216,6 +230,7 @@ class Settings(BaseSettings):
     bridge: BridgeSettings = BridgeSettings()
     worker: WorkerSettings = WorkerSettings()
     http: HttpSettings = HttpSettings()
+    management: ManagementSettings = ManagementSettings()
     stack: StackSettings = StackSettings()
     subscriptions: SubscriptionSettings = SubscriptionSettings()
     aggregation: AggregationSettings = AggregationSettings()

@@ -25,11 +25,15 @@ from cityhub.streams.registry.cli import mount as mount_registry_commands
 log = logging.getLogger("cityhub")
 
 
-def _settings(**http: Any) -> Settings:
+def _settings(*, http_port: int | None = None, management_port: int | None = None) -> Settings:
+    """The environment's settings, with the ports given on the command line."""
     settings = Settings()
-    overrides = {k: v for k, v in http.items() if v is not None}
-    if overrides:
-        settings = settings.model_copy(update={"http": settings.http.model_copy(update=overrides)})
+    if http_port is not None:
+        http = settings.http.model_copy(update={"port": http_port})
+        settings = settings.model_copy(update={"http": http})
+    if management_port is not None:
+        management = settings.management.model_copy(update={"port": management_port})
+        settings = settings.model_copy(update={"management": management})
     return settings
 
 
@@ -130,9 +134,9 @@ def _run_worker(
 ) -> None:
     """One process with any of: the faust worker (normaliser, aggregator, and the routing to
     subscriptions' topics), the MQTT bridge, the simulator, the operator API (``/api/v1`` with
-    the live streams, beside ``/metrics`` and ``/healthz``, on one port), the delivery tasks of
-    webhook and MQTT subscriptions; always the operations endpoint. ``api_limits`` are
-    ``build_api``'s body caps."""
+    the live streams, alone on the API port), the delivery tasks of webhook and MQTT
+    subscriptions; always the management endpoint (``/metrics``, ``/healthz``) on a port of its
+    own. ``api_limits`` are ``build_api``'s body caps."""
     import faust
 
     from cityhub.connectors.kafka import BatchingWriter, create_producer
@@ -141,8 +145,9 @@ def _run_worker(
     from cityhub.streams.registry.store import RegistryStore
     from cityhub.streams.services import (
         CoroutineService,
-        OpsServerService,
         RegistryStoreService,
+        api_service,
+        management_service,
     )
     from cityhub.streams.topic_admin import ensure_topics
 
@@ -244,7 +249,7 @@ def _run_worker(
             topic_prefix=settings.kafka.topic_prefix,
             ensure_topic=api_topics.ensure,
         )
-        # The API's app carries /metrics and /healthz too: one port for operators and probes.
+        # /api/v1 only: metrics and health are on the management port, which asks for no key.
         api_app = build_api(
             RegistryService(registry),
             subscriptions=subscriptions,
@@ -252,8 +257,10 @@ def _run_worker(
             max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
             max_import_bytes=limits.get("max_import_bytes", DEFAULT_MAX_IMPORT_BYTES),
         )
+    if api_app is not None:
+        services.append(api_service(api_app, settings.http.host, settings.http.port, loop=loop))
     services.append(
-        OpsServerService(settings.http.host, settings.http.port, checks, app=api_app, loop=loop)
+        management_service(settings.management.host, settings.management.port, checks, loop=loop)
     )
     if app is None:
         # No faust agents in this process: a plain asyncio run of the services.
@@ -289,30 +296,41 @@ async def _cancel_on_signal(coro: Coroutine[Any, Any, None]) -> None:
 
 
 _http_port = click.option(
-    "--http-port", type=int, default=None, help="Port of /metrics and /healthz."
+    "--http-port", type=int, default=None, help="Port of the operator API (CITYHUB_HTTP__PORT)."
+)
+_management_port = click.option(
+    "--management-port",
+    type=int,
+    default=None,
+    help="Port of /metrics and /healthz (CITYHUB_MANAGEMENT__PORT).",
 )
 
 
 @main.command()
 @_http_port
+@_management_port
 @click.option("--simulate", is_flag=True, help="Also run the simulator against the local broker.")
 @click.option("--devices", default=50, show_default=True, help="Simulated devices.")
 @click.option("--rate", default=20.0, show_default=True, help="Simulated messages per second.")
-def run(http_port: int | None, simulate: bool, devices: int, rate: float) -> None:
-    """Bridge, worker and the HTTP endpoint in one process (127.0.0.1:8080 by default)."""
-    settings = _settings(port=http_port)
+def run(
+    http_port: int | None, management_port: int | None, simulate: bool, devices: int, rate: float
+) -> None:
+    """Bridge, worker, API and delivery in one process (the API on 127.0.0.1:8080, metrics and
+    health on 127.0.0.1:9464 by default)."""
+    settings = _settings(http_port=http_port, management_port=management_port)
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
+    api = f"http://{settings.http.host}:{settings.http.port}/api/v1"
+    management = f"http://{settings.management.host}:{settings.management.port}"
     click.echo(
         f"cityhub: bridging mqtt://{settings.mqtt.host}:{settings.mqtt.port} into "
         f"{settings.kafka.bootstrap_servers}\n"
-        f"  metrics:       http://{settings.http.host}:{settings.http.port}/metrics\n"
-        f"  health:        http://{settings.http.host}:{settings.http.port}/healthz\n"
-        f"  operator API:  http://{settings.http.host}:{settings.http.port}/api/v1\n"
+        f"  operator API:  {api}\n"
+        f"  metrics:       {management}/metrics  (management port: no key, keep it private)\n"
+        f"  health:        {management}/healthz\n"
         f"  observations:  cityhub tail {topics.observations}\n"
         f"  dead letters:  cityhub tail {topics.deadletter}\n"
         f"  aggregates:    cityhub tail {topics.aggregates}\n"
-        f"  subscriptions: http://{settings.http.host}:{settings.http.port}"
-        "/api/v1/tenants/{tenant}/subscriptions",
+        f"  subscriptions: {api}/tenants/{{tenant}}/subscriptions",
         err=True,
     )
     sim = {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
@@ -321,6 +339,7 @@ def run(http_port: int | None, simulate: bool, devices: int, rate: float) -> Non
 
 @main.command("api")
 @_http_port
+@_management_port
 @click.option(
     "--max-body-bytes",
     type=click.IntRange(min=1024),
@@ -335,13 +354,16 @@ def run(http_port: int | None, simulate: bool, devices: int, rate: float) -> Non
     show_default=True,
     help="Largest bulk import (CSV or JSON); larger ones get 413.",
 )
-def api_cmd(http_port: int | None, max_body_bytes: int, max_import_bytes: int) -> None:
-    """Only the operator API (/api/v1, with /metrics and /healthz); scale out by starting more:
-    each materialises the registry topic."""
-    settings = _settings(port=http_port)
+def api_cmd(
+    http_port: int | None, management_port: int | None, max_body_bytes: int, max_import_bytes: int
+) -> None:
+    """Only the operator API (/api/v1; /metrics and /healthz on the management port); scale out
+    by starting more: each materialises the registry topic."""
+    settings = _settings(http_port=http_port, management_port=management_port)
     click.echo(
         f"cityhub: operator API on http://{settings.http.host}:{settings.http.port}/api/v1 "
-        f"(OpenAPI document: /api/v1/openapi.json)",
+        f"(OpenAPI document: /api/v1/openapi.json); metrics and health on "
+        f"http://{settings.management.host}:{settings.management.port}",
         err=True,
     )
     _run_worker(
@@ -355,25 +377,28 @@ def api_cmd(http_port: int | None, max_body_bytes: int, max_import_bytes: int) -
 
 
 @main.command()
-@_http_port
-def bridge(http_port: int | None) -> None:
+@_management_port
+def bridge(management_port: int | None) -> None:
     """Only the MQTT → Kafka bridge (scale out with CITYHUB_MQTT__SHARE_GROUP)."""
-    _run_worker(_settings(port=http_port), bridge=True, worker=False, simulate=None)
+    settings = _settings(management_port=management_port)
+    _run_worker(settings, bridge=True, worker=False, simulate=None)
 
 
 @main.command()
-@_http_port
-def deliver(http_port: int | None) -> None:
+@_management_port
+def deliver(management_port: int | None) -> None:
     """Only the delivery of webhook and MQTT subscriptions (scale out by starting more: each
     subscription is one consumer group, delivered by one process at a time)."""
-    _run_worker(_settings(port=http_port), bridge=False, worker=False, simulate=None, deliver=True)
+    settings = _settings(management_port=management_port)
+    _run_worker(settings, bridge=False, worker=False, simulate=None, deliver=True)
 
 
 @main.command()
-@_http_port
-def worker(http_port: int | None) -> None:
+@_management_port
+def worker(management_port: int | None) -> None:
     """Only the faust stream worker (scale out by starting more: they share the partitions)."""
-    _run_worker(_settings(port=http_port), bridge=False, worker=True, simulate=None)
+    settings = _settings(management_port=management_port)
+    _run_worker(settings, bridge=False, worker=True, simulate=None)
 
 
 @main.command()

@@ -1,4 +1,10 @@
-"""The operations endpoint of every cityhub process: ``/metrics`` (Prometheus) and ``/healthz``.
+"""The management endpoint of every cityhub process: ``/metrics`` (Prometheus) and ``/healthz``.
+
+It has a port of its own (settings ``management.host`` and ``management.port``, loopback by
+default), apart from the operator API's: the metrics name tenants and subscriptions and nothing
+on this endpoint asks for a key, so it is for the operator's scraper and probes only, never
+exposed where the API is. The API's port serves ``/api/v1`` alone and answers 404 for these
+paths.
 
 ``/healthz`` answers 200 with each component's state when all are healthy, else 503, so that a
 load balancer or Kubernetes probe can act on it.
@@ -18,10 +24,12 @@ from prometheus_client import (
 
 HealthCheck = Callable[[], bool]
 
+MANAGEMENT_PATHS = ("/metrics", "/healthz")
 
-def add_ops_routes(app: web.Application, checks: Mapping[str, HealthCheck]) -> web.Application:
-    """Add ``/metrics`` and ``/healthz`` for ``checks`` to ``app`` (the operator API's, when the
-    process serves it, so that one port serves both) and return it."""
+
+def build_management_app(checks: Mapping[str, HealthCheck]) -> web.Application:
+    """An aiohttp application serving ``/metrics`` and ``/healthz`` for ``checks`` (and
+    nothing else: any other path is a plain 404)."""
     # The *_created series double every counter's series for a value nobody alerts on.
     disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client lacks the hint
 
@@ -37,27 +45,24 @@ def add_ops_routes(app: web.Application, checks: Mapping[str, HealthCheck]) -> w
             status=200 if healthy else 503,
         )
 
+    app = web.Application(client_max_size=1024)  # GETs only: no body to speak of
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     return app
 
 
-def build_ops_app(checks: Mapping[str, HealthCheck]) -> web.Application:
-    """An aiohttp application serving ``/metrics`` and ``/healthz`` for ``checks``."""
-    return add_ops_routes(web.Application(client_max_size=1024), checks)
-
-
-async def start_ops_server(
-    host: str,
-    port: int,
-    checks: Mapping[str, HealthCheck],
-    *,
-    app: web.Application | None = None,
-) -> web.AppRunner:
-    """Start serving ``/metrics`` and ``/healthz`` (on ``app``, e.g. the operator API, when
-    given); stop with ``await runner.cleanup()``."""
-    served = build_ops_app(checks) if app is None else add_ops_routes(app, checks)
-    runner = web.AppRunner(served, access_log=None)
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve ``app`` on ``host:port`` (port 0: any free one); stop with
+    ``await runner.cleanup()``."""
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+def bound_port(runner: web.AppRunner) -> int | None:
+    """The port a started runner listens on (what port 0 became), None when it has no socket."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return None

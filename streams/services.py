@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from mode import Service
 
-from cityhub.streams.http import HealthCheck, start_ops_server
+from cityhub.streams.http import HealthCheck, bound_port, build_management_app, serve
 
 log = logging.getLogger("cityhub")
 
@@ -57,40 +57,63 @@ class CoroutineService(Service):
                 await self._task
 
 
-class OpsServerService(Service):
-    """Serves ``/metrics`` and ``/healthz`` while the worker runs, beside the operator API when
-    ``app`` (its aiohttp application) is given."""
+class HttpServerService(Service):
+    """Serves an aiohttp application on ``host:port`` while the worker runs, and logs where
+    (``what``, e.g. "operator API", and the paths worth knowing)."""
 
     def __init__(
         self,
+        label: str,
+        app: web.Application,
         host: str,
         port: int,
-        checks: Mapping[str, HealthCheck],
         *,
-        app: web.Application | None = None,
+        announce: Callable[[str], str],
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
-        self._host, self._port, self._checks, self._app = host, port, checks, app
-        self._runner: Any = None
+        self._label, self._app, self._host, self._port = label, app, host, port
+        self._announce = announce
+        self._runner: web.AppRunner | None = None
 
     @property
     def label(self) -> str:
-        return "ops-http"
+        return self._label
 
     async def on_start(self) -> None:
-        self._runner = await start_ops_server(self._host, self._port, self._checks, app=self._app)
-        if self._app is not None:
-            log.info(
-                "operator API on http://%s:%d/api/v1 (OpenAPI: /api/v1/openapi.json)",
-                self._host,
-                self._port,
-            )
-        log.info("metrics on http://%s:%d/metrics, health on /healthz", self._host, self._port)
+        self._runner = await serve(self._app, self._host, self._port)
+        port = bound_port(self._runner) or self._port
+        log.info("%s", self._announce(f"http://{self._host}:{port}"))
 
     async def on_stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def management_service(
+    host: str, port: int, checks: Mapping[str, HealthCheck], **kw: Any
+) -> HttpServerService:
+    """``/metrics`` and ``/healthz`` on the management port (``cityhub.streams.http``)."""
+    return HttpServerService(
+        "management-http",
+        build_management_app(checks),
+        host,
+        port,
+        announce=lambda base: f"management: metrics on {base}/metrics, health on {base}/healthz",
+        **kw,
+    )
+
+
+def api_service(app: web.Application, host: str, port: int, **kw: Any) -> HttpServerService:
+    """The operator API (``/api/v1`` and nothing else) on the API port."""
+    return HttpServerService(
+        "api-http",
+        app,
+        host,
+        port,
+        announce=lambda base: f"operator API on {base}/api/v1 (OpenAPI: /api/v1/openapi.json)",
+        **kw,
+    )
 
 
 class RegistryStoreService(Service):

@@ -8,8 +8,9 @@ Promises, for every request under it:
 - every response carries ``X-Request-Id``;
 - API requests are counted by route template, method and status, and timed.
 
-The ops endpoint (``/metrics``, ``/healthz``) is mounted on the same application by
-``cityhub.streams.http``, so one port serves both.
+Only ``/api/v1`` is served here: ``/metrics`` and ``/healthz`` are on the management port
+(``cityhub.streams.http``), which asks for no key; on the API's port they are unknown routes
+(404 problems).
 """
 
 from __future__ import annotations
@@ -149,8 +150,8 @@ def build_api(
     ``quotas`` (default: ``QuotaSettings()``) also sets each API key's request rate (429
     past it, ``cityhub.streams.api.throttle``) and the rows of an import. Without
     ``subscriptions`` the subscription routes answer 503 (they are still documented), and
-    without ``live`` the live stream route does. Mount ``/metrics`` and
-    ``/healthz`` on it with ``cityhub.streams.http.add_ops_routes``. The aggregates route
+    without ``live`` the live stream route does. ``/metrics`` and ``/healthz`` are not
+    served here but on the management port (``cityhub.streams.http``). The aggregates route
     reads Kafka with a reader made from the environment's settings, which connects at its
     first query; put another source at ``app[AGGREGATES_KEY]`` before the app starts (tests
     do). The app closes the source it holds when it is cleaned up."""

@@ -46,6 +46,9 @@ class Hub:
     extra_env: dict[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     port: int = field(default_factory=free_port)
+    """The operator API's port (``/api/v1`` only)."""
+    management_port: int = field(default_factory=free_port)
+    """``/metrics`` and ``/healthz``."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,6 +65,7 @@ class Hub:
                 "CITYHUB_WORKER__DATA_DIR": str(self.workdir / "worker"),
                 "CITYHUB_MQTT__CLIENT_ID": f"{self.prefix}-bridge",
                 "CITYHUB_HTTP__PORT": str(self.port),
+                "CITYHUB_MANAGEMENT__PORT": str(self.management_port),
                 "CITYHUB_LOG_LEVEL": "info",
             }
         )
@@ -89,7 +93,7 @@ class Hub:
                 raise AssertionError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/healthz", timeout=2
+                    f"http://127.0.0.1:{self.management_port}/healthz", timeout=2
                 ) as r:
                     if r.status == 200:
                         return
@@ -99,11 +103,22 @@ class Hub:
         raise AssertionError(f"hub not healthy after {timeout}s ({last}):\n{self.log_tail()}")
 
     def get(self, path: str) -> str:
+        """GET ``path`` from the API's port."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
             return str(r.read().decode())
 
+    def management(self, path: str) -> str:
+        """GET ``path`` (``/metrics``, ``/healthz``) from the management port."""
+        url = f"http://127.0.0.1:{self.management_port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return str(r.read().decode())
+
+    def health(self) -> dict[str, Any]:
+        """The ``/healthz`` document."""
+        return dict(json.loads(self.management("/healthz")))
+
     def metrics(self) -> str:
-        return self.get("/metrics")
+        return self.management("/metrics")
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""

@@ -242,8 +242,7 @@ def test_the_registry_survives_a_restart(api: Client) -> None:
     api.hub.start()
     assert api.call("GET", f"{V1}/tenants/beta/devices/beta-keep", "op_b")[1]["area"] == "west"
     assert (_snapshot(api, "beta"), _snapshot(api, "acme")) == before
-    health = json.loads(api.hub.get("/healthz"))
-    assert health["components"]["registry"] is True
+    assert api.hub.health()["components"]["registry"] is True
 
 
 def test_subscriptions_survive_a_restart_with_their_state(api: Client) -> None:
@@ -291,7 +290,7 @@ def test_subscriptions_survive_a_restart_with_their_state(api: Client) -> None:
     assert [(s["id"], s["state"]) for s in doc["items"]] == [("hook", "paused"), ("k", "active")]
     assert secret not in json.dumps(doc)
     assert doc["items"][0]["delivery"]["secret_fingerprint"] == fingerprint
-    assert json.loads(api.hub.get("/healthz"))["components"]["subscriptions"] is True
+    assert api.hub.health()["components"]["subscriptions"] is True
     status, doc, _ = api.call("POST", f"{subs}/hook/resume", "sub_b")
     assert doc["state"] == "active"
     assert api.call("DELETE", f"{subs}/k", "sub_b")[0] == 204

@@ -4,6 +4,7 @@ observations and dead letters out of Kafka. Needs `cityhub stack up` (the Makefi
 from __future__ import annotations
 
 import json
+import urllib.error
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -221,7 +222,7 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
         "cityhub_consumer_lag_messages",
     ):
         assert name in text, name
-    body = json.loads(hub.get("/healthz"))
+    body = hub.health()
     assert body == {
         "status": "ok",
         "components": {
@@ -233,3 +234,22 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
             "worker": True,
         },
     }
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/healthz"])
+def test_the_api_port_serves_neither_metrics_nor_health(hub: Hub, path: str) -> None:
+    # The metrics name tenants and subscriptions: they are on the management port, not on the
+    # API's, where they were readable without a key.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        hub.get(path)
+    assert refused.value.code == 404
+    assert refused.value.headers["Content-Type"].startswith("application/problem+json")
+    problem = json.loads(refused.value.read())
+    assert problem["status"] == 404
+    assert "cityhub_" not in json.dumps(problem)
+    assert hub.management(path)  # and the management port answers it
+    # The management port serves nothing of the API.
+    with pytest.raises(urllib.error.HTTPError) as elsewhere:
+        hub.management("/api/v1/openapi.json")
+    assert elsewhere.value.code == 404
+    assert json.loads(hub.get("/api/v1/openapi.json"))["openapi"]  # documentation stays public
