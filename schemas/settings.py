@@ -27,6 +27,13 @@ class KafkaSettings(_Section):
     """Partitions of the data topics when cityhub creates them: at most this many workers share
     the load."""
     replication_factor: int = Field(default=1, ge=1)
+    """Replicas of each topic cityhub creates: its own, subscriptions' and its faust worker's."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """Replicas that must hold a write before Kafka confirms it to an ``acks=all`` producer (every
+    cityhub producer), set as ``min.insync.replicas`` on each topic cityhub creates. None: 2 for
+    a replicated topic (a confirmed write survives the loss of one broker; with a replication
+    factor of 2, writes also stop while one replica is out), else the broker's default (1).
+    At most ``replication_factor``."""
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_bytes: int = Field(default=256 * 1024, ge=1024)
     """Largest batch the producer builds per partition. aiokafka sends one request at a time per
@@ -34,6 +41,28 @@ class KafkaSettings(_Section):
     (aiokafka's 16 KiB default held the bridge to a third of its rate)."""
     linger_ms: int = Field(default=5, ge=0)
     """How long the producer waits to fill a batch: more throughput for a little latency."""
+
+    @model_validator(mode="after")
+    def _min_insync_within_replicas(self) -> KafkaSettings:
+        # More in-sync replicas than replicas: Kafka would refuse every acks=all write.
+        if self.min_insync_replicas is not None and (
+            self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                f"kafka.min_insync_replicas={self.min_insync_replicas} exceeds "
+                f"kafka.replication_factor={self.replication_factor}: no write could ever be "
+                "confirmed; lower the one or raise the other"
+            )
+        return self
+
+    def topic_min_insync_replicas(self, replication_factor: int | None = None) -> int | None:
+        """``min.insync.replicas`` for a topic of ``replication_factor`` replicas (default: this
+        section's): the configured value (never above the topic's replicas), else 2 for a
+        replicated topic (at most its replicas), else None: the broker's default applies."""
+        replicas = self.replication_factor if replication_factor is None else replication_factor
+        if self.min_insync_replicas is not None:
+            return min(self.min_insync_replicas, replicas)
+        return min(2, replicas) if replicas > 1 else None
 
 
 class MqttSubscription(_Section):

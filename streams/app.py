@@ -11,7 +11,7 @@ from cityhub.schemas.settings import Settings
 from cityhub.streams import metrics
 from cityhub.streams.agents.aggregator import register_aggregator
 from cityhub.streams.agents.normaliser import register_normaliser
-from cityhub.streams.faust_transport import broker_url
+from cityhub.streams.faust_transport import broker_url, use_kafka_settings
 from cityhub.streams.registry.store import RecordStore
 from cityhub.streams.subscriptions.routing import Routing
 
@@ -51,6 +51,8 @@ def create_app(
         processing_guarantee="at_least_once",
         datadir=str(settings.worker.data_dir),
     )
+    # faust's own topics (changelogs, the leader topic) get min.insync.replicas as cityhub's.
+    use_kafka_settings(app, settings.kafka)
     register_normaliser(app, settings, registry, routing)
     register_aggregator(app, settings, routing)
 

@@ -4,6 +4,11 @@ faust can create topics itself, but a consumer that subscribes in the same momen
 topic that is still being created (seen on a fresh Kafka 4.4: "Ignoring missing topic" and no
 assignment). Creating them first, with their partitions and configs, avoids that and makes the
 topic layout explicit. Existing topics are left as they are.
+
+Every cityhub producer writes with ``acks=all``; on a replicated topic that waits for the
+replicas in sync, which without ``min.insync.replicas`` may be the leader alone. So each topic
+cityhub creates with replicas gets ``min.insync.replicas`` (``durability_config``): here, for
+subscriptions' topics (``subscriptions.topics``) and for faust's own (``faust_transport``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from cityhub.schemas.errors import StackError
-from cityhub.schemas.settings import Settings
+from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.topics import Topics
 
 log = logging.getLogger("cityhub.topics")
@@ -30,13 +35,26 @@ class TopicSpec:
     config: dict[str, str]
 
 
+def durability_config(
+    kafka: KafkaSettings, replication_factor: int | None = None
+) -> dict[str, str]:
+    """The config that makes ``acks=all`` wait for enough replicas, for a topic of
+    ``replication_factor`` replicas (default ``kafka.replication_factor``): its
+    ``min.insync.replicas`` (``KafkaSettings.topic_min_insync_replicas``), or nothing when the
+    broker's default applies (an unreplicated topic, no value configured)."""
+    replicas = kafka.topic_min_insync_replicas(replication_factor)
+    return {} if replicas is None else {"min.insync.replicas": str(replicas)}
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The topics cityhub owns, with their partitions and configs."""
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
     n = settings.kafka.partitions
     max_bytes = str(settings.kafka.max_message_bytes + 64 * 1024)
-    log_config = {"cleanup.policy": "delete", "max.message.bytes": max_bytes}
+    durability = durability_config(settings.kafka)
+    log_config = {"cleanup.policy": "delete", "max.message.bytes": max_bytes, **durability}
     compact_config = {
+        **durability,
         "cleanup.policy": "compact",
         "max.message.bytes": max_bytes,
         "min.cleanable.dirty.ratio": "0.1",

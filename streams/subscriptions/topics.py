@@ -15,12 +15,24 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from cityhub.schemas.errors import StackError
-from cityhub.schemas.settings import Settings
+from cityhub.schemas.settings import KafkaSettings, Settings
+from cityhub.streams.topic_admin import durability_config
 
 log = logging.getLogger("cityhub.subscriptions.topics")
 
 SUBSCRIPTION_PARTITIONS = 1
 SUBSCRIPTION_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+def subscription_topic_config(kafka: KafkaSettings) -> dict[str, str]:
+    """The config of a subscription's topic: 7 days, records as large as cityhub's, and
+    ``min.insync.replicas`` when it is replicated (``durability_config``)."""
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(SUBSCRIPTION_RETENTION_MS),
+        "max.message.bytes": str(kafka.max_message_bytes + 64 * 1024),
+        **durability_config(kafka),
+    }
 
 
 class SubscriptionTopics:
@@ -56,11 +68,7 @@ class SubscriptionTopics:
                     name=topic,
                     num_partitions=SUBSCRIPTION_PARTITIONS,
                     replication_factor=kafka.replication_factor,
-                    topic_configs={
-                        "cleanup.policy": "delete",
-                        "retention.ms": str(SUBSCRIPTION_RETENTION_MS),
-                        "max.message.bytes": str(kafka.max_message_bytes + 64 * 1024),
-                    },
+                    topic_configs=subscription_topic_config(kafka),
                 )
             ]
         )

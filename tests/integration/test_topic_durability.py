@@ -1,0 +1,100 @@
+"""min.insync.replicas reaches Kafka on every path by which cityhub creates topics: its own
+(``ensure_topics``), a subscription's (``SubscriptionTopics``) and faust's (a table's changelog,
+through cityhub's transport). The local broker has one node, so the only value it accepts is 1;
+the topic-level override (config source 1, ``DYNAMIC_TOPIC_CONFIG``) shows it came from cityhub
+and not from the broker's default, which is what the topics of the default settings show."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from cityhub.schemas.settings import KafkaSettings, Settings, WorkerSettings
+from cityhub.streams.app import create_app
+from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.streams.subscriptions.topics import SubscriptionTopics
+from cityhub.streams.topic_admin import ensure_topics, topic_specs
+
+from .hub import BOOTSTRAP
+
+pytestmark = pytest.mark.integration
+
+TOPIC_OVERRIDE = 1  # DescribeConfigs' config source of a value set on the topic itself
+
+
+async def _create_every_kind(settings: Settings) -> list[str]:
+    """Create cityhub's topics, one subscription topic and one faust changelog topic, the way
+    a hub does; return their names."""
+    await ensure_topics(settings, timeout=30.0)
+    subscription = f"{settings.kafka.topic_prefix}.sub.t.durability"
+    topics = SubscriptionTopics(settings)
+    try:
+        await topics.ensure(subscription)
+    finally:
+        await topics.close()
+    app = create_app(settings, InMemoryRegistryStore())
+    changelog = next(iter(app.tables.values())).changelog_topic
+    await app.producer.start()
+    try:
+        await changelog.maybe_declare()
+    finally:
+        await app.producer.stop()
+    return [
+        *(spec.name for spec in topic_specs(settings)),
+        subscription,
+        changelog.get_topic_name(),
+    ]
+
+
+async def _min_insync_replicas(names: list[str]) -> dict[str, tuple[str, int]]:
+    """Each topic's min.insync.replicas and where its value comes from; the topics are
+    deleted afterwards."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="durability-test")
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, None) for name in names]
+        )
+        found: dict[str, tuple[str, int]] = {}
+        for response in responses:
+            for _code, _message, _type, name, entries in response.resources:
+                for key, value, _read_only, source, *_ in entries:
+                    if key == "min.insync.replicas":
+                        found[name] = (value, source)
+        return found
+    finally:
+        await admin.delete_topics(names)
+        await admin.close()
+
+
+def _settings(tmp_path: Path, min_insync_replicas: int | None) -> Settings:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    return Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=BOOTSTRAP,
+            topic_prefix=prefix,
+            partitions=1,
+            min_insync_replicas=min_insync_replicas,
+        ),
+        worker=WorkerSettings(app_id=f"{prefix}-app", data_dir=tmp_path / "worker"),
+    )
+
+
+async def test_every_topic_cityhub_creates_carries_the_configured_min_insync_replicas(
+    tmp_path: Path,
+) -> None:
+    names = await _create_every_kind(_settings(tmp_path, min_insync_replicas=1))
+    assert len(names) == 9
+    found = await _min_insync_replicas(names)
+    assert found == dict.fromkeys(names, ("1", TOPIC_OVERRIDE))
+
+
+async def test_unreplicated_topics_keep_the_broker_default(tmp_path: Path) -> None:
+    names = await _create_every_kind(_settings(tmp_path, min_insync_replicas=None))
+    found = await _min_insync_replicas(names)
+    assert set(found) == set(names)
+    assert all(source != TOPIC_OVERRIDE for _value, source in found.values()), found

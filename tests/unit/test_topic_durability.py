@@ -1,0 +1,85 @@
+"""min.insync.replicas on the topics cityhub creates: derived from the replication factor or
+configured, never above it, on cityhub's own topics, subscriptions' and faust's."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from cityhub.schemas.settings import KafkaSettings, Settings
+from cityhub.streams.app import create_app
+from cityhub.streams.faust_transport import faust_topic_config
+from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.streams.subscriptions.topics import subscription_topic_config
+from cityhub.streams.topic_admin import topic_specs
+
+MIN_ISR = "min.insync.replicas"
+
+
+def _settings(replication_factor: int, min_insync_replicas: int | None = None) -> Settings:
+    return Settings(
+        kafka=KafkaSettings(
+            replication_factor=replication_factor, min_insync_replicas=min_insync_replicas
+        )
+    )
+
+
+def test_unreplicated_topics_leave_min_insync_replicas_to_the_broker() -> None:
+    specs = topic_specs(_settings(replication_factor=1))
+    assert len(specs) == 7
+    assert all(MIN_ISR not in spec.config for spec in specs)
+    assert MIN_ISR not in subscription_topic_config(KafkaSettings(replication_factor=1))
+
+
+@pytest.mark.parametrize(("replicas", "expected"), [(2, "2"), (3, "2"), (5, "2")])
+def test_replicated_topics_get_min_insync_replicas_of_two(replicas: int, expected: str) -> None:
+    settings = _settings(replication_factor=replicas)
+    specs = topic_specs(settings)
+    assert {spec.config[MIN_ISR] for spec in specs} == {expected}
+    assert subscription_topic_config(settings.kafka)[MIN_ISR] == expected
+    # The rest of each topic's config stays as it was.
+    by_name = {spec.name: spec.config for spec in specs}
+    assert by_name["cityhub.registry"]["cleanup.policy"] == "compact"
+    assert by_name["cityhub.raw"]["cleanup.policy"] == "delete"
+
+
+def test_a_configured_value_is_used_as_given() -> None:
+    specs = topic_specs(_settings(replication_factor=5, min_insync_replicas=3))
+    assert {spec.config[MIN_ISR] for spec in specs} == {"3"}
+    # Also on an unreplicated topic, when asked for (the only value allowed there is 1).
+    specs = topic_specs(_settings(replication_factor=1, min_insync_replicas=1))
+    assert {spec.config[MIN_ISR] for spec in specs} == {"1"}
+
+
+def test_min_insync_replicas_above_the_replication_factor_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"exceeds kafka\.replication_factor=2"):
+        KafkaSettings(replication_factor=2, min_insync_replicas=3)
+    with pytest.raises(ValidationError):
+        KafkaSettings(min_insync_replicas=0)
+
+
+def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CITYHUB_KAFKA__REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("CITYHUB_KAFKA__MIN_INSYNC_REPLICAS", "3")
+    assert Settings().kafka.topic_min_insync_replicas() == 3
+    monkeypatch.setenv("CITYHUB_KAFKA__MIN_INSYNC_REPLICAS", "4")
+    with pytest.raises(ValidationError, match="min_insync_replicas=4"):
+        Settings()
+
+
+def test_faust_topics_of_an_app_get_the_same_durability() -> None:
+    replicated = create_app(_settings(replication_factor=3), InMemoryRegistryStore())
+    # A changelog topic: faust's own config (compaction) is kept, min.insync.replicas added.
+    assert faust_topic_config(replicated, 3, {"cleanup.policy": "compact"}) == {
+        "cleanup.policy": "compact",
+        MIN_ISR: "2",
+    }
+    # A topic faust declares with fewer replicas never gets more in-sync replicas than it has.
+    assert faust_topic_config(replicated, 1, None) == {}
+    # A per-topic value wins over the derived one.
+    assert faust_topic_config(replicated, 3, {MIN_ISR: "3"}) == {MIN_ISR: "3"}
+
+    unreplicated = create_app(_settings(replication_factor=1), InMemoryRegistryStore())
+    assert faust_topic_config(unreplicated, 1, {"cleanup.policy": "compact"}) == {
+        "cleanup.policy": "compact"
+    }
