@@ -245,6 +245,22 @@ class StackSettings(_Section):
     """How long ``up`` waits for each broker to really serve before it gives up."""
     stop_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long ``down`` waits after SIGTERM before it sends SIGKILL."""
+    mosquitto_password_file: Path | None = None
+    """A Mosquitto password file (made with ``mosquitto_passwd``). When set, Mosquitto refuses
+    anonymous clients, and the readiness probe logs in as ``mqtt.username``/``mqtt.password``.
+    None (the default): anonymous access on the loopback listener."""
+    mosquitto_acl_file: Path | None = None
+    """A Mosquitto ACL file (``deploy/mosquitto/acl.example`` is one): who may publish and read
+    which topics. Needs ``mosquitto_password_file``, since the ACL is per user."""
+
+    @model_validator(mode="after")
+    def _acl_needs_users(self) -> StackSettings:
+        if self.mosquitto_acl_file is not None and self.mosquitto_password_file is None:
+            raise ValueError(
+                "stack.mosquitto_acl_file needs stack.mosquitto_password_file: the ACL grants "
+                "topics to users, and without a password file nobody logs in as one"
+            )
+        return self
 
 
 class Settings(BaseSettings):

@@ -51,15 +51,32 @@ def render_log4j2_properties(template: str) -> str:
     return _fill(template, str(LOG4J2_TEMPLATE), {})
 
 
+def mosquitto_access(stack: StackSettings) -> str:
+    """The broker's access lines: anonymous clients allowed, or (with a password file) only the
+    file's users, each limited by the ACL file when there is one. Paths are made absolute, since
+    mosquitto runs in the state dir."""
+    if stack.mosquitto_password_file is None:
+        return "allow_anonymous true"
+    lines = [
+        "allow_anonymous false",
+        f"password_file {Path(stack.mosquitto_password_file).expanduser().resolve()}",
+    ]
+    if stack.mosquitto_acl_file is not None:
+        lines.append(f"acl_file {Path(stack.mosquitto_acl_file).expanduser().resolve()}")
+    return "\n".join(lines)
+
+
 def render_mosquitto_conf(
     template: str, stack: StackSettings, layout: StackLayout, user: str
 ) -> str:
-    """``mosquitto.conf``: loopback listener, persistence in the state dir, deliberate limits."""
+    """``mosquitto.conf``: loopback listener, who may connect (``mosquitto_access``),
+    persistence in the state dir, deliberate limits."""
     return _fill(
         template,
         str(MOSQUITTO_CONF_TEMPLATE),
         {
             "mqtt_port": stack.mqtt_port,
+            "access": mosquitto_access(stack),
             "user": user,
             "pid_file": layout.mosquitto_pid,
             "persistence_dir": layout.mosquitto_persistence,

@@ -8,7 +8,7 @@ import fcntl
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,24 @@ class _Service:
     """The config files as the current settings would write them."""
 
 
+SERVICES = (kafka.NAME, mosquitto.NAME)
+"""The brokers of the stack, in the order they are reported."""
+
+
+def _mqtt_login(settings: Settings) -> tuple[str | None, str | None]:
+    """Who the MQTT probe logs in as: nobody, unless the broker has a password file; then the
+    hub's own MQTT user (``mqtt.username``/``password``), which must therefore be set."""
+    if settings.stack.mosquitto_password_file is None:
+        return None, None
+    if settings.mqtt.username is None or settings.mqtt.password is None:
+        raise StackError(
+            "stack.mosquitto_password_file is set, so Mosquitto refuses anonymous clients: set "
+            "CITYHUB_MQTT__USERNAME and CITYHUB_MQTT__PASSWORD to a user of that file (the hub "
+            "and the stack's readiness probe log in as it)"
+        )
+    return settings.mqtt.username, settings.mqtt.password.get_secret_value()
+
+
 def _services(
     settings: Settings, layout: StackLayout, deploy_dir: Path | None
 ) -> tuple[_Service, _Service]:
@@ -77,7 +95,13 @@ def _services(
             ports=(stack.mqtt_port,),
             process=mosquitto.mosquitto_process(layout),
             log_file=layout.mosquitto_log,
-            probe=lambda within_s: probe_mqtt("127.0.0.1", stack.mqtt_port, within_s=within_s),
+            probe=lambda within_s: probe_mqtt(
+                "127.0.0.1",
+                stack.mqtt_port,
+                within_s=within_s,
+                username=_mqtt_login(settings)[0],
+                password=_mqtt_login(settings)[1],
+            ),
             log_tail=lambda: mosquitto.mosquitto_log_tail(layout),
             configs=mosquitto_configs,
         ),
@@ -173,15 +197,30 @@ async def _bring_up(
     return status, started
 
 
-async def stack_up(settings: Settings) -> StackStatus:
+def _selected(only: Collection[str] | None) -> Collection[str]:
+    if only is None:
+        return SERVICES
+    unknown = set(only) - set(SERVICES)
+    if unknown:
+        raise StackError(f"no such service {sorted(unknown)}; the stack has {list(SERVICES)}")
+    return only
+
+
+async def stack_up(settings: Settings, *, only: Collection[str] | None = None) -> StackStatus:
     """Start Kafka and Mosquitto unless they already run, and return once both really serve.
 
+    ``only`` limits it to some of ``SERVICES`` (a test's private Mosquitto needs no Kafka).
     Idempotent: with both already up and serving, nothing is started. Raises ``StackError`` with
     what to do when a tool is missing, a port is taken or a broker does not come up in time.
     """
     stack = settings.stack
     layout = StackLayout.under(stack.state_dir)
     deploy_dir = find_deploy_dir(stack.deploy_dir)
+    selected = _selected(only)
+    if mosquitto.NAME in selected:
+        _mqtt_login(
+            settings
+        )  # no credentials for a broker that wants them: say so before it starts
     kafka_service, mosquitto_service = _services(settings, layout, deploy_dir)
     began = time.monotonic()
 
@@ -191,22 +230,25 @@ async def stack_up(settings: Settings) -> StackStatus:
     async def start_mosquitto() -> int:
         return mosquitto.start_mosquitto(layout, stack, deploy_dir)
 
+    starts = (
+        (kafka_service, start_kafka),
+        (mosquitto_service, start_mosquitto),
+    )
     async with _locked(layout):
         with quiet_client_logs():
             try:
                 async with asyncio.TaskGroup() as group:
-                    kafka_task = group.create_task(
-                        _bring_up(kafka_service, start_kafka, stack.ready_timeout_seconds)
-                    )
-                    mosquitto_task = group.create_task(
-                        _bring_up(mosquitto_service, start_mosquitto, stack.ready_timeout_seconds)
-                    )
+                    tasks = [
+                        group.create_task(_bring_up(service, start, stack.ready_timeout_seconds))
+                        for service, start in starts
+                        if service.name in selected
+                    ]
             except* StackError as group_error:
                 # The CLI catches StackError, not a group: report both brokers' failures in one.
                 raise StackError(
                     "\n\n".join(str(error) for error in group_error.exceptions)
                 ) from group_error
-    results = (kafka_task.result(), mosquitto_task.result())
+    results = [task.result() for task in tasks]
     if any(started for _, started in results):
         log.info("stack up in %.1f s (state in %s)", time.monotonic() - began, layout.root)
     else:
@@ -214,18 +256,22 @@ async def stack_up(settings: Settings) -> StackStatus:
     return StackStatus(services=tuple(status for status, _ in results), state_dir=layout.root)
 
 
-async def stack_down(settings: Settings, purge: bool = False) -> None:
+async def stack_down(
+    settings: Settings, purge: bool = False, *, only: Collection[str] | None = None
+) -> None:
     """Stop both brokers (SIGTERM, then SIGKILL after the stop timeout). Idempotent.
 
-    With ``purge``, also delete their data, configs and logs, so that the next ``up`` starts from
-    empty brokers; the downloaded Kafka jars are kept.
+    ``only`` limits it to some of ``SERVICES``. With ``purge``, also delete their data, configs
+    and logs, so that the next ``up`` starts from empty brokers; the downloaded Kafka jars are
+    kept.
     """
     stack = settings.stack
     layout = StackLayout.under(stack.state_dir)
     if not layout.root.exists():
         log.info("nothing to stop: no state dir at %s", layout.root)
         return
-    services = _services(settings, layout, None)
+    selected = _selected(only)
+    services = [s for s in _services(settings, layout, None) if s.name in selected]
     async with _locked(layout):
         stopped = await asyncio.gather(
             *(stop(service.process, grace_s=stack.stop_timeout_seconds) for service in services)
@@ -233,21 +279,24 @@ async def stack_down(settings: Settings, purge: bool = False) -> None:
         if not any(stopped):
             log.info("stack was not running")
         if purge:
-            purge_state(layout)
+            purge_state(layout, only=selected)
 
 
-def purge_state(layout: StackLayout) -> None:
-    """Delete the brokers' data, configs and logs under the state dir (never the jars).
+def purge_state(layout: StackLayout, *, only: Collection[str] = SERVICES) -> None:
+    """Delete the brokers' (or ``only`` these brokers') data, configs and logs under the state
+    dir (never the jars).
 
     Only the stack's own paths are removed, never the state dir itself: it is configurable, and
     a mistaken setting must not become ``rm -rf`` of something else.
     """
     log.info("purging broker data in %s (keeping %s)", layout.root, layout.kafka_libs)
-    shutil.rmtree(layout.kafka_data, ignore_errors=True)
-    shutil.rmtree(layout.kafka_dir / "libs.tmp", ignore_errors=True)
-    for path in (layout.kafka_server_properties, layout.kafka_log4j2, layout.kafka_log):
-        path.unlink(missing_ok=True)
-    shutil.rmtree(layout.mosquitto_dir, ignore_errors=True)
+    if kafka.NAME in only:
+        shutil.rmtree(layout.kafka_data, ignore_errors=True)
+        shutil.rmtree(layout.kafka_dir / "libs.tmp", ignore_errors=True)
+        for path in (layout.kafka_server_properties, layout.kafka_log4j2, layout.kafka_log):
+            path.unlink(missing_ok=True)
+    if mosquitto.NAME in only:
+        shutil.rmtree(layout.mosquitto_dir, ignore_errors=True)
 
 
 async def _observe(service: _Service) -> ServiceStatus:

@@ -63,9 +63,29 @@ def rendered_configs(
     return {layout.mosquitto_conf: conf}
 
 
+def check_access_files(stack: StackSettings) -> None:
+    """Raise ``StackError`` saying what to do when a configured password or ACL file is missing
+    (mosquitto would exit with a terse message, or with none, at start-up)."""
+    for name, path in (
+        ("mosquitto_password_file", stack.mosquitto_password_file),
+        ("mosquitto_acl_file", stack.mosquitto_acl_file),
+    ):
+        if path is not None and not Path(path).expanduser().is_file():
+            hint = (
+                "make it with `mosquitto_passwd -c -b FILE USER PASSWORD`"
+                if name == "mosquitto_password_file"
+                else "start from deploy/mosquitto/acl.example"
+            )
+            raise StackError(
+                f"StackSettings.{name}={path} is not a file: {hint}, or unset "
+                f"CITYHUB_STACK__{name.upper()}"
+            )
+
+
 def start_mosquitto(layout: StackLayout, stack: StackSettings, deploy_dir: Path) -> int:
     """Write the config and start the broker detached; return its pid."""
     binary = mosquitto_binary(stack.mosquitto_bin)
+    check_access_files(stack)
     layout.mosquitto_persistence.mkdir(parents=True, exist_ok=True)
     for path, text in rendered_configs(layout, stack, deploy_dir).items():
         path.write_text(text)

@@ -3,7 +3,8 @@
 An open port proves little: Kafka accepts connections well before its controller has elected
 itself and can create a topic, and a half-started Mosquitto may still refuse a session. So the
 Kafka probe creates a small topic, produces to it with ``acks=all`` and reads the record back;
-the MQTT probe subscribes, publishes at QoS 1 and waits for its own message.
+the MQTT probe subscribes, publishes at QoS 1 and waits for its own message (logged in, when the
+broker asks for users: the ACL must then let that user read and write ``cityhub/_health/#``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import aiomqtt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from paho.mqtt.reasoncodes import ReasonCode
 
 HEALTH_TOPIC = "__cityhub_health"
 """One partition, short retention: each probe appends a few bytes."""
@@ -31,6 +33,15 @@ log = logging.getLogger("cityhub.stack")
 
 class NotServingError(Exception):
     """The broker did not (yet) serve; the message says how far the probe got."""
+
+
+class AccessRefused(NotServingError):
+    """The broker serves but refused the probe's login or its topic: waiting will not help."""
+
+
+_MQTT_AUTH_REFUSALS = frozenset({4, 5, 0x86, 0x87})
+"""CONNACK codes of a refused login: MQTT 3.1.1's bad credentials (4) and not authorised (5),
+MQTT 5's Bad user name or password (0x86) and Not authorized (0x87)."""
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -153,10 +164,26 @@ async def probe_kafka(bootstrap: str, *, within_s: float) -> str:
     return f"broker {broker_ids}, produce+consume on {HEALTH_TOPIC} in {elapsed_ms:.0f} ms"
 
 
-async def probe_mqtt(host: str, port: int, *, within_s: float) -> str:
-    """Subscribe to a fresh topic, publish to it at QoS 1 and receive the message back.
+def _code(rc: int | ReasonCode | None) -> int:
+    """A paho ``ReasonCode`` or a bare MQTT 3.1.1 return code as a number (-1 for none)."""
+    if rc is None:
+        return -1
+    return rc.value if isinstance(rc, ReasonCode) else rc
 
-    Returns a one-line description of what worked; raises ``NotServingError`` otherwise.
+
+async def probe_mqtt(
+    host: str,
+    port: int,
+    *,
+    within_s: float,
+    username: str | None = None,
+    password: str | None = None,
+) -> str:
+    """Subscribe to a fresh topic, publish to it at QoS 1 and receive the message back, logged
+    in as ``username`` when given.
+
+    Returns a one-line description of what worked; raises ``AccessRefused`` when the broker
+    refuses the login or the topic, ``NotServingError`` when it does not serve (yet).
     """
     token = secrets.token_hex(8)
     topic = f"{MQTT_HEALTH_PREFIX}/{token}"
@@ -171,9 +198,16 @@ async def probe_mqtt(host: str, port: int, *, within_s: float) -> str:
                 identifier=f"cityhub-health-{token}",
                 clean_session=True,  # leave nothing behind in the persistent store
                 timeout=within_s,
+                username=username,
+                password=password,
             ) as client,
         ):
-            await client.subscribe(topic, qos=1)
+            granted = await client.subscribe(topic, qos=1)
+            if any(_code(q) >= 0x80 for q in granted):
+                raise AccessRefused(
+                    f"subscribing to {topic} was refused; let the probe's user "
+                    f"({username or 'anonymous'}) read and write {MQTT_HEALTH_PREFIX}/# in the ACL"
+                )
             await client.publish(topic, payload, qos=1)
             async for message in client.messages:
                 if message.payload == payload:
@@ -181,9 +215,20 @@ async def probe_mqtt(host: str, port: int, *, within_s: float) -> str:
                         raise NotServingError(f"message came back at QoS {message.qos}, not 1")
                     break
     except TimeoutError as exc:
-        raise NotServingError(f"no QoS 1 round trip on {topic} within {within_s:.0f} s") from exc
+        raise NotServingError(
+            f"no QoS 1 round trip on {topic} within {within_s:.0f} s (with an ACL: may "
+            f"{username or 'anonymous'} read and write {MQTT_HEALTH_PREFIX}/#?)"
+        ) from exc
     except NotServingError:
         raise
+    except aiomqtt.MqttCodeError as exc:
+        if _code(exc.rc) in _MQTT_AUTH_REFUSALS:
+            who = f"user {username!r}" if username else "an anonymous client"
+            raise AccessRefused(
+                f"the broker refused {who}: {exc} (set CITYHUB_MQTT__USERNAME and "
+                "CITYHUB_MQTT__PASSWORD to a user of the password file)"
+            ) from exc
+        raise NotServingError(_describe(exc)) from exc
     except Exception as exc:  # aiomqtt.MqttError and socket errors alike mean "not serving"
         raise NotServingError(_describe(exc)) from exc
     elapsed_ms = (time.monotonic() - started) * 1000
@@ -215,6 +260,8 @@ async def wait_until_serving(
         try:
             with quiet_client_logs():
                 return await probe(min(attempt_timeout, max(remaining, 1.0)))
+        except AccessRefused:
+            raise  # a refused login stays refused: say so now, not after the timeout
         except NotServingError as exc:
             last = str(exc)
             log.debug("%s: not serving yet: %s", name, last)
