@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import orjson
 
 from cityhub.schemas.errors import InvalidEnvelope, MalformedJSON
-from cityhub.schemas.payload_text import payload_from_text, payload_to_text
+from cityhub.schemas.payload_text import fit_json, payload_from_text, payload_to_text
 
 ENVELOPE_VERSION = 1
 
@@ -34,21 +34,27 @@ class RawEnvelope:
     payload: bytes
     """The original bytes, untouched."""
 
-    def to_json(self) -> bytes:
-        """Serialise for Kafka. Text payloads stay readable; others are base64."""
-        encoding, text = payload_to_text(self.payload)
-        return orjson.dumps(
-            {
-                "v": ENVELOPE_VERSION,
-                "source": self.source,
-                "format": self.format,
-                "topic": self.topic,
-                "device": self.device,
-                "received_at": self.received_at,
-                "payload_encoding": encoding,
-                "payload": text,
-            }
-        )
+    def to_json(self, max_bytes: int | None = None) -> bytes:
+        """Serialise for Kafka. Text payloads stay readable; others are base64, and so is a text
+        payload whose escaped form would exceed ``max_bytes`` when base64 is smaller (the caller
+        still checks the length: a payload may be too large either way)."""
+
+        def encode(encoding: str | None) -> bytes:
+            used, text = payload_to_text(self.payload, encoding=encoding)
+            return orjson.dumps(
+                {
+                    "v": ENVELOPE_VERSION,
+                    "source": self.source,
+                    "format": self.format,
+                    "topic": self.topic,
+                    "device": self.device,
+                    "received_at": self.received_at,
+                    "payload_encoding": used,
+                    "payload": text,
+                }
+            )
+
+        return fit_json(encode, max_bytes)
 
     @classmethod
     def from_json(cls, data: bytes) -> RawEnvelope:

@@ -36,7 +36,12 @@ class Reason(StrEnum):
     payload name different devices or applications) or with the registry (a registered device
     id with another DevEUI, an uplink from an application the device is not bound to)."""
     OVERSIZE = "oversize"
-    """The message exceeds the configured maximum size."""
+    """The message exceeds the configured maximum size, or a record made from it would exceed
+    Kafka's record limit once encoded (``kafka.max_message_bytes``)."""
+    KAFKA_REFUSED = "kafka_refused"
+    """Kafka refused a record as invalid for what it is (too large for the topic's own limit,
+    a timestamp outside the broker's bounds); the detail carries Kafka's error. Never a Kafka
+    outage: those are retried."""
     INTERNAL_ERROR = "internal_error"
     """A bug: an unexpected exception while handling this message. Never crashes the worker."""
     DELIVERY_FAILED = "delivery_failed"

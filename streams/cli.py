@@ -139,8 +139,7 @@ def _run_worker(
     own. ``api_limits`` are ``build_api``'s body caps."""
     import faust
 
-    from cityhub.connectors.kafka import BatchingWriter, create_producer
-    from cityhub.connectors.mqtt.bridge import MqttBridge
+    from cityhub.connectors.mqtt.bridge import MqttBridge, bridge_writer
     from cityhub.streams.app import create_app
     from cityhub.streams.registry.store import RegistryStore
     from cityhub.streams.services import (
@@ -199,15 +198,13 @@ def _run_worker(
         holder: dict[str, MqttBridge] = {}
 
         async def run_bridge() -> None:
-            producer = create_producer(settings.kafka, client_id="cityhub-bridge")
-            await producer.start()
-            writer = BatchingWriter(producer, linger=settings.kafka.linger_ms / 1000)
+            writer = bridge_writer(settings)
+            await writer.start()
             try:
                 holder["bridge"] = MqttBridge(settings, writer)
                 await holder["bridge"].run()
             finally:
-                await writer.flush()
-                await producer.stop()
+                await writer.stop()
 
         services.append(CoroutineService("mqtt-bridge", run_bridge, loop=loop))
         checks["bridge"] = lambda: bool(holder.get("bridge") and holder["bridge"].healthy)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat
+from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute, record_size
 from cityhub.connectors.mqtt import metrics
 from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
 from cityhub.connectors.mqtt.codec import Publish
@@ -36,6 +37,8 @@ log = logging.getLogger("cityhub.bridge")
 SOURCE = metrics.CONNECTOR
 STAGE = "bridge"
 PRODUCER_BLOCKED_SECONDS = 0.001
+DEADLETTER_KEY_BYTES = 1024
+"""A dead letter's key (the device, or the topic) is cut to this."""
 """A hand-over to the producer that takes longer than this waited for buffer space."""
 
 
@@ -45,6 +48,21 @@ class RecordSink(Protocol):
     async def send(
         self, topic: str, value: bytes | None = None, key: bytes | None = None
     ) -> asyncio.Future[Any]: ...
+
+
+def bridge_writer(settings: Settings) -> BatchingWriter:
+    """The bridge's writer (start it in the bridge's loop): records sized against Kafka's limit,
+    whatever it cannot write dead-lettered (stage ``bridge``) and counted."""
+    return BatchingWriter.for_kafka(
+        settings.kafka,
+        client_id="cityhub-bridge",
+        dead_letters=DeadLetterRoute(
+            Topics.for_prefix(settings.kafka.topic_prefix).deadletter,
+            STAGE,
+            settings.bridge.max_payload_bytes,
+            count=lambda reason: metrics.DEADLETTERS.labels(SOURCE, reason.value).inc(),
+        ),
+    )
 
 
 class KafkaWriteFailed(CityhubError):
@@ -74,6 +92,7 @@ class MqttBridge:
         )
         self._max_inflight = settings.bridge.max_inflight
         self._max_payload = settings.bridge.max_payload_bytes
+        self._max_record = settings.kafka.max_message_bytes
         self._current: MqttSession | None = None
         self._clock: tuple[int, str] = (0, "")
         self._m_written: dict[tuple[str, str], Any] = {}
@@ -175,7 +194,8 @@ class MqttBridge:
 
     def _to_record(self, message: Publish) -> tuple[str, str, bytes, bytes]:
         """(format, Kafka topic, value, key) for one MQTT message: a raw envelope, or a dead
-        letter when the bridge already knows the message cannot be processed."""
+        letter when the bridge already knows the message cannot be processed. Every record is
+        sized exactly: one Kafka would refuse never leaves the bridge."""
         topic = message.topic
         payload = message.payload
         now = self._now()
@@ -187,33 +207,28 @@ class MqttBridge:
             received = self._m_received[fmt_name] = metrics.RECEIVED.labels(SOURCE, fmt_name)
         received.inc()
         key = fmt.partition_key(topic, payload) if fmt else topic
-        if fmt is None or len(payload) > self._max_payload:
-            if fmt is None:
-                reason, detail = (
-                    Reason.UNKNOWN_FORMAT,
-                    f"no ingest format is registered for topic {topic!r} "
-                    f"(format {fmt_name!r}); check the bridge subscriptions",
-                )
-            else:
-                reason, detail = (
-                    Reason.OVERSIZE,
-                    f"payload of {len(payload)} bytes exceeds the limit of "
-                    f"{self._max_payload} bytes (CITYHUB_BRIDGE__MAX_PAYLOAD_BYTES)",
-                )
-            metrics.DEADLETTERS.labels(SOURCE, reason.value).inc()
-            letter = DeadLetter.of(
-                stage=STAGE,
-                reason=reason,
-                detail=detail,
-                failed_at=now,
-                payload=payload,
-                max_payload_bytes=self._max_payload,
-                format=fmt_name,
-                source_topic=topic,
-                device=key if fmt else None,
-                received_at=now,
+        key_bytes = key.encode()
+        if fmt is None:
+            return fmt_name, *self._dead_letter(
+                message,
+                Reason.UNKNOWN_FORMAT,
+                f"no ingest format is registered for topic {topic!r} (format {fmt_name!r}); "
+                "check the bridge subscriptions",
+                now,
+                key_bytes,
+                fmt_name,
+                keyed_by_device=False,
             )
-            return fmt_name, self._topics.deadletter, letter.to_json(), key.encode()
+        if len(payload) > self._max_payload:
+            return fmt_name, *self._dead_letter(
+                message,
+                Reason.OVERSIZE,
+                f"payload of {len(payload)} bytes exceeds the limit of {self._max_payload} bytes "
+                "(CITYHUB_BRIDGE__MAX_PAYLOAD_BYTES)",
+                now,
+                key_bytes,
+                fmt_name,
+            )
         envelope = RawEnvelope(
             source=SOURCE,
             format=fmt_name,
@@ -222,24 +237,63 @@ class MqttBridge:
             received_at=now,
             payload=payload,
         )
-        return fmt_name, self._topics.raw, envelope.to_json(), key.encode()
+        room = self._max_record - record_size(key_bytes, b"")
+        value = envelope.to_json(max_bytes=room)
+        if len(value) > room:
+            # JSON escapes some characters as six bytes each: a payload under the limit can
+            # still make an envelope Kafka would refuse (and the broker redeliver for ever).
+            return fmt_name, *self._dead_letter(
+                message,
+                Reason.OVERSIZE,
+                f"payload of {len(payload)} bytes makes a raw envelope of {len(value)} bytes "
+                f"once encoded, more than Kafka's record limit of {room} bytes for it "
+                "(CITYHUB_KAFKA__MAX_MESSAGE_BYTES)",
+                now,
+                key_bytes,
+                fmt_name,
+            )
+        return fmt_name, self._topics.raw, value, key_bytes
 
-    def _internal_error(self, message: Publish, exc: Exception) -> tuple[str, str, bytes, bytes]:
-        topic = message.topic
-        payload = message.payload
-        metrics.DEADLETTERS.labels(SOURCE, Reason.INTERNAL_ERROR.value).inc()
-        now = self._now()
+    def _dead_letter(
+        self,
+        message: Publish,
+        reason: Reason,
+        detail: str,
+        now: str,
+        key: bytes,
+        fmt_name: str | None,
+        *,
+        keyed_by_device: bool = True,
+    ) -> tuple[str, bytes, bytes]:
+        """(Kafka topic, value, key) of the dead letter of ``message``, counted, sized to fit;
+        ``keyed_by_device``: the key is the device (else the device is not known)."""
+        metrics.DEADLETTERS.labels(SOURCE, reason.value).inc()
         letter = DeadLetter.of(
             stage=STAGE,
-            reason=Reason.INTERNAL_ERROR,
-            detail=f"the bridge failed on this message: {exc!r}",
+            reason=reason,
+            detail=detail,
             failed_at=now,
-            payload=payload,
+            payload=message.payload,
             max_payload_bytes=self._max_payload,
-            source_topic=topic,
+            format=fmt_name,
+            source_topic=message.topic,
+            device=key.decode(errors="replace") if keyed_by_device else None,
             received_at=now,
         )
-        return "unknown", self._topics.deadletter, letter.to_json(), topic.encode()
+        key = key[:DEADLETTER_KEY_BYTES]
+        value = letter.to_json(self._max_record - record_size(key, b""))
+        return self._topics.deadletter, value, key
+
+    def _internal_error(self, message: Publish, exc: Exception) -> tuple[str, str, bytes, bytes]:
+        return "unknown", *self._dead_letter(
+            message,
+            Reason.INTERNAL_ERROR,
+            f"the bridge failed on this message: {exc!r}",
+            self._now(),
+            message.topic.encode(),
+            None,
+            keyed_by_device=False,
+        )
 
     def _now(self) -> str:
         """The receive time, RFC 3339; formatted once per millisecond, not once per message."""

@@ -95,7 +95,7 @@ from typing import Any
 import faust
 import orjson
 
-from cityhub.connectors.kafka import BatchingWriter, create_producer
+from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute
 from cityhub.schemas.aggregate import Aggregate, Grouping
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Source
@@ -213,7 +213,17 @@ class _Aggregator:
         self.area_topic = topics.area_observations
         self.observations_topic = topics.observations
         self.default_sources = settings.kafka.partitions
-        self.writer = BatchingWriter(None, linger=settings.kafka.linger_ms / 1000)
+        stage = f"aggregate-{grouping}"
+        self.writer = BatchingWriter.for_kafka(
+            settings.kafka,
+            client_id=f"{settings.worker.app_id}-{grouping}-agg",
+            dead_letters=DeadLetterRoute(
+                topics.deadletter,
+                stage,
+                settings.bridge.max_payload_bytes,
+                count=lambda reason: metrics.DEADLETTERS.labels(stage, reason.value).inc(),
+            ),
+        )
         self.changelog: str = table.changelog_topic.get_topic_name()
         self.on_failure = on_failure
         self.states: dict[int, WindowState] = {}
@@ -562,20 +572,14 @@ def register_aggregator(
         async def run(stream: Any) -> None:
             while routing is not None and not routing.ready:  # noqa: ASYNC110 - a flag
                 await asyncio.sleep(0.05)
-            producer = create_producer(
-                settings.kafka, client_id=f"{settings.worker.app_id}-{aggregator.grouping}-agg"
-            )
-            await producer.start()
-            aggregator.writer.attach(producer)
+            await aggregator.writer.start()
             pending = asyncio.Semaphore(settings.worker.max_unconfirmed_records)
             try:
                 async for event in stream.noack().events():
                     await pending.acquire()
                     await aggregator.intake.take(event, aggregator.process, pending.release, crash)
             finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(aggregator.writer.flush(), 10.0)
-                await producer.stop()
+                await aggregator.writer.stop()
                 await aggregator.intake.close()
 
         run.__name__ = f"aggregate_{aggregator.grouping}"

@@ -23,10 +23,10 @@ from typing import Any
 
 import faust
 
-from cityhub.connectors.kafka import BatchingWriter, create_producer
+from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute, record_size
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
-from cityhub.schemas.errors import MessageError, Reason
+from cityhub.schemas.errors import MessageError, Oversize, Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import Topics
@@ -47,6 +47,8 @@ from cityhub.streams.subscriptions.routing import Routing
 log = logging.getLogger("cityhub.normaliser")
 
 STAGE = "normalise"
+HEADER_ALLOWANCE_BYTES = 128
+"""Room for the headers an observation gets downstream (the area repartition's watermark)."""
 
 
 def register_normaliser(
@@ -70,8 +72,18 @@ def register_normaliser(
         # a value_type would make recovery look for a faust Record's from_data.
         help="Recent frames per device, to drop duplicate uplinks.",
     )
-    # Made by the agent, in the worker's loop (aiokafka clients need a running loop).
-    writer = BatchingWriter(None, linger=settings.kafka.linger_ms / 1000)
+    # Started by the agent, in the worker's loop (aiokafka clients need a running loop).
+    writer = BatchingWriter.for_kafka(
+        settings.kafka,
+        client_id=f"{settings.worker.app_id}-out",
+        dead_letters=DeadLetterRoute(
+            topics.deadletter,
+            STAGE,
+            settings.bridge.max_payload_bytes,
+            count=lambda reason: metrics.DEADLETTERS.labels(STAGE, reason.value).inc(),
+        ),
+    )
+    max_record = settings.kafka.max_message_bytes
     intake = OrderedIntake(
         app,
         topics.raw,
@@ -106,7 +118,9 @@ def register_normaliser(
             kafka_partition=message.partition,
             kafka_offset=message.offset,
         )
-        return await writer.send(topics.deadletter, letter.to_json(), key or b"")
+        key = (key or b"")[:1024]
+        limit = max_record - record_size(key, b"")
+        return await writer.send(topics.deadletter, letter.to_json(limit), key)
 
     async def normalise(message: Any) -> list[asyncio.Future[Any]]:
         """Everything for one raw record (a faust message or an aiokafka record); the
@@ -136,6 +150,15 @@ def register_normaliser(
                     metrics.DUPLICATES.labels(uplink.network).inc()
                     return []
             produced = observations_from_uplink(uplink, envelope, registration)
+            encoded = [(o, o.to_json(), o.device_id.encode()) for o in produced]
+            for o, doc, key in encoded:
+                size = record_size(key, doc) + HEADER_ALLOWANCE_BYTES
+                if size > max_record:
+                    raise Oversize(
+                        f"the observation of field {o.field[:200]!r} would take {size} bytes "
+                        f"once encoded, more than Kafka's record limit of {max_record} bytes "
+                        "(CITYHUB_KAFKA__MAX_MESSAGE_BYTES)"
+                    )
             # Remember the frame only once it gave observations: if this copy cannot be
             # decoded (say, raw bytes for an unknown decoder), a copy through the other
             # network server with decoded fields must still get through.
@@ -152,8 +175,7 @@ def register_normaliser(
             ]
         metrics.NORMALISE_LATENCY.observe(time.perf_counter() - started)
         deliveries: list[asyncio.Future[Any]] = []
-        for o in produced:
-            doc, key = o.to_json(), o.device_id.encode()
+        for o, doc, key in encoded:
             deliveries.append(await writer.send(topics.observations, doc, key))
             if router is not None:
                 for topic in router.route(o):
@@ -167,9 +189,7 @@ def register_normaliser(
     async def normaliser(stream: Any) -> None:
         while not (registry.ready and (routing is None or routing.ready)):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        producer = create_producer(settings.kafka, client_id=f"{settings.worker.app_id}-out")
-        await producer.start()
-        writer.attach(producer)
+        await writer.start()
         pending = asyncio.Semaphore(settings.worker.max_unconfirmed_records)
         try:
             async for event in stream.noack().events():
@@ -177,9 +197,7 @@ def register_normaliser(
                 await pending.acquire()
                 await intake.take(event, normalise, pending.release, crash)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.flush(), 10.0)
-            await producer.stop()
+            await writer.stop()
             await intake.close()
 
     stopping: set[asyncio.Future[Any]] = set()
