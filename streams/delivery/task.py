@@ -40,6 +40,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
+from cityhub.connectors.kafka import record_size
 from cityhub.connectors.sinks.backoff import RetryPolicy
 from cityhub.connectors.sinks.errors import DeliveryFailed
 from cityhub.schemas.deadletter import DeadLetter
@@ -423,7 +424,9 @@ class DeliveryTask:
                 kafka_partition=item.partition,
                 kafka_offset=item.offset,
             )
-            letters.append(self._dead_letters(letter.to_json(), item.key))
+            key = item.key[:1024] if item.key else None
+            room = self._settings.kafka.max_message_bytes - record_size(key, b"")
+            letters.append(self._dead_letters(letter.to_json(room), key))
         await asyncio.gather(*letters)  # sent together: one round trip, not one per item
         m.DEADLETTERED.labels(*self._labels).inc(len(batch))
         log.warning("%s; %d item(s) written to the dead letters", detail, len(batch))
