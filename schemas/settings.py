@@ -7,6 +7,7 @@ Every field can be set as ``CITYHUB_<SECTION>__<FIELD>`` (for example
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -282,6 +283,10 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     quotas: QuotaSettings = QuotaSettings()
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``text``: one line per record for people; ``json``: one JSON object per line (time,
+    level, logger, message, exception) for a log pipeline. Both escape what came from outside
+    (``cityhub.streams.logsetup``)."""
 
     @model_validator(mode="after")
     def _envelopes_fit_in_kafka(self) -> Settings:

@@ -20,6 +20,7 @@ import click
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
+from cityhub.streams.logsetup import LogFormat, install
 from cityhub.streams.registry.cli import mount as mount_registry_commands
 
 log = logging.getLogger("cityhub")
@@ -37,12 +38,11 @@ def _settings(*, http_port: int | None = None, management_port: int | None = Non
     return settings
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, log_format: LogFormat) -> None:
+    """Every logger of the process (faust's and aiokafka's too) writes to stderr through
+    ``cityhub.streams.logsetup``: strings from outside escaped, arguments capped, one line per
+    record's message, as text or JSON lines."""
+    install(level, log_format)
 
 
 def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -68,10 +68,22 @@ def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
 @click.option("--log-level", default=None, help="debug, info, warning, error (CITYHUB_LOG_LEVEL)")
 @click.pass_context
 def main(ctx: click.Context, log_level: str | None) -> None:
-    """cityhub: a city's sensors in over MQTT and LoRaWAN, canonical observations out of Kafka."""
-    level = log_level or Settings().log_level
+    """cityhub: a city's sensors in over MQTT and LoRaWAN, canonical observations out of Kafka.
+
+    Logs go to stderr as text, or as one JSON object per line with CITYHUB_LOG_FORMAT=json."""
+    settings = Settings()
+    level = log_level or settings.log_level
     ctx.obj = level
-    _setup_logging(level)
+    _setup_logging(level, settings.log_format)
+
+
+def _announce(settings: Settings, text: str) -> None:
+    """Tell the operator where things are: on stderr as it is, or as one log record when the
+    logs are JSON lines (so that stderr stays one object per line)."""
+    if settings.log_format == "json":
+        log.info("%s", text)
+    else:
+        click.echo(text, err=True)
 
 
 # --- the local stack ---------------------------------------------------------------------------
@@ -273,8 +285,15 @@ def _run_worker(
         with contextlib.suppress(KeyboardInterrupt):
             loop.run_until_complete(_cancel_on_signal(run_services()))
         return
+    # override_logging=False: faust would replace the root handlers with its own (colour codes,
+    # nothing escaped); the handler _setup_logging installed serves faust's loggers as well.
     faust_worker = faust.Worker(
-        app, *services, loglevel=logging.getLevelName(log.getEffectiveLevel()), loop=loop
+        app,
+        *services,
+        loglevel=logging.getLevelName(log.getEffectiveLevel()),
+        loop=loop,
+        override_logging=False,
+        quiet=settings.log_format == "json",  # faust's own prints to stdout are no JSON
     )
     # No terminal spinner: at level warning and above faust keeps it and sets the root logger to
     # DEBUG so that every record spins it, which made every aiokafka debug call build a log
@@ -318,7 +337,8 @@ def run(
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
     api = f"http://{settings.http.host}:{settings.http.port}/api/v1"
     management = f"http://{settings.management.host}:{settings.management.port}"
-    click.echo(
+    _announce(
+        settings,
         f"cityhub: bridging mqtt://{settings.mqtt.host}:{settings.mqtt.port} into "
         f"{settings.kafka.bootstrap_servers}\n"
         f"  operator API:  {api}\n"
@@ -328,7 +348,6 @@ def run(
         f"  dead letters:  cityhub tail {topics.deadletter}\n"
         f"  aggregates:    cityhub tail {topics.aggregates}\n"
         f"  subscriptions: {api}/tenants/{{tenant}}/subscriptions",
-        err=True,
     )
     sim = {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
     _run_worker(settings, bridge=True, worker=True, simulate=sim, api=True, deliver=True)
@@ -357,11 +376,11 @@ def api_cmd(
     """Only the operator API (/api/v1; /metrics and /healthz on the management port); scale out
     by starting more: each materialises the registry topic."""
     settings = _settings(http_port=http_port, management_port=management_port)
-    click.echo(
+    _announce(
+        settings,
         f"cityhub: operator API on http://{settings.http.host}:{settings.http.port}/api/v1 "
         f"(OpenAPI document: /api/v1/openapi.json); metrics and health on "
         f"http://{settings.management.host}:{settings.management.port}",
-        err=True,
     )
     _run_worker(
         settings,
