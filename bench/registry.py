@@ -32,6 +32,18 @@ AREAS = [f"district-{i:02d}" for i in range(40)]
 TAGS = ["roof", "street", "pole", "bridge", "school", "park", "pilot", "battery"]
 
 
+def network_binding(i: int) -> dict[str, Any] | None:
+    """Two devices in three are bound to their network-server application: one application per
+    operator and device type, on The Things Stack or on ChirpStack."""
+    if i % 3 == 0:
+        return None
+    tenant, device_type = TENANTS[i % len(TENANTS)], TYPES[i % len(TYPES)]
+    if i % 2:
+        return {"server": "tts", "application": f"{tenant}-{device_type}", "tenant": "city"}
+    application = uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{device_type}")
+    return {"server": "chirpstack", "application": str(application)}
+
+
 def device_record(i: int, rng: random.Random) -> dict[str, Any]:
     """A realistic device record as the registry topic carries it."""
     created = f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i % 59:02d}."
@@ -52,6 +64,7 @@ def device_record(i: int, rng: random.Random) -> dict[str, Any]:
         "tags": rng.sample(TAGS, k=i % 3),
         "active": i % 17 != 0,
         "app_key_sha256": f"{rng.getrandbits(256):064x}" if i % 2 else None,
+        "network": network_binding(i),
         "created_at": created,
         "updated_at": created,
     }
