@@ -146,6 +146,22 @@ class Unavailable(RegistryError):
 KEY_PREFIX = "chk_"
 """API key secrets read ``chk_<key id>_<random>``: the id finds the key without a scan."""
 
+# Device ids and DevEUIs are unique across tenants, so a taken one must be refused (409) even
+# when another tenant has it; the refusal says no more than that. The same words whether another
+# tenant's device has it or another tenant's write in flight holds it, nothing of whose it is.
+ID_NOT_AVAILABLE = "this device id is not available; choose another"
+EUI_NOT_AVAILABLE = "this DevEUI is not available"
+
+
+def _not_available(token: str) -> Conflict:
+    """The refusal of an id or DevEUI (``device/<id>``, ``eui/<eui>``) that is not the
+    caller's tenant's to take; other tokens (tenants, types) only clash within one tenant."""
+    if token.startswith("device/"):
+        return Conflict(ID_NOT_AVAILABLE, errors=[FieldError("id", ID_NOT_AVAILABLE)])
+    if token.startswith("eui/"):
+        return Conflict(EUI_NOT_AVAILABLE, errors=[FieldError("dev_eui", EUI_NOT_AVAILABLE)])
+    return Conflict("another request is writing the same record; try again")
+
 
 class Registry:
     """The registry service over a store (see ``store.py``); every method checks ``who``.
@@ -160,7 +176,9 @@ class Registry:
     def __init__(self, store: RecordStore, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
-        self._pending: set[str] = set()
+        self._pending: dict[str, str] = {}
+        """Ids and DevEUIs that writes in flight are taking (``device/<id>``, ``eui/<eui>``),
+        each with the tenant that takes it."""
 
     @property
     def store(self) -> RecordStore:
@@ -194,16 +212,36 @@ class Registry:
             raise NotFound(f"tenant {tenant!r} not found")
 
     @contextmanager
-    def _reserve(self, *tokens: str) -> Iterator[None]:
-        """Hold ids and DevEUIs that a write is about to take, so a concurrent write in this
-        instance cannot take them too before the view shows the first."""
+    def _reserve(self, tenant: str, *tokens: str) -> Iterator[None]:
+        """Hold ids and DevEUIs that a write of ``tenant`` is about to take, so a concurrent
+        write in this instance cannot take them too before the view shows the first. One that
+        another tenant's write holds is *not available*, in the same words as one that another
+        tenant's device has: a probe cannot tell the two apart."""
+        self._refuse_held_elsewhere(tenant, *tokens)
         if any(t in self._pending for t in tokens):
             raise Conflict("another request is writing the same id or DevEUI; try again")
-        self._pending.update(tokens)
+        self._pending.update(dict.fromkeys(tokens, tenant))
         try:
             yield
         finally:
-            self._pending.difference_update(tokens)
+            for token in tokens:
+                self._pending.pop(token, None)
+
+    def _refuse_held_elsewhere(self, tenant: str, *tokens: str) -> None:
+        """Conflict (*not available*) if another tenant's write in flight holds a token."""
+        for token in tokens:
+            holder = self._pending.get(token)
+            if holder is not None and holder != tenant:
+                raise _not_available(token)
+
+    def _pending_error(self, tenant: str, token: str, field: str, what: str) -> FieldError | None:
+        """The import row error for an id or DevEUI that a write in flight holds."""
+        holder = self._pending.get(token)
+        if holder is None:
+            return None
+        if holder != tenant:
+            return _not_available(token).errors[0]
+        return FieldError(field, f"another request is writing this {what}")
 
     @staticmethod
     def _limit(limit: int) -> int:
@@ -234,13 +272,20 @@ class Registry:
             )
         ]
 
-    def _eui_errors(self, dev_eui: str | None, device_id: str) -> list[FieldError]:
+    def _eui_errors(self, tenant: str, dev_eui: str | None, device_id: str) -> list[FieldError]:
+        """The DevEUI is another device's: in this tenant, which one; in another tenant, only
+        that it is not available (DevEUIs are unique across tenants; whose is none of the
+        caller's business)."""
         if dev_eui is None:
             return []
         owner = self.view.device_by_eui(dev_eui)
-        if owner is not None and owner.id != device_id:
-            return [FieldError("dev_eui", f"DevEUI {dev_eui} is already registered")]
-        return []
+        if owner is None or owner.id == device_id:
+            return []
+        if owner.tenant != tenant:
+            return [FieldError("dev_eui", EUI_NOT_AVAILABLE)]
+        return [
+            FieldError("dev_eui", f"DevEUI {dev_eui} is already registered to device {owner.id!r}")
+        ]
 
     @staticmethod
     def _device(
@@ -335,7 +380,7 @@ class Registry:
             )
         now = self._now()
         tenant = Tenant(id=spec.id, name=spec.name, created_at=now, updated_at=now)
-        with self._reserve(f"tenant/{spec.id}"):
+        with self._reserve(spec.id, f"tenant/{spec.id}"):
             await self._store.put(tenant)
         return tenant
 
@@ -368,7 +413,7 @@ class Registry:
             created_at=now,
             updated_at=now,
         )
-        with self._reserve(f"type/{tenant}/{spec.id}"):
+        with self._reserve(tenant, f"type/{tenant}/{spec.id}"):
             await self._store.put(record)
         return record
 
@@ -442,18 +487,24 @@ class Registry:
         errors = self._type_errors(tenant, spec.type)
         if errors:
             raise Invalid(errors[0].message, errors=errors)
-        if self.view.device_by_id(spec.id) is not None:
+        existing = self.view.device_by_id(spec.id)
+        if existing is not None and existing.tenant != tenant:
+            raise _not_available(f"device/{spec.id}")
+        if existing is not None:
             raise Conflict(
-                f"a device with id {spec.id!r} already exists (device ids are global)",
+                f"a device with id {spec.id!r} already exists in tenant {tenant!r}; "
+                "replace it (PUT) to change it",
                 errors=[FieldError("id", "already exists")],
             )
-        errors = self._eui_errors(spec.dev_eui, spec.id)
+        # Held by another tenant's create in flight: refused as if its device existed already.
+        self._refuse_held_elsewhere(tenant, f"device/{spec.id}")
+        errors = self._eui_errors(tenant, spec.dev_eui, spec.id)
         if errors:
             raise Conflict(errors[0].message, errors=errors)
         now = self._now()
         record = self._device(tenant, spec, now=now, created_at=now, app_key_sha256=None)
         tokens = [f"device/{spec.id}"] + ([f"eui/{spec.dev_eui}"] if spec.dev_eui else [])
-        with self._reserve(*tokens):
+        with self._reserve(tenant, *tokens):
             await self._store.put(record)
         return record
 
@@ -479,7 +530,7 @@ class Registry:
             errors.append(FieldError("id", f"must be {device_id!r}, the id in the path"))
         if errors:
             raise Invalid(errors[0].message, errors=errors)
-        errors = self._eui_errors(spec.dev_eui, device_id)
+        errors = self._eui_errors(tenant, spec.dev_eui, device_id)
         if errors:
             raise Conflict(errors[0].message, errors=errors)
         record = self._device(
@@ -492,7 +543,7 @@ class Registry:
         tokens = [f"device/{device_id}"]
         if spec.dev_eui and spec.dev_eui != old.dev_eui:
             tokens.append(f"eui/{spec.dev_eui}")
-        with self._reserve(*tokens):
+        with self._reserve(tenant, *tokens):
             await self._store.put(record)
         return record
 
@@ -502,7 +553,7 @@ class Registry:
         entry = self.view.device_by_id(device_id)
         if entry is None or entry.tenant != tenant:
             raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
-        with self._reserve(f"device/{device_id}"):
+        with self._reserve(tenant, f"device/{device_id}"):
             await self._store.delete(f"device/{device_id}")
 
     def list_devices(
@@ -554,13 +605,14 @@ class Registry:
             errors = self._type_errors(tenant, item.type)
             old = view.device_by_id(item.id)
             if old is not None and old.tenant != tenant:
-                errors.append(FieldError("id", f"device id {item.id!r} is already taken"))
+                errors.append(FieldError("id", ID_NOT_AVAILABLE))
             if item.id in first_row_of_id:
                 errors.append(FieldError("id", f"the same id is in row {first_row_of_id[item.id]}"))
-            if f"device/{item.id}" in self._pending:
-                errors.append(FieldError("id", "another request is writing this device"))
+            held = self._pending_error(tenant, f"device/{item.id}", "id", "device")
+            if held is not None and held not in errors:
+                errors.append(held)
             if item.dev_eui is not None:
-                errors.extend(self._eui_errors(item.dev_eui, item.id))
+                errors.extend(self._eui_errors(tenant, item.dev_eui, item.id))
                 if item.dev_eui in first_row_of_eui:
                     errors.append(
                         FieldError(
@@ -568,8 +620,9 @@ class Registry:
                             f"the same DevEUI is in row {first_row_of_eui[item.dev_eui]}",
                         )
                     )
-                if f"eui/{item.dev_eui}" in self._pending:
-                    errors.append(FieldError("dev_eui", "another request is writing this DevEUI"))
+                held = self._pending_error(tenant, f"eui/{item.dev_eui}", "dev_eui", "DevEUI")
+                if held is not None and held not in errors:
+                    errors.append(held)
             first_row_of_id.setdefault(item.id, row)
             if item.dev_eui is not None:
                 first_row_of_eui.setdefault(item.dev_eui, row)
@@ -593,7 +646,7 @@ class Registry:
                 results.append(RowResult(row=row, id=item.id, status="updated"))
         tokens = [f"device/{r.id}" for r in records]
         tokens += [f"eui/{r.dev_eui}" for r in records if r.dev_eui is not None]
-        with self._reserve(*tokens):
+        with self._reserve(tenant, *tokens):
             await self._store.put_many(records)
         return ImportReport(
             created=created,
