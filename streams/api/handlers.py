@@ -9,6 +9,7 @@ decides who may do what.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,10 +208,12 @@ async def delete_device(call: Call) -> web.Response:
 
 async def import_devices(call: Call) -> web.Response:
     """Parse a CSV (The Things Stack's columns and cityhub's) or a JSON array, create or update
-    each valid row, and report every row: its source line, id, status and errors."""
+    each valid row, and report every row: its source line, id, status and errors. The Things
+    Stack's JSON end devices are bound to their application and the ``tts_tenant`` given."""
     request = call.request
     require_content_type(request, IMPORT_CONTENT_TYPES)
     default_type = query_text(request, "type")
+    tts_tenant = query_text(request, "tts_tenant", max_length=36)
     # The caller's own tenant labels a refusal's metric: the path's is not checked yet.
     tenant = call.principal.tenant
 
@@ -226,13 +229,14 @@ async def import_devices(call: Call) -> web.Response:
     body = await read_capped(request, call.limits.max_import_bytes, too_large=too_large)
     content_type = request.headers.get("Content-Type", request.content_type)
     max_rows = call.limits.max_import_rows
+    parse = functools.partial(
+        read_import, default_type=default_type, max_rows=max_rows, tts_tenant=tts_tenant
+    )
     try:
         if len(body) > PARSE_IN_THREAD_BYTES:
-            parsed = await asyncio.to_thread(
-                read_import, body, content_type, default_type=default_type, max_rows=max_rows
-            )
+            parsed = await asyncio.to_thread(parse, body, content_type)
         else:
-            parsed = read_import(body, content_type, default_type=default_type, max_rows=max_rows)
+            parsed = parse(body, content_type)
     except TooManyRows:
         raise QuotaExceeded(
             f"The import has more than {max_rows} rows; split it into smaller imports.",

@@ -249,6 +249,13 @@ ROUTES: tuple[Route, ...] = (
                 _ID_SCHEMA,
                 "Device type of rows that name none (The Things Stack's exports have no type).",
             ),
+            Param(
+                "tts_tenant",
+                "query",
+                {"type": "string", "maxLength": 36},
+                "The Things Stack tenant (the @tenant of its MQTT topics) that its JSON end "
+                "devices are bound to with their application; none: a single-tenant TTS.",
+            ),
         ),
         problems=_WRITE,
     ),

@@ -724,25 +724,38 @@ def devices_delete(tenant: str, device_id: str) -> None:
     default=None,
     help="Defaults to the file's extension: .json is JSON, anything else CSV.",
 )
+@click.option(
+    "--tts-tenant",
+    default=None,
+    help=(
+        "The Things Stack tenant (the @tenant of its topics) that TTS JSON end devices are "
+        "bound to with their application; leave out for a single-tenant TTS."
+    ),
+)
 @json_option
 def devices_import(
     tenant: str,
     file: Path,
     default_type: str | None,
     file_format: str | None,
+    tts_tenant: str | None,
     as_json: bool,
 ) -> None:
     """Create or update the devices of a CSV or JSON FILE; report each bad row and why.
 
     CSV: The Things Stack's device import columns (id, dev_eui, join_eui, name, app_key, ...;
-    ';' or ',' separated) plus type, area, tags, latitude, longitude, altitude and active.
-    JSON: an array of device objects. Exits 1 if any row failed; the good rows are imported.
+    ';' or ',' separated) plus type, area, tags, latitude, longitude, altitude, active and
+    network (tts:<application>[@<tenant>] or chirpstack:<application UUID>). JSON: an array of
+    device objects, or of The Things Stack's end devices (`ttn-lw-cli end-devices list`), each
+    bound to its application. Exits 1 if any row failed; the good rows are imported.
     """
     content_type = {"csv": "text/csv", "json": "application/json"}.get(
         file_format or "", content_type_for(file.name)
     )
     with _reported_errors():
-        parsed = read_import(file.read_bytes(), content_type, default_type=default_type)
+        parsed = read_import(
+            file.read_bytes(), content_type, default_type=default_type, tts_tenant=tts_tenant
+        )
     if parsed.ignored_columns:
         click.echo(f"Note: ignored unknown columns: {', '.join(parsed.ignored_columns)}", err=True)
     report = run(lambda registry: registry.import_devices(SYSTEM, tenant, parsed.rows))

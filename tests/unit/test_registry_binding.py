@@ -5,6 +5,7 @@ CLI. Pure: the in-memory store, no broker."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -365,3 +366,27 @@ def test_cli_refuses_bad_bindings_with_the_field_at_fault(cityhub: click.Group) 
         cityhub, "devices", "update", "--tenant", "city", "nope", "--area", "x", expect=1
     )
     assert "not found" in missing.stderr
+
+
+def test_cli_import_of_a_tts_export_binds_with_the_tts_tenant(
+    cityhub: click.Group, tmp_path: Path
+) -> None:
+    invoke(cityhub, "tenants", "create", "city", "--name", "City")
+    invoke(cityhub, "types", "create", "--tenant", "city", "aq", "--name", "Air")
+    export = tmp_path / "end-devices.json"
+    export.write_text(json.dumps([_tts_end_device("aq-1", "70B3D57ED0000001")]))
+    invoke(
+        cityhub, "devices", "import", "--tenant", "city", str(export),
+        "--default-type", "aq", "--tts-tenant", "city",
+    )  # fmt: skip
+    out = invoke(cityhub, "devices", "get", "--tenant", "city", "aq-1", "--json").stdout
+    assert json.loads(out)["network"] == {
+        "server": "tts",
+        "application": "city-air",
+        "tenant": "city",
+    }
+    bad = invoke(
+        cityhub, "devices", "import", "--tenant", "city", str(export),
+        "--default-type", "aq", "--tts-tenant", "Not A Tenant", expect=1,
+    )  # fmt: skip
+    assert "tts_tenant: must be a The Things Stack tenant id" in bad.stderr
