@@ -83,6 +83,23 @@ class SchemaMismatch(MessageError):
     reason = Reason.SCHEMA_MISMATCH
 
 
+class InvalidTimestamp(SchemaMismatch, ValueError):
+    """A time from outside that cityhub does not take (``cityhub.schemas.timefmt``): not RFC 3339
+    with ASCII digits, not a date of the calendar, or an instant outside the accepted range.
+
+    A ``SchemaMismatch`` (dead letter ``schema_mismatch``) and a ``ValueError``, so that callers
+    that catch ValueError keep working. ``detail`` shows the value given (cut short) and what was
+    expected; ``why`` says the same without the value, for answers that must not echo input."""
+
+    def __init__(self, detail: str, *, why: str | None = None) -> None:
+        super().__init__(detail)
+        self.why = detail if why is None else why
+
+    def at(self, path: str) -> InvalidTimestamp:
+        """The same error with the field's path (``uplink_message.received_at``) in front."""
+        return InvalidTimestamp(f"{path}: {self.detail}", why=self.why)
+
+
 class UndecodablePayload(MessageError):
     reason = Reason.UNDECODABLE_PAYLOAD
 

@@ -24,6 +24,7 @@ from cityhub.schemas.errors import (
     IdentityMismatch,
     InactiveDevice,
     InvalidEnvelope,
+    InvalidTimestamp,
     NoMeasurements,
     UnknownDevice,
 )
@@ -56,14 +57,13 @@ class Registration:
 
 
 def received_seconds(envelope: RawEnvelope) -> float:
-    """The envelope's receive time in seconds since the epoch; raises InvalidEnvelope if it is
-    not an RFC 3339 time."""
+    """The envelope's receive time in seconds since the epoch, inside the range of
+    ``cityhub.schemas.timefmt`` (1970 up to 2100); raises InvalidEnvelope, with the value cut
+    short, if it is not an RFC 3339 time in that range."""
     try:
         return parse_rfc3339(envelope.received_at).timestamp()
-    except ValueError:
-        raise InvalidEnvelope(
-            f"raw envelope received_at {envelope.received_at!r} is not an RFC 3339 time"
-        ) from None
+    except InvalidTimestamp as exc:
+        raise InvalidEnvelope(f"raw envelope received_at {exc.detail}") from None
 
 
 def parse_envelope(

@@ -20,10 +20,12 @@ The payload is either
       {"ts": 1714557600000, "firmware": "1.4.2", "values": {"pm2_5": 8.1, "pm10": 14}}
 
   The time is read from ``time``, else ``ts``, else ``timestamp`` (a number above 1e11 is
-  milliseconds). When ``values`` is an object, only its fields are measured and the other
-  top-level keys are metadata, ignored; otherwise every top-level key except the time keys is
-  a field. Fields become measurements by ``measurements_from_fields`` (catalogued names get a
-  quantity and unit; numbers, booleans and short strings are kept; lists are skipped).
+  milliseconds); a time that is not RFC 3339 with ASCII digits, or not from 1970-01-01T00:00:00Z
+  up to 2100-01-01T00:00:00Z, is an ``InvalidTimestamp`` (a ``SchemaMismatch``). When
+  ``values`` is an object, only its fields are measured and the other top-level keys are
+  metadata, ignored; otherwise every top-level key except the time keys is a field. Fields
+  become measurements by ``measurements_from_fields`` (catalogued names get a quantity and
+  unit; numbers, booleans and short strings are kept; lists are skipped).
 
 The device id is the topic's last segment. Without a time in the payload the observation
 time is the receive time.

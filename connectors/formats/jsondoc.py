@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import binascii
 import math
+import re
 from datetime import datetime
 from typing import Any, Final
 
 import orjson
 
-from cityhub.schemas.errors import MalformedJSON, SchemaMismatch
-from cityhub.schemas.timefmt import parse_rfc3339, rfc3339, rfc3339_from_datetime
+from cityhub.schemas.errors import InvalidTimestamp, MalformedJSON, SchemaMismatch
+from cityhub.schemas.timefmt import (
+    LATEST_SECONDS,
+    RANGE,
+    epoch_to_rfc3339,
+    parse_rfc3339,
+    rfc3339_from_datetime,
+)
+from cityhub.schemas.timefmt import shown as shown_time
 
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _SHOWN: Final = 40
 # Epoch seconds above this are taken to be milliseconds (1e11 s is in the year 5138).
 _MILLIS_ABOVE: Final = 1e11
-_MAX_EPOCH: Final = 253402300799.0  # 9999-12-31T23:59:59Z
+_EPOCH_EXPECTED: Final = f"seconds (or, above 1e11, milliseconds) since the epoch of a time {RANGE}"
 
 
 def shown(value: Any) -> str:
@@ -126,52 +134,54 @@ def opt_base64(doc: dict[str, Any], key: str, path: str) -> bytes | None:
         raise mismatch(path, "base64", value) from None
 
 
+_CANONICAL_UTC: Final = re.compile(
+    r"(?:19[7-9][0-9]|20[0-9][0-9])-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]+))?"
+    r"(?:Z|\+00:00)"
+)
+"""What network servers send: UTC with up to nanoseconds, in a year of the accepted range
+(1970-2099; a ``Z`` time's year is its UTC year). ``[0-9]``: ASCII digits only."""
+
+
 def canonical_time(text: str, path: str) -> str:
     """An RFC 3339 timestamp as cityhub writes them (UTC, milliseconds, ``Z``).
 
-    Network servers send UTC with up to nanoseconds; that common case is reformatted without
-    building a datetime twice. Raises ``SchemaMismatch`` for anything that is not RFC 3339.
+    Raises ``InvalidTimestamp`` (a ``SchemaMismatch``) naming ``path`` for anything that
+    :func:`cityhub.schemas.timefmt.parse_rfc3339` refuses: another format, a non-ASCII digit,
+    an instant outside 1970-01-01T00:00:00Z up to 2100. The common case, UTC in a year of the
+    range, is reformatted by slicing, with the C parser checking the calendar only.
     """
-    n = len(text)
-    if (
-        n >= 20
-        and text[10] == "T"
-        and text[19] in ".Z+"
-        and text[4] == text[7] == "-"
-        and text[13] == text[16] == ":"
-    ):
-        # ``YYYY-MM-DDTHH:MM:SS[.fff...](Z|+00:00)``: validate the fixed part, slice the rest.
-        if text[-1] == "Z":
-            end = n - 1
-        elif text.endswith("+00:00"):
-            end = n - 6
+    match = _CANONICAL_UTC.fullmatch(text)
+    if match is not None:
+        try:
+            datetime.fromisoformat(text[:19])  # February 30, month 13, hour 24, second 60
+        except ValueError:
+            pass  # parse_rfc3339 below says what is wrong
         else:
-            end = -1
-        if end >= 19 and (end == 19 or (text[19] == "." and text[20:end].isdigit())):
-            try:
-                datetime.fromisoformat(text[:19])
-            except ValueError:
-                raise mismatch(path, "an RFC 3339 timestamp", text) from None
-            millis = text[20:end][:3].ljust(3, "0") if end > 19 else "000"
+            fraction = match.group(1)
+            millis = fraction[:3].ljust(3, "0") if fraction else "000"
             return f"{text[:19]}.{millis}Z"
     try:
         return rfc3339_from_datetime(parse_rfc3339(text))
-    except ValueError:
-        raise mismatch(path, "an RFC 3339 timestamp", text) from None
+    except InvalidTimestamp as exc:
+        raise exc.at(path) from None
 
 
 def opt_time(doc: dict[str, Any], key: str, path: str) -> str | None:
-    """``doc[key]`` as a canonical RFC 3339 string, None if absent or empty."""
+    """``doc[key]`` as a canonical RFC 3339 string, None if absent or empty; a value that is no
+    string is a ``SchemaMismatch``, one that is no time an ``InvalidTimestamp``."""
     value = opt_str(doc, key, path)
     return None if value is None else canonical_time(value, path)
 
 
 def epoch_time(value: float, path: str) -> str:
-    """Seconds (or, above 1e11, milliseconds) since the epoch as canonical RFC 3339."""
-    if not math.isfinite(value):
-        raise mismatch(path, "a finite time", value)
-    if value > _MILLIS_ABOVE:
-        value /= 1000.0
-    if not 0 <= value <= _MAX_EPOCH:
-        raise mismatch(path, "a time between 1970 and 9999", value)
-    return rfc3339(value)
+    """Seconds (or, above 1e11, milliseconds) since the epoch as canonical RFC 3339.
+
+    Raises ``InvalidTimestamp`` naming ``path`` for NaN, infinities, negatives and anything at
+    or after 2100-01-01T00:00:00Z (in seconds, or in milliseconds above 1e11); ints of any size
+    are compared before any conversion, so none overflows."""
+    is_millis = _MILLIS_ABOVE < value < LATEST_SECONDS * 1000  # False for NaN
+    try:
+        return epoch_to_rfc3339(value / 1000 if is_millis else value)
+    except InvalidTimestamp:
+        why = f"expected {_EPOCH_EXPECTED}"
+        raise InvalidTimestamp(f"{path}: {why}, got {shown_time(value)}", why=why) from None

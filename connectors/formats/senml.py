@@ -22,7 +22,9 @@ Mapping to Measurements:
 
 Errors (``SchemaMismatch``, naming the record index): a record that is not an object, a field
 of the wrong type, an empty name, a record with neither value nor sum, a ``bver`` above 10,
-and any field ending in ``_`` (RFC 8428 "must understand" extensions we do not know).
+and any field ending in ``_`` (RFC 8428 "must understand" extensions we do not know). A time
+that resolves outside 1970-01-01T00:00:00Z up to 2100 is an ``InvalidTimestamp`` (also a
+``SchemaMismatch``).
 """
 
 from __future__ import annotations
@@ -32,15 +34,15 @@ from typing import Any, Final
 
 from cityhub.connectors.formats.base import Measurement, Uplink
 from cityhub.connectors.formats.jsondoc import load_json, mismatch, shown
-from cityhub.schemas.errors import SchemaMismatch
+from cityhub.schemas.errors import InvalidTimestamp, SchemaMismatch
 from cityhub.schemas.quantities import lookup, quantity_for_unit
-from cityhub.schemas.timefmt import rfc3339
+from cityhub.schemas.timefmt import RANGE, epoch_to_rfc3339
+from cityhub.schemas.timefmt import shown as shown_time
 
 NAME: Final = "senml-json"
 SENML_VERSION: Final = 10
 MAX_RECORDS: Final = 1024
 _RELATIVE_BELOW: Final = 2**28
-_MAX_EPOCH: Final = 253402300799.0  # 9999-12-31T23:59:59Z
 _MAX_STRING: Final = 256
 
 
@@ -82,10 +84,13 @@ def _time(total: float, received_at: float, path: str, seen: dict[float, str]) -
     ts = received_at + total if total < _RELATIVE_BELOW else total
     text = seen.get(ts)
     if text is None:
-        if not 0 <= ts <= _MAX_EPOCH:
-            raise mismatch(f"{path}.t", "a time between 1970 and 9999", total)
-        # Records of one pack share few times; formatting one costs more than the rest.
-        text = seen[ts] = rfc3339(ts)
+        try:
+            # Records of one pack share few times; formatting one costs more than the rest.
+            text = seen[ts] = epoch_to_rfc3339(ts)
+        except InvalidTimestamp:
+            how = "relative to the receive time" if total < _RELATIVE_BELOW else "absolute"
+            why = f"expected bt + t ({how}) to resolve to a time {RANGE}"
+            raise InvalidTimestamp(f"{path}.t: {why}, got {shown_time(total)}", why=why) from None
     return text
 
 
