@@ -29,6 +29,10 @@ from cityhub.schemas.timefmt import parse_rfc3339
 
 AGGREGATE_VERSION = 2
 
+MAX_WINDOW_SECONDS = 366 * 24 * 3600
+"""The longest window (366 days). With the instants that ``cityhub.schemas.timefmt`` takes (up
+to 2100), every window's end stays far inside what datetime and RFC 3339 can hold."""
+
 Grouping = Literal["device", "area"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -141,8 +145,13 @@ class Aggregate:
         return f"area/{self.tenant or ''}/{self.key}".encode()
 
     def timestamp_ms(self) -> int:
-        """The Kafka record timestamp: the window end, in milliseconds since the epoch."""
-        return (parse_rfc3339(self.window_end) - _EPOCH) // _ONE_MS
+        """The Kafka record timestamp: the window end, in milliseconds since the epoch.
+
+        Computed from the start and the size: the start of a window is at or before one of its
+        observations, inside the range that ``parse_rfc3339`` takes, while the end may pass it
+        (a window that starts in 2099 ends in 2100, at most ``MAX_WINDOW_SECONDS`` later)."""
+        start = (parse_rfc3339(self.window_start) - _EPOCH) // _ONE_MS
+        return start + self.window_size * 1000
 
     def to_json(self) -> bytes:
         """Serialise for Kafka."""

@@ -7,10 +7,12 @@ Every field can be set as ``CITYHUB_<SECTION>__<FIELD>`` (for example
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
 
 ENVELOPE_OVERHEAD_BYTES = 70_000
 """Room for an envelope's fields around its payload: the MQTT topic alone may be 64 KiB."""
@@ -156,7 +158,12 @@ class SubscriptionSettings(_Section):
 class AggregationSettings(_Section):
     """Tumbling event-time windows (``cityhub.streams.windows``)."""
 
-    window_sizes_seconds: tuple[int, ...] = (60, 900, 3600)
+    window_sizes_seconds: tuple[Annotated[int, Field(ge=1, le=MAX_WINDOW_SECONDS)], ...] = (
+        60,
+        900,
+        3600,
+    )
+    """Window sizes, from 1 s to 366 days (so that every window's end can be written)."""
     grace_seconds: int = Field(default=60, ge=0)
     """How long after a window's end a late observation still updates it (and re-emits it)."""
     max_future_seconds: int = Field(default=300, ge=0)

@@ -93,6 +93,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from cityhub.schemas.aggregate import (
+    MAX_WINDOW_SECONDS,
     Aggregate,
     Grouping,
     aggregate_id,
@@ -100,7 +101,7 @@ from cityhub.schemas.aggregate import (
     restrictiveness,
 )
 from cityhub.schemas.observation import Observation
-from cityhub.schemas.timefmt import parse_rfc3339
+from cityhub.schemas.timefmt import EARLIEST_US, LATEST_US, parse_rfc3339
 
 US = 1_000_000
 """Microseconds per second: event times are integer microseconds since the epoch."""
@@ -168,6 +169,7 @@ class Point(NamedTuple):
     value: Any
     unit: str | None
     observed_us: int
+    """Inside the range of ``cityhub.schemas.timefmt`` (``from_observation`` sees to it)."""
     tenant: str | None = None
     """The device's tenant (None: unregistered)."""
     classification: str | None = None
@@ -175,7 +177,9 @@ class Point(NamedTuple):
     @classmethod
     def from_observation(cls, obs: Observation | Mapping[str, Any]) -> Point:
         """The point of a canonical observation, given as the dataclass or as its decoded JSON.
-        Raises ValueError when ``observed_at`` is not an RFC 3339 time with an offset."""
+        Raises ``InvalidTimestamp`` (a ValueError) when ``observed_at`` is not an RFC 3339 time
+        inside the range of ``cityhub.schemas.timefmt`` (1970 up to 2100): every point is
+        inside it, so every window's bounds can be formatted."""
         if isinstance(obs, Observation):
             return cls(
                 obs.event_id,
@@ -202,12 +206,15 @@ class Point(NamedTuple):
 
 
 def epoch_us(text: str) -> int:
-    """Microseconds since the epoch of an RFC 3339 time (exact: no float rounding)."""
+    """Microseconds since the epoch of an RFC 3339 time (exact: no float rounding); raises
+    ``InvalidTimestamp`` (a ValueError) for anything that ``parse_rfc3339`` refuses."""
     return (parse_rfc3339(text) - _EPOCH) // _ONE_US
 
 
 def format_us(us: int) -> str:
-    """RFC 3339 UTC of µs since the epoch: milliseconds, or microseconds when it has them."""
+    """RFC 3339 UTC of µs since the epoch: milliseconds, or microseconds when it has them.
+    Never raises for an instant of the range or a window end (at most ``MAX_WINDOW_SECONDS``
+    past it)."""
     dt = _EPOCH + timedelta(microseconds=us)
     spec = "milliseconds" if us % 1000 == 0 else "microseconds"
     return dt.isoformat(timespec=spec).replace("+00:00", "Z")
@@ -236,8 +243,13 @@ class WindowConfig:
     own_watermark: bool = True
 
     def __post_init__(self) -> None:
-        if not self.sizes or any(type(s) is not int or s <= 0 for s in self.sizes):
-            raise ValueError(f"window sizes must be positive whole seconds, not {self.sizes!r}")
+        if not self.sizes or any(
+            type(s) is not int or not 0 < s <= MAX_WINDOW_SECONDS for s in self.sizes
+        ):
+            raise ValueError(
+                f"window sizes must be whole seconds from 1 to {MAX_WINDOW_SECONDS} (366 days), "
+                f"not {self.sizes!r}"
+            )
         if len(set(self.sizes)) != len(self.sizes):
             raise ValueError(f"window sizes repeat: {self.sizes!r}")
         if self.grace < 0:
@@ -692,6 +704,11 @@ class WindowState:
             state.counters[name] = int(value)
         keys: list[WindowKey] = []
         for item in data.get("entries", ()):
+            size, start = int(item[5]), int(item[6])
+            if not (EARLIEST_US <= start < LATEST_US and 0 < size <= MAX_WINDOW_SECONDS):
+                # A window that could never be emitted (saved before times and sizes were
+                # checked: one of year 9999, one that ends past it): leave it behind.
+                continue
             if item[0] == SEEN:
                 _, _, k, q, unit, size, start, ids = item
                 key: WindowKey = (SEEN, None, str(k), str(q), unit, int(size), int(start))
