@@ -31,6 +31,7 @@ with ``override_logging=False`` so that faust, mode and aiokafka log through thi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -81,6 +82,21 @@ def escape(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
         if len(text) <= limit:
             return text
         return text[:limit] + _cut_marker(len(text) - limit)
+    # Escaped text is never shorter than the text: what fits comes from its first `limit`.
+    escaped = text[:limit].translate(_bmp_escapes())
+    if len(escaped) <= limit and escaped.isprintable():
+        return escaped if len(text) <= limit else escaped + _cut_marker(len(text) - limit)
+    return _escape_each(text, limit)  # many escapes, or a non-printable beyond the BMP
+
+
+@functools.cache
+def _bmp_escapes() -> dict[int, str]:
+    """The escapes of the Basic Multilingual Plane's non-printable characters, for
+    ``str.translate`` (built once, about 10 000 entries, when a message first needs it)."""
+    return {c: _escape_char(chr(c)) for c in range(0x10000) if not chr(c).isprintable()}
+
+
+def _escape_each(text: str, limit: int) -> str:
     out: list[str] = []
     size = 0
     for i, ch in enumerate(text):

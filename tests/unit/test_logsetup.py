@@ -20,6 +20,7 @@ from cityhub.streams.logsetup import (
     MAX_ARG_CHARS,
     MAX_MESSAGE_CHARS,
     SafeFormatter,
+    _escape_each,
     escape,
     install,
 )
@@ -96,6 +97,12 @@ def test_any_text_escapes_to_one_printable_line(text: str) -> None:
     assert len(escaped) <= 200 + len("…[+300 chars]")
     if text.isprintable() and len(text) <= 200:
         assert escaped == text
+
+
+@given(st.text(max_size=80), st.integers(min_value=1, max_value=60))
+@settings(max_examples=500, deadline=None)
+def test_the_fast_path_escapes_as_one_character_at_a_time_does(text: str, limit: int) -> None:
+    assert escape(text, limit) == _escape_each(text, limit)
 
 
 def test_numbers_keep_their_formats_and_mappings_work() -> None:
