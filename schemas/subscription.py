@@ -27,6 +27,7 @@ import binascii
 import hashlib
 import secrets
 from collections.abc import Callable
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -43,7 +44,9 @@ from pydantic import (
     model_validator,
 )
 
+from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.registry import Area, Id, Name, Tag
+from cityhub.schemas.timefmt import FORM, parse_rfc3339
 
 SUBSCRIPTION_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62})$"
 """Subscription ids: the registry's ``ID_PATTERN`` without ``.``. The id is the last segment of
@@ -327,9 +330,26 @@ class ReplaySpec(_Spec):
     them). Items are delivered again from there; consumers recognise them by their ids."""
 
     from_time: AwareDatetime | None = None
-    """The first item written to the subscription's topic at or after this time."""
+    """The first item written to the subscription's topic at or after this time: RFC 3339 with
+    an offset, from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z."""
     from_offset: Annotated[int, Field(ge=0)] | None = None
     """An offset of the subscription's topic (one partition); clipped to what Kafka still has."""
+
+    @field_validator("from_time", mode="before")
+    @classmethod
+    def _from_time_in_range(cls, value: Any) -> Any:
+        # pydantic's own parser takes years 0001 to 9999 (whose offsets overflow when the time
+        # is converted to UTC) and epoch numbers: cityhub's parser and range come first.
+        if value is None or (isinstance(value, datetime) and value.tzinfo is None):
+            return value  # absent, or naive: AwareDatetime says what is wrong
+        try:
+            if isinstance(value, datetime):
+                return parse_rfc3339(value.isoformat())
+            if isinstance(value, str):
+                return parse_rfc3339(value)
+        except InvalidTimestamp as exc:
+            raise ValueError(exc.why) from None  # why: no input value in an API answer
+        raise ValueError(f"expected {FORM}")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ReplaySpec:

@@ -89,7 +89,7 @@ def _refuse(value: object, expected: str, note: str) -> InvalidTimestamp:
 
 _SHAPE: Final = (
     "YYYY-MM-DDTHH:MM:SS, a fraction if any, then Z or an offset of hours 00-23 and minutes "
-    "00-59, ASCII digits only; e.g. 2026-11-29T10:00:00.123Z or 2026-11-29T11:00:00+01:00"
+    "00-59, ASCII digits only; e.g. 2024-05-01T10:00:00.123Z or 2024-05-01T12:00:00+02:00"
 )
 _CALENDAR: Final = (
     "not a day and time of the calendar: month 01-12, a day of that month, hour 00-23, minute "

@@ -17,6 +17,8 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
+from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.registry import Classification, Role
 from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.aggregates.query import (
@@ -37,8 +39,6 @@ from cityhub.streams.registry.service import FieldError, NotFound
 
 AGGREGATES_KEY = web.AppKey("aggregates", AggregateSource)
 """The app's aggregate reader (``build_api`` sets it)."""
-
-MAX_WINDOW_SIZE = 366 * 24 * 3600
 
 
 class AggregateOut(BaseModel):
@@ -96,11 +96,12 @@ def _time_param(call: Call, name: str) -> int:
     text = raw[:19] + raw[19:].replace(" ", "+")
     try:
         return to_ms(parse_rfc3339(text))
-    except (ValueError, OverflowError):
+    except InvalidTimestamp as exc:
+        # exc.why, not exc.detail: problem documents never echo an input value.
         raise ApiProblem(
             422,
-            f"The query parameter {name} is not an RFC 3339 time.",
-            errors=[FieldError(name, "expected an RFC 3339 time with a UTC offset")],
+            f"The query parameter {name} is not a time this API takes: {exc.why}.",
+            errors=[FieldError(name, exc.why)],
         ) from None
 
 
@@ -108,15 +109,15 @@ def _window_size(call: Call) -> int | None:
     raw = call.request.query.get("window_size")
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_WINDOW_SIZE:
+    # ASCII digits only: int() also reads '١٢' and ' 6_0 '.
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+    if not 1 <= value <= MAX_WINDOW_SECONDS:
         raise ApiProblem(
             422,
             "The query parameter window_size must be a window size in seconds (e.g. 60).",
-            errors=[FieldError("window_size", f"expected an integer from 1 to {MAX_WINDOW_SIZE}")],
+            errors=[
+                FieldError("window_size", f"expected an integer from 1 to {MAX_WINDOW_SECONDS}")
+            ],
         )
     return value
 

@@ -13,9 +13,12 @@ from datetime import datetime
 
 from aiohttp import web
 
+from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.subscription import SseDelivery, SubscriptionState
+from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.api.handlers import Call
 from cityhub.streams.api.problems import ApiProblem
+from cityhub.streams.delivery.batch import parse_event_id
 from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.registry.service import FieldError
 
@@ -26,17 +29,31 @@ def _from_time(call: Call) -> datetime | None:
     raw = call.request.query.get("from_time")
     if raw is None or raw == "":
         return None
+    # An unencoded '+' of an offset arrives as a space: past the date and time it can only be one.
+    text = raw[:19] + raw[19:].replace(" ", "+")
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
+        return parse_rfc3339(text)
+    except InvalidTimestamp as exc:
+        # exc.why, not exc.detail: problem documents never echo an input value.
         raise ApiProblem(
             422,
-            "from_time must be an RFC 3339 time with an offset, e.g. 2026-11-29T10:00:00Z",
-            errors=[FieldError("from_time", "not an RFC 3339 time")],
+            f"The query parameter from_time is not a time this API takes: {exc.why}.",
+            errors=[FieldError("from_time", exc.why)],
+        ) from None
+
+
+def _last_event_id(call: Call) -> str | None:
+    raw = call.request.headers.get("Last-Event-ID")
+    if raw is None or raw.strip() == "":
+        return None
+    if parse_event_id(raw) is None:
+        raise ApiProblem(
+            422,
+            "Last-Event-ID must be the id of an event of this stream, <partition>:<offset> "
+            "(ASCII digits), as the stream sent it.",
+            errors=[FieldError("Last-Event-ID", "expected <partition>:<offset>, e.g. 0:42")],
         )
-    return value
+    return raw
 
 
 async def stream_subscription(call: Call) -> web.StreamResponse:
@@ -49,13 +66,10 @@ async def stream_subscription(call: Call) -> web.StreamResponse:
         )
     if record.state is SubscriptionState.PAUSED:
         raise ApiProblem(409, f"subscription {record.id!r} is paused; resume it first")
+    # The request's own faults first: they are the same whichever instance serves it.
+    from_time = _from_time(call)
+    last_event_id = _last_event_id(call)
     live = call.request.app.get(LIVE_KEY)
     if live is None:
         raise ApiProblem(503, "Live streams are not served by this instance of the API.")
-    from_time = _from_time(call)
-    return await live.serve(
-        call.request,
-        record,
-        last_event_id=call.request.headers.get("Last-Event-ID"),
-        from_time=from_time,
-    )
+    return await live.serve(call.request, record, last_event_id=last_event_id, from_time=from_time)

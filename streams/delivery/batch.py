@@ -60,8 +60,13 @@ def sse_event(source: str, item: Item) -> bytes:
 
 
 def parse_event_id(text: str) -> tuple[int, int] | None:
-    """The (partition, offset) of a ``Last-Event-ID``, or None when it is not one of ours."""
-    partition, sep, offset = text.strip().partition(":")
+    """The (partition, offset) of a ``Last-Event-ID``, or None when it is not one of ours:
+    ASCII digits only (``isdigit`` alone takes ``²``, which ``int`` refuses, and ``٣``, which it
+    reads), at most 9 and 19 of them; never an exception."""
+    text = text.strip()
+    if not text.isascii():
+        return None
+    partition, sep, offset = text.partition(":")
     if not sep or not partition.isdigit() or not offset.isdigit():
         return None
     if len(partition) > 9 or len(offset) > 19:
