@@ -98,6 +98,8 @@ _CALENDAR: Final = (
 _LEAP: Final = "a leap second, second 60, which Python's datetime and so cityhub do not take"
 _IN_RANGE: Final = f"a time {RANGE}"
 _BEYOND: Final = "outside the times cityhub takes"
+_EPOCH_EXPECTED: Final = f"seconds since the epoch of {_IN_RANGE}"
+_LAST_SECOND: Final = LATEST_SECONDS - 1
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -137,17 +139,16 @@ def datetime_from_epoch(seconds: float) -> datetime:
     ``float``), rounded to microseconds; InvalidTimestamp unless it is a finite number inside
     the range (NaN, infinities, negatives, ints of any size: never another exception)."""
     kind = type(seconds)
-    expected = f"seconds since the epoch of {_IN_RANGE}"
-    if kind is float and not math.isfinite(seconds):
-        raise _refuse(seconds, expected, "not a finite number")
     if kind is not int and kind is not float:  # a bool is no time
-        raise _refuse(seconds, expected, f"a {kind.__name__}, not a number")
-    # Compared before any conversion: exact for ints of any size, which float() cannot take.
+        raise _refuse(seconds, _EPOCH_EXPECTED, f"a {kind.__name__}, not a number")
+    # Compared before any conversion: exact for ints of any size, which float() cannot take;
+    # False for NaN.
     if not EARLIEST_SECONDS <= seconds < LATEST_SECONDS:
-        raise _refuse(seconds, expected, _BEYOND)
+        finite = kind is int or math.isfinite(seconds)
+        raise _refuse(seconds, _EPOCH_EXPECTED, _BEYOND if finite else "not a finite number")
     dt = datetime.fromtimestamp(seconds, UTC)
-    if dt >= LATEST:  # a float a hair below the end, rounded up to it
-        raise _refuse(seconds, expected, _BEYOND)
+    if seconds > _LAST_SECOND and dt >= LATEST:  # a float a hair below the end, rounded up
+        raise _refuse(seconds, _EPOCH_EXPECTED, _BEYOND)
     return dt
 
 
