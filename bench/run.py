@@ -1,7 +1,7 @@
 """Every benchmark in one go (``make bench``), each printing its own figures and its ratio
-against a baseline measured in the same run: the normaliser (pure CPU), the MQTT receive path,
-the bridge and the registry (on the local stack), and the end-to-end latencies to a Kafka
-consumer and to a webhook subscriber."""
+against a baseline measured in the same run: the normaliser and the subscription routing (pure
+CPU), the MQTT receive path, the bridge and the registry (on the local stack), and the
+end-to-end latencies to a Kafka consumer and to a webhook subscriber."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 
 BENCHMARKS = (
     "bench.normaliser",
+    "bench.routing",
     "bench.mqtt_receive",
     "bench.bridge",
     "bench.registry",

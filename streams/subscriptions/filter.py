@@ -1,8 +1,9 @@
 """Which observations (and aggregates) a subscription receives: its filter and the tenant rule.
 
-Pure and fast: the router runs one predicate per subscription per observation, so
-``compile_filter`` turns a filter into sets and a short tuple of checks once, and each call is
-a few set look-ups (see ``tests/unit/test_subscription_filter.py`` for the measured cost).
+Pure and fast: the router (``router.py``) runs the predicate of every candidate subscription
+its index finds for an item, so ``compile_filter`` turns a filter into sets and a short tuple
+of checks once, and each call is a few set look-ups (see
+``tests/unit/test_subscription_filter.py`` for the measured cost).
 
 The tenant rule (``may_see``), applied by every compiled predicate before its filter:
 
