@@ -441,10 +441,20 @@ def test_query_time_on_a_partition_of_100000_aggregates(stack: Stack) -> None:
     assert timings["all 6 h"] < 15.0
 
 
-def test_times_far_back_and_far_ahead_find_nothing(stack: Stack) -> None:
+def test_times_far_back_and_far_ahead_are_422_and_the_edges_of_the_range_find_nothing(
+    stack: Stack,
+) -> None:
+    # Times are taken from 1970-01-01T00:00:00Z up to 2100 (cityhub.schemas.timefmt).
     for frm, to in (
         ("0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z"),
         ("9999-12-30T00:00:00Z", "9999-12-31T00:00:00Z"),
+    ):
+        status, doc, _, _ = stack.get("acme", "sub_a", device_id="a-1", **{"from": frm, "to": to})
+        assert status == 422, doc
+        assert [e["field"] for e in doc["errors"]] == ["from"], doc
+    for frm, to in (
+        ("1970-01-01T00:00:00Z", "1970-01-02T00:00:00Z"),
+        ("2099-12-30T00:00:00Z", "2099-12-31T00:00:00Z"),
     ):
         status, doc, _, _ = stack.get("acme", "sub_a", device_id="a-1", **{"from": frm, "to": to})
         assert (status, doc) == (200, {"items": []}), frm
