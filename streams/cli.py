@@ -239,11 +239,7 @@ def _run_worker(
         services.append(CoroutineService("simulator", run_simulator, loop=loop))
     api_app = None
     if api:
-        from cityhub.streams.api.app import (
-            DEFAULT_MAX_BODY_BYTES,
-            DEFAULT_MAX_IMPORT_BYTES,
-            build_api,
-        )
+        from cityhub.streams.api.app import DEFAULT_MAX_BODY_BYTES, build_api
         from cityhub.streams.delivery.sse import LiveStreams
         from cityhub.streams.registry.service import Registry as RegistryService
         from cityhub.streams.subscriptions.service import Subscriptions
@@ -257,6 +253,7 @@ def _run_worker(
             webhook_allowed_hosts=settings.subscriptions.webhook_allowed_hosts,
             topic_prefix=settings.kafka.topic_prefix,
             ensure_topic=api_topics.ensure,
+            subscriptions_per_tenant=settings.quotas.subscriptions_per_tenant,
         )
         # /api/v1 only: metrics and health are on the management port, which asks for no key.
         api_app = build_api(
@@ -264,7 +261,8 @@ def _run_worker(
             subscriptions=subscriptions,
             live=LiveStreams(settings),
             max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
-            max_import_bytes=limits.get("max_import_bytes", DEFAULT_MAX_IMPORT_BYTES),
+            max_import_bytes=limits.get("max_import_bytes"),  # None: the quota setting
+            quotas=settings.quotas,
         )
     if api_app is not None:
         services.append(api_service(api_app, settings.http.host, settings.http.port, loop=loop))
@@ -366,12 +364,15 @@ def run(
 @click.option(
     "--max-import-bytes",
     type=click.IntRange(min=1024),
-    default=16 * 1024 * 1024,
-    show_default=True,
-    help="Largest bulk import (CSV or JSON); larger ones get 413.",
+    default=None,
+    help="Largest bulk import (CSV or JSON); larger ones get 413. "
+    "Default: CITYHUB_QUOTAS__IMPORT_MAX_BYTES (16 MiB).",
 )
 def api_cmd(
-    http_port: int | None, management_port: int | None, max_body_bytes: int, max_import_bytes: int
+    http_port: int | None,
+    management_port: int | None,
+    max_body_bytes: int,
+    max_import_bytes: int | None,
 ) -> None:
     """Only the operator API (/api/v1; /metrics and /healthz on the management port); scale out
     by starting more: each materialises the registry topic."""
@@ -388,7 +389,10 @@ def api_cmd(
         worker=False,
         simulate=None,
         api=True,
-        api_limits={"max_body_bytes": max_body_bytes, "max_import_bytes": max_import_bytes},
+        api_limits={
+            "max_body_bytes": max_body_bytes,
+            **({"max_import_bytes": max_import_bytes} if max_import_bytes is not None else {}),
+        },
     )
 
 

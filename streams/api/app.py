@@ -44,7 +44,6 @@ from cityhub.streams.subscriptions.service import Subscriptions
 log = logging.getLogger("cityhub.api")
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-DEFAULT_MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 REGISTRY_KEY = web.AppKey("registry", Registry)
 SUBSCRIPTIONS_KEY = web.AppKey("subscriptions", Subscriptions)
