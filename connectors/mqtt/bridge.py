@@ -38,6 +38,8 @@ SOURCE = metrics.CONNECTOR
 STAGE = "bridge"
 PRODUCER_BLOCKED_SECONDS = 0.001
 DEADLETTER_KEY_BYTES = 1024
+UNROUTED_WARNING_INTERVAL_S = 10.0
+"""At most one warning this often about messages on topics no format reads."""
 """A dead letter's key (the device, or the topic) is cut to this."""
 """A hand-over to the producer that takes longer than this waited for buffer space."""
 
@@ -93,6 +95,8 @@ class MqttBridge:
         self._max_inflight = settings.bridge.max_inflight
         self._max_payload = settings.bridge.max_payload_bytes
         self._max_record = settings.kafka.max_message_bytes
+        self._unrouted = 0
+        self._unrouted_warned = -UNROUTED_WARNING_INTERVAL_S
         self._current: MqttSession | None = None
         self._clock: tuple[int, str] = (0, "")
         self._m_written: dict[tuple[str, str], Any] = {}
@@ -209,6 +213,7 @@ class MqttBridge:
         key = fmt.partition_key(topic, payload) if fmt else topic
         key_bytes = key.encode()
         if fmt is None:
+            self._warn_unrouted(topic, fmt_name)
             return fmt_name, *self._dead_letter(
                 message,
                 Reason.UNKNOWN_FORMAT,
@@ -283,6 +288,23 @@ class MqttBridge:
         key = key[:DEADLETTER_KEY_BYTES]
         value = letter.to_json(self._max_record - record_size(key, b""))
         return self._topics.deadletter, value, key
+
+    def _warn_unrouted(self, topic: str, fmt_name: str) -> None:
+        """Say that messages arrive on a topic no format reads, at most once per
+        ``UNROUTED_WARNING_INTERVAL_S`` (a publisher could otherwise flood the log); the topic
+        comes from outside, and the log's formatter escapes it."""
+        now = time.monotonic()
+        self._unrouted += 1
+        if now - self._unrouted_warned < UNROUTED_WARNING_INTERVAL_S:
+            return
+        log.warning(
+            "%d message(s) on topics no ingest format reads went to the dead letters "
+            "(unknown_format), the last on %s (format %s); check the bridge subscriptions",
+            self._unrouted,
+            topic,
+            fmt_name,
+        )
+        self._unrouted, self._unrouted_warned = 0, now
 
     def _internal_error(self, message: Publish, exc: Exception) -> tuple[str, str, bytes, bytes]:
         return "unknown", *self._dead_letter(

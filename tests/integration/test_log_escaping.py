@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .hub import Hub
+from .hub import Hub, publish
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +89,30 @@ async def test_hostile_input_is_logged_escaped(tmp_path: Path, log_format: str) 
     assert message.startswith("aiohttp.http_exceptions.BadHttpMessage: 400, message:\\n")
     assert "Invalid header value char:\\n" in message
     assert not any(line.strip().startswith("b'X-Evil") for line in exception)
+
+
+async def test_an_mqtt_topic_from_outside_is_logged_escaped(tmp_path: Path) -> None:
+    """Mosquitto refuses C0 and C1 control characters in topics, but lets through what can
+    still forge or hide a line on an operator's screen: U+2028 (a line break for many viewers)
+    and U+202E (reverses what follows). The bridge's warning about a topic no format reads
+    shows them escaped."""
+    hub = Hub(
+        tmp_path,
+        command="bridge",
+        extra_env={
+            "CITYHUB_BRIDGE__SUBSCRIPTIONS": json.dumps(
+                [{"filter": f"cityhub/mystery-{tmp_path.name[-6:]}/#", "format": "no-such"}]
+            )
+        },
+    )
+    await asyncio.to_thread(hub.start)
+    topic = f"cityhub/mystery-{tmp_path.name[-6:]}/a\u202egnp.exe\u20282026-01-01 INFO forged"
+    try:
+        await publish([(topic, b"{}")])
+        text = await asyncio.to_thread(log_text, hub, "no ingest format reads")
+    finally:
+        await asyncio.to_thread(hub.stop)
+    (line,) = [x for x in text.splitlines() if "no ingest format reads" in x]
+    assert "\u202e" not in text
+    assert "\u2028" not in text
+    assert "a\\u202egnp.exe\\u20282026-01-01 INFO forged" in line
