@@ -26,11 +26,13 @@ _PROBLEM_DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one.",
     403: "The key's role may not do this.",
     404: "No such resource in the key's tenant (another tenant's resources are not found).",
-    409: "Conflicts with what exists (a taken id or DevEUI, a type still in use).",
-    413: "The body is larger than the cap.",
+    409: "Conflicts with what exists (a taken id or DevEUI, a type still in use), or the "
+    "tenant is at a quota (type quota-exceeded: quota, limit and setting name it).",
+    413: "The body is larger than the cap, or an import has more rows than its quota.",
     415: "The route does not take this content type.",
     422: "A field or query parameter is not valid; errors names each.",
-    429: "Too many live streams of this subscription are open.",
+    429: "Too many requests from this key (or address, without a valid key), or too many live "
+    "streams open: type quota-exceeded; try again after Retry-After seconds.",
     500: "A bug; the response's request_id is in the server's log.",
     503: "The registry's topic could not be written or read back in time; try again.",
 }
@@ -56,6 +58,13 @@ def _problem(status: int, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) -> Any
             "WWW-Authenticate": {
                 "description": "Bearer: present an API key.",
                 "schema": {"type": "string"},
+            }
+        }
+    elif status == 429:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Whole seconds to wait before trying again (at least 1).",
+                "schema": {"type": "integer", "minimum": 1},
             }
         }
     return response
@@ -115,7 +124,8 @@ def _operation(
             for name in route.headers
         }
     responses: dict[str, Any] = {str(route.status): success}
-    for status in sorted({401, 500, 503, *route.problems}):
+    # 429: every authenticated route is rate-limited per key (cityhub.streams.api.throttle).
+    for status in sorted({401, 429, 500, 503, *route.problems}):
         responses[str(status)] = _problem(status, refs)
     operation["responses"] = responses
     return operation

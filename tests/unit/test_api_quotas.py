@@ -21,6 +21,7 @@ from cityhub.schemas.registry import Role
 from cityhub.schemas.settings import QuotaSettings, Settings
 from cityhub.schemas.subscription import Subscription, SubscriptionSpec
 from cityhub.streams.api.app import build_api
+from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.throttle import client_network, presented_key_id
 from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.quotas import QUOTA_PROBLEM_TYPE, QuotaExceeded
@@ -307,6 +308,19 @@ async def test_probes_and_the_openapi_document_are_never_limited() -> None:
             for path in ("/metrics", "/healthz", f"{V1}/openapi.json"):
                 async with api.client.get(path) as response:
                     assert response.status == 200, path
+
+
+def test_every_operation_documents_the_rate_limit() -> None:
+    doc = build_openapi(max_body_bytes=1024, max_import_bytes=4096)
+    operations = [(m, p, op) for p, ops in doc["paths"].items() for m, op in ops.items()]
+    assert len(operations) > 20
+    for method, path, operation in operations:
+        too_many = operation["responses"].get("429")
+        if path == OPENAPI_PATH:  # the document itself is never limited
+            assert too_many is None
+            continue
+        assert too_many is not None, (method, path)
+        assert "Retry-After" in too_many["headers"]
 
 
 def test_the_bucket_key_is_read_from_the_secret_without_hashing() -> None:
