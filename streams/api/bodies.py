@@ -100,10 +100,8 @@ def query_limit(request: web.Request, default: int) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
+    # ASCII digits only: int() also takes Arabic-Indic digits, '1_0' and ' 10 '.
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
     if value < 1:
         raise ApiProblem(
             422,

@@ -44,7 +44,7 @@ from cityhub.connectors.kafka import record_size
 from cityhub.connectors.sinks.backoff import RetryPolicy
 from cityhub.connectors.sinks.errors import DeliveryFailed
 from cityhub.schemas.deadletter import DeadLetter
-from cityhub.schemas.errors import Reason
+from cityhub.schemas.errors import InvalidTimestamp, Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import (
     OnFull,
@@ -292,11 +292,18 @@ class DeliveryTask:
                 targets[tp] = min(max(replay.from_offset, beginning[tp]), end[tp])
         else:
             assert replay.from_time is not None  # the model requires one of them
-            ms = int(parse_rfc3339(replay.from_time).timestamp() * 1000)
-            found = await consumer.offsets_for_times(dict.fromkeys(assigned, ms))
-            for tp in assigned:
-                hit = found.get(tp)
-                targets[tp] = hit.offset if hit is not None else end[tp]
+            try:
+                ms = int(parse_rfc3339(replay.from_time).timestamp() * 1000)
+            except InvalidTimestamp as exc:
+                # Stored before the API checked the range (years 0001 to 9999 passed): replay
+                # everything kept rather than fail the task on every start.
+                log.warning("replay of %s: %s; replaying from the beginning", self.topic, exc)
+                targets = dict(beginning)
+            else:
+                found = await consumer.offsets_for_times(dict.fromkeys(assigned, ms))
+                for tp in assigned:
+                    hit = found.get(tp)
+                    targets[tp] = hit.offset if hit is not None else end[tp]
         self._epoch += 1
         self.queue.clear()
         meta = f"{REPLAY_METADATA}{replay.generation}"
