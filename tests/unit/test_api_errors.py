@@ -161,6 +161,9 @@ async def test_bad_query_parameters_are_422(api: Api) -> None:
     for params, field in (
         ({"limit": "abc"}, "limit"),
         ({"limit": "0"}, "limit"),
+        ({"limit": "\u0661\u0660"}, "limit"),  # Arabic-Indic digits, which int() takes
+        ({"limit": "1_0"}, "limit"),
+        ({"limit": "9" * 5000}, "limit"),
         ({"active": "maybe"}, "active"),
     ):
         _, doc, headers = await api.call("GET", f"{A}/devices", params=params)
