@@ -56,6 +56,7 @@ from cityhub.streams.registry.service import (
 )
 from cityhub.streams.registry.view import RegistryView
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore
+from cityhub.streams.subscriptions.topics import TopicNameTaken
 from cityhub.streams.subscriptions.view import SubscriptionView
 
 MANAGING_ROLES = frozenset({Role.SUBSCRIBER, Role.ADMIN})
@@ -236,9 +237,18 @@ class Subscriptions:
                         errors=[FieldError("id", "already exists")],
                     )
                 if self._ensure_topic is not None:
-                    await self._ensure_topic(
-                        subscription_topic(self._topic_prefix, tenant, spec.id)
-                    )
+                    try:
+                        await self._ensure_topic(
+                            subscription_topic(self._topic_prefix, tenant, spec.id)
+                        )
+                    except TopicNameTaken:
+                        # Another tenant's topic differs only by '.' versus '_': say no more
+                        # than that this id cannot be had (not whose, not that it exists).
+                        raise Conflict(
+                            f"the subscription id {spec.id!r} is not available in this tenant; "
+                            "choose another",
+                            errors=[FieldError("id", "not available")],
+                        ) from None
                 await self._store.put(record)
         return record, secret
 

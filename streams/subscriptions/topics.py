@@ -12,9 +12,13 @@ import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from aiokafka.errors import (
+    InvalidTopicError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
-from cityhub.schemas.errors import StackError
+from cityhub.schemas.errors import CityhubError, StackError
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.streams.topic_admin import durability_config
 
@@ -33,6 +37,11 @@ def subscription_topic_config(kafka: KafkaSettings) -> dict[str, str]:
         "max.message.bytes": str(kafka.max_message_bytes + 64 * 1024),
         **durability_config(kafka),
     }
+
+
+class TopicNameTaken(CityhubError):
+    """Kafka refuses the topic because an existing one differs from it only by ``.`` versus
+    ``_`` (tenants ``a.b`` and ``a_b`` with one subscription id): the name is not available."""
 
 
 class SubscriptionTopics:
@@ -57,7 +66,8 @@ class SubscriptionTopics:
             return self._admin
 
     async def ensure(self, topic: str) -> None:
-        """Create ``topic`` unless it exists. Raises StackError when Kafka refuses."""
+        """Create ``topic`` unless it exists. Raises TopicNameTaken when another topic's name
+        collides with it, StackError when Kafka refuses otherwise."""
         if topic in self.known:
             return
         admin = await self._client()
@@ -75,6 +85,9 @@ class SubscriptionTopics:
         for name, code, *rest in response.topic_errors:
             if code not in (0, TopicAlreadyExistsError.errno):
                 message = rest[0] if rest else ""
+                if code == InvalidTopicError.errno and "collides" in str(message):
+                    log.warning("topic %r not created: %s", name, message)
+                    raise TopicNameTaken(f"the topic name {name!r} is not available")
                 raise StackError(f"Kafka refused to create topic {name!r}: error {code} {message}")
         self.known.add(topic)
 

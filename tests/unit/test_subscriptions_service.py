@@ -25,6 +25,7 @@ from cityhub.streams.registry.service import (
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
+from cityhub.streams.subscriptions.topics import TopicNameTaken
 from cityhub.streams.subscriptions.view import SubscriptionView
 
 SUB_A = Principal("k1", "acme", Role.SUBSCRIBER)
@@ -262,3 +263,23 @@ async def test_public_document_names_the_topic_and_the_topic_is_created_first() 
     record, _ = await service.create(SUB_A, "acme", kafka_spec())
     assert created == ["px.sub.acme.s1"]
     assert service.public(record)["topic"] == "px.sub.acme.s1"
+
+
+async def test_a_topic_name_another_tenant_holds_is_a_conflict_that_names_nobody() -> None:
+    # Kafka takes a.b and a_b for one topic name: the second tenant's create is refused like
+    # any unavailable id, with nothing of the other tenant's in the answer and nothing stored.
+    async def ensure(topic: str) -> None:
+        if topic == "px.sub.a_b.s1":
+            raise TopicNameTaken(f"the topic name {topic!r} is not available")
+
+    registry = Registry(InMemoryRegistryStore())
+    for tenant in ("a.b", "a_b"):
+        await registry.create_tenant(Principal.system(), TenantSpec(id=tenant, name=tenant))
+    store = InMemorySubscriptionStore()
+    service = Subscriptions(store, registry.view, topic_prefix="px", ensure_topic=ensure)
+    await service.create(Principal.system(), "a.b", kafka_spec())
+    with pytest.raises(Conflict) as refused:
+        await service.create(Principal.system(), "a_b", kafka_spec())
+    assert "a.b" not in refused.value.detail
+    assert [(e.field, e.message) for e in refused.value.errors] == [("id", "not available")]
+    assert service.view.get("a_b", "s1") is None
