@@ -13,6 +13,8 @@ Cayenne LPP decoder's output, a generic JSON object. The rules:
   deeper than ``MAX_DEPTH`` levels is skipped, so hostile input cannot exhaust the stack.
 * An object of the shape ``{"value": <scalar>, "unit": "<symbol>"}`` is one value with an
   explicit unit, which wins over the catalogue's.
+* A value under an empty key (``{"": 1}``, ``{"gps": {"": 1}}``) is skipped: it has no name
+  to give its field and quantity.
 * Lists are skipped: in decoder output they are raw byte arrays or sample series without
   times, neither of which makes a faithful observation.
 * A catalogued field gets its canonical quantity and unit; any other keeps its field name as
@@ -81,8 +83,8 @@ def _collect(
     for key, raw in fields.items():
         if len(out) >= MAX_MEASUREMENTS:
             return
-        if type(key) is not str:
-            continue
+        if type(key) is not str or not key:
+            continue  # an empty key names nothing: no field, no quantity
         name = prefix + key if prefix else key
         value = scalar_value(raw)
         unit: str | None = None

@@ -147,5 +147,14 @@ def test_non_string_keys_skipped() -> None:
     ]
 
 
+def test_empty_keys_are_skipped_at_every_level() -> None:
+    # Found by the fuzzer: {"": false} became an observation whose quantity was "", which
+    # observation.schema.json refuses (quantity has at least one character).
+    assert measurements_from_fields({"": 1, "gps": {"": 2, "latitude": 52.3}, "t": 3}) == [
+        Measurement("gps.latitude", "latitude", 52.3, "lat", None),
+        Measurement("t", "t", 3, None, None),
+    ]
+
+
 def test_empty() -> None:
     assert measurements_from_fields({}) == []
