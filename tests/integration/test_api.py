@@ -101,11 +101,17 @@ class Client:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    # Webhook URLs in these tests point at loopback, allowed only because the test says so.
+    # Webhook URLs in these tests point at loopback, allowed only because the test says so;
+    # the request rate is raised so that schemathesis explores instead of meeting 429s
+    # (the quotas have tests of their own).
     hub = Hub(
         tmp_path_factory.mktemp("api"),
         command="api",
-        extra_env={"CITYHUB_SUBSCRIPTIONS__WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]'},
+        extra_env={
+            "CITYHUB_SUBSCRIPTIONS__WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]',
+            "CITYHUB_QUOTAS__API_REQUESTS_PER_SECOND": "10000",
+            "CITYHUB_QUOTAS__API_BURST": "10000",
+        },
     )
     keys = _seed(hub.prefix)
     hub.start()
