@@ -9,6 +9,7 @@ observation per measured quantity, with the device's location, area, tags and cl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -210,11 +211,14 @@ def apply_field_mappings(
 ) -> list[Measurement]:
     """Apply a device type's field mappings: the mapped quantity and unit, ``value * scale +
     offset`` for numbers; unmapped fields stay as the catalogue named them, or are dropped when
-    the type keeps ``only_mapped``. Raises ``NoMeasurements`` if nothing is left."""
+    the type keeps ``only_mapped``. A value that scaling takes beyond the range of a float
+    (``1e308 * 1000``) is dropped, as measurements drop infinities. Raises ``NoMeasurements``
+    if nothing is left."""
     if not device_type.fields and not device_type.only_mapped:
         return measurements
     mappings = {f.field: f for f in device_type.fields}
     out: list[Measurement] = []
+    overflowed: list[str] = []
     for m in measurements:
         mapping = mappings.get(m.field)
         if mapping is None:
@@ -225,12 +229,20 @@ def apply_field_mappings(
         scaled = mapping.scale != 1.0 or mapping.offset != 0.0
         if scaled and isinstance(value, int | float) and not isinstance(value, bool):
             value = value * mapping.scale + mapping.offset
+            if not math.isfinite(value):
+                overflowed.append(m.field)
+                continue
         unit = mapping.unit or unit_of(mapping.quantity) or m.unit
         out.append(Measurement(m.field, mapping.quantity, value, unit, m.observed_at))
     if not out:
+        fields = [shown(x.field) for x in measurements[:20]]
+        if overflowed:
+            why = "every mapped value was beyond the range of a number once scaled"
+        else:
+            why = "none of them is mapped by the type, which keeps only mapped fields"
         raise NoMeasurements(
-            f"none of the fields {sorted(x.field for x in measurements)} is mapped by device "
-            f"type {device_type.id!r}, which keeps only mapped fields"
+            f"nothing measurable in fields {', '.join(fields)} of device type "
+            f"{device_type.id!r}: {why}"
         )
     return out
 

@@ -12,6 +12,7 @@ from cityhub.connectors.decoders.cayenne import encode_lpp
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import InactiveDevice, NoMeasurements, UnknownDevice
 from cityhub.schemas.registry import Classification, DeviceType, FieldMapping
+from cityhub.schemas.validation import errors
 from cityhub.streams.normalise import (
     observations_from_uplink,
     parse_envelope,
@@ -139,6 +140,26 @@ def test_a_type_that_maps_nothing_of_the_message_says_so() -> None:
     with pytest.raises(NoMeasurements, match="mapped"):
         normalise(
             tts_envelope(decoded={"temperature": 1.0}, payload=None), Directory([entry()], [only])
+        )
+
+
+def test_a_value_scaled_beyond_a_float_is_dropped_not_written_as_null() -> None:
+    # Found by the fuzzer: 1e308 * 1000 is infinity, which orjson writes as null, and the
+    # observation failed observation.schema.json (value must be a number, boolean or string).
+    mapped = device_type(
+        fields=[
+            FieldMapping(field="laeq", quantity="noise_level", scale=1000.0),
+            FieldMapping(field="t", quantity="temperature", offset=-1e308),
+        ]
+    )
+    env = tts_envelope(decoded={"laeq": 1e308, "t": -1e308, "battery": 97}, payload=None)
+    observations = normalise(env, Directory([entry()], [mapped]))
+    assert [(o.field, o.value) for o in observations] == [("battery", 97)]
+    for o in observations:
+        assert errors("observation", o.to_dict()) == []
+    with pytest.raises(NoMeasurements, match="beyond the range of a number once scaled"):
+        normalise(
+            tts_envelope(decoded={"laeq": 1e308}, payload=None), Directory([entry()], [mapped])
         )
 
 
