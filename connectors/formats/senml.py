@@ -21,7 +21,9 @@ Mapping to Measurements:
 * Every measurement carries its own ``observed_at``.
 
 Errors (``SchemaMismatch``, naming the record index): a record that is not an object, a field
-of the wrong type, an empty name, a record with neither value nor sum, a ``bver`` above 10,
+of the wrong type, an empty name, a record with neither value nor sum, a value or sum that
+the base value or sum takes beyond the range of a number (``bv + v`` of ``1e308 + 1e308``),
+a ``bver`` above 10,
 and any field ending in ``_`` (RFC 8428 "must understand" extensions we do not know). A time
 that resolves outside 1970-01-01T00:00:00Z up to 2100 is an ``InvalidTimestamp`` (also a
 ``SchemaMismatch``).
@@ -145,6 +147,8 @@ def resolve_senml(records: Any, received_at: float) -> list[Measurement]:
         v = _number(record, "v", path)
         if v is not None:
             value = v + bv if bv else v
+            if not math.isfinite(value):
+                raise mismatch(f"{path}.v", "a number that stays finite once bv is added", v)
         elif "vs" in record:
             value = _string(record, "vs", path)
         elif "vb" in record:
@@ -174,6 +178,8 @@ def resolve_senml(records: Any, received_at: float) -> list[Measurement]:
             out.append(Measurement(field, quantity, value, value_unit, observed_at))
         if s is not None:
             total = s + bs if bs else s
+            if not math.isfinite(total):
+                raise mismatch(f"{path}.s", "a number that stays finite once bs is added", s)
             out.append(
                 Measurement(
                     f"{field}.sum", f"{quantity}_sum", total, unit or catalogue_unit, observed_at

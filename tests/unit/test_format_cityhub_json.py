@@ -136,6 +136,10 @@ def test_path_names_keep_their_context() -> None:
             "[0].t: expected bt + t (absolute) to resolve to a time from 1970",
         ),
         ([{"n": "t", "v": 1, "bver": 11}], "[0].bver: expected a SenML version"),
+        # bv + v and bs + s beyond a float were infinities, written as null (schema-invalid).
+        ([{"n": "t", "bv": 1e308, "v": 1e308}], "[0].v: expected a number that stays finite"),
+        ([{"n": "t", "v": 1}, {"n": "u", "bv": -1e308, "v": -1e308}], "[1].v: expected a"),
+        ([{"n": "t", "bs": 1e308, "s": 1e308}], "[0].s: expected a number that stays finite"),
         ([{"n": "t", "v": 1, "crit_": 1}], "[0].crit_: unknown must-understand"),
         ([{"n": "t", "vs": "x" * 300}], "too long"),
         ([{"n": "t", "v": 1}] * 2000, "at most"),
