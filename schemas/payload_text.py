@@ -11,7 +11,6 @@ to base64 when the text form is too large.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable
 
 from cityhub.schemas.errors import InvalidEnvelope
@@ -38,7 +37,7 @@ def payload_from_text(encoding: object, text: str) -> bytes:
     if encoding == BASE64:
         try:
             return base64.b64decode(text, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or non-ASCII text
             raise InvalidEnvelope(f"payload is not valid base64: {exc}") from None
     raise InvalidEnvelope(f"payload_encoding must be 'utf-8' or 'base64', not {encoding!r}")
 

@@ -9,6 +9,7 @@ observation per measured quantity, with the device's location, area, tags and cl
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,19 +21,21 @@ from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat, Measurement, Uplink
 from cityhub.connectors.formats.jsondoc import shown
 from cityhub.connectors.measurements import measurements_from_fields
+from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import (
     IdentityMismatch,
     InactiveDevice,
     InvalidEnvelope,
     InvalidTimestamp,
+    MessageError,
     NoMeasurements,
     UnknownDevice,
 )
 from cityhub.schemas.observation import Location, NetworkMeta, Observation, event_id
 from cityhub.schemas.quantities import unit_of
 from cityhub.schemas.registry import NETWORK_DECODER, DeviceType, NetworkBinding, NetworkServer
-from cityhub.schemas.timefmt import parse_rfc3339
+from cityhub.schemas.timefmt import parse_rfc3339, rfc3339_from_datetime
 from cityhub.streams.registry.view import DeviceEntry
 
 DEFAULT_DECODER = "cayenne-lpp"
@@ -65,6 +68,46 @@ def received_seconds(envelope: RawEnvelope) -> float:
         return parse_rfc3339(envelope.received_at).timestamp()
     except InvalidTimestamp as exc:
         raise InvalidEnvelope(f"raw envelope received_at {exc.detail}") from None
+
+
+def raw_dead_letter(
+    value: bytes,
+    key: bytes | None,
+    error: MessageError,
+    *,
+    stage: str,
+    failed_at: str,
+    max_payload_bytes: int,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> DeadLetter:
+    """The dead letter of a raw record that could not be normalised: the original payload (the
+    whole record when it is no envelope), where it came from when the envelope says, and the
+    record's place in Kafka. Only what holds goes in: an envelope's ``received_at`` that is no
+    RFC 3339 time is left out (the detail says what was wrong)."""
+    envelope: RawEnvelope | None = None
+    with contextlib.suppress(MessageError):
+        envelope = RawEnvelope.from_json(value)
+    received_at = None
+    if envelope is not None:
+        with contextlib.suppress(InvalidTimestamp):
+            received_at = rfc3339_from_datetime(parse_rfc3339(envelope.received_at))
+    return DeadLetter.of(
+        stage=stage,
+        reason=error.reason,
+        detail=error.detail,
+        failed_at=failed_at,
+        payload=envelope.payload if envelope else value,
+        max_payload_bytes=max_payload_bytes,
+        format=envelope.format if envelope else None,
+        source_topic=envelope.topic if envelope else None,
+        device=envelope.device if envelope else (key.decode(errors="replace") if key else None),
+        received_at=received_at,
+        kafka_topic=topic,
+        kafka_partition=partition,
+        kafka_offset=offset,
+    )
 
 
 def parse_envelope(

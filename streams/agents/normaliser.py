@@ -16,7 +16,6 @@ unacknowledged and is processed again after the restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -24,7 +23,6 @@ from typing import Any
 import faust
 
 from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute, record_size
-from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError, Oversize, Reason
 from cityhub.schemas.settings import Settings
@@ -38,6 +36,7 @@ from cityhub.streams.normalise import (
     identity,
     observations_from_uplink,
     parse_envelope,
+    raw_dead_letter,
     received_seconds,
     resolve_device,
 )
@@ -97,26 +96,19 @@ def register_normaliser(
     max_payload = settings.bridge.max_payload_bytes
 
     async def dead_letter(
-        value: bytes, key: bytes | None, message: Any, reason: Reason, detail: str
+        value: bytes, key: bytes | None, message: Any, error: MessageError
     ) -> asyncio.Future[Any]:
-        metrics.DEADLETTERS.labels(STAGE, reason.value).inc()
-        envelope: RawEnvelope | None = None
-        with contextlib.suppress(MessageError):
-            envelope = RawEnvelope.from_json(value)
-        letter = DeadLetter.of(
+        metrics.DEADLETTERS.labels(STAGE, error.reason.value).inc()
+        letter = raw_dead_letter(
+            value,
+            key,
+            error,
             stage=STAGE,
-            reason=reason,
-            detail=detail,
             failed_at=rfc3339(time.time()),
-            payload=envelope.payload if envelope else value,
             max_payload_bytes=max_payload,
-            format=envelope.format if envelope else None,
-            source_topic=envelope.topic if envelope else None,
-            device=envelope.device if envelope else (key.decode(errors="replace") if key else None),
-            received_at=envelope.received_at if envelope else None,
-            kafka_topic=message.topic,
-            kafka_partition=message.partition,
-            kafka_offset=message.offset,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
         )
         key = (key or b"")[:1024]
         limit = max_record - record_size(key, b"")
@@ -165,14 +157,13 @@ def register_normaliser(
             if state is not None:
                 frames[device] = state
         except MessageError as exc:
-            return [await dead_letter(value, message.key, message, exc.reason, exc.detail)]
+            return [await dead_letter(value, message.key, message, exc)]
         except Exception as exc:  # a bug must not stop the partition
             log.exception(
                 "normalising %s[%d]@%d failed", message.topic, message.partition, message.offset
             )
-            return [
-                await dead_letter(value, message.key, message, Reason.INTERNAL_ERROR, repr(exc))
-            ]
+            bug = MessageError(repr(exc), reason=Reason.INTERNAL_ERROR)
+            return [await dead_letter(value, message.key, message, bug)]
         metrics.NORMALISE_LATENCY.observe(time.perf_counter() - started)
         deliveries: list[asyncio.Future[Any]] = []
         for o, doc, key in encoded:

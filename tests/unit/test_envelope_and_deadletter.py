@@ -7,6 +7,7 @@ from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import InvalidEnvelope, MalformedJSON, Reason
 from cityhub.schemas.validation import errors
+from cityhub.streams.normalise import raw_dead_letter
 
 
 @pytest.mark.parametrize("payload", [b'{"temperature": 21.5}', b"\x00\xff\x01binary", b""])
@@ -107,3 +108,43 @@ def test_asyncapi_document_names_every_topic_and_schema():
     for schema in ("raw-envelope", "observation", "deadletter"):
         assert f"./json/{schema}.schema.json" in text
         assert files("cityhub.schemas").joinpath(f"json/{schema}.schema.json").is_file()
+
+
+def test_a_base64_payload_with_other_than_ascii_is_an_invalid_envelope() -> None:
+    # binascii refuses such text with a ValueError of its own, not binascii.Error (the fuzzer
+    # found it as an internal_error)
+    doc = {
+        "v": 1,
+        "source": "mqtt",
+        "format": "cityhub-json",
+        "topic": "cityhub/ingest/x",
+        "device": "x",
+        "received_at": "2026-12-01T10:00:00.000Z",
+        "payload_encoding": "base64",
+        "payload": "aGVsbG8=\u00e9",
+    }
+    with pytest.raises(InvalidEnvelope, match="not valid base64"):
+        RawEnvelope.from_json(orjson.dumps(doc))
+
+
+def test_the_dead_letter_of_a_raw_record_leaves_out_a_received_at_that_is_no_time() -> None:
+    envelope = RawEnvelope(
+        "mqtt", "cityhub-json", "cityhub/ingest/x", "x", "9999-12-31T23:59:59-01:00", b"{}"
+    )
+    error = InvalidEnvelope("raw envelope received_at is not an RFC 3339 time")
+    letter = raw_dead_letter(
+        envelope.to_json(),
+        b"x",
+        error,
+        stage="normalise",
+        failed_at="2026-12-03T10:00:00.000Z",
+        max_payload_bytes=1024,
+        topic="cityhub.raw",
+        partition=0,
+        offset=7,
+    )
+    doc = orjson.loads(letter.to_json(65_536))
+    assert doc["received_at"] is None
+    assert doc["source_topic"] == "cityhub/ingest/x"
+    assert doc["reason"] == "invalid_envelope"
+    assert errors("deadletter", doc) == []
