@@ -19,7 +19,6 @@ import orjson
 
 from cityhub.connectors.formats import get_format
 from cityhub.connectors.kafka import record_size
-from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError, Oversize, Reason
 from cityhub.schemas.observation import Observation
@@ -33,6 +32,7 @@ from cityhub.streams.normalise import (
     identity,
     observations_from_uplink,
     parse_envelope,
+    raw_dead_letter,
     received_seconds,
     resolve_device,
 )
@@ -80,9 +80,7 @@ def bridge_record(format_name: str, topic: str, payload: bytes) -> tuple[bytes, 
     assert RawEnvelope.from_json(value) == envelope
     assert RawEnvelope.from_json(envelope.to_json()) == envelope
     if len(payload) > MAX_PAYLOAD or len(value) > room:
-        check_dead_letter(
-            Oversize("too large"), value=payload, key=key_bytes, envelope=envelope, stage="bridge"
-        )
+        check_dead_letter(Oversize("too large"), value=payload, key=key_bytes, stage="bridge")
         return None
     return value, key_bytes
 
@@ -140,7 +138,6 @@ def check_dead_letter(
     *,
     value: bytes,
     key: bytes | None,
-    envelope: RawEnvelope | None = None,
     stage: str = STAGE,
 ) -> bytes:
     """The failure is a project error with a reason other than ``internal_error``, and its
@@ -149,25 +146,16 @@ def check_dead_letter(
     assert error.reason is not Reason.INTERNAL_ERROR, f"internal_error: {error.detail}"
     assert isinstance(error.detail, str)
     assert error.detail, f"{type(error).__name__} without a detail"
-    if envelope is None:
-        try:
-            envelope = RawEnvelope.from_json(value)
-        except MessageError:
-            envelope = None
-    letter = DeadLetter.of(
+    letter = raw_dead_letter(
+        value,
+        key,
+        error,
         stage=stage,
-        reason=error.reason,
-        detail=error.detail,
         failed_at=FAILED_AT,
-        payload=envelope.payload if envelope else value,
         max_payload_bytes=MAX_PAYLOAD,
-        format=envelope.format if envelope else None,
-        source_topic=envelope.topic if envelope else None,
-        device=envelope.device if envelope else (key.decode(errors="replace") if key else None),
-        received_at=envelope.received_at if envelope else None,
-        kafka_topic=RAW_TOPIC,
-        kafka_partition=0,
-        kafka_offset=1,
+        topic=RAW_TOPIC,
+        partition=0,
+        offset=1,
     )
     cut_key = (key or b"")[:1024]
     limit = MAX_RECORD - record_size(cut_key, b"")
