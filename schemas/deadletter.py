@@ -41,7 +41,8 @@ def _cut(text: str | None, limit: int) -> str | None:
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     stage: str
-    """``bridge`` or ``normalise`` (later stages add theirs)."""
+    """Who gave up: ``bridge``, ``normalise``, ``aggregate-device``, ``aggregate-area``,
+    ``deliver``."""
     reason: Reason
     detail: str
     """What is wrong, for a person: the field, what was expected, what came."""

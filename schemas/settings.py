@@ -6,6 +6,8 @@ Every field can be set as ``CITYHUB_<SECTION>__<FIELD>`` (for example
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -169,8 +171,9 @@ class AggregationSettings(_Section):
     max_future_seconds: int = Field(default=300, ge=0)
     """Observations claiming a time further ahead of the worker's clock are dropped and counted."""
     idle_close_seconds: float = Field(default=30.0, gt=0)
-    """A partition without new observations moves its watermark to wall clock minus this (and
-    grace), so that its windows still close when its devices go quiet."""
+    """A partition without new observations for this long moves its watermark to wall clock
+    minus this, so that its windows still close (once the watermark passes their end plus grace)
+    when its devices go quiet."""
     # Reading aggregates back through the API (``cityhub.streams.aggregates``): each query scans
     # one partition of the aggregates topic, so these bound the work of one request.
     query_max_range_seconds: int = Field(default=7 * 24 * 3600, ge=1)
@@ -308,3 +311,38 @@ class Settings(BaseSettings):
                 f"{self.kafka.max_message_bytes}; lower the one or raise the other"
             )
         return self
+
+
+ENV_PREFIX = "CITYHUB_"
+TOOL_VARIABLES = ("CITYHUB_FUZZ_",)
+"""Variables of the project's own tools (the fuzz suite), not settings."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``CITYHUB_*`` variables of ``environ`` that name no setting, each with the setting
+    it most likely meant (``CITYHUB_LOG_FORMT (did you mean CITYHUB_LOG_FORMAT?)``).
+
+    pydantic-settings refuses an unknown field inside a section (``CITYHUB_KAFKA__X``) but
+    ignores an unknown top-level name, so a misspelt setting would pass silently; the CLI refuses
+    these at start-up."""
+    fields = Settings.model_fields
+    known = [
+        f"{ENV_PREFIX}{name.upper()}{'__' if _is_section(info.annotation) else ''}"
+        for name, info in fields.items()
+    ]
+    unknown = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable.startswith(TOOL_VARIABLES):
+            continue
+        head, nested, _ = variable[len(ENV_PREFIX) :].partition("__")
+        info = fields.get(head.lower())
+        # A section may also come whole, as JSON (``CITYHUB_KAFKA='{"partitions": 3}'``).
+        if info is not None and (not nested or _is_section(info.annotation)):
+            continue
+        guess = difflib.get_close_matches(variable, known, n=1, cutoff=0.7)
+        unknown.append(f"{variable} (did you mean {guess[0]}?)" if guess else variable)
+    return unknown
+
+
+def _is_section(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -18,7 +19,7 @@ from typing import Any
 import click
 
 from cityhub.schemas.errors import CityhubError
-from cityhub.schemas.settings import Settings
+from cityhub.schemas.settings import Settings, unknown_variables
 from cityhub.schemas.topics import Topics
 from cityhub.streams.logsetup import LogFormat, install
 from cityhub.streams.registry.cli import mount as mount_registry_commands
@@ -71,6 +72,14 @@ def main(ctx: click.Context, log_level: str | None) -> None:
     """cityhub: a city's sensors in over MQTT and LoRaWAN, canonical observations out of Kafka.
 
     Logs go to stderr as text, or as one JSON object per line with CITYHUB_LOG_FORMAT=json."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise click.UsageError(
+            "not a cityhub setting: "
+            + "; ".join(unknown)
+            + " (`cityhub settings` lists them; settings inside a section are "
+            "CITYHUB_<SECTION>__<FIELD>)"
+        )
     settings = Settings()
     level = log_level or settings.log_level
     ctx.obj = level

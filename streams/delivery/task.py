@@ -57,6 +57,7 @@ from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import message_id
 from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item
+from cityhub.streams.metrics import DEADLETTERS
 
 log = logging.getLogger("cityhub.delivery")
 
@@ -436,6 +437,8 @@ class DeliveryTask:
             letters.append(self._dead_letters(letter.to_json(room), key))
         await asyncio.gather(*letters)  # sent together: one round trip, not one per item
         m.DEADLETTERED.labels(*self._labels).inc(len(batch))
+        # Also where every other stage's dead letters are counted: one series to alert on.
+        DEADLETTERS.labels(STAGE, Reason.DELIVERY_FAILED.value).inc(len(batch))
         log.warning("%s; %d item(s) written to the dead letters", detail, len(batch))
 
     def _set_state(self, state: SubscriptionState) -> None:

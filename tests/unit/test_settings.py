@@ -30,3 +30,21 @@ def test_a_payload_limit_kafka_cannot_carry_is_refused(monkeypatch):
     monkeypatch.setenv("CITYHUB_BRIDGE__MAX_PAYLOAD_BYTES", str(1024 * 1024))
     with pytest.raises(ValidationError, match="max_message_bytes"):
         Settings()
+
+
+def test_a_misspelt_top_level_setting_is_named_with_what_it_likely_meant():
+    from cityhub.schemas.settings import unknown_variables
+
+    environ = {
+        "CITYHUB_LOG_FORMT": "json",  # pydantic-settings would ignore it silently
+        "CITYHUB_LOG_FORMAT": "json",
+        "CITYHUB_KAFKA__PARTITIONS": "3",
+        "CITYHUB_KAFKA": '{"partitions": 3}',  # a whole section as JSON is a setting too
+        "CITYHUB_LOG_LEVEL__X": "1",  # not a section
+        "CITYHUB_FUZZ_SEED": "7",  # the fuzz suite's own
+        "PATH": "/usr/bin",
+    }
+    assert unknown_variables(environ) == [
+        "CITYHUB_LOG_FORMT (did you mean CITYHUB_LOG_FORMAT?)",
+        "CITYHUB_LOG_LEVEL__X (did you mean CITYHUB_LOG_LEVEL?)",
+    ]
