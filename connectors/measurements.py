@@ -19,7 +19,9 @@ Cayenne LPP decoder's output, a generic JSON object. The rules:
   times, neither of which makes a faithful observation.
 * A catalogued field gets its canonical quantity and unit; any other keeps its field name as
   the quantity and has no unit.
-* At most ``MAX_MEASUREMENTS`` values are taken from one message.
+* At most ``MAX_MEASUREMENTS`` values are taken from one message, and none under a field name
+  (dotted path) longer than ``MAX_FIELD_NAME_LENGTH`` characters: the name becomes the
+  quantity that aggregates, filters and topics carry.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from cityhub.schemas.quantities import lookup
 MAX_STRING_LENGTH: Final = 256
 MAX_DEPTH: Final = 8
 MAX_MEASUREMENTS: Final = 512
+MAX_FIELD_NAME_LENGTH: Final = 128
+"""As a device type's field mapping names a field (``FieldMapping.field``)."""
 _MAX_UNIT_LENGTH: Final = 32
 _INT64_MIN: Final = -(1 << 63)
 _UINT64_MAX: Final = (1 << 64) - 1
@@ -86,6 +90,8 @@ def _collect(
         if type(key) is not str or not key:
             continue  # an empty key names nothing: no field, no quantity
         name = prefix + key if prefix else key
+        if len(name) > MAX_FIELD_NAME_LENGTH:
+            continue
         value = scalar_value(raw)
         unit: str | None = None
         if value is None:

@@ -176,8 +176,8 @@ class FieldMapping(_Spec):
     """The decoded field's name as the decoder emits it (dotted for nested: ``gps_8.latitude``)."""
     quantity: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
     unit: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = None
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, allow_inf_nan=False)
 
 
 class TenantSpec(_Spec):

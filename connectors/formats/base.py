@@ -7,11 +7,28 @@ normaliser asks it to parse the payload into a format-neutral ``Uplink``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from cityhub.schemas.observation import Gateway, Value
+
+MAX_GATEWAYS = 16
+"""Gateways kept per uplink: every observation of the uplink carries them, so a message
+listing thousands would multiply into every record (the fuzzer found tens of MB from one)."""
+MAX_GATEWAY_ID_LENGTH = 128
+"""Longer gateway ids (TTS allows 36 characters, EUIs are 16 hex digits) are not kept."""
+
+
+def strongest_gateways(gateways: Iterable[Gateway]) -> tuple[Gateway, ...]:
+    """At most ``MAX_GATEWAYS`` of ``gateways``, the strongest first (highest RSSI, those
+    without one last; equal ones in the order given), without ids longer than
+    ``MAX_GATEWAY_ID_LENGTH``."""
+    usable = [g for g in gateways if len(g.id) <= MAX_GATEWAY_ID_LENGTH]
+    if len(usable) <= 1:
+        return tuple(usable)
+    usable.sort(key=lambda g: -g.rssi if g.rssi is not None else float("inf"))
+    return tuple(usable[:MAX_GATEWAYS])
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from cityhub.connectors.formats.base import Uplink
+from cityhub.connectors.formats.base import Uplink, strongest_gateways
 from cityhub.connectors.formats.identity import require_agreement
 from cityhub.connectors.formats.jsondoc import (
     load_object,
@@ -86,7 +86,7 @@ def _gateways(rx_info: list[Any]) -> tuple[Gateway, ...]:
                 opt_number(rx, "snr", f"{path}.snr"),
             )
         )
-    return tuple(found)
+    return strongest_gateways(found)
 
 
 class ChirpstackV4Format:

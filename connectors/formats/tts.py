@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from cityhub.connectors.formats.base import Uplink
+from cityhub.connectors.formats.base import Uplink, strongest_gateways
 from cityhub.connectors.formats.identity import require_agreement
 from cityhub.connectors.formats.jsondoc import (
     load_object,
@@ -82,7 +82,7 @@ def _gateways(meta: list[Any]) -> tuple[Gateway, ...]:
         if rssi is None:
             rssi = opt_number(rx, "channel_rssi", f"{path}.channel_rssi")
         found.append(Gateway(gateway_id, rssi, opt_number(rx, "snr", f"{path}.snr")))
-    return tuple(found)
+    return strongest_gateways(found)
 
 
 class TtsV3Format:

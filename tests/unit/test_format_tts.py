@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from cityhub.connectors.formats import get_format
-from cityhub.connectors.formats.base import IngestFormat
+from cityhub.connectors.formats.base import MAX_GATEWAYS, IngestFormat
 from cityhub.connectors.formats.tts import TtsV3Format
 from cityhub.connectors.measurements import measurements_from_fields
 from cityhub.schemas.errors import MalformedJSON, Reason, SchemaMismatch
@@ -212,3 +212,17 @@ def test_deeply_nested_json_is_rejected_not_crashed() -> None:
 )
 def test_partition_key(topic: str, payload: bytes, key: str) -> None:
     assert FMT.partition_key(topic, payload) == key
+
+
+def test_an_uplink_keeps_its_strongest_gateways_only() -> None:
+    # Every observation carries the uplink's gateways: a message listing thousands would
+    # multiply into every record (the fuzzer found tens of MB from one message).
+    doc = _doc()
+    doc["uplink_message"]["rx_metadata"] = [
+        {"gateway_ids": {"gateway_id": f"gw-{i}"}, "rssi": -i} for i in range(1000)
+    ] + [
+        {"gateway_ids": {"gateway_id": "x" * 129}, "rssi": 10},  # no such id: not kept
+        {"gateway_ids": {"gateway_id": "quiet"}},  # no RSSI: after the others
+    ]
+    up = _parse(doc)
+    assert [g.id for g in up.gateways] == [f"gw-{i}" for i in range(MAX_GATEWAYS)]

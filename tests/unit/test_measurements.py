@@ -158,3 +158,10 @@ def test_empty_keys_are_skipped_at_every_level() -> None:
 
 def test_empty() -> None:
     assert measurements_from_fields({}) == []
+
+
+def test_a_field_name_longer_than_a_mapping_can_name_is_skipped() -> None:
+    # The name becomes the quantity that aggregates, filters and topics carry.
+    long = "k" * 129
+    found = measurements_from_fields({long: 1.0, "nested": {long[:122]: 2.0}, "ok": 3.0})
+    assert [m.field for m in found] == ["ok"]

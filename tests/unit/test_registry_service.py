@@ -9,11 +9,13 @@ from dataclasses import asdict
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from cityhub.schemas.registry import (
     Classification,
     DeviceSpec,
     DeviceTypeSpec,
+    FieldMapping,
     Location,
     Role,
     TenantSpec,
@@ -432,3 +434,9 @@ async def test_classification_comes_from_the_type(world: World) -> None:
     type_ = r.type_of(entry)
     assert type_ is not None
     assert type_.id == "open"
+
+
+@pytest.mark.parametrize("bad", [{"scale": "Infinity"}, {"offset": "NaN"}, {"scale": float("inf")}])
+def test_a_field_mapping_refuses_infinite_or_nan_factors(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        FieldMapping.model_validate({"field": "t", "quantity": "temperature", **bad})
