@@ -27,7 +27,7 @@ from cityhub.connectors.kafka import BatchingWriter, create_producer
 from cityhub.connectors.mqtt.bridge import MqttBridge
 from cityhub.connectors.mqtt.session import MqttSession, end_session
 from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings
-from cityhub.streams.simulator import Outgoing
+from cityhub.streams.devtools.simulator import Outgoing
 from cityhub.streams.topic_admin import ensure_topics
 
 

@@ -21,8 +21,8 @@ from cityhub.connectors.formats import get_format
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError
 from cityhub.schemas.timefmt import rfc3339
-from cityhub.streams.dedup import check_duplicate
-from cityhub.streams.normalise import (
+from cityhub.streams.normaliser.dedup import check_duplicate
+from cityhub.streams.normaliser.normalise import (
     duplicate_key,
     identity,
     observations_from_uplink,

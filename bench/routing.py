@@ -41,8 +41,8 @@ from typing import Any
 from bench.stats import machine, median, today
 from cityhub.schemas.observation import Location, NetworkMeta, Observation
 from cityhub.schemas.subscription import Subscription, SubscriptionSpec, build_subscription
-from cityhub.streams.simulator import Kind, build_fleet
-from cityhub.streams.simulator.fleet import CITY_BBOX
+from cityhub.streams.devtools.simulator import Kind, build_fleet
+from cityhub.streams.devtools.simulator.fleet import CITY_BBOX
 from cityhub.streams.subscriptions.router import LinearSubscriptionRouter, SubscriptionRouter
 from cityhub.streams.subscriptions.view import SubscriptionView
 

@@ -41,10 +41,10 @@ from cityhub.schemas.registry import Role
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.subscription import SubscriptionSpec
 from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.devtools.simulator import build_fleet
+from cityhub.streams.devtools.simulator.registration import TENANT, register_fleet
 from cityhub.streams.registry.service import Principal, Registry
 from cityhub.streams.registry.store import RegistryStore
-from cityhub.streams.simulator import build_fleet
-from cityhub.streams.simulator.registration import TENANT, register_fleet
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import SubscriptionStore
 from cityhub.streams.topic_admin import ensure_topics

@@ -3,7 +3,7 @@ every run (seeded), in the mix the simulator produces (TTS, ChirpStack, SenML, J
 
 from __future__ import annotations
 
-from cityhub.streams.simulator import Outgoing, Traffic, build_fleet
+from cityhub.streams.devtools.simulator import Outgoing, Traffic, build_fleet
 
 START = 1_795_914_000.0  # a fixed night in November 2026, so readings are the same every run
 SEED = 7

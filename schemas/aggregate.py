@@ -1,7 +1,7 @@
 """The window aggregate: count, min, max, sum, mean and last of one quantity of one device (or of
 all devices of one area) over one tumbling window, as written to ``cityhub.aggregates``. JSON
 Schema: ``schemas/json/aggregate.schema.json``; the windowing that produces it:
-``streams/windows.py``.
+``streams/aggregation/windows.py``.
 
 A window's aggregate may be written more than once: ``revision`` 0 when the window closes, then
 one more for each late observation that changes it within the grace period. Every revision

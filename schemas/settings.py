@@ -158,7 +158,7 @@ class SubscriptionSettings(_Section):
 
 
 class AggregationSettings(_Section):
-    """Tumbling event-time windows (``cityhub.streams.windows``)."""
+    """Tumbling event-time windows (``cityhub.streams.aggregation.windows``)."""
 
     window_sizes_seconds: tuple[Annotated[int, Field(ge=1, le=MAX_WINDOW_SECONDS)], ...] = (
         60,
@@ -174,8 +174,8 @@ class AggregationSettings(_Section):
     """A partition without new observations for this long moves its watermark to wall clock
     minus this, so that its windows still close (once the watermark passes their end plus grace)
     when its devices go quiet."""
-    # Reading aggregates back through the API (``cityhub.streams.aggregates``): each query scans
-    # one partition of the aggregates topic, so these bound the work of one request.
+    # Reading aggregates back through the API (``cityhub.streams.aggregation.query``): each query
+    # scans one partition of the aggregates topic, so these bound the work of one request.
     query_max_range_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     """Longest ``to - from`` of one query; longer ranges are answered 422."""
     query_max_scanned_records: int = Field(default=1_000_000, ge=1)

@@ -9,9 +9,9 @@ import faust
 
 from cityhub.schemas.settings import Settings
 from cityhub.streams import metrics
-from cityhub.streams.agents.aggregator import register_aggregator
-from cityhub.streams.agents.normaliser import register_normaliser
+from cityhub.streams.aggregation.agent import register_aggregator
 from cityhub.streams.faust_transport import broker_url, use_kafka_settings
+from cityhub.streams.normaliser.agent import register_normaliser
 from cityhub.streams.registry.store import RecordStore
 from cityhub.streams.subscriptions.routing import Routing
 

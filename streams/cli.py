@@ -106,7 +106,7 @@ def stack() -> None:
 @stack.command("up")
 def stack_up_cmd() -> None:
     """Install what is missing, start both brokers, wait until they serve, create the topics."""
-    from cityhub.streams.stack import stack_up
+    from cityhub.streams.devtools.stack import stack_up
     from cityhub.streams.topic_admin import ensure_topics
 
     settings = Settings()
@@ -124,7 +124,7 @@ def stack_up_cmd() -> None:
 @click.option("--purge", is_flag=True, help="Also delete the brokers' data.")
 def stack_down_cmd(purge: bool) -> None:
     """Stop both brokers (by pid)."""
-    from cityhub.streams.stack import stack_down
+    from cityhub.streams.devtools.stack import stack_down
 
     _run_async(stack_down(Settings(), purge=purge))
 
@@ -132,7 +132,7 @@ def stack_down_cmd(purge: bool) -> None:
 @stack.command("status")
 def stack_status_cmd() -> None:
     """Say whether each broker runs and serves; exit 1 if one does not."""
-    from cityhub.streams.stack import stack_status
+    from cityhub.streams.devtools.stack import stack_status
 
     status = _run_async(stack_status(Settings()))
     click.echo(status.render())
@@ -233,10 +233,10 @@ def _run_worker(
         worker_app = app
         checks["worker"] = lambda: bool(worker_app.started and not worker_app.should_stop)
     if simulate is not None and app is not None:
+        from cityhub.streams.devtools.simulator import build_fleet
+        from cityhub.streams.devtools.simulator import simulate as run_simulation
+        from cityhub.streams.devtools.simulator.registration import register_fleet
         from cityhub.streams.registry.service import Registry
-        from cityhub.streams.simulator import build_fleet
-        from cityhub.streams.simulator import simulate as run_simulation
-        from cityhub.streams.simulator.registration import register_fleet
 
         async def run_simulator() -> None:
             while not registry.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
@@ -453,11 +453,11 @@ def simulate(
     register: bool,
 ) -> None:
     """Publish realistic uplinks (The Things Stack, ChirpStack, SenML, JSON) to the local broker."""
+    from cityhub.streams.devtools.simulator import build_fleet
+    from cityhub.streams.devtools.simulator import simulate as run_simulation
+    from cityhub.streams.devtools.simulator.registration import register_fleet
     from cityhub.streams.registry.service import Registry
     from cityhub.streams.registry.store import RegistryStore
-    from cityhub.streams.simulator import build_fleet
-    from cityhub.streams.simulator import simulate as run_simulation
-    from cityhub.streams.simulator.registration import register_fleet
 
     settings = Settings()
 
@@ -491,7 +491,7 @@ def simulate(
 @click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
 def tail(topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
     """Print a topic's records: observations, deadletter, raw, or any full topic name."""
-    from cityhub.streams.tail import tail as run_tail
+    from cityhub.streams.devtools.tail import tail as run_tail
 
     settings = Settings()
     names = Topics.for_prefix(settings.kafka.topic_prefix)

@@ -53,8 +53,8 @@ AGGREGATOR_EVENTS = Counter(
     "cityhub_aggregator_events_total",
     "What the window states counted, by grouping (device, area) and event: observations, "
     "aggregated, non_numeric, no_group, duplicates, late_dropped, late_partial, future_dropped, "
-    "dedup_overflow, emitted, re_emitted (see cityhub.streams.windows), and invalid (records "
-    "on the input topic that are not observations).",
+    "dedup_overflow, emitted, re_emitted (see cityhub.streams.aggregation.windows), and invalid "
+    "(records on the input topic that are not observations).",
     ["grouping", "event"],
 )
 AGGREGATOR_WINDOWS = Gauge(

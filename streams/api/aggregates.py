@@ -1,5 +1,5 @@
 """``GET /api/v1/tenants/{tenant}/aggregates``: a device's or an area's window aggregates over a
-time range, read from the aggregates topic (``cityhub.streams.aggregates``).
+time range, read from the aggregates topic (``cityhub.streams.aggregation.query``).
 
 Who sees what, the same rule as everywhere in the API and the subscriptions:
 - a key reads in its own tenant only (an admin in any); another tenant is not found (404);
@@ -21,7 +21,7 @@ from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
 from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.registry import Classification, Role
 from cityhub.schemas.timefmt import parse_rfc3339
-from cityhub.streams.aggregates.query import (
+from cityhub.streams.aggregation.query import (
     AggregateQuery,
     AggregateSource,
     AggregatesUnavailable,

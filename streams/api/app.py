@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from cityhub.schemas.settings import QuotaSettings, Settings
-from cityhub.streams.aggregates.reader import KafkaAggregateReader
+from cityhub.streams.aggregation.reader import KafkaAggregateReader
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.api.handlers import Call, Limits, json_response

@@ -657,7 +657,7 @@ class Registry:
 
     # --- lookups for the pipeline (no authorisation) ------------------------------------------
     # Which device an uplink is credited to is decided in one place only:
-    # ``cityhub.streams.normalise.registered_device`` over this registry's view.
+    # ``cityhub.streams.normaliser.normalise.registered_device`` over this registry's view.
     def type_of(self, entry: DeviceEntry) -> DeviceType | None:
         """The device's type, or None if it was deleted under it."""
         return self.view.device_type(entry.tenant, entry.type)

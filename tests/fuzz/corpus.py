@@ -25,9 +25,9 @@ from cityhub.schemas.registry import (
     Tenant,
     record_key,
 )
+from cityhub.streams.devtools.simulator import FleetSimulator, Format, build_fleet, render
+from cityhub.streams.devtools.simulator.registration import CLASSIFICATION, device_spec
 from cityhub.streams.registry.view import RegistryView
-from cityhub.streams.simulator import FleetSimulator, Format, build_fleet, render
-from cityhub.streams.simulator.registration import CLASSIFICATION, device_spec
 
 from .mutations import vocabulary_of
 

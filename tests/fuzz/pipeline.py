@@ -1,5 +1,5 @@
 """The pipeline a message goes through, step by step as the bridge and the normaliser agent run
-it (``cityhub.connectors.mqtt.bridge``, ``cityhub.streams.agents.normaliser``), without MQTT,
+it (``cityhub.connectors.mqtt.bridge``, ``cityhub.streams.normaliser.agent``), without MQTT,
 Kafka or faust; and the properties every outcome must have.
 
 The agent's order: raw envelope from JSON -> receive time -> ``parse_envelope`` -> device
@@ -25,9 +25,9 @@ from cityhub.schemas.observation import Observation
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.schemas.validation import errors as schema_errors
-from cityhub.streams.agents.normaliser import HEADER_ALLOWANCE_BYTES, STAGE
-from cityhub.streams.dedup import DeviceFrames, check_duplicate
-from cityhub.streams.normalise import (
+from cityhub.streams.normaliser.agent import HEADER_ALLOWANCE_BYTES, STAGE
+from cityhub.streams.normaliser.dedup import DeviceFrames, check_duplicate
+from cityhub.streams.normaliser.normalise import (
     duplicate_key,
     identity,
     observations_from_uplink,

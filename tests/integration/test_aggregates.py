@@ -21,7 +21,14 @@ from aiokafka import AIOKafkaProducer
 
 from cityhub.schemas.observation import NetworkMeta, Observation
 from cityhub.schemas.validation import errors
-from cityhub.streams.windows import US, Point, WindowConfig, epoch_us, format_us, recompute
+from cityhub.streams.aggregation.windows import (
+    US,
+    Point,
+    WindowConfig,
+    epoch_us,
+    format_us,
+    recompute,
+)
 
 from .hub import BOOTSTRAP, Hub, read_topic
 

@@ -29,14 +29,14 @@ from cityhub.schemas.aggregate import Aggregate, aggregate_id
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, Role, TenantSpec
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.topics import Topics
-from cityhub.streams.aggregates.query import (
+from cityhub.streams.aggregation.query import (
     AggregateQuery,
     area_group,
     device_group,
     format_ms,
     partition_for_key,
 )
-from cityhub.streams.aggregates.reader import KafkaAggregateReader
+from cityhub.streams.aggregation.reader import KafkaAggregateReader
 from cityhub.streams.registry.service import Principal, Registry
 from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.topic_admin import ensure_topics

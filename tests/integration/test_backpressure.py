@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cityhub.schemas.settings import Settings
-from cityhub.streams.stack.layout import StackLayout
+from cityhub.streams.devtools.stack.layout import StackLayout
 
 from .hub import Hub, publish, read_topic
 from .uplinks import tts, unique_eui

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cityhub.schemas.settings import MqttSettings, Settings
-from cityhub.streams.simulator import simulate as run_simulation
+from cityhub.streams.devtools.simulator import simulate as run_simulation
 
 from .hub import MQTT_HOST, MQTT_PORT, read_topic
 from .subscribers import WebhookReceiver, wait_for

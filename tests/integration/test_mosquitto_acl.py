@@ -32,8 +32,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
 from cityhub.schemas.settings import MqttSettings, Settings, StackSettings
-from cityhub.streams.stack import stack_down, stack_status, stack_up
-from cityhub.streams.stack.layout import find_deploy_dir
+from cityhub.streams.devtools.stack import stack_down, stack_status, stack_up
+from cityhub.streams.devtools.stack.layout import find_deploy_dir
 
 from .hub import Hub, read_topic
 

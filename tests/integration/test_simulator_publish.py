@@ -11,8 +11,8 @@ import aiomqtt
 import pytest
 
 from cityhub.schemas.settings import Settings
-from cityhub.streams.simulator import build_fleet, simulate
-from cityhub.streams.simulator.messages import ingest_topic
+from cityhub.streams.devtools.simulator import build_fleet, simulate
+from cityhub.streams.devtools.simulator.messages import ingest_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

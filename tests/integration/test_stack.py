@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from cityhub.schemas.settings import Settings, StackSettings
-from cityhub.streams.stack import StackStatus, stack_down, stack_status, stack_up
+from cityhub.streams.devtools.stack import StackStatus, stack_down, stack_status, stack_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -16,11 +16,11 @@ import pytest
 
 from cityhub.schemas.registry import Role, TenantSpec
 from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings
+from cityhub.streams.devtools.simulator import build_fleet
+from cityhub.streams.devtools.simulator import simulate as run_simulation
+from cityhub.streams.devtools.simulator.registration import CLASSIFICATION, register_fleet
 from cityhub.streams.registry.service import Principal, Registry
 from cityhub.streams.registry.store import RegistryStore
-from cityhub.streams.simulator import build_fleet
-from cityhub.streams.simulator import simulate as run_simulation
-from cityhub.streams.simulator.registration import CLASSIFICATION, register_fleet
 
 from .hub import BOOTSTRAP, MQTT_HOST, MQTT_PORT, Hub, read_topic
 from .subscribers import Api, SseReader, WebhookReceiver, mqtt_collector, wait_for

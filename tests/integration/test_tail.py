@@ -10,7 +10,7 @@ import pytest
 from cityhub.connectors.kafka import create_producer
 from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.settings import Settings
-from cityhub.streams.tail import tail
+from cityhub.streams.devtools.tail import tail
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from cityhub.schemas.settings import MqttSettings, Settings
-from cityhub.streams.simulator import simulate as run_simulation
+from cityhub.streams.devtools.simulator import simulate as run_simulation
 
 from .hub import MQTT_HOST, MQTT_PORT, free_port, read_topic
 from .subscribers import wait_for

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cityhub.schemas.settings import AggregationSettings
-from cityhub.streams.aggregates.memory import InMemoryAggregates, MemoryRecord, group_of
-from cityhub.streams.aggregates.query import (
+from cityhub.streams.aggregation.memory import InMemoryAggregates, MemoryRecord, group_of
+from cityhub.streams.aggregation.query import (
     AggregateQuery,
     QueryLimits,
     QueryRejected,
@@ -32,7 +32,7 @@ from cityhub.streams.aggregates.query import (
     partition_for_key,
     visible_to,
 )
-from cityhub.streams.windows import US, Point, WindowConfig, WindowState, epoch_us
+from cityhub.streams.aggregation.windows import US, Point, WindowConfig, WindowState, epoch_us
 
 T0_MS = epoch_us("2026-11-29T10:00:00Z") // 1000
 MIN = 60_000

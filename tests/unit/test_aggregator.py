@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from cityhub.schemas.settings import Settings
-from cityhub.streams.agents.aggregator import (
+from cityhub.streams.aggregation.agent import (
     WATERMARK_HEADER,
     _Aggregator,
     read_watermark,
@@ -17,8 +17,8 @@ from cityhub.streams.agents.aggregator import (
     watermark_header,
     window_config,
 )
-from cityhub.streams.agents.intake import InputOrder
-from cityhub.streams.windows import US, Point, WindowConfig, WindowState, epoch_us
+from cityhub.streams.aggregation.windows import US, Point, WindowConfig, WindowState, epoch_us
+from cityhub.streams.runtime.intake import InputOrder
 
 T0 = epoch_us("2026-11-29T10:00:00Z")
 CONFIG = WindowConfig(sizes=(60, 900), grace=30, groupings=("device",))

@@ -14,14 +14,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.schemas.aggregate import Aggregate, aggregate_id
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec
-from cityhub.streams.aggregates.memory import InMemoryAggregates
-from cityhub.streams.aggregates.query import (
+from cityhub.streams.aggregation.memory import InMemoryAggregates
+from cityhub.streams.aggregation.query import (
     AggregateQuery,
     AggregatesUnavailable,
     QueryLimits,
     ScanResult,
     format_ms,
 )
+from cityhub.streams.aggregation.windows import epoch_us
 from cityhub.streams.api.aggregates import AGGREGATES_KEY, AggregateList
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.openapi import build_openapi
@@ -29,7 +30,6 @@ from cityhub.streams.registry.service import Principal, Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
-from cityhub.streams.windows import epoch_us
 
 from .test_api_support import Api, seed
 

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.schemas.registry import DeviceSpec
 from cityhub.schemas.timefmt import RANGE
-from cityhub.streams.aggregates.memory import InMemoryAggregates
-from cityhub.streams.aggregates.query import QueryLimits
+from cityhub.streams.aggregation.memory import InMemoryAggregates
+from cityhub.streams.aggregation.query import QueryLimits
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.app import build_api
 from cityhub.streams.delivery.batch import parse_event_id

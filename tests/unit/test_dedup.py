@@ -1,4 +1,4 @@
-from cityhub.streams.dedup import check_duplicate
+from cityhub.streams.normaliser.dedup import check_duplicate
 
 
 def test_first_sighting_is_not_a_duplicate_and_is_remembered():

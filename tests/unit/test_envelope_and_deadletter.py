@@ -7,7 +7,7 @@ from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import InvalidEnvelope, MalformedJSON, Reason
 from cityhub.schemas.validation import errors
-from cityhub.streams.normalise import raw_dead_letter
+from cityhub.streams.normaliser.normalise import raw_dead_letter
 
 
 @pytest.mark.parametrize("payload", [b'{"temperature": 21.5}', b"\x00\xff\x01binary", b""])

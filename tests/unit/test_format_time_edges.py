@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from cityhub.connectors.formats.base import Uplink
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import InvalidEnvelope, InvalidTimestamp, MessageError, Reason
-from cityhub.streams.normalise import parse_envelope, received_seconds
+from cityhub.streams.normaliser.normalise import parse_envelope, received_seconds
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 RECEIVED = "2026-11-29T01:00:00.000Z"

@@ -15,7 +15,9 @@ from cityhub.connectors.formats.base import Uplink
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import IdentityMismatch, InactiveDevice, Reason, UnknownDevice
 from cityhub.schemas.registry import Classification, Device, DeviceType, NetworkBinding, record_key
-from cityhub.streams.normalise import (
+from cityhub.streams.devtools.simulator import Format, Traffic, build_fleet
+from cityhub.streams.devtools.simulator.registration import TENANT, register_fleet
+from cityhub.streams.normaliser.normalise import (
     binding_mismatch,
     parse_envelope,
     registered_device,
@@ -24,8 +26,6 @@ from cityhub.streams.normalise import (
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.registry.view import RegistryView
-from cityhub.streams.simulator import Format, Traffic, build_fleet
-from cityhub.streams.simulator.registration import TENANT, register_fleet
 
 T = "2026-11-29T01:00:00.000Z"
 EUI_A = "70b3d57ed000000a"

@@ -13,7 +13,7 @@ from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import InactiveDevice, NoMeasurements, UnknownDevice
 from cityhub.schemas.registry import Classification, DeviceType, FieldMapping
 from cityhub.schemas.validation import errors
-from cityhub.streams.normalise import (
+from cityhub.streams.normaliser.normalise import (
     observations_from_uplink,
     parse_envelope,
     received_seconds,

@@ -13,7 +13,7 @@ import pytest
 from cityhub.connectors.decoders.cayenne import decode_lpp
 from cityhub.connectors.formats import get_format
 from cityhub.schemas.timefmt import parse_rfc3339
-from cityhub.streams.simulator import (
+from cityhub.streams.devtools.simulator import (
     QUANTITIES,
     Device,
     FleetSimulator,
@@ -27,7 +27,7 @@ from cityhub.streams.simulator import (
     senml_message,
     tts_uplink,
 )
-from cityhub.streams.simulator.messages import airtime_seconds
+from cityhub.streams.devtools.simulator.messages import airtime_seconds
 
 NOW = 1_760_000_000.0  # 2025-10-09, a Thursday; 09:53 in Amsterdam's winter time
 

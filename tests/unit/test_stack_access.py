@@ -18,12 +18,12 @@ from cityhub.schemas.settings import (
     Settings,
     StackSettings,
 )
-from cityhub.streams.stack import stack_down, stack_up
-from cityhub.streams.stack.config import MOSQUITTO_CONF_TEMPLATE, render_mosquitto_conf
-from cityhub.streams.stack.layout import StackLayout, find_deploy_dir
-from cityhub.streams.stack.lifecycle import _mqtt_login
-from cityhub.streams.stack.mosquitto import check_access_files
-from cityhub.streams.stack.probes import MQTT_HEALTH_PREFIX
+from cityhub.streams.devtools.stack import stack_down, stack_up
+from cityhub.streams.devtools.stack.config import MOSQUITTO_CONF_TEMPLATE, render_mosquitto_conf
+from cityhub.streams.devtools.stack.layout import StackLayout, find_deploy_dir
+from cityhub.streams.devtools.stack.lifecycle import _mqtt_login
+from cityhub.streams.devtools.stack.mosquitto import check_access_files
+from cityhub.streams.devtools.stack.probes import MQTT_HEALTH_PREFIX
 
 DEPLOY = find_deploy_dir(None)
 LAYOUT = StackLayout(root=Path("/srv/cityhub-state"))

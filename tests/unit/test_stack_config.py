@@ -13,8 +13,8 @@ import pytest
 
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import StackSettings
-from cityhub.streams.stack import ServiceStatus, StackStatus
-from cityhub.streams.stack.config import (
+from cityhub.streams.devtools.stack import ServiceStatus, StackStatus
+from cityhub.streams.devtools.stack.config import (
     LOG4J2_TEMPLATE,
     MOSQUITTO_CONF_TEMPLATE,
     SERVER_PROPERTIES_TEMPLATE,
@@ -23,9 +23,9 @@ from cityhub.streams.stack.config import (
     render_mosquitto_conf,
     render_server_properties,
 )
-from cityhub.streams.stack.layout import StackLayout, find_deploy_dir
-from cityhub.streams.stack.probes import port_in_use
-from cityhub.streams.stack.process import (
+from cityhub.streams.devtools.stack.layout import StackLayout, find_deploy_dir
+from cityhub.streams.devtools.stack.probes import port_in_use
+from cityhub.streams.devtools.stack.process import (
     ProcessSpec,
     cmdline_matches,
     owned_pid,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cityhub.schemas.aggregate import Aggregate
 from cityhub.schemas.observation import NetworkMeta, Observation
 from cityhub.schemas.validation import errors
-from cityhub.streams.windows import (
+from cityhub.streams.aggregation.windows import (
     US,
     Point,
     WindowConfig,

@@ -12,8 +12,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from cityhub.streams.simulator.fleet import Fleet, FleetSimulator, Format, Frame, seeded_random
-from cityhub.streams.simulator.messages import render
+from cityhub.streams.devtools.simulator.fleet import (
+    Fleet,
+    FleetSimulator,
+    Format,
+    Frame,
+    seeded_random,
+)
+from cityhub.streams.devtools.simulator.messages import render
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,15 +15,15 @@ from pathlib import Path
 
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import Settings, StackSettings
-from cityhub.streams.stack.config import (
+from cityhub.streams.devtools.stack.config import (
     LOG4J2_TEMPLATE,
     SERVER_PROPERTIES_TEMPLATE,
     new_cluster_id,
     render_log4j2_properties,
     render_server_properties,
 )
-from cityhub.streams.stack.layout import StackLayout
-from cityhub.streams.stack.process import ProcessSpec, start_detached, tail
+from cityhub.streams.devtools.stack.layout import StackLayout
+from cityhub.streams.devtools.stack.process import ProcessSpec, start_detached, tail
 
 log = logging.getLogger("cityhub.stack")
 

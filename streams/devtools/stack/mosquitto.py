@@ -10,9 +10,9 @@ from pathlib import Path
 
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import StackSettings
-from cityhub.streams.stack.config import MOSQUITTO_CONF_TEMPLATE, render_mosquitto_conf
-from cityhub.streams.stack.layout import StackLayout
-from cityhub.streams.stack.process import ProcessSpec, start_detached, tail
+from cityhub.streams.devtools.stack.config import MOSQUITTO_CONF_TEMPLATE, render_mosquitto_conf
+from cityhub.streams.devtools.stack.layout import StackLayout
+from cityhub.streams.devtools.stack.process import ProcessSpec, start_detached, tail
 
 log = logging.getLogger("cityhub.stack")
 

@@ -16,7 +16,7 @@ import orjson
 
 from cityhub.schemas.aggregate import Aggregate
 from cityhub.schemas.timefmt import parse_rfc3339
-from cityhub.streams.aggregates.query import (
+from cityhub.streams.aggregation.query import (
     AggregateQuery,
     QueryLimits,
     Scan,

@@ -31,7 +31,7 @@ import orjson
 
 from cityhub.connectors.decoders.cayenne import encode_lpp
 from cityhub.schemas.timefmt import rfc3339
-from cityhub.streams.simulator.fleet import (
+from cityhub.streams.devtools.simulator.fleet import (
     CHIRPSTACK_TENANT,
     QUANTITIES,
     TTS_TENANT,

@@ -13,7 +13,7 @@ from string import Template
 
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import StackSettings
-from cityhub.streams.stack.layout import StackLayout
+from cityhub.streams.devtools.stack.layout import StackLayout
 
 MAX_MQTT_PACKET_BYTES = 2 * 1024 * 1024 + 64 * 1024
 """2 MiB of payload plus room for the topic and MQTT 5 properties."""

@@ -24,8 +24,8 @@ from types import MappingProxyType
 import aiomqtt
 
 from cityhub.schemas.settings import Settings
-from cityhub.streams.simulator.fleet import build_fleet
-from cityhub.streams.simulator.traffic import Outgoing, Traffic
+from cityhub.streams.devtools.simulator.fleet import build_fleet
+from cityhub.streams.devtools.simulator.traffic import Outgoing, Traffic
 
 log = logging.getLogger("cityhub.simulator")
 

@@ -16,8 +16,8 @@ from cityhub.schemas.registry import (
     NetworkServer,
     TenantSpec,
 )
+from cityhub.streams.devtools.simulator.fleet import Device, Fleet, Format, Kind
 from cityhub.streams.registry.service import Conflict, ImportReport, Principal, Registry
-from cityhub.streams.simulator.fleet import Device, Fleet, Format, Kind
 
 log = logging.getLogger("cityhub.simulator")
 

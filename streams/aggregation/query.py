@@ -1,7 +1,7 @@
 """What a read of aggregates does, without Kafka: which partition holds a group, which records
 match, which revision is current, when a scan may stop, and what a tenant may see.
 
-The data (written by the window agent, ``cityhub.streams.windows``):
+The data (written by the window agent, ``cityhub.streams.aggregation.windows``):
 
 - the record key is the *group*, ``device/<device id>`` or ``area/<tenant>/<area>``, so every
   quantity, size and window of one group is in one partition (Kafka's default partitioner:

@@ -6,9 +6,9 @@ loopback, both with their data, configs, logs and pid files in ``StackSettings.s
 
 from __future__ import annotations
 
-from cityhub.streams.stack.lifecycle import purge_state, stack_down, stack_status, stack_up
-from cityhub.streams.stack.probes import HEALTH_TOPIC
-from cityhub.streams.stack.status import ServiceStatus, StackStatus
+from cityhub.streams.devtools.stack.lifecycle import purge_state, stack_down, stack_status, stack_up
+from cityhub.streams.devtools.stack.probes import HEALTH_TOPIC
+from cityhub.streams.devtools.stack.status import ServiceStatus, StackStatus
 
 __all__ = [
     "HEALTH_TOPIC",

@@ -1,6 +1,6 @@
 """The aggregator agents: ``cityhub.observations`` → ``cityhub.aggregates``.
 
-Two agents, each a thin shell around :class:`cityhub.streams.windows.WindowState`:
+Two agents, each a thin shell around :class:`cityhub.streams.aggregation.windows.WindowState`:
 
 * ``aggregator-device`` reads ``cityhub.observations`` (keyed by device) and keeps the device
   windows; it also forwards every observation that has an area and a tenant, unchanged, to
@@ -101,10 +101,10 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Source
 from cityhub.schemas.topics import Topics
 from cityhub.streams import metrics
-from cityhub.streams.agents.intake import OrderedIntake
+from cityhub.streams.aggregation.windows import COUNTERS, Point, WindowConfig, WindowState
+from cityhub.streams.runtime.intake import OrderedIntake
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 from cityhub.streams.subscriptions.routing import Routing
-from cityhub.streams.windows import COUNTERS, Point, WindowConfig, WindowState
 
 log = logging.getLogger("cityhub.aggregator")
 

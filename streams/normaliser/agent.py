@@ -29,9 +29,8 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import Topics
 from cityhub.streams import metrics
-from cityhub.streams.agents.intake import OrderedIntake
-from cityhub.streams.dedup import check_duplicate
-from cityhub.streams.normalise import (
+from cityhub.streams.normaliser.dedup import check_duplicate
+from cityhub.streams.normaliser.normalise import (
     duplicate_key,
     identity,
     observations_from_uplink,
@@ -41,6 +40,7 @@ from cityhub.streams.normalise import (
     resolve_device,
 )
 from cityhub.streams.registry.store import RecordStore
+from cityhub.streams.runtime.intake import OrderedIntake
 from cityhub.streams.subscriptions.routing import Routing
 
 log = logging.getLogger("cityhub.normaliser")

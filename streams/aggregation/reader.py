@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
-from cityhub.streams.aggregates.query import (
+from cityhub.streams.aggregation.query import (
     AggregateQuery,
     AggregatesUnavailable,
     QueryLimits,

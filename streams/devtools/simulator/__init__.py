@@ -7,7 +7,7 @@ message functions are pure, for tests that need realistic uplinks without a brok
 
 from __future__ import annotations
 
-from cityhub.streams.simulator.fleet import (
+from cityhub.streams.devtools.simulator.fleet import (
     ALL_FORMATS,
     QUANTITIES,
     Device,
@@ -19,7 +19,7 @@ from cityhub.streams.simulator.fleet import (
     Kind,
     build_fleet,
 )
-from cityhub.streams.simulator.messages import (
+from cityhub.streams.devtools.simulator.messages import (
     chirpstack_uplink,
     json_message,
     lpp_payload,
@@ -27,8 +27,8 @@ from cityhub.streams.simulator.messages import (
     senml_message,
     tts_uplink,
 )
-from cityhub.streams.simulator.publisher import SimulationReport, simulate
-from cityhub.streams.simulator.traffic import Outgoing, Traffic
+from cityhub.streams.devtools.simulator.publisher import SimulationReport, simulate
+from cityhub.streams.devtools.simulator.traffic import Outgoing, Traffic
 
 __all__ = [
     "ALL_FORMATS",

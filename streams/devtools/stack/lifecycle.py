@@ -14,9 +14,9 @@ from pathlib import Path
 
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import Settings
-from cityhub.streams.stack import kafka, mosquitto
-from cityhub.streams.stack.layout import StackLayout, find_deploy_dir
-from cityhub.streams.stack.probes import (
+from cityhub.streams.devtools.stack import kafka, mosquitto
+from cityhub.streams.devtools.stack.layout import StackLayout, find_deploy_dir
+from cityhub.streams.devtools.stack.probes import (
     NotServingError,
     port_in_use,
     probe_kafka,
@@ -24,8 +24,8 @@ from cityhub.streams.stack.probes import (
     quiet_client_logs,
     wait_until_serving,
 )
-from cityhub.streams.stack.process import ProcessSpec, owned_pid, stop
-from cityhub.streams.stack.status import ServiceStatus, StackStatus
+from cityhub.streams.devtools.stack.process import ProcessSpec, owned_pid, stop
+from cityhub.streams.devtools.stack.status import ServiceStatus, StackStatus
 
 log = logging.getLogger("cityhub.stack")
 
