@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from cityhub.connectors.kafka import create_producer
 from cityhub.schemas.settings import Settings
-from cityhub.streams.registry.service import Unavailable
+from cityhub.streams.service_errors import Unavailable
 from cityhub.streams.topic_admin import ensure_topics
 
 log = logging.getLogger("cityhub.compacted")

@@ -12,7 +12,7 @@ every one of them alike (``cityhub.streams.api.throttle``): an RFC 9457 problem 
 
 from __future__ import annotations
 
-from cityhub.streams.registry.service import RegistryError
+from cityhub.streams.service_errors import ServiceError
 
 QUOTA_PROBLEM_TYPE = "https://cityhub.example/problems/quota-exceeded"
 
@@ -22,7 +22,7 @@ def quota_setting(quota: str) -> str:
     return f"CITYHUB_QUOTAS__{quota.upper()}"
 
 
-class QuotaExceeded(RegistryError):
+class QuotaExceeded(ServiceError):
     """A request that would take a tenant or a key past one of its quotas.
 
     ``status`` says what the client can do: 409 (the tenant is at its limit until it frees

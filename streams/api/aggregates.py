@@ -35,7 +35,7 @@ from cityhub.streams.aggregation.query import (
 from cityhub.streams.api.bodies import query_text
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
-from cityhub.streams.registry.service import FieldError, NotFound
+from cityhub.streams.service_errors import FieldError, NotFound
 
 AGGREGATES_KEY = web.AppKey("aggregates", AggregateSource)
 """The app's aggregate reader (``build_api`` sets it)."""

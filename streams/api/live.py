@@ -20,7 +20,7 @@ from cityhub.streams.api.handlers import Call
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery.batch import parse_event_id
 from cityhub.streams.delivery.sse import LiveStreams
-from cityhub.streams.registry.service import FieldError
+from cityhub.streams.service_errors import FieldError
 
 LIVE_KEY = web.AppKey("live", LiveStreams)
 

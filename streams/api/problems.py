@@ -1,9 +1,10 @@
 """RFC 9457 problem responses: how every error of the API reaches the client.
 
 ``ApiProblem`` is raised by handlers and helpers for HTTP-level faults (bad JSON, wrong content
-type, a body too large); the registry's own errors (``RegistryError``) and pydantic's
-``ValidationError`` are turned into the same shape by :func:`problem_from_exception`. Nothing here
-puts an input value into a message: a rejected value may be a secret.
+type, a body too large); the services' errors (``ServiceError``, ``streams/service_errors.py``)
+and pydantic's ``ValidationError`` are turned into the same shape by
+:func:`problem_from_exception`. Nothing here puts an input value into a message: a rejected value
+may be a secret.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from cityhub.streams.registry.service import FieldError, RegistryError
+from cityhub.streams.service_errors import FieldError, ServiceError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://cityhub.example/problems/"
@@ -131,7 +132,7 @@ def problem_from_exception(exc: Exception, instance: str) -> web.Response | None
         return problem_response(
             exc.status, exc.detail, instance, errors=exc.errors, headers=headers
         )
-    if isinstance(exc, RegistryError):
+    if isinstance(exc, ServiceError):
         headers = {}
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="cityhub"'

@@ -50,13 +50,12 @@ from cityhub.streams.registry.importer import (
 from cityhub.streams.registry.service import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
-    FieldError,
     ImportReport,
     Principal,
     Registry,
-    RegistryError,
 )
 from cityhub.streams.registry.store import RecordStore, RegistryStore
+from cityhub.streams.service_errors import FieldError, ServiceError
 
 T = TypeVar("T")
 
@@ -89,7 +88,7 @@ def _reported_errors() -> Iterator[None]:
     """Registry, validation and broker errors as ``Error: ...`` and exit status 1, no traceback."""
     try:
         yield
-    except RegistryError as exc:
+    except ServiceError as exc:
         _fail(exc.detail, exc.errors)
     except ValidationError as exc:
         _fail(f"invalid {_SPEC_NAMES.get(exc.title, exc.title)}", field_errors(exc))

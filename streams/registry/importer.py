@@ -46,7 +46,7 @@ from cityhub.schemas.registry import (
     network_binding_fields,
     normalise_dev_eui,
 )
-from cityhub.streams.registry.service import FieldError, Invalid
+from cityhub.streams.service_errors import FieldError, Invalid
 
 MAX_IMPORT_ROWS: Final = 100_000
 """Most data rows one import may carry; a bigger file is refused whole (split it)."""

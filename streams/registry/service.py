@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from cityhub.connectors.decoders import decoder_names
-from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.registry import (
     NETWORK_DECODER,
     ApiKey,
@@ -39,6 +38,14 @@ from cityhub.schemas.registry import (
     record_key,
 )
 from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.service_errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthenticated,
+)
 
 if TYPE_CHECKING:
     from cityhub.streams.registry.store import RecordStore
@@ -73,13 +80,6 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class FieldError:
-    field: str
-    """Dotted path of the offending field, e.g. ``location.latitude`` or ``dev_eui``."""
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
 class RowResult:
     """The outcome of one row of a bulk import (rows count from 1, after a CSV header)."""
 
@@ -96,51 +96,6 @@ class ImportReport:
     updated: int
     failed: int
     rows: tuple[RowResult, ...] = field(default=())
-
-
-class RegistryError(CityhubError):
-    """Base of the errors the API turns into RFC 9457 problem responses."""
-
-    status = 400
-    title = "Bad request"
-
-    def __init__(self, detail: str, *, errors: Sequence[FieldError] = ()) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = tuple(errors)
-
-
-class Invalid(RegistryError):
-    status = 422
-    title = "Invalid request"
-
-
-class NotFound(RegistryError):
-    status = 404
-    title = "Not found"
-
-
-class Conflict(RegistryError):
-    status = 409
-    title = "Conflict"
-
-
-class Forbidden(RegistryError):
-    status = 403
-    title = "Forbidden"
-
-
-class Unauthenticated(RegistryError):
-    status = 401
-    title = "Unauthenticated"
-
-
-class Unavailable(RegistryError):
-    """The registry topic could not be written or read back in time; trying again may work."""
-
-    retriable = True
-    status = 503
-    title = "Registry unavailable"
 
 
 KEY_PREFIX = "chk_"

@@ -46,15 +46,9 @@ from cityhub.schemas.subscription import (
 )
 from cityhub.schemas.timefmt import rfc3339, rfc3339_from_datetime
 from cityhub.streams.quotas import QuotaExceeded
-from cityhub.streams.registry.service import (
-    Conflict,
-    FieldError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    Principal,
-)
+from cityhub.streams.registry.service import Principal
 from cityhub.streams.registry.view import RegistryView
+from cityhub.streams.service_errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore
 from cityhub.streams.subscriptions.topics import TopicNameTaken
 from cityhub.streams.subscriptions.view import SubscriptionView

@@ -24,9 +24,10 @@ from cityhub.schemas.registry import (
 )
 from cityhub.streams.registry import cli
 from cityhub.streams.registry.importer import describe_errors, read_import
-from cityhub.streams.registry.service import FieldError, Invalid, Principal, Registry
+from cityhub.streams.registry.service import Principal, Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.registry.view import DeviceEntry, RegistryView, entry_from_json
+from cityhub.streams.service_errors import FieldError, Invalid
 
 ADMIN = Principal.system()
 CS_APP = "17c82e96-be03-4f38-aef3-f83d48582d97"

@@ -18,7 +18,7 @@ from cityhub.streams.registry.importer import (
     parse_import,
     read_import,
 )
-from cityhub.streams.registry.service import FieldError, Invalid
+from cityhub.streams.service_errors import FieldError, Invalid
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 CSV = "text/csv"

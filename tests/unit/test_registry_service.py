@@ -20,18 +20,16 @@ from cityhub.schemas.registry import (
     Role,
     TenantSpec,
 )
-from cityhub.streams.registry.service import (
-    MAX_PAGE_SIZE,
+from cityhub.streams.registry.service import MAX_PAGE_SIZE, Principal, Registry
+from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.streams.service_errors import (
     Conflict,
     FieldError,
     Forbidden,
     Invalid,
     NotFound,
-    Principal,
-    Registry,
     Unauthenticated,
 )
-from cityhub.streams.registry.store import InMemoryRegistryStore
 
 ADMIN = Principal.system()
 APP_KEY = "0123456789abcdef0123456789ABCDEF"

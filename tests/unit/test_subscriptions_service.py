@@ -14,15 +14,9 @@ from cityhub.schemas.subscription import (
     SubscriptionState,
     secret_fingerprint,
 )
-from cityhub.streams.registry.service import (
-    Conflict,
-    Forbidden,
-    Invalid,
-    NotFound,
-    Principal,
-    Registry,
-)
+from cityhub.streams.registry.service import Principal, Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.streams.service_errors import Conflict, Forbidden, Invalid, NotFound
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
 from cityhub.streams.subscriptions.topics import TopicNameTaken
