@@ -79,7 +79,8 @@ from cityhub.schemas.registry import (
     TenantSpec,
 )
 from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 
 BOOTSTRAP = "127.0.0.1:9092"

@@ -22,7 +22,8 @@ from typing import Any
 
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, TenantSpec
 from cityhub.schemas.settings import Settings
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.registry.view import RegistryView
 

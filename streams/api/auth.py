@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cityhub.streams.api.problems import ApiProblem
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 
 MAX_SECRET_LENGTH = 512
 """Longer header values are not keys; refuse them before hashing anything."""

@@ -39,7 +39,8 @@ from cityhub.streams.api.openapi import OPENAPI_PATH
 from cityhub.streams.api.problems import problem_response
 from cityhub.streams.api.rate_limit import RateLimiter, retry_after_seconds
 from cityhub.streams.quotas import QUOTA_PROBLEM_TYPE, QuotaExceeded
-from cityhub.streams.registry.service import KEY_PREFIX, Registry
+from cityhub.streams.registry.principals import KEY_PREFIX
+from cityhub.streams.registry.service import Registry
 
 EXEMPT_PATHS = frozenset({"/metrics", "/healthz", OPENAPI_PATH})
 """Paths that are never rate-limited: probes and scrapers poll them, and they need no key."""

@@ -47,11 +47,11 @@ from cityhub.streams.registry.importer import (
     field_errors,
     read_import,
 )
+from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     ImportReport,
-    Principal,
     Registry,
 )
 from cityhub.streams.registry.store import RecordStore, RegistryStore

@@ -1,21 +1,10 @@
 """The registry's operations, as the HTTP API, the CLI and the normaliser use them.
 
-CONTRACT (written first, so that the API, the CLI and the store could be built side by side):
-the signatures and error types here are fixed; bodies are filled in by the registry core.
-
-Authorisation lives here, not in the HTTP layer, so the CLI and the API cannot disagree:
-- ``admin``: everything, every tenant (tenants, keys of any tenant, devices, types).
-- ``operator``: device types and devices of its own tenant (create, read, update, delete, import).
-- ``subscriber``: read device types and devices of its own tenant.
-Another tenant's device or type is reported as *not found* (404), never *forbidden*, so that a key
-cannot learn what exists elsewhere (OWASP API1); a role that may not do something at all in its
-own tenant gets *forbidden* (403). A revoked or unknown key authenticates as nobody (401).
+Every operation checks its caller (``Principal``) by the rules in ``principals.py``.
 """
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,13 +27,18 @@ from cityhub.schemas.registry import (
     record_key,
 )
 from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.registry.principals import (
+    Principal,
+    authenticate,
+    new_key_secret,
+    require_admin,
+    require_tenant_access,
+)
 from cityhub.streams.service_errors import (
     Conflict,
     FieldError,
-    Forbidden,
     Invalid,
     NotFound,
-    Unauthenticated,
 )
 
 if TYPE_CHECKING:
@@ -55,20 +49,6 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: an authenticated API key, or the operator at the CLI (``system``)."""
-
-    key_id: str
-    tenant: str
-    role: Role
-
-    @classmethod
-    def system(cls) -> Principal:
-        """The CLI's principal: whoever can reach Kafka is an administrator already."""
-        return cls(key_id="system", tenant="*", role=Role.ADMIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +77,6 @@ class ImportReport:
     failed: int
     rows: tuple[RowResult, ...] = field(default=())
 
-
-KEY_PREFIX = "chk_"
-"""API key secrets read ``chk_<key id>_<random>``: the id finds the key without a scan."""
 
 # Device ids and DevEUIs are unique across tenants, so a taken one must be refused (409) even
 # when another tenant has it; the refusal says no more than that. The same words whether another
@@ -148,23 +125,8 @@ class Registry:
     def _now(self) -> str:
         return rfc3339(self._clock())
 
-    @staticmethod
-    def _require_admin(who: Principal, action: str) -> None:
-        if who.role is not Role.ADMIN:
-            raise Forbidden(f"only an admin key may {action}; this key's role is {who.role}")
-
     def _scope(self, who: Principal, tenant: str, *, write: bool) -> None:
-        """Raise unless ``who`` may read (or write) in ``tenant``: NotFound for another tenant
-        (so that nothing about it leaks) or a tenant that does not exist, Forbidden for a role
-        that may not write."""
-        if who.role is not Role.ADMIN and who.tenant != tenant:
-            raise NotFound(f"tenant {tenant!r} not found")
-        if write and who.role is Role.SUBSCRIBER:
-            raise Forbidden(
-                "a subscriber key may only read; ask for an operator key to change the registry"
-            )
-        if self.view.tenant(tenant) is None:
-            raise NotFound(f"tenant {tenant!r} not found")
+        require_tenant_access(self.view, who, tenant, write=write)
 
     @contextmanager
     def _reserve(self, tenant: str, *tokens: str) -> Iterator[None]:
@@ -268,23 +230,14 @@ class Registry:
 
     # --- authentication and keys -------------------------------------------------------------
     def authenticate(self, secret: str) -> Principal:
-        """The principal of an API key secret; raises Unauthenticated if unknown or revoked.
-        Constant-time comparison of the secret's fingerprint."""
-        key_id, sep, rest = secret.removeprefix(KEY_PREFIX).partition("_")
-        if not secret.startswith(KEY_PREFIX) or not sep or not rest:
-            raise Unauthenticated("not a cityhub API key (they read chk_<id>_<secret>)")
-        key = self.view.api_key(key_id)
-        if key is None or not hmac.compare_digest(fingerprint(secret), key.secret_sha256):
-            raise Unauthenticated("unknown API key")
-        if key.revoked_at is not None:
-            raise Unauthenticated(f"this API key was revoked at {key.revoked_at}")
-        return Principal(key_id=key.id, tenant=key.tenant, role=key.role)
+        """The principal of an API key secret; raises Unauthenticated if unknown or revoked."""
+        return authenticate(self.view, secret)
 
     async def create_key(
         self, who: Principal, tenant: str, role: Role, name: str
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (shown once, stored only as a fingerprint). Admin only."""
-        self._require_admin(who, "create API keys")
+        require_admin(who, "create API keys")
         if self.view.tenant(tenant) is None:
             raise NotFound(f"tenant {tenant!r} not found")
         name = name.strip()
@@ -293,8 +246,7 @@ class Registry:
                 "a key needs a name of 1 to 200 characters",
                 errors=[FieldError("name", "must be 1 to 200 characters")],
             )
-        key_id = secrets.token_hex(8)
-        secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        key_id, secret = new_key_secret()
         key = ApiKey(
             id=key_id,
             tenant=tenant,
@@ -309,7 +261,7 @@ class Registry:
     async def revoke_key(self, who: Principal, key_id: str) -> ApiKey:
         """Revoke a key (admin only): it authenticates as nobody from now on. Revoking a revoked
         key returns it unchanged. NotFound if there is no such key."""
-        self._require_admin(who, "revoke API keys")
+        require_admin(who, "revoke API keys")
         key = self.view.api_key(key_id)
         if key is None:
             raise NotFound(f"API key {key_id!r} not found")
@@ -321,13 +273,13 @@ class Registry:
 
     def list_keys(self, who: Principal, tenant: str | None = None) -> list[ApiKey]:
         """Every key (of ``tenant`` if given), revoked ones included, in id order. Admin only."""
-        self._require_admin(who, "list API keys")
+        require_admin(who, "list API keys")
         return self.view.api_keys(tenant)
 
     # --- tenants (admin) ---------------------------------------------------------------------
     async def create_tenant(self, who: Principal, spec: TenantSpec) -> Tenant:
         """A new tenant (admin only); Conflict if the id exists."""
-        self._require_admin(who, "create tenants")
+        require_admin(who, "create tenants")
         if self.view.tenant(spec.id) is not None:
             raise Conflict(
                 f"a tenant with id {spec.id!r} already exists",
@@ -341,7 +293,7 @@ class Registry:
 
     def list_tenants(self, who: Principal) -> list[Tenant]:
         """Every tenant in id order (admin only)."""
-        self._require_admin(who, "list tenants")
+        require_admin(who, "list tenants")
         return self.view.tenants()
 
     # --- device types ------------------------------------------------------------------------

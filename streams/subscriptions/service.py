@@ -1,7 +1,8 @@
 """The subscriptions' operations, as the HTTP API uses them.
 
-Authorisation lives here, as in the registry's service (``streams/registry/service.py``), with
-the same ``Principal`` and the same errors (the API answers them as problem documents):
+Authorisation lives here, as in the registry's services (``streams/registry/principals.py``),
+with the same ``Principal`` and the same errors (``streams/service_errors.py``; the API answers
+them as problem documents):
 
 - ``subscriber`` and ``admin``: create, read, list, pause, resume and delete the subscriptions
   of their own tenant (an admin: of any tenant);
@@ -46,7 +47,7 @@ from cityhub.schemas.subscription import (
 )
 from cityhub.schemas.timefmt import rfc3339, rfc3339_from_datetime
 from cityhub.streams.quotas import QuotaExceeded
-from cityhub.streams.registry.service import Principal
+from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.view import RegistryView
 from cityhub.streams.service_errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore

@@ -272,7 +272,8 @@ async def seed_tenants(prefix: str) -> dict[str, str]:
     """Tenants north and south, and a subscriber key of north."""
     from cityhub.schemas.registry import Role, TenantSpec
     from cityhub.schemas.settings import KafkaSettings, Settings
-    from cityhub.streams.registry.service import Principal, Registry
+    from cityhub.streams.registry.principals import Principal
+    from cityhub.streams.registry.service import Registry
     from cityhub.streams.registry.store import RegistryStore
 
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix))

@@ -37,7 +37,8 @@ from cityhub.streams.aggregation.query import (
     partition_for_key,
 )
 from cityhub.streams.aggregation.reader import KafkaAggregateReader
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.topic_admin import ensure_topics
 

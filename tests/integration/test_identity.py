@@ -16,7 +16,8 @@ import pytest
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, NetworkBinding, TenantSpec
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.validation import load_schema
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 
 from .hub import Hub, publish, read_topic

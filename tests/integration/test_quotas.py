@@ -18,7 +18,8 @@ import pytest
 
 from cityhub.schemas.registry import Role, TenantSpec
 from cityhub.schemas.settings import KafkaSettings, Settings
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 
 from .hub import BOOTSTRAP, Hub

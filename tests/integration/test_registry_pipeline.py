@@ -13,7 +13,8 @@ import pytest
 from cityhub.connectors.decoders.cayenne import encode_lpp
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, Location, TenantSpec
 from cityhub.schemas.settings import KafkaSettings, Settings
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 
 from .hub import Hub, publish, read_topic

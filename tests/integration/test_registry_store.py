@@ -16,7 +16,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, Role, Tenant, TenantSpec
 from cityhub.schemas.settings import Settings
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 
 pytestmark = pytest.mark.integration

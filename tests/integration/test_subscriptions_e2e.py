@@ -19,7 +19,8 @@ from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings
 from cityhub.streams.devtools.simulator import build_fleet
 from cityhub.streams.devtools.simulator import simulate as run_simulation
 from cityhub.streams.devtools.simulator.registration import CLASSIFICATION, register_fleet
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 
 from .hub import BOOTSTRAP, MQTT_HOST, MQTT_PORT, Hub, read_topic

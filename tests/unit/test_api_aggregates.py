@@ -26,7 +26,8 @@ from cityhub.streams.aggregation.windows import epoch_us
 from cityhub.streams.api.aggregates import AGGREGATES_KEY, AggregateList
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.openapi import build_openapi
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore

@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.models import Problem
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.service_errors import Unavailable
 
 from .test_api_support import APP_KEY, Api, device, running_api

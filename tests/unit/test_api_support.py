@@ -13,7 +13,8 @@ from multidict import CIMultiDict
 
 from cityhub.schemas.registry import DeviceTypeSpec, Role, TenantSpec
 from cityhub.streams.api.app import build_api
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore

@@ -20,7 +20,8 @@ from cityhub.schemas.registry import (
     Role,
     TenantSpec,
 )
-from cityhub.streams.registry.service import MAX_PAGE_SIZE, Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import MAX_PAGE_SIZE, Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.service_errors import (
     Conflict,

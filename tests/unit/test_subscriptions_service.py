@@ -14,7 +14,8 @@ from cityhub.schemas.subscription import (
     SubscriptionState,
     secret_fingerprint,
 )
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.service_errors import Conflict, Forbidden, Invalid, NotFound
 from cityhub.streams.subscriptions.service import Subscriptions
