@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from cityhub.streams.api.problems import ApiProblem, field_errors
-from cityhub.streams.registry.service import MAX_PAGE_SIZE
+from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 from cityhub.streams.service_errors import FieldError
 
 M = TypeVar("M", bound=BaseModel)

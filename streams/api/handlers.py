@@ -32,8 +32,9 @@ from cityhub.streams.api.models import ApiKeySpec
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.registry.importer import CSV_CONTENT_TYPES, TooManyRows, read_import
+from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import DEFAULT_PAGE_SIZE, Page, Registry
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.subscriptions.service import Subscriptions
 
 IMPORT_CONTENT_TYPES = frozenset({*CSV_CONTENT_TYPES, JSON})

@@ -31,7 +31,7 @@ from cityhub.streams.api.models import (
     TenantList,
     TenantOut,
 )
-from cityhub.streams.registry.service import MAX_PAGE_SIZE
+from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
 PREFIX = "/api/v1"
 

@@ -47,13 +47,9 @@ from cityhub.streams.registry.importer import (
     field_errors,
     read_import,
 )
+from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import (
-    DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
-    ImportReport,
-    Registry,
-)
+from cityhub.streams.registry.service import ImportReport, Registry
 from cityhub.streams.registry.store import RecordStore, RegistryStore
 from cityhub.streams.service_errors import FieldError, ServiceError
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 from cityhub.connectors.decoders import decoder_names
 from cityhub.schemas.registry import (
@@ -27,6 +27,7 @@ from cityhub.schemas.registry import (
     record_key,
 )
 from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
 from cityhub.streams.registry.principals import (
     Principal,
     authenticate,
@@ -44,19 +45,6 @@ from cityhub.streams.service_errors import (
 if TYPE_CHECKING:
     from cityhub.streams.registry.store import RecordStore
     from cityhub.streams.registry.view import DeviceEntry, RegistryView
-
-T = TypeVar("T")
-
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    """One page of a listing, in id order. ``next_cursor`` goes into the next call; None: last."""
-
-    items: Sequence[T]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,15 +147,6 @@ class Registry:
         if holder != tenant:
             return _not_available(token).errors[0]
         return FieldError(field, f"another request is writing this {what}")
-
-    @staticmethod
-    def _limit(limit: int) -> int:
-        if limit < 1:
-            raise Invalid(
-                "limit must be at least 1",
-                errors=[FieldError("limit", f"must be at least 1, got {limit}")],
-            )
-        return min(limit, MAX_PAGE_SIZE)
 
     @staticmethod
     def _decoder_errors(spec: DeviceTypeSpec) -> list[FieldError]:
@@ -383,7 +362,7 @@ class Registry:
     ) -> Page[DeviceType]:
         """The tenant's types in id order after ``cursor``; ``limit`` capped at MAX_PAGE_SIZE."""
         self._scope(who, tenant, write=False)
-        items, next_cursor = self.view.types_page(tenant, limit=self._limit(limit), cursor=cursor)
+        items, next_cursor = self.view.types_page(tenant, limit=page_limit(limit), cursor=cursor)
         return Page(items=items, next_cursor=next_cursor)
 
     # --- devices -----------------------------------------------------------------------------
@@ -479,7 +458,7 @@ class Registry:
         self._scope(who, tenant, write=False)
         entries, next_cursor = self.view.devices_page(
             tenant,
-            limit=self._limit(limit),
+            limit=page_limit(limit),
             cursor=cursor,
             type_id=type_id,
             area=area,

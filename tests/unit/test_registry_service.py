@@ -20,8 +20,9 @@ from cityhub.schemas.registry import (
     Role,
     TenantSpec,
 )
+from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import MAX_PAGE_SIZE, Registry
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.service_errors import (
     Conflict,
