@@ -41,6 +41,7 @@ from cityhub.schemas.registry import (
     network_binding_fields,
 )
 from cityhub.schemas.settings import Settings
+from cityhub.streams.registry.devices import ImportReport
 from cityhub.streams.registry.importer import (
     content_type_for,
     describe_errors,
@@ -49,7 +50,7 @@ from cityhub.streams.registry.importer import (
 )
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import ImportReport, Registry
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RecordStore, RegistryStore
 from cityhub.streams.service_errors import FieldError, ServiceError
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cityhub.streams.registry.service import EUI_NOT_AVAILABLE, ID_NOT_AVAILABLE
+from cityhub.streams.registry.reservations import EUI_NOT_AVAILABLE, ID_NOT_AVAILABLE
 
 from .test_api_support import Api, device, running_api
 
@@ -41,7 +41,7 @@ async def api() -> AsyncIterator[Api]:
 @contextlib.contextmanager
 def acme_writing(api: Api, *tokens: str) -> Iterator[None]:
     """acme's write in flight holds ``tokens`` (``device/<id>``, ``eui/<eui>``) meanwhile."""
-    with api.registry._reserve("acme", *tokens):
+    with api.registry.reservations.hold("acme", *tokens):
         yield
 
 

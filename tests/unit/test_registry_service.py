@@ -427,11 +427,11 @@ async def test_classification_comes_from_the_type(world: World) -> None:
     await r.create_device(ADMIN, "north", device("o-1", type="open"))
     entry = r.view.device_by_id("o-1")
     assert entry is not None
-    assert r.classification_of(entry) is Classification.PUBLIC
+    assert r.device_types.classification_of(entry) is Classification.PUBLIC
     n1 = r.view.device_by_id("n-1")
     assert n1 is not None
-    assert r.classification_of(n1) is Classification.INTERNAL
-    type_ = r.type_of(entry)
+    assert r.device_types.classification_of(n1) is Classification.INTERNAL
+    type_ = r.device_types.of_device(entry)
     assert type_ is not None
     assert type_.id == "open"
 

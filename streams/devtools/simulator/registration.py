@@ -17,8 +17,9 @@ from cityhub.schemas.registry import (
     TenantSpec,
 )
 from cityhub.streams.devtools.simulator.fleet import Device, Fleet, Format, Kind
+from cityhub.streams.registry.devices import ImportReport
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import ImportReport, Registry
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.service_errors import Conflict
 
 log = logging.getLogger("cityhub.simulator")

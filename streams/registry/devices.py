@@ -1,0 +1,313 @@
+"""Devices: a tenant's sensors, one by one or imported in bulk.
+
+Operators write the devices of their own tenant, subscribers read them, admins do both in every
+tenant (``principals.py``). A device's type must exist in its tenant. Device ids and DevEUIs are
+unique across tenants: one that another tenant has is *not available* (409), in words that say
+nothing of whose it is (``reservations.py``). A device's app key is stored only as a fingerprint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cityhub.schemas.registry import Device, DeviceSpec, fingerprint
+from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
+from cityhub.streams.registry.principals import Principal, require_tenant_access
+from cityhub.streams.registry.reservations import (
+    EUI_NOT_AVAILABLE,
+    ID_NOT_AVAILABLE,
+    Reservations,
+    not_available,
+)
+from cityhub.streams.service_errors import Conflict, FieldError, Invalid, NotFound
+
+if TYPE_CHECKING:
+    from cityhub.streams.registry.store import RecordStore
+    from cityhub.streams.registry.view import RegistryView
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The outcome of one row of a bulk import (rows count from 1, after a CSV header)."""
+
+    row: int
+    id: str | None
+    status: str
+    """``created``, ``updated`` or ``error``."""
+    errors: tuple[FieldError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What a bulk import did: counts, and each row's outcome in order."""
+
+    created: int
+    updated: int
+    failed: int
+    rows: tuple[RowResult, ...] = ()
+
+
+class DeviceService:
+    """Create, read, replace, delete, list and import a tenant's devices; every method checks
+    ``who``. Writes return once the registry's view shows them."""
+
+    def __init__(
+        self,
+        store: RecordStore,
+        reservations: Reservations,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._reservations = reservations
+        self._clock = clock
+
+    @property
+    def _view(self) -> RegistryView:
+        return self._store.view
+
+    async def create(self, who: Principal, tenant: str, spec: DeviceSpec) -> Device:
+        """Conflict if the device id or the DevEUI is taken (in any tenant: both are global);
+        Invalid if the type does not exist in the tenant."""
+        require_tenant_access(self._view, who, tenant, write=True)
+        errors = self._type_errors(tenant, spec.type)
+        if errors:
+            raise Invalid(errors[0].message, errors=errors)
+        existing = self._view.device_by_id(spec.id)
+        if existing is not None and existing.tenant != tenant:
+            raise not_available(f"device/{spec.id}")
+        if existing is not None:
+            raise Conflict(
+                f"a device with id {spec.id!r} already exists in tenant {tenant!r}; "
+                "replace it (PUT) to change it",
+                errors=[FieldError("id", "already exists")],
+            )
+        # Held by another tenant's create in flight: refused as if its device existed already.
+        self._reservations.refuse_held_elsewhere(tenant, f"device/{spec.id}")
+        errors = self._eui_errors(tenant, spec.dev_eui, spec.id)
+        if errors:
+            raise Conflict(errors[0].message, errors=errors)
+        now = rfc3339(self._clock())
+        record = _device(tenant, spec, now=now, created_at=now, app_key_sha256=None)
+        tokens = [f"device/{spec.id}"] + ([f"eui/{spec.dev_eui}"] if spec.dev_eui else [])
+        with self._reservations.hold(tenant, *tokens):
+            await self._store.put(record)
+        return record
+
+    def get(self, who: Principal, tenant: str, device_id: str) -> Device:
+        """The tenant's device; NotFound if it does not exist or is another tenant's. The record
+        holds the app key's fingerprint: answer with ``Device.public()``."""
+        require_tenant_access(self._view, who, tenant, write=False)
+        entry = self._view.device_by_id(device_id)
+        if entry is None or entry.tenant != tenant:
+            raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
+        return entry.to_device()
+
+    async def replace(
+        self, who: Principal, tenant: str, device_id: str, spec: DeviceSpec
+    ) -> Device:
+        """PUT semantics; an omitted ``app_key`` keeps the stored one."""
+        require_tenant_access(self._view, who, tenant, write=True)
+        old = self._view.device_by_id(device_id)
+        if old is None or old.tenant != tenant:
+            raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
+        errors = self._type_errors(tenant, spec.type)
+        if spec.id != device_id:
+            errors.append(FieldError("id", f"must be {device_id!r}, the id in the path"))
+        if errors:
+            raise Invalid(errors[0].message, errors=errors)
+        errors = self._eui_errors(tenant, spec.dev_eui, device_id)
+        if errors:
+            raise Conflict(errors[0].message, errors=errors)
+        record = _device(
+            tenant,
+            spec,
+            now=rfc3339(self._clock()),
+            created_at=old.created_at,
+            app_key_sha256=old.app_key_sha256,
+        )
+        tokens = [f"device/{device_id}"]
+        if spec.dev_eui and spec.dev_eui != old.dev_eui:
+            tokens.append(f"eui/{spec.dev_eui}")
+        with self._reservations.hold(tenant, *tokens):
+            await self._store.put(record)
+        return record
+
+    async def delete(self, who: Principal, tenant: str, device_id: str) -> None:
+        """Delete the tenant's device; NotFound if it does not exist or is another tenant's."""
+        require_tenant_access(self._view, who, tenant, write=True)
+        entry = self._view.device_by_id(device_id)
+        if entry is None or entry.tenant != tenant:
+            raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
+        with self._reservations.hold(tenant, f"device/{device_id}"):
+            await self._store.delete(f"device/{device_id}")
+
+    def page(
+        self,
+        who: Principal,
+        tenant: str,
+        *,
+        type_id: str | None = None,
+        area: str | None = None,
+        tag: str | None = None,
+        active: bool | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        cursor: str | None = None,
+    ) -> Page[Device]:
+        """The tenant's devices that match every filter given, in id order after ``cursor``;
+        ``limit`` is capped at MAX_PAGE_SIZE."""
+        require_tenant_access(self._view, who, tenant, write=False)
+        entries, next_cursor = self._view.devices_page(
+            tenant,
+            limit=page_limit(limit),
+            cursor=cursor,
+            type_id=type_id,
+            area=area,
+            tag=tag,
+            active=active,
+        )
+        return Page(items=[e.to_device() for e in entries], next_cursor=next_cursor)
+
+    async def import_rows(
+        self, who: Principal, tenant: str, rows: Iterable[DeviceSpec | Sequence[FieldError]]
+    ) -> ImportReport:
+        """Create or update each valid row (upsert by id); report each bad row with its errors.
+        A row is a parsed spec, or the field errors its parsing found (see ``importer.py``).
+
+        A row is bad if its type is not in the tenant, its id is another tenant's device, its
+        DevEUI is another device's, or an earlier row has the same id or DevEUI. The good rows
+        are written together and the call returns once the view shows all of them."""
+        require_tenant_access(self._view, who, tenant, write=True)
+        view = self._view
+        now = rfc3339(self._clock())
+        results: list[RowResult] = []
+        records: list[Device] = []
+        first_row_of_id: dict[str, int] = {}
+        first_row_of_eui: dict[str, int] = {}
+        created = updated = 0
+        for row, item in enumerate(rows, start=1):
+            if not isinstance(item, DeviceSpec):
+                results.append(RowResult(row=row, id=None, status="error", errors=tuple(item)))
+                continue
+            errors = self._row_errors(tenant, item, row, first_row_of_id, first_row_of_eui)
+            old = view.device_by_id(item.id)
+            if errors:
+                results.append(RowResult(row=row, id=item.id, status="error", errors=tuple(errors)))
+                continue
+            records.append(
+                _device(
+                    tenant,
+                    item,
+                    now=now,
+                    created_at=now if old is None else old.created_at,
+                    app_key_sha256=None if old is None else old.app_key_sha256,
+                )
+            )
+            if old is None:
+                created += 1
+                results.append(RowResult(row=row, id=item.id, status="created"))
+            else:
+                updated += 1
+                results.append(RowResult(row=row, id=item.id, status="updated"))
+        tokens = [f"device/{r.id}" for r in records]
+        tokens += [f"eui/{r.dev_eui}" for r in records if r.dev_eui is not None]
+        with self._reservations.hold(tenant, *tokens):
+            await self._store.put_many(records)
+        return ImportReport(
+            created=created,
+            updated=updated,
+            failed=len(results) - created - updated,
+            rows=tuple(results),
+        )
+
+    # --- checks --------------------------------------------------------------------------------
+    def _row_errors(
+        self,
+        tenant: str,
+        item: DeviceSpec,
+        row: int,
+        first_row_of_id: dict[str, int],
+        first_row_of_eui: dict[str, int],
+    ) -> list[FieldError]:
+        """Why an import row cannot be written (none: it can); notes the row's id and DevEUI in
+        ``first_row_of_id`` and ``first_row_of_eui`` for the rows after it."""
+        errors = self._type_errors(tenant, item.type)
+        old = self._view.device_by_id(item.id)
+        if old is not None and old.tenant != tenant:
+            errors.append(FieldError("id", ID_NOT_AVAILABLE))
+        if item.id in first_row_of_id:
+            errors.append(FieldError("id", f"the same id is in row {first_row_of_id[item.id]}"))
+        held = self._reservations.row_error(tenant, f"device/{item.id}", "id", "device")
+        if held is not None and held not in errors:
+            errors.append(held)
+        if item.dev_eui is not None:
+            errors.extend(self._eui_errors(tenant, item.dev_eui, item.id))
+            if item.dev_eui in first_row_of_eui:
+                errors.append(
+                    FieldError(
+                        "dev_eui",
+                        f"the same DevEUI is in row {first_row_of_eui[item.dev_eui]}",
+                    )
+                )
+            held = self._reservations.row_error(tenant, f"eui/{item.dev_eui}", "dev_eui", "DevEUI")
+            if held is not None and held not in errors:
+                errors.append(held)
+        first_row_of_id.setdefault(item.id, row)
+        if item.dev_eui is not None:
+            first_row_of_eui.setdefault(item.dev_eui, row)
+        return errors
+
+    def _type_errors(self, tenant: str, type_id: str) -> list[FieldError]:
+        """The device type does not exist in the tenant."""
+        if self._view.device_type(tenant, type_id) is not None:
+            return []
+        return [
+            FieldError(
+                "type",
+                f"no device type {type_id!r} in tenant {tenant!r}; create the type first",
+            )
+        ]
+
+    def _eui_errors(self, tenant: str, dev_eui: str | None, device_id: str) -> list[FieldError]:
+        """The DevEUI is another device's: in this tenant, which one; in another tenant, only
+        that it is not available (DevEUIs are unique across tenants; whose is none of the
+        caller's business)."""
+        if dev_eui is None:
+            return []
+        owner = self._view.device_by_eui(dev_eui)
+        if owner is None or owner.id == device_id:
+            return []
+        if owner.tenant != tenant:
+            return [FieldError("dev_eui", EUI_NOT_AVAILABLE)]
+        return [
+            FieldError("dev_eui", f"DevEUI {dev_eui} is already registered to device {owner.id!r}")
+        ]
+
+
+def _device(
+    tenant: str, spec: DeviceSpec, *, now: str, created_at: str, app_key_sha256: str | None
+) -> Device:
+    """The record of ``spec`` in ``tenant``: a new app key's fingerprint, else the one kept."""
+    return Device(
+        tenant=tenant,
+        id=spec.id,
+        name=spec.name,
+        type=spec.type,
+        dev_eui=spec.dev_eui,
+        location=spec.location,
+        area=spec.area,
+        tags=list(spec.tags),
+        active=spec.active,
+        network=spec.network,
+        app_key_sha256=(
+            fingerprint(spec.app_key.get_secret_value())
+            if spec.app_key is not None
+            else app_key_sha256
+        ),
+        created_at=created_at,
+        updated_at=now,
+    )
