@@ -62,9 +62,12 @@ stack-down:
 run: stack-up
 	$(CITYHUB) run --simulate
 
+# lint-imports: the contracts in pyproject.toml ([tool.importlinter]): the layers
+# schemas <- connectors <- streams, and the pure cores free of broker, network and event-loop I/O.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(AUDIT)
 
 audit: setup
