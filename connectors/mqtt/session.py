@@ -1,4 +1,5 @@
-"""The bridge's MQTT 5 subscriber session, with acknowledgements sent by the application.
+"""cityhub's MQTT 5 client session: the bridge subscribes with it and acknowledges each message
+itself, the MQTT delivery sink publishes with it and checks each PUBACK's reason code.
 
 Why our own: the bridge acknowledges each message only after Kafka confirmed it, so it needs
 manual acks; aiomqtt acknowledges on arrival, and paho 2 (which can leave the ack to us) spends
@@ -7,7 +8,10 @@ was a third of the bridge's time. Here an ``asyncio.Protocol`` feeds each read t
 :class:`~cityhub.connectors.mqtt.codec.MqttDecoder` (about 2 µs per PUBLISH) and appends the
 PUBLISH packets to a deque; :meth:`MqttSession.messages` drains the deque and waits (on one
 future) only when it is empty. Measured: 106 700 against 16 900 messages/s received and acked
-(``bench/mqtt_receive.py``). aiomqtt stays for publishing (simulator, tests).
+(``bench/mqtt_receive.py``). Publishing goes through the same session (:meth:`MqttSession.
+publish`): QoS 0 or 1, at most the broker's Receive Maximum unacknowledged at once, nothing
+larger than its Maximum Packet Size, the PUBACK's reason code returned to the caller; no private
+API of another library. aiomqtt stays as a third-party publisher for the simulator and tests.
 
 Errors, so the bridge's reconnect loop (which catches ``OSError``) handles them all:
 :class:`MqttConnectionLost` is a ``ConnectionResetError``, :class:`MqttConnectRefused` a
@@ -19,60 +23,62 @@ which a reconnect does not fix, so it stops the bridge with the broker's reason.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
 
-from cityhub.connectors.mqtt.codec import (
+from cityhub.connectors.mqtt.connection import BrokerConnection, MqttConnectionLost
+from cityhub.connectors.mqtt.decoding import MqttDecoder
+from cityhub.connectors.mqtt.encoding import (
     PINGREQ,
-    ConnAck,
-    Disconnect,
-    MqttDecoder,
-    Packet,
-    PingResp,
-    ProtocolError,
-    Publish,
-    PubRel,
-    SubAck,
     encode_connect,
     encode_disconnect,
     encode_puback,
-    encode_pubcomp,
+    encode_publish,
     encode_pubrec,
     encode_subscribe,
+    publish_packet_size,
+)
+from cityhub.connectors.mqtt.packets import (
+    TRANSIENT_REASONS,
+    ConnAck,
+    PubAck,
+    Publish,
+    SubAck,
     reason_name,
 )
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import MqttSettings, MqttSubscription
 
+__all__ = [
+    "MqttConnectRefused",
+    "MqttConnectionLost",
+    "MqttPacketTooLarge",
+    "MqttSession",
+    "MqttSubscribeFailed",
+    "end_session",
+    "tls_context",
+]
+
 log = logging.getLogger("cityhub.mqtt")
 
 CONNECT_TIMEOUT = 10.0
 """Seconds for the TCP connection plus the CONNACK, and for each SUBACK."""
-
-
-class MqttConnectionLost(ConnectionResetError, CityhubError):
-    """The connection to the broker is gone (closed, reset, keepalive timeout, protocol error).
-    Reconnecting with the same client id resumes the session; the broker redelivers what was not
-    acknowledged."""
-
-    retriable = True
+DEFAULT_QUEUED = 256
+"""Received messages queued before reading pauses, for a session that sends no Receive Maximum
+(a publisher: it receives nothing but acknowledgements)."""
 
 
 class MqttConnectRefused(ConnectionRefusedError, CityhubError):
     """The broker answered CONNECT with a failure reason code (``reason_code``)."""
 
-    # Worth retrying: the broker's state, not our settings, is what failed.
-    _TRANSIENT = frozenset({0x80, 0x83, 0x88, 0x89, 0x97, 0x9F})
-
     def __init__(self, reason_code: int, detail: str) -> None:
         super().__init__(detail)
         self.reason_code = reason_code
-        self.retriable = reason_code in self._TRANSIENT
+        # Worth retrying: the broker's state, not our settings, is what failed.
+        self.retriable = reason_code in TRANSIENT_REASONS
 
 
 class MqttSubscribeFailed(CityhubError):
@@ -86,159 +92,36 @@ class MqttSubscribeFailed(CityhubError):
         self.retriable = reason_code in self._TRANSIENT
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP connection: decodes reads, answers what needs no application decision (PUBREL,
-    duplicate QoS 2 PUBLISH), and queues the PUBLISH packets for :meth:`MqttSession.messages`."""
+class MqttPacketTooLarge(CityhubError, ValueError):
+    """A PUBLISH larger than the broker's Maximum Packet Size; nothing was sent (the broker
+    would have dropped the connection, failing every message in flight)."""
 
-    def __init__(self, decoder: MqttDecoder, high_water: int, label: str) -> None:
-        self.decoder = decoder
-        self.label = label
-        self.transport: asyncio.Transport | None = None
-        self.queue: collections.deque[Publish] = collections.deque()
-        self.high_water = high_water
-        self.low_water = high_water // 2
-        self.reading_paused = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.connack: asyncio.Future[ConnAck] = asyncio.get_running_loop().create_future()
-        self.subacks: dict[int, asyncio.Future[SubAck]] = {}
-        self.pingresp_due = False
-        self.reads = 0
-        self.writes = 0
-        self.error: MqttConnectionLost | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # QoS 2 packet ids we sent PUBREC for and whose PUBREL has not come yet: a PUBLISH with
-        # one of these ids is a duplicate we must acknowledge again but not deliver (4.3.3).
-        self.awaiting_pubrel: set[int] = set()
-        self.write_paused = False
-        self.loop = asyncio.get_running_loop()
-        self.outgoing: list[bytes] = []
-        self.flush_scheduled = False
+    retriable = False
 
-    # -- asyncio.Protocol ---------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.reads += 1
-        try:
-            packets = self.decoder.feed(data)
-        except ProtocolError as exc:
-            self.lose(f"broker sent a malformed stream: {exc}")
-            return
-        queue = self.queue
-        for packet in packets:
-            if type(packet) is Publish:
-                if packet.qos == 2 and packet.mid in self.awaiting_pubrel:
-                    self.write(encode_pubrec(packet.mid))
-                    continue
-                queue.append(packet)
-            else:
-                self._control(packet)
-        if queue:
-            waiter = self.waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-            # Receive Maximum bounds QoS 1/2; only a QoS 0 flood can get here.
-            if len(queue) > self.high_water and not self.reading_paused and self.transport:
-                self.reading_paused = True
-                self.transport.pause_reading()
-
-    def _control(self, packet: Packet) -> None:
-        if isinstance(packet, PubRel):
-            self.awaiting_pubrel.discard(packet.packet_id)
-            self.write(encode_pubcomp(packet.packet_id))
-        elif isinstance(packet, PingResp):
-            self.pingresp_due = False
-        elif isinstance(packet, SubAck):
-            future = self.subacks.pop(packet.packet_id, None)
-            if future is not None and not future.done():
-                future.set_result(packet)
-        elif isinstance(packet, ConnAck):
-            if self.connack.done():
-                self.lose("broker sent a second CONNACK")
-            else:
-                self.connack.set_result(packet)
-        elif isinstance(packet, Disconnect):
-            self.lose(f"broker disconnected: {reason_name(packet.reason_code)}")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.error is None:
-            detail = f"connection closed ({exc})" if exc else "connection closed by the broker"
-            self.error = MqttConnectionLost(f"{self.label}: {detail}")
-        self.transport = None
-        error = self.error
-        futures: list[asyncio.Future[Any]] = [self.connack, *self.subacks.values()]
-        for future in futures:
-            if not future.done():
-                future.set_exception(error)
-                # Nobody may be waiting (a SUBACK's waiter timed out): mark it retrieved.
-                future.exception()
-        self.subacks.clear()
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def pause_writing(self) -> None:
-        # Only acks, pings and the odd SUBSCRIBE are written, so a full socket buffer means the
-        # broker stopped reading; the transport keeps buffering and the keepalive decides.
-        self.write_paused = True
-        log.warning("%s: the broker is not reading; acknowledgements are buffered", self.label)
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-
-    # -- used by the session ------------------------------------------------------------------
-
-    def write(self, data: bytes) -> bool:
-        """Queue ``data`` for the socket; False when the connection is gone.
-
-        Writes made in one event-loop iteration go out in one ``send``: the bridge acks in
-        bursts (one Kafka batch confirms many messages), and a syscall per 4-byte PUBACK would
-        cost more than decoding the PUBLISH did.
-        """
-        if self.transport is None or self.error is not None:
-            return False
-        self.outgoing.append(data)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
-        return True
-
-    def flush(self) -> None:
-        self.flush_scheduled = False
-        if not self.outgoing:
-            return
-        transport = self.transport
-        if transport is not None and self.error is None:
-            transport.write(b"".join(self.outgoing))
-            self.writes += 1
-        self.outgoing.clear()
-
-    def lose(self, detail: str) -> None:
-        """Drop the connection now, remembering why for :meth:`MqttSession.messages`."""
-        if self.error is None:
-            self.error = MqttConnectionLost(f"{self.label}: {detail}")
-        if self.transport is not None:
-            self.transport.abort()
+    def __init__(self, size: int, limit: int, detail: str) -> None:
+        super().__init__(detail)
+        self.size = size
+        self.limit = limit
 
 
 class MqttSession:
-    """A persistent MQTT 5 subscriber session (``clean_start`` off, session expiry from the
-    settings) whose messages are acknowledged by the application, with :meth:`ack`.
+    """An MQTT 5 session: by default persistent (``clean_start`` off, session expiry from the
+    settings), whose received messages the application acknowledges with :meth:`ack`, and which
+    may :meth:`publish`.
 
-    ``receive_maximum`` is sent in CONNECT, so the broker never has more unacknowledged QoS 1/2
-    messages out to this client. A session object connects once; make a new one to reconnect.
+    ``receive_maximum``, when given, is sent in CONNECT, so the broker never has more
+    unacknowledged QoS 1/2 messages out to this client (a publisher that subscribes to nothing
+    leaves it out). The client id is ``client_id``, else ``settings.client_id``. A session
+    object connects once; make a new one to reconnect.
     """
 
     def __init__(
         self,
         settings: MqttSettings,
         *,
-        receive_maximum: int,
+        receive_maximum: int | None = None,
         maximum_packet_size: int | None = None,
+        client_id: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         clean_start: bool = False,
         session_expiry_seconds: int | None = None,
@@ -256,10 +139,12 @@ class MqttSession:
             if session_expiry_seconds is None
             else session_expiry_seconds
         )
-        self._conn: _Connection | None = None
+        self._client_id = settings.client_id if client_id is None else client_id
+        self._conn: BrokerConnection | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
         self._next_packet_id = 0
-        self._label = f"mqtt://{settings.host}:{settings.port} as {settings.client_id!r}"
+        self._send_quota: asyncio.Semaphore | None = None
+        self._label = f"mqtt://{settings.host}:{settings.port} as {self._client_id!r}"
         self.connack: ConnAck | None = None
         """The broker's CONNACK, once connected (``session_present`` tells a resumed session)."""
 
@@ -267,9 +152,11 @@ class MqttSession:
         settings = self._settings
         loop = asyncio.get_running_loop()
         decoder = MqttDecoder(
-            maximum_packet_size=self._maximum_packet_size or MqttDecoder().maximum_packet_size
+            maximum_packet_size=self._maximum_packet_size or MqttDecoder().maximum_packet_size,
+            publishes=True,
         )
-        conn = _Connection(decoder, high_water=4 * self._receive_maximum, label=self._label)
+        high_water = 4 * (self._receive_maximum or DEFAULT_QUEUED)
+        conn = BrokerConnection(decoder, high_water=high_water, label=self._label)
         async with asyncio.timeout(self._connect_timeout):
             await loop.create_connection(
                 lambda: conn,
@@ -282,7 +169,7 @@ class MqttSession:
             password = settings.password.get_secret_value().encode() if settings.password else None
             conn.write(
                 encode_connect(
-                    settings.client_id,
+                    self._client_id,
                     clean_start=self._clean_start,
                     keepalive=settings.keepalive,
                     username=settings.username,
@@ -306,6 +193,8 @@ class MqttSession:
                 f"{reason_name(connack.reason_code)}",
             )
         self.connack = connack
+        # What the broker takes from us unacknowledged (3.3.4): more would be a Protocol Error.
+        self._send_quota = asyncio.Semaphore(connack.receive_maximum)
         # The broker may impose its own keepalive (3.2.2.3.14).
         keepalive = connack.server_keep_alive
         if keepalive is None:
@@ -336,7 +225,7 @@ class MqttSession:
             async with asyncio.timeout(self._connect_timeout):
                 await conn.closed
 
-    async def _keepalive(self, conn: _Connection, keepalive: int) -> None:
+    async def _keepalive(self, conn: BrokerConnection, keepalive: int) -> None:
         """PINGREQ every keepalive/2 unless the connection saw traffic both ways; no PINGRESP
         within a keepalive interval means the connection is dead."""
         interval = keepalive / 2
@@ -357,10 +246,18 @@ class MqttSession:
             reads, writes = conn.reads, conn.writes
 
     def _packet_id(self) -> int:
-        self._next_packet_id = self._next_packet_id % 0xFFFF + 1
+        """The next packet id not in use by a SUBSCRIBE or PUBLISH awaiting its answer."""
+        conn = self._conn
+        for _ in range(0xFFFF):
+            self._next_packet_id = self._next_packet_id % 0xFFFF + 1
+            if conn is None or (
+                self._next_packet_id not in conn.pubacks
+                and self._next_packet_id not in conn.subacks
+            ):
+                break
         return self._next_packet_id
 
-    def _connection(self) -> _Connection:
+    def _connection(self) -> BrokerConnection:
         conn = self._conn
         if conn is None:
             raise MqttConnectionLost(f"{self._label}: the session is not connected")
@@ -412,6 +309,17 @@ class MqttSession:
                 conn.waiter = None
 
     @property
+    def connected(self) -> bool:
+        """Whether the connection is up: connected, and not lost or closed since."""
+        conn = self._conn
+        return (
+            self.connack is not None
+            and conn is not None
+            and conn.error is None
+            and conn.transport is not None
+        )
+
+    @property
     def queued(self) -> int:
         """Messages received from the socket that the application has not taken yet."""
         conn = self._conn
@@ -431,6 +339,64 @@ class MqttSession:
             conn.awaiting_pubrel.add(mid)
             return True
         return False
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+    ) -> int:
+        """Publish one message and return its outcome: for QoS 1 the PUBACK's reason code (below
+        0x80 is success; the caller decides what a refusal means), for QoS 0 0 once the message
+        is handed to the connection.
+
+        A QoS 1 publish first waits for room among the messages the broker takes unacknowledged
+        (its Receive Maximum); its slot is freed by the PUBACK or the end of the connection, not
+        by the caller giving up, so the count stays true. Raises :class:`MqttConnectionLost` when
+        the connection ends first (the message may or may not have arrived),
+        :class:`MqttPacketTooLarge` above the broker's Maximum Packet Size (nothing sent), and
+        ValueError for a QoS other than 0 or 1 or a topic no PUBLISH may name.
+        """
+        if qos not in (0, 1):
+            raise ValueError(f"the session publishes with QoS 0 or 1, not {qos}")
+        conn = self._connection()
+        assert self.connack is not None  # connected
+        assert self._send_quota is not None
+        limit = self.connack.maximum_packet_size
+        if limit is not None:
+            size = publish_packet_size(topic, len(payload), qos)
+            if size > limit:
+                raise MqttPacketTooLarge(
+                    size,
+                    limit,
+                    f"{self._label}: a {size}-byte PUBLISH exceeds the broker's Maximum Packet "
+                    f"Size of {limit} bytes",
+                )
+        if qos == 0:
+            data = encode_publish(topic, payload, qos=0, retain=retain)
+            await conn.drain()
+            if not conn.write(data):
+                raise conn.error or MqttConnectionLost(f"{self._label}: not connected")
+            conn.published += 1
+            return 0
+        quota = self._send_quota
+        await quota.acquire()
+        try:
+            conn = self._connection()
+            packet_id = self._packet_id()
+            data = encode_publish(topic, payload, qos=1, packet_id=packet_id, retain=retain)
+        except BaseException:
+            quota.release()
+            raise
+        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda _: quota.release())
+        conn.pubacks[packet_id] = future
+        if not conn.write(data):
+            conn.pubacks.pop(packet_id, None)
+            future.cancel()
+            raise conn.error or MqttConnectionLost(f"{self._label}: not connected")
+        conn.published += 1
+        # shield: a caller that gives up leaves the future to the PUBACK (or the connection's
+        # end), which frees the slot the broker still counts.
+        puback = await asyncio.shield(future)
+        return puback.reason_code
 
     def abort(self) -> None:
         """Drop the connection at once, without DISCONNECT (for tests of session resumption)."""

@@ -1,7 +1,7 @@
-"""The MQTT republish sink: publishes deliveries to cityhub's own MQTT broker.
+"""The MQTT republish client: publishes deliveries to cityhub's own MQTT broker.
 
-Contract with the delivery task (``cityhub.streams.delivery``), which owns batching, queues,
-retries, dead letters and metrics::
+Contract with its caller (the ``mqtt`` delivery kind, ``cityhub.connectors.sinks.kinds.mqtt``),
+which leaves batching, queues, retries, dead letters and metrics to the delivery task::
 
     sink = MqttSink(settings.mqtt, client_id=f"cityhub-delivery-{worker_id}")
     await sink.start()                                # connects; raises DeliveryFailed
@@ -23,26 +23,27 @@ topic with wildcards/NUL/empty, packet over the broker's no                     
 Maximum Packet Size
 =======================================================  ==========================  ============
 
-After a lost connection the next ``publish`` connects again (nothing reconnects in the
-background). Several ``publish`` calls may wait at once on the one connection; up to
-``max_inflight`` QoS 1 messages (never more than the broker's Receive Maximum) are on the wire,
-the others wait for room within their ``timeout``. Callers bound how many they start.
+Built on cityhub's own MQTT 5 session (:class:`~cityhub.connectors.mqtt.session.MqttSession`
+over the sans-I/O codec), the one the bridge uses: it reads each PUBACK's reason code (a broker
+that refuses a message, e.g. 0x87 Not authorized for a topic its ACL denies, is a refusal, not a
+success), fails every waiting publish the moment the connection ends, and honours the broker's
+Receive Maximum and Maximum Packet Size (exceeding either makes a broker drop the connection).
+TLS, user name and password come from ``MqttSettings``.
+
+Reconnecting: after a lost connection the next ``publish`` connects again at once (nothing runs
+in the background). A connection *attempt* that fails makes the next one wait an exponential
+backoff with full jitter (``RECONNECT_BASE_S`` doubling up to ``RECONNECT_CAP_S``, reset by a
+successful connection), so a broker that is down is not hammered by every waiting publish;
+publishes that queued behind a failing attempt fail with its error instead of each trying again.
+Several ``publish`` calls may wait at once on the one connection; up to ``max_inflight`` QoS 1
+messages (never more than the broker's Receive Maximum) are on the wire, the others wait for
+room within their ``timeout``. Callers bound how many they start.
 
 Sessions: every connection starts clean (Clean Start) with Session Expiry Interval 0, so the
 broker keeps nothing for this client id once the connection ends, whether by ``stop`` or by a
 failure: no persistent session collects messages (the README's warning about Mosquitto
 queueing for stale sessions). A client id is one connection at a time on the broker: two
 sinks with the same id take the connection from each other; give each process its own.
-
-Built on aiomqtt 2.x (paho underneath). aiomqtt's ``publish`` does wait for the PUBACK, but
-it drops the PUBACK's reason code (a broker that refuses a message, e.g. 0x87 Not authorized for
-a topic its ACL denies, would look like success), a lost connection leaves it waiting for its
-whole timeout, and paho honours neither the broker's Receive Maximum nor its Maximum Packet Size
-(exceeding either makes the broker drop the connection, failing every message in flight). The
-small subclass :class:`_Client` adds what is missing; it relies on aiomqtt 2.x internals (the
-paho client ``_client`` and the callbacks ``_on_connect``/``_on_publish``), which the
-dependency range ``aiomqtt>=2.5,<3`` pins and ``tests/unit/test_mqtt_sink.py`` exercises
-against a scripted broker.
 """
 
 from __future__ import annotations
@@ -51,16 +52,16 @@ import asyncio
 import contextlib
 import logging
 import math
-from typing import Any
+import random
 
-import aiomqtt
-import paho.mqtt.client as paho
-from aiomqtt.exceptions import MqttConnectError
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
-from cityhub.connectors.mqtt.codec import reason_name
-from cityhub.connectors.mqtt.session import tls_context
+from cityhub.connectors.mqtt.codec import TRANSIENT_REASONS, ProtocolError, reason_name
+from cityhub.connectors.mqtt.session import (
+    MqttConnectionLost,
+    MqttConnectRefused,
+    MqttPacketTooLarge,
+    MqttSession,
+)
+from cityhub.connectors.sinks.backoff import ceiling
 from cityhub.connectors.sinks.errors import DeliveryFailed, FailureKind, excerpt
 from cityhub.schemas.settings import MqttSettings
 
@@ -68,121 +69,21 @@ log = logging.getLogger("cityhub.sinks.mqtt")
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_INFLIGHT = 100
-TRANSIENT_REASONS = frozenset({0x80, 0x83, 0x88, 0x89, 0x97, 0x9F})
-"""CONNACK/PUBACK reason codes worth another attempt: Unspecified error, Implementation
-specific error, Server unavailable, Server busy, Quota exceeded, Connection rate exceeded."""
+RECONNECT_BASE_S = 0.2
+RECONNECT_CAP_S = 5.0
 MAX_TOPIC_BYTES = 65535
-
-_LOST = -1
-"""The result an acknowledgement future gets when the connection ended before the PUBACK."""
-
-
-class _Client(aiomqtt.Client):
-    """aiomqtt's client plus: PUBACK reason codes (per packet id, as futures), the CONNACK's
-    properties, and a publish that does not wait (the sink waits on the returned future)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.acks: dict[int, asyncio.Future[int]] = {}
-        self.connack_properties: Properties | None = None
-
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None = None,
-    ) -> None:
-        self.connack_properties = properties
-        super()._on_connect(client, userdata, flags, reason_code, properties)
-
-    def _on_publish(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reason_code: ReasonCode,
-        properties: Properties,
-    ) -> None:
-        # Runs on the event loop (aiomqtt reads the socket in a loop reader callback).
-        ack = self.acks.pop(mid, None)
-        if ack is not None and not ack.done():
-            ack.set_result(int(reason_code.value))
-        super()._on_publish(client, userdata, mid, reason_code, properties)
-
-    def broker_limits(self) -> tuple[int | None, int | None]:
-        """The CONNACK's Receive Maximum and Maximum Packet Size (None when not sent)."""
-        props = self.connack_properties
-        return (
-            getattr(props, "ReceiveMaximum", None) if props is not None else None,
-            getattr(props, "MaximumPacketSize", None) if props is not None else None,
-        )
-
-    def publish_nowait(
-        self, topic: str, payload: bytes, qos: int
-    ) -> tuple[int, asyncio.Future[int] | None]:
-        """Hand one message to paho; return its packet id and, for QoS 1, the future of its
-        PUBACK reason code. Raises ``aiomqtt.MqttCodeError`` when paho cannot take it (no
-        connection)."""
-        info = self._client.publish(topic, payload, qos)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise aiomqtt.MqttCodeError(info.rc, "could not publish")
-        if qos == 0:
-            return info.mid, None
-        # A PUBACK is read by a later loop callback, never inside publish(): registering now
-        # cannot miss it.
-        ack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.acks[info.mid] = ack
-        return info.mid, ack
-
-    def fail_pending(self) -> None:
-        acks, self.acks = self.acks, {}
-        for ack in acks.values():
-            if not ack.done():
-                ack.set_result(_LOST)
 
 
 class _Link:
-    """One connection: its client, the task that notices when it ends, and why it ended."""
+    """One connection: its session and the window of QoS 1 messages on the wire."""
 
-    def __init__(self, client: _Client, window: int, max_packet_size: int | None) -> None:
-        self.client = client
+    def __init__(self, session: MqttSession, window: int) -> None:
+        self.session = session
         self.window = asyncio.Semaphore(window)
-        """QoS 1 messages on the wire: paho honours no Receive Maximum (and cannot change its
-        own limit once connected), so the sink keeps count."""
-        self.max_packet_size = max_packet_size
-        self.ended: str | None = None
-        self.watcher = asyncio.create_task(self._watch(), name="cityhub-mqtt-sink-watch")
 
-    async def _watch(self) -> None:
-        # Nothing is subscribed, so the iterator yields nothing: it ends only when the
-        # connection does, raising MqttError with the reason (aiomqtt's public signal).
-        try:
-            async for _ in self.client.messages:
-                pass
-        except aiomqtt.MqttError as exc:
-            cause = exc.__cause__
-            self.end(excerpt(str(cause or exc) or type(cause or exc).__name__))
-        except asyncio.CancelledError:
-            self.end("closed")
-            raise
-        else:
-            self.end("closed")
-
-    def end(self, why: str) -> None:
-        if self.ended is None:
-            self.ended = why
-        self.client.fail_pending()
-
-    async def close(self) -> None:
-        """Disconnect (normal DISCONNECT if still connected) and stop the watcher."""
-        self.end("closed by the sink")
-        with contextlib.suppress(aiomqtt.MqttError, OSError):
-            await self.client.__aexit__(None, None, None)
-        self.watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.watcher
+    @property
+    def alive(self) -> bool:
+        return self.session.connected
 
 
 class MqttSink:
@@ -195,6 +96,7 @@ class MqttSink:
         client_id: str,
         timeout: float = DEFAULT_TIMEOUT_S,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        rng: random.Random | None = None,
     ) -> None:
         """Nothing connects until :meth:`start` (or the first :meth:`publish`).
 
@@ -205,6 +107,7 @@ class MqttSink:
             timeout: seconds to connect (CONNACK) and, per message, to wait for the PUBACK.
             max_inflight: QoS 1 messages on the wire at once (lowered to the broker's Receive
                 Maximum).
+            rng: draws the reconnection backoff's jitter (tests pass a seeded one).
         """
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
@@ -214,11 +117,17 @@ class MqttSink:
         self._client_id = client_id
         self._timeout = timeout
         self._max_inflight = max_inflight
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._broker = f"mqtt://{settings.host}:{settings.port}"
         self._link: _Link | None = None
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self._failed_attempts = 0
+        self._attempts = 0
+        """Connection attempts finished: a publish that saw fewer waited behind one."""
+        self._next_attempt_at = 0.0
+        self._last_failure: DeliveryFailed | None = None
 
     def __repr__(self) -> str:
         return f"MqttSink({self._broker!r}, client_id={self._client_id!r})"
@@ -226,7 +135,7 @@ class MqttSink:
     @property
     def connected(self) -> bool:
         """Whether a connection is up (a publish now would not have to connect first)."""
-        return self._link is not None and self._link.ended is None
+        return self._link is not None and self._link.alive
 
     async def start(self) -> None:
         """Connect now rather than on the first publish. Raises :class:`DeliveryFailed`
@@ -241,26 +150,18 @@ class MqttSink:
             raise ValueError(f"the MQTT sink publishes with QoS 0 or 1, got {qos}")
         _check_topic(topic)
         link = await self._connected()
-        if link.max_packet_size is not None:
-            size = _publish_packet_size(topic, len(payload), qos)
-            if size > link.max_packet_size:
-                raise DeliveryFailed(
-                    f"{self._broker}: a {size}-byte PUBLISH exceeds the broker's Maximum Packet "
-                    f"Size of {link.max_packet_size} bytes",
-                    retriable=False,
-                    kind=FailureKind.INVALID,
-                )
-        if qos == 0:
-            self._hand_over(link, topic, payload, qos)
-            return
-        mid: int | None = None
+        sent = False
         try:
-            async with asyncio.timeout(self._timeout), link.window:
-                mid, ack = self._hand_over(link, topic, payload, qos)
-                assert ack is not None
-                code = await ack
+            async with asyncio.timeout(self._timeout):
+                if qos == 0:
+                    sent = True
+                    await link.session.publish(topic, payload, qos=0)
+                    return
+                async with link.window:
+                    sent = True
+                    code = await link.session.publish(topic, payload, qos=1)
         except TimeoutError:
-            if mid is None:  # still waiting for room in the window: nothing was sent
+            if not sent:  # still waiting for room in the window: nothing was sent
                 raise DeliveryFailed(
                     f"{self._broker}: no room among the messages in flight for "
                     f"{self._timeout:g} s; this one was not sent",
@@ -269,18 +170,26 @@ class MqttSink:
                 ) from None
             # A connection that leaves a PUBACK out this long is not healthy; the next publish
             # starts a new one. The message may still arrive (at least once).
-            self._drop(link, f"no PUBACK within {self._timeout:g} s")
+            self._drop(link)
             raise DeliveryFailed(
                 f"{self._broker}: no PUBACK within {self._timeout:g} s",
                 retriable=True,
                 kind=FailureKind.TIMEOUT,
             ) from None
-        finally:
-            if mid is not None:
-                link.client.acks.pop(mid, None)
-        if code == _LOST:
-            self._drop(link, link.ended or "lost")
-            raise self._lost(link)
+        except MqttPacketTooLarge as exc:
+            raise DeliveryFailed(
+                f"{self._broker}: a {exc.size}-byte PUBLISH exceeds the broker's Maximum "
+                f"Packet Size of {exc.limit} bytes",
+                retriable=False,
+                kind=FailureKind.INVALID,
+            ) from None
+        except (MqttConnectionLost, OSError) as exc:
+            self._drop(link)
+            raise DeliveryFailed(
+                f"{self._broker}: connection lost ({_why(exc)}); the message may not have arrived",
+                retriable=True,
+                kind=FailureKind.CONNECTION,
+            ) from None
         if code >= 0x80:
             raise DeliveryFailed(
                 f"{self._broker} refused the message to {excerpt(topic, 80)!r}: "
@@ -296,35 +205,16 @@ class MqttSink:
         async with self._lock:
             link, self._link = self._link, None
         if link is not None:
-            await link.close()
+            await _close(link)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
-    def _hand_over(
-        self, link: _Link, topic: str, payload: bytes, qos: int
-    ) -> tuple[int, asyncio.Future[int] | None]:
-        if link.ended is None:
-            try:
-                return link.client.publish_nowait(topic, payload, qos)
-            except aiomqtt.MqttError:
-                self._drop(link, "the connection was not accepting messages")
-        raise self._lost(link)
-
-    def _lost(self, link: _Link) -> DeliveryFailed:
-        return DeliveryFailed(
-            f"{self._broker}: connection lost ({link.ended or 'closed'}); the message may not "
-            "have arrived",
-            retriable=True,
-            kind=FailureKind.CONNECTION,
-        )
-
-    def _drop(self, link: _Link, why: str) -> None:
+    def _drop(self, link: _Link) -> None:
         """Forget ``link`` (the next publish connects anew) and close it in the background."""
-        if link.ended is None:
-            link.end(why)
+        link.session.abort()
         if self._link is link:
             self._link = None
-            task = asyncio.create_task(link.close(), name="cityhub-mqtt-sink-close")
+            task = asyncio.create_task(_close(link), name="cityhub-mqtt-sink-close")
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
@@ -332,61 +222,89 @@ class MqttSink:
         if self._stopped:
             raise RuntimeError("the MQTT sink is stopped")
         link = self._link
-        if link is not None and link.ended is None:
+        if link is not None and link.alive:
             return link
+        attempts_seen = self._attempts
         async with self._lock:
             if self._stopped:
                 raise RuntimeError("the MQTT sink is stopped")
             link = self._link
-            if link is not None and link.ended is None:
+            if link is not None and link.alive:
                 return link
+            failure = self._last_failure
+            if failure is not None and self._attempts != attempts_seen:
+                # An attempt made while this publish waited failed: share its outcome.
+                raise DeliveryFailed(str(failure), retriable=failure.retriable, kind=failure.kind)
             if link is not None:
                 self._link = None
-                await link.close()
-            self._link = await self._connect()
+                await _close(link)
+            loop = asyncio.get_running_loop()
+            wait = self._next_attempt_at - loop.time()
+            if wait > self._timeout:
+                raise DeliveryFailed(
+                    f"{self._broker}: the last connection attempt failed; the next is due in "
+                    f"{wait:.1f} s",
+                    retriable=True,
+                    kind=FailureKind.CONNECTION,
+                )
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                self._link = await self._connect()
+            except DeliveryFailed as exc:
+                self._attempts += 1
+                self._failed_attempts += 1
+                self._last_failure = exc
+                backoff = ceiling(self._failed_attempts - 1, RECONNECT_BASE_S, RECONNECT_CAP_S)
+                self._next_attempt_at = loop.time() + self._rng.uniform(0.0, backoff)
+                raise
+            self._attempts += 1
+            self._failed_attempts = 0
+            self._last_failure = None
+            self._next_attempt_at = 0.0
             return self._link
 
     async def _connect(self) -> _Link:
-        settings = self._settings
-        client = _Client(
-            settings.host,
-            settings.port,
-            identifier=self._client_id,
-            username=settings.username,
-            password=settings.password.get_secret_value() if settings.password else None,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            # Clean Start and no Session Expiry Interval property, which MQTT 5 reads as 0
-            # (3.1.2.11.2): the broker ends the session with the connection.
+        session = MqttSession(
+            self._settings,
+            client_id=self._client_id,
+            # Clean Start and Session Expiry Interval 0 (left out of CONNECT, which MQTT 5 reads
+            # as 0): the broker ends the session with the connection.
             clean_start=True,
-            keepalive=settings.keepalive,
-            timeout=self._timeout,
-            tls_context=tls_context(settings),
-            max_inflight_messages=self._max_inflight,
-            logger=log,
+            session_expiry_seconds=0,
+            connect_timeout=self._timeout,
         )
-        # Waiting publishes are the design (the caller bounds them), not worth a warning each.
-        client.pending_calls_threshold = 1 << 30
         try:
-            await client.__aenter__()
-        except MqttConnectError as exc:
-            code = exc.rc.value if isinstance(exc.rc, ReasonCode) else None
+            await session.__aenter__()
+        except MqttConnectRefused as exc:
             raise DeliveryFailed(
                 f"{self._broker} refused the connection of {self._client_id!r}: "
-                + (reason_name(code) if code is not None else excerpt(str(exc))),
-                retriable=code is None or code in TRANSIENT_REASONS,
+                f"{reason_name(exc.reason_code)}",
+                retriable=exc.retriable,
                 kind=FailureKind.REFUSED,
             ) from None
-        except aiomqtt.MqttError as exc:
+        except (OSError, TimeoutError, ProtocolError) as exc:
+            with contextlib.suppress(Exception):
+                await session.__aexit__(None, None, None)
             raise DeliveryFailed(
-                f"{self._broker}: cannot connect: {excerpt(str(exc))}",
+                f"{self._broker}: cannot connect: {_why(exc)}",
                 retriable=True,
                 kind=FailureKind.CONNECTION,
             ) from None
-        receive_maximum, max_packet_size = client.broker_limits()
-        window = min(self._max_inflight, receive_maximum or self._max_inflight)
-        link = _Link(client, window, max_packet_size)
+        assert session.connack is not None
+        window = min(self._max_inflight, session.connack.receive_maximum)
         log.debug("connected to %s as %r", self._broker, self._client_id)
-        return link
+        return _Link(session, window)
+
+
+async def _close(link: _Link) -> None:
+    """Disconnect (a normal DISCONNECT if still connected); never raises."""
+    with contextlib.suppress(Exception):
+        await link.session.__aexit__(None, None, None)
+
+
+def _why(exc: BaseException) -> str:
+    return excerpt(str(exc) or type(exc).__name__)
 
 
 def _check_topic(topic: str) -> None:
@@ -409,13 +327,3 @@ def _check_topic(topic: str) -> None:
         raise DeliveryFailed(
             f"MQTT topic {excerpt(topic, 80)!r} {why}", retriable=False, kind=FailureKind.INVALID
         )
-
-
-def _publish_packet_size(topic: str, payload_bytes: int, qos: int) -> int:
-    """The size of the PUBLISH paho sends: fixed header, topic, packet id (QoS > 0), an empty
-    property block, payload."""
-    remaining = 2 + len(topic.encode()) + (2 if qos else 0) + 1 + payload_bytes
-    length_bytes = 1
-    while remaining >= 128**length_bytes and length_bytes < 4:
-        length_bytes += 1
-    return 1 + length_bytes + remaining

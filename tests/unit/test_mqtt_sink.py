@@ -1,6 +1,6 @@
 """MqttSink against a scripted fake broker on loopback: what a real Mosquitto will not do on
 demand (refuse a message in its PUBACK, drop the connection before the PUBACK, never answer,
-announce small limits). Also pins down the aiomqtt internals the sink relies on."""
+announce small limits). The sink publishes over cityhub's own MQTT session and codec."""
 
 from __future__ import annotations
 
