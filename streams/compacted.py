@@ -5,9 +5,14 @@ delete) to a one-partition compacted topic and tails it from the beginning, with
 group, into a view: every instance holds the whole topic, and a restart rebuilds it. ``put`` and
 ``delete`` return once the local view has applied the write, so the caller's next read sees it.
 
-``InMemoryCompactedStore`` has the same interface over a view and a counter, for tests that need
-no Kafka. The registry (``streams/registry/store.py``) and the subscriptions
-(``streams/subscriptions/store.py``) are both built on these two.
+``InMemoryCompactedStore`` has the same interface over a view and an ``InMemoryTopic``, for tests
+that need no Kafka: several stores may share one topic (as several instances share the Kafka
+topic), and a store started again catches up with what it missed. The registry
+(``streams/registry/store.py``) and the subscriptions (``streams/subscriptions/store.py``) are
+both built on these two; one contract suite runs against both (``tests/stores/``).
+
+Both offer ``wait_beyond(offset, timeout)``: the delivery manager and the worker's routing wake
+up when the view changes instead of polling it.
 
 A view is anything with ``apply(key, value, offset)`` that never raises on a bad record, an
 ``offset`` (the last applied, -1 before the first) and a ``malformed`` count.
@@ -21,7 +26,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel
@@ -77,6 +82,29 @@ class _OffsetWaiters:
                 fut.set_exception(exc)
 
 
+class _Changes:
+    """Wakes whoever waits for the view to move past an offset (``wait_beyond``)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """The view applied records: wake every waiter (each one checks its offset again)."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait_beyond(self, view: View, offset: int, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while view.offset <= offset:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), left)
+        return True
+
+
 class CompactedTopicStore(Generic[V, R]):
     """A compacted topic on Kafka: a producer for writes, a group-less consumer tailing it.
 
@@ -108,6 +136,7 @@ class CompactedTopicStore(Generic[V, R]):
         self._on_applied = on_applied
         self._describe = describe
         self._waiters = _OffsetWaiters()
+        self._changes = _Changes()
         # Made in start(): aiokafka clients need a running loop, and the store is built before.
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -215,6 +244,12 @@ class CompactedTopicStore(Generic[V, R]):
                 if self._on_applied is not None:
                     self._on_applied(view, applied, malformed)
                 self._waiters.reached(view.offset)
+                self._changes.notify()
+
+    async def wait_beyond(self, offset: int, timeout: float) -> bool:
+        """Wait until the view applied a record past ``offset`` (``view.offset > offset``), at
+        most ``timeout`` seconds; whether it did."""
+        return await self._changes.wait_beyond(self._view, offset, timeout)
 
     async def _wait_applied(self, offset: int) -> None:
         if self._view.offset >= offset:
@@ -273,20 +308,52 @@ class CompactedTopicStore(Generic[V, R]):
         return offset
 
 
+class InMemoryTopic:
+    """A compacted topic's records in memory, before compaction: what several in-memory stores
+    share, as several instances share the Kafka topic."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None]] = []
+        """Every (key, value) written, in offset order."""
+        self._readers: list[InMemoryCompactedStore[Any, Any]] = []
+
+    def append(self, key: str, value: bytes | None) -> int:
+        """Append a record; every started store on the topic applies it before this returns."""
+        offset = len(self.records)
+        self.records.append((key, value))
+        for reader in list(self._readers):
+            reader._catch_up()
+        return offset
+
+    def _attach(self, reader: InMemoryCompactedStore[Any, Any]) -> None:
+        if reader not in self._readers:
+            self._readers.append(reader)
+
+    def _detach(self, reader: InMemoryCompactedStore[Any, Any]) -> None:
+        if reader in self._readers:
+            self._readers.remove(reader)
+
+
 class InMemoryCompactedStore(Generic[V, R]):
-    """The same interface without Kafka: writes apply to the view at once, offsets count up.
+    """The same interface without Kafka: a write applies to the view before it returns.
 
     Records go through their JSON, as on the topic, so a test sees what an instance reading
-    Kafka would see.
+    Kafka would see. The store is started when made (its view holds what ``topic`` already
+    had); after ``stop`` writes fail with ``Unavailable`` and the view stands still until
+    ``start`` catches it up with what others wrote meanwhile.
     """
 
-    def __init__(self, view: V, key_of: Callable[[R], str]) -> None:
+    def __init__(
+        self, view: V, key_of: Callable[[R], str], *, topic: InMemoryTopic | None = None
+    ) -> None:
         self._view = view
         self._key_of = key_of
+        self.topic = topic if topic is not None else InMemoryTopic()
         self._next_offset = 0
-        self._ready = True  # nothing to catch up with
-        self.log: list[tuple[str, bytes | None]] = []
-        """Every (key, value) written, in order: what the topic would hold before compaction."""
+        """The next record of the topic the view has not applied."""
+        self._changes = _Changes()
+        self._ready = False
+        self._open()
 
     @property
     def view(self) -> V:
@@ -296,19 +363,45 @@ class InMemoryCompactedStore(Generic[V, R]):
     def ready(self) -> bool:
         return self._ready
 
-    async def start(self) -> None:
+    @property
+    def log(self) -> list[tuple[str, bytes | None]]:
+        """Every (key, value) written to the topic, in order: what it holds before compaction."""
+        return self.topic.records
+
+    def _open(self) -> None:
+        self.topic._attach(self)
+        self._catch_up()
         self._ready = True
 
+    def _catch_up(self) -> None:
+        records = self.topic.records
+        if self._next_offset >= len(records):
+            return
+        while self._next_offset < len(records):
+            key, value = records[self._next_offset]
+            self._view.apply(key, value, self._next_offset)
+            self._next_offset += 1
+        self._changes.notify()
+
+    async def start(self) -> None:
+        """Catch up with what the topic received while stopped; writes work again."""
+        if not self._ready:
+            self._open()
+
     async def stop(self) -> None:
+        """Writes fail with ``Unavailable`` until ``start``."""
         self._ready = False
+        self.topic._detach(self)
+
+    async def wait_beyond(self, offset: int, timeout: float) -> bool:
+        """Wait until the view applied a record past ``offset``, at most ``timeout`` seconds."""
+        return await self._changes.wait_beyond(self._view, offset, timeout)
 
     def append(self, key: str, value: bytes | None) -> int:
-        """Apply a raw record (for tests of malformed records); return its offset."""
-        offset = self._next_offset
-        self._next_offset += 1
-        self.log.append((key, value))
-        self._view.apply(key, value, offset)
-        return offset
+        """Write a raw record (for tests of malformed records); return its offset."""
+        if not self._ready:
+            raise Unavailable("the in-memory store is stopped")
+        return self.topic.append(key, value)
 
     async def put(self, record: R) -> int:
         return self.append(self._key_of(record), record.model_dump_json().encode())
@@ -323,4 +416,4 @@ class InMemoryCompactedStore(Generic[V, R]):
         return self.append(key, None)
 
 
-__all__ = ["CompactedTopicStore", "InMemoryCompactedStore", "View"]
+__all__ = ["CompactedTopicStore", "InMemoryCompactedStore", "InMemoryTopic", "View"]

@@ -24,6 +24,7 @@ from cityhub.streams.compacted import (
     DEFAULT_WRITE_TIMEOUT,
     CompactedTopicStore,
     InMemoryCompactedStore,
+    InMemoryTopic,
 )
 from cityhub.streams.registry.view import RegistryView
 
@@ -111,8 +112,9 @@ class InMemoryRegistryStore(InMemoryCompactedStore[RegistryView, Record]):
     the topic, so a test sees what an instance reading Kafka would see.
     """
 
-    def __init__(self) -> None:
-        super().__init__(RegistryView(), record_key)
+    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
+        """``topic``: one shared with other stores (instances of the API, a worker)."""
+        super().__init__(RegistryView(), record_key, topic=topic)
 
 
 __all__ = [

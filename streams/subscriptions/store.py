@@ -18,6 +18,7 @@ from cityhub.streams.compacted import (
     DEFAULT_WRITE_TIMEOUT,
     CompactedTopicStore,
     InMemoryCompactedStore,
+    InMemoryTopic,
 )
 from cityhub.streams.subscriptions.view import SubscriptionView
 
@@ -47,6 +48,11 @@ class SubscriptionRecordStore(Protocol):
 
     async def delete(self, key: str) -> int:
         """Write a tombstone for ``key``; return its offset once the view has applied it."""
+        ...
+
+    async def wait_beyond(self, offset: int, timeout: float) -> bool:
+        """Wait until the view applied a record past ``offset``, at most ``timeout`` seconds;
+        whether it did."""
         ...
 
 
@@ -82,8 +88,9 @@ class SubscriptionStore(CompactedTopicStore[SubscriptionView, Subscription]):
 class InMemorySubscriptionStore(InMemoryCompactedStore[SubscriptionView, Subscription]):
     """A ``SubscriptionRecordStore`` without Kafka, for tests of the service and the API."""
 
-    def __init__(self) -> None:
-        super().__init__(SubscriptionView(), record_key)
+    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
+        """``topic``: one shared with other stores (instances of the API, a worker)."""
+        super().__init__(SubscriptionView(), record_key, topic=topic)
 
 
 __all__ = ["InMemorySubscriptionStore", "SubscriptionRecordStore", "SubscriptionStore"]
