@@ -23,6 +23,7 @@ from cityhub.schemas.registry import (
     parse_network_binding,
 )
 from cityhub.streams.registry import cli
+from cityhub.streams.registry.cli import session as cli_session
 from cityhub.streams.registry.importer import describe_errors, read_import
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
@@ -302,7 +303,7 @@ def test_the_csv_network_column() -> None:
 @pytest.fixture
 def cityhub(monkeypatch: pytest.MonkeyPatch) -> click.Group:
     store = InMemoryRegistryStore()
-    monkeypatch.setattr(cli, "store_factory", lambda settings: store)
+    monkeypatch.setattr(cli_session, "store_factory", lambda settings: store)
     main = click.Group("cityhub")
     cli.mount(main)
     return main

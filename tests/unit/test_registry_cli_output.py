@@ -10,13 +10,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cityhub.streams.registry import cli
+from cityhub.streams.registry.cli import session as cli_session
 from cityhub.streams.registry.store import InMemoryRegistryStore
 
 
 @pytest.fixture
 def cityhub(monkeypatch: pytest.MonkeyPatch) -> click.Group:
     store = InMemoryRegistryStore()  # one store for all the test's commands, like one topic
-    monkeypatch.setattr(cli, "store_factory", lambda settings: store)
+    monkeypatch.setattr(cli_session, "store_factory", lambda settings: store)
     main = click.Group("cityhub")
     cli.mount(main)
     return main

@@ -1,0 +1,46 @@
+"""How registry commands print: a table for people, or JSON with ``--json``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(command: F) -> F:
+    """The ``--json`` flag: machine-readable output instead of a table."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        command
+    )
+
+
+def echo_json(doc: Any) -> None:
+    """Print ``doc`` as indented JSON."""
+    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print ``rows`` under ``headers`` in aligned columns, or ``(none)``."""
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for line in (headers, *rows):
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def field_lines(pairs: Sequence[tuple[str, str]]) -> None:
+    """Print one record as ``name: value`` lines, the values aligned."""
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+def more_hint(next_cursor: str | None) -> None:
+    """Tell on stderr how to get the next page, if there is one."""
+    if next_cursor is not None:
+        click.echo(f"(more: repeat with --cursor {next_cursor})", err=True)
