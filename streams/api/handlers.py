@@ -31,7 +31,8 @@ from cityhub.streams.api.bodies import (
 from cityhub.streams.api.models import ApiKeySpec
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.quotas import QuotaExceeded
-from cityhub.streams.registry.importer import CSV_CONTENT_TYPES, TooManyRows, read_import
+from cityhub.streams.registry.import_rows import TooManyRows
+from cityhub.streams.registry.importer import CSV_CONTENT_TYPES, read_import
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry

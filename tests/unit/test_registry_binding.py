@@ -24,9 +24,10 @@ from cityhub.schemas.registry import (
 )
 from cityhub.streams.registry import cli
 from cityhub.streams.registry.cli import session as cli_session
-from cityhub.streams.registry.importer import describe_errors, read_import
+from cityhub.streams.registry.importer import read_import
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.spec_errors import describe_errors
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.registry.view import DeviceEntry, RegistryView, entry_from_json
 from cityhub.streams.service_errors import FieldError, Invalid

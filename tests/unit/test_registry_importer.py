@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 
 from cityhub.schemas.registry import DeviceSpec, Location
-from cityhub.streams.registry.importer import (
-    ParsedImport,
-    Row,
-    content_type_for,
-    describe_errors,
-    parse_import,
-    read_import,
-)
+from cityhub.streams.registry.import_rows import ParsedImport, Row
+from cityhub.streams.registry.importer import content_type_for, parse_import, read_import
+from cityhub.streams.registry.spec_errors import describe_errors
 from cityhub.streams.service_errors import FieldError, Invalid
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

@@ -23,8 +23,8 @@ from cityhub.streams.registry.cli.output import (
     table,
 )
 from cityhub.streams.registry.cli.session import SYSTEM, build_spec, run, run_read
-from cityhub.streams.registry.importer import describe_errors, field_errors
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from cityhub.streams.registry.spec_errors import describe_errors, field_errors
 
 
 def _type_doc(device_type: DeviceType) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings
-from cityhub.streams.registry.importer import field_errors
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.spec_errors import field_errors
 from cityhub.streams.registry.store import RecordStore, RegistryStore
 from cityhub.streams.service_errors import FieldError, ServiceError
 

@@ -1,0 +1,110 @@
+"""A device spec's validation errors as ``FieldError``s a person can act on.
+
+Pure: dotted paths, messages that say what is expected and what was given, secrets never echoed.
+The bulk import (``import_csv.py``, ``import_json.py``) reports its rows with them, and the CLI
+its options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+from annotated_types import Ge, Le
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from cityhub.schemas.registry import MAX_TAGS, DeviceSpec, Location
+from cityhub.streams.registry.import_rows import Row
+from cityhub.streams.service_errors import FieldError
+
+SECRET_FIELDS: Final = frozenset({"app_key", "nwk_key", "app_s_key", "f_nwk_s_int_key"})
+
+
+def validate_row(
+    doc: dict[str, Any], errors: list[FieldError], *, skip: tuple[str, ...] = ()
+) -> Row:
+    """The spec of ``doc``, or all its errors: those found while reading it and pydantic's
+    (except on fields already reported, or in ``skip``)."""
+    try:
+        spec = DeviceSpec.model_validate(doc)
+    except ValidationError as exc:
+        found = {error.field for error in errors}.union(skip)
+        for detail in exc.errors(include_url=False):
+            error = field_error(detail)
+            if error.field not in found:
+                errors.append(error)
+        return errors
+    return errors or spec
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """A spec's pydantic validation errors as FieldErrors a person can act on (dotted paths,
+    messages that say what is expected and what was given; secrets never echoed)."""
+    return [field_error(detail) for detail in exc.errors(include_url=False)]
+
+
+def _bounds(field: str) -> tuple[float, float]:
+    info = Location.model_fields[field]
+    low = next(m.ge for m in info.metadata if isinstance(m, Ge))
+    high = next(m.le for m in info.metadata if isinstance(m, Le))
+    return float(low), float(high)  # type: ignore[arg-type]  # annotated_types' SupportsGe
+
+
+LOCATION_RANGES: Final = {f"location.{axis}": _bounds(axis) for axis in Location.model_fields}
+_PATTERN_HINTS: Final = {
+    "id": "1 to 63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+    "type": "a device type id: lower-case letters, digits, '.', '_' or '-'",
+    "area": "letters, digits, '.', '_' or '-' (a district code)",
+    "tags": "letters, digits and '.', '_', ':', '/', '=', '-' only",
+}
+
+
+def number_text(value: float) -> str:
+    """A bound as a message shows it (``90``, ``-180``, ``1e+04``)."""
+    return f"{value:g}"
+
+
+def field_error(detail: ErrorDetails) -> FieldError:
+    """A pydantic error as a FieldError a person can act on. Secrets are never echoed."""
+    loc = [str(part) for part in detail["loc"]]
+    field = ".".join(loc) if loc else "row"
+    top = loc[0] if loc else ""
+    kind = detail["type"]
+    value = detail.get("input")
+    shown = "" if top in SECRET_FIELDS else f", got {value!r}"
+    if kind == "missing":
+        return FieldError(field, "required")
+    if kind == "extra_forbidden":
+        return FieldError(
+            field, f"unknown field; known fields: {', '.join(DeviceSpec.model_fields)}"
+        )
+    if field in LOCATION_RANGES and kind in {"greater_than_equal", "less_than_equal"}:
+        low, high = LOCATION_RANGES[field]
+        return FieldError(
+            field, f"must be between {number_text(low)} and {number_text(high)}{shown}"
+        )
+    if kind == "float_parsing" or kind == "float_type":
+        return FieldError(field, f"must be a number{shown}")
+    if kind == "bool_parsing" or kind == "bool_type":
+        return FieldError(field, f"must be true or false{shown}")
+    if kind == "string_pattern_mismatch" and top in _PATTERN_HINTS:
+        return FieldError(field, f"must be {_PATTERN_HINTS[top]}{shown}")
+    if kind == "string_too_short":
+        return FieldError(field, "must not be empty")
+    if kind == "string_too_long":
+        limit = detail.get("ctx", {}).get("max_length")
+        return FieldError(field, f"must be at most {limit} characters")
+    if kind == "too_long" and top == "tags":
+        return FieldError(field, f"at most {MAX_TAGS} tags")
+    if kind == "value_error" and top == "dev_eui":
+        return FieldError(field, f"must be 16 hexadecimal digits{shown}")
+    if kind == "value_error" and top == "app_key":
+        return FieldError(field, "must be 32 hexadecimal digits (the value is not shown)")
+    message = detail["msg"].removeprefix("Value error, ")
+    return FieldError(field, message[:1].lower() + message[1:])
+
+
+def describe_errors(errors: Iterable[FieldError]) -> str:
+    """``field: message; field: message``, as reports print a bad row."""
+    return "; ".join(f"{error.field}: {error.message}" for error in errors)
