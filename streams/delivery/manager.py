@@ -1,9 +1,10 @@
 """Runs one ``DeliveryTask`` per webhook or MQTT subscription, following the subscriptions view.
 
-Subscriptions take effect without restarts: the manager polls the view (every
-``POLL_INTERVAL_S``) and starts a task for a new or resumed subscription, stops the task of a
-paused or deleted one (its Kafka position stays committed), restarts a task whose sink or queue
-changed, and hands other changes (a replay request) to the running task.
+Subscriptions take effect without restarts: the manager wakes whenever the view applied a
+record (and at least every ``POLL_INTERVAL_S``), starts a task for a new or resumed
+subscription, stops the task of a paused or deleted one (its Kafka position stays committed),
+restarts a task whose sink or queue changed, and hands other changes (a replay request) to the
+running task.
 
 Several processes may run a manager: each subscription is one consumer group, so Kafka lets
 one process deliver it and keeps the others as standbys.
@@ -80,6 +81,7 @@ class DeliveryManager:
             loop = asyncio.get_running_loop()
             next_lag = loop.time() + PAUSED_LAG_INTERVAL_S
             while True:
+                offset = self._store.view.offset
                 applied = self._store.view.applied
                 if applied != self._seen_applied:
                     await self.reconcile()
@@ -91,7 +93,9 @@ class DeliveryManager:
                         await self.report_paused_lag()
                     except Exception as exc:  # metrics must not stop delivery
                         log.warning("cannot measure the lag of paused subscriptions: %r", exc)
-                await asyncio.sleep(POLL_INTERVAL_S)
+                # Woken by the next record the view applies: a new subscription's task starts
+                # at once, not at the next poll.
+                await self._store.wait_beyond(offset, POLL_INTERVAL_S)
         finally:
             await asyncio.gather(*(t.stop() for t in self.tasks.values()))
             self.tasks.clear()

@@ -141,6 +141,8 @@ class DeliveryTask:
         self._delivered_to: dict[TopicPartition, int] = {}
         """Next offset to deliver per partition (everything before it is settled)."""
         self._in_flight: Item | None = None
+        self._started_at = time.monotonic()
+        """When the current consumer started (the assignment's log line says how long ago)."""
         self._failures = 0
         self.state = SubscriptionState.ACTIVE
         self.delivered = 0
@@ -191,10 +193,16 @@ class DeliveryTask:
         )
         self._consumer = consumer
         await consumer.start()
-        await self._target.start()
+        self._started_at = time.monotonic()
         try:
-            self._generation = await self._committed_generation()
+            # The group join runs in the background from here, while the sink connects and the
+            # applied replay generation is read: a new subscription's first delivery waits for
+            # the slowest of the three, not for their sum. Nothing is taken from the consumer
+            # before the generation is known (_maybe_replay runs first in the fetch loop).
             consumer.subscribe([self.topic], listener=_Rebalance(self))
+            _, self._generation = await asyncio.gather(
+                self._target.start(), self._committed_generation()
+            )
             sender = asyncio.create_task(self._send_loop(consumer))
             try:
                 await self._fetch_loop(consumer, sender)
@@ -336,6 +344,15 @@ class DeliveryTask:
         for tp in assigned:
             with contextlib.suppress(KafkaError, AssertionError):
                 self._delivered_to[tp] = await consumer.position(tp)
+        if assigned:
+            # How long the group took to hand this process the subscription: a broker's
+            # group.initial.rebalance.delay.ms (3 s by default) shows here.
+            log.info(
+                "delivering %s from %d partition(s), %.0f ms after its consumer started",
+                self.topic,
+                len(assigned),
+                (time.monotonic() - self._started_at) * 1000,
+            )
 
     # --- sending -------------------------------------------------------------------------------
     async def _send_loop(self, consumer: AIOKafkaConsumer) -> None:

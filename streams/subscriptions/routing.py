@@ -100,14 +100,17 @@ class Routing:
         self._seen_applied = applied
 
     async def run(self) -> None:
-        """Refresh whenever the view changed (polled), until cancelled."""
+        """Refresh whenever the view changed, until cancelled."""
         while not self.store.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
             await asyncio.sleep(0.05)
         try:
             while True:
+                offset = self.store.view.offset
                 if self.store.view.applied != self._seen_applied or self._gone or self._missing:
                     await self.sync()
                     self.ready = True
-                await asyncio.sleep(POLL_INTERVAL_S)
+                # Woken by the next record the view applies (a new subscription is routed at
+                # once); every POLL_INTERVAL_S otherwise, for the retries and the grace.
+                await self.store.wait_beyond(offset, POLL_INTERVAL_S)
         finally:
             await self._topics.close()
