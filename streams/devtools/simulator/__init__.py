@@ -12,9 +12,7 @@ from cityhub.streams.devtools.simulator.fleet import (
     QUANTITIES,
     Device,
     Fleet,
-    FleetSimulator,
     Format,
-    Frame,
     Gateway,
     Kind,
     build_fleet,
@@ -28,6 +26,7 @@ from cityhub.streams.devtools.simulator.messages import (
     tts_uplink,
 )
 from cityhub.streams.devtools.simulator.publisher import SimulationReport, simulate
+from cityhub.streams.devtools.simulator.readings import FleetSimulator, Frame
 from cityhub.streams.devtools.simulator.traffic import Outgoing, Traffic
 
 __all__ = [

@@ -1,9 +1,8 @@
-"""A deterministic fleet of simulated city devices and the readings they send. Pure: no I/O.
+"""A deterministic fleet of simulated city devices. Pure: no I/O.
 
 ``build_fleet(n, seed)`` gives the same devices (ids, DevEUIs, networks, places, gateways) for
-the same arguments on every machine; ``FleetSimulator`` then evolves each device's readings
-(daily cycle, noise, bounded ranges) and frame counter, again deterministically for the same
-sequence of calls.
+the same arguments on every machine, with the quantities each kind of device reports
+(``QUANTITIES``). What the devices read over time is ``readings.py``'s.
 """
 
 from __future__ import annotations
@@ -13,14 +12,11 @@ import math
 import random
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, TypeVar
 
 _T = TypeVar("_T")
-
-Reading = float | int
-"""One value as a device reports it (already rounded to the device's resolution)."""
 
 
 class Kind(StrEnum):
@@ -375,188 +371,3 @@ def build_fleet(n: int, seed: int = 1, formats: Iterable[str] | None = None) -> 
             )
         )
     return Fleet(seed=seed, devices=tuple(devices), gateways=gateways)
-
-
-# ---------------------------------------------------------------------------------------------
-# Readings
-
-
-def local_hour(now: float) -> float:
-    """Hour of day in Amsterdam (winter time, UTC+1: the simulator needs no tz database)."""
-    return ((now / 3600.0) + 1.0) % 24.0
-
-
-def activity(hour: float) -> float:
-    """City activity 0..1 over the day: quiet at night, peaks at the 8:30 and 17:30 rush."""
-    day = 0.5 * (1 + math.cos(2 * math.pi * (hour - 14.0) / 24.0))  # smooth, max at 14:00
-    rush = math.exp(-(((hour - 8.5) / 1.2) ** 2)) + math.exp(-(((hour - 17.5) / 1.5) ** 2))
-    return min(1.0, 0.05 + 0.45 * day + 0.5 * rush)
-
-
-def _bound(x: float, lo: float, hi: float) -> float:
-    return lo if x < lo else hi if x > hi else x
-
-
-def quantise(name: str, value: float) -> Reading:
-    """Round a value to the resolution its quantity is reported at (int for whole units)."""
-    q = QUANTITIES[name]
-    if q.step:
-        return round(round(value / q.step) * q.step, q.decimals)
-    if q.decimals == 0:
-        return round(value)
-    return round(value, q.decimals)
-
-
-@dataclass(slots=True)
-class _State:
-    """What a device remembers between uplinks."""
-
-    rng: random.Random
-    f_cnt: int = 0
-    noise: dict[str, float] = field(default_factory=dict)
-    occupied: int = 0
-    fill: float = 0.0
-    pressure: float = 1013.0
-    wind_direction: float = 240.0
-    battery: float = 3.6
-    bin_depth: float = 1.2
-    water_base: float = 1.6
-    offset: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One uplink a device sends: its frame counter, its readings and when it measured them."""
-
-    device: Device
-    f_cnt: int
-    readings: Mapping[str, Reading]
-    time: float
-    """Seconds since the epoch."""
-
-
-class FleetSimulator:
-    """Evolves the readings and frame counters of a fleet's devices.
-
-    Deterministic: the same fleet and the same sequence of ``next_frame`` calls (device and
-    time) give the same frames. Each device has its own random stream, so one device's
-    readings do not depend on how often the others were asked.
-    """
-
-    def __init__(self, fleet: Fleet) -> None:
-        self.fleet = fleet
-        self._states: list[_State] = []
-        for d in fleet.devices:
-            rng = seeded_random(f"cityhub-readings:{fleet.seed}:{d.index}")
-            self._states.append(
-                _State(
-                    rng=rng,
-                    occupied=int(rng.random() < 0.5),
-                    fill=rng.uniform(0, 80),
-                    pressure=rng.uniform(1000, 1025),
-                    wind_direction=rng.uniform(180, 300),
-                    battery=rng.uniform(3.3, 3.65),
-                    bin_depth=rng.choice((1.0, 1.2, 1.5)),
-                    water_base=rng.uniform(1.2, 2.4),
-                    offset=rng.gauss(0, 0.8),
-                )
-            )
-
-    def next_frame(self, device: Device | int, now: float) -> Frame:
-        """The device's next uplink at ``now``: frame counter 0 first, then 1, 2, ..."""
-        d = self.fleet.devices[device] if isinstance(device, int) else device
-        st = self._states[d.index]
-        readings = {q: quantise(q, v) for q, v in self._measure(d, st, now).items()}
-        frame = Frame(device=d, f_cnt=st.f_cnt, readings=readings, time=now)
-        st.f_cnt = (st.f_cnt + 1) & 0xFFFFFFFF
-        return frame
-
-    @staticmethod
-    def _ar1(st: _State, key: str, sigma: float, keep: float = 0.85) -> float:
-        """Correlated noise: readings wander rather than jump."""
-        v = keep * st.noise.get(key, 0.0) + st.rng.gauss(0.0, sigma)
-        st.noise[key] = v
-        return v
-
-    def _measure(self, d: Device, st: _State, now: float) -> dict[str, float]:
-        rng = st.rng
-        hour = local_hour(now)
-        act = activity(hour)
-        # Coldest at 5:00, warmest at 15:00.
-        temperature = 10.0 + 5.0 * math.sin(2 * math.pi * (hour - 9.0) / 24.0) + st.offset
-        temperature += self._ar1(st, "temperature", 0.3)
-        humidity = 78.0 - 2.2 * (temperature - 10.0) + self._ar1(st, "humidity", 1.5)
-        out: dict[str, float] = {}
-        for q in d.quantities:
-            match q:
-                case "temperature":
-                    out[q] = _bound(temperature, -20.0, 40.0)
-                case "humidity":
-                    out[q] = _bound(humidity, 15.0, 100.0)
-                case "pm2_5":
-                    pm = 6.0 + 14.0 * act + self._ar1(st, "pm", 1.5)
-                    out[q] = _bound(pm, 0.5, 300.0)
-                case "pm10":
-                    pm25 = out.get("pm2_5", 10.0)
-                    out[q] = _bound(pm25 * 1.7 + abs(self._ar1(st, "pm10", 1.0)), 1.0, 320.0)
-                case "co2":
-                    out[q] = _bound(415.0 + 120.0 * act + self._ar1(st, "co2", 12.0), 380.0, 2000.0)
-                case "no2":
-                    out[q] = _bound(12.0 + 38.0 * act + self._ar1(st, "no2", 3.0), 0.0, 200.0)
-                case "laeq":
-                    out[q] = _bound(42.0 + 26.0 * act + self._ar1(st, "laeq", 2.5), 30.0, 110.0)
-                case "occupied":
-                    # Cars come and go more in the day; a spot stays in its state most uplinks.
-                    p_change = 0.03 + 0.25 * act
-                    if rng.random() < p_change:
-                        st.occupied = 1 - st.occupied
-                    out[q] = st.occupied
-                case "distance" if d.kind is Kind.WASTE_BIN:
-                    out[q] = _bound(st.bin_depth * (1.0 - st.fill / 100.0), 0.05, st.bin_depth)
-                case "distance":
-                    # Sensor over a canal: the level follows the sluices slowly (12.4 h cycle).
-                    level = 0.15 * math.sin(2 * math.pi * now / 44_640.0 + d.index)
-                    out[q] = _bound(st.water_base - level + self._ar1(st, "water", 0.01), 0.2, 4.0)
-                case "fill_level":
-                    st.fill += max(0.0, rng.gauss(0.6 * act, 0.3))
-                    if st.fill > 85.0 and rng.random() < 0.3:  # collected
-                        st.fill = rng.uniform(0, 5)
-                    st.fill = _bound(st.fill, 0.0, 100.0)
-                    out[q] = st.fill
-                    out["distance"] = _bound(
-                        st.bin_depth * (1.0 - st.fill / 100.0), 0.05, st.bin_depth
-                    )
-                case "count":
-                    # Poisson by inversion: people passing since the last uplink.
-                    lam = 1.0 + 60.0 * act
-                    out[q] = float(_poisson(rng, lam))
-                case "pressure":
-                    st.pressure = _bound(st.pressure + rng.gauss(0, 0.15), 960.0, 1050.0)
-                    out[q] = st.pressure
-                case "wind_speed":
-                    gust = abs(self._ar1(st, "wind", 0.8, keep=0.7))
-                    out[q] = _bound(2.5 + 2.0 * act + gust, 0.0, 40.0)
-                case "wind_direction":
-                    st.wind_direction = (st.wind_direction + rng.gauss(0, 8)) % 360.0
-                    out[q] = st.wind_direction
-                case "battery":
-                    st.battery = _bound(st.battery - abs(rng.gauss(0, 0.0004)), 3.0, 3.65)
-                    out[q] = st.battery
-                case _:
-                    raise AssertionError(f"no model for {q}")
-        if "fill_level" in out:  # keep the field order of the quantities
-            out = {q: out[q] for q in d.quantities}
-        return out
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    """Knuth's method in log space; fine for the small rates a footfall counter sees."""
-    limit = math.exp(-lam) if lam < 30 else 0.0
-    if not limit:
-        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
-    k, p = 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1

@@ -37,11 +37,10 @@ from cityhub.streams.devtools.simulator.fleet import (
     TTS_TENANT,
     Device,
     Format,
-    Frame,
-    Reading,
     Reception,
     seeded_random,
 )
+from cityhub.streams.devtools.simulator.readings import Frame, Reading
 
 # EU868 default and common extra channels (Hz), as a LoRaWAN gateway of the city would use.
 EU868_CHANNELS: Final = (

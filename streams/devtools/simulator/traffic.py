@@ -12,14 +12,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from cityhub.streams.devtools.simulator.fleet import (
-    Fleet,
-    FleetSimulator,
-    Format,
-    Frame,
-    seeded_random,
-)
+from cityhub.streams.devtools.simulator.fleet import Fleet, Format, seeded_random
 from cityhub.streams.devtools.simulator.messages import render
+from cityhub.streams.devtools.simulator.readings import FleetSimulator, Frame
 
 
 @dataclass(frozen=True, slots=True)
