@@ -1,4 +1,4 @@
-"""One registry of named plugins (ingest formats, payload decoders, later sinks), with the
+"""One registry of named plugins (ingest formats, payload decoders, delivery sinks), with the
 entry-point discovery they share.
 
 Entry points are read lazily, once, the first time a name is not found (or when the names are
@@ -12,14 +12,14 @@ import logging
 import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
-class Named(Protocol):
-    name: str
+def _name(item: Any) -> str:
+    return str(item.name)
 
-
-T = TypeVar("T", bound=Named)
 
 log = logging.getLogger("cityhub.plugins")
 
@@ -34,28 +34,35 @@ class PluginRegistry(Generic[T]):
         protocol: type[Any],
         entry_point_group: str,
         not_found: Callable[[str], Exception],
+        key: Callable[[T], str] = _name,
     ) -> None:
         """``protocol`` is a runtime-checkable Protocol every plugin must satisfy; ``not_found``
-        builds the error raised for an unknown name (given the message)."""
+        builds the error raised for an unknown name (given the message); ``key`` reads a
+        plugin's name (its ``name`` by default; a delivery sink names itself by ``kind``)."""
         self._kind = kind
         self._protocol = protocol
         self._group = entry_point_group
         self._not_found = not_found
+        self._key = key
         self._items: dict[str, T] = {}
         self._discovered = False
         self._lock = threading.Lock()
 
     def register(self, item: T, *, replace: bool = False) -> None:
-        """Make ``item`` available under ``item.name``; ValueError if the name is taken by
+        """Make ``item`` available under its name; ValueError if the name is taken by
         another, unless ``replace``; TypeError if it is not a plugin of this kind."""
         if not isinstance(item, self._protocol):
             raise TypeError(f"{item!r} is not a {self._protocol.__name__}")
-        existing = self._items.get(item.name)
+        name = self._key(item)
+        existing = self._items.get(name)
         if existing is not None and existing is not item and not replace:
-            raise ValueError(
-                f"a {self._kind} named {item.name!r} is already registered: {existing!r}"
-            )
-        self._items[item.name] = item
+            raise ValueError(f"a {self._kind} named {name!r} is already registered: {existing!r}")
+        self._items[name] = item
+
+    def unregister(self, name: str) -> T | None:
+        """Forget the plugin registered as ``name`` and return it (None if there was none):
+        for tests that register a plugin of their own."""
+        return self._items.pop(name, None)
 
     def get(self, name: str) -> T:
         """The plugin registered as ``name``; raises the registry's not-found error."""
@@ -82,10 +89,15 @@ class PluginRegistry(Generic[T]):
             for ep in entry_points(group=self._group):
                 try:
                     obj = ep.load()
-                    item = obj if isinstance(obj, self._protocol) else obj()
-                    if item.name in self._items:
+                    # A class is called even when its class attributes look like a plugin's.
+                    is_item = isinstance(obj, self._protocol) and not isinstance(obj, type)
+                    item = obj if is_item else obj()
+                    if self._key(item) in self._items:
                         log.warning(
-                            "%s plugin %s ignored: %r is taken", self._kind, ep.value, item.name
+                            "%s plugin %s ignored: %r is taken",
+                            self._kind,
+                            ep.value,
+                            self._key(item),
                         )
                         continue
                     self.register(item)

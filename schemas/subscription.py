@@ -4,16 +4,26 @@ Two shapes, as in the registry (``schemas/registry.py``): the *spec* a subscribe
 (``SubscriptionSpec``, validated field by field) and the *record* cityhub keeps on the compacted
 subscriptions topic (``Subscription``), which adds the tenant, the state and timestamps.
 
-The webhook signing secret is the one secret here that cannot be kept as a fingerprint: the
-delivery task needs it in clear to sign every batch (HMAC is symmetric). So the record *stores*
-it, and:
+How items are delivered is the ``delivery`` object, one of the *delivery kinds*. Each kind is a
+plugin (``cityhub.connectors.sinks``: one Protocol, one registry, the entry-point group
+``cityhub.sinks``) that brings its own spec model, a subclass of :class:`DeliverySpec`. This
+module knows none of them, so it stays pure and imports nothing of the layers above: the models
+here type ``delivery`` by the base class, and :func:`subscription_models` derives the models whose
+``delivery`` is the discriminated union of the kinds it is given. The sinks registry calls it with
+every registered kind, and everything that reads a spec or a record (the API, the subscriptions
+store, the OpenAPI document) validates with what it returns. The base models accept a delivery
+object of a kind alone (``{"kind": "kafka"}``) and refuse one with options, which only its kind's
+model can read.
+
+A delivery may hold a secret that cityhub needs in clear (a webhook's signing key: HMAC is
+symmetric). Its kind's spec model says how (``DeliverySpec.secrets``, ``public``), and:
 
 - ``repr`` and ``str`` mask it (``SecretStr``);
 - ``model_dump(mode="json")`` / ``model_dump_json()`` is the **storage form** and carries it in
   clear, so that the compacted topic can rebuild the view after a restart (whoever may read the
   subscriptions topic can sign as cityhub: restrict it with ACLs as the registry topic);
-- ``Subscription.public()`` is the only form that may leave through the API: no secret, only a
-  short fingerprint so that a subscriber can tell which secret is configured.
+- ``Subscription.public()`` is the only form that may leave through the API: no secret (a
+  webhook shows a short fingerprint so that a subscriber can tell which secret is configured).
 
 A secret cityhub generates is handed back exactly once, by ``build_subscription``.
 
@@ -24,22 +34,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import operator
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
+    SerializeAsAny,
     StringConstraints,
     ValidationInfo,
-    field_serializer,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -188,96 +201,64 @@ def secret_fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
-class KafkaDelivery(_Spec):
-    """Into a Kafka topic of the subscription's own, named by cityhub, never by the subscriber:
-    ``<prefix>.sub.<tenant>.<id>`` (``subscription_topic``). A subscriber that chose the name
-    could write into ``cityhub.devices`` or another tenant's topic."""
+class Serving(StrEnum):
+    """How a delivery kind is served."""
 
-    kind: Literal["kafka"] = "kafka"
+    TASK = "task"
+    """A delivery task reads the subscription's topic and hands batches to the kind's sink, which
+    confirms each (webhook, MQTT); the task retries, dead-letters and commits."""
+    TOPIC = "topic"
+    """The subscription's Kafka topic is the delivery: its subscriber consumes it (kafka)."""
+    LIVE = "live"
+    """The API streams the topic to each connected client (sse)."""
 
 
-class WebhookDelivery(_Spec):
-    """HTTP POSTs of JSON batches, signed in the Standard Webhooks form.
+KIND_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 
-    ``url`` is checked here only for its shape (http or https, no more than 2048 characters);
-    the SSRF rules need DNS and live in ``cityhub.connectors.sinks.ssrf``: the API checks them
-    when a subscription is created and the delivery task before each connection.
+
+class DeliverySpec(_Spec):
+    """The base of every delivery kind's spec model: the ``delivery`` object of a subscription.
+
+    A kind subclasses it with ``kind: Literal["<kind>"] = "<kind>"`` and its options, sets
+    ``serving`` when a delivery task does not serve it, and overrides the hooks below when it
+    holds a secret. The hooks are pure, so the records keep working where no sink is loaded.
     """
 
-    kind: Literal["webhook"] = "webhook"
-    url: Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_LENGTH)]
-    secret: SecretStr | None = Field(default=None, repr=False)
-    """Write-only: ``whsec_`` + base64 of 24 to 64 random bytes. Left out, cityhub generates one
-    (or, on a replace, keeps the one it has) and returns a generated one once."""
-    max_batch_size: int = Field(default=100, ge=1, le=1000)
-    """Most items in one POST."""
-    max_batch_bytes: int = Field(default=256 * 1024, ge=1024, le=4 * 1024 * 1024)
-    """Most bytes in one POST body, envelope included (a single larger item is sent alone)."""
-    max_wait_ms: int = Field(default=20, ge=0, le=10_000)
-    """How long a partial batch may wait for more items before it is sent."""
-    timeout_s: float = Field(default=10.0, gt=0, le=30, allow_inf_nan=False)
-    """Per attempt, in total: the URL check, connect, send and read the (capped) response; a
-    receiver that has not answered by then fails the attempt (retried with backoff)."""
+    serving: ClassVar[Serving] = Serving.TASK
+    """How the kind is served; a kind served by its topic has no delivery queue, so
+    ``on_full`` and ``queue_size`` are refused for it."""
 
-    @field_validator("url")
+    kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
+
+    @model_validator(mode="before")
     @classmethod
-    def _url_shape(cls, value: str) -> str:
-        scheme = value.split(":", 1)[0].lower() if ":" in value else ""
-        if scheme not in ("http", "https"):
-            raise ValueError("a webhook url starts with http:// or https://")
-        return value
+    def _options_need_their_kind(cls, data: Any) -> Any:
+        if cls is DeliverySpec and isinstance(data, dict) and set(data) - {"kind"}:
+            raise ValueError(
+                f"the options of a {data.get('kind')!r} delivery are read by its kind's model: "
+                "validate with the models of cityhub.connectors.sinks.subscription_models()"
+            )
+        return data
 
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            webhook_secret_key(value.get_secret_value())
-        return value
+    def stored(
+        self, previous: DeliverySpec | None, new_secret: Callable[[], str] | None
+    ) -> tuple[DeliverySpec, str | None]:
+        """The delivery as a record keeps it, and a secret generated for it that the subscriber
+        sees once (None). ``previous`` is the replaced record's delivery of the same kind, if
+        any; ``new_secret``, when given, replaces the kind's own secret generator (tests)."""
+        return self, None
 
-    @field_serializer("secret", when_used="json")
-    def _reveal(self, value: SecretStr | None) -> str | None:
-        # The JSON dump is the storage form (see the module docstring); public() drops it.
-        return None if value is None else value.get_secret_value()
+    def check_record(self) -> None:
+        """Raise ValueError, saying what is missing, unless a record may hold this delivery."""
 
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets this delivery holds in clear, for its sink; none may appear in a log,
+        a message, a ``repr`` or the public form."""
+        return ()
 
-class SseDelivery(_Spec):
-    """A live stream over Server-Sent Events: the subscriber connects, nothing is configured."""
-
-    kind: Literal["sse"] = "sse"
-
-
-class MqttDelivery(_Spec):
-    """Republished on cityhub's MQTT broker.
-
-    ``topic`` is relative: the sink publishes under a per-tenant root
-    (``mqtt_topic(root, tenant, topic)``), so that a subscriber cannot publish into the topics
-    the bridge ingests from, nor into another tenant's. No wildcards, no ``$`` system topics.
-    """
-
-    kind: Literal["mqtt"] = "mqtt"
-    topic: Annotated[str, StringConstraints(min_length=1)]
-    qos: Literal[0, 1] = 1
-    """QoS 2 costs two more round trips for what deterministic event ids already give."""
-
-    @field_validator("topic")
-    @classmethod
-    def _topic(cls, value: str) -> str:
-        if len(value.encode()) > MAX_MQTT_TOPIC_BYTES:
-            raise ValueError(f"an MQTT topic has at most {MAX_MQTT_TOPIC_BYTES} bytes")
-        if "+" in value or "#" in value:
-            raise ValueError("an MQTT topic to publish to has no wildcards (+ or #)")
-        if value.startswith(("$", "/")):
-            raise ValueError("an MQTT topic here starts with neither '$' nor '/'")
-        if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
-            raise ValueError("an MQTT topic has no control characters")
-        if any(level in ("", ".", "..") for level in value.split("/")):
-            raise ValueError("an MQTT topic has no empty, '.' or '..' levels")
-        return value
-
-
-Delivery = Annotated[
-    KafkaDelivery | WebhookDelivery | SseDelivery | MqttDelivery, Field(discriminator="kind")
-]
+    def public(self) -> dict[str, Any]:
+        """The delivery as the API shows it: the JSON form without any secret."""
+        return self.model_dump(mode="json")
 
 
 class SubscriptionSpec(_Spec):
@@ -287,12 +268,16 @@ class SubscriptionSpec(_Spec):
     name: Name
     source: Source = Source.OBSERVATIONS
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
-    delivery: Delivery
+    delivery: SerializeAsAny[DeliverySpec]
     on_full: OnFull = OnFull.PAUSE
     queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, ge=MIN_QUEUE_SIZE, le=MAX_QUEUE_SIZE)
     """Bound of the in-memory queue in front of the sink; Kafka is the buffer behind it.
-    Webhook, MQTT and SSE deliveries only: a Kafka-topic subscription has no queue, and
-    ``on_full`` or ``queue_size`` other than the defaults are refused for it."""
+    Deliveries served by a task or a live stream only: a kind served by its topic (kafka) has no
+    queue, and ``on_full`` or ``queue_size`` other than the defaults are refused for it."""
+
+    record_model: ClassVar[type[Subscription]]
+    """The record model that ``build_subscription`` makes from a spec of this model (the
+    derived spec model's is the derived record model, whose delivery it can read back)."""
 
     # Fields are validated in declaration order: ``info.data`` holds the earlier ones (when
     # they were valid). A setting that a subscription could not act on is refused, not ignored.
@@ -317,10 +302,15 @@ class SubscriptionSpec(_Spec):
     @classmethod
     def _queue_needs_a_delivery_task(cls, value: Any, info: ValidationInfo) -> Any:
         default = cls.model_fields[str(info.field_name)].default
-        if isinstance(info.data.get("delivery"), KafkaDelivery) and value != default:
+        delivery = info.data.get("delivery")
+        if (
+            isinstance(delivery, DeliverySpec)
+            and delivery.serving is Serving.TOPIC
+            and value != default
+        ):
             raise ValueError(
-                f"a Kafka-topic subscription has no delivery queue (its topic is the buffer): "
-                f"leave {info.field_name} out"
+                f"a {delivery.kind} subscription has no delivery queue (its topic is the "
+                f"buffer): leave {info.field_name} out"
             )
         return value
 
@@ -375,8 +365,8 @@ class Replay(BaseModel):
 class Subscription(BaseModel):
     """A subscription as the compacted topic carries it; ``public()`` is what the API returns.
 
-    For a webhook delivery ``delivery.secret`` is always set, and stored in clear in the JSON
-    dump: the delivery task needs it to sign (see the module docstring). Never send the dump
+    A delivery's secrets (a webhook's signing secret, always set in a record) are stored in
+    clear in the JSON dump: its sink needs them (see the module docstring). Never send the dump
     anywhere but the subscriptions topic.
     """
 
@@ -388,7 +378,7 @@ class Subscription(BaseModel):
     name: str
     source: Source
     filter: SubscriptionFilter
-    delivery: Delivery
+    delivery: SerializeAsAny[DeliverySpec]
     on_full: OnFull
     queue_size: int
     state: SubscriptionState = SubscriptionState.ACTIVE
@@ -398,29 +388,70 @@ class Subscription(BaseModel):
     """The latest replay request (``POST .../replay``), None if there never was one."""
 
     @model_validator(mode="after")
-    def _webhook_has_secret(self) -> Subscription:
-        if isinstance(self.delivery, WebhookDelivery) and self.delivery.secret is None:
-            raise ValueError("a webhook subscription record holds its signing secret")
+    def _delivery_is_complete(self) -> Subscription:
+        self.delivery.check_record()
         return self
 
     @property
     def signing_secret(self) -> str | None:
-        """The webhook signing secret in clear, for the delivery task; None for other kinds."""
-        if isinstance(self.delivery, WebhookDelivery) and self.delivery.secret is not None:
-            return self.delivery.secret.get_secret_value()
-        return None
+        """The delivery's secret in clear (a webhook's signing secret), for its sink; None for
+        a kind that holds none."""
+        secrets = self.delivery.secrets()
+        return secrets[0] if secrets else None
 
     def public(self) -> dict[str, Any]:
-        """The subscription as the API returns it: no secret; a webhook shows
-        ``has_secret`` and ``secret_fingerprint`` instead."""
-        doc = self.model_dump(mode="json", exclude={"kind"})
-        secret = self.signing_secret
-        if secret is not None:
-            delivery = doc["delivery"]
-            delivery.pop("secret", None)
-            delivery["has_secret"] = True
-            delivery["secret_fingerprint"] = secret_fingerprint(secret)
-        return doc
+        """The subscription as the API returns it: no secret (the delivery's ``public()``; a
+        webhook shows ``has_secret`` and ``secret_fingerprint`` instead)."""
+        doc = self.model_dump(mode="json", exclude={"kind", "delivery"})
+        doc["delivery"] = self.delivery.public()
+        return {key: doc[key] for key in type(self).model_fields if key in doc}
+
+
+SubscriptionSpec.record_model = Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionModels:
+    """The subscription models of a set of delivery kinds: subclasses of ``SubscriptionSpec``
+    and ``Subscription`` whose ``delivery`` is the discriminated union (by ``kind``) of the
+    kinds' spec models, so they read every option of every kind and describe each in JSON
+    Schema (``oneOf`` with a ``discriminator``)."""
+
+    kinds: tuple[type[DeliverySpec], ...]
+    spec: type[SubscriptionSpec]
+    record: type[Subscription]
+
+
+def subscription_models(kinds: Sequence[type[DeliverySpec]]) -> SubscriptionModels:
+    """The models whose ``delivery`` is one of ``kinds`` (at least one, kind names distinct).
+
+    The sinks registry calls this with its registered kinds
+    (``cityhub.connectors.sinks.subscription_models``); a spec of the returned ``spec`` model
+    builds a record of the returned ``record`` model."""
+    kinds = tuple(kinds)
+    if not kinds:
+        raise ValueError("a subscription needs at least one delivery kind")
+    names = [_kind_name(k) for k in kinds]
+    if len(set(names)) != len(names):
+        raise ValueError(f"delivery kinds must be distinct, got {names}")
+    union: Any = Annotated[functools.reduce(operator.or_, kinds), Field(discriminator="kind")]
+    record = create_model(
+        "Subscription", __base__=Subscription, __module__=__name__, delivery=(union, ...)
+    )
+    spec = create_model(
+        "SubscriptionSpec", __base__=SubscriptionSpec, __module__=__name__, delivery=(union, ...)
+    )
+    spec.record_model = record
+    return SubscriptionModels(kinds, spec, record)
+
+
+def _kind_name(model: type[DeliverySpec]) -> str:
+    if not (isinstance(model, type) and issubclass(model, DeliverySpec)):
+        raise TypeError(f"{model!r} is not a DeliverySpec model")
+    default = model.model_fields["kind"].default
+    if not isinstance(default, str):
+        raise TypeError(f"{model.__name__} names no kind: give it kind: Literal[...] = '<kind>'")
+    return default
 
 
 def build_subscription(
@@ -429,24 +460,22 @@ def build_subscription(
     tenant: str,
     now: str,
     previous: Subscription | None = None,
-    new_secret: Callable[[], str] = generate_webhook_secret,
+    new_secret: Callable[[], str] | None = None,
 ) -> tuple[Subscription, str | None]:
     """The record for a create (``previous`` None) or a replace, and a secret to show once.
 
-    A webhook spec without a secret keeps ``previous``'s secret if it had one, or gets a new one
-    from ``new_secret``; that new secret is the second value, to return to the subscriber in the
+    The delivery is stored as its kind says (``DeliverySpec.stored``): a webhook spec without a
+    secret keeps ``previous``'s secret if it had one, or gets a new one (from ``new_secret``
+    when given); that new secret is the second value, to return to the subscriber in the
     response and never again. Otherwise the second value is None. A replace keeps
-    ``created_at`` and the state (the API pauses and resumes, not a replace).
+    ``created_at`` and the state (the API pauses and resumes, not a replace). The record is of
+    the spec model's ``record_model``.
     """
-    delivery = spec.delivery
-    generated: str | None = None
-    if isinstance(delivery, WebhookDelivery) and delivery.secret is None:
-        kept = previous.signing_secret if previous is not None else None
-        if kept is None:
-            generated = new_secret()
-            webhook_secret_key(generated)  # a bad factory fails here, not when signing
-        delivery = delivery.model_copy(update={"secret": SecretStr(kept or generated or "")})
-    record = Subscription(
+    kept = previous.delivery if previous is not None else None
+    if kept is not None and kept.kind != spec.delivery.kind:
+        kept = None
+    delivery, generated = spec.delivery.stored(kept, new_secret)
+    record = type(spec).record_model(
         tenant=tenant,
         id=spec.id,
         name=spec.name,

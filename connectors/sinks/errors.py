@@ -86,3 +86,8 @@ def excerpt(raw: bytes | str, limit: int = EXCERPT_CHARS) -> str:
     if len(folded) > limit:
         return folded[: limit - 1] + "…"
     return folded + "…" if cut else folded
+
+
+class UnknownSinkKind(CityhubError, LookupError):
+    """No delivery kind of that name is registered (a subscription record written by a hub
+    that had a plugin this one lacks)."""

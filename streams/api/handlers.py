@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from cityhub.connectors.sinks import subscription_models
 from cityhub.schemas.registry import DeviceSpec, DeviceType, DeviceTypeSpec, Tenant, TenantSpec
-from cityhub.schemas.subscription import ReplaySpec, SubscriptionSpec
+from cityhub.schemas.subscription import ReplaySpec
 from cityhub.streams.api.bodies import (
     JSON,
     query_bool,
@@ -309,7 +310,8 @@ async def list_subscriptions(call: Call) -> web.Response:
 
 
 async def create_subscription(call: Call) -> web.Response:
-    spec = await read_model(call.request, SubscriptionSpec, call.limits.max_body_bytes)
+    # The registered delivery kinds' model: every kind's options are read, a plugin's too.
+    spec = await read_model(call.request, subscription_models().spec, call.limits.max_body_bytes)
     record, secret = await call.subscriptions.create(
         call.principal, call.path_param("tenant"), spec
     )

@@ -13,8 +13,9 @@ from datetime import datetime
 
 from aiohttp import web
 
+from cityhub.connectors.sinks import Serving
 from cityhub.schemas.errors import InvalidTimestamp
-from cityhub.schemas.subscription import SseDelivery, SubscriptionState
+from cityhub.schemas.subscription import SubscriptionState
 from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.api.handlers import Call
 from cityhub.streams.api.problems import ApiProblem
@@ -60,9 +61,11 @@ async def stream_subscription(call: Call) -> web.StreamResponse:
     record = call.subscriptions.get(
         call.principal, call.path_param("tenant"), call.path_param("id")
     )
-    if not isinstance(record.delivery, SseDelivery):
+    if record.delivery.serving is not Serving.LIVE:
         raise ApiProblem(
-            409, f"subscription {record.id!r} delivers by {record.delivery.kind}, not sse"
+            409,
+            f"subscription {record.id!r} delivers by {record.delivery.kind}, not by a live "
+            "stream (sse)",
         )
     if record.state is SubscriptionState.PAUSED:
         raise ApiProblem(409, f"subscription {record.id!r} is paused; resume it first")

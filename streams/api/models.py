@@ -3,16 +3,22 @@
 Request bodies are the registry's specs (``TenantSpec``, ``DeviceTypeSpec``, ``DeviceSpec``)
 except for keys, whose spec lives here. Responses are what the records' ``public()`` views and
 the listings return; they are declared as models so that the OpenAPI document is generated from
-the same code that a unit test checks the real responses against.
+the same code that a unit test checks the real responses against. A subscription's ``delivery``
+is one of the registered delivery kinds' public forms: ``subscription_out_models`` derives the
+subscription responses from those (the route table passes the sinks registry's).
 
 Pure: pydantic models, no I/O.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import functools
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from cityhub.schemas.registry import (
     Classification,
@@ -24,12 +30,9 @@ from cityhub.schemas.registry import (
     Role,
 )
 from cityhub.schemas.subscription import (
-    KafkaDelivery,
-    MqttDelivery,
     OnFull,
     Replay,
     Source,
-    SseDelivery,
     SubscriptionFilter,
     SubscriptionState,
 )
@@ -154,30 +157,6 @@ class ImportReportOut(_Out):
     rows: list[RowResultOut]
 
 
-class WebhookDeliveryOut(_Out):
-    """A webhook delivery as the API returns it: never the secret, only whether there is one and
-    a short fingerprint of it (to tell which secret is configured). The options are those of
-    ``WebhookDelivery``, and the delivery honours each of them."""
-
-    kind: Literal["webhook"] = "webhook"
-    url: str
-    has_secret: bool
-    secret_fingerprint: str
-    max_batch_size: int
-    """Most items in one POST."""
-    max_batch_bytes: int
-    """Most bytes in one POST body, envelope included (a single larger item is sent alone)."""
-    max_wait_ms: int
-    """How long a partial batch waits for more items before it is sent."""
-    timeout_s: float
-    """Per attempt, in total: URL check, connect, send and read the (capped) response."""
-
-
-DeliveryOut = Annotated[
-    KafkaDelivery | WebhookDeliveryOut | SseDelivery | MqttDelivery, Field(discriminator="kind")
-]
-
-
 class SubscriptionOut(_Out):
     """A subscription as the API returns it (``Subscription.public()``)."""
 
@@ -186,7 +165,9 @@ class SubscriptionOut(_Out):
     name: str
     source: Source
     filter: SubscriptionFilter
-    delivery: DeliveryOut
+    delivery: dict[str, Any]
+    """The delivery's public form (never a secret); ``subscription_out_models`` types it by the
+    registered kinds."""
     on_full: OnFull
     queue_size: int
     state: SubscriptionState
@@ -209,6 +190,47 @@ class SubscriptionCreated(SubscriptionOut):
 class SubscriptionList(_Out):
     items: list[SubscriptionOut]
     next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionOutModels:
+    """The subscription responses of a set of delivery kinds."""
+
+    out: type[SubscriptionOut]
+    created: type[SubscriptionCreated]
+    list: type[SubscriptionList]
+
+
+@functools.lru_cache(maxsize=8)
+def subscription_out_models(public: Sequence[type[BaseModel]]) -> SubscriptionOutModels:
+    """The subscription responses whose ``delivery`` is the discriminated union (by ``kind``)
+    of the delivery kinds' public models ``public`` (a tuple, at least one): subclasses of
+    ``SubscriptionOut``, ``SubscriptionCreated`` and ``SubscriptionList`` under their names."""
+    if not public:
+        raise ValueError("the responses need at least one delivery kind's public model")
+    union: Any = Annotated[functools.reduce(operator.or_, public), Field(discriminator="kind")]
+    out = create_model(
+        "SubscriptionOut",
+        __base__=SubscriptionOut,
+        __module__=__name__,
+        __doc__=SubscriptionOut.__doc__,
+        delivery=(union, ...),
+    )
+    bases: tuple[type[Any], ...] = (out, SubscriptionCreated)  # out's union, Created's secret
+    created: type[SubscriptionCreated] = create_model(
+        "SubscriptionCreated",
+        __base__=bases,
+        __module__=__name__,
+        __doc__=SubscriptionCreated.__doc__,
+    )
+    listing = create_model(
+        "SubscriptionList",
+        __base__=SubscriptionList,
+        __module__=__name__,
+        __doc__=SubscriptionList.__doc__,
+        items=(list[out], ...),  # type: ignore[valid-type]
+    )
+    return SubscriptionOutModels(out, created, listing)
 
 
 class Problem(BaseModel):

@@ -41,10 +41,11 @@ _PROBLEM_DESCRIPTIONS = {
 def _models(routes: Iterable[Route]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Problem, "serialization")]
     for route in routes:
-        if route.body is not None:
-            wanted.append((route.body, "validation"))
-        if route.response is not None:
-            wanted.append((route.response, "serialization"))
+        body, response = route.body_model, route.response_model
+        if body is not None:
+            wanted.append((body, "validation"))
+        if response is not None:
+            wanted.append((response, "serialization"))
     return list(dict.fromkeys(wanted))
 
 
@@ -93,11 +94,12 @@ def _operation(
             }
             for p in route.params
         ]
-    if route.body is not None:
+    body = route.body_model
+    if body is not None:
         operation["requestBody"] = {
             "required": True,
             "description": f"JSON, at most {max_body_bytes} bytes.",
-            "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
+            "content": {"application/json": {"schema": refs[(body, "validation")]}},
         }
     elif route.body_types:
         content: dict[str, Any] = {}
@@ -114,8 +116,9 @@ def _operation(
             "content": content,
         }
     success: dict[str, Any] = {"description": "Done."}
-    if route.response is not None:
-        success["content"] = {route.media_type: {"schema": refs[(route.response, "serialization")]}}
+    response = route.response_model
+    if response is not None:
+        success["content"] = {route.media_type: {"schema": refs[(response, "serialization")]}}
     elif route.media_type != "application/json":
         success["content"] = {route.media_type: {"schema": {"type": "string"}}}
     if route.headers:

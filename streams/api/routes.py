@@ -1,17 +1,21 @@
 """The route table: every operation of the API once, read by the app (to route) and by the
 OpenAPI generator (to document). A route added here is served and documented; nothing else has
-to change.
+to change. The subscription routes' models come from the sinks registry when the document is
+built (a model may be given as a function that returns it), so every delivery kind registered
+by then is documented.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
+from cityhub.connectors.sinks import public_models, subscription_models
 from cityhub.schemas.registry import ID_PATTERN, DeviceSpec, DeviceTypeSpec, TenantSpec
-from cityhub.schemas.subscription import SUBSCRIPTION_ID_PATTERN, ReplaySpec, SubscriptionSpec
+from cityhub.schemas.subscription import SUBSCRIPTION_ID_PATTERN, ReplaySpec
 from cityhub.streams.api import handlers as h
 from cityhub.streams.api.aggregates import AggregateList, list_aggregates
 from cityhub.streams.api.live import stream_subscription
@@ -25,11 +29,10 @@ from cityhub.streams.api.models import (
     DeviceTypeList,
     DeviceTypeOut,
     ImportReportOut,
-    SubscriptionCreated,
-    SubscriptionList,
-    SubscriptionOut,
+    SubscriptionOutModels,
     TenantList,
     TenantOut,
+    subscription_out_models,
 )
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
@@ -47,6 +50,21 @@ class Param:
     required: bool = False
 
 
+ModelRef = type[BaseModel] | Callable[[], type[BaseModel]]
+"""A model, or a function that returns it when the document is built (the subscription models,
+derived from the delivery kinds registered by then)."""
+
+
+def _model(ref: ModelRef | None) -> type[BaseModel] | None:
+    if ref is None or isinstance(ref, type):
+        return ref
+    return ref()
+
+
+def _subscription_out() -> SubscriptionOutModels:
+    return subscription_out_models(tuple(public_models().values()))
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One operation: its method and path (relative to ``PREFIX``), its handler, and what the
@@ -60,9 +78,9 @@ class Route:
     handler: h.Handler
     status: int = 200
     """The status of success."""
-    response: type[BaseModel] | None = None
+    response: ModelRef | None = None
     """The success body's model; None: no body (204)."""
-    body: type[BaseModel] | None = None
+    body: ModelRef | None = None
     """The JSON request body's model."""
     body_types: tuple[str, ...] = ()
     """Media types of a body that is not a model (the import's CSV and JSON)."""
@@ -77,6 +95,16 @@ class Route:
     @property
     def full_path(self) -> str:
         return PREFIX + self.path
+
+    @property
+    def response_model(self) -> type[BaseModel] | None:
+        """``response``, resolved."""
+        return _model(self.response)
+
+    @property
+    def body_model(self) -> type[BaseModel] | None:
+        """``body``, resolved."""
+        return _model(self.body)
 
 
 _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
@@ -335,7 +363,7 @@ ROUTES: tuple[Route, ...] = (
         "List the tenant's subscriptions (never a webhook secret)",
         "subscriptions",
         h.list_subscriptions,
-        response=SubscriptionList,
+        response=lambda: _subscription_out().list,
         params=(TENANT,),
         problems=(*_READ, 503),
     ),
@@ -347,8 +375,8 @@ ROUTES: tuple[Route, ...] = (
         "subscriptions",
         h.create_subscription,
         status=201,
-        response=SubscriptionCreated,
-        body=SubscriptionSpec,
+        response=lambda: _subscription_out().created,
+        body=lambda: subscription_models().spec,
         params=(TENANT,),
         problems=(*_WRITE, 409, 503),
         headers=("Location",),
@@ -360,7 +388,7 @@ ROUTES: tuple[Route, ...] = (
         "Read a subscription (never its webhook secret)",
         "subscriptions",
         h.get_subscription,
-        response=SubscriptionOut,
+        response=lambda: _subscription_out().out,
         params=(TENANT, SUBSCRIPTION_ID),
         problems=(*_READ, 503),
     ),
@@ -382,7 +410,7 @@ ROUTES: tuple[Route, ...] = (
         "Pause a subscription: nothing is delivered, its Kafka position is kept",
         "subscriptions",
         h.pause_subscription,
-        response=SubscriptionOut,
+        response=lambda: _subscription_out().out,
         params=(TENANT, SUBSCRIPTION_ID),
         problems=(*_READ, 503),
     ),
@@ -393,7 +421,7 @@ ROUTES: tuple[Route, ...] = (
         "Resume a paused (or failing) subscription",
         "subscriptions",
         h.resume_subscription,
-        response=SubscriptionOut,
+        response=lambda: _subscription_out().out,
         params=(TENANT, SUBSCRIPTION_ID),
         problems=(*_READ, 503),
     ),
@@ -406,7 +434,7 @@ ROUTES: tuple[Route, ...] = (
         "subscriptions",
         h.replay_subscription,
         status=202,
-        response=SubscriptionOut,
+        response=lambda: _subscription_out().out,
         body=ReplaySpec,
         params=(TENANT, SUBSCRIPTION_ID),
         problems=(*_WRITE, 409, 503),

@@ -1,4 +1,5 @@
-"""What a delivery sends: webhook bodies, their message ids, and Server-Sent Events.
+"""What a delivery sends: batches' message ids and Server-Sent Events (and, from the webhook
+kind, ``webhook_body``).
 
 Pure. Items are the bytes of canonical observations or aggregates exactly as the worker wrote
 them; bodies splice them in without decoding and encoding them again.
@@ -19,18 +20,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-import orjson
+from cityhub.connectors.sinks.base import EVENT_TYPES, Item
+from cityhub.connectors.sinks.webhook_body import webhook_body
 
-from cityhub.streams.delivery.queue import Item
-
-EVENT_TYPES = {"observations": "cityhub.observations", "aggregates": "cityhub.aggregates"}
-
-
-def webhook_body(source: str, tenant: str, subscription_id: str, items: Sequence[Item]) -> bytes:
-    head = orjson.dumps(
-        {"type": EVENT_TYPES[source], "tenant": tenant, "subscription": subscription_id}
-    )
-    return b"".join((head[:-1], b',"items":[', b",".join(i.value for i in items), b"]}"))
+__all__ = ["EVENT_TYPES", "message_id", "parse_event_id", "sse_event", "webhook_body"]
 
 
 def message_id(tenant: str, subscription_id: str, items: Sequence[Item]) -> str:

@@ -1,4 +1,5 @@
-"""Runs one ``DeliveryTask`` per webhook or MQTT subscription, following the subscriptions view.
+"""Runs one ``DeliveryTask`` per subscription whose delivery kind a task serves (webhook, MQTT,
+a plugin's: ``Serving.TASK``), following the subscriptions view; the kind builds the sink.
 
 Subscriptions take effect without restarts: the manager wakes whenever the view applied a
 record (and at least every ``POLL_INTERVAL_S``), starts a task for a new or resumed
@@ -22,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from cityhub.connectors.kafka import create_producer
+from cityhub.connectors.sinks import Serving
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Subscription, SubscriptionState, subscription_topic
 from cityhub.schemas.topics import Topics
@@ -149,7 +151,7 @@ class DeliveryManager:
             for r in self._store.view.all()
             if r.state is SubscriptionState.PAUSED
             and self._target_factory is target_for
-            and r.delivery.kind in ("webhook", "mqtt")
+            and r.delivery.serving is Serving.TASK
         ]
         if not paused:
             return

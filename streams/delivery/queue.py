@@ -20,39 +20,10 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
+from cityhub.connectors.sinks.base import BatchLimits, Item
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One record of a subscription's topic."""
-
-    partition: int
-    offset: int
-    timestamp_ms: int
-    """The record's Kafka timestamp: when the worker routed it to the subscription."""
-    key: bytes | None
-    value: bytes
-
-    @classmethod
-    def of(cls, record: Any) -> Item:
-        """The item of an aiokafka ``ConsumerRecord``."""
-        return cls(record.partition, record.offset, record.timestamp, record.key, record.value)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchLimits:
-    """How a delivery cuts its queue into batches (``DeliveryQueue.take``'s arguments)."""
-
-    max_items: int
-    max_bytes: int | None = None
-    """Most of the items' sizes in one batch, each ``len(value) + item_overhead``; None: no
-    byte bound. A first item larger than this on its own is sent alone."""
-    item_overhead: int = 0
-    """Bytes a sink adds per item (a webhook body's comma)."""
-    linger_s: float = 0.0
-    """How long a partial batch waits for more items."""
+__all__ = ["BatchLimits", "DeliveryQueue", "Item", "batch_length"]
 
 
 class DeliveryQueue:

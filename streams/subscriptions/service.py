@@ -10,9 +10,11 @@ them as problem documents):
 - another tenant's subscriptions, or a tenant that does not exist, are *not found* (404),
   never *forbidden*, so that a key cannot learn what exists elsewhere.
 
-A webhook URL is checked against SSRF (``cityhub.connectors.sinks.ssrf``) when a subscription is
-created; the delivery task checks it again before each connection. The webhook signing secret is
-returned once, by ``create``, and never afterwards: callers answer with ``Subscription.public()``.
+A spec is read as the registered delivery kinds read it (``cityhub.connectors.sinks``), and its
+delivery is checked by its kind in context when a subscription is created: a webhook URL against
+SSRF (the delivery task checks it again before each connection), a Kafka topic name's length. A
+secret a kind generates (a webhook's signing secret) is returned once, by ``create``, and never
+afterwards: callers answer with ``Subscription.public()``.
 """
 
 from __future__ import annotations
@@ -22,26 +24,26 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cityhub.connectors.sinks.ssrf import (
-    Resolver,
-    UnresolvableWebhookHost,
-    UnsafeWebhookUrl,
-    check_webhook_url,
-    system_resolver,
+from pydantic import ValidationError
+
+from cityhub.connectors.sinks import (
+    InvalidDeliverySpec,
+    Serving,
+    SpecContext,
+    UnknownSinkKind,
+    get_sink,
+    resolve_spec,
 )
+from cityhub.connectors.sinks.ssrf import Resolver, system_resolver
 from cityhub.schemas.registry import Role
-from cityhub.schemas.settings import QuotaSettings
+from cityhub.schemas.settings import QuotaSettings, Settings
 from cityhub.schemas.subscription import (
-    KafkaDelivery,
     Replay,
     ReplaySpec,
-    SseDelivery,
     Subscription,
     SubscriptionSpec,
     SubscriptionState,
-    WebhookDelivery,
     build_subscription,
-    generate_webhook_secret,
     record_key,
     subscription_topic,
 )
@@ -71,18 +73,29 @@ class Subscriptions:
         store: SubscriptionRecordStore,
         registry_view: RegistryView,
         *,
-        webhook_allowed_hosts: Iterable[str] = (),
-        topic_prefix: str = "cityhub",
+        webhook_allowed_hosts: Iterable[str] | None = None,
+        topic_prefix: str | None = None,
+        settings: Settings | None = None,
         resolver: Resolver = system_resolver,
-        new_secret: Callable[[], str] = generate_webhook_secret,
+        new_secret: Callable[[], str] | None = None,
         clock: Callable[[], float] = time.time,
         ensure_topic: Callable[[str], Awaitable[None]] | None = None,
         subscriptions_per_tenant: int = DEFAULT_SUBSCRIPTIONS_PER_TENANT,
     ) -> None:
+        """``settings`` are what delivery kinds check a spec against (``topic_prefix`` and
+        ``webhook_allowed_hosts``, when given, replace theirs); ``new_secret`` replaces a kind's
+        own secret generator (tests)."""
         self._store = store
         self._registry = registry_view
-        self._allowed_hosts = frozenset(webhook_allowed_hosts)
-        self._topic_prefix = topic_prefix
+        base = settings if settings is not None else Settings.model_construct()
+        kafka = base.kafka
+        if topic_prefix is not None:
+            kafka = kafka.model_copy(update={"topic_prefix": topic_prefix})
+        hooks = base.subscriptions
+        if webhook_allowed_hosts is not None:
+            hooks = hooks.model_copy(update={"webhook_allowed_hosts": tuple(webhook_allowed_hosts)})
+        self._settings = base.model_copy(update={"kafka": kafka, "subscriptions": hooks})
+        self._topic_prefix = kafka.topic_prefix
         self._resolver = resolver
         self._new_secret = new_secret
         self._clock = clock
@@ -130,6 +143,22 @@ class Subscriptions:
             raise NotFound(f"subscription {subscription_id!r} not found in tenant {tenant!r}")
         return record
 
+    @staticmethod
+    def _resolved(spec: SubscriptionSpec) -> SubscriptionSpec:
+        """``spec`` as the registered kinds read it; Invalid for a kind none of them is."""
+        try:
+            return resolve_spec(spec)
+        except UnknownSinkKind as exc:
+            raise Invalid(str(exc), errors=[FieldError("delivery.kind", str(exc))]) from None
+        except ValidationError as exc:
+            raise Invalid(
+                "the subscription is not valid for its delivery kind",
+                errors=[
+                    FieldError(".".join(str(p) for p in e["loc"]) or "(body)", e["msg"])
+                    for e in exc.errors()
+                ],
+            ) from None
+
     @contextmanager
     def _reserve(self, token: str) -> Iterator[None]:
         if token in self._pending:
@@ -168,30 +197,18 @@ class Subscriptions:
                 del self._creating[tenant]
 
     async def _check_delivery(self, tenant: str, spec: SubscriptionSpec) -> None:
-        delivery = spec.delivery
-        if isinstance(delivery, WebhookDelivery):
-            try:
-                await check_webhook_url(
-                    delivery.url, allowed_hosts=self._allowed_hosts, resolver=self._resolver
-                )
-            except UnsafeWebhookUrl as exc:
-                raise Invalid(
-                    f"the webhook url is refused: {exc.why}",
-                    errors=[FieldError("delivery.url", exc.why)],
-                ) from None
-            except UnresolvableWebhookHost as exc:
-                raise Invalid(
-                    f"the webhook url is refused: {exc}",
-                    errors=[FieldError("delivery.url", str(exc))],
-                ) from None
-        elif isinstance(delivery, KafkaDelivery):
-            try:
-                subscription_topic(self._topic_prefix, tenant, spec.id)
-            except ValueError as exc:
-                raise Invalid(
-                    f"the subscription's Kafka topic would be too long: {exc}",
-                    errors=[FieldError("id", "too long for this tenant's Kafka topic name")],
-                ) from None
+        """The delivery's kind checks it in context; its refusal is a 422 naming the fields."""
+        try:
+            sink = get_sink(spec.delivery.kind)
+        except UnknownSinkKind as exc:
+            raise Invalid(str(exc), errors=[FieldError("delivery.kind", str(exc))]) from None
+        context = SpecContext(tenant, spec.id, self._settings, self._resolver)
+        try:
+            await sink.check(spec.delivery, context)
+        except InvalidDeliverySpec as exc:
+            raise Invalid(
+                exc.detail, errors=[FieldError(field, message) for field, message in exc.errors]
+            ) from None
 
     async def _set_state(
         self, who: Principal, tenant: str, subscription_id: str, state: SubscriptionState
@@ -209,11 +226,13 @@ class Subscriptions:
     async def create(
         self, who: Principal, tenant: str, spec: SubscriptionSpec
     ) -> tuple[Subscription, str | None]:
-        """A new subscription, and the webhook secret cityhub generated for it (None if the
-        spec carried one, or for other deliveries): show it once, it is never returned again.
-        Conflict if the id exists in the tenant; Invalid if a webhook URL is refused;
+        """A new subscription, and the secret cityhub generated for its delivery (a webhook's;
+        None if the spec carried one, or for kinds without one): show it once, it is never
+        returned again. Conflict if the id exists in the tenant; Invalid if the delivery's kind
+        refuses it (a webhook URL, a topic name too long) or no such kind is registered;
         QuotaExceeded (409) if the tenant has its ``subscriptions_per_tenant`` already."""
         self._scope(who, tenant)
+        spec = self._resolved(spec)
         if self.view.get(tenant, spec.id) is not None:
             raise Conflict(
                 f"subscription {spec.id!r} already exists in tenant {tenant!r}",
@@ -270,14 +289,16 @@ class Subscriptions:
         self, who: Principal, tenant: str, subscription_id: str, spec: ReplaySpec
     ) -> Subscription:
         """Ask the subscription's delivery to restart from a time or an offset of its topic.
-        Webhook and MQTT deliveries only: a Kafka-topic subscriber seeks its own consumer, and
-        a live stream client reconnects with ``Last-Event-ID`` or ``from_time`` (Conflict)."""
+        Kinds a delivery task serves only (webhook, MQTT): a Kafka-topic subscriber seeks its
+        own consumer, and a live stream client reconnects with ``Last-Event-ID`` or
+        ``from_time`` (Conflict)."""
         self._scope(who, tenant)
         record = self._existing(tenant, subscription_id)
-        if isinstance(record.delivery, KafkaDelivery | SseDelivery):
+        serving = record.delivery.serving
+        if serving is not Serving.TASK:
             how = (
                 "seek your own consumer of the subscription's topic"
-                if isinstance(record.delivery, KafkaDelivery)
+                if serving is Serving.TOPIC
                 else "reconnect to the stream with Last-Event-ID or ?from_time="
             )
             raise Conflict(

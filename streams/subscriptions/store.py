@@ -11,6 +11,7 @@ from typing import Protocol
 
 from prometheus_client import Counter, Gauge
 
+from cityhub.connectors.sinks import validate_record
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Subscription, record_key
 from cityhub.schemas.topics import Topics
@@ -75,7 +76,7 @@ class SubscriptionStore(CompactedTopicStore[SubscriptionView, Subscription]):
         super().__init__(
             settings,
             topic=Topics.for_prefix(settings.kafka.topic_prefix).subscriptions,
-            view=SubscriptionView(),
+            view=SubscriptionView(read_record=validate_record),
             key_of=record_key,
             what="subscriptions",
             client_id=client_id,
@@ -90,7 +91,7 @@ class InMemorySubscriptionStore(InMemoryCompactedStore[SubscriptionView, Subscri
 
     def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
         """``topic``: one shared with other stores (instances of the API, a worker)."""
-        super().__init__(SubscriptionView(), record_key, topic=topic)
+        super().__init__(SubscriptionView(read_record=validate_record), record_key, topic=topic)
 
 
 __all__ = ["InMemorySubscriptionStore", "SubscriptionRecordStore", "SubscriptionStore"]

@@ -3,19 +3,26 @@
 Pure: no I/O. A store feeds it the topic's records in offset order with ``apply`` (as the
 registry's view, ``streams/registry/view.py``); every API instance, and later every delivery
 task, holds one. Subscriptions are few (thousands, not millions), so they are kept as the
-validated ``Subscription`` records, per tenant, and listed by sorting the tenant's ids.
+validated ``Subscription`` records, per tenant, and listed by sorting the tenant's ids. Records
+are read with the reader the store gives (``cityhub.connectors.sinks.validate_record``: every
+registered delivery kind); the base model reads only kinds without options.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import ValidationError
 
 from cityhub.schemas.subscription import Subscription, record_key
 
 log = logging.getLogger("cityhub.subscriptions.view")
+
+RecordReader = Callable[[dict[str, Any]], Subscription]
+"""Validates a record's parsed JSON (pydantic's ValidationError when it does not)."""
 
 
 class MalformedSubscription(ValueError):
@@ -30,7 +37,8 @@ class SubscriptionView:
     offset and key, never the value (it holds webhook secrets).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, read_record: RecordReader = Subscription.model_validate) -> None:
+        self._read_record = read_record
         self._offset = -1
         self.applied = 0
         """Records applied (tombstones and malformed records included)."""
@@ -78,7 +86,7 @@ class SubscriptionView:
             raise MalformedSubscription("a record must be a JSON object")
         if doc.get("kind") != "subscription":
             raise MalformedSubscription(f"unknown kind {doc.get('kind')!r}")
-        record = Subscription.model_validate(doc)
+        record = self._read_record(doc)
         if key != record_key(record):
             raise MalformedSubscription(f"key does not match the record's ({record_key(record)})")
         self._by_tenant.setdefault(record.tenant, {})[record.id] = record

@@ -11,8 +11,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from cityhub.connectors.sinks import validate_spec
 from cityhub.schemas.settings import KafkaSettings, Settings
-from cityhub.schemas.subscription import SubscriptionSpec, SubscriptionState, build_subscription
+from cityhub.schemas.subscription import SubscriptionState, build_subscription
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.manager import DeliveryManager
 from cityhub.streams.delivery.task import group_id
@@ -30,14 +31,12 @@ async def test_manager_follows_the_view_and_reports_paused_lag() -> None:
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix))
     store = InMemorySubscriptionStore()
     mqtt, _ = build_subscription(
-        SubscriptionSpec.model_validate(
-            {"id": "m1", "name": "m1", "delivery": {"kind": "mqtt", "topic": "x"}}
-        ),
+        validate_spec({"id": "m1", "name": "m1", "delivery": {"kind": "mqtt", "topic": "x"}}),
         tenant="acme",
         now="2026-11-29T00:00:00.000Z",
     )
     kafka, _ = build_subscription(
-        SubscriptionSpec.model_validate({"id": "k1", "name": "k1", "delivery": {"kind": "kafka"}}),
+        validate_spec({"id": "k1", "name": "k1", "delivery": {"kind": "kafka"}}),
         tenant="acme",
         now="2026-11-29T00:00:00.000Z",
     )

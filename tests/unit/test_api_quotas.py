@@ -17,9 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
+from cityhub.connectors.sinks import validate_spec
 from cityhub.schemas.registry import Role
 from cityhub.schemas.settings import QuotaSettings, Settings
-from cityhub.schemas.subscription import Subscription, SubscriptionSpec
+from cityhub.schemas.subscription import Subscription
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.throttle import client_network, presented_key_id
@@ -173,7 +174,7 @@ async def test_concurrent_creates_in_one_process_cannot_overshoot() -> None:
     who = Principal(key_id="k", tenant="acme", role=Role.SUBSCRIBER)
 
     async def create(i: int) -> object:
-        spec = SubscriptionSpec.model_validate(
+        spec = validate_spec(
             {
                 "id": f"h{i}",
                 "name": "Hook",

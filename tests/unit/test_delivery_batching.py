@@ -14,18 +14,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from cityhub.schemas.settings import DeliverySettings, Settings
-from cityhub.schemas.subscription import (
-    Subscription,
-    SubscriptionSpec,
+from cityhub.connectors.sinks import subscription_models
+from cityhub.connectors.sinks.kinds.mqtt import MqttTarget
+from cityhub.connectors.sinks.kinds.webhook import (
     WebhookDelivery,
-    build_subscription,
+    WebhookDeliveryOut,
+    WebhookTarget,
+    webhook_batch_limits,
 )
-from cityhub.streams.api.models import WebhookDeliveryOut
+from cityhub.schemas.settings import DeliverySettings, Settings
+from cityhub.schemas.subscription import Subscription, build_subscription
 from cityhub.streams.delivery.batch import webhook_body
 from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item, batch_length
-from cityhub.streams.delivery.targets import MqttTarget, WebhookTarget, webhook_batch_limits
 from cityhub.streams.delivery.task import applied_generation
+
+SPEC = subscription_models().spec
+"""The subscription spec model of the registered delivery kinds."""
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 NOW = "2026-12-01T10:00:00.000Z"
@@ -40,7 +44,7 @@ def offsets(batch: list[Item]) -> list[int]:
 
 
 def webhook_record(**delivery: Any) -> Subscription:
-    spec = SubscriptionSpec.model_validate(
+    spec = SPEC.model_validate(
         {
             "id": "hook",
             "name": "hook",
@@ -182,7 +186,7 @@ def test_the_webhook_target_takes_the_subscriptions_timeout_and_limits() -> None
 
 def test_mqtt_deliveries_keep_the_global_batch_settings() -> None:
     settings = Settings(delivery=DeliverySettings(batch_max_items=7, batch_linger_seconds=0.5))
-    spec = SubscriptionSpec.model_validate(
+    spec = SPEC.model_validate(
         {"id": "m", "name": "m", "delivery": {"kind": "mqtt", "topic": "air"}}
     )
     record, _ = build_subscription(spec, tenant="acme", now=NOW)
@@ -206,17 +210,17 @@ def test_the_api_model_of_a_webhook_has_the_same_options() -> None:
 def test_a_kafka_subscription_refuses_queue_options(field: str, value: Any) -> None:
     doc = {"id": "k", "name": "k", "delivery": {"kind": "kafka"}, field: value}
     with pytest.raises(ValidationError, match="no delivery queue") as caught:
-        SubscriptionSpec.model_validate(doc)
+        SPEC.model_validate(doc)
     assert caught.value.errors()[0]["loc"] == (field,)
 
 
 def test_queue_options_are_kept_where_a_queue_exists() -> None:
     for kind in ({"kind": "sse"}, {"kind": "mqtt", "topic": "x"}):
         doc = {"id": "s", "name": "s", "delivery": kind, "queue_size": 5, "on_full": "drop_oldest"}
-        assert SubscriptionSpec.model_validate(doc).queue_size == 5
+        assert SPEC.model_validate(doc).queue_size == 5
     # The defaults said out loud are no option: a client that always sends them still works.
     doc = {"id": "k", "name": "k", "delivery": {"kind": "kafka"}, "queue_size": 1000}
-    assert SubscriptionSpec.model_validate({**doc, "on_full": "pause"}).queue_size == 1000
+    assert SPEC.model_validate({**doc, "on_full": "pause"}).queue_size == 1000
 
 
 @pytest.mark.parametrize(
@@ -228,10 +232,10 @@ def test_an_aggregates_subscription_refuses_criteria_aggregates_lack(
 ) -> None:
     doc = {"id": "a", "name": "a", "source": "aggregates", "delivery": {"kind": "sse"}}
     with pytest.raises(ValidationError, match="aggregates carry no"):
-        SubscriptionSpec.model_validate({**doc, "filter": criterion})
-    kept = SubscriptionSpec.model_validate({**doc, "source": "observations", "filter": criterion})
+        SPEC.model_validate({**doc, "filter": criterion})
+    kept = SPEC.model_validate({**doc, "source": "observations", "filter": criterion})
     assert kept.filter.criteria == 1
-    agg = SubscriptionSpec.model_validate({**doc, "filter": {"areas": ["centre"]}})
+    agg = SPEC.model_validate({**doc, "filter": {"areas": ["centre"]}})
     assert agg.filter.areas == ["centre"]
 
 

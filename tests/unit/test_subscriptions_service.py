@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from cityhub.connectors.sinks import validate_record, validate_spec
 from cityhub.schemas.registry import Role, TenantSpec
 from cityhub.schemas.subscription import (
     ReplaySpec,
@@ -49,13 +50,11 @@ async def make(allowed: tuple[str, ...] = ()) -> tuple[Subscriptions, InMemorySu
 
 
 def kafka_spec(sub_id: str = "s1") -> SubscriptionSpec:
-    return SubscriptionSpec.model_validate(
-        {"id": sub_id, "name": "To Kafka", "delivery": {"kind": "kafka"}}
-    )
+    return validate_spec({"id": sub_id, "name": "To Kafka", "delivery": {"kind": "kafka"}})
 
 
 def webhook_spec(url: str, sub_id: str = "hook", **delivery: object) -> SubscriptionSpec:
-    return SubscriptionSpec.model_validate(
+    return validate_spec(
         {"id": sub_id, "name": "Hook", "delivery": {"kind": "webhook", "url": url, **delivery}}
     )
 
@@ -169,7 +168,7 @@ async def test_generated_secret_is_returned_once_and_never_again() -> None:
         assert shown["delivery"]["has_secret"] is True
         assert shown["delivery"]["secret_fingerprint"] == secret_fingerprint(secret)
     # The topic keeps it (the delivery task signs with it), and a restart rebuilds it.
-    rebuilt = SubscriptionView()
+    rebuilt = SubscriptionView(read_record=validate_record)
     for offset, (key, value) in enumerate(store.log):
         rebuilt.apply(key, value, offset)
     restored = rebuilt.get("acme", "hook")
@@ -201,7 +200,7 @@ def test_view_skips_malformed_records_and_applies_tombstones() -> None:
 
 
 def mqtt_spec(sub_id: str = "m1") -> SubscriptionSpec:
-    return SubscriptionSpec.model_validate(
+    return validate_spec(
         {"id": sub_id, "name": "To MQTT", "delivery": {"kind": "mqtt", "topic": "air/all"}}
     )
 

@@ -1,0 +1,225 @@
+"""The ``webhook`` delivery kind: HTTP POSTs of JSON batches, signed in the Standard Webhooks
+form, by a delivery task through :class:`~cityhub.connectors.sinks.webhook.WebhookSink`.
+
+The spec's ``url`` is checked for its shape by the model, and against SSRF (which needs DNS:
+``cityhub.connectors.sinks.ssrf``) by ``check`` when a subscription is created; the sink checks
+it again before each connection. The signing secret is write-only: a record always holds one
+(generated when the spec has none, and shown once), stores it in clear for signing, and its public
+form shows only ``has_secret`` and a ``secret_fingerprint``.
+
+The body of a batch is ``webhook_body.webhook_body``'s envelope around the items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_serializer,
+    field_validator,
+)
+
+from cityhub.connectors.sinks.base import (
+    BatchLimits,
+    DeliverySpec,
+    InvalidDeliverySpec,
+    Item,
+    Sink,
+    SpecContext,
+)
+from cityhub.connectors.sinks.ssrf import (
+    UnresolvableWebhookHost,
+    UnsafeWebhookUrl,
+    check_webhook_url,
+    system_resolver,
+)
+from cityhub.connectors.sinks.webhook import WebhookSink
+from cityhub.connectors.sinks.webhook_body import webhook_body
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.subscription import (
+    MAX_URL_LENGTH,
+    Subscription,
+    generate_webhook_secret,
+    secret_fingerprint,
+    webhook_secret_key,
+)
+
+
+class WebhookDelivery(DeliverySpec):
+    """HTTP POSTs of JSON batches, signed in the Standard Webhooks form.
+
+    ``url`` is checked here only for its shape (http or https, no more than 2048 characters);
+    the SSRF rules need DNS and live in ``cityhub.connectors.sinks.ssrf``: the API checks them
+    when a subscription is created and the delivery task before each connection.
+    """
+
+    kind: Literal["webhook"] = "webhook"
+    url: Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_LENGTH)]
+    secret: SecretStr | None = Field(default=None, repr=False)
+    """Write-only: ``whsec_`` + base64 of 24 to 64 random bytes. Left out, cityhub generates one
+    (or, on a replace, keeps the one it has) and returns a generated one once."""
+    max_batch_size: int = Field(default=100, ge=1, le=1000)
+    """Most items in one POST."""
+    max_batch_bytes: int = Field(default=256 * 1024, ge=1024, le=4 * 1024 * 1024)
+    """Most bytes in one POST body, envelope included (a single larger item is sent alone)."""
+    max_wait_ms: int = Field(default=20, ge=0, le=10_000)
+    """How long a partial batch may wait for more items before it is sent."""
+    timeout_s: float = Field(default=10.0, gt=0, le=30, allow_inf_nan=False)
+    """Per attempt, in total: the URL check, connect, send and read the (capped) response; a
+    receiver that has not answered by then fails the attempt (retried with backoff)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+        if scheme not in ("http", "https"):
+            raise ValueError("a webhook url starts with http:// or https://")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            webhook_secret_key(value.get_secret_value())
+        return value
+
+    @field_serializer("secret", when_used="json")
+    def _reveal(self, value: SecretStr | None) -> str | None:
+        # The JSON dump is the storage form (see cityhub.schemas.subscription); public() drops it.
+        return None if value is None else value.get_secret_value()
+
+    def stored(
+        self, previous: DeliverySpec | None, new_secret: Callable[[], str] | None
+    ) -> tuple[DeliverySpec, str | None]:
+        """A spec without a secret keeps ``previous``'s, or gets a new one, shown once."""
+        if self.secret is not None:
+            return self, None
+        kept = previous.secrets() if previous is not None else ()
+        if kept:
+            return self.model_copy(update={"secret": SecretStr(kept[0])}), None
+        generated = (new_secret or generate_webhook_secret)()
+        webhook_secret_key(generated)  # a bad factory fails here, not when signing
+        return self.model_copy(update={"secret": SecretStr(generated)}), generated
+
+    def check_record(self) -> None:
+        if self.secret is None:
+            raise ValueError("a webhook subscription record holds its signing secret")
+
+    def secrets(self) -> tuple[str, ...]:
+        return () if self.secret is None else (self.secret.get_secret_value(),)
+
+    def public(self) -> dict[str, Any]:
+        """No secret: ``has_secret`` and a 16-digit ``secret_fingerprint`` instead."""
+        doc = self.model_dump(mode="json", exclude={"secret"})
+        if self.secret is not None:
+            doc["has_secret"] = True
+            doc["secret_fingerprint"] = secret_fingerprint(self.secret.get_secret_value())
+        return doc
+
+
+class WebhookDeliveryOut(BaseModel):
+    """A webhook delivery as the API returns it: never the secret, only whether there is one and
+    a short fingerprint of it (to tell which secret is configured). The options are those of
+    ``WebhookDelivery``, and the delivery honours each of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["webhook"] = "webhook"
+    url: str
+    has_secret: bool
+    secret_fingerprint: str
+    max_batch_size: int
+    """Most items in one POST."""
+    max_batch_bytes: int
+    """Most bytes in one POST body, envelope included (a single larger item is sent alone)."""
+    max_wait_ms: int
+    """How long a partial batch waits for more items before it is sent."""
+    timeout_s: float
+    """Per attempt, in total: URL check, connect, send and read the (capped) response."""
+
+
+def webhook_batch_limits(record: Subscription, delivery: WebhookDelivery) -> BatchLimits:
+    """The batches of a webhook subscription: at most ``max_batch_size`` items in a body of at
+    most ``max_batch_bytes`` (a single larger item alone), waiting up to ``max_wait_ms``.
+
+    A body is the envelope around its items, joined by commas (``webhook_body``): with n items
+    it has ``len(empty body) - 1 + sum(len(item) + 1)`` bytes, so the items' budget is
+    ``max_batch_bytes - len(empty body) + 1`` at one byte of overhead each."""
+    empty = webhook_body(record.source.value, record.tenant, record.id, ())
+    return BatchLimits(
+        max_items=delivery.max_batch_size,
+        max_bytes=delivery.max_batch_bytes - len(empty) + 1,
+        item_overhead=1,
+        linger_s=delivery.max_wait_ms / 1000,
+    )
+
+
+class WebhookTarget:
+    """A webhook subscription's sink: POSTs each batch as one signed JSON body, by the
+    subscription's own batch options and timeout."""
+
+    def __init__(self, record: Subscription, settings: Settings) -> None:
+        delivery = record.delivery
+        if not isinstance(delivery, WebhookDelivery) or delivery.secret is None:
+            raise ValueError("a webhook target needs a webhook subscription with its secret")
+        self._record = record
+        self.batch_limits = webhook_batch_limits(record, delivery)
+        self._sink = WebhookSink(
+            delivery.url,
+            delivery.secret.get_secret_value(),
+            allowed_hosts=settings.subscriptions.webhook_allowed_hosts,
+            timeout=delivery.timeout_s,
+            max_response_bytes=settings.delivery.webhook_max_response_bytes,
+        )
+
+    def __repr__(self) -> str:
+        return f"WebhookTarget({self._sink!r})"
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, items: Sequence[Item], msg_id: str) -> None:
+        r = self._record
+        await self._sink.send(msg_id, webhook_body(r.source.value, r.tenant, r.id, items))
+
+    async def stop(self) -> None:
+        await self._sink.close()
+
+
+class WebhookKind:
+    """The ``webhook`` kind."""
+
+    kind = "webhook"
+    spec_model: type[DeliverySpec] = WebhookDelivery
+    public_model: type[BaseModel] = WebhookDeliveryOut
+
+    def __repr__(self) -> str:
+        return "WebhookKind()"
+
+    async def check(self, spec: DeliverySpec, context: SpecContext) -> None:
+        """The URL against the SSRF rules (``ssrf.check_webhook_url``), as the sink checks it
+        before each connection: refused, or a host that does not resolve, is a field error."""
+        assert isinstance(spec, WebhookDelivery)
+        try:
+            await check_webhook_url(
+                spec.url,
+                allowed_hosts=frozenset(context.settings.subscriptions.webhook_allowed_hosts),
+                resolver=context.resolver or system_resolver,
+            )
+        except UnsafeWebhookUrl as exc:
+            raise InvalidDeliverySpec(
+                f"the webhook url is refused: {exc.why}", errors=[("delivery.url", exc.why)]
+            ) from None
+        except UnresolvableWebhookHost as exc:
+            raise InvalidDeliverySpec(
+                f"the webhook url is refused: {exc}", errors=[("delivery.url", str(exc))]
+            ) from None
+
+    def build(self, record: Subscription, settings: Settings) -> Sink:
+        return WebhookTarget(record, settings)
