@@ -1,7 +1,8 @@
 """Every benchmark in one go (``make bench``), each printing its own figures and its ratio
 against a baseline measured in the same run: the normaliser and the subscription routing (pure
 CPU), the MQTT receive path, the bridge and the registry (on the local stack), and the
-end-to-end latencies to a Kafka consumer and to a webhook subscriber."""
+end-to-end latencies to a Kafka consumer and to a webhook subscriber, and a new subscription's
+first delivery."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ BENCHMARKS = (
     "bench.registry",
     "bench.pipeline_latency",
     "bench.delivery_latency",
+    "bench.subscription_latency",
 )
 
 
