@@ -35,15 +35,19 @@ class PluginRegistry(Generic[T]):
         entry_point_group: str,
         not_found: Callable[[str], Exception],
         key: Callable[[T], str] = _name,
+        check: Callable[[T], None] | None = None,
     ) -> None:
         """``protocol`` is a runtime-checkable Protocol every plugin must satisfy; ``not_found``
         builds the error raised for an unknown name (given the message); ``key`` reads a
-        plugin's name (its ``name`` by default; a delivery sink names itself by ``kind``)."""
+        plugin's name (its ``name`` by default; a delivery sink names itself by ``kind``);
+        ``check``, when given, raises (TypeError, ValueError) for a plugin that satisfies the
+        Protocol but cannot be used, so that a broken plugin is refused when it registers."""
         self._kind = kind
         self._protocol = protocol
         self._group = entry_point_group
         self._not_found = not_found
         self._key = key
+        self._check = check
         self._items: dict[str, T] = {}
         self._discovered = False
         self._lock = threading.Lock()
@@ -53,6 +57,8 @@ class PluginRegistry(Generic[T]):
         another, unless ``replace``; TypeError if it is not a plugin of this kind."""
         if not isinstance(item, self._protocol):
             raise TypeError(f"{item!r} is not a {self._protocol.__name__}")
+        if self._check is not None:
+            self._check(item)
         name = self._key(item)
         existing = self._items.get(name)
         if existing is not None and existing is not item and not replace:

@@ -19,6 +19,7 @@ kind checks, how it is served and what it builds.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,7 @@ from cityhub.connectors.sinks.base import (
 )
 from cityhub.connectors.sinks.errors import UnknownSinkKind
 from cityhub.schemas.subscription import (
+    KIND_PATTERN,
     Subscription,
     SubscriptionModels,
     SubscriptionSpec,
@@ -75,6 +77,7 @@ _registry: PluginRegistry[DeliverySink] = PluginRegistry(
     entry_point_group=ENTRY_POINT_GROUP,
     not_found=UnknownSinkKind,
     key=_kind,
+    check=lambda sink: _check_models(sink),
 )
 _models: SubscriptionModels | None = None
 _models_lock = threading.Lock()
@@ -84,10 +87,9 @@ def register_sink(sink: DeliverySink, *, replace: bool = False) -> None:
     """Make ``sink`` the kind ``sink.kind``.
 
     Raises ``ValueError`` if another sink has that kind (unless ``replace``), TypeError if it
-    is not a ``DeliverySink`` or its ``spec_model`` is no ``DeliverySpec`` whose ``kind``
-    defaults to ``sink.kind``.
+    is not a ``DeliverySink`` or its models do not name its kind (``_check_models``). A plugin
+    found through an entry point is checked alike, and skipped (logged) when it fails.
     """
-    _check_spec_model(sink)
     _registry.register(sink, replace=replace)
 
 
@@ -146,11 +148,16 @@ def resolve_spec(spec: SubscriptionSpec) -> SubscriptionSpec:
     return model.model_validate(spec.model_dump(mode="json"))
 
 
-def _check_spec_model(sink: DeliverySink) -> None:
-    model = getattr(sink, "spec_model", None)
-    if not (isinstance(model, type) and issubclass(model, DeliverySpec)):
-        raise TypeError(f"{sink!r}: spec_model must be a DeliverySpec model, not {model!r}")
-    if model.model_fields["kind"].default != getattr(sink, "kind", None):
-        raise TypeError(
-            f"{sink!r}: {model.__name__}.kind must default to {getattr(sink, 'kind', None)!r}"
-        )
+def _check_models(sink: DeliverySink) -> None:
+    """TypeError unless ``spec_model`` is a ``DeliverySpec`` model and both it and
+    ``public_model`` have a ``kind`` field that defaults to ``sink.kind`` (the union's
+    discriminator), and ``sink.kind`` is a valid kind name."""
+    kind = sink.kind
+    if not (isinstance(kind, str) and re.fullmatch(KIND_PATTERN, kind)):
+        raise TypeError(f"{sink!r}: kind {kind!r} does not match {KIND_PATTERN}")
+    if not (isinstance(sink.spec_model, type) and issubclass(sink.spec_model, DeliverySpec)):
+        raise TypeError(f"{sink!r}: spec_model must be a DeliverySpec model")
+    for model in (sink.spec_model, sink.public_model):
+        field = model.model_fields.get("kind") if issubclass(model, BaseModel) else None
+        if field is None or field.default != kind:
+            raise TypeError(f"{sink!r}: {model.__name__}.kind must default to {kind!r}")

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import io
 import math
 import socket
 import ssl
@@ -80,6 +81,8 @@ KEEPALIVE_S = 4.0
 """Idle pooled connections are closed after this long: below the common server idle timeouts
 (Node's 5 s, many proxies'), so that a POST rarely goes out on a connection the receiver is
 closing at that moment (a POST is not retried on another connection)."""
+STREAM_BODY_BYTES = 512 * 1024
+"""Bodies larger than this are streamed from a buffer rather than handed over as one object."""
 MAX_CONNECTIONS = 10
 """Concurrent connections per sink (aiohttp's pool limit); more sends wait for one."""
 
@@ -339,8 +342,11 @@ class WebhookSink:
         session = self._session_for_send()
         assert self._request_url is not None
         try:
+            # A large body goes as a stream: aiohttp would warn that sending it as one bytes
+            # object may block the event loop (a batch may have up to 4 MiB).
+            data = io.BytesIO(body) if len(body) > STREAM_BODY_BYTES else body
             async with session.post(
-                self._request_url, data=body, headers=headers, allow_redirects=False
+                self._request_url, data=data, headers=headers, allow_redirects=False
             ) as response:
                 # The status decides the outcome; the body is only kept for the message (and
                 # read so that the connection can be reused). A body that does not arrive in
