@@ -38,6 +38,15 @@ record at once, or holds the confirmations to test what waits for them::
     held = RecordingWriter(confirm=False)          # nothing confirmed until...
     held.confirm_all()                             # ...or held.fail_all(KafkaError())
 
+**Delivery** (``MemoryKind``, ``Mailbox``, ``registered``; from ``connectors/sinks/memory.py``):
+a delivery kind whose sinks put each batch in a mailbox, with failures on demand::
+
+    kind = MemoryKind()
+    with registered(kind):
+        box = kind.mailbox("orders")               # then a subscription with
+        box.fail_next(kind=FailureKind.TIMEOUT)    # {"kind": "memory", "mailbox": "orders"}
+        values = await box.wait_for(3)             # what the delivery task handed its sink
+
 **Subscription topics** (``InMemoryTopicAdmin``): the topics the routing loop creates and
 deletes (``streams/subscriptions/routing.py``), with failures on demand::
 
@@ -52,6 +61,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from cityhub.connectors.sinks.memory import Mailbox, MemoryKind, MemorySink, registered
 from cityhub.schemas.errors import StackError
 from cityhub.streams.aggregation.memory import InMemoryAggregates
 from cityhub.streams.compacted import InMemoryCompactedStore, InMemoryTopic
@@ -209,6 +219,10 @@ __all__ = [
     "InMemorySubscriptionStore",
     "InMemoryTopic",
     "InMemoryTopicAdmin",
+    "Mailbox",
+    "MemoryKind",
+    "MemorySink",
     "RecordingWriter",
     "Written",
+    "registered",
 ]

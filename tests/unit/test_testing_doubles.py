@@ -1,5 +1,6 @@
 """The test doubles shipped in ``cityhub.streams.testing``, used as its docstring shows: stores
-sharing a topic, the aggregates topic, the clock, the recording writer and the topic admin."""
+sharing a topic, the aggregates topic, the clock, the recording writer, the topic admin and the
+memory delivery kind."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cityhub.connectors.sinks.errors import DeliveryFailed, FailureKind
 from cityhub.schemas.aggregate import Aggregate, aggregate_id
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import SubscriptionSpec, build_subscription
@@ -21,8 +23,11 @@ from cityhub.streams.testing import (
     InMemorySubscriptionStore,
     InMemoryTopic,
     InMemoryTopicAdmin,
+    MemoryKind,
     RecordingWriter,
+    registered,
 )
+from tests.contracts.sink import items, record_of
 
 TS = "2026-01-01T00:00:00.000Z"
 
@@ -127,3 +132,16 @@ async def test_the_topic_admin_serves_the_routing_loop() -> None:
     assert topics.known == set()  # not routed until its topic exists
     await routing.sync()
     assert topics.known == {"t.sub.acme.s1"}
+
+
+async def test_the_memory_delivery_kind_is_shipped_here() -> None:
+    kind = MemoryKind()
+    with registered(kind):
+        box = kind.mailbox("orders")
+        box.fail_next(kind=FailureKind.TIMEOUT)
+        sink = kind.build(record_of({"kind": "memory", "mailbox": "orders"}), Settings())
+        with pytest.raises(DeliveryFailed):
+            await sink.send(items(2), "msg_1")
+        await sink.send(items(2), "msg_1")
+        assert len(await box.wait_for(2)) == 2
+        await sink.stop()
