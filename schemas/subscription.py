@@ -27,17 +27,14 @@ symmetric). Its kind's spec model says how (``DeliverySpec.secrets``, ``public``
 
 A secret cityhub generates is handed back exactly once, by ``build_subscription``.
 
-Pure: pydantic models and functions, no I/O (``secrets`` only draws random bytes).
+Pure: pydantic models and functions, no I/O.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
 import operator
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,13 +72,6 @@ MIN_QUEUE_SIZE = 1
 MAX_QUEUE_SIZE = 10_000
 DEFAULT_QUEUE_SIZE = 1000
 
-WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
-WEBHOOK_SECRET_MIN_BYTES = 24
-"""Standard Webhooks: a symmetric key is random, at least 24 bytes (192 bits) ..."""
-WEBHOOK_SECRET_MAX_BYTES = 64
-"""... and at most 512 bits."""
-WEBHOOK_SECRET_BYTES = 32
-"""What cityhub generates: 256 bits."""
 MAX_URL_LENGTH = 2048
 MAX_KAFKA_TOPIC_LENGTH = 249
 """Kafka refuses longer topic names."""
@@ -165,35 +155,6 @@ class SubscriptionFilter(_Spec):
         """How many criteria are active (non-empty lists and the box)."""
         lists = (self.quantities, self.device_types, self.areas, self.tags, self.device_ids)
         return sum(1 for values in lists if values) + (self.bbox is not None)
-
-
-def generate_webhook_secret() -> str:
-    """A new Standard Webhooks signing secret: ``whsec_`` + base64 of 32 random bytes."""
-    return WEBHOOK_SECRET_PREFIX + base64.b64encode(
-        secrets.token_bytes(WEBHOOK_SECRET_BYTES)
-    ).decode("ascii")
-
-
-def webhook_secret_key(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_`` secret (the base64 after the prefix, decoded).
-
-    Raises ValueError, saying what is wrong, unless the secret is ``whsec_`` + standard base64
-    of 24 to 64 bytes.
-    """
-    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
-        raise ValueError(f"a webhook secret starts with {WEBHOOK_SECRET_PREFIX!r}")
-    try:
-        key = base64.b64decode(secret[len(WEBHOOK_SECRET_PREFIX) :], validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(
-            f"a webhook secret is {WEBHOOK_SECRET_PREFIX!r} followed by standard base64"
-        ) from None
-    if not WEBHOOK_SECRET_MIN_BYTES <= len(key) <= WEBHOOK_SECRET_MAX_BYTES:
-        raise ValueError(
-            f"a webhook secret's key must be {WEBHOOK_SECRET_MIN_BYTES} to "
-            f"{WEBHOOK_SECRET_MAX_BYTES} random bytes, got {len(key)}"
-        )
-    return key
 
 
 def secret_fingerprint(secret: str) -> str:

@@ -8,7 +8,9 @@ Each POST carries three headers:
   ``key`` is the base64 after the ``whsec_`` prefix of the secret, decoded. Several signatures,
   space-separated, let a secret be rotated without downtime: sign with the new and the old.
 
-The body is signed as the exact bytes sent. Pure: ``hmac`` and ``base64``, no I/O.
+The secret is ``whsec_`` + standard base64 of 24 to 64 random bytes (``webhook_secret_key``
+reads it, ``generate_webhook_secret`` makes one of 32). The body is signed as the exact bytes
+sent. Pure: ``hmac``, ``base64`` and ``secrets`` (random bytes only), no I/O.
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ import binascii
 import hashlib
 import hmac
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 
 from cityhub.schemas.errors import CityhubError
-from cityhub.schemas.subscription import webhook_secret_key
 
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
+WEBHOOK_SECRET_MIN_BYTES = 24
+"""Standard Webhooks: a symmetric key is random, at least 24 bytes (192 bits) ..."""
+WEBHOOK_SECRET_MAX_BYTES = 64
+"""... and at most 512 bits."""
+WEBHOOK_SECRET_BYTES = 32
+"""What cityhub generates: 256 bits."""
 HEADER_ID = "webhook-id"
 HEADER_TIMESTAMP = "webhook-timestamp"
 HEADER_SIGNATURE = "webhook-signature"
@@ -34,6 +43,35 @@ five minutes)."""
 _MSG_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 """The spec asks that the id cannot contain ``.`` (it would shift the signed content's
 fields); cityhub's ids are ``msg_`` + letters, digits, ``_`` and ``-``."""
+
+
+def generate_webhook_secret() -> str:
+    """A new Standard Webhooks signing secret: ``whsec_`` + base64 of 32 random bytes."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(
+        secrets.token_bytes(WEBHOOK_SECRET_BYTES)
+    ).decode("ascii")
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret (the base64 after the prefix, decoded).
+
+    Raises ValueError, saying what is wrong, unless the secret is ``whsec_`` + standard base64
+    of 24 to 64 bytes.
+    """
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ValueError(f"a webhook secret starts with {WEBHOOK_SECRET_PREFIX!r}")
+    try:
+        key = base64.b64decode(secret[len(WEBHOOK_SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            f"a webhook secret is {WEBHOOK_SECRET_PREFIX!r} followed by standard base64"
+        ) from None
+    if not WEBHOOK_SECRET_MIN_BYTES <= len(key) <= WEBHOOK_SECRET_MAX_BYTES:
+        raise ValueError(
+            f"a webhook secret's key must be {WEBHOOK_SECRET_MIN_BYTES} to "
+            f"{WEBHOOK_SECRET_MAX_BYTES} random bytes, got {len(key)}"
+        )
+    return key
 
 
 class InvalidWebhookSignature(CityhubError):

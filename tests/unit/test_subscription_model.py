@@ -16,6 +16,7 @@ from cityhub.connectors.sinks.kinds.kafka import KafkaDelivery
 from cityhub.connectors.sinks.kinds.mqtt import MqttDelivery
 from cityhub.connectors.sinks.kinds.sse import SseDelivery
 from cityhub.connectors.sinks.kinds.webhook import WebhookDelivery
+from cityhub.connectors.sinks.webhook_signing import generate_webhook_secret, webhook_secret_key
 from cityhub.schemas.subscription import (
     DEFAULT_QUEUE_SIZE,
     OnFull,
@@ -24,11 +25,9 @@ from cityhub.schemas.subscription import (
     SubscriptionSpec,
     SubscriptionState,
     build_subscription,
-    generate_webhook_secret,
     mqtt_topic,
     record_key,
     subscription_topic,
-    webhook_secret_key,
 )
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()

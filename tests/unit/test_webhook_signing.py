@@ -11,11 +11,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from cityhub.connectors.sinks.webhook_signing import (
     InvalidWebhookSignature,
+    generate_webhook_secret,
     sign,
     signature,
     verify,
 )
-from cityhub.schemas.subscription import generate_webhook_secret
 
 # The example secret of the Standard Webhooks libraries' own tests.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

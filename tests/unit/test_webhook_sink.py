@@ -27,7 +27,7 @@ from cityhub.connectors.sinks.webhook import (
     is_retriable_status,
     parse_retry_after,
 )
-from cityhub.schemas.subscription import generate_webhook_secret
+from cityhub.connectors.sinks.webhook_signing import generate_webhook_secret
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -41,13 +41,12 @@ from cityhub.connectors.sinks.ssrf import (
 )
 from cityhub.connectors.sinks.webhook import WebhookSink
 from cityhub.connectors.sinks.webhook_body import webhook_body
+from cityhub.connectors.sinks.webhook_signing import generate_webhook_secret, webhook_secret_key
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import (
     MAX_URL_LENGTH,
     Subscription,
-    generate_webhook_secret,
     secret_fingerprint,
-    webhook_secret_key,
 )
 
 
