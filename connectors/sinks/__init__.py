@@ -71,13 +71,28 @@ def _kind(sink: Any) -> str:
     return str(sink.kind)
 
 
+def _check_models(sink: DeliverySink) -> None:
+    """TypeError unless ``spec_model`` is a ``DeliverySpec`` model and both it and
+    ``public_model`` have a ``kind`` field that defaults to ``sink.kind`` (the union's
+    discriminator), and ``sink.kind`` is a valid kind name."""
+    kind = sink.kind
+    if not (isinstance(kind, str) and re.fullmatch(KIND_PATTERN, kind)):
+        raise TypeError(f"{sink!r}: kind {kind!r} does not match {KIND_PATTERN}")
+    if not (isinstance(sink.spec_model, type) and issubclass(sink.spec_model, DeliverySpec)):
+        raise TypeError(f"{sink!r}: spec_model must be a DeliverySpec model")
+    for model in (sink.spec_model, sink.public_model):
+        field = model.model_fields.get("kind") if issubclass(model, BaseModel) else None
+        if field is None or field.default != kind:
+            raise TypeError(f"{sink!r}: {model.__name__}.kind must default to {kind!r}")
+
+
 _registry: PluginRegistry[DeliverySink] = PluginRegistry(
     kind="delivery sink",
     protocol=DeliverySink,
     entry_point_group=ENTRY_POINT_GROUP,
     not_found=UnknownSinkKind,
     key=_kind,
-    check=lambda sink: _check_models(sink),
+    check=_check_models,
 )
 _models: SubscriptionModels | None = None
 _models_lock = threading.Lock()
@@ -146,18 +161,3 @@ def resolve_spec(spec: SubscriptionSpec) -> SubscriptionSpec:
     if type(spec) is model:
         return spec
     return model.model_validate(spec.model_dump(mode="json"))
-
-
-def _check_models(sink: DeliverySink) -> None:
-    """TypeError unless ``spec_model`` is a ``DeliverySpec`` model and both it and
-    ``public_model`` have a ``kind`` field that defaults to ``sink.kind`` (the union's
-    discriminator), and ``sink.kind`` is a valid kind name."""
-    kind = sink.kind
-    if not (isinstance(kind, str) and re.fullmatch(KIND_PATTERN, kind)):
-        raise TypeError(f"{sink!r}: kind {kind!r} does not match {KIND_PATTERN}")
-    if not (isinstance(sink.spec_model, type) and issubclass(sink.spec_model, DeliverySpec)):
-        raise TypeError(f"{sink!r}: spec_model must be a DeliverySpec model")
-    for model in (sink.spec_model, sink.public_model):
-        field = model.model_fields.get("kind") if issubclass(model, BaseModel) else None
-        if field is None or field.default != kind:
-            raise TypeError(f"{sink!r}: {model.__name__}.kind must default to {kind!r}")
