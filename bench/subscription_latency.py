@@ -159,26 +159,20 @@ async def subscribe(
 
 
 async def first_routed(prefix: str, names: list[str]) -> dict[str, float]:
-    """The Kafka timestamp (s) of the first record of each subscription's topic."""
+    """The Kafka timestamp (s) of the first record of each subscription's topic (one partition
+    each, ``SUBSCRIPTION_PARTITIONS``): when the worker's writer appended it."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     await consumer.start()
     found: dict[str, float] = {}
     try:
         for name in names:
-            topic = f"{prefix}.sub.{TENANT}.{name}"
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in partitions]
-            if not tps:
-                continue
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            fetched = await consumer.getmany(*tps, timeout_ms=2000, max_records=1)
-            stamps = [r.timestamp / 1000 for records in fetched.values() for r in records[:1]]
-            if stamps:
-                found[name] = min(stamps)
+            tp = TopicPartition(f"{prefix}.sub.{TENANT}.{name}", 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            fetched = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+            records = fetched.get(tp)
+            if records:
+                found[name] = records[0].timestamp / 1000
     finally:
         await consumer.stop()
     return found
