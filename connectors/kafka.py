@@ -41,19 +41,13 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
+from cityhub.connectors.record_size import Headers, record_size
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.errors import CityhubError, Reason
 from cityhub.schemas.settings import KafkaSettings
 from cityhub.schemas.timefmt import rfc3339
 
 log = logging.getLogger("cityhub.kafka")
-
-RECORD_OVERHEAD_BYTES = 128
-"""An upper bound of what a record adds to its key, value and headers in a batch of its own:
-the batch header (61 bytes), the record's length, attributes, timestamp and offset deltas and
-the length prefixes of key, value and header count (at most 5 bytes each)."""
-HEADER_OVERHEAD_BYTES = 10
-"""An upper bound of the length prefixes of one header's name and value."""
 
 REFUSALS: tuple[type[Exception], ...] = (
     MessageSizeTooLargeError,
@@ -69,8 +63,6 @@ SEQUENCE_BROKEN: tuple[type[Exception], ...] = (
 )
 """What an idempotent producer's later batches get once its sequence for a partition broke (a
 refused batch before them): the records are fine, the producer is not."""
-
-Headers = list[tuple[str, bytes]]
 
 
 def create_producer(settings: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
@@ -99,16 +91,6 @@ def producer_factory(
         return producer
 
     return start
-
-
-def record_size(key: bytes | None, value: bytes | None, headers: Headers | None = None) -> int:
-    """An upper bound of the bytes a record takes in a batch of its own, which is what Kafka
-    compares with ``max.message.bytes`` when the record is alone in its batch."""
-    size = RECORD_OVERHEAD_BYTES + (len(key) if key else 0) + (len(value) if value else 0)
-    if headers:
-        for name, header_value in headers:
-            size += len(name.encode()) + len(header_value) + HEADER_OVERHEAD_BYTES
-    return size
 
 
 class RecordTooLarge(CityhubError):

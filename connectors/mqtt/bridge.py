@@ -19,12 +19,13 @@ from typing import Any, Protocol
 
 from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat
-from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute, record_size
+from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute
 from cityhub.connectors.mqtt import metrics
 from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
 from cityhub.connectors.mqtt.codec import Publish
 from cityhub.connectors.mqtt.routing import TopicRouter
 from cityhub.connectors.mqtt.session import MqttSession
+from cityhub.connectors.record_size import record_size
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import CityhubError, Reason

@@ -40,7 +40,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from cityhub.connectors.kafka import record_size
+from cityhub.connectors.record_size import record_size
 from cityhub.connectors.sinks.backoff import RetryPolicy
 from cityhub.connectors.sinks.errors import DeliveryFailed
 from cityhub.schemas.deadletter import DeadLetter

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import orjson
 
 from cityhub.connectors.formats import get_format
-from cityhub.connectors.kafka import record_size
+from cityhub.connectors.record_size import record_size
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError, Oversize, Reason
 from cityhub.schemas.observation import Observation
