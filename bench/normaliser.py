@@ -1,34 +1,42 @@
 """Normaliser events per second on one core, against bare orjson decode and encode.
 
-Both sides take the same raw envelopes (as they sit on ``cityhub.raw``). The baseline does the
-least any normaliser must: decode the envelope and its JSON payload, encode one output document.
-cityhub does the whole stage: envelope, format parse, payload decoding, duplicate check, one
-canonical observation per quantity, each serialised. Pure CPU, no broker.
+Both sides take the same raw envelopes (as they sit on ``cityhub.raw``) of the simulated city's
+fleet, registered in an in-memory registry. The baseline does the least any normaliser must:
+decode the envelope and its JSON payload, encode one output document. cityhub does the whole
+stage as the agent does (``normalise_envelope``): envelope, format parse, the device's identity
+against the registry, payload decoding, the device type's mappings, duplicate check, one
+canonical observation per quantity, each serialised and sized. Pure CPU, no broker.
 
-Run: ``.venv/bin/python bench/normaliser.py`` (or ``make bench``).
+Run: ``.venv/bin/python -m bench.normaliser`` (or ``make bench``); ``--profile`` prints where
+the time goes (cProfile).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import cProfile
+import functools
+import os
 import time
+from collections.abc import Callable
 
 import orjson
 
 from bench.stats import machine, median, today
-from bench.workload import city_messages
+from bench.workload import SEED, city_messages
 from cityhub.connectors.formats import get_format
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError
 from cityhub.schemas.timefmt import rfc3339
-from cityhub.streams.normaliser.dedup import check_duplicate
-from cityhub.streams.normaliser.normalise import (
-    duplicate_key,
-    identity,
-    observations_from_uplink,
-    parse_envelope,
-    received_seconds,
-)
+from cityhub.streams.devtools.simulator import build_fleet
+from cityhub.streams.devtools.simulator.registration import register_fleet
+from cityhub.streams.normaliser.dedup import DeviceFrames
+from cityhub.streams.normaliser.normalise import DeviceDirectory, normalise_envelope
+from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.store import InMemoryRegistryStore
+
+DEVICES = 1000
 
 FORMAT_OF = {
     "tts": "tts-v3",
@@ -61,44 +69,57 @@ def baseline(data: list[bytes]) -> int:
     return n
 
 
-def normalise_all(data: list[bytes]) -> int:
+def registered_fleet() -> DeviceDirectory:
+    """The registry view of the benchmark's fleet, every device registered."""
+    registry = Registry(InMemoryRegistryStore())
+    asyncio.run(register_fleet(registry, build_fleet(DEVICES, seed=SEED)))
+    return registry.view
+
+
+def normalise_all(data: list[bytes], directory: DeviceDirectory) -> int:
     """What the normaliser agent does per record, minus Kafka."""
-    frames: dict[str, dict[str, list[float]]] = {}
+    frames: dict[str, DeviceFrames] = {}
     n = 0
     for offset, value in enumerate(data):
         try:
-            envelope = RawEnvelope.from_json(value)
-            received = received_seconds(envelope)
-            uplink = parse_envelope(envelope, received)
-            key = duplicate_key(uplink)
-            if key is not None:
-                who = identity(uplink)
-                dup, frames[who] = check_duplicate(
-                    frames.get(who), key, now=received, offset=offset, window=300
-                )
-                if dup:
-                    continue
-            for observation in observations_from_uplink(uplink, envelope):
-                n += len(observation.to_json())
+            result = normalise_envelope(
+                RawEnvelope.from_json(value),
+                offset=offset,
+                directory=directory,
+                frames=frames,
+                window=300,
+                allow_unknown=False,
+                max_record_bytes=1_048_576,
+            )
         except MessageError:
             n += 1
+            continue
+        for _observation, doc, _key in result.observations:
+            n += len(doc)
     return n
 
 
-def normalise_count(data: list[bytes]) -> int:
-    """Observations the normaliser makes of ``data`` (duplicates dropped)."""
+def normalise_count(data: list[bytes], directory: DeviceDirectory) -> float:
+    """Observations the normaliser makes per raw envelope of ``data``."""
+    frames: dict[str, DeviceFrames] = {}
     count = 0
-    for value in data:
-        envelope = RawEnvelope.from_json(value)
+    for offset, value in enumerate(data):
         count += len(
-            observations_from_uplink(parse_envelope(envelope, received_seconds(envelope)), envelope)
+            normalise_envelope(
+                RawEnvelope.from_json(value),
+                offset=offset,
+                directory=directory,
+                frames=frames,
+                window=300,
+                allow_unknown=False,
+            ).observations
         )
-    return count
+    return count / len(data)
 
 
-def measure(fn: object, data: list[bytes]) -> float:
+def measure(fn: Callable[[list[bytes]], object], data: list[bytes]) -> float:
     started = time.perf_counter()
-    fn(data)  # type: ignore[operator]
+    fn(data)
     return len(data) / (time.perf_counter() - started)
 
 
@@ -106,24 +127,31 @@ def main() -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="cProfile one run and stop")
     args = parser.parse_args()
     data = envelopes(args.messages)
-    normalise_all(data[:500])  # warm caches (format lookups, quantity catalogue)
+    directory = registered_fleet()
+    hub = functools.partial(normalise_all, directory=directory)
+    hub(data[:500])  # warm caches (format lookups, quantity catalogue)
+    if args.profile:
+        cProfile.runctx("hub(data)", globals(), {"hub": hub, "data": data}, sort="tottime")
+        return {}
     base_rates, hub_rates, ratios = [], [], []
     for _ in range(args.runs):
         b = measure(baseline, data)
-        h = measure(normalise_all, data)
+        h = measure(hub, data)
         base_rates.append(b)
         hub_rates.append(h)
         ratios.append(h / b)
-    observations = normalise_count(data[:2000]) / 2000
+    observations = normalise_count(data[:2000], directory)
     result = {
         "baseline_events_per_s": median(base_rates),
         "normaliser_events_per_s": median(hub_rates),
         "ratio": median(ratios),
         "observations_per_event": observations,
     }
-    print(f"normaliser benchmark, {today()}, {machine()}")
+    one, five, _ = os.getloadavg()
+    print(f"normaliser benchmark, {today()}, {machine()}, load {one:.2f} / {five:.2f}")
     print(
         f"  {args.messages} raw envelopes (simulated city mix), "
         f"median of {args.runs} runs, one core"

@@ -43,7 +43,8 @@ from cityhub.schemas.subscription import SubscriptionSpec
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.devtools.simulator import build_fleet
 from cityhub.streams.devtools.simulator.registration import TENANT, register_fleet
-from cityhub.streams.registry.service import Principal, Registry
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import SubscriptionStore
@@ -239,17 +240,20 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000, help="raw envelopes per run")
     parser.add_argument("--devices", type=int, default=1_000, help="registered devices")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--logs", type=Path, default=None, help="keep the workers' logs here")
     args = parser.parse_args()
     print(f"bench.worker, {today()}, {machine()}")
     print(f"  before: {load()}")
     records = raw_records(args.records, args.devices)
     bare_rates, worker_rates = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.logs or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for run in range(args.runs):
             prefix = f"bench-worker-{uuid.uuid4().hex[:8]}"
             asyncio.run(prepare(prefix, records, args.devices))
             bare_rate = asyncio.run(bare(prefix, len(records)))
-            worker_rate, observations = worker(prefix, len(records), Path(tmp))
+            worker_rate, observations = worker(prefix, len(records), workdir)
             bare_rates.append(bare_rate)
             worker_rates.append(worker_rate)
             print(

@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+DUPLICATE_FRAMES: Final = "duplicate-frames"
+"""The normaliser's state: recent frames per device (duplicates)."""
+DEVICE_WINDOWS: Final = "device-windows"
+AREA_WINDOWS: Final = "area-windows"
+"""The aggregators' states: the open and recent windows of each input partition."""
+STATES: Final = (DUPLICATE_FRAMES, DEVICE_WINDOWS, AREA_WINDOWS)
+
+
+def changelog(app_id: str, state: str) -> str:
+    """The compacted topic that keeps an agent's ``state`` for the worker group ``app_id``:
+    ``<app_id>-<state>-changelog`` (the names faust gave its tables, so state outlives the move
+    away from faust). One partition per input partition."""
+    return f"{app_id}-{state}-changelog"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ per run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -23,6 +22,7 @@ from cityhub.schemas.settings import Settings, unknown_variables
 from cityhub.schemas.topics import Topics
 from cityhub.streams.logsetup import LogFormat, install
 from cityhub.streams.registry.cli import mount as mount_registry_commands
+from cityhub.streams.wiring import Roles
 
 log = logging.getLogger("cityhub")
 
@@ -143,179 +143,19 @@ def stack_status_cmd() -> None:
 # --- the hub -----------------------------------------------------------------------------------
 
 
-def _run_worker(
-    settings: Settings,
-    *,
-    bridge: bool,
-    worker: bool,
-    simulate: dict[str, Any] | None,
-    api: bool = False,
-    api_limits: dict[str, int] | None = None,
-    deliver: bool = False,
-) -> None:
-    """One process with any of: the faust worker (normaliser, aggregator, and the routing to
-    subscriptions' topics), the MQTT bridge, the simulator, the operator API (``/api/v1`` with
-    the live streams, alone on the API port), the delivery tasks of webhook and MQTT
-    subscriptions; always the management endpoint (``/metrics``, ``/healthz``) on a port of its
-    own. ``api_limits`` are ``build_api``'s body caps."""
-    import faust
-
-    from cityhub.connectors.mqtt.bridge import MqttBridge, bridge_writer
-    from cityhub.streams.app import create_app
-    from cityhub.streams.registry.store import RegistryStore
-    from cityhub.streams.services import (
-        CoroutineService,
-        RegistryStoreService,
-        api_service,
-        management_service,
-    )
+def _run_worker(settings: Settings, roles: Roles) -> None:
+    """One process running ``roles`` (``cityhub.streams.wiring``), with the management endpoint
+    (``/metrics``, ``/healthz``) on a port of its own, until Ctrl-C or SIGTERM; a part that fails
+    ends the process with an error, for its supervisor to start it again."""
+    from cityhub.streams.runtime.host import run_parts
     from cityhub.streams.topic_admin import ensure_topics
+    from cityhub.streams.wiring import process_parts
 
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(ensure_topics(settings))
-    except CityhubError as exc:
-        raise click.ClickException(str(exc)) from exc
-    services: list[Any] = []
-    checks: dict[str, Any] = {}
-    app: faust.App | None = None
-    if worker or api:
-        registry = RegistryStore(settings)
-        services.append(RegistryStoreService(registry, loop=loop))
-        checks["registry"] = lambda: registry.ready
-    if worker or api or deliver:
-        from cityhub.streams.subscriptions.store import SubscriptionStore
+    async def main() -> None:
+        await ensure_topics(settings)
+        await run_parts(process_parts(settings, roles))
 
-        # Kept like the registry: a compacted topic tailed into a view, in every process that
-        # routes, serves or delivers subscriptions.
-        subscription_store = SubscriptionStore(settings)
-        services.append(RegistryStoreService(subscription_store, label="subscriptions", loop=loop))
-        checks["subscriptions"] = lambda: subscription_store.ready
-    if worker:
-        from cityhub.streams.subscriptions.router import SubscriptionRouter
-        from cityhub.streams.subscriptions.routing import Routing
-        from cityhub.streams.subscriptions.topics import SubscriptionTopics
-
-        def device_type_of(tenant: str, device_id: str) -> str | None:
-            entry = registry.view.device_by_id(device_id)
-            return entry.type if entry is not None and entry.tenant == tenant else None
-
-        routing = Routing(
-            subscription_store,
-            SubscriptionRouter(settings.kafka.topic_prefix, device_type_of),
-            SubscriptionTopics(settings),
-        )
-        services.append(CoroutineService("subscription-routing", routing.run, loop=loop))
-        checks["routing"] = lambda: routing.ready
-        app = create_app(settings, registry, routing)
-    if deliver:
-        from cityhub.streams.delivery.manager import DeliveryManager
-
-        manager = DeliveryManager(settings, subscription_store)
-        services.append(CoroutineService("delivery", manager.run, loop=loop))
-        checks["delivery"] = lambda: manager.ready
-    if bridge:
-        holder: dict[str, MqttBridge] = {}
-
-        async def run_bridge() -> None:
-            writer = bridge_writer(settings)
-            await writer.start()
-            try:
-                holder["bridge"] = MqttBridge(settings, writer)
-                await holder["bridge"].run()
-            finally:
-                await writer.stop()
-
-        services.append(CoroutineService("mqtt-bridge", run_bridge, loop=loop))
-        checks["bridge"] = lambda: bool(holder.get("bridge") and holder["bridge"].healthy)
-    if app is not None:
-        worker_app = app
-        checks["worker"] = lambda: bool(worker_app.started and not worker_app.should_stop)
-    if simulate is not None and app is not None:
-        from cityhub.streams.devtools.simulator import build_fleet
-        from cityhub.streams.devtools.simulator import simulate as run_simulation
-        from cityhub.streams.devtools.simulator.registration import register_fleet
-        from cityhub.streams.registry.service import Registry
-
-        async def run_simulator() -> None:
-            while not registry.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
-                await asyncio.sleep(0.1)
-            await register_fleet(Registry(registry), build_fleet(simulate["devices"]))
-            await asyncio.sleep(2.0)  # let the bridge subscribe first
-            await run_simulation(settings, **simulate)
-
-        services.append(CoroutineService("simulator", run_simulator, loop=loop))
-    api_app = None
-    if api:
-        from cityhub.streams.api.app import DEFAULT_MAX_BODY_BYTES, build_api
-        from cityhub.streams.delivery.sse import LiveStreams
-        from cityhub.streams.registry.service import Registry as RegistryService
-        from cityhub.streams.subscriptions.service import Subscriptions
-        from cityhub.streams.subscriptions.topics import SubscriptionTopics
-
-        limits = api_limits or {}
-        api_topics = SubscriptionTopics(settings)
-        subscriptions = Subscriptions(
-            subscription_store,
-            registry.view,
-            webhook_allowed_hosts=settings.subscriptions.webhook_allowed_hosts,
-            topic_prefix=settings.kafka.topic_prefix,
-            ensure_topic=api_topics.ensure,
-            subscriptions_per_tenant=settings.quotas.subscriptions_per_tenant,
-        )
-        # /api/v1 only: metrics and health are on the management port, which asks for no key.
-        api_app = build_api(
-            RegistryService(registry),
-            subscriptions=subscriptions,
-            live=LiveStreams(settings),
-            max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
-            max_import_bytes=limits.get("max_import_bytes"),  # None: the quota setting
-            quotas=settings.quotas,
-        )
-    if api_app is not None:
-        services.append(api_service(api_app, settings.http.host, settings.http.port, loop=loop))
-    services.append(
-        management_service(settings.management.host, settings.management.port, checks, loop=loop)
-    )
-    if app is None:
-        # No faust agents in this process: a plain asyncio run of the services.
-        async def run_services() -> None:
-            for service in services:
-                await service.start()
-            try:
-                await asyncio.Event().wait()
-            finally:
-                for service in reversed(services):
-                    await service.stop()
-
-        with contextlib.suppress(KeyboardInterrupt):
-            loop.run_until_complete(_cancel_on_signal(run_services()))
-        return
-    # override_logging=False: faust would replace the root handlers with its own (colour codes,
-    # nothing escaped); the handler _setup_logging installed serves faust's loggers as well.
-    faust_worker = faust.Worker(
-        app,
-        *services,
-        loglevel=logging.getLevelName(log.getEffectiveLevel()),
-        loop=loop,
-        override_logging=False,
-        quiet=settings.log_format == "json",  # faust's own prints to stdout are no JSON
-    )
-    # No terminal spinner: at level warning and above faust keeps it and sets the root logger to
-    # DEBUG so that every record spins it, which made every aiokafka debug call build a log
-    # record (about 8 % of a hub's CPU).
-    faust_worker.spinner = None
-    faust_worker.execute_from_commandline()
-
-
-async def _cancel_on_signal(coro: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.ensure_future(coro)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    _run_async(main())
 
 
 _http_port = click.option(
@@ -335,20 +175,43 @@ _management_port = click.option(
 @click.option("--simulate", is_flag=True, help="Also run the simulator against the local broker.")
 @click.option("--devices", default=50, show_default=True, help="Simulated devices.")
 @click.option("--rate", default=20.0, show_default=True, help="Simulated messages per second.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: one per core); they share the partitions.",
+)
+@click.option(
+    "--one-process",
+    is_flag=True,
+    help="Everything in this one process instead (no supervisor): for debugging.",
+)
 def run(
-    http_port: int | None, management_port: int | None, simulate: bool, devices: int, rate: float
+    http_port: int | None,
+    management_port: int | None,
+    simulate: bool,
+    devices: int,
+    rate: float,
+    workers: int | None,
+    one_process: bool,
 ) -> None:
-    """Bridge, worker, API and delivery in one process (the API on 127.0.0.1:8080, metrics and
-    health on 127.0.0.1:9464 by default)."""
+    """The whole hub, supervised: the bridge, a worker per core, the API and the delivery, each
+    a process of its own (the API on 127.0.0.1:8080; the hub's metrics and health, gathered from
+    every process, on 127.0.0.1:9464 by default). One Ctrl-C stops them all."""
+    from cityhub.streams.supervisor import Supervisor, hub_children
+    from cityhub.streams.topic_admin import ensure_topics
+
     settings = _settings(http_port=http_port, management_port=management_port)
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
     api = f"http://{settings.http.host}:{settings.http.port}/api/v1"
     management = f"http://{settings.management.host}:{settings.management.port}"
+    count = workers or os.cpu_count() or 1
     _announce(
         settings,
         f"cityhub: bridging mqtt://{settings.mqtt.host}:{settings.mqtt.port} into "
-        f"{settings.kafka.bootstrap_servers}\n"
-        f"  operator API:  {api}\n"
+        f"{settings.kafka.bootstrap_servers}"
+        + ("" if one_process else f" with {count} worker process(es)")
+        + f"\n  operator API:  {api}\n"
         f"  metrics:       {management}/metrics  (management port: no key, keep it private)\n"
         f"  health:        {management}/healthz\n"
         f"  observations:  cityhub tail {topics.observations}\n"
@@ -357,7 +220,17 @@ def run(
         f"  subscriptions: {api}/tenants/{{tenant}}/subscriptions",
     )
     sim = {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
-    _run_worker(settings, bridge=True, worker=True, simulate=sim, api=True, deliver=True)
+    if one_process:
+        roles = Roles(bridge=True, worker=True, api=True, deliver=True, simulate=sim)
+        _run_worker(settings, roles)
+        return
+    children = hub_children(settings, workers=count, simulate=sim)
+
+    async def supervise() -> None:
+        await ensure_topics(settings)
+        await Supervisor(settings, children).run()
+
+    _run_async(supervise())
 
 
 @main.command("api")
@@ -392,25 +265,17 @@ def api_cmd(
         f"(OpenAPI document: /api/v1/openapi.json); metrics and health on "
         f"http://{settings.management.host}:{settings.management.port}",
     )
-    _run_worker(
-        settings,
-        bridge=False,
-        worker=False,
-        simulate=None,
-        api=True,
-        api_limits={
-            "max_body_bytes": max_body_bytes,
-            **({"max_import_bytes": max_import_bytes} if max_import_bytes is not None else {}),
-        },
-    )
+    limits = {"max_body_bytes": max_body_bytes}
+    if max_import_bytes is not None:
+        limits["max_import_bytes"] = max_import_bytes
+    _run_worker(settings, Roles(api=True, api_limits=limits))
 
 
 @main.command()
 @_management_port
 def bridge(management_port: int | None) -> None:
     """Only the MQTT → Kafka bridge (scale out with CITYHUB_MQTT__SHARE_GROUP)."""
-    settings = _settings(management_port=management_port)
-    _run_worker(settings, bridge=True, worker=False, simulate=None)
+    _run_worker(_settings(management_port=management_port), Roles(bridge=True))
 
 
 @main.command()
@@ -418,16 +283,15 @@ def bridge(management_port: int | None) -> None:
 def deliver(management_port: int | None) -> None:
     """Only the delivery of webhook and MQTT subscriptions (scale out by starting more: each
     subscription is one consumer group, delivered by one process at a time)."""
-    settings = _settings(management_port=management_port)
-    _run_worker(settings, bridge=False, worker=False, simulate=None, deliver=True)
+    _run_worker(_settings(management_port=management_port), Roles(deliver=True))
 
 
 @main.command()
 @_management_port
 def worker(management_port: int | None) -> None:
-    """Only the faust stream worker (scale out by starting more: they share the partitions)."""
-    settings = _settings(management_port=management_port)
-    _run_worker(settings, bridge=False, worker=True, simulate=None)
+    """Only the stream worker: normaliser, aggregators and the routing to subscriptions' topics
+    (scale out by starting more: they share the partitions)."""
+    _run_worker(_settings(management_port=management_port), Roles(worker=True))
 
 
 @main.command()

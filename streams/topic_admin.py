@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import KafkaSettings, Settings
-from cityhub.schemas.topics import Topics
+from cityhub.schemas.topics import STATES, Topics, changelog
 
 log = logging.getLogger("cityhub.topics")
 
@@ -81,6 +81,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topics.registry, 1, compact_config),
         # The subscriptions, kept the same way (every API instance and delivery task reads all).
         TopicSpec(topics.subscriptions, 1, compact_config),
+        # The agents' states, one partition per input partition (the input topics have n).
+        *(
+            TopicSpec(changelog(settings.worker.app_id, state), n, compact_config)
+            for state in STATES
+        ),
     ]
 
 

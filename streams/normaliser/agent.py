@@ -1,208 +1,193 @@
-"""The normaliser agent: ``cityhub.raw`` → ``cityhub.observations`` (or ``cityhub.deadletter``).
+"""The normaliser agent: ``cityhub.raw`` → ``cityhub.observations`` (or ``cityhub.deadletter``),
+and every observation also to the topic of each subscription that takes it.
 
-At least once, without waiting for commits: the agent reads with manual acks, writes a record's
-outputs through a batching, idempotent (``acks=all``) producer, and acknowledges the record only
-when Kafka confirmed every one of them and every earlier record of its partition was
-acknowledged; faust commits only acknowledged offsets. Records are taken through an
-``OrderedIntake`` (``intake.py``): each offset once, in order, even where faust's stream drops or
-repeats a record at a worker's start. A crash loses
-nothing; it may write a record's observations twice, with the same event ids, which consumers
-recognise. (faust's own ``stream_publish_on_commit`` does the same but publishes record by record
-at commit time: its commits grew to seconds and held the pipeline at 1 900 observations/s.)
-If Kafka fails a write after the producer's retries, the worker stops: the record stays
-unacknowledged and is processed again after the restart.
+A thin shell around :func:`cityhub.streams.normaliser.normalise.normalise_envelope` for the
+worker's runtime (``cityhub.streams.runtime``): for each batch of one input partition it
+normalises every record, writes the observations (and their routed copies) and the dead
+letters, and, once per batch, the duplicate state of every device whose frames changed, to the
+changelog ``<app_id>-duplicate-frames-changelog`` (faust's table format, JSON key and value, so
+a worker that ran on faust keeps its state). The runtime commits a record's offset only after
+all of that was confirmed: a crash replays records, never loses them, and a replayed record
+carries the same event ids (its own frame is no duplicate of itself: the state remembers which
+offset brought each frame).
+
+Pure: no I/O, no clock but for the latency metric (the runtime passes ``now``); the registry
+view and the router are read, never written.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from typing import Any
+from collections import Counter
+from collections.abc import Collection, Sequence
 
-import faust
+import orjson
 
-from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute, record_size
+from cityhub.connectors.record_size import record_size
 from cityhub.schemas.envelope import RawEnvelope
-from cityhub.schemas.errors import MessageError, Oversize, Reason
+from cityhub.schemas.errors import MessageError, Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
-from cityhub.schemas.topics import Topics
+from cityhub.schemas.topics import DUPLICATE_FRAMES, Topics, changelog
 from cityhub.streams import metrics
-from cityhub.streams.normaliser.dedup import check_duplicate
+from cityhub.streams.normaliser.dedup import DeviceFrames
 from cityhub.streams.normaliser.normalise import (
-    duplicate_key,
-    identity,
-    observations_from_uplink,
-    parse_envelope,
+    DeviceDirectory,
+    normalise_envelope,
     raw_dead_letter,
-    received_seconds,
-    resolve_device,
 )
-from cityhub.streams.registry.store import RecordStore
-from cityhub.streams.runtime.intake import OrderedIntake
-from cityhub.streams.subscriptions.routing import Routing
+from cityhub.streams.runtime.agent import CaughtUp, Record, StoredEntry, Write
+from cityhub.streams.subscriptions.router import SubscriptionRouter
 
 log = logging.getLogger("cityhub.normaliser")
 
 STAGE = "normalise"
 HEADER_ALLOWANCE_BYTES = 128
 """Room for the headers an observation gets downstream (the area repartition's watermark)."""
+DEADLETTER_KEY_BYTES = 1024
 
 
-def register_normaliser(
-    app: faust.App, settings: Settings, registry: RecordStore, routing: Routing | None = None
-) -> Any:
-    """Declare the normaliser's topics, its duplicate table and the agent on ``app``. The agent
-    looks devices up in ``registry``'s view, and waits until it has caught up before its first
-    message, so that no registered device is taken for unknown after a restart.
+class NormaliserAgent:
+    """The normaliser as the runtime drives it (``cityhub.streams.runtime.agent.Agent``)."""
 
-    With ``routing``, every observation is also written to the topic of each subscription that
-    receives it (``SubscriptionRouter.route``), before its input is acknowledged; the agent
-    then also waits until the routing reflects the existing subscriptions."""
-    topics = Topics.for_prefix(settings.kafka.topic_prefix)
-    raw = app.topic(
-        topics.raw, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    frames = app.Table(
-        "duplicate-frames",
-        partitions=settings.kafka.partitions,
-        # No key/value types: keys and values are plain JSON (faust's default table codec);
-        # a value_type would make recovery look for a faust Record's from_data.
-        help="Recent frames per device, to drop duplicate uplinks.",
-    )
-    # Started by the agent, in the worker's loop (aiokafka clients need a running loop).
-    writer = BatchingWriter.for_kafka(
-        settings.kafka,
-        client_id=f"{settings.worker.app_id}-out",
-        dead_letters=DeadLetterRoute(
-            topics.deadletter,
-            STAGE,
-            settings.bridge.max_payload_bytes,
-            count=lambda reason: metrics.DEADLETTERS.labels(STAGE, reason.value).inc(),
-        ),
-    )
-    max_record = settings.kafka.max_message_bytes
-    intake = OrderedIntake(
-        app,
-        topics.raw,
-        group=settings.worker.app_id,
-        bootstrap=settings.kafka.bootstrap_servers,
-        client_id=f"{settings.worker.app_id}-normaliser-reader",
-    )
-    window = settings.worker.duplicate_window_seconds
-    router = routing.router if routing is not None else None
-    allow_unknown = settings.worker.allow_unknown_devices
-    max_payload = settings.bridge.max_payload_bytes
+    name = "normaliser"
+    tick_interval = None
 
-    async def dead_letter(
-        value: bytes, key: bytes | None, message: Any, error: MessageError
-    ) -> asyncio.Future[Any]:
+    def __init__(
+        self,
+        settings: Settings,
+        directory: DeviceDirectory,
+        router: SubscriptionRouter | None = None,
+    ) -> None:
+        topics = Topics.for_prefix(settings.kafka.topic_prefix)
+        self.topic = topics.raw
+        self.changelog: str | None = changelog(settings.worker.app_id, DUPLICATE_FRAMES)
+        self._observations = topics.observations
+        self._deadletter = topics.deadletter
+        self._directory = directory
+        self._router = router
+        self._window = settings.worker.duplicate_window_seconds
+        self._allow_unknown = settings.worker.allow_unknown_devices
+        self._max_record = settings.kafka.max_message_bytes
+        self._max_payload = settings.bridge.max_payload_bytes
+        self._frames: dict[int, dict[str, DeviceFrames]] = {}
+
+    @property
+    def partitions(self) -> Collection[int]:
+        return self._frames.keys()
+
+    def assign(self, partition: int, stored: Sequence[StoredEntry]) -> list[Write]:
+        """The partition's duplicate state from its changelog; nothing to write again."""
+        frames: dict[str, DeviceFrames] = {}
+        for entry in stored:
+            try:
+                device, state = orjson.loads(entry.key), orjson.loads(entry.value)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(device, str) and isinstance(state, dict):
+                frames[device] = state
+        self._frames[partition] = frames
+        return []
+
+    def revoke(self, partition: int) -> None:
+        self._frames.pop(partition, None)
+
+    def tick(self, now: float, caught_up: CaughtUp) -> list[Write]:
+        return []
+
+    def step(self, partition: int, records: Sequence[Record], now: float) -> list[Write]:
+        """Normalise consecutive records of one raw partition (see the module docstring)."""
+        frames = self._frames.setdefault(partition, {})
+        writes: list[Write] = []
+        changed: set[str] = set()
+        formats: Counter[str] = Counter()
+        made: Counter[str] = Counter()
+        duplicates: Counter[str] = Counter()
+        routed = 0
+        router = self._router
+        timed = metrics.NORMALISE_LATENCY.observe
+        for record in records:
+            value = record.value or b""
+            started = time.perf_counter()
+            try:
+                envelope = RawEnvelope.from_json(value)
+                formats[envelope.format] += 1
+                result = normalise_envelope(
+                    envelope,
+                    offset=record.offset,
+                    directory=self._directory,
+                    frames=frames,
+                    window=self._window,
+                    allow_unknown=self._allow_unknown,
+                    max_record_bytes=self._max_record,
+                    header_allowance=HEADER_ALLOWANCE_BYTES,
+                )
+            except MessageError as exc:
+                writes.append(self._dead_letter(record, exc, now))
+                continue
+            except Exception as exc:  # a bug must not stop the partition
+                log.exception(
+                    "normalising %s[%d]@%d failed", record.topic, record.partition, record.offset
+                )
+                bug = MessageError(repr(exc), reason=Reason.INTERNAL_ERROR)
+                writes.append(self._dead_letter(record, bug, now))
+                continue
+            if result.duplicate:
+                duplicates[result.network] += 1
+                continue
+            if result.remembered is not None:
+                changed.add(result.remembered)
+            for observation, doc, key in result.observations:
+                writes.append(Write(self._observations, key, doc))
+                if router is not None:
+                    for topic in router.route(observation):
+                        writes.append(Write(topic, key, doc))
+                        routed += 1
+            made[envelope.format] += len(result.observations)
+            timed(time.perf_counter() - started)
+            metrics.PIPELINE_LATENCY.observe(max(0.0, now - result.received))
+        # The state once per batch: a device's last frames, not each step of them.
+        for device in changed:
+            writes.append(
+                Write(
+                    self.changelog or "",
+                    orjson.dumps(device),
+                    orjson.dumps(frames[device]),
+                    partition=partition,
+                )
+            )
+        _count(formats, made, duplicates, routed)
+        return writes
+
+    def _dead_letter(self, record: Record, error: MessageError, now: float) -> Write:
         metrics.DEADLETTERS.labels(STAGE, error.reason.value).inc()
         letter = raw_dead_letter(
-            value,
-            key,
+            record.value or b"",
+            record.key,
             error,
             stage=STAGE,
-            failed_at=rfc3339(time.time()),
-            max_payload_bytes=max_payload,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
+            failed_at=rfc3339(now),
+            max_payload_bytes=self._max_payload,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
         )
-        key = (key or b"")[:1024]
-        limit = max_record - record_size(key, b"")
-        return await writer.send(topics.deadletter, letter.to_json(limit), key)
+        key = (record.key or b"")[:DEADLETTER_KEY_BYTES]
+        return Write(
+            self._deadletter, key, letter.to_json(self._max_record - record_size(key, b""))
+        )
 
-    async def normalise(message: Any) -> list[asyncio.Future[Any]]:
-        """Everything for one raw record (a faust message or an aiokafka record); the
-        deliveries of what it wrote."""
-        value: bytes = message.value
-        started = time.perf_counter()
-        fmt = "unknown"
-        try:
-            envelope = RawEnvelope.from_json(value)
-            fmt = envelope.format
-            metrics.MESSAGES_IN.labels(fmt).inc()
-            received = received_seconds(envelope)
-            uplink = parse_envelope(envelope, received)
-            registration = resolve_device(uplink, registry.view, allow_unknown=allow_unknown)
-            frame = duplicate_key(uplink)
-            device = identity(uplink)
-            state = None
-            if frame is not None:
-                duplicate, state = check_duplicate(
-                    frames.get(device),
-                    frame,
-                    now=received,
-                    offset=message.offset,
-                    window=window,
-                )
-                if duplicate:
-                    metrics.DUPLICATES.labels(uplink.network).inc()
-                    return []
-            produced = observations_from_uplink(uplink, envelope, registration)
-            encoded = [(o, o.to_json(), o.device_id.encode()) for o in produced]
-            for o, doc, key in encoded:
-                size = record_size(key, doc) + HEADER_ALLOWANCE_BYTES
-                if size > max_record:
-                    raise Oversize(
-                        f"the observation of field {o.field[:200]!r} would take {size} bytes "
-                        f"once encoded, more than Kafka's record limit of {max_record} bytes "
-                        "(CITYHUB_KAFKA__MAX_MESSAGE_BYTES)"
-                    )
-            # Remember the frame only once it gave observations: if this copy cannot be
-            # decoded (say, raw bytes for an unknown decoder), a copy through the other
-            # network server with decoded fields must still get through.
-            if state is not None:
-                frames[device] = state
-        except MessageError as exc:
-            return [await dead_letter(value, message.key, message, exc)]
-        except Exception as exc:  # a bug must not stop the partition
-            log.exception(
-                "normalising %s[%d]@%d failed", message.topic, message.partition, message.offset
-            )
-            bug = MessageError(repr(exc), reason=Reason.INTERNAL_ERROR)
-            return [await dead_letter(value, message.key, message, bug)]
-        metrics.NORMALISE_LATENCY.observe(time.perf_counter() - started)
-        deliveries: list[asyncio.Future[Any]] = []
-        for o, doc, key in encoded:
-            deliveries.append(await writer.send(topics.observations, doc, key))
-            if router is not None:
-                for topic in router.route(o):
-                    deliveries.append(await writer.send(topic, doc, key))
-                    metrics.ROUTED.labels("observations").inc()
-        metrics.OBSERVATIONS_OUT.labels(fmt).inc(len(produced))
-        metrics.PIPELINE_LATENCY.observe(max(0.0, time.time() - received))
-        return deliveries
 
-    @app.agent(raw, name="normaliser")
-    async def normaliser(stream: Any) -> None:
-        while not (registry.ready and (routing is None or routing.ready)):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        await writer.start()
-        pending = asyncio.Semaphore(settings.worker.max_unconfirmed_records)
-        try:
-            async for event in stream.noack().events():
-                # Bounded: with Kafka slow, the agent waits here and faust stops fetching.
-                await pending.acquire()
-                await intake.take(event, normalise, pending.release, crash)
-        finally:
-            await writer.stop()
-            await intake.close()
-
-    stopping: set[asyncio.Future[Any]] = set()
-
-    def crash(exc: BaseException) -> None:
-        if stopping:
-            return
-        log.error("Kafka did not confirm the normaliser's output: %r; stopping the worker", exc)
-        stopping.add(asyncio.ensure_future(app.crash(exc)))
-
-    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        intake.reset()
-
-    revoked_signal: Any = app.on_partitions_revoked  # mode's handler type takes no coroutine
-    revoked_signal.connect(on_revoked)
-
-    return normaliser
+def _count(
+    formats: Counter[str], made: Counter[str], duplicates: Counter[str], routed: int
+) -> None:
+    """Add a batch's counts to the Prometheus counters, once per label (not once per record)."""
+    for fmt, n in formats.items():
+        metrics.MESSAGES_IN.labels(fmt).inc(n)
+    for fmt, n in made.items():
+        metrics.OBSERVATIONS_OUT.labels(fmt).inc(n)
+    for network, n in duplicates.items():
+        metrics.DUPLICATES.labels(network).inc(n)
+    if routed:
+        metrics.ROUTED.labels("observations").inc(routed)

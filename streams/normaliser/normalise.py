@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat, Measurement, Uplink
 from cityhub.connectors.formats.jsondoc import shown
 from cityhub.connectors.measurements import measurements_from_fields
+from cityhub.connectors.record_size import record_size
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import (
@@ -30,12 +31,14 @@ from cityhub.schemas.errors import (
     InvalidTimestamp,
     MessageError,
     NoMeasurements,
+    Oversize,
     UnknownDevice,
 )
 from cityhub.schemas.observation import Location, NetworkMeta, Observation, event_id
 from cityhub.schemas.quantities import unit_of
 from cityhub.schemas.registry import NETWORK_DECODER, DeviceType, NetworkBinding, NetworkServer
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339_from_datetime
+from cityhub.streams.normaliser.dedup import DeviceFrames, check_duplicate
 from cityhub.streams.registry.view import DeviceEntry
 
 DEFAULT_DECODER = "cayenne-lpp"
@@ -348,3 +351,76 @@ def observations_from_uplink(
             )
         )
     return observations
+
+
+@dataclass(frozen=True, slots=True)
+class Normalised:
+    """What one raw envelope became (:func:`normalise_envelope`)."""
+
+    received: float
+    """The envelope's receive time, seconds since the epoch."""
+    network: str
+    """The uplink's network (``tts``, ``chirpstack``, ``mqtt``)."""
+    duplicate: bool
+    """Another record already brought this uplink: nothing to write."""
+    observations: tuple[tuple[Observation, bytes, bytes], ...] = ()
+    """Each observation with its JSON and its Kafka key (the device id), in order."""
+    remembered: str | None = None
+    """The device whose duplicate frames changed (its state must be stored), if any."""
+
+
+def normalise_envelope(
+    envelope: RawEnvelope,
+    *,
+    offset: int,
+    directory: DeviceDirectory,
+    frames: MutableMapping[str, DeviceFrames],
+    window: float,
+    allow_unknown: bool,
+    max_record_bytes: int | None = None,
+    header_allowance: int = 0,
+) -> Normalised:
+    """The whole normalisation of one raw envelope read at ``offset``, in order: parse it with
+    its format, find its registered device (the identity rules of :func:`resolve_device`),
+    drop it if another record brought the same uplink within ``window`` seconds (``frames``,
+    the duplicate state of the envelope's input partition, keyed by :func:`identity`), and build
+    its canonical observations, each encoded.
+
+    Raises a ``MessageError`` saying why when the envelope cannot be normalised, ``Oversize``
+    included when an observation's record (key, JSON and ``header_allowance``) would exceed
+    ``max_record_bytes``. ``frames`` changes only when observations were made: a copy that
+    cannot be decoded (raw bytes for an unknown decoder) must not stop a decodable copy
+    through another network server. Pure otherwise: no clock (the envelope's receive time is
+    the dedup clock), no I/O."""
+    received = received_seconds(envelope)
+    uplink = parse_envelope(envelope, received)
+    registration = resolve_device(uplink, directory, allow_unknown=allow_unknown)
+    frame = duplicate_key(uplink)
+    device = identity(uplink)
+    state: DeviceFrames | None = None
+    if frame is not None:
+        duplicate, state = check_duplicate(
+            frames.get(device), frame, now=received, offset=offset, window=window
+        )
+        if duplicate:
+            return Normalised(received, uplink.network, duplicate=True)
+    encoded = []
+    for observation in observations_from_uplink(uplink, envelope, registration):
+        doc, key = observation.to_json(), observation.device_id.encode()
+        size = record_size(key, doc) + header_allowance
+        if max_record_bytes is not None and size > max_record_bytes:
+            raise Oversize(
+                f"the observation of field {shown(observation.field)} would take {size} bytes "
+                f"once encoded, more than Kafka's record limit of {max_record_bytes} bytes "
+                "(CITYHUB_KAFKA__MAX_MESSAGE_BYTES)"
+            )
+        encoded.append((observation, doc, key))
+    if state is not None:
+        frames[device] = state
+    return Normalised(
+        received,
+        uplink.network,
+        duplicate=False,
+        observations=tuple(encoded),
+        remembered=device if state is not None else None,
+    )

@@ -1,24 +1,30 @@
-"""The aggregator's pure helpers: table keys, rebuilding states from table entries, and the
-watermark header that carries a device partition's watermark across the repartition."""
+"""The aggregator: its pure helpers (table keys, rebuilding states from table entries, the
+watermark header that carries a device partition's watermark across the repartition) and the
+agents as the runtime drives them (assign, step, tick), without a broker."""
 
-import asyncio
-from types import SimpleNamespace
-from typing import Any
+from dataclasses import dataclass, field
 
 import orjson
 
 from cityhub.schemas.settings import Settings
 from cityhub.streams.aggregation.agent import (
     WATERMARK_HEADER,
-    _Aggregator,
+    AggregatorAgent,
     read_watermark,
     state_from_entries,
     table_key,
     watermark_header,
     window_config,
 )
-from cityhub.streams.aggregation.windows import US, Point, WindowConfig, WindowState, epoch_us
-from cityhub.streams.runtime.intake import InputOrder
+from cityhub.streams.aggregation.windows import (
+    US,
+    Point,
+    WindowConfig,
+    WindowState,
+    epoch_us,
+    format_us,
+)
+from cityhub.streams.runtime.agent import StoredEntry, Write
 
 T0 = epoch_us("2026-11-29T10:00:00Z")
 CONFIG = WindowConfig(sizes=(60, 900), grace=30, groupings=("device",))
@@ -91,143 +97,144 @@ def test_window_config_follows_the_settings_and_areas_follow_upstream() -> None:
     assert (area.groupings, area.own_watermark) == (("area",), False)
 
 
-# -- input order: holes in what faust delivers, copies, acknowledgements in offset order ---------
+# -- the agents ---------------------------------------------------------------------------------
+
+SETTINGS = Settings()
+PREFIX = SETTINGS.kafka.topic_prefix
 
 
-def test_input_order_admits_the_next_offset_reports_holes_and_copies() -> None:
-    order = InputOrder(5)
-    assert order.admit(5) == range(0)
-    assert order.admit(6) == range(0)
-    assert order.admit(9) == range(7, 9)  # 7 and 8 never came: the caller processes them first
-    assert order.due == 10
-    assert order.admit(8) is None  # taken already (read for the hole): a copy
-    assert order.admit(9) is None
-    assert order.due == 10
+@dataclass(frozen=True)
+class Rec:
+    """An input record as the runtime hands it over."""
+
+    offset: int
+    value: bytes | None
+    partition: int = 0
+    topic: str = f"{PREFIX}.observations"
+    key: bytes | None = b"d1"
+    timestamp: int = 0
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-async def test_input_order_acknowledges_in_offset_order_and_never_after_a_failure() -> None:
-    loop = asyncio.get_running_loop()
-    order = InputOrder(0)
-    acked: list[int] = []
-    failures: list[BaseException] = []
-    first, second, third = (loop.create_future() for _ in range(3))
-    order.acknowledge([first], lambda: acked.append(0), failures.append)
-    order.acknowledge([second], lambda: acked.append(1), failures.append)
-    order.acknowledge([], lambda: acked.append(2), failures.append)  # wrote nothing
-    order.acknowledge([third, third], lambda: acked.append(3), failures.append)
-    third.set_result(None)
-    second.set_result(None)
-    await asyncio.sleep(0)
-    assert acked == []  # confirmed, but the first is not
-    first.set_result(None)
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert acked == [0, 1, 2, 3]
-
-    broken, later = loop.create_future(), loop.create_future()
-    order.acknowledge([broken], lambda: acked.append(4), failures.append)
-    order.acknowledge([later], lambda: acked.append(5), failures.append)
-    later.set_result(None)
-    broken.set_exception(RuntimeError("not confirmed"))
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert acked == [0, 1, 2, 3]
-    assert len(failures) == 1
-
-
-class FakeWriter:
-    """Hands out one unresolved delivery per record written."""
-
-    attached = True
-
-    def __init__(self) -> None:
-        self.deliveries: list[asyncio.Future[Any]] = []
-
-    async def send(self, topic: str, value: Any = None, key: Any = None, **_: Any) -> Any:
-        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.deliveries.append(delivery)
-        return delivery
-
-    async def flush(self) -> None:
-        pass
-
-
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.acked: list[int] = []
-
-    def ack(self, message: Any) -> bool:
-        self.acked.append(message.offset)
-        return True
-
-    def topic_partitions(self, topic: str) -> int:
-        return 4
-
-
-def record(offset: int) -> SimpleNamespace:
-    doc = {
-        "event_id": f"e{offset}",
-        "device_id": "d1",
-        "quantity": "temperature",
-        "value": float(offset),
-        "unit": "Cel",
-        "observed_at": f"2026-01-01T10:00:{offset:02d}Z",
-        "tenant": None,
-        "area": None,
-    }
-    return SimpleNamespace(
-        topic="obs",
-        partition=2,
-        offset=offset,
-        key=b"d1",
-        value=orjson.dumps(doc),
-        headers=[],
-        timestamp=0,
-        timestamp_type=0,
+def observation(
+    eid: str, at_s: float, *, device: str = "d1", area: str | None = "centrum"
+) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": eid,
+            "device_id": device,
+            "quantity": "temperature",
+            "value": 20.0,
+            "unit": "Cel",
+            "observed_at": format_us(T0 + round(at_s * US)),
+            "tenant": "city",
+            "area": area,
+            "classification": "public",
+        }
     )
 
 
-async def test_the_agent_processes_a_record_faust_skipped_and_not_a_copy_twice() -> None:
-    """faust empties the agents' input buffers when a recovery completes: a record fetched into
-    them is never delivered (and was committed over); after a seek some come twice."""
-    app = SimpleNamespace(consumer=FakeConsumer())
-    table = SimpleNamespace(data={}, changelog_topic=SimpleNamespace(get_topic_name=lambda: "cl"))
-    failures: list[BaseException] = []
-    agg = _Aggregator(app, Settings(), "device", "obs", table, failures.append)  # type: ignore[arg-type]
-    writer = FakeWriter()
-    agg.writer = writer  # type: ignore[assignment]
-    read: list[range] = []
+def to(writes: list[Write], topic: str) -> list[Write]:
+    return [w for w in writes if w.topic == topic]
 
-    async def start_offset(partition: int) -> int:
-        return 0  # the group's committed offset
 
-    async def read_missing(partition: int, offsets: range) -> list[Any]:
-        read.append(offsets)
-        return [record(o) for o in offsets]
+def test_a_batch_writes_its_state_once_and_closed_windows_and_forwards_area_observations() -> None:
+    agent = AggregatorAgent(SETTINGS, "device")
+    assert agent.assign(0, []) == []
+    # three observations of one series within one minute, then one that closes it
+    batch = [Rec(i, observation(f"e{i}", 5 * i)) for i in range(3)] + [
+        Rec(3, observation("e3", 61))
+    ]
+    writes = agent.step(0, batch, now=T0 / US + 3600)
+    changelog = to(writes, agent.changelog or "")
+    keys = [orjson.loads(w.key) for w in changelog]
+    # once per batch: the one series entry and the meta last, not one write per observation
+    assert len(keys) == len(set(keys)) == 2
+    assert keys[-1] == "0/meta"
+    assert all(w.partition == 0 for w in changelog)
+    (closed,) = [
+        orjson.loads(w.value or b"")
+        for w in to(writes, f"{PREFIX}.aggregates")
+        if orjson.loads(w.value or b"")["window_size"] == 60
+    ]
+    assert closed["count"] == 3
+    forwarded = to(writes, f"{PREFIX}.observations-by-area")
+    assert [w.key for w in forwarded] == [b"city/centrum"] * 4
+    assert all(read_watermark(w.headers) is not None for w in forwarded)
 
-    agg.intake.start_offset = start_offset  # type: ignore[method-assign]
-    agg.intake.read_missing = read_missing  # type: ignore[method-assign]
-    acked: list[int] = []
-    released: list[int] = []
 
-    async def deliver(offset: int) -> None:
-        message = record(offset)
-        event = SimpleNamespace(message=message, ack=lambda: acked.append(offset))
-        await agg.intake.take(event, agg.process, lambda: released.append(offset), failures.append)
+def test_a_state_restored_from_its_writes_equals_the_live_one() -> None:
+    live = AggregatorAgent(SETTINGS, "device")
+    live.assign(2, [])
+    stored: dict[bytes, bytes] = {}
+    for batch in ([Rec(0, observation("a", 10), 2)], [Rec(1, observation("b", 70), 2)]):
+        for w in to(live.step(2, batch, now=T0 / US + 3600), live.changelog or ""):
+            if w.value is None:
+                stored.pop(w.key, None)
+            else:
+                stored[w.key] = w.value
+    restored = AggregatorAgent(SETTINGS, "device")
+    again = restored.assign(2, [StoredEntry(k, v) for k, v in stored.items()])
+    assert canonical(restored.states[2]) == canonical(live.states[2])
+    # the closed minute is written again, in case a crash lost its emission
+    assert [orjson.loads(w.value or b"")["window_size"] for w in again] == [60]
+    # a record seen before the crash is a duplicate for the restored state
+    assert to(restored.step(2, [Rec(1, observation("b", 70), 2)], now=T0 / US + 3600), "x") == []
+    assert restored.states[2].counters["duplicates"] == 1
 
-    # Offset 2 was dropped from the buffer; 1 comes again after a seek back.
-    for offset in (0, 1, 3, 1):
-        await deliver(offset)
-    assert read == [range(2, 3)]
-    state = agg.states[2]
-    assert state.counters["observations"] == 4  # 0, 1, 2 (read directly), 3; not the copy
-    assert state.counters["duplicates"] == 0
-    for delivery in reversed(writer.deliveries):  # Kafka confirms the last writes first
-        delivery.set_result(None)
-        await asyncio.sleep(0)
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert app.consumer.acked == [2]  # acknowledged to faust by the agent
-    assert acked == [0, 1, 3, 1]  # in offset order, the copy after what it copies
-    assert sorted(released) == [0, 1, 1, 3]
-    assert failures == []
+
+def test_a_quiet_caught_up_partition_closes_its_windows_on_the_clock_and_tells_the_areas() -> None:
+    agent = AggregatorAgent(SETTINGS, "device")
+    agent.assign(0, [])
+    at = T0 / US
+    agent.step(0, [Rec(0, observation("a", 10))], now=at + 20)
+    idle = SETTINGS.aggregation.idle_close_seconds
+    assert agent.tick(at + 20 + idle / 2, lambda p: True) == [
+        w for w in agent.tick(at + 20 + idle / 2, lambda p: True) if w.value is None
+    ]  # not quiet long enough: only the watermark markers
+    assert not to(agent.tick(at + 20 + idle + 1, lambda p: False), f"{PREFIX}.aggregates")
+    writes = agent.tick(at + 3 * 3600, lambda p: True)  # quiet and caught up: closed
+    assert {
+        orjson.loads(w.value or b"")["window_size"] for w in to(writes, f"{PREFIX}.aggregates")
+    } == {
+        60,
+        900,
+        3600,
+    }
+    markers = [w for w in writes if w.topic == f"{PREFIX}.observations-by-area"]
+    assert sorted(w.partition for w in markers) == list(range(SETTINGS.kafka.partitions))
+    assert all(
+        w.value is None and read_watermark(w.headers) == (0, agent.states[0].watermark)
+        for w in markers
+    )
+
+
+def test_area_windows_follow_the_least_device_watermark_and_skip_what_is_not_an_observation() -> (
+    None
+):
+    agent = AggregatorAgent(SETTINGS, "area")
+    agent.assign(1, [])
+    n = SETTINGS.kafka.partitions
+    late = T0 + 30 * US
+    obs = Rec(
+        0,
+        observation("a", 10),
+        1,
+        f"{PREFIX}.observations-by-area",
+        b"city/centrum",
+        headers=[watermark_header(0, late)],
+    )
+    assert agent.step(1, [obs, Rec(1, b"not json", 1)], now=T0 / US) != []
+    assert agent.states[1].watermark is None  # one device partition of n reported
+    markers = [
+        Rec(
+            2 + s,
+            None,
+            1,
+            f"{PREFIX}.observations-by-area",
+            headers=[watermark_header(s, T0 + 120 * US)],
+        )
+        for s in range(1, n)
+    ]
+    agent.step(1, markers, now=T0 / US)
+    assert agent.states[1].watermark == late  # the least of all, partition 0's

@@ -5,15 +5,18 @@ loopback, on a port apart from the API's."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.schemas.settings import ManagementSettings, Settings
-from cityhub.streams.http import bound_port, build_management_app
-from cityhub.streams.services import management_service
+from cityhub.streams.http import build_management_app
+from cityhub.streams.runtime.host import management_part
 
 from .test_api_support import running_api
 
@@ -56,21 +59,27 @@ def test_management_defaults_to_loopback_on_its_own_port() -> None:
     assert settings.management.port != settings.http.port
 
 
-async def test_the_management_service_listens_and_says_where(
+async def test_the_management_part_listens_and_says_where(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    service = management_service("127.0.0.1", 0, {"x": lambda: True})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    part = management_part("127.0.0.1", port, {"x": lambda: True})
     with caplog.at_level(logging.INFO, logger="cityhub"):
-        await service.on_start()
-    try:
-        assert service._runner is not None
-        port = bound_port(service._runner)
-        assert port
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{port}/healthz") as response,
-        ):
-            assert response.status == 200
-        assert f"http://127.0.0.1:{port}/metrics" in caplog.text
-    finally:
-        await service.on_stop()
+        task = asyncio.create_task(part.run())
+        try:
+            for _ in range(100):
+                if f"http://127.0.0.1:{port}" in caplog.text:
+                    break
+                await asyncio.sleep(0.02)
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/healthz") as response,
+            ):
+                assert response.status == 200
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert f"metrics and health on http://127.0.0.1:{port}" in caplog.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import struct
 from collections.abc import AsyncIterator
@@ -177,7 +178,7 @@ async def test_attempts_after_a_failure_wait_a_growing_jittered_backoff() -> Non
         finally:
             await sink.stop()
     assert len(accepted) == 4
-    for n, (before, after) in enumerate(zip(accepted, accepted[1:], strict=False)):
+    for n, (before, after) in enumerate(itertools.pairwise(accepted)):
         ceiling = RECONNECT_BASE_S * 2**n
         drawn = expected.uniform(0.0, ceiling)
         # Never earlier than the drawn wait; the connection itself adds a little.

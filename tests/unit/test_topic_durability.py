@@ -7,9 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from cityhub.schemas.settings import KafkaSettings, Settings
-from cityhub.streams.app import create_app
-from cityhub.streams.faust_transport import faust_topic_config
-from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.schemas.topics import STATES, changelog
 from cityhub.streams.subscriptions.topics import subscription_topic_config
 from cityhub.streams.topic_admin import topic_specs
 
@@ -26,7 +24,7 @@ def _settings(replication_factor: int, min_insync_replicas: int | None = None) -
 
 def test_unreplicated_topics_leave_min_insync_replicas_to_the_broker() -> None:
     specs = topic_specs(_settings(replication_factor=1))
-    assert len(specs) == 7
+    assert len(specs) == 10  # 7 data and registry topics, 3 agent states
     assert all(MIN_ISR not in spec.config for spec in specs)
     assert MIN_ISR not in subscription_topic_config(KafkaSettings(replication_factor=1))
 
@@ -67,19 +65,10 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
         Settings()
 
 
-def test_faust_topics_of_an_app_get_the_same_durability() -> None:
-    replicated = create_app(_settings(replication_factor=3), InMemoryRegistryStore())
-    # A changelog topic: faust's own config (compaction) is kept, min.insync.replicas added.
-    assert faust_topic_config(replicated, 3, {"cleanup.policy": "compact"}) == {
-        "cleanup.policy": "compact",
-        MIN_ISR: "2",
-    }
-    # A topic faust declares with fewer replicas never gets more in-sync replicas than it has.
-    assert faust_topic_config(replicated, 1, None) == {}
-    # A per-topic value wins over the derived one.
-    assert faust_topic_config(replicated, 3, {MIN_ISR: "3"}) == {MIN_ISR: "3"}
-
-    unreplicated = create_app(_settings(replication_factor=1), InMemoryRegistryStore())
-    assert faust_topic_config(unreplicated, 1, {"cleanup.policy": "compact"}) == {
-        "cleanup.policy": "compact"
-    }
+def test_the_agents_state_topics_are_compacted_and_as_durable() -> None:
+    specs = {spec.name: spec for spec in topic_specs(_settings(replication_factor=3))}
+    for state in STATES:
+        spec = specs[changelog(Settings().worker.app_id, state)]
+        assert spec.config["cleanup.policy"] == "compact"
+        assert spec.config[MIN_ISR] == "2"
+        assert spec.partitions == Settings().kafka.partitions

@@ -1,0 +1,210 @@
+"""What one cityhub process runs, wired together: the one place that knows every part.
+
+``process_parts`` builds the parts a command asks for (``cityhub worker``, ``bridge``, ``api``,
+``deliver``, or several of them) with what they share: one registry store and one
+subscriptions store per process, the routing that the worker's agents write through, and the
+management endpoint with each part's health. ``cityhub.streams.runtime.host.run_parts`` then
+runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute
+from cityhub.connectors.mqtt.bridge import MqttBridge, bridge_writer
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.topics import Topics
+from cityhub.streams import metrics
+from cityhub.streams.aggregation.agent import AggregatorAgent
+from cityhub.streams.http import HealthCheck
+from cityhub.streams.normaliser.agent import NormaliserAgent
+from cityhub.streams.registry.store import RegistryStore
+from cityhub.streams.runtime.host import Part, management_part, server_part, store_part
+from cityhub.streams.runtime.worker import Worker
+from cityhub.streams.subscriptions.router import SubscriptionRouter
+from cityhub.streams.subscriptions.routing import Routing
+from cityhub.streams.subscriptions.store import SubscriptionStore
+from cityhub.streams.subscriptions.topics import SubscriptionTopics
+
+WRITER_STAGE = "worker"
+"""The stage of the dead letters the worker's writer makes itself (a record too large once
+made, or refused by Kafka): the agents' own dead letters name their stage."""
+
+
+@dataclass(frozen=True, slots=True)
+class Roles:
+    """What a process runs."""
+
+    bridge: bool = False
+    worker: bool = False
+    api: bool = False
+    deliver: bool = False
+    simulate: dict[str, float] | None = None
+    """The simulator's options (devices, rate, duplicate_ratio), when it runs here."""
+    api_limits: dict[str, int] = field(default_factory=dict)
+    """``build_api``'s body caps (``max_body_bytes``, ``max_import_bytes``)."""
+
+
+def process_parts(settings: Settings, roles: Roles) -> list[Part]:
+    """The parts of one process, the management endpoint last, in start order."""
+    parts: list[Part] = []
+    checks: dict[str, HealthCheck] = {}
+    registry: RegistryStore | None = None
+    subscriptions: SubscriptionStore | None = None
+    if roles.worker or roles.api or roles.simulate is not None:
+        registry = RegistryStore(settings)
+        parts.append(store_part("registry", registry))
+        checks["registry"] = _flag(registry, "ready")
+    if roles.worker or roles.api or roles.deliver:
+        # Kept like the registry: a compacted topic tailed into a view, in every process that
+        # routes, serves or delivers subscriptions.
+        subscriptions = SubscriptionStore(settings)
+        parts.append(store_part("subscriptions", subscriptions))
+        checks["subscriptions"] = _flag(subscriptions, "ready")
+    if roles.worker:
+        assert registry is not None
+        assert subscriptions is not None
+        parts += _worker_parts(settings, registry, subscriptions, checks)
+    if roles.deliver:
+        from cityhub.streams.delivery.manager import DeliveryManager
+
+        assert subscriptions is not None
+        manager = DeliveryManager(settings, subscriptions)
+        parts.append(Part("delivery", manager.run))
+        checks["delivery"] = _flag(manager, "ready")
+    if roles.bridge:
+        parts.append(_bridge_part(settings, checks))
+    if roles.simulate is not None:
+        assert registry is not None
+        parts.append(_simulator_part(settings, registry, roles.simulate))
+    if roles.api:
+        assert registry is not None
+        assert subscriptions is not None
+        parts.append(_api_part(settings, registry, subscriptions, roles.api_limits))
+    parts.append(management_part(settings.management.host, settings.management.port, checks))
+    return parts
+
+
+def _flag(owner: object, name: str) -> HealthCheck:
+    return lambda: bool(getattr(owner, name))
+
+
+def _worker_parts(
+    settings: Settings,
+    registry: RegistryStore,
+    subscriptions: SubscriptionStore,
+    checks: dict[str, HealthCheck],
+) -> list[Part]:
+    """The routing loop and the worker: the normaliser and both aggregators on one consumer
+    group, writing through one writer."""
+
+    def device_type_of(tenant: str, device_id: str) -> str | None:
+        entry = registry.view.device_by_id(device_id)
+        return entry.type if entry is not None and entry.tenant == tenant else None
+
+    router = SubscriptionRouter(settings.kafka.topic_prefix, device_type_of)
+    routing = Routing(subscriptions, router, SubscriptionTopics(settings))
+    checks["routing"] = _flag(routing, "ready")
+    writer = BatchingWriter.for_kafka(
+        settings.kafka,
+        client_id=f"{settings.worker.app_id}-out",
+        dead_letters=DeadLetterRoute(
+            Topics.for_prefix(settings.kafka.topic_prefix).deadletter,
+            WRITER_STAGE,
+            settings.bridge.max_payload_bytes,
+            count=lambda reason: metrics.DEADLETTERS.labels(WRITER_STAGE, reason.value).inc(),
+        ),
+    )
+    worker = Worker(
+        settings,
+        [
+            NormaliserAgent(settings, registry.view, router),
+            AggregatorAgent(settings, "device", router),
+            AggregatorAgent(settings, "area", router),
+        ],
+        writer,
+        # No observation may pass before the registry and the routing caught up: a registered
+        # device would be taken for unknown, a subscriber would miss it.
+        ready=lambda: registry.ready and routing.ready,
+    )
+    checks["worker"] = _flag(worker, "running")
+
+    async def run_worker() -> None:
+        await writer.start()
+        try:
+            await worker.run()
+        finally:
+            await writer.stop()
+
+    return [Part("subscription routing", routing.run), Part("worker", run_worker)]
+
+
+def _bridge_part(settings: Settings, checks: dict[str, HealthCheck]) -> Part:
+    holder: dict[str, MqttBridge] = {}
+    checks["bridge"] = lambda: bool(holder.get("bridge") and holder["bridge"].healthy)
+
+    async def run_bridge() -> None:
+        writer = bridge_writer(settings)
+        await writer.start()
+        try:
+            holder["bridge"] = MqttBridge(settings, writer)
+            await holder["bridge"].run()
+        finally:
+            await writer.stop()
+
+    return Part("mqtt bridge", run_bridge)
+
+
+def _simulator_part(settings: Settings, registry: RegistryStore, options: dict[str, float]) -> Part:
+    from cityhub.streams.devtools.simulator import build_fleet
+    from cityhub.streams.devtools.simulator import simulate as run_simulation
+    from cityhub.streams.devtools.simulator.registration import register_fleet
+    from cityhub.streams.registry.service import Registry
+
+    async def run_simulator() -> None:
+        while not registry.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
+            await asyncio.sleep(0.1)
+        devices = int(options["devices"])
+        await register_fleet(Registry(registry), build_fleet(devices))
+        await asyncio.sleep(2.0)  # let the bridge subscribe first
+        await run_simulation(
+            settings,
+            devices,
+            float(options["rate"]),
+            duplicate_ratio=float(options.get("duplicate_ratio", 0.0)),
+        )
+
+    return Part("simulator", run_simulator)
+
+
+def _api_part(
+    settings: Settings,
+    registry: RegistryStore,
+    subscription_store: SubscriptionStore,
+    limits: dict[str, int],
+) -> Part:
+    from cityhub.streams.api.app import DEFAULT_MAX_BODY_BYTES, build_api
+    from cityhub.streams.delivery.sse import LiveStreams
+    from cityhub.streams.registry.service import Registry
+    from cityhub.streams.subscriptions.service import Subscriptions
+
+    subscriptions = Subscriptions(
+        subscription_store,
+        registry.view,
+        webhook_allowed_hosts=settings.subscriptions.webhook_allowed_hosts,
+        topic_prefix=settings.kafka.topic_prefix,
+        ensure_topic=SubscriptionTopics(settings).ensure,
+        subscriptions_per_tenant=settings.quotas.subscriptions_per_tenant,
+    )
+    # /api/v1 only: metrics and health are on the management port, which asks for no key.
+    app = build_api(
+        Registry(registry),
+        subscriptions=subscriptions,
+        live=LiveStreams(settings),
+        max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        max_import_bytes=limits.get("max_import_bytes"),  # None: the quota setting
+        quotas=settings.quotas,
+    )
+    return server_part("operator API", app, settings.http.host, settings.http.port)
