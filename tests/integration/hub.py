@@ -39,17 +39,25 @@ def free_port() -> int:
 @dataclass
 class Hub:
     """A `cityhub run|bridge|worker` process with its own topic prefix, consumer group and MQTT
-    session, so that tests do not see each other's records."""
+    session, so that tests do not see each other's records. ``cityhub run`` supervises one
+    process per part; tests run it with one worker process unless ``args`` says otherwise."""
 
     workdir: Path
     command: str = "run"
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] | None = None
+    """Arguments after the command; None: ``--workers 1`` for ``run``, none otherwise."""
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     port: int = field(default_factory=free_port)
     """The operator API's port (``/api/v1`` only)."""
     management_port: int = field(default_factory=free_port)
     """``/metrics`` and ``/healthz``."""
     proc: subprocess.Popen[bytes] | None = None
+
+    def command_args(self) -> tuple[str, ...]:
+        if self.args is not None:
+            return self.args
+        return ("--workers", "1") if self.command == "run" else ()
 
     @property
     def topics(self) -> dict[str, str]:
@@ -75,7 +83,7 @@ class Hub:
     def start(self, *, wait: float = 90.0) -> None:
         log = open(self.workdir / f"{self.command}-{time.time():.0f}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cityhub.streams", self.command],
+            [sys.executable, "-m", "cityhub.streams", self.command, *self.command_args()],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

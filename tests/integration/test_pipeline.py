@@ -222,16 +222,20 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
         "cityhub_consumer_lag_messages",
     ):
         assert name in text, name
+    # one process per part under cityhub run's supervisor, each with its components
     body = hub.health()
     assert body == {
         "status": "ok",
         "components": {
-            "registry": True,
-            "subscriptions": True,
-            "routing": True,
-            "delivery": True,
-            "bridge": True,
-            "worker": True,
+            "bridge.bridge": True,
+            "worker-1.registry": True,
+            "worker-1.subscriptions": True,
+            "worker-1.routing": True,
+            "worker-1.worker": True,
+            "api.registry": True,
+            "api.subscriptions": True,
+            "deliver.subscriptions": True,
+            "deliver.delivery": True,
         },
     }
 

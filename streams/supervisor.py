@@ -1,0 +1,270 @@
+"""``cityhub run``: the hub as separate processes on every core, one command, one Ctrl-C.
+
+The supervisor starts one child process per part (``cityhub bridge``, ``cityhub worker`` once
+per core, ``cityhub api``, ``cityhub deliver``, and the simulator when asked), each with a
+management port of its own, and serves the hub's management endpoint itself:
+
+- ``/healthz`` asks every child and answers 200 only when all are healthy, listing each
+  child's components under its name (``worker-1.routing``);
+- ``/metrics`` gathers every child's metrics, each sample labelled with its ``process``, so
+  Prometheus sees one target; counters of two workers are two series (sum them).
+
+A child that exits is started again after a backoff (doubling from 0.5 s up to 30 s, back to
+0.5 s after it ran for a minute), so one crashing part never takes the others down and a part
+that crashes at once cannot spin. SIGINT or SIGTERM stops the children (SIGTERM, then SIGKILL
+after 30 s) and then the supervisor. Children share the supervisor's process group, so a
+SIGKILL of the group (a test, a container runtime) stops everything at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from cityhub.schemas.settings import Settings
+
+log = logging.getLogger("cityhub.supervisor")
+
+STOP_TIMEOUT_S = 30.0
+BACKOFF_START_S = 0.5
+BACKOFF_CAP_S = 30.0
+STABLE_AFTER_S = 60.0
+"""A child that ran this long before it exited is started again without waiting long."""
+SCRAPE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """One process of the hub: its name and the ``cityhub`` command that runs it."""
+
+    name: str
+    args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    probed: bool = True
+    """Whether it serves a management endpoint (the simulator does not)."""
+
+
+def hub_children(
+    settings: Settings, *, workers: int, simulate: dict[str, float] | None
+) -> list[ChildSpec]:
+    """The processes of ``cityhub run``: the bridge, ``workers`` workers, the API, the delivery,
+    and the simulator when ``simulate`` gives its options. Each gets a free management port."""
+    children = [ChildSpec("bridge", ("bridge",))]
+    children += [ChildSpec(f"worker-{i}", ("worker",)) for i in range(1, workers + 1)]
+    children += [
+        ChildSpec("api", ("api",), {"CITYHUB_HTTP__PORT": str(settings.http.port)}),
+        ChildSpec("deliver", ("deliver",)),
+    ]
+    if simulate is not None:
+        children.append(
+            ChildSpec(
+                "simulator",
+                (
+                    "simulate",
+                    "--devices",
+                    str(int(simulate["devices"])),
+                    "--rate",
+                    str(simulate["rate"]),
+                    "--duplicates",
+                    str(simulate.get("duplicate_ratio", 0.0)),
+                ),
+                probed=False,
+            )
+        )
+    return [
+        ChildSpec(
+            c.name, c.args, {**c.env, "CITYHUB_MANAGEMENT__PORT": str(_free_port())}, c.probed
+        )
+        for c in children
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def next_backoff(current: float, ran_for: float) -> float:
+    """The wait before a child is started again: doubled up to the cap, or back to the start
+    when the child had been running stably."""
+    if ran_for >= STABLE_AFTER_S:
+        return BACKOFF_START_S
+    return min(BACKOFF_CAP_S, max(BACKOFF_START_S, current * 2))
+
+
+def merge_metrics(texts: Sequence[tuple[str, str]]) -> str:
+    """Prometheus text of several processes as one exposition: each sample labelled with its
+    ``process``, each family once. Pure (prometheus_client parses and writes it)."""
+    families: dict[str, Metric] = {}
+    for process, text in texts:
+        for family in text_string_to_metric_families(text):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(
+                    family.name, family.documentation, family.type, family.unit
+                )
+            for sample in family.samples:
+                merged.samples.append(sample._replace(labels={**sample.labels, "process": process}))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(list(families.values())))
+    return generate_latest(registry).decode()
+
+
+class _Families:
+    """A collector that yields fixed metric families (what ``merge_metrics`` gathered)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+class _Child:
+    """One child process, started again whenever it exits until the supervisor stops."""
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.port = int(spec.env["CITYHUB_MANAGEMENT__PORT"])
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        backoff = BACKOFF_START_S
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "cityhub.streams",
+                *self.spec.args,
+                env={**os.environ, **self.spec.env},
+            )
+            self.starts += 1
+            code = await self.process.wait()
+            if self._stopping.is_set():
+                return
+            ran_for = time.monotonic() - started
+            backoff = next_backoff(backoff, ran_for)
+            log.warning(
+                "%s exited with %s after %.1f s; starting it again in %.1f s",
+                self.spec.name,
+                code,
+                ran_for,
+                backoff,
+            )
+            with contextlib.suppress(TimeoutError):  # a stop ends the wait
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("%s did not stop in %.0f s; killing it", self.spec.name, STOP_TIMEOUT_S)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+class Supervisor:
+    """Runs the children and the hub's management endpoint until cancelled."""
+
+    def __init__(self, settings: Settings, children: Sequence[ChildSpec]) -> None:
+        self._settings = settings
+        self._children = [_Child(spec) for spec in children]
+        self._probed = [c for c in self._children if c.spec.probed]
+
+    async def run(self) -> None:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S))
+        runner = web.AppRunner(self._management_app(session), access_log=None)
+        await runner.setup()
+        management = self._settings.management
+        tasks = [asyncio.create_task(c.run(), name=c.spec.name) for c in self._children]
+        try:
+            await web.TCPSite(runner, management.host, management.port).start()
+            for child in self._children:
+                log.info(
+                    "%s: cityhub %s%s",
+                    child.spec.name,
+                    " ".join(child.spec.args),
+                    f", metrics and health on http://127.0.0.1:{child.port}"
+                    if child.spec.probed
+                    else "",
+                )
+            await asyncio.gather(*tasks)
+        finally:
+            await asyncio.gather(*(c.stop() for c in self._children))
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runner.cleanup()
+            await session.close()
+
+    def _management_app(self, session: aiohttp.ClientSession) -> web.Application:
+        async def healthz(_: web.Request) -> web.Response:
+            answers = await asyncio.gather(*(self._health(session, c) for c in self._probed))
+            components: dict[str, bool] = {}
+            for child, states in zip(self._probed, answers, strict=True):
+                if states is None:
+                    components[child.spec.name] = False
+                else:
+                    components.update({f"{child.spec.name}.{k}": v for k, v in states.items()})
+            healthy = all(components.values())
+            return web.json_response(
+                {"status": "ok" if healthy else "unavailable", "components": components},
+                status=200 if healthy else 503,
+            )
+
+        async def metrics(_: web.Request) -> web.Response:
+            texts = await asyncio.gather(*(self._scrape(session, c) for c in self._probed))
+            body = merge_metrics(
+                [(c.spec.name, t) for c, t in zip(self._probed, texts, strict=True) if t]
+            )
+            return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application(client_max_size=1024)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/metrics", metrics)
+        return app
+
+    @staticmethod
+    async def _health(session: aiohttp.ClientSession, child: _Child) -> dict[str, bool] | None:
+        try:
+            async with session.get(f"http://127.0.0.1:{child.port}/healthz") as response:
+                doc = await response.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        states = doc.get("components") if isinstance(doc, dict) else None
+        if not isinstance(states, dict):
+            return None
+        return {str(k): bool(v) for k, v in states.items()}
+
+    @staticmethod
+    async def _scrape(session: aiohttp.ClientSession, child: _Child) -> str:
+        try:
+            async with session.get(f"http://127.0.0.1:{child.port}/metrics") as response:
+                return await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return ""

@@ -1,0 +1,76 @@
+"""``cityhub run``'s supervisor, its pure parts: which children it starts, how long it waits before
+starting a crashed one again, and one metrics exposition made of every child's."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from cityhub.schemas.settings import Settings
+from cityhub.streams.supervisor import (
+    BACKOFF_CAP_S,
+    BACKOFF_START_S,
+    STABLE_AFTER_S,
+    hub_children,
+    merge_metrics,
+    next_backoff,
+)
+
+
+def test_the_hub_is_a_bridge_a_worker_per_core_the_api_and_the_delivery() -> None:
+    children = hub_children(Settings(), workers=3, simulate=None)
+    assert [c.name for c in children] == [
+        "bridge",
+        "worker-1",
+        "worker-2",
+        "worker-3",
+        "api",
+        "deliver",
+    ]
+    assert [c.args for c in children][:2] == [("bridge",), ("worker",)]
+    ports = [c.env["CITYHUB_MANAGEMENT__PORT"] for c in children]
+    assert len(set(ports)) == len(ports)  # each its own management port
+    assert all(c.probed for c in children)
+    simulated = hub_children(Settings(), workers=1, simulate={"devices": 5, "rate": 2.0})
+    (simulator,) = [c for c in simulated if c.name == "simulator"]
+    assert simulator.args[:3] == ("simulate", "--devices", "5")
+    assert not simulator.probed  # it serves no management endpoint
+
+
+def test_a_crashing_child_waits_longer_each_time_and_a_stable_one_starts_again_at_once() -> None:
+    waits = [BACKOFF_START_S]
+    for _ in range(10):
+        waits.append(next_backoff(waits[-1], ran_for=1.0))
+    assert waits[1] == 2 * BACKOFF_START_S
+    assert waits[-1] == BACKOFF_CAP_S
+    assert next_backoff(BACKOFF_CAP_S, ran_for=STABLE_AFTER_S) == BACKOFF_START_S
+
+
+def test_metrics_of_every_child_are_one_exposition_labelled_by_process() -> None:
+    worker = (
+        "# HELP cityhub_normaliser_messages_total Raw messages taken.\n"
+        "# TYPE cityhub_normaliser_messages_total counter\n"
+        'cityhub_normaliser_messages_total{format="tts-v3"} 5.0\n'
+    )
+    bridge = (
+        "# HELP cityhub_bridge_connected Connected to MQTT.\n"
+        "# TYPE cityhub_bridge_connected gauge\n"
+        'cityhub_bridge_connected{connector="mqtt"} 1.0\n'
+    )
+    merged = merge_metrics([("worker-1", worker), ("worker-2", worker), ("bridge", bridge)])
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(merged)
+        for s in family.samples
+    }
+    assert samples == {
+        (
+            "cityhub_normaliser_messages_total",
+            (("format", "tts-v3"), ("process", "worker-1")),
+        ): 5.0,
+        (
+            "cityhub_normaliser_messages_total",
+            (("format", "tts-v3"), ("process", "worker-2")),
+        ): 5.0,
+        ("cityhub_bridge_connected", (("connector", "mqtt"), ("process", "bridge"))): 1.0,
+    }
+    assert merged.count("# TYPE cityhub_normaliser_messages_total counter") == 1
