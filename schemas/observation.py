@@ -118,3 +118,38 @@ def event_id(identity: str, frame: str, field_name: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_OWN_FIELDS = ("event_id", "quantity", "field", "value", "unit", "observed_at")
+"""What tells the observations of one uplink apart; every other field they share."""
+_SHARED_FIELDS = tuple(name for name in Observation.__dataclass_fields__ if name not in _OWN_FIELDS)
+
+
+def encode_uplink(observations: list[Observation]) -> list[bytes]:
+    """``[o.to_json() for o in observations]`` (the same documents, their fields in another
+    order) for the observations one uplink made (``observations_from_uplink``, which gives them
+    one ``network`` object, and the same device, times and registry fields): what they share is
+    encoded once, not once per observation, which halves the cost of encoding an uplink of
+    three. An observation whose ``network`` is another object is encoded whole."""
+    if len(observations) < 2:
+        return [o.to_json() for o in observations]
+    first = observations[0]
+    shared = orjson.dumps({name: getattr(first, name) for name in _SHARED_FIELDS})[1:]
+    network = first.network
+    out = []
+    for o in observations:
+        if o.network is not network:
+            out.append(o.to_json())
+            continue
+        own = orjson.dumps(
+            {
+                "event_id": o.event_id,
+                "quantity": o.quantity,
+                "field": o.field,
+                "value": o.value,
+                "unit": o.unit,
+                "observed_at": o.observed_at,
+            }
+        )
+        out.append(own[:-1] + b"," + shared)
+    return out

@@ -34,7 +34,13 @@ from cityhub.schemas.errors import (
     Oversize,
     UnknownDevice,
 )
-from cityhub.schemas.observation import Location, NetworkMeta, Observation, event_id
+from cityhub.schemas.observation import (
+    Location,
+    NetworkMeta,
+    Observation,
+    encode_uplink,
+    event_id,
+)
 from cityhub.schemas.quantities import unit_of
 from cityhub.schemas.registry import NETWORK_DECODER, DeviceType, NetworkBinding, NetworkServer
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339_from_datetime
@@ -405,8 +411,9 @@ def normalise_envelope(
         if duplicate:
             return Normalised(received, uplink.network, duplicate=True)
     encoded = []
-    for observation in observations_from_uplink(uplink, envelope, registration):
-        doc, key = observation.to_json(), observation.device_id.encode()
+    observations = observations_from_uplink(uplink, envelope, registration)
+    for observation, doc in zip(observations, encode_uplink(observations), strict=True):
+        key = observation.device_id.encode()
         size = record_size(key, doc) + header_allowance
         if max_record_bytes is not None and size > max_record_bytes:
             raise Oversize(
