@@ -26,16 +26,8 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.schemas.validation import errors as schema_errors
 from cityhub.streams.normaliser.agent import HEADER_ALLOWANCE_BYTES, STAGE
-from cityhub.streams.normaliser.dedup import DeviceFrames, check_duplicate
-from cityhub.streams.normaliser.normalise import (
-    duplicate_key,
-    identity,
-    observations_from_uplink,
-    parse_envelope,
-    raw_dead_letter,
-    received_seconds,
-    resolve_device,
-)
+from cityhub.streams.normaliser.dedup import DeviceFrames
+from cityhub.streams.normaliser.normalise import normalise_envelope, raw_dead_letter
 from cityhub.streams.registry.view import RegistryView
 
 SETTINGS = Settings()
@@ -96,29 +88,20 @@ def normalise_record(
     """What the normaliser agent writes for the raw record ``value`` at ``offset``: its
     observations, ``[]`` for a duplicate; a ``MessageError`` for a dead letter (an
     ``Oversize`` for an observation too large for Kafka, as the agent raises it)."""
-    envelope = RawEnvelope.from_json(value)
-    received = received_seconds(envelope)
-    uplink = parse_envelope(envelope, received)
-    registration = resolve_device(uplink, view, allow_unknown=allow_unknown)
-    frame = duplicate_key(uplink)
-    device = identity(uplink)
-    state = None
-    if frame is not None:
-        duplicate, state = check_duplicate(
-            frames.get(device), frame, now=received, offset=offset, window=WINDOW
-        )
-        if duplicate:
-            return []
-    produced = observations_from_uplink(uplink, envelope, registration)
-    written = [Written(o, o.to_json(), o.device_id.encode()) for o in produced]
-    for w in written:
-        size = record_size(w.key, w.value) + HEADER_ALLOWANCE_BYTES
-        if size > MAX_RECORD:
-            raise Oversize(f"the observation of field {w.observation.field[:200]!r} is too large")
-    if state is not None:
-        # faust keeps the table as JSON: the state must survive that.
-        frames[device] = orjson.loads(orjson.dumps(state))
-    return written
+    result = normalise_envelope(
+        RawEnvelope.from_json(value),
+        offset=offset,
+        directory=view,
+        frames=frames,
+        window=WINDOW,
+        allow_unknown=allow_unknown,
+        max_record_bytes=MAX_RECORD,
+        header_allowance=HEADER_ALLOWANCE_BYTES,
+    )
+    if result.remembered is not None:
+        # The state goes through JSON (its changelog): it must survive that.
+        frames[result.remembered] = orjson.loads(orjson.dumps(frames[result.remembered]))
+    return [Written(o, doc, key) for o, doc, key in result.observations]
 
 
 def check_observations(written: list[Written]) -> None:
@@ -126,6 +109,8 @@ def check_observations(written: list[Written]) -> None:
     header allowance) fits Kafka's limit, and its times are in the accepted range."""
     for w in written:
         doc = orjson.loads(w.value)
+        # the uplink's documents, encoded together, are each observation's own
+        assert doc == orjson.loads(w.observation.to_json())
         problems = schema_errors("observation", doc)
         assert problems == [], f"{problems} in {w.value[:2000]!r}"
         assert record_size(w.key, w.value) + HEADER_ALLOWANCE_BYTES <= MAX_RECORD
