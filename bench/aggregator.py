@@ -39,7 +39,9 @@ from cityhub.connectors.formats import get_format
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.observation import NetworkMeta, Observation
 from cityhub.schemas.timefmt import rfc3339
-from cityhub.streams.aggregation.windows import Point, WindowConfig, WindowState
+from cityhub.streams.aggregation.points import Point
+from cityhub.streams.aggregation.window_config import WindowConfig
+from cityhub.streams.aggregation.windows import WindowState
 
 BOOTSTRAP = os.environ.get("CITYHUB_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 FORMAT_OF = {"tts": "tts-v3", "chirpstack": "chirpstack-v4", "senml": "cityhub-json"}

@@ -23,7 +23,8 @@ import aiomqtt
 
 from bench.stats import machine, median, today
 from bench.workload import city_messages
-from cityhub.connectors.kafka import BatchingWriter, create_producer
+from cityhub.connectors.batching_writer import BatchingWriter
+from cityhub.connectors.kafka import create_producer
 from cityhub.connectors.mqtt.bridge import MqttBridge
 from cityhub.connectors.mqtt.session import MqttSession, end_session
 from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings

@@ -32,7 +32,8 @@ class KafkaSettings(_Section):
     """Partitions of the data topics when cityhub creates them: at most this many workers share
     the load."""
     replication_factor: int = Field(default=1, ge=1)
-    """Replicas of each topic cityhub creates: its own, subscriptions' and its faust worker's."""
+    """Replicas of each topic cityhub creates: its own, subscriptions' and the
+    worker's changelogs."""
     min_insync_replicas: int | None = Field(default=None, ge=1)
     """Replicas that must hold a write before Kafka confirms it to an ``acks=all`` producer (every
     cityhub producer), set as ``min.insync.replicas`` on each topic cityhub creates. None: 2 for
@@ -114,20 +115,19 @@ class BridgeSettings(_Section):
 
 class WorkerSettings(_Section):
     app_id: str = "cityhub"
-    """The faust app id: the Kafka consumer group and the prefix of its internal topics."""
+    """The worker's Kafka consumer group and the prefix of its changelog topics."""
     duplicate_window_seconds: float = Field(default=300.0, gt=0)
     """Uplinks of one device with one frame counter within this window are one uplink."""
     commit_interval_seconds: float = Field(default=0.5, gt=0)
     """How often confirmed input offsets are committed (a crash replays at most this much)."""
     max_unconfirmed_records: int = Field(default=10_000, ge=1)
     """Input records whose outputs Kafka has not confirmed yet; at the limit the agent waits."""
-    data_dir: Path = Path(".cityhub/worker")
     allow_unknown_devices: bool = False
     """Normalise messages of devices that are not registered (marked ``registered: false``)
     instead of dead-lettering them as ``unknown_device``."""
     session_timeout_seconds: float = Field(default=10.0, ge=6.0)
     """How long Kafka waits for a silent worker before giving its partitions to others. Short, so
-    that a killed worker's partitions move on in seconds (faust's default is a minute); at least
+    that a killed worker's partitions move on in seconds (Kafka's default is 45 s); at least
     the broker's group.min.session.timeout.ms (6 s)."""
 
 

@@ -40,7 +40,7 @@ def _settings(*, http_port: int | None = None, management_port: int | None = Non
 
 
 def _setup_logging(level: str, log_format: LogFormat) -> None:
-    """Every logger of the process (faust's and aiokafka's too) writes to stderr through
+    """Every logger of the process (aiokafka's and aiohttp's too) writes to stderr through
     ``cityhub.streams.logsetup``: strings from outside escaped, arguments capped, one line per
     record's message, as text or JSON lines."""
     install(level, log_format)

@@ -24,9 +24,8 @@ Two formats (setting ``log_format``, ``CITYHUB_LOG_FORMAT``):
 - ``json``: one object per line, ``{"time": RFC 3339 UTC, "level", "logger", "message"}`` and
   ``"exception"`` (the traceback as one string) when there is one.
 
-:func:`install` puts one handler with this formatter on the root logger. faust's worker would
-replace the root handlers with its own (``mode.utils.logging.setup_logging``): the CLI starts it
-with ``override_logging=False`` so that faust, mode and aiokafka log through this one too.
+:func:`install` puts one handler with this formatter on the root logger, so that aiokafka,
+aiohttp and every other library log through this one too.
 """
 
 from __future__ import annotations
@@ -246,7 +245,7 @@ class SafeFormatter(logging.Formatter):
 def install(
     level: str | int, log_format: LogFormat = "text", stream: IO[str] | None = None
 ) -> None:
-    """Make every logger of the process (cityhub's, faust's, mode's, aiokafka's, aiohttp's) write
+    """Make every logger of the process (cityhub's, aiokafka's, aiohttp's) write
     through one handler with a :class:`SafeFormatter` on ``stream`` (stderr), at ``level``."""
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(SafeFormatter(log_format))

@@ -1,14 +1,14 @@
 """Creates cityhub's Kafka topics before anything uses them.
 
-faust can create topics itself, but a consumer that subscribes in the same moment may miss a
-topic that is still being created (seen on a fresh Kafka 4.4: "Ignoring missing topic" and no
+A broker can create topics on first use, but a consumer that subscribes in the same moment may
+miss a topic that is still being created (seen on a fresh Kafka 4.4: "Ignoring missing topic" and no
 assignment). Creating them first, with their partitions and configs, avoids that and makes the
 topic layout explicit. Existing topics are left as they are.
 
 Every cityhub producer writes with ``acks=all``; on a replicated topic that waits for the
 replicas in sync, which without ``min.insync.replicas`` may be the leader alone. So each topic
 cityhub creates with replicas gets ``min.insync.replicas`` (``durability_config``): here, for
-subscriptions' topics (``subscriptions.topics``) and for faust's own (``faust_transport``).
+subscriptions' topics (``subscriptions.topics``) and for the worker's changelogs.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute
+from cityhub.connectors.batching_writer import BatchingWriter
+from cityhub.connectors.dead_letter_route import DeadLetterRoute
 from cityhub.connectors.mqtt.bridge import MqttBridge, bridge_writer
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics

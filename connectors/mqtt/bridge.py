@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from cityhub.connectors.batching_writer import BatchingWriter
+from cityhub.connectors.dead_letter_route import DeadLetterRoute
 from cityhub.connectors.formats import get_format
 from cityhub.connectors.formats.base import IngestFormat
-from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute
 from cityhub.connectors.mqtt import metrics
 from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
 from cityhub.connectors.mqtt.codec import Publish

@@ -71,7 +71,9 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Source
 from cityhub.schemas.topics import AREA_WINDOWS, DEVICE_WINDOWS, Topics, changelog
 from cityhub.streams import metrics
-from cityhub.streams.aggregation.windows import COUNTERS, Point, WindowConfig, WindowState
+from cityhub.streams.aggregation.points import Point
+from cityhub.streams.aggregation.window_config import WindowConfig
+from cityhub.streams.aggregation.windows import COUNTERS, WindowState
 from cityhub.streams.runtime.agent import CaughtUp, Record, StoredEntry, Write
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 

@@ -25,7 +25,7 @@ query of one window size needs only that size in place of the largest: a 60 s qu
 minute past ``to + grace``, not an hour.) The high watermark at the start of the query is the
 hard stop.
 
-Pure: no Kafka, no faust, no clock.
+Pure: no Kafka, no clock.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Tumbling event-time windows over canonical observations: count, min, max, sum, mean and last.
 
-Pure: no Kafka, no faust, no clock. A :class:`WindowState` is the state of one input partition;
-the faust agent that wraps it feeds it observations, writes what it returns to
-``cityhub.aggregates`` and keeps its JSON (:meth:`WindowState.to_json`, or the per-window entries
-of :meth:`WindowState.take_changes`) in a table, so that a restarted worker carries on where the
-old one stopped. :func:`recompute` is the offline answer that the stream must agree with.
+Pure: no Kafka, no clock. A :class:`WindowState` is the state of one input partition; the
+aggregator agent (:mod:`cityhub.streams.aggregation.agent`) feeds it observations, writes what it
+returns to ``cityhub.aggregates`` and keeps its JSON (:meth:`WindowState.to_json`, or the per-
+window entries of :meth:`WindowState.take_changes`) in a changelog topic, so that a restarted
+worker carries on where the old one stopped. :func:`recompute` is the offline answer that the
+stream must agree with.
 
 Windows
     Tumbling, one per configured size (default 60 s, 900 s, 3600 s), in event time (the
@@ -81,43 +82,31 @@ Duplicates and their bound
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import heapq
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
-from cityhub.schemas.aggregate import (
-    MAX_WINDOW_SECONDS,
-    Aggregate,
-    Grouping,
-    aggregate_id,
-    most_restrictive,
-    restrictiveness,
+from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS, Aggregate, restrictiveness
+from cityhub.schemas.timefmt import EARLIEST_US, LATEST_US
+from cityhub.streams.aggregation.points import US, Point
+from cityhub.streams.aggregation.window_config import WindowConfig
+from cityhub.streams.aggregation.window_stats import (
+    SEEN,
+    WindowKey,
+    WindowStats,
+    digest,
+    key_order,
+    number,
+    to_aggregate,
 )
-from cityhub.schemas.observation import Observation
-from cityhub.schemas.timefmt import EARLIEST_US, LATEST_US, parse_rfc3339
-
-US = 1_000_000
-"""Microseconds per second: event times are integer microseconds since the epoch."""
-
-DEFAULT_SIZES = (60, 900, 3600)
-DEFAULT_GRACE = 60
-DEFAULT_MAX_EVENT_IDS = 100_000
-DEFAULT_MAX_FUTURE = 300
 
 STATE_VERSION = 3
 """2: the tenant in every key, classification and last area in every window entry; 3: the
 sequence number of the last record applied to each window (and, optional in the meta, of the
 last record the state took)."""
-
-MAX_VALUE = 1e300
-"""Values of a greater magnitude do not count: a window's exact sum stays finite."""
 
 COUNTERS = (
     "observations",
@@ -136,16 +125,6 @@ COUNTERS = (
 
 ``no_group``: an observation without an area or a tenant in a state that groups by area only."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
-_DIGEST_MASK = (1 << 63) - 1
-
-WindowKey = tuple[str, str | None, str, str, str | None, int, int]
-"""(grouping, tenant, device id or area, quantity, unit, size in s, start in µs); grouping SEEN
-marks the key of a set of seen event ids (its tenant is always None: event ids are per device)."""
-
-SEEN = "seen"
-
 SeriesKey = tuple[str | None, ...]
 """What one table entry holds (see ``take_changes``): ("device", device id, quantity, unit), the
 windows of one device's quantity in one unit (of every tenant) with their sets of seen event
@@ -157,287 +136,6 @@ def _series(key: WindowKey) -> SeriesKey:
     if g == "area":
         return ("area", tenant, k, q, unit)
     return ("device", k, q, unit)
-
-
-class Point(NamedTuple):
-    """What windowing needs of one observation; ``observed_us`` is µs since the epoch (UTC)."""
-
-    event_id: str
-    device_id: str
-    area: str | None
-    quantity: str
-    value: Any
-    unit: str | None
-    observed_us: int
-    """Inside the range of ``cityhub.schemas.timefmt`` (``from_observation`` sees to it)."""
-    tenant: str | None = None
-    """The device's tenant (None: unregistered)."""
-    classification: str | None = None
-
-    @classmethod
-    def from_observation(cls, obs: Observation | Mapping[str, Any]) -> Point:
-        """The point of a canonical observation, given as the dataclass or as its decoded JSON.
-        Raises ``InvalidTimestamp`` (a ValueError) when ``observed_at`` is not an RFC 3339 time
-        inside the range of ``cityhub.schemas.timefmt`` (1970 up to 2100): every point is
-        inside it, so every window's bounds can be formatted."""
-        if isinstance(obs, Observation):
-            return cls(
-                obs.event_id,
-                obs.device_id,
-                obs.area,
-                obs.quantity,
-                obs.value,
-                obs.unit,
-                epoch_us(obs.observed_at),
-                obs.tenant,
-                obs.classification,
-            )
-        return cls(
-            obs["event_id"],
-            obs["device_id"],
-            obs.get("area"),
-            obs["quantity"],
-            obs["value"],
-            obs.get("unit"),
-            epoch_us(obs["observed_at"]),
-            obs.get("tenant"),
-            obs.get("classification"),
-        )
-
-
-def epoch_us(text: str) -> int:
-    """Microseconds since the epoch of an RFC 3339 time (exact: no float rounding); raises
-    ``InvalidTimestamp`` (a ValueError) for anything that ``parse_rfc3339`` refuses."""
-    return (parse_rfc3339(text) - _EPOCH) // _ONE_US
-
-
-def format_us(us: int) -> str:
-    """RFC 3339 UTC of µs since the epoch: milliseconds, or microseconds when it has them.
-    Never raises for an instant of the range or a window end (at most ``MAX_WINDOW_SECONDS``
-    past it)."""
-    dt = _EPOCH + timedelta(microseconds=us)
-    spec = "milliseconds" if us % 1000 == 0 else "microseconds"
-    return dt.isoformat(timespec=spec).replace("+00:00", "Z")
-
-
-@functools.lru_cache(maxsize=4096)
-def _format_boundary(us: int) -> str:
-    """format_us for window bounds, which thousands of windows share."""
-    return format_us(us)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowConfig:
-    """How to window: sizes and grace in seconds; ``groupings`` is ``("device", "area")`` or one
-    of them (a deployment keyed by device runs a device-only state on the device-keyed topic and
-    an area-only state on a topic repartitioned by area); ``max_future`` None: no check;
-    ``own_watermark`` False: observations never move the watermark, only :meth:`WindowState.
-    advance` does (a state fed by several upstream partitions, whose watermark is the least of
-    theirs)."""
-
-    sizes: tuple[int, ...] = DEFAULT_SIZES
-    grace: int = DEFAULT_GRACE
-    groupings: tuple[Grouping, ...] = ("device", "area")
-    max_event_ids: int = DEFAULT_MAX_EVENT_IDS
-    max_future: int | None = DEFAULT_MAX_FUTURE
-    own_watermark: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.sizes or any(
-            type(s) is not int or not 0 < s <= MAX_WINDOW_SECONDS for s in self.sizes
-        ):
-            raise ValueError(
-                f"window sizes must be whole seconds from 1 to {MAX_WINDOW_SECONDS} (366 days), "
-                f"not {self.sizes!r}"
-            )
-        if len(set(self.sizes)) != len(self.sizes):
-            raise ValueError(f"window sizes repeat: {self.sizes!r}")
-        if self.grace < 0:
-            raise ValueError(f"grace must be >= 0, not {self.grace!r}")
-        if not self.groupings or not set(self.groupings) <= {"device", "area"}:
-            raise ValueError(f"groupings must be device and/or area, not {self.groupings!r}")
-        if len(set(self.groupings)) != len(self.groupings):
-            raise ValueError(f"groupings repeat: {self.groupings!r}")
-        if self.max_event_ids < 0:
-            raise ValueError("max_event_ids must be >= 0")
-
-
-def _number(value: Any) -> float | None:
-    """The value as a finite float with -0.0 made 0.0, or None when it does not count."""
-    if type(value) is float:
-        x = value
-    elif type(value) is int or (isinstance(value, int | float) and not isinstance(value, bool)):
-        try:
-            x = float(value)
-        except OverflowError:
-            return None
-    else:
-        return None
-    if not -MAX_VALUE <= x <= MAX_VALUE:  # also False for NaN
-        return None
-    return x + 0.0  # -0.0 + 0.0 == +0.0: min and max must not depend on arrival order
-
-
-def _digest(event_id: str) -> int:
-    """63-bit digest of an event id, the same in every process (unlike ``hash``)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest()) & _DIGEST_MASK
-
-
-def _order(key: WindowKey) -> tuple[Any, ...]:
-    """Total order of window keys (None units first), so emissions come in one order however
-    the state was built or restored."""
-    g, tenant, k, q, unit, size, start = key
-    return (g, tenant is not None, tenant or "", k, q, unit is not None, unit or "", size, start)
-
-
-class _Window:
-    """The running statistics of one window (mutable; lives only inside a WindowState)."""
-
-    __slots__ = (
-        "aid",
-        "area",
-        "classification",
-        "count",
-        "last_id",
-        "last_us",
-        "last_value",
-        "max",
-        "min",
-        "partials",
-        "revision",
-        "seq",
-    )
-
-    def __init__(
-        self, x: float, t: int, event_id: str, classification: str | None, area: str | None
-    ) -> None:
-        self.count = 1
-        self.min = x
-        self.max = x
-        self.partials = [x]
-        self.last_us = t
-        self.last_id = event_id
-        self.last_value = x
-        self.classification = classification
-        """The most restrictive classification so far."""
-        self.area = area
-        """The area of the last observation (greatest time, then event id)."""
-        self.revision = -1
-        """-1: never emitted; else the revision of the last emission."""
-        self.seq = -1
-        """The caller's sequence number (input offset) of the last record applied; -1: none."""
-        self.aid: str | None = None
-        """The aggregate id, once computed (not persisted: it follows from the key)."""
-
-    def add(
-        self, value: float, t: int, event_id: str, classification: str | None, area: str | None
-    ) -> None:
-        self.count += 1
-        if classification != self.classification:
-            self.classification = most_restrictive(self.classification, classification)
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        x = value
-        # Add x to the exact sum held as non-overlapping partials (Shewchuk; the msum recipe
-        # behind math.fsum), so that math.fsum(partials) is the correctly rounded sum. Inline:
-        # this runs for every window of every observation.
-        partials = self.partials
-        i = 0
-        for y in partials:
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            lo = y - (hi - x)
-            if lo:
-                partials[i] = lo
-                i += 1
-            x = hi
-        partials[i:] = [x]
-        x = value
-        if t > self.last_us or (t == self.last_us and event_id > self.last_id):
-            self.last_us = t
-            self.last_id = event_id
-            self.last_value = value
-            self.area = area
-
-    def to_list(self, key: WindowKey) -> list[Any]:
-        return [
-            *key,
-            self.count,
-            self.min,
-            self.max,
-            list(self.partials),
-            self.last_us,
-            self.last_id,
-            self.last_value,
-            self.revision,
-            self.classification,
-            self.area,
-            self.seq,
-        ]
-
-    @classmethod
-    def from_list(cls, data: list[Any]) -> tuple[WindowKey, _Window]:
-        g, tenant, k, q, unit, size, start = data[:7]
-        count, lo, hi, partials, last_us, last_id, last_value, revision, cl, area, seq = data[7:18]
-        w = cls.__new__(cls)
-        w.count = int(count)
-        w.min = float(lo)
-        w.max = float(hi)
-        w.partials = [float(p) for p in partials]
-        w.last_us = int(last_us)
-        w.last_id = str(last_id)
-        w.last_value = float(last_value)
-        w.revision = int(revision)
-        w.classification = None if cl is None else str(cl)
-        w.area = None if area is None else str(area)
-        w.seq = int(seq)
-        w.aid = None
-        return (
-            str(g),
-            None if tenant is None else str(tenant),
-            str(k),
-            str(q),
-            None if unit is None else str(unit),
-            int(size),
-            int(start),
-        ), w
-
-
-def _aggregate(key: WindowKey, w: _Window) -> Aggregate:
-    g, tenant, k, q, unit, size, start = key
-    try:
-        total = math.fsum(w.partials)
-    except OverflowError:  # beyond float range: a sensor value no city reports
-        total = math.inf if w.max > 0 else -math.inf
-    if w.aid is None:
-        w.aid = aggregate_id(g, tenant, k, q, unit, size, start)
-    device = g == "device"
-    return Aggregate(
-        aggregate_id=w.aid,
-        grouping="device" if device else "area",
-        key=k,
-        tenant=tenant,
-        classification=w.classification,
-        device_id=k if device else None,
-        area=w.area if device else k,
-        quantity=q,
-        unit=unit,
-        window_size=size,
-        window_start=_format_boundary(start),
-        window_end=_format_boundary(start + size * US),
-        count=w.count,
-        min=w.min,
-        max=w.max,
-        sum=total,
-        mean=total / w.count,
-        last=w.last_value,
-        last_observed_at=format_us(w.last_us),
-        last_event_id=w.last_id,
-        revision=w.revision,
-    )
 
 
 class WindowState:
@@ -455,7 +153,7 @@ class WindowState:
         self.seq = -1
         """The caller's sequence number (input offset) of the last record taken; -1: none."""
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._windows: dict[WindowKey, _Window] = {}
+        self._windows: dict[WindowKey, WindowStats] = {}
         self._seen: dict[WindowKey, set[int]] = {}
         """Event id digests by (SEEN, device, quantity, unit, size, start) of the observations'
         longest-lived window; evicted with that window."""
@@ -508,7 +206,7 @@ class WindowState:
             c["future_dropped"] += 1
             return []
         wm = self.watermark
-        x = _number(point.value)
+        x = number(point.value)
         if x is None:
             c["non_numeric"] += 1
             return self._advance(t) if self._own_watermark else []
@@ -539,8 +237,8 @@ class WindowState:
             return []
         seen_key: WindowKey = (SEEN, None, point.device_id, quantity, unit, h_size, h_start)
         seen = self._seen.get(seen_key)
-        digest = _digest(event_id)
-        if seen is not None and digest in seen:
+        event_digest = digest(event_id)
+        if seen is not None and event_digest in seen:
             c["duplicates"] += 1
             return []
 
@@ -559,7 +257,7 @@ class WindowState:
                 key: WindowKey = (g, tenant, k, quantity, unit, size_s, start)
                 w = windows.get(key)
                 if w is None:
-                    w = windows[key] = _Window(x, t, event_id, classification, area)
+                    w = windows[key] = WindowStats(x, t, event_id, classification, area)
                     self._track(key, end)
                 elif seq is not None and w.seq >= seq:
                     continue  # applied before a crash that saved this window but not the ids
@@ -574,7 +272,7 @@ class WindowState:
             seen = self._seen[seen_key] = set()
             self._track(seen_key, h_end)
         if len(seen) < self.config.max_event_ids:
-            seen.add(digest)
+            seen.add(event_digest)
             changed[device_series] = None
         else:
             c["dedup_overflow"] += 1
@@ -610,10 +308,10 @@ class WindowState:
         ``aggregate_id`` and ``revision``)."""
         out: list[Aggregate] = []
         for end in sorted(self._by_end):
-            for key in sorted(self._by_end[end], key=_order):
+            for key in sorted(self._by_end[end], key=key_order):
                 w = self._windows.get(key)
                 if w is not None and w.revision >= 0:
-                    out.append(_aggregate(key, w))
+                    out.append(to_aggregate(key, w))
         return out
 
     # -- internals -----------------------------------------------------------------------------
@@ -634,11 +332,11 @@ class WindowState:
         else:
             keys.append(key)
 
-    def _emit(self, key: WindowKey, w: _Window) -> Aggregate:
+    def _emit(self, key: WindowKey, w: WindowStats) -> Aggregate:
         w.revision += 1
         self.counters["re_emitted" if w.revision else "emitted"] += 1
         self._changed[_series(key)] = None
-        return _aggregate(key, w)
+        return to_aggregate(key, w)
 
     def _advance(self, wm: int) -> list[Aggregate]:
         if self.watermark is not None and wm <= self.watermark:
@@ -649,7 +347,7 @@ class WindowState:
         while close and close[0] <= wm:
             keys = self._by_end.get(heapq.heappop(close))
             if keys:
-                for key in sorted(keys, key=_order):
+                for key in sorted(keys, key=key_order):
                     w = self._windows.get(key)  # None: a set of seen ids
                     if w is not None and w.revision < 0:
                         out.append(self._emit(key, w))
@@ -714,11 +412,11 @@ class WindowState:
                 key: WindowKey = (SEEN, None, str(k), str(q), unit, int(size), int(start))
                 state._seen[key] = {int(d) for d in ids}
             else:
-                key, w = _Window.from_list(list(item))
+                key, w = WindowStats.from_list(list(item))
                 state._windows[key] = w
             keys.append(key)
         # Order-independent: a table gives its entries back in any order.
-        for key in sorted(keys, key=_order):
+        for key in sorted(keys, key=key_order):
             state._track(key, key[6] + key[5] * US)
         return state
 
@@ -741,7 +439,7 @@ class WindowState:
             keys = members.get(series)
             if keys:
                 entries[series_entry_key(series)] = [
-                    self._entry(key) for key in sorted(keys, key=_order)
+                    self._entry(key) for key in sorted(keys, key=key_order)
                 ]
             else:
                 members.pop(series, None)
@@ -767,7 +465,7 @@ def recompute(points: Iterable[Point], config: WindowConfig | None = None) -> li
         if p.event_id in seen:
             continue
         seen.add(p.event_id)
-        x = _number(p.value)
+        x = number(p.value)
         if x is None:
             continue
         keys: list[tuple[str, str]] = []
@@ -782,17 +480,17 @@ def recompute(points: Iterable[Point], config: WindowConfig | None = None) -> li
                     (p.observed_us, p.event_id, x, p.classification, p.area)
                 )
     out: list[Aggregate] = []
-    for key in sorted(groups, key=lambda k: (k[6] + k[5] * US, _order(k))):
+    for key in sorted(groups, key=lambda k: (k[6] + k[5] * US, key_order(k))):
         rows = groups[key]
         values = [r[2] for r in rows]
         last_us, last_id, last_value, _, last_area = max(rows, key=lambda r: (r[0], r[1]))
         classification = max((r[3] for r in rows), key=restrictiveness)
-        w = _Window(values[0], last_us, last_id, classification, last_area)
+        w = WindowStats(values[0], last_us, last_id, classification, last_area)
         w.count = len(values)
         w.min = min(values)
         w.max = max(values)
         w.partials = [math.fsum(values)]
         w.last_value = last_value
         w.revision = 0
-        out.append(_aggregate(key, w))
+        out.append(to_aggregate(key, w))
     return out

@@ -1,8 +1,8 @@
 """Recognising duplicate uplinks: the same device and frame within a time window.
 
 State is kept per device as a small mapping ``{frame key: [first seen (epoch s), source offset]}``
-in a faust table (so it survives restarts through its changelog). Pure: the caller passes the
-clock and the offset.
+in the worker's state (it survives restarts through its changelog topic). Pure: the caller passes
+the clock and the offset.
 
 Why the offset: cityhub processes at least once, so after a crash a raw record may be processed
 again, and its frame is then already in the state. Only a *different* record with the same frame

@@ -1,6 +1,6 @@
 """Normalisation: a raw envelope in, canonical observations out. Pure: no broker, no clock.
 
-The faust agent in ``cityhub.streams.normaliser.agent`` is a thin shell around
+The agent in ``cityhub.streams.normaliser.agent`` is a thin shell around
 :func:`parse_envelope` (which finds the format and parses), :func:`resolve_device` (the device
 registry's verdict), the duplicate filter, and :func:`observations_from_uplink` (which decodes
 the payload with the device type's decoder, applies its field mappings and builds one

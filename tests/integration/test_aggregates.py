@@ -21,14 +21,9 @@ from aiokafka import AIOKafkaProducer
 
 from cityhub.schemas.observation import NetworkMeta, Observation
 from cityhub.schemas.validation import errors
-from cityhub.streams.aggregation.windows import (
-    US,
-    Point,
-    WindowConfig,
-    epoch_us,
-    format_us,
-    recompute,
-)
+from cityhub.streams.aggregation.points import US, Point, epoch_us, format_us
+from cityhub.streams.aggregation.window_config import WindowConfig
+from cityhub.streams.aggregation.windows import recompute
 
 from .hub import BOOTSTRAP, Hub, read_topic
 

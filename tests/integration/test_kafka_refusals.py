@@ -11,7 +11,8 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute
+from cityhub.connectors.batching_writer import BatchingWriter
+from cityhub.connectors.dead_letter_route import DeadLetterRoute
 from cityhub.schemas.errors import Reason
 from cityhub.schemas.settings import KafkaSettings
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from cityhub.schemas.settings import AggregationSettings
 from cityhub.streams.aggregation.memory import InMemoryAggregates, MemoryRecord, group_of
+from cityhub.streams.aggregation.points import US, Point, epoch_us
 from cityhub.streams.aggregation.query import (
     AggregateQuery,
     QueryLimits,
@@ -32,7 +33,8 @@ from cityhub.streams.aggregation.query import (
     partition_for_key,
     visible_to,
 )
-from cityhub.streams.aggregation.windows import US, Point, WindowConfig, WindowState, epoch_us
+from cityhub.streams.aggregation.window_config import WindowConfig
+from cityhub.streams.aggregation.windows import WindowState
 
 T0_MS = epoch_us("2026-11-29T10:00:00Z") // 1000
 MIN = 60_000

@@ -16,14 +16,9 @@ from cityhub.streams.aggregation.agent import (
     watermark_header,
     window_config,
 )
-from cityhub.streams.aggregation.windows import (
-    US,
-    Point,
-    WindowConfig,
-    WindowState,
-    epoch_us,
-    format_us,
-)
+from cityhub.streams.aggregation.points import US, Point, epoch_us, format_us
+from cityhub.streams.aggregation.window_config import WindowConfig
+from cityhub.streams.aggregation.windows import WindowState
 from cityhub.streams.runtime.agent import StoredEntry, Write
 
 T0 = epoch_us("2026-11-29T10:00:00Z")

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cityhub.schemas.aggregate import Aggregate, aggregate_id
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec
 from cityhub.streams.aggregation.memory import InMemoryAggregates
+from cityhub.streams.aggregation.points import epoch_us
 from cityhub.streams.aggregation.query import (
     AggregateQuery,
     AggregatesUnavailable,
@@ -22,7 +23,6 @@ from cityhub.streams.aggregation.query import (
     ScanResult,
     format_ms,
 )
-from cityhub.streams.aggregation.windows import epoch_us
 from cityhub.streams.api.aggregates import AGGREGATES_KEY, AggregateList
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.openapi import build_openapi

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from cityhub.connectors.kafka import BatchingWriter
+from cityhub.connectors.batching_writer import BatchingWriter
 
 
 class SmallBatch:

@@ -17,7 +17,8 @@ from aiokafka.errors import MessageSizeTooLargeError, OutOfOrderSequenceNumber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cityhub.connectors.kafka import BatchingWriter, DeadLetterRoute, RecordTooLarge
+from cityhub.connectors.batching_writer import BatchingWriter
+from cityhub.connectors.dead_letter_route import DeadLetterRoute, RecordTooLarge
 from cityhub.connectors.record_size import record_size
 from cityhub.schemas.deadletter import MIN_DEADLETTER_BYTES, DeadLetter
 from cityhub.schemas.envelope import RawEnvelope

@@ -13,15 +13,9 @@ from hypothesis import strategies as st
 from cityhub.schemas.aggregate import Aggregate
 from cityhub.schemas.observation import NetworkMeta, Observation
 from cityhub.schemas.validation import errors
-from cityhub.streams.aggregation.windows import (
-    US,
-    Point,
-    WindowConfig,
-    WindowState,
-    epoch_us,
-    format_us,
-    recompute,
-)
+from cityhub.streams.aggregation.points import US, Point, epoch_us, format_us
+from cityhub.streams.aggregation.window_config import WindowConfig
+from cityhub.streams.aggregation.windows import WindowState, recompute
 
 T0 = epoch_us("2026-11-29T10:00:00Z")  # a whole hour
 

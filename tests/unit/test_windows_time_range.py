@@ -18,8 +18,10 @@ from cityhub.schemas.settings import AggregationSettings
 from cityhub.schemas.timefmt import LATEST_US
 from cityhub.schemas.validation import errors
 from cityhub.streams.aggregation.memory import MemoryRecord
+from cityhub.streams.aggregation.points import US, Point, epoch_us
 from cityhub.streams.aggregation.query import AggregateQuery, QueryLimits, Scan, device_group
-from cityhub.streams.aggregation.windows import US, Point, WindowConfig, WindowState, epoch_us
+from cityhub.streams.aggregation.window_config import WindowConfig
+from cityhub.streams.aggregation.windows import WindowState
 
 SIZES = (60, 3600, 86400, MAX_WINDOW_SECONDS)
 CONFIG = WindowConfig(sizes=SIZES, grace=60, groupings=("device", "area"), max_future=None)
