@@ -170,7 +170,6 @@ def run_worker(prefix: str, workdir: Path, port: int) -> subprocess.Popen[bytes]
         {
             "CITYHUB_KAFKA__TOPIC_PREFIX": prefix,
             "CITYHUB_WORKER__APP_ID": f"{prefix}-app",
-            "CITYHUB_WORKER__DATA_DIR": str(workdir / "worker"),
             "CITYHUB_WORKER__ALLOW_UNKNOWN_DEVICES": "true",
             "CITYHUB_MANAGEMENT__PORT": str(port),  # /metrics
             "CITYHUB_LOG_LEVEL": "warning",

@@ -120,7 +120,6 @@ class HubProcess:
             {
                 "CITYHUB_KAFKA__TOPIC_PREFIX": self.prefix,
                 "CITYHUB_WORKER__APP_ID": f"{self.prefix}-app",
-                "CITYHUB_WORKER__DATA_DIR": str(self.workdir / f"{self.prefix}-worker"),
                 "CITYHUB_MQTT__CLIENT_ID": self.client_id,
                 "CITYHUB_DELIVERY__GROUP_PREFIX": f"{self.prefix}-delivery",
                 "CITYHUB_HTTP__PORT": str(self.port),

@@ -39,7 +39,6 @@ def start_hub(prefix: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
         {
             "CITYHUB_KAFKA__TOPIC_PREFIX": prefix,
             "CITYHUB_WORKER__APP_ID": f"{prefix}-app",
-            "CITYHUB_WORKER__DATA_DIR": str(workdir / "worker"),
             "CITYHUB_WORKER__ALLOW_UNKNOWN_DEVICES": "true",
             "CITYHUB_MQTT__CLIENT_ID": f"{prefix}-bridge",
             "CITYHUB_HTTP__PORT": "0",  # any free port: the API is not used here

@@ -190,7 +190,6 @@ def worker(prefix: str, count: int, workdir: Path, timeout: float = 900) -> tupl
             "CITYHUB_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
             "CITYHUB_KAFKA__TOPIC_PREFIX": prefix,
             "CITYHUB_WORKER__APP_ID": f"{prefix}-app",
-            "CITYHUB_WORKER__DATA_DIR": str(workdir / prefix),
             "CITYHUB_MANAGEMENT__PORT": str(port),
             "CITYHUB_LOG_LEVEL": "warning",
         }

@@ -21,6 +21,7 @@ from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings, unknown_variables
 from cityhub.schemas.topics import Topics
 from cityhub.streams.logsetup import LogFormat, install
+from cityhub.streams.parent_watch import watch_supervisor
 from cityhub.streams.registry.cli import mount as mount_registry_commands
 from cityhub.streams.wiring import Roles
 
@@ -72,6 +73,7 @@ def main(ctx: click.Context, log_level: str | None) -> None:
     """cityhub: a city's sensors in over MQTT and LoRaWAN, canonical observations out of Kafka.
 
     Logs go to stderr as text, or as one JSON object per line with CITYHUB_LOG_FORMAT=json."""
+    watch_supervisor(os.environ)  # a child of `cityhub run`: stop when the supervisor is gone
     unknown = unknown_variables(os.environ)
     if unknown:
         raise click.UsageError(

@@ -13,7 +13,8 @@ A child that exits is started again after a backoff (doubling from 0.5 s up to 3
 0.5 s after it ran for a minute), so one crashing part never takes the others down and a part
 that crashes at once cannot spin. SIGINT or SIGTERM stops the children (SIGTERM, then SIGKILL
 after 30 s) and then the supervisor. Children share the supervisor's process group, so a
-SIGKILL of the group (a test, a container runtime) stops everything at once.
+SIGKILL of the group (a test, a container runtime) stops everything at once; a supervisor
+killed alone leaves no orphans either (:mod:`cityhub.streams.parent_watch`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from cityhub.schemas.settings import Settings
+from cityhub.streams.parent_watch import SUPERVISOR_FD_VARIABLE
 
 log = logging.getLogger("cityhub.supervisor")
 
@@ -138,8 +140,10 @@ class _Families:
 class _Child:
     """One child process, started again whenever it exits until the supervisor stops."""
 
-    def __init__(self, spec: ChildSpec) -> None:
+    def __init__(self, spec: ChildSpec, lifeline: int) -> None:
         self.spec = spec
+        self._lifeline = lifeline
+        """The read end of the supervisor's pipe: the child stops when it reads its end."""
         self.port = int(spec.env["CITYHUB_MANAGEMENT__PORT"])
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
@@ -154,7 +158,12 @@ class _Child:
                 "-m",
                 "cityhub.streams",
                 *self.spec.args,
-                env={**os.environ, **self.spec.env},
+                env={
+                    **os.environ,
+                    **self.spec.env,
+                    SUPERVISOR_FD_VARIABLE: str(self._lifeline),
+                },
+                pass_fds=(self._lifeline,),
             )
             self.starts += 1
             code = await self.process.wait()
@@ -193,7 +202,10 @@ class Supervisor:
 
     def __init__(self, settings: Settings, children: Sequence[ChildSpec]) -> None:
         self._settings = settings
-        self._children = [_Child(spec) for spec in children]
+        # Only this process holds the write end, so it closes when this process ends, however
+        # it ends: every child reads end-of-file then and stops (see parent_watch).
+        self._lifeline, self._lifeline_held = os.pipe()
+        self._children = [_Child(spec, self._lifeline) for spec in children]
         self._probed = [c for c in self._children if c.spec.probed]
 
     async def run(self) -> None:
@@ -221,6 +233,8 @@ class Supervisor:
             await asyncio.gather(*tasks, return_exceptions=True)
             await runner.cleanup()
             await session.close()
+            os.close(self._lifeline)
+            os.close(self._lifeline_held)
 
     def _management_app(self, session: aiohttp.ClientSession) -> web.Application:
         async def healthz(_: web.Request) -> web.Response:

@@ -70,7 +70,6 @@ class Hub:
                 "CITYHUB_KAFKA__TOPIC_PREFIX": self.prefix,
                 "CITYHUB_KAFKA__PARTITIONS": "4",
                 "CITYHUB_WORKER__APP_ID": f"{self.prefix}-app",
-                "CITYHUB_WORKER__DATA_DIR": str(self.workdir / "worker"),
                 "CITYHUB_MQTT__CLIENT_ID": f"{self.prefix}-bridge",
                 "CITYHUB_HTTP__PORT": str(self.port),
                 "CITYHUB_MANAGEMENT__PORT": str(self.management_port),

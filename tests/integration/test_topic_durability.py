@@ -73,7 +73,7 @@ def _settings(tmp_path: Path, min_insync_replicas: int | None) -> Settings:
             partitions=1,
             min_insync_replicas=min_insync_replicas,
         ),
-        worker=WorkerSettings(app_id=f"{prefix}-app", data_dir=tmp_path / "worker"),
+        worker=WorkerSettings(app_id=f"{prefix}-app"),
     )
 
 
