@@ -22,6 +22,7 @@ from cityhub.streams.aggregation.agent import AggregatorAgent
 from cityhub.streams.http import HealthCheck
 from cityhub.streams.normaliser.agent import NormaliserAgent
 from cityhub.streams.registry.store import RegistryStore
+from cityhub.streams.runtime.heap import heap_part
 from cityhub.streams.runtime.host import Part, management_part, server_part, store_part
 from cityhub.streams.runtime.worker import Worker
 from cityhub.streams.subscriptions.router import SubscriptionRouter
@@ -85,6 +86,7 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         assert subscriptions is not None
         parts.append(_api_part(settings, registry, subscriptions, roles.api_limits))
     parts.append(management_part(settings.management.host, settings.management.port, checks))
+    parts.append(heap_part())
     return parts
 
 
