@@ -4,7 +4,9 @@ read by a bare Kafka consumer of ``cityhub.observations``, at a fixed open-loop 
 First the maximum: a burst of N messages, timed until the last observation is read. Then an
 open-loop run at ``--load`` (default 30 %) of that maximum: each message carries its send time
 (as the generic JSON ``time``), the consumer's receive time minus it is the latency. Prints p50,
-p90, p99 and max. Runs its own ``cityhub run`` process (loopback only) with a fresh topic prefix.
+p90, p99 and max. Each phase runs its own ``cityhub run`` (loopback only, a fresh topic prefix,
+a worker per core) against a Mosquitto of its own with an empty store (``bench.private_broker``),
+and measures only once the workers' consumer group has settled.
 
 Run: ``.venv/bin/python -m bench.pipeline_latency`` with the stack up.
 """
@@ -26,17 +28,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
+from bench.private_broker import private_mosquitto
 from bench.stats import machine, today
-from cityhub.connectors.mqtt.session import MqttSession, end_session
+from cityhub.connectors.mqtt.session import MqttSession
 from cityhub.schemas.settings import MqttSettings
 
 
-def start_hub(prefix: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    """A ``cityhub run`` with its management endpoint (``/healthz``) on ``port``."""
+def start_hub(prefix: str, port: int, workdir: Path, mqtt: MqttSettings) -> subprocess.Popen[bytes]:
+    """A ``cityhub run`` with its management endpoint (``/healthz``) on ``port``, bridging the
+    Mosquitto of ``mqtt``."""
     env = dict(os.environ)
     env.update(
         {
+            "CITYHUB_MQTT__HOST": mqtt.host,
+            "CITYHUB_MQTT__PORT": str(mqtt.port),
             "CITYHUB_KAFKA__TOPIC_PREFIX": prefix,
             "CITYHUB_WORKER__APP_ID": f"{prefix}-app",
             "CITYHUB_WORKER__ALLOW_UNKNOWN_DEVICES": "true",
@@ -70,13 +77,42 @@ def message(i: int, sent: float) -> tuple[str, bytes]:
     return f"cityhub/ingest/lat-{i % 200}", json.dumps({"time": stamp, "count": i}).encode()
 
 
-async def warm_up(topic: str) -> None:
-    """Send until an observation comes out: the worker has its partitions and its table."""
+async def warm_up(topic: str, mqtt: MqttSettings) -> None:
+    """Send until an observation comes out: a worker has its partitions and its state."""
     for _ in range(60):
-        await publish(20, None)
+        await publish(20, None, mqtt)
         if await observe(topic, 1, 1.0):
             return
     raise SystemExit("no observation came out within a minute")
+
+
+def worker_partitions(port: int, topic: str) -> dict[str, set[str]]:
+    """The partitions of ``topic`` each worker process holds, from the hub's ``/metrics`` (a
+    worker sets its lag gauge for the partitions it holds only)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    held: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "cityhub_consumer_lag_messages" and s.labels.get("topic") == topic:
+                held.setdefault(s.labels["process"], set()).add(s.labels["partition"])
+    return held
+
+
+async def settled(port: int, topic: str, workers: int, timeout: float = 90.0) -> None:
+    """Wait until the consumer group has settled: every worker holds partitions of ``topic``
+    and no partition is held twice. Measuring before would time a rebalance (the broker
+    delays the first one by group.initial.rebalance.delay.ms), not the pipeline."""
+    deadline = time.monotonic() + timeout
+    held: dict[str, set[str]] = {}
+    while time.monotonic() < deadline:
+        held = worker_partitions(port, topic)
+        parts = [p for ps in held.values() for p in ps]
+        if len(held) == workers and len(parts) == len(set(parts)):
+            await asyncio.sleep(2.0)  # and a little traffic-free calm after it
+            return
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"the workers did not settle within {timeout:.0f} s: {held}")
 
 
 async def observe(topic: str, want: int, timeout: float, *, from_end: bool = False) -> list[float]:
@@ -110,11 +146,11 @@ async def observe(topic: str, want: int, timeout: float, *, from_end: bool = Fal
     return latencies
 
 
-async def publish(count: int, rate: float | None) -> None:
+async def publish(count: int, rate: float | None, mqtt: MqttSettings) -> None:
     """Publish ``count`` messages at QoS 1 (paced at ``rate`` per second when given) through
     cityhub's own MQTT session: the lightest publisher at hand, so that the machine's cores go
     to the hub measured, not to the load generator (aiomqtt took about twice the CPU)."""
-    settings = MqttSettings(client_id=f"lat-pub-{uuid.uuid4().hex[:6]}")
+    settings = mqtt.model_copy(update={"client_id": f"lat-pub-{uuid.uuid4().hex[:6]}"})
     async with MqttSession(settings, clean_start=True, session_expiry_seconds=0) as session:
         start = time.monotonic()
         window = asyncio.Semaphore(256)
@@ -134,39 +170,53 @@ async def publish(count: int, rate: float | None) -> None:
         await asyncio.gather(*tasks)
 
 
+async def measure(
+    phase: str,
+    prefix: str,
+    port: int,
+    workers: int,
+    mqtt: MqttSettings,
+    args: argparse.Namespace,
+    results: dict[str, float],
+) -> None:
+    """One phase against a hub that has just started: its maximum (a burst read as fast as it
+    comes out) or its latency in an open loop at ``args.load`` of that maximum."""
+    topic = f"{prefix}.observations"
+    await warm_up(topic, mqtt)
+    await settled(port, f"{prefix}.raw", workers)
+    if phase == "max":
+        reader = asyncio.create_task(observe(topic, args.burst, 300, from_end=True))
+        await asyncio.sleep(1.0)
+        started = time.monotonic()
+        await publish(args.burst, None, mqtt)
+        got = await reader
+        results["max"] = len(got) / (time.monotonic() - started)
+        return
+    rate = results["max"] * args.load
+    count = int(rate * args.seconds)
+    reader = asyncio.create_task(observe(topic, count, args.seconds + 60, from_end=True))
+    await asyncio.sleep(1.0)
+    await publish(count, rate, mqtt)
+    lat = sorted(await reader)
+    q = statistics.quantiles(lat, n=100)
+    results.update(rate=rate, n=len(lat), p50=q[49], p90=q[89], p99=q[98], worst=lat[-1])
+
+
 async def main(args: argparse.Namespace) -> None:
+    workers = os.cpu_count() or 1  # cityhub run's default: a worker per core
+    results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results = {}
         for phase in ("max", "latency"):
             prefix = f"lat{uuid.uuid4().hex[:8]}"
-            proc = start_hub(prefix, 18200 + (phase == "latency"), Path(tmp))
-            try:
-                topic = f"{prefix}.observations"
-                await warm_up(topic)
-                if phase == "max":
-                    reader = asyncio.create_task(observe(topic, args.burst, 300, from_end=True))
-                    await asyncio.sleep(1.0)
-                    started = time.monotonic()
-                    await publish(args.burst, None)
-                    got = await reader
-                    results["max"] = len(got) / (time.monotonic() - started)
-                else:
-                    rate = results["max"] * args.load
-                    count = int(rate * args.seconds)
-                    reader = asyncio.create_task(
-                        observe(topic, count, args.seconds + 60, from_end=True)
-                    )
-                    await asyncio.sleep(1.0)
-                    await publish(count, rate)
-                    lat = sorted(await reader)
-                    q = statistics.quantiles(lat, n=100)
-                    results.update(
-                        rate=rate, n=len(lat), p50=q[49], p90=q[89], p99=q[98], worst=lat[-1]
-                    )
-            finally:
-                proc.terminate()
-                proc.wait(30)
-                await end_session(MqttSettings(client_id=f"{prefix}-bridge"))
+            port = 18200 + (phase == "latency")
+            # A Mosquitto of its own per phase: no session of an earlier run queues anything.
+            async with private_mosquitto() as mqtt:
+                proc = start_hub(prefix, port, Path(tmp), mqtt)
+                try:
+                    await measure(phase, prefix, port, workers, mqtt, args, results)
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
     one, five, _ = os.getloadavg()
     print(f"pipeline latency, {today()}, {machine()}, load {one:.2f} / {five:.2f} after")
     print(f"  maximum (burst of {args.burst}): {results['max']:,.0f} observations/s end to end")
