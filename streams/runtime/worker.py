@@ -115,7 +115,8 @@ class Worker:
         """Next offset to take per assigned partition (for the agents' ``caught_up``)."""
         self._suspended: dict[TopicPartition, Agent] = {}
         """Partitions revoked by the rebalance in progress, state kept in case they come back."""
-        self._failure: BaseException | None = None
+        self._failure: str | None = None
+        """Why the worker cannot go on (the loop raises it as WorkerFailed); the first one wins."""
         self._committing = asyncio.Lock()
         self._last_commit = 0.0
         self._next_tick: dict[str, float] = {}
@@ -219,18 +220,21 @@ class Worker:
 
     def _confirmed_one(self, taken: _Taken, delivery: asyncio.Future[Any]) -> None:
         if delivery.cancelled() or delivery.exception() is not None:
-            if self._failure is None:
-                self._failure = delivery.exception() or asyncio.CancelledError()
-                log.error("Kafka did not confirm a write of the worker: %r", self._failure)
+            self._fail("Kafka did not confirm a write", delivery.exception())
             taken.done.set()  # let waiters see the failure
             return
         taken.pending -= 1
         if taken.pending == 0:
             taken.done.set()
 
+    def _fail(self, what: str, exc: BaseException | None) -> None:
+        if self._failure is None:
+            self._failure = f"{what}: {exc!r}"
+            log.error("%s", self._failure)
+
     def _raise_failure(self) -> None:
         if self._failure is not None:
-            raise WorkerFailed(f"Kafka did not confirm a write: {self._failure!r}")
+            raise WorkerFailed(self._failure)
 
     async def _commit(self, *, force: bool) -> None:
         """Commit the offsets of the confirmed batches at the front (in the order taken), of the
@@ -324,9 +328,7 @@ class Worker:
             await asyncio.wait_for(self._settle(), REVOKE_TIMEOUT_S)
             await self._commit(force=True)
         except Exception as exc:  # the loop raises it; the next owner replays
-            if self._failure is None:
-                self._failure = exc
-            log.error("could not confirm the worker's writes before a rebalance: %r", exc)
+            self._fail("could not confirm the worker's writes before a rebalance", exc)
         for tp in revoked:
             agent = self._agents.get(tp.topic)
             if agent is not None and tp.partition in agent.partitions:
@@ -336,7 +338,17 @@ class Worker:
                 metrics.CONSUMER_LAG.remove(self._group, tp.topic, str(tp.partition))
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
-        """Forget suspended partitions not assigned back; restore the new ones' states."""
+        """Forget suspended partitions not assigned back; restore the new ones' states. A
+        restore that fails (Kafka away, the restore's time out, an agent refusing its state)
+        fails the worker: aiokafka would log the error and carry on with the partitions paused
+        for good, lag growing behind a healthy-looking worker; a worker started again restores
+        them anew."""
+        try:
+            await self._assigned(assigned)
+        except Exception as exc:
+            self._fail(f"could not restore the state of {sorted(assigned)}", exc)
+
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
         for tp, held in list(self._suspended.items()):
             if tp not in assigned:
                 held.revoke(tp.partition)
