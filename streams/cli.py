@@ -226,7 +226,9 @@ def run(
         roles = Roles(bridge=True, worker=True, api=True, deliver=True, simulate=sim)
         _run_worker(settings, roles)
         return
-    children = hub_children(settings, workers=count, simulate=sim)
+    # The level of `cityhub --log-level X run` holds for every child too.
+    level = click.get_current_context().obj
+    children = hub_children(settings, workers=count, simulate=sim, log_level=level)
 
     async def supervise() -> None:
         await ensure_topics(settings)

@@ -47,6 +47,7 @@ BACKOFF_CAP_S = 30.0
 STABLE_AFTER_S = 60.0
 """A child that ran this long before it exited is started again without waiting long."""
 SCRAPE_TIMEOUT_S = 5.0
+CHILD_MANAGEMENT_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +62,15 @@ class ChildSpec:
 
 
 def hub_children(
-    settings: Settings, *, workers: int, simulate: dict[str, float] | None
+    settings: Settings,
+    *,
+    workers: int,
+    simulate: dict[str, float] | None,
+    log_level: str | None = None,
 ) -> list[ChildSpec]:
     """The processes of ``cityhub run``: the bridge, ``workers`` workers, the API, the delivery,
-    and the simulator when ``simulate`` gives its options. Each gets a free management port."""
+    and the simulator when ``simulate`` gives its options. Each gets a free management port on
+    loopback, and ``log_level`` when given."""
     children = [ChildSpec("bridge", ("bridge",))]
     children += [ChildSpec(f"worker-{i}", ("worker",)) for i in range(1, workers + 1)]
     children += [
@@ -87,9 +93,19 @@ def hub_children(
                 probed=False,
             )
         )
+    # A child's management endpoint is the supervisor's to ask, on loopback whatever host the
+    # hub's own endpoint is bound to: the supervisor is what Prometheus and probes reach.
     return [
         ChildSpec(
-            c.name, c.args, {**c.env, "CITYHUB_MANAGEMENT__PORT": str(_free_port())}, c.probed
+            c.name,
+            c.args,
+            {
+                **c.env,
+                "CITYHUB_MANAGEMENT__HOST": CHILD_MANAGEMENT_HOST,
+                "CITYHUB_MANAGEMENT__PORT": str(_free_port()),
+                **({"CITYHUB_LOG_LEVEL": log_level} if log_level else {}),
+            },
+            c.probed,
         )
         for c in children
     ]
@@ -221,7 +237,7 @@ class Supervisor:
                     "%s: cityhub %s%s",
                     child.spec.name,
                     " ".join(child.spec.args),
-                    f", metrics and health on http://127.0.0.1:{child.port}"
+                    f", metrics and health on http://{CHILD_MANAGEMENT_HOST}:{child.port}"
                     if child.spec.probed
                     else "",
                 )
@@ -266,7 +282,9 @@ class Supervisor:
     @staticmethod
     async def _health(session: aiohttp.ClientSession, child: _Child) -> dict[str, bool] | None:
         try:
-            async with session.get(f"http://127.0.0.1:{child.port}/healthz") as response:
+            async with session.get(
+                f"http://{CHILD_MANAGEMENT_HOST}:{child.port}/healthz"
+            ) as response:
                 doc = await response.json()
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
@@ -278,7 +296,9 @@ class Supervisor:
     @staticmethod
     async def _scrape(session: aiohttp.ClientSession, child: _Child) -> str:
         try:
-            async with session.get(f"http://127.0.0.1:{child.port}/metrics") as response:
+            async with session.get(
+                f"http://{CHILD_MANAGEMENT_HOST}:{child.port}/metrics"
+            ) as response:
                 return await response.text()
         except (aiohttp.ClientError, TimeoutError):
             return ""

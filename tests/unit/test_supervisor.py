@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cityhub.schemas.settings import Settings
+from cityhub.schemas.settings import ManagementSettings, Settings
 from cityhub.streams.supervisor import (
     BACKOFF_CAP_S,
     BACKOFF_START_S,
@@ -30,6 +30,14 @@ def test_the_hub_is_a_bridge_a_worker_per_core_the_api_and_the_delivery() -> Non
     ports = [c.env["CITYHUB_MANAGEMENT__PORT"] for c in children]
     assert len(set(ports)) == len(ports)  # each its own management port
     assert all(c.probed for c in children)
+    # The supervisor asks its children on loopback, whatever host its own endpoint is bound to.
+    exposed = Settings(management=ManagementSettings(host="0.0.0.0"))
+    assert {
+        c.env["CITYHUB_MANAGEMENT__HOST"] for c in hub_children(exposed, workers=1, simulate=None)
+    } == {"127.0.0.1"}
+    levels = hub_children(Settings(), workers=1, simulate=None, log_level="debug")
+    assert {c.env["CITYHUB_LOG_LEVEL"] for c in levels} == {"debug"}
+    assert all("CITYHUB_LOG_LEVEL" not in c.env for c in children)
     simulated = hub_children(Settings(), workers=1, simulate={"devices": 5, "rate": 2.0})
     (simulator,) = [c for c in simulated if c.name == "simulator"]
     assert simulator.args[:3] == ("simulate", "--devices", "5")
