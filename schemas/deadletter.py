@@ -41,8 +41,9 @@ def _cut(text: str | None, limit: int) -> str | None:
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     stage: str
-    """Who gave up: ``bridge``, ``normalise``, ``aggregate-device``, ``aggregate-area``,
-    ``deliver``."""
+    """Who gave up: ``bridge``, ``normalise``, ``worker`` (a record the worker's writer could not
+    write: too large once encoded, or refused by Kafka), ``deliver``. The aggregator writes no
+    dead letters: it skips and counts what it cannot aggregate."""
     reason: Reason
     detail: str
     """What is wrong, for a person: the field, what was expected, what came."""
