@@ -47,6 +47,8 @@ BACKOFF_CAP_S = 30.0
 STABLE_AFTER_S = 60.0
 """A child that ran this long before it exited is started again without waiting long."""
 SCRAPE_TIMEOUT_S = 5.0
+AFTER_TIMEOUT_S = 90.0
+"""How long a child waits for the children it starts after; then it starts anyway."""
 CHILD_MANAGEMENT_HOST = "127.0.0.1"
 
 
@@ -59,6 +61,9 @@ class ChildSpec:
     env: dict[str, str] = field(default_factory=dict)
     probed: bool = True
     """Whether it serves a management endpoint (the simulator does not)."""
+    after: tuple[str, ...] = ()
+    """Children that must answer healthy before this one first starts: the simulator waits for
+    the bridge, since Mosquitto drops what no session has subscribed to yet."""
 
 
 def hub_children(
@@ -91,6 +96,7 @@ def hub_children(
                     str(simulate.get("duplicate_ratio", 0.0)),
                 ),
                 probed=False,
+                after=("bridge",),
             )
         )
     # A child's management endpoint is the supervisor's to ask, on loopback whatever host the
@@ -106,6 +112,7 @@ def hub_children(
                 **({"CITYHUB_LOG_LEVEL": log_level} if log_level else {}),
             },
             c.probed,
+            c.after,
         )
         for c in children
     ]
@@ -229,7 +236,9 @@ class Supervisor:
         runner = web.AppRunner(self._management_app(session), access_log=None)
         await runner.setup()
         management = self._settings.management
-        tasks = [asyncio.create_task(c.run(), name=c.spec.name) for c in self._children]
+        tasks = [
+            asyncio.create_task(self._start(c, session), name=c.spec.name) for c in self._children
+        ]
         try:
             await web.TCPSite(runner, management.host, management.port).start()
             for child in self._children:
@@ -251,6 +260,25 @@ class Supervisor:
             await session.close()
             os.close(self._lifeline)
             os.close(self._lifeline_held)
+
+    async def _start(self, child: _Child, session: aiohttp.ClientSession) -> None:
+        """Run ``child`` once the children it starts after are healthy."""
+        first = [c for c in self._probed if c.spec.name in child.spec.after]
+        deadline = time.monotonic() + AFTER_TIMEOUT_S
+        while first:
+            states = await asyncio.gather(*(self._health(session, c) for c in first))
+            if all(s is not None and all(s.values()) for s in states):
+                break
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "%s: %s not healthy after %.0f s; starting it anyway",
+                    child.spec.name,
+                    ", ".join(c.spec.name for c in first),
+                    AFTER_TIMEOUT_S,
+                )
+                break
+            await asyncio.sleep(0.2)
+        await child.run()
 
     def _management_app(self, session: aiohttp.ClientSession) -> web.Application:
         async def healthz(_: web.Request) -> web.Response:

@@ -86,7 +86,7 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         assert subscriptions is not None
         parts.append(_api_part(settings, registry, subscriptions, roles.api_limits))
     parts.append(management_part(settings.management.host, settings.management.port, checks))
-    parts.append(heap_part())
+    parts.append(heap_part(ready=lambda: all(check() for check in checks.values())))
     return parts
 
 

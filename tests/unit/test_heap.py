@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cityhub.streams.runtime import heap
 from cityhub.streams.runtime.heap import YOUNG_THRESHOLD, heap_part, settle
 
 
@@ -38,15 +39,22 @@ def test_settle_frees_garbage_and_freezes_the_survivors() -> None:
     assert all(obj is not survivor for obj in gc.get_objects()), "a survivor is still watched"
 
 
-async def test_the_part_raises_the_young_threshold_then_settles_on_its_schedule() -> None:
-    gc.unfreeze()
-    task = asyncio.create_task(heap_part(first=0.05, every=3600).run())
+async def test_the_part_settles_at_start_and_again_once_the_process_is_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(heap, "READY_POLL_S", 0.01)
+    ready = False
+    task = asyncio.create_task(heap_part(ready=lambda: ready, every=3600).run())
     try:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
         assert gc.get_threshold()[0] == YOUNG_THRESHOLD
-        assert gc.get_freeze_count() == 0, "settled before its time"
-        await asyncio.sleep(0.2)
-        assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > 0, "start-up's objects were not settled"
+        gc.unfreeze()
+        await asyncio.sleep(0.1)
+        assert gc.get_freeze_count() == 0, "settled again before the process was ready"
+        ready = True
+        await asyncio.sleep(0.1)
+        assert gc.get_freeze_count() > 0, "not settled once ready"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -42,6 +42,7 @@ def test_the_hub_is_a_bridge_a_worker_per_core_the_api_and_the_delivery() -> Non
     (simulator,) = [c for c in simulated if c.name == "simulator"]
     assert simulator.args[:3] == ("simulate", "--devices", "5")
     assert not simulator.probed  # it serves no management endpoint
+    assert simulator.after == ("bridge",)  # MQTT drops what no session subscribed to yet
 
 
 def test_a_crashing_child_waits_longer_each_time_and_a_stable_one_starts_again_at_once() -> None:
