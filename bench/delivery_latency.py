@@ -108,6 +108,8 @@ class HubProcess:
     """The operator API's."""
     management_port: int = field(default_factory=free_port)
     """``/metrics`` and ``/healthz``."""
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    """The Mosquitto it bridges (the local stack's unless given)."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -120,6 +122,8 @@ class HubProcess:
             {
                 "CITYHUB_KAFKA__TOPIC_PREFIX": self.prefix,
                 "CITYHUB_WORKER__APP_ID": f"{self.prefix}-app",
+                "CITYHUB_MQTT__HOST": self.mqtt.host,
+                "CITYHUB_MQTT__PORT": str(self.mqtt.port),
                 "CITYHUB_MQTT__CLIENT_ID": self.client_id,
                 "CITYHUB_DELIVERY__GROUP_PREFIX": f"{self.prefix}-delivery",
                 "CITYHUB_HTTP__PORT": str(self.port),

@@ -2,7 +2,8 @@
 POST it receives, on a running ``cityhub run`` while uplinks flow. Target: within 1 second.
 
 Each run starts its own hub (``bench.delivery_latency.HubProcess``: a fresh topic prefix and
-delivery group prefix, loopback, 127.0.0.1 allowed as a webhook host), seeds its registry
+delivery group prefix, loopback, 127.0.0.1 allowed as a webhook host) against a Mosquitto of
+its own with an empty store (``bench.private_broker``), seeds its registry
 (tenant ``bench``, device type ``counter``, ``--devices`` plain-MQTT devices, a subscriber key)
 and publishes uplinks at ``--rate`` per second from its own MQTT client (clean session) for the
 whole run. A warm-up subscription must receive a POST first (the worker is up and routing; it
@@ -53,8 +54,6 @@ from standardwebhooks.webhooks import Webhook
 from bench.delivery_latency import (
     BOOTSTRAP,
     DEVICE_TYPE,
-    MQTT_HOST,
-    MQTT_PORT,
     TENANT,
     HubProcess,
     delete_topics,
@@ -63,6 +62,7 @@ from bench.delivery_latency import (
     seed,
     wait_quiet,
 )
+from bench.private_broker import private_mosquitto
 from bench.stats import machine, median, today
 from cityhub.connectors.mqtt.session import end_session
 from cityhub.schemas.settings import MqttSettings
@@ -122,12 +122,12 @@ class Receiver:
             await self._runner.cleanup()
 
 
-async def flow(rate: float, devices: int, stop: asyncio.Event) -> int:
+async def flow(rate: float, devices: int, stop: asyncio.Event, mqtt: MqttSettings) -> int:
     """Publish uplinks (``{"count": n}`` of device ``n % devices``) at ``rate`` per second, QoS 1,
     until ``stop``; how many."""
     sent = 0
     async with aiomqtt.Client(
-        MQTT_HOST, MQTT_PORT, identifier=f"slat-pub-{uuid.uuid4().hex[:8]}"
+        mqtt.host, mqtt.port, identifier=f"slat-pub-{uuid.uuid4().hex[:8]}"
     ) as client:
         started = time.monotonic()
         while not stop.is_set():
@@ -184,9 +184,11 @@ async def wait_first(receiver: Receiver, name: str, timeout: float) -> bool:
     return name in receiver.first
 
 
-async def one_run(args: argparse.Namespace, workdir: Path, index: int) -> dict[str, float]:
+async def one_run(
+    args: argparse.Namespace, workdir: Path, index: int, mqtt: MqttSettings
+) -> dict[str, float]:
     prefix = f"slat{uuid.uuid4().hex[:8]}"
-    hub = HubProcess(prefix, workdir)
+    hub = HubProcess(prefix, workdir, mqtt=mqtt)
     receiver = Receiver()
     await receiver.start()
     stop = asyncio.Event()
@@ -196,7 +198,7 @@ async def one_run(args: argparse.Namespace, workdir: Path, index: int) -> dict[s
     try:
         key = await seed(prefix, args.devices)
         await asyncio.to_thread(hub.start)
-        publisher = asyncio.create_task(flow(args.rate, args.devices, stop))
+        publisher = asyncio.create_task(flow(args.rate, args.devices, stop, mqtt))
         load_before = os.getloadavg()[0]
         async with aiohttp.ClientSession() as session:
             await subscribe(session, hub, key, receiver, WARM_UP)
@@ -240,7 +242,7 @@ async def one_run(args: argparse.Namespace, workdir: Path, index: int) -> dict[s
             with contextlib.suppress(Exception):
                 await publisher
         await asyncio.to_thread(hub.stop)
-        await end_session(MqttSettings(host=MQTT_HOST, port=MQTT_PORT, client_id=hub.client_id))
+        await end_session(mqtt.model_copy(update={"client_id": hub.client_id}))
         await receiver.stop()
         with contextlib.suppress(Exception):
             await delete_topics(prefix)
@@ -260,7 +262,9 @@ async def main(args: argparse.Namespace) -> None:
         for index in range(args.runs):
             if args.wait_quiet is not None:
                 await asyncio.to_thread(wait_quiet, args.wait_quiet)
-            results.append(await one_run(args, Path(tmp), index))
+            # A Mosquitto of its own per run: no session of an earlier run queues anything.
+            async with private_mosquitto() as mqtt:
+                results.append(await one_run(args, Path(tmp), index, mqtt))
     worst = max(r["first_max"] for r in results)
     first = median([r["first_median"] for r in results])
     print(f"  median of {args.runs} runs:")
