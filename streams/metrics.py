@@ -21,7 +21,7 @@ NORMALISE_LATENCY = Histogram(
 )
 PIPELINE_LATENCY = Histogram(
     "cityhub_pipeline_latency_seconds",
-    "From the bridge receiving a message to its observations being handed to the producer.",
+    "From the bridge receiving a message to the worker fetching the batch that holds its record.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 DUPLICATES = Counter(
