@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
+from cityhub.schemas.processing import DEFAULT_BASE_URI, check_base_uri
 
 ENVELOPE_OVERHEAD_BYTES = 70_000
 """Room for an envelope's fields around its payload: the MQTT topic alone may be 64 KiB."""
@@ -212,6 +213,18 @@ class DeliverySettings(_Section):
     """Each subscription's consumer group is ``<group_prefix>.<its topic>``."""
 
 
+class PrivacySettings(_Section):
+    register_base_uri: str = DEFAULT_BASE_URI
+    """The base of every processing activity's id (``<base><tenant>:<slug>`` after a URN,
+    ``<base><tenant>/<slug>`` after a URL): a city sets its own published register, e.g.
+    ``https://data.example.nl/verwerkingsregister/``. Changing it changes no stored id."""
+
+    @field_validator("register_base_uri")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return check_base_uri(value)
+
+
 class QuotaSettings(_Section):
     """Limits per tenant and per API key, so that one tenant cannot slow the others down
     (``cityhub.streams.quotas``). Each refusal is an RFC 9457 problem of type
@@ -292,6 +305,7 @@ class Settings(BaseSettings):
     aggregation: AggregationSettings = AggregationSettings()
     delivery: DeliverySettings = DeliverySettings()
     quotas: QuotaSettings = QuotaSettings()
+    privacy: PrivacySettings = PrivacySettings()
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     """``text``: one line per record for people; ``json``: one JSON object per line (time,

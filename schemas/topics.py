@@ -31,6 +31,9 @@ class Topics:
     """Compacted: the device registry's records keyed by kind and id (see streams/registry)."""
     subscriptions: str
     """Compacted: subscriptions keyed ``subscription/<tenant>/<id>`` (see streams/subscriptions)."""
+    processing_activities: str
+    """Compacted: the register of processing activities, keyed
+    ``processing_activity/<tenant>/<slug>`` (see streams/privacy)."""
     aggregates: str
     """Window aggregates keyed by their group (``device/<device id>`` or
     ``area/<tenant>/<area>``), so that every window of one group is in one partition; the record
@@ -47,6 +50,7 @@ class Topics:
             deadletter=f"{prefix}.deadletter",
             registry=f"{prefix}.registry",
             subscriptions=f"{prefix}.subscriptions",
+            processing_activities=f"{prefix}.processing-activities",
             aggregates=f"{prefix}.aggregates",
             area_observations=f"{prefix}.observations-by-area",
         )

@@ -81,6 +81,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topics.registry, 1, compact_config),
         # The subscriptions, kept the same way (every API instance and delivery task reads all).
         TopicSpec(topics.subscriptions, 1, compact_config),
+        # The register of processing activities: public, small, every API instance reads all.
+        TopicSpec(topics.processing_activities, 1, compact_config),
         # The agents' states, one partition per input partition (the input topics have n).
         *(
             TopicSpec(changelog(settings.worker.app_id, state), n, compact_config)

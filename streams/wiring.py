@@ -21,6 +21,7 @@ from cityhub.streams import metrics
 from cityhub.streams.aggregation.agent import AggregatorAgent
 from cityhub.streams.http import HealthCheck
 from cityhub.streams.normaliser.agent import NormaliserAgent
+from cityhub.streams.privacy.store import RegisterStore
 from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.runtime.heap import heap_part
 from cityhub.streams.runtime.host import Part, management_part, server_part, store_part
@@ -84,7 +85,11 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
     if roles.api:
         assert registry is not None
         assert subscriptions is not None
-        parts.append(_api_part(settings, registry, subscriptions, roles.api_limits))
+        # The register of processing activities, kept like the registry; only the API reads it.
+        register = RegisterStore(settings)
+        parts.append(store_part("processing register", register))
+        checks["processing_register"] = _flag(register, "ready")
+        parts.append(_api_part(settings, registry, subscriptions, register, roles.api_limits))
     parts.append(management_part(settings.management.host, settings.management.port, checks))
     parts.append(heap_part(ready=lambda: all(check() for check in checks.values())))
     return parts
@@ -186,10 +191,12 @@ def _api_part(
     settings: Settings,
     registry: RegistryStore,
     subscription_store: SubscriptionStore,
+    register: RegisterStore,
     limits: dict[str, int],
 ) -> Part:
     from cityhub.streams.api.app import DEFAULT_MAX_BODY_BYTES, build_api
     from cityhub.streams.delivery.sse import LiveStreams
+    from cityhub.streams.privacy.service import ProcessingRegister
     from cityhub.streams.registry.service import Registry
     from cityhub.streams.subscriptions.service import Subscriptions
 
@@ -209,5 +216,8 @@ def _api_part(
         max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_import_bytes=limits.get("max_import_bytes"),  # None: the quota setting
         quotas=settings.quotas,
+        processing=ProcessingRegister(
+            register, registry.view, base_uri=settings.privacy.register_base_uri
+        ),
     )
     return server_part("operator API", app, settings.http.host, settings.http.port)

@@ -34,10 +34,13 @@ from cityhub.streams.api.live import LIVE_KEY
 from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROUTE
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.problems import problem_from_exception, problem_response
+from cityhub.streams.api.processing import PROCESSING_KEY
 from cityhub.streams.api.rate_limit import RateLimiter
+from cityhub.streams.api.route_model import ANONYMOUS
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
 from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
+from cityhub.streams.privacy.service import ProcessingRegister
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.subscriptions.service import Subscriptions
 
@@ -112,7 +115,8 @@ def _internal(request: web.Request, request_id: str, exc: BaseException) -> web.
 def _endpoint(route: Route) -> RequestHandler:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         registry = request.app[REGISTRY_KEY]
-        principal = authenticate(registry, request.headers)
+        # A public route (the register of processing activities) looks at no key at all.
+        principal = ANONYMOUS if route.public else authenticate(registry, request.headers)
         call = Call(
             request,
             principal,
@@ -143,13 +147,15 @@ def build_api(
     subscriptions: Subscriptions | None = None,
     live: LiveStreams | None = None,
     quotas: QuotaSettings | None = None,
+    processing: ProcessingRegister | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
     imports at ``max_import_bytes`` (413 past either; None: ``quotas.import_max_bytes``).
     ``quotas`` (default: ``QuotaSettings()``) also sets each API key's request rate (429
     past it, ``cityhub.streams.api.throttle``) and the rows of an import. Without
     ``subscriptions`` the subscription routes answer 503 (they are still documented), and
-    without ``live`` the live stream route does. ``/metrics`` and ``/healthz`` are not
+    without ``live`` the live stream route does, and without ``processing`` the register of
+    processing activities' routes do. ``/metrics`` and ``/healthz`` are not
     served here but on the management port (``cityhub.streams.http``). The aggregates route
     reads Kafka with a reader made from the environment's settings, which connects at its
     first query; put another source at ``app[AGGREGATES_KEY]`` before the app starts (tests
@@ -169,6 +175,8 @@ def build_api(
         app[SUBSCRIPTIONS_KEY] = subscriptions
     if live is not None:
         app[LIVE_KEY] = live
+    if processing is not None:
+        app[PROCESSING_KEY] = processing
     app[AGGREGATES_KEY] = KafkaAggregateReader(Settings())
     app.on_cleanup.append(_close_aggregates)
     app[LIMITS_KEY] = Limits(

@@ -2,7 +2,8 @@
 
 Request bodies are documented in pydantic's validation mode and responses in its serialisation
 mode, so the document says what the code accepts and returns. Every operation lists its problem
-responses (``application/problem+json``); every operation but the document itself needs a key.
+responses (``application/problem+json``); every operation needs a key but the document itself
+and the register of processing activities' public reads.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from cityhub.schemas.registry import DeviceSpec
 from cityhub.streams.api.models import Problem
 from cityhub.streams.api.problems import PROBLEM_CONTENT_TYPE, problem_type
-from cityhub.streams.api.routes import PREFIX, ROUTES, Route
+from cityhub.streams.api.route_model import PREFIX, Route
+from cityhub.streams.api.routes import ROUTES
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 OPENAPI_PATH = PREFIX + "/openapi.json"
@@ -83,6 +85,8 @@ def _operation(
         "summary": route.summary,
         "tags": [route.tag],
     }
+    if route.public:
+        operation["security"] = []  # no key; rate-limited per client address
     if route.params:
         operation["parameters"] = [
             {
@@ -127,8 +131,10 @@ def _operation(
             for name in route.headers
         }
     responses: dict[str, Any] = {str(route.status): success}
-    # 429: every authenticated route is rate-limited per key (cityhub.streams.api.throttle).
-    for status in sorted({401, 429, 500, 503, *route.problems}):
+    # 429: every route is rate-limited, per key or per client address without one
+    # (cityhub.streams.api.throttle).
+    statuses = {429, 500, 503, *route.problems} | (set() if route.public else {401})
+    for status in sorted(statuses):
         responses[str(status)] = _problem(status, refs)
     operation["responses"] = responses
     return operation

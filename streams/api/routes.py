@@ -7,12 +7,6 @@ by then is documented.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-from pydantic import BaseModel
-
 from cityhub.connectors.sinks import public_models, subscription_models
 from cityhub.schemas.registry import ID_PATTERN, DeviceSpec, DeviceTypeSpec, TenantSpec
 from cityhub.schemas.subscription import SUBSCRIPTION_ID_PATTERN, ReplaySpec
@@ -34,77 +28,15 @@ from cityhub.streams.api.models import (
     TenantOut,
     subscription_out_models,
 )
+from cityhub.streams.api.processing import PROCESSING_ROUTES
+from cityhub.streams.api.route_model import PREFIX, Param, Route
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
-PREFIX = "/api/v1"
-
-
-@dataclass(frozen=True, slots=True)
-class Param:
-    """A path or query parameter, with its JSON Schema."""
-
-    name: str
-    location: str  # "path" or "query"
-    schema: dict[str, Any]
-    description: str
-    required: bool = False
-
-
-ModelRef = type[BaseModel] | Callable[[], type[BaseModel]]
-"""A model, or a function that returns it when the document is built (the subscription models,
-derived from the delivery kinds registered by then)."""
-
-
-def _model(ref: ModelRef | None) -> type[BaseModel] | None:
-    if ref is None or isinstance(ref, type):
-        return ref
-    return ref()
+__all__ = ["PREFIX", "ROUTES", "Param", "Route"]
 
 
 def _subscription_out() -> SubscriptionOutModels:
     return subscription_out_models(tuple(public_models().values()))
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One operation: its method and path (relative to ``PREFIX``), its handler, and what the
-    OpenAPI document says about it."""
-
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    tag: str
-    handler: h.Handler
-    status: int = 200
-    """The status of success."""
-    response: ModelRef | None = None
-    """The success body's model; None: no body (204)."""
-    body: ModelRef | None = None
-    """The JSON request body's model."""
-    body_types: tuple[str, ...] = ()
-    """Media types of a body that is not a model (the import's CSV and JSON)."""
-    params: tuple[Param, ...] = ()
-    problems: tuple[int, ...] = ()
-    """Error statuses beyond those every authenticated route may answer (401, 500)."""
-    headers: tuple[str, ...] = ()
-    """Response headers of success worth documenting (``Location``, ``Link``)."""
-    media_type: str = "application/json"
-    """The success body's media type (``text/event-stream`` for a live stream)."""
-
-    @property
-    def full_path(self) -> str:
-        return PREFIX + self.path
-
-    @property
-    def response_model(self) -> type[BaseModel] | None:
-        """``response``, resolved."""
-        return _model(self.response)
-
-    @property
-    def body_model(self) -> type[BaseModel] | None:
-        """``body``, resolved."""
-        return _model(self.body)
 
 
 _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
@@ -488,6 +420,7 @@ ROUTES: tuple[Route, ...] = (
         ),
         problems=(*_READ, 422, 503),
     ),
+    *PROCESSING_ROUTES,
 )
-"""Every authenticated operation of the API. ``/api/v1/openapi.json`` is served beside them,
-without a key."""
+"""Every operation of the API; all need a key but the register's public reads.
+``/api/v1/openapi.json`` is served beside them, without a key."""

@@ -1,0 +1,89 @@
+"""The shape of the route table: ``Route`` and ``Param``, which the table
+(``cityhub.streams.api.routes``), the app and the OpenAPI generator share, and route modules of
+their own (``cityhub.streams.api.processing``) build on without importing the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from cityhub.schemas.registry import Role
+from cityhub.streams.api.handlers import Handler
+from cityhub.streams.registry.principals import Principal
+
+PREFIX = "/api/v1"
+
+ANONYMOUS = Principal(key_id="", tenant="", role=Role.SUBSCRIBER)
+"""The principal of a public route's call: no tenant is ``""`` (ids have at least one
+character), so it may read or write nothing that needs a key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A path or query parameter, with its JSON Schema."""
+
+    name: str
+    location: str  # "path" or "query"
+    schema: dict[str, Any]
+    description: str
+    required: bool = False
+
+
+ModelRef = type[BaseModel] | Callable[[], type[BaseModel]]
+"""A model, or a function that returns it when the document is built (the subscription models,
+derived from the delivery kinds registered by then)."""
+
+
+def _model(ref: ModelRef | None) -> type[BaseModel] | None:
+    if ref is None or isinstance(ref, type):
+        return ref
+    return ref()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation: its method and path (relative to ``PREFIX``), its handler, and what the
+    OpenAPI document says about it."""
+
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    tag: str
+    handler: Handler
+    status: int = 200
+    """The status of success."""
+    response: ModelRef | None = None
+    """The success body's model; None: no body (204)."""
+    body: ModelRef | None = None
+    """The JSON request body's model."""
+    body_types: tuple[str, ...] = ()
+    """Media types of a body that is not a model (the import's CSV and JSON)."""
+    params: tuple[Param, ...] = ()
+    problems: tuple[int, ...] = ()
+    """Error statuses beyond those every authenticated route may answer (401, 500)."""
+    headers: tuple[str, ...] = ()
+    """Response headers of success worth documenting (``Location``, ``Link``)."""
+    media_type: str = "application/json"
+    """The success body's media type (``text/event-stream`` for a live stream)."""
+    public: bool = False
+    """Served without a key (the register of processing activities): the handler's principal
+    is ``ANONYMOUS``, and keyless calls are rate-limited per client address."""
+
+    @property
+    def full_path(self) -> str:
+        return PREFIX + self.path
+
+    @property
+    def response_model(self) -> type[BaseModel] | None:
+        """``response``, resolved."""
+        return _model(self.response)
+
+    @property
+    def body_model(self) -> type[BaseModel] | None:
+        """``body``, resolved."""
+        return _model(self.body)

@@ -1,0 +1,1 @@
+"""The privacy side of cityhub; for now the public register of processing activities."""
