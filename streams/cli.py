@@ -22,6 +22,7 @@ from cityhub.schemas.settings import Settings, unknown_variables
 from cityhub.schemas.topics import Topics
 from cityhub.streams.logsetup import LogFormat, install
 from cityhub.streams.parent_watch import watch_supervisor
+from cityhub.streams.privacy.cli import activities
 from cityhub.streams.registry.cli import mount as mount_registry_commands
 from cityhub.streams.wiring import Roles
 
@@ -376,6 +377,7 @@ def show_settings() -> None:
 
 
 mount_registry_commands(main)
+main.add_command(activities)
 
 if __name__ == "__main__":
     main()
