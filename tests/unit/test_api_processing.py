@@ -320,3 +320,12 @@ async def test_openapi_documents_the_public_routes_without_a_key(api: Api) -> No
     create = doc["paths"][ACME.replace("acme", "{tenant}")]["post"]
     assert "security" not in create
     assert {"401", "403", "404", "409", "422"} <= set(create["responses"])
+
+
+async def test_an_end_needs_no_body(api: Api) -> None:
+    await api.call("POST", ACME, "op_a", json=activity())
+    status, doc, _ = await api.call("POST", f"{ACME}/parking/end", "op_a")
+    assert status == 200, doc
+    assert doc["valid_to"] is not None
+    status, doc, _ = await api.call("GET", f"{PUBLIC}?valid_at={doc['valid_to']}")
+    assert doc["items"] == []
