@@ -260,6 +260,10 @@ async def test_pages_escape_every_value(api: Api) -> None:
         status, text, headers = await api.call("GET", path)
         assert status == 200
         assert headers["Content-Type"] == "text/html; charset=utf-8"
+        # and nothing a slipped value could make run: no script, style, frame or form
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
         assert '<html lang="en">' in text
         assert "<h1>" in text
         assert "<script" not in text.lower()
