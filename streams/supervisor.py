@@ -27,7 +27,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -101,6 +101,7 @@ def hub_children(
         )
     # A child's management endpoint is the supervisor's to ask, on loopback whatever host the
     # hub's own endpoint is bound to: the supervisor is what Prometheus and probes reach.
+    ports = free_ports(len(children), avoid=hub_ports(settings))
     return [
         ChildSpec(
             c.name,
@@ -108,20 +109,39 @@ def hub_children(
             {
                 **c.env,
                 "CITYHUB_MANAGEMENT__HOST": CHILD_MANAGEMENT_HOST,
-                "CITYHUB_MANAGEMENT__PORT": str(_free_port()),
+                "CITYHUB_MANAGEMENT__PORT": str(port),
                 **({"CITYHUB_LOG_LEVEL": log_level} if log_level else {}),
             },
             c.probed,
             c.after,
         )
-        for c in children
+        for c, port in zip(children, ports, strict=True)
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def hub_ports(settings: Settings) -> set[int]:
+    """The ports the hub is configured to serve on, which no child's endpoint may take: they
+    are free until the API and the supervisor bind them."""
+    return {settings.http.port, settings.management.port}
+
+
+def free_ports(count: int, *, avoid: set[int]) -> list[int]:
+    """``count`` distinct loopback ports that are free now and not in ``avoid``: all sockets stay
+    bound until every port is chosen, so the system cannot hand out one twice."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            s = socket.socket()
+            held.append(s)
+            s.bind((CHILD_MANAGEMENT_HOST, 0))
+            port = int(s.getsockname()[1])
+            if port not in avoid:
+                ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    return ports
 
 
 def next_backoff(current: float, ran_for: float) -> float:
@@ -163,10 +183,12 @@ class _Families:
 class _Child:
     """One child process, started again whenever it exits until the supervisor stops."""
 
-    def __init__(self, spec: ChildSpec, lifeline: int) -> None:
+    def __init__(self, spec: ChildSpec, lifeline: int, taken: Callable[[], set[int]]) -> None:
         self.spec = spec
         self._lifeline = lifeline
         """The read end of the supervisor's pipe: the child stops when it reads its end."""
+        self._taken = taken
+        """Ports a new management port must avoid: the hub's and the other children's."""
         self.port = int(spec.env["CITYHUB_MANAGEMENT__PORT"])
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
@@ -184,6 +206,7 @@ class _Child:
                 env={
                     **os.environ,
                     **self.spec.env,
+                    "CITYHUB_MANAGEMENT__PORT": str(self.port),
                     SUPERVISOR_FD_VARIABLE: str(self._lifeline),
                 },
                 pass_fds=(self._lifeline,),
@@ -194,6 +217,10 @@ class _Child:
                 return
             ran_for = time.monotonic() - started
             backoff = next_backoff(backoff, ran_for)
+            if self.spec.probed and ran_for < STABLE_AFTER_S:
+                # It may have died on its port: another process can have taken it since it
+                # was found free. A new one, so that the child cannot fail on it for ever.
+                (self.port,) = free_ports(1, avoid=self._taken() | {self.port})
             log.warning(
                 "%s exited with %s after %.1f s; starting it again in %.1f s",
                 self.spec.name,
@@ -228,7 +255,7 @@ class Supervisor:
         # Only this process holds the write end, so it closes when this process ends, however
         # it ends: every child reads end-of-file then and stops (see parent_watch).
         self._lifeline, self._lifeline_held = os.pipe()
-        self._children = [_Child(spec, self._lifeline) for spec in children]
+        self._children = [_Child(spec, self._lifeline, self._taken_ports) for spec in children]
         self._probed = [c for c in self._children if c.spec.probed]
 
     async def run(self) -> None:
@@ -260,6 +287,9 @@ class Supervisor:
             await session.close()
             os.close(self._lifeline)
             os.close(self._lifeline_held)
+
+    def _taken_ports(self) -> set[int]:
+        return hub_ports(self._settings) | {c.port for c in self._children}
 
     async def _start(self, child: _Child, session: aiohttp.ClientSession) -> None:
         """Run ``child`` once the children it starts after are healthy."""

@@ -234,6 +234,7 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
             "worker-1.worker": True,
             "api.registry": True,
             "api.subscriptions": True,
+            "api.processing_register": True,
             "deliver.subscriptions": True,
             "deliver.delivery": True,
         },

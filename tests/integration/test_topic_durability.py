@@ -81,7 +81,8 @@ async def test_every_topic_cityhub_creates_carries_the_configured_min_insync_rep
     tmp_path: Path,
 ) -> None:
     names = await _create_every_kind(_settings(tmp_path, min_insync_replicas=1))
-    assert len(names) == 11  # 7 data and registry topics, 3 agent states, 1 subscription
+    # 8 data, registry and register topics, 3 agent states, 1 subscription
+    assert len(names) == 12
     found = await _min_insync_replicas(names)
     assert found == dict.fromkeys(names, ("1", TOPIC_OVERRIDE))
 

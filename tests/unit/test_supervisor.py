@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cityhub.schemas.settings import ManagementSettings, Settings
+from cityhub.schemas.settings import HttpSettings, ManagementSettings, Settings
 from cityhub.streams.supervisor import (
     BACKOFF_CAP_S,
     BACKOFF_START_S,
     STABLE_AFTER_S,
+    free_ports,
     hub_children,
+    hub_ports,
     merge_metrics,
     next_backoff,
 )
@@ -83,3 +85,21 @@ def test_metrics_of_every_child_are_one_exposition_labelled_by_process() -> None
         ("cityhub_bridge_connected", (("connector", "mqtt"), ("process", "bridge"))): 1.0,
     }
     assert merged.count("# TYPE cityhub_normaliser_messages_total counter") == 1
+
+
+def test_child_ports_are_distinct_free_and_never_one_the_hub_is_configured_to_serve() -> None:
+    # The API's and the supervisor's ports are free until they are bound, so a probe for free
+    # ports could return them (it did, in CI: a worker took the API's port).
+    hub = Settings(
+        http=HttpSettings(port=free_ports(1, avoid=set())[0]),
+        management=ManagementSettings(port=free_ports(1, avoid=set())[0]),
+    )
+    for _ in range(20):
+        ports = [
+            int(c.env["CITYHUB_MANAGEMENT__PORT"])
+            for c in hub_children(hub, workers=8, simulate=None)
+        ]
+        assert len(set(ports)) == len(ports)
+        assert not set(ports) & hub_ports(hub)
+    avoided = free_ports(64, avoid=set())
+    assert not set(free_ports(64, avoid=set(avoided))) & set(avoided)
