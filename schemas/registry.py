@@ -45,6 +45,23 @@ _TTS_ID_RULE = "3 to 36 lower-case letters and digits, single dashes between the
 _APP_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
 
 MAX_TAGS = 32
+
+_DATA_SUBJECT = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+DATA_SUBJECT_RULE = (
+    "a pseudonym chosen by the tenant: 8 to 64 letters, digits, '.', '_' or '-', not only "
+    "digits (never a name, a citizen service number (BSN) or a phone number)"
+)
+
+
+def validate_data_subject(value: str) -> str:
+    """A data subject's pseudonymous id as given (an opaque token); ValueError saying what is
+    refused otherwise. All digits are refused so that a BSN (9 digits) or a phone number cannot
+    pass for a pseudonym; the message never repeats the value, which may be personal data."""
+    if not _DATA_SUBJECT.fullmatch(value) or value.isdigit():
+        raise ValueError(f"data_subject must be {DATA_SUBJECT_RULE}")
+    return value
+
+
 MAX_FIELD_MAPPINGS = 64
 
 
@@ -216,6 +233,14 @@ class DeviceSpec(_Spec):
     network: NetworkBinding | None = None
     """The network-server application the device's uplinks must come from; None: any that
     names it (its DevEUI or id)."""
+    data_subject: str | None = Field(default=None, repr=False)
+    """The pseudonymous id of the resident the device measures (a device of a ``personal``
+    type only). Omitted: a replace or an import keeps the linked one; ``null``: unlinks it."""
+
+    @field_validator("data_subject")
+    @classmethod
+    def _data_subject(cls, value: str | None) -> str | None:
+        return None if value is None else validate_data_subject(value)
 
     @field_validator("dev_eui")
     @classmethod
@@ -270,12 +295,16 @@ class Device(_Record):
     """Fingerprint of the write-only key; the API shows only ``has_app_key``."""
     network: NetworkBinding | None = None
     """Records written before bindings existed have none."""
+    data_subject: str | None = Field(default=None, repr=False)
+    """The linked data subject's pseudonymous id: personal data, never logged (no repr)."""
     created_at: str
     updated_at: str
 
-    def public(self) -> dict[str, Any]:
-        """The device as the API returns it: no secret, not even its fingerprint."""
-        doc = self.model_dump(mode="json", exclude={"app_key_sha256", "kind"})
+    def public(self, *, with_subject: bool = False) -> dict[str, Any]:
+        """The device as the API returns it: no secret, not even its fingerprint; the data
+        subject only ``with_subject`` (for the device's own tenant, never anyone else)."""
+        exclude = {"app_key_sha256", "kind"} | (set() if with_subject else {"data_subject"})
+        doc = self.model_dump(mode="json", exclude=exclude)
         doc["has_app_key"] = self.app_key_sha256 is not None
         return doc
 

@@ -18,7 +18,14 @@ import orjson
 from aiohttp import web
 
 from cityhub.connectors.sinks import subscription_models
-from cityhub.schemas.registry import DeviceSpec, DeviceType, DeviceTypeSpec, Tenant, TenantSpec
+from cityhub.schemas.registry import (
+    Device,
+    DeviceSpec,
+    DeviceType,
+    DeviceTypeSpec,
+    Tenant,
+    TenantSpec,
+)
 from cityhub.schemas.subscription import ReplaySpec
 from cityhub.streams.api.bodies import (
     JSON,
@@ -90,6 +97,13 @@ def _tenant_doc(tenant: Tenant) -> dict[str, Any]:
 
 def _type_doc(device_type: DeviceType) -> dict[str, Any]:
     return device_type.model_dump(mode="json", exclude={"kind"})
+
+
+def _device_doc(call: Call, device: Device) -> dict[str, Any]:
+    """The device as this caller may see it: its data subject only for the device's own
+    tenant's keys (an admin key of another tenant manages the device but never sees whom it
+    measures)."""
+    return device.public(with_subject=call.principal.tenant == device.tenant)
 
 
 def _page_response(
@@ -179,20 +193,20 @@ async def list_devices(call: Call) -> web.Response:
         limit=query_limit(request, DEFAULT_PAGE_SIZE),
         cursor=query_text(request, "cursor"),
     )
-    return _page_response(call, page, lambda device: device.public())
+    return _page_response(call, page, lambda device: _device_doc(call, device))
 
 
 async def create_device(call: Call) -> web.Response:
     spec = await read_model(call.request, DeviceSpec, call.limits.max_body_bytes)
     device = await call.registry.create_device(call.principal, call.path_param("tenant"), spec)
-    return _created(device.public(), f"{call.request.path}/{device.id}")
+    return _created(_device_doc(call, device), f"{call.request.path}/{device.id}")
 
 
 async def get_device(call: Call) -> web.Response:
     device = call.registry.get_device(
         call.principal, call.path_param("tenant"), call.path_param("id")
     )
-    return json_response(device.public())
+    return json_response(_device_doc(call, device))
 
 
 async def replace_device(call: Call) -> web.Response:
@@ -200,7 +214,7 @@ async def replace_device(call: Call) -> web.Response:
     device = await call.registry.replace_device(
         call.principal, call.path_param("tenant"), call.path_param("id"), spec
     )
-    return json_response(device.public())
+    return json_response(_device_doc(call, device))
 
 
 async def delete_device(call: Call) -> web.Response:

@@ -88,6 +88,9 @@ class DeviceOut(_Out):
     has_app_key: bool
     network: NetworkBinding | None = None
     """The network-server application the device's uplinks must come from, if it is bound."""
+    data_subject: str | None = None
+    """The linked data subject's pseudonymous id: only in answers to the device's own tenant's
+    keys, absent in every other answer."""
     created_at: str
     updated_at: str
 

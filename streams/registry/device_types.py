@@ -97,6 +97,14 @@ class DeviceTypeService:
             errors.append(FieldError("id", f"must be {type_id!r}, the id in the path"))
         if errors:
             raise Invalid(errors[0].message, errors=errors)
+        linked = view.subjects_linked_of_type(tenant, type_id)
+        if linked and spec.classification is not Classification.PERSONAL:
+            # Refused rather than unlinking silently: the tenant decides, device by device.
+            raise Conflict(
+                f"{linked} device(s) of type {type_id!r} are linked to a data subject; unlink "
+                "them before the type stops being personal",
+                errors=[FieldError("classification", "devices of this type have data subjects")],
+            )
         record = _device_type(
             tenant, spec, created_at=old.created_at, updated_at=rfc3339(self._clock())
         )

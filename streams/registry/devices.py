@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cityhub.schemas.registry import Device, DeviceSpec, fingerprint
+from cityhub.schemas.registry import Classification, Device, DeviceSpec, fingerprint
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
 from cityhub.streams.registry.principals import Principal, require_tenant_access
@@ -74,7 +74,9 @@ class DeviceService:
         """Conflict if the device id or the DevEUI is taken (in any tenant: both are global);
         Invalid if the type does not exist in the tenant."""
         require_tenant_access(self._view, who, tenant, write=True)
-        errors = self._type_errors(tenant, spec.type)
+        errors = self._type_errors(tenant, spec.type) or self._subject_errors(
+            tenant, spec.type, spec.data_subject
+        )
         if errors:
             raise Invalid(errors[0].message, errors=errors)
         existing = self._view.device_by_id(spec.id)
@@ -92,7 +94,14 @@ class DeviceService:
         if errors:
             raise Conflict(errors[0].message, errors=errors)
         now = rfc3339(self._clock())
-        record = _device(tenant, spec, now=now, created_at=now, app_key_sha256=None)
+        record = _device(
+            tenant,
+            spec,
+            now=now,
+            created_at=now,
+            app_key_sha256=None,
+            data_subject=spec.data_subject,
+        )
         tokens = [f"device/{spec.id}"] + ([f"eui/{spec.dev_eui}"] if spec.dev_eui else [])
         with self._reservations.hold(tenant, *tokens):
             await self._store.put(record)
@@ -115,7 +124,10 @@ class DeviceService:
         old = self._view.device_by_id(device_id)
         if old is None or old.tenant != tenant:
             raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
-        errors = self._type_errors(tenant, spec.type)
+        subject = _subject_after(spec, old.data_subject)
+        errors = self._type_errors(tenant, spec.type) or self._subject_errors(
+            tenant, spec.type, subject
+        )
         if spec.id != device_id:
             errors.append(FieldError("id", f"must be {device_id!r}, the id in the path"))
         if errors:
@@ -129,6 +141,7 @@ class DeviceService:
             now=rfc3339(self._clock()),
             created_at=old.created_at,
             app_key_sha256=old.app_key_sha256,
+            data_subject=subject,
         )
         tokens = [f"device/{device_id}"]
         if spec.dev_eui and spec.dev_eui != old.dev_eui:
@@ -205,6 +218,7 @@ class DeviceService:
                     now=now,
                     created_at=now if old is None else old.created_at,
                     app_key_sha256=None if old is None else old.app_key_sha256,
+                    data_subject=_subject_after(item, None if old is None else old.data_subject),
                 )
             )
             if old is None:
@@ -239,6 +253,9 @@ class DeviceService:
         old = self._view.device_by_id(item.id)
         if old is not None and old.tenant != tenant:
             errors.append(FieldError("id", ID_NOT_AVAILABLE))
+        elif not errors:
+            kept = None if old is None else old.data_subject
+            errors.extend(self._subject_errors(tenant, item.type, _subject_after(item, kept)))
         if item.id in first_row_of_id:
             errors.append(FieldError("id", f"the same id is in row {first_row_of_id[item.id]}"))
         held = self._reservations.row_error(tenant, f"device/{item.id}", "id", "device")
@@ -272,6 +289,23 @@ class DeviceService:
             )
         ]
 
+    def _subject_errors(self, tenant: str, type_id: str, subject: str | None) -> list[FieldError]:
+        """A data subject is to be linked to a device whose type is not ``personal`` (also when
+        a replace changes the type of a linked device: the link must go in the same write)."""
+        device_type = self._view.device_type(tenant, type_id)
+        if subject is None or device_type is None:
+            return []
+        if device_type.classification is Classification.PERSONAL:
+            return []
+        return [
+            FieldError(
+                "data_subject",
+                f"only a device of a personal device type may be linked to a data subject; "
+                f"type {type_id!r} is {device_type.classification.value} (send data_subject: "
+                "null to unlink)",
+            )
+        ]
+
     def _eui_errors(self, tenant: str, dev_eui: str | None, device_id: str) -> list[FieldError]:
         """The DevEUI is another device's: in this tenant, which one; in another tenant, only
         that it is not available (DevEUIs are unique across tenants; whose is none of the
@@ -288,10 +322,24 @@ class DeviceService:
         ]
 
 
+def _subject_after(spec: DeviceSpec, linked: str | None) -> str | None:
+    """The device's data subject once ``spec`` is written: the spec's when it names the field
+    (``null`` unlinks), else the one ``linked`` now (so a client that does not know the field
+    cannot unlink by accident)."""
+    return spec.data_subject if "data_subject" in spec.model_fields_set else linked
+
+
 def _device(
-    tenant: str, spec: DeviceSpec, *, now: str, created_at: str, app_key_sha256: str | None
+    tenant: str,
+    spec: DeviceSpec,
+    *,
+    now: str,
+    created_at: str,
+    app_key_sha256: str | None,
+    data_subject: str | None,
 ) -> Device:
-    """The record of ``spec`` in ``tenant``: a new app key's fingerprint, else the one kept."""
+    """The record of ``spec`` in ``tenant``: a new app key's fingerprint, else the one kept;
+    ``data_subject`` as ``_subject_after`` chose it."""
     return Device(
         tenant=tenant,
         id=spec.id,
@@ -303,6 +351,7 @@ def _device(
         tags=list(spec.tags),
         active=spec.active,
         network=spec.network,
+        data_subject=data_subject,
         app_key_sha256=(
             fingerprint(spec.app_key.get_secret_value())
             if spec.app_key is not None

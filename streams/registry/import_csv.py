@@ -48,8 +48,12 @@ CITYHUB_COLUMNS: Final = (
     "altitude",
     "active",
     "network",
+    "data_subject",
 )
-"""Columns cityhub adds to The Things Stack's."""
+"""Columns cityhub adds to The Things Stack's. ``data_subject``: a pseudonym links the device
+(of a personal type) to it, ``-`` unlinks it, an empty cell keeps the link as it is."""
+
+UNLINK_SUBJECT: Final = "-"
 
 TTS_USED_COLUMNS: Final = ("id", "dev_eui", "join_eui", "name", "app_key")
 """The Things Stack's columns cityhub reads (``join_eui`` is only checked, not kept)."""
@@ -240,6 +244,9 @@ def _csv_row(
             doc["network"] = network_binding_fields(network)
         except ValueError as exc:
             errors.append(FieldError("network", str(exc)))
+
+    if subject := values.get("data_subject"):
+        doc["data_subject"] = None if subject == UNLINK_SUBJECT else subject
 
     location, location_errors = _csv_location(values)
     errors.extend(location_errors)

@@ -57,7 +57,15 @@ def read_json(
     return ParsedImport(rows=rows, lines=list(range(1, len(rows) + 1)), ids=ids)
 
 
-_CITYHUB_FIELDS_BESIDE_TTS: Final = ("type", "area", "tags", "active", "network", "location")
+_CITYHUB_FIELDS_BESIDE_TTS: Final = (
+    "type",
+    "area",
+    "tags",
+    "active",
+    "network",
+    "location",
+    "data_subject",
+)
 
 
 def check_tts_tenant(tenant: str) -> None:

@@ -18,7 +18,10 @@ from cityhub.schemas.registry import MAX_TAGS, DeviceSpec, Location
 from cityhub.streams.registry.import_rows import Row
 from cityhub.streams.service_errors import FieldError
 
-SECRET_FIELDS: Final = frozenset({"app_key", "nwk_key", "app_s_key", "f_nwk_s_int_key"})
+SECRET_FIELDS: Final = frozenset(
+    {"app_key", "nwk_key", "app_s_key", "f_nwk_s_int_key", "data_subject"}
+)
+"""Fields whose value no message repeats: keys, and the data subject (personal data)."""
 
 
 def validate_row(

@@ -4,7 +4,8 @@ Pure: no I/O. A store feeds it the topic's records in offset order with ``apply`
 worker instance holds one. The normaliser's lookups (``device_by_eui``, ``device_by_id``,
 ``device_type``) are single dict look-ups. Devices are kept as compact slotted ``DeviceEntry``
 objects with repeated strings (tenant, type, area, tags) interned, so that 100 000 devices take
-less memory than the same records as plain decoded JSON dicts would.
+less memory than the same records as plain decoded JSON dicts would. A device's data subject
+(issue 10) costs one slot; only linked devices enter the subject index (``subject_index.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import functools
 import json
 import logging
 import sys
-from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -31,6 +31,10 @@ from cityhub.schemas.registry import (
     Tenant,
     record_key,
 )
+from cityhub.streams.registry.sorted_ids import SortedIds
+from cityhub.streams.registry.subject_index import SubjectIndex
+
+__all__ = ["DeviceEntry", "MalformedRecord", "RegistryView", "SortedIds", "entry_from_json"]
 
 log = logging.getLogger("cityhub.registry.view")
 
@@ -61,6 +65,7 @@ class DeviceEntry:
     created_at: str
     updated_at: str
     network: NetworkBinding | None = None
+    data_subject: str | None = field(default=None, repr=False)
 
     @property
     def has_app_key(self) -> bool:
@@ -88,6 +93,7 @@ class DeviceEntry:
             active=self.active,
             app_key_sha256=self.app_key_sha256,
             network=self.network,
+            data_subject=self.data_subject,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
@@ -118,6 +124,7 @@ class DeviceEntry:
                     device.network.server.value, device.network.application, device.network.tenant
                 )
             ),
+            data_subject=device.data_subject,
         )
 
 
@@ -205,53 +212,10 @@ def entry_from_json(doc: dict[str, Any]) -> DeviceEntry:
             created_at=_str(doc, "created_at"),
             updated_at=_str(doc, "updated_at"),
             network=_network(doc),
+            data_subject=_opt_str(doc, "data_subject"),
         )
     except KeyError as exc:
         raise MalformedRecord(f"missing field {exc.args[0]}") from None
-
-
-class SortedIds:
-    """Ids kept for listing in order with a cursor, without sorting on every request.
-
-    Appends keep the list sorted when ids arrive in order (an import, a replay of a compacted
-    topic that was written in order); otherwise the list is marked unsorted and sorted once, on
-    the next read (Timsort on a nearly sorted list is close to linear).
-    """
-
-    __slots__ = ("_ids", "_sorted")
-
-    def __init__(self) -> None:
-        self._ids: list[str] = []
-        self._sorted = True
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def add(self, item_id: str) -> None:
-        """Add an id that is not in the list yet."""
-        if self._ids and item_id < self._ids[-1]:
-            self._sorted = False
-        self._ids.append(item_id)
-
-    def remove(self, item_id: str) -> None:
-        """Remove an id if present."""
-        ids = self.ordered()
-        i = bisect_left(ids, item_id)
-        if i < len(ids) and ids[i] == item_id:
-            del ids[i]
-
-    def ordered(self) -> list[str]:
-        """The ids in order (the live list: do not modify)."""
-        if not self._sorted:
-            self._ids.sort()
-            self._sorted = True
-        return self._ids
-
-    def after(self, cursor: str | None) -> Iterator[str]:
-        """The ids greater than ``cursor`` (all of them if None), in order."""
-        ids = self.ordered()
-        start = 0 if cursor is None else bisect_right(ids, cursor)
-        return islice(ids, start, None)
 
 
 class RegistryView:
@@ -275,6 +239,7 @@ class RegistryView:
         self._by_eui: dict[str, DeviceEntry] = {}
         self._device_ids: dict[str, SortedIds] = {}
         self._type_use: Counter[tuple[str, str]] = Counter()
+        self._subjects = SubjectIndex()
         self._keys: dict[str, ApiKey] = {}
         self._key_ids = SortedIds()
         self._n_types = 0
@@ -351,6 +316,8 @@ class RegistryView:
         if entry.dev_eui is not None:
             self._by_eui[entry.dev_eui] = entry
         self._type_use[(entry.tenant, entry.type)] += 1
+        if entry.data_subject is not None:
+            self._subjects.add(entry.tenant, entry.data_subject, entry.id, entry.type)
 
     def _unindex_device(self, old: DeviceEntry, *, keep_id: bool) -> None:
         if old.dev_eui is not None and self._by_eui.get(old.dev_eui) is old:
@@ -359,6 +326,8 @@ class RegistryView:
         self._type_use[use] -= 1
         if self._type_use[use] <= 0:
             del self._type_use[use]
+        if old.data_subject is not None:
+            self._subjects.remove(old.tenant, old.data_subject, old.id, old.type)
         if not keep_id:
             ids = self._device_ids.get(old.tenant)
             if ids is not None:
@@ -416,6 +385,15 @@ class RegistryView:
         """Every API key (of ``tenant`` if given), in id order."""
         keys = (self._keys[i] for i in self._key_ids.ordered())
         return [k for k in keys if tenant is None or k.tenant == tenant]
+
+    def devices_of_subject(self, tenant: str, subject: str) -> list[DeviceEntry]:
+        """The tenant's devices linked to this data subject, in id order (none for another
+        tenant's subject of the same id: subjects are per tenant)."""
+        return [self._devices[i] for i in self._subjects.device_ids(tenant, subject)]
+
+    def subjects_linked_of_type(self, tenant: str, type_id: str) -> int:
+        """How many of the tenant's devices of this type are linked to a data subject."""
+        return self._subjects.linked_of_type(tenant, type_id)
 
     def type_in_use(self, tenant: str, type_id: str) -> int:
         """How many devices of the tenant have this type."""

@@ -146,6 +146,13 @@ def _network_option(text: str | None) -> dict[str, str] | None:
     help="Bind it: tts:<application>[@<tenant>] or chirpstack:<application UUID>.",
 )
 @click.option("--unbind", is_flag=True, help="Remove the network binding.")
+@click.option(
+    "--data-subject",
+    "data_subject",
+    default=None,
+    help="Link it (a device of a personal type) to this data subject's pseudonymous id.",
+)
+@click.option("--no-data-subject", is_flag=True, help="Unlink its data subject.")
 @json_option
 def devices_update(
     tenant: str,
@@ -162,11 +169,16 @@ def devices_update(
     active: bool | None,
     network: str | None,
     unbind: bool,
+    data_subject: str | None,
+    no_data_subject: bool,
     as_json: bool,
 ) -> None:
-    """Change the options given of device DEVICE_ID; everything else stays (its key too)."""
+    """Change the options given of device DEVICE_ID; everything else stays (its key and its
+    data subject too)."""
     if network is not None and unbind:
         fail("give --network or --unbind, not both")
+    if data_subject is not None and no_data_subject:
+        fail("give --data-subject or --no-data-subject, not both")
     if dev_eui is not None and no_dev_eui:
         fail("give --dev-eui or --no-dev-eui, not both")
     if (lat is None) != (lon is None) or (alt is not None and lat is None):
@@ -180,8 +192,11 @@ def devices_update(
         "network": _network_option(network),
         "location": None if lat is None else {"latitude": lat, "longitude": lon, "altitude": alt},
         "tags": list(tags) if tags else None,
+        "data_subject": data_subject,
     }
     changes = {key: value for key, value in changes.items() if value is not None}
+    if no_data_subject:
+        changes["data_subject"] = None
     if no_dev_eui:
         changes["dev_eui"] = None
     if unbind:
@@ -191,13 +206,14 @@ def devices_update(
 
     async def update(registry: Registry) -> Device:
         current = registry.get_device(SYSTEM, tenant, device_id).public()
+        # Neither app_key nor data_subject unless changed: the stored ones stay.
         doc = {key: current[key] for key in DeviceSpec.model_fields if key in current}
-        spec = DeviceSpec.model_validate({**doc, **changes})  # no app_key: the stored one stays
+        spec = DeviceSpec.model_validate({**doc, **changes})
         return await registry.replace_device(SYSTEM, tenant, device_id, spec)
 
     updated = run(update)
     if as_json:
-        echo_json(updated.public())
+        echo_json(updated.public(with_subject=True))
     else:
         click.echo(f"Updated device {updated.id} in tenant {updated.tenant}.")
 
@@ -207,10 +223,11 @@ def devices_update(
 @click.argument("device_id")
 @json_option
 def devices_get(tenant: str, device_id: str, as_json: bool) -> None:
-    """Show device DEVICE_ID (never its key; only whether it has one)."""
+    """Show device DEVICE_ID (never its key; only whether it has one; its data subject, as
+    the CLI is the platform operator's)."""
     found = run_read(lambda registry: registry.get_device(SYSTEM, tenant, device_id))
     if as_json:
-        echo_json(found.public())
+        echo_json(found.public(with_subject=True))
         return
     field_lines(
         [
@@ -225,6 +242,7 @@ def devices_get(tenant: str, device_id: str, as_json: bool) -> None:
             ("active", "yes" if found.active else "no"),
             ("network", found.network.describe() if found.network else "any"),
             ("app key", "set" if found.app_key_sha256 else "none"),
+            ("data subject", found.data_subject or "none"),
             ("created", found.created_at),
             ("updated", found.updated_at),
         ]

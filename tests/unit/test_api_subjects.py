@@ -1,0 +1,126 @@
+"""Data subjects through the operator API: linked and unlinked by the tenant's operator and
+admin keys, shown only to the device's own tenant, refused for another tenant (404, seen from
+both sides), for a subscriber (403), for a non-personal type (422 naming the field), and never
+echoed in an error. Over the in-memory registry, as tests/unit/test_api_routes.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cityhub.schemas.registry import Classification, DeviceTypeSpec
+from cityhub.streams.api.models import DeviceList, DeviceOut
+from cityhub.streams.registry.principals import Principal
+
+from .test_api_support import Api, device, running_api
+
+A = "/api/v1/tenants/acme"
+B = "/api/v1/tenants/beta"
+SUBJECT = "res-7f3a9c21"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    async with running_api() as running:
+        for tenant in ("acme", "beta"):
+            await running.registry.create_type(
+                Principal.system(),
+                tenant,
+                DeviceTypeSpec(id="air", name="Air", classification=Classification.PERSONAL),
+            )
+        yield running
+
+
+async def test_the_tenant_links_reads_and_unlinks(api: Api) -> None:
+    body = device("a-1", type="air", data_subject=SUBJECT)
+    status, doc, _ = await api.call("POST", f"{A}/devices", json=body)
+    assert status == 201, doc
+    assert DeviceOut.model_validate(doc).data_subject == SUBJECT
+    for who in ("op_a", "admin", "sub_a"):
+        status, doc, _ = await api.call("GET", f"{A}/devices/a-1", who=who)
+        assert (status, doc["data_subject"]) == (200, SUBJECT)
+    status, doc, _ = await api.call("GET", f"{A}/devices", who="sub_a")
+    assert DeviceList.model_validate(doc).items[0].data_subject == SUBJECT
+    # A PUT without the field keeps the link; with null it unlinks.
+    status, doc, _ = await api.call("PUT", f"{A}/devices/a-1", json=device("a-1", type="air"))
+    assert (status, doc["data_subject"]) == (200, SUBJECT)
+    unlink = device("a-1", type="air", data_subject=None)
+    status, doc, _ = await api.call("PUT", f"{A}/devices/a-1", who="admin", json=unlink)
+    assert (status, doc["data_subject"]) == (200, None)
+    assert api.registry.view.devices_of_subject("acme", SUBJECT) == []
+
+
+async def test_another_tenant_can_neither_see_nor_link_nor_unlink(api: Api) -> None:
+    await api.call("POST", f"{A}/devices", json=device("a-1", type="air", data_subject=SUBJECT))
+    for who in ("op_b", "sub_b"):
+        status, doc, _ = await api.call("GET", f"{A}/devices/a-1", who=who)
+        assert status == 404, doc
+        assert SUBJECT not in str(doc)
+    relink = device("a-1", type="air", data_subject="res-beta-0001")
+    status, _, _ = await api.call("PUT", f"{A}/devices/a-1", who="op_b", json=relink)
+    assert status == 404
+    unlink = device("a-1", type="air", data_subject=None)
+    status, _, _ = await api.call("PUT", f"{A}/devices/a-1", who="op_b", json=unlink)
+    assert status == 404
+    assert [d.id for d in api.registry.view.devices_of_subject("acme", SUBJECT)] == ["a-1"]
+    # From the other side: acme's operator cannot link a device of beta.
+    await api.call("POST", f"{B}/devices", who="op_b", json=device("b-1", type="air"))
+    status, _, _ = await api.call("PUT", f"{B}/devices/b-1", json=relink)
+    assert status == 404
+    assert api.registry.view.devices_of_subject("beta", "res-beta-0001") == []
+
+
+async def test_an_admin_key_of_another_tenant_manages_but_never_sees_the_subject(
+    api: Api,
+) -> None:
+    body = device("b-1", type="air", data_subject=SUBJECT)
+    status, doc, _ = await api.call("POST", f"{B}/devices", who="op_b", json=body)
+    assert (status, doc["data_subject"]) == (201, SUBJECT)
+    status, doc, _ = await api.call("GET", f"{B}/devices/b-1", who="admin")
+    assert status == 200
+    assert "data_subject" not in doc
+    status, doc, _ = await api.call("GET", f"{B}/devices", who="admin")
+    assert "data_subject" not in doc["items"][0]
+
+
+async def test_a_subscriber_may_not_link(api: Api) -> None:
+    body = device("a-1", type="air", data_subject=SUBJECT)
+    status, _, _ = await api.call("POST", f"{A}/devices", who="sub_a", json=body)
+    assert status == 403
+
+
+@pytest.mark.parametrize("subject", ["123456782", "Jan Jansen", "short", "0612345678"])
+async def test_a_bad_subject_is_a_422_naming_the_field_without_echoing_it(
+    api: Api, subject: str
+) -> None:
+    body = device("a-1", type="air", data_subject=subject)
+    status, doc, _ = await api.call("POST", f"{A}/devices", json=body)
+    assert status == 422, doc
+    assert [e["field"] for e in doc["errors"]] == ["data_subject"]
+    assert subject not in str(doc)
+
+
+async def test_a_device_of_a_non_personal_type_cannot_be_linked(api: Api) -> None:
+    status, doc, _ = await api.call(
+        "POST", f"{A}/devices", json=device("t-1", data_subject=SUBJECT)
+    )
+    assert status == 422, doc
+    assert [e["field"] for e in doc["errors"]] == ["data_subject"]
+    await api.call("POST", f"{A}/devices", json=device("a-1", type="air", data_subject=SUBJECT))
+    status, doc, _ = await api.call("PUT", f"{A}/devices/a-1", json=device("a-1", type="th"))
+    assert status == 422, doc
+    assert [e["field"] for e in doc["errors"]] == ["data_subject"]
+    internal = {"id": "air", "name": "Air", "classification": "internal"}
+    status, doc, _ = await api.call("PUT", f"{A}/device-types/air", json=internal)
+    assert status == 409, doc
+    assert SUBJECT not in str(doc)
+
+
+async def test_the_import_links_through_the_api(api: Api) -> None:
+    body = f"id,name,type,data_subject\na-1,A1,air,{SUBJECT}\n"
+    status, doc, _ = await api.call(
+        "POST", f"{A}/devices:import", data=body, headers={"Content-Type": "text/csv"}
+    )
+    assert (status, doc["created"]) == (200, 1), doc
+    assert [d.id for d in api.registry.view.devices_of_subject("acme", SUBJECT)] == ["a-1"]
