@@ -1,7 +1,7 @@
 """Data subjects on the real Kafka: a link written through the operator API (over a Kafka
-registry store) is read back by a fresh view that replays the registry topic; the CLI unlinks it
-and another fresh view sees that too. The subject never reaches a log. Each test has its own
-topic prefix, hence its own registry."""
+registry store) is read back by a fresh view that replays the registry topic; the CLI unlinks
+one (and links a device it creates), and another fresh view sees that too. The subject never
+reaches a log. Each test has its own topic prefix, hence its own registry."""
 
 from __future__ import annotations
 
@@ -85,6 +85,10 @@ def test_a_link_made_through_the_api_is_on_the_topic_and_the_cli_unlinks_it(
     result = runner.invoke(main, ["devices", "get", "--tenant", "acme", "air-2", "--json"], env=env)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data_subject"] == SUBJECT
+    create = ["devices", "create", "--tenant", "acme", "air-3", "--type", "air", "--json"]
+    result = runner.invoke(main, [*create, "--data-subject", SUBJECT], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data_subject"] == SUBJECT
     # A BSN is refused by the CLI as by the API, without being repeated.
     result = runner.invoke(
         main,
@@ -96,7 +100,7 @@ def test_a_link_made_through_the_api_is_on_the_topic_and_the_cli_unlinks_it(
     assert "123456782" not in result.output
 
     view = asyncio.run(_fresh_view(settings))
-    assert [d.id for d in view.devices_of_subject("acme", SUBJECT)] == ["air-2"]
+    assert [d.id for d in view.devices_of_subject("acme", SUBJECT)] == ["air-2", "air-3"]
     # cityhub's own logs at every level, everyone's from INFO up (aiokafka's DEBUG log dumps
     # the records it sends, whatever they hold: never run a broker client at DEBUG in production).
     shown = [

@@ -72,6 +72,12 @@ _DEVICE_HEADERS = ("ID", "TYPE", "DEV_EUI", "NAME", "AREA", "LOCATION", "TAGS", 
         "chirpstack:<application UUID>. Uplinks from anywhere else are then refused."
     ),
 )
+@click.option(
+    "--data-subject",
+    "data_subject",
+    default=None,
+    help="Link it (a device of a personal type) to this data subject's pseudonymous id.",
+)
 @json_option
 def devices_create(
     tenant: str,
@@ -86,6 +92,7 @@ def devices_create(
     tags: tuple[str, ...],
     inactive: bool,
     network: str | None,
+    data_subject: str | None,
     as_json: bool,
 ) -> None:
     """Register device DEVICE_ID in a tenant."""
@@ -106,12 +113,13 @@ def devices_create(
                 "tags": list(tags),
                 "active": not inactive,
                 "network": _network_option(network),
+                "data_subject": data_subject,
             }
         )
     )
     created = run(lambda registry: registry.create_device(SYSTEM, tenant, spec))
     if as_json:
-        echo_json(created.public())
+        echo_json(created.public(with_subject=True))
     else:
         click.echo(f"Registered device {created.id} in tenant {created.tenant}.")
 
