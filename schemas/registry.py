@@ -255,6 +255,17 @@ class DeviceSpec(_Spec):
         return value
 
 
+class DataSubjectLink(_Spec):
+    """The body that links one device to a data subject (``PUT .../devices/{id}/data-subject``)."""
+
+    data_subject: str = Field(repr=False)
+
+    @field_validator("data_subject")
+    @classmethod
+    def _data_subject(cls, value: str) -> str:
+        return validate_data_subject(value)
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

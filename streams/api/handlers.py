@@ -19,6 +19,7 @@ from aiohttp import web
 
 from cityhub.connectors.sinks import subscription_models
 from cityhub.schemas.registry import (
+    DataSubjectLink,
     Device,
     DeviceSpec,
     DeviceType,
@@ -215,6 +216,21 @@ async def replace_device(call: Call) -> web.Response:
         call.principal, call.path_param("tenant"), call.path_param("id"), spec
     )
     return json_response(_device_doc(call, device))
+
+
+async def link_subject(call: Call) -> web.Response:
+    link = await read_model(call.request, DataSubjectLink, call.limits.max_body_bytes)
+    device = await call.registry.set_device_subject(
+        call.principal, call.path_param("tenant"), call.path_param("id"), link.data_subject
+    )
+    return json_response(_device_doc(call, device))
+
+
+async def unlink_subject(call: Call) -> web.Response:
+    await call.registry.set_device_subject(
+        call.principal, call.path_param("tenant"), call.path_param("id"), None
+    )
+    return web.Response(status=204)
 
 
 async def delete_device(call: Call) -> web.Response:

@@ -8,7 +8,13 @@ by then is documented.
 from __future__ import annotations
 
 from cityhub.connectors.sinks import public_models, subscription_models
-from cityhub.schemas.registry import ID_PATTERN, DeviceSpec, DeviceTypeSpec, TenantSpec
+from cityhub.schemas.registry import (
+    ID_PATTERN,
+    DataSubjectLink,
+    DeviceSpec,
+    DeviceTypeSpec,
+    TenantSpec,
+)
 from cityhub.schemas.subscription import SUBSCRIPTION_ID_PATTERN, ReplaySpec
 from cityhub.streams.api import handlers as h
 from cityhub.streams.api.aggregates import AggregateList, list_aggregates
@@ -241,6 +247,29 @@ ROUTES: tuple[Route, ...] = (
         body=DeviceSpec,
         params=(TENANT, DEVICE_ID),
         problems=(*_WRITE, 409),
+    ),
+    Route(
+        "PUT",
+        "/tenants/{tenant}/devices/{id}/data-subject",
+        "linkDataSubject",
+        "Link a device of a personal type to a data subject (a pseudonymous id)",
+        "devices",
+        h.link_subject,
+        response=DeviceOut,
+        body=DataSubjectLink,
+        params=(TENANT, DEVICE_ID),
+        problems=_WRITE,
+    ),
+    Route(
+        "DELETE",
+        "/tenants/{tenant}/devices/{id}/data-subject",
+        "unlinkDataSubject",
+        "Unlink a device's data subject",
+        "devices",
+        h.unlink_subject,
+        status=204,
+        params=(TENANT, DEVICE_ID),
+        problems=_READ,
     ),
     Route(
         "DELETE",

@@ -150,6 +150,27 @@ class DeviceService:
             await self._store.put(record)
         return record
 
+    async def set_subject(
+        self, who: Principal, tenant: str, device_id: str, subject: str | None
+    ) -> Device:
+        """Link the tenant's device to ``subject`` (None: unlink), the rest of it unchanged;
+        NotFound if it is not the tenant's, Invalid if its type is not personal."""
+        require_tenant_access(self._view, who, tenant, write=True)
+        old = self._view.device_by_id(device_id)
+        if old is None or old.tenant != tenant:
+            raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
+        errors = self._subject_errors(tenant, old.type, subject)
+        if errors:
+            raise Invalid(errors[0].message, errors=errors)
+        if old.data_subject == subject:
+            return old.to_device()  # nothing to write: linking twice, unlinking twice
+        record = old.to_device().model_copy(
+            update={"data_subject": subject, "updated_at": rfc3339(self._clock())}
+        )
+        with self._reservations.hold(tenant, f"device/{device_id}"):
+            await self._store.put(record)
+        return record
+
     async def delete(self, who: Principal, tenant: str, device_id: str) -> None:
         """Delete the tenant's device; NotFound if it does not exist or is another tenant's."""
         require_tenant_access(self._view, who, tenant, write=True)

@@ -139,6 +139,13 @@ class Registry:
         """PUT semantics; an omitted ``app_key`` keeps the stored one."""
         return await self.devices.replace(who, tenant, device_id, spec)
 
+    async def set_device_subject(
+        self, who: Principal, tenant: str, device_id: str, subject: str | None
+    ) -> Device:
+        """Link the tenant's device to a data subject (None: unlink); Invalid unless its type
+        is personal, NotFound if it is not the tenant's."""
+        return await self.devices.set_subject(who, tenant, device_id, subject)
+
     async def delete_device(self, who: Principal, tenant: str, device_id: str) -> None:
         """Delete the tenant's device; NotFound if it does not exist or is another tenant's."""
         await self.devices.delete(who, tenant, device_id)

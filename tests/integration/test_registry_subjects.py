@@ -42,12 +42,19 @@ async def _link_through_the_api(settings: Settings) -> None:
         _, secret = await registry.create_key(system, "acme", Role.OPERATOR, "op")
         headers = {"Authorization": f"Bearer {secret}"}
         async with TestClient(TestServer(build_api(registry))) as client:
-            for device_id in ("air-1", "air-2"):
-                body = {"id": device_id, "name": device_id, "type": "air", "data_subject": SUBJECT}
-                response = await client.post(
-                    "/api/v1/tenants/acme/devices", json=body, headers=headers
-                )
-                assert response.status == 201, await response.text()
+            # air-1 linked in its create, air-2 through the data-subject route.
+            body = {"id": "air-1", "name": "Air 1", "type": "air", "data_subject": SUBJECT}
+            response = await client.post("/api/v1/tenants/acme/devices", json=body, headers=headers)
+            assert response.status == 201, await response.text()
+            body = {"id": "air-2", "name": "Air 2", "type": "air"}
+            response = await client.post("/api/v1/tenants/acme/devices", json=body, headers=headers)
+            assert response.status == 201, await response.text()
+            response = await client.put(
+                "/api/v1/tenants/acme/devices/air-2/data-subject",
+                json={"data_subject": SUBJECT},
+                headers=headers,
+            )
+            assert response.status == 200, await response.text()
     finally:
         await store.stop()
 

@@ -124,3 +124,36 @@ async def test_the_import_links_through_the_api(api: Api) -> None:
     )
     assert (status, doc["created"]) == (200, 1), doc
     assert [d.id for d in api.registry.view.devices_of_subject("acme", SUBJECT)] == ["a-1"]
+
+
+async def test_the_data_subject_route_links_and_unlinks_without_the_whole_spec(api: Api) -> None:
+    await api.call("POST", f"{A}/devices", json=device("a-1", type="air", area="west"))
+    path = f"{A}/devices/a-1/data-subject"
+    status, doc, _ = await api.call("PUT", path, json={"data_subject": SUBJECT})
+    assert status == 200, doc
+    assert (doc["data_subject"], doc["area"]) == (SUBJECT, "west")
+    assert [d.id for d in api.registry.view.devices_of_subject("acme", SUBJECT)] == ["a-1"]
+    for who in ("op_b", "sub_b"):
+        status, _, _ = await api.call("PUT", path, who=who, json={"data_subject": "res-beta-0001"})
+        assert status == 404
+        status, _, _ = await api.call("DELETE", path, who=who)
+        assert status == 404
+    status, _, _ = await api.call("DELETE", path, who="sub_a")
+    assert status == 403
+    status, doc, _ = await api.call("PUT", path, json={"data_subject": "123456782"})
+    assert status == 422, doc
+    assert [e["field"] for e in doc["errors"]] == ["data_subject"]
+    assert "123456782" not in str(doc)
+    status, _, _ = await api.call("DELETE", path, who="admin")
+    assert status == 204
+    assert api.registry.view.devices_of_subject("acme", SUBJECT) == []
+    await api.call("POST", f"{A}/devices", json=device("t-1"))
+    status, doc, _ = await api.call(
+        "PUT", f"{A}/devices/t-1/data-subject", json={"data_subject": SUBJECT}
+    )
+    assert status == 422, doc
+    assert [e["field"] for e in doc["errors"]] == ["data_subject"]
+    status, _, _ = await api.call(
+        "PUT", f"{A}/devices/nope/data-subject", json={"data_subject": SUBJECT}
+    )
+    assert status == 404

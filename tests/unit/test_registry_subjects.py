@@ -220,3 +220,18 @@ def test_the_view_reads_the_subject_from_the_topic_and_rejects_a_wrong_type() ->
     assert view.malformed == 1
     view.apply("device/a-1", None, 2)
     assert view.devices_of_subject("acme", SUBJECT) == []
+
+
+async def test_linking_or_unlinking_twice_writes_nothing_the_second_time() -> None:
+    registry = await seeded()
+    await registry.create_device(SYSTEM, "acme", spec("a-1"))
+    linked = await registry.set_device_subject(SYSTEM, "acme", "a-1", SUBJECT)
+    offset = registry.view.offset
+    again = await registry.set_device_subject(SYSTEM, "acme", "a-1", SUBJECT)
+    assert (again.data_subject, again.updated_at) == (SUBJECT, linked.updated_at)
+    assert registry.view.offset == offset
+    await registry.set_device_subject(SYSTEM, "acme", "a-1", None)
+    offset = registry.view.offset
+    await registry.set_device_subject(SYSTEM, "acme", "a-1", None)
+    assert registry.view.offset == offset
+    assert registry.view.devices_of_subject("acme", SUBJECT) == []
