@@ -235,3 +235,27 @@ async def test_linking_or_unlinking_twice_writes_nothing_the_second_time() -> No
     await registry.set_device_subject(SYSTEM, "acme", "a-1", None)
     assert registry.view.offset == offset
     assert registry.view.devices_of_subject("acme", SUBJECT) == []
+
+
+def test_a_tts_end_device_takes_the_data_subject_beside_its_fields() -> None:
+    end_device = {
+        "ids": {
+            "device_id": "tts-1",
+            "dev_eui": "70B3D57ED00000C1",
+            "application_ids": {"application_id": "city-air"},
+        },
+        "name": "From TTS",
+        "type": "air",
+        "data_subject": SUBJECT,
+    }
+    rows = parse_import(json.dumps([end_device]).encode(), "application/json", max_rows=10)
+    assert isinstance(rows[0], DeviceSpec)
+    assert rows[0].data_subject == SUBJECT
+    rows = parse_import(
+        json.dumps([{**end_device, "data_subject": "123456782"}]).encode(),
+        "application/json",
+        max_rows=10,
+    )
+    assert not isinstance(rows[0], DeviceSpec)
+    assert [e.field for e in rows[0]] == ["data_subject"]
+    assert "123456782" not in rows[0][0].message
