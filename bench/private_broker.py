@@ -10,7 +10,6 @@ shared (topic prefixes of their own keep runs apart).
 
 from __future__ import annotations
 
-import socket
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,12 +17,7 @@ from pathlib import Path
 
 from cityhub.schemas.settings import MqttSettings, Settings, StackSettings
 from cityhub.streams.devtools.stack import stack_down, stack_up
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from cityhub.streams.supervisor import free_ports
 
 
 @asynccontextmanager
@@ -31,7 +25,7 @@ async def private_mosquitto() -> AsyncIterator[MqttSettings]:
     """Starts a Mosquitto with the stack's configuration on a free loopback port and an empty
     state dir; yields the MQTT settings that reach it; stops it and deletes its state."""
     with tempfile.TemporaryDirectory(prefix="bench-mosquitto-") as state:
-        port = _free_port()
+        (port,) = free_ports(1, avoid=set())
         # The Kafka ports are never used: only Mosquitto starts.
         settings = Settings(stack=StackSettings(state_dir=Path(state), mqtt_port=port))
         try:
