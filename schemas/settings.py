@@ -218,6 +218,14 @@ class PrivacySettings(_Section):
     """The base of every processing activity's id (``<base><tenant>:<slug>`` after a URN,
     ``<base><tenant>/<slug>`` after a URL): a city sets its own published register, e.g.
     ``https://data.example.nl/verwerkingsregister/``. Changing it changes no stored id."""
+    processing_log_retention_days: int = Field(default=7 * 366, ge=1, le=100 * 366)
+    """How long the processing log keeps its records (the topic's ``retention.ms``, set when the
+    topic is created): seven years by default, the accountability horizon of most Dutch
+    archive rules for such logs."""
+
+    @property
+    def processing_log_retention_ms(self) -> int:
+        return self.processing_log_retention_days * 24 * 3600 * 1000
 
     @field_validator("register_base_uri")
     @classmethod

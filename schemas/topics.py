@@ -34,6 +34,18 @@ class Topics:
     processing_activities: str
     """Compacted: the register of processing activities, keyed
     ``processing_activity/<tenant>/<slug>`` (see streams/privacy)."""
+    consents: str
+    """Compacted: consent records (ISO/IEC TS 27560 shape, hash-chained history), keyed
+    ``consent/<tenant>/<data subject>/<activity slug>``."""
+    subject_keys: str
+    """Compacted: each data subject's data keys, wrapped with the key-encryption key, keyed
+    ``subject_key/<tenant>/<data subject>/<key id>``; a tombstone is a crypto-shredding erasure."""
+    resident_tokens: str
+    """Compacted: residents' access tokens (fingerprints only), keyed
+    ``resident_token/<tenant>/<token id>``."""
+    processing_log: str
+    """Append-only, long retention: the processing log (Logboek Dataverwerkingen records), keyed
+    ``<tenant>/<data subject>``."""
     aggregates: str
     """Window aggregates keyed by their group (``device/<device id>`` or
     ``area/<tenant>/<area>``), so that every window of one group is in one partition; the record
@@ -51,6 +63,10 @@ class Topics:
             registry=f"{prefix}.registry",
             subscriptions=f"{prefix}.subscriptions",
             processing_activities=f"{prefix}.processing-activities",
+            consents=f"{prefix}.consents",
+            subject_keys=f"{prefix}.subject-keys",
+            resident_tokens=f"{prefix}.resident-tokens",
+            processing_log=f"{prefix}.processing-log",
             aggregates=f"{prefix}.aggregates",
             area_observations=f"{prefix}.observations-by-area",
         )

@@ -83,6 +83,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topics.subscriptions, 1, compact_config),
         # The register of processing activities: public, small, every API instance reads all.
         TopicSpec(topics.processing_activities, 1, compact_config),
+        # Consents, data subjects' keys and residents' tokens: small, every process that checks
+        # purposes (workers, delivery, API) reads all of them.
+        TopicSpec(topics.consents, 1, compact_config),
+        TopicSpec(topics.subject_keys, 1, compact_config),
+        TopicSpec(topics.resident_tokens, 1, compact_config),
+        # The processing log: append-only accountability, kept long (years; see docs/privacy.md).
+        TopicSpec(
+            topics.processing_log,
+            n,
+            {**log_config, "retention.ms": str(settings.privacy.processing_log_retention_ms)},
+        ),
         # The agents' states, one partition per input partition (the input topics have n).
         *(
             TopicSpec(changelog(settings.worker.app_id, state), n, compact_config)
