@@ -136,3 +136,18 @@ class StackError(CityhubError):
     """The local Kafka or Mosquitto could not be installed, started or reached."""
 
     retriable = True
+
+
+class SealingError(CityhubError):
+    """A sealed personal value (``cityhub.streams.privacy.sealing``) could not be opened. The
+    message never carries the token, a key or a value."""
+
+
+class KeyErased(SealingError):
+    """The data key a sealed value names is not there: its subject was erased (the key
+    shredded), or it never existed. Final: the value can never be read again."""
+
+
+class Unsealable(SealingError):
+    """A sealed value that is not one: malformed, too large, tampered with, or sealed for
+    another tenant, subject or event than the one it is read as."""
