@@ -1,0 +1,144 @@
+"""W3C Trace Context (level 1) ``traceparent`` values, as cityhub carries them in a Kafka header.
+
+The bridge starts a new trace for every raw record it writes (``new_trace``), each stage that
+acts on the record continues it (``child``: same trace, a new span), and a processing-log record
+names the trace and span it belongs to (Logboek Dataverwerkingen asks for W3C trace context).
+
+The header is ``version "-" trace-id "-" parent-id "-" trace-flags`` in lower-case hex
+(https://www.w3.org/TR/trace-context/#traceparent-header). ``parse_traceparent`` follows the
+specification's rules for a receiver:
+
+- version ``00``: exactly 55 characters; trace-id 32 and parent-id 16 lower-case hex digits, not
+  all zero; flags 2 lower-case hex digits (only the ``sampled`` bit, 0x01, is read);
+- a later version (``01`` to ``fe``): parsed by its first four fields, which must have the
+  version-00 shape; what follows them, if anything, must start with ``-`` and is ignored;
+- version ``ff``, upper-case hex, a wrong length, a missing dash, non-ASCII bytes, ``None``:
+  not a trace context (``None``), so the receiver starts a new trace. It never raises.
+
+Pure: ``os.urandom`` is the only call outside the module (ids must be unpredictable and
+unique, which the standard asks for, and a CSPRNG gives both without state).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Final
+
+TRACEPARENT: Final = "traceparent"
+"""The header name (W3C, and cityhub's Kafka header)."""
+
+VERSION: Final = "00"
+"""The version cityhub writes."""
+SAMPLED: Final = 0x01
+"""The ``sampled`` bit of trace-flags. cityhub sets it on every trace it starts: the processing
+log must not be sampled (Logboek Dataverwerkingen), so every trace is recorded."""
+
+TRACE_ID_HEX: Final = 32
+SPAN_ID_HEX: Final = 16
+HEADER_LENGTH: Final = 55
+"""Length of a version-00 value: 2 + 1 + 32 + 1 + 16 + 1 + 2."""
+MAX_HEADER_LENGTH: Final = 512
+"""Longer values are refused unread: a later version may add fields, but nothing legitimate
+needs more than this, and a hostile header should cost nothing."""
+
+_HEX_LOWER: Final = frozenset("0123456789abcdef")
+_ZERO_TRACE: Final = "0" * TRACE_ID_HEX
+_ZERO_SPAN: Final = "0" * SPAN_ID_HEX
+_ID_BYTES: Final = (TRACE_ID_HEX + SPAN_ID_HEX) // 2
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """One position in a trace: the trace, the span (an action in it) and whether it is sampled.
+
+    ``trace_id`` is 32 and ``span_id`` 16 lower-case hex digits, neither all zero; construct one
+    through ``new_trace``, ``child`` or ``parse_traceparent``, which guarantee that."""
+
+    trace_id: str
+    span_id: str
+    sampled: bool
+
+    def header(self) -> bytes:
+        """The ``traceparent`` value for this context, version 00 (55 ASCII bytes)."""
+        flags = "01" if self.sampled else "00"
+        return f"{VERSION}-{self.trace_id}-{self.span_id}-{flags}".encode("ascii")
+
+
+def _is_hex_lower(value: str) -> bool:
+    return all(ch in _HEX_LOWER for ch in value)
+
+
+def parse_traceparent(value: bytes | str | None) -> TraceContext | None:
+    """The trace context in a ``traceparent`` value, or ``None`` if it is not a valid one by the
+    rules of W3C Trace Context level 1 (see the module docstring). Never raises."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        if len(value) > MAX_HEADER_LENGTH:
+            return None
+        try:
+            text = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    elif isinstance(value, str):
+        text = value
+    else:  # a caller outside the types (a header value of another kind): not a context
+        return None  # type: ignore[unreachable]
+    if len(text) < HEADER_LENGTH or len(text) > MAX_HEADER_LENGTH:
+        return None
+    version = text[0:2]
+    if not _is_hex_lower(version) or version == "ff":
+        return None
+    if version == VERSION and len(text) != HEADER_LENGTH:
+        return None
+    if len(text) > HEADER_LENGTH and text[HEADER_LENGTH] != "-":
+        return None
+    if text[2] != "-" or text[35] != "-" or text[52] != "-":
+        return None
+    trace_id, span_id, flags = text[3:35], text[36:52], text[53:55]
+    if not (_is_hex_lower(trace_id) and _is_hex_lower(span_id) and _is_hex_lower(flags)):
+        return None
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return TraceContext(trace_id, span_id, sampled=bool(int(flags, 16) & SAMPLED))
+
+
+def _span_ids(random: bytes) -> list[str]:
+    """Non-zero span ids from ``random`` (8 bytes each); an all-zero draw (chance 2**-64) is
+    replaced by a fresh one, since the standard forbids it."""
+    ids = []
+    for start in range(0, len(random), 8):
+        span = random[start : start + 8].hex()
+        while span == _ZERO_SPAN:
+            span = os.urandom(8).hex()
+        ids.append(span)
+    return ids
+
+
+def new_traces(count: int) -> list[TraceContext]:
+    """``count`` new, sampled traces (each with its first span), from one ``os.urandom`` call:
+    the bridge starts one per raw record and writes records in batches."""
+    if count <= 0:
+        return []
+    random = os.urandom(_ID_BYTES * count)
+    traces = []
+    for start in range(0, len(random), _ID_BYTES):
+        trace_id = random[start : start + 16].hex()
+        while trace_id == _ZERO_TRACE:
+            trace_id = os.urandom(16).hex()
+        (span_id,) = _span_ids(random[start + 16 : start + _ID_BYTES])
+        traces.append(TraceContext(trace_id, span_id, sampled=True))
+    return traces
+
+
+def new_trace() -> TraceContext:
+    """A new, sampled trace with its first span."""
+    return new_traces(1)[0]
+
+
+def child(ctx: TraceContext) -> TraceContext:
+    """The next action in ``ctx``'s trace: the same trace id and sampling, a new span id (the
+    caller records ``ctx.span_id`` as the new span's parent)."""
+    (span_id,) = _span_ids(os.urandom(8))
+    return TraceContext(ctx.trace_id, span_id, ctx.sampled)
