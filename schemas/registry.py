@@ -24,6 +24,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
@@ -32,6 +33,11 @@ ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+PersonalDataCategory = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)
+]
+"""As a processing activity's ``personal_data_categories`` entries (``schemas/processing.py``)."""
+_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 Tag = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/=-]+$")
 ]
@@ -214,6 +220,29 @@ class DeviceTypeSpec(_Spec):
     only_mapped: bool = False
     """Keep only the mapped fields (drop a decoder's diagnostics, counters and the like)."""
     classification: Classification = Classification.INTERNAL
+    personal_data_category: PersonalDataCategory | None = None
+    """For a ``personal`` type: the kind of personal data its devices yield, as a processing
+    activity names it in its ``personal_data_categories`` (``indoor climate``, ``presence``).
+    A personal item reaches a subscription only for an activity that lists it. None: the type's
+    id is its category. Refused on a type that is not ``personal``."""
+
+    @field_validator("personal_data_category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        if value is not None and _LINE_CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _category_only_when_personal(self) -> DeviceTypeSpec:
+        if (
+            self.personal_data_category is not None
+            and self.classification is not Classification.PERSONAL
+        ):
+            raise ValueError(
+                "personal_data_category is for a type classified personal only; leave it out"
+            )
+        return self
 
 
 class DeviceSpec(_Spec):
@@ -289,6 +318,13 @@ class DeviceType(_Record):
     classification: Classification
     created_at: str
     updated_at: str
+    personal_data_category: str | None = None
+
+    @property
+    def data_category(self) -> str:
+        """The personal-data category its devices' items carry: the declared one, else the
+        type's id."""
+        return self.personal_data_category or self.id
 
 
 class Device(_Record):

@@ -235,6 +235,10 @@ class SubscriptionSpec(_Spec):
     """Bound of the in-memory queue in front of the sink; Kafka is the buffer behind it.
     Deliveries served by a task or a live stream only: a kind served by its topic (kafka) has no
     queue, and ``on_full`` or ``queue_size`` other than the defaults are refused for it."""
+    processing_activity: Id | None = None
+    """The slug of the processing activity (in the tenant's register) this subscription serves:
+    without one it receives no personal items (``cityhub.streams.privacy.purpose``). Refused for
+    a kind served by its topic (kafka), which never receives personal items."""
 
     record_model: ClassVar[type[Subscription]]
     """The record model that ``build_subscription`` makes from a spec of this model (the
@@ -272,6 +276,22 @@ class SubscriptionSpec(_Spec):
             raise ValueError(
                 f"a {delivery.kind} subscription has no delivery queue (its topic is the "
                 f"buffer): leave {info.field_name} out"
+            )
+        return value
+
+    @field_validator("processing_activity")
+    @classmethod
+    def _purpose_needs_a_revocable_delivery(cls, value: str | None, info: ValidationInfo) -> Any:
+        delivery = info.data.get("delivery")
+        if (
+            value is not None
+            and isinstance(delivery, DeliverySpec)
+            and delivery.serving is Serving.TOPIC
+        ):
+            raise ValueError(
+                f"a {delivery.kind} subscription never receives personal items (its reader "
+                "takes them from the topic, where a withdrawal or an erasure could not stop "
+                "them and no use could be logged): leave processing_activity out"
             )
         return value
 
@@ -347,6 +367,8 @@ class Subscription(BaseModel):
     updated_at: str
     replay: Replay | None = None
     """The latest replay request (``POST .../replay``), None if there never was one."""
+    processing_activity: str | None = None
+    """The processing activity's slug (see ``SubscriptionSpec``)."""
 
     @model_validator(mode="after")
     def _delivery_is_complete(self) -> Subscription:
@@ -449,6 +471,7 @@ def build_subscription(
         created_at=previous.created_at if previous is not None else now,
         updated_at=now,
         replay=previous.replay if previous is not None else None,
+        processing_activity=spec.processing_activity,
     )
     return record, generated
 

@@ -71,6 +71,7 @@ class DeviceTypeOut(_Out):
     classification: Classification
     created_at: str
     updated_at: str
+    personal_data_category: str | None = None
 
 
 class DeviceOut(_Out):
@@ -160,6 +161,16 @@ class ImportReportOut(_Out):
     rows: list[RowResultOut]
 
 
+class PersonalItemsOut(_Out):
+    """Whether a subscription receives personal items, and on what terms."""
+
+    received: bool
+    reason: str | None = None
+    """Why not, when it does not."""
+    processing_activity: str | None = None
+    terms: str | None = None
+
+
 class SubscriptionOut(_Out):
     """A subscription as the API returns it (``Subscription.public()``)."""
 
@@ -181,6 +192,9 @@ class SubscriptionOut(_Out):
     topic: str
     """The subscription's own Kafka topic: a Kafka-topic subscriber consumes it; every other
     delivery reads from it."""
+    processing_activity: str | None = None
+    """The processing activity it serves (a slug in the tenant's register), if any."""
+    personal_items: PersonalItemsOut
 
 
 class SubscriptionCreated(SubscriptionOut):

@@ -166,6 +166,7 @@ def _device_type(
         fields=list(spec.fields),
         only_mapped=spec.only_mapped,
         classification=spec.classification,
+        personal_data_category=spec.personal_data_category,
         created_at=created_at,
         updated_at=updated_at,
     )

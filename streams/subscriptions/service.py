@@ -47,7 +47,8 @@ from cityhub.schemas.subscription import (
     record_key,
     subscription_topic,
 )
-from cityhub.schemas.timefmt import rfc3339, rfc3339_from_datetime
+from cityhub.schemas.timefmt import parse_rfc3339, rfc3339, rfc3339_from_datetime
+from cityhub.streams.privacy.purpose import Activities
 from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.view import RegistryView
@@ -58,6 +59,30 @@ from cityhub.streams.subscriptions.view import SubscriptionView
 
 MANAGING_ROLES = frozenset({Role.SUBSCRIBER, Role.ADMIN})
 DEFAULT_SUBSCRIPTIONS_PER_TENANT = QuotaSettings().subscriptions_per_tenant
+
+
+def personal_items(record: Subscription) -> dict[str, Any]:
+    """Whether the subscription can receive personal items, and on what terms (the API says so
+    in every answer about a subscription)."""
+    if record.delivery.serving is Serving.TOPIC:
+        return {
+            "received": False,
+            "reason": "a Kafka-topic subscription is read directly from its topic, where a "
+            "withdrawal or an erasure could not stop an item and no use could be logged: it "
+            "never receives personal items",
+        }
+    if record.processing_activity is None:
+        return {
+            "received": False,
+            "reason": "no processing_activity declared: personal items are not delivered",
+        }
+    return {
+        "received": True,
+        "processing_activity": record.processing_activity,
+        "terms": "only while the activity is valid, for the personal-data categories it lists, "
+        "and, where its legal basis is Consent, for data subjects who consent; checked when "
+        "routed and again when delivered, and every delivery is written to the processing log",
+    }
 
 
 class Subscriptions:
@@ -81,8 +106,11 @@ class Subscriptions:
         clock: Callable[[], float] = time.time,
         ensure_topic: Callable[[str], Awaitable[None]] | None = None,
         subscriptions_per_tenant: int = DEFAULT_SUBSCRIPTIONS_PER_TENANT,
+        activities: Activities | None = None,
     ) -> None:
-        """``settings`` are what delivery kinds check a spec against (``topic_prefix`` and
+        """``activities`` is the register of processing activities a subscription's
+        ``processing_activity`` must be in (None: no register, so none may be declared).
+        ``settings`` are what delivery kinds check a spec against (``topic_prefix`` and
         ``webhook_allowed_hosts``, when given, replace theirs); ``new_secret`` replaces a kind's
         own secret generator (tests)."""
         self._store = store
@@ -105,6 +133,7 @@ class Subscriptions:
         Kafka-topic subscriber can subscribe as soon as it has the answer (the worker creates
         it too, before routing to it)."""
         self._max_per_tenant = subscriptions_per_tenant
+        self._activities = activities
         self._creating: dict[str, list[str]] = {}
         """Ids being created in this instance, by tenant: each holds one of the tenant's slots
         until the view shows it."""
@@ -119,11 +148,13 @@ class Subscriptions:
         return self._store.view
 
     def public(self, record: Subscription) -> dict[str, Any]:
-        """``record.public()`` and the name of its Kafka topic (``topic``): a Kafka-topic
-        subscriber consumes it, and every other delivery reads from it."""
+        """``record.public()``, the name of its Kafka topic (``topic``: a Kafka-topic
+        subscriber consumes it, and every other delivery reads from it) and whether it can
+        receive personal items (``personal_items``)."""
         return {
             **record.public(),
             "topic": subscription_topic(self._topic_prefix, record.tenant, record.id),
+            "personal_items": personal_items(record),
         }
 
     # --- helpers -------------------------------------------------------------------------------
@@ -210,6 +241,23 @@ class Subscriptions:
                 exc.detail, errors=[FieldError(field, message) for field, message in exc.errors]
             ) from None
 
+    def _check_activity(self, tenant: str, spec: SubscriptionSpec) -> None:
+        """A declared processing activity must be in the tenant's register and not ended."""
+        slug = spec.processing_activity
+        if slug is None:
+            return
+        activity = self._activities.get(tenant, slug) if self._activities is not None else None
+        if activity is None:
+            message = (
+                f"no processing activity {slug!r} in tenant {tenant!r}'s register "
+                "(GET /api/v1/processing-activities?tenant=...)"
+            )
+            raise Invalid(message, errors=[FieldError("processing_activity", message)])
+        ended = activity.current.valid_to
+        if ended is not None and parse_rfc3339(ended).timestamp() <= self._clock():
+            message = f"processing activity {slug!r} ended at {ended}"
+            raise Invalid(message, errors=[FieldError("processing_activity", message)])
+
     async def _set_state(
         self, who: Principal, tenant: str, subscription_id: str, state: SubscriptionState
     ) -> Subscription:
@@ -238,6 +286,7 @@ class Subscriptions:
                 f"subscription {spec.id!r} already exists in tenant {tenant!r}",
                 errors=[FieldError("id", "already exists")],
             )
+        self._check_activity(tenant, spec)
         with self._quota_slot(tenant, spec.id):
             await self._check_delivery(tenant, spec)
             record, secret = build_subscription(

@@ -99,6 +99,11 @@ def types() -> None:
     help="Map a decoded field to a quantity (repeat for more).",
 )
 @click.option("--only-mapped", is_flag=True, help="Keep only the mapped fields.")
+@click.option(
+    "--personal-data-category",
+    default=None,
+    help="For a personal type: the category processing activities name (default: the type id).",
+)
 @json_option
 def types_create(
     tenant: str,
@@ -108,6 +113,7 @@ def types_create(
     classification: str,
     mappings: tuple[str, ...],
     only_mapped: bool,
+    personal_data_category: str | None,
     as_json: bool,
 ) -> None:
     """Create device type TYPE_ID in a tenant."""
@@ -120,6 +126,7 @@ def types_create(
             fields=fields,
             only_mapped=only_mapped,
             classification=Classification(classification),
+            personal_data_category=personal_data_category,
         )
     )
     created = run(lambda registry: registry.create_type(SYSTEM, tenant, spec))
@@ -146,6 +153,7 @@ def types_get(tenant: str, type_id: str, as_json: bool) -> None:
             ("name", found.name),
             ("decoder", found.decoder),
             ("classification", found.classification.value),
+            ("personal data category", found.personal_data_category or "-"),
             ("fields", " ".join(_mapping_text(m) for m in found.fields)),
             ("only mapped", str(found.only_mapped).lower()),
             ("created", found.created_at),

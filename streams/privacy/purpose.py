@@ -1,0 +1,152 @@
+"""Purpose binding: may this personal item reach this subscription? (issue 10, point 3)
+
+Pure: the views it reads are passed in, the time too. The worker asks when it routes an item to
+a subscription's topic, and every delivery (a task, a live stream) asks again just before it
+sends, so that an item queued before a withdrawal, an erasure or the end of an activity is not
+delivered after it.
+
+A personal item (one of a device whose type is classified ``personal``) reaches a subscription
+only when all of these hold, checked in this order (the first that fails is the refusal,
+counted per reason and never delivered):
+
+1. the subscription is not read directly from its Kafka topic (``kafka_topic``): nobody could
+   revoke or log what its reader does with the item afterwards;
+2. it declares the processing activity it serves (``no_activity``), which is in the register
+   (``unknown_activity``) of the item's tenant (``other_tenant``: the subscription's tenant is
+   the item's, as only agreements between tenants, not built yet, could allow otherwise);
+3. the activity is valid now (``activity_not_valid``: before ``valid_from``, from ``valid_to``);
+4. it covers the item's kind of personal data: the device type's category is one of the
+   activity's ``personal_data_categories``, compared without regard to case
+   (``category_not_covered``);
+5. where its legal basis is ``Consent``: the item has a data subject (``no_data_subject``) who
+   has an active consent for the activity (``no_consent``).
+
+At delivery one more refusal can happen: the subject's key is gone (``erased``), see
+``gate.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+import orjson
+
+from cityhub.schemas.processing import LegalBasis, ProcessingActivity
+from cityhub.schemas.subscription import Serving, Subscription
+
+PRIVACY_HEADER = "cityhub-privacy"
+"""The Kafka header a personal item carries on a subscription's topic: its ``PersonalMark``."""
+
+PERSONAL = "personal"
+"""The classification of a personal item (``Classification.PERSONAL``'s value)."""
+
+
+class Refusal(StrEnum):
+    """Why a personal item did not reach a subscription (the ``reason`` label of the metric)."""
+
+    KAFKA_TOPIC = "kafka_topic"
+    NO_ACTIVITY = "no_activity"
+    UNKNOWN_ACTIVITY = "unknown_activity"
+    OTHER_TENANT = "other_tenant"
+    ACTIVITY_NOT_VALID = "activity_not_valid"
+    CATEGORY_NOT_COVERED = "category_not_covered"
+    NO_DATA_SUBJECT = "no_data_subject"
+    NO_CONSENT = "no_consent"
+    ERASED = "erased"
+    """At delivery only: the subject's key was shredded (erasure); the item cannot be opened."""
+    UNREADABLE = "unreadable"
+    """At delivery only: the item's mark or its sealed value could not be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalMark:
+    """What the check needs to know of a personal item, without decoding it."""
+
+    tenant: str
+    subject: str | None
+    """The data subject the device is linked to; None for a personal device without one."""
+    category: str
+    """The device type's personal-data category (``DeviceType.data_category``)."""
+
+    def header(self) -> tuple[str, bytes]:
+        """The item's ``cityhub-privacy`` header."""
+        return PRIVACY_HEADER, orjson.dumps(
+            {"t": self.tenant, "s": self.subject, "c": self.category}
+        )
+
+    @classmethod
+    def parse(cls, value: bytes) -> PersonalMark | None:
+        """The mark of a header value; None when it is not one (never raises)."""
+        try:
+            doc = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        tenant, subject, category = doc.get("t"), doc.get("s"), doc.get("c")
+        if type(tenant) is not str or type(category) is not str:
+            return None
+        if subject is not None and type(subject) is not str:
+            return None
+        return cls(tenant, subject, category)
+
+
+def mark_of(headers: object) -> PersonalMark | Refusal | None:
+    """The mark among a record's headers: None when the item is not personal (no such header),
+    ``Refusal.UNREADABLE`` when the header is there but is not a mark (a personal item must
+    never pass as an ordinary one)."""
+    if not headers:
+        return None
+    for name, value in headers:  # type: ignore[attr-defined]
+        if name == PRIVACY_HEADER:
+            mark = PersonalMark.parse(value) if isinstance(value, bytes) else None
+            return mark if mark is not None else Refusal.UNREADABLE
+    return None
+
+
+class Activities(Protocol):
+    """The register's view (``cityhub.streams.privacy.view.RegisterView``)."""
+
+    def get(self, tenant: str, slug: str) -> ProcessingActivity | None: ...
+
+
+class ConsentLookup(Protocol):
+    """The consents' view: whether ``subject`` of ``tenant`` consents to activity ``slug`` now."""
+
+    def active(self, tenant: str, subject: str, activity_slug: str) -> bool: ...
+
+
+def check(
+    subscription: Subscription,
+    mark: PersonalMark,
+    *,
+    activities: Activities,
+    consents: ConsentLookup,
+    now: datetime,
+) -> Refusal | None:
+    """None when the item may reach ``subscription``, else why not (the module docstring)."""
+    if subscription.delivery.serving is Serving.TOPIC:
+        return Refusal.KAFKA_TOPIC
+    slug = subscription.processing_activity
+    if slug is None:
+        return Refusal.NO_ACTIVITY
+    if subscription.tenant != mark.tenant:
+        return Refusal.OTHER_TENANT
+    activity = activities.get(subscription.tenant, slug)
+    if activity is None:
+        return Refusal.UNKNOWN_ACTIVITY
+    current = activity.current
+    if not current.valid_at(now):
+        return Refusal.ACTIVITY_NOT_VALID
+    wanted = mark.category.casefold()
+    if not any(category.casefold() == wanted for category in current.personal_data_categories):
+        return Refusal.CATEGORY_NOT_COVERED
+    if current.legal_basis is LegalBasis.CONSENT:
+        if mark.subject is None:
+            return Refusal.NO_DATA_SUBJECT
+        if not consents.active(mark.tenant, mark.subject, slug):
+            return Refusal.NO_CONSENT
+    return None
