@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from cityhub.connectors.sinks import validate_spec
 from cityhub.schemas.processing import ActivityVersion, LegalBasis, ProcessingActivity
-from cityhub.schemas.registry import DeviceType, DeviceTypeSpec, Role, TenantSpec
+from cityhub.schemas.registry import Classification, DeviceType, DeviceTypeSpec, Role, TenantSpec
 from cityhub.schemas.subscription import Subscription, build_subscription
 from cityhub.streams.privacy.purpose import (
     PRIVACY_HEADER,
@@ -176,14 +176,22 @@ def test_a_kafka_topic_subscription_cannot_declare_an_activity() -> None:
 
 def test_a_personal_data_category_is_for_personal_types_only() -> None:
     spec = DeviceTypeSpec(
-        id="indoor", name="Indoor", classification="personal", personal_data_category="air"
+        id="indoor",
+        name="Indoor",
+        classification=Classification.PERSONAL,
+        personal_data_category="air",
     )
     assert spec.personal_data_category == "air"
     with pytest.raises(ValidationError, match="personal only"):
-        DeviceTypeSpec(id="t", name="T", classification="public", personal_data_category="air")
+        DeviceTypeSpec(
+            id="t", name="T", classification=Classification.PUBLIC, personal_data_category="air"
+        )
     with pytest.raises(ValidationError, match="control"):
         DeviceTypeSpec(
-            id="t", name="T", classification="personal", personal_data_category="a\u2028b"
+            id="t",
+            name="T",
+            classification=Classification.PERSONAL,
+            personal_data_category="a\u2028b",
         )
     record = DeviceType(
         tenant="acme",
@@ -192,7 +200,7 @@ def test_a_personal_data_category_is_for_personal_types_only() -> None:
         decoder="network",
         fields=[],
         only_mapped=False,
-        classification="personal",
+        classification=Classification.PERSONAL,
         created_at="2026-12-01T00:00:00Z",
         updated_at="2026-12-01T00:00:00Z",
     )
