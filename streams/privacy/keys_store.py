@@ -115,6 +115,17 @@ def write_kek_file(path: Path) -> bool:
     return True
 
 
+def ensure_local_kek(settings: Settings) -> Path | None:
+    """For the local stack: make the KEK file where the default looks for it
+    (``<stack.state_dir>/key-encryption-key``) when no KEK is configured and none is there;
+    the path made, None when nothing was to be made."""
+    privacy = settings.privacy
+    if privacy.key_encryption_key is not None or privacy.key_encryption_key_file is not None:
+        return None
+    path = kek_file(settings)
+    return path if write_kek_file(path) else None
+
+
 class SubjectKeyStoreLike(Protocol):
     """What ``ensure_key`` and ``shred_keys`` need from a store (either one below)."""
 
@@ -248,6 +259,7 @@ __all__ = [
     "SubjectKeyStore",
     "SubjectKeyStoreLike",
     "ensure_key",
+    "ensure_local_kek",
     "kek_file",
     "load_kek",
     "shred_keys",

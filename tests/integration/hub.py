@@ -4,6 +4,7 @@ Kafka reading. Everything talks to loopback only."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import json
 import os
@@ -30,6 +31,12 @@ MQTT_HOST = "127.0.0.1"
 MQTT_PORT = int(os.environ.get("CITYHUB_MQTT__PORT", "1883"))
 
 
+def random_kek() -> str:
+    """A fresh key-encryption key (base64 of 32 random bytes): each test its own, as each
+    test has its own topics."""
+    return base64.b64encode(os.urandom(32)).decode("ascii")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,6 +60,8 @@ class Hub:
     management_port: int = field(default_factory=free_port)
     """``/metrics`` and ``/healthz``."""
     proc: subprocess.Popen[bytes] | None = None
+    kek: str = field(default_factory=random_kek, repr=False)
+    """The hub's key-encryption key (``CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY``)."""
 
     def command_args(self) -> tuple[str, ...]:
         if self.args is not None:
@@ -65,8 +74,10 @@ class Hub:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.pop("CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY_FILE", None)  # the test's own KEK instead
         env.update(
             {
+                "CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY": self.kek,
                 "CITYHUB_KAFKA__TOPIC_PREFIX": self.prefix,
                 "CITYHUB_KAFKA__PARTITIONS": "4",
                 "CITYHUB_WORKER__APP_ID": f"{self.prefix}-app",

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from cityhub.schemas.errors import ConfigurationError, KeyErased
 from cityhub.schemas.settings import PrivacySettings, Settings, StackSettings
@@ -17,6 +18,7 @@ from cityhub.streams.compacted import InMemoryTopic
 from cityhub.streams.privacy.keys_store import (
     KEK_FILE_NAME,
     InMemorySubjectKeyStore,
+    ensure_local_kek,
     kek_file,
     load_kek,
     write_kek_file,
@@ -308,3 +310,16 @@ def test_the_settings_never_print_the_kek() -> None:
     settings = settings_with(key_encryption_key=text)
     assert text not in settings.model_dump_json()
     assert text not in repr(settings)
+
+
+def test_the_stack_makes_a_kek_only_where_none_is_configured(tmp_path: Path) -> None:
+    local = Settings(stack=StackSettings(state_dir=tmp_path))
+    assert ensure_local_kek(local) == tmp_path / KEK_FILE_NAME
+    assert ensure_local_kek(local) is None  # already there: kept
+    assert len(load_kek(local)) == 32
+    configured = Settings(
+        stack=StackSettings(state_dir=tmp_path / "other"),
+        privacy=PrivacySettings(key_encryption_key=SecretStr(base64.b64encode(KEK).decode())),
+    )
+    assert ensure_local_kek(configured) is None
+    assert not (tmp_path / "other").exists()

@@ -26,6 +26,7 @@ from cityhub.streams.devtools.stack.probes import (
 )
 from cityhub.streams.devtools.stack.process import ProcessSpec, owned_pid, stop
 from cityhub.streams.devtools.stack.status import ServiceStatus, StackStatus
+from cityhub.streams.privacy.keys_store import ensure_local_kek
 
 log = logging.getLogger("cityhub.stack")
 
@@ -222,6 +223,10 @@ async def stack_up(settings: Settings, *, only: Collection[str] | None = None) -
             settings
         )  # no credentials for a broker that wants them: say so before it starts
     kafka_service, mosquitto_service = _services(settings, layout, deploy_dir)
+    made = ensure_local_kek(settings)
+    if made is not None:
+        # Where the KEK's default looks, so that `cityhub run` needs no configuration.
+        log.info("made a key-encryption key for the data subjects' keys at %s", made)
     began = time.monotonic()
 
     async def start_kafka() -> int:
