@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -259,50 +258,6 @@ class OidcSettings(_Section):
         return self
 
 
-class OidcSettings(_Section):
-    """Residents' OpenID Connect bearer tokens (``cityhub.streams.privacy.oidc``): off unless
-    ``issuer`` is set; then ``audience`` and ``jwks_url`` are required, and exactly one of
-    ``tenant`` (every resident of this identity provider belongs to one tenant) and
-    ``tenant_claim`` (the claim that names the tenant). RS256 and ES256 only."""
-
-    issuer: str | None = None
-    """The identity provider's issuer (the tokens' ``iss``, exactly); None: OIDC is off."""
-    audience: str | None = None
-    """What the tokens' ``aud`` must contain: cityhub's client id at the provider."""
-    jwks_url: str | None = None
-    """The provider's JSON Web Key Set (``https``; ``http`` only on a loopback address)."""
-    subject_claim: str = Field(default="sub", min_length=1, max_length=64)
-    """The claim that carries the tenant's pseudonym of the resident (their data subject id)."""
-    tenant_claim: str | None = Field(default=None, min_length=1, max_length=64)
-    tenant: str | None = None
-    leeway_seconds: int = Field(default=30, ge=0, le=300)
-    """Clock skew allowed on ``exp``, ``nbf`` and ``iat``."""
-    max_token_bytes: int = Field(default=8192, ge=1024, le=65536)
-    jwks_cache_seconds: float = Field(default=300.0, gt=0)
-    jwks_refresh_cooldown_seconds: float = Field(default=30.0, ge=0)
-    """An unknown ``kid`` refreshes the key set at most this often."""
-    jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    jwks_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
-
-    @property
-    def enabled(self) -> bool:
-        return self.issuer is not None
-
-    @model_validator(mode="after")
-    def _complete(self) -> OidcSettings:
-        if self.issuer is None:
-            return self
-        if not self.audience or not self.jwks_url:
-            raise ValueError("privacy.oidc.issuer needs privacy.oidc.audience and jwks_url too")
-        if (self.tenant is None) == (self.tenant_claim is None):
-            raise ValueError("privacy.oidc needs exactly one of tenant and tenant_claim")
-        url = urlsplit(self.jwks_url)
-        loopback = url.hostname in {"127.0.0.1", "::1", "localhost"}
-        if url.scheme != "https" and not (url.scheme == "http" and loopback):
-            raise ValueError("privacy.oidc.jwks_url must be https (http only on loopback)")
-        return self
-
-
 class PrivacySettings(_Section):
     register_base_uri: str = DEFAULT_BASE_URI
     """The base of every processing activity's id (``<base><tenant>:<slug>`` after a URN,
@@ -312,8 +267,6 @@ class PrivacySettings(_Section):
     """How long the processing log keeps its records (the topic's ``retention.ms``, set when the
     topic is created): seven years by default, the accountability horizon of most Dutch
     archive rules for such logs."""
-    oidc: OidcSettings = OidcSettings()
-    """Residents' OpenID Connect bearer tokens; off by default."""
     oidc: OidcSettings = OidcSettings()
     """Residents' OpenID Connect bearer tokens; off by default."""
 
