@@ -73,6 +73,7 @@ MAX_TEXT = 1000
 """Bound of the activity URI, the recipient and the foreign entity (the register's URIs are
 far shorter; a bound keeps a hostile record on the topic small)."""
 MAX_ITEMS = 10_000_000
+MAX_ATTRIBUTES = 32
 
 
 def _not_zero(value: str) -> str:
@@ -125,6 +126,16 @@ class Resource(_Frozen):
 
     attributes: dict[str, str] = Field(default_factory=lambda: {"service.name": SERVICE_NAME})
 
+    @field_validator("attributes")
+    @classmethod
+    def _bounded(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+        for key, item in value.items():
+            _bounded_text(key, MAX_NAME)
+            _bounded_text(item, MAX_TEXT)
+        return value
+
 
 class ProcessingLogRecord(_Frozen):
     """One action on one data subject's personal data (see the module docstring)."""
@@ -148,6 +159,8 @@ class ProcessingLogRecord(_Frozen):
     @field_validator("attributes")
     @classmethod
     def _attributes(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        if len(value) > MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
         for key in (PROCESSING_ACTIVITY_ID, TENANT, ACTION, ITEMS):
             if key not in value:
                 raise ValueError(f"{key} is required")

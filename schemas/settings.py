@@ -267,6 +267,10 @@ class PrivacySettings(_Section):
     """How long the processing log keeps its records (the topic's ``retention.ms``, set when the
     topic is created): seven years by default, the accountability horizon of most Dutch
     archive rules for such logs."""
+    processing_log_index_max_records: int = Field(default=200_000, ge=1, le=50_000_000)
+    """At most this many processing-log records are held in each API process's index (about
+    1 KB each; ``cityhub.streams.privacy.log_index``); past it the oldest are dropped from the
+    index (never from the topic) and a query that reaches them says it is incomplete."""
     oidc: OidcSettings = OidcSettings()
     """Residents' OpenID Connect bearer tokens; off by default."""
 
