@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cityhub.schemas.registry import Classification, Device, DeviceSpec, fingerprint
 from cityhub.schemas.timefmt import rfc3339
@@ -51,9 +51,19 @@ class ImportReport:
     rows: tuple[RowResult, ...] = ()
 
 
+class SubjectKeyMaker(Protocol):
+    """Makes sure a data subject has a data key (``cityhub.streams.privacy.keys_store``)."""
+
+    async def ensure(self, tenant: str, subject: str) -> object: ...
+
+
 class DeviceService:
     """Create, read, replace, delete, list and import a tenant's devices; every method checks
-    ``who``. Writes return once the registry's view shows them."""
+    ``who``. Writes return once the registry's view shows them.
+
+    With ``subject_keys``, every write that leaves a device linked to a data subject first makes
+    sure the subject has a data key (and fails, writing nothing, if that fails): a personal
+    value of a linked device can then always be sealed."""
 
     def __init__(
         self,
@@ -61,10 +71,19 @@ class DeviceService:
         reservations: Reservations,
         *,
         clock: Callable[[], float] = time.time,
+        subject_keys: SubjectKeyMaker | None = None,
     ) -> None:
         self._store = store
         self._reservations = reservations
         self._clock = clock
+        self._subject_keys = subject_keys
+
+    async def _ensure_keys(self, tenant: str, subjects: Iterable[str | None]) -> None:
+        """The data key of each subject named, before the link to it is written."""
+        if self._subject_keys is None:
+            return
+        for subject in sorted({s for s in subjects if s is not None}):
+            await self._subject_keys.ensure(tenant, subject)
 
     @property
     def _view(self) -> RegistryView:
@@ -104,6 +123,7 @@ class DeviceService:
         )
         tokens = [f"device/{spec.id}"] + ([f"eui/{spec.dev_eui}"] if spec.dev_eui else [])
         with self._reservations.hold(tenant, *tokens):
+            await self._ensure_keys(tenant, [record.data_subject])
             await self._store.put(record)
         return record
 
@@ -147,6 +167,7 @@ class DeviceService:
         if spec.dev_eui and spec.dev_eui != old.dev_eui:
             tokens.append(f"eui/{spec.dev_eui}")
         with self._reservations.hold(tenant, *tokens):
+            await self._ensure_keys(tenant, [record.data_subject])
             await self._store.put(record)
         return record
 
@@ -168,6 +189,7 @@ class DeviceService:
             update={"data_subject": subject, "updated_at": rfc3339(self._clock())}
         )
         with self._reservations.hold(tenant, f"device/{device_id}"):
+            await self._ensure_keys(tenant, [subject])
             await self._store.put(record)
         return record
 
@@ -251,6 +273,7 @@ class DeviceService:
         tokens = [f"device/{r.id}" for r in records]
         tokens += [f"eui/{r.dev_eui}" for r in records if r.dev_eui is not None]
         with self._reservations.hold(tenant, *tokens):
+            await self._ensure_keys(tenant, [r.data_subject for r in records])
             await self._store.put_many(records)
         return ImportReport(
             created=created,

@@ -30,7 +30,7 @@ from cityhub.schemas.registry import (
 )
 from cityhub.streams.registry.api_keys import ApiKeyService
 from cityhub.streams.registry.device_types import DeviceTypeService
-from cityhub.streams.registry.devices import DeviceService, ImportReport
+from cityhub.streams.registry.devices import DeviceService, ImportReport, SubjectKeyMaker
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page
 from cityhub.streams.registry.principals import Principal, authenticate
 from cityhub.streams.registry.reservations import Reservations
@@ -45,15 +45,24 @@ if TYPE_CHECKING:
 class Registry:
     """The registry's services over one store (see ``store.py``); every operation checks
     ``who``. One instance per process: its reservations keep two of its writes from taking the
-    same id or DevEUI (``reservations.py``)."""
+    same id or DevEUI (``reservations.py``). With ``subject_keys`` (a ``SubjectKeyStore``), a
+    data subject's key is made before a device is first linked to it (``devices.py``)."""
 
-    def __init__(self, store: RecordStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        subject_keys: SubjectKeyMaker | None = None,
+    ) -> None:
         self._store = store
         self.reservations = Reservations()
         self.tenants = TenantService(store, self.reservations, clock=clock)
         self.api_keys = ApiKeyService(store, clock=clock)
         self.device_types = DeviceTypeService(store, self.reservations, clock=clock)
-        self.devices = DeviceService(store, self.reservations, clock=clock)
+        self.devices = DeviceService(
+            store, self.reservations, clock=clock, subject_keys=subject_keys
+        )
 
     @property
     def store(self) -> RecordStore:

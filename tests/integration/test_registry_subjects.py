@@ -24,7 +24,7 @@ from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.registry.view import RegistryView
 
-from .hub import BOOTSTRAP
+from .hub import BOOTSTRAP, random_kek
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -83,7 +83,12 @@ def test_a_link_made_through_the_api_is_on_the_topic_and_the_cli_unlinks_it(
 
     main = click.Group("cityhub")
     cli.mount(main)
-    env = {"CITYHUB_KAFKA__TOPIC_PREFIX": prefix, "CITYHUB_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP}
+    env = {
+        "CITYHUB_KAFKA__TOPIC_PREFIX": prefix,
+        "CITYHUB_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
+        # Linking air-3 makes the subject's key first, wrapped with this test's own KEK.
+        "CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY": random_kek(),
+    }
     runner = CliRunner()
     result = runner.invoke(
         main, ["devices", "update", "--tenant", "acme", "air-1", "--no-data-subject"], env=env

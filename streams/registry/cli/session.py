@@ -12,13 +12,14 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings
+from cityhub.streams.privacy.keys_store import SubjectKeyStore
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.spec_errors import field_errors
@@ -29,6 +30,39 @@ T = TypeVar("T")
 
 store_factory: Callable[[Settings], RecordStore] = RegistryStore
 """How commands get their store; tests of the output swap in an ``InMemoryRegistryStore``."""
+
+
+class KeyStore(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def ensure(self, tenant: str, subject: str) -> object: ...
+
+
+key_store_factory: Callable[[Settings], KeyStore] = SubjectKeyStore
+"""How commands get the data subjects' key store; tests swap in an in-memory one."""
+
+
+class _KeysOnDemand:
+    """The data subjects' key store, started at the first link a command writes: a command that
+    links nobody needs neither the keys' topic nor the key-encryption key."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._store: KeyStore | None = None
+
+    async def ensure(self, tenant: str, subject: str) -> object:
+        if self._store is None:
+            store = key_store_factory(self._settings)
+            await store.start()
+            self._store = store
+        return await self._store.ensure(tenant, subject)
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.stop()
+
 
 SYSTEM = Principal.system()
 
@@ -70,14 +104,18 @@ def reported_errors() -> Iterator[None]:
 
 
 def run(operation: Callable[[Registry], Awaitable[T]]) -> T:
-    """Start a store, run ``operation`` on a registry over it, stop the store; errors exit 1."""
+    """Start a store, run ``operation`` on a registry over it, stop the store; errors exit 1.
+    A data subject's key is made (by the key store, started then) before a link to it."""
 
     async def session() -> T:
-        store = store_factory(Settings())
+        settings = Settings()
+        store = store_factory(settings)
         await store.start()
+        keys = _KeysOnDemand(settings)
         try:
-            return await operation(Registry(store))
+            return await operation(Registry(store, subject_keys=keys))
         finally:
+            await keys.close()
             await store.stop()
 
     with reported_errors(), _quiet_clients():
