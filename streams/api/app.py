@@ -29,6 +29,8 @@ from cityhub.schemas.settings import QuotaSettings, Settings
 from cityhub.streams.aggregation.reader import KafkaAggregateReader
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.auth import authenticate
+from cityhub.streams.api.consents import CONSENTS_KEY
+from cityhub.streams.api.erasure import ERASURE_KEY
 from cityhub.streams.api.handlers import Call, Limits, json_response
 from cityhub.streams.api.live import LIVE_KEY
 from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROUTE
@@ -40,6 +42,8 @@ from cityhub.streams.api.route_model import ANONYMOUS
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
 from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
+from cityhub.streams.privacy.consent_service import Consents
+from cityhub.streams.privacy.erasure import Erasure
 from cityhub.streams.privacy.service import ProcessingRegister
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.subscriptions.service import Subscriptions
@@ -148,6 +152,8 @@ def build_api(
     live: LiveStreams | None = None,
     quotas: QuotaSettings | None = None,
     processing: ProcessingRegister | None = None,
+    erasure: Erasure | None = None,
+    consents: Consents | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
     imports at ``max_import_bytes`` (413 past either; None: ``quotas.import_max_bytes``).
@@ -155,11 +161,12 @@ def build_api(
     past it, ``cityhub.streams.api.throttle``) and the rows of an import. Without
     ``subscriptions`` the subscription routes answer 503 (they are still documented), and
     without ``live`` the live stream route does, and without ``processing`` the register of
-    processing activities' routes do. ``/metrics`` and ``/healthz`` are not
-    served here but on the management port (``cityhub.streams.http``). The aggregates route
-    reads Kafka with a reader made from the environment's settings, which connects at its
-    first query; put another source at ``app[AGGREGATES_KEY]`` before the app starts (tests
-    do). The app closes the source it holds when it is cleaned up."""
+    processing activities' routes do, and without ``consents`` the consent routes do.
+    ``/metrics`` and ``/healthz`` are not served here but on the management port
+    (``cityhub.streams.http``). The aggregates route reads Kafka with a reader made from the
+    environment's settings, which connects at its first query; put another source at
+    ``app[AGGREGATES_KEY]`` before the app starts (tests do). The app closes the source it
+    holds when it is cleaned up."""
     quotas = quotas or QuotaSettings()
     if max_import_bytes is None:
         max_import_bytes = quotas.import_max_bytes
@@ -177,6 +184,10 @@ def build_api(
         app[LIVE_KEY] = live
     if processing is not None:
         app[PROCESSING_KEY] = processing
+    if erasure is not None:
+        app[ERASURE_KEY] = erasure
+    if consents is not None:
+        app[CONSENTS_KEY] = consents
     app[AGGREGATES_KEY] = KafkaAggregateReader(Settings())
     app.on_cleanup.append(_close_aggregates)
     app[LIMITS_KEY] = Limits(

@@ -18,6 +18,8 @@ from cityhub.schemas.registry import (
 from cityhub.schemas.subscription import SUBSCRIPTION_ID_PATTERN, ReplaySpec
 from cityhub.streams.api import handlers as h
 from cityhub.streams.api.aggregates import AggregateList, list_aggregates
+from cityhub.streams.api.consents import CONSENT_ROUTES
+from cityhub.streams.api.erasure import ERASURE_ROUTES
 from cityhub.streams.api.live import stream_subscription
 from cityhub.streams.api.models import (
     ApiKeyCreated,
@@ -450,6 +452,8 @@ ROUTES: tuple[Route, ...] = (
         problems=(*_READ, 422, 503),
     ),
     *PROCESSING_ROUTES,
+    *ERASURE_ROUTES,
+    *CONSENT_ROUTES,
 )
 """Every operation of the API; all need a key but the register's public reads.
 ``/api/v1/openapi.json`` is served beside them, without a key."""
