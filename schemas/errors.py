@@ -47,6 +47,10 @@ class Reason(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     """A subscription's sink kept failing (retries exhausted) or refused the batch for good;
     the batch is kept here and delivery moved on."""
+    SUBJECT_KEY_MISSING = "subject_key_missing"
+    """A device of a personal type is linked to a data subject whose data key the worker does
+    not hold (an erasure under way): its values cannot be sealed and are never written in
+    clear."""
 
 
 class CityhubError(Exception):

@@ -53,8 +53,9 @@ AGGREGATOR_EVENTS = Counter(
     "cityhub_aggregator_events_total",
     "What the window states counted, by grouping (device, area) and event: observations, "
     "aggregated, non_numeric, no_group, duplicates, late_dropped, late_partial, future_dropped, "
-    "dedup_overflow, emitted, re_emitted (see cityhub.streams.aggregation.windows), and invalid "
-    "(records on the input topic that are not observations).",
+    "dedup_overflow, emitted, re_emitted (see cityhub.streams.aggregation.windows), invalid "
+    "(records on the input topic that are not observations) and sealed (a data subject's "
+    "values, never aggregated).",
     ["grouping", "event"],
 )
 AGGREGATOR_WINDOWS = Gauge(

@@ -21,7 +21,9 @@ from cityhub.streams import metrics
 from cityhub.streams.aggregation.agent import AggregatorAgent
 from cityhub.streams.http import HealthCheck
 from cityhub.streams.normaliser.agent import NormaliserAgent
-from cityhub.streams.privacy.store import RegisterStore
+from cityhub.streams.normaliser.personal import PersonalSealer
+from cityhub.streams.normaliser.personal import category_of as personal_category
+from cityhub.streams.privacy.stores import PrivacyStores
 from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.runtime.heap import heap_part
 from cityhub.streams.runtime.host import Part, management_part, server_part, store_part
@@ -66,15 +68,26 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         subscriptions = SubscriptionStore(settings)
         parts.append(store_part("subscriptions", subscriptions))
         checks["subscriptions"] = _flag(subscriptions, "ready")
+    privacy: PrivacyStores | None = None
+    if roles.worker or roles.api or roles.deliver:
+        # The register, the consents and the subjects' keys, in every process that routes,
+        # delivers or serves personal items: the purpose check reads them at every decision.
+        privacy = PrivacyStores.for_settings(settings)
+        parts += privacy.parts()
+        checks["privacy"] = _flag(privacy, "ready")
     if roles.worker:
         assert registry is not None
         assert subscriptions is not None
-        parts += _worker_parts(settings, registry, subscriptions, checks)
+        assert privacy is not None
+        parts += _worker_parts(settings, registry, subscriptions, privacy, checks)
     if roles.deliver:
         from cityhub.streams.delivery.manager import DeliveryManager
 
         assert subscriptions is not None
-        manager = DeliveryManager(settings, subscriptions)
+        assert privacy is not None
+        manager = DeliveryManager(
+            settings, subscriptions, gate=privacy.gate, processing_log=privacy.log.writer
+        )
         parts.append(Part("delivery", manager.run))
         checks["delivery"] = _flag(manager, "ready")
     if roles.bridge:
@@ -85,11 +98,8 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
     if roles.api:
         assert registry is not None
         assert subscriptions is not None
-        # The register of processing activities, kept like the registry; only the API reads it.
-        register = RegisterStore(settings)
-        parts.append(store_part("processing register", register))
-        checks["processing_register"] = _flag(register, "ready")
-        parts.append(_api_part(settings, registry, subscriptions, register, roles.api_limits))
+        assert privacy is not None
+        parts.append(_api_part(settings, registry, subscriptions, privacy, roles.api_limits))
     parts.append(management_part(settings.management.host, settings.management.port, checks))
     parts.append(heap_part(ready=lambda: all(check() for check in checks.values())))
     return parts
@@ -103,6 +113,7 @@ def _worker_parts(
     settings: Settings,
     registry: RegistryStore,
     subscriptions: SubscriptionStore,
+    privacy: PrivacyStores,
     checks: dict[str, HealthCheck],
 ) -> list[Part]:
     """The routing loop and the worker: the normaliser and both aggregators on one consumer
@@ -111,6 +122,9 @@ def _worker_parts(
     def device_type_of(tenant: str, device_id: str) -> str | None:
         entry = registry.view.device_by_id(device_id)
         return entry.type if entry is not None and entry.tenant == tenant else None
+
+    def category_of(tenant: str, device_id: str) -> str:
+        return personal_category(registry.view, tenant, device_type_of(tenant, device_id))
 
     router = SubscriptionRouter(settings.kafka.topic_prefix, device_type_of)
     routing = Routing(subscriptions, router, SubscriptionTopics(settings))
@@ -128,14 +142,23 @@ def _worker_parts(
     worker = Worker(
         settings,
         [
-            NormaliserAgent(settings, registry.view, router),
-            AggregatorAgent(settings, "device", router),
-            AggregatorAgent(settings, "area", router),
+            NormaliserAgent(
+                settings,
+                registry.view,
+                router,
+                sealer=PersonalSealer(registry.view, privacy.keys.view),
+                gate=privacy.gate,
+            ),
+            AggregatorAgent(
+                settings, "device", router, gate=privacy.gate, category_of=category_of
+            ),
+            AggregatorAgent(settings, "area", router, gate=privacy.gate),
         ],
         writer,
-        # No observation may pass before the registry and the routing caught up: a registered
-        # device would be taken for unknown, a subscriber would miss it.
-        ready=lambda: registry.ready and routing.ready,
+        # No observation may pass before the registry, the privacy views and the routing
+        # caught up: a registered device would be taken for unknown, a subscriber would miss
+        # it, a personal item would meet no key or no consent.
+        ready=lambda: registry.ready and privacy.ready and routing.ready,
     )
     checks["worker"] = _flag(worker, "running")
 
@@ -191,7 +214,7 @@ def _api_part(
     settings: Settings,
     registry: RegistryStore,
     subscription_store: SubscriptionStore,
-    register: RegisterStore,
+    privacy: PrivacyStores,
     limits: dict[str, int],
 ) -> Part:
     from cityhub.streams.api.app import DEFAULT_MAX_BODY_BYTES, build_api
@@ -207,17 +230,18 @@ def _api_part(
         topic_prefix=settings.kafka.topic_prefix,
         ensure_topic=SubscriptionTopics(settings).ensure,
         subscriptions_per_tenant=settings.quotas.subscriptions_per_tenant,
+        activities=privacy.register.view,
     )
     # /api/v1 only: metrics and health are on the management port, which asks for no key.
     app = build_api(
         Registry(registry),
         subscriptions=subscriptions,
-        live=LiveStreams(settings),
+        live=LiveStreams(settings, gate=privacy.gate, processing_log=privacy.log.writer),
         max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_import_bytes=limits.get("max_import_bytes"),  # None: the quota setting
         quotas=settings.quotas,
         processing=ProcessingRegister(
-            register, registry.view, base_uri=settings.privacy.register_base_uri
+            privacy.register, registry.view, base_uri=settings.privacy.register_base_uri
         ),
     )
     return server_part("operator API", app, settings.http.host, settings.http.port)

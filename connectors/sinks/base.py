@@ -61,11 +61,21 @@ class Item:
     key: bytes | None
     value: bytes
     """The item's JSON (a canonical observation or aggregate) exactly as the worker wrote it."""
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """The record's headers: a personal item's ``cityhub-privacy`` mark, its ``traceparent``."""
 
     @classmethod
     def of(cls, record: Any) -> Item:
         """The item of an aiokafka ``ConsumerRecord``."""
-        return cls(record.partition, record.offset, record.timestamp, record.key, record.value)
+        headers = record.headers
+        return cls(
+            record.partition,
+            record.offset,
+            record.timestamp,
+            record.key,
+            record.value,
+            tuple(headers) if headers else (),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ no I/O, no clock (the runtime passes ``now``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -74,8 +74,14 @@ from cityhub.streams import metrics
 from cityhub.streams.aggregation.points import Point
 from cityhub.streams.aggregation.window_config import WindowConfig
 from cityhub.streams.aggregation.windows import COUNTERS, WindowState
+from cityhub.streams.privacy.gate import PrivacyGate
+from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark
 from cityhub.streams.runtime.agent import CaughtUp, Record, StoredEntry, Write
 from cityhub.streams.subscriptions.router import SubscriptionRouter
+
+AREA_CATEGORY = "aggregates"
+"""The personal-data category of an area's aggregates of personal devices: an activity that is
+to receive them lists it."""
 
 log = logging.getLogger("cityhub.aggregator")
 
@@ -167,7 +173,14 @@ class AggregatorAgent:
         settings: Settings,
         grouping: Grouping,
         router: SubscriptionRouter | None = None,
+        *,
+        gate: PrivacyGate | None = None,
+        category_of: Callable[[str, str], str] | None = None,
     ) -> None:
+        """Aggregates classified personal (of personal devices without a data subject: sealed
+        observations are never aggregated) are routed only where ``gate`` admits them, as the
+        category ``category_of(tenant, device id)`` gives (an area's: ``aggregates``); without
+        a gate, nowhere."""
         topics = Topics.for_prefix(settings.kafka.topic_prefix)
         self.grouping = grouping
         self.name = f"aggregator-{grouping}"
@@ -178,6 +191,8 @@ class AggregatorAgent:
         self._aggregates = topics.aggregates
         self._area_topic = topics.area_observations
         self._router = router
+        self._gate = gate
+        self._category_of = category_of
         self._idle_close = settings.aggregation.idle_close_seconds
         self._partition_count = settings.kafka.partitions
         """Partitions of the observations and the area topics, both created by cityhub with
@@ -264,6 +279,11 @@ class AggregatorAgent:
                 continue
             try:
                 doc = orjson.loads(value)
+                if "sealed" in doc:
+                    # A data subject's values: only a delivery or a read that passed the
+                    # purpose check may open them, so they are not aggregated.
+                    self._events.labels(self.grouping, "sealed").inc()
+                    continue
                 point = Point.from_observation(doc)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 # The normaliser writes only valid observations: this is somebody else's.
@@ -366,6 +386,19 @@ class AggregatorAgent:
         routed = 0
         for a in aggregates:
             doc, key, timestamp = a.to_json(), a.kafka_key(), a.timestamp_ms()
+            if a.classification == PERSONAL:
+                mark = self._mark(a)
+                headers = [mark.header()]
+                writes.append(
+                    Write(self._aggregates, key, doc, timestamp_ms=timestamp, headers=headers)
+                )
+                if router is None or self._gate is None:
+                    continue
+                topics = router.route(orjson.loads(doc), Source.AGGREGATES)
+                for topic in self._gate.routes(topics, mark, router.subscription_at):
+                    writes.append(Write(topic, key, doc, timestamp_ms=timestamp, headers=headers))
+                    routed += 1
+                continue
             writes.append(Write(self._aggregates, key, doc, timestamp_ms=timestamp))
             if router is not None:
                 for topic in router.route(orjson.loads(doc), Source.AGGREGATES):
@@ -374,6 +407,12 @@ class AggregatorAgent:
         if routed:
             metrics.ROUTED.labels("aggregates").inc(routed)
         return writes
+
+    def _mark(self, aggregate: Aggregate) -> PersonalMark:
+        tenant = aggregate.tenant or ""
+        if aggregate.device_id is not None and self._category_of is not None:
+            return PersonalMark(tenant, None, self._category_of(tenant, aggregate.device_id))
+        return PersonalMark(tenant, None, AREA_CATEGORY)
 
     def _follow_sources(self, partition: int, state: WindowState, headers: Any) -> list[Aggregate]:
         """Area: note the device partition's watermark that the record carries, and advance the

@@ -30,6 +30,8 @@ from cityhub.schemas.topics import Topics
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.targets import target_for
 from cityhub.streams.delivery.task import DeliveryTask, Target, group_id
+from cityhub.streams.privacy.gate import PrivacyGate
+from cityhub.streams.privacy.log_writer import ProcessingLogWriter
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore
 
 log = logging.getLogger("cityhub.delivery")
@@ -58,8 +60,14 @@ class DeliveryManager:
         store: SubscriptionRecordStore,
         *,
         target_factory: TargetFactory = target_for,
+        gate: PrivacyGate | None = None,
+        processing_log: ProcessingLogWriter | None = None,
     ) -> None:
+        """Every task checks personal items against ``gate`` and logs their deliveries to
+        ``processing_log`` (see ``DeliveryTask``)."""
         self._settings = settings
+        self._gate = gate
+        self._processing_log = processing_log
         self._store = store
         self._target_factory = target_factory
         self.tasks: dict[tuple[str, str], DeliveryTask] = {}
@@ -137,7 +145,14 @@ class DeliveryManager:
             if target is None:
                 m.set_state(*key, SubscriptionState.ACTIVE)
                 continue  # a Kafka topic or a live stream: nothing to run here
-            task = DeliveryTask(record, target, self._settings, dead_letters=self._dead_letter)
+            task = DeliveryTask(
+                record,
+                target,
+                self._settings,
+                dead_letters=self._dead_letter,
+                gate=self._gate,
+                processing_log=self._processing_log,
+            )
             m.set_state(*key, SubscriptionState.ACTIVE)
             task.start()
             self.tasks[key] = task

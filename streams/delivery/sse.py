@@ -28,6 +28,8 @@ from cityhub.schemas.subscription import OnFull, Subscription, subscription_topi
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import parse_event_id, sse_event
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
+from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen
+from cityhub.streams.privacy.log_writer import ProcessingLogUnavailable, ProcessingLogWriter
 from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.subscriptions.topics import SUBSCRIPTION_PARTITIONS
 
@@ -48,8 +50,18 @@ class LiveStreams:
     (``quotas.live_streams_per_subscription``, ``quotas.live_streams_per_tenant``: in this
     process, since each process serves its own connections)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        gate: PrivacyGate | None = None,
+        processing_log: ProcessingLogWriter | None = None,
+    ) -> None:
+        """Personal items are sent only where ``gate`` admits them at that moment (none
+        without one), and every send of them is written to ``processing_log``."""
         self._settings = settings
+        self._gate = gate
+        self._processing_log = processing_log
         self._max_per_subscription = settings.quotas.live_streams_per_subscription
         self._max_per_tenant = settings.quotas.live_streams_per_tenant
         self._open: Counter[tuple[str, str]] = Counter()
@@ -201,6 +213,16 @@ class LiveStreams:
                     if queue.put(Item.of(r)):
                         m.DROPPED.labels(*labels).inc()
 
+    async def _log(self, record: Subscription, screened: Screened, started: float) -> None:
+        """Log what was just sent; raises (and so ends the stream) when the log cannot be
+        written: nothing more goes out unlogged."""
+        if self._gate is None or self._processing_log is None:
+            raise ProcessingLogUnavailable("no processing log to write the delivery to")
+        records = self._gate.log_records(
+            record, screened.personal, started=started, ended=time.time()
+        )
+        await self._processing_log.write(records)
+
     async def _write(
         self,
         response: web.StreamResponse,
@@ -217,10 +239,14 @@ class LiveStreams:
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
-            await response.write(b"".join(sse_event(source, item) for item in batch))
+            screened = screen(self._gate, record, batch)
+            started = time.time()
+            await response.write(b"".join(sse_event(source, item) for item in screened.send))
+            if screened.personal:
+                await self._log(record, screened, started)
             now = time.time()
             latency = m.LATENCY.labels(*labels)
             for item in batch:
                 latency.observe(max(0.0, now - item.timestamp_ms / 1000))
-            m.DELIVERED.labels(*labels).inc(len(batch))
+            m.DELIVERED.labels(*labels).inc(len(screened.send))
         fetcher.result()

@@ -58,6 +58,8 @@ from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import message_id
 from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item
 from cityhub.streams.metrics import DEADLETTERS
+from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen
+from cityhub.streams.privacy.log_writer import ProcessingLogUnavailable, ProcessingLogWriter
 
 log = logging.getLogger("cityhub.delivery")
 
@@ -115,11 +117,18 @@ class DeliveryTask:
         *,
         dead_letters: DeadLetterWriter,
         rng: random.Random | None = None,
+        gate: PrivacyGate | None = None,
+        processing_log: ProcessingLogWriter | None = None,
     ) -> None:
+        """Personal items pass only where ``gate`` admits them at the moment of sending (none
+        without a gate), and each delivery of them is written to ``processing_log`` before the
+        batch counts as delivered."""
         self.record = record
         self._target = target
         self._settings = settings
         self._dead_letters = dead_letters
+        self._gate = gate
+        self._processing_log = processing_log
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         d = settings.delivery
         self._policy = RetryPolicy(
@@ -393,8 +402,13 @@ class DeliveryTask:
         msg_id = message_id(self.record.tenant, self.record.id, batch)
         attempts = 0
         while True:
+            # Checked again before every attempt: a withdrawal during the retries stops it.
+            screened = screen(self._gate, self.record, batch)
+            if not screened.send:
+                return  # nothing of it may go: settled (each refusal counted)
+            started = time.time()
             try:
-                await self._target.send(batch, msg_id)
+                await self._target.send(screened.send, msg_id)
             except DeliveryFailed as exc:
                 attempts += 1
                 self._failures += 1
@@ -407,7 +421,7 @@ class DeliveryTask:
                 if self._failures >= self._settings.delivery.failing_after_attempts:
                     self._set_state(SubscriptionState.FAILING)
                 if delay is None:
-                    await self._dead_letter(batch, exc, attempts)
+                    await self._dead_letter(screened.passed, exc, attempts)
                     return
                 log.info(
                     "delivery of %s failed (attempt %d): %s; again in %.2f s",
@@ -419,15 +433,29 @@ class DeliveryTask:
                 m.RETRIED.labels(*self._labels).inc()
                 await asyncio.sleep(delay)
                 continue
+            if screened.personal:
+                await self._log_delivery(screened, started)
             now = time.time()
             latency = m.LATENCY.labels(*self._labels)
             for item in batch:
                 latency.observe(max(0.0, now - item.timestamp_ms / 1000))
-            m.DELIVERED.labels(*self._labels).inc(len(batch))
-            self.delivered += len(batch)
+            m.DELIVERED.labels(*self._labels).inc(len(screened.send))
+            self.delivered += len(screened.send)
             self._failures = 0
             self._set_state(SubscriptionState.ACTIVE)
             return
+
+    async def _log_delivery(self, screened: Screened, started: float) -> None:
+        """The processing-log records of the personal items just delivered; raises when the
+        log cannot be written, so the batch is not committed and is delivered (and logged)
+        again: never delivered unlogged."""
+        assert self._gate is not None  # only a gate lets personal items through
+        records = self._gate.log_records(
+            self.record, screened.personal, started=started, ended=time.time()
+        )
+        if self._processing_log is None:
+            raise ProcessingLogUnavailable("no processing log to write the delivery to")
+        await self._processing_log.write(records)
 
     async def _dead_letter(self, batch: list[Item], exc: DeliveryFailed, attempts: int) -> None:
         max_payload = self._settings.bridge.max_payload_bytes

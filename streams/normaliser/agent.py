@@ -26,17 +26,22 @@ import orjson
 
 from cityhub.connectors.record_size import record_size
 from cityhub.schemas.envelope import RawEnvelope
-from cityhub.schemas.errors import MessageError, Reason
+from cityhub.schemas.errors import MessageError, Oversize, Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import DUPLICATE_FRAMES, Topics, changelog
+from cityhub.schemas.trace_context import TRACEPARENT
 from cityhub.streams import metrics
 from cityhub.streams.normaliser.dedup import DeviceFrames
 from cityhub.streams.normaliser.normalise import (
     DeviceDirectory,
+    Normalised,
     normalise_envelope,
     raw_dead_letter,
 )
+from cityhub.streams.normaliser.personal import PersonalSealer
+from cityhub.streams.privacy.gate import PrivacyGate
+from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark
 from cityhub.streams.runtime.agent import CaughtUp, Record, StoredEntry, Write
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 
@@ -59,7 +64,12 @@ class NormaliserAgent:
         settings: Settings,
         directory: DeviceDirectory,
         router: SubscriptionRouter | None = None,
+        *,
+        sealer: PersonalSealer | None = None,
+        gate: PrivacyGate | None = None,
     ) -> None:
+        """Personal observations are sealed by ``sealer`` and routed only where ``gate``
+        admits them; without a gate they are routed nowhere (nothing checks their purpose)."""
         topics = Topics.for_prefix(settings.kafka.topic_prefix)
         self.topic = topics.raw
         self.changelog: str | None = changelog(settings.worker.app_id, DUPLICATE_FRAMES)
@@ -67,6 +77,8 @@ class NormaliserAgent:
         self._deadletter = topics.deadletter
         self._directory = directory
         self._router = router
+        self._sealer = sealer
+        self._gate = gate
         self._window = settings.worker.duplicate_window_seconds
         self._allow_unknown = settings.worker.allow_unknown_devices
         self._max_record = settings.kafka.max_message_bytes
@@ -138,12 +150,23 @@ class NormaliserAgent:
                 continue
             if result.remembered is not None:
                 changed.add(result.remembered)
-            for observation, doc, key in result.observations:
-                writes.append(Write(self._observations, key, doc))
-                if router is not None:
-                    for topic in router.route(observation):
-                        writes.append(Write(topic, key, doc))
-                        routed += 1
+            # The bridge's trace context goes with every observation of the uplink, to the
+            # delivery and its processing-log record (the header as it came: not parsed here).
+            trace = _trace_header(record.headers)
+            headers = [trace] if trace is not None else None
+            if result.observations and result.observations[0][0].classification == PERSONAL:
+                try:
+                    routed += self._personal(result, headers, writes)
+                except MessageError as exc:
+                    writes.append(self._dead_letter(record, exc, now))
+                    continue
+            else:
+                for observation, doc, key in result.observations:
+                    writes.append(Write(self._observations, key, doc, headers=headers))
+                    if router is not None:
+                        for topic in router.route(observation):
+                            writes.append(Write(topic, key, doc, headers=headers))
+                            routed += 1
             made[envelope.format] += len(result.observations)
             timed(time.perf_counter() - started)
             metrics.PIPELINE_LATENCY.observe(max(0.0, now - result.received))
@@ -159,6 +182,41 @@ class NormaliserAgent:
             )
         _count(formats, made, duplicates, routed)
         return writes
+
+    def _personal(
+        self,
+        result: Normalised,
+        trace: list[tuple[str, bytes]] | None,
+        writes: list[Write],
+    ) -> int:
+        """Seal and mark the observations of a personal device's uplink and add their writes:
+        to the observations topic, and to the subscriptions the gate admits them to. All or
+        nothing: raises (SubjectKeyMissing, Oversize) before adding any. Returns how many
+        routed copies it added."""
+        prepared = []
+        for observation, doc, key in result.observations:
+            mark: PersonalMark | None = None
+            headers: list[tuple[str, bytes]] | None = trace
+            if self._sealer is not None:
+                doc, mark = self._sealer.prepare(observation, doc)
+                size = record_size(key, doc) + HEADER_ALLOWANCE_BYTES
+                if size > self._max_record:
+                    raise Oversize(
+                        f"the sealed observation would take {size} bytes, more than Kafka's "
+                        f"record limit of {self._max_record} bytes"
+                    )
+                headers = [mark.header(), *(trace or ())]
+            prepared.append((observation, doc, key, mark, headers))
+        routed = 0
+        router, gate = self._router, self._gate
+        for observation, doc, key, mark, headers in prepared:
+            writes.append(Write(self._observations, key, doc, headers=headers))
+            if router is None or gate is None or mark is None:
+                continue
+            for topic in gate.routes(router.route(observation), mark, router.subscription_at):
+                writes.append(Write(topic, key, doc, headers=headers))
+                routed += 1
+        return routed
 
     def _dead_letter(self, record: Record, error: MessageError, now: float) -> Write:
         metrics.DEADLETTERS.labels(STAGE, error.reason.value).inc()
@@ -177,6 +235,14 @@ class NormaliserAgent:
         return Write(
             self._deadletter, key, letter.to_json(self._max_record - record_size(key, b""))
         )
+
+
+def _trace_header(headers: Sequence[tuple[str, bytes]] | None) -> tuple[str, bytes] | None:
+    if headers:
+        for header in headers:
+            if header[0] == TRACEPARENT:
+                return header
+    return None
 
 
 def _count(

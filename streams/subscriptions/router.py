@@ -71,6 +71,7 @@ class SubscriptionRouter:
         self._device_type_of = device_type_of
         self._sources = {source: SourceIndex() for source in Source}
         self._by_key: dict[Key, Route] = {}
+        self._by_topic: dict[str, Route] = {}
         self.generation = 0
         """Bumped by every ``refresh`` that changed something (for callers' caches)."""
 
@@ -114,6 +115,7 @@ class SubscriptionRouter:
         for route in added:
             self._sources[route.record.source].add(route)
         self._by_key = current
+        self._by_topic = {route.topic: route for route in current.values()}
         self.generation += 1
         return True
 
@@ -177,6 +179,12 @@ class SubscriptionRouter:
             _str_of(get("quantity")),
         ]
         return index.route(item, values, tags, point)
+
+    def subscription_at(self, topic: str) -> Subscription | None:
+        """The subscription routed to ``topic`` (its latest version), if any: what the privacy
+        gate checks a personal item against."""
+        route = self._by_topic.get(topic)
+        return route.record if route is not None else None
 
     @property
     def topics(self) -> set[str]:

@@ -1,0 +1,254 @@
+"""The privacy gate: the purpose check (``purpose.py``) against the live views, where personal
+items move: when the worker routes them, and when a delivery (a task, a live stream) is about to
+send them.
+
+Every process that routes or delivers holds the views it needs (the register of processing
+activities, the consents, the data subjects' keys), each following its compacted topic; the gate
+reads them at every decision and caches nothing, so a withdrawal, an erasure or the end of an
+activity is seen by the next decision after the view applied it.
+
+At delivery the gate also opens what passed: a personal item of a subject-linked device is
+sealed on every topic (``value``, ``location`` and ``extra`` under the subject's key, see
+``sealing.py``); ``screen`` gives the items to send with those fields back in place (and
+``data_subject`` and ``sealed`` gone), or refuses the item as ``erased`` when the key is gone.
+For what it delivered, ``log_records`` makes the processing-log records: one per data subject
+and per trace (one uplink's observations share a trace) of the batch.
+
+Counted: ``cityhub_personal_items_total{stage, outcome}`` with outcome ``passed`` or the
+refusal's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+import orjson
+from prometheus_client import Counter
+
+from cityhub.connectors.sinks.base import Item
+from cityhub.schemas.errors import KeyErased, SealingError
+from cityhub.schemas.processing_log import Action, ProcessingLogRecord, processing_record
+from cityhub.schemas.subscription import Subscription
+from cityhub.schemas.trace_context import TRACEPARENT, parse_traceparent
+from cityhub.streams.privacy.purpose import (
+    Activities,
+    ConsentLookup,
+    PersonalMark,
+    Refusal,
+    check,
+    mark_of,
+)
+from cityhub.streams.privacy.sealing import SubjectKey, open_sealed
+
+log = logging.getLogger("cityhub.privacy")
+
+ROUTE = "route"
+DELIVER = "deliver"
+PASSED = "passed"
+
+PERSONAL_ITEMS = Counter(
+    "cityhub_personal_items_total",
+    "Personal items checked against a subscription's processing activity, by stage (route, "
+    "deliver) and outcome (passed, or the reason it was refused).",
+    ["stage", "outcome"],
+)
+
+
+class KeyLookup(Protocol):
+    """The data subjects' keys (``keys_view.SubjectKeyView``)."""
+
+    def by_id(self, key_id: str) -> SubjectKey | None: ...
+
+    def current(self, tenant: str, subject: str) -> SubjectKey | None: ...
+
+
+@dataclass(slots=True)
+class Screened:
+    """A batch after the gate: what to send, and which of it is personal (for the log)."""
+
+    send: list[Item] = field(default_factory=list)
+    """The items to deliver, personal ones opened, in the batch's order."""
+    passed: list[Item] = field(default_factory=list)
+    """The same items as read from the topic (personal ones still sealed): what a dead letter
+    may keep."""
+    personal: list[tuple[Item, PersonalMark]] = field(default_factory=list)
+    """The personal items among ``send`` (as read from the topic, with their marks)."""
+    refused: int = 0
+
+
+class PrivacyGate:
+    """The purpose check of one process, over its views."""
+
+    def __init__(
+        self,
+        activities: Activities,
+        consents: ConsentLookup,
+        keys: KeyLookup,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.activities = activities
+        self.consents = consents
+        self.keys = keys
+        self._clock = clock
+
+    def admit(self, subscription: Subscription, mark: PersonalMark, stage: str) -> Refusal | None:
+        """None when the item may reach ``subscription`` now, else why not; counted."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        refusal = check(
+            subscription, mark, activities=self.activities, consents=self.consents, now=now
+        )
+        PERSONAL_ITEMS.labels(stage, refusal.value if refusal is not None else PASSED).inc()
+        return refusal
+
+    def routes(
+        self,
+        topics: Sequence[str],
+        mark: PersonalMark,
+        subscription_at: Callable[[str], Subscription | None],
+    ) -> list[str]:
+        """Of the topics the router chose for a personal item, those whose subscription it may
+        reach (the worker's check, before it writes the item to them)."""
+        allowed = []
+        for topic in topics:
+            record = subscription_at(topic)
+            if record is not None and self.admit(record, mark, ROUTE) is None:
+                allowed.append(topic)
+        return allowed
+
+    def screen(self, subscription: Subscription, items: Sequence[Item]) -> Screened:
+        """The items of a batch that may be delivered to ``subscription`` now, personal ones
+        opened (the delivery's check, just before it sends). An item without a mark is not
+        personal and passes as it is."""
+        screened = Screened()
+        for item in items:
+            mark = mark_of(item.headers)
+            if mark is None:
+                screened.send.append(item)
+                screened.passed.append(item)
+                continue
+            if isinstance(mark, Refusal):
+                self._refuse(mark)
+                screened.refused += 1
+                continue
+            if self.admit(subscription, mark, DELIVER) is not None:
+                screened.refused += 1
+                continue
+            try:
+                opened = self.open(item, mark)
+            except KeyErased:
+                self._refuse(Refusal.ERASED)
+                screened.refused += 1
+                continue
+            except (SealingError, ValueError) as exc:
+                log.warning("a personal item of %s/%s does not open: %s", *_labels(item), exc)
+                self._refuse(Refusal.UNREADABLE)
+                screened.refused += 1
+                continue
+            screened.send.append(opened)
+            screened.passed.append(item)
+            screened.personal.append((item, mark))
+        return screened
+
+    def open(self, item: Item, mark: PersonalMark) -> Item:
+        """``item`` with its sealed fields back in place; as it is when it holds none (a device
+        without a data subject). Raises ``KeyErased`` once the subject's keys are shredded,
+        ``Unsealable`` (a ``SealingError``) or ValueError when it is not a sealed item."""
+        doc = orjson.loads(item.value)
+        if not isinstance(doc, dict):
+            raise ValueError("a personal item is not a JSON object")
+        token = doc.pop("sealed", None)
+        subject = doc.pop("data_subject", None)
+        if token is None:
+            return replace(item, value=orjson.dumps(doc)) if subject is not None else item
+        if mark.subject is None or subject != mark.subject or not isinstance(token, str):
+            raise ValueError("the item's data subject disagrees with its mark")
+        event = doc.get("event_id")
+        if not isinstance(event, str):
+            raise ValueError("a sealed item without an event id")
+        fields = open_sealed(
+            token, tenant=mark.tenant, subject=mark.subject, event_id=event, key_of=self.keys.by_id
+        )
+        for name in ("value", "location", "extra"):
+            if name in fields:
+                doc[name] = fields[name]
+        return replace(item, value=orjson.dumps(doc))
+
+    @staticmethod
+    def _refuse(refusal: Refusal) -> None:
+        PERSONAL_ITEMS.labels(DELIVER, refusal.value).inc()
+
+    def activity_uri(self, subscription: Subscription) -> str:
+        """The id (URI) of the activity ``subscription`` serves, for the processing log."""
+        slug = subscription.processing_activity or ""
+        activity = self.activities.get(subscription.tenant, slug)
+        return activity.id if activity is not None else slug
+
+    def log_records(
+        self,
+        subscription: Subscription,
+        personal: Sequence[tuple[Item, PersonalMark]],
+        *,
+        started: float,
+        ended: float,
+        action: Action = "deliver",
+    ) -> list[ProcessingLogRecord]:
+        """One record per data subject and per trace of the personal items delivered: the
+        activity, the recipient (the subscription and its kind), when, how many items."""
+        groups: dict[tuple[str | None, bytes | None], int] = {}
+        for item, mark in personal:
+            trace = _header(item, TRACEPARENT)
+            groups[(mark.subject, trace)] = groups.get((mark.subject, trace), 0) + 1
+        activity = self.activity_uri(subscription)
+        recipient = (
+            f"subscription:{subscription.tenant}/{subscription.id} ({subscription.delivery.kind})"
+        )
+        return [
+            processing_record(
+                name=f"{action} {subscription.source.value} to {subscription.delivery.kind}",
+                trace=parse_traceparent(trace),
+                parent_span_id=None,
+                started=started,
+                ended=ended,
+                ok=True,
+                activity_id=activity,
+                tenant=subscription.tenant,
+                subject=subject or "",
+                recipient=recipient,
+                items=count,
+                action=action,
+            )
+            for (subject, trace), count in groups.items()
+        ]
+
+
+def screen(gate: PrivacyGate | None, subscription: Subscription, items: Sequence[Item]) -> Screened:
+    """``gate.screen``; without a gate (nothing to check a purpose against) every personal
+    item is refused and only the others pass."""
+    if gate is not None:
+        return gate.screen(subscription, items)
+    screened = Screened()
+    for item in items:
+        if mark_of(item.headers) is None:
+            screened.send.append(item)
+            screened.passed.append(item)
+        else:
+            PERSONAL_ITEMS.labels(DELIVER, Refusal.NO_ACTIVITY.value).inc()
+            screened.refused += 1
+    return screened
+
+
+def _header(item: Item, name: str) -> bytes | None:
+    for key, value in item.headers:
+        if key == name:
+            return value
+    return None
+
+
+def _labels(item: Item) -> tuple[str, str]:
+    return str(item.partition), str(item.offset)
