@@ -29,7 +29,6 @@ from cityhub.schemas.settings import QuotaSettings, Settings
 from cityhub.streams.aggregation.reader import KafkaAggregateReader
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.auth import authenticate
-from cityhub.streams.api.erasure import ERASURE_KEY
 from cityhub.streams.api.consents import CONSENTS_KEY
 from cityhub.streams.api.erasure import ERASURE_KEY
 from cityhub.streams.api.handlers import Call, Limits, json_response
@@ -44,7 +43,6 @@ from cityhub.streams.api.routes import PREFIX, ROUTES, Route
 from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.privacy.consent_service import Consents
-from cityhub.streams.privacy.erasure import Erasure
 from cityhub.streams.privacy.erasure import Erasure
 from cityhub.streams.privacy.service import ProcessingRegister
 from cityhub.streams.registry.service import Registry
@@ -155,7 +153,6 @@ def build_api(
     quotas: QuotaSettings | None = None,
     processing: ProcessingRegister | None = None,
     erasure: Erasure | None = None,
-    erasure: Erasure | None = None,
     consents: Consents | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
@@ -187,8 +184,6 @@ def build_api(
         app[LIVE_KEY] = live
     if processing is not None:
         app[PROCESSING_KEY] = processing
-    if erasure is not None:
-        app[ERASURE_KEY] = erasure
     if erasure is not None:
         app[ERASURE_KEY] = erasure
     if consents is not None:

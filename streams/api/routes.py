@@ -20,7 +20,6 @@ from cityhub.streams.api import handlers as h
 from cityhub.streams.api.aggregates import AggregateList, list_aggregates
 from cityhub.streams.api.consents import CONSENT_ROUTES
 from cityhub.streams.api.erasure import ERASURE_ROUTES
-from cityhub.streams.api.erasure import ERASURE_ROUTES
 from cityhub.streams.api.live import stream_subscription
 from cityhub.streams.api.models import (
     ApiKeyCreated,
@@ -453,7 +452,6 @@ ROUTES: tuple[Route, ...] = (
         problems=(*_READ, 422, 503),
     ),
     *PROCESSING_ROUTES,
-    *ERASURE_ROUTES,
     *ERASURE_ROUTES,
     *CONSENT_ROUTES,
 )
