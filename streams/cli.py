@@ -23,6 +23,7 @@ from cityhub.schemas.topics import Topics
 from cityhub.streams.logsetup import LogFormat, install
 from cityhub.streams.parent_watch import watch_supervisor
 from cityhub.streams.privacy.cli import activities
+from cityhub.streams.privacy.consent_cli import consents
 from cityhub.streams.registry.cli import mount as mount_registry_commands
 from cityhub.streams.wiring import Roles
 
@@ -378,6 +379,7 @@ def show_settings() -> None:
 
 mount_registry_commands(main)
 main.add_command(activities)
+main.add_command(consents)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
+from collections import Counter, deque
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -25,6 +26,20 @@ REJECTION_REASONS = ("malformed", "tombstone", "key", "chain", "not_extending")
 """Why a record is ignored: it does not parse as a consent record; it is a tombstone (records
 are never deleted); it is under another key than its own; its chain does not verify; its
 history does not extend the one the view holds."""
+
+
+RECENT_REJECTIONS = 1000
+"""Rejections kept in memory with their keys, for ``cityhub consents verify``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record the view ignored: where, under which key, why."""
+
+    offset: int
+    key: str
+    reason: str
+    detail: str
 
 
 class _Rejected(ValueError):
@@ -42,6 +57,7 @@ class ConsentView:
         self._rejected: Counter[str] = Counter()
         self._records: dict[tuple[str, str], dict[str, ConsentRecord]] = {}
         self._active = 0
+        self._recent: deque[Rejection] = deque(maxlen=RECENT_REJECTIONS)
 
     @property
     def offset(self) -> int:
@@ -56,6 +72,11 @@ class ConsentView:
         """Records ignored so far, by reason (``REJECTION_REASONS``)."""
         return {reason: self._rejected[reason] for reason in REJECTION_REASONS}
 
+    def recent_rejections(self) -> list[Rejection]:
+        """The last ``RECENT_REJECTIONS`` records ignored, oldest first (keys included: for the
+        platform's operators, never logged)."""
+        return list(self._recent)
+
     def apply(self, key: str, value: bytes | None, offset: int) -> None:
         """Apply one record, or ignore and count it (see the module docstring). Never raises."""
         self._offset = offset
@@ -63,6 +84,7 @@ class ConsentView:
             self._take(key, value)
         except _Rejected as exc:
             self._rejected[exc.reason] += 1
+            self._recent.append(Rejection(offset, key[:300], exc.reason, str(exc)))
             # The key holds the subject's pseudonym: only its tenant part is logged.
             log.warning(
                 "ignoring consent record at offset %d (tenant %r): %s",
@@ -115,6 +137,12 @@ class ConsentView:
         """The subject's records in this tenant, by activity slug."""
         slot = self._records.get((tenant, subject), {})
         return [slot[slug] for slug in sorted(slot)]
+
+    def all_records(self) -> list[ConsentRecord]:
+        """Every record held, by tenant, subject and activity slug."""
+        return [
+            slot[slug] for where, slot in sorted(self._records.items()) for slug in sorted(slot)
+        ]
 
     def count(self) -> int:
         """Records held."""
