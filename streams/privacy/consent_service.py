@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -81,7 +81,10 @@ class Consents:
     """Consent records over a store, checked against the register of processing activities
     (``activities_view``) and the registry (``registry_view``: tenants, keys' tenants and the
     devices linked to each subject). Writes of one instance are serialised; a write that lost a
-    race with another instance is refused (409) rather than reported done."""
+    race with another instance is refused (409) rather than reported done. ``on_change``, if
+    given, is awaited with each record a change was written to (not for a change that wrote
+    nothing), e.g. to write a processing-log record of action ``consent``; if it raises, the
+    caller sees the error although the change stands."""
 
     def __init__(
         self,
@@ -90,8 +93,10 @@ class Consents:
         registry_view: RegistryView,
         *,
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[ConsentRecord], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
+        self._on_change = on_change
         self._activities = activities_view
         self._registry = registry_view
         self._clock = clock
@@ -305,6 +310,8 @@ class Consents:
                 "read it again and repeat the change if it is still needed"
             )
         CHANGES.labels(record.status.value, record.last.collection_method.value).inc()
+        if self._on_change is not None:
+            await self._on_change(record)
         return record
 
 

@@ -79,12 +79,18 @@ async def test_given_withdrawn_and_given_again_by_the_resident(world: World) -> 
 
 
 async def test_the_same_change_twice_writes_nothing(world: World) -> None:
-    consents = world.consents
+    changed: list[ConsentRecord] = []
+
+    async def note(record: ConsentRecord) -> None:
+        changed.append(record)
+
+    consents = Consents(world.store, world.register.view, world.registry.view, on_change=note)
     rec = await consents.give(ME, "acme", SUBJECT, "energy")
     assert await consents.give(ME, "acme", SUBJECT, "energy") == rec
     withdrawn = await consents.withdraw(ME, "acme", SUBJECT, "energy")
     assert await consents.withdraw(ME, "acme", SUBJECT, "energy") == withdrawn
     assert len(world.store.log) == 2
+    assert changed == [rec, withdrawn]
 
 
 async def test_a_new_version_of_the_activity_asks_for_consent_again(world: World) -> None:
@@ -270,6 +276,15 @@ async def test_the_view_trusts_nothing_it_cannot_verify(world: World) -> None:
         "not_extending": 1,
     }
     assert view.malformed == 6
+    assert [r.reason for r in view.recent_rejections()] == [
+        "tombstone",
+        "chain",
+        "not_extending",
+        "key",
+        "malformed",
+        "malformed",
+    ]
+    assert view.recent_rejections()[1].detail.startswith("the hash chain breaks at entry 2")
     assert view.get("acme", SUBJECT, "energy") == rec
     assert not view.active("acme", SUBJECT, "energy")
     assert view.count() == 1
