@@ -24,6 +24,7 @@ from cityhub.streams.logsetup import LogFormat, install
 from cityhub.streams.parent_watch import watch_supervisor
 from cityhub.streams.privacy.cli import activities
 from cityhub.streams.privacy.consent_cli import consents
+from cityhub.streams.privacy.erasure_cli import data_subjects
 from cityhub.streams.registry.cli import mount as mount_registry_commands
 from cityhub.streams.wiring import Roles
 
@@ -380,6 +381,7 @@ def show_settings() -> None:
 mount_registry_commands(main)
 main.add_command(activities)
 main.add_command(consents)
+main.add_command(data_subjects)
 
 if __name__ == "__main__":
     main()
