@@ -37,6 +37,7 @@ from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROU
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.problems import problem_from_exception, problem_response
 from cityhub.streams.api.processing import PROCESSING_KEY
+from cityhub.streams.api.processing_log import PROCESSING_LOG_KEY
 from cityhub.streams.api.rate_limit import RateLimiter
 from cityhub.streams.api.route_model import ANONYMOUS
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
@@ -44,6 +45,7 @@ from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.privacy.consent_service import Consents
 from cityhub.streams.privacy.erasure import Erasure
+from cityhub.streams.privacy.log_service import ProcessingLogQueries
 from cityhub.streams.privacy.service import ProcessingRegister
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.subscriptions.service import Subscriptions
@@ -152,6 +154,7 @@ def build_api(
     live: LiveStreams | None = None,
     quotas: QuotaSettings | None = None,
     processing: ProcessingRegister | None = None,
+    processing_log: ProcessingLogQueries | None = None,
     erasure: Erasure | None = None,
     consents: Consents | None = None,
 ) -> web.Application:
@@ -161,7 +164,8 @@ def build_api(
     past it, ``cityhub.streams.api.throttle``) and the rows of an import. Without
     ``subscriptions`` the subscription routes answer 503 (they are still documented), and
     without ``live`` the live stream route does, and without ``processing`` the register of
-    processing activities' routes do, and without ``consents`` the consent routes do.
+    processing activities' routes do, and without ``processing_log`` the processing log's
+    route does, and without ``consents`` the consent routes do.
     ``/metrics`` and ``/healthz`` are not served here but on the management port
     (``cityhub.streams.http``). The aggregates route reads Kafka with a reader made from the
     environment's settings, which connects at its first query; put another source at
@@ -184,6 +188,8 @@ def build_api(
         app[LIVE_KEY] = live
     if processing is not None:
         app[PROCESSING_KEY] = processing
+    if processing_log is not None:
+        app[PROCESSING_LOG_KEY] = processing_log
     if erasure is not None:
         app[ERASURE_KEY] = erasure
     if consents is not None:

@@ -37,6 +37,7 @@ from cityhub.streams.api.models import (
     subscription_out_models,
 )
 from cityhub.streams.api.processing import PROCESSING_ROUTES
+from cityhub.streams.api.processing_log import PROCESSING_LOG_ROUTES
 from cityhub.streams.api.route_model import PREFIX, Param, Route
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
@@ -452,6 +453,7 @@ ROUTES: tuple[Route, ...] = (
         problems=(*_READ, 422, 503),
     ),
     *PROCESSING_ROUTES,
+    *PROCESSING_LOG_ROUTES,
     *ERASURE_ROUTES,
     *CONSENT_ROUTES,
 )
