@@ -49,6 +49,16 @@ class KafkaSettings(_Section):
     (aiokafka's 16 KiB default held the bridge to a third of its rate)."""
     linger_ms: int = Field(default=5, ge=0)
     """How long the producer waits to fill a batch: more throughput for a little latency."""
+    raw_retention_hours: int = Field(default=24, ge=1, le=24 * 366)
+    """How long ``<prefix>.raw`` keeps what the bridge received, payloads in clear (personal
+    values too: they are sealed only by the normaliser). Kafka deletes whole closed segments,
+    and cityhub makes the topic with hourly segments, so a record is gone at most this plus one
+    hour plus the broker's ``log.retention.check.interval.ms`` after it arrived
+    (``docs/privacy.md``, "Erasure"). Set when the topic is created; an existing topic keeps its
+    configuration (``kafka-configs --alter``, ``docs/operations.md``)."""
+    deadletter_retention_hours: int = Field(default=168, ge=1, le=24 * 366)
+    """Likewise for ``<prefix>.deadletter``, which holds refused records with their payloads in
+    clear: a week by default, to look into what went wrong."""
 
     @model_validator(mode="after")
     def _min_insync_within_replicas(self) -> KafkaSettings:

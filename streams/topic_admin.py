@@ -46,6 +46,21 @@ def durability_config(
     return {} if replicas is None else {"min.insync.replicas": str(replicas)}
 
 
+HOUR_MS = 3600 * 1000
+
+
+def clear_payloads(retention_hours: int) -> dict[str, str]:
+    """The config of a topic that holds payloads in clear (raw, dead letters): kept
+    ``retention_hours``, in segments of at most an hour (Kafka deletes only closed segments, so
+    the segment's age adds to the retention), with the broker's append time as the records'
+    time (a producer's clock ahead cannot keep a segment longer)."""
+    return {
+        "retention.ms": str(retention_hours * HOUR_MS),
+        "segment.ms": str(HOUR_MS),
+        "message.timestamp.type": "LogAppendTime",
+    }
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The topics cityhub owns, with their partitions and configs."""
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
@@ -62,11 +77,20 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         "delete.retention.ms": str(24 * 3600 * 1000),
     }
     return [
-        TopicSpec(topics.raw, n, {**log_config, "retention.ms": str(7 * 24 * 3600 * 1000)}),
+        # Payloads in clear, personal ones too (the normaliser seals them): kept briefly, in
+        # hourly segments stamped by the broker, so that retention bounds the exposure whatever
+        # the producers' clocks say (docs/privacy.md, "Erasure").
+        TopicSpec(
+            topics.raw, n, {**log_config, **clear_payloads(settings.kafka.raw_retention_hours)}
+        ),
         TopicSpec(
             topics.observations, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}
         ),
-        TopicSpec(topics.deadletter, n, {**log_config, "retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(
+            topics.deadletter,
+            n,
+            {**log_config, **clear_payloads(settings.kafka.deadletter_retention_hours)},
+        ),
         TopicSpec(
             topics.aggregates, n, {**log_config, "retention.ms": str(365 * 24 * 3600 * 1000)}
         ),
