@@ -5,7 +5,8 @@ with the same KEK reads it back and opens what the first sealed; one with anothe
 ``cityhub data-subjects erase`` (a separate process, as an operator runs it) shreds it while
 another store follows the topic: that follower drops the key within a second of the command's
 end (the time is printed), and a fresh store no longer has it; the devices are unlinked and
-the erasure is on the processing log. Each test has its own topic prefix and KEK."""
+the erasure is on the processing log. The broker takes the raw and dead-letter topics' config
+(retention, hourly segments, append time). Each test has its own topic prefix and KEK."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import time
 import uuid
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from cityhub.schemas.errors import KeyErased
 from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec, TenantSpec
@@ -28,6 +31,7 @@ from cityhub.streams.privacy.sealing import open_sealed, seal
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
+from cityhub.streams.topic_admin import ensure_topics
 
 from .hub import BOOTSTRAP, random_kek, read_topic
 
@@ -158,3 +162,36 @@ def test_a_key_made_on_link_is_read_back_and_an_erasure_shreds_it_everywhere() -
     attributes = record["attributes"]
     assert attributes["dpl.cityhub.action"] == "erase"
     assert attributes["dpl.core.data_subject_id"] == SUBJECT
+
+
+async def _raw_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    topics = Topics.for_prefix(settings.kafka.topic_prefix)
+    names = {topics.raw, topics.deadletter}
+    await ensure_topics(settings, only=names)
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in sorted(names)]
+        )
+    finally:
+        await admin.close()
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            found[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
+    return found
+
+
+def test_the_broker_takes_the_clear_payload_topics_config() -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix, raw_retention_hours=2)
+    )
+    found = asyncio.run(_raw_topic_configs(settings))
+    raw, deadletter = found[f"{prefix}.raw"], found[f"{prefix}.deadletter"]
+    assert raw["retention.ms"] == str(2 * 3_600_000)
+    assert deadletter["retention.ms"] == str(168 * 3_600_000)
+    for config in (raw, deadletter):
+        assert config["segment.ms"] == "3600000"
+        assert config["message.timestamp.type"] == "LogAppendTime"
