@@ -110,7 +110,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Consents, data subjects' keys and residents' tokens: small, every process that checks
         # purposes (workers, delivery, API) reads all of them.
         TopicSpec(topics.consents, 1, compact_config),
-        TopicSpec(topics.subject_keys, 1, compact_config),
+        # A shredded key's wrapped bytes go at the next compaction; without a bound on the lag,
+        # a big topic's dirty ratio could stay under the threshold and keep them for months.
+        TopicSpec(
+            topics.subject_keys, 1, {**compact_config, "max.compaction.lag.ms": str(HOUR_MS)}
+        ),
         TopicSpec(topics.resident_tokens, 1, compact_config),
         # The processing log: append-only accountability, kept long (years; see docs/privacy.md).
         TopicSpec(

@@ -166,7 +166,7 @@ def test_a_key_made_on_link_is_read_back_and_an_erasure_shreds_it_everywhere() -
 
 async def _raw_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
-    names = {topics.raw, topics.deadletter}
+    names = {topics.raw, topics.deadletter, topics.subject_keys}
     await ensure_topics(settings, only=names)
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
@@ -183,7 +183,7 @@ async def _raw_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     return found
 
 
-def test_the_broker_takes_the_clear_payload_topics_config() -> None:
+def test_the_broker_takes_the_clear_payload_and_keys_topics_config() -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix, raw_retention_hours=2)
@@ -195,3 +195,4 @@ def test_the_broker_takes_the_clear_payload_topics_config() -> None:
     for config in (raw, deadletter):
         assert config["segment.ms"] == "3600000"
         assert config["message.timestamp.type"] == "LogAppendTime"
+    assert found[f"{prefix}.subject-keys"]["max.compaction.lag.ms"] == "3600000"

@@ -36,3 +36,10 @@ def test_the_settings_set_them() -> None:
     made = configs(settings)
     assert made[topics.raw]["retention.ms"] == str(2 * HOUR_MS)
     assert made[topics.deadletter]["retention.ms"] == str(48 * HOUR_MS)
+
+
+def test_the_keys_topic_is_compacted_within_the_hour() -> None:
+    # A shredded key's wrapped bytes must not wait for the dirty ratio of a large topic.
+    config = configs(Settings())[Topics.for_prefix("cityhub").subject_keys]
+    assert config["cleanup.policy"] == "compact"
+    assert config["max.compaction.lag.ms"] == str(HOUR_MS)
