@@ -44,13 +44,13 @@ Pure: pydantic models and functions, no I/O.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -298,8 +298,11 @@ def record_key(record: ConsentRecord) -> str:
 
 # --- the hash chain --------------------------------------------------------------------------
 def canonical_json(doc: Any) -> bytes:
-    """RFC 8785 canonical JSON of strings, integers, booleans, null, lists and objects."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """RFC 8785 canonical JSON of strings, integers, booleans, null, lists and objects (no
+    floats): byte for byte ``json.dumps(doc, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False).encode()``, made by orjson, which is several times faster (every view
+    verifies every record it reads)."""
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
 def _header(record: ConsentRecord) -> dict[str, Any]:

@@ -133,6 +133,25 @@ def test_the_hash_is_documented_arithmetic() -> None:
     assert canonical_json({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain",
+        'quote " backslash \\ slash /',
+        "\x00\x01\x08\t\n\x0b\x0c\r\x1f",
+        "\x7f\x80\x9f\xa0é",
+        "\u2028\u2029\ufeff\uffff",
+        "😀\U0010ffff",
+    ],
+)
+def test_canonical_json_is_the_documented_python_json(text: str) -> None:
+    """The docs tell a verifier to use json.dumps; the chain is made with orjson: the same bytes."""
+    doc = {"é": [text, None, 7, True], "a": {"z": text, "y": -5}, "b": text}
+    documented = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(doc) == documented.encode()
+
+
 def test_a_changed_entry_breaks_the_chain_at_that_entry() -> None:
     rec = record()
     changed = rec.history[1].model_copy(update={"evidence": "forged"})
