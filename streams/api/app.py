@@ -39,6 +39,7 @@ from cityhub.streams.api.problems import problem_from_exception, problem_respons
 from cityhub.streams.api.processing import PROCESSING_KEY
 from cityhub.streams.api.processing_log import PROCESSING_LOG_KEY
 from cityhub.streams.api.rate_limit import RateLimiter
+from cityhub.streams.api.resident_tokens import RESIDENTS_KEY, ResidentServices
 from cityhub.streams.api.route_model import ANONYMOUS
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
 from cityhub.streams.api.throttle import quota_middleware
@@ -121,8 +122,10 @@ def _internal(request: web.Request, request_id: str, exc: BaseException) -> web.
 def _endpoint(route: Route) -> RequestHandler:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         registry = request.app[REGISTRY_KEY]
-        # A public route (the register of processing activities) looks at no key at all.
-        principal = ANONYMOUS if route.public else authenticate(registry, request.headers)
+        # A public route (the register of processing activities) looks at no key at all; a
+        # resident's route takes a resident's token instead, which its handler checks.
+        keyless = route.public or route.resident
+        principal = ANONYMOUS if keyless else authenticate(registry, request.headers)
         call = Call(
             request,
             principal,
@@ -157,6 +160,7 @@ def build_api(
     processing_log: ProcessingLogQueries | None = None,
     erasure: Erasure | None = None,
     consents: Consents | None = None,
+    residents: ResidentServices | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
     imports at ``max_import_bytes`` (413 past either; None: ``quotas.import_max_bytes``).
@@ -165,7 +169,8 @@ def build_api(
     ``subscriptions`` the subscription routes answer 503 (they are still documented), and
     without ``live`` the live stream route does, and without ``processing`` the register of
     processing activities' routes do, and without ``processing_log`` the processing log's
-    route does, and without ``consents`` the consent routes do.
+    route does, and without ``consents`` the consent routes do, and
+    without ``residents`` the residents' tokens and their ``/me`` routes do.
     ``/metrics`` and ``/healthz`` are not served here but on the management port
     (``cityhub.streams.http``). The aggregates route reads Kafka with a reader made from the
     environment's settings, which connects at its first query; put another source at
@@ -194,6 +199,8 @@ def build_api(
         app[ERASURE_KEY] = erasure
     if consents is not None:
         app[CONSENTS_KEY] = consents
+    if residents is not None:
+        app[RESIDENTS_KEY] = residents
     app[AGGREGATES_KEY] = KafkaAggregateReader(Settings())
     app.on_cleanup.append(_close_aggregates)
     app[LIMITS_KEY] = Limits(

@@ -87,6 +87,8 @@ def _operation(
     }
     if route.public:
         operation["security"] = []  # no key; rate-limited per client address
+    elif route.resident:
+        operation["security"] = [{"resident": []}]  # a resident's token, never an API key
     if route.params:
         operation["parameters"] = [
             {
@@ -196,6 +198,13 @@ def build_openapi(
                     "description": "An API key's secret.",
                 },
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "resident": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A resident's token (chr_...) that their tenant issued, or "
+                    "an OpenID Connect token of the municipality's identity provider where one "
+                    "is configured; only the /me routes take it, and they take no API key.",
+                },
             },
         },
         "security": security,

@@ -73,6 +73,10 @@ class Route:
     public: bool = False
     """Served without a key (the register of processing activities): the handler's principal
     is ``ANONYMOUS``, and keyless calls are rate-limited per client address."""
+    resident: bool = False
+    """A resident's own route (``/me/...``): no API key but a resident's token, which the
+    handler checks (``cityhub.streams.api.resident_tokens.as_resident``); the principal it is
+    given is ``ANONYMOUS``. Rate-limited per client address, like every call without a key."""
 
     @property
     def full_path(self) -> str:

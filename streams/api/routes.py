@@ -38,6 +38,8 @@ from cityhub.streams.api.models import (
 )
 from cityhub.streams.api.processing import PROCESSING_ROUTES
 from cityhub.streams.api.processing_log import PROCESSING_LOG_ROUTES
+from cityhub.streams.api.resident import ME_ROUTES
+from cityhub.streams.api.resident_tokens import TOKEN_ROUTES
 from cityhub.streams.api.route_model import PREFIX, Param, Route
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
@@ -456,6 +458,8 @@ ROUTES: tuple[Route, ...] = (
     *PROCESSING_LOG_ROUTES,
     *ERASURE_ROUTES,
     *CONSENT_ROUTES,
+    *TOKEN_ROUTES,
+    *ME_ROUTES,
 )
 """Every operation of the API; all need a key but the register's public reads.
 ``/api/v1/openapi.json`` is served beside them, without a key."""

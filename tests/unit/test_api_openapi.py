@@ -56,6 +56,10 @@ def test_every_route_is_documented_with_problems_and_security() -> None:
         if route.public:
             assert operation["security"] == []
             assert "401" not in responses
+        elif route.resident:
+            # A resident's route takes a resident's token, never an API key.
+            assert "401" in responses
+            assert operation["security"] == [{"resident": []}]
         else:
             assert "401" in responses
             assert "security" not in operation
