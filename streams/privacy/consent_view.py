@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from cityhub.schemas.consent import ConsentRecord, extends, record_key, verify
+from cityhub.schemas.consent import ConsentRecord, record_key, verify
 
 log = logging.getLogger("cityhub.privacy.consents")
 
@@ -41,6 +41,21 @@ class Rejection:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A verified record as the view keeps it: its JSON as read (a third of the parsed model's
+    memory; parsed again on ``get``), its entries' hashes (to check that an update extends it)
+    and what the purpose check asks (without parsing)."""
+
+    value: bytes
+    hashes: tuple[str, ...]
+    active: bool
+    consented_version: int | None
+
+    def record(self) -> ConsentRecord:
+        return ConsentRecord.model_validate_json(self.value)
+
+
 class _Rejected(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -54,7 +69,7 @@ class ConsentView:
     def __init__(self) -> None:
         self._offset = -1
         self._rejected: Counter[str] = Counter()
-        self._records: dict[tuple[str, str], dict[str, ConsentRecord]] = {}
+        self._records: dict[tuple[str, str], dict[str, _Held]] = {}
         self._active = 0
         self._recent: deque[Rejection] = deque(maxlen=RECENT_REJECTIONS)
 
@@ -112,33 +127,50 @@ class ConsentView:
         slot = self._records.get((record.tenant, record.data_subject), {})
         slug = record.processing_activity.slug
         held = slot.get(slug)
-        if held is not None and not extends(record, held):
+        hashes = tuple(event.hash for event in record.history)
+        if held is not None and hashes[: len(held.hashes)] != held.hashes:
             raise _Rejected(
                 "not_extending",
-                f"its history does not extend the {len(held.history)} entries held",
+                f"its history does not extend the {len(held.hashes)} entries held",
             )
+        consented = record.consented
         self._active += int(record.active) - int(held.active if held is not None else False)
-        slot[slug] = record
+        slot[slug] = _Held(
+            value,
+            hashes,
+            record.active,
+            consented.activity_version if consented is not None else None,
+        )
         self._records[(record.tenant, record.data_subject)] = slot
 
     def get(self, tenant: str, subject: str, activity_slug: str) -> ConsentRecord | None:
         """The record of this subject's consent to this activity, or None."""
-        return self._records.get((tenant, subject), {}).get(activity_slug)
+        held = self._records.get((tenant, subject), {}).get(activity_slug)
+        return None if held is None else held.record()
 
     def active(self, tenant: str, subject: str, activity_slug: str) -> bool:
-        """Whether the subject's consent to the activity is given now (by its record)."""
-        record = self.get(tenant, subject, activity_slug)
-        return record is not None and record.active
+        """Whether the subject's consent to the activity is given now (by its record). Cheap:
+        no record is parsed."""
+        held = self._records.get((tenant, subject), {}).get(activity_slug)
+        return held is not None and held.active
+
+    def consented_version(self, tenant: str, subject: str, activity_slug: str) -> int | None:
+        """The activity version the subject's latest consent was given for (also after a
+        withdrawal), or None if none was ever given. Cheap: no record is parsed."""
+        held = self._records.get((tenant, subject), {}).get(activity_slug)
+        return None if held is None else held.consented_version
 
     def of_subject(self, tenant: str, subject: str) -> list[ConsentRecord]:
         """The subject's records in this tenant, by activity slug."""
         slot = self._records.get((tenant, subject), {})
-        return [slot[slug] for slug in sorted(slot)]
+        return [slot[slug].record() for slug in sorted(slot)]
 
     def all_records(self) -> list[ConsentRecord]:
         """Every record held, by tenant, subject and activity slug."""
         return [
-            slot[slug] for where, slot in sorted(self._records.items()) for slug in sorted(slot)
+            slot[slug].record()
+            for _, slot in sorted(self._records.items())
+            for slug in sorted(slot)
         ]
 
     def count(self) -> int:

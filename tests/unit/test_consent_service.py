@@ -102,6 +102,8 @@ async def test_a_new_version_of_the_activity_asks_for_consent_again(world: World
     rec = await consents.give(ME, "acme", SUBJECT, "energy")
     assert [e.status for e in rec.history] == [ConsentStatus.GIVEN, ConsentStatus.RENEWED]
     assert rec.history[1].activity_version == 2
+    assert consents.view.consented_version("acme", SUBJECT, "energy") == 2
+    assert consents.view.consented_version("acme", SUBJECT, "parking") is None
     assert rec.public()["personal_data_categories"] == ["energy use", "indoor air", "presence"]
     assert rec.history[0].notice == Notice(sha256="ab" * 32)
 
