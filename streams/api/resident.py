@@ -41,11 +41,14 @@ from cityhub.streams.api.consents import (
 from cityhub.streams.api.erasure import ErasureOut, erasure_service
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
+from cityhub.streams.api.processing_log import log_query, queries
 from cityhub.streams.api.resident_tokens import ResidentServices, as_resident
 from cityhub.streams.api.route_model import Param, Route
 from cityhub.streams.privacy.consent_service import Consents
+from cityhub.streams.privacy.log_service import LogQuery
 from cityhub.streams.privacy.resident import Resident
 from cityhub.streams.privacy.subject_access import AGGREGATES_NOTE, device_doc
+from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 from cityhub.streams.service_errors import FieldError
 
 MAX_SINCE_DAYS = 31
@@ -159,12 +162,6 @@ async def my_aggregates(call: Call, services: ResidentServices, resident: Reside
     return json_response({"items": windows, "note": AGGREGATES_NOTE})
 
 
-def _log_index(services: ResidentServices) -> Any:
-    if services.log_index is None:
-        raise ApiProblem(503, "The processing log is not served by this instance of the API.")
-    return services.log_index
-
-
 def log_entry(record: Any) -> dict[str, Any]:
     """One processing-log record as the resident reads it: what was done, under which
     activity, for whom, when and to how many items."""
@@ -183,15 +180,10 @@ def log_entry(record: Any) -> dict[str, Any]:
 async def my_processing_log(
     call: Call, services: ResidentServices, resident: Resident
 ) -> web.Response:
-    raw_from = query_text(call.request, "from", max_length=64)
-    raw_to = query_text(call.request, "to", max_length=64)
-    page = _log_index(services).of_subject(
-        resident.tenant,
-        resident.subject,
-        since=None if raw_from is None else int(_time(call, "from", 0) * 1000),
-        until=None if raw_to is None else int(_time(call, "to", 0) * 1000),
-        limit=query_limit(call.request, 100),
-        cursor=query_text(call.request, "cursor", max_length=100),
+    page = queries(call).for_resident(
+        resident,
+        log_query(call),
+        activity=query_text(call.request, "activity", max_length=1000),
     )
     headers = None
     if page.next_cursor is not None:
@@ -207,12 +199,12 @@ async def my_processing_log(
     )
 
 
-def _every_log_entry(services: ResidentServices, resident: Resident) -> tuple[list[Any], bool]:
-    index = _log_index(services)
+def _every_log_entry(call: Call, resident: Resident) -> tuple[list[Any], bool]:
+    log = queries(call)
     entries: list[Any] = []
     cursor, complete = None, True
     while len(entries) < EXPORT_LOG_RECORDS:
-        page = index.of_subject(resident.tenant, resident.subject, limit=1000, cursor=cursor)
+        page = log.for_resident(resident, LogQuery(limit=MAX_PAGE_SIZE, cursor=cursor))
         entries.extend(log_entry(r) for r in page.records)
         complete &= page.complete
         cursor = page.next_cursor
@@ -233,7 +225,7 @@ async def my_export(call: Call, services: ResidentServices, resident: Resident) 
         trace=trace,
         action="export",
     )
-    log_entries, log_complete = _every_log_entry(services, resident)
+    log_entries, log_complete = _every_log_entry(call, resident)
     doc = {
         "exported_at": rfc3339(started),
         "controller_tenant": resident.tenant,
@@ -330,6 +322,15 @@ _LIMIT = Param(
 _DEVICE = Param("device_id", "query", {"type": "string"}, "Only this device of yours.")
 _FROM = Param("from", "query", {"type": "string", "format": "date-time"}, "RFC 3339.")
 _TO = Param("to", "query", {"type": "string", "format": "date-time"}, "RFC 3339.")
+_LOG_LIMIT = Param(
+    "limit",
+    "query",
+    {"type": "integer", "minimum": 1, "default": 100},
+    f"Records per page, newest first (at most {MAX_PAGE_SIZE}).",
+)
+_ACTIVITY_FILTER = Param(
+    "activity", "query", {"type": "string"}, "Only this activity (its slug or its URI)."
+)
 _CURSOR = Param("cursor", "query", {"type": "string"}, "The next_cursor of the previous page.")
 _ACTIVITY = Param(
     "activity",

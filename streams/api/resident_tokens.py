@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
@@ -42,14 +41,13 @@ from cityhub.streams.service_errors import Unauthenticated
 @dataclass(frozen=True, slots=True)
 class ResidentServices:
     """What the residents' routes need, at ``app[RESIDENTS_KEY]`` (``build_api(residents=)``).
-    Consents, erasure and the register are the app's own (their keys); the processing log's
-    index is here until it has one."""
+    Consents, erasure and the processing log are the app's own services (``build_api``'s
+    ``consents``, ``erasure``, ``processing_log``), which the ``/me`` routes call with the
+    ``Resident``; without one, its routes answer 503."""
 
     tokens: ResidentTokens
     access: SubjectAccess
     oidc: OidcVerifier | None = None
-    log_index: Any | None = None
-    """A ``ProcessingLogIndex`` (``of_subject``); None: the route answers 503."""
 
 
 RESIDENTS_KEY = web.AppKey("residents", ResidentServices)

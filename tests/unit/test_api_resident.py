@@ -18,11 +18,13 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from cityhub.schemas.aggregate import Aggregate, aggregate_id
 from cityhub.schemas.processing import ActivitySpec
 from cityhub.schemas.processing_log import processing_record
 from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.aggregation.memory import InMemoryAggregates
+from cityhub.streams.aggregation.query import QueryLimits, format_ms
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.openapi import build_openapi
@@ -33,6 +35,7 @@ from cityhub.streams.privacy.device_observations import InMemoryObservations
 from cityhub.streams.privacy.erasure import Erasure
 from cityhub.streams.privacy.keys_store import InMemorySubjectKeyStore
 from cityhub.streams.privacy.log_index import ProcessingLogIndex
+from cityhub.streams.privacy.log_service import ProcessingLogQueries
 from cityhub.streams.privacy.resident_token_service import ResidentTokens, TokenSpec
 from cityhub.streams.privacy.resident_tokens import InMemoryResidentTokenStore
 from cityhub.streams.privacy.sealing import seal
@@ -43,8 +46,10 @@ from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 
-from .test_api_aggregates import LIMITS, aggregate
 from .test_api_support import seed
+from .test_resident_oidc import EC_KEY, Provider, provider, signed, verifier
+
+__all__ = ["provider"]  # the loopback identity provider, a fixture of the OIDC tests
 
 V1 = "/api/v1"
 ALICE = "res-alice-0001"
@@ -87,6 +92,36 @@ class World:
             return response.status, doc, response.headers
 
 
+LIMITS = QueryLimits(60, 3600, 86400, 10_000, 1000, 5.0, 2)
+
+
+def aggregate(device: str, tenant: str, start_ms: int, size: int) -> Aggregate:
+    """A device's window as the window agent writes it."""
+    return Aggregate(
+        aggregate_id=aggregate_id("device", tenant, device, "co2", "ppm", size, start_ms * 1000),
+        grouping="device",
+        key=device,
+        tenant=tenant,
+        classification="personal",
+        device_id=device,
+        area=None,
+        quantity="co2",
+        unit="ppm",
+        window_size=size,
+        window_start=format_ms(start_ms),
+        window_end=format_ms(start_ms + size * 1000),
+        count=1,
+        min=600.0,
+        max=600.0,
+        sum=600.0,
+        mean=600.0,
+        last=600.0,
+        last_observed_at=format_ms(start_ms + 1000),
+        last_event_id="e-0",
+        revision=0,
+    )
+
+
 def observation(
     event_id: str,
     device: str,
@@ -122,7 +157,7 @@ def observation(
     return orjson.dumps(doc)
 
 
-async def build_world() -> AsyncIterator[World]:
+async def build_world(oidc_url: str | None = None) -> AsyncIterator[World]:
     registry_store = InMemoryRegistryStore()
     keys_store = InMemorySubjectKeyStore()
     registry = Registry(registry_store, clock=lambda: LINKED_AT, subject_keys=keys_store)
@@ -206,7 +241,12 @@ async def build_world() -> AsyncIterator[World]:
         processing=register,
         consents=consents,
         erasure=erasure,
-        residents=ResidentServices(tokens=tokens, access=access, log_index=index),
+        processing_log=ProcessingLogQueries(index, registry.view, register.view),
+        residents=ResidentServices(
+            tokens=tokens,
+            access=access,
+            oidc=None if oidc_url is None else verifier(oidc_url),
+        ),
     )
     aggregates = InMemoryAggregates(LIMITS, partitions=2)
     for device, tenant, start, size in (
@@ -216,15 +256,7 @@ async def build_world() -> AsyncIterator[World]:
         ("a-2", "acme", NOW - 3600, 60),
         ("b-1", "beta", NOW - 3600, 60),
     ):
-        aggregates.add(
-            aggregate(
-                device,
-                tenant=tenant,
-                classification="personal",
-                start_ms=int(start) * 1000,
-                size=size,
-            )
-        )
+        aggregates.add(aggregate(device, tenant, int(start) * 1000, size))
     app[AGGREGATES_KEY] = aggregates
     secrets = {}
     for name, tenant, subject in (("alice", "acme", ALICE), ("bob", "acme", BOB)):
@@ -489,3 +521,23 @@ def test_the_openapi_document_names_the_resident_scheme() -> None:
     assert "resident" in doc["components"]["securitySchemes"]
     tokens = doc["paths"][f"{V1}/tenants/{{tenant}}/data-subjects/{{subject}}/tokens"]
     assert "security" not in tokens["post"]
+
+
+async def test_an_identity_providers_token_opens_the_same_routes(
+    provider: tuple[Provider, str],
+) -> None:
+    _, url = provider
+    async for world in build_world(oidc_url=url):
+        world.tokens["oidc"] = signed(EC_KEY, "ec-1", "ES256", sub=ALICE)
+        status, doc, _ = await world.call("GET", "/me", "oidc")
+        assert (status, doc["signed_in_with"], doc["devices"]) == (200, "oidc", ["a-1"])
+        status, doc, _ = await world.call("GET", "/me/observations", "oidc")
+        assert sorted(i["value"] for i in doc["items"]) == [612.0, 615.0]
+        assert world.log.records[0].recipient == "data subject (oidc)"
+        for hostile in (signed(sub=ALICE, aud="other"), signed(sub=ALICE, kid="nope")):
+            world.tokens["hostile"] = hostile
+            status, doc, _ = await world.call("GET", "/me", "hostile")
+            assert status == 401, doc
+        # An API key is no identity provider's token either.
+        status, _, _ = await world.call("GET", "/me", "op_a")
+        assert status == 401
