@@ -31,7 +31,8 @@ URI and/or the SHA-256 of its text, its version and language).
 Tamper evidence: every entry carries ``prev_hash`` and
 ``hash = sha256(prev_hash || canonical JSON of the entry without prev_hash and hash)``, hex; the
 first entry's ``prev_hash`` is the ``genesis`` hash of the record's fixed fields (its id, tenant,
-subject, controller, activity and legal basis), so an entry cannot be moved to another record.
+subject, controller, activity, legal basis and creation time), so an entry cannot be moved to
+another record.
 Canonical JSON is RFC 8785 (JCS); for what an entry holds (strings, integers, null, lists of
 strings) that is ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` in
 UTF-8. ``verify(record)`` says whether the chain holds and where it breaks. Records are bounded
