@@ -5,15 +5,19 @@ store; consents and the processing log are recording doubles of their interfaces
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from click.testing import CliRunner
 
 from cityhub.schemas.processing_log import ProcessingLogRecord
 from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec, Role
 from cityhub.streams.api.app import build_api
-from cityhub.streams.privacy.erasure import Erasure
+from cityhub.streams.privacy.erasure import CONSENT_REASON, Erasure
+from cityhub.streams.privacy.erasure_cli import data_subjects
 from cityhub.streams.privacy.keys_store import InMemorySubjectKeyStore
 from cityhub.streams.privacy.resident import Resident
 from cityhub.streams.privacy.sealing import open_sealed, seal
@@ -25,6 +29,8 @@ from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
 
 from .test_api_support import Api, public_resolver, seed
+from .test_consent_support import SUBJECT as CONSENTING
+from .test_consent_support import build_world
 
 SYSTEM = Principal.system()
 SUBJECT = "res-7f3a9c21"
@@ -234,3 +240,52 @@ async def test_the_route_is_503_without_the_service() -> None:
             headers={"Authorization": f"Bearer {secrets['op_a']}"},
         )
         assert response.status == 503
+
+
+async def test_with_the_real_consent_service_every_consent_is_withdrawn() -> None:
+    keys = InMemorySubjectKeyStore()
+    world = await build_world(Registry(InMemoryRegistryStore(), subject_keys=keys))
+    resident = Resident("acme", CONSENTING, "token:r1")
+    await world.consents.give(resident, "acme", CONSENTING, "energy")
+    assert world.consents.view.active("acme", CONSENTING, "energy")
+    logged: list[ProcessingLogRecord] = []
+
+    class Log:
+        async def write(self, records: Sequence[ProcessingLogRecord]) -> None:
+            logged.extend(records)
+
+    erasure = Erasure(world.registry, keys, consents=world.consents, log_writer=Log())
+    report = await erasure.erase(resident, "acme", CONSENTING)
+    assert (report.keys_shredded, report.consents_withdrawn) == (1, 1)
+    assert report.devices_unlinked == ("air-1",)
+    assert not world.consents.view.active("acme", CONSENTING, "energy")
+    (record,) = world.consents.view.of_subject("acme", CONSENTING)
+    assert record.last.reason == CONSENT_REASON
+    assert [r.action for r in logged] == ["erase"]
+
+
+def test_the_cli_refuses_to_start_without_a_kek_and_says_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY", raising=False)
+    monkeypatch.delenv("CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY_FILE", raising=False)
+    monkeypatch.setenv("CITYHUB_STACK__STATE_DIR", str(tmp_path))  # no key file there
+    main = click.Group("cityhub")
+    main.add_command(data_subjects)
+    result = CliRunner().invoke(
+        main, ["data-subjects", "erase", "--tenant", "acme", SUBJECT, "--yes"]
+    )
+    assert result.exit_code == 1
+    assert "no key-encryption key" in result.output
+    assert "CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY" in result.output
+    assert SUBJECT not in result.output
+
+
+def test_the_cli_asks_before_it_erases() -> None:
+    main = click.Group("cityhub")
+    main.add_command(data_subjects)
+    result = CliRunner().invoke(
+        main, ["data-subjects", "erase", "--tenant", "acme", SUBJECT], input="n\n"
+    )
+    assert result.exit_code == 1
+    assert "Aborted" in result.output
