@@ -225,6 +225,16 @@ async def my_export(call: Call, services: ResidentServices, resident: Resident) 
         trace=trace,
         action="export",
     )
+    source = call.request.app[AGGREGATES_KEY]
+    span = min(EXPORT_DAYS * 86400, source.limits.max_range_seconds)
+    windows = await access.aggregates(
+        resident,
+        source,
+        from_ms=int((started - span) * 1000),
+        to_ms=int(started * 1000),
+        trace=trace,
+        action="export",
+    )
     log_entries, log_complete = _every_log_entry(call, resident)
     doc = {
         "exported_at": rfc3339(started),
@@ -232,14 +242,14 @@ async def my_export(call: Call, services: ResidentServices, resident: Resident) 
         "data_subject": resident.subject,
         "devices": [device_doc(d) for d in devices],
         "observations": {"since_days": EXPORT_DAYS, **observations.public()},
-        "aggregates": {"items": [], "note": AGGREGATES_NOTE},
+        "aggregates": {"since_seconds": span, "items": windows, "note": AGGREGATES_NOTE},
         "consents": _consent_docs(call, resident),
         "processing_log": {"items": log_entries, "complete": log_complete},
         "tokens": [
             t.public() for t in services.tokens.view.of_subject(resident.tenant, resident.subject)
         ],
     }
-    await access.log_export(resident, len(observations.items), started, trace)
+    await access.log_export(resident, len(observations.items) + len(windows), started, trace)
     return json_response(
         doc, headers={"Content-Disposition": 'attachment; filename="my-cityhub-data.json"'}
     )

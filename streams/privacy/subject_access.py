@@ -245,6 +245,7 @@ class SubjectAccess:
         to_ms: int,
         device_id: str | None = None,
         trace: TraceContext | None = None,
+        action: Action = "read",
     ) -> list[dict[str, Any]]:
         """The windows of the resident's devices overlapping ``[from_ms, to_ms)`` that started
         after each device's last change (see the module); QueryRejected for a range past the
@@ -272,7 +273,7 @@ class SubjectAccess:
                 if _ms(item.get("window_start")) < since:
                     continue
                 windows.append(dict(item))
-        await self._logged(resident, len(windows), "read", started, trace)
+        await self._logged(resident, len(windows), action, started, trace)
         return windows
 
     async def log_export(

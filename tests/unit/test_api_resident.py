@@ -386,6 +386,7 @@ async def test_the_export_holds_everything_of_mine_and_nothing_else(world: World
     assert "attachment" in headers["Content-Disposition"]
     assert [d["id"] for d in doc["devices"]] == ["a-1"]
     assert sorted(i["value"] for i in doc["observations"]["items"]) == [612.0, 615.0]
+    assert [(w["device_id"], w["tenant"]) for w in doc["aggregates"]["items"]] == [("a-1", "acme")]
     assert [c["processing_activity"]["slug"] for c in doc["consents"]] == ["air-research"]
     assert [e["recipient"] for e in doc["processing_log"]["items"]] == ["Care provider for Alice"]
     assert len(doc["tokens"]) == 1
@@ -394,7 +395,7 @@ async def test_the_export_holds_everything_of_mine_and_nothing_else(world: World
     for foreign in (BOB, "a-2", "b-1", "700.0", "999.0", "450.0", "400.0", "Beta's"):
         assert foreign not in text, foreign
     assert [r.action for r in world.log.records] == ["export"]
-    assert world.log.records[0].items == 2
+    assert world.log.records[0].items == 3  # two observations and one window
 
 
 async def test_erasure_needs_confirmation_and_ends_my_access(world: World) -> None:
