@@ -34,6 +34,12 @@ DEFAULT_MAX_SCANNED = 100_000
 POLL_MS = 200
 
 
+class ObservationsUnavailable(Unavailable):
+    """The observations topic could not be read in time; trying again may work."""
+
+    title = "Observations unavailable"
+
+
 @dataclass(frozen=True, slots=True)
 class RawObservation:
     """One record of the device's key, as the topic holds it."""
@@ -99,11 +105,11 @@ class KafkaObservationReader:
                     with contextlib.suppress(Exception):
                         await consumer.stop()
         except TimeoutError:
-            raise Unavailable(
+            raise ObservationsUnavailable(
                 f"reading the observations took longer than {self._timeout:g} s; try again"
             ) from None
         except KafkaError as exc:
-            raise Unavailable(f"Kafka failed the read: {type(exc).__name__}") from None
+            raise ObservationsUnavailable(f"Kafka failed the read: {type(exc).__name__}") from None
 
     async def _read(
         self, consumer: Any, device_id: str, since_ms: int, limit: int
@@ -175,5 +181,6 @@ __all__ = [
     "InMemoryObservations",
     "KafkaObservationReader",
     "ObservationSource",
+    "ObservationsUnavailable",
     "RawObservation",
 ]

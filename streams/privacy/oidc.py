@@ -57,6 +57,12 @@ def looks_like_jwt(token: str) -> bool:
     return len(parts) == 3 and all(parts[:2]) and token.isascii()
 
 
+class IdentityProviderUnavailable(Unavailable):
+    """The identity provider's key set cannot be fetched and none is cached: try again."""
+
+    title = "Identity provider unavailable"
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
@@ -156,7 +162,7 @@ class OidcVerifier:
             return await asyncio.to_thread(self._jwks.get_signing_key, kid)
         except PyJWKClientConnectionError:
             log.warning("the identity provider's JWKS could not be fetched")
-            raise Unavailable(
+            raise IdentityProviderUnavailable(
                 "the identity provider's keys cannot be fetched now; try again"
             ) from None
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
@@ -217,4 +223,10 @@ def _no_subject() -> str:
     raise ValueError("no subject")
 
 
-__all__ = ["ALGORITHMS", "BoundedJWKClient", "OidcVerifier", "looks_like_jwt"]
+__all__ = [
+    "ALGORITHMS",
+    "BoundedJWKClient",
+    "IdentityProviderUnavailable",
+    "OidcVerifier",
+    "looks_like_jwt",
+]

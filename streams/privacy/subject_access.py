@@ -79,6 +79,12 @@ AGGREGATES_NOTE = (
 )
 
 
+class SubjectAccessUnavailable(Unavailable):
+    """A part a resident's read needs is not served by this process, or failed: try again."""
+
+    title = "Service unavailable"
+
+
 def subject_access_activity_id(base_uri: str) -> str:
     """The activity id a resident's own reads are logged under."""
     return f"{base_uri}{SUBJECT_ACCESS}"
@@ -222,7 +228,9 @@ class SubjectAccess:
         returns when it holds any."""
         source, keys = self._observations, self._keys
         if source is None or keys is None or self._log is None:
-            raise Unavailable("observations cannot be read back by this instance of the API")
+            raise SubjectAccessUnavailable(
+                "observations cannot be read back by this instance of the API"
+            )
         started = self._clock()
         devices, whole = self._chosen(resident, device_id)
         opened = Opened(complete=whole)
@@ -251,7 +259,9 @@ class SubjectAccess:
         after each device's last change (see the module); QueryRejected for a range past the
         source's limits, Unavailable when the aggregates cannot be read."""
         if self._log is None:
-            raise Unavailable("the processing log is not written by this instance of the API")
+            raise SubjectAccessUnavailable(
+                "the processing log is not written by this instance of the API"
+            )
         check_range(from_ms, to_ms, source.limits)
         started = self._clock()
         devices, _ = self._chosen(resident, device_id)
@@ -266,7 +276,7 @@ class SubjectAccess:
             try:
                 result = await source.read(query)
             except AggregatesUnavailable as exc:
-                raise Unavailable(f"aggregates cannot be read now: {exc}") from None
+                raise SubjectAccessUnavailable(f"aggregates cannot be read now: {exc}") from None
             for item in result.items:
                 if item.get("tenant") != resident.tenant or item.get("device_id") != device.id:
                     continue
@@ -282,7 +292,9 @@ class SubjectAccess:
         """Log an export of ``items`` personal items (always, even of none: the resident asked
         for everything, and the log says that they did)."""
         if self._log is None:
-            raise Unavailable("the processing log is not written by this instance of the API")
+            raise SubjectAccessUnavailable(
+                "the processing log is not written by this instance of the API"
+            )
         await self._write(resident, items, "export", started, trace)
 
     async def _logged(
@@ -342,7 +354,7 @@ class MemoryLog:
 
     async def write(self, records: Sequence[ProcessingLogRecord]) -> None:
         if self.fail:
-            raise Unavailable("the processing log is down")
+            raise SubjectAccessUnavailable("the processing log is down")
         self.records.extend(records)
 
 
@@ -354,6 +366,7 @@ __all__ = [
     "MemoryLog",
     "Opened",
     "SubjectAccess",
+    "SubjectAccessUnavailable",
     "device_doc",
     "open_own",
     "subject_access_activity_id",
