@@ -99,7 +99,7 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         assert registry is not None
         assert subscriptions is not None
         assert privacy is not None
-        parts.append(_api_part(settings, registry, subscriptions, privacy, roles.api_limits))
+        parts += _api_part(settings, registry, subscriptions, privacy, roles.api_limits, checks)
     parts.append(management_part(settings.management.host, settings.management.port, checks))
     parts.append(heap_part(ready=lambda: all(check() for check in checks.values())))
     return parts
@@ -149,9 +149,7 @@ def _worker_parts(
                 sealer=PersonalSealer(registry.view, privacy.keys.view),
                 gate=privacy.gate,
             ),
-            AggregatorAgent(
-                settings, "device", router, gate=privacy.gate, category_of=category_of
-            ),
+            AggregatorAgent(settings, "device", router, gate=privacy.gate, category_of=category_of),
             AggregatorAgent(settings, "area", router, gate=privacy.gate),
         ],
         writer,
@@ -216,13 +214,30 @@ def _api_part(
     subscription_store: SubscriptionStore,
     privacy: PrivacyStores,
     limits: dict[str, int],
-) -> Part:
+    checks: dict[str, HealthCheck],
+) -> list[Part]:
+    """The operator API and what only it keeps: the residents' tokens and the processing log's
+    index (each API process follows them whole)."""
     from cityhub.streams.api.app import DEFAULT_MAX_BODY_BYTES, build_api
+    from cityhub.streams.api.resident_tokens import ResidentServices
     from cityhub.streams.delivery.sse import LiveStreams
+    from cityhub.streams.privacy.consent_service import Consents
+    from cityhub.streams.privacy.device_observations import KafkaObservationReader
+    from cityhub.streams.privacy.erasure import Erasure
+    from cityhub.streams.privacy.log_follower import ProcessingLogFollower
+    from cityhub.streams.privacy.log_service import ProcessingLogQueries
+    from cityhub.streams.privacy.oidc import OidcVerifier
+    from cityhub.streams.privacy.resident_token_service import ResidentTokens
+    from cityhub.streams.privacy.resident_tokens import ResidentTokenStore
     from cityhub.streams.privacy.service import ProcessingRegister
+    from cityhub.streams.privacy.subject_access import SubjectAccess
     from cityhub.streams.registry.service import Registry
     from cityhub.streams.subscriptions.service import Subscriptions
 
+    tokens_store = ResidentTokenStore(settings)
+    log_follower = ProcessingLogFollower(settings)
+    checks["resident_tokens"] = _flag(tokens_store, "ready")
+    checks["processing_log_index"] = _flag(log_follower, "ready")
     subscriptions = Subscriptions(
         subscription_store,
         registry.view,
@@ -232,16 +247,48 @@ def _api_part(
         subscriptions_per_tenant=settings.quotas.subscriptions_per_tenant,
         activities=privacy.register.view,
     )
+    # A data subject's key is made before any device is linked to them.
+    service = Registry(registry, subject_keys=privacy.keys)
+    consents = Consents(privacy.consents, privacy.register.view, registry.view)
+    tokens = ResidentTokens(tokens_store, registry.view)
+    base_uri = settings.privacy.register_base_uri
+    oidc = settings.privacy.oidc
     # /api/v1 only: metrics and health are on the management port, which asks for no key.
     app = build_api(
-        Registry(registry),
+        service,
         subscriptions=subscriptions,
         live=LiveStreams(settings, gate=privacy.gate, processing_log=privacy.log.writer),
         max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_import_bytes=limits.get("max_import_bytes"),  # None: the quota setting
         quotas=settings.quotas,
-        processing=ProcessingRegister(
-            privacy.register, registry.view, base_uri=settings.privacy.register_base_uri
+        processing=ProcessingRegister(privacy.register, registry.view, base_uri=base_uri),
+        processing_log=ProcessingLogQueries(
+            log_follower.index, registry.view, privacy.register.view
+        ),
+        consents=consents,
+        erasure=Erasure(
+            service,
+            privacy.keys,
+            consents=consents,
+            log_writer=privacy.log.writer,
+            register_base_uri=base_uri,
+        ),
+        residents=ResidentServices(
+            tokens=tokens,
+            access=SubjectAccess(
+                registry.view,
+                base_uri=base_uri,
+                observations=KafkaObservationReader(settings),
+                keys=privacy.keys.view,
+                log=privacy.log.writer,
+            ),
+            oidc=OidcVerifier(oidc, tenant_exists=lambda t: registry.view.tenant(t) is not None)
+            if oidc.enabled
+            else None,
         ),
     )
-    return server_part("operator API", app, settings.http.host, settings.http.port)
+    return [
+        store_part("resident tokens", tokens_store),
+        store_part("processing log index", log_follower),
+        server_part("operator API", app, settings.http.host, settings.http.port),
+    ]

@@ -210,7 +210,7 @@ class PrivacyGate:
         )
         return [
             processing_record(
-                name=f"{action} {subscription.source.value} to {subscription.delivery.kind}",
+                name=f"cityhub.{action}",
                 trace=parse_traceparent(trace),
                 parent_span_id=None,
                 started=started,

@@ -46,6 +46,9 @@ async def seed(prefix: str) -> dict[str, str]:
         keys = {}
         for name, tenant in (("demo", "demo"), ("other", "other")):
             keys[name] = (await registry.create_key(system, tenant, Role.SUBSCRIBER, name))[1]
+        keys["demo-operator"] = (
+            await registry.create_key(system, "demo", Role.OPERATOR, "demo-operator")
+        )[1]
         return keys
     finally:
         await store.stop()
@@ -98,6 +101,22 @@ async def test_every_delivery_gets_what_its_filter_selects(tmp_path: Path) -> No
             },
         )
         receiver.secrets["noise"] = hook["secret"]
+        # Footfall is personal in the simulated fleet: its live stream serves an activity.
+        status, activity = await api.call(
+            "POST",
+            "/tenants/demo/processing-activities",
+            "demo-operator",
+            {
+                "slug": "crowd-safety",
+                "name": "Crowd safety",
+                "purpose": "Keep crowds in the centre safe.",
+                "legal_basis": "PublicTask",
+                "personal_data_categories": ["footfall"],
+                "retention": "P1D",
+                "controller": "Municipality of Demo",
+            },
+        )
+        assert status == 201, activity
         await api.subscribe(
             "demo",
             "demo",
@@ -106,6 +125,7 @@ async def test_every_delivery_gets_what_its_filter_selects(tmp_path: Path) -> No
                 "name": "Footfall live",
                 "filter": {"device_types": ["footfall"]},
                 "delivery": {"kind": "sse"},
+                "processing_activity": "crowd-safety",
             },
         )
         await api.subscribe(
@@ -212,6 +232,22 @@ async def test_every_delivery_gets_what_its_filter_selects(tmp_path: Path) -> No
         assert first.body["subscription"] == "noise-hook"
         # SSE ids are partition:offset, to resume with.
         assert all(event_id.startswith("0:") for event_id, _ in live.events)
+        # Every personal item the live stream delivered is in the processing log, for its
+        # activity and its recipient.
+        logged = await read_topic(
+            f"{hub.prefix}.processing-log",
+            until=lambda r: (
+                sum(x["attributes"]["dpl.cityhub.items"] for x in r) >= len(live.events)
+            ),
+            timeout=30,
+        )
+        assert {x["attributes"]["dpl.core.processing_activity_id"] for x in logged} == {
+            activity["id"]
+        }
+        assert {x["attributes"]["dpl.cityhub.recipient"] for x in logged} == {
+            "subscription:demo/footfall-live (sse)"
+        }
+        assert sum(x["attributes"]["dpl.cityhub.items"] for x in logged) >= len(live.events)
         assert hub.metric(
             "cityhub_subscription_delivered_total", tenant="demo", subscription="noise-hook"
         ) >= len(want_noise)
