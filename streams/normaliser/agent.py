@@ -220,8 +220,12 @@ class NormaliserAgent:
 
     def _dead_letter(self, record: Record, error: MessageError, now: float) -> Write:
         metrics.DEADLETTERS.labels(STAGE, error.reason.value).inc()
+        # A data subject's reading that could not be sealed is not copied in clear into the
+        # dead letters (the raw topic keeps it for its retention, the bound docs/privacy.md
+        # states).
+        withheld = error.reason is Reason.SUBJECT_KEY_MISSING
         letter = raw_dead_letter(
-            record.value or b"",
+            b"" if withheld else record.value or b"",
             record.key,
             error,
             stage=STAGE,
