@@ -283,11 +283,7 @@ class SubscriptionSpec(_Spec):
     @classmethod
     def _purpose_needs_a_revocable_delivery(cls, value: str | None, info: ValidationInfo) -> Any:
         delivery = info.data.get("delivery")
-        if (
-            value is not None
-            and isinstance(delivery, DeliverySpec)
-            and delivery.serving is Serving.TOPIC
-        ):
+        if value and isinstance(delivery, DeliverySpec) and delivery.serving is Serving.TOPIC:
             raise ValueError(
                 f"a {delivery.kind} subscription never receives personal items (its reader "
                 "takes them from the topic, where a withdrawal or an erasure could not stop "

@@ -40,10 +40,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from cityhub.connectors.record_size import record_size
 from cityhub.connectors.sinks.backoff import RetryPolicy
 from cityhub.connectors.sinks.errors import DeliveryFailed
-from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.errors import InvalidTimestamp, Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import (
@@ -53,9 +51,10 @@ from cityhub.schemas.subscription import (
     SubscriptionState,
     subscription_topic,
 )
-from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
+from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import message_id
+from cityhub.streams.delivery.dead_letters import STAGE, delivery_dead_letters
 from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item
 from cityhub.streams.metrics import DEADLETTERS
 from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen
@@ -63,7 +62,6 @@ from cityhub.streams.privacy.log_writer import ProcessingLogUnavailable, Process
 
 log = logging.getLogger("cityhub.delivery")
 
-STAGE = "deliver"
 FETCH_MAX_RECORDS = 500
 POLL_TIMEOUT_MS = 200
 LAG_INTERVAL_S = 1.0
@@ -458,29 +456,15 @@ class DeliveryTask:
         await self._processing_log.write(records)
 
     async def _dead_letter(self, batch: list[Item], exc: DeliveryFailed, attempts: int) -> None:
-        max_payload = self._settings.bridge.max_payload_bytes
         detail = (
             f"subscription {self.record.tenant}/{self.record.id}: gave up after {attempts} "
             f"attempt(s): {exc}"
         )
-        letters = []
-        for item in batch:
-            letter = DeadLetter.of(
-                stage=STAGE,
-                reason=Reason.DELIVERY_FAILED,
-                detail=detail,
-                failed_at=rfc3339(time.time()),
-                payload=item.value,
-                max_payload_bytes=max_payload,
-                device=item.key.decode(errors="replace") if item.key else None,
-                kafka_topic=self.topic,
-                kafka_partition=item.partition,
-                kafka_offset=item.offset,
-            )
-            key = item.key[:1024] if item.key else None
-            room = self._settings.kafka.max_message_bytes - record_size(key, b"")
-            letters.append(self._dead_letters(letter.to_json(room), key))
-        await asyncio.gather(*letters)  # sent together: one round trip, not one per item
+        letters = delivery_dead_letters(
+            batch, detail=detail, topic=self.topic, settings=self._settings
+        )
+        # Sent together: one round trip, not one per item.
+        await asyncio.gather(*(self._dead_letters(value, key) for value, key in letters))
         m.DEADLETTERED.labels(*self._labels).inc(len(batch))
         # Also where every other stage's dead letters are counted: one series to alert on.
         DEADLETTERS.labels(STAGE, Reason.DELIVERY_FAILED.value).inc(len(batch))
