@@ -105,6 +105,12 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
     return parts
 
 
+def _type_of(registry: RegistryStore, tenant: str, device_id: str) -> str | None:
+    """The type of ``tenant``'s device ``device_id``, if it has one."""
+    entry = registry.view.device_by_id(device_id)
+    return entry.type if entry is not None and entry.tenant == tenant else None
+
+
 def _flag(owner: object, name: str) -> HealthCheck:
     return lambda: bool(getattr(owner, name))
 
@@ -120,8 +126,7 @@ def _worker_parts(
     group, writing through one writer."""
 
     def device_type_of(tenant: str, device_id: str) -> str | None:
-        entry = registry.view.device_by_id(device_id)
-        return entry.type if entry is not None and entry.tenant == tenant else None
+        return _type_of(registry, tenant, device_id)
 
     def category_of(tenant: str, device_id: str) -> str:
         return personal_category(registry.view, tenant, device_type_of(tenant, device_id))
@@ -227,6 +232,7 @@ def _api_part(
     from cityhub.streams.privacy.log_follower import ProcessingLogFollower
     from cityhub.streams.privacy.log_service import ProcessingLogQueries
     from cityhub.streams.privacy.oidc import OidcVerifier
+    from cityhub.streams.privacy.reads import PersonalReads
     from cityhub.streams.privacy.resident_token_service import ResidentTokens
     from cityhub.streams.privacy.resident_tokens import ResidentTokenStore
     from cityhub.streams.privacy.service import ProcessingRegister
@@ -272,6 +278,13 @@ def _api_part(
             consents=consents,
             log_writer=privacy.log.writer,
             register_base_uri=base_uri,
+        ),
+        personal_reads=PersonalReads(
+            privacy.gate,
+            privacy.log.writer,
+            lambda tenant, device: personal_category(
+                registry.view, tenant, _type_of(registry, tenant, device)
+            ),
         ),
         residents=ResidentServices(
             tokens=tokens,

@@ -7,7 +7,10 @@ Who sees what, the same rule as everywhere in the API and the subscriptions:
 - ``device_id=`` is looked up in the registry: an unknown device is 404; another tenant's device
   is 404 too unless its device type is ``public`` (then its public windows show);
 - every window returned passes ``may_see(path tenant, its tenant, its classification)`` on its
-  current revision: the path tenant's own windows, other tenants' only when ``public``.
+  current revision: the path tenant's own windows, other tenants' only when ``public``;
+- a window classified ``personal`` is returned only for the processing activity the request
+  names (``processing_activity=<slug>``) when it admits it, and the read is logged
+  (``cityhub.streams.privacy.reads``); the answer counts what it withheld.
 """
 
 from __future__ import annotations
@@ -35,10 +38,15 @@ from cityhub.streams.aggregation.query import (
 from cityhub.streams.api.bodies import query_text
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
+from cityhub.streams.privacy.purpose import PERSONAL
+from cityhub.streams.privacy.reads import PersonalReads, withheld_note
 from cityhub.streams.service_errors import FieldError, NotFound
 
 AGGREGATES_KEY = web.AppKey("aggregates", AggregateSource)
 """The app's aggregate reader (``build_api`` sets it)."""
+PERSONAL_READS_KEY = web.AppKey("personal_reads", PersonalReads)
+"""The purpose check and the log of personal aggregates (``build_api(personal_reads=)``);
+without it personal aggregates are withheld."""
 
 
 class AggregateOut(BaseModel):
@@ -180,8 +188,19 @@ async def list_aggregates(call: Call) -> web.Response:
         raise ApiProblem(
             503, f"Aggregates cannot be read now: {exc}. Try again.", headers={"Retry-After": "5"}
         ) from None
-    items = [_out(item) for item in visible_to(tenant, result.items)]
-    return json_response({"items": items})
+    visible = visible_to(tenant, result.items)
+    reads = call.request.app.get(PERSONAL_READS_KEY)
+    if reads is not None:
+        visible, withheld = await reads.admitted(
+            tenant,
+            query_text(call.request, "processing_activity"),
+            visible,
+            reader=f"api-key:{call.principal.key_id}",
+        )
+    else:  # nothing to check a purpose against: no personal item goes out
+        kept = [item for item in visible if item.get("classification") != PERSONAL]
+        visible, withheld = kept, len(visible) - len(kept)
+    return json_response({"items": [_out(item) for item in visible], **withheld_note(withheld)})
 
 
 def _out(item: Any) -> dict[str, Any]:

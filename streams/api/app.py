@@ -27,7 +27,7 @@ from aiohttp import web
 
 from cityhub.schemas.settings import QuotaSettings, Settings
 from cityhub.streams.aggregation.reader import KafkaAggregateReader
-from cityhub.streams.api.aggregates import AGGREGATES_KEY
+from cityhub.streams.api.aggregates import AGGREGATES_KEY, PERSONAL_READS_KEY
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.api.consents import CONSENTS_KEY
 from cityhub.streams.api.erasure import ERASURE_KEY
@@ -47,6 +47,7 @@ from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.privacy.consent_service import Consents
 from cityhub.streams.privacy.erasure import Erasure
 from cityhub.streams.privacy.log_service import ProcessingLogQueries
+from cityhub.streams.privacy.reads import PersonalReads
 from cityhub.streams.privacy.service import ProcessingRegister
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.subscriptions.service import Subscriptions
@@ -161,6 +162,7 @@ def build_api(
     erasure: Erasure | None = None,
     consents: Consents | None = None,
     residents: ResidentServices | None = None,
+    personal_reads: PersonalReads | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
     imports at ``max_import_bytes`` (413 past either; None: ``quotas.import_max_bytes``).
@@ -170,7 +172,8 @@ def build_api(
     without ``live`` the live stream route does, and without ``processing`` the register of
     processing activities' routes do, and without ``processing_log`` the processing log's
     route does, and without ``consents`` the consent routes do, and
-    without ``residents`` the residents' tokens and their ``/me`` routes do.
+    without ``residents`` the residents' tokens and their ``/me`` routes do; without
+    ``personal_reads`` the aggregates route withholds personal aggregates.
     ``/metrics`` and ``/healthz`` are not served here but on the management port
     (``cityhub.streams.http``). The aggregates route reads Kafka with a reader made from the
     environment's settings, which connects at its first query; put another source at
@@ -201,6 +204,8 @@ def build_api(
         app[CONSENTS_KEY] = consents
     if residents is not None:
         app[RESIDENTS_KEY] = residents
+    if personal_reads is not None:
+        app[PERSONAL_READS_KEY] = personal_reads
     app[AGGREGATES_KEY] = KafkaAggregateReader(Settings())
     app.on_cleanup.append(_close_aggregates)
     app[LIMITS_KEY] = Limits(

@@ -41,6 +41,7 @@ from cityhub.streams.privacy.purpose import (
     PersonalMark,
     Refusal,
     check,
+    check_activity,
     mark_of,
 )
 from cityhub.streams.privacy.sealing import SubjectKey, open_sealed
@@ -49,12 +50,13 @@ log = logging.getLogger("cityhub.privacy")
 
 ROUTE = "route"
 DELIVER = "deliver"
+READ = "read"
 PASSED = "passed"
 
 PERSONAL_ITEMS = Counter(
     "cityhub_personal_items_total",
-    "Personal items checked against a subscription's processing activity, by stage (route, "
-    "deliver) and outcome (passed, or the reason it was refused).",
+    "Personal items checked against the processing activity they are for, by stage (route, "
+    "deliver, read) and outcome (passed, or the reason it was refused).",
     ["stage", "outcome"],
 )
 
@@ -104,6 +106,15 @@ class PrivacyGate:
             subscription, mark, activities=self.activities, consents=self.consents, now=now
         )
         PERSONAL_ITEMS.labels(stage, refusal.value if refusal is not None else PASSED).inc()
+        return refusal
+
+    def admit_read(self, tenant: str, slug: str | None, mark: PersonalMark) -> Refusal | None:
+        """The check for a read through the API by ``tenant`` that names activity ``slug``."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        refusal = check_activity(
+            tenant, slug, mark, activities=self.activities, consents=self.consents, now=now
+        )
+        PERSONAL_ITEMS.labels(READ, refusal.value if refusal is not None else PASSED).inc()
         return refusal
 
     def routes(

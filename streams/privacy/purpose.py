@@ -130,12 +130,32 @@ def check(
     """None when the item may reach ``subscription``, else why not (the module docstring)."""
     if subscription.delivery.serving is Serving.TOPIC:
         return Refusal.KAFKA_TOPIC
-    slug = subscription.processing_activity
+    return check_activity(
+        subscription.tenant,
+        subscription.processing_activity,
+        mark,
+        activities=activities,
+        consents=consents,
+        now=now,
+    )
+
+
+def check_activity(
+    tenant: str,
+    slug: str | None,
+    mark: PersonalMark,
+    *,
+    activities: Activities,
+    consents: ConsentLookup,
+    now: datetime,
+) -> Refusal | None:
+    """Points 2 to 5 of the module docstring for a recipient of ``tenant`` that serves activity
+    ``slug`` of its register: a subscription, or a read through the API that names one."""
     if slug is None:
         return Refusal.NO_ACTIVITY
-    if subscription.tenant != mark.tenant:
+    if tenant != mark.tenant:
         return Refusal.OTHER_TENANT
-    activity = activities.get(subscription.tenant, slug)
+    activity = activities.get(tenant, slug)
     if activity is None:
         return Refusal.UNKNOWN_ACTIVITY
     current = activity.current

@@ -6,14 +6,16 @@ per tenant); every 422, 404, 401 and the 503 when the data cannot be read."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.schemas.aggregate import Aggregate, aggregate_id
-from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec
+from cityhub.schemas.processing import ActivitySpec
+from cityhub.schemas.processing_log import ProcessingLogRecord
+from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec
 from cityhub.streams.aggregation.memory import InMemoryAggregates
 from cityhub.streams.aggregation.points import epoch_us
 from cityhub.streams.aggregation.query import (
@@ -26,6 +28,12 @@ from cityhub.streams.aggregation.query import (
 from cityhub.streams.api.aggregates import AGGREGATES_KEY, AggregateList
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.openapi import build_openapi
+from cityhub.streams.privacy.consent_store import InMemoryConsentStore
+from cityhub.streams.privacy.gate import PrivacyGate
+from cityhub.streams.privacy.keys_store import InMemorySubjectKeyStore
+from cityhub.streams.privacy.reads import PersonalReads
+from cityhub.streams.privacy.service import ProcessingRegister
+from cityhub.streams.privacy.store import InMemoryRegisterStore
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
@@ -96,7 +104,7 @@ async def api() -> AsyncIterator[tuple[Api, InMemoryAggregates]]:
     keys = await seed(registry)
     system = Principal.system()
     await registry.create_type(
-        system, "acme", DeviceTypeSpec(id="pub", name="Open", classification="public")
+        system, "acme", DeviceTypeSpec(id="pub", name="Open", classification=Classification.PUBLIC)
     )
     for tenant, device, type_id in (
         ("acme", "a-1", "th"),
@@ -199,7 +207,9 @@ async def test_another_tenant_sees_only_public_windows_of_a_public_device(
         (format_ms(T0_MS), "public")
     ]
     status, doc, _ = await client.call("GET", A, "sub_a", params=params(device_id="a-pub"))
-    assert len(doc["items"]) == 3
+    # Its own: all three windows, but the personal one only for an activity that admits it.
+    assert len(doc["items"]) == 2
+    assert doc["personal_withheld"] == 1
     # a-1's type is internal: another tenant is told it does not exist, public windows or not.
     status, doc, _ = await client.call("GET", B, "sub_b", params=params(device_id="a-1"))
     assert status == 404
@@ -319,3 +329,76 @@ async def test_kafka_unavailable_is_503_with_retry_after(
     assert status == 503
     assert headers["Retry-After"] == "5"
     assert "KafkaConnectionError" in doc["detail"]
+
+
+class RecordedLog:
+    def __init__(self) -> None:
+        self.records: list[ProcessingLogRecord] = []
+
+    async def write(self, records: Sequence[ProcessingLogRecord]) -> None:
+        self.records.extend(records)
+
+
+async def test_personal_windows_go_out_only_for_an_admitting_activity_and_are_logged() -> None:
+    store = InMemoryRegistryStore()
+    await store.start()
+    registry = Registry(store)
+    keys = await seed(registry)
+    system = Principal.system()
+    await registry.create_type(
+        system,
+        "acme",
+        DeviceTypeSpec(
+            id="home",
+            name="Home",
+            classification=Classification.PERSONAL,
+            personal_data_category="indoor climate",
+        ),
+    )
+    await registry.create_device(system, "acme", DeviceSpec(id="h-1", name="h", type="home"))
+    register_store = InMemoryRegisterStore()
+    register = ProcessingRegister(register_store, registry.view, base_uri="urn:x:")
+    for slug, category in (("care", "indoor climate"), ("parking", "licence plate")):
+        statement = {
+            "slug": slug,
+            "name": slug,
+            "purpose": slug,
+            "legal_basis": "PublicTask",
+            "personal_data_categories": [category],
+            "retention": "P1D",
+            "controller": "Acme",
+        }
+        await register.create(system, "acme", ActivitySpec.model_validate(statement))
+    gate = PrivacyGate(
+        register_store.view, InMemoryConsentStore().view, InMemorySubjectKeyStore().view
+    )
+    log = RecordedLog()
+    reads = PersonalReads(gate, log, lambda tenant, device: "indoor climate")
+    app = build_api(registry, personal_reads=reads)
+    topic = InMemoryAggregates(LIMITS, partitions=4)
+    app[AGGREGATES_KEY] = topic
+    topic.add(aggregate("h-1", tenant="acme", classification="personal"))
+    async with TestClient(TestServer(app)) as test_client:
+        subscriptions = Subscriptions(InMemorySubscriptionStore(), registry.view)
+        client = Api(test_client, registry, store, keys, subscriptions)
+        for activity in (None, "parking", "nonesuch"):
+            query = params(device_id="h-1") | (
+                {"processing_activity": activity} if activity else {}
+            )
+            status, doc, _ = await client.call("GET", A, "sub_a", params=query)
+            assert status == 200
+            assert doc["items"] == []
+            assert doc["personal_withheld"] == 1
+        assert log.records == []
+        query = params(device_id="h-1", processing_activity="care")
+        status, doc, _ = await client.call("GET", A, "sub_a", params=query)
+        assert [i["classification"] for i in doc["items"]] == ["personal"]
+        assert "personal_withheld" not in doc
+        (record,) = log.records
+        assert record.action == "read"
+        assert record.activity_id == "urn:x:acme:care"
+        assert record.items == 1
+        # Another tenant never gets them, whatever activity it names.
+        status, _, _ = await client.call("GET", A, "sub_b", params=query)
+        assert status == 404
+    await store.stop()

@@ -1,0 +1,92 @@
+"""Personal items read through the tenant's API (today: aggregates classified ``personal``, of
+personal devices without a data subject): returned only for a processing activity the request
+names that admits them (the same check as a subscription's, ``purpose.check_activity``), and
+every read of them is written to the processing log before the answer goes out.
+
+A request that names no activity, or one that does not admit an item, gets the rest of its
+answer and a count of what was withheld: never an error, never the withheld items."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cityhub.schemas.processing_log import processing_record
+from cityhub.streams.privacy.gate import PrivacyGate
+from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark
+from cityhub.streams.privacy.subject_access import LogSink
+
+AREA_CATEGORY = "aggregates"
+"""An area aggregate's personal-data category (as the aggregator's routing names it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalReads:
+    """The check and the log of personal items read through the API."""
+
+    gate: PrivacyGate
+    log: LogSink
+    category_of: Callable[[str, str], str]
+    """A device's personal-data category, from its tenant and id (the registry's view)."""
+
+    def _mark(self, tenant: str, item: Mapping[str, Any]) -> PersonalMark:
+        device = item.get("device_id")
+        if isinstance(device, str):
+            return PersonalMark(tenant, None, self.category_of(tenant, device))
+        return PersonalMark(tenant, None, AREA_CATEGORY)
+
+    async def admitted(
+        self,
+        tenant: str,
+        activity: str | None,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        reader: str,
+    ) -> tuple[list[Mapping[str, Any]], int]:
+        """``items`` without the personal ones ``activity`` does not admit, and how many were
+        withheld; the read of those it returns is logged first (raises when the log cannot be
+        written: nothing personal goes out unlogged)."""
+        started = time.time()
+        out: list[Mapping[str, Any]] = []
+        personal = 0
+        withheld = 0
+        for item in items:
+            if item.get("classification") != PERSONAL:
+                out.append(item)
+            elif self.gate.admit_read(tenant, activity, self._mark(tenant, item)) is None:
+                out.append(item)
+                personal += 1
+            else:
+                withheld += 1
+        if personal:
+            assert activity is not None  # only a named activity admits
+            found = self.gate.activities.get(tenant, activity)
+            record = processing_record(
+                name="cityhub.read",
+                trace=None,
+                parent_span_id=None,
+                started=started,
+                ended=time.time(),
+                ok=True,
+                activity_id=found.id if found is not None else activity,
+                tenant=tenant,
+                subject="",
+                recipient=reader,
+                items=personal,
+                action="read",
+            )
+            await self.log.write([record])
+        return out, withheld
+
+
+def withheld_note(withheld: int) -> dict[str, Any]:
+    """What an answer says of the personal items it left out."""
+    if not withheld:
+        return {}
+    return {
+        "personal_withheld": withheld,
+        "personal_note": "personal items are returned only for a processing activity of your "
+        "tenant that admits them: name it with processing_activity=<slug>",
+    }
