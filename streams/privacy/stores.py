@@ -61,9 +61,7 @@ class PrivacyStores:
 
     @property
     def ready(self) -> bool:
-        return (
-            self.register.ready and self.consents.ready and self.keys.ready and self.log.ready
-        )
+        return self.register.ready and self.consents.ready and self.keys.ready and self.log.ready
 
     def parts(self) -> list[Part]:
         return [
