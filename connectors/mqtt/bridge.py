@@ -1,6 +1,10 @@
 """The MQTT → Kafka bridge: every message on the configured filters becomes one raw envelope on
 ``cityhub.raw``, keyed by device, and is acknowledged to the broker only after Kafka confirmed it.
 
+Every raw record starts a trace: it carries a W3C ``traceparent`` header (a new trace, sampled)
+that the later stages continue, so that a processing-log record can name the trace of the
+message it is about. The header is counted in the record's size.
+
 Nothing is lost: QoS 1 on a persistent session, and an unacknowledged message is redelivered by
 the broker after a crash or reconnect. Nothing grows without bound: at most ``max_inflight``
 messages are unconfirmed; at the limit the bridge stops taking messages, the broker stops sending
@@ -26,13 +30,14 @@ from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
 from cityhub.connectors.mqtt.codec import Publish
 from cityhub.connectors.mqtt.routing import TopicRouter
 from cityhub.connectors.mqtt.session import MqttSession
-from cityhub.connectors.record_size import record_size
+from cityhub.connectors.record_size import Headers, record_size
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import CityhubError, Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import Topics
+from cityhub.schemas.trace_context import TRACEPARENT, TraceparentPool
 
 log = logging.getLogger("cityhub.bridge")
 
@@ -50,7 +55,12 @@ class RecordSink(Protocol):
     """Where the bridge writes: aiokafka's producer fits; so does an in-memory test double."""
 
     async def send(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: Headers | None = None,
     ) -> asyncio.Future[Any]: ...
 
 
@@ -101,6 +111,7 @@ class MqttBridge:
         self._unrouted_warned = -UNROUTED_WARNING_INTERVAL_S
         self._current: MqttSession | None = None
         self._clock: tuple[int, str] = (0, "")
+        self._traces = TraceparentPool()
         self._m_written: dict[tuple[str, str], Any] = {}
         self._m_received: dict[str, Any] = {}
         self.healthy = False
@@ -173,15 +184,15 @@ class MqttBridge:
                 state.saturated_since = time.perf_counter()
                 self._m_bp_events.inc()
             try:
-                fmt_name, topic, value, key = self._to_record(message)
+                fmt_name, topic, value, key, headers = self._to_record(message)
             except Exception as exc:
                 # A bug in a format's partition_key must not turn one message into a poison
                 # pill that is redelivered for ever: dead-letter it instead.
                 log.exception("building the record for %s failed", message.topic)
-                fmt_name, topic, value, key = self._internal_error(message, exc)
+                fmt_name, topic, value, key, headers = self._internal_error(message, exc)
             try:
                 handed_over = time.perf_counter()
-                delivery = await self._sink.send(topic, value, key)
+                delivery = await self._sink.send(topic, value, key, headers=headers)
                 blocked = time.perf_counter() - handed_over
                 if blocked > PRODUCER_BLOCKED_SECONDS:
                     # The producer's own buffer is full (a partition's batches wait for Kafka):
@@ -198,10 +209,11 @@ class MqttBridge:
                 self._on_delivery(state, pending, fmt_name, topic, time.perf_counter())
             )
 
-    def _to_record(self, message: Publish) -> tuple[str, str, bytes, bytes]:
-        """(format, Kafka topic, value, key) for one MQTT message: a raw envelope, or a dead
-        letter when the bridge already knows the message cannot be processed. Every record is
-        sized exactly: one Kafka would refuse never leaves the bridge."""
+    def _to_record(self, message: Publish) -> tuple[str, str, bytes, bytes, Headers | None]:
+        """(format, Kafka topic, value, key, headers) for one MQTT message: a raw envelope with
+        a new trace's ``traceparent`` header, or a dead letter (no headers) when the bridge
+        already knows the message cannot be processed. Every record is sized exactly, headers
+        included: one Kafka would refuse never leaves the bridge."""
         topic = message.topic
         payload = message.payload
         now = self._now()
@@ -244,7 +256,8 @@ class MqttBridge:
             received_at=now,
             payload=payload,
         )
-        room = self._max_record - record_size(key_bytes, b"")
+        headers = [(TRACEPARENT, self._traces.next())]
+        room = self._max_record - record_size(key_bytes, b"", headers)
         value = envelope.to_json(max_bytes=room)
         if len(value) > room:
             # JSON escapes some characters as six bytes each: a payload under the limit can
@@ -259,7 +272,7 @@ class MqttBridge:
                 key_bytes,
                 fmt_name,
             )
-        return fmt_name, self._topics.raw, value, key_bytes
+        return fmt_name, self._topics.raw, value, key_bytes, headers
 
     def _dead_letter(
         self,
@@ -271,9 +284,10 @@ class MqttBridge:
         fmt_name: str | None,
         *,
         keyed_by_device: bool = True,
-    ) -> tuple[str, bytes, bytes]:
-        """(Kafka topic, value, key) of the dead letter of ``message``, counted, sized to fit;
-        ``keyed_by_device``: the key is the device (else the device is not known)."""
+    ) -> tuple[str, bytes, bytes, None]:
+        """(Kafka topic, value, key, no headers) of the dead letter of ``message``, counted,
+        sized to fit; ``keyed_by_device``: the key is the device (else the device is not
+        known). A dead letter starts no trace: nothing is processed from it."""
         metrics.DEADLETTERS.labels(SOURCE, reason.value).inc()
         letter = DeadLetter.of(
             stage=STAGE,
@@ -289,7 +303,7 @@ class MqttBridge:
         )
         key = key[:DEADLETTER_KEY_BYTES]
         value = letter.to_json(self._max_record - record_size(key, b""))
-        return self._topics.deadletter, value, key
+        return self._topics.deadletter, value, key, None
 
     def _warn_unrouted(self, topic: str, fmt_name: str) -> None:
         """Say that messages arrive on a topic no format reads, at most once per
@@ -308,7 +322,9 @@ class MqttBridge:
         )
         self._unrouted, self._unrouted_warned = 0, now
 
-    def _internal_error(self, message: Publish, exc: Exception) -> tuple[str, str, bytes, bytes]:
+    def _internal_error(
+        self, message: Publish, exc: Exception
+    ) -> tuple[str, str, bytes, bytes, None]:
         return "unknown", *self._dead_letter(
             message,
             Reason.INTERNAL_ERROR,

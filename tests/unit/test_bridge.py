@@ -12,7 +12,9 @@ import pytest
 
 from cityhub.connectors.mqtt.bridge import MqttBridge
 from cityhub.connectors.mqtt.codec import Publish
-from cityhub.schemas.settings import BridgeSettings, MqttSubscription, Settings
+from cityhub.connectors.record_size import Headers, record_size
+from cityhub.schemas.settings import BridgeSettings, KafkaSettings, MqttSubscription, Settings
+from cityhub.schemas.trace_context import TRACEPARENT, parse_traceparent
 
 
 class ScriptedSession:
@@ -48,12 +50,21 @@ class HeldSink:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, bytes]] = []
+        self.headers: list[Headers | None] = []
         self.deliveries: list[asyncio.Future[Any]] = []
 
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: Headers | None = None,
+    ) -> Any:
         assert value is not None
         assert key is not None
         self.records.append((topic, value, key))
+        self.headers.append(headers)
         delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.deliveries.append(delivery)
         return delivery
@@ -160,4 +171,58 @@ async def test_a_failed_kafka_write_leaves_the_message_unacked_and_restarts_the_
         await asyncio.sleep(0.01)
     assert not bridge.healthy
     assert session.acked == []  # the broker will redeliver both
+    await stop(task, sink)
+
+
+async def test_every_raw_record_starts_a_sampled_trace_of_its_own() -> None:
+    msgs = [message(i, f"cityhub/ingest/dev-{i}", uplink(f"dev-{i}")) for i in range(1, 301)]
+    _, _, sink, task = await run_bridge(msgs)
+    assert len(sink.records) == 300
+    traces = set()
+    for headers in sink.headers:
+        assert headers is not None
+        assert [name for name, _ in headers] == [TRACEPARENT]
+        value = headers[0][1]
+        assert len(value) == 55
+        ctx = parse_traceparent(value)
+        assert ctx is not None
+        assert ctx.sampled
+        traces.add(ctx.trace_id)
+    assert len(traces) == 300  # a new trace per raw record, across the pool's refills
+    await stop(task, sink)
+
+
+async def test_dead_letters_carry_no_trace() -> None:
+    settings = Settings().model_copy(
+        update={"bridge": BridgeSettings(max_payload_bytes=100)}  # default subscriptions
+    )
+    _, _, sink, task = await run_bridge([message(1, "cityhub/ingest/big", b"x" * 500)], settings)
+    assert sink.records[0][0] == "cityhub.deadletter"
+    assert sink.headers == [None]
+    await stop(task, sink)
+
+
+async def test_the_header_counts_in_the_record_size() -> None:
+    """Payloads around Kafka's record limit: every raw record the bridge writes fits the limit
+    with its traceparent header (a record that only fits without it would be refused by Kafka,
+    and its message redelivered by the broker for ever); the others become dead letters."""
+    limit = 70_000
+    base = Settings()
+    settings = base.model_copy(
+        update={
+            "kafka": KafkaSettings(**{**base.kafka.model_dump(), "max_message_bytes": limit}),
+            "bridge": BridgeSettings(max_payload_bytes=limit),
+        }
+    )
+    sizes = range(limit - 400, limit - 100)
+    msgs = [message(n, "cityhub/ingest/dev-edge", b"a" * size) for n, size in enumerate(sizes)]
+    _, _, sink, task = await run_bridge(msgs, settings)
+    assert len(sink.records) == len(msgs)
+    kinds = set()
+    for (topic, value, key), headers in zip(sink.records, sink.headers, strict=True):
+        kinds.add(topic)
+        assert record_size(key, value, headers) <= limit
+        if topic == "cityhub.raw":
+            assert headers is not None
+    assert kinds == {"cityhub.raw", "cityhub.deadletter"}  # the sweep crosses the limit
     await stop(task, sink)

@@ -7,8 +7,10 @@ import pytest
 from cityhub.schemas.trace_context import (
     TRACEPARENT,
     TraceContext,
+    TraceparentPool,
     child,
     new_trace,
+    new_traceparents,
     new_traces,
     parse_traceparent,
 )
@@ -116,3 +118,21 @@ def test_child_keeps_the_trace_and_draws_a_new_span() -> None:
     assert kid.span_id != parent.span_id
     assert kid.sampled == parent.sampled
     assert child(TraceContext(TRACE, SPAN, sampled=False)).sampled is False
+
+
+def test_traceparent_values_in_bulk_are_valid_and_distinct() -> None:
+    values = new_traceparents(500)
+    contexts = [parse_traceparent(v) for v in values]
+    assert all(ctx is not None and ctx.sampled for ctx in contexts)
+    assert len({ctx.trace_id for ctx in contexts if ctx is not None}) == 500
+    assert all(len(v) == 55 for v in values)
+    assert new_traceparents(0) == []
+
+
+def test_the_pool_hands_out_each_value_once_across_refills() -> None:
+    pool = TraceparentPool(batch=7)
+    values = [pool.next() for _ in range(50)]
+    assert len(set(values)) == 50
+    assert all(parse_traceparent(v) is not None for v in values)
+    with pytest.raises(ValueError, match="at least 1"):
+        TraceparentPool(batch=0)
