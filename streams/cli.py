@@ -25,6 +25,7 @@ from cityhub.streams.parent_watch import watch_supervisor
 from cityhub.streams.privacy.cli import activities
 from cityhub.streams.privacy.consent_cli import consents
 from cityhub.streams.privacy.erasure_cli import data_subjects
+from cityhub.streams.privacy.log_cli import processing_log
 from cityhub.streams.privacy.resident_cli import resident_tokens
 from cityhub.streams.registry.cli import mount as mount_registry_commands
 from cityhub.streams.wiring import Roles
@@ -384,6 +385,7 @@ main.add_command(activities)
 main.add_command(consents)
 main.add_command(data_subjects)
 main.add_command(resident_tokens)
+main.add_command(processing_log)
 
 if __name__ == "__main__":
     main()

@@ -64,11 +64,9 @@ class ProcessingLogWriter:
         if not records:
             return
         try:
-            futures = [
-                await self._producer.send(self._topic, value=r.to_json(), key=r.key())
-                for r in records
-            ]
-            await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+            # The hand-over too may wait (metadata, a full buffer, a stopped producer): the
+            # timeout covers it as well as the confirmations.
+            await asyncio.wait_for(self._send_all(records), self._timeout)
         except TimeoutError:
             WRITE_FAILURES.inc(len(records))
             raise ProcessingLogUnavailable(
@@ -83,3 +81,9 @@ class ProcessingLogWriter:
             ) from error
         for action, count in Tally(r.action for r in records).items():
             RECORDS_WRITTEN.labels(action).inc(count)
+
+    async def _send_all(self, records: Sequence[ProcessingLogRecord]) -> None:
+        futures = [
+            await self._producer.send(self._topic, value=r.to_json(), key=r.key()) for r in records
+        ]
+        await asyncio.gather(*futures)
