@@ -21,9 +21,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
-from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.registry import Classification, Role
-from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.aggregation.query import (
     AggregateQuery,
     AggregateSource,
@@ -35,7 +33,7 @@ from cityhub.streams.aggregation.query import (
     to_ms,
     visible_to,
 )
-from cityhub.streams.api.bodies import query_text
+from cityhub.streams.api.bodies import query_text, query_time
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.privacy.purpose import PERSONAL
@@ -93,24 +91,14 @@ _FIELDS = tuple(AggregateOut.model_fields)
 
 
 def _time_param(call: Call, name: str) -> int:
-    raw = call.request.query.get(name)
-    if not raw:
+    moment = query_time(call.request, name)
+    if moment is None:
         raise ApiProblem(
             422,
             f"The query parameter {name} is required (RFC 3339, e.g. 2026-11-29T10:00:00Z).",
             errors=[FieldError(name, "required; an RFC 3339 time with a UTC offset")],
         )
-    # An unencoded '+' of an offset arrives as a space: past the date and time it can only be one.
-    text = raw[:19] + raw[19:].replace(" ", "+")
-    try:
-        return to_ms(parse_rfc3339(text))
-    except InvalidTimestamp as exc:
-        # exc.why, not exc.detail: problem documents never echo an input value.
-        raise ApiProblem(
-            422,
-            f"The query parameter {name} is not a time this API takes: {exc.why}.",
-            errors=[FieldError(name, exc.why)],
-        ) from None
+    return to_ms(moment)
 
 
 def _window_size(call: Call) -> int | None:

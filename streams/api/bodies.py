@@ -9,12 +9,15 @@ do not validate (each named in ``errors``).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from datetime import datetime
 from typing import TypeVar
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from cityhub.schemas.errors import InvalidTimestamp
+from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.api.problems import ApiProblem, field_errors
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 from cityhub.streams.service_errors import FieldError
@@ -141,3 +144,23 @@ def query_text(request: web.Request, name: str, *, max_length: int = 256) -> str
             errors=[FieldError(name, f"at most {max_length} characters")],
         )
     return raw
+
+
+def query_time(request: web.Request, name: str) -> datetime | None:
+    """An RFC 3339 query parameter (the project's time gate), or None if absent or empty; 422
+    naming it otherwise, without echoing the value. Not capped here: the time gate bounds what
+    it parses, and the request line is capped by aiohttp."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    # An unencoded '+' of an offset arrives as a space: past the date and time it can only be one.
+    text = raw[:19] + raw[19:].replace(" ", "+")
+    try:
+        return parse_rfc3339(text)
+    except InvalidTimestamp as exc:
+        # exc.why, not exc.detail: problem documents never echo an input value.
+        raise ApiProblem(
+            422,
+            f"The query parameter {name} is not a time this API takes: {exc.why}.",
+            errors=[FieldError(name, exc.why)],
+        ) from None

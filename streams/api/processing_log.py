@@ -21,17 +21,15 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.registry import ID_PATTERN
-from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
-from cityhub.streams.api.bodies import query_limit, query_text
+from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.api.bodies import query_limit, query_text, query_time
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.api.route_model import Param, Route
 from cityhub.streams.privacy.log_index import LogPage
 from cityhub.streams.privacy.log_service import LogQuery, ProcessingLogQueries
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from cityhub.streams.service_errors import FieldError
 
 PROCESSING_LOG_KEY = web.AppKey("processing_log", ProcessingLogQueries)
 
@@ -70,21 +68,8 @@ def queries(call: Call) -> ProcessingLogQueries:
 
 
 def _time(call: Call, name: str) -> int | None:
-    raw = call.request.query.get(name)
-    if not raw:
-        return None
-    # An unencoded '+' of an offset arrives as a space: past the date and time it can only be one.
-    text = raw[:19] + raw[19:].replace(" ", "+")
-    try:
-        moment = parse_rfc3339(text)
-    except InvalidTimestamp as exc:
-        # exc.why, not exc.detail: problem documents never echo an input value.
-        raise ApiProblem(
-            422,
-            f"The query parameter {name} is not a time this API takes: {exc.why}.",
-            errors=[FieldError(name, exc.why)],
-        ) from None
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+    moment = query_time(call.request, name)
+    return None if moment is None else (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def log_query(call: Call) -> LogQuery:

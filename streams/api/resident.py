@@ -25,13 +25,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from cityhub.schemas.consent_change import ConsentGiveSpec, ConsentWithdrawSpec
-from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.registry import ID_PATTERN
-from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
+from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.trace_context import TRACEPARENT, TraceContext, parse_traceparent
 from cityhub.streams.aggregation.query import QueryRejected
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
-from cityhub.streams.api.bodies import query_limit, query_text, read_model
+from cityhub.streams.api.bodies import query_limit, query_text, query_time, read_model
 from cityhub.streams.api.consents import (
     CONSENTS_KEY,
     ConsentList,
@@ -89,18 +88,8 @@ def _trace(call: Call) -> TraceContext | None:
 
 
 def _time(call: Call, name: str, default: float) -> float:
-    raw = query_text(call.request, name, max_length=64)
-    if raw is None:
-        return default
-    text = raw[:19] + raw[19:].replace(" ", "+")  # an unencoded '+' arrives as a space
-    try:
-        return parse_rfc3339(text).timestamp()
-    except InvalidTimestamp as exc:
-        raise ApiProblem(
-            422,
-            f"The query parameter {name} is not a time this API takes: {exc.why}.",
-            errors=[FieldError(name, exc.why)],
-        ) from None
+    moment = query_time(call.request, name)
+    return default if moment is None else moment.timestamp()
 
 
 def _since_ms(call: Call, days: int = MAX_SINCE_DAYS) -> int:

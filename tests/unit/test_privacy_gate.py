@@ -7,7 +7,7 @@ and logs one record per subject and trace of what it delivered."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -37,22 +37,13 @@ from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.runtime.agent import Write
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 
+from .test_normaliser_agent import Rec
+
 SYSTEM = Principal.system()
 SETTINGS = Settings()
 PREFIX = SETTINGS.kafka.topic_prefix
 ALICE = "res-alice-0001"
 START = 1_795_914_000.0
-
-
-@dataclass(frozen=True)
-class Rec:
-    offset: int
-    value: bytes | None
-    key: bytes | None = b"k"
-    partition: int = 0
-    topic: str = f"{PREFIX}.raw"
-    timestamp: int = 0
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 @dataclass
