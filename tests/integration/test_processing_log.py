@@ -7,6 +7,7 @@ a trace of their own. Each test has its own topic prefix."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -14,14 +15,20 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from click.testing import CliRunner
 
 from cityhub.connectors.kafka import create_producer
 from cityhub.schemas.processing_log import ProcessingLogRecord, processing_record
+from cityhub.schemas.registry import TenantSpec
 from cityhub.schemas.settings import KafkaSettings, PrivacySettings, Settings
 from cityhub.schemas.topics import Topics
 from cityhub.schemas.trace_context import TRACEPARENT, new_trace, parse_traceparent
+from cityhub.streams.privacy.log_cli import processing_log
 from cityhub.streams.privacy.log_follower import ProcessingLogFollower
+from cityhub.streams.privacy.log_service import SYSTEM
 from cityhub.streams.privacy.log_writer import ProcessingLogUnavailable, ProcessingLogWriter
+from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.topic_admin import ensure_topics
 
 from .hub import BOOTSTRAP, Hub, publish
@@ -178,3 +185,58 @@ async def test_every_raw_record_of_the_bridge_carries_a_trace_of_its_own(tmp_pat
         assert len(traces) == count
     finally:
         hub.stop()
+
+
+def test_the_cli_answers_by_subject_and_activity(monkeypatch: pytest.MonkeyPatch) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    settings = _settings(prefix)
+    topic = Topics.for_prefix(prefix).processing_log
+    written = [_record(n, activity=CARE if n % 2 else AIR) for n in range(10)]
+
+    async def seed() -> None:
+        store = RegistryStore(settings, client_id=f"test-{uuid.uuid4().hex[:6]}")
+        await store.start()
+        try:
+            await Registry(store).create_tenant(SYSTEM, TenantSpec(id="acme", name="Acme"))
+        finally:
+            await store.stop()
+        await ensure_topics(settings, only={topic})
+        producer = create_producer(settings.kafka, client_id="test-processing-log")
+        await producer.start()
+        try:
+            await ProcessingLogWriter(producer, topic).write(written)
+        finally:
+            await producer.stop()
+
+    asyncio.run(seed())
+    monkeypatch.setenv("CITYHUB_KAFKA__TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("CITYHUB_KAFKA__BOOTSTRAP_SERVERS", BOOTSTRAP)
+    runner = CliRunner()
+    subject = "res-subject-01"
+    result = runner.invoke(
+        processing_log, ["--tenant", "acme", "--subject", subject, "--activity", CARE, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    expected = {r.span_id for r in written if r.subject == subject and r.activity_id == CARE}
+    assert {item["span_id"] for item in doc["items"]} == expected
+    assert doc["complete"] is True
+    table = runner.invoke(processing_log, ["--tenant", "acme", "--activity", AIR])
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[0].split() == [
+        "START",
+        "ACTION",
+        "ACTIVITY",
+        "SUBJECT",
+        "RECIPIENT",
+        "ITEMS",
+        "STATUS",
+        "TRACE",
+    ]
+    assert len(table.stdout.splitlines()) == 1 + sum(r.activity_id == AIR for r in written)
+    other = runner.invoke(processing_log, ["--tenant", "nobody"])
+    assert other.exit_code == 1
+    assert "not found" in other.output
+    bad = runner.invoke(processing_log, ["--tenant", "acme", "--subject", "123456789"])
+    assert bad.exit_code == 1
+    assert "123456789" not in bad.output
