@@ -52,7 +52,8 @@ _APP_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
 
 MAX_TAGS = 32
 
-_DATA_SUBJECT = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+DATA_SUBJECT_PATTERN = r"^[A-Za-z0-9._-]{8,64}$"
+_DATA_SUBJECT = re.compile(DATA_SUBJECT_PATTERN)
 DATA_SUBJECT_RULE = (
     "a pseudonym chosen by the tenant: 8 to 64 letters, digits, '.', '_' or '-', not only "
     "digits (never a name, a citizen service number (BSN) or a phone number)"

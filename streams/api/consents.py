@@ -14,11 +14,10 @@ from pydantic import BaseModel
 
 from cityhub.schemas.consent import ConsentRecord, verify
 from cityhub.schemas.consent_change import ConsentGiveSpec, ConsentWithdrawSpec
-from cityhub.schemas.registry import ID_PATTERN
 from cityhub.streams.api.bodies import read_model
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
-from cityhub.streams.api.route_model import Param, Route
+from cityhub.streams.api.route_model import ID_SCHEMA, SUBJECT_PARAM, TENANT_PARAM, Param, Route
 from cityhub.streams.privacy.consent_service import Consents
 
 CONSENTS_KEY = web.AppKey("consents", Consents)
@@ -118,17 +117,8 @@ async def withdraw_consent(call: Call) -> web.Response:
     return json_response(consent_doc(record))
 
 
-_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
-_TENANT = Param("tenant", "path", _ID_SCHEMA, "The tenant's id.", required=True)
-_SUBJECT = Param(
-    "subject",
-    "path",
-    {"type": "string", "pattern": r"^[A-Za-z0-9._-]{8,64}$"},
-    "The data subject's pseudonymous id (the tenant's; never a name or citizen number).",
-    required=True,
-)
 _ACTIVITY = Param(
-    "activity", "path", _ID_SCHEMA, "The processing activity's slug in the tenant.", required=True
+    "activity", "path", ID_SCHEMA, "The processing activity's slug in the tenant.", required=True
 )
 _TAG = "consents"
 _BASE = "/tenants/{tenant}/data-subjects/{subject}/consents"
@@ -144,7 +134,7 @@ CONSENT_ROUTES: tuple[Route, ...] = (
         _TAG,
         list_consents,
         response=ConsentList,
-        params=(_TENANT, _SUBJECT),
+        params=(TENANT_PARAM, SUBJECT_PARAM),
         problems=(403, 404, 422, 503),
     ),
     Route(
@@ -155,7 +145,7 @@ CONSENT_ROUTES: tuple[Route, ...] = (
         _TAG,
         get_consent,
         response=ConsentRecordOut,
-        params=(_TENANT, _SUBJECT, _ACTIVITY),
+        params=(TENANT_PARAM, SUBJECT_PARAM, _ACTIVITY),
         problems=(403, 404, 422, 503),
     ),
     Route(
@@ -168,7 +158,7 @@ CONSENT_ROUTES: tuple[Route, ...] = (
         give_consent,
         response=ConsentRecordOut,
         body=ConsentGiveSpec,
-        params=(_TENANT, _SUBJECT, _ACTIVITY),
+        params=(TENANT_PARAM, SUBJECT_PARAM, _ACTIVITY),
         problems=_WRITE,
     ),
     Route(
@@ -181,7 +171,7 @@ CONSENT_ROUTES: tuple[Route, ...] = (
         withdraw_consent,
         response=ConsentRecordOut,
         body=ConsentWithdrawSpec,
-        params=(_TENANT, _SUBJECT, _ACTIVITY),
+        params=(TENANT_PARAM, SUBJECT_PARAM, _ACTIVITY),
         problems=_WRITE,
     ),
 )

@@ -13,10 +13,9 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from cityhub.schemas.registry import ID_PATTERN
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
-from cityhub.streams.api.route_model import Param, Route
+from cityhub.streams.api.route_model import SUBJECT_PARAM, TENANT_PARAM, Route
 from cityhub.streams.privacy.erasure import Erasure
 
 ERASURE_KEY = web.AppKey("erasure", Erasure)
@@ -49,17 +48,6 @@ async def erase_subject(call: Call) -> web.Response:
     return json_response(report.public())
 
 
-_TENANT = Param(
-    "tenant", "path", {"type": "string", "pattern": ID_PATTERN}, "The tenant's id.", required=True
-)
-_SUBJECT = Param(
-    "subject",
-    "path",
-    {"type": "string", "pattern": r"^[A-Za-z0-9._-]{8,64}$"},
-    "The data subject's pseudonymous id, as linked to the tenant's devices.",
-    required=True,
-)
-
 ERASURE_ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
@@ -70,7 +58,7 @@ ERASURE_ROUTES: tuple[Route, ...] = (
         "data-subjects",
         erase_subject,
         response=ErasureOut,
-        params=(_TENANT, _SUBJECT),
+        params=(TENANT_PARAM, SUBJECT_PARAM),
         problems=(403, 404, 422, 503),
     ),
 )

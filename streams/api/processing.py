@@ -28,7 +28,7 @@ from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.api.bodies import query_limit, query_text, read_model
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
-from cityhub.streams.api.route_model import Param, Route
+from cityhub.streams.api.route_model import ID_SCHEMA, TENANT_PARAM, Param, Route
 from cityhub.streams.privacy.html import JSON_PATH, PAGE_PATH, activity_page, register_page
 from cityhub.streams.privacy.service import ProcessingRegister
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
@@ -181,11 +181,9 @@ async def end_activity(call: Call) -> web.Response:
     return json_response(record.public())
 
 
-_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
-_TENANT = Param("tenant", "path", _ID_SCHEMA, "The tenant's id.", required=True)
-_SLUG = Param("slug", "path", _ID_SCHEMA, "The activity's slug (unique in its tenant).")
+_SLUG = Param("slug", "path", ID_SCHEMA, "The activity's slug (unique in its tenant).")
 _FILTERS = (
-    Param("tenant", "query", _ID_SCHEMA, "Only this tenant's activities."),
+    Param("tenant", "query", ID_SCHEMA, "Only this tenant's activities."),
     Param(
         "legal_basis",
         "query",
@@ -233,7 +231,7 @@ PROCESSING_ROUTES: tuple[Route, ...] = (
         _TAG,
         get_activity,
         response=ActivityOut,
-        params=(_TENANT, _SLUG),
+        params=(TENANT_PARAM, _SLUG),
         problems=(404, 429, 503),
         public=True,
     ),
@@ -256,7 +254,7 @@ PROCESSING_ROUTES: tuple[Route, ...] = (
         "One processing activity as an HTML page (no key)",
         _TAG,
         activity_html,
-        params=(_TENANT, _SLUG),
+        params=(TENANT_PARAM, _SLUG),
         problems=(404, 429, 503),
         media_type="text/html",
         public=True,
@@ -271,7 +269,7 @@ PROCESSING_ROUTES: tuple[Route, ...] = (
         status=201,
         response=ActivityOut,
         body=ActivitySpec,
-        params=(_TENANT,),
+        params=(TENANT_PARAM,),
         problems=_WRITE,
         headers=("Location",),
     ),
@@ -285,7 +283,7 @@ PROCESSING_ROUTES: tuple[Route, ...] = (
         update_activity,
         response=ActivityOut,
         body=ActivityUpdate,
-        params=(_TENANT, _SLUG),
+        params=(TENANT_PARAM, _SLUG),
         problems=_WRITE,
     ),
     Route(
@@ -297,7 +295,7 @@ PROCESSING_ROUTES: tuple[Route, ...] = (
         end_activity,
         response=ActivityOut,
         body=ActivityEnd,
-        params=(_TENANT, _SLUG),
+        params=(TENANT_PARAM, _SLUG),
         problems=_WRITE,
     ),
 )

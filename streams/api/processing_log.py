@@ -21,12 +21,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from cityhub.schemas.registry import ID_PATTERN
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.api.bodies import query_limit, query_text, query_time
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
-from cityhub.streams.api.route_model import Param, Route
+from cityhub.streams.api.route_model import TENANT_PARAM, Param, Route
 from cityhub.streams.privacy.log_index import LogPage
 from cityhub.streams.privacy.log_service import LogQuery, ProcessingLogQueries
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -108,9 +107,6 @@ async def tenant_processing_log(call: Call) -> web.Response:
     return page_document(call, page)
 
 
-_TENANT = Param(
-    "tenant", "path", {"type": "string", "pattern": ID_PATTERN}, "The tenant's id.", required=True
-)
 LOG_PARAMS = (
     Param(
         "from",
@@ -144,7 +140,7 @@ PROCESSING_LOG_ROUTES: tuple[Route, ...] = (
         tenant_processing_log,
         response=LogPageOut,
         params=(
-            _TENANT,
+            TENANT_PARAM,
             Param(
                 "activity",
                 "query",

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from cityhub.schemas.registry import ID_PATTERN
 from cityhub.streams.api.auth import MAX_SECRET_LENGTH
 from cityhub.streams.api.bodies import read_model
 from cityhub.streams.api.handlers import Call, Handler, json_response
 from cityhub.streams.api.problems import ApiProblem
-from cityhub.streams.api.route_model import Param, Route
+from cityhub.streams.api.route_model import SUBJECT_PARAM, TENANT_PARAM, Param, Route
 from cityhub.streams.privacy.oidc import OidcVerifier, looks_like_jwt
 from cityhub.streams.privacy.resident import Resident
 from cityhub.streams.privacy.resident_token_service import (
@@ -160,16 +159,6 @@ async def revoke_token(call: Call) -> web.Response:
     return json_response(token.public())
 
 
-_TENANT = Param(
-    "tenant", "path", {"type": "string", "pattern": ID_PATTERN}, "The tenant's id.", required=True
-)
-_SUBJECT = Param(
-    "subject",
-    "path",
-    {"type": "string", "pattern": r"^[A-Za-z0-9._-]{8,64}$"},
-    "The data subject's pseudonymous id, as linked to the tenant's devices.",
-    required=True,
-)
 _TOKEN_ID = Param(
     "id", "path", {"type": "string", "pattern": TOKEN_ID_PATTERN}, "The token's id.", required=True
 )
@@ -188,7 +177,7 @@ TOKEN_ROUTES: tuple[Route, ...] = (
         status=201,
         response=ResidentTokenCreated,
         body=TokenSpec,
-        params=(_TENANT, _SUBJECT),
+        params=(TENANT_PARAM, SUBJECT_PARAM),
         problems=(403, 404, 409, 413, 415, 400, 422, 503),
         headers=("Location",),
     ),
@@ -200,7 +189,7 @@ TOKEN_ROUTES: tuple[Route, ...] = (
         _TAG,
         list_tokens,
         response=ResidentTokenList,
-        params=(_TENANT, _SUBJECT),
+        params=(TENANT_PARAM, SUBJECT_PARAM),
         problems=(403, 404, 422, 503),
     ),
     Route(
@@ -211,7 +200,7 @@ TOKEN_ROUTES: tuple[Route, ...] = (
         _TAG,
         revoke_token,
         response=ResidentTokenOut,
-        params=(_TENANT, _SUBJECT, _TOKEN_ID),
+        params=(TENANT_PARAM, SUBJECT_PARAM, _TOKEN_ID),
         problems=(403, 404, 422, 503),
     ),
 )

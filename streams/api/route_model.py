@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cityhub.schemas.registry import Role
+from cityhub.schemas.registry import DATA_SUBJECT_PATTERN, ID_PATTERN, Role
 from cityhub.streams.api.handlers import Handler
 from cityhub.streams.registry.principals import Principal
 
@@ -32,6 +32,17 @@ class Param:
     description: str
     required: bool = False
 
+
+ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": ID_PATTERN}
+"""A registry id's schema (tenants, types, devices, activity slugs)."""
+TENANT_PARAM = Param("tenant", "path", ID_SCHEMA, "The tenant's id.", required=True)
+SUBJECT_PARAM = Param(
+    "subject",
+    "path",
+    {"type": "string", "pattern": DATA_SUBJECT_PATTERN},
+    "The data subject's pseudonymous id (the tenant's; never a name or citizen number).",
+    required=True,
+)
 
 ModelRef = type[BaseModel] | Callable[[], type[BaseModel]]
 """A model, or a function that returns it when the document is built (the subscription models,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from cityhub.connectors.sinks import public_models, subscription_models
 from cityhub.schemas.registry import (
-    ID_PATTERN,
     DataSubjectLink,
     DeviceSpec,
     DeviceTypeSpec,
@@ -40,7 +39,13 @@ from cityhub.streams.api.processing import PROCESSING_ROUTES
 from cityhub.streams.api.processing_log import PROCESSING_LOG_ROUTES
 from cityhub.streams.api.resident import ME_ROUTES
 from cityhub.streams.api.resident_tokens import TOKEN_ROUTES
-from cityhub.streams.api.route_model import PREFIX, Param, Route
+from cityhub.streams.api.route_model import (
+    ID_SCHEMA,
+    PREFIX,
+    TENANT_PARAM,
+    Param,
+    Route,
+)
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
 __all__ = ["PREFIX", "ROUTES", "Param", "Route"]
@@ -50,10 +55,9 @@ def _subscription_out() -> SubscriptionOutModels:
     return subscription_out_models(tuple(public_models().values()))
 
 
-_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
-TENANT = Param("tenant", "path", _ID_SCHEMA, "The tenant's id.", required=True)
-TYPE_ID = Param("id", "path", _ID_SCHEMA, "The device type's id.", required=True)
-DEVICE_ID = Param("id", "path", _ID_SCHEMA, "The device's id.", required=True)
+TENANT = TENANT_PARAM
+TYPE_ID = Param("id", "path", ID_SCHEMA, "The device type's id.", required=True)
+DEVICE_ID = Param("id", "path", ID_SCHEMA, "The device's id.", required=True)
 SUBSCRIPTION_ID = Param(
     "id",
     "path",
@@ -179,7 +183,7 @@ ROUTES: tuple[Route, ...] = (
         response=DeviceList,
         params=(
             TENANT,
-            Param("type", "query", _ID_SCHEMA, "Only devices of this device type."),
+            Param("type", "query", ID_SCHEMA, "Only devices of this device type."),
             Param("area", "query", {"type": "string"}, "Only devices in this area."),
             Param("tag", "query", {"type": "string"}, "Only devices with this tag."),
             Param("active", "query", {"type": "boolean"}, "Only active (or inactive) devices."),
@@ -217,7 +221,7 @@ ROUTES: tuple[Route, ...] = (
             Param(
                 "type",
                 "query",
-                _ID_SCHEMA,
+                ID_SCHEMA,
                 "Device type of rows that name none (The Things Stack's exports have no type).",
             ),
             Param(
@@ -295,7 +299,7 @@ ROUTES: tuple[Route, ...] = (
         "keys",
         h.list_keys,
         response=ApiKeyList,
-        params=(Param("tenant", "query", _ID_SCHEMA, "Only the keys of this tenant."),),
+        params=(Param("tenant", "query", ID_SCHEMA, "Only the keys of this tenant."),),
         problems=(403, 422),
     ),
     Route(
@@ -427,7 +431,7 @@ ROUTES: tuple[Route, ...] = (
         response=AggregateList,
         params=(
             TENANT,
-            Param("device_id", "query", _ID_SCHEMA, "The device (exactly one of device_id, area)."),
+            Param("device_id", "query", ID_SCHEMA, "The device (exactly one of device_id, area)."),
             Param("area", "query", {"type": "string"}, "An area of the tenant (or device_id)."),
             Param(
                 "from",
