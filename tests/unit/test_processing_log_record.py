@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,17 @@ def test_repr_never_shows_the_subject() -> None:
     record = make()
     assert SUBJECT not in repr(record)
     assert SUBJECT not in str(record)
+
+
+def test_the_documented_example_is_a_valid_record() -> None:
+    """docs/privacy.md shows a record; it must be one cityhub reads."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "privacy.md").read_text()
+    section = text[text.index("## The processing log") :]
+    example = section[
+        section.index("```json") + len("```json") : section.index(
+            "```\n", section.index("```json") + 7
+        )
+    ]
+    record = record_from_json(example)
+    assert record.key() == b"acme/res-7f3a9c21"
+    assert record.action == "deliver"
