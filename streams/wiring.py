@@ -277,6 +277,7 @@ def _api_part(
             privacy.keys,
             consents=consents,
             log_writer=privacy.log.writer,
+            tokens=tokens,
             register_base_uri=base_uri,
         ),
         personal_reads=PersonalReads(

@@ -70,6 +70,10 @@ class LogWriter(Protocol):
     async def write(self, records: Sequence[ProcessingLogRecord]) -> None: ...
 
 
+class TokenRemover(Protocol):
+    async def delete_all(self, tenant: str, subject: str) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ErasureReport:
     """What one erasure did. It names the tenant but not the subject: the caller knows it, and
@@ -81,11 +85,17 @@ class ErasureReport:
     devices_unlinked: tuple[str, ...]
     erased_at: str
     logged: bool
+    tokens_removed: int = 0
 
     @property
     def nothing_left(self) -> bool:
         """The subject had nothing left to erase (a repeated request, or a subject never seen)."""
-        return not (self.keys_shredded or self.consents_withdrawn or self.devices_unlinked)
+        return not (
+            self.keys_shredded
+            or self.consents_withdrawn
+            or self.devices_unlinked
+            or self.tokens_removed
+        )
 
     def public(self) -> dict[str, Any]:
         return {
@@ -93,6 +103,7 @@ class ErasureReport:
             "keys_shredded": self.keys_shredded,
             "consents_withdrawn": self.consents_withdrawn,
             "devices_unlinked": list(self.devices_unlinked),
+            "tokens_removed": self.tokens_removed,
             "erased_at": self.erased_at,
             "logged": self.logged,
             "nothing_left": self.nothing_left,
@@ -109,15 +120,18 @@ class Erasure:
         *,
         consents: ConsentWithdrawer | None,
         log_writer: LogWriter | None,
+        tokens: TokenRemover | None = None,
         register_base_uri: str = DEFAULT_BASE_URI,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``tokens``: the residents' tokens, removed with the subject (they name it)."""
         # consents/log_writer None: only for tests and tools that have no such store; the API
         # and the CLI always pass both (an erasure must withdraw and must be logged).
         self._registry = registry
         self._keys = keys
         self._consents = consents
         self._log_writer = log_writer
+        self._tokens = tokens
         self._base = register_base_uri
         self._clock = clock
 
@@ -154,6 +168,7 @@ class Erasure:
         for device in self._registry.view.devices_of_subject(tenant, subject):
             await self._registry.devices.set_subject(SYSTEM, tenant, device.id, None)
             unlinked.append(device.id)
+        removed = 0 if self._tokens is None else await self._tokens.delete_all(tenant, subject)
         ended = self._clock()
         if self._log_writer is not None:
             record = processing_record(
@@ -178,6 +193,7 @@ class Erasure:
             devices_unlinked=tuple(unlinked),
             erased_at=rfc3339(ended),
             logged=self._log_writer is not None,
+            tokens_removed=removed,
         )
         ERASURES.labels("nothing_left" if report.nothing_left else "erased").inc()
         log.info(

@@ -23,6 +23,8 @@ from cityhub.streams.privacy.consent_store import ConsentStore
 from cityhub.streams.privacy.erasure import Erasure, ErasureReport
 from cityhub.streams.privacy.keys_store import SubjectKeyStore
 from cityhub.streams.privacy.log_writer import ProcessingLogWriter
+from cityhub.streams.privacy.resident_token_service import ResidentTokens
+from cityhub.streams.privacy.resident_tokens import ResidentTokenStore
 from cityhub.streams.privacy.store import RegisterStore
 from cityhub.streams.registry.cli.output import echo_json, field_lines, json_option
 from cityhub.streams.registry.cli.session import SYSTEM, reported_errors
@@ -37,9 +39,12 @@ async def _erase(settings: Settings, tenant: str, subject: str) -> ErasureReport
     register = RegisterStore(settings, client_id="cityhub-cli-processing")
     consents = ConsentStore(settings, client_id="cityhub-cli-consents")
     keys = SubjectKeyStore(settings, client_id="cityhub-cli-subject-keys")
+    tokens = ResidentTokenStore(settings, client_id="cityhub-cli-resident-tokens")
     producer = create_producer(settings.kafka, client_id="cityhub-cli-processing-log")
-    stores = (registry, register, consents, keys)
-    started: list[RegistryStore | RegisterStore | ConsentStore | SubjectKeyStore] = []
+    stores = (registry, register, consents, keys, tokens)
+    started: list[
+        RegistryStore | RegisterStore | ConsentStore | SubjectKeyStore | ResidentTokenStore
+    ] = []
     producing = False
     try:
         for store in stores:
@@ -54,6 +59,7 @@ async def _erase(settings: Settings, tenant: str, subject: str) -> ErasureReport
             keys,
             consents=Consents(consents, register.view, registry.view),
             log_writer=ProcessingLogWriter(producer, topics.processing_log),
+            tokens=ResidentTokens(tokens, registry.view),
             register_base_uri=settings.privacy.register_base_uri,
         )
         return await erasure.erase(SYSTEM, tenant, subject)

@@ -208,7 +208,6 @@ async def build_world(oidc_url: str | None = None) -> AsyncIterator[World]:
     )
     consents = Consents(InMemoryConsentStore(), register.view, registry.view)
     log = MemoryLog()
-    erasure = Erasure(registry, keys_store, consents=consents, log_writer=log)
     index = ProcessingLogIndex()
     for tenant, subject, recipient in (
         ("acme", ALICE, "Care provider for Alice"),
@@ -233,6 +232,7 @@ async def build_world(oidc_url: str | None = None) -> AsyncIterator[World]:
         )
     index.mark_ready()
     tokens = ResidentTokens(InMemoryResidentTokenStore(), registry.view)
+    erasure = Erasure(registry, keys_store, consents=consents, log_writer=log, tokens=tokens)
     access = SubjectAccess(
         registry.view, base_uri=BASE, observations=observations, keys=keys_store.view, log=log
     )
