@@ -80,19 +80,13 @@ class ProcessingLogFollower:
         self._consumer = consumer
         try:
             await consumer.start()
-            # A consumer without an assignment has no topic's metadata; ask its client for the
-            # map (as cityhub tail and the aggregates' reader do).
-            cluster = await consumer._client.fetch_all_metadata()
-            partitions = cluster.partitions_for_topic(self._topic)
-            if not partitions:
-                raise Unavailable(f"the topic {self._topic} has no partitions")
-            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            tps = await self._partitions(deadline)
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             self._task = asyncio.create_task(self._follow(), name="cityhub-processing-log")
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
             while not await self._caught_up(ends):
                 if self._task.done():
                     self._task.result()
@@ -113,6 +107,21 @@ class ProcessingLogFollower:
             self._index.dropped,
             self._index.malformed,
         )
+
+    async def _partitions(self, deadline: float) -> list[TopicPartition]:
+        """The topic's partitions, once the cluster's metadata shows them (a topic just created
+        may take a moment to appear there)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            # A consumer without an assignment has no topic's metadata; ask its client for the
+            # map (as cityhub tail and the aggregates' reader do).
+            cluster = await self._consumer._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(self._topic)
+            if partitions:
+                return [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            if loop.time() > deadline:
+                raise Unavailable(f"the topic {self._topic} has no partitions")
+            await asyncio.sleep(0.2)
 
     async def _caught_up(self, ends: dict[TopicPartition, int]) -> bool:
         for tp, end in ends.items():
