@@ -88,8 +88,15 @@ class CountingSink:
         self._left = expected
         self.done = asyncio.Event()
 
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
-        delivery = await self._producer.send(topic, value, key)
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:
+        delivery = await self._producer.send(topic, value, key, headers=headers)
         delivery.add_done_callback(self._confirmed)
         return delivery
 
@@ -102,21 +109,25 @@ class CountingSink:
 async def bridge(messages: list[Outgoing], settings: Settings) -> float:
     """Messages per second through the bridge, from its start to the last Kafka confirmation."""
     await ensure_topics(settings)
-    await queue_for_bridge(messages, settings)
     producer = create_producer(settings.kafka, client_id="bench-bridge")
-    await producer.start()
-    await (await producer.send(f"{settings.kafka.topic_prefix}.raw", b"warm-up"))
-    writer = BatchingWriter(producer, linger=settings.kafka.linger_ms / 1000)
-    sink = CountingSink(writer, len(messages))
-    started = time.perf_counter()
-    task = asyncio.create_task(MqttBridge(settings, sink).run())
+    task: asyncio.Task[None] | None = None
     try:
+        # Inside the try: queueing makes the bridge's persistent session, which must be ended
+        # however the run ends, or Mosquitto queues every later message for it.
+        await queue_for_bridge(messages, settings)
+        await producer.start()
+        await (await producer.send(f"{settings.kafka.topic_prefix}.raw", b"warm-up"))
+        writer = BatchingWriter(producer, linger=settings.kafka.linger_ms / 1000)
+        sink = CountingSink(writer, len(messages))
+        started = time.perf_counter()
+        task = asyncio.create_task(MqttBridge(settings, sink).run())
         await asyncio.wait_for(sink.done.wait(), timeout=300)
         return len(messages) / (time.perf_counter() - started)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await producer.stop()
         await end_session(settings.mqtt)
 

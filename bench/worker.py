@@ -41,6 +41,7 @@ from cityhub.schemas.registry import Role
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.subscription import SubscriptionSpec
 from cityhub.schemas.timefmt import rfc3339
+from cityhub.schemas.trace_context import TRACEPARENT, new_traces
 from cityhub.streams.devtools.simulator import build_fleet
 from cityhub.streams.devtools.simulator.registration import TENANT, register_fleet
 from cityhub.streams.registry.principals import Principal
@@ -111,7 +112,12 @@ async def produce(topic: str, records: list[tuple[bytes, bytes]]) -> None:
     )
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        # Each with a trace of its own, as the bridge writes them (the worker carries it on).
+        traces = new_traces(len(records))
+        futures = [
+            await producer.send(topic, value, key=key, headers=[(TRACEPARENT, trace.header())])
+            for (key, value), trace in zip(records, traces, strict=True)
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -176,7 +182,11 @@ async def bare(prefix: str, count: int) -> float:
             futures = []
             for records in batches.values():
                 for r in records:
-                    futures.append(await producer.send(f"{prefix}.bare-out", r.value, key=r.key))
+                    futures.append(
+                        await producer.send(
+                            f"{prefix}.bare-out", r.value, key=r.key, headers=list(r.headers)
+                        )
+                    )
                     taken += 1
             await asyncio.gather(*futures)
             if futures:
