@@ -72,7 +72,7 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
     if roles.worker or roles.api or roles.deliver:
         # The register, the consents and the subjects' keys, in every process that routes,
         # delivers or serves personal items: the purpose check reads them at every decision.
-        privacy = PrivacyStores.for_settings(settings)
+        privacy = PrivacyStores.for_settings(settings, log=roles.api or roles.deliver)
         parts += privacy.parts()
         checks["privacy"] = _flag(privacy, "ready")
     if roles.worker:
@@ -86,7 +86,7 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         assert subscriptions is not None
         assert privacy is not None
         manager = DeliveryManager(
-            settings, subscriptions, gate=privacy.gate, processing_log=privacy.log.writer
+            settings, subscriptions, gate=privacy.gate, processing_log=privacy.log_writer
         )
         parts.append(Part("delivery", manager.run))
         checks["delivery"] = _flag(manager, "ready")
@@ -240,6 +240,8 @@ def _api_part(
     from cityhub.streams.registry.service import Registry
     from cityhub.streams.subscriptions.service import Subscriptions
 
+    log_writer = privacy.log_writer
+    assert log_writer is not None  # made for every process that serves the API
     tokens_store = ResidentTokenStore(settings)
     log_follower = ProcessingLogFollower(settings)
     checks["resident_tokens"] = _flag(tokens_store, "ready")
@@ -263,7 +265,7 @@ def _api_part(
     app = build_api(
         service,
         subscriptions=subscriptions,
-        live=LiveStreams(settings, gate=privacy.gate, processing_log=privacy.log.writer),
+        live=LiveStreams(settings, gate=privacy.gate, processing_log=log_writer),
         max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_import_bytes=limits.get("max_import_bytes"),  # None: the quota setting
         quotas=settings.quotas,
@@ -276,13 +278,13 @@ def _api_part(
             service,
             privacy.keys,
             consents=consents,
-            log_writer=privacy.log.writer,
+            log_writer=log_writer,
             tokens=tokens,
             register_base_uri=base_uri,
         ),
         personal_reads=PersonalReads(
             privacy.gate,
-            privacy.log.writer,
+            log_writer,
             lambda tenant, device: personal_category(
                 registry.view, tenant, _type_of(registry, tenant, device)
             ),
@@ -294,7 +296,7 @@ def _api_part(
                 base_uri=base_uri,
                 observations=KafkaObservationReader(settings),
                 keys=privacy.keys.view,
-                log=privacy.log.writer,
+                log=log_writer,
             ),
             oidc=OidcVerifier(oidc, tenant_exists=lambda t: registry.view.tenant(t) is not None)
             if oidc.enabled

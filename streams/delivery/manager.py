@@ -86,7 +86,9 @@ class DeliveryManager:
         self._producer = create_producer(self._settings.kafka, client_id="cityhub-delivery")
         await self._producer.start()
         try:
-            while not self._store.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
+            # Not before the privacy views are read to the end either: a personal item refused
+            # for a consent not yet seen would be settled for good.
+            while not self._store.ready or (self._gate is not None and not self._gate.ready()):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             loop = asyncio.get_running_loop()
             next_lag = loop.time() + PAUSED_LAG_INTERVAL_S

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import OnFull, Subscription, subscription_topic
+from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import parse_event_id, sse_event
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
@@ -38,6 +39,8 @@ log = logging.getLogger("cityhub.delivery.sse")
 KEEPALIVE_S = 15.0
 RETRY_MS = 2000
 FULL_RETRY_AFTER_S = 30
+PRIVACY_WAIT_STEPS = 300
+"""Tenths of a second a new stream waits for the privacy views to be read (30 s)."""
 """What a refused stream's ``Retry-After`` says: streams last long, so no exact time is known."""
 
 
@@ -133,6 +136,7 @@ class LiveStreams:
     ) -> web.StreamResponse:
         kafka = self._settings.kafka
         topic = subscription_topic(kafka.topic_prefix, record.tenant, record.id)
+        await self._privacy_views_read()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers,
             group_id=None,
@@ -168,6 +172,20 @@ class LiveStreams:
             return response
         finally:
             await consumer.stop()
+
+    async def _privacy_views_read(self) -> None:
+        """Wait (a little) for the privacy views: nothing personal is checked against views
+        that have not read their topics yet; 503 if they do not catch up."""
+        gate = self._gate
+        for _ in range(PRIVACY_WAIT_STEPS):
+            if gate is None or gate.ready():
+                return
+            await asyncio.sleep(0.1)
+        raise ApiProblem(
+            503,
+            "This API process is still reading the privacy register; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
 
     async def _position(
         self,

@@ -93,11 +93,15 @@ class PrivacyGate:
         keys: KeyLookup,
         *,
         clock: Callable[[], float] = time.time,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``ready``: whether the views have read their topics to the end. A refusal settles an
+        item for good (its offset is committed), so nothing may be checked before."""
         self.activities = activities
         self.consents = consents
         self.keys = keys
         self._clock = clock
+        self.ready = ready
 
     def admit(self, subscription: Subscription, mark: PersonalMark, stage: str) -> Refusal | None:
         """None when the item may reach ``subscription`` now, else why not; counted."""

@@ -47,26 +47,39 @@ class PrivacyStores:
     register: RegisterStore
     consents: ConsentStore
     keys: SubjectKeyStore
-    log: ProcessingLogProducer
+    log: ProcessingLogProducer | None
+    """None in a process that writes no processing log (a worker)."""
     gate: PrivacyGate
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> PrivacyStores:
+    def for_settings(cls, settings: Settings, *, log: bool = True) -> PrivacyStores:
         """Raises ``ConfigurationError`` when no key-encryption key is configured."""
         register = RegisterStore(settings)
         consents = ConsentStore(settings)
         keys = SubjectKeyStore(settings)
-        gate = PrivacyGate(register.view, consents.view, keys.view)
-        return cls(register, consents, keys, ProcessingLogProducer(settings), gate)
+        gate = PrivacyGate(
+            register.view,
+            consents.view,
+            keys.view,
+            ready=lambda: register.ready and consents.ready and keys.ready,
+        )
+        producer = ProcessingLogProducer(settings) if log else None
+        return cls(register, consents, keys, producer, gate)
 
     @property
     def ready(self) -> bool:
-        return self.register.ready and self.consents.ready and self.keys.ready and self.log.ready
+        return self.gate.ready() and (self.log is None or self.log.ready)
+
+    @property
+    def log_writer(self) -> ProcessingLogWriter | None:
+        return self.log.writer if self.log is not None else None
 
     def parts(self) -> list[Part]:
-        return [
+        parts = [
             store_part("processing register", self.register),
             store_part("consents", self.consents),
             store_part("subject keys", self.keys),
-            Part("processing log producer", self.log.run),
         ]
+        if self.log is not None:
+            parts.append(Part("processing log producer", self.log.run))
+        return parts

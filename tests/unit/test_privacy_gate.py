@@ -22,6 +22,8 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Subscription, build_subscription
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.trace_context import TRACEPARENT, new_trace
+from cityhub.streams.api.problems import ApiProblem
+from cityhub.streams.delivery import sse
 from cityhub.streams.normaliser.agent import NormaliserAgent
 from cityhub.streams.normaliser.personal import PersonalSealer
 from cityhub.streams.privacy.consent_service import Consents
@@ -259,3 +261,16 @@ async def test_without_a_gate_personal_items_never_pass_and_others_do() -> None:
     assert screened.send == [ordinary]
     gated = c.gate.screen(c.subscriptions["care"], [broken_mark, ordinary])
     assert gated.send == [ordinary]
+
+
+async def test_nothing_is_checked_before_the_privacy_views_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c = await city()
+    loading = PrivacyGate(c.gate.activities, c.gate.consents, c.gate.keys, ready=lambda: False)
+    monkeypatch.setattr(sse, "PRIVACY_WAIT_STEPS", 2)
+    streams = sse.LiveStreams(SETTINGS, gate=loading)
+    with pytest.raises(ApiProblem) as refused:
+        await streams._privacy_views_read()
+    assert refused.value.status == 503
+    await sse.LiveStreams(SETTINGS, gate=c.gate)._privacy_views_read()  # ready: no wait
