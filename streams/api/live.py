@@ -14,9 +14,8 @@ from datetime import datetime
 from aiohttp import web
 
 from cityhub.connectors.sinks import Serving
-from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.subscription import SubscriptionState
-from cityhub.schemas.timefmt import parse_rfc3339
+from cityhub.streams.api.bodies import query_time
 from cityhub.streams.api.handlers import Call
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery.batch import parse_event_id
@@ -27,20 +26,7 @@ LIVE_KEY = web.AppKey("live", LiveStreams)
 
 
 def _from_time(call: Call) -> datetime | None:
-    raw = call.request.query.get("from_time")
-    if raw is None or raw == "":
-        return None
-    # An unencoded '+' of an offset arrives as a space: past the date and time it can only be one.
-    text = raw[:19] + raw[19:].replace(" ", "+")
-    try:
-        return parse_rfc3339(text)
-    except InvalidTimestamp as exc:
-        # exc.why, not exc.detail: problem documents never echo an input value.
-        raise ApiProblem(
-            422,
-            f"The query parameter from_time is not a time this API takes: {exc.why}.",
-            errors=[FieldError("from_time", exc.why)],
-        ) from None
+    return query_time(call.request, "from_time")
 
 
 def _last_event_id(call: Call) -> str | None:

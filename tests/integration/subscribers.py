@@ -107,6 +107,8 @@ class SseReader:
     tenant: str
     subscription: str
     last_event_id: str | None = None
+    query: str = ""
+    """Appended to the stream's URL (``?from_time=...``)."""
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     status: int | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -119,7 +121,10 @@ class SseReader:
         headers = {"Authorization": f"Bearer {self.api.keys[self.who]}"}
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
-        url = f"{self.api.base}/tenants/{self.tenant}/subscriptions/{self.subscription}/events"
+        url = (
+            f"{self.api.base}/tenants/{self.tenant}/subscriptions/{self.subscription}/events"
+            f"{self.query}"
+        )
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,

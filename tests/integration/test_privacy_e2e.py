@@ -30,7 +30,7 @@ from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 
 from .hub import BOOTSTRAP, Hub, publish, read_topic
-from .subscribers import Api, WebhookReceiver, wait_for
+from .subscribers import Api, SseReader, WebhookReceiver, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -173,6 +173,18 @@ async def setup_city(api: Api, receiver: WebhookReceiver) -> dict[str, Any]:
             spec["processing_activity"] = activity
         created = await api.subscribe("sub", TENANT, spec)
         receiver.secrets[hook] = created["secret"]
+    live = await api.subscribe(
+        "sub",
+        TENANT,
+        {
+            "id": "live-care",
+            "name": "Live",
+            "filter": {"device_types": ["indoor-air"]},
+            "delivery": {"kind": "sse"},
+            "processing_activity": "care",
+        },
+    )
+    assert live["personal_items"]["received"] is True
     kafka = await api.subscribe(
         "sub",
         TENANT,
@@ -199,6 +211,7 @@ async def test_purpose_consent_log_resident_and_erasure_on_the_real_stack(tmp_pa
     receiver = WebhookReceiver()
     await receiver.start()
     readings = Readings()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
     try:
         async with running_hub(tmp_path) as (hub, api):
             city = await setup_city(api, receiver)
@@ -349,6 +362,21 @@ async def test_purpose_consent_log_resident_and_erasure_on_the_real_stack(tmp_pa
             )
             late = [t for t in deliveries_of(receiver, "hook-care", "alice-air") if t > erased_at]
             assert late == [], "an erased subject's readings were delivered after the erasure"
+            # A live stream read from the start: Bob's readings, none of Alice's.
+            live = SseReader(api, "sub", TENANT, "live-care", query=f"?from_time={started}")
+            live.start()
+            try:
+                assert await wait_for(
+                    lambda: (
+                        sum(1 for _, d in live.events if d["device_id"] == "bob-air")
+                        >= len(readings.sent["bob-air"])
+                    ),
+                    60,
+                )
+                await asyncio.sleep(1.0)
+            finally:
+                await live.stop()
+            assert [d for _, d in live.events if d["device_id"] == "alice-air"] == []
             bob_after = await ok(api, "GET", "/me/observations?limit=1000", "bob")
             assert {o["device_id"] for o in bob_after["items"]} == {"bob-air"}
             device = await ok(api, "GET", f"/tenants/{TENANT}/devices/alice-air", "op")
