@@ -179,8 +179,10 @@ async def list_aggregates(call: Call) -> web.Response:
     visible = visible_to(tenant, result.items)
     reads = call.request.app.get(PERSONAL_READS_KEY)
     if reads is not None:
+        # The reader's own tenant, not the path's: another tenant's admin key reads no
+        # personal window of this one.
         visible, withheld = await reads.admitted(
-            tenant,
+            call.principal.tenant,
             query_text(call.request, "processing_activity"),
             visible,
             reader=f"api-key:{call.principal.key_id}",

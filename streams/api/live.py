@@ -20,6 +20,7 @@ from cityhub.streams.api.handlers import Call
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery.batch import parse_event_id
 from cityhub.streams.delivery.sse import LiveStreams
+from cityhub.streams.registry.principals import require_own_tenant
 from cityhub.streams.service_errors import FieldError
 
 LIVE_KEY = web.AppKey("live", LiveStreams)
@@ -53,6 +54,10 @@ async def stream_subscription(call: Call) -> web.StreamResponse:
             f"subscription {record.id!r} delivers by {record.delivery.kind}, not by a live "
             "stream (sse)",
         )
+    if record.processing_activity is not None:
+        # It may carry residents' personal data: the tenant's own keys only, not another
+        # tenant's admin key (which may manage the subscription otherwise).
+        require_own_tenant(call.principal, record.tenant)
     if record.state is SubscriptionState.PAUSED:
         raise ApiProblem(409, f"subscription {record.id!r} is paused; resume it first")
     # The request's own faults first: they are the same whichever instance serves it.

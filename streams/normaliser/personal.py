@@ -26,7 +26,7 @@ from typing import Protocol
 
 import orjson
 
-from cityhub.schemas.errors import MessageError, Reason
+from cityhub.schemas.errors import MessageError, Oversize, Reason, SealingError
 from cityhub.schemas.observation import Observation
 from cityhub.schemas.registry import DeviceType
 from cityhub.streams.privacy.gate import KeyLookup
@@ -85,8 +85,13 @@ class PersonalSealer:
                 "in clear"
             )
         fields = orjson.loads(doc)
-        sealed = seal(
-            key, {name: fields.get(name) for name in SEALED_FIELDS}, event_id=observation.event_id
-        )
+        try:
+            sealed = seal(
+                key,
+                {name: fields.get(name) for name in SEALED_FIELDS},
+                event_id=observation.event_id,
+            )
+        except SealingError as exc:  # too large to seal: a dead letter, never a crash
+            raise Oversize(str(exc)) from None
         fields.update(value=None, location=None, extra={}, data_subject=subject, sealed=sealed)
         return orjson.dumps(fields), mark

@@ -39,7 +39,11 @@ from cityhub.schemas.registry import validate_data_subject
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.trace_context import TraceContext
 from cityhub.streams.privacy.resident import Resident
-from cityhub.streams.registry.principals import Principal, require_tenant_access
+from cityhub.streams.registry.principals import (
+    Principal,
+    require_own_tenant,
+    require_tenant_access,
+)
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.service_errors import FieldError, Invalid, NotFound
 
@@ -140,6 +144,7 @@ class Erasure:
             if who.tenant != tenant or who.subject != subject:
                 raise NotFound("data subject not found")
         else:
+            require_own_tenant(who, tenant)
             require_tenant_access(self._registry.view, who, tenant, write=True)
         try:
             validate_data_subject(subject)

@@ -19,7 +19,10 @@ counted per reason and never delivered):
    activity's ``personal_data_categories``, compared without regard to case
    (``category_not_covered``);
 5. where its legal basis is ``Consent``: the item has a data subject (``no_data_subject``) who
-   has an active consent for the activity (``no_consent``).
+   has an active consent for the activity (``no_consent``), given to a version that says what
+   the current one says (``consent_outdated``: a later version changed the purpose, the legal
+   basis, the categories, the retention, the controller or the recipients, so the subject must
+   consent again; a new version that changes only the name needs no new consent).
 
 At delivery one more refusal can happen: the subject's key is gone (``erased``), see
 ``gate.py``.
@@ -34,7 +37,7 @@ from typing import Protocol
 
 import orjson
 
-from cityhub.schemas.processing import LegalBasis, ProcessingActivity
+from cityhub.schemas.processing import ActivityVersion, LegalBasis, ProcessingActivity
 from cityhub.schemas.subscription import Serving, Subscription
 
 PRIVACY_HEADER = "cityhub-privacy"
@@ -55,6 +58,7 @@ class Refusal(StrEnum):
     CATEGORY_NOT_COVERED = "category_not_covered"
     NO_DATA_SUBJECT = "no_data_subject"
     NO_CONSENT = "no_consent"
+    CONSENT_OUTDATED = "consent_outdated"
     ERASED = "erased"
     """At delivery only: the subject's key was shredded (erasure); the item cannot be opened."""
     UNREADABLE = "unreadable"
@@ -114,9 +118,12 @@ class Activities(Protocol):
 
 
 class ConsentLookup(Protocol):
-    """The consents' view: whether ``subject`` of ``tenant`` consents to activity ``slug`` now."""
+    """The consents' view: whether ``subject`` of ``tenant`` consents to activity ``slug`` now,
+    and to which version of it."""
 
     def active(self, tenant: str, subject: str, activity_slug: str) -> bool: ...
+
+    def consented_version(self, tenant: str, subject: str, activity_slug: str) -> int | None: ...
 
 
 def check(
@@ -169,4 +176,28 @@ def check_activity(
             return Refusal.NO_DATA_SUBJECT
         if not consents.active(mark.tenant, mark.subject, slug):
             return Refusal.NO_CONSENT
+        version = consents.consented_version(mark.tenant, mark.subject, slug)
+        if version != current.version and not _same_terms(activity, version, current):
+            return Refusal.CONSENT_OUTDATED
     return None
+
+
+def _terms(version: ActivityVersion) -> tuple[object, ...]:
+    """What a data subject consents to: everything but the name and the validity."""
+    return (
+        version.purpose,
+        version.purpose_iri,
+        version.legal_basis,
+        sorted(category.casefold() for category in version.personal_data_categories),
+        version.retention,
+        version.controller,
+        sorted(version.recipients),
+    )
+
+
+def _same_terms(
+    activity: ProcessingActivity, consented: int | None, current: ActivityVersion
+) -> bool:
+    """Whether version ``consented`` of ``activity`` says what ``current`` says."""
+    found = next((v for v in activity.versions if v.version == consented), None)
+    return found is not None and _terms(found) == _terms(current)

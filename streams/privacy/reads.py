@@ -31,7 +31,9 @@ class PersonalReads:
     category_of: Callable[[str, str], str]
     """A device's personal-data category, from its tenant and id (the registry's view)."""
 
-    def _mark(self, tenant: str, item: Mapping[str, Any]) -> PersonalMark:
+    def _mark(self, item: Mapping[str, Any]) -> PersonalMark:
+        owner = item.get("tenant")
+        tenant = owner if isinstance(owner, str) else ""
         device = item.get("device_id")
         if isinstance(device, str):
             return PersonalMark(tenant, None, self.category_of(tenant, device))
@@ -45,9 +47,10 @@ class PersonalReads:
         *,
         reader: str,
     ) -> tuple[list[Mapping[str, Any]], int]:
-        """``items`` without the personal ones ``activity`` does not admit, and how many were
-        withheld; the read of those it returns is logged first (raises when the log cannot be
-        written: nothing personal goes out unlogged)."""
+        """``items`` without the personal ones that activity ``activity`` of the reader's
+        ``tenant`` (the key's own, never a path's) does not admit, and how many were withheld;
+        the read of those it returns is logged first (raises when the log cannot be written:
+        nothing personal goes out unlogged)."""
         started = time.time()
         out: list[Mapping[str, Any]] = []
         personal = 0
@@ -55,7 +58,7 @@ class PersonalReads:
         for item in items:
             if item.get("classification") != PERSONAL:
                 out.append(item)
-            elif self.gate.admit_read(tenant, activity, self._mark(tenant, item)) is None:
+            elif self.gate.admit_read(tenant, activity, self._mark(item)) is None:
                 out.append(item)
                 personal += 1
             else:

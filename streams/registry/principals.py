@@ -42,6 +42,10 @@ class Principal:
         """The CLI's principal: whoever can reach Kafka is an administrator already."""
         return cls(key_id="system", tenant="*", role=Role.ADMIN)
 
+    @property
+    def is_system(self) -> bool:
+        return self.key_id == "system" and self.tenant == "*"
+
 
 def new_key_secret() -> tuple[str, str]:
     """A new API key's id and its secret (``chk_<id>_<random>``, 32 random bytes)."""
@@ -67,6 +71,14 @@ def require_admin(who: Principal, action: str) -> None:
     """Forbidden unless ``who`` is an admin; ``action`` completes "only an admin key may ..."."""
     if who.role is not Role.ADMIN:
         raise Forbidden(f"only an admin key may {action}; this key's role is {who.role}")
+
+
+def require_own_tenant(who: Principal, tenant: str) -> None:
+    """NotFound unless ``who`` is a key of ``tenant`` itself (or the CLI): personal data of a
+    tenant's residents is the tenant's alone, so not even another tenant's admin key reaches
+    it, and nothing says whether it exists."""
+    if not who.is_system and who.tenant != tenant:
+        raise NotFound(f"tenant {tenant[:64]!r} not found")
 
 
 def require_tenant_access(view: RegistryView, who: Principal, tenant: str, *, write: bool) -> None:

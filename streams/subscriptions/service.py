@@ -50,7 +50,7 @@ from cityhub.schemas.subscription import (
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339, rfc3339_from_datetime
 from cityhub.streams.privacy.purpose import Activities
 from cityhub.streams.quotas import QuotaExceeded
-from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.principals import Principal, require_own_tenant
 from cityhub.streams.registry.view import RegistryView
 from cityhub.streams.service_errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore
@@ -281,6 +281,10 @@ class Subscriptions:
         QuotaExceeded (409) if the tenant has its ``subscriptions_per_tenant`` already."""
         self._scope(who, tenant)
         spec = self._resolved(spec)
+        if spec.processing_activity is not None:
+            # Personal data of a tenant's residents goes to the tenant's own keys only: not
+            # even another tenant's admin key may subscribe to it.
+            require_own_tenant(who, tenant)
         if self.view.get(tenant, spec.id) is not None:
             raise Conflict(
                 f"subscription {spec.id!r} already exists in tenant {tenant!r}",

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cityhub.schemas.aggregate import Aggregate, aggregate_id
 from cityhub.schemas.processing import ActivitySpec
 from cityhub.schemas.processing_log import ProcessingLogRecord
-from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec
+from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec, Role
 from cityhub.streams.aggregation.memory import InMemoryAggregates
 from cityhub.streams.aggregation.points import epoch_us
 from cityhub.streams.aggregation.query import (
@@ -398,7 +398,15 @@ async def test_personal_windows_go_out_only_for_an_admitting_activity_and_are_lo
         assert record.action == "read"
         assert record.activity_id == "urn:x:acme:care"
         assert record.items == 1
-        # Another tenant never gets them, whatever activity it names.
+        # Another tenant never gets them, whatever activity it names; not even its admin key,
+        # which may read the tenant's other windows.
         status, _, _ = await client.call("GET", A, "sub_b", params=query)
         assert status == 404
+        beta_admin = (await registry.create_key(system, "beta", Role.ADMIN, "beta-admin"))[1]
+        client.keys["beta_admin"] = beta_admin
+        status, doc, _ = await client.call("GET", A, "beta_admin", params=query)
+        assert status == 200
+        assert doc["items"] == []
+        assert doc["personal_withheld"] == 1
+        assert len(log.records) == 1
     await store.stop()

@@ -160,6 +160,8 @@ async def test_who_may_erase() -> None:
         await erasure.erase(Resident("beta", SUBJECT, "token:t2"), "acme", SUBJECT)
     with pytest.raises(NotFound):
         await erasure.erase(Principal("k", "beta", role=Role.OPERATOR), "acme", SUBJECT)
+    with pytest.raises(NotFound):  # not even another tenant's admin key
+        await erasure.erase(Principal("k", "beta", role=Role.ADMIN), "acme", SUBJECT)
     with pytest.raises(Forbidden):
         await erasure.erase(Principal("k", "acme", role=Role.SUBSCRIBER), "acme", SUBJECT)
     assert world.keys.view.current("acme", SUBJECT) is not None

@@ -24,7 +24,7 @@ from cityhub.streams.privacy.purpose import (
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
-from cityhub.streams.service_errors import Invalid
+from cityhub.streams.service_errors import Invalid, NotFound
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
 
@@ -77,6 +77,9 @@ class ConsentsOf:
 
     def active(self, tenant: str, subject: str, activity_slug: str) -> bool:
         return (tenant, subject, activity_slug) in self.given
+
+    def consented_version(self, tenant: str, subject: str, activity_slug: str) -> int | None:
+        return 1 if (tenant, subject, activity_slug) in self.given else None
 
 
 def subscription(
@@ -133,6 +136,24 @@ def test_a_consent_activity_passes_only_with_the_subjects_consent() -> None:
 def test_each_refusal(record: Subscription, refusal: Refusal) -> None:
     consents = ConsentsOf(("acme", "res-7f3a9c21", "care"))
     assert verdict(record, consents=consents) is refusal
+
+
+def test_a_consent_covers_a_later_version_only_when_its_terms_are_the_same() -> None:
+    consents = ConsentsOf(("acme", "res-7f3a9c21", "advice"))
+    first = activity("advice", LegalBasis.CONSENT)
+    renamed = first.current.model_copy(update={"version": 2, "name": "Better name"})
+    wider = first.current.model_copy(
+        update={
+            "version": 2,
+            "purpose": "Sell presence profiles",
+            "personal_data_categories": ["indoor climate", "presence"],
+        }
+    )
+    for later, verdict_wanted in ((renamed, None), (wider, Refusal.CONSENT_OUTDATED)):
+        versions = [first.current, later]
+        register = Register(first.model_copy(update={"versions": versions}))
+        found = check(subscription("advice"), MARK, activities=register, consents=consents, now=NOW)
+        assert found is verdict_wanted
 
 
 def test_an_activity_ends_at_valid_to_exactly() -> None:
@@ -236,6 +257,8 @@ async def test_the_service_takes_only_an_activity_of_the_tenants_register() -> N
             }
         )
 
+    with pytest.raises(NotFound):  # another tenant's admin key subscribes to no personal data
+        await service.create(Principal("k9", "beta", Role.ADMIN), "acme", spec("care"))
     for refused in ("theirs", "nonesuch", "ended"):
         with pytest.raises(Invalid) as caught:
             await service.create(who, "acme", spec(refused))
