@@ -74,6 +74,20 @@ class DeliveryFailed(CityhubError):
         self.retry_after = retry_after
 
 
+def without_excerpt(failure: DeliveryFailed) -> DeliveryFailed:
+    """The same failure, said without anything the receiver sent (its body may echo what it
+    received): its kind and status only."""
+    status = f" {failure.status}" if failure.status is not None else ""
+    return DeliveryFailed(
+        f"{failure.kind.value}{status} (the receiver's answer is not quoted: the batch held "
+        "personal items)",
+        retriable=failure.retriable,
+        kind=failure.kind,
+        status=failure.status,
+        retry_after=failure.retry_after,
+    )
+
+
 def excerpt(raw: bytes | str, limit: int = EXCERPT_CHARS) -> str:
     """At most ``limit`` characters of ``raw`` for an error message: UTF-8 decoded with
     replacement characters, control characters and runs of white space folded into one space,

@@ -31,7 +31,7 @@ from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.targets import target_for
 from cityhub.streams.delivery.task import DeliveryTask, Target, group_id
 from cityhub.streams.privacy.gate import PrivacyGate
-from cityhub.streams.privacy.log_writer import ProcessingLogWriter
+from cityhub.streams.privacy.log_writer import ProcessingLogSink
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore
 
 log = logging.getLogger("cityhub.delivery")
@@ -61,7 +61,7 @@ class DeliveryManager:
         *,
         target_factory: TargetFactory = target_for,
         gate: PrivacyGate | None = None,
-        processing_log: ProcessingLogWriter | None = None,
+        processing_log: ProcessingLogSink | None = None,
     ) -> None:
         """Every task checks personal items against ``gate`` and logs their deliveries to
         ``processing_log`` (see ``DeliveryTask``)."""

@@ -30,7 +30,7 @@ from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import parse_event_id, sse_event
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
 from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen
-from cityhub.streams.privacy.log_writer import ProcessingLogUnavailable, ProcessingLogWriter
+from cityhub.streams.privacy.log_writer import ProcessingLogSink, ProcessingLogUnavailable
 from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.subscriptions.topics import SUBSCRIPTION_PARTITIONS
 
@@ -58,7 +58,7 @@ class LiveStreams:
         settings: Settings,
         *,
         gate: PrivacyGate | None = None,
-        processing_log: ProcessingLogWriter | None = None,
+        processing_log: ProcessingLogSink | None = None,
     ) -> None:
         """Personal items are sent only where ``gate`` admits them at that moment (none
         without one), and every send of them is written to ``processing_log``."""
@@ -232,8 +232,8 @@ class LiveStreams:
                         m.DROPPED.labels(*labels).inc()
 
     async def _log(self, record: Subscription, screened: Screened, started: float) -> None:
-        """Log what was just sent; raises (and so ends the stream) when the log cannot be
-        written: nothing more goes out unlogged."""
+        """Log what is about to be sent; raises (and so ends the stream before it is sent)
+        when the log cannot be written: nothing goes out unlogged."""
         if self._gate is None or self._processing_log is None:
             raise ProcessingLogUnavailable("no processing log to write the delivery to")
         records = self._gate.log_records(
@@ -258,10 +258,10 @@ class LiveStreams:
                 await response.write(b": keepalive\n\n")
                 continue
             screened = screen(self._gate, record, batch)
-            started = time.time()
-            await response.write(b"".join(sse_event(source, item) for item in screened.send))
             if screened.personal:
-                await self._log(record, screened, started)
+                # Logged before it is written: if the log cannot be, the stream ends first.
+                await self._log(record, screened, time.time())
+            await response.write(b"".join(sse_event(source, item) for item in screened.send))
             now = time.time()
             latency = m.LATENCY.labels(*labels)
             for item in batch:

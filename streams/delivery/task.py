@@ -41,7 +41,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from cityhub.connectors.sinks.backoff import RetryPolicy
-from cityhub.connectors.sinks.errors import DeliveryFailed
+from cityhub.connectors.sinks.errors import DeliveryFailed, without_excerpt
 from cityhub.schemas.errors import InvalidTimestamp, Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import (
@@ -58,7 +58,7 @@ from cityhub.streams.delivery.dead_letters import STAGE, delivery_dead_letters
 from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item
 from cityhub.streams.metrics import DEADLETTERS
 from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen
-from cityhub.streams.privacy.log_writer import ProcessingLogUnavailable, ProcessingLogWriter
+from cityhub.streams.privacy.log_writer import ProcessingLogSink, ProcessingLogUnavailable
 
 log = logging.getLogger("cityhub.delivery")
 
@@ -116,7 +116,7 @@ class DeliveryTask:
         dead_letters: DeadLetterWriter,
         rng: random.Random | None = None,
         gate: PrivacyGate | None = None,
-        processing_log: ProcessingLogWriter | None = None,
+        processing_log: ProcessingLogSink | None = None,
     ) -> None:
         """Personal items pass only where ``gate`` admits them at the moment of sending (none
         without a gate), and each delivery of them is written to ``processing_log`` before the
@@ -405,9 +405,18 @@ class DeliveryTask:
             if not screened.send:
                 return  # nothing of it may go: settled (each refusal counted)
             started = time.time()
+            if screened.personal:
+                # Logged before it goes: an attempt whose log cannot be written does not happen.
+                await self._log_delivery(screened, started)
             try:
                 await self._target.send(screened.send, msg_id)
-            except DeliveryFailed as exc:
+            except DeliveryFailed as failure:
+                exc = failure
+                if screened.personal:
+                    # The attempt failed: say so in the log too, and quote nothing the receiver
+                    # answered (a receiver may echo the opened values back).
+                    await self._log_delivery(screened, started, ok=False)
+                    exc = without_excerpt(failure)
                 attempts += 1
                 self._failures += 1
                 m.FAILED.labels(*self._labels).inc()
@@ -431,8 +440,6 @@ class DeliveryTask:
                 m.RETRIED.labels(*self._labels).inc()
                 await asyncio.sleep(delay)
                 continue
-            if screened.personal:
-                await self._log_delivery(screened, started)
             now = time.time()
             latency = m.LATENCY.labels(*self._labels)
             for item in batch:
@@ -443,13 +450,14 @@ class DeliveryTask:
             self._set_state(SubscriptionState.ACTIVE)
             return
 
-    async def _log_delivery(self, screened: Screened, started: float) -> None:
-        """The processing-log records of the personal items just delivered; raises when the
-        log cannot be written, so the batch is not committed and is delivered (and logged)
-        again: never delivered unlogged."""
+    async def _log_delivery(self, screened: Screened, started: float, *, ok: bool = True) -> None:
+        """The processing-log records of an attempt to deliver personal items (before it, and
+        once more with an error status when it failed); raises when the log cannot be written,
+        so the attempt is not made (the batch stays uncommitted and is tried again): never
+        delivered unlogged."""
         assert self._gate is not None  # only a gate lets personal items through
         records = self._gate.log_records(
-            self.record, screened.personal, started=started, ended=time.time()
+            self.record, screened.personal, started=started, ended=time.time(), ok=ok
         )
         if self._processing_log is None:
             raise ProcessingLogUnavailable("no processing log to write the delivery to")

@@ -211,6 +211,7 @@ class PrivacyGate:
         *,
         started: float,
         ended: float,
+        ok: bool = True,
         action: Action = "deliver",
     ) -> list[ProcessingLogRecord]:
         """One record per data subject and per trace of the personal items delivered: the
@@ -230,7 +231,7 @@ class PrivacyGate:
                 parent_span_id=None,
                 started=started,
                 ended=ended,
-                ok=True,
+                ok=ok,
                 activity_id=activity,
                 tenant=subscription.tenant,
                 subject=subject or "",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter as Tally
 from collections.abc import Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
@@ -40,6 +41,12 @@ class ProcessingLogUnavailable(Unavailable):
     """The processing log could not be written; the action it would log must not happen."""
 
     title = "Processing log unavailable"
+
+
+class ProcessingLogSink(Protocol):
+    """Where processing-log records go: ``ProcessingLogWriter``, or a test's double."""
+
+    async def write(self, records: Sequence[ProcessingLogRecord]) -> None: ...
 
 
 class ProcessingLogWriter:

@@ -15,8 +15,8 @@ from typing import Any
 
 from cityhub.schemas.processing_log import processing_record
 from cityhub.streams.privacy.gate import PrivacyGate
+from cityhub.streams.privacy.log_writer import ProcessingLogSink
 from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark
-from cityhub.streams.privacy.subject_access import LogSink
 
 AREA_CATEGORY = "aggregates"
 """An area aggregate's personal-data category (as the aggregator's routing names it)."""
@@ -27,7 +27,7 @@ class PersonalReads:
     """The check and the log of personal items read through the API."""
 
     gate: PrivacyGate
-    log: LogSink
+    log: ProcessingLogSink
     category_of: Callable[[str, str], str]
     """A device's personal-data category, from its tenant and id (the registry's view)."""
 

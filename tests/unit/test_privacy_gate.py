@@ -6,7 +6,8 @@ and logs one record per subject and trace of what it delivered."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,11 @@ import orjson
 import pytest
 
 from cityhub.connectors.sinks import validate_spec
-from cityhub.connectors.sinks.base import Item
+from cityhub.connectors.sinks.base import BatchLimits, Item
+from cityhub.connectors.sinks.errors import DeliveryFailed, FailureKind
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.processing import ActivitySpec
+from cityhub.schemas.processing_log import ProcessingLogRecord
 from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec, TenantSpec
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Subscription, build_subscription
@@ -24,6 +27,7 @@ from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.trace_context import TRACEPARENT, new_trace
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery import sse
+from cityhub.streams.delivery.task import DeliveryTask
 from cityhub.streams.normaliser.agent import NormaliserAgent
 from cityhub.streams.normaliser.personal import PersonalSealer
 from cityhub.streams.privacy.consent_service import Consents
@@ -274,3 +278,72 @@ async def test_nothing_is_checked_before_the_privacy_views_are_read(
         await streams._privacy_views_read()
     assert refused.value.status == 503
     await sse.LiveStreams(SETTINGS, gate=c.gate)._privacy_views_read()  # ready: no wait
+
+
+class EchoingReceiver:
+    """A sink that fails once with a 500 whose body echoes what it received, then takes all."""
+
+    batch_limits = BatchLimits(max_items=100)
+
+    def __init__(self, journal: list[str]) -> None:
+        self.journal = journal
+        self.failed = False
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, items: Sequence[Item], msg_id: str) -> None:
+        body = b",".join(item.value for item in items).decode()
+        if not self.failed:
+            self.failed = True
+            self.journal.append("send failed")
+            raise DeliveryFailed(
+                f"HTTP 500: {body}", retriable=True, kind=FailureKind.HTTP_STATUS, status=500
+            )
+        self.journal.append("sent")
+
+
+class Journal:
+    def __init__(self, journal: list[str]) -> None:
+        self.journal = journal
+        self.records: list[ProcessingLogRecord] = []
+
+    async def write(self, records: Sequence[ProcessingLogRecord]) -> None:
+        self.journal.append("logged " + ",".join(r.status_code for r in records))
+        self.records.extend(records)
+
+
+async def test_an_attempt_is_logged_before_it_goes_and_a_failed_one_again_unquoted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = await city()
+    writes = normaliser(c).step(0, [uplink("alice-air", 37.25, 1)], now=START + 10)
+    (routed,) = to(writes, topic_of("care"))
+    journal: list[str] = []
+    settings = SETTINGS.model_copy(
+        update={
+            "delivery": SETTINGS.delivery.model_copy(
+                update={"webhook_backoff_base_seconds": 0.01, "webhook_backoff_cap_seconds": 0.02}
+            )
+        }
+    )
+    log = Journal(journal)
+
+    async def no_dead_letters(value: bytes, key: bytes | None) -> None:
+        raise AssertionError("nothing is dead-lettered here")
+
+    task = DeliveryTask(
+        c.subscriptions["care"],
+        EchoingReceiver(journal),
+        settings,
+        dead_letters=no_dead_letters,
+        gate=c.gate,
+        processing_log=log,
+    )
+    with caplog.at_level(logging.INFO):
+        await task._deliver([item(routed)])
+    ok, error = "logged STATUS_CODE_OK", "logged STATUS_CODE_ERROR"
+    assert journal == [ok, "send failed", error, ok, "sent"]
+    assert all(r.subject == ALICE for r in log.records)
+    assert "37.25" not in caplog.text  # the receiver's echo of the opened value is not quoted
