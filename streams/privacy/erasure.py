@@ -171,7 +171,10 @@ class Erasure:
             )
         unlinked: list[str] = []
         for device in self._registry.view.devices_of_subject(tenant, subject):
-            await self._registry.devices.set_subject(SYSTEM, tenant, device.id, None)
+            # Switched off too: it still measures the same person, whose readings would go on
+            # unsealed (no subject to seal them for). The tenant switches it on again when it
+            # is handed to someone else (and links them).
+            await self._registry.devices.set_subject(SYSTEM, tenant, device.id, None, active=False)
             unlinked.append(device.id)
         removed = 0 if self._tokens is None else await self._tokens.delete_all(tenant, subject)
         ended = self._clock()

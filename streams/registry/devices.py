@@ -172,10 +172,17 @@ class DeviceService:
         return record
 
     async def set_subject(
-        self, who: Principal, tenant: str, device_id: str, subject: str | None
+        self,
+        who: Principal,
+        tenant: str,
+        device_id: str,
+        subject: str | None,
+        *,
+        active: bool | None = None,
     ) -> Device:
-        """Link the tenant's device to ``subject`` (None: unlink), the rest of it unchanged;
-        NotFound if it is not the tenant's, Invalid if its type is not personal."""
+        """Link the tenant's device to ``subject`` (None: unlink), and switch it on or off
+        with ``active`` when given (in the same write), the rest of it unchanged; NotFound if
+        it is not the tenant's, Invalid if its type is not personal."""
         require_tenant_access(self._view, who, tenant, write=True)
         old = self._view.device_by_id(device_id)
         if old is None or old.tenant != tenant:
@@ -183,11 +190,12 @@ class DeviceService:
         errors = self._subject_errors(tenant, old.type, subject)
         if errors:
             raise Invalid(errors[0].message, errors=errors)
-        if old.data_subject == subject:
+        if old.data_subject == subject and (active is None or old.active == active):
             return old.to_device()  # nothing to write: linking twice, unlinking twice
-        record = old.to_device().model_copy(
-            update={"data_subject": subject, "updated_at": rfc3339(self._clock())}
-        )
+        update: dict[str, object] = {"data_subject": subject, "updated_at": rfc3339(self._clock())}
+        if active is not None:
+            update["active"] = active
+        record = old.to_device().model_copy(update=update)
         with self._reservations.hold(tenant, f"device/{device_id}"):
             await self._ensure_keys(tenant, [subject])
             await self._store.put(record)

@@ -381,6 +381,7 @@ async def test_purpose_consent_log_resident_and_erasure_on_the_real_stack(tmp_pa
             assert {o["device_id"] for o in bob_after["items"]} == {"bob-air"}
             device = await ok(api, "GET", f"/tenants/{TENANT}/devices/alice-air", "op")
             assert device.get("data_subject") is None
+            assert device["active"] is False
             keys = SubjectKeyStore(
                 Settings(
                     kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=hub.prefix),

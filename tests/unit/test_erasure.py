@@ -100,6 +100,12 @@ async def test_erasure_shreds_then_withdraws_then_unlinks_then_logs() -> None:
     assert world.steps == ["consents:2 linked", "log:0 linked"]
     assert (report.keys_shredded, report.consents_withdrawn) == (1, 1)
     assert report.devices_unlinked == ("a-1", "a-2")
+    # switched off too: they still measure the same person
+    for device in ("a-1", "a-2"):
+        entry = world.registry.view.device_by_id(device)
+        assert entry is not None
+        assert not entry.active
+    assert world.registry.view.device_by_id("a-3").active  # type: ignore[union-attr]
     assert report.logged
     assert not report.nothing_left
     with pytest.raises(Exception, match="erased"):
