@@ -25,6 +25,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -143,6 +144,9 @@ class CompactedTopicStore(Generic[V, R]):
         self._task: asyncio.Task[None] | None = None
         self._ready = False
         self._started = False
+        self.caught_up_at = 0.0
+        """Wall-clock time the view last held everything its topic held (0: never): a reader
+        that must not decide on an old view (the privacy gate) looks at it."""
 
     @property
     def topic(self) -> str:
@@ -198,6 +202,7 @@ class CompactedTopicStore(Generic[V, R]):
             await self.stop()
             raise
         self._ready = True
+        self.caught_up_at = time.time()
         loaded = self._describe(self._view) if self._describe is not None else ""
         log.info("%s view loaded from %s%s", self._what, self._topic, loaded and f": {loaded}")
 
@@ -232,6 +237,9 @@ class CompactedTopicStore(Generic[V, R]):
                 log.exception("reading %s failed; retrying", self._topic)
                 await asyncio.sleep(1.0)
                 continue
+            # The high watermark of the fetch that just returned: the view has everything the
+            # topic had then once its position reached it (an empty fetch says so too).
+            high = consumer.highwater(self._tp)
             applied = malformed = 0
             for messages in batches.values():
                 for msg in messages:
@@ -245,6 +253,8 @@ class CompactedTopicStore(Generic[V, R]):
                     self._on_applied(view, applied, malformed)
                 self._waiters.reached(view.offset)
                 self._changes.notify()
+            if high is not None and view.offset + 1 >= high:
+                self.caught_up_at = time.time()
 
     async def wait_beyond(self, offset: int, timeout: float) -> bool:
         """Wait until the view applied a record past ``offset`` (``view.offset > offset``), at
@@ -367,6 +377,11 @@ class InMemoryCompactedStore(Generic[V, R]):
     def log(self) -> list[tuple[str, bytes | None]]:
         """Every (key, value) written to the topic, in order: what it holds before compaction."""
         return self.topic.records
+
+    @property
+    def caught_up_at(self) -> float:
+        """Always now: an in-memory view applies every append at once."""
+        return time.time() if self._ready else 0.0
 
     def _open(self) -> None:
         self.topic._attach(self)

@@ -29,7 +29,7 @@ from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import parse_event_id, sse_event
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
-from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen
+from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen_when_current
 from cityhub.streams.privacy.log_writer import ProcessingLogSink, ProcessingLogUnavailable
 from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.subscriptions.topics import SUBSCRIPTION_PARTITIONS
@@ -257,7 +257,7 @@ class LiveStreams:
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
-            screened = screen(self._gate, record, batch)
+            screened = await screen_when_current(self._gate, record, batch)
             if screened.personal:
                 # Logged before it is written: if the log cannot be, the stream ends first.
                 await self._log(record, screened, time.time())

@@ -57,7 +57,7 @@ from cityhub.streams.delivery.batch import message_id
 from cityhub.streams.delivery.dead_letters import STAGE, delivery_dead_letters
 from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item
 from cityhub.streams.metrics import DEADLETTERS
-from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen
+from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen_when_current
 from cityhub.streams.privacy.log_writer import ProcessingLogSink, ProcessingLogUnavailable
 
 log = logging.getLogger("cityhub.delivery")
@@ -401,7 +401,7 @@ class DeliveryTask:
         attempts = 0
         while True:
             # Checked again before every attempt: a withdrawal during the retries stops it.
-            screened = screen(self._gate, self.record, batch)
+            screened = await screen_when_current(self._gate, self.record, batch)
             if not screened.send:
                 return  # nothing of it may go: settled (each refusal counted)
             started = time.time()

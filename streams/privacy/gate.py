@@ -20,6 +20,7 @@ refusal's reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -48,10 +49,20 @@ from cityhub.streams.privacy.sealing import SubjectKey, open_sealed
 
 log = logging.getLogger("cityhub.privacy")
 
+HELD = Counter(
+    "cityhub_personal_items_held_total",
+    "Times a delivery waited (0.2 s each) before deciding on personal items: this process's "
+    "privacy views were behind their topics, or a key an item needs had not reached it yet.",
+)
+
 ROUTE = "route"
 DELIVER = "deliver"
 READ = "read"
 PASSED = "passed"
+MAX_STALENESS_S = 2.0
+"""How old the privacy views may be when a delivery decides on a personal item: with the
+views' own fetch wait (0.1 s) and a delivery's poll, well inside the 5-second revocation
+bound."""
 
 PERSONAL_ITEMS = Counter(
     "cityhub_personal_items_total",
@@ -81,6 +92,9 @@ class Screened:
     personal: list[tuple[Item, PersonalMark]] = field(default_factory=list)
     """The personal items among ``send`` (as read from the topic, with their marks)."""
     refused: int = 0
+    held: bool = False
+    """The batch must wait: a key it needs may not have reached this process's view yet.
+    Screen it again shortly; nothing of it is settled."""
 
 
 class PrivacyGate:
@@ -94,14 +108,26 @@ class PrivacyGate:
         *,
         clock: Callable[[], float] = time.time,
         ready: Callable[[], bool] = lambda: True,
+        caught_up_at: Callable[[], float] = time.time,
+        keys_caught_up_at: Callable[[], float] | None = None,
     ) -> None:
         """``ready``: whether the views have read their topics to the end. A refusal settles an
-        item for good (its offset is committed), so nothing may be checked before."""
+        item for good (its offset is committed), so nothing may be checked before.
+        ``caught_up_at``: when the stalest of the views last held all of its topic (a delivery
+        holds personal items while that is more than ``MAX_STALENESS_S`` ago);
+        ``keys_caught_up_at``: the same of the keys' view alone (default ``caught_up_at``)."""
         self.activities = activities
         self.consents = consents
         self.keys = keys
         self._clock = clock
         self.ready = ready
+        self._caught_up_at = caught_up_at
+        self._keys_caught_up_at = keys_caught_up_at or caught_up_at
+
+    def stale(self) -> bool:
+        """Whether a view has not been seen caught up with its topic for ``MAX_STALENESS_S``:
+        a decision on it could miss a withdrawal, so personal items wait."""
+        return self._clock() - self._caught_up_at() > MAX_STALENESS_S
 
     def admit(self, subscription: Subscription, mark: PersonalMark, stage: str) -> Refusal | None:
         """None when the item may reach ``subscription`` now, else why not; counted."""
@@ -157,6 +183,11 @@ class PrivacyGate:
             try:
                 opened = self.open(item, mark)
             except KeyErased:
+                if self._keys_caught_up_at() * 1000 < item.timestamp_ms:
+                    # The key may be newer than this view (it was written before the item):
+                    # not erased until a view that is younger than the item says so.
+                    screened.held = True
+                    return screened
                 self._refuse(Refusal.ERASED)
                 screened.refused += 1
                 continue
@@ -241,6 +272,38 @@ class PrivacyGate:
             )
             for (subject, trace), count in groups.items()
         ]
+
+
+HOLD_POLL_S = 0.2
+
+
+async def screen_when_current(
+    gate: PrivacyGate | None, subscription: Subscription, items: Sequence[Item]
+) -> Screened:
+    """``screen``, once the decision can be trusted: while the privacy views are stale, or a
+    key an item needs may not have reached this process yet, a batch with personal items waits
+    (nothing of it is settled meanwhile; a stale view could miss a withdrawal). Fails closed:
+    it waits for as long as the views cannot catch up."""
+    warned = False
+    while True:
+        personal = gate is not None and any(mark_of(item.headers) for item in items)
+        if personal and gate is not None and gate.stale():
+            if not warned:
+                log.warning(
+                    "the privacy views of this process are behind their topics: personal items "
+                    "of %s/%s wait until they catch up",
+                    subscription.tenant,
+                    subscription.id,
+                )
+                warned = True
+            HELD.inc()
+            await asyncio.sleep(HOLD_POLL_S)
+            continue
+        screened = screen(gate, subscription, items)
+        if not screened.held:
+            return screened
+        HELD.inc()
+        await asyncio.sleep(HOLD_POLL_S)
 
 
 def screen(gate: PrivacyGate | None, subscription: Subscription, items: Sequence[Item]) -> Screened:

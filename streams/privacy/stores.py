@@ -62,6 +62,10 @@ class PrivacyStores:
             consents.view,
             keys.view,
             ready=lambda: register.ready and consents.ready and keys.ready,
+            caught_up_at=lambda: min(
+                register.caught_up_at, consents.caught_up_at, keys.caught_up_at
+            ),
+            keys_caught_up_at=lambda: keys.caught_up_at,
         )
         producer = ProcessingLogProducer(settings) if log else None
         return cls(register, consents, keys, producer, gate)

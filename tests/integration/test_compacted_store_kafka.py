@@ -3,6 +3,8 @@ on the local stack: instances tailing one compacted topic of a fresh topic prefi
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -69,3 +71,25 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[KafkaBackend]
 
 class TestKafkaCompactedStore(CompactedStoreContract):
     pass
+
+
+async def test_the_view_says_when_it_last_held_all_of_its_topic() -> None:
+    """What the privacy gate's freshness rests on: an idle view keeps saying it is caught up
+    (empty fetches carry the high watermark), and a record written is applied before it does
+    again."""
+    made = KafkaBackend(REGISTRY)
+    try:
+        store: Any = await made.open()
+        assert store.caught_up_at > 0
+        first = store.caught_up_at
+        await asyncio.sleep(1.5)
+        assert store.caught_up_at > first  # idle, and still known to be current
+        await made.write_raw("tenant/fresh", b"not a record")
+        before = time.time()
+        deadline = before + 5
+        while store.caught_up_at <= before and time.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert store.caught_up_at > before
+        assert store.view.malformed == 1  # ... and the record was applied by then
+    finally:
+        await made.close()

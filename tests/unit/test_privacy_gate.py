@@ -6,7 +6,10 @@ and logs one record per subject and trace of what it delivered."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +35,7 @@ from cityhub.streams.normaliser.agent import NormaliserAgent
 from cityhub.streams.normaliser.personal import PersonalSealer
 from cityhub.streams.privacy.consent_service import Consents
 from cityhub.streams.privacy.consent_store import InMemoryConsentStore
-from cityhub.streams.privacy.gate import PrivacyGate, screen
+from cityhub.streams.privacy.gate import PrivacyGate, screen, screen_when_current
 from cityhub.streams.privacy.keys_store import InMemorySubjectKeyStore
 from cityhub.streams.privacy.purpose import PRIVACY_HEADER, PersonalMark
 from cityhub.streams.privacy.service import ProcessingRegister
@@ -347,3 +350,34 @@ async def test_an_attempt_is_logged_before_it_goes_and_a_failed_one_again_unquot
     assert journal == [ok, "send failed", error, ok, "sent"]
     assert all(r.subject == ALICE for r in log.records)
     assert "37.25" not in caplog.text  # the receiver's echo of the opened value is not quoted
+
+
+async def test_a_delivery_waits_while_the_views_are_stale_or_a_key_may_be_on_its_way() -> None:
+    c = await city()
+    writes = normaliser(c).step(0, [uplink("alice-air", 21.5, 1)], now=START + 10)
+    (routed,) = to(writes, topic_of("care"))
+    now = time.time()
+    seen = {"views": now - 10.0, "keys": now - 10.0}
+    gate = PrivacyGate(
+        c.gate.activities,
+        c.gate.consents,
+        c.gate.keys,
+        caught_up_at=lambda: seen["views"],
+        keys_caught_up_at=lambda: seen["keys"],
+    )
+    batch = [item(routed)]
+    waiting = asyncio.create_task(screen_when_current(gate, c.subscriptions["care"], batch))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()  # stale views: no decision
+    seen["views"] = time.time() + 3600
+    assert len((await waiting).send) == 1
+    # A key the view does not hold, for an item younger than the view: maybe not there yet.
+    await c.keys.shred("city", ALICE)
+    young = dataclasses.replace(item(routed), timestamp_ms=int((now + 60) * 1000))
+    held = asyncio.create_task(screen_when_current(gate, c.subscriptions["care"], [young]))
+    await asyncio.sleep(0.5)
+    assert not held.done()
+    seen["keys"] = now + 61  # the view is now younger than the item: the key is gone
+    erased = await held
+    assert erased.send == []
+    assert erased.refused == 1
