@@ -246,12 +246,14 @@ def _api_part(
     log_follower = ProcessingLogFollower(settings)
     checks["resident_tokens"] = _flag(tokens_store, "ready")
     checks["processing_log_index"] = _flag(log_follower, "ready")
+    subscription_topics = SubscriptionTopics(settings)
     subscriptions = Subscriptions(
         subscription_store,
         registry.view,
         webhook_allowed_hosts=settings.subscriptions.webhook_allowed_hosts,
         topic_prefix=settings.kafka.topic_prefix,
-        ensure_topic=SubscriptionTopics(settings).ensure,
+        ensure_topic=subscription_topics.ensure,
+        remove_topic=subscription_topics.delete,
         subscriptions_per_tenant=settings.quotas.subscriptions_per_tenant,
         activities=privacy.register.view,
     )

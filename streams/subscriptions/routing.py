@@ -35,7 +35,9 @@ class TopicAdmin(Protocol):
 
     known: set[str]
 
-    async def ensure(self, topic: str) -> None: ...
+    async def ensure(self, topic: str) -> bool | None:
+        """Create ``topic`` unless it exists (whether it did: ignored here)."""
+        ...
 
     async def delete(self, topic: str) -> None: ...
 

@@ -104,7 +104,8 @@ class Subscriptions:
         resolver: Resolver = system_resolver,
         new_secret: Callable[[], str] | None = None,
         clock: Callable[[], float] = time.time,
-        ensure_topic: Callable[[str], Awaitable[None]] | None = None,
+        ensure_topic: Callable[[str], Awaitable[bool | None]] | None = None,
+        remove_topic: Callable[[str], Awaitable[None]] | None = None,
         subscriptions_per_tenant: int = DEFAULT_SUBSCRIPTIONS_PER_TENANT,
         activities: Activities | None = None,
     ) -> None:
@@ -129,6 +130,9 @@ class Subscriptions:
         self._clock = clock
         self._pending: set[str] = set()
         self._ensure_topic = ensure_topic
+        self._remove_topic = remove_topic
+        """Deletes a topic a deleted subscription left (``ensure_topic`` says False: it was
+        there already), so that a new subscription of the same id never reads its items."""
         """Creates a subscription's Kafka topic before its record is written, so that a
         Kafka-topic subscriber can subscribe as soon as it has the answer (the worker creates
         it too, before routing to it)."""
@@ -304,10 +308,9 @@ class Subscriptions:
                         errors=[FieldError("id", "already exists")],
                     )
                 if self._ensure_topic is not None:
+                    topic = subscription_topic(self._topic_prefix, tenant, spec.id)
                     try:
-                        await self._ensure_topic(
-                            subscription_topic(self._topic_prefix, tenant, spec.id)
-                        )
+                        created = await self._ensure_topic(topic)
                     except TopicNameTaken:
                         # Another tenant's topic differs only by '.' versus '_': say no more
                         # than that this id cannot be had (not whose, not that it exists).
@@ -316,6 +319,16 @@ class Subscriptions:
                             "choose another",
                             errors=[FieldError("id", "not available")],
                         ) from None
+                    if created is False and self._remove_topic is not None:
+                        # Left by a deleted subscription of this id: its items (personal ones
+                        # among them) were for that one, not for whoever takes the id now.
+                        await self._remove_topic(topic)
+                        raise Conflict(
+                            f"the subscription id {spec.id!r} was used by a subscription deleted "
+                            "moments ago, whose topic is being removed; try again in a few "
+                            "seconds, or choose another id",
+                            errors=[FieldError("id", "recently used")],
+                        )
                 await self._store.put(record)
         return record, secret
 

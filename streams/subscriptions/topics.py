@@ -65,11 +65,12 @@ class SubscriptionTopics:
                 self._admin = admin
             return self._admin
 
-    async def ensure(self, topic: str) -> None:
-        """Create ``topic`` unless it exists. Raises TopicNameTaken when another topic's name
-        collides with it, StackError when Kafka refuses otherwise."""
+    async def ensure(self, topic: str) -> bool:
+        """Create ``topic`` unless it exists; whether this call created it. Raises
+        TopicNameTaken when another topic's name collides with it, StackError when Kafka
+        refuses otherwise."""
         if topic in self.known:
-            return
+            return False
         admin = await self._client()
         kafka = self._settings.kafka
         response = await admin.create_topics(
@@ -82,7 +83,9 @@ class SubscriptionTopics:
                 )
             ]
         )
+        created = False
         for name, code, *rest in response.topic_errors:
+            created = created or code == 0
             if code not in (0, TopicAlreadyExistsError.errno):
                 message = rest[0] if rest else ""
                 if code == InvalidTopicError.errno and "collides" in str(message):
@@ -90,6 +93,7 @@ class SubscriptionTopics:
                     raise TopicNameTaken(f"the topic name {name!r} is not available")
                 raise StackError(f"Kafka refused to create topic {name!r}: error {code} {message}")
         self.known.add(topic)
+        return created
 
     async def delete(self, topic: str) -> None:
         """Delete ``topic``; a topic that is already gone is fine."""

@@ -277,3 +277,37 @@ async def test_a_topic_name_another_tenant_holds_is_a_conflict_that_names_nobody
     assert "a.b" not in refused.value.detail
     assert [(e.field, e.message) for e in refused.value.errors] == [("id", "not available")]
     assert service.view.get("a_b", "s1") is None
+
+
+async def test_a_topic_left_by_a_deleted_subscription_is_removed_before_its_id_is_taken() -> None:
+    # A new subscription of a recently deleted one's id must not read what was routed to the
+    # old one (personal items among them): the leftover topic goes first, and the create is a
+    # 409 to retry.
+    existing = {"px.sub.acme.s1"}
+    removed: list[str] = []
+
+    async def ensure(topic: str) -> bool:
+        created = topic not in existing
+        existing.add(topic)
+        return created
+
+    async def remove(topic: str) -> None:
+        removed.append(topic)
+        existing.discard(topic)
+
+    registry = Registry(InMemoryRegistryStore())
+    await registry.create_tenant(Principal.system(), TenantSpec(id="acme", name="acme"))
+    service = Subscriptions(
+        InMemorySubscriptionStore(),
+        registry.view,
+        topic_prefix="px",
+        ensure_topic=ensure,
+        remove_topic=remove,
+    )
+    with pytest.raises(Conflict) as refused:
+        await service.create(SUB_A, "acme", kafka_spec())
+    assert [(e.field, e.message) for e in refused.value.errors] == [("id", "recently used")]
+    assert removed == ["px.sub.acme.s1"]
+    assert service.view.get("acme", "s1") is None
+    record, _ = await service.create(SUB_A, "acme", kafka_spec())  # once it is gone
+    assert record.id == "s1"
