@@ -226,7 +226,7 @@ def _api_part(
     from cityhub.streams.api.app import DEFAULT_MAX_BODY_BYTES, build_api
     from cityhub.streams.api.resident_tokens import ResidentServices
     from cityhub.streams.delivery.sse import LiveStreams
-    from cityhub.streams.privacy.consent_service import Consents
+    from cityhub.streams.privacy.consent_service import Consents, consent_logger
     from cityhub.streams.privacy.device_observations import KafkaObservationReader
     from cityhub.streams.privacy.erasure import Erasure
     from cityhub.streams.privacy.log_follower import ProcessingLogFollower
@@ -259,7 +259,13 @@ def _api_part(
     )
     # A data subject's key is made before any device is linked to them.
     service = Registry(registry, subject_keys=privacy.keys)
-    consents = Consents(privacy.consents, privacy.register.view, registry.view)
+    # Every change of a consent is written to the processing log as well.
+    consents = Consents(
+        privacy.consents,
+        privacy.register.view,
+        registry.view,
+        on_change=consent_logger(log_writer),
+    )
     tokens = ResidentTokens(tokens_store, registry.view)
     base_uri = settings.privacy.register_base_uri
     oidc = settings.privacy.oidc

@@ -28,8 +28,9 @@ from cityhub.schemas.subscription import OnFull, Subscription, subscription_topi
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import parse_event_id, sse_event
+from cityhub.streams.delivery.privacy_screen import screen_when_current
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
-from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen_when_current
+from cityhub.streams.privacy.gate import PrivacyGate, Screened
 from cityhub.streams.privacy.log_writer import ProcessingLogSink, ProcessingLogUnavailable
 from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.subscriptions.topics import SUBSCRIPTION_PARTITIONS

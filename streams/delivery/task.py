@@ -55,9 +55,10 @@ from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.batch import message_id
 from cityhub.streams.delivery.dead_letters import STAGE, delivery_dead_letters
+from cityhub.streams.delivery.privacy_screen import screen_when_current
 from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item
 from cityhub.streams.metrics import DEADLETTERS
-from cityhub.streams.privacy.gate import PrivacyGate, Screened, screen_when_current
+from cityhub.streams.privacy.gate import PrivacyGate, Screened
 from cityhub.streams.privacy.log_writer import ProcessingLogSink, ProcessingLogUnavailable
 
 log = logging.getLogger("cityhub.delivery")

@@ -47,10 +47,12 @@ from cityhub.schemas.consent import (
 )
 from cityhub.schemas.consent_change import Change, HistoryFull, append, new_record
 from cityhub.schemas.processing import LegalBasis, ProcessingActivity
+from cityhub.schemas.processing_log import processing_record
 from cityhub.schemas.registry import ID_PATTERN, Role, validate_data_subject
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
 from cityhub.streams.privacy.consent_store import ConsentRecordStore
 from cityhub.streams.privacy.consent_view import ConsentView
+from cityhub.streams.privacy.log_writer import ProcessingLogSink
 from cityhub.streams.privacy.resident import Resident
 from cityhub.streams.privacy.view import RegisterView
 from cityhub.streams.registry.principals import Principal
@@ -313,6 +315,33 @@ class Consents:
         if self._on_change is not None:
             await self._on_change(record)
         return record
+
+
+def consent_logger(
+    log: ProcessingLogSink, *, clock: Callable[[], float] = time.time
+) -> Callable[[ConsentRecord], Awaitable[None]]:
+    """An ``on_change`` that writes each consent change to the processing log (action
+    ``consent``, the activity and the subject; the collection method is in the record)."""
+
+    async def write(record: ConsentRecord) -> None:
+        now = clock()
+        entry = processing_record(
+            name="cityhub.consent",
+            trace=None,
+            parent_span_id=None,
+            started=now,
+            ended=now,
+            ok=True,
+            activity_id=record.processing_activity.id,
+            tenant=record.tenant,
+            subject=record.data_subject,
+            recipient=None,
+            items=1,
+            action="consent",
+        )
+        await log.write([entry])
+
+    return write
 
 
 def _appended(record: ConsentRecord, change: Change) -> ConsentRecord:

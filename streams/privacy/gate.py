@@ -20,7 +20,6 @@ refusal's reason.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -48,12 +47,6 @@ from cityhub.streams.privacy.purpose import (
 from cityhub.streams.privacy.sealing import SubjectKey, open_sealed
 
 log = logging.getLogger("cityhub.privacy")
-
-HELD = Counter(
-    "cityhub_personal_items_held_total",
-    "Times a delivery waited (0.2 s each) before deciding on personal items: this process's "
-    "privacy views were behind their topics, or a key an item needs had not reached it yet.",
-)
 
 ROUTE = "route"
 DELIVER = "deliver"
@@ -272,38 +265,6 @@ class PrivacyGate:
             )
             for (subject, trace), count in groups.items()
         ]
-
-
-HOLD_POLL_S = 0.2
-
-
-async def screen_when_current(
-    gate: PrivacyGate | None, subscription: Subscription, items: Sequence[Item]
-) -> Screened:
-    """``screen``, once the decision can be trusted: while the privacy views are stale, or a
-    key an item needs may not have reached this process yet, a batch with personal items waits
-    (nothing of it is settled meanwhile; a stale view could miss a withdrawal). Fails closed:
-    it waits for as long as the views cannot catch up."""
-    warned = False
-    while True:
-        personal = gate is not None and any(mark_of(item.headers) for item in items)
-        if personal and gate is not None and gate.stale():
-            if not warned:
-                log.warning(
-                    "the privacy views of this process are behind their topics: personal items "
-                    "of %s/%s wait until they catch up",
-                    subscription.tenant,
-                    subscription.id,
-                )
-                warned = True
-            HELD.inc()
-            await asyncio.sleep(HOLD_POLL_S)
-            continue
-        screened = screen(gate, subscription, items)
-        if not screened.held:
-            return screened
-        HELD.inc()
-        await asyncio.sleep(HOLD_POLL_S)
 
 
 def screen(gate: PrivacyGate | None, subscription: Subscription, items: Sequence[Item]) -> Screened:

@@ -30,12 +30,13 @@ from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.trace_context import TRACEPARENT, new_trace
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery import sse
+from cityhub.streams.delivery.privacy_screen import screen_when_current
 from cityhub.streams.delivery.task import DeliveryTask
 from cityhub.streams.normaliser.agent import NormaliserAgent
 from cityhub.streams.normaliser.personal import PersonalSealer
-from cityhub.streams.privacy.consent_service import Consents
+from cityhub.streams.privacy.consent_service import Consents, consent_logger
 from cityhub.streams.privacy.consent_store import InMemoryConsentStore
-from cityhub.streams.privacy.gate import PrivacyGate, screen, screen_when_current
+from cityhub.streams.privacy.gate import PrivacyGate, screen
 from cityhub.streams.privacy.keys_store import InMemorySubjectKeyStore
 from cityhub.streams.privacy.purpose import PRIVACY_HEADER, PersonalMark
 from cityhub.streams.privacy.service import ProcessingRegister
@@ -381,3 +382,22 @@ async def test_a_delivery_waits_while_the_views_are_stale_or_a_key_may_be_on_its
     erased = await held
     assert erased.send == []
     assert erased.refused == 1
+
+
+async def test_every_consent_change_can_be_written_to_the_processing_log() -> None:
+    c = await city()
+    journal = Journal([])
+    register = c.gate.activities
+    logged = Consents(
+        c.consents._store,
+        register,  # type: ignore[arg-type]
+        c.registry.view,
+        on_change=consent_logger(journal),
+    )
+    await logged.give(SYSTEM, "city", ALICE, "advice", evidence="form 3")
+    await logged.give(SYSTEM, "city", ALICE, "advice", evidence="form 3")  # nothing written
+    await logged.withdraw(SYSTEM, "city", ALICE, "advice", evidence="form 4")
+    assert [(r.action, r.subject, r.activity_id) for r in journal.records] == [
+        ("consent", ALICE, "urn:x:city:advice"),
+        ("consent", ALICE, "urn:x:city:advice"),
+    ]
