@@ -19,6 +19,8 @@ from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.api.route_model import ID_SCHEMA, SUBJECT_PARAM, TENANT_PARAM, Param, Route
 from cityhub.streams.privacy.consent_service import Consents
+from cityhub.streams.privacy.resident import Resident
+from cityhub.streams.registry.principals import Principal
 
 CONSENTS_KEY = web.AppKey("consents", Consents)
 
@@ -89,11 +91,11 @@ async def get_consent(call: Call) -> web.Response:
     return json_response(consent_doc(record))
 
 
-async def give_consent(call: Call) -> web.Response:
+async def give_as(call: Call, who: Principal | Resident, tenant: str, subject: str) -> web.Response:
+    """Give the consent of the request's body and path activity, as ``who``."""
     spec = await read_model(call.request, ConsentGiveSpec, call.limits.max_body_bytes)
-    tenant, subject = _where(call)
     record = await _consents(call).give(
-        call.principal,
+        who,
         tenant,
         subject,
         call.path_param("activity"),
@@ -103,11 +105,13 @@ async def give_consent(call: Call) -> web.Response:
     return json_response(consent_doc(record))
 
 
-async def withdraw_consent(call: Call) -> web.Response:
+async def withdraw_as(
+    call: Call, who: Principal | Resident, tenant: str, subject: str
+) -> web.Response:
+    """Withdraw the consent of the request's path activity, as ``who``."""
     spec = await read_model(call.request, ConsentWithdrawSpec, call.limits.max_body_bytes)
-    tenant, subject = _where(call)
     record = await _consents(call).withdraw(
-        call.principal,
+        who,
         tenant,
         subject,
         call.path_param("activity"),
@@ -115,6 +119,14 @@ async def withdraw_consent(call: Call) -> web.Response:
         reason=spec.reason,
     )
     return json_response(consent_doc(record))
+
+
+async def give_consent(call: Call) -> web.Response:
+    return await give_as(call, call.principal, *_where(call))
+
+
+async def withdraw_consent(call: Call) -> web.Response:
+    return await withdraw_as(call, call.principal, *_where(call))
 
 
 _ACTIVITY = Param(

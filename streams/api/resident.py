@@ -36,6 +36,8 @@ from cityhub.streams.api.consents import (
     ConsentList,
     ConsentRecordOut,
     consent_doc,
+    give_as,
+    withdraw_as,
 )
 from cityhub.streams.api.erasure import ErasureOut, erasure_service
 from cityhub.streams.api.handlers import Call, json_response
@@ -263,31 +265,13 @@ async def my_consents(call: Call, services: ResidentServices, resident: Resident
 async def give_my_consent(
     call: Call, services: ResidentServices, resident: Resident
 ) -> web.Response:
-    spec = await read_model(call.request, ConsentGiveSpec, call.limits.max_body_bytes)
-    record = await _consents(call).give(
-        resident,
-        resident.tenant,
-        resident.subject,
-        call.path_param("activity"),
-        evidence=spec.evidence,
-        notice=spec.notice,
-    )
-    return json_response(consent_doc(record))
+    return await give_as(call, resident, resident.tenant, resident.subject)
 
 
 async def withdraw_my_consent(
     call: Call, services: ResidentServices, resident: Resident
 ) -> web.Response:
-    spec = await read_model(call.request, ConsentWithdrawSpec, call.limits.max_body_bytes)
-    record = await _consents(call).withdraw(
-        resident,
-        resident.tenant,
-        resident.subject,
-        call.path_param("activity"),
-        evidence=spec.evidence,
-        reason=spec.reason,
-    )
-    return json_response(consent_doc(record))
+    return await withdraw_as(call, resident, resident.tenant, resident.subject)
 
 
 async def my_erasure(call: Call, services: ResidentServices, resident: Resident) -> web.Response:
