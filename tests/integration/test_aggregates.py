@@ -289,7 +289,7 @@ async def test_a_subscription_to_aggregates_gets_what_the_tenant_rule_lets_it_se
 ) -> None:
     from cityhub.streams.subscriptions.filter import may_see
 
-    from .subscribers import Api
+    from .subscribers import Api, wait_for
 
     hub = Hub(tmp_path, command="run", extra_env=ENV)
     keys = await seed_tenants(hub.prefix)
@@ -306,6 +306,9 @@ async def test_a_subscription_to_aggregates_gets_what_the_tenant_rule_lets_it_se
                 "delivery": {"kind": "kafka"},
             },
         )
+        # The worker routes what it makes after it knows the subscription: the API answers once
+        # the subscription is stored, the worker's router follows a moment later.
+        assert await wait_for(lambda: hub.metric("cityhub_routed_subscriptions") == 1, 30)
         base = hour_a_day_ago()
         # An hour of every device (public, internal, personal and unclassified, two tenants
         # and unregistered), one reading a minute.
