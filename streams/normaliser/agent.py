@@ -158,7 +158,9 @@ class NormaliserAgent:
                 try:
                     routed += self._personal(result, [trace] if trace else None, writes)
                 except MessageError as exc:
-                    writes.append(self._dead_letter(record, exc, now))
+                    # A personal reading that could not be written is not copied in clear into
+                    # the dead letters (the raw topic keeps it, within its bound).
+                    writes.append(self._dead_letter(record, exc, now, withhold_payload=True))
                     continue
             else:
                 for observation, doc, key in result.observations:
@@ -218,14 +220,12 @@ class NormaliserAgent:
                 routed += 1
         return routed
 
-    def _dead_letter(self, record: Record, error: MessageError, now: float) -> Write:
+    def _dead_letter(
+        self, record: Record, error: MessageError, now: float, *, withhold_payload: bool = False
+    ) -> Write:
         metrics.DEADLETTERS.labels(STAGE, error.reason.value).inc()
-        # A data subject's reading that could not be sealed is not copied in clear into the
-        # dead letters (the raw topic keeps it for its retention, the bound docs/privacy.md
-        # states).
-        withheld = error.reason is Reason.SUBJECT_KEY_MISSING
         letter = raw_dead_letter(
-            b"" if withheld else record.value or b"",
+            b"" if withhold_payload else record.value or b"",
             record.key,
             error,
             stage=STAGE,
