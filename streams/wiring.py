@@ -10,6 +10,7 @@ runs them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cityhub.connectors.batching_writer import BatchingWriter
@@ -111,6 +112,15 @@ def _type_of(registry: RegistryStore, tenant: str, device_id: str) -> str | None
     return entry.type if entry is not None and entry.tenant == tenant else None
 
 
+def _category_of(registry: RegistryStore) -> Callable[[str, str], str]:
+    """The personal-data category of a tenant's device (its type's), from the registry."""
+
+    def category_of(tenant: str, device_id: str) -> str:
+        return personal_category(registry.view, tenant, _type_of(registry, tenant, device_id))
+
+    return category_of
+
+
 def _flag(owner: object, name: str) -> HealthCheck:
     return lambda: bool(getattr(owner, name))
 
@@ -127,9 +137,6 @@ def _worker_parts(
 
     def device_type_of(tenant: str, device_id: str) -> str | None:
         return _type_of(registry, tenant, device_id)
-
-    def category_of(tenant: str, device_id: str) -> str:
-        return personal_category(registry.view, tenant, device_type_of(tenant, device_id))
 
     router = SubscriptionRouter(settings.kafka.topic_prefix, device_type_of)
     routing = Routing(subscriptions, router, SubscriptionTopics(settings))
@@ -154,7 +161,9 @@ def _worker_parts(
                 sealer=PersonalSealer(registry.view, privacy.keys.view),
                 gate=privacy.gate,
             ),
-            AggregatorAgent(settings, "device", router, gate=privacy.gate, category_of=category_of),
+            AggregatorAgent(
+                settings, "device", router, gate=privacy.gate, category_of=_category_of(registry)
+            ),
             AggregatorAgent(settings, "area", router, gate=privacy.gate),
         ],
         writer,
@@ -293,9 +302,7 @@ def _api_part(
         personal_reads=PersonalReads(
             privacy.gate,
             log_writer,
-            lambda tenant, device: personal_category(
-                registry.view, tenant, _type_of(registry, tenant, device)
-            ),
+            _category_of(registry),
         ),
         residents=ResidentServices(
             tokens=tokens,

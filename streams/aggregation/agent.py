@@ -75,13 +75,9 @@ from cityhub.streams.aggregation.points import Point
 from cityhub.streams.aggregation.window_config import WindowConfig
 from cityhub.streams.aggregation.windows import COUNTERS, WindowState
 from cityhub.streams.privacy.gate import PrivacyGate
-from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark
+from cityhub.streams.privacy.purpose import PERSONAL, aggregate_mark
 from cityhub.streams.runtime.agent import CaughtUp, Record, StoredEntry, Write
 from cityhub.streams.subscriptions.router import SubscriptionRouter
-
-AREA_CATEGORY = "aggregates"
-"""The personal-data category of an area's aggregates of personal devices: an activity that is
-to receive them lists it."""
 
 log = logging.getLogger("cityhub.aggregator")
 
@@ -387,7 +383,7 @@ class AggregatorAgent:
         for a in aggregates:
             doc, key, timestamp = a.to_json(), a.kafka_key(), a.timestamp_ms()
             if a.classification == PERSONAL:
-                mark = self._mark(a)
+                mark = aggregate_mark(a.tenant, a.device_id, self._category_of)
                 headers = [mark.header()]
                 writes.append(
                     Write(self._aggregates, key, doc, timestamp_ms=timestamp, headers=headers)
@@ -407,12 +403,6 @@ class AggregatorAgent:
         if routed:
             metrics.ROUTED.labels("aggregates").inc(routed)
         return writes
-
-    def _mark(self, aggregate: Aggregate) -> PersonalMark:
-        tenant = aggregate.tenant or ""
-        if aggregate.device_id is not None and self._category_of is not None:
-            return PersonalMark(tenant, None, self._category_of(tenant, aggregate.device_id))
-        return PersonalMark(tenant, None, AREA_CATEGORY)
 
     def _follow_sources(self, partition: int, state: WindowState, headers: Any) -> list[Aggregate]:
         """Area: note the device partition's watermark that the record carries, and advance the

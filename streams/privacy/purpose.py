@@ -30,6 +30,7 @@ At delivery one more refusal can happen: the subject's key is gone (``erased``),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -96,6 +97,23 @@ class PersonalMark:
         if subject is not None and type(subject) is not str:
             return None
         return cls(tenant, subject, category)
+
+
+AREA_AGGREGATES = "aggregates"
+"""The personal-data category of an area's aggregate of personal devices (of no one device
+type): an activity that is to receive such aggregates lists it."""
+
+
+def aggregate_mark(
+    tenant: str | None, device_id: str | None, category_of: Callable[[str, str], str] | None
+) -> PersonalMark:
+    """The mark of an aggregate classified personal (it has no data subject: subject-linked
+    values are never aggregated): a device's aggregate carries its device's category,
+    ``category_of(tenant, device id)``; an area's, ``AREA_AGGREGATES``."""
+    owner = tenant or ""
+    if device_id is not None and category_of is not None:
+        return PersonalMark(owner, None, category_of(owner, device_id))
+    return PersonalMark(owner, None, AREA_AGGREGATES)
 
 
 def mark_of(headers: object) -> PersonalMark | Refusal | None:

@@ -16,10 +16,7 @@ from typing import Any
 from cityhub.schemas.processing_log import processing_record
 from cityhub.streams.privacy.gate import PrivacyGate
 from cityhub.streams.privacy.log_writer import ProcessingLogSink
-from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark
-
-AREA_CATEGORY = "aggregates"
-"""An area aggregate's personal-data category (as the aggregator's routing names it)."""
+from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark, aggregate_mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +29,12 @@ class PersonalReads:
     """A device's personal-data category, from its tenant and id (the registry's view)."""
 
     def _mark(self, item: Mapping[str, Any]) -> PersonalMark:
-        owner = item.get("tenant")
-        tenant = owner if isinstance(owner, str) else ""
-        device = item.get("device_id")
-        if isinstance(device, str):
-            return PersonalMark(tenant, None, self.category_of(tenant, device))
-        return PersonalMark(tenant, None, AREA_CATEGORY)
+        owner, device = item.get("tenant"), item.get("device_id")
+        return aggregate_mark(
+            owner if isinstance(owner, str) else None,
+            device if isinstance(device, str) else None,
+            self.category_of,
+        )
 
     async def admitted(
         self,
