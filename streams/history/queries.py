@@ -1,0 +1,472 @@
+"""The SQL of every read of the history store, built without a database: who may see which rows,
+which rows a read asks for, in which order, how a page continues. ``reads.py`` runs them.
+
+Every statement is a fixed text with named placeholders (``%(name)s``, psycopg's) and a
+parameter map: user input only ever travels as a parameter, never into the text. The text is
+put together only from fragments written here (which filters are present, the sort direction).
+
+The visibility rule, as in the subscriptions and the rest of the API (``Viewer``):
+
+- a tenant's key sees its own tenant's rows and other tenants' ``public`` ones; rows without a
+  tenant (unregistered devices) it does not see;
+- an admin key sees every row;
+- personal rows (classification ``personal``, or a ``data_subject``) are left out of every read
+  here, for everyone: they are sealed at rest, and residents read their own through the privacy
+  path (``cityhub.streams.privacy``). The one exception is ``aggregates(include_personal=True)``
+  for the aggregates API, which then admits each personal window against a processing activity
+  (``cityhub.streams.privacy.reads``) before it answers.
+
+Pure: no database, no clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
+from cityhub.schemas.errors import CityhubError
+
+PERSONAL = "personal"
+PUBLIC = "public"
+
+MAX_OBSERVATIONS = 10_000
+"""The most observations one page holds (a larger ``limit`` is lowered to it; the page's
+cursor continues)."""
+MAX_DEVICES = 1_000
+"""The most devices one read names."""
+MAX_LATEST = 10_000
+"""The most (device, quantity) pairs one read of the latest observations returns."""
+MAX_AGGREGATES = 20_000
+"""The most windows one read of aggregates may return (past it: ``ReadRejected``)."""
+
+
+class ReadRejected(CityhubError):
+    """A read that these functions will not run as asked (too many devices or windows, a cursor
+    that is not one of ours, an empty range). ``field`` names what to change."""
+
+    def __init__(self, detail: str, *, field: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who reads: the key of a tenant (``Viewer.of_tenant``) or an admin (``Viewer.admin()``)."""
+
+    tenant: str | None
+    """The tenant whose view this is; None only for an admin's view of all tenants."""
+
+    @classmethod
+    def of_tenant(cls, tenant: str) -> Viewer:
+        """Tenant ``tenant``'s own rows and other tenants' public ones."""
+        if not tenant:
+            raise ValueError("a tenant viewer needs a tenant id")
+        return cls(tenant)
+
+    @classmethod
+    def admin(cls) -> Viewer:
+        """Every tenant's rows (personal ones still left out)."""
+        return cls(None)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant is None
+
+
+class Order(StrEnum):
+    """The order of observations by time (ties broken by event id, the same way)."""
+
+    ASC = "asc"
+    DESC = "desc"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One SQL text and its parameters, ready for ``cursor.execute(text, params)``."""
+
+    text: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- the visibility rule ----------------------------------------------------------------------
+
+
+def visibility(
+    viewer: Viewer,
+    params: dict[str, Any],
+    *,
+    include_personal: bool = False,
+    subject_column: bool = True,
+) -> str:
+    """The WHERE fragment of the visibility rule (module docstring) over the columns
+    ``tenant``, ``classification`` and (``subject_column``: observations have it, aggregates
+    not) ``data_subject``; adds its parameters to ``params``."""
+    clauses = []
+    if not viewer.is_admin:
+        params["viewer_tenant"] = viewer.tenant
+        params["public"] = PUBLIC
+        clauses.append(
+            "tenant IS NOT NULL AND (tenant = %(viewer_tenant)s OR classification = %(public)s)"
+        )
+    if not include_personal:
+        params["personal"] = PERSONAL
+        clauses.append("classification IS DISTINCT FROM %(personal)s")
+        if subject_column:
+            clauses.append("data_subject IS NULL")
+    return " AND ".join(f"({c})" for c in clauses) or "TRUE"
+
+
+# --- observations -----------------------------------------------------------------------------
+
+OBSERVATION_COLUMNS = (
+    "event_id::text, observed_at, received_at, tenant, device_id, device_type, quantity, unit, "
+    "value_number, value_text, value_boolean, area, "
+    "ST_X(location) AS longitude, ST_Y(location) AS latitude, altitude, classification"
+)
+"""The columns of ``ObservationRow``, in its field order (``doc`` last when asked for)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationCursor:
+    """Where a page of observations ended: the last row's time and event id, and the order."""
+
+    observed_at: datetime
+    event_id: str
+    order: Order
+
+    def token(self) -> str:
+        """An opaque, URL-safe string for a ``next`` link (``parse_cursor`` reads it)."""
+        raw = orjson.dumps([self.observed_at.isoformat(), self.event_id, self.order.value])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_cursor(token: str) -> ObservationCursor:
+    """The cursor ``ObservationCursor.token`` made; ReadRejected for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        at, event_id, order = orjson.loads(raw)
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None or type(event_id) is not str:
+            raise ValueError("not a cursor")
+        return ObservationCursor(moment, str(uuid.UUID(event_id)), Order(order))
+    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ReadRejected(
+            "The cursor is not one this API gave out; start again without it.", field="cursor"
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationFilter:
+    """Which observations: of these devices and quantities (None: any), observed in
+    ``[start, end)`` (None: open)."""
+
+    device_ids: Sequence[str] | None = None
+    quantities: Sequence[str] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    tenant: str | None = None
+    """Only this owner's rows (within what the viewer sees)."""
+    area: str | None = None
+
+    def check(self) -> None:
+        """ReadRejected for an empty range, naive times or too many devices."""
+        for name, moment in (("start", self.start), ("end", self.end)):
+            if moment is not None and moment.tzinfo is None:
+                raise ReadRejected(f"{name} needs a UTC offset.", field=name)
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ReadRejected("start must be before end.", field="end")
+        if self.device_ids is not None and len(self.device_ids) > MAX_DEVICES:
+            raise ReadRejected(
+                f"One read names at most {MAX_DEVICES} devices; split it.", field="device_ids"
+            )
+
+
+def _observation_where(filt: ObservationFilter, viewer: Viewer, params: dict[str, Any]) -> str:
+    clauses = [visibility(viewer, params)]
+    if filt.device_ids is not None:
+        params["device_ids"] = list(filt.device_ids)
+        clauses.append("device_id = ANY(%(device_ids)s::text[])")
+    if filt.quantities is not None:
+        params["quantities"] = list(filt.quantities)
+        clauses.append("quantity = ANY(%(quantities)s::text[])")
+    if filt.start is not None:
+        params["start"] = filt.start
+        clauses.append("observed_at >= %(start)s")
+    if filt.end is not None:
+        params["end"] = filt.end
+        clauses.append("observed_at < %(end)s")
+    if filt.tenant is not None:
+        params["owner"] = filt.tenant
+        clauses.append("tenant = %(owner)s")
+    if filt.area is not None:
+        params["area"] = filt.area
+        clauses.append("area = %(area)s")
+    return " AND ".join(clauses)
+
+
+def observations_statement(
+    viewer: Viewer,
+    filt: ObservationFilter,
+    *,
+    order: Order = Order.ASC,
+    limit: int = 1000,
+    after: ObservationCursor | None = None,
+    with_doc: bool = False,
+) -> Statement:
+    """One page of observations in time order (then event id), at most ``min(limit,
+    MAX_OBSERVATIONS)`` rows plus one more, which only tells the caller that a next page exists
+    (keyset paging: the next page starts after ``after``, which must be of the same order)."""
+    filt.check()
+    if limit < 1:
+        raise ReadRejected("limit must be at least 1.", field="limit")
+    if after is not None and after.order is not order:
+        raise ReadRejected("The cursor belongs to a read in the other order.", field="cursor")
+    params: dict[str, Any] = {}
+    where = _observation_where(filt, viewer, params)
+    if after is not None:
+        params["after_at"] = after.observed_at
+        params["after_id"] = after.event_id
+        compare = ">" if order is Order.ASC else "<"
+        where += f" AND (observed_at, event_id) {compare} (%(after_at)s, %(after_id)s::uuid)"
+    params["limit"] = page_size(limit) + 1
+    direction = "ASC" if order is Order.ASC else "DESC"
+    columns = OBSERVATION_COLUMNS + (", doc" if with_doc else "")
+    return Statement(
+        f"SELECT {columns} FROM observations WHERE {where} "  # noqa: S608 - fixed fragments; input is in params
+        f"ORDER BY observed_at {direction}, event_id {direction} LIMIT %(limit)s",
+        params,
+    )
+
+
+def page_size(limit: int) -> int:
+    """The rows a page holds for a requested ``limit``."""
+    return max(1, min(limit, MAX_OBSERVATIONS))
+
+
+def count_observations_statement(viewer: Viewer, filt: ObservationFilter) -> Statement:
+    """How many observations ``filt`` selects (for ``$count``-like totals; costs a scan of the
+    matching rows, so callers bound the range)."""
+    filt.check()
+    params: dict[str, Any] = {}
+    where = _observation_where(filt, viewer, params)
+    return Statement(f"SELECT count(*) FROM observations WHERE {where}", params)  # noqa: S608 - fixed fragments; input is in params
+
+
+def latest_statement(
+    viewer: Viewer,
+    device_ids: Sequence[str],
+    quantities: Sequence[str] | None = None,
+    *,
+    since: datetime | None = None,
+) -> Statement:
+    """The latest visible observation of each (device, quantity) of ``device_ids`` (and of
+    ``quantities`` when given), observed at or after ``since`` when given.
+
+    Without ``quantities`` the quantities each device has are found by a skip scan of the
+    (device_id, quantity, observed_at) index (one probe per quantity, not a scan of the
+    device's rows); then each pair's latest row is one index probe."""
+    if not device_ids:
+        raise ReadRejected("Name at least one device.", field="device_ids")
+    if len(device_ids) > MAX_DEVICES:
+        raise ReadRejected(
+            f"One read names at most {MAX_DEVICES} devices; split it.", field="device_ids"
+        )
+    if since is not None and since.tzinfo is None:
+        raise ReadRejected("since needs a UTC offset.", field="since")
+    params: dict[str, Any] = {"device_ids": list(dict.fromkeys(device_ids))}
+    where = visibility(viewer, params)
+    if since is not None:
+        params["since"] = since
+        where += " AND observed_at >= %(since)s"
+    if quantities is not None:
+        params["quantities"] = list(dict.fromkeys(quantities))
+        pairs = (
+            "SELECT d AS device_id, q AS quantity FROM unnest(%(device_ids)s::text[]) AS d "
+            "CROSS JOIN unnest(%(quantities)s::text[]) AS q"
+        )
+    else:
+        pairs = (
+            "WITH RECURSIVE skip(device_id, quantity) AS ("
+            "SELECT d, (SELECT min(quantity) FROM observations WHERE device_id = d) "
+            "FROM unnest(%(device_ids)s::text[]) AS d "
+            "UNION ALL "
+            "SELECT s.device_id, (SELECT min(quantity) FROM observations "
+            "WHERE device_id = s.device_id AND quantity > s.quantity) "
+            "FROM skip AS s WHERE s.quantity IS NOT NULL) "
+            "SELECT device_id, quantity FROM skip WHERE quantity IS NOT NULL"
+        )
+    params["most"] = MAX_LATEST
+    return Statement(
+        f"SELECT o.* FROM ({pairs}) AS p CROSS JOIN LATERAL ("  # noqa: S608 - fixed fragments; input is in params
+        f"SELECT {OBSERVATION_COLUMNS} FROM observations "
+        f"WHERE device_id = p.device_id AND quantity = p.quantity AND {where} "
+        "ORDER BY observed_at DESC, event_id DESC LIMIT 1) AS o "
+        "ORDER BY o.device_id, o.quantity LIMIT %(most)s",
+        params,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationRow:
+    """One observation as the history store keeps it (never a personal one: see the module)."""
+
+    event_id: str
+    observed_at: datetime
+    received_at: datetime
+    tenant: str | None
+    device_id: str
+    device_type: str | None
+    quantity: str
+    unit: str | None
+    value: float | str | bool | None
+    """The number, text or boolean observed (whichever column holds it)."""
+    area: str | None
+    longitude: float | None
+    latitude: float | None
+    altitude: float | None
+    classification: str | None
+    doc: dict[str, Any] | None = None
+    """The canonical observation as on Kafka, when the read asked for it (``with_doc``)."""
+
+    @classmethod
+    def from_record(cls, record: Sequence[Any]) -> ObservationRow:
+        """A row of ``OBSERVATION_COLUMNS`` (and ``doc``) as the driver returns it."""
+        number, text, boolean = record[8], record[9], record[10]
+        value: float | str | bool | None = (
+            number if number is not None else text if text is not None else boolean
+        )
+        return cls(
+            event_id=record[0],
+            observed_at=record[1],
+            received_at=record[2],
+            tenant=record[3],
+            device_id=record[4],
+            device_type=record[5],
+            quantity=record[6],
+            unit=record[7],
+            value=value,
+            area=record[11],
+            longitude=record[12],
+            latitude=record[13],
+            altitude=record[14],
+            classification=record[15],
+            doc=record[16] if len(record) > 16 else None,
+        )
+
+    def cursor(self, order: Order) -> ObservationCursor:
+        """The cursor of a page that ends with this row."""
+        return ObservationCursor(self.observed_at, self.event_id, order)
+
+
+# --- aggregates -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A group of aggregates: one device (of any tenant), or one area of one tenant."""
+
+    kind: str
+    """``device`` or ``area`` (the aggregate's ``grouping``)."""
+    key: str
+    """The device id or the area."""
+    tenant: str | None = None
+    """For an area: its tenant (areas are per tenant). None for a device."""
+
+    @classmethod
+    def device(cls, device_id: str) -> Group:
+        return cls("device", device_id)
+
+    @classmethod
+    def area(cls, tenant: str, area: str) -> Group:
+        return cls("area", area, tenant)
+
+    @classmethod
+    def of_record_key(cls, key: str) -> Group:
+        """The group of an aggregates record key (``device/<id>``, ``area/<tenant>/<area>``,
+        as ``cityhub.streams.aggregation.query`` builds them)."""
+        kind, _, rest = key.partition("/")
+        if kind == "device" and rest:
+            return cls.device(rest)
+        if kind == "area":
+            tenant, sep, area = rest.partition("/")
+            if sep and area:
+                return cls.area(tenant, area)
+        raise ValueError(f"not a group key: {key!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateFilter:
+    """The windows of ``group`` that overlap ``[start, end)`` (``window_end > start`` and
+    ``window_start < end``), of one quantity and one window size (seconds) when given."""
+
+    group: Group
+    start: datetime
+    end: datetime
+    quantity: str | None = None
+    window_size: int | None = None
+
+
+def aggregates_statement(
+    viewer: Viewer,
+    filt: AggregateFilter,
+    *,
+    include_personal: bool = False,
+    limit: int = MAX_AGGREGATES,
+) -> Statement:
+    """The current revision (the only one the table keeps) of every window ``filt`` selects
+    that ``viewer`` may see, as the aggregate documents, ordered as the Kafka reader orders
+    them (start, size, quantity, unit, id); at most ``limit`` rows plus one, which tells the
+    caller there were more."""
+    if filt.start.tzinfo is None or filt.end.tzinfo is None:
+        raise ReadRejected("start and end need a UTC offset.", field="start")
+    if filt.start >= filt.end:
+        raise ReadRejected("from must be before to.", field="to")
+    params: dict[str, Any] = {
+        "kind": filt.group.kind,
+        "key": filt.group.key,
+        "start": filt.start,
+        "end": filt.end,
+        # window_end > start means window_start > start - size: bounds window_start from below
+        # too, so that only the partitions that can hold a match are read.
+        "earliest": filt.start - timedelta(seconds=filt.window_size or MAX_WINDOW_SECONDS),
+        "limit": max(1, min(limit, MAX_AGGREGATES)) + 1,
+    }
+    clauses = [
+        "group_kind = %(kind)s",
+        "group_key = %(key)s",
+        "window_start < %(end)s",
+        "window_start > %(earliest)s",
+        "window_end > %(start)s",
+        visibility(viewer, params, include_personal=include_personal, subject_column=False),
+    ]
+    if filt.group.tenant is not None:
+        params["group_tenant"] = filt.group.tenant
+        clauses.append("tenant = %(group_tenant)s")
+    if filt.quantity is not None:
+        params["quantity"] = filt.quantity
+        clauses.append("quantity = %(quantity)s")
+    if filt.window_size is not None:
+        params["window_size"] = filt.window_size
+        clauses.append("window_size = %(window_size)s")
+    return Statement(
+        "SELECT doc FROM aggregates WHERE "  # noqa: S608 - fixed fragments; input is in params
+        + " AND ".join(clauses)
+        + ' ORDER BY window_start, window_size, quantity COLLATE "C", '
+        "coalesce(unit, '') COLLATE \"C\", aggregate_id LIMIT %(limit)s",
+        params,
+    )
+
+
+def as_utc(ms: int) -> datetime:
+    """An aware UTC datetime of milliseconds since the epoch."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
