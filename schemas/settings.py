@@ -331,6 +331,41 @@ class QuotaSettings(_Section):
     """Most rows one device import may carry; more is a 413 (split the file)."""
 
 
+_SQL_IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class HistorySettings(_Section):
+    """The history store on PostgreSQL (``cityhub.streams.history``, ``docs/history.md``)."""
+
+    enabled: bool = True
+    """Whether ``cityhub run`` runs the history writer and erasure reaches the store."""
+    host: str = "127.0.0.1"
+    port: int = Field(default=5434, ge=1, le=65535)
+    database: str = "cityhub"
+    user: str = "cityhub"
+    password_file: Path | None = None
+    """A file holding the user's password. None: the local stack's
+    (``<stack.state_dir>/postgres/password``, written by ``cityhub stack up``)."""
+    db_schema: str = Field(default="cityhub", pattern=_SQL_IDENTIFIER)
+    """The PostgreSQL schema of the tables; every connection puts it first on its
+    ``search_path`` (tests give each hub a schema of its own)."""
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    observations_retention_days: int = Field(default=400, ge=1, le=36_500)
+    """Daily partitions of ``observations`` older than this are dropped whole."""
+    aggregates_retention_days: int = Field(default=3650, ge=1, le=36_500)
+    """Monthly partitions of ``aggregates`` whose whole month is older than this are dropped."""
+    partitions_ahead_days: int = Field(default=2, ge=0, le=31)
+    """Partitions are made for times up to this far ahead of now; a row further ahead (or older
+    than the retention) goes to the DEFAULT partition, so a device's wrong clock cannot make
+    thousands of partitions."""
+    batch_max_records: int = Field(default=5000, ge=1)
+    """The writer writes at most this many records in one database transaction."""
+    batch_linger_ms: int = Field(default=200, ge=0)
+    """How long the writer waits to fill a batch before it writes what it has."""
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    """How often the writer drops partitions past their retention."""
+
+
 class StackSettings(_Section):
     """The local single-node stack that ``cityhub stack up`` runs."""
 
@@ -343,6 +378,15 @@ class StackSettings(_Section):
     mosquitto_max_queued: int = Field(default=1_000_000, ge=0)
     mosquitto_bin: str = "mosquitto"
     """A path, or a name looked up on PATH and then in /usr/sbin (where Debian puts it)."""
+    postgres_port: int = Field(default=5434, ge=1, le=65535)
+    """The history store's PostgreSQL, on 127.0.0.1 only (5434: clear of a system PostgreSQL on
+    5432 and of a second Debian cluster on 5433)."""
+    postgres_bin_dir: Path | None = None
+    """Where ``initdb`` and ``postgres`` are; None: ``pg_config --bindir``, then Debian's
+    ``/usr/lib/postgresql/<version>/bin``."""
+    postgres_run_as: str = "postgres"
+    """PostgreSQL refuses to run as root: when the stack is started by root, the server runs as
+    this (unprivileged) user, which owns the data folder. Ignored for anyone else."""
     deploy_dir: Path | None = None
     """Where ``kafka/pom.xml`` and the config templates are; found from the source tree if unset."""
     ready_timeout_seconds: float = Field(default=90.0, gt=0)
@@ -381,6 +425,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     management: ManagementSettings = ManagementSettings()
     stack: StackSettings = StackSettings()
+    history: HistorySettings = HistorySettings()
     subscriptions: SubscriptionSettings = SubscriptionSettings()
     aggregation: AggregationSettings = AggregationSettings()
     delivery: DeliverySettings = DeliverySettings()

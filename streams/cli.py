@@ -107,20 +107,31 @@ def _announce(settings: Settings, text: str) -> None:
 
 @main.group()
 def stack() -> None:
-    """The local single-node Kafka (KRaft) and Mosquitto, on 127.0.0.1."""
+    """The local single-node Kafka (KRaft), Mosquitto and PostgreSQL, on 127.0.0.1."""
+
+
+_ONLY = click.option(
+    "--only",
+    "only",
+    multiple=True,
+    type=click.Choice(["kafka", "mosquitto", "postgres"]),
+    help="Only this service (repeatable); default: all.",
+)
 
 
 @stack.command("up")
-def stack_up_cmd() -> None:
-    """Install what is missing, start both brokers, wait until they serve, create the topics."""
+@_ONLY
+def stack_up_cmd(only: tuple[str, ...]) -> None:
+    """Install what is missing, start the services, wait until they serve, create the topics."""
     from cityhub.streams.devtools.stack import stack_up
     from cityhub.streams.topic_admin import ensure_topics
 
     settings = Settings()
 
     async def up() -> Any:
-        status = await stack_up(settings)
-        await ensure_topics(settings)
+        status = await stack_up(settings, only=only or None)
+        if not only or "kafka" in only:
+            await ensure_topics(settings)
         return status
 
     status = _run_async(up())
@@ -128,17 +139,18 @@ def stack_up_cmd() -> None:
 
 
 @stack.command("down")
-@click.option("--purge", is_flag=True, help="Also delete the brokers' data.")
-def stack_down_cmd(purge: bool) -> None:
-    """Stop both brokers (by pid)."""
+@click.option("--purge", is_flag=True, help="Also delete the services' data.")
+@_ONLY
+def stack_down_cmd(purge: bool, only: tuple[str, ...]) -> None:
+    """Stop the services (by pid)."""
     from cityhub.streams.devtools.stack import stack_down
 
-    _run_async(stack_down(Settings(), purge=purge))
+    _run_async(stack_down(Settings(), purge=purge, only=only or None))
 
 
 @stack.command("status")
 def stack_status_cmd() -> None:
-    """Say whether each broker runs and serves; exit 1 if one does not."""
+    """Say whether each service runs and serves; exit 1 if one does not."""
     from cityhub.streams.devtools.stack import stack_status
 
     status = _run_async(stack_status(Settings()))

@@ -95,6 +95,44 @@ class StackLayout:
     def mosquitto_persistence(self) -> Path:
         return self.mosquitto_dir / "data"
 
+    # PostgreSQL (the history store)
+
+    @property
+    def postgres_dir(self) -> Path:
+        """Ours (the password files, configs, log); the data folder inside belongs to the user
+        PostgreSQL runs as."""
+        return self.root / "postgres"
+
+    @property
+    def postgres_data(self) -> Path:
+        return self.postgres_dir / "data"
+
+    @property
+    def postgres_password(self) -> Path:
+        """The ``cityhub`` user's password (mode 0600): what the hub logs in with."""
+        return self.postgres_dir / "password"
+
+    @property
+    def postgres_superuser_password(self) -> Path:
+        """The ``postgres`` superuser's password (mode 0600): only ``stack up`` uses it."""
+        return self.postgres_dir / "superuser-password"
+
+    @property
+    def postgres_conf(self) -> Path:
+        return self.postgres_dir / "postgresql.conf"
+
+    @property
+    def postgres_hba(self) -> Path:
+        return self.postgres_dir / "pg_hba.conf"
+
+    @property
+    def postgres_log(self) -> Path:
+        return self.postgres_dir / "postgres.log"
+
+    @property
+    def postgres_pid(self) -> Path:
+        return self.postgres_dir / "postgres.pid"
+
 
 def find_deploy_dir(override: Path | None, start: Path | None = None) -> Path:
     """The ``deploy/`` folder holding ``kafka/pom.xml`` and the config templates.

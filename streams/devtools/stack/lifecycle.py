@@ -1,4 +1,5 @@
-"""``up``, ``down`` and ``status`` of the local stack: Kafka and Mosquitto side by side."""
+"""``up``, ``down`` and ``status`` of the local stack: Kafka, Mosquitto and PostgreSQL side by
+side."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import Settings
-from cityhub.streams.devtools.stack import kafka, mosquitto
+from cityhub.streams.devtools.stack import kafka, mosquitto, postgres
 from cityhub.streams.devtools.stack.layout import StackLayout, find_deploy_dir
 from cityhub.streams.devtools.stack.probes import (
     NotServingError,
@@ -49,8 +50,8 @@ class _Service:
     """The config files as the current settings would write them."""
 
 
-SERVICES = (kafka.NAME, mosquitto.NAME)
-"""The brokers of the stack, in the order they are reported."""
+SERVICES = (kafka.NAME, mosquitto.NAME, postgres.NAME)
+"""The services of the stack, in the order they are reported."""
 
 
 def _mqtt_login(settings: Settings) -> tuple[str | None, str | None]:
@@ -68,8 +69,10 @@ def _mqtt_login(settings: Settings) -> tuple[str | None, str | None]:
 
 
 def _services(
-    settings: Settings, layout: StackLayout, deploy_dir: Path | None
-) -> tuple[_Service, _Service]:
+    settings: Settings, layout: StackLayout, deploy_dir: Path | None, *, bootstrap: bool = False
+) -> tuple[_Service, _Service, _Service]:
+    """The stack's services; with ``bootstrap`` (``up``), PostgreSQL's probe also makes the
+    hub's role, database and PostGIS (``status`` only looks)."""
     stack = settings.stack
 
     def kafka_configs() -> dict[Path, str]:
@@ -105,6 +108,18 @@ def _services(
             ),
             log_tail=lambda: mosquitto.mosquitto_log_tail(layout),
             configs=mosquitto_configs,
+        ),
+        _Service(
+            name=postgres.NAME,
+            address=postgres.postgres_address(stack),
+            ports=(stack.postgres_port,),
+            process=postgres.postgres_process(layout),
+            log_file=layout.postgres_log,
+            probe=lambda within_s: postgres.probe_postgres(
+                stack, layout, within_s=within_s, bootstrap=bootstrap
+            ),
+            log_tail=lambda: postgres.postgres_log_tail(layout),
+            configs=lambda: postgres.rendered_configs(layout, stack),
         ),
     )
 
@@ -208,10 +223,11 @@ def _selected(only: Collection[str] | None) -> Collection[str]:
 
 
 async def stack_up(settings: Settings, *, only: Collection[str] | None = None) -> StackStatus:
-    """Start Kafka and Mosquitto unless they already run, and return once both really serve.
+    """Start Kafka, Mosquitto and PostgreSQL unless they already run, and return once each
+    really serves.
 
     ``only`` limits it to some of ``SERVICES`` (a test's private Mosquitto needs no Kafka).
-    Idempotent: with both already up and serving, nothing is started. Raises ``StackError`` with
+    Idempotent: with all already up and serving, nothing is started. Raises ``StackError`` with
     what to do when a tool is missing, a port is taken or a broker does not come up in time.
     """
     stack = settings.stack
@@ -222,7 +238,9 @@ async def stack_up(settings: Settings, *, only: Collection[str] | None = None) -
         _mqtt_login(
             settings
         )  # no credentials for a broker that wants them: say so before it starts
-    kafka_service, mosquitto_service = _services(settings, layout, deploy_dir)
+    kafka_service, mosquitto_service, postgres_service = _services(
+        settings, layout, deploy_dir, bootstrap=True
+    )
     made = ensure_local_kek(settings)
     if made is not None:
         # Where the KEK's default looks, so that `cityhub run` needs no configuration.
@@ -235,9 +253,13 @@ async def stack_up(settings: Settings, *, only: Collection[str] | None = None) -
     async def start_mosquitto() -> int:
         return mosquitto.start_mosquitto(layout, stack, deploy_dir)
 
+    async def start_postgres() -> int:
+        return await postgres.start_postgres(layout, stack)
+
     starts = (
         (kafka_service, start_kafka),
         (mosquitto_service, start_mosquitto),
+        (postgres_service, start_postgres),
     )
     async with _locked(layout):
         with quiet_client_logs():
@@ -249,7 +271,7 @@ async def stack_up(settings: Settings, *, only: Collection[str] | None = None) -
                         if service.name in selected
                     ]
             except* StackError as group_error:
-                # The CLI catches StackError, not a group: report both brokers' failures in one.
+                # The CLI catches StackError, not a group: report every service's failure in one.
                 raise StackError(
                     "\n\n".join(str(error) for error in group_error.exceptions)
                 ) from group_error
@@ -264,7 +286,7 @@ async def stack_up(settings: Settings, *, only: Collection[str] | None = None) -
 async def stack_down(
     settings: Settings, purge: bool = False, *, only: Collection[str] | None = None
 ) -> None:
-    """Stop both brokers (SIGTERM, then SIGKILL after the stop timeout). Idempotent.
+    """Stop the services (their stop signal, then SIGKILL after the stop timeout). Idempotent.
 
     ``only`` limits it to some of ``SERVICES``. With ``purge``, also delete their data, configs
     and logs, so that the next ``up`` starts from empty brokers; the downloaded Kafka jars are
@@ -302,6 +324,8 @@ def purge_state(layout: StackLayout, *, only: Collection[str] = SERVICES) -> Non
             path.unlink(missing_ok=True)
     if mosquitto.NAME in only:
         shutil.rmtree(layout.mosquitto_dir, ignore_errors=True)
+    if postgres.NAME in only:
+        shutil.rmtree(layout.postgres_dir, ignore_errors=True)
 
 
 async def _observe(service: _Service) -> ServiceStatus:

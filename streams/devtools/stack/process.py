@@ -34,6 +34,8 @@ class ProcessSpec:
     pid_file: Path
     markers: tuple[str, ...]
     """Strings that must each occur in some argument of the process's command line."""
+    stop_signal: signal.Signals = signal.SIGTERM
+    """What ``stop`` sends first (SIGKILL follows after the grace period)."""
 
 
 def parse_pid(text: str) -> int | None:
@@ -134,7 +136,8 @@ async def _wait_gone(pid: int, within_s: float) -> bool:
 
 
 async def stop(spec: ProcessSpec, *, grace_s: float) -> bool:
-    """Stop the process by its pid file: SIGTERM, then SIGKILL after ``grace_s`` seconds.
+    """Stop the process by its pid file: its stop signal (SIGTERM unless it says otherwise), then
+    SIGKILL after ``grace_s`` seconds.
 
     Returns whether a process was running. Idempotent: no process, nothing to do.
     """
@@ -142,9 +145,9 @@ async def stop(spec: ProcessSpec, *, grace_s: float) -> bool:
     if pid is None:
         spec.pid_file.unlink(missing_ok=True)
         return False
-    log.info("%s: stopping (pid %d, SIGTERM)", spec.name, pid)
+    log.info("%s: stopping (pid %d, %s)", spec.name, pid, spec.stop_signal.name)
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, spec.stop_signal)
     if not await _wait_gone(pid, grace_s):
         log.warning("%s: still running after %.0f s, sending SIGKILL", spec.name, grace_s)
         with contextlib.suppress(ProcessLookupError):

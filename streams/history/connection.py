@@ -1,0 +1,145 @@
+"""Connections to the history store (PostgreSQL), as ``Settings.history`` describes it.
+
+Every connection puts ``history.db_schema`` first on its ``search_path`` (then ``public``,
+where PostGIS lives), so the same SQL reads and writes a test's own schema or the real one.
+The password is read from a file, never from the environment or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+from psycopg import pq
+from psycopg.rows import TupleRow
+
+from cityhub.schemas.errors import ConfigurationError
+from cityhub.schemas.settings import HistorySettings, Settings
+from cityhub.streams.devtools.stack.layout import StackLayout
+
+log = logging.getLogger("cityhub.history")
+
+Connection = psycopg.AsyncConnection[TupleRow]
+"""An open connection to the history store (rows as tuples)."""
+
+
+def password_path(settings: Settings) -> Path:
+    """The file holding the history user's password: ``history.password_file``, else the one
+    ``cityhub stack up`` wrote in the stack's state."""
+    configured = settings.history.password_file
+    if configured is not None:
+        return Path(configured).expanduser()
+    return StackLayout.under(settings.stack.state_dir).postgres_password
+
+
+def read_password(settings: Settings) -> str:
+    """The history user's password; ``ConfigurationError`` saying what to do when the file is
+    missing or empty."""
+    path = password_path(settings)
+    try:
+        password = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"no password file for the history store at {path}: run `cityhub stack up` (it "
+            "starts PostgreSQL and writes it) or set CITYHUB_HISTORY__PASSWORD_FILE"
+        ) from None
+    if not password:
+        raise ConfigurationError(f"the history store's password file {path} is empty")
+    return password
+
+
+def search_path_option(history: HistorySettings) -> str:
+    """The libpq ``options`` that make ``db_schema`` (then ``public``) the search path."""
+    # db_schema is validated as a plain lower-case identifier: nothing here needs quoting.
+    return f"-c search_path={history.db_schema},public"
+
+
+async def connect(
+    settings: Settings, *, application_name: str = "cityhub", autocommit: bool = False
+) -> Connection:
+    """Open a connection to the history store with the search path set.
+
+    Raises ``ConfigurationError`` without a password file, ``psycopg.OperationalError`` when the
+    server cannot be reached or refuses the login.
+    """
+    history = settings.history
+    return await psycopg.AsyncConnection.connect(
+        host=history.host,
+        port=history.port,
+        dbname=history.database,
+        user=history.user,
+        password=read_password(settings),
+        connect_timeout=max(1, round(history.connect_timeout_seconds)),
+        application_name=application_name,
+        options=search_path_option(history),
+        autocommit=autocommit,
+    )
+
+
+class ConnectionPool:
+    """A few autocommit connections to the history store, opened on demand and reused.
+
+    ``connection()`` lends one for the length of an ``async with``; at most ``size`` are lent at
+    once (the others wait). A connection that broke, or that is handed back inside a
+    transaction, is rolled back or closed instead of being lent again, so one failed query
+    never poisons the next borrower. ``close()`` closes the idle ones and refuses new loans.
+    """
+
+    def __init__(
+        self, settings: Settings, *, size: int = 4, application_name: str = "cityhub"
+    ) -> None:
+        if size < 1:
+            raise ValueError("a pool needs at least one connection")
+        self._settings = settings
+        self._application_name = application_name
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Connection] = []
+        self._closed = False
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """Lend a connection (autocommit; use ``conn.transaction()`` for several statements)."""
+        if self._closed:
+            raise RuntimeError("the history connection pool is closed")
+        async with self._slots:
+            conn = await self._take()
+            try:
+                yield conn
+            finally:
+                await self._give_back(conn)
+
+    async def _take(self) -> Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed and not conn.broken:
+                return conn
+        return await connect(
+            self._settings, application_name=self._application_name, autocommit=True
+        )
+
+    async def _give_back(self, conn: Connection) -> None:
+        if conn.closed or conn.broken:
+            return
+        if self._closed:
+            await conn.close()
+            return
+        if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            try:
+                await conn.rollback()
+            except psycopg.Error:
+                log.info("history pool: dropping a connection that could not roll back")
+                await conn.close()
+                return
+        self._idle.append(conn)
+
+    async def close(self) -> None:
+        """Close the idle connections; lent ones are closed as they come back."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
