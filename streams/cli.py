@@ -159,6 +159,41 @@ def stack_status_cmd() -> None:
         sys.exit(1)
 
 
+# --- the history store -------------------------------------------------------------------------
+
+
+@main.group()
+def history() -> None:
+    """The history store on PostgreSQL (docs/history.md)."""
+
+
+@history.command("migrate")
+def history_migrate_cmd() -> None:
+    """Create or upgrade the history store's tables (the writer also does at start)."""
+    from cityhub.streams.history.connection import connect
+    from cityhub.streams.history.migrate import current_version, migrate
+
+    settings = Settings()
+    schema = settings.history.db_schema
+
+    async def run_migrations() -> tuple[list[int], int]:
+        async with await connect(settings, autocommit=True) as conn:
+            applied = await migrate(conn, schema)
+            return applied, await current_version(conn)
+
+    import psycopg
+
+    try:
+        applied, version = _run_async(run_migrations())
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(
+            f"cannot reach the history store at {settings.history.host}:"
+            f"{settings.history.port}: {exc} (`cityhub stack up` starts the local one)"
+        ) from exc
+    done = f"applied {', '.join(map(str, applied))}" if applied else "nothing to do"
+    click.echo(f"history schema {schema}: version {version} ({done})")
+
+
 # --- the hub -----------------------------------------------------------------------------------
 
 

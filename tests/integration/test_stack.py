@@ -1,4 +1,4 @@
-"""The local stack for real: both brokers serve, ``up`` is idempotent, data survives a restart.
+"""The local stack for real: every service serves, ``up`` is idempotent, data survives a restart.
 
 The shared stack on the default ports is left running (other tests use it); the down/up cycle
 runs a second stack in its own state dir on its own ports.
@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -84,7 +87,7 @@ async def _mqtt_qos1_round_trip(port: int) -> None:
                 break
 
 
-async def test_up_leaves_both_brokers_serving(
+async def test_up_leaves_every_service_serving(
     shared_stack: tuple[Settings, StackStatus],
 ) -> None:
     settings, up = shared_stack
@@ -92,10 +95,11 @@ async def test_up_leaves_both_brokers_serving(
 
     assert up.all_serving, up.render()
     assert status.all_serving, status.render()
-    assert {s.name for s in status.services} == {"kafka", "mosquitto"}
+    assert {s.name for s in status.services} == {"kafka", "mosquitto", "postgres"}
     assert all(s.running for s in status.services)
     assert status.service("kafka").address == "127.0.0.1:9092"
     assert status.service("mosquitto").address == "127.0.0.1:1883"
+    assert status.service("postgres").address == "127.0.0.1:5434"
 
 
 async def test_up_again_changes_nothing(
@@ -137,16 +141,26 @@ def _pid_files(state_dir: Path) -> list[Path]:
     return list(state_dir.rglob("*.pid"))
 
 
+def reachable_state_dir() -> Path:
+    """A fresh state dir that PostgreSQL's own user can enter (pytest's tmp folders are 0700 to
+    root, and the server runs as ``postgres`` when the tests run as root)."""
+    path = Path(tempfile.mkdtemp(prefix="cityhub-stack-"))
+    path.chmod(0o755)
+    return path
+
+
 @pytest.fixture
-async def private_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
+async def private_stack() -> AsyncIterator[Settings]:
     """A second stack: its own state dir and ports, so the shared one is never touched."""
-    kafka_port, controller_port, mqtt_port = _free_ports(3)
+    kafka_port, controller_port, mqtt_port, postgres_port = _free_ports(4)
+    state_dir = reachable_state_dir()
     settings = Settings(
         stack=StackSettings(
-            state_dir=tmp_path_factory.mktemp("stack"),
+            state_dir=state_dir,
             kafka_port=kafka_port,
             kafka_controller_port=controller_port,
             mqtt_port=mqtt_port,
+            postgres_port=postgres_port,
             kafka_heap="512m",
         )
     )
@@ -154,6 +168,19 @@ async def private_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
         yield settings
     finally:
         await stack_down(settings, purge=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _postgres_login(settings: Settings) -> psycopg.Connection[tuple[object, ...]]:
+    password = (Path(settings.stack.state_dir) / "postgres" / "password").read_text().strip()
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=settings.stack.postgres_port,
+        dbname="cityhub",
+        user="cityhub",
+        password=password,
+        autocommit=True,
+    )
 
 
 async def test_down_then_up_keeps_data_and_purge_drops_it(private_stack: Settings) -> None:
@@ -170,6 +197,9 @@ async def test_down_then_up_keeps_data_and_purge_drops_it(private_stack: Setting
         await producer.stop()
     async with aiomqtt.Client("127.0.0.1", settings.stack.mqtt_port) as client:
         await client.publish("cityhub/test/kept", b"retained", qos=1, retain=True)
+    with _postgres_login(settings) as conn:
+        conn.execute("CREATE TABLE kept (note text)")
+        conn.execute("INSERT INTO kept VALUES ('survives a restart')")
 
     await stack_down(settings)
     stopped = await stack_status(settings)
@@ -185,8 +215,12 @@ async def test_down_then_up_keeps_data_and_purge_drops_it(private_stack: Setting
         async with asyncio.timeout(10):
             message = await anext(aiter(client.messages))
         assert message.payload == b"retained"
+    with _postgres_login(settings) as conn:
+        rows = conn.execute("SELECT note FROM kept").fetchall()
+        assert rows == [("survives a restart",)]
 
     await stack_down(settings, purge=True)
     assert not (state_dir / "kafka" / "data").exists()
     assert not (state_dir / "mosquitto").exists()
+    assert not (state_dir / "postgres").exists()
     assert (state_dir / "kafka" / "libs").is_dir()  # the jars are kept

@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -151,6 +152,22 @@ def _run_as(stack: StackSettings) -> _RunAs:
     return _RunAs(uid=user.pw_uid, gid=user.pw_gid, prefix=(*prefix, "--"))
 
 
+def unreachable_folder(path: Path, uid: int, gid: int) -> Path | None:
+    """The first folder from ``/`` down to ``path`` that the user ``uid`` (group ``gid``) may not
+    enter, or None: the server, run as another user, must reach its configs and data."""
+    for folder in (*reversed(path.parents), path):
+        mode = folder.stat()
+        if mode.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif mode.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not mode.st_mode & bit:
+            return folder
+    return None
+
+
 def _write_secret(path: Path) -> str:
     """Make a new password file of mode 0600 (never overwriting one) and return the password."""
     password = secrets.token_urlsafe(_PASSWORD_BYTES)
@@ -209,6 +226,14 @@ async def start_postgres(layout: StackLayout, stack: StackSettings) -> int:
     bin_dir = postgres_bin_dir(stack.postgres_bin_dir)
     run_as = _run_as(stack)
     layout.postgres_dir.mkdir(parents=True, exist_ok=True)
+    if run_as.prefix:
+        blocked = unreachable_folder(layout.postgres_dir, run_as.uid, run_as.gid)
+        if blocked is not None:
+            raise StackError(
+                f"PostgreSQL runs as {stack.postgres_run_as!r} (the stack is started by root), "
+                f"who may not enter {blocked}: choose a state dir that user can reach "
+                "(CITYHUB_STACK__STATE_DIR), or allow it (chmod o+x)"
+            )
     if not (layout.postgres_data / "PG_VERSION").is_file():
         if layout.postgres_data.exists():
             shutil.rmtree(layout.postgres_data)  # a half-made folder of an initdb that failed

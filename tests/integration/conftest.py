@@ -1,0 +1,67 @@
+"""Fixtures shared by the integration tests.
+
+``history_settings``: a PostgreSQL schema of the test module's own in the local stack's history
+database, migrated to the newest version, dropped when the module's tests are done. Its
+``Settings`` put that schema first on every connection's search path, so a module's rows are
+never seen by another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from cityhub.schemas.settings import HistorySettings, Settings
+from cityhub.streams.history.connection import Connection, connect, read_password
+from cityhub.streams.history.migrate import migrate
+
+
+def settings_with_schema(schema: str, base: Settings | None = None) -> Settings:
+    """``base`` (default: the environment's settings) with ``history.db_schema`` = ``schema``."""
+    base = base or Settings()
+    history = HistorySettings(**{**base.history.model_dump(), "db_schema": schema})
+    return base.model_copy(update={"history": history})
+
+
+def drop_schema(settings: Settings) -> None:
+    """Drop the settings' history schema and everything in it (nothing if it is not there)."""
+    history = settings.history
+    with psycopg.connect(
+        host=history.host,
+        port=history.port,
+        dbname=history.database,
+        user=history.user,
+        password=read_password(settings),
+        autocommit=True,
+    ) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(history.db_schema))
+        )
+
+
+async def _migrate(settings: Settings) -> None:
+    async with await connect(settings, autocommit=True) as conn:
+        await migrate(conn, settings.history.db_schema)
+
+
+@pytest.fixture(scope="module")
+def history_settings() -> Iterator[Settings]:
+    """Settings whose history schema is this module's own, migrated; dropped afterwards."""
+    settings = settings_with_schema(f"test_{uuid.uuid4().hex[:12]}")
+    asyncio.run(_migrate(settings))
+    try:
+        yield settings
+    finally:
+        drop_schema(settings)
+
+
+@pytest.fixture
+async def history_conn(history_settings: Settings) -> AsyncIterator[Connection]:
+    """An autocommit connection to the module's history schema."""
+    async with await connect(history_settings, autocommit=True) as conn:
+        yield conn
