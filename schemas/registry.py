@@ -204,6 +204,62 @@ class FieldMapping(_Spec):
     offset: float = Field(default=0.0, allow_inf_nan=False)
 
 
+class SmartDataModel(StrEnum):
+    """The FIWARE Smart Data Models a device can be shown as in the NGSI-LD views
+    (``cityhub.connectors.ngsi_ld``); ``Device`` is the generic one."""
+
+    AIR_QUALITY_OBSERVED = "AirQualityObserved"
+    NOISE_LEVEL_OBSERVED = "NoiseLevelObserved"
+    WEATHER_OBSERVED = "WeatherObserved"
+    PARKING_SPOT = "ParkingSpot"
+    DEVICE = "Device"
+
+
+NGSI_LD_ATTRIBUTE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+NGSI_LD_RESERVED_ATTRIBUTES = frozenset(
+    {"id", "type", "scope", "location", "observationSpace", "operationSpace", "refDevice"}
+    | {"createdAt", "modifiedAt", "deletedAt", "observedAt", "unitCode", "datasetId", "name"}
+    | {"areaServed", "dateObserved", "controlledProperty", "dateLastValueReported"}
+)
+"""Names an NGSI-LD entity of cityhub uses itself, or the core context reserves."""
+
+
+class NgsiLdAttribute(_Spec):
+    """How one quantity appears on a device's NGSI-LD entity: the attribute's name and, when
+    the default for the observation's unit is not right, its UN/CEFACT ``unit_code``."""
+
+    quantity: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    attribute: Annotated[str, StringConstraints(pattern=NGSI_LD_ATTRIBUTE_PATTERN)]
+    unit_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,3}$")] | None = None
+
+    @field_validator("attribute")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in NGSI_LD_RESERVED_ATTRIBUTES:
+            raise ValueError(f"{value!r} is an attribute name NGSI-LD or cityhub uses itself")
+        return value
+
+
+class NgsiLdSpec(_Spec):
+    """A device type's NGSI-LD view: its Smart Data Model and attribute names. Both are
+    optional: without ``model`` the model its field mappings' quantities suggest (else the
+    generic ``Device``); a quantity without an entry takes the model's attribute for it."""
+
+    model: SmartDataModel | None = None
+    attributes: list[NgsiLdAttribute] = Field(default_factory=list, max_length=MAX_FIELD_MAPPINGS)
+
+    @field_validator("attributes")
+    @classmethod
+    def _one_each(cls, value: list[NgsiLdAttribute]) -> list[NgsiLdAttribute]:
+        quantities = [a.quantity for a in value]
+        names = [a.attribute for a in value]
+        if len(set(quantities)) != len(quantities):
+            raise ValueError("each quantity may be mapped once")
+        if len(set(names)) != len(names):
+            raise ValueError("each attribute name may be used once")
+        return value
+
+
 class TenantSpec(_Spec):
     id: Id
     name: Name
@@ -226,6 +282,8 @@ class DeviceTypeSpec(_Spec):
     activity names it in its ``personal_data_categories`` (``indoor climate``, ``presence``).
     A personal item reaches a subscription only for an activity that lists it. None: the type's
     id is its category. Refused on a type that is not ``personal``."""
+    ngsi_ld: NgsiLdSpec | None = None
+    """How its devices appear in the NGSI-LD views; None: the defaults (``NgsiLdSpec``)."""
 
     @field_validator("personal_data_category")
     @classmethod
@@ -320,6 +378,7 @@ class DeviceType(_Record):
     created_at: str
     updated_at: str
     personal_data_category: str | None = None
+    ngsi_ld: NgsiLdSpec | None = None
 
     @property
     def data_category(self) -> str:

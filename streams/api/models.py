@@ -27,6 +27,7 @@ from cityhub.schemas.registry import (
     Location,
     Name,
     NetworkBinding,
+    NgsiLdSpec,
     Role,
 )
 from cityhub.schemas.subscription import (
@@ -72,6 +73,8 @@ class DeviceTypeOut(_Out):
     created_at: str
     updated_at: str
     personal_data_category: str | None = None
+    ngsi_ld: NgsiLdSpec | None = None
+    """Its NGSI-LD view (Smart Data Model, attribute names); null: the defaults."""
 
 
 class DeviceOut(_Out):

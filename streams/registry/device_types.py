@@ -167,6 +167,7 @@ def _device_type(
         only_mapped=spec.only_mapped,
         classification=spec.classification,
         personal_data_category=spec.personal_data_category,
+        ngsi_ld=spec.ngsi_ld,
         created_at=created_at,
         updated_at=updated_at,
     )

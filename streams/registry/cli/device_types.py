@@ -14,6 +14,9 @@ from cityhub.schemas.registry import (
     DeviceType,
     DeviceTypeSpec,
     FieldMapping,
+    NgsiLdAttribute,
+    NgsiLdSpec,
+    SmartDataModel,
 )
 from cityhub.streams.registry.cli.output import (
     echo_json,
@@ -70,6 +73,42 @@ def _parse_mapping(text: str) -> FieldMapping:
         raise click.BadParameter(f"{text!r}: {reasons}") from None
 
 
+def _ngsi_text(spec: NgsiLdSpec | None) -> str:
+    if spec is None:
+        return "-"
+    attributes = " ".join(
+        f"{a.quantity}={a.attribute}" + (f":{a.unit_code}" if a.unit_code else "")
+        for a in spec.attributes
+    )
+    return " ".join(part for part in (spec.model or "", attributes) if part) or "-"
+
+
+_NGSI_ATTRIBUTE = re.compile(r"^(?P<quantity>[^=]+)=(?P<attribute>[^:]+)(?::(?P<unit_code>.+))?$")
+
+
+def _parse_ngsi_attribute(text: str) -> NgsiLdAttribute:
+    match = _NGSI_ATTRIBUTE.match(text)
+    if match is None:
+        raise click.BadParameter(
+            f"{text!r}: write QUANTITY=ATTRIBUTE[:UNITCODE], e.g. pm2_5=pm25:GQ"
+        )
+    try:
+        return NgsiLdAttribute.model_validate(
+            {k: v for k, v in match.groupdict().items() if v is not None}
+        )
+    except ValidationError as exc:
+        raise click.BadParameter(f"{text!r}: {describe_errors(field_errors(exc))}") from None
+
+
+def _ngsi_spec(model: str | None, attributes: tuple[str, ...]) -> NgsiLdSpec | None:
+    if model is None and not attributes:
+        return None
+    return NgsiLdSpec(
+        model=None if model is None else SmartDataModel(model),
+        attributes=[_parse_ngsi_attribute(a) for a in attributes],
+    )
+
+
 @click.group("types")
 def types() -> None:
     """Device types: how a tenant's devices' payloads are decoded and read."""
@@ -104,6 +143,19 @@ def types() -> None:
     default=None,
     help="For a personal type: the category processing activities name (default: the type id).",
 )
+@click.option(
+    "--ngsi-model",
+    type=click.Choice([m.value for m in SmartDataModel]),
+    default=None,
+    help="The Smart Data Model of its NGSI-LD entities (default: what its quantities suggest).",
+)
+@click.option(
+    "--ngsi-attribute",
+    "ngsi_attributes",
+    multiple=True,
+    metavar="QUANTITY=ATTRIBUTE[:UNITCODE]",
+    help="The NGSI-LD attribute (and UN/CEFACT unit code) of a quantity (repeat for more).",
+)
 @json_option
 def types_create(
     tenant: str,
@@ -114,10 +166,13 @@ def types_create(
     mappings: tuple[str, ...],
     only_mapped: bool,
     personal_data_category: str | None,
+    ngsi_model: str | None,
+    ngsi_attributes: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create device type TYPE_ID in a tenant."""
     fields = [_parse_mapping(m) for m in mappings]
+    ngsi_ld = _ngsi_spec(ngsi_model, ngsi_attributes)
     spec = build_spec(
         lambda: DeviceTypeSpec(
             id=type_id,
@@ -127,6 +182,7 @@ def types_create(
             only_mapped=only_mapped,
             classification=Classification(classification),
             personal_data_category=personal_data_category,
+            ngsi_ld=ngsi_ld,
         )
     )
     created = run(lambda registry: registry.create_type(SYSTEM, tenant, spec))
@@ -156,6 +212,7 @@ def types_get(tenant: str, type_id: str, as_json: bool) -> None:
             ("personal data category", found.personal_data_category or "-"),
             ("fields", " ".join(_mapping_text(m) for m in found.fields)),
             ("only mapped", str(found.only_mapped).lower()),
+            ("ngsi-ld", _ngsi_text(found.ngsi_ld)),
             ("created", found.created_at),
             ("updated", found.updated_at),
         ]
