@@ -366,6 +366,28 @@ class HistorySettings(_Section):
     """How often the writer drops partitions past their retention."""
 
 
+class CloudEventsSettings(_Section):
+    """The CloudEvents attributes of deliveries in the ``cloudevents`` encodings, after the NL
+    GOV profile for CloudEvents (``cityhub.connectors.cloudevents``, ``docs/cloudevents.md``)."""
+
+    oin: str | None = Field(default=None, pattern=r"^[0-9]{20}$")
+    """The publishing organisation's OIN (organisatie-identificatienummer, 20 digits): ``source``
+    is ``urn:nld:oin:<oin>:systeem:<system>``. None: ``urn:nld:systeem:<system>`` (set it in
+    production: the profile wants the organisation in ``source``)."""
+    system: str = Field(default="cityhub", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    """The publishing system's name in ``source``."""
+    type_prefix: str = Field(
+        default="nl.cityhub", pattern=r"^[a-z0-9-]+(?:\.[a-z0-9-]+)+$", max_length=128
+    )
+    """Reverse-DNS name before each event type: ``<type_prefix>.observation.v1`` and
+    ``<type_prefix>.aggregate.v1``. The profile prefers the data source or domain over an
+    organisation's name (names change)."""
+    dataschema_base_url: str | None = Field(default=None, pattern=r"^https?://\S+/$")
+    """Where the JSON Schemas of the items are served (ending in ``/``): ``dataschema`` is
+    ``<base>observation.schema.json`` or ``<base>aggregate.schema.json``. None: no
+    ``dataschema``."""
+
+
 class StackSettings(_Section):
     """The local single-node stack that ``cityhub stack up`` runs."""
 
@@ -431,6 +453,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     quotas: QuotaSettings = QuotaSettings()
     privacy: PrivacySettings = PrivacySettings()
+    cloudevents: CloudEventsSettings = CloudEventsSettings()
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     """``text``: one line per record for people; ``json``: one JSON object per line (time,

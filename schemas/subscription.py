@@ -12,8 +12,8 @@ here type ``delivery`` by the base class, and :func:`subscription_models` derive
 ``delivery`` is the discriminated union of the kinds it is given. The sinks registry calls it with
 every registered kind, and everything that reads a spec or a record (the API, the subscriptions
 store, the OpenAPI document) validates with what it returns. The base models accept a delivery
-object of a kind alone (``{"kind": "kafka"}``) and refuse one with options, which only its kind's
-model can read.
+object of a kind alone (``{"kind": "kafka"}``, with an ``encoding`` at most) and refuse one with
+options, which only its kind's model can read.
 
 A delivery may hold a secret that cityhub needs in clear (a webhook's signing key: HMAC is
 symmetric). Its kind's spec model says how (``DeliverySpec.secrets``, ``public``), and:
@@ -175,6 +175,9 @@ class Serving(StrEnum):
 
 
 KIND_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+ENCODING_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+DEFAULT_ENCODING = "cityhub"
+"""cityhub's own bodies: the item's canonical JSON (a webhook batch in cityhub's envelope)."""
 
 
 class DeliverySpec(_Spec):
@@ -190,11 +193,15 @@ class DeliverySpec(_Spec):
     ``on_full`` and ``queue_size`` are refused for it."""
 
     kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
+    encoding: Annotated[str, StringConstraints(pattern=ENCODING_PATTERN)] = DEFAULT_ENCODING
+    """How items are written on the wire (``cityhub.connectors.sinks.encodings``): ``cityhub``
+    (the default), ``cloudevents``, ``cloudevents-binary``, or a plugin's. Which encodings a
+    kind takes is the encodings registry's to say; the API refuses a pair that does not fit."""
 
     @model_validator(mode="before")
     @classmethod
     def _options_need_their_kind(cls, data: Any) -> Any:
-        if cls is DeliverySpec and isinstance(data, dict) and set(data) - {"kind"}:
+        if cls is DeliverySpec and isinstance(data, dict) and set(data) - {"kind", "encoding"}:
             raise ValueError(
                 f"the options of a {data.get('kind')!r} delivery are read by its kind's model: "
                 "validate with the models of cityhub.connectors.sinks.subscription_models()"

@@ -138,7 +138,7 @@ def _worker_parts(
     def device_type_of(tenant: str, device_id: str) -> str | None:
         return _type_of(registry, tenant, device_id)
 
-    router = SubscriptionRouter(settings.kafka.topic_prefix, device_type_of)
+    router = SubscriptionRouter(settings.kafka.topic_prefix, device_type_of, settings=settings)
     routing = Routing(subscriptions, router, SubscriptionTopics(settings))
     checks["routing"] = _flag(routing, "ready")
     writer = BatchingWriter.for_kafka(

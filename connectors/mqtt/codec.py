@@ -30,6 +30,7 @@ from cityhub.connectors.mqtt.encoding import (
     encode_pubrec,
     encode_subscribe,
     publish_packet_size,
+    publish_properties,
 )
 from cityhub.connectors.mqtt.packets import (
     ASSIGNED_CLIENT_IDENTIFIER,
@@ -105,5 +106,6 @@ __all__ = [
     "encode_pubrec",
     "encode_subscribe",
     "publish_packet_size",
+    "publish_properties",
     "reason_name",
 ]

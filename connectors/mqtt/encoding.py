@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from typing import Final
 
 from cityhub.connectors.mqtt.packets import (
+    CONTENT_TYPE,
     MAX_REMAINING_LENGTH,
     MAXIMUM_PACKET_SIZE,
     RECEIVE_MAXIMUM,
     SESSION_EXPIRY_INTERVAL,
     TOPIC_ALIAS_MAXIMUM,
+    USER_PROPERTY,
 )
 
 _ACK: Final = struct.Struct(">BBH")
@@ -170,11 +172,37 @@ def encode_disconnect(reason_code: int = 0) -> bytes:
     return bytes((0xE0, 1, reason_code))
 
 
-def encode_publish(
-    topic: str, payload: bytes, *, qos: int, packet_id: int = 0, retain: bool = False
+def publish_properties(
+    *, content_type: str | None = None, user_properties: Sequence[tuple[str, str]] = ()
 ) -> bytes:
-    """A PUBLISH (3.3) without properties, to send (never DUP: a resent message goes out on a
-    new connection with a new packet id, as a clean session wants).
+    """The properties of a PUBLISH (3.3.2.3), without their length: Content Type (3.3.2.3.9)
+    and User Properties (3.3.2.3.7, in order; a name may repeat). ValueError for a string over
+    65535 bytes of UTF-8 or one with U+0000 (1.5.4)."""
+    out = bytearray()
+    strings = [content_type] if content_type is not None else []
+    strings += [text for pair in user_properties for text in pair]
+    for text in strings:
+        if "\x00" in text:
+            raise ValueError("an MQTT property string has no U+0000")
+    if content_type is not None:
+        out += bytes((CONTENT_TYPE,)) + _string(content_type)
+    for name, value in user_properties:
+        out += bytes((USER_PROPERTY,)) + _string(name) + _string(value)
+    return bytes(out)
+
+
+def encode_publish(
+    topic: str,
+    payload: bytes,
+    *,
+    qos: int,
+    packet_id: int = 0,
+    retain: bool = False,
+    properties: bytes = b"",
+) -> bytes:
+    """A PUBLISH (3.3) to send (never DUP: a resent message goes out on a new connection with
+    a new packet id, as a clean session wants), with ``properties`` (``publish_properties``;
+    none by default).
 
     ``packet_id`` is required (1..65535) for QoS 1 and 2 and must be 0 for QoS 0. ValueError for
     a topic the spec forbids in a PUBLISH: empty, with a wildcard (``+`` or ``#``), with U+0000,
@@ -192,14 +220,21 @@ def encode_publish(
     variable = _U16_S.pack(len(raw_topic)) + raw_topic
     if qos:
         variable += _U16_S.pack(packet_id)
-    variable += b"\x00"  # no properties
+    variable += _varint(len(properties)) + properties
     return head + _varint(len(variable) + len(payload)) + variable + payload
 
 
-def publish_packet_size(topic: str, payload_bytes: int, qos: int) -> int:
+def publish_packet_size(topic: str, payload_bytes: int, qos: int, properties_bytes: int = 0) -> int:
     """The size in bytes of the PUBLISH :func:`encode_publish` makes, fixed header included:
     what a broker's Maximum Packet Size (3.2.2.3.6) is compared with."""
-    remaining = 2 + len(topic.encode("utf-8")) + (2 if qos else 0) + 1 + payload_bytes
+    remaining = (
+        2
+        + len(topic.encode("utf-8"))
+        + (2 if qos else 0)
+        + len(_varint(properties_bytes))
+        + properties_bytes
+        + payload_bytes
+    )
     length_bytes = 1
     while remaining >= 128**length_bytes and length_bytes < 4:
         length_bytes += 1

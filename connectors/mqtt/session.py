@@ -341,7 +341,13 @@ class MqttSession:
         return False
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 0,
+        retain: bool = False,
+        properties: bytes = b"",
     ) -> int:
         """Publish one message and return its outcome: for QoS 1 the PUBACK's reason code (below
         0x80 is success; the caller decides what a refusal means), for QoS 0 0 once the message
@@ -352,7 +358,8 @@ class MqttSession:
         by the caller giving up, so the count stays true. Raises :class:`MqttConnectionLost` when
         the connection ends first (the message may or may not have arrived),
         :class:`MqttPacketTooLarge` above the broker's Maximum Packet Size (nothing sent), and
-        ValueError for a QoS other than 0 or 1 or a topic no PUBLISH may name.
+        ValueError for a QoS other than 0 or 1 or a topic no PUBLISH may name. ``properties``
+        are the PUBLISH's (``codec.publish_properties``; none by default).
         """
         if qos not in (0, 1):
             raise ValueError(f"the session publishes with QoS 0 or 1, not {qos}")
@@ -361,7 +368,7 @@ class MqttSession:
         assert self._send_quota is not None
         limit = self.connack.maximum_packet_size
         if limit is not None:
-            size = publish_packet_size(topic, len(payload), qos)
+            size = publish_packet_size(topic, len(payload), qos, len(properties))
             if size > limit:
                 raise MqttPacketTooLarge(
                     size,
@@ -370,7 +377,7 @@ class MqttSession:
                     f"Size of {limit} bytes",
                 )
         if qos == 0:
-            data = encode_publish(topic, payload, qos=0, retain=retain)
+            data = encode_publish(topic, payload, qos=0, retain=retain, properties=properties)
             await conn.drain()
             if not conn.write(data):
                 raise conn.error or MqttConnectionLost(f"{self._label}: not connected")
@@ -381,7 +388,9 @@ class MqttSession:
         try:
             conn = self._connection()
             packet_id = self._packet_id()
-            data = encode_publish(topic, payload, qos=1, packet_id=packet_id, retain=retain)
+            data = encode_publish(
+                topic, payload, qos=1, packet_id=packet_id, retain=retain, properties=properties
+            )
         except BaseException:
             quota.release()
             raise

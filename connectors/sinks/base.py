@@ -87,9 +87,13 @@ class BatchLimits:
     """Most of the items' sizes in one batch, each ``len(value) + item_overhead``; None: no
     byte bound. A first item larger than this on its own is sent alone."""
     item_overhead: int = 0
-    """Bytes a sink adds per item (a webhook body's comma)."""
+    """Bytes a sink adds per item (a webhook body's comma); the least it adds when
+    ``item_size`` is given."""
     linger_s: float = 0.0
     """How long a partial batch waits for more items."""
+    item_size: Callable[[Item], int] | None = None
+    """The bytes an item takes in a batch when they are not ``len(value) + item_overhead``
+    (an encoding that wraps each item: ``Encoding.item_size``)."""
 
 
 @runtime_checkable
@@ -151,7 +155,8 @@ class DeliverySink(Protocol):
     spec_model: type[DeliverySpec]
     """The model of the ``delivery`` object; its ``kind`` field is ``Literal[kind]``."""
     public_model: type[BaseModel]
-    """The model of ``spec_model.public()``, the delivery as the API shows it."""
+    """The model of ``spec_model.public()``, the delivery as the API shows it (with the
+    ``encoding`` every delivery has, when it is not ``spec_model`` itself)."""
 
     async def check(self, spec: DeliverySpec, context: SpecContext) -> None:
         """Raise :class:`InvalidDeliverySpec` unless ``spec`` (of ``spec_model``) may be used

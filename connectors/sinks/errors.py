@@ -105,3 +105,8 @@ def excerpt(raw: bytes | str, limit: int = EXCERPT_CHARS) -> str:
 class UnknownSinkKind(CityhubError, LookupError):
     """No delivery kind of that name is registered (a subscription record written by a hub
     that had a plugin this one lacks)."""
+
+
+class UnknownEncoding(CityhubError, LookupError):
+    """No body encoding of that name is registered (``cityhub.connectors.sinks.encodings``):
+    a subscription names one this hub lacks (a plugin not installed here)."""

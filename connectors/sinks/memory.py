@@ -71,6 +71,7 @@ class MemoryDeliveryOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["memory"] = "memory"
+    encoding: str
     mailbox: str
     max_batch_size: int
     token_fingerprint: str | None

@@ -8,10 +8,10 @@ retries, dead letters and metrics::
     await sink.close()
 
 ``send`` makes exactly one attempt: it POSTs ``body`` (the exact bytes, ``Content-Type:
-application/json``) with the Standard Webhooks headers (``webhook-id`` = ``msg_id``, the same
-on every retry of a batch; ``webhook-timestamp``; ``webhook-signature``, by
-:func:`~cityhub.connectors.sinks.webhook_signing.sign`) and returns the 2xx status. Otherwise it
-raises :class:`~cityhub.connectors.sinks.errors.DeliveryFailed`:
+application/json`` unless the caller names another) with the Standard Webhooks headers
+(``webhook-id`` = ``msg_id``, the same on every retry of a batch; ``webhook-timestamp``;
+``webhook-signature``, by :func:`~cityhub.connectors.sinks.webhook_signing.sign`) and returns the
+2xx status. Otherwise it raises :class:`~cityhub.connectors.sinks.errors.DeliveryFailed`:
 
 ====================================================  ===========  ==================
 outcome                                               retriable    kind
@@ -237,9 +237,16 @@ class WebhookSink:
         """The current pinned check result, or None before the first check or after a refusal."""
         return self._pinned.target
 
-    async def send(self, msg_id: str, body: bytes, *, timestamp: int | None = None) -> int:
-        """POST ``body`` once, signed with ``msg_id`` and ``timestamp`` (default: now, whole
-        seconds), and return the 2xx status.
+    async def send(
+        self,
+        msg_id: str,
+        body: bytes,
+        *,
+        timestamp: int | None = None,
+        content_type: str = "application/json",
+    ) -> int:
+        """POST ``body`` once as ``content_type``, signed with ``msg_id`` and ``timestamp``
+        (default: now, whole seconds), and return the 2xx status.
 
         Raises :class:`DeliveryFailed` as the module docstring's table says; ValueError when
         ``msg_id`` or ``timestamp`` cannot be signed (a caller's bug); RuntimeError after
@@ -249,7 +256,7 @@ class WebhookSink:
             raise RuntimeError("the webhook sink is closed")
         when = int(time.time()) if timestamp is None else timestamp
         headers = {
-            "Content-Type": "application/json",
+            "Content-Type": content_type,
             "User-Agent": self._user_agent,
             "Accept-Encoding": "identity",
             **webhook_signing.sign(self._secrets.values, msg_id, when, body),

@@ -392,13 +392,15 @@ class AggregatorAgent:
                     continue
                 topics = router.route(orjson.loads(doc), Source.AGGREGATES)
                 for topic in self._gate.routes(topics, mark, router.subscription_at):
-                    writes.append(Write(topic, key, doc, timestamp_ms=timestamp, headers=headers))
+                    writes.append(
+                        router.write(topic, key, doc, timestamp_ms=timestamp, headers=headers)
+                    )
                     routed += 1
                 continue
             writes.append(Write(self._aggregates, key, doc, timestamp_ms=timestamp))
             if router is not None:
                 for topic in router.route(orjson.loads(doc), Source.AGGREGATES):
-                    writes.append(Write(topic, key, doc, timestamp_ms=timestamp))
+                    writes.append(router.write(topic, key, doc, timestamp_ms=timestamp))
                     routed += 1
         if routed:
             metrics.ROUTED.labels("aggregates").inc(routed)

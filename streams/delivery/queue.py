@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cityhub.connectors.sinks.base import BatchLimits, Item
 
@@ -90,19 +90,21 @@ class DeliveryQueue:
         max_bytes: int | None = None,
         item_overhead: int = 0,
         linger: float = 0.0,
+        item_size: Callable[[Item], int] | None = None,
     ) -> list[Item]:
         """The next batch, oldest first: waits for at least one item, then up to ``linger``
         seconds for a full batch (returns early once it has one).
 
         A batch has at most ``max_items`` items and, with ``max_bytes``, its items' sizes
-        (``len(value) + item_overhead`` each) add up to at most ``max_bytes``, except a first
-        item that alone is larger, which comes alone (see ``batch_length``)."""
+        (``len(value) + item_overhead`` each, or ``item_size(item)``) add up to at most
+        ``max_bytes``, except a first item that alone is larger, which comes alone (see
+        ``batch_length``)."""
         if max_items < 1:
             raise ValueError(f"max_items must be at least 1, got {max_items}")
         while not self._items:
             self._readable.clear()
             await self._readable.wait()
-        n, full = batch_length(self._items, max_items, max_bytes, item_overhead)
+        n, full = batch_length(self._items, max_items, max_bytes, item_overhead, item_size)
         if linger > 0 and not full:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + linger
@@ -115,9 +117,13 @@ class DeliveryQueue:
                     await asyncio.wait_for(self._readable.wait(), left)
                 if not self._items:  # cleared while lingering
                     return await self.take(
-                        max_items, max_bytes=max_bytes, item_overhead=item_overhead, linger=linger
+                        max_items,
+                        max_bytes=max_bytes,
+                        item_overhead=item_overhead,
+                        linger=linger,
+                        item_size=item_size,
                     )
-                n, full = batch_length(self._items, max_items, max_bytes, item_overhead)
+                n, full = batch_length(self._items, max_items, max_bytes, item_overhead, item_size)
         batch = [self._items.popleft() for _ in range(n)]
         if not self._items:
             self._readable.clear()
@@ -126,22 +132,26 @@ class DeliveryQueue:
 
 
 def batch_length(
-    items: Iterable[Item], max_items: int, max_bytes: int | None = None, item_overhead: int = 0
+    items: Iterable[Item],
+    max_items: int,
+    max_bytes: int | None = None,
+    item_overhead: int = 0,
+    item_size: Callable[[Item], int] | None = None,
 ) -> tuple[int, bool]:
     """How many of the first ``items`` make the next batch, and whether that batch is full.
 
-    The batch is the longest prefix of at most ``max_items`` items whose sizes
-    (``len(value) + item_overhead`` each) add up to at most ``max_bytes`` (no byte bound when
-    None), and never empty: a first item larger than ``max_bytes`` on its own is a batch of one.
-    It is full, so that waiting for more items cannot make it larger, when it has ``max_items``
-    items, when the next item is there and does not fit, or, when no next item is queued yet,
-    when not even an item of one byte would fit any more."""
+    The batch is the longest prefix of at most ``max_items`` items whose sizes (``len(value) +
+    item_overhead`` each, or ``item_size(item)`` when given) add up to at most ``max_bytes`` (no
+    byte bound when None), and never empty: a first item larger than ``max_bytes`` on its own is a
+    batch of one. It is full, so that waiting for more items cannot make it larger, when it has
+    ``max_items`` items, when the next item is there and does not fit, or, when no next item is
+    queued yet, when not even an item of one byte would fit any more."""
     n = 0
     used = 0
     for item in items:
         if n == max_items:
             return n, True
-        size = len(item.value) + item_overhead
+        size = len(item.value) + item_overhead if item_size is None else item_size(item)
         if max_bytes is not None and n > 0 and used + size > max_bytes:
             return n, True
         n += 1

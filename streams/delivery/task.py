@@ -371,6 +371,7 @@ class DeliveryTask:
                 max_bytes=limits.max_bytes,
                 item_overhead=limits.item_overhead,
                 linger=limits.linger_s,
+                item_size=limits.item_size,
             )
             epoch = self._epoch
             self._in_flight = batch[0]

@@ -167,7 +167,7 @@ class NormaliserAgent:
                     writes.append(Write(self._observations, key, doc))
                     if router is not None:
                         for topic in router.route(observation):
-                            writes.append(Write(topic, key, doc))
+                            writes.append(router.write(topic, key, doc))
                             routed += 1
             made[envelope.format] += len(result.observations)
             timed(time.perf_counter() - started)
@@ -216,7 +216,7 @@ class NormaliserAgent:
             if router is None or gate is None or mark is None:
                 continue
             for topic in gate.routes(router.route(observation), mark, router.subscription_at):
-                writes.append(Write(topic, key, doc, headers=headers))
+                writes.append(router.write(topic, key, doc, headers=headers))
                 routed += 1
         return routed
 

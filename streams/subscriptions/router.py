@@ -8,6 +8,11 @@ then the Kafka-topic delivery itself, and the buffer in front of every other del
 ``cityhub.streams.delivery``). Routing at the point where an item is made saves decoding every
 observation a second time in a separate router stage.
 
+A subscription served by its topic (``kafka``) finds there what it asked for: the canonical JSON,
+or, with another ``delivery.encoding`` (CloudEvents), each item in that encoding (``write``,
+``cityhub.connectors.sinks.encodings``); every other kind's topic is the buffer in front of its
+delivery task, holds the canonical JSON, and the task encodes.
+
 Paused subscriptions are routed too: pausing stops the delivery, not the routing, so a resumed
 subscription catches up from its topic and loses nothing. A subscription is routed only once
 its topic exists (``ready_topics``): the worker creates the topic, then routes to it.
@@ -22,10 +27,22 @@ checks the two agree on random subscriptions and items).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping
 
+from cityhub.connectors.sinks.base import Item as SinkItem
+from cityhub.connectors.sinks.encodings import EncodingContext, get_encoding
+from cityhub.connectors.sinks.errors import UnknownEncoding
 from cityhub.schemas.observation import Observation
-from cityhub.schemas.subscription import Source, Subscription, subscription_topic
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.subscription import (
+    DEFAULT_ENCODING,
+    Serving,
+    Source,
+    Subscription,
+    subscription_topic,
+)
+from cityhub.streams.runtime.agent import Headers, Write
 from cityhub.streams.subscriptions.filter import (
     PUBLIC,
     DeviceTypeOf,
@@ -42,6 +59,11 @@ from cityhub.streams.subscriptions.route_index import (
     grid_cell,
     index_keys,
 )
+
+log = logging.getLogger("cityhub.subscriptions.router")
+
+TopicEncoder = Callable[[str, bytes, bytes, "int | None", "Headers | None"], Write]
+"""``(topic, key, doc, timestamp_ms, headers) -> the record to write`` for one topic."""
 
 
 def _str_of(value: object) -> str | None:
@@ -64,14 +86,25 @@ def _doc_point(location: object) -> Point | None:
 class SubscriptionRouter:
     """The compiled filters of every subscription, indexed by source, tenant and criteria."""
 
-    def __init__(self, topic_prefix: str, device_type_of: DeviceTypeOf | None = None) -> None:
+    def __init__(
+        self,
+        topic_prefix: str,
+        device_type_of: DeviceTypeOf | None = None,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
         """``device_type_of`` looks a device's type up (the registry view) for items that do not
-        carry one (aggregates), so that a ``device_types`` filter applies to them too."""
+        carry one (aggregates), so that a ``device_types`` filter applies to them too.
+        ``settings`` are what encodings read (the CloudEvents attributes); None: the
+        environment's, read when a subscription first needs them."""
         self._prefix = topic_prefix
         self._device_type_of = device_type_of
+        self._settings = settings
         self._sources = {source: SourceIndex() for source in Source}
         self._by_key: dict[Key, Route] = {}
         self._by_topic: dict[str, Route] = {}
+        self._encoders: dict[str, TopicEncoder] = {}
+        """Topics whose items are written in an encoding other than cityhub's (kafka kind)."""
         self.generation = 0
         """Bumped by every ``refresh`` that changed something (for callers' caches)."""
 
@@ -116,8 +149,72 @@ class SubscriptionRouter:
             self._sources[route.record.source].add(route)
         self._by_key = current
         self._by_topic = {route.topic: route for route in current.values()}
+        # A route kept as it was keeps its encoder (same kind, encoding and source).
+        kept = self._encoders
+        fresh = {id(route) for route in added}
+        self._encoders = {}
+        for route in current.values():
+            if _encoded_on_topic(route.record):
+                known = kept.get(route.topic)
+                self._encoders[route.topic] = (
+                    known
+                    if known is not None and id(route) not in fresh
+                    else self._encoder(route.record)
+                )
         self.generation += 1
         return True
+
+    def write(
+        self,
+        topic: str,
+        key: bytes,
+        doc: bytes,
+        *,
+        timestamp_ms: int | None = None,
+        headers: Headers | None = None,
+    ) -> Write:
+        """The record that carries ``doc`` (an item ``route`` sent to ``topic``) there: the
+        canonical JSON, or the item in the encoding of a subscription served by its topic."""
+        encode = self._encoders.get(topic)
+        if encode is None:
+            return Write(topic, key, doc, None, timestamp_ms, headers)
+        return encode(topic, key, doc, timestamp_ms, headers)
+
+    def _encoder(self, record: Subscription) -> TopicEncoder:
+        """How items go into the topic of ``record`` (served by its topic, not in cityhub's
+        encoding): each as the encoding's message, its headers added to the item's."""
+        if self._settings is None:
+            self._settings = Settings()
+        context = EncodingContext(
+            "kafka", record.source.value, record.tenant, record.id, self._settings
+        )
+        try:
+            encoding = get_encoding(record.delivery.encoding)
+        except UnknownEncoding:
+            # The API that accepted the subscription knew the encoding; this worker lacks the
+            # plugin. The canonical JSON still goes (nothing is lost), and the gap is logged.
+            log.error(
+                "subscription %s/%s: encoding %r is not installed in this worker; its topic "
+                "receives cityhub's JSON",
+                record.tenant,
+                record.id,
+                record.delivery.encoding,
+            )
+            return _plain
+
+        def encode(
+            topic: str, key: bytes, doc: bytes, timestamp_ms: int | None, headers: Headers | None
+        ) -> Write:
+            message = encoding.encode_message(
+                SinkItem(-1, -1, timestamp_ms or 0, key, doc, tuple(headers or ())), context
+            )
+            out: Headers = list(headers or ())
+            if message.content_type is not None:
+                out.append(("content-type", message.content_type.encode()))
+            out.extend((name, value.encode()) for name, value in message.headers)
+            return Write(topic, key, message.payload, None, timestamp_ms, out or None)
+
+        return encode
 
     def _compile(self, record: Subscription, topic: str) -> Route:
         columns, keys, covered = index_keys(record.filter)
@@ -228,5 +325,24 @@ class LinearSubscriptionRouter:
 
 
 def _same_routing(a: Subscription, b: Subscription) -> bool:
-    """Whether two versions of a subscription route alike (state and delivery do not matter)."""
-    return a.filter == b.filter and a.source == b.source
+    """Whether two versions of a subscription route alike: the same filter and source, and
+    the same delivery kind and encoding (which decide what its topic receives); the state and
+    the delivery's other options do not matter."""
+    return (
+        a.filter == b.filter
+        and a.source == b.source
+        and a.delivery.kind == b.delivery.kind
+        and a.delivery.encoding == b.delivery.encoding
+    )
+
+
+def _encoded_on_topic(record: Subscription) -> bool:
+    """Whether ``record``'s topic receives its items in an encoding other than cityhub's: a
+    kind served by its topic; every other kind's task encodes what it reads."""
+    return record.delivery.serving is Serving.TOPIC and record.delivery.encoding != DEFAULT_ENCODING
+
+
+def _plain(
+    topic: str, key: bytes, doc: bytes, timestamp_ms: int | None, headers: Headers | None
+) -> Write:
+    return Write(topic, key, doc, None, timestamp_ms, headers)

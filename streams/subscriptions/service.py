@@ -34,6 +34,7 @@ from cityhub.connectors.sinks import (
     get_sink,
     resolve_spec,
 )
+from cityhub.connectors.sinks.encodings import check_encoding
 from cityhub.connectors.sinks.ssrf import Resolver, system_resolver
 from cityhub.schemas.registry import Role
 from cityhub.schemas.settings import QuotaSettings, Settings
@@ -232,13 +233,15 @@ class Subscriptions:
                 del self._creating[tenant]
 
     async def _check_delivery(self, tenant: str, spec: SubscriptionSpec) -> None:
-        """The delivery's kind checks it in context; its refusal is a 422 naming the fields."""
+        """The delivery's encoding must serve its kind, and the kind checks the delivery in
+        context; a refusal is ``Invalid``, naming the fields."""
         try:
             sink = get_sink(spec.delivery.kind)
         except UnknownSinkKind as exc:
             raise Invalid(str(exc), errors=[FieldError("delivery.kind", str(exc))]) from None
         context = SpecContext(tenant, spec.id, self._settings, self._resolver)
         try:
+            check_encoding(spec.delivery.kind, spec.delivery.encoding)
             await sink.check(spec.delivery, context)
         except InvalidDeliverySpec as exc:
             raise Invalid(

@@ -7,6 +7,11 @@ publish into the topics the bridge ingests from, nor into another tenant's. A ba
 the broker acknowledged all of it (QoS 1; QoS 0 when it was handed to the connection). Batches
 follow the settings ``delivery.batch_max_items`` and ``batch_linger_seconds``. The broker's
 credentials come from ``MqttSettings`` and never appear in a message or a ``repr``.
+
+Each message is written by the subscription's ``delivery.encoding``
+(``cityhub.connectors.sinks.encodings``): ``cityhub`` (the default) publishes the item's JSON as
+it is; ``cloudevents`` a structured CloudEvent, ``cloudevents-binary`` the item's JSON with the
+event's attributes as MQTT 5 User Properties (the CloudEvents MQTT binding).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, StringConstraints, field_validator
 
 from cityhub.connectors.sinks.base import BatchLimits, DeliverySpec, Item, Sink, SpecContext
+from cityhub.connectors.sinks.encodings import EncodingContext, get_encoding
 from cityhub.connectors.sinks.mqtt import MqttSink
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import MAX_MQTT_TOPIC_BYTES, Subscription, mqtt_topic
@@ -63,6 +69,10 @@ class MqttTarget:
             raise ValueError("an MQTT target needs an MQTT subscription")
         self._topic = mqtt_topic(settings.delivery.mqtt_topic_root, record.tenant, delivery.topic)
         self._qos = delivery.qos
+        self._encoding = get_encoding(delivery.encoding)
+        self._context = EncodingContext(
+            "mqtt", record.source.value, record.tenant, record.id, settings
+        )
         d = settings.delivery
         self.batch_limits = BatchLimits(d.batch_max_items, linger_s=d.batch_linger_seconds)
         # A suffix per process: two delivery processes holding the same subscription (one
@@ -79,8 +89,18 @@ class MqttTarget:
         await self._sink.start()
 
     async def send(self, items: Sequence[Item], msg_id: str) -> None:
+        messages = [self._encoding.encode_message(i, self._context) for i in items]
         results = await asyncio.gather(
-            *(self._sink.publish(self._topic, i.value, qos=self._qos) for i in items),
+            *(
+                self._sink.publish(
+                    self._topic,
+                    m.payload,
+                    qos=self._qos,
+                    content_type=m.content_type,
+                    user_properties=m.headers,
+                )
+                for m in messages
+            ),
             return_exceptions=True,
         )
         for result in results:

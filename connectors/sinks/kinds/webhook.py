@@ -7,7 +7,10 @@ it again before each connection. The signing secret is write-only: a record alwa
 (generated when the spec has none, and shown once), stores it in clear for signing, and its public
 form shows only ``has_secret`` and a ``secret_fingerprint``.
 
-The body of a batch is ``webhook_body.webhook_body``'s envelope around the items.
+The body of a batch is written by the subscription's ``delivery.encoding``
+(``cityhub.connectors.sinks.encodings``): ``cityhub`` (the default) is ``webhook_body``'s envelope
+around the items, ``cloudevents`` a CloudEvents JSON batch; the signature covers the body either
+way.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ from cityhub.connectors.sinks.base import (
     Sink,
     SpecContext,
 )
+from cityhub.connectors.sinks.encodings import (
+    CityhubEncoding,
+    Encoding,
+    EncodingContext,
+    get_encoding,
+)
 from cityhub.connectors.sinks.ssrf import (
     UnresolvableWebhookHost,
     UnsafeWebhookUrl,
@@ -40,7 +49,6 @@ from cityhub.connectors.sinks.ssrf import (
     system_resolver,
 )
 from cityhub.connectors.sinks.webhook import WebhookSink
-from cityhub.connectors.sinks.webhook_body import webhook_body
 from cityhub.connectors.sinks.webhook_signing import generate_webhook_secret, webhook_secret_key
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import (
@@ -130,6 +138,9 @@ class WebhookDeliveryOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["webhook"] = "webhook"
+    encoding: str
+    """How a batch is written: ``cityhub``, ``cloudevents`` (``application/cloudevents-batch+json``)
+    or a plugin's."""
     url: str
     has_secret: bool
     secret_fingerprint: str
@@ -143,20 +154,38 @@ class WebhookDeliveryOut(BaseModel):
     """Per attempt, in total: URL check, connect, send and read the (capped) response."""
 
 
-def webhook_batch_limits(record: Subscription, delivery: WebhookDelivery) -> BatchLimits:
+def webhook_batch_limits(
+    record: Subscription,
+    delivery: WebhookDelivery,
+    encoding: Encoding | None = None,
+    context: EncodingContext | None = None,
+) -> BatchLimits:
     """The batches of a webhook subscription: at most ``max_batch_size`` items in a body of at
     most ``max_batch_bytes`` (a single larger item alone), waiting up to ``max_wait_ms``.
 
-    A body is the envelope around its items, joined by commas (``webhook_body``): with n items
-    it has ``len(empty body) - 1 + sum(len(item) + 1)`` bytes, so the items' budget is
-    ``max_batch_bytes - len(empty body) + 1`` at one byte of overhead each."""
-    empty = webhook_body(record.source.value, record.tenant, record.id, ())
+    A body of n items has at most ``batch_overhead + sum(item_size)`` bytes (the encoding's
+    sizes), so the items' budget is ``max_batch_bytes - batch_overhead``. For ``cityhub``'s
+    envelope an item takes ``len(item) + 1`` (its comma), which the queue counts without a
+    call per item. ``encoding`` and ``context`` default to the delivery's and the
+    environment's settings."""
+    if encoding is None:
+        encoding = get_encoding(delivery.encoding)
+    if context is None:
+        context = _context(record, Settings())
+    per_item = encoding.item_size
     return BatchLimits(
         max_items=delivery.max_batch_size,
-        max_bytes=delivery.max_batch_bytes - len(empty) + 1,
+        max_bytes=delivery.max_batch_bytes - encoding.batch_overhead(context),
         item_overhead=1,
         linger_s=delivery.max_wait_ms / 1000,
+        item_size=(
+            None if isinstance(encoding, CityhubEncoding) else lambda item: per_item(item, context)
+        ),
     )
+
+
+def _context(record: Subscription, settings: Settings) -> EncodingContext:
+    return EncodingContext("webhook", record.source.value, record.tenant, record.id, settings)
 
 
 class WebhookTarget:
@@ -167,8 +196,9 @@ class WebhookTarget:
         delivery = record.delivery
         if not isinstance(delivery, WebhookDelivery) or delivery.secret is None:
             raise ValueError("a webhook target needs a webhook subscription with its secret")
-        self._record = record
-        self.batch_limits = webhook_batch_limits(record, delivery)
+        self._encoding = get_encoding(delivery.encoding)
+        self._context = _context(record, settings)
+        self.batch_limits = webhook_batch_limits(record, delivery, self._encoding, self._context)
         self._sink = WebhookSink(
             delivery.url,
             delivery.secret.get_secret_value(),
@@ -184,8 +214,8 @@ class WebhookTarget:
         return None
 
     async def send(self, items: Sequence[Item], msg_id: str) -> None:
-        r = self._record
-        await self._sink.send(msg_id, webhook_body(r.source.value, r.tenant, r.id, items))
+        body = self._encoding.encode_batch(items, self._context)
+        await self._sink.send(msg_id, body.data, content_type=body.content_type)
 
     async def stop(self) -> None:
         await self._sink.close()
