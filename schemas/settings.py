@@ -364,6 +364,14 @@ class HistorySettings(_Section):
     """How long the writer waits to fill a batch before it writes what it has."""
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
     """How often the writer drops partitions past their retention."""
+    # Reading aggregates back (``cityhub.streams.history.aggregates_source``).
+    kafka_window_hours: float = Field(default=6.0, ge=0)
+    """An aggregates query whose range starts within this many hours before now, and is no
+    longer, is read from Kafka (the newest windows, without the writer's lag); any other from
+    the history store. 0: every query from the store."""
+    query_max_range_days: int = Field(default=366, ge=1, le=36_500)
+    """Longest ``to - from`` of one aggregates query served from the store; a longer one is refused (the
+    answer is bounded by ``aggregation.query_max_items`` windows too)."""
 
 
 class CloudEventsSettings(_Section):

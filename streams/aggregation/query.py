@@ -143,7 +143,7 @@ class AggregateQuery:
 
 
 class QueryRejected(CityhubError):
-    """A query this instance will not run (or finish) within its limits; the API answers 422.
+    """A query this instance will not run (or finish) within its limits; the API answers 400.
     ``field`` names the query parameter to change."""
 
     def __init__(self, detail: str, *, field: str) -> None:
@@ -179,11 +179,18 @@ def check_range(from_ms: int, to_ms: int, limits: QueryLimits) -> None:
     span_s = (to_ms - from_ms) / 1000
     if span_s > limits.max_range_seconds:
         raise QueryRejected(
-            f"The range from {format_ms(from_ms)} to {format_ms(to_ms)} is {span_s:g} s long; "
-            f"one query covers at most {limits.max_range_seconds} s. Split it into shorter "
+            f"The range from {format_ms(from_ms)} to {format_ms(to_ms)} is {_span(span_s)} long; "
+            f"one query covers at most {_span(limits.max_range_seconds)}. Split it into shorter "
             "ranges.",
             field="to",
         )
+
+
+def _span(seconds: float) -> str:
+    # Seconds, with days beside them once they are hard to read (a history range of 400 days).
+    if seconds < 2 * 24 * 3600:
+        return f"{seconds:g} s"
+    return f"{seconds:g} s ({seconds / 86400:.4g} days)"
 
 
 # --- the scan ----------------------------------------------------------------------------------
@@ -219,6 +226,10 @@ class ScanResult:
     """True when the watermark rule ended the scan before the high watermark."""
     malformed: int = 0
     """Records of the group whose value was not a readable aggregate (skipped)."""
+    source: str = "kafka"
+    """Where the items were read: ``kafka`` (this scan) or ``history`` (the history store,
+    ``cityhub.streams.history.aggregates_source``; ``scanned`` is then the rows read and
+    ``partition`` -1)."""
 
 
 class Scan:
@@ -325,8 +336,8 @@ class Scan:
             if len(self._current) >= self._limits.max_items:
                 raise QueryRejected(
                     f"More than {self._limits.max_items} windows of {q.group} match; ask for one "
-                    "quantity, one window_size or a shorter range.",
-                    field="window_size",
+                    "quantity, one windowSize or a shorter range.",
+                    field="windowSize",
                 )
         elif revision < current[0]:
             return False
@@ -353,6 +364,14 @@ def _order(doc: Mapping[str, Any]) -> tuple[int, int, str, str, str]:
         str(doc.get("unit") or ""),
         str(doc["aggregate_id"]),
     )
+
+
+def reads_history(query: AggregateQuery, *, now_ms: int, kafka_window_ms: int) -> bool:
+    """Whether a query is served from the history store rather than Kafka: when its range
+    starts more than ``kafka_window_ms`` before ``now_ms`` or is longer than that. A Kafka scan
+    reads every group's records of one partition from ``from`` on, so it suits short recent
+    ranges only; the store's index reads one group's windows whatever the range."""
+    return query.from_ms < now_ms - kafka_window_ms or query.to_ms - query.from_ms > kafka_window_ms
 
 
 class AggregateSource(Protocol):

@@ -1,4 +1,5 @@
-"""Reads aggregates straight from the aggregates topic: no database, one partition per query.
+"""Reads aggregates straight from the aggregates topic: no database, one partition per query
+(``aggregate_source`` puts the history store beside it for long ranges).
 
 A query (see ``query.py``) finds its group's partition with Kafka's default partitioner, takes
 the partition's high watermark, looks up the first offset whose timestamp (the window end) is at
@@ -27,6 +28,7 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
 from cityhub.streams.aggregation.query import (
     AggregateQuery,
+    AggregateSource,
     AggregatesUnavailable,
     QueryLimits,
     QueryRejected,
@@ -170,6 +172,26 @@ class KafkaAggregateReader:
             await asyncio.sleep(0)
         scan.finish()
         return scan.result(partition)
+
+
+def aggregate_source(settings: Settings) -> AggregateSource:
+    """The API's aggregates source: Kafka alone, or with ``history.enabled`` the history store
+    for every range but short recent ones (``cityhub.streams.history.aggregates_source``).
+    Nothing connects until the first query."""
+    kafka = KafkaAggregateReader(settings)
+    if not settings.history.enabled:
+        return kafka
+    # Imported here: a process without history never loads the PostgreSQL driver.
+    from cityhub.streams.history.aggregates_source import (
+        HistoryAggregateReader,
+        RoutedAggregates,
+    )
+
+    return RoutedAggregates(
+        kafka,
+        HistoryAggregateReader(settings),
+        kafka_window_hours=settings.history.kafka_window_hours,
+    )
 
 
 async def _stop(consumer: Any) -> None:

@@ -1,5 +1,7 @@
 """``GET /api/v1/tenants/{tenant}/aggregates``: a device's or an area's window aggregates over a
-time range, read from the aggregates topic (``cityhub.streams.aggregation.query``).
+time range, read from the aggregates topic (``cityhub.streams.aggregation.query``) or, for any
+range but a short recent one, from the history store when it is enabled
+(``cityhub.streams.aggregation.reader.aggregate_source``); the answer's ``source`` says which.
 
 Who sees what, the same rule as everywhere in the API and the subscriptions:
 - a key reads in its own tenant only (an admin in any); another tenant is not found (404);
@@ -85,6 +87,9 @@ class AggregateList(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[AggregateOut]
+    source: Literal["kafka", "history"]
+    """Where they were read: ``kafka`` (the aggregates topic; short recent ranges) or
+    ``history`` (the history store; every other range when it is enabled)."""
 
 
 _FIELDS = tuple(AggregateOut.model_fields)
@@ -190,7 +195,13 @@ async def list_aggregates(call: Call) -> web.Response:
     else:  # nothing to check a purpose against: no personal item goes out
         kept = [item for item in visible if item.get("classification") != PERSONAL]
         visible, withheld = kept, len(visible) - len(kept)
-    return json_response({"items": [_out(item) for item in visible], **withheld_note(withheld)})
+    return json_response(
+        {
+            "items": [_out(item) for item in visible],
+            "source": result.source,
+            **withheld_note(withheld),
+        }
+    )
 
 
 def _out(item: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from cityhub.schemas.settings import QuotaSettings, Settings
-from cityhub.streams.aggregation.reader import KafkaAggregateReader
+from cityhub.streams.aggregation.reader import aggregate_source
 from cityhub.streams.api.aggregates import AGGREGATES_KEY, PERSONAL_READS_KEY
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.api.consents import CONSENTS_KEY
@@ -175,10 +175,10 @@ def build_api(
     without ``residents`` the residents' tokens and their ``/me`` routes do; without
     ``personal_reads`` the aggregates route withholds personal aggregates.
     ``/metrics`` and ``/healthz`` are not served here but on the management port
-    (``cityhub.streams.http``). The aggregates route reads Kafka with a reader made from the
-    environment's settings, which connects at its first query; put another source at
-    ``app[AGGREGATES_KEY]`` before the app starts (tests do). The app closes the source it
-    holds when it is cleaned up."""
+    (``cityhub.streams.http``). The aggregates route reads Kafka (and the history store, when
+    enabled) with a source made from the environment's settings, which connects at its first
+    query; put another source at ``app[AGGREGATES_KEY]`` before the app starts (tests do).
+    The app closes the source it holds when it is cleaned up."""
     quotas = quotas or QuotaSettings()
     if max_import_bytes is None:
         max_import_bytes = quotas.import_max_bytes
@@ -206,7 +206,7 @@ def build_api(
         app[RESIDENTS_KEY] = residents
     if personal_reads is not None:
         app[PERSONAL_READS_KEY] = personal_reads
-    app[AGGREGATES_KEY] = KafkaAggregateReader(Settings())
+    app[AGGREGATES_KEY] = aggregate_source(Settings())
     app.on_cleanup.append(_close_aggregates)
     app[LIMITS_KEY] = Limits(
         max_body_bytes=max_body_bytes,
