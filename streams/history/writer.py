@@ -1,0 +1,350 @@
+"""The history writer: copies ``<prefix>.observations`` and ``<prefix>.aggregates`` into the
+history store (PostgreSQL), in batches, committing Kafka offsets only after the database has
+committed the batch.
+
+One consumer group of its own (``<worker.app_id>-history``), so it reads at its own pace and a
+replay never disturbs the workers. A batch is up to ``history.batch_max_records`` records or
+what ``history.batch_linger_ms`` brought. Rows are idempotent (``batch_store``): a batch written
+again after a crash or a rebalance changes nothing.
+
+A database outage pauses the writer: the same batch is retried with a growing pause (up to
+``MAX_BACKOFF_S``), the health check says not ready, ``cityhub_history_paused`` is 1, nothing
+is committed to Kafka, so nothing is lost, and it goes on where it stopped once PostgreSQL
+answers. A record that can never be a row (not JSON, a missing field, a time PostgreSQL cannot
+hold) goes to the dead-letter topic with its reason and is counted; the partition goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
+
+from cityhub.connectors.dead_letter_route import DeadLetterRoute
+from cityhub.schemas.errors import MessageError, Reason
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.topics import Topics
+from cityhub.streams import metrics as stream_metrics
+from cityhub.streams.history import metrics
+from cityhub.streams.history.batch_store import Written, prepare_staging, write_batch
+from cityhub.streams.history.connection import Connection, connect
+from cityhub.streams.history.migrate import migrate
+from cityhub.streams.history.partitions import PartitionKeeper, apply_retention
+from cityhub.streams.history.rows import (
+    Row,
+    aggregate_row,
+    current_revisions,
+    observation_row,
+    unique_events,
+)
+from cityhub.streams.privacy.purpose import PRIVACY_HEADER
+
+log = logging.getLogger("cityhub.history")
+
+STAGE = "history"
+"""The ``stage`` of the history writer's dead letters."""
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 15.0
+LAG_INTERVAL_S = 5.0
+
+
+def group_id(settings: Settings) -> str:
+    """The writer's consumer group: its own, beside the workers'."""
+    return f"{settings.worker.app_id}-history"
+
+
+@dataclass
+class Batch:
+    """Records taken from Kafka and not yet stored."""
+
+    observations: list[Row] = field(default_factory=list)
+    aggregates: list[Row] = field(default_factory=list)
+    dead: list[tuple[ConsumerRecord[bytes, bytes], MessageError]] = field(default_factory=list)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    records: int = 0
+    origins: dict[int, ConsumerRecord[bytes, bytes]] = field(default_factory=dict)
+    """The record each row came from, by the row's ``id`` (for a dead letter of a row the
+    database refuses)."""
+
+
+def backoff(attempt: int) -> float:
+    """The pause before retry ``attempt`` (1, 2, ...): doubling from FIRST_BACKOFF_S, capped."""
+    return float(min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (attempt - 1)))
+
+
+class HistoryWriter:
+    """Consumes the observations and aggregates topics into the history store until cancelled."""
+
+    def __init__(self, settings: Settings, *, client_id: str | None = None) -> None:
+        self._settings = settings
+        self._topics = Topics.for_prefix(settings.kafka.topic_prefix)
+        self._client_id = client_id or f"{group_id(settings)}-writer"
+        self._conn: Connection | None = None
+        self._keeper = PartitionKeeper({})
+        self._next_retention = 0.0
+        self._next_lag = 0.0
+        self._dead_letters = DeadLetterRoute(
+            self._topics.deadletter,
+            STAGE,
+            settings.bridge.max_payload_bytes,
+            count=lambda reason: stream_metrics.DEADLETTERS.labels(STAGE, reason.value).inc(),
+        )
+        self.running = False
+        """True once it consumes (for the health check)."""
+        self.paused = False
+        """True while the database does not answer and a batch waits to be retried."""
+
+    @property
+    def ready(self) -> bool:
+        return self.running and not self.paused
+
+    async def run(self) -> None:
+        """Migrate the schema, then consume and store until cancelled."""
+        await self._connection()  # migrates; waits (paused) while the database is down
+        kafka = self._settings.kafka
+        consumer = AIOKafkaConsumer(
+            self._topics.observations,
+            self._topics.aggregates,
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=group_id(self._settings),
+            client_id=self._client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=max(1024 * 1024, kafka.max_message_bytes + 64 * 1024),
+            fetch_max_bytes=64 * 1024 * 1024,
+            # A database outage stops the polls while heartbeats go on; leaving the group after
+            # Kafka's default 5 minutes would only move the partitions to a writer as stuck.
+            max_poll_interval_ms=3_600_000,
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            client_id=f"{self._client_id}-deadletters",
+            acks="all",
+            enable_idempotence=True,
+        )
+        await consumer.start()
+        try:
+            await producer.start()
+            self.running = True
+            while True:
+                batch = await self._collect(consumer)
+                if batch.records:
+                    await self._store(batch)
+                    await self._dead_letter(producer, batch)
+                    await self._commit(consumer, batch)
+                await self._housekeeping(consumer)
+        finally:
+            self.running = False
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            await self._close()
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def _collect(self, consumer: AIOKafkaConsumer) -> Batch:
+        """Up to batch_max_records records, or what came within batch_linger_ms of the first."""
+        history = self._settings.history
+        batch = Batch()
+        deadline: float | None = None
+        while batch.records < history.batch_max_records:
+            wait_ms = 1000 if deadline is None else int((deadline - time.monotonic()) * 1000)
+            if deadline is not None and wait_ms <= 0:
+                break
+            fetched = await consumer.getmany(
+                timeout_ms=max(wait_ms, 0), max_records=history.batch_max_records - batch.records
+            )
+            if not fetched:
+                if deadline is None:
+                    break  # nothing for a second: let housekeeping run
+                continue
+            if deadline is None:
+                deadline = time.monotonic() + history.batch_linger_ms / 1000
+            for tp, records in fetched.items():
+                self._decode(tp.topic, records, batch)
+                batch.next_offsets[tp] = records[-1].offset + 1
+                batch.records += len(records)
+        return batch
+
+    def _decode(
+        self, topic: str, records: Sequence[ConsumerRecord[bytes, bytes]], batch: Batch
+    ) -> None:
+        is_observation = topic == self._topics.observations
+        make = observation_row if is_observation else aggregate_row
+        rows = batch.observations if is_observation else batch.aggregates
+        for record in records:
+            try:
+                if record.value is None:
+                    raise MessageError("a record without a value", reason=Reason.SCHEMA_MISMATCH)
+                row = make(record.value)
+            except MessageError as exc:
+                batch.dead.append((record, exc))
+                continue
+            rows.append(row)
+            batch.origins[id(row)] = record
+
+    # --- writing -----------------------------------------------------------------------------
+
+    async def _connection(self) -> Connection:
+        """The open connection, or a new one (migrated, staging tables made), retrying with
+        backoff while the database does not answer."""
+        attempt = 0
+        while self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                conn = await connect(self._settings, application_name=self._client_id)
+                await conn.set_autocommit(True)
+                await migrate(conn, self._settings.history.db_schema)
+                await prepare_staging(conn)
+                self._keeper = await PartitionKeeper.load(conn)
+                self._conn = conn
+            except psycopg.OperationalError as exc:
+                attempt += 1
+                await self._pause(attempt, exc)
+        self._resume()
+        return self._conn
+
+    async def _pause(self, attempt: int, exc: BaseException) -> None:
+        if not self.paused:
+            log.warning("history: the database does not answer, pausing: %s", _first_line(exc))
+        self.paused = True
+        metrics.PAUSED.set(1)
+        metrics.RETRIES.inc()
+        await self._close()
+        await asyncio.sleep(backoff(attempt))
+
+    def _resume(self) -> None:
+        if self.paused:
+            log.info("history: the database answers again, resuming")
+        self.paused = False
+        metrics.PAUSED.set(0)
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _store(self, batch: Batch) -> None:
+        """Write the batch's rows; retried until the database commits it. A row the database
+        refuses for what it is (not for an outage) is found by halving and dead-lettered."""
+        observations = unique_events(batch.observations)
+        aggregates = current_revisions(batch.aggregates)
+        began = time.monotonic()
+        await self._write_halving(observations, aggregates, batch)
+        metrics.BATCH_SECONDS.observe(time.monotonic() - began)
+        metrics.BATCH_RECORDS.observe(batch.records)
+        metrics.BATCHES.inc()
+
+    async def _write_halving(
+        self, observations: list[Row], aggregates: list[Row], batch: Batch
+    ) -> None:
+        try:
+            await self._write(observations, aggregates)
+        except psycopg.Error as exc:
+            rows = len(observations) + len(aggregates)
+            if rows == 1:
+                row = (observations or aggregates)[0]
+                log.warning("history: the database refused row %s: %s", row.key, _first_line(exc))
+                batch.dead.append((batch.origins[id(row)], _refused(exc)))
+                return
+            half_obs, half_agg = len(observations) // 2, len(aggregates) // 2
+            await self._write_halving(observations[:half_obs], aggregates[:half_agg], batch)
+            await self._write_halving(observations[half_obs:], aggregates[half_agg:], batch)
+
+    async def _write(self, observations: list[Row], aggregates: list[Row]) -> Written:
+        """One attempt per connection; an outage (the connection lost) waits and tries again,
+        any other database error is raised for ``_write_halving``."""
+        attempt = 0
+        while True:
+            conn = await self._connection()
+            try:
+                return await write_batch(
+                    conn,
+                    self._keeper,
+                    self._settings.history,
+                    observations,
+                    aggregates,
+                    datetime.now(UTC),
+                )
+            except psycopg.Error as exc:
+                self._keeper.forget()
+                if not (isinstance(exc, psycopg.OperationalError) or conn.broken or conn.closed):
+                    self._keeper = await PartitionKeeper.load(conn)
+                    raise
+                attempt += 1
+                await self._pause(attempt, exc)
+
+    async def _dead_letter(self, producer: AIOKafkaProducer, batch: Batch) -> None:
+        """Write the batch's dead letters and wait for Kafka to confirm them (before the
+        offsets are committed: a dead letter is never lost either)."""
+        for record, error in batch.dead:
+            personal = any(name == PRIVACY_HEADER for name, _ in record.headers or ())
+            value, key = self._dead_letters.letter(
+                error.reason,
+                f"history: {record.topic}[{record.partition}]@{record.offset}: {error.detail}",
+                record.topic,
+                record.key or b"",
+                # A personal item's dead letter goes without its payload, as the normaliser's.
+                None if personal else record.value,
+                max_record_bytes=self._settings.kafka.max_message_bytes,
+            )
+            await producer.send_and_wait(self._topics.deadletter, value, key=key)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        try:
+            await consumer.commit(batch.next_offsets)
+        except CommitFailedError as exc:
+            # A rebalance took the partitions: the new owner reads the batch again, and the
+            # rows, already stored, are recognised as stored. Nothing is lost.
+            log.info("history: offsets not committed (%s); the batch will be read again", exc)
+
+    # --- housekeeping ------------------------------------------------------------------------
+
+    async def _housekeeping(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now >= self._next_retention:
+            self._next_retention = now + self._settings.history.retention_interval_seconds
+            attempt = 0
+            while True:
+                conn = await self._connection()
+                try:
+                    await apply_retention(conn, self._settings.history, datetime.now(UTC))
+                    break
+                except psycopg.OperationalError as exc:
+                    attempt += 1
+                    await self._pause(attempt, exc)
+            self._keeper = await PartitionKeeper.load(await self._connection())
+        if now >= self._next_lag:
+            self._next_lag = now + LAG_INTERVAL_S
+            await report_lag(consumer)
+
+
+async def report_lag(consumer: AIOKafkaConsumer) -> None:
+    """Set ``cityhub_history_lag_records`` for each assigned partition."""
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        with contextlib.suppress(Exception):
+            position = await consumer.position(tp)
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+
+
+def _refused(exc: psycopg.Error) -> MessageError:
+    return MessageError(
+        f"PostgreSQL refused the row: {_first_line(exc)}", reason=Reason.SCHEMA_MISMATCH
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
