@@ -128,7 +128,8 @@ async def test_a_toy_kind_is_created_through_the_api_and_delivered_to(
     async with api.post(url, json=spec, headers=auth) as response:
         assert response.status == 201, await response.text()
         created = await response.json()
-    assert created["delivery"] == {"kind": "toy", "greeting": "hi"}
+    # Every delivery has an encoding (cityhub's own bodies unless the spec names another).
+    assert created["delivery"] == {"kind": "toy", "encoding": "cityhub", "greeting": "hi"}
     assert created["topic"] == f"{prefix}.sub.acme.toy-1"
 
     async with api.get("/api/v1/openapi.json") as response:
