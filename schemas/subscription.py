@@ -37,12 +37,10 @@ import hashlib
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -54,9 +52,9 @@ from pydantic import (
     model_validator,
 )
 
-from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.registry import Area, Id, Name, Tag
-from cityhub.schemas.timefmt import FORM, parse_rfc3339
+from cityhub.schemas.replay import Replay
+from cityhub.schemas.replay import ReplaySpec as ReplaySpec  # re-exported: its home was here
 
 SUBSCRIPTION_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62})$"
 """Subscription ids: the registry's ``ID_PATTERN`` without ``.``. The id is the last segment of
@@ -297,53 +295,6 @@ class SubscriptionSpec(_Spec):
                 "them and no use could be logged): leave processing_activity out"
             )
         return value
-
-
-class ReplaySpec(_Spec):
-    """Where a subscription's delivery restarts from: a time or an offset of its topic (one of
-    them). Items are delivered again from there; consumers recognise them by their ids."""
-
-    from_time: AwareDatetime | None = None
-    """The first item written to the subscription's topic at or after this time: RFC 3339 with
-    an offset, from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z."""
-    from_offset: Annotated[int, Field(ge=0)] | None = None
-    """An offset of the subscription's topic (one partition); clipped to what Kafka still has."""
-
-    @field_validator("from_time", mode="before")
-    @classmethod
-    def _from_time_in_range(cls, value: Any) -> Any:
-        # pydantic's own parser takes years 0001 to 9999 (whose offsets overflow when the time
-        # is converted to UTC) and epoch numbers: cityhub's parser and range come first.
-        if value is None or (isinstance(value, datetime) and value.tzinfo is None):
-            return value  # absent, or naive: AwareDatetime says what is wrong
-        try:
-            if isinstance(value, datetime):
-                return parse_rfc3339(value.isoformat())
-            if isinstance(value, str):
-                return parse_rfc3339(value)
-        except InvalidTimestamp as exc:
-            raise ValueError(exc.why) from None  # why: no input value in an API answer
-        raise ValueError(f"expected {FORM}")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ReplaySpec:
-        if (self.from_time is None) == (self.from_offset is None):
-            raise ValueError("give exactly one of from_time and from_offset")
-        return self
-
-
-class Replay(BaseModel):
-    """A replay request as the subscription record carries it. The delivery task that owns the
-    subscription applies each ``generation`` once: it seeks, then commits the new position with
-    the generation in the commit's metadata, so a restarted task does not apply it again."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    generation: int = Field(ge=1)
-    from_time: str | None = None
-    """RFC 3339."""
-    from_offset: int | None = None
-    requested_at: str
 
 
 class Subscription(BaseModel):
