@@ -44,6 +44,7 @@ from cityhub.streams.api.route_model import ANONYMOUS
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
 from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
+from cityhub.streams.ngsi_ld.api import add_ngsi_ld_routes
 from cityhub.streams.privacy.consent_service import Consents
 from cityhub.streams.privacy.erasure import Erasure
 from cityhub.streams.privacy.log_service import ProcessingLogQueries
@@ -221,4 +222,6 @@ def build_api(
             route.method, route.full_path, _endpoint(route), name=route.operation_id
         )
     app.router.add_get(OPENAPI_PATH, _openapi, name="getOpenApi")
+    # NGSI-LD (read only) beside /api/v1, over the same keys and the history store.
+    add_ngsi_ld_routes(app, registry)
     return app

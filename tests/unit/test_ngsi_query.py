@@ -1,0 +1,149 @@
+"""The NGSI-LD query subset: q parsed and evaluated on entities, and the geo-query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cityhub.connectors.ngsi_ld.query import (
+    And,
+    BadQuery,
+    Or,
+    Term,
+    attributes_of,
+    distance_m,
+    geo_matches,
+    matches,
+    parse_geo,
+    parse_q,
+)
+
+ENTITY: dict[str, Any] = {
+    "id": "urn:ngsi-ld:AirQualityObserved:city:aq-1",
+    "type": "AirQualityObserved",
+    "pm25": {
+        "type": "Property",
+        "value": 14.0,
+        "observedAt": "2026-12-03T10:05:00.000Z",
+        "unitCode": "GQ",
+    },
+    "name": {"type": "Property", "value": "Damrak"},
+    "status": {"type": "Property", "value": "occupied"},
+    "refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:city:aq-1"},
+    "dateObserved": {
+        "type": "Property",
+        "value": {"@type": "DateTime", "@value": "2026-12-03T10:05:00.000Z"},
+    },
+    "controlledProperty": {"type": "Property", "value": ["pm25", "temperature"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("pm25", True),
+        ("temperature", False),
+        ("pm25>10", True),
+        ("pm25>14", False),
+        ("pm25>=14", True),
+        ("pm25<20;pm25>10", True),
+        ('pm25<10|name=="Damrak"', True),
+        ('pm25<10|name=="Dam"', False),
+        ("pm25==10..20", True),
+        ("pm25!=10..13", True),
+        ("pm25==1,14", True),
+        ("pm25==14.0", True),
+        ('status=="free","occupied"', True),
+        ('status!="occupied"', False),
+        ('(pm25<10|pm25>12);status=="occupied"', True),
+        ('pm25<10|pm25>12;status=="free"', False),
+        ('name~="^Dam"', True),
+        ('name!~="^Dam"', False),
+        ('refDevice=="urn:ngsi-ld:Device:city:aq-1"', True),
+        ('pm25.unitCode=="GQ"', True),
+        ("pm25.observedAt>2026-12-03T10:00:00.000Z", True),
+        ("dateObserved<2026-12-03T10:00:00.000Z", False),
+        ('controlledProperty=="temperature"', True),
+        ('pm25>"10"', False),  # a string never orders against a number
+        ("pm25==true", False),
+    ],
+)
+def test_q_on_an_entity(q: str, expected: bool) -> None:
+    assert matches(parse_q(q), ENTITY) is expected
+
+
+def test_and_binds_tighter_than_or() -> None:
+    expr = parse_q("a==1|b==2;c==3")
+    assert isinstance(expr, Or)
+    assert isinstance(expr.parts[1], And)
+    assert expr.parts[0] == Term(("a",), "==", 1)
+    assert attributes_of(expr) == {"a", "b", "c"}
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "",
+        "pm25>",
+        "(pm25>1",
+        "pm25>1)",
+        "pm25>>1",
+        "pm25==abc",
+        'pm25~="("',
+        "x" * 2001,
+        'pm25=="open',
+    ],
+)
+def test_bad_q_is_bad_request_data(q: str) -> None:
+    with pytest.raises(BadQuery) as caught:
+        parse_q(q)
+    assert caught.value.parameter == "q"
+
+
+AMSTERDAM = (4.8952, 52.3702)
+SQUARE = "[[[4.8,52.3],[5.0,52.3],[5.0,52.4],[4.8,52.4],[4.8,52.3]]]"
+
+
+def test_distances_on_the_sphere() -> None:
+    # Amsterdam to Utrecht: about 35 km.
+    assert 34_000 < distance_m(AMSTERDAM, (5.1214, 52.0907)) < 36_000
+    assert distance_m(AMSTERDAM, AMSTERDAM) == 0
+
+
+def test_near_within_and_disjoint() -> None:
+    near = parse_geo("near;maxDistance==2000", "Point", "[4.90,52.37]")
+    assert near.max_distance == 2000
+    assert geo_matches(near, AMSTERDAM)
+    assert not geo_matches(near, (5.1214, 52.0907))
+    assert not geo_matches(near, None)
+    far = parse_geo("near;minDistance==2000", "Point", "[4.90,52.37]")
+    assert geo_matches(far, (5.1214, 52.0907))
+    within = parse_geo("within", "Polygon", SQUARE)
+    assert geo_matches(within, AMSTERDAM)
+    assert not geo_matches(within, (5.1214, 52.0907))
+    assert geo_matches(parse_geo("disjoint", "Polygon", SQUARE), (5.1214, 52.0907))
+    assert geo_matches(parse_geo("equals", "Point", "[4.8952,52.3702]"), AMSTERDAM)
+
+
+@pytest.mark.parametrize(
+    ("georel", "geometry", "coordinates", "parameter"),
+    [
+        ("around", "Point", "[4.9,52.3]", "georel"),
+        ("near", "Point", "[4.9,52.3]", "georel"),
+        ("near;maxDistance==-1", "Point", "[4.9,52.3]", "georel"),
+        ("near;maxDistance==2000", "Polygon", SQUARE, "geometry"),
+        ("within", "LineString", "[[4.9,52.3],[5,52]]", "geometry"),
+        ("within", "Polygon", "[[[4.8,52.3],[5.0,52.3],[5.0,52.4]]]", "coordinates"),
+        ("within", "Polygon", "[[[4.8,52.3],[5.0,52.3],[5.0,52.4],[4.9,52.4]]]", "coordinates"),
+        ("within", "Point", "[200,52.3]", "coordinates"),
+        ("within", "Point", "not json", "coordinates"),
+        ("within", "Point", None, "coordinates"),
+    ],
+)
+def test_bad_geo_queries(
+    georel: str, geometry: str, coordinates: str | None, parameter: str
+) -> None:
+    with pytest.raises(BadQuery) as caught:
+        parse_geo(georel, geometry, coordinates)
+    assert caught.value.parameter == parameter
