@@ -20,6 +20,7 @@ import click
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings, unknown_variables
 from cityhub.schemas.topics import Topics
+from cityhub.streams.api.openapi_cli import openapi_cmd
 from cityhub.streams.logsetup import LogFormat, install
 from cityhub.streams.parent_watch import watch_supervisor
 from cityhub.streams.privacy.cli import activities
@@ -192,6 +193,29 @@ def history_migrate_cmd() -> None:
         ) from exc
     done = f"applied {', '.join(map(str, applied))}" if applied else "nothing to do"
     click.echo(f"history schema {schema}: version {version} ({done})")
+
+
+@main.command("history-writer")
+@click.option(
+    "--management-port",
+    type=int,
+    default=None,
+    help="Port of /metrics and /healthz (CITYHUB_MANAGEMENT__PORT).",
+)
+def history_writer_cmd(management_port: int | None) -> None:
+    """Only the history writer: observations and aggregates from Kafka into PostgreSQL
+    (migrates the schema first; a database outage pauses it, /healthz says so)."""
+    from cityhub.streams.history.service import history_writer_parts
+    from cityhub.streams.runtime.host import run_parts
+    from cityhub.streams.topic_admin import ensure_topics
+
+    settings = _settings(management_port=management_port)
+
+    async def main() -> None:
+        await ensure_topics(settings)
+        await run_parts(history_writer_parts(settings))
+
+    _run_async(main())
 
 
 # --- the hub -----------------------------------------------------------------------------------
@@ -433,6 +457,7 @@ main.add_command(consents)
 main.add_command(data_subjects)
 main.add_command(resident_tokens)
 main.add_command(processing_log)
+main.add_command(openapi_cmd)
 
 if __name__ == "__main__":
     main()

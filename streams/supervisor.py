@@ -74,14 +74,16 @@ def hub_children(
     log_level: str | None = None,
 ) -> list[ChildSpec]:
     """The processes of ``cityhub run``: the bridge, ``workers`` workers, the API, the delivery,
-    and the simulator when ``simulate`` gives its options. Each gets a free management port on
-    loopback, and ``log_level`` when given."""
+    the history writer when ``history.enabled``, and the simulator when ``simulate`` gives its
+    options. Each gets a free management port on loopback, and ``log_level`` when given."""
     children = [ChildSpec("bridge", ("bridge",))]
     children += [ChildSpec(f"worker-{i}", ("worker",)) for i in range(1, workers + 1)]
     children += [
         ChildSpec("api", ("api",), {"CITYHUB_HTTP__PORT": str(settings.http.port)}),
         ChildSpec("deliver", ("deliver",)),
     ]
+    if settings.history.enabled:
+        children.append(ChildSpec("history", ("history-writer",)))
     if simulate is not None:
         children.append(
             ChildSpec(

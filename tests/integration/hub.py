@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg import sql
 
 from cityhub.connectors.mqtt.session import end_session
-from cityhub.schemas.settings import MqttSettings
+from cityhub.schemas.settings import HistorySettings, MqttSettings, Settings
+from cityhub.streams.history.connection import read_password
 
 BOOTSTRAP = os.environ.get("CITYHUB_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MQTT_HOST = "127.0.0.1"
@@ -41,6 +44,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def drop_history_schema(env: dict[str, str]) -> None:
+    """Drop the history schema a hub process wrote to (the one its environment names)."""
+    schema = env.get("CITYHUB_HISTORY__DB_SCHEMA")
+    if schema is None:
+        return
+    settings = Settings(history=HistorySettings(db_schema=schema))
+    with psycopg.connect(
+        host=settings.history.host,
+        port=settings.history.port,
+        dbname=settings.history.database,
+        user=settings.history.user,
+        password=read_password(settings),
+        autocommit=True,
+    ) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @dataclass
@@ -84,6 +104,8 @@ class Hub:
                 "CITYHUB_MQTT__CLIENT_ID": f"{self.prefix}-bridge",
                 "CITYHUB_HTTP__PORT": str(self.port),
                 "CITYHUB_MANAGEMENT__PORT": str(self.management_port),
+                # The history writer of `cityhub run` writes to a schema of the hub's own.
+                "CITYHUB_HISTORY__DB_SCHEMA": self.prefix,
                 "CITYHUB_LOG_LEVEL": "info",
             }
         )
@@ -171,6 +193,8 @@ class Hub:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.command == "run" and self.env().get("CITYHUB_HISTORY__DB_SCHEMA") == self.prefix:
+            drop_history_schema(self.env())  # its own; a test's own schema is the test's to drop
         if self.command in {"run", "bridge"}:
             settings = MqttSettings(
                 host=MQTT_HOST, port=MQTT_PORT, client_id=self.env()["CITYHUB_MQTT__CLIENT_ID"]

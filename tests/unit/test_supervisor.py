@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cityhub.schemas.settings import HttpSettings, ManagementSettings, Settings
+from cityhub.schemas.settings import HistorySettings, HttpSettings, ManagementSettings, Settings
 from cityhub.streams.supervisor import (
     BACKOFF_CAP_S,
     BACKOFF_START_S,
@@ -18,7 +18,7 @@ from cityhub.streams.supervisor import (
 )
 
 
-def test_the_hub_is_a_bridge_a_worker_per_core_the_api_and_the_delivery() -> None:
+def test_the_hub_is_a_bridge_a_worker_per_core_the_api_the_delivery_and_the_history() -> None:
     children = hub_children(Settings(), workers=3, simulate=None)
     assert [c.name for c in children] == [
         "bridge",
@@ -27,7 +27,13 @@ def test_the_hub_is_a_bridge_a_worker_per_core_the_api_and_the_delivery() -> Non
         "worker-3",
         "api",
         "deliver",
+        "history",
     ]
+    assert children[-1].args == ("history-writer",)
+    without_history = Settings(history=HistorySettings(enabled=False))
+    assert "history" not in {
+        c.name for c in hub_children(without_history, workers=1, simulate=None)
+    }
     assert [c.args for c in children][:2] == [("bridge",), ("worker",)]
     ports = [c.env["CITYHUB_MANAGEMENT__PORT"] for c in children]
     assert len(set(ports)) == len(ports)  # each its own management port
