@@ -396,6 +396,27 @@ class CloudEventsSettings(_Section):
     ``dataschema``."""
 
 
+class SensorThingsSettings(_Section):
+    """The OGC SensorThings API read service under ``/sta/v1.1`` (``docs/sensorthings.md``)."""
+
+    default_top: int = Field(default=100, ge=1, le=10_000)
+    """Entities per page when a request gives no ``$top``."""
+    max_top: int = Field(default=1000, ge=1, le=10_000)
+    """The largest page: a larger ``$top`` is served as this, with an ``@iot.nextLink``."""
+    datastreams_refresh_seconds: float = Field(default=30.0, gt=0)
+    """How long the list of Datastreams (device x quantity pairs seen in history) is reused
+    before it is read again: a new device's first Datastream shows up at most this late."""
+    service_url: str | None = None
+    """The public root of the service (``https://data.city.example/sta/v1.1``) for links when
+    the hub sits behind a proxy; None: built from the request's scheme and Host header."""
+
+    @model_validator(mode="after")
+    def _top_fits(self) -> SensorThingsSettings:
+        if self.default_top > self.max_top:
+            raise ValueError("sensorthings.default_top must not exceed sensorthings.max_top")
+        return self
+
+
 class StackSettings(_Section):
     """The local single-node stack that ``cityhub stack up`` runs."""
 
@@ -456,6 +477,7 @@ class Settings(BaseSettings):
     management: ManagementSettings = ManagementSettings()
     stack: StackSettings = StackSettings()
     history: HistorySettings = HistorySettings()
+    sensorthings: SensorThingsSettings = SensorThingsSettings()
     subscriptions: SubscriptionSettings = SubscriptionSettings()
     aggregation: AggregationSettings = AggregationSettings()
     delivery: DeliverySettings = DeliverySettings()

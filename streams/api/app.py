@@ -51,6 +51,8 @@ from cityhub.streams.privacy.log_service import ProcessingLogQueries
 from cityhub.streams.privacy.reads import PersonalReads
 from cityhub.streams.privacy.service import ProcessingRegister
 from cityhub.streams.registry.service import Registry
+from cityhub.streams.sensorthings.routes import SensorThings
+from cityhub.streams.sensorthings.routes import mount as mount_sensorthings
 from cityhub.streams.subscriptions.service import Subscriptions
 
 log = logging.getLogger("cityhub.api")
@@ -222,6 +224,8 @@ def build_api(
             route.method, route.full_path, _endpoint(route), name=route.operation_id
         )
     app.router.add_get(OPENAPI_PATH, _openapi, name="getOpenApi")
+    # OGC SensorThings (read only) beside /api/v1, with the same keys and problem documents.
+    mount_sensorthings(app, SensorThings.from_settings(registry, Settings()))
     # NGSI-LD (read only) beside /api/v1, over the same keys and the history store.
     add_ngsi_ld_routes(app, registry)
     return app

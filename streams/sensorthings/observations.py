@@ -1,0 +1,135 @@
+"""SensorThings' reads of the history store: the Datastreams seen (device x quantity pairs,
+reused for ``sensorthings.datastreams_refresh_seconds``) and pages of Observations.
+
+Every statement carries the history store's visibility rule (``history.queries.visibility``:
+no personal rows for anyone, a tenant's rows and other tenants' public ones) and is limited to
+the devices the viewer may see in the registry now, so that an Observation is never shown
+whose Thing is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cityhub.streams.history.connection import ConnectionPool
+from cityhub.streams.history.queries import Viewer as HistoryViewer
+from cityhub.streams.history.queries import visibility
+from cityhub.streams.sensorthings.ids import observation_id
+from cityhub.streams.sensorthings.model import Entity, StreamFacts
+
+_STREAMS = """
+SELECT device_id, quantity, min(unit), min(observed_at), max(observed_at),
+       bool_and(value_number IS NOT NULL)
+FROM observations
+WHERE {visible}
+GROUP BY device_id, quantity
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationQuery:
+    """One read of Observations: the SQL conditions (``where``, with ``params``), the sort,
+    and the window of rows."""
+
+    where: Sequence[str]
+    params: dict[str, Any]
+    order: str
+    limit: int
+    offset: int
+
+
+def observation_entity(row: Sequence[Any]) -> Entity:
+    """The Observation entity of a row ``(event_id, observed_at, received_at, device_id,
+    quantity, result)``; its key is ``(device_id, quantity)``."""
+    event, observed_at, received_at, device_id, quantity, result = row
+    props = {"phenomenonTime": observed_at, "resultTime": received_at, "result": result}
+    return Entity("Observation", observation_id(event), props, (device_id, quantity))
+
+
+class HistoryReads:
+    """The history store as SensorThings reads it, over a small connection pool."""
+
+    def __init__(self, pool: ConnectionPool, *, refresh_seconds: float) -> None:
+        self._pool = pool
+        self._refresh = refresh_seconds
+        self._streams: list[StreamFacts] = []
+        self._streams_read = -1.0
+        self._lock = asyncio.Lock()
+        self.version = 0
+        """Counts the times the Datastreams were read (a cache of entities keys on it)."""
+
+    async def streams(self) -> list[StreamFacts]:
+        """Every device x quantity pair in history with its unit and time span (non-personal
+        rows of every tenant: the graph applies the viewer's rule), at most
+        ``refresh_seconds`` old."""
+        async with self._lock:
+            if self._streams_read >= 0 and time.monotonic() - self._streams_read < self._refresh:
+                return self._streams
+            params: dict[str, Any] = {}
+            text = _STREAMS.format(visible=visibility(HistoryViewer.admin(), params))
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(text, params)
+                rows = await cursor.fetchall()
+            self._streams = [
+                StreamFacts(
+                    device_id=r[0],
+                    quantity=r[1],
+                    unit=r[2],
+                    first=r[3],
+                    last=r[4],
+                    numeric=bool(r[5]),
+                )
+                for r in rows
+            ]
+            self._streams_read = time.monotonic()
+            self.version += 1
+            return self._streams
+
+    @staticmethod
+    def _where(
+        viewer: HistoryViewer, devices: Sequence[str], query: ObservationQuery
+    ) -> tuple[str, dict[str, Any]]:
+        params = dict(query.params)
+        clauses = [visibility(viewer, params), "device_id = ANY(%(visible_devices)s)"]
+        params["visible_devices"] = list(devices)
+        clauses.extend(query.where)
+        return " AND ".join(clauses), params
+
+    async def page(
+        self, viewer: HistoryViewer, devices: Sequence[str], query: ObservationQuery
+    ) -> list[Entity]:
+        """The Observations of one page, in the query's order."""
+        if not devices:
+            return []
+        where, params = self._where(viewer, devices, query)
+        params["sta_limit"] = query.limit
+        params["sta_offset"] = query.offset
+        # The text is made of this package's fragments only; every value is a parameter.
+        columns = "event_id, observed_at, received_at, device_id, quantity, doc->'value'"
+        window = "LIMIT %(sta_limit)s OFFSET %(sta_offset)s"
+        text = f"SELECT {columns} FROM observations WHERE {where} ORDER BY {query.order} {window}"  # noqa: S608
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(text, params)
+            rows = await cursor.fetchall()
+        return [observation_entity(row) for row in rows]
+
+    async def count(
+        self, viewer: HistoryViewer, devices: Sequence[str], query: ObservationQuery
+    ) -> int:
+        """How many Observations the query's conditions accept (``$count``)."""
+        if not devices:
+            return 0
+        where, params = self._where(viewer, devices, query)
+        async with self._pool.connection() as conn:
+            statement = f"SELECT count(*) FROM observations WHERE {where}"  # noqa: S608 (ours)
+            cursor = await conn.execute(statement, params)
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def close(self) -> None:
+        """Close the pool's connections."""
+        await self._pool.close()

@@ -1,0 +1,135 @@
+"""The SensorThings service's HTTP shell: ``GET /sta/v1.1`` and everything below it, on the
+API's port, with the API's keys (``X-API-Key`` or ``Authorization: Bearer``; 401 without
+one) and its problem documents for errors (400 for a bad query, 404 for an unknown entity).
+
+Read only: any other method is a 405. The entities a key sees are built once per key's tenant
+from the registry view and the Datastreams in history, and reused until either changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+import psycopg
+from aiohttp import web
+
+from cityhub.schemas.registry import DeviceType, Role
+from cityhub.schemas.settings import Settings
+from cityhub.streams.api.auth import authenticate
+from cityhub.streams.api.problems import ApiProblem
+from cityhub.streams.history.connection import ConnectionPool
+from cityhub.streams.history.queries import Viewer as HistoryViewer
+from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.view import DeviceEntry, RegistryView
+from cityhub.streams.sensorthings.expr import QueryError
+from cityhub.streams.sensorthings.model import Graph, StreamFacts, Viewer
+from cityhub.streams.sensorthings.observations import HistoryReads
+from cityhub.streams.sensorthings.service import Context, Missing, answer
+
+log = logging.getLogger("cityhub.sensorthings")
+
+ROOT = "/sta/v1.1"
+_GRAPHS_KEPT = 32
+_ALL = 1 << 30
+
+
+def _registry_entries(view: RegistryView) -> tuple[list[DeviceEntry], list[DeviceType]]:
+    devices: list[DeviceEntry] = []
+    types: list[DeviceType] = []
+    for tenant in view.tenants():
+        types.extend(view.types_page(tenant.id, limit=_ALL)[0])
+        devices.extend(view.devices_page(tenant.id, limit=_ALL)[0])
+    return devices, types
+
+
+class SensorThings:
+    """The service's state in one API process: the registry, the history reads, and the
+    entities built per tenant."""
+
+    def __init__(self, registry: Registry, settings: Settings, reads: HistoryReads | None) -> None:
+        self.registry = registry
+        self.settings = settings.sensorthings
+        self.reads = reads
+        self._graphs: OrderedDict[tuple[str | None, int, int], Graph] = OrderedDict()
+
+    @classmethod
+    def from_settings(cls, registry: Registry, settings: Settings) -> SensorThings:
+        """The service over the history store ``settings.history`` names (connected lazily)."""
+        pool = ConnectionPool(settings, size=4, application_name="cityhub-sensorthings")
+        reads = HistoryReads(
+            pool, refresh_seconds=settings.sensorthings.datastreams_refresh_seconds
+        )
+        return cls(registry, settings, reads)
+
+    async def graph(self, tenant: str | None) -> Graph:
+        """The entities the viewer of ``tenant`` (None: admin) may see, built at most once per
+        registry offset and Datastream read."""
+        streams: list[StreamFacts] = [] if self.reads is None else await self.reads.streams()
+        version = 0 if self.reads is None else self.reads.version
+        view = self.registry.view
+        key = (tenant, view.offset, version)
+        graph = self._graphs.get(key)
+        if graph is None:
+            devices, types = _registry_entries(view)
+            graph = Graph(devices, types, streams, Viewer(tenant))
+            self._graphs[key] = graph
+            while len(self._graphs) > _GRAPHS_KEPT:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+        return graph
+
+    async def close(self) -> None:
+        if self.reads is not None:
+            await self.reads.close()
+
+
+SENSORTHINGS_KEY = web.AppKey("sensorthings", SensorThings)
+
+
+def _base(request: web.Request, service: SensorThings) -> str:
+    if service.settings.service_url:
+        return service.settings.service_url.rstrip("/")
+    return f"{request.scheme}://{request.host}{ROOT}"
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Every GET under the service root."""
+    service = request.app[SENSORTHINGS_KEY]
+    principal = authenticate(service.registry, request.headers)
+    tenant = None if principal.role is Role.ADMIN else principal.tenant
+    viewer = HistoryViewer.admin() if tenant is None else HistoryViewer.of_tenant(tenant)
+    path = request.match_info.get("path", "")
+    try:
+        graph = await service.graph(tenant)
+        ctx = Context(graph, viewer, _base(request, service), service.settings, service.reads)
+        result = await answer(ctx, path, request.query)
+    except QueryError as exc:
+        raise ApiProblem(400, str(exc)) from None
+    except Missing as exc:
+        raise ApiProblem(404, f"Not found: {exc}.") from None
+    except psycopg.OperationalError:
+        log.warning("the history store cannot be reached", exc_info=True)
+        raise ApiProblem(
+            503,
+            "The history store cannot be reached; try again shortly.",
+            headers={"Retry-After": "5"},
+        ) from None
+    if result.text is not None:
+        return web.Response(text=result.text, content_type="text/plain")
+    if result.document is None:
+        return web.Response(status=204)
+    return web.json_response(result.document)
+
+
+async def _close(app: web.Application) -> None:
+    await app[SENSORTHINGS_KEY].close()
+
+
+def mount(app: web.Application, service: SensorThings) -> None:
+    """Serve ``service`` under ``/sta/v1.1`` on ``app`` (and close it with the app)."""
+    app[SENSORTHINGS_KEY] = service
+    app.on_cleanup.append(_close)
+    app.router.add_get(ROOT, handle, name="staRoot")
+    app.router.add_get(ROOT + "/{path:.*}", handle, name="staResource")
