@@ -36,7 +36,7 @@ from cityhub.connectors.sinks.encodings import (
 from cityhub.connectors.sinks.errors import UnknownEncoding
 from cityhub.connectors.sinks.kinds.webhook import WebhookDelivery, webhook_batch_limits
 from cityhub.connectors.sinks.webhook_body import webhook_body
-from cityhub.schemas.settings import Settings
+from cityhub.schemas.settings import CloudEventsSettings, Settings
 from cityhub.schemas.subscription import (
     DeliverySpec,
     Subscription,
@@ -46,7 +46,7 @@ from cityhub.schemas.subscription import (
 from cityhub.streams.delivery.queue import batch_length
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 
-SETTINGS = Settings()
+SETTINGS = Settings(cloudevents=CloudEventsSettings())  # the defaults, whatever the environment
 
 
 def context(kind: str = "webhook", source: str = "observations") -> EncodingContext:
@@ -266,6 +266,36 @@ def test_the_router_writes_a_kafka_topic_in_its_subscriptions_encoding() -> None
     assert headers["ce_subject"] == b"dev-1"
     assert headers["traceparent"] == trace[0][1]  # the item's own headers stay
     assert headers["ce_traceparent"] == trace[0][1]
+
+
+def test_aggregates_go_to_a_kafka_topic_as_aggregate_events_per_revision() -> None:
+    spec = validate_spec(
+        {
+            "id": "win",
+            "name": "win",
+            "source": "aggregates",
+            "delivery": {"kind": "kafka", "encoding": "cloudevents-binary"},
+        }
+    )
+    built, _ = build_subscription(spec, tenant="acme", now="2026-12-01T00:00:00.000Z")
+    router = SubscriptionRouter("px", settings=SETTINGS)
+    router.refresh([built])
+    window = {
+        "aggregate_id": "a-1",
+        "revision": 1,
+        "grouping": "area",
+        "area": "centre",
+        "tenant": "acme",
+        "classification": "internal",
+        "window_end": "2026-12-01T11:00:00.000Z",
+    }
+    out = router.write("px.sub.acme.win", b"area/acme/centre", orjson.dumps(window), timestamp_ms=9)
+    headers = dict(out.headers or [])
+    assert out.timestamp_ms == 9
+    assert headers["ce_type"] == b"nl.cityhub.aggregate.v1"
+    assert headers["ce_id"] == b"a-1.1"
+    assert headers["ce_subject"] == b"centre"
+    assert headers["ce_time"] == b"2026-12-01T11:00:00.000Z"
 
 
 def test_a_changed_encoding_is_routed_anew() -> None:
