@@ -318,11 +318,11 @@ class HistoryWriter:
                 conn = await self._connection()
                 try:
                     await apply_retention(conn, self._settings.history, datetime.now(UTC))
+                    self._keeper = await PartitionKeeper.load(conn)
                     break
                 except psycopg.OperationalError as exc:
                     attempt += 1
                     await self._pause(attempt, exc)
-            self._keeper = await PartitionKeeper.load(await self._connection())
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL_S
             await report_lag(consumer)
