@@ -191,7 +191,11 @@ class DeliverySpec(_Spec):
     ``on_full`` and ``queue_size`` are refused for it."""
 
     kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
-    encoding: Annotated[str, StringConstraints(pattern=ENCODING_PATTERN)] = DEFAULT_ENCODING
+    encoding: Annotated[str, StringConstraints(pattern=ENCODING_PATTERN)] = Field(
+        default=DEFAULT_ENCODING,
+        description="How items are written: cityhub (the default), cloudevents (webhook, mqtt, "
+        "kafka) or cloudevents-binary (mqtt, kafka); docs/cloudevents.md.",
+    )
     """How items are written on the wire (``cityhub.connectors.sinks.encodings``): ``cityhub``
     (the default), ``cloudevents``, ``cloudevents-binary``, or a plugin's. Which encodings a
     kind takes is the encodings registry's to say; the API refuses a pair that does not fit."""
