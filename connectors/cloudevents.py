@@ -48,6 +48,7 @@ Pure: JSON and strings, no I/O.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -97,25 +98,28 @@ def safe_string(text: str) -> str:
     """``text`` as a CloudEvents String: control characters (U+0000-U+001F, U+007F-U+009F),
     noncharacters, lone surrogates and ``%`` itself percent-encoded (UTF-8), so that two
     different values never look the same and every binding can carry the result."""
-    if all(_allowed(c) for c in text):
+    if text.isascii() and text.isprintable() and "%" not in text:
+        return text  # the usual case, decided in C (printable ASCII has no control character)
+    if _UNSAFE.search(text) is None:
         return text
-    out = []
-    for c in text:
-        if _allowed(c):
-            out.append(c)
-        else:
-            raw = c.encode("utf-8", errors="surrogatepass")
-            out.append("".join(f"%{b:02X}" for b in raw))
-    return "".join(out)
+    return _UNSAFE.sub(_percent, text)
 
 
-def _allowed(c: str) -> bool:
-    code = ord(c)
-    if code < 0x20 or 0x7F <= code <= 0x9F or c == "%":
-        return False
-    if 0xD800 <= code <= 0xDFFF:  # a lone surrogate (a str holds pairs as one code point)
-        return False
-    return not (0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE)
+def _percent(match: re.Match[str]) -> str:
+    raw = match.group().encode("utf-8", errors="surrogatepass")
+    return "".join(f"%{b:02X}" for b in raw)
+
+
+def _unsafe_class() -> re.Pattern[str]:
+    """What a CloudEvents String may not hold, and ``%``: the C0 and C1 controls with DEL,
+    surrogates (a ``str`` holds a proper pair as one code point, so any is a lone one), and the
+    66 noncharacters (U+FDD0-U+FDEF and the last two code points of every plane)."""
+    ranges = [r"\x00-\x1f", r"\x7f-\x9f", "%", r"\ud800-\udfff", r"\ufdd0-\ufdef"]
+    ranges += [rf"\U{plane:04x}fffe\U{plane:04x}ffff" for plane in range(17)]
+    return re.compile("[" + "".join(ranges) + "]")
+
+
+_UNSAFE: Final = _unsafe_class()
 
 
 def attributes(

@@ -143,11 +143,31 @@ class WorkerSettings(_Section):
     the broker's group.min.session.timeout.ms (6 s)."""
 
 
+WEB_ORIGIN_PATTERN = r"^https?://[a-z0-9.\-\[\]:]+$"
+"""A web origin as browsers send it: ``scheme://host[:port]``, lower case, no path or wildcard."""
+
+
+class ApiContactSettings(_Section):
+    """Who answers for this hub's API: the OpenAPI document's ``info.contact`` (NL API Design
+    Rules, /core/doc-openapi-contact). Set it to the team that runs the hub, not a generic
+    address of the whole organisation."""
+
+    name: str = Field(default="cityhub operators", min_length=1, max_length=200)
+    url: str = Field(default="https://cityhub.example/support", pattern=r"^https?://\S+$")
+    email: str = Field(default="api@cityhub.example", pattern=r"^[^@\s]+@[^@\s]+$")
+
+
 class HttpSettings(_Section):
     """The operator API (``/api/v1``) of the processes that serve it (``run``, ``api``)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    cors_allowed_origins: tuple[Annotated[str, Field(pattern=WEB_ORIGIN_PATTERN)], ...] = ()
+    """Origins whose web pages may call the API (CORS), e.g.
+    ``CITYHUB_HTTP__CORS_ALLOWED_ORIGINS='["https://dashboard.city.example"]'``. Empty by
+    default: no page of another origin may read any answer but the OpenAPI document's, which
+    every origin may."""
+    contact: ApiContactSettings = ApiContactSettings()
 
 
 class ManagementSettings(_Section):
