@@ -42,7 +42,20 @@ $(LINKED): $(STAMP) pyproject.toml $(PY_SOURCES)
 	$(EDITABLE_INSTALL)
 	touch $(LINKED)
 
-setup: $(LINKED)
+# Spectral, pinned with its lock file in deploy/lint (npm registry), lints the API's OpenAPI
+# document against the NL API Design Rules' ruleset copied there (see its header). Needs Node
+# (>= 18.18) and npm. --ignore-scripts: no package's install script runs (one would send usage
+# telemetry); Spectral needs none.
+LINT_DIR := deploy/lint
+SPECTRAL := $(LINT_DIR)/node_modules/.bin/spectral
+SPECTRAL_STAMP := $(LINT_DIR)/node_modules/.installed
+OPENAPI_DOC := .cityhub/lint/openapi.json
+
+$(SPECTRAL_STAMP): $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
+	cd $(LINT_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(SPECTRAL_STAMP)
+
+setup: $(LINKED) $(SPECTRAL_STAMP)
 
 # Resolves pyproject.toml's dependencies (with the dev extra) again and rewrites the lock with
 # the newest versions its ranges allow. `make lock LOCK_UPGRADE=` keeps the current pins where
@@ -69,6 +82,8 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(AUDIT)
+	$(CITYHUB) openapi --output $(OPENAPI_DOC)
+	$(SPECTRAL) lint --fail-severity warn -r $(LINT_DIR)/nl-api-design-rules.yaml $(OPENAPI_DOC)
 
 audit: setup
 	$(AUDIT)

@@ -37,8 +37,9 @@ class ServiceError(CityhubError):
 
 
 class Invalid(ServiceError):
-    status = 422
-    title = "Invalid request"
+    # 400, not 422: the NL API Design Rules answer every invalid input with 400.
+    status = 400
+    title = "Invalid input"
 
 
 class NotFound(ServiceError):

@@ -6,12 +6,12 @@ range but a short recent one, from the history store when it is enabled
 Who sees what, the same rule as everywhere in the API and the subscriptions:
 - a key reads in its own tenant only (an admin in any); another tenant is not found (404);
 - ``area=`` is the path tenant's area (areas are per tenant);
-- ``device_id=`` is looked up in the registry: an unknown device is 404; another tenant's device
+- ``deviceId=`` is looked up in the registry: an unknown device is 404; another tenant's device
   is 404 too unless its device type is ``public`` (then its public windows show);
 - every window returned passes ``may_see(path tenant, its tenant, its classification)`` on its
   current revision: the path tenant's own windows, other tenants' only when ``public``;
 - a window classified ``personal`` is returned only for the processing activity the request
-  names (``processing_activity=<slug>``) when it admits it, and the read is logged
+  names (``processingActivity=<slug>``) when it admits it, and the read is logged
   (``cityhub.streams.privacy.reads``); the answer counts what it withheld.
 """
 
@@ -99,7 +99,7 @@ def _time_param(call: Call, name: str) -> int:
     moment = query_time(call.request, name)
     if moment is None:
         raise ApiProblem(
-            422,
+            400,
             f"The query parameter {name} is required (RFC 3339, e.g. 2026-11-29T10:00:00Z).",
             errors=[FieldError(name, "required; an RFC 3339 time with a UTC offset")],
         )
@@ -107,17 +107,17 @@ def _time_param(call: Call, name: str) -> int:
 
 
 def _window_size(call: Call) -> int | None:
-    raw = call.request.query.get("window_size")
+    raw = call.request.query.get("windowSize")
     if raw is None or raw == "":
         return None
     # ASCII digits only: int() also reads '١٢' and ' 6_0 '.
     value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
     if not 1 <= value <= MAX_WINDOW_SECONDS:
         raise ApiProblem(
-            422,
-            "The query parameter window_size must be a window size in seconds (e.g. 60).",
+            400,
+            "The query parameter windowSize must be a window size in seconds (e.g. 60).",
             errors=[
-                FieldError("window_size", f"expected an integer from 1 to {MAX_WINDOW_SECONDS}")
+                FieldError("windowSize", f"expected an integer from 1 to {MAX_WINDOW_SECONDS}")
             ],
         )
     return value
@@ -134,9 +134,9 @@ def _scope(call: Call, tenant: str) -> None:
 def _group(call: Call, tenant: str, device_id: str | None, area: str | None) -> str:
     if (device_id is None) == (area is None):
         raise ApiProblem(
-            422,
-            "Give exactly one of the query parameters device_id and area.",
-            errors=[FieldError("device_id", "exactly one of device_id and area")],
+            400,
+            "Give exactly one of the query parameters deviceId and area.",
+            errors=[FieldError("deviceId", "exactly one of deviceId and area")],
         )
     if area is not None:
         return area_group(tenant, area)
@@ -157,7 +157,7 @@ async def list_aggregates(call: Call) -> web.Response:
     tenant = call.path_param("tenant")
     _scope(call, tenant)
     source = call.request.app[AGGREGATES_KEY]
-    device_id = query_text(call.request, "device_id")
+    device_id = query_text(call.request, "deviceId")
     area = query_text(call.request, "area")
     quantity = query_text(call.request, "quantity")
     window_size = _window_size(call)
@@ -165,7 +165,7 @@ async def list_aggregates(call: Call) -> web.Response:
     try:
         check_range(from_ms, to_ms_, source.limits)
     except QueryRejected as exc:
-        raise ApiProblem(422, exc.detail, errors=[FieldError(exc.field, exc.detail)]) from None
+        raise ApiProblem(400, exc.detail, errors=[FieldError(exc.field, exc.detail)]) from None
     query = AggregateQuery(
         group=_group(call, tenant, device_id, area),
         from_ms=from_ms,
@@ -176,7 +176,7 @@ async def list_aggregates(call: Call) -> web.Response:
     try:
         result = await source.read(query)
     except QueryRejected as exc:
-        raise ApiProblem(422, exc.detail, errors=[FieldError(exc.field, exc.detail)]) from None
+        raise ApiProblem(400, exc.detail, errors=[FieldError(exc.field, exc.detail)]) from None
     except AggregatesUnavailable as exc:
         raise ApiProblem(
             503, f"Aggregates cannot be read now: {exc}. Try again.", headers={"Retry-After": "5"}
@@ -188,7 +188,7 @@ async def list_aggregates(call: Call) -> web.Response:
         # personal window of this one.
         visible, withheld = await reads.admitted(
             call.principal.tenant,
-            query_text(call.request, "processing_activity"),
+            query_text(call.request, "processingActivity"),
             visible,
             reader=f"api-key:{call.principal.key_id}",
         )

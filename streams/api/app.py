@@ -5,7 +5,10 @@ Promises, for every request under it:
 - every error is an RFC 9457 problem document, including unknown routes (404) and wrong
   methods (405); an unexpected exception is a 500 that carries a request id and no internals,
   and is logged with that id (never with a header or a body, which may hold a secret);
-- every response carries ``X-Request-Id``;
+- every response carries ``X-Request-Id``, and ``API-Version`` and the security headers of the
+  NL API Design Rules (``cityhub.streams.api.adr``, which also answers a trailing slash with 404
+  and CORS preflights after the allow-list ``CITYHUB_HTTP__CORS_ALLOWED_ORIGINS``);
+- a query that does not fit its route's documented parameters is a 400 naming every fault;
 - API requests are counted by route template, method and status, and timed.
 
 Only ``/api/v1`` is served here: ``/metrics`` and ``/healthz`` are on the management port
@@ -25,8 +28,10 @@ from typing import Any
 
 from aiohttp import web
 
-from cityhub.schemas.settings import QuotaSettings, Settings
+from cityhub.schemas.settings import HttpSettings, QuotaSettings, Settings
 from cityhub.streams.aggregation.reader import aggregate_source
+from cityhub.streams.api import adr
+from cityhub.streams.api.adr_headers import CorsPolicy
 from cityhub.streams.api.aggregates import AGGREGATES_KEY, PERSONAL_READS_KEY
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.api.consents import CONSENTS_KEY
@@ -40,7 +45,7 @@ from cityhub.streams.api.processing import PROCESSING_KEY
 from cityhub.streams.api.processing_log import PROCESSING_LOG_KEY
 from cityhub.streams.api.rate_limit import RateLimiter
 from cityhub.streams.api.resident_tokens import RESIDENTS_KEY, ResidentServices
-from cityhub.streams.api.route_model import ANONYMOUS
+from cityhub.streams.api.route_model import ANONYMOUS, API_VERSION
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
 from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
@@ -130,6 +135,8 @@ def _endpoint(route: Route) -> RequestHandler:
         # resident's route takes a resident's token instead, which its handler checks.
         keyless = route.public or route.resident
         principal = ANONYMOUS if keyless else authenticate(registry, request.headers)
+        # Every fault of the query in one 400, once the caller is known (NL API Design Rules).
+        adr.check_query(route.params, request)
         call = Call(
             request,
             principal,
@@ -166,6 +173,7 @@ def build_api(
     consents: Consents | None = None,
     residents: ResidentServices | None = None,
     personal_reads: PersonalReads | None = None,
+    http: HttpSettings | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
     imports at ``max_import_bytes`` (413 past either; None: ``quotas.import_max_bytes``).
@@ -181,16 +189,22 @@ def build_api(
     (``cityhub.streams.http``). The aggregates route reads Kafka (and the history store, when
     enabled) with a source made from the environment's settings, which connects at its first
     query; put another source at ``app[AGGREGATES_KEY]`` before the app starts (tests do).
-    The app closes the source it holds when it is cleaned up."""
+    The app closes the source it holds when it is cleaned up. ``http`` (default: the
+    environment's) gives the CORS allow-list and the OpenAPI document's contact."""
     quotas = quotas or QuotaSettings()
+    http = http or Settings().http
     if max_import_bytes is None:
         max_import_bytes = quotas.import_max_bytes
     if max_body_bytes < 1 or max_import_bytes < 1:
         raise ValueError("body caps must be positive")
     limiter = RateLimiter(quotas.api_requests_per_second, quotas.api_burst)
-    app = web.Application(
-        middlewares=[problems_and_metrics, quota_middleware(registry, limiter)],
-        client_max_size=max(max_body_bytes, max_import_bytes),
+    app = web.Application(client_max_size=max(max_body_bytes, max_import_bytes))
+    # The NL API Design Rules' headers on every response, and their trailing-slash rule and
+    # CORS preflights before keys and rate limits (cityhub.streams.api.adr).
+    cors = CorsPolicy.of(http.cors_allowed_origins, open_paths=(OPENAPI_PATH,))
+    design_rules = adr.install(app, api_version=API_VERSION, cors=cors)
+    app.middlewares.extend(
+        [problems_and_metrics, design_rules, quota_middleware(registry, limiter)]
     )
     app[REGISTRY_KEY] = registry
     if subscriptions is not None:
@@ -217,7 +231,7 @@ def build_api(
         max_import_rows=quotas.import_max_rows,
     )
     app[OPENAPI_KEY] = build_openapi(
-        max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes
+        max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes, contact=http.contact
     )
     for route in ROUTES:
         app.router.add_route(

@@ -2,8 +2,8 @@
 
 Each helper raises ``ApiProblem`` with the status a client can act on: 413 for a body over the
 cap (checked on ``Content-Length`` before reading, and again while reading a chunked body), 415
-for a content type the route does not take, 400 for bytes that are not JSON, 422 for values that
-do not validate (each named in ``errors``).
+for a content type the route does not take, 400 for bytes that are not JSON and for values that
+do not validate (each named in ``errors``: the NL API Design Rules' invalid input).
 """
 
 from __future__ import annotations
@@ -80,12 +80,12 @@ def parse_json(body: bytes) -> object:
 
 
 async def read_model(request: web.Request, model: type[M], cap: int) -> M:
-    """The JSON body validated as ``model``: 415, 413, 400 or 422 (each field) otherwise."""
+    """The JSON body validated as ``model``: 415, 413 or 400 (naming each field) otherwise."""
     require_content_type(request, {JSON})
     doc = parse_json(await read_capped(request, cap))
     if not isinstance(doc, dict):
         raise ApiProblem(
-            422,
+            400,
             "The request body must be a JSON object.",
             errors=[FieldError("(body)", "expected a JSON object")],
         )
@@ -93,7 +93,7 @@ async def read_model(request: web.Request, model: type[M], cap: int) -> M:
         return model.model_validate(doc)
     except ValidationError as exc:
         raise ApiProblem(
-            422,
+            400,
             "The request body is not valid; see errors for each field to fix.",
             errors=field_errors(exc),
         ) from exc
@@ -108,7 +108,7 @@ def query_limit(request: web.Request, default: int) -> int:
     value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
     if value < 1:
         raise ApiProblem(
-            422,
+            400,
             "The query parameter limit must be a positive integer.",
             errors=[FieldError("limit", f"expected an integer from 1 to {MAX_PAGE_SIZE}")],
         )
@@ -126,7 +126,7 @@ def query_bool(request: web.Request, name: str) -> bool | None:
         case "false" | "0":
             return False
     raise ApiProblem(
-        422,
+        400,
         f"The query parameter {name} must be true or false.",
         errors=[FieldError(name, "expected true or false")],
     )
@@ -139,7 +139,7 @@ def query_text(request: web.Request, name: str, *, max_length: int = 256) -> str
         return None
     if len(raw) > max_length:
         raise ApiProblem(
-            422,
+            400,
             f"The query parameter {name} is too long.",
             errors=[FieldError(name, f"at most {max_length} characters")],
         )
@@ -147,7 +147,7 @@ def query_text(request: web.Request, name: str, *, max_length: int = 256) -> str
 
 
 def query_time(request: web.Request, name: str) -> datetime | None:
-    """An RFC 3339 query parameter (the project's time gate), or None if absent or empty; 422
+    """An RFC 3339 query parameter (the project's time gate), or None if absent or empty; 400
     naming it otherwise, without echoing the value. Not capped here: the time gate bounds what
     it parses, and the request line is capped by aiohttp."""
     raw = request.query.get(name)
@@ -160,7 +160,7 @@ def query_time(request: web.Request, name: str) -> datetime | None:
     except InvalidTimestamp as exc:
         # exc.why, not exc.detail: problem documents never echo an input value.
         raise ApiProblem(
-            422,
+            400,
             f"The query parameter {name} is not a time this API takes: {exc.why}.",
             errors=[FieldError(name, exc.why)],
         ) from None

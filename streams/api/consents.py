@@ -134,7 +134,7 @@ _ACTIVITY = Param(
 )
 _TAG = "consents"
 _BASE = "/tenants/{tenant}/data-subjects/{subject}/consents"
-_WRITE = (403, 404, 409, 413, 415, 400, 422, 503)
+_WRITE = (403, 404, 409, 413, 415, 503)
 
 CONSENT_ROUTES: tuple[Route, ...] = (
     Route(
@@ -147,7 +147,7 @@ CONSENT_ROUTES: tuple[Route, ...] = (
         list_consents,
         response=ConsentList,
         params=(TENANT_PARAM, SUBJECT_PARAM),
-        problems=(403, 404, 422, 503),
+        problems=(403, 404, 503),
     ),
     Route(
         "GET",
@@ -158,7 +158,7 @@ CONSENT_ROUTES: tuple[Route, ...] = (
         get_consent,
         response=ConsentRecordOut,
         params=(TENANT_PARAM, SUBJECT_PARAM, _ACTIVITY),
-        problems=(403, 404, 422, 503),
+        problems=(403, 404, 503),
     ),
     Route(
         "POST",

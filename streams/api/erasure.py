@@ -3,7 +3,7 @@
 An operator or admin key of the tenant erases one of its data subjects
 (``cityhub.streams.privacy.erasure``): the subject's keys are shredded, consents withdrawn,
 devices unlinked, and the erasure logged. Another tenant's key gets 404 (as a tenant that does
-not exist), a subscriber key 403, a subject id that is not a pseudonym 422 (without repeating
+not exist), a subscriber key 403, a subject id that is not a pseudonym 400 (without repeating
 it). Erasing again answers 200 with ``nothing_left: true``. The resident's own route
 (``/me/erasure``) calls the same service.
 """
@@ -59,7 +59,7 @@ ERASURE_ROUTES: tuple[Route, ...] = (
         erase_subject,
         response=ErasureOut,
         params=(TENANT_PARAM, SUBJECT_PARAM),
-        problems=(403, 404, 422, 503),
+        problems=(403, 404, 503),
     ),
 )
 

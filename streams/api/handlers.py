@@ -243,11 +243,11 @@ async def delete_device(call: Call) -> web.Response:
 async def import_devices(call: Call) -> web.Response:
     """Parse a CSV (The Things Stack's columns and cityhub's) or a JSON array, create or update
     each valid row, and report every row: its source line, id, status and errors. The Things
-    Stack's JSON end devices are bound to their application and the ``tts_tenant`` given."""
+    Stack's JSON end devices are bound to their application and the ``ttsTenant`` given."""
     request = call.request
     require_content_type(request, IMPORT_CONTENT_TYPES)
     default_type = query_text(request, "type")
-    tts_tenant = query_text(request, "tts_tenant", max_length=36)
+    tts_tenant = query_text(request, "ttsTenant", max_length=36)
     # The caller's own tenant labels a refusal's metric: the path's is not checked yet.
     tenant = call.principal.tenant
 

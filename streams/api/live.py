@@ -27,7 +27,7 @@ LIVE_KEY = web.AppKey("live", LiveStreams)
 
 
 def _from_time(call: Call) -> datetime | None:
-    return query_time(call.request, "from_time")
+    return query_time(call.request, "fromTime")
 
 
 def _last_event_id(call: Call) -> str | None:
@@ -36,7 +36,7 @@ def _last_event_id(call: Call) -> str | None:
         return None
     if parse_event_id(raw) is None:
         raise ApiProblem(
-            422,
+            400,
             "Last-Event-ID must be the id of an event of this stream, <partition>:<offset> "
             "(ASCII digits), as the stream sent it.",
             errors=[FieldError("Last-Event-ID", "expected <partition>:<offset>, e.g. 0:42")],

@@ -261,9 +261,10 @@ class Problem(BaseModel):
     type: str = "about:blank"
     title: str
     status: int
-    detail: str | None = None
+    detail: str
+    """What went wrong and what to do about it (every problem of this API has one)."""
     instance: str | None = None
     errors: list[FieldErrorOut] | None = None
-    """For validation problems (422): each field or query parameter and what is wrong with it."""
+    """For invalid input (400): each field or query parameter and what is wrong with it."""
     request_id: str | None = None
     """Quote this to whoever runs the hub; the server's log carries the same id."""

@@ -4,6 +4,12 @@ Request bodies are documented in pydantic's validation mode and responses in its
 mode, so the document says what the code accepts and returns. Every operation lists its problem
 responses (``application/problem+json``); every operation needs a key but the document itself
 and the register of processing activities' public reads.
+
+The document follows the NL API Design Rules (``make lint`` runs their Spectral ruleset on it):
+its one server is ``/api/v1`` (paths are relative to it), ``info.version`` is ``API_VERSION``,
+every response declares the ``API-Version`` header, every operation may answer 400 (a query
+parameter or a body that is not valid, each fault listed), and ``info.contact`` names who runs
+the hub (``CITYHUB_HTTP__CONTACT__*``).
 """
 
 from __future__ import annotations
@@ -15,16 +21,21 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from cityhub.schemas.registry import DeviceSpec
+from cityhub.schemas.settings import ApiContactSettings
 from cityhub.streams.api.models import Problem
 from cityhub.streams.api.problems import PROBLEM_CONTENT_TYPE, problem_type
-from cityhub.streams.api.route_model import PREFIX, Route
+from cityhub.streams.api.route_model import API_VERSION, PREFIX, Route
 from cityhub.streams.api.routes import ROUTES
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 OPENAPI_PATH = PREFIX + "/openapi.json"
+"""Where the document is served (no key; every origin may read it)."""
+SERVER_URL = PREFIX
+"""The document's one server, relative to where the document is served: paths follow it."""
 
 _PROBLEM_DESCRIPTIONS = {
-    400: "The body is not valid JSON.",
+    400: "Invalid input: a query parameter that is unknown, repeated, missing or not valid, "
+    "a body that is not JSON, or a field that does not validate; errors names each one.",
     401: "No API key, or an unknown or revoked one.",
     403: "The key's role may not do this.",
     404: "No such resource in the key's tenant (another tenant's resources are not found).",
@@ -32,7 +43,6 @@ _PROBLEM_DESCRIPTIONS = {
     "tenant is at a quota (type quota-exceeded: quota, limit and setting name it).",
     413: "The body is larger than the cap, or an import has more rows than its quota.",
     415: "The route does not take this content type.",
-    422: "A field or query parameter is not valid; errors names each.",
     429: "Too many requests from this key (or address, without a valid key), or too many live "
     "streams open: type quota-exceeded; try again after Retry-After seconds.",
     500: "A bug; the response's request_id is in the server's log.",
@@ -51,24 +61,30 @@ def _models(routes: Iterable[Route]) -> list[tuple[type[BaseModel], JsonSchemaMo
     return list(dict.fromkeys(wanted))
 
 
+_VERSION_HEADER = {
+    "API-Version": {
+        "description": f"The API's full version (semantic versioning), {API_VERSION} here.",
+        "schema": {"type": "string", "example": API_VERSION},
+    }
+}
+"""Declared on every response: every response carries it (``cityhub.streams.api.adr``)."""
+
+
 def _problem(status: int, refs: Mapping[tuple[Any, JsonSchemaMode], Any]) -> Any:
     response: dict[str, Any] = {
         "description": f"{_PROBLEM_DESCRIPTIONS.get(status, 'Error')} ({problem_type(status)})",
+        "headers": dict(_VERSION_HEADER),
         "content": {PROBLEM_CONTENT_TYPE: {"schema": refs[(Problem, "serialization")]}},
     }
     if status == 401:
-        response["headers"] = {
-            "WWW-Authenticate": {
-                "description": "Bearer: present an API key.",
-                "schema": {"type": "string"},
-            }
+        response["headers"]["WWW-Authenticate"] = {
+            "description": "Bearer: present an API key.",
+            "schema": {"type": "string"},
         }
     elif status == 429:
-        response["headers"] = {
-            "Retry-After": {
-                "description": "Whole seconds to wait before trying again (at least 1).",
-                "schema": {"type": "integer", "minimum": 1},
-            }
+        response["headers"]["Retry-After"] = {
+            "description": "Whole seconds to wait before trying again (at least 1).",
+            "schema": {"type": "integer", "minimum": 1},
         }
     return response
 
@@ -121,21 +137,22 @@ def _operation(
             "description": f"At most {max_import_bytes} bytes.",
             "content": content,
         }
-    success: dict[str, Any] = {"description": "Done."}
+    success: dict[str, Any] = {"description": "Done.", "headers": dict(_VERSION_HEADER)}
     response = route.response_model
     if response is not None:
         success["content"] = {route.media_type: {"schema": refs[(response, "serialization")]}}
     elif route.media_type != "application/json":
         success["content"] = {route.media_type: {"schema": {"type": "string"}}}
-    if route.headers:
-        success["headers"] = {
-            name: {"schema": {"type": "string"}, "description": _HEADER_DESCRIPTIONS[name]}
-            for name in route.headers
+    for name in route.headers:
+        success["headers"][name] = {
+            "schema": {"type": "string"},
+            "description": _HEADER_DESCRIPTIONS[name],
         }
     responses: dict[str, Any] = {str(route.status): success}
+    # 400: every route checks its query (an unknown parameter too), cityhub.streams.api.adr.
     # 429: every route is rate-limited, per key or per client address without one
     # (cityhub.streams.api.throttle).
-    statuses = {429, 500, 503, *route.problems} | (set() if route.public else {401})
+    statuses = {400, 429, 500, 503, *route.problems} | (set() if route.public else {401})
     for status in sorted(statuses):
         responses[str(status)] = _problem(status, refs)
     operation["responses"] = responses
@@ -149,9 +166,15 @@ _HEADER_DESCRIPTIONS = {
 
 
 def build_openapi(
-    *, max_body_bytes: int, max_import_bytes: int, routes: Iterable[Route] = ROUTES
+    *,
+    max_body_bytes: int,
+    max_import_bytes: int,
+    routes: Iterable[Route] = ROUTES,
+    contact: ApiContactSettings | None = None,
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``routes`` (all of the API's by default), as a dict."""
+    """The OpenAPI 3.1 document of ``routes`` (all of the API's by default), as a dict;
+    ``contact`` (default: the settings' defaults) is its ``info.contact``."""
+    contact = contact or ApiContactSettings()
     routes = tuple(routes)
     keys = _models(routes)
     if (DeviceSpec, "validation") not in keys:
@@ -159,18 +182,19 @@ def build_openapi(
     refs, definitions = models_json_schema(keys, ref_template=REF_TEMPLATE)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.full_path, {})[route.method.lower()] = _operation(
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(
             route, refs, max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes
         )
-    paths[OPENAPI_PATH] = {
+    paths[OPENAPI_PATH.removeprefix(SERVER_URL)] = {
         "get": {
             "operationId": "getOpenApi",
-            "summary": "This document",
+            "summary": "This document (no key; every origin may read it)",
             "tags": ["meta"],
             "security": [],
             "responses": {
                 "200": {
                     "description": "The OpenAPI document.",
+                    "headers": dict(_VERSION_HEADER),
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 }
             },
@@ -181,13 +205,15 @@ def build_openapi(
         "openapi": "3.1.0",
         "info": {
             "title": "cityhub operator API",
-            "version": "1",
+            "version": API_VERSION,
+            "contact": contact.model_dump(),
             "description": (
                 "Register, import and manage a city's sensors: tenants, device types, devices "
                 "and API keys. Errors are RFC 9457 problem documents. Present a key as "
                 "'Authorization: Bearer <secret>' or 'X-API-Key: <secret>'."
             ),
         },
+        "servers": [{"url": SERVER_URL, "description": "This hub's API, version 1."}],
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),

@@ -22,7 +22,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://cityhub.example/problems/"
 
 _TYPES: dict[int, str] = {
-    400: "bad-request",
+    400: "invalid-input",
     401: "unauthenticated",
     403: "forbidden",
     404: "not-found",
@@ -30,13 +30,12 @@ _TYPES: dict[int, str] = {
     409: "conflict",
     413: "payload-too-large",
     415: "unsupported-media-type",
-    422: "validation-error",
     500: "internal-error",
     503: "unavailable",
 }
 
 _TITLES: dict[int, str] = {
-    400: "Bad request",
+    400: "Invalid input",
     401: "Unauthenticated",
     403: "Forbidden",
     404: "Not found",
@@ -44,7 +43,6 @@ _TITLES: dict[int, str] = {
     409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
-    422: "Invalid request",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -148,7 +146,7 @@ def problem_from_exception(exc: Exception, instance: str) -> web.Response | None
         )
     if isinstance(exc, ValidationError):
         return problem_response(
-            422,
+            400,
             "The request body is not valid; see errors for each field to fix.",
             instance,
             errors=field_errors(exc),

@@ -66,7 +66,7 @@ def _register(call: Call) -> ProcessingRegister:
 def _id_param(call: Call, name: str, value: str | None) -> str | None:
     if value is not None and not _ID.match(value):
         raise ApiProblem(
-            422,
+            400,
             f"The parameter {name} is not a valid id.",
             errors=[FieldError(name, "lower-case letters, digits, '.', '_', '-'; 1 to 63")],
         )
@@ -74,21 +74,21 @@ def _id_param(call: Call, name: str, value: str | None) -> str | None:
 
 
 def _legal_basis(call: Call) -> LegalBasis | None:
-    raw = query_text(call.request, "legal_basis")
+    raw = query_text(call.request, "legalBasis")
     if raw is None:
         return None
     try:
         return parse_legal_basis(raw)
     except ValueError as exc:
         raise ApiProblem(
-            422,
-            "The query parameter legal_basis is not a legal basis.",
-            errors=[FieldError("legal_basis", str(exc))],
+            400,
+            "The query parameter legalBasis is not a legal basis.",
+            errors=[FieldError("legalBasis", str(exc))],
         ) from None
 
 
 def _valid_at(call: Call) -> datetime | None:
-    raw = query_text(call.request, "valid_at", max_length=64)
+    raw = query_text(call.request, "validAt", max_length=64)
     if raw is None:
         return None
     # An unencoded '+' of an offset arrives as a space: past the date and time it can only be one.
@@ -97,9 +97,9 @@ def _valid_at(call: Call) -> datetime | None:
         return parse_rfc3339(text)
     except InvalidTimestamp as exc:
         raise ApiProblem(
-            422,
-            f"The query parameter valid_at is not a time this API takes: {exc.why}.",
-            errors=[FieldError("valid_at", exc.why)],
+            400,
+            f"The query parameter validAt is not a time this API takes: {exc.why}.",
+            errors=[FieldError("validAt", exc.why)],
         ) from None
 
 
@@ -185,13 +185,13 @@ _SLUG = Param("slug", "path", ID_SCHEMA, "The activity's slug (unique in its ten
 _FILTERS = (
     Param("tenant", "query", ID_SCHEMA, "Only this tenant's activities."),
     Param(
-        "legal_basis",
+        "legalBasis",
         "query",
-        {"type": "string", "enum": [b.value for b in LegalBasis]},
+        {"type": "string", "enum": [b.value for b in LegalBasis] + [b.iri for b in LegalBasis]},
         "Only activities on this legal basis (the short name or its DPV IRI).",
     ),
     Param(
-        "valid_at",
+        "validAt",
         "query",
         {"type": "string", "format": "date-time"},
         "Only activities valid at this RFC 3339 time.",
@@ -207,7 +207,7 @@ _FILTERS = (
 _TAG = "processing-activities"
 _PAGE_PREFIX = PAGE_PATH.removeprefix("/api/v1")
 _JSON_PREFIX = JSON_PATH.removeprefix("/api/v1")
-_WRITE = (403, 404, 409, 413, 415, 400, 422, 503)
+_WRITE = (403, 404, 409, 413, 415, 503)
 
 PROCESSING_ROUTES: tuple[Route, ...] = (
     Route(
@@ -219,7 +219,7 @@ PROCESSING_ROUTES: tuple[Route, ...] = (
         list_activities,
         response=ActivityList,
         params=_FILTERS,
-        problems=(422, 429, 503),
+        problems=(429, 503),
         headers=("Link",),
         public=True,
     ),
@@ -243,7 +243,7 @@ PROCESSING_ROUTES: tuple[Route, ...] = (
         _TAG,
         register_html,
         params=_FILTERS,
-        problems=(422, 429, 503),
+        problems=(429, 503),
         media_type="text/html",
         public=True,
     ),

@@ -3,7 +3,7 @@
 
 An ``operator`` or ``admin`` key of the tenant reads the tenant's records (Logboek
 Dataverwerkingen shape, ``schemas/processing_log.py``), newest first, filtered by ``activity``
-(a slug of the tenant's register, or the activity's URI), ``data_subject``, ``from``/``to``
+(a slug of the tenant's register, or the activity's URI), ``dataSubject``, ``from``/``to``
 (RFC 3339, on the records' start time), paged by ``limit`` and ``cursor`` (``Link:
 rel="next"``). Another tenant's key gets 404, a subscriber key 403. The answer says whether it
 is ``complete``: the API process's index holds a bounded number of records, and a query that
@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from cityhub.schemas.registry import DATA_SUBJECT_RULE, validate_data_subject
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.api.bodies import query_limit, query_text, query_time
 from cityhub.streams.api.handlers import Call, json_response
@@ -29,6 +30,7 @@ from cityhub.streams.api.route_model import TENANT_PARAM, Param, Route
 from cityhub.streams.privacy.log_index import LogPage
 from cityhub.streams.privacy.log_service import LogQuery, ProcessingLogQueries
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from cityhub.streams.service_errors import FieldError
 
 PROCESSING_LOG_KEY = web.AppKey("processing_log", ProcessingLogQueries)
 
@@ -72,7 +74,7 @@ def _time(call: Call, name: str) -> int | None:
 
 
 def log_query(call: Call) -> LogQuery:
-    """``from``, ``to``, ``limit`` and ``cursor`` of a log request (422 on a bad one)."""
+    """``from``, ``to``, ``limit`` and ``cursor`` of a log request (400 on a bad one)."""
     return LogQuery(
         since=_time(call, "from"),
         until=_time(call, "to"),
@@ -102,9 +104,25 @@ async def tenant_processing_log(call: Call) -> web.Response:
         call.path_param("tenant"),
         log_query(call),
         activity=query_text(call.request, "activity", max_length=1000),
-        subject=query_text(call.request, "data_subject", max_length=64),
+        subject=_data_subject(call),
     )
     return page_document(call, page)
+
+
+def _data_subject(call: Call) -> str | None:
+    """``dataSubject``, checked here so that the fault names the query parameter (the service
+    names its own field); never repeated in the answer."""
+    subject = query_text(call.request, "dataSubject", max_length=64)
+    if subject is None:
+        return None
+    try:
+        return validate_data_subject(subject)
+    except ValueError:
+        raise ApiProblem(
+            400,
+            "The query parameter dataSubject is not a data subject id.",
+            errors=[FieldError("dataSubject", f"must be {DATA_SUBJECT_RULE}")],
+        ) from None
 
 
 LOG_PARAMS = (
@@ -149,14 +167,14 @@ PROCESSING_LOG_ROUTES: tuple[Route, ...] = (
                 "or its URI.",
             ),
             Param(
-                "data_subject",
+                "dataSubject",
                 "query",
                 {"type": "string"},
                 "Only records of this data subject (the tenant's pseudonym).",
             ),
             *LOG_PARAMS,
         ),
-        problems=(403, 404, 422, 503),
+        problems=(403, 404, 503),
         headers=("Link",),
     ),
 )

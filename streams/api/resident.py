@@ -4,7 +4,7 @@ subject only (``streams/api/resident_tokens.py`` authenticates them; an API key 
 - ``GET /me``: who they are to cityhub (tenant, pseudonym, how they signed in, their devices);
 - ``GET /me/devices``: their linked devices;
 - ``GET /me/observations``: what their devices collected (``since``, default a day ago, at most
-  ``MAX_SINCE_DAYS``; ``limit``; ``device_id``), sealed values opened; the read is logged;
+  ``MAX_SINCE_DAYS``; ``limit``; ``deviceId``), sealed values opened; the read is logged;
 - ``GET /me/aggregates``: windows of their devices (``from``, ``to``; see
   ``subject_access.py`` for which windows are theirs);
 - ``GET /me/processing-log``: who received what of theirs, when and why;
@@ -99,7 +99,7 @@ def _since_ms(call: Call, days: int = MAX_SINCE_DAYS) -> int:
     since = _time(call, "since", now - 86400)
     if since < now - days * 86400:
         raise ApiProblem(
-            422,
+            400,
             f"since may be at most {days} days ago.",
             errors=[FieldError("since", f"at most {days} days ago")],
         )
@@ -130,7 +130,7 @@ async def my_observations(
         resident,
         since_ms=_since_ms(call),
         limit=limit,
-        device_id=query_text(call.request, "device_id", max_length=64),
+        device_id=query_text(call.request, "deviceId", max_length=64),
         trace=_trace(call),
     )
     return json_response(opened.public())
@@ -145,11 +145,11 @@ async def my_aggregates(call: Call, services: ResidentServices, resident: Reside
             call.request.app[AGGREGATES_KEY],
             from_ms=int(from_s * 1000),
             to_ms=int(to_s * 1000),
-            device_id=query_text(call.request, "device_id", max_length=64),
+            device_id=query_text(call.request, "deviceId", max_length=64),
             trace=_trace(call),
         )
     except QueryRejected as exc:
-        raise ApiProblem(422, exc.detail, errors=[FieldError(exc.field, exc.detail)]) from None
+        raise ApiProblem(400, exc.detail, errors=[FieldError(exc.field, exc.detail)]) from None
     return json_response({"items": windows, "note": AGGREGATES_NOTE})
 
 
@@ -278,7 +278,7 @@ async def my_erasure(call: Call, services: ResidentServices, resident: Resident)
     body = await read_model(call.request, ErasureRequest, call.limits.max_body_bytes)
     if not body.confirm:
         raise ApiProblem(
-            422,
+            400,
             'An erasure cannot be undone: send {"confirm": true} to mean it.',
             errors=[FieldError("confirm", "must be true")],
         )
@@ -301,7 +301,7 @@ _LIMIT = Param(
     {"type": "integer", "minimum": 1, "default": DEFAULT_OBSERVATIONS},
     f"At most this many, newest first (at most {MAX_OBSERVATIONS}).",
 )
-_DEVICE = Param("device_id", "query", {"type": "string"}, "Only this device of yours.")
+_DEVICE = Param("deviceId", "query", {"type": "string"}, "Only this device of yours.")
 _FROM = Param("from", "query", {"type": "string", "format": "date-time"}, "RFC 3339.")
 _TO = Param("to", "query", {"type": "string", "format": "date-time"}, "RFC 3339.")
 _LOG_LIMIT = Param(
@@ -322,7 +322,7 @@ _ACTIVITY = Param(
     required=True,
 )
 _TAG = "me"
-_R = (422, 503)
+_R = (503,)
 
 
 def _me(method: str, path: str, op: str, summary: str, handler: Any, **kw: Any) -> Route:

@@ -178,7 +178,7 @@ TOKEN_ROUTES: tuple[Route, ...] = (
         response=ResidentTokenCreated,
         body=TokenSpec,
         params=(TENANT_PARAM, SUBJECT_PARAM),
-        problems=(403, 404, 409, 413, 415, 400, 422, 503),
+        problems=(403, 404, 409, 413, 415, 503),
         headers=("Location",),
     ),
     Route(
@@ -190,7 +190,7 @@ TOKEN_ROUTES: tuple[Route, ...] = (
         list_tokens,
         response=ResidentTokenList,
         params=(TENANT_PARAM, SUBJECT_PARAM),
-        problems=(403, 404, 422, 503),
+        problems=(403, 404, 503),
     ),
     Route(
         "DELETE",
@@ -201,7 +201,7 @@ TOKEN_ROUTES: tuple[Route, ...] = (
         revoke_token,
         response=ResidentTokenOut,
         params=(TENANT_PARAM, SUBJECT_PARAM, _TOKEN_ID),
-        problems=(403, 404, 422, 503),
+        problems=(403, 404, 503),
     ),
 )
 

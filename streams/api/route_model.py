@@ -16,6 +16,10 @@ from cityhub.streams.api.handlers import Handler
 from cityhub.streams.registry.principals import Principal
 
 PREFIX = "/api/v1"
+API_VERSION = "1.0.0"
+"""The API's full version (semantic versioning): the OpenAPI document's ``info.version`` and the
+``API-Version`` header of every response. Its major is the ``v1`` of ``PREFIX``; a change a
+client could break on needs a new major and a new prefix (NL API Design Rules, /core/semver)."""
 
 ANONYMOUS = Principal(key_id="", tenant="", role=Role.SUBSCRIBER)
 """The principal of a public route's call: no tenant is ``""`` (ids have at least one

@@ -8,6 +8,7 @@ by then is documented.
 from __future__ import annotations
 
 from cityhub.connectors.sinks import public_models, subscription_models
+from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
 from cityhub.schemas.registry import (
     DataSubjectLink,
     DeviceSpec,
@@ -80,14 +81,14 @@ CURSOR = Param(
 )
 
 FROM_TIME = Param(
-    "from_time",
+    "fromTime",
     "query",
     {"type": "string", "format": "date-time"},
     "Start at the first item routed at or after this RFC 3339 time (ignored with Last-Event-ID).",
 )
 
 _READ = (403, 404)
-_WRITE = (403, 404, 413, 415, 400, 422)
+_WRITE = (403, 404, 413, 415)
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -110,7 +111,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         response=TenantOut,
         body=TenantSpec,
-        problems=(403, 409, 413, 415, 400, 422),
+        problems=(403, 409, 413, 415),
         headers=("Location",),
     ),
     Route(
@@ -122,7 +123,7 @@ ROUTES: tuple[Route, ...] = (
         h.list_types,
         response=DeviceTypeList,
         params=(TENANT, LIMIT, CURSOR),
-        problems=(*_READ, 422),
+        problems=_READ,
         headers=("Link",),
     ),
     Route(
@@ -190,7 +191,7 @@ ROUTES: tuple[Route, ...] = (
             LIMIT,
             CURSOR,
         ),
-        problems=(*_READ, 422),
+        problems=_READ,
         headers=("Link",),
     ),
     Route(
@@ -209,7 +210,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST",
-        "/tenants/{tenant}/devices:import",
+        "/tenants/{tenant}/devices/_import",
         "importDevices",
         "Import devices from a CSV (The Things Stack's columns) or a JSON array; report each row",
         "devices",
@@ -225,7 +226,7 @@ ROUTES: tuple[Route, ...] = (
                 "Device type of rows that name none (The Things Stack's exports have no type).",
             ),
             Param(
-                "tts_tenant",
+                "ttsTenant",
                 "query",
                 {"type": "string", "maxLength": 36},
                 "The Things Stack tenant (the @tenant of its MQTT topics) that its JSON end "
@@ -300,7 +301,7 @@ ROUTES: tuple[Route, ...] = (
         h.list_keys,
         response=ApiKeyList,
         params=(Param("tenant", "query", ID_SCHEMA, "Only the keys of this tenant."),),
-        problems=(403, 422),
+        problems=(403,),
     ),
     Route(
         "POST",
@@ -312,7 +313,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         response=ApiKeyCreated,
         body=ApiKeySpec,
-        problems=(403, 404, 409, 413, 415, 400, 422),
+        problems=(403, 404, 409, 413, 415),
         headers=("Location",),
     ),
     Route(
@@ -414,11 +415,11 @@ ROUTES: tuple[Route, ...] = (
         "/tenants/{tenant}/subscriptions/{id}/events",
         "streamSubscription",
         "A live stream of an sse subscription's items as Server-Sent Events (text/event-stream); "
-        "resume with Last-Event-ID, or start at ?from_time=",
+        "resume with Last-Event-ID, or start at ?fromTime=",
         "subscriptions",
         stream_subscription,
         params=(TENANT, SUBSCRIPTION_ID, FROM_TIME),
-        problems=(*_READ, 409, 422, 429, 503),
+        problems=(*_READ, 409, 429, 503),
         media_type="text/event-stream",
     ),
     Route(
@@ -431,8 +432,8 @@ ROUTES: tuple[Route, ...] = (
         response=AggregateList,
         params=(
             TENANT,
-            Param("device_id", "query", ID_SCHEMA, "The device (exactly one of device_id, area)."),
-            Param("area", "query", {"type": "string"}, "An area of the tenant (or device_id)."),
+            Param("deviceId", "query", ID_SCHEMA, "The device (exactly one of deviceId, area)."),
+            Param("area", "query", {"type": "string"}, "An area of the tenant (or deviceId)."),
             Param(
                 "from",
                 "query",
@@ -450,13 +451,21 @@ ROUTES: tuple[Route, ...] = (
             ),
             Param("quantity", "query", {"type": "string"}, "Only this quantity."),
             Param(
-                "window_size",
+                "windowSize",
                 "query",
-                {"type": "integer", "minimum": 1},
+                {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_SECONDS},
                 "Only windows of this size, in seconds (60, 900, 3600 by default).",
             ),
+            Param(
+                "processingActivity",
+                "query",
+                ID_SCHEMA,
+                "The processing activity (its slug in the tenant's register) a personal "
+                "window is read for; without it, or when it does not admit the window, personal "
+                "windows are withheld (and counted).",
+            ),
         ),
-        problems=(*_READ, 422, 503),
+        problems=(*_READ, 503),
     ),
     *PROCESSING_ROUTES,
     *PROCESSING_LOG_ROUTES,

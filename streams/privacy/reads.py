@@ -88,5 +88,5 @@ def withheld_note(withheld: int) -> dict[str, Any]:
     return {
         "personal_withheld": withheld,
         "personal_note": "personal items are returned only for a processing activity of your "
-        "tenant that admits them: name it with processing_activity=<slug>",
+        "tenant that admits them: name it with processingActivity=<slug>",
     }

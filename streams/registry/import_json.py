@@ -74,7 +74,8 @@ def check_tts_tenant(tenant: str) -> None:
         NetworkBinding(server=NetworkServer.TTS, application="tenant-check", tenant=tenant)
     except ValidationError as exc:
         raise Invalid(
-            f"tts_tenant: {field_error(exc.errors(include_url=False)[0]).message}"
+            "The Things Stack tenant (the API's ttsTenant, the CLI's --tts-tenant): "
+            + field_error(exc.errors(include_url=False)[0]).message
         ) from None
 
 

@@ -108,7 +108,7 @@ class SseReader:
     subscription: str
     last_event_id: str | None = None
     query: str = ""
-    """Appended to the stream's URL (``?from_time=...``)."""
+    """Appended to the stream's URL (``?fromTime=...``)."""
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     status: int | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)

@@ -8,7 +8,7 @@ Kafka, as a hub does that has no store; ``test_aggregates_history.py`` tests the
 
 Covers: current revisions in order, quantity and size filters, who sees what (another tenant's
 key finds another tenant's internal device not at all and a public device's public windows
-only, areas per tenant), 422 for bad ranges, 401 without a key, the watermark early stop and the
+only, areas per tenant), 400 for bad ranges, 401 without a key, the watermark early stop and the
 high-watermark stop on the real partition, concurrent queries through the consumer pool, and the
 time of a query over a partition of 100 000 aggregates (printed; bounded loosely).
 """
@@ -301,7 +301,7 @@ RANGE = {"from": window(0), "to": window(10)}
 
 def test_a_devices_current_revisions_in_order(stack: Stack) -> None:
     for who in ("sub_a", "op_a", "admin"):
-        status, doc, _, _ = stack.get("acme", who, device_id="a-1", **RANGE)
+        status, doc, _, _ = stack.get("acme", who, deviceId="a-1", **RANGE)
         assert status == 200, doc
         assert doc["source"] == "kafka"
         got = [
@@ -316,31 +316,31 @@ def test_a_devices_current_revisions_in_order(stack: Stack) -> None:
                 expected.append((window(0), 900, "temperature", 0))
         assert got == expected
     status, doc, _, _ = stack.get(
-        "acme", "sub_a", device_id="a-1", quantity="temperature", window_size=60, **RANGE
+        "acme", "sub_a", deviceId="a-1", quantity="temperature", windowSize=60, **RANGE
     )
     assert [(i["window_start"], i["count"]) for i in doc["items"]] == [
         (window(m), 3 if m == 8 else 1) for m in range(10)
     ]
     status, doc, _, _ = stack.get(
-        "acme", "sub_a", device_id="a-1", **{"from": window(3), "to": window(5)}
+        "acme", "sub_a", deviceId="a-1", **{"from": window(3), "to": window(5)}
     )
     assert {i["window_start"] for i in doc["items"]} == {window(0), window(3), window(4)}
 
 
 def test_another_tenant_sees_only_public_windows(stack: Stack) -> None:
-    status, doc, _, _ = stack.get("beta", "sub_b", device_id="a-pub", **RANGE)
+    status, doc, _, _ = stack.get("beta", "sub_b", deviceId="a-pub", **RANGE)
     assert status == 200, doc
     # Even minutes were public; minute 8 became personal in its latest revision.
     assert [(i["window_start"], i["classification"]) for i in doc["items"]] == [
         (window(m), "public") for m in (0, 2, 4, 6)
     ]
-    status, doc, _, _ = stack.get("acme", "sub_a", device_id="a-pub", **RANGE)
+    status, doc, _, _ = stack.get("acme", "sub_a", deviceId="a-pub", **RANGE)
     # Its own tenant: every window but the personal one, which only a processing activity
     # that admits it may read (the answer counts it).
     assert len(doc["items"]) == 9
     assert doc["personal_withheld"] == 1
     for tenant, device_id in (("beta", "a-1"), ("acme", "a-1"), ("beta", "nope")):
-        status, doc, _, _ = stack.get(tenant, "sub_b", device_id=device_id, **RANGE)
+        status, doc, _, _ = stack.get(tenant, "sub_b", deviceId=device_id, **RANGE)
         assert status == 404, (tenant, device_id, doc)
         assert doc["type"].endswith("/not-found")
     status, _, _, _ = stack.get("acme", "sub_b", area="north", **RANGE)
@@ -359,7 +359,7 @@ def test_areas_are_per_tenant(stack: Stack) -> None:
     assert len(doc["items"]) == 10
 
 
-def test_bad_ranges_are_422_and_no_key_is_401(stack: Stack) -> None:
+def test_bad_ranges_are_400_and_no_key_is_401(stack: Stack) -> None:
     for query, field in (
         ({"from": window(0), "to": format_ms(T0 + 8 * 24 * HOUR)}, "to"),
         ({"from": window(5), "to": window(5)}, "to"),
@@ -367,8 +367,8 @@ def test_bad_ranges_are_422_and_no_key_is_401(stack: Stack) -> None:
         ({"from": "tomorrow", "to": window(1)}, "from"),
         ({"to": window(1)}, "from"),
     ):
-        status, doc, headers, _ = stack.get("acme", "sub_a", device_id="a-1", **query)
-        assert status == 422, (query, doc)
+        status, doc, headers, _ = stack.get("acme", "sub_a", deviceId="a-1", **query)
+        assert status == 400, (query, doc)
         assert headers["Content-Type"].startswith("application/problem+json")
         assert doc["errors"][0]["field"] == field
     assert (
@@ -376,11 +376,11 @@ def test_bad_ranges_are_422_and_no_key_is_401(stack: Stack) -> None:
         in stack.get(
             "acme",
             "sub_a",
-            device_id="a-1",
+            deviceId="a-1",
             **{"from": window(0), "to": format_ms(T0 + 8 * 24 * HOUR)},
         )[1]["detail"]
     )
-    status, doc, headers, _ = stack.get("acme", None, device_id="a-1", **RANGE)
+    status, doc, headers, _ = stack.get("acme", None, deviceId="a-1", **RANGE)
     assert status == 401
     assert headers["WWW-Authenticate"].startswith("Bearer")
 
@@ -441,10 +441,10 @@ def test_query_time_on_a_partition_of_100000_aggregates(stack: Stack) -> None:
     ):
         query: dict[str, Any] = {"from": format_ms(start), "to": format_ms(end)}
         if size is not None:
-            query["window_size"] = size
+            query["windowSize"] = size
         best = float("inf")
         for _ in range(3):
-            status, doc, _, took = stack.get("acme", "sub_a", device_id="big-0", **query)
+            status, doc, _, took = stack.get("acme", "sub_a", deviceId="big-0", **query)
             assert status == 200, doc
             best = min(best, took)
         hours = (end - start) // HOUR
@@ -455,7 +455,7 @@ def test_query_time_on_a_partition_of_100000_aggregates(stack: Stack) -> None:
     assert timings["all 6 h"] < 15.0
 
 
-def test_times_far_back_and_far_ahead_are_422_and_the_edges_of_the_range_find_nothing(
+def test_times_far_back_and_far_ahead_are_400_and_the_edges_of_the_range_find_nothing(
     stack: Stack,
 ) -> None:
     # Times are taken from 1970-01-01T00:00:00Z up to 2100 (cityhub.schemas.timefmt).
@@ -463,12 +463,12 @@ def test_times_far_back_and_far_ahead_are_422_and_the_edges_of_the_range_find_no
         ("0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z"),
         ("9999-12-30T00:00:00Z", "9999-12-31T00:00:00Z"),
     ):
-        status, doc, _, _ = stack.get("acme", "sub_a", device_id="a-1", **{"from": frm, "to": to})
-        assert status == 422, doc
+        status, doc, _, _ = stack.get("acme", "sub_a", deviceId="a-1", **{"from": frm, "to": to})
+        assert status == 400, doc
         assert [e["field"] for e in doc["errors"]] == ["from"], doc
     for frm, to in (
         ("1970-01-01T00:00:00Z", "1970-01-02T00:00:00Z"),
         ("2099-12-30T00:00:00Z", "2099-12-31T00:00:00Z"),
     ):
-        status, doc, _, _ = stack.get("acme", "sub_a", device_id="a-1", **{"from": frm, "to": to})
+        status, doc, _, _ = stack.get("acme", "sub_a", deviceId="a-1", **{"from": frm, "to": to})
         assert (status, doc) == (200, {"items": [], "source": "kafka"}), frm

@@ -321,7 +321,7 @@ async def test_purpose_consent_log_resident_and_erasure_on_the_real_stack(tmp_pa
             assert {o["device_id"] for o in alice_seen["items"]} == {"alice-air"}
             assert {o["device_id"] for o in bob_seen["items"]} == {"bob-air"}
             assert {o["value"] for o in alice_seen["items"]} <= set(readings.sent["alice-air"])
-            status, _ = await api.call("GET", "/me/observations?device_id=bob-air", "alice")
+            status, _ = await api.call("GET", "/me/observations?deviceId=bob-air", "alice")
             assert status == 404  # another subject's device is not found, not forbidden
 
             # 6. Erasure: queued deliveries, a replay from the start, the resident's API, keys.
@@ -363,7 +363,7 @@ async def test_purpose_consent_log_resident_and_erasure_on_the_real_stack(tmp_pa
             late = [t for t in deliveries_of(receiver, "hook-care", "alice-air") if t > erased_at]
             assert late == [], "an erased subject's readings were delivered after the erasure"
             # A live stream read from the start: Bob's readings, none of Alice's.
-            live = SseReader(api, "sub", TENANT, "live-care", query=f"?from_time={started}")
+            live = SseReader(api, "sub", TENANT, "live-care", query=f"?fromTime={started}")
             live.start()
             try:
                 assert await wait_for(

@@ -130,7 +130,7 @@ def test_written_through_the_api_read_keyless_by_a_fresh_process(tmp_path: Path)
         assert doc["legal_basis_iri"] == "https://w3id.org/dpv#VitalInterest"
         assert [v["retention"] for v in doc["earlier_versions"]] == ["P90D"]
         status, text = _call(
-            reader, "GET", "/api/v1/processing-activities?legal_basis=VitalInterest"
+            reader, "GET", "/api/v1/processing-activities?legalBasis=VitalInterest"
         )
         assert [a["slug"] for a in json.loads(text)["items"]] == ["care-alarms"]
         status, page = _call(reader, "GET", "/api/v1/processing-register/acme/care-alarms")

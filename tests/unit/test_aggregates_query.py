@@ -250,7 +250,7 @@ def test_too_many_windows_are_refused() -> None:
     assert len(scan(q(0, 10), docs, limits).result(0).items) == 2
     with pytest.raises(QueryRejected, match="More than 2 windows") as info:
         scan(q(0, 10), [*docs, agg(start_ms=T0_MS + 2 * MIN)], limits)
-    assert info.value.field == "window_size"
+    assert info.value.field == "windowSize"  # the query parameter to change
 
 
 def test_limits_come_from_the_settings() -> None:

@@ -1,7 +1,7 @@
 """GET /api/v1/tenants/{tenant}/aggregates over an in-memory registry and the in-memory
 aggregates topic: shape, order and current revisions; who sees what (own tenant everything,
 another tenant's device only when its type is public, and then only its public windows; areas
-per tenant); every 422, 404, 401 and the 503 when the data cannot be read."""
+per tenant); every 400, 404, 401 and the 503 when the data cannot be read."""
 
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ async def test_a_devices_windows_current_revisions_in_order(
     ):
         topic.add(a)
     for who in ("sub_a", "op_a", "admin"):
-        status, doc, _ = await client.call("GET", A, who, params=params(device_id="a-1"))
+        status, doc, _ = await client.call("GET", A, who, params=params(deviceId="a-1"))
         assert status == 200, doc
         items = AggregateList.model_validate(doc).items
         assert [(i.window_start, i.window_size, i.quantity, i.revision) for i in items] == [
@@ -156,13 +156,13 @@ async def test_a_devices_windows_current_revisions_in_order(
         ]
         assert items[1].count == 2
     status, doc, _ = await client.call(
-        "GET", A, "sub_a", params=params(device_id="a-1", quantity="temperature", window_size=60)
+        "GET", A, "sub_a", params=params(deviceId="a-1", quantity="temperature", windowSize=60)
     )
     assert [(i["window_start"], i["revision"]) for i in doc["items"]] == [
         (format_ms(T0_MS), 1),
         (format_ms(T0_MS + MIN), 0),
     ]
-    status, doc, _ = await client.call("GET", A, "sub_a", params=params(device_id="a-pub"))
+    status, doc, _ = await client.call("GET", A, "sub_a", params=params(deviceId="a-pub"))
     assert (status, doc) == (200, {"items": [], "source": "kafka"})
 
 
@@ -176,9 +176,9 @@ async def test_the_response_matches_the_openapi_document(
 
     client, topic = api
     topic.add(aggregate("a-1", tenant="acme", classification=None))
-    _, doc, _ = await client.call("GET", A, "sub_a", params=params(device_id="a-1"))
+    _, doc, _ = await client.call("GET", A, "sub_a", params=params(deviceId="a-1"))
     spec = build_openapi(max_body_bytes=1024, max_import_bytes=1024)
-    ok = spec["paths"]["/api/v1/tenants/{tenant}/aggregates"]["get"]["responses"]["200"]
+    ok = spec["paths"]["/tenants/{tenant}/aggregates"]["get"]["responses"]["200"]
     ref = ok["content"]["application/json"]["schema"]["$ref"]
     resource = Resource.from_contents(spec, default_specification=DRAFT202012)
     refs: RefRegistry[Any] = RefRegistry().with_resource("urn:openapi", resource)
@@ -201,17 +201,17 @@ async def test_another_tenant_sees_only_public_windows_of_a_public_device(
         )
     )
     topic.add(aggregate("a-1", tenant="acme", classification="public"))
-    status, doc, _ = await client.call("GET", B, "sub_b", params=params(device_id="a-pub"))
+    status, doc, _ = await client.call("GET", B, "sub_b", params=params(deviceId="a-pub"))
     assert status == 200
     assert [(i["window_start"], i["classification"]) for i in doc["items"]] == [
         (format_ms(T0_MS), "public")
     ]
-    status, doc, _ = await client.call("GET", A, "sub_a", params=params(device_id="a-pub"))
+    status, doc, _ = await client.call("GET", A, "sub_a", params=params(deviceId="a-pub"))
     # Its own: all three windows, but the personal one only for an activity that admits it.
     assert len(doc["items"]) == 2
     assert doc["personal_withheld"] == 1
     # a-1's type is internal: another tenant is told it does not exist, public windows or not.
-    status, doc, _ = await client.call("GET", B, "sub_b", params=params(device_id="a-1"))
+    status, doc, _ = await client.call("GET", B, "sub_b", params=params(deviceId="a-1"))
     assert status == 404
     assert "a-1" in doc["detail"]
 
@@ -221,17 +221,17 @@ async def test_tenant_scope_and_unknown_things_are_not_found(
 ) -> None:
     client, _ = api
     for who in ("sub_b", "op_b"):
-        status, _, _ = await client.call("GET", A, who, params=params(device_id="a-1"))
+        status, _, _ = await client.call("GET", A, who, params=params(deviceId="a-1"))
         assert status == 404
         status, _, _ = await client.call("GET", A, who, params=params(area="north"))
         assert status == 404
-    status, _, _ = await client.call("GET", A, "sub_a", params=params(device_id="nope"))
+    status, _, _ = await client.call("GET", A, "sub_a", params=params(deviceId="nope"))
     assert status == 404
     status, _, _ = await client.call(
         "GET", "/api/v1/tenants/gamma/aggregates", "admin", params=params(area="x")
     )
     assert status == 404
-    status, _, headers = await client.call("GET", A, None, params=params(device_id="a-1"))
+    status, _, headers = await client.call("GET", A, None, params=params(deviceId="a-1"))
     assert status == 401
     assert headers["WWW-Authenticate"].startswith("Bearer")
 
@@ -251,42 +251,42 @@ async def test_areas_are_per_tenant(api: tuple[Api, InMemoryAggregates]) -> None
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ({"device_id": "a-1", "to": format_ms(T0_MS)}, "from"),
-        ({"device_id": "a-1", "from": format_ms(T0_MS)}, "to"),
-        ({"device_id": "a-1", "from": "yesterday", "to": format_ms(T0_MS)}, "from"),
-        ({"device_id": "a-1", "from": "2026-11-29T10:00:00", "to": format_ms(T0_MS)}, "from"),
-        ({"device_id": "a-1", "from": format_ms(T0_MS), "to": format_ms(T0_MS)}, "to"),
+        ({"deviceId": "a-1", "to": format_ms(T0_MS)}, "from"),
+        ({"deviceId": "a-1", "from": format_ms(T0_MS)}, "to"),
+        ({"deviceId": "a-1", "from": "yesterday", "to": format_ms(T0_MS)}, "from"),
+        ({"deviceId": "a-1", "from": "2026-11-29T10:00:00", "to": format_ms(T0_MS)}, "from"),
+        ({"deviceId": "a-1", "from": format_ms(T0_MS), "to": format_ms(T0_MS)}, "to"),
         (
-            {"device_id": "a-1", "from": format_ms(T0_MS), "to": format_ms(T0_MS + 86400_001)},
+            {"deviceId": "a-1", "from": format_ms(T0_MS), "to": format_ms(T0_MS + 86400_001)},
             "to",
         ),
-        ({"from": format_ms(T0_MS), "to": format_ms(T0_MS + MIN)}, "device_id"),
+        ({"from": format_ms(T0_MS), "to": format_ms(T0_MS + MIN)}, "deviceId"),
         (
             {
-                "device_id": "a-1",
+                "deviceId": "a-1",
                 "area": "north",
                 "from": format_ms(T0_MS),
                 "to": format_ms(T0_MS + MIN),
             },
-            "device_id",
+            "deviceId",
         ),
         (
             {
-                "device_id": "a-1",
-                "window_size": "1m",
+                "deviceId": "a-1",
+                "windowSize": "1m",
                 "from": format_ms(T0_MS),
                 "to": format_ms(T0_MS + MIN),
             },
-            "window_size",
+            "windowSize",
         ),
     ],
 )
-async def test_bad_queries_are_422_naming_the_parameter(
+async def test_bad_queries_are_400_naming_the_parameter(
     api: tuple[Api, InMemoryAggregates], query: dict[str, str], field: str
 ) -> None:
     client, topic = api
     status, doc, headers = await client.call("GET", A, "sub_a", params=query)
-    assert status == 422, doc
+    assert status == 400, doc
     assert headers["Content-Type"].startswith("application/problem+json")
     assert doc["errors"][0]["field"] == field
     assert topic.reads == 0
@@ -297,21 +297,21 @@ async def test_an_offset_with_an_unencoded_plus_is_understood(
 ) -> None:
     client, topic = api
     topic.add(aggregate("a-1", tenant="acme", classification="internal"))
-    path = f"{A}?device_id=a-1&from=2026-11-29T11:00:00+01:00&to=2026-11-29T11:10:00+01:00"
+    path = f"{A}?deviceId=a-1&from=2026-11-29T11:00:00+01:00&to=2026-11-29T11:10:00+01:00"
     status, doc, _ = await client.call("GET", path, "sub_a")
     assert status == 200, doc
     assert len(doc["items"]) == 1
 
 
-async def test_a_partition_too_large_to_scan_is_422(api: tuple[Api, InMemoryAggregates]) -> None:
+async def test_a_partition_too_large_to_scan_is_400(api: tuple[Api, InMemoryAggregates]) -> None:
     client, topic = api
     topic.limits = dataclasses.replace(LIMITS, max_scanned_records=5)
     for i in range(10):
         topic.add(
             aggregate("a-1", tenant="acme", classification="internal", start_ms=T0_MS + i * MIN)
         )
-    status, doc, _ = await client.call("GET", A, "sub_a", params=params(device_id="a-1"))
-    assert status == 422
+    status, doc, _ = await client.call("GET", A, "sub_a", params=params(deviceId="a-1"))
+    assert status == 400
     assert "more than 5 records" in doc["detail"]
     assert doc["errors"][0]["field"] == "to"
 
@@ -325,7 +325,7 @@ async def test_kafka_unavailable_is_503_with_retry_after(
         raise AggregatesUnavailable("Kafka failed the read: KafkaConnectionError")
 
     monkeypatch.setattr(topic, "read", down)
-    status, doc, headers = await client.call("GET", A, "sub_a", params=params(device_id="a-1"))
+    status, doc, headers = await client.call("GET", A, "sub_a", params=params(deviceId="a-1"))
     assert status == 503
     assert headers["Retry-After"] == "5"
     assert "KafkaConnectionError" in doc["detail"]
@@ -382,15 +382,13 @@ async def test_personal_windows_go_out_only_for_an_admitting_activity_and_are_lo
         subscriptions = Subscriptions(InMemorySubscriptionStore(), registry.view)
         client = Api(test_client, registry, store, keys, subscriptions)
         for activity in (None, "parking", "nonesuch"):
-            query = params(device_id="h-1") | (
-                {"processing_activity": activity} if activity else {}
-            )
+            query = params(deviceId="h-1") | ({"processingActivity": activity} if activity else {})
             status, doc, _ = await client.call("GET", A, "sub_a", params=query)
             assert status == 200
             assert doc["items"] == []
             assert doc["personal_withheld"] == 1
         assert log.records == []
-        query = params(device_id="h-1", processing_activity="care")
+        query = params(deviceId="h-1", processingActivity="care")
         status, doc, _ = await client.call("GET", A, "sub_a", params=query)
         assert [i["classification"] for i in doc["items"]] == ["personal"]
         assert "personal_withheld" not in doc

@@ -1,6 +1,6 @@
 """A device's network-server binding through the operator API: written, read back in the
 documented shape, refused field by field when invalid, and set by a TTS JSON import with
-``tts_tenant``. Over the in-memory registry, as tests/unit/test_api_routes.py."""
+``ttsTenant``. Over the in-memory registry, as tests/unit/test_api_routes.py."""
 
 from __future__ import annotations
 
@@ -57,11 +57,11 @@ async def test_a_binding_is_written_read_and_replaced(api: Api) -> None:
         ("tts:city-air", "network"),
     ],
 )
-async def test_an_invalid_binding_is_a_422_naming_the_field(
+async def test_an_invalid_binding_is_a_400_naming_the_field(
     api: Api, network: object, field: str
 ) -> None:
     status, doc, _ = await api.call("POST", f"{A}/devices", json=device("bad-1", network=network))
-    assert status == 422, doc
+    assert status == 400, doc
     assert field in {e["field"] for e in doc["errors"]}
 
 
@@ -78,14 +78,14 @@ async def test_a_tts_json_import_binds_with_the_tts_tenant(api: Api) -> None:
         }
     ]
     status, doc, _ = await api.call(
-        "POST", f"{A}/devices:import", params={"type": "th", "tts_tenant": "city"}, json=end_devices
+        "POST", f"{A}/devices/_import", params={"type": "th", "ttsTenant": "city"}, json=end_devices
     )
     assert status == 200, doc
     assert (ImportReportOut.model_validate(doc).created, doc["failed"]) == (1, 0)
     status, doc, _ = await api.call("GET", f"{A}/devices/tts-1")
     assert doc["network"] == {"server": "tts", "application": "city-air", "tenant": "city"}
     status, doc, _ = await api.call(
-        "POST", f"{A}/devices:import", params={"type": "th", "tts_tenant": "No"}, json=end_devices
+        "POST", f"{A}/devices/_import", params={"type": "th", "ttsTenant": "No"}, json=end_devices
     )
-    assert status == 422, doc
-    assert "tts_tenant" in doc["detail"]
+    assert status == 400, doc
+    assert "ttsTenant" in doc["detail"]

@@ -78,8 +78,8 @@ async def test_validation_errors_name_each_field_and_hide_values(api: Api) -> No
         colour="red",
     )
     _, doc, headers = await api.call("POST", f"{A}/devices", json=body)
-    problem = assert_problem(doc, headers, 422, f"{A}/devices")
-    assert problem.type.endswith("/validation-error")
+    problem = assert_problem(doc, headers, 400, f"{A}/devices")
+    assert problem.type.endswith("/invalid-input")
     fields = {e.field: e.message for e in problem.errors or []}
     assert set(fields) >= {"id", "dev_eui", "location.latitude", "app_key", "colour"}
     assert "32 hexadecimal" in fields["app_key"]
@@ -87,12 +87,12 @@ async def test_validation_errors_name_each_field_and_hide_values(api: Api) -> No
     assert "pydantic" not in str(doc)
 
 
-async def test_missing_fields_and_non_object_bodies_are_422(api: Api) -> None:
+async def test_missing_fields_and_non_object_bodies_are_400(api: Api) -> None:
     _, doc, headers = await api.call("POST", f"{A}/devices", json={"id": "x"})
-    problem = assert_problem(doc, headers, 422, f"{A}/devices")
+    problem = assert_problem(doc, headers, 400, f"{A}/devices")
     assert {e.field for e in problem.errors or []} >= {"name", "type"}
     _, doc, headers = await api.call("POST", f"{A}/devices", json=[1, 2])
-    assert_problem(doc, headers, 422, f"{A}/devices")
+    assert_problem(doc, headers, 400, f"{A}/devices")
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe{}", b'{"id": "x",}'])
@@ -116,9 +116,9 @@ async def test_wrong_content_type_is_415(api: Api, content_type: str | None) -> 
 
 async def test_import_takes_csv_and_json_only(api: Api) -> None:
     _, doc, headers = await api.call(
-        "POST", f"{A}/devices:import", data=b"<xml/>", headers={"Content-Type": "application/xml"}
+        "POST", f"{A}/devices/_import", data=b"<xml/>", headers={"Content-Type": "application/xml"}
     )
-    problem = assert_problem(doc, headers, 415, f"{A}/devices:import")
+    problem = assert_problem(doc, headers, 415, f"{A}/devices/_import")
     assert "text/csv" in (problem.detail or "")
 
 
@@ -144,7 +144,7 @@ async def test_import_over_its_cap_is_413_and_under_it_passes_the_json_cap(api: 
     rows = "".join(f"d-{i:05d};th\n" for i in range(300))  # ~3 KB: over the JSON cap only
     status, doc, _ = await api.call(
         "POST",
-        f"{A}/devices:import",
+        f"{A}/devices/_import",
         data=f"id;type\n{rows}".encode(),
         headers={"Content-Type": "text/csv"},
     )
@@ -152,14 +152,14 @@ async def test_import_over_its_cap_is_413_and_under_it_passes_the_json_cap(api: 
     assert doc["created"] == 300
     status, doc, headers = await api.call(
         "POST",
-        f"{A}/devices:import",
+        f"{A}/devices/_import",
         data=b"id;type\n" + b"x;th\n" * 2000,
         headers={"Content-Type": "text/csv"},
     )
-    assert_problem(doc, headers, 413, f"{A}/devices:import")
+    assert_problem(doc, headers, 413, f"{A}/devices/_import")
 
 
-async def test_bad_query_parameters_are_422(api: Api) -> None:
+async def test_bad_query_parameters_are_400(api: Api) -> None:
     for params, field in (
         ({"limit": "abc"}, "limit"),
         ({"limit": "0"}, "limit"),
@@ -169,7 +169,7 @@ async def test_bad_query_parameters_are_422(api: Api) -> None:
         ({"active": "maybe"}, "active"),
     ):
         _, doc, headers = await api.call("GET", f"{A}/devices", params=params)
-        problem = assert_problem(doc, headers, 422, f"{A}/devices")
+        problem = assert_problem(doc, headers, 400, f"{A}/devices")
         assert [e.field for e in problem.errors or []] == [field]
 
 

@@ -153,10 +153,10 @@ async def test_filters_and_paging(api: Api) -> None:
 
     assert await ids("") == ["acme/a1", "acme/a2", "beta/b1"]
     assert await ids("tenant=beta") == ["beta/b1"]
-    assert await ids("legal_basis=Consent") == ["acme/a2"]
-    assert await ids("legal_basis=https://w3id.org/dpv%23Consent") == ["acme/a2"]
-    assert await ids("valid_at=2026-03-01T00:00:00Z") == ["acme/a1", "acme/a2"]
-    assert await ids("valid_at=2026-01-15T00:00:00%2B01:00") == ["acme/a1", "acme/a2", "beta/b1"]
+    assert await ids("legalBasis=Consent") == ["acme/a2"]
+    assert await ids("legalBasis=https://w3id.org/dpv%23Consent") == ["acme/a2"]
+    assert await ids("validAt=2026-03-01T00:00:00Z") == ["acme/a1", "acme/a2"]
+    assert await ids("validAt=2026-01-15T00:00:00%2B01:00") == ["acme/a1", "acme/a2", "beta/b1"]
     status, page, headers = await api.call("GET", f"{PUBLIC}?limit=2")
     assert status == 200
     assert [a["slug"] for a in page["items"]] == ["a1", "a2"]
@@ -169,29 +169,29 @@ async def test_filters_and_paging(api: Api) -> None:
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ("legal_basis=Whim", "legal_basis"),
-        ("valid_at=tomorrow", "valid_at"),
+        ("legalBasis=Whim", "legalBasis"),
+        ("validAt=tomorrow", "validAt"),
         ("tenant=../x", "tenant"),
         ("limit=0", "limit"),
     ],
 )
-async def test_bad_filters_are_422_naming_the_parameter(api: Api, query: str, field: str) -> None:
+async def test_bad_filters_are_400_naming_the_parameter(api: Api, query: str, field: str) -> None:
     status, doc, _ = await api.call("GET", f"{PUBLIC}?{query}")
-    assert status == 422
+    assert status == 400
     assert [e["field"] for e in doc["errors"]] == [field]
 
 
-async def test_bad_bodies_are_422_naming_the_field(api: Api) -> None:
+async def test_bad_bodies_are_400_naming_the_field(api: Api) -> None:
     status, doc, _ = await api.call("POST", ACME, "op_a", json=activity(retention="a month"))
-    assert status == 422
+    assert status == 400
     assert [e["field"] for e in doc["errors"]] == ["retention"]
     status, doc, _ = await api.call(
         "POST", ACME, "op_a", json=activity(valid_to="2025-01-01T00:00:00Z")
     )
-    assert status == 422
+    assert status == 400
     assert [e["field"] for e in doc["errors"]] == ["valid_to"]
     status, doc, _ = await api.call("POST", ACME, "op_a", json=activity(name="x" * 100_000))
-    assert status == 422
+    assert status == 400
     assert "x" * 300 not in str(doc)
 
 
@@ -315,15 +315,15 @@ async def test_without_a_register_the_routes_answer_503() -> None:
 async def test_openapi_documents_the_public_routes_without_a_key(api: Api) -> None:
     status, doc, _ = await api.call("GET", f"{V1}/openapi.json")
     assert status == 200
-    listing = doc["paths"][PUBLIC]["get"]
+    listing = doc["paths"][PUBLIC.removeprefix(V1)]["get"]
     assert listing["security"] == []
     assert "401" not in listing["responses"]
     assert "429" in listing["responses"]
-    page = doc["paths"][PAGES]["get"]
+    page = doc["paths"][PAGES.removeprefix(V1)]["get"]
     assert "text/html" in page["responses"]["200"]["content"]
-    create = doc["paths"][ACME.replace("acme", "{tenant}")]["post"]
+    create = doc["paths"][ACME.replace("acme", "{tenant}").removeprefix(V1)]["post"]
     assert "security" not in create
-    assert {"401", "403", "404", "409", "422"} <= set(create["responses"])
+    assert {"401", "403", "404", "409", "400"} <= set(create["responses"])
 
 
 async def test_an_end_needs_no_body(api: Api) -> None:
@@ -331,5 +331,5 @@ async def test_an_end_needs_no_body(api: Api) -> None:
     status, doc, _ = await api.call("POST", f"{ACME}/parking/end", "op_a")
     assert status == 200, doc
     assert doc["valid_to"] is not None
-    status, doc, _ = await api.call("GET", f"{PUBLIC}?valid_at={doc['valid_to']}")
+    status, doc, _ = await api.call("GET", f"{PUBLIC}?validAt={doc['valid_to']}")
     assert doc["items"] == []

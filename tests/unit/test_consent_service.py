@@ -178,7 +178,7 @@ async def test_which_activities_and_subjects(world: World) -> None:
         with pytest.raises(Invalid) as caught:
             await consents.give(ME, "acme", SUBJECT, slug)
         assert [e.field for e in caught.value.errors] == [field], slug
-    # A subject of acme with no linked device: 404; a malformed id: 422, never repeated.
+    # A subject of acme with no linked device: 404; a malformed id: 400, never repeated.
     with pytest.raises(NotFound) as not_found:
         await consents.give(operator, "acme", UNLINKED, "energy", evidence=EVIDENCE)
     assert UNLINKED not in not_found.value.detail

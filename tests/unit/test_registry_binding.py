@@ -264,7 +264,9 @@ def test_an_explicit_network_in_a_tts_export_wins_and_a_bad_one_is_a_row_error()
 
 def test_a_bad_tts_tenant_refuses_the_whole_import() -> None:
     body = json.dumps([_tts_end_device("aq-1", "70B3D57ED0000001")]).encode()
-    with pytest.raises(Invalid, match="tts_tenant: must be a The Things Stack tenant id"):
+    with pytest.raises(
+        Invalid, match=r"ttsTenant, the CLI.s --tts-tenant\): must be a The Things Stack tenant id"
+    ):
         read_import(body, "application/json", default_type="aq", tts_tenant="Not A Tenant")
 
 
@@ -393,4 +395,4 @@ def test_cli_import_of_a_tts_export_binds_with_the_tts_tenant(
         cityhub, "devices", "import", "--tenant", "city", str(export),
         "--default-type", "aq", "--tts-tenant", "Not A Tenant", expect=1,
     )  # fmt: skip
-    assert "tts_tenant: must be a The Things Stack tenant id" in bad.stderr
+    assert "--tts-tenant): must be a The Things Stack tenant id" in bad.stderr

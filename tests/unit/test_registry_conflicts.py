@@ -101,7 +101,7 @@ async def test_import_rows_cannot_tell_taken_from_held_either(api: Api) -> None:
         device("b-6", dev_eui=FREE_EUI),  # free: created
     ]
     with acme_writing(api, "device/a-held", f"eui/{HELD_EUI.lower()}"):
-        status, doc, _ = await api.call("POST", f"{B}/devices:import", "op_b", json=rows)
+        status, doc, _ = await api.call("POST", f"{B}/devices/_import", "op_b", json=rows)
     assert status == 200, doc
     by_id = {r["id"]: r for r in doc["rows"]}
     assert (

@@ -134,7 +134,7 @@ async def test_private_webhook_urls_are_refused(url: str) -> None:
     service, store = await make()
     with pytest.raises(Invalid) as err:
         await service.create(SUB_A, "acme", webhook_spec(url))
-    assert err.value.status == 422
+    assert err.value.status == 400
     assert err.value.errors[0].field == "delivery.url"
     assert (
         "private" in err.value.detail
