@@ -237,7 +237,7 @@ def _api_part(
     from cityhub.streams.delivery.sse import LiveStreams
     from cityhub.streams.privacy.consent_service import Consents, consent_logger
     from cityhub.streams.privacy.device_observations import KafkaObservationReader
-    from cityhub.streams.privacy.erasure import Erasure
+    from cityhub.streams.privacy.erasure import Erasure, history_rows
     from cityhub.streams.privacy.log_follower import ProcessingLogFollower
     from cityhub.streams.privacy.log_service import ProcessingLogQueries
     from cityhub.streams.privacy.oidc import OidcVerifier
@@ -297,6 +297,7 @@ def _api_part(
             consents=consents,
             log_writer=log_writer,
             tokens=tokens,
+            history=history_rows(settings),
             register_base_uri=base_uri,
         ),
         personal_reads=PersonalReads(

@@ -7,6 +7,8 @@ keys (``sealing.py``) and erasure deletes the keys. ``Erasure.erase`` does, in t
    ``subject-keys`` topic. Every process follows that topic and drops the key when it reads
    the tombstone (within a second); from then on no interface can open the subject's sealed
    values, wherever copies of them lie (observations, subscriptions' topics, queued deliveries);
+   then **deletes the subject's rows in the history store** when it is enabled (sealed there
+   too, so unreadable already; deleted because a database, unlike Kafka, can);
 2. **withdraws every consent** of the subject (``Consents.withdraw_all``), so that no
    consent-based activity takes new data of theirs;
 3. **unlinks every device** of the subject, so that new readings are no longer theirs;
@@ -36,6 +38,7 @@ from prometheus_client import Counter
 from cityhub.schemas.processing import DEFAULT_BASE_URI, activity_uri
 from cityhub.schemas.processing_log import ProcessingLogRecord, processing_record
 from cityhub.schemas.registry import validate_data_subject
+from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.trace_context import TraceContext
 from cityhub.streams.privacy.resident import Resident
@@ -78,6 +81,35 @@ class TokenRemover(Protocol):
     async def delete_all(self, tenant: str, subject: str) -> int: ...
 
 
+class HistoryRows(Protocol):
+    async def erase(self, tenant: str, subject: str) -> int:
+        """Delete the subject's rows in the history store; how many there were."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStoreRows:
+    """``HistoryRows`` of the history store the settings name (a connection per erasure:
+    erasures are rare, and an idle pooled connection would outlive the request)."""
+
+    settings: Settings
+
+    async def erase(self, tenant: str, subject: str) -> int:
+        # Imported here: a process without history never loads the PostgreSQL driver.
+        from cityhub.streams.history.connection import connect
+        from cityhub.streams.history.erasure import erase_subject
+
+        async with await connect(
+            self.settings, application_name="cityhub-erasure", autocommit=True
+        ) as conn:
+            return await erase_subject(conn, tenant, subject)
+
+
+def history_rows(settings: Settings) -> HistoryRows | None:
+    """The history store's rows to erase, when ``history.enabled``."""
+    return HistoryStoreRows(settings) if settings.history.enabled else None
+
+
 @dataclass(frozen=True, slots=True)
 class ErasureReport:
     """What one erasure did. It names the tenant but not the subject: the caller knows it, and
@@ -90,6 +122,7 @@ class ErasureReport:
     erased_at: str
     logged: bool
     tokens_removed: int = 0
+    history_rows_deleted: int = 0
 
     @property
     def nothing_left(self) -> bool:
@@ -99,6 +132,7 @@ class ErasureReport:
             or self.consents_withdrawn
             or self.devices_unlinked
             or self.tokens_removed
+            or self.history_rows_deleted
         )
 
     def public(self) -> dict[str, Any]:
@@ -108,6 +142,7 @@ class ErasureReport:
             "consents_withdrawn": self.consents_withdrawn,
             "devices_unlinked": list(self.devices_unlinked),
             "tokens_removed": self.tokens_removed,
+            "history_rows_deleted": self.history_rows_deleted,
             "erased_at": self.erased_at,
             "logged": self.logged,
             "nothing_left": self.nothing_left,
@@ -125,10 +160,12 @@ class Erasure:
         consents: ConsentWithdrawer | None,
         log_writer: LogWriter | None,
         tokens: TokenRemover | None = None,
+        history: HistoryRows | None = None,
         register_base_uri: str = DEFAULT_BASE_URI,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``tokens``: the residents' tokens, removed with the subject (they name it)."""
+        """``tokens``: the residents' tokens, removed with the subject (they name it);
+        ``history``: the subject's rows in the history store (``history_rows(settings)``)."""
         # consents/log_writer None: only for tests and tools that have no such store; the API
         # and the CLI always pass both (an erasure must withdraw and must be logged).
         self._registry = registry
@@ -136,6 +173,7 @@ class Erasure:
         self._consents = consents
         self._log_writer = log_writer
         self._tokens = tokens
+        self._history = history
         self._base = register_base_uri
         self._clock = clock
 
@@ -164,6 +202,9 @@ class Erasure:
         self._authorise(who, tenant, subject)
         started = self._clock()
         shredded = await self._keys.shred(tenant, subject)
+        # Right after the keys: a store that cannot be reached fails the call before anything
+        # says it is done, and calling again deletes what is left.
+        rows_deleted = 0 if self._history is None else await self._history.erase(tenant, subject)
         withdrawn = 0
         if self._consents is not None:
             withdrawn = len(
@@ -202,16 +243,19 @@ class Erasure:
             erased_at=rfc3339(ended),
             logged=self._log_writer is not None,
             tokens_removed=removed,
+            history_rows_deleted=rows_deleted,
         )
         ERASURES.labels("nothing_left" if report.nothing_left else "erased").inc()
         log.info(
-            "erased a data subject of tenant %s: %d key(s), %d consent(s), %d device link(s)",
+            "erased a data subject of tenant %s: %d key(s), %d consent(s), %d device link(s), "
+            "%d history row(s)",
             tenant,
             shredded,
             withdrawn,
             len(unlinked),
+            rows_deleted,
         )
         return report
 
 
-__all__ = ["ERASURE_SLUG", "Erasure", "ErasureReport"]
+__all__ = ["ERASURE_SLUG", "Erasure", "ErasureReport", "HistoryRows", "history_rows"]

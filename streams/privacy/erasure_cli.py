@@ -20,7 +20,7 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
 from cityhub.streams.privacy.consent_service import Consents
 from cityhub.streams.privacy.consent_store import ConsentStore
-from cityhub.streams.privacy.erasure import Erasure, ErasureReport
+from cityhub.streams.privacy.erasure import Erasure, ErasureReport, history_rows
 from cityhub.streams.privacy.keys_store import SubjectKeyStore
 from cityhub.streams.privacy.log_writer import ProcessingLogWriter
 from cityhub.streams.privacy.resident_token_service import ResidentTokens
@@ -60,6 +60,7 @@ async def _erase(settings: Settings, tenant: str, subject: str) -> ErasureReport
             consents=Consents(consents, register.view, registry.view),
             log_writer=ProcessingLogWriter(producer, topics.processing_log),
             tokens=ResidentTokens(tokens, registry.view),
+            history=history_rows(settings),
             register_base_uri=settings.privacy.register_base_uri,
         )
         return await erasure.erase(SYSTEM, tenant, subject)
@@ -103,6 +104,7 @@ def data_subjects_erase(tenant: str, subject: str, yes: bool, as_json: bool) -> 
             ("keys shredded", str(report.keys_shredded)),
             ("consents withdrawn", str(report.consents_withdrawn)),
             ("devices unlinked", ", ".join(report.devices_unlinked) or "none"),
+            ("history rows deleted", str(report.history_rows_deleted)),
             ("erased at", report.erased_at),
             ("logged", "yes" if report.logged else "no"),
         ]
