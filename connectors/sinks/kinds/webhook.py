@@ -172,16 +172,35 @@ def webhook_batch_limits(
         encoding = get_encoding(delivery.encoding)
     if context is None:
         context = _context(record, Settings())
-    per_item = encoding.item_size
     return BatchLimits(
         max_items=delivery.max_batch_size,
         max_bytes=delivery.max_batch_bytes - encoding.batch_overhead(context),
         item_overhead=1,
         linger_s=delivery.max_wait_ms / 1000,
-        item_size=(
-            None if isinstance(encoding, CityhubEncoding) else lambda item: per_item(item, context)
-        ),
+        item_size=None if isinstance(encoding, CityhubEncoding) else _sizes(encoding, context),
     )
+
+
+SIZES_KEPT = 10_000
+"""Item sizes a webhook's batching remembers (by partition and offset: a record's content never
+changes) before it starts afresh."""
+
+
+def _sizes(encoding: Encoding, context: EncodingContext) -> Callable[[Item], int]:
+    """``encoding.item_size`` remembered per record: the queue measures its first items again
+    each time a lingering batch wakes, and an encoding may have to encode an item to know."""
+    known: dict[tuple[int, int], int] = {}
+
+    def size(item: Item) -> int:
+        where = (item.partition, item.offset)
+        found = known.get(where)
+        if found is None:
+            if len(known) >= SIZES_KEPT:
+                known.clear()
+            found = known[where] = encoding.item_size(item, context)
+        return found
+
+    return size
 
 
 def _context(record: Subscription, settings: Settings) -> EncodingContext:
