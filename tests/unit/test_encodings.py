@@ -36,6 +36,7 @@ from cityhub.connectors.sinks.encodings import (
 from cityhub.connectors.sinks.errors import UnknownEncoding
 from cityhub.connectors.sinks.kinds.webhook import WebhookDelivery, webhook_batch_limits
 from cityhub.connectors.sinks.webhook_body import webhook_body
+from cityhub.schemas.registry import Role, TenantSpec
 from cityhub.schemas.settings import CloudEventsSettings, Settings
 from cityhub.schemas.subscription import (
     DeliverySpec,
@@ -44,7 +45,13 @@ from cityhub.schemas.subscription import (
     build_subscription,
 )
 from cityhub.streams.delivery.queue import batch_length
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.streams.service_errors import Invalid
 from cityhub.streams.subscriptions.router import SubscriptionRouter
+from cityhub.streams.subscriptions.service import Subscriptions
+from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
 
 SETTINGS = Settings(cloudevents=CloudEventsSettings())  # the defaults, whatever the environment
 
@@ -154,6 +161,26 @@ def test_a_delivery_names_its_encoding_and_defaults_to_cityhub() -> None:
 def test_an_encoding_name_has_a_shape(name: str) -> None:
     with pytest.raises(ValidationError, match="encoding"):
         validate_spec({"id": "s1", "name": "n", "delivery": {"kind": "kafka", "encoding": name}})
+
+
+async def test_the_service_refuses_a_pair_before_anything_is_stored() -> None:
+    registry = Registry(InMemoryRegistryStore())
+    await registry.create_tenant(Principal.system(), TenantSpec(id="acme", name="acme"))
+    store = InMemorySubscriptionStore()
+    service = Subscriptions(store, registry.view, clock=lambda: 1_700_000_000.0)
+    who = Principal("k1", "acme", Role.SUBSCRIBER)
+    bad = validate_spec(
+        {"id": "s1", "name": "n", "delivery": {"kind": "sse", "encoding": "cloudevents"}}
+    )
+    with pytest.raises(Invalid) as err:
+        await service.create(who, "acme", bad)
+    assert [e.field for e in err.value.errors] == ["delivery.encoding"]
+    assert store.log == []
+    good = validate_spec(
+        {"id": "s1", "name": "n", "delivery": {"kind": "kafka", "encoding": "cloudevents"}}
+    )
+    record, _ = await service.create(who, "acme", good)
+    assert record.public()["delivery"] == {"kind": "kafka", "encoding": "cloudevents"}
 
 
 # --- the cityhub encoding and the byte accounting ------------------------------------------------
