@@ -95,14 +95,26 @@ class HistoryStoreRows:
     settings: Settings
 
     async def erase(self, tenant: str, subject: str) -> int:
+        """The rows deleted; 0 when the store's schema has no tables yet (nothing was ever
+        written to it: the writer migrates it before its first row). Raises when the store
+        cannot be reached."""
         # Imported here: a process without history never loads the PostgreSQL driver.
+        from psycopg.errors import UndefinedTable
+
         from cityhub.streams.history.connection import connect
         from cityhub.streams.history.erasure import erase_subject
 
         async with await connect(
             self.settings, application_name="cityhub-erasure", autocommit=True
         ) as conn:
-            return await erase_subject(conn, tenant, subject)
+            try:
+                return await erase_subject(conn, tenant, subject)
+            except UndefinedTable:
+                log.warning(
+                    "erasure: the history schema %s has no tables yet; no rows to delete",
+                    self.settings.history.db_schema,
+                )
+                return 0
 
 
 def history_rows(settings: Settings) -> HistoryRows | None:

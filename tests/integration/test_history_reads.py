@@ -2,16 +2,19 @@
 written straight into a schema of this module's own: who sees what (from both tenants' side and
 an admin's; personal rows never), keyset pages that come back whole and in order both ways, the
 latest observation per device and quantity, and a group's aggregates (current revision, the
-Kafka reader's order, overlap, filters, the bound)."""
+Kafka reader's order, overlap, filters, the bound); the erasure's deletion of one subject's
+rows."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from cityhub.schemas.aggregate import Aggregate, aggregate_id
+from cityhub.schemas.settings import Settings
 from cityhub.streams.aggregation.query import _order as kafka_order
 from cityhub.streams.aggregation.query import format_ms, to_ms
 from cityhub.streams.history.connection import Connection
@@ -29,8 +32,11 @@ from cityhub.streams.history.reads import (
     observations,
     parse_cursor,
 )
+from cityhub.streams.privacy.erasure import history_rows
 
+from .conftest import settings_with_schema
 from .history_rows import insert_aggregates, insert_observations, observation_row
+from .hub import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -269,3 +275,59 @@ async def test_a_groups_aggregates_current_revision_in_the_kafka_readers_order(
     with pytest.raises(ReadRejected) as caught:
         await aggregates(history_conn, viewer, AggregateFilter(device, T0, T0 + 6 * HOUR), limit=5)
     assert caught.value.field == "window_size"
+
+
+async def test_the_erasures_history_rows_delete_one_subjects_rows_only(
+    history_settings: Settings, history_conn: Connection
+) -> None:
+    await insert_observations(
+        history_conn,
+        [
+            observation_row(
+                device_id="e-1",
+                tenant="e",
+                classification="personal",
+                data_subject="subject-e",
+                observed_at=T0 + i * HOUR,
+            )
+            for i in range(3)
+        ]
+        + [
+            observation_row(
+                device_id="e-2",
+                tenant="e",
+                classification="personal",
+                data_subject="subject-f",
+                observed_at=T0,
+            ),
+            # The same subject id in another tenant is another person.
+            observation_row(
+                device_id="e-3",
+                tenant="other",
+                classification="personal",
+                data_subject="subject-e",
+                observed_at=T0,
+            ),
+        ],
+    )
+    rows = history_rows(history_settings)
+    assert rows is not None
+    assert await rows.erase("e", "subject-e") == 3
+    assert await rows.erase("e", "subject-e") == 0
+    cursor = await history_conn.execute(
+        "SELECT device_id FROM observations WHERE device_id LIKE 'e-%' ORDER BY 1"
+    )
+    assert [r[0] for r in await cursor.fetchall()] == ["e-2", "e-3"]
+    # A schema the writer never migrated holds nothing to erase.
+    never = history_rows(settings_with_schema("test_never_migrated_schema"))
+    assert never is not None
+    assert await never.erase("e", "subject-e") == 0
+    # A store that cannot be reached fails the erasure (a retry finishes it).
+    down = history_settings.model_copy(
+        update={"history": history_settings.history.model_copy(update={"port": free_port()})}
+    )
+    unreachable = history_rows(down)
+    assert unreachable is not None
+    with pytest.raises(psycopg.OperationalError):
+        await unreachable.erase("e", "subject-f")
+    assert history_rows(Settings(history={"enabled": False})) is None  # type: ignore[arg-type]
