@@ -6,8 +6,9 @@ SensorThings and NGSI-LD services too):
 - every response, errors included (aiohttp's own 404, 405 and 413, the key and rate-limit
   refusals, a 500) and live streams, carries ``API-Version`` (the OpenAPI document's
   ``info.version``) and the security headers of ``cityhub.streams.api.adr_headers``;
-- a path with a trailing slash answers 404 (a problem document, never a redirect), unless a
-  route was registered with that slash (a standard's service root);
+- a path with a trailing slash answers 404 (a problem document, never a redirect), unless it is
+  a service root (``SERVICE_ROOTS``, which the rule exempts) or a route was registered with that
+  slash;
 - CORS after ``CorsPolicy``: a preflight (``OPTIONS`` with ``Origin`` and
   ``Access-Control-Request-Method``) from an allowed origin is answered 204 before any key is
   asked for, one from another origin 403 without CORS headers; ordinary responses carry the
@@ -30,6 +31,11 @@ from cityhub.streams.api.query_rules import QueryParam, query_errors
 
 CORS_POLICY_KEY = web.AppKey("cors_policy", CorsPolicy)
 API_VERSION_KEY = web.AppKey("api_version", str)
+
+SERVICE_ROOTS = frozenset({"/api/v1/", "/sta/v1.1/", "/ngsi-ld/v1/"})
+"""The service roots of the API process's three APIs (cityhub's, SensorThings', NGSI-LD's) with
+their slash: the no-trailing-slash rule exempts a service root, and clients of the standards
+often write theirs so (a test keeps these in step with the services' own constants)."""
 
 
 def check_query(params: Iterable[QueryParam], request: web.Request) -> None:
@@ -56,6 +62,8 @@ def _methods(request: web.Request) -> set[str]:
 
 
 def _served_with_slash(request: web.Request) -> bool:
+    if request.path in SERVICE_ROOTS:
+        return True
     resource = request.match_info.route.resource
     return resource is not None and resource.canonical.endswith("/")
 

@@ -158,10 +158,19 @@ async def test_a_trailing_slash_is_404_never_a_redirect(api: Api, path: str) -> 
     assert "Location" not in headers
 
 
-async def test_a_route_registered_with_its_slash_is_served(api: Api) -> None:
+async def test_a_route_registered_with_its_slash_and_a_service_root_are_served(api: Api) -> None:
     status, doc, headers = await api.call("GET", "/std/v1/", None)
     assert (status, doc) == (200, {"root": True})
     assert_rules(headers)
+    # The SensorThings service's root with its slash reaches the service (which asks for a
+    # key); below it, the slash is the rule's 404. Its answers carry the headers too.
+    status, _, headers = await api.call("GET", "/sta/v1.1/", None)
+    assert status == 401
+    assert_rules(headers)
+    for path in ("/sta/v1.1/Things/", "/ngsi-ld/v1/entities/"):
+        status, doc, headers = await api.call("GET", path, None)
+        assert_problem(status, doc, headers, 404)
+        assert "never end in a slash" in doc["detail"]
 
 
 async def test_the_openapi_document_needs_no_key_and_every_origin_may_read_it(api: Api) -> None:

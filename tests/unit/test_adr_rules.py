@@ -173,6 +173,14 @@ def test_no_route_answers_422_and_paths_are_kebab_case() -> None:
             assert segment.match(part), (route.operation_id, part)
 
 
+def test_the_service_roots_are_the_services_own() -> None:
+    from cityhub.streams.api.adr import SERVICE_ROOTS
+    from cityhub.streams.ngsi_ld.api import BASE as NGSI_LD_BASE
+    from cityhub.streams.sensorthings.routes import ROOT as STA_ROOT
+
+    assert {root + "/" for root in (PREFIX, STA_ROOT, NGSI_LD_BASE)} == SERVICE_ROOTS
+
+
 def test_the_version_is_semver_with_the_prefix_s_major() -> None:
     assert SEMVER.match(API_VERSION)
     assert PREFIX.endswith("/v" + API_VERSION.split(".")[0])
