@@ -113,15 +113,14 @@ def _comparison(op: str, left: Expr, right: Expr, params: Params) -> str:
         return _null_test(op, _value(left, params, None).text)
     if isinstance(left, Literal) and left.value is None:
         return _null_test(op, _value(right, params, None).text)
-    # The side that is not ``result`` decides what ``result`` is compared as.
-    if _is_result(left):
+    # The side that is neither ``result`` nor a literal decides what the other is compared as
+    # (``result`` against a string is text; a string against a time is a time).
+    if _is_result(left) or isinstance(left, Literal):
         b = _value(right, params, None)
         a = _value(left, params, b.type)
     else:
         a = _value(left, params, None)
         b = _value(right, params, a.type)
-    if a.type == "time" and b.type == "text" and isinstance(right, Literal):
-        b = _Sql(params.add(_time_text(right.value)), "time")
     if a.type != b.type:
         raise QueryError(f"cannot compare a {a.type} with a {b.type}")
     if a.type == "bool" and op not in ("eq", "ne"):
@@ -200,6 +199,8 @@ def _literal(value: object, params: Params) -> _Sql:
 
 def _value(expr: Expr, params: Params, want: str | None) -> _Sql:
     match expr:
+        case Literal(value=str() as text) if want == "time":
+            return _Sql(f"{params.add(_time_text(text))}::timestamptz", "time")
         case Literal(value=value):
             return _literal(value, params)
         case Path(segments=("result",)):

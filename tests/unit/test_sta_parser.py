@@ -1,0 +1,177 @@
+"""The SensorThings query parser: the trees it builds, the errors it gives, and (hypothesis)
+that no input gives anything but a tree or a QueryError."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cityhub.streams.sensorthings.expr import (
+    Binary,
+    Call,
+    Geometry,
+    Literal,
+    Negate,
+    Not,
+    NotSupported,
+    OrderBy,
+    Path,
+    Query,
+    QueryError,
+)
+from cityhub.streams.sensorthings.parser import (
+    MAX_DEPTH,
+    MAX_OPTION_LENGTH,
+    parse_expand,
+    parse_filter,
+    parse_options,
+    parse_orderby,
+    parse_select,
+    parse_wkt,
+)
+
+
+def test_precedence_not_over_comparison_over_and_over_or() -> None:
+    tree = parse_filter("a eq 1 or not b gt 2 and c le 3")
+    assert tree == Binary(
+        "or",
+        Binary("eq", Path(("a",)), Literal(1)),
+        Binary(
+            "and",
+            Not(Binary("gt", Path(("b",)), Literal(2))),
+            Binary("le", Path(("c",)), Literal(3)),
+        ),
+    )
+
+
+def test_arithmetic_binds_tighter_than_comparison_and_mul_than_add() -> None:
+    tree = parse_filter("result add 2 mul 3 gt 10")
+    assert tree == Binary(
+        "gt",
+        Binary("add", Path(("result",)), Binary("mul", Literal(2), Literal(3))),
+        Literal(10),
+    )
+
+
+def test_literals() -> None:
+    assert parse_filter("'it''s'") == Literal("it's")
+    assert parse_filter("-2.5e1") == Literal(-25.0)
+    assert parse_filter("-x") == Negate(Path(("x",)))
+    assert parse_filter("true") == Literal(True)
+    assert parse_filter("null") == Literal(None)
+    assert parse_filter("2015-03-02T00:00:00.000Z") == Literal(datetime(2015, 3, 2, tzinfo=UTC))
+    assert parse_filter("2015-03-02") == Literal("2015-03-02")
+    point = parse_filter("geography'POINT(4.9 52.37)'")
+    assert point == Literal(Geometry("Point", (4.9, 52.37), "POINT(4.9 52.37)"))
+
+
+def test_navigation_paths_and_functions() -> None:
+    assert parse_filter("Datastream/ObservedProperty/name") == Path(
+        ("Datastream", "ObservedProperty", "name")
+    )
+    tree = parse_filter("substringof('air', Thing/name)")
+    assert tree == Call("substringof", (Literal("air"), Path(("Thing", "name"))))
+    polygon = parse_filter("geo.intersects(location, geography'POLYGON((0 0, 1 0, 1 1, 0 0))')")
+    assert isinstance(polygon, Call)
+    assert polygon.name == "geo.intersects"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "empty"),
+        ("name eq", "ends too early"),
+        ("eq 1", "needs an operand"),
+        ("name eq 'x", "cannot read"),
+        ("(a eq 1", "expected ')'"),
+        ("a eq 1)", "unexpected ')'"),
+        ("nosuch(1)", "unknown function"),
+        ("length(a, b)", "takes 1 arguments"),
+        ("a eq 1 b", "unexpected 'b'"),
+        ("1e999 eq 1", "finite"),
+        ("x eq geography'POLYGON((0 0, 1 1))'", "four positions"),
+        ("x eq geography'POINT(200 1)'", "longitude"),
+    ],
+)
+def test_bad_filters_say_what_is_wrong(text: str, says: str) -> None:
+    with pytest.raises(QueryError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        parse_filter(text)
+
+
+def test_unsupported_functions_are_named() -> None:
+    with pytest.raises(NotSupported, match="st_relate"):
+        parse_filter("st_relate(location, geography'POINT(1 1)', 'T')")
+
+
+def test_depth_and_length_are_bounded() -> None:
+    with pytest.raises(QueryError, match="nests deeper"):
+        parse_filter("(" * (MAX_DEPTH + 1) + "a" + ")" * (MAX_DEPTH + 1))
+    with pytest.raises(QueryError, match="nests deeper"):
+        parse_filter("not " * (MAX_DEPTH + 1) + "a")
+    with pytest.raises(QueryError, match="longer than"):
+        parse_filter("a eq " + "1" * MAX_OPTION_LENGTH)
+
+
+def test_orderby_select_and_expand() -> None:
+    assert parse_orderby("phenomenonTime desc, id") == (
+        OrderBy(Path(("phenomenonTime",)), True),
+        OrderBy(Path(("id",)), False),
+    )
+    assert parse_select("name, @iot.id") == ("name", "id")
+    with pytest.raises(QueryError):
+        parse_select("name/x")
+    items = parse_expand(
+        "Datastreams($top=3;$expand=Observations($filter=result gt 1)),Datastreams/Sensor,Locations"
+    )
+    assert [i.navigation for i in items] == ["Datastreams", "Locations"]
+    streams = items[0]
+    assert streams.query.top == 3
+    assert [i.navigation for i in streams.query.expand] == ["Observations", "Sensor"]
+    assert streams.query.expand[0].query.filter == Binary("gt", Path(("result",)), Literal(1))
+
+
+def test_options() -> None:
+    query = parse_options(
+        {"$top": "5", "$skip": "10", "$count": "true", "$select": "name", "custom": "kept out"}
+    )
+    assert query == Query(top=5, skip=10, count=True, select=("name",))
+    for bad in ({"$top": "-1"}, {"$count": "yes"}, {"$nope": "1"}, {"$skip": "1.5"}):
+        with pytest.raises(QueryError):
+            parse_options(bad)
+    with pytest.raises(NotSupported, match="resultFormat"):
+        parse_options({"$resultFormat": "dataArray"})
+
+
+def test_wkt_polygons_with_holes() -> None:
+    shape = parse_wkt("POLYGON((0 0, 4 0, 4 4, 0 4, 0 0), (1 1, 2 1, 2 2, 1 1))")
+    assert shape.type == "Polygon"
+    assert len(shape.coordinates) == 2
+
+
+_WORDS = ["eq", "and", "not", "geo.intersects(", "geography'", "1", "2.5", "a", "Datastream"]
+_WORDS += ["result", "2015-03-02T00:00:00Z", "'x'", " or ", "add"]
+_ALPHABET = st.sampled_from([*"()',/-. ;=$", *_WORDS])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(max_size=80) | st.lists(_ALPHABET, max_size=30).map("".join))
+def test_any_filter_is_a_tree_or_a_query_error(text: str) -> None:
+    with contextlib.suppress(QueryError):
+        parse_filter(text)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["$filter", "$expand", "$orderby", "$select", "$top", "$skip", "$count"]),
+        st.text(max_size=60) | st.lists(_ALPHABET, max_size=25).map("".join),
+        max_size=4,
+    )
+)
+def test_any_options_are_a_query_or_a_query_error(options: dict[str, str]) -> None:
+    with contextlib.suppress(QueryError):
+        parse_options(options)
