@@ -129,11 +129,12 @@ def visibility(
 # --- observations -----------------------------------------------------------------------------
 
 OBSERVATION_COLUMNS = (
-    "event_id::text, observed_at, received_at, tenant, device_id, device_type, quantity, unit, "
-    "value_number, value_text, value_boolean, area, "
+    "event_id::text AS event_text, observed_at, received_at, tenant, device_id, device_type, "
+    "quantity, unit, value_number, value_text, value_boolean, area, "
     "ST_X(location) AS longitude, ST_Y(location) AS latitude, altitude, classification"
 )
-"""The columns of ``ObservationRow``, in its field order (``doc`` last when asked for)."""
+"""The columns of ``ObservationRow``, in its field order (``doc`` last when asked for). The
+event id's text is named apart so that ``ORDER BY event_id`` sorts the uuid column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,11 +195,9 @@ class ObservationFilter:
 def _observation_where(filt: ObservationFilter, viewer: Viewer, params: dict[str, Any]) -> str:
     clauses = [visibility(viewer, params)]
     if filt.device_ids is not None:
-        params["device_ids"] = list(filt.device_ids)
-        clauses.append("device_id = ANY(%(device_ids)s::text[])")
+        clauses.append(_one_of("device_id", "device_ids", filt.device_ids, params))
     if filt.quantities is not None:
-        params["quantities"] = list(filt.quantities)
-        clauses.append("quantity = ANY(%(quantities)s::text[])")
+        clauses.append(_one_of("quantity", "quantities", filt.quantities, params))
     if filt.start is not None:
         params["start"] = filt.start
         clauses.append("observed_at >= %(start)s")
@@ -212,6 +211,16 @@ def _observation_where(filt: ObservationFilter, viewer: Viewer, params: dict[str
         params["area"] = filt.area
         clauses.append("area = %(area)s")
     return " AND ".join(clauses)
+
+
+def _one_of(column: str, name: str, values: Sequence[str], params: dict[str, Any]) -> str:
+    # One value as an equality: the planner then reads the index in time order and stops at
+    # the page's end, where ``= ANY(array)`` makes it fetch and sort every matching row.
+    if len(values) == 1:
+        params[name] = values[0]
+        return f"{column} = %({name})s"
+    params[name] = list(values)
+    return f"{column} = ANY(%({name})s::text[])"
 
 
 def observations_statement(

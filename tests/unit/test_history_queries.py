@@ -259,3 +259,17 @@ def test_viewers() -> None:
     with pytest.raises(ValueError, match="tenant"):
         Viewer.of_tenant("")
     assert as_utc(1_000) == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+
+
+def test_one_device_and_quantity_are_equalities_so_a_page_reads_the_index_in_order() -> None:
+    one = observations_statement(
+        Viewer.admin(), ObservationFilter(device_ids=["d"], quantities=["q"])
+    )
+    assert "device_id = %(device_ids)s AND quantity = %(quantities)s" in one.text
+    assert (one.params["device_ids"], one.params["quantities"]) == ("d", "q")
+    many = observations_statement(Viewer.admin(), ObservationFilter(device_ids=["d", "e"]))
+    assert "device_id = ANY(%(device_ids)s::text[])" in many.text
+    assert many.params["device_ids"] == ["d", "e"]
+    # The uuid column orders the ties, not the text the rows carry.
+    assert "event_id::text AS event_text" in one.text
+    assert one.text.endswith("ORDER BY observed_at ASC, event_id ASC LIMIT %(limit)s")
