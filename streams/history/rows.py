@@ -13,6 +13,7 @@ person's readings is ever stored in clear (``docs/history.md``, "Personal data")
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ AGGREGATE_COLUMNS = (
 
 Values = tuple[Any, ...]
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
 
 @dataclass(frozen=True, slots=True)
 class Row:
@@ -128,6 +131,8 @@ def _uuid(doc: dict[str, Any], name: str) -> str:
     text = doc.get(name)
     if not isinstance(text, str):
         raise SchemaMismatch(f"{name} is missing or not a string")
+    if _CANONICAL_UUID.fullmatch(text):
+        return text  # the form cityhub writes: no need to parse it
     try:
         return str(uuid.UUID(text))
     except ValueError:

@@ -131,11 +131,16 @@ class HistoryWriter:
             enable_idempotence=True,
         )
         await consumer.start()
+        # One batch read ahead: the next batch is fetched and decoded while PostgreSQL works on
+        # this one (the decoding is half of the writer's own time). Batches are still stored
+        # and committed one after the other, in order.
+        ahead: asyncio.Queue[Batch] = asyncio.Queue(maxsize=1)
+        reader = asyncio.create_task(self._read(consumer, ahead), name="history reader")
         try:
             await producer.start()
             self.running = True
             while True:
-                batch = await self._collect(consumer)
+                batch = await _next_batch(ahead, reader)
                 if batch.records:
                     await self._store(batch)
                     await self._dead_letter(producer, batch)
@@ -143,6 +148,9 @@ class HistoryWriter:
                 await self._housekeeping(consumer)
         finally:
             self.running = False
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
             with contextlib.suppress(Exception):
                 await producer.stop()
             with contextlib.suppress(Exception):
@@ -150,6 +158,10 @@ class HistoryWriter:
             await self._close()
 
     # --- reading -----------------------------------------------------------------------------
+
+    async def _read(self, consumer: AIOKafkaConsumer, ahead: asyncio.Queue[Batch]) -> None:
+        while True:
+            await ahead.put(await self._collect(consumer))
 
     async def _collect(self, consumer: AIOKafkaConsumer) -> Batch:
         """Up to batch_max_records records, or what came within batch_linger_ms of the first."""
@@ -326,6 +338,20 @@ class HistoryWriter:
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL_S
             await report_lag(consumer)
+
+
+async def _next_batch(ahead: asyncio.Queue[Batch], reader: asyncio.Task[None]) -> Batch:
+    """The next batch the reader made; the reader's failure (Kafka) raised if it failed."""
+    taking = asyncio.ensure_future(ahead.get())
+    try:
+        await asyncio.wait({taking, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not taking.done():
+            taking.cancel()
+    if taking.done() and not taking.cancelled():
+        return taking.result()
+    reader.result()  # raises what ended the reader
+    raise RuntimeError("the history reader stopped")
 
 
 async def report_lag(consumer: AIOKafkaConsumer) -> None:
