@@ -1,8 +1,8 @@
 """Every benchmark in one go (``make bench``), each printing its own figures and its ratio against a
 baseline measured in the same run: the normaliser and the subscription routing (pure CPU), the MQTT
 receive path, the bridge, the registry and one worker over a backlog (on the local stack), and the
-end-to-end latencies to a Kafka consumer and to a webhook subscriber, and a new subscription's
-first delivery."""
+end-to-end latencies to a Kafka consumer and to a webhook subscriber, a new subscription's
+first delivery, and the history writer into PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ BENCHMARKS = (
     "bench.pipeline_latency",
     "bench.delivery_latency",
     "bench.subscription_latency",
+    "bench.history_write",
 )
 
 

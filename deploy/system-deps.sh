@@ -2,7 +2,8 @@
 # Installs the system packages cityhub's local stack needs, from Debian, when they are missing:
 # Java 17+ (runs Kafka), Maven (fetches Kafka from Maven Central), Mosquitto (the MQTT broker, and
 # mosquitto_passwd, which makes password files: Debian ships both in the mosquitto package),
-# openssl (the webhook sink's TLS tests make their certificates with it).
+# openssl (the webhook sink's TLS tests make their certificates with it), PostgreSQL 15 with
+# PostGIS 3 (the history store; Debian 12's own packages).
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,9 @@ if ! { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } ||
   missing+=(mosquitto)
 fi
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+pg_bin=/usr/lib/postgresql/15/bin
+{ [ -x "$pg_bin/initdb" ] && [ -x "$pg_bin/postgres" ]; } || missing+=(postgresql-15)
+[ -f /usr/share/postgresql/15/extension/postgis.control ] || missing+=(postgresql-15-postgis-3)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
