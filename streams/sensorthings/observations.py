@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cityhub.streams.history.connection import ConnectionPool
@@ -25,9 +26,16 @@ _STREAMS = """
 SELECT device_id, quantity, min(unit), min(observed_at), max(observed_at),
        bool_and(value_number IS NOT NULL)
 FROM observations
-WHERE {visible}
+WHERE {visible} {since}
 GROUP BY device_id, quantity
 """
+
+FULL_READ_SECONDS = 3600.0
+"""How often the Datastreams are read from the whole table; in between, only the rows observed
+since the last read (less ``LATE_SECONDS``) are grouped, which touches the newest partitions
+only. A reading that arrives later than that with an old time, or a stream whose rows were all
+erased or expired, shows (or goes) at the next whole read."""
+LATE_SECONDS = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,8 @@ class HistoryReads:
         self._refresh = refresh_seconds
         self._streams: list[StreamFacts] = []
         self._streams_read = -1.0
+        self._full_read = -1.0
+        self._since: datetime | None = None
         self._lock = asyncio.Lock()
         self.version = 0
         """Counts the times the Datastreams were read (a cache of entities keys on it)."""
@@ -69,23 +79,24 @@ class HistoryReads:
         async with self._lock:
             if self._streams_read >= 0 and time.monotonic() - self._streams_read < self._refresh:
                 return self._streams
+            now = time.monotonic()
+            whole = self._full_read < 0 or now - self._full_read >= FULL_READ_SECONDS
             params: dict[str, Any] = {}
-            text = _STREAMS.format(visible=visibility(HistoryViewer.admin(), params))
+            since = ""
+            if not whole and self._since is not None:
+                params["sta_since"] = self._since
+                since = "AND observed_at >= %(sta_since)s"
+            text = _STREAMS.format(visible=visibility(HistoryViewer.admin(), params), since=since)
+            started = datetime.now(UTC)
             async with self._pool.connection() as conn:
                 cursor = await conn.execute(text, params)
                 rows = await cursor.fetchall()
-            self._streams = [
-                StreamFacts(
-                    device_id=r[0],
-                    quantity=r[1],
-                    unit=r[2],
-                    first=r[3],
-                    last=r[4],
-                    numeric=bool(r[5]),
-                )
-                for r in rows
-            ]
-            self._streams_read = time.monotonic()
+            fresh = [StreamFacts(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+            self._streams = fresh if whole else merge_streams(self._streams, fresh)
+            self._since = started - timedelta(seconds=LATE_SECONDS)
+            self._streams_read = now
+            if whole:
+                self._full_read = now
             self.version += 1
             return self._streams
 
@@ -133,3 +144,23 @@ class HistoryReads:
     async def close(self) -> None:
         """Close the pool's connections."""
         await self._pool.close()
+
+
+def merge_streams(known: Sequence[StreamFacts], fresh: Sequence[StreamFacts]) -> list[StreamFacts]:
+    """``known`` updated with the facts of a read of recent rows: new pairs added, the time
+    span of known ones widened."""
+    merged = {(s.device_id, s.quantity): s for s in known}
+    for new in fresh:
+        old = merged.get((new.device_id, new.quantity))
+        if old is None:
+            merged[(new.device_id, new.quantity)] = new
+            continue
+        merged[(new.device_id, new.quantity)] = StreamFacts(
+            new.device_id,
+            new.quantity,
+            old.unit or new.unit,
+            min(old.first, new.first),
+            max(old.last, new.last),
+            old.numeric and new.numeric,
+        )
+    return list(merged.values())

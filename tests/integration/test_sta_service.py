@@ -336,3 +336,33 @@ async def test_no_filter_makes_a_server_error(sta: Client) -> None:
             answered[status] = answered.get(status, 0) + 1
             assert status in (200, 400), (entity_set, text, status)
     assert answered.get(200, 0) > 100  # the generator does reach valid filters
+
+
+async def test_datastreams_read_recent_rows_between_whole_reads(seeded: Settings) -> None:
+    import asyncio
+    import uuid
+    from datetime import UTC, datetime
+
+    from cityhub.streams.history.connection import ConnectionPool, connect
+    from cityhub.streams.sensorthings.observations import HistoryReads
+
+    reads = HistoryReads(ConnectionPool(seeded, size=1), refresh_seconds=0.05)
+    try:
+        first = await reads.streams()
+        assert ("ghost-1", "co2") not in {(s.device_id, s.quantity) for s in first}
+        now = datetime.now(UTC)
+        async with await connect(seeded, autocommit=True) as conn:
+            await conn.execute(
+                "INSERT INTO observations (event_id, observed_at, received_at, tenant, device_id,"
+                " quantity, unit, value_number, classification, doc) VALUES (%s, %s, %s, 'city',"
+                " 'ghost-1', 'co2', 'ppm', 400, 'internal', '{\"value\": 400}')",
+                (uuid.uuid4(), now, now),
+            )
+        await asyncio.sleep(0.1)
+        second = await reads.streams()
+        pairs = {(s.device_id, s.quantity): s for s in second}
+        assert pairs[("ghost-1", "co2")].unit == "ppm"
+        assert len(second) == len(first) + 1  # the earlier pairs kept from the whole read
+        assert reads.version == 2
+    finally:
+        await reads.close()
