@@ -73,6 +73,10 @@ def test_built_wheel_contains_every_module_and_the_schemas(tmp_path):
     for schema in ("raw-envelope", "observation", "deadletter", "aggregate"):
         assert f"cityhub/schemas/json/{schema}.schema.json" in names
     assert "cityhub/schemas/asyncapi.yaml" in names
+    migrations = sorted((ROOT / "streams" / "history" / "migrations").glob("*.sql"))
+    assert migrations
+    for migration in migrations:
+        assert f"cityhub/streams/history/migrations/{migration.name}" in names
     metadata = zipfile.ZipFile(wheel).read("cityhub-0.1.0.dist-info/METADATA").decode()
     assert "License-Expression: Apache-2.0" in metadata
 
