@@ -193,12 +193,13 @@ class DeliverySpec(_Spec):
     kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
     encoding: Annotated[str, StringConstraints(pattern=ENCODING_PATTERN)] = Field(
         default=DEFAULT_ENCODING,
-        description="How items are written: cityhub (the default), cloudevents (webhook, mqtt, "
-        "kafka) or cloudevents-binary (mqtt, kafka); docs/cloudevents.md.",
+        description="How items are written on the wire: cityhub (the default) or another "
+        "registered encoding the delivery kind takes, e.g. cloudevents (webhook, mqtt, kafka) or "
+        "cloudevents-binary (mqtt, kafka); one the kind does not take is refused.",
     )
     """How items are written on the wire (``cityhub.connectors.sinks.encodings``): ``cityhub``
-    (the default), ``cloudevents``, ``cloudevents-binary``, or a plugin's. Which encodings a
-    kind takes is the encodings registry's to say; the API refuses a pair that does not fit."""
+    (the default) or another registered encoding. Which encodings a kind takes is the encodings
+    registry's to say; the API refuses a pair that does not fit."""
 
     @model_validator(mode="before")
     @classmethod
