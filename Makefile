@@ -11,7 +11,7 @@ CITYHUB := $(BIN)/cityhub
 # Every dependency, runtime and dev, pinned with its hashes (CPython 3.11, linux x86_64).
 LOCK := requirements.lock
 
-.PHONY: run test setup lint audit typecheck unit integration fuzz bench lock stack-up stack-down clean
+.PHONY: run test setup lint audit typecheck unit integration fuzz bench lock stack-up stack-down clean ogc-ets
 
 PY_SOURCES := $(shell find schemas connectors streams -name '*.py' 2>/dev/null)
 
@@ -94,14 +94,25 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest tests/unit -q
 
-integration: stack-up
+# The OGC SensorThings conformance suite (ets-sta10) and its jars from Maven Central, once per
+# pom; tests/integration/test_sta_conformance.py runs it (and fetches them itself if missing).
+OGC_ETS_JARS := build/ogc-ets/jars
+$(OGC_ETS_JARS)/.fetched: deploy/ogc-ets/pom.xml
+	rm -rf $(OGC_ETS_JARS)
+	mvn -q -B -f deploy/ogc-ets/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(CURDIR)/$(OGC_ETS_JARS)
+	touch $@
+
+ogc-ets: $(OGC_ETS_JARS)/.fetched
+
+integration: stack-up ogc-ets
 	$(BIN)/pytest tests/integration -q
 
 # The long fuzz run; `make test` runs the same suite with its small default count.
 fuzz: setup
 	CITYHUB_FUZZ_EXAMPLES=100000 $(BIN)/pytest tests/fuzz -q -p no:randomly
 
-test: stack-up lint typecheck
+test: stack-up ogc-ets lint typecheck
 	$(BIN)/pytest -q
 
 bench: stack-up

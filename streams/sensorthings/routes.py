@@ -14,6 +14,7 @@ from collections import OrderedDict
 import psycopg
 from aiohttp import web
 
+from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.registry import DeviceType, Role
 from cityhub.schemas.settings import Settings
 from cityhub.streams.api.auth import authenticate
@@ -109,7 +110,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise ApiProblem(400, str(exc)) from None
     except Missing as exc:
         raise ApiProblem(404, f"Not found: {exc}.") from None
-    except psycopg.OperationalError:
+    except psycopg.DataError as exc:
+        # A value the filter computes that PostgreSQL cannot hold (an overflow, a substring
+        # position past the integer range): the query's fault.
+        raise ApiProblem(
+            400, f"The filter computes a value out of range: {exc.sqlstate}."
+        ) from None
+    except (psycopg.OperationalError, ConfigurationError):
         log.warning("the history store cannot be reached", exc_info=True)
         raise ApiProblem(
             503,

@@ -175,12 +175,20 @@ async def test_bad_queries_are_400_and_unknown_entities_404(sta: Client) -> None
         assert status == 400, query
         assert doc["status"] == 400
         assert doc["detail"]
+    for overflow in ("result mul 1e300 mul 1e300 gt 1", "substring('abc', 99999999999) eq 'x'"):
+        status, doc = await sta.get("/Observations", sta.keys.city, **{"$filter": overflow})
+        assert status == 400, (overflow, doc)
+        assert doc["status"] == 400
+        assert doc["detail"]
     status, _ = await sta.get("/Things(9223372036854775807)", sta.keys.city)
     assert status == 404
     status, _ = await sta.get("/Observations(9223372036854775807)", sta.keys.city)
     assert status == 404
     status, _ = await sta.get("/Nothing", sta.keys.city)
     assert status == 404
+    headers = {"X-API-Key": sta.keys.city}
+    async with sta.session.post(sta.root + "/Things", json={"name": "x"}, headers=headers) as r:
+        assert r.status == 405  # read only
 
 
 async def test_properties_values_and_refs(sta: Client) -> None:
