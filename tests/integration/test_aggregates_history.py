@@ -6,8 +6,9 @@ Covers: a device's month of hourly aggregates comes back whole and in order from
 (``source: history``) and in time; a short recent range still reads Kafka (``source:
 kafka``); the same visibility as the Kafka path (another tenant's key: 404 for an internal
 device, public windows only of a public one; areas per tenant) and the same privacy rule
-(personal windows withheld and counted without an activity); the store's longer range limit;
-a store that cannot be read is a 503, not a 500."""
+(personal windows withheld and counted without an activity, returned and logged for one that
+admits them); the store's longer range limit; a store that cannot be read is a 503, not a
+500."""
 
 from __future__ import annotations
 
@@ -17,15 +18,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.connectors.kafka import create_producer
 from cityhub.schemas.aggregate import Aggregate, aggregate_id
-from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, Role, TenantSpec
+from cityhub.schemas.processing import ActivitySpec
+from cityhub.schemas.processing_log import ProcessingLogRecord
+from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec, Role, TenantSpec
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.topics import Topics
 from cityhub.streams.aggregation.query import (
@@ -35,11 +39,19 @@ from cityhub.streams.aggregation.query import (
     format_ms,
 )
 from cityhub.streams.aggregation.query import _order as kafka_order
+from cityhub.streams.api.aggregates import AGGREGATES_KEY
+from cityhub.streams.api.app import build_api
 from cityhub.streams.history.aggregates_source import HistoryAggregateReader
 from cityhub.streams.history.connection import connect, password_path
+from cityhub.streams.privacy.consent_store import InMemoryConsentStore
+from cityhub.streams.privacy.gate import PrivacyGate
+from cityhub.streams.privacy.keys_store import InMemorySubjectKeyStore
+from cityhub.streams.privacy.reads import PersonalReads
+from cityhub.streams.privacy.service import ProcessingRegister
+from cityhub.streams.privacy.store import InMemoryRegisterStore
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
-from cityhub.streams.registry.store import RegistryStore
+from cityhub.streams.registry.store import InMemoryRegistryStore, RegistryStore
 from cityhub.streams.topic_admin import ensure_topics
 
 from .conftest import settings_with_schema
@@ -287,3 +299,92 @@ async def test_a_store_that_cannot_be_read_is_unavailable_not_an_error() -> None
             await reader.read(AggregateQuery(device_group("m-1"), M0, M0 + DAY))
     finally:
         await reader.close()
+
+
+class RecordedLog:
+    def __init__(self) -> None:
+        self.records: list[ProcessingLogRecord] = []
+
+    async def write(self, records: Sequence[ProcessingLogRecord]) -> None:
+        self.records.extend(records)
+
+
+async def test_personal_windows_from_history_only_for_an_admitting_activity_and_logged(
+    history_settings: Settings,
+) -> None:
+    """The purpose check on the store's path: the API in this process over an in-memory
+    registry and register, its aggregates read from this module's schema."""
+    store = InMemoryRegistryStore()
+    await store.start()
+    registry, system = Registry(store), Principal.system()
+    await registry.create_tenant(system, TenantSpec(id="acme", name="Acme"))
+    await registry.create_type(
+        system,
+        "acme",
+        DeviceTypeSpec(
+            id="home",
+            name="Home",
+            classification=Classification.PERSONAL,
+            personal_data_category="indoor climate",
+        ),
+    )
+    await registry.create_device(system, "acme", DeviceSpec(id="h-1", name="h", type="home"))
+    key = (await registry.create_key(system, "acme", Role.SUBSCRIBER, "sub"))[1]
+    register_store = InMemoryRegisterStore()
+    register = ProcessingRegister(register_store, registry.view, base_uri="urn:x:")
+    for slug, category in (("care", "indoor climate"), ("parking", "licence plate")):
+        statement = {
+            "slug": slug,
+            "name": slug,
+            "purpose": slug,
+            "legal_basis": "PublicTask",
+            "personal_data_categories": [category],
+            "retention": "P1D",
+            "controller": "Acme",
+        }
+        await register.create(system, "acme", ActivitySpec.model_validate(statement))
+    gate = PrivacyGate(
+        register_store.view, InMemoryConsentStore().view, InMemorySubjectKeyStore().view
+    )
+    log = RecordedLog()
+    app = build_api(
+        registry, personal_reads=PersonalReads(gate, log, lambda tenant, device: "indoor climate")
+    )
+    app[AGGREGATES_KEY] = HistoryAggregateReader(history_settings)
+    async with await connect(history_settings, autocommit=True) as conn:
+        await insert_aggregates(
+            conn,
+            [window("h-1", M0 + h * HOUR, classification="personal") for h in range(24)]
+            + [window("h-1", M0 + h * HOUR, quantity="no2") for h in range(24)],
+        )
+    day = {"from": format_ms(M0), "to": format_ms(M0 + DAY), "deviceId": "h-1"}
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with TestClient(TestServer(app)) as client:
+            for activity in (None, "parking", "nonesuch"):
+                query = day | ({"processingActivity": activity} if activity else {})
+                response = await client.get(
+                    "/api/v1/tenants/acme/aggregates", params=query, headers=headers
+                )
+                doc = await response.json()
+                assert response.status == 200, doc
+                assert doc["source"] == "history"
+                assert {i["quantity"] for i in doc["items"]} == {"no2"}
+                assert doc["personal_withheld"] == 24
+            assert log.records == []
+            response = await client.get(
+                "/api/v1/tenants/acme/aggregates",
+                params=day | {"processingActivity": "care"},
+                headers=headers,
+            )
+            doc = await response.json()
+            assert len(doc["items"]) == 48
+            assert "personal_withheld" not in doc
+            (record,) = log.records
+            assert (record.action, record.activity_id, record.items) == (
+                "read",
+                "urn:x:acme:care",
+                24,
+            )
+    finally:
+        await store.stop()
