@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cityhub.connectors.ngsi_ld.context import CONTEXT_PATH as NGSI_LD_CONTEXT_PATH
 from cityhub.schemas.settings import HttpSettings, QuotaSettings, Settings
 from cityhub.streams.aggregation.reader import aggregate_source
 from cityhub.streams.api import adr
@@ -201,7 +202,9 @@ def build_api(
     app = web.Application(client_max_size=max(max_body_bytes, max_import_bytes))
     # The NL API Design Rules' headers on every response, and their trailing-slash rule and
     # CORS preflights before keys and rate limits (cityhub.streams.api.adr).
-    cors = CorsPolicy.of(http.cors_allowed_origins, open_paths=(OPENAPI_PATH,))
+    # Every origin may read the OpenAPI document (/core/publish-openapi) and the NGSI-LD
+    # @context, which JSON-LD processors in any page dereference; both need no key.
+    cors = CorsPolicy.of(http.cors_allowed_origins, open_paths=(OPENAPI_PATH, NGSI_LD_CONTEXT_PATH))
     design_rules = adr.install(app, api_version=API_VERSION, cors=cors)
     app.middlewares.extend(
         [problems_and_metrics, design_rules, quota_middleware(registry, limiter)]

@@ -183,6 +183,15 @@ async def test_the_openapi_document_needs_no_key_and_every_origin_may_read_it(ap
     assert_rules(headers)
 
 
+async def test_the_ngsi_ld_context_is_open_to_every_origin(api: Api) -> None:
+    async with api.client.get(
+        "/ngsi-ld/v1/context.jsonld", headers={"Origin": "https://anyone.example"}
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert_rules(CIMultiDict(response.headers))
+
+
 async def test_cors_follows_the_allow_list(api: Api) -> None:
     status, _, headers = await api.call("GET", f"{A}/devices", headers={"Origin": DASHBOARD})
     assert status == 200
