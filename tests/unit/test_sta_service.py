@@ -1,0 +1,116 @@
+"""The SensorThings service's answers over registry-backed entities, without a database:
+paths, navigation, paging links, $select, $expand, $ref, $value and the errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cityhub.schemas.settings import SensorThingsSettings
+from cityhub.streams.history.queries import Viewer as HistoryViewer
+from cityhub.streams.sensorthings.expr import QueryError
+from cityhub.streams.sensorthings.ids import entity_id
+from cityhub.streams.sensorthings.model import Graph, Viewer
+from cityhub.streams.sensorthings.service import Context, Missing, answer
+from tests.unit.test_sta_model import DEVICES, STREAMS, TYPES
+
+BASE = "http://hub.example/sta/v1.1"
+
+
+def context(top: int = 100) -> Context:
+    graph = Graph(DEVICES, TYPES, STREAMS, Viewer("city"))
+    settings = SensorThingsSettings(default_top=min(top, 100), max_top=top)
+    return Context(graph, HistoryViewer.of_tenant("city"), BASE, settings, None)
+
+
+async def get(path: str, **options: str) -> dict[str, Any]:
+    result = await answer(context(), path, options)
+    assert result.document is not None
+    return result.document
+
+
+THING = entity_id("Thing", "air-1")
+
+
+async def test_root_and_collections() -> None:
+    root = await get("")
+    assert root["value"][0]["name"] == "Things"
+    things = await get("Things")
+    assert {t["name"] for t in things["value"]} == {"air-1", "noise-1"}
+    first = things["value"][0]
+    assert first["@iot.selfLink"] == f"{BASE}/Things({first['@iot.id']})"
+    assert (
+        first["Datastreams@iot.navigationLink"] == f"{BASE}/Things({first['@iot.id']})/Datastreams"
+    )
+
+
+async def test_paging_links_keep_the_other_options() -> None:
+    result = await answer(context(top=1), "Things", {"$filter": "name ne 'x'", "$count": "true"})
+    doc = result.document
+    assert doc is not None
+    assert doc["@iot.count"] == 2
+    assert len(doc["value"]) == 1
+    assert doc["@iot.nextLink"] == (
+        f"{BASE}/Things?$filter=name%20ne%20'x'&$count=true&$top=1&$skip=1"
+    )
+
+
+async def test_navigation_select_expand_ref_and_value() -> None:
+    streams = await get(f"Things({THING})/Datastreams")
+    assert [s["name"] for s in streams["value"]] == ["air-1 temperature"]
+    sensor = await get(f"Things({THING})/Datastreams({streams['value'][0]['@iot.id']})/Sensor")
+    assert sensor["name"] == "air"
+    picked = await get(f"Things({THING})", **{"$select": "name,Locations"})
+    assert set(picked) == {"@iot.selfLink", "name", "Locations@iot.navigationLink"}
+    expanded = await get(
+        f"Things({THING})", **{"$expand": "Datastreams/ObservedProperty,Locations"}
+    )
+    assert expanded["Datastreams"][0]["ObservedProperty"]["name"] == "temperature"
+    assert expanded["Locations"][0]["location"]["type"] == "Point"
+    refs = await get(f"Things({THING})/Locations/$ref")
+    assert refs["value"] == [
+        {"@iot.selfLink": f"{BASE}/Locations({entity_id('Location', 'air-1')})"}
+    ]
+    assert await get(f"Things({THING})/name") == {"name": "air-1"}
+    raw = await answer(context(), f"Things({THING})/name/$value", {})
+    assert raw.text == "air-1"
+    location = await answer(
+        context(), f"Locations({entity_id('Location', 'air-1')})/location/$value", {}
+    )
+    assert location.text is not None
+    assert location.text.startswith("{")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "Nothing",
+        f"Things({entity_id('Thing', 'park-1')})",  # another tenant's internal device
+        f"Things({entity_id('Thing', 'room-1')})",  # personal
+        "Things(1)",
+        "Things('air-1')",
+        f"Things({THING})/nosuch",
+        f"Things({THING})/Datastreams(1)",
+        f"Things({THING})/name/$value/more",
+        "Things/name",
+    ],
+)
+async def test_missing_entities(path: str) -> None:
+    with pytest.raises(Missing):
+        await answer(context(), path, {})
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"$select": "nosuch"},
+        {"$expand": "Sensors"},
+        {"$filter": "nosuch eq 1"},
+        {"$filter": "Datastreams/Observations/result gt 1"},
+        {"$orderby": "name sideways"},
+    ],
+)
+async def test_bad_options(options: dict[str, str]) -> None:
+    with pytest.raises(QueryError):
+        await answer(context(), "Things", options)
