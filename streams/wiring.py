@@ -59,7 +59,9 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
     checks: dict[str, HealthCheck] = {}
     registry: RegistryStore | None = None
     subscriptions: SubscriptionStore | None = None
-    if roles.worker or roles.api or roles.simulate is not None:
+    if roles.worker or roles.api or roles.deliver or roles.simulate is not None:
+        # A delivering process keeps it for the NGSI-LD encodings: a device's Smart Data
+        # Model is its type's (cityhub.streams.ngsi_ld.encodings).
         registry = RegistryStore(settings)
         parts.append(store_part("registry", registry))
         checks["registry"] = _flag(registry, "ready")
@@ -89,6 +91,11 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         manager = DeliveryManager(
             settings, subscriptions, gate=privacy.gate, processing_log=privacy.log_writer
         )
+        if registry is not None:
+            from cityhub.streams.ngsi_ld.encodings import use_registry
+
+            # The NGSI-LD encodings show each device as its type's Smart Data Model.
+            use_registry(registry)
         parts.append(Part("delivery", manager.run))
         checks["delivery"] = _flag(manager, "ready")
     if roles.bridge:

@@ -28,7 +28,7 @@ from typing import Any
 from cityhub.connectors.ngsi_ld.context import context_value
 
 NOTIFICATION_NAMESPACE = uuid.UUID("8d3f6c1a-2b7e-5f0a-9c4d-1e2f3a4b5c6d")
-"""Notification ids are uuid5(this, message id): every attempt of one batch has the same id,
+"""Notification ids are uuid5(this, batch key): every attempt of one batch has the same id,
 so a receiver can deduplicate. Changing it changes every id: never do."""
 
 
@@ -37,9 +37,9 @@ def subscription_urn(tenant: str, subscription_id: str) -> str:
     return f"urn:ngsi-ld:Subscription:{tenant}:{subscription_id}"
 
 
-def notification_id(msg_id: str) -> str:
+def notification_id(batch_key: str) -> str:
     """The Notification id of a batch (the same on every attempt of it)."""
-    return f"urn:ngsi-ld:Notification:{uuid.uuid5(NOTIFICATION_NAMESPACE, msg_id)}"
+    return f"urn:ngsi-ld:Notification:{uuid.uuid5(NOTIFICATION_NAMESPACE, batch_key)}"
 
 
 def _context(context_url: str | None) -> Any:
@@ -50,14 +50,14 @@ def notification_body(
     *,
     tenant: str,
     subscription_id: str,
-    msg_id: str,
+    batch_key: str,
     notified_at: str,
     fragments: Sequence[dict[str, Any]],
     context_url: str | None = None,
 ) -> dict[str, Any]:
     """The Notification of a batch's entity fragments (see the module docstring)."""
     return {
-        "id": notification_id(msg_id),
+        "id": notification_id(batch_key),
         "type": "Notification",
         "subscriptionId": subscription_urn(tenant, subscription_id),
         "notifiedAt": notified_at,
@@ -66,9 +66,29 @@ def notification_body(
     }
 
 
+def merged(fragments: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fragments of one entity merged into one, in the order each entity first appears;
+    of two instances of one attribute, the later ``observedAt`` wins (a batch upsert takes
+    each entity once)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for fragment in fragments:
+        held = by_id.setdefault(fragment["id"], {})
+        for name, value in fragment.items():
+            old = held.get(name)
+            if (
+                isinstance(old, dict)
+                and isinstance(value, dict)
+                and str(old.get("observedAt", "")) > str(value.get("observedAt", ""))
+            ):
+                continue
+            held[name] = value
+    return list(by_id.values())
+
+
 def upsert_body(
     fragments: Sequence[dict[str, Any]], *, context_url: str | None = None
 ) -> list[dict[str, Any]]:
-    """The fragments as a batch upsert's body, each with its ``@context``."""
+    """The fragments as a batch upsert's body: one entity each (``merged``), each with its
+    ``@context``."""
     context = _context(context_url)
-    return [{**fragment, "@context": context} for fragment in fragments]
+    return [{**entity, "@context": context} for entity in merged(fragments)]

@@ -157,7 +157,7 @@ def test_a_notification_expands_with_its_own_context(context_url: str | None) ->
     body = notification_body(
         tenant="city",
         subscription_id="feed",
-        msg_id="m-1",
+        batch_key="m-1",
         notified_at=T0,
         fragments=[fragment(_aq(), READINGS[0])],
         context_url=context_url,
@@ -173,7 +173,7 @@ def test_a_notification_expands_with_its_own_context(context_url: str | None) ->
     again = notification_body(
         tenant="city",
         subscription_id="feed",
-        msg_id="m-1",
+        batch_key="m-1",
         notified_at=T0,
         fragments=[],
     )
@@ -182,10 +182,11 @@ def test_a_notification_expands_with_its_own_context(context_url: str | None) ->
 
 def test_an_upsert_body_is_entities_each_with_its_context() -> None:
     body = upsert_body([fragment(_aq(), r) for r in READINGS])
-    assert len(body) == 2
-    for doc in body:
-        node = expand(doc)[0]
-        assert node["@type"] == [ENV + "AirQualityObserved"]
+    assert len(body) == 1  # one entity, both attributes
+    node = expand(body[0])[0]
+    assert node["@type"] == [ENV + "AirQualityObserved"]
+    assert ENV + "pm25" in node
+    assert ENV + "temperature" in node
 
 
 def test_the_link_header_names_the_context_as_the_spec_says() -> None:
