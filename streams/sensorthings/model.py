@@ -15,9 +15,10 @@ type, or a linked data subject) and personal types are left out for everyone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from cityhub.schemas.registry import Classification, DeviceType
@@ -83,15 +84,47 @@ class StreamFacts:
     numeric: bool
 
 
-@dataclass(frozen=True, slots=True)
 class Entity:
-    """One entity: its type, ``@iot.id``, properties (Python values; times as ``datetime``)
-    and the cityhub key behind it (device id, ``(tenant, type)``, ``(device, quantity)``...)."""
+    """One entity: its type, ``@iot.id``, the cityhub key behind it (device id,
+    ``(tenant, type)``, ``(device, quantity)``...) and its properties (Python values; times as
+    ``datetime``), which are built the first time they are read: a page of 100 Things out of
+    100 000 builds 100 documents."""
 
-    kind: str
-    id: int
-    props: dict[str, Any]
-    key: Any
+    __slots__ = ("_make", "_props", "id", "key", "kind")
+
+    def __init__(
+        self,
+        kind: str,
+        entity_id: int,
+        props: dict[str, Any] | None,
+        key: Any,
+        make: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.id = entity_id
+        self.key = key
+        self._props = props
+        self._make = make
+
+    @property
+    def props(self) -> dict[str, Any]:
+        """The entity's properties."""
+        if self._props is None:
+            self._props = self._make() if self._make is not None else {}
+        return self._props
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entity) and (self.kind, self.id, self.key) == (
+            other.kind,
+            other.id,
+            other.key,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.id))
+
+    def __repr__(self) -> str:
+        return f"Entity({self.kind}, {self.id}, {self.key!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +150,22 @@ def _parse_time(text: str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _id_key(kind: str, key: Any) -> str:
+    """The text an entity's id is hashed from (``ids.py``)."""
+    if kind == "Sensor":
+        return f"{key[0]}/{key[1]}"
+    if kind == "Datastream":
+        return f"{key[0]}:{key[1]}"
+    return str(key)
+
+
 class Graph:
-    """Every registry-backed entity one viewer may see, indexed by id and by key."""
+    """Every registry-backed entity one viewer may see, found by id or by key.
+
+    Built lazily: the constructor only sorts out which devices, types and Datastreams are
+    visible (one pass over each); the ids of a kind are hashed the first time that kind is
+    listed or looked up by id, an entity is made the first time it is reached, and its
+    properties the first time they are read."""
 
     def __init__(
         self,
@@ -127,72 +174,119 @@ class Graph:
         streams: Iterable[StreamFacts],
         viewer: Viewer,
     ) -> None:
-        self.sets: dict[str, dict[int, Entity]] = {kind: {} for kind in SET_OF}
-        self._by_key: dict[tuple[str, Any], Entity] = {}
-        self._children: dict[tuple[str, Any, str], list[Any]] = {}
-        self._sensor_of: dict[str, tuple[str, str]] = {}
-        visible_types: dict[tuple[str, str], DeviceType] = {}
-        for kind in types:
-            if viewer.may_see(kind.tenant, kind.classification):
-                visible_types[(kind.tenant, kind.id)] = kind
-                self._add(_sensor(kind))
-        things: dict[str, DeviceEntry] = {}
+        self._types: dict[tuple[str, str], DeviceType] = {
+            (t.tenant, t.id): t for t in types if viewer.may_see(t.tenant, t.classification)
+        }
+        self._things: dict[str, DeviceEntry] = {}
         for device in devices:
-            its_type = visible_types.get((device.tenant, device.type))
-            if its_type is None or device.data_subject is not None:
-                continue
-            things[device.id] = device
-            self._sensor_of[device.id] = (device.tenant, device.type)
-            self._add(_thing(device, its_type))
-            if device.latitude is not None and device.longitude is not None:
-                self._add(_location(device))
-                self._add(_historical_location(device))
-        quantities: set[str] = set()
-        with_streams: set[str] = set()
-        for facts in sorted(streams, key=lambda f: (f.device_id, f.quantity)):
-            owner = things.get(facts.device_id)
-            if owner is None:
-                continue
-            device = owner
-            self._add(_datastream(device, facts))
-            quantities.add(facts.quantity)
-            with_streams.add(device.id)
-            self._link("Thing", device.id, "Datastreams", (device.id, facts.quantity))
-            self._link(
-                "Sensor", (device.tenant, device.type), "Datastreams", (device.id, facts.quantity)
-            )
-            self._link(
-                "ObservedProperty", facts.quantity, "Datastreams", (device.id, facts.quantity)
-            )
-        for quantity in sorted(quantities):
-            self._add(_observed_property(quantity))
-        for device_id in sorted(with_streams):
-            self._add(_feature(things[device_id]))
+            if device.data_subject is None and (device.tenant, device.type) in self._types:
+                self._things[device.id] = device
+        self._streams: dict[str, dict[str, StreamFacts]] = {}
+        for facts in streams:
+            if facts.device_id in self._things:
+                self._streams.setdefault(facts.device_id, {})[facts.quantity] = facts
+        self._quantities = {q for by_quantity in self._streams.values() for q in by_quantity}
+        self._entities: dict[tuple[str, Any], Entity | None] = {}
+        self._ids: dict[str, dict[int, Any]] = {}
+        self._order: dict[str, list[int]] = {}
+        self._reverse: dict[str, dict[Any, int]] = {}
+        self._of_type: dict[tuple[str, str], list[str]] | None = None
+        self._of_quantity: dict[str, list[str]] | None = None
 
-    def _add(self, entity: Entity) -> None:
-        table = self.sets[entity.kind]
-        if entity.id in table:
-            log.warning(
-                "two %s entities share the id %d; the first keeps it", entity.kind, entity.id
-            )
-            return
-        table[entity.id] = entity
-        self._by_key[(entity.kind, entity.key)] = entity
+    # --- which keys exist ---------------------------------------------------------------
+    def _keys(self, kind: str) -> Iterable[Any]:
+        if kind == "Thing":
+            return self._things
+        if kind in ("Location", "HistoricalLocation"):
+            return (d.id for d in self._things.values() if d.latitude is not None)
+        if kind == "FeatureOfInterest":
+            return self._streams
+        if kind == "Sensor":
+            return self._types
+        if kind == "ObservedProperty":
+            return self._quantities
+        if kind == "Datastream":
+            return ((d, q) for d, by_q in self._streams.items() for q in by_q)
+        return ()
 
-    def _link(self, kind: str, key: Any, navigation: str, child: Any) -> None:
-        self._children.setdefault((kind, key, navigation), []).append(child)
+    def _make(self, kind: str, key: Any, number: int | None = None) -> Entity | None:
+        device = self._things.get(key) if isinstance(key, str) else None
+        make: Callable[[], dict[str, Any]]
+        if kind == "Thing" and device is not None:
+            make = partial(_thing, device, self._types[(device.tenant, device.type)])
+        elif kind == "Location" and device is not None and device.latitude is not None:
+            make = partial(_location, device)
+        elif kind == "HistoricalLocation" and device is not None and device.latitude is not None:
+            make = partial(_historical_location, device)
+        elif kind == "FeatureOfInterest" and device is not None and key in self._streams:
+            make = partial(_feature, device)
+        elif kind == "Sensor" and key in self._types:
+            make = partial(_sensor, self._types[key])
+        elif kind == "ObservedProperty" and key in self._quantities:
+            make = partial(_observed_property, key)
+        elif kind == "Datastream" and isinstance(key, tuple):
+            facts = self._streams.get(key[0], {}).get(key[1])
+            if facts is None:
+                return None
+            make = partial(_datastream, self._things[key[0]], facts)
+        else:
+            return None
+        if number is None:
+            number = entity_id(kind, _id_key(kind, key))
+        return Entity(kind, number, None, key, make)
 
-    def by_key(self, kind: str, key: Any) -> Entity | None:
-        """The visible entity of ``kind`` with this cityhub key, or None."""
-        return self._by_key.get((kind, key))
+    def _id_table(self, kind: str) -> dict[int, Any]:
+        table = self._ids.get(kind)
+        if table is None:
+            table = {}
+            for key in self._keys(kind):
+                number = entity_id(kind, _id_key(kind, key))
+                if number in table:
+                    log.warning("two %s entities share the id %d; the first keeps it", kind, number)
+                    continue
+                table[number] = key
+            self._ids[kind] = table
+        return table
+
+    # --- look-ups -------------------------------------------------------------------------
+    def by_key(self, kind: str, key: Any, number: int | None = None) -> Entity | None:
+        """The visible entity of ``kind`` with this cityhub key (and id, when known), or
+        None."""
+        try:
+            return self._entities[(kind, key)]
+        except KeyError:
+            entity = self._make(kind, key, number)
+            self._entities[(kind, key)] = entity
+            return entity
+        except TypeError:  # an unhashable key: nothing has it
+            return None
 
     def get(self, kind: str, entity_id: int) -> Entity | None:
         """The visible entity of ``kind`` with this ``@iot.id``, or None."""
-        return self.sets[kind].get(entity_id)
+        key = self._id_table(kind).get(entity_id)
+        return None if key is None else self.by_key(kind, key, entity_id)
+
+    def _sorted_ids(self, kind: str) -> list[int]:
+        ordered = self._order.get(kind)
+        if ordered is None:
+            ordered = self._order[kind] = sorted(self._id_table(kind))
+        return ordered
+
+    def count(self, kind: str) -> int:
+        """How many visible entities of ``kind`` there are."""
+        return len(self._id_table(kind))
+
+    def page(self, kind: str, skip: int, size: int) -> list[Entity]:
+        """The entities of ``kind`` from the ``skip``-th in id order, at most ``size``: only
+        they are made."""
+        table = self._id_table(kind)
+        chosen = self._sorted_ids(kind)[skip : skip + size]
+        found = (self.by_key(kind, table[number], number) for number in chosen)
+        return [e for e in found if e is not None]
 
     def all(self, kind: str) -> list[Entity]:
         """Every visible entity of ``kind``, in id order."""
-        return sorted(self.sets[kind].values(), key=lambda e: e.id)
+        return self.page(kind, 0, self.count(kind))
 
     def related(self, entity: Entity, navigation: str) -> list[Entity]:
         """The registry-backed entities ``navigation`` reaches from ``entity`` (Observations
@@ -201,30 +295,70 @@ class Graph:
         kind = entity.kind
         if kind == "Datastream":
             device_id, quantity = entity.key
+            device = self._things.get(device_id)
             key: Any = {
                 "Thing": device_id,
-                "Sensor": self._sensor_of.get(device_id),
+                "Sensor": None if device is None else (device.tenant, device.type),
                 "ObservedProperty": quantity,
             }[navigation]
             return _present(self.by_key(target, key))
-        if kind in ("Thing", "Sensor", "ObservedProperty") and navigation == "Datastreams":
-            keys = self._children.get((kind, entity.key, navigation), [])
-            return [e for k in keys if (e := self.by_key("Datastream", k)) is not None]
+        if navigation == "Datastreams":
+            return self._streams_of(entity)
         # Thing, Location, HistoricalLocation and FeatureOfInterest share the device as key.
         return _present(self.by_key(target, entity.key))
 
+    def _streams_of(self, entity: Entity) -> list[Entity]:
+        if entity.kind == "Thing":
+            devices = [entity.key]
+            wanted: str | None = None
+        elif entity.kind == "Sensor":
+            if self._of_type is None:
+                self._of_type = {}
+                for device in self._things.values():
+                    self._of_type.setdefault((device.tenant, device.type), []).append(device.id)
+            devices, wanted = self._of_type.get(entity.key, []), None
+        else:  # an ObservedProperty
+            if self._of_quantity is None:
+                self._of_quantity = {}
+                for device_id, by_quantity in self._streams.items():
+                    for quantity in by_quantity:
+                        self._of_quantity.setdefault(quantity, []).append(device_id)
+            devices, wanted = self._of_quantity.get(entity.key, []), entity.key
+        ids = self._key_ids("Datastream")
+        found = []
+        for device_id in devices:
+            for quantity in self._streams.get(device_id, {}):
+                if wanted is None or quantity == wanted:
+                    key = (device_id, quantity)
+                    stream = self.by_key("Datastream", key, ids.get(key))
+                    if stream is not None:
+                        found.append(stream)
+        return sorted(found, key=lambda e: e.id)
+
+    def _key_ids(self, kind: str) -> dict[Any, int]:
+        reverse = self._reverse.get(kind)
+        if reverse is None:
+            table = self._id_table(kind)
+            reverse = self._reverse[kind] = {key: number for number, key in table.items()}
+        return reverse
+
     def visible_devices(self) -> list[str]:
         """The ids of every visible Thing (what Observations are limited to)."""
-        return [e.key for e in self.sets["Thing"].values()]
+        return list(self._things)
+
+    @property
+    def sets(self) -> dict[str, dict[int, Entity]]:
+        """Every entity by kind and id (builds them all: for tests and small graphs)."""
+        return {kind: {e.id: e for e in self.all(kind)} for kind in SET_OF if kind != "Observation"}
 
 
 def _present(entity: Entity | None) -> list[Entity]:
     return [] if entity is None else [entity]
 
 
-def _thing(device: DeviceEntry, device_type: DeviceType) -> Entity:
+def _thing(device: DeviceEntry, device_type: DeviceType) -> dict[str, Any]:
     where = f" in area {device.area}" if device.area else ""
-    props = {
+    return {
         "name": device.name,
         "description": f"{device_type.name} {device.id}{where}",
         "properties": {
@@ -236,7 +370,6 @@ def _thing(device: DeviceEntry, device_type: DeviceType) -> Entity:
             "active": device.active,
         },
     }
-    return Entity("Thing", entity_id("Thing", device.id), props, device.id)
 
 
 def _point(device: DeviceEntry) -> dict[str, Any]:
@@ -246,28 +379,23 @@ def _point(device: DeviceEntry) -> dict[str, Any]:
     return {"type": "Point", "coordinates": coordinates}
 
 
-def _location(device: DeviceEntry) -> Entity:
-    props = {
+def _location(device: DeviceEntry) -> dict[str, Any]:
+    return {
         "name": f"{device.name} location",
         "description": f"Where device {device.id} is installed",
         "encodingType": GEOJSON,
         "location": _point(device),
     }
-    return Entity("Location", entity_id("Location", device.id), props, device.id)
 
 
-def _historical_location(device: DeviceEntry) -> Entity:
+def _historical_location(device: DeviceEntry) -> dict[str, Any]:
     # The registry keeps the current location only: its one HistoricalLocation is the time the
     # device's record (and so its location) was last written.
-    props = {"time": _parse_time(device.updated_at)}
-    return Entity(
-        "HistoricalLocation", entity_id("HistoricalLocation", device.id), props, device.id
-    )
+    return {"time": _parse_time(device.updated_at)}
 
 
-def _sensor(device_type: DeviceType) -> Entity:
-    key = (device_type.tenant, device_type.id)
-    props = {
+def _sensor(device_type: DeviceType) -> dict[str, Any]:
+    return {
         "name": device_type.name,
         "description": f"Device type {device_type.id} of tenant {device_type.tenant}",
         "encodingType": "application/json",
@@ -279,16 +407,14 @@ def _sensor(device_type: DeviceType) -> Entity:
             "decoder": device_type.decoder,
         },
     }
-    return Entity("Sensor", entity_id("Sensor", f"{key[0]}/{key[1]}"), props, key)
 
 
-def _observed_property(quantity: str) -> Entity:
-    props = {
+def _observed_property(quantity: str) -> dict[str, Any]:
+    return {
         "name": quantity,
         "definition": definition_of(quantity),
         "description": describe(quantity),
     }
-    return Entity("ObservedProperty", entity_id("ObservedProperty", quantity), props, quantity)
 
 
 def _observation_type(facts: StreamFacts) -> str:
@@ -299,9 +425,8 @@ def _observation_type(facts: StreamFacts) -> str:
     return OM + "OM_Measurement"
 
 
-def _datastream(device: DeviceEntry, facts: StreamFacts) -> Entity:
-    key = (device.id, facts.quantity)
-    props = {
+def _datastream(device: DeviceEntry, facts: StreamFacts) -> dict[str, Any]:
+    return {
         "name": f"{device.name} {facts.quantity}",
         "description": f"{describe(facts.quantity)} measured by device {device.id}",
         "unitOfMeasurement": unit_of_measurement(facts.unit),
@@ -309,21 +434,19 @@ def _datastream(device: DeviceEntry, facts: StreamFacts) -> Entity:
         "phenomenonTime": f"{_iso(facts.first)}/{_iso(facts.last)}",
         "properties": {"device_id": device.id, "quantity": facts.quantity},
     }
-    return Entity("Datastream", entity_id("Datastream", f"{key[0]}:{key[1]}"), props, key)
 
 
-def _feature(device: DeviceEntry) -> Entity:
+def _feature(device: DeviceEntry) -> dict[str, Any]:
     if device.latitude is not None and device.longitude is not None:
         feature: dict[str, Any] = _point(device)
     else:
         feature = {"type": "Feature", "geometry": None, "properties": {"area": device.area}}
-    props = {
+    return {
         "name": device.name,
         "description": f"What device {device.id} observes: its location",
         "encodingType": GEOJSON,
         "feature": feature,
     }
-    return Entity("FeatureOfInterest", entity_id("FeatureOfInterest", device.id), props, device.id)
 
 
 def iso(value: datetime) -> str:

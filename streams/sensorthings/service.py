@@ -207,6 +207,11 @@ async def collection(
     if source.kind == "Observation":
         return await _observations(ctx, source, query, size)
     if source.parent is None:
+        if query.filter is None and not query.orderby:
+            # A plain page of a whole set makes only the entities it shows.
+            total = ctx.graph.count(source.kind)
+            page = ctx.graph.page(source.kind, query.skip, size)
+            return page, (total if query.count else None), total > query.skip + size
         items = ctx.graph.all(source.kind)
     else:
         items = related(ctx, source.parent, source.navigation or "")
