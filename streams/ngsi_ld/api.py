@@ -22,9 +22,7 @@ are NGSI-LD ProblemDetails (``type`` ``https://uri.etsi.org/ngsi-ld/errors/<Name
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, Final
 
 import orjson
@@ -33,10 +31,8 @@ from aiohttp import web
 
 from cityhub.connectors.ngsi_ld.context import (
     CONTEXT_PATH,
-    JSON,
     LD_JSON,
     context_document,
-    link_header,
 )
 from cityhub.connectors.ngsi_ld.entities import (
     DeviceFacts,
@@ -50,19 +46,30 @@ from cityhub.connectors.ngsi_ld.entities import (
 from cityhub.connectors.ngsi_ld.query import (
     BadQuery,
     Expr,
-    GeoQuery,
     geo_matches,
     matches,
-    parse_geo,
     parse_q,
 )
-from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.registry import Role
 from cityhub.schemas.settings import Settings
-from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.history.reads import ReadRejected, Viewer
 from cityhub.streams.ngsi_ld.devices import visible_device, visible_devices
+from cityhub.streams.ngsi_ld.params import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    NgsiError,
+    answer,
+    bad,
+    geo_query,
+    id_pattern_param,
+    int_param,
+    key_values,
+    names,
+    simplified,
+    time_range,
+    wants_ld,
+)
 from cityhub.streams.ngsi_ld.source import HistoryValues
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
@@ -70,9 +77,6 @@ from cityhub.streams.registry.service import Registry
 log = logging.getLogger("cityhub.ngsi_ld")
 
 BASE: Final = "/ngsi-ld/v1"
-ERRORS: Final = "https://uri.etsi.org/ngsi-ld/errors/"
-DEFAULT_LIMIT: Final = 20
-MAX_LIMIT: Final = 1000
 MAX_VALUE_DEVICES: Final = 10_000
 """Most devices a query with ``q`` or ``attrs`` reads the values of (it filters on them)."""
 
@@ -80,132 +84,6 @@ NGSI_REGISTRY_KEY = web.AppKey("ngsi_ld_registry", Registry)
 NGSI_VALUES_KEY = web.AppKey("ngsi_ld_values", HistoryValues)
 """The history reader; ``add_ngsi_ld_routes`` makes one from the settings unless a test put
 its own here first."""
-
-
-class NgsiError(Exception):
-    """An answer as an NGSI-LD ProblemDetails."""
-
-    def __init__(self, status: int, name: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.name = name
-        self.detail = detail
-
-    def response(self) -> web.Response:
-        body = {
-            "type": ERRORS + self.name if self.name else "about:blank",
-            "title": _TITLES.get(self.name, "Error"),
-            "status": self.status,
-            "detail": self.detail,
-        }
-        return web.json_response(body, status=self.status, content_type=JSON)
-
-
-_TITLES: Final = {
-    "BadRequestData": "The request includes input data which does not meet the requirements",
-    "InvalidRequest": "The request is not well formed",
-    "ResourceNotFound": "The referred resource has not been found",
-    "TooManyResults": "The query matches too many entities",
-    "InternalError": "The history store cannot be read now",
-    "": "Not Acceptable",
-}
-
-
-def _bad(parameter: str, detail: str) -> NgsiError:
-    return NgsiError(400, "BadRequestData", f"{parameter}: {detail}")
-
-
-# --- the answer's form ------------------------------------------------------------------------
-
-
-def _wants_ld(request: web.Request) -> bool:
-    """True for ``application/ld+json``, False for ``application/json``; 406 otherwise."""
-    accept = request.headers.get("Accept", "")
-    ranges = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
-    if not ranges or LD_JSON in ranges:
-        return LD_JSON in ranges
-    if any(r in (JSON, "*/*", "application/*") for r in ranges):
-        return False
-    raise NgsiError(406, "", "Accept application/ld+json or application/json.")
-
-
-def context_url(request: web.Request) -> str:
-    """The absolute URL of the context document on the host the request came to."""
-    return f"{request.scheme}://{request.host}{CONTEXT_PATH}"
-
-
-def _answer(
-    request: web.Request,
-    body: dict[str, Any] | list[dict[str, Any]],
-    *,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    url = context_url(request)
-    out_headers = dict(headers or {})
-    if _wants_ld(request):
-        if isinstance(body, list):
-            body = [{**doc, "@context": url} for doc in body]
-        else:
-            body = {**body, "@context": url}
-        content_type = LD_JSON
-    else:
-        out_headers["Link"] = link_header(url)
-        content_type = JSON
-    return web.Response(
-        body=orjson.dumps(body), content_type=content_type, headers=out_headers, status=200
-    )
-
-
-# --- parameters -------------------------------------------------------------------------------
-
-
-def _list(request: web.Request, name: str) -> list[str] | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    items = [item.strip() for item in raw.split(",") if item.strip()]
-    if not items:
-        raise _bad(name, "must name at least one item")
-    return items
-
-
-def _int(request: web.Request, name: str, *, low: int, high: int | None = None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else -1
-    if value < low or (high is not None and value > high):
-        most = "" if high is None else f" up to {high}"
-        raise _bad(name, f"must be an integer from {low}{most}")
-    return value
-
-
-def _time(request: web.Request, name: str) -> datetime | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        return parse_rfc3339(raw)
-    except InvalidTimestamp:
-        raise _bad(name, "must be an RFC 3339 date-time, e.g. 2026-12-03T10:00:00Z") from None
-
-
-def _simplified(doc: dict[str, Any]) -> dict[str, Any]:
-    """``options=keyValues``: each attribute by its value (a Relationship by its object)."""
-    out: dict[str, Any] = {}
-    for name, value in doc.items():
-        if isinstance(value, dict) and value.get("type") == "Relationship":
-            out[name] = value.get("object")
-        elif isinstance(value, dict) and "value" in value:
-            out[name] = value["value"]
-        else:
-            out[name] = value
-    return out
-
-
-def _key_values(request: web.Request) -> bool:
-    options = set((request.query.get("options") or "").split(","))
-    return "keyValues" in options or request.query.get("format") == "simplified"
 
 
 def _viewer(who: Principal) -> Viewer:
@@ -224,47 +102,25 @@ async def get_context(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(context_document()), content_type=LD_JSON)
 
 
-def _id_pattern(request: web.Request) -> re.Pattern[str] | None:
-    raw = request.query.get("idPattern")
-    if raw is None:
-        return None
-    if len(raw) > 256:
-        raise _bad("idPattern", "is at most 256 characters")
-    try:
-        return re.compile(raw)
-    except re.error as exc:
-        raise _bad("idPattern", f"is not a regular expression: {exc}") from None
-
-
-def _geo(request: web.Request) -> GeoQuery | None:
-    georel = request.query.get("georel")
-    if georel is None:
-        return None
-    geoproperty = request.query.get("geoproperty", "location")
-    if geoproperty != "location":
-        raise _bad("geoproperty", "cityhub's entities have one GeoProperty: location")
-    return parse_geo(georel, request.query.get("geometry"), request.query.get("coordinates"))
-
-
 async def query_entities(request: web.Request) -> web.Response:
     """``GET /ngsi-ld/v1/entities`` (see the module docstring)."""
     registry = request.app[NGSI_REGISTRY_KEY]
     who = authenticate(registry, request.headers)
     try:
-        _wants_ld(request)
-        types = _list(request, "type")
-        ids = _list(request, "id")
-        id_pattern = _id_pattern(request)
-        attrs = _list(request, "attrs")
+        wants_ld(request)
+        types = names(request, "type", terms=True)
+        ids = names(request, "id")
+        id_pattern = id_pattern_param(request)
+        attrs = names(request, "attrs", terms=True)
         q_text = request.query.get("q")
         q: Expr | None = None if q_text is None else parse_q(q_text)
-        geo = _geo(request)
-        limit = _int(request, "limit", low=0, high=MAX_LIMIT)
+        geo = geo_query(request)
+        limit = int_param(request, "limit", low=0, high=MAX_LIMIT)
         limit = DEFAULT_LIMIT if limit is None else limit
-        offset = _int(request, "offset", low=0) or 0
+        offset = int_param(request, "offset", low=0) or 0
         count = request.query.get("count") == "true"
         if all(p is None for p in (types, ids, id_pattern, attrs, q, geo)):
-            raise _bad("type", "a query needs type, id, idPattern, attrs, q or georel")
+            raise bad("type", "a query needs type, id, idPattern, attrs, q or georel")
         pairs: list[tuple[str, DeviceFacts, str]] = []
         view = registry.view
         for device in visible_devices(view, who, only_tenant=_tenant_header(request)):
@@ -315,14 +171,14 @@ async def query_entities(request: web.Request) -> web.Response:
             total = len(matched)
             docs = matched[offset : offset + limit]
     except BadQuery as exc:
-        return _bad(exc.parameter, exc.detail).response()
+        return bad(exc.parameter, exc.detail).response()
     except NgsiError as exc:
         return exc.response()
     except (ReadRejected, psycopg.Error) as exc:
         return _unavailable(exc)
-    out = [_simplified(d) if _key_values(request) else d for d in docs if d is not None]
+    out = [simplified(d) if key_values(request) else d for d in docs if d is not None]
     headers = {"NGSILD-Results-Count": str(total)} if count else None
-    return _answer(request, out, headers=headers)
+    return answer(request, out, headers=headers)
 
 
 def _device_ids(pairs: Sequence[tuple[str, DeviceFacts, str]]) -> list[str]:
@@ -332,7 +188,7 @@ def _device_ids(pairs: Sequence[tuple[str, DeviceFacts, str]]) -> list[str]:
 def _unavailable(exc: Exception) -> web.Response:
     log.warning("NGSI-LD read failed: %s", type(exc).__name__)
     if isinstance(exc, ReadRejected):
-        return _bad(exc.field, exc.detail).response()
+        return bad(exc.field, exc.detail).response()
     return NgsiError(
         503, "InternalError", "The history store cannot be read now; try again."
     ).response()
@@ -342,7 +198,7 @@ def _entity_of(request: web.Request, who: Principal) -> tuple[DeviceFacts, str]:
     """The device and entity type of the path's entity id; ResourceNotFound otherwise."""
     raw = request.match_info["entityId"]
     if ":" not in raw:
-        raise _bad("entityId", "must be a URI, e.g. urn:ngsi-ld:Device:<tenant>:<device id>")
+        raise bad("entityId", "must be a URI, e.g. urn:ngsi-ld:Device:<tenant>:<device id>")
     ref = parse_entity_id(raw)
     registry = request.app[NGSI_REGISTRY_KEY]
     device = None
@@ -364,9 +220,9 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     registry = request.app[NGSI_REGISTRY_KEY]
     who = authenticate(registry, request.headers)
     try:
-        _wants_ld(request)
+        wants_ld(request)
         device, model = _entity_of(request, who)
-        attrs = _list(request, "attrs")
+        attrs = names(request, "attrs", terms=True)
         values = request.app[NGSI_VALUES_KEY]
         readings = await values.latest(_viewer(who), [device.device_id])
         doc = entity(device, model, readings.get(device.device_id, []), attrs=attrs)
@@ -376,10 +232,7 @@ async def retrieve_entity(request: web.Request) -> web.Response:
         return _unavailable(exc)
     if doc is None:  # none of attrs: the entity without attributes
         doc = {"id": entity_id(model, device.tenant, device.device_id), "type": model}
-    return _answer(request, _simplified(doc) if _key_values(request) else doc)
-
-
-TIMERELS: Final = ("before", "after", "between")
+    return answer(request, simplified(doc) if key_values(request) else doc)
 
 
 async def retrieve_temporal(request: web.Request) -> web.Response:
@@ -387,11 +240,11 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
     registry = request.app[NGSI_REGISTRY_KEY]
     who = authenticate(registry, request.headers)
     try:
-        _wants_ld(request)
+        wants_ld(request)
         device, model = _entity_of(request, who)
-        attrs = _list(request, "attrs")
-        last_n = _int(request, "lastN", low=1, high=MAX_LIMIT)
-        start, end = _time_range(request)
+        attrs = names(request, "attrs", terms=True)
+        last_n = int_param(request, "lastN", low=1, high=MAX_LIMIT)
+        start, end = time_range(request)
         quantities = None
         if attrs is not None:
             quantities = sorted(set().union(*(device.mapping.quantities_of(a) for a in attrs)))
@@ -411,30 +264,7 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
         return exc.response()
     except (ReadRejected, psycopg.Error) as exc:
         return _unavailable(exc)
-    return _answer(request, doc)
-
-
-def _time_range(request: web.Request) -> tuple[datetime | None, datetime | None]:
-    timerel = request.query.get("timerel")
-    time_at = _time(request, "timeAt")
-    end_time_at = _time(request, "endTimeAt")
-    if timerel is None:
-        if time_at is not None or end_time_at is not None:
-            raise _bad("timerel", "is required with timeAt")
-        return None, None
-    if timerel not in TIMERELS:
-        raise _bad("timerel", "must be before, after or between")
-    if time_at is None:
-        raise _bad("timeAt", f"is required with timerel={timerel}")
-    if timerel == "before":
-        return None, time_at
-    if timerel == "after":
-        return time_at, None
-    if end_time_at is None:
-        raise _bad("endTimeAt", "is required with timerel=between")
-    if end_time_at <= time_at:
-        raise _bad("endTimeAt", "must be after timeAt")
-    return time_at, end_time_at
+    return answer(request, doc)
 
 
 # --- mounting ---------------------------------------------------------------------------------

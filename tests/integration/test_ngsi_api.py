@@ -299,6 +299,14 @@ async def test_q_attrs_georel_paging_and_count(ngsi: Ngsi) -> None:
     assert body == []
     status, body, _ = await ngsi.get('/ngsi-ld/v1/entities?q=status=="occupied"', who="sub_b")
     assert [d["id"] for d in body] == ["urn:ngsi-ld:ParkingSpot:acme:park-1"]
+    # Types and attributes as IRIs: the terms they expand from.
+    parking = "https://smartdatamodels.org/dataModel.Parking/ParkingSpot"
+    status, body, _ = await ngsi.get(
+        f"/ngsi-ld/v1/entities?type={parking}&attrs={NGSI}status", who="sub_b"
+    )
+    assert [(d["id"], d["status"]["value"]) for d in body] == [
+        ("urn:ngsi-ld:ParkingSpot:acme:park-1", "occupied")
+    ]
     near_utrecht = "georel=near;maxDistance==1000&geometry=Point&coordinates=[5.12,52.09]"
     status, body, _ = await ngsi.get(f"/ngsi-ld/v1/entities?{near_utrecht}", who="admin")
     assert status == 200, body
