@@ -123,15 +123,20 @@ _UNSAFE: Final = _unsafe_class()
 
 
 def attributes(
-    doc: Any, source: str, settings: CloudEventsSettings, headers: Sequence[tuple[str, bytes]] = ()
+    doc: Any,
+    source: str,
+    settings: CloudEventsSettings,
+    headers: Sequence[tuple[str, bytes]] = (),
+    content: bytes | None = None,
 ) -> dict[str, str]:
-    """The context attributes (``data`` aside) of the item ``doc`` (its parsed JSON) of a
-    subscription to ``source``: see the module docstring. Never raises for a valid item; an
-    item without its own id (not one the worker writes) gets a UUIDv5 of its content."""
+    """The context attributes (``data`` aside) of the item ``doc`` (its parsed JSON; ``content``
+    its bytes, when known) of a subscription to ``source``: see the module docstring. Never
+    raises; an item without its own id (not one the worker writes) gets a UUIDv5 of its bytes
+    (of ``doc``'s JSON without ``content``)."""
     item: Mapping[str, Any] = doc if isinstance(doc, Mapping) else {}
     attrs = {
         "specversion": SPECVERSION,
-        "id": _id(item, source),
+        "id": _id(item, source, content),
         "source": source_of(settings),
         "type": type_of(settings, source),
     }
@@ -152,7 +157,7 @@ def attributes(
     return attrs
 
 
-def _id(item: Mapping[str, Any], source: str) -> str:
+def _id(item: Mapping[str, Any], source: str, content: bytes | None) -> str:
     if source == "observations":
         event_id = item.get("event_id")
         if isinstance(event_id, str) and event_id:
@@ -161,8 +166,9 @@ def _id(item: Mapping[str, Any], source: str) -> str:
         aggregate_id, revision = item.get("aggregate_id"), item.get("revision")
         if isinstance(aggregate_id, str) and aggregate_id and type(revision) is int:
             return f"{safe_string(aggregate_id)}.{revision}"
-    content = hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return str(uuid.uuid5(_FALLBACK_IDS, content))
+    if content is None:
+        content = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+    return str(uuid.uuid5(_FALLBACK_IDS, hashlib.sha256(content).hexdigest()))
 
 
 def _subject(item: Mapping[str, Any], source: str) -> str | None:
@@ -184,7 +190,7 @@ def _attributes_of(item: Item, context: EncodingContext) -> dict[str, str]:
         doc = orjson.loads(item.value)
     except orjson.JSONDecodeError:
         doc = None  # not the worker's JSON: still an event, with an id of its content
-    return attributes(doc, context.source, context.settings.cloudevents, item.headers)
+    return attributes(doc, context.source, context.settings.cloudevents, item.headers, item.value)
 
 
 def structured_event(attrs: Mapping[str, str], data: bytes) -> bytes:

@@ -208,6 +208,10 @@ def test_an_item_that_is_not_the_workers_json_still_makes_an_event() -> None:
     again = encoding.encode_message(odd, ctx("mqtt"))
     assert first.payload == odd.value
     assert dict(first.headers)["id"] == dict(again.headers)["id"]  # stable, from the content
+    other = encoding.encode_message(Item(0, 2, 1, None, b"\xfe other"), ctx("mqtt"))
+    assert dict(other.headers)["id"] != dict(first.headers)["id"]
+    without_id = encoding.encode_message(item({"device_id": "d"}), ctx("mqtt"))
+    assert dict(without_id.headers)["id"] not in (dict(first.headers)["id"], "")
     assert "subject" not in dict(first.headers)
 
 
