@@ -189,6 +189,76 @@ def test_a_registry_store_gives_the_registered_encodings_their_models() -> None:
         doc = orjson.loads(encoding.encode_batch(ITEMS[:1], CONTEXT).data)
         assert doc["data"][0]["type"] == "AirQualityObserved"
     finally:
-        encoding.use_device_types(None)
+        for name in ("ngsi-ld", "ngsi-ld-upsert"):
+            registered = get_encoding(name)
+            assert isinstance(registered, NgsiLdEncodingBase)
+            registered.use_device_types(None)
     with pytest.raises(UnknownEncoding):
         get_encoding("ngsi-ld-nothing")
+
+
+# --- through the webhook sink, to a receiver on loopback ---------------------------------------
+
+
+async def test_a_webhook_subscription_posts_signed_ngsi_ld_bodies() -> None:
+    """The webhook sink sends what the encoding makes, as application/ld+json, signed as ever."""
+    import base64
+
+    from aiohttp import web
+    from standardwebhooks.webhooks import Webhook
+
+    from cityhub.connectors.sinks import subscription_models
+    from cityhub.connectors.sinks.kinds.webhook import WebhookTarget
+    from cityhub.schemas.settings import SubscriptionSettings
+    from cityhub.schemas.subscription import build_subscription
+
+    secret = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+    got: list[tuple[str, bytes]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        Webhook(secret).verify(body, dict(request.headers))
+        got.append((request.headers["Content-Type"], body))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/upsert", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        spec = subscription_models().spec.model_validate(
+            {
+                "id": "orion",
+                "name": "orion",
+                "delivery": {
+                    "kind": "webhook",
+                    "url": f"http://127.0.0.1:{port}/upsert?options=update",
+                    "encoding": "ngsi-ld-upsert",
+                },
+            }
+        )
+        record, _ = build_subscription(spec, tenant="city", now=T0, new_secret=lambda: secret)
+        settings = Settings(
+            subscriptions=SubscriptionSettings(webhook_allowed_hosts=("127.0.0.1",))
+        )
+        target = WebhookTarget(record, settings)
+        await target.start()
+        try:
+            await target.send(ITEMS, "msg-1")
+        finally:
+            await target.stop()
+    finally:
+        await runner.cleanup()
+    [(content_type, body)] = got
+    assert content_type.startswith("application/ld+json")
+    entities = orjson.loads(body)
+    # Without a registry in this process the devices are generic Devices.
+    assert [e["id"] for e in entities] == [
+        "urn:ngsi-ld:Device:city:aq-1",
+        "urn:ngsi-ld:Device:city:aq-2",
+    ]
+    node = jsonld.expand(entities[0], {"documentLoader": loader})[0]
+    assert node["@type"] == ["https://smartdatamodels.org/dataModel.Device/Device"]
