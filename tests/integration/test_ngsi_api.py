@@ -116,17 +116,17 @@ class Ngsi:
     def context_url(self) -> str:
         return str(self.client.make_url("/ngsi-ld/v1/context.jsonld"))
 
-    def expand(self, doc: Any) -> list[dict[str, Any]]:
+    def loader(self, url: str, options: Any = None) -> dict[str, Any]:
+        """Serves the core context and the hub's from local copies; nothing else."""
         documents = {
             CORE_CONTEXT_URL: core_context_document(),
             self.context_url(): context_document(),
         }
+        assert url in documents, f"the processor asked for {url}"
+        return {"contextUrl": None, "documentUrl": url, "document": documents[url]}
 
-        def loader(url: str, options: Any = None) -> dict[str, Any]:
-            assert url in documents, f"the processor asked for {url}"
-            return {"contextUrl": None, "documentUrl": url, "document": documents[url]}
-
-        return jsonld.expand(doc, {"documentLoader": loader})  # type: ignore[no-any-return]
+    def expand(self, doc: Any) -> list[dict[str, Any]]:
+        return jsonld.expand(doc, {"documentLoader": self.loader})  # type: ignore[no-any-return]
 
 
 async def _seed(registry: Registry) -> dict[str, str]:
@@ -249,6 +249,12 @@ async def test_ld_json_carries_the_context_and_expands_to_the_meant_iris(ngsi: N
     assert node["@type"] == [ENV + "AirQualityObserved"]
     assert node[ENV + "pm25"][0][NGSI + "hasValue"] == [{"@value": 11.0}]
     assert node[NGSI + "location"][0]["@type"] == [NGSI + "GeoProperty"]
+    # Compacted again with the hub's context, the document is what the hub served (but a
+    # DateTime value's @type, which compacts to its term).
+    compacted = jsonld.compact([node], aq["@context"], {"documentLoader": ngsi.loader})
+    assert compacted.pop("@context") == aq["@context"]
+    compacted["dateObserved"]["value"]["@type"] = compacted["dateObserved"]["value"].pop("type")
+    assert compacted == {k: v for k, v in aq.items() if k != "@context"}
 
 
 async def test_a_key_sees_its_own_and_others_public_devices_never_personal_ones(ngsi: Ngsi) -> None:

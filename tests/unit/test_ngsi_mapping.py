@@ -246,3 +246,22 @@ def test_an_observations_fragment_names_its_model_entity() -> None:
         "type": "ParkingSpot",
         "status": {"type": "Property", "value": "occupied", "observedAt": T0},
     }
+
+
+def test_the_cli_reads_a_types_ngsi_ld_options() -> None:
+    import click
+
+    from cityhub.streams.registry.cli.device_types import _ngsi_spec, _ngsi_text
+
+    spec = _ngsi_spec("WeatherObserved", ("distance=snowHeight:CMT", "uv_index=uvIndex"))
+    assert spec is not None
+    assert spec.model is SmartDataModel.WEATHER_OBSERVED
+    assert spec.attributes[0] == NgsiLdAttribute(
+        quantity="distance", attribute="snowHeight", unit_code="CMT"
+    )
+    assert _ngsi_text(spec) == "WeatherObserved distance=snowHeight:CMT uv_index=uvIndex"
+    assert _ngsi_spec(None, ()) is None
+    assert _ngsi_text(None) == "-"
+    for bad in ("distance", "distance=location", "distance=x:celsius"):
+        with pytest.raises(click.BadParameter):
+            _ngsi_spec(None, (bad,))
