@@ -70,15 +70,39 @@ def bad(parameter: str, detail: str) -> NgsiError:
 # --- the answer's form ------------------------------------------------------------------------
 
 
+def _weights(accept: str) -> dict[str, float]:
+    """Each media range of an ``Accept`` header and its ``q`` (1 when not given; the highest
+    when a range comes twice)."""
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if not media:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = min(1.0, max(0.0, float(value)))
+                except ValueError:
+                    q = 0.0
+        weights[media.lower()] = max(q, weights.get(media.lower(), 0.0))
+    return weights
+
+
 def wants_ld(request: web.Request) -> bool:
-    """True for ``application/ld+json``, False for ``application/json``; 406 otherwise."""
-    accept = request.headers.get("Accept", "")
-    ranges = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
-    if not ranges or LD_JSON in ranges:
-        return LD_JSON in ranges
-    if any(r in (JSON, "*/*", "application/*") for r in ranges):
+    """True for ``application/ld+json``, False for ``application/json`` (also for ``*/*``,
+    ``application/*`` and no ``Accept``), by the ranges' ``q`` (JSON-LD on a tie); 406 when
+    the request accepts neither."""
+    accept = request.headers.get("Accept", "").strip()
+    if not accept:
         return False
-    raise NgsiError(406, "", "Accept application/ld+json or application/json.")
+    weights = _weights(accept)
+    ld = weights.get(LD_JSON, 0.0)
+    plain = max(weights.get(r, 0.0) for r in (JSON, "*/*", "application/*"))
+    if ld <= 0 and plain <= 0:
+        raise NgsiError(406, "", "Accept application/ld+json or application/json.")
+    return ld >= plain
 
 
 def context_url(request: web.Request) -> str:

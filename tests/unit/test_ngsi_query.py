@@ -147,3 +147,37 @@ def test_bad_geo_queries(
     with pytest.raises(BadQuery) as caught:
         parse_geo(georel, geometry, coordinates)
     assert caught.value.parameter == parameter
+
+
+@pytest.mark.parametrize(
+    ("accept", "ld"),
+    [
+        (None, False),
+        ("*/*", False),
+        ("application/json", False),
+        ("application/ld+json", True),
+        ("application/json, application/ld+json", True),
+        ("application/ld+json;q=0.5, application/json", False),
+        ("application/json;q=0.5, application/ld+json;q=0.9", True),
+        ("text/html, */*;q=0.1", False),
+        ("application/*", False),
+    ],
+)
+def test_the_answers_form_follows_accept(accept: str | None, ld: bool) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from cityhub.streams.ngsi_ld.params import wants_ld
+
+    headers = {} if accept is None else {"Accept": accept}
+    assert wants_ld(make_mocked_request("GET", "/ngsi-ld/v1/entities", headers=headers)) is ld
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/ld+json;q=0, text/html"])
+def test_an_accept_of_neither_is_406(accept: str) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from cityhub.streams.ngsi_ld.params import NgsiError, wants_ld
+
+    with pytest.raises(NgsiError) as caught:
+        wants_ld(make_mocked_request("GET", "/", headers={"Accept": accept}))
+    assert caught.value.status == 406
