@@ -133,9 +133,9 @@ async def aggregates(
     most = min(limit, MAX_AGGREGATES)
     if len(docs) > most:
         raise ReadRejected(
-            f"More than {most} windows match; ask for one quantity, one window_size or a "
+            f"More than {most} windows match; ask for one quantity, one windowSize or a "
             "shorter range.",
-            field="window_size",
+            field="windowSize",  # the API's query parameter to change
         )
     return docs
 

@@ -274,7 +274,7 @@ async def test_a_groups_aggregates_current_revision_in_the_kafka_readers_order(
     assert stranger == []
     with pytest.raises(ReadRejected) as caught:
         await aggregates(history_conn, viewer, AggregateFilter(device, T0, T0 + 6 * HOUR), limit=5)
-    assert caught.value.field == "window_size"
+    assert caught.value.field == "windowSize"
 
 
 async def test_the_erasures_history_rows_delete_one_subjects_rows_only(
