@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
+from cityhub.schemas.history_settings import HistorySettings as HistorySettings
 from cityhub.schemas.processing import DEFAULT_BASE_URI, check_base_uri
+from cityhub.schemas.stack_settings import StackSettings as StackSettings
 
 ENVELOPE_OVERHEAD_BYTES = 70_000
 """Room for an envelope's fields around its payload: the MQTT topic alone may be 64 KiB."""
@@ -351,47 +353,25 @@ class QuotaSettings(_Section):
     """Most rows one device import may carry; more is a 413 (split the file)."""
 
 
-_SQL_IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
+class SensorThingsSettings(_Section):
+    """The OGC SensorThings API read service under ``/sta/v1.1`` (``docs/sensorthings.md``)."""
 
+    default_top: int = Field(default=100, ge=1, le=10_000)
+    """Entities per page when a request gives no ``$top``."""
+    max_top: int = Field(default=1000, ge=1, le=10_000)
+    """The largest page: a larger ``$top`` is served as this, with an ``@iot.nextLink``."""
+    datastreams_refresh_seconds: float = Field(default=30.0, gt=0)
+    """How long the list of Datastreams (device x quantity pairs seen in history) is reused
+    before it is read again: a new device's first Datastream shows up at most this late."""
+    service_url: str | None = None
+    """The public root of the service (``https://data.city.example/sta/v1.1``) for links when
+    the hub sits behind a proxy; None: built from the request's scheme and Host header."""
 
-class HistorySettings(_Section):
-    """The history store on PostgreSQL (``cityhub.streams.history``, ``docs/history.md``)."""
-
-    enabled: bool = True
-    """Whether ``cityhub run`` runs the history writer and erasure reaches the store."""
-    host: str = "127.0.0.1"
-    port: int = Field(default=5434, ge=1, le=65535)
-    database: str = "cityhub"
-    user: str = "cityhub"
-    password_file: Path | None = None
-    """A file holding the user's password. None: the local stack's
-    (``<stack.state_dir>/postgres/password``, written by ``cityhub stack up``)."""
-    db_schema: str = Field(default="cityhub", pattern=_SQL_IDENTIFIER)
-    """The PostgreSQL schema of the tables; every connection puts it first on its
-    ``search_path`` (tests give each hub a schema of its own)."""
-    connect_timeout_seconds: float = Field(default=10.0, gt=0)
-    observations_retention_days: int = Field(default=400, ge=1, le=36_500)
-    """Daily partitions of ``observations`` older than this are dropped whole."""
-    aggregates_retention_days: int = Field(default=3650, ge=1, le=36_500)
-    """Monthly partitions of ``aggregates`` whose whole month is older than this are dropped."""
-    partitions_ahead_days: int = Field(default=2, ge=0, le=31)
-    """Partitions are made for times up to this far ahead of now; a row further ahead (or older
-    than the retention) goes to the DEFAULT partition, so a device's wrong clock cannot make
-    thousands of partitions."""
-    batch_max_records: int = Field(default=5000, ge=1)
-    """The writer writes at most this many records in one database transaction."""
-    batch_linger_ms: int = Field(default=200, ge=0)
-    """How long the writer waits to fill a batch before it writes what it has."""
-    retention_interval_seconds: float = Field(default=3600.0, gt=0)
-    """How often the writer drops partitions past their retention."""
-    # Reading aggregates back (``cityhub.streams.history.aggregates_source``).
-    kafka_window_hours: float = Field(default=6.0, ge=0)
-    """An aggregates query whose range starts within this many hours before now, and is no
-    longer, is read from Kafka (the newest windows, without the writer's lag); any other from
-    the history store. 0: every query from the store."""
-    query_max_range_days: int = Field(default=366, ge=1, le=36_500)
-    """Longest ``to - from`` of one aggregates query served from the store; a longer one is refused (the
-    answer is bounded by ``aggregation.query_max_items`` windows too)."""
+    @model_validator(mode="after")
+    def _top_fits(self) -> SensorThingsSettings:
+        if self.default_top > self.max_top:
+            raise ValueError("sensorthings.default_top must not exceed sensorthings.max_top")
+        return self
 
 
 class CloudEventsSettings(_Section):
@@ -414,72 +394,6 @@ class CloudEventsSettings(_Section):
     """Where the JSON Schemas of the items are served (ending in ``/``): ``dataschema`` is
     ``<base>observation.schema.json`` or ``<base>aggregate.schema.json``. None: no
     ``dataschema``."""
-
-
-class SensorThingsSettings(_Section):
-    """The OGC SensorThings API read service under ``/sta/v1.1`` (``docs/sensorthings.md``)."""
-
-    default_top: int = Field(default=100, ge=1, le=10_000)
-    """Entities per page when a request gives no ``$top``."""
-    max_top: int = Field(default=1000, ge=1, le=10_000)
-    """The largest page: a larger ``$top`` is served as this, with an ``@iot.nextLink``."""
-    datastreams_refresh_seconds: float = Field(default=30.0, gt=0)
-    """How long the list of Datastreams (device x quantity pairs seen in history) is reused
-    before it is read again: a new device's first Datastream shows up at most this late."""
-    service_url: str | None = None
-    """The public root of the service (``https://data.city.example/sta/v1.1``) for links when
-    the hub sits behind a proxy; None: built from the request's scheme and Host header."""
-
-    @model_validator(mode="after")
-    def _top_fits(self) -> SensorThingsSettings:
-        if self.default_top > self.max_top:
-            raise ValueError("sensorthings.default_top must not exceed sensorthings.max_top")
-        return self
-
-
-class StackSettings(_Section):
-    """The local single-node stack that ``cityhub stack up`` runs."""
-
-    state_dir: Path = Path(".cityhub/stack")
-    kafka_port: int = Field(default=9092, ge=1, le=65535)
-    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
-    kafka_heap: str = "1g"
-    mqtt_port: int = Field(default=1883, ge=1, le=65535)
-    mosquitto_max_inflight: int = Field(default=1000, ge=0)
-    mosquitto_max_queued: int = Field(default=1_000_000, ge=0)
-    mosquitto_bin: str = "mosquitto"
-    """A path, or a name looked up on PATH and then in /usr/sbin (where Debian puts it)."""
-    postgres_port: int = Field(default=5434, ge=1, le=65535)
-    """The history store's PostgreSQL, on 127.0.0.1 only (5434: clear of a system PostgreSQL on
-    5432 and of a second Debian cluster on 5433)."""
-    postgres_bin_dir: Path | None = None
-    """Where ``initdb`` and ``postgres`` are; None: ``pg_config --bindir``, then Debian's
-    ``/usr/lib/postgresql/<version>/bin``."""
-    postgres_run_as: str = "postgres"
-    """PostgreSQL refuses to run as root: when the stack is started by root, the server runs as
-    this (unprivileged) user, which owns the data folder. Ignored for anyone else."""
-    deploy_dir: Path | None = None
-    """Where ``kafka/pom.xml`` and the config templates are; found from the source tree if unset."""
-    ready_timeout_seconds: float = Field(default=90.0, gt=0)
-    """How long ``up`` waits for each broker to really serve before it gives up."""
-    stop_timeout_seconds: float = Field(default=30.0, gt=0)
-    """How long ``down`` waits after SIGTERM before it sends SIGKILL."""
-    mosquitto_password_file: Path | None = None
-    """A Mosquitto password file (made with ``mosquitto_passwd``). When set, Mosquitto refuses
-    anonymous clients, and the readiness probe logs in as ``mqtt.username``/``mqtt.password``.
-    None (the default): anonymous access on the loopback listener."""
-    mosquitto_acl_file: Path | None = None
-    """A Mosquitto ACL file (``deploy/mosquitto/acl.example`` is one): who may publish and read
-    which topics. Needs ``mosquitto_password_file``, since the ACL is per user."""
-
-    @model_validator(mode="after")
-    def _acl_needs_users(self) -> StackSettings:
-        if self.mosquitto_acl_file is not None and self.mosquitto_password_file is None:
-            raise ValueError(
-                "stack.mosquitto_acl_file needs stack.mosquitto_password_file: the ACL grants "
-                "topics to users, and without a password file nobody logs in as one"
-            )
-        return self
 
 
 class Settings(BaseSettings):
