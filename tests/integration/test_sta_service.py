@@ -374,3 +374,23 @@ async def test_datastreams_read_recent_rows_between_whole_reads(seeded: Settings
         assert reads.version == 2
     finally:
         await reads.close()
+
+
+async def test_spatial_filters_through_navigation(sta: Client) -> None:
+    # Rotterdam's devices (park-1, wx-1) lie outside CENTRE, Amsterdam's inside it.
+    within = f"st_within(FeatureOfInterest/feature, geography'POLYGON(({CENTRE}))')"
+    _, inside = await sta.get(
+        "/Observations", sta.keys.admin, **{"$filter": within, "$top": "1000"}
+    )
+    # air-1 (2 quantities), air-2 and noise-1: four Datastreams; room-1 is personal
+    assert len(inside["value"]) == READINGS * 4
+    _, outside = await sta.get(
+        "/Observations", sta.keys.admin, **{"$filter": f"not {within}", "$top": "1000"}
+    )
+    assert len(outside["value"]) == READINGS * 3  # park-1, wx-1 (2)
+    _, streams = await sta.get(
+        "/Datastreams",
+        sta.keys.admin,
+        **{"$filter": f"st_within(Thing/Locations/location, geography'POLYGON(({CENTRE}))')"},
+    )
+    assert {s["properties"]["device_id"] for s in streams["value"]} == {"air-1", "air-2", "noise-1"}
