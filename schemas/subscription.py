@@ -53,8 +53,8 @@ from pydantic import (
 )
 
 from cityhub.schemas.registry import Area, Id, Name, Tag
-from cityhub.schemas.replay import Replay
-from cityhub.schemas.replay import ReplaySpec as ReplaySpec  # re-exported: its home was here
+from cityhub.schemas.replay import Replay as Replay  # re-exported: their home was here
+from cityhub.schemas.replay import ReplaySpec as ReplaySpec
 
 SUBSCRIPTION_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62})$"
 """Subscription ids: the registry's ``ID_PATTERN`` without ``.``. The id is the last segment of
