@@ -56,7 +56,11 @@ class SensorThings:
 
     @classmethod
     def from_settings(cls, registry: Registry, settings: Settings) -> SensorThings:
-        """The service over the history store ``settings.history`` names (connected lazily)."""
+        """The service over the history store ``settings.history`` names (connected lazily);
+        without one (``history.enabled`` false) it serves the registry's entities and no
+        Datastreams or Observations."""
+        if not settings.history.enabled:
+            return cls(registry, settings, None)
         pool = ConnectionPool(settings, size=4, application_name="cityhub-sensorthings")
         reads = HistoryReads(
             pool, refresh_seconds=settings.sensorthings.datastreams_refresh_seconds

@@ -178,8 +178,10 @@ def _observation_scope(
 async def _observations(
     ctx: Context, source: Source, query: Query, size: int, event_id: int | None = None
 ) -> tuple[list[Entity], int | None, bool]:
-    if ctx.reads is None:
-        raise Missing("no history store")
+    if ctx.reads is None:  # no history store: no Observations
+        if event_id is not None:
+            raise Missing("no such Observation")
+        return [], (0 if query.count else None), False
     params = Params()
     where, streams = _observation_scope(ctx, source, params)
     if event_id is not None:

@@ -114,3 +114,10 @@ async def test_missing_entities(path: str) -> None:
 async def test_bad_options(options: dict[str, str]) -> None:
     with pytest.raises(QueryError):
         await answer(context(), "Things", options)
+
+
+async def test_without_a_history_store_there_are_no_observations() -> None:
+    doc = await get("Observations", **{"$count": "true"})
+    assert doc == {"@iot.count": 0, "value": []}
+    with pytest.raises(Missing):
+        await answer(context(), "Observations(5)", {})
