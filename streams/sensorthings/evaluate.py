@@ -102,21 +102,29 @@ def _number(value: object, what: str) -> float | int | None:
     return value
 
 
+def _finite(value: float | int) -> float | int:
+    # PostgreSQL refuses an overflow (a 400 there); the same here, for every set alike.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise QueryError("the filter computes a value out of range")
+    return value
+
+
 def _arithmetic(op: str, left: object, right: object) -> object:
     a, b = _number(left, op), _number(right, op)
     if a is None or b is None:
         return None
+    a, b = float(_finite(a)), float(_finite(b))
     if op == "add":
-        return a + b
+        return _finite(a + b)
     if op == "sub":
-        return a - b
+        return _finite(a - b)
     if op == "mul":
-        return a * b
+        return _finite(a * b)
     if b == 0:
         return None  # as SQL NULLIF: no entity matches a division by zero
     if op == "div":
-        return a / b
-    return math.fmod(a, b)
+        return _finite(a / b)
+    return _finite(math.fmod(a, b))
 
 
 def evaluate(expr: Expr, resolve: Resolve) -> Any:

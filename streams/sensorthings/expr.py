@@ -159,6 +159,8 @@ class Query:
     orderby: tuple[OrderBy, ...] = ()
     select: tuple[str, ...] = ()
     expand: tuple[Expand, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+    """The options as given (name, text): what a next page's link repeats."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,14 +39,17 @@ MAX_OPTION_LENGTH = 4096
 MAX_DEPTH = 32
 """Deepest nesting of parentheses, ``not`` and unary minus in an expression, and of ``$expand``."""
 MAX_TOP = 1_000_000_000
+MAX_INTEGER = (1 << 63) - 1
+"""The largest integer literal (ids are at most this)."""
 
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<geo>(?:geography|geometry)'[^']*')
   | (?P<string>'(?:[^']|'')*')
-  | (?P<datetime>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?)
-  | (?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+  | (?P<datetime>[0-9]{4}-[0-9]{2}-[0-9]{2}
+        (?:T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:[0-9]{2}))?)
+  | (?P<number>[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)
   | (?P<name>[A-Za-z_@$][A-Za-z0-9_.@$]*)
   | (?P<punct>[(),/-])
     """,
@@ -300,7 +303,9 @@ class _ExprParser:
 
 
 def _number(text: str) -> int | float:
-    if re.fullmatch(r"\d+", text):
+    if re.fullmatch(r"[0-9]+", text):
+        if len(text) > 19 or int(text) > MAX_INTEGER:
+            raise QueryError(f"{text[:32]!r} is larger than {MAX_INTEGER}")
         return int(text)
     value = float(text)
     if value != value or value in (float("inf"), float("-inf")):
@@ -435,9 +440,10 @@ OPTIONS = frozenset(
 
 
 def _int_option(name: str, value: str) -> int:
-    if not re.fullmatch(r"\s*\d{1,10}\s*", value):
+    # ASCII digits only: int() would also take other scripts' digits and odd white space.
+    if not re.fullmatch(r"[0-9]{1,10}", value.strip(" ")):
         raise QueryError(f"{name} is a non-negative integer, got {value[:32]!r}")
-    number = int(value)
+    number = int(value.strip(" "))
     if number > MAX_TOP:
         raise QueryError(f"{name} is at most {MAX_TOP}")
     return number
@@ -479,4 +485,5 @@ def parse_options(options: Mapping[str, str], depth: int = 0) -> Query:
             expand = parse_expand(value, depth)
         else:
             raise NotSupported("$resultFormat (dataArray) is not supported by this service")
-    return Query(top, skip, count, filter_, orderby, select, expand)
+    given = tuple((k, v) for k, v in options.items() if k.startswith("$"))
+    return Query(top, skip, count, filter_, orderby, select, expand, given)

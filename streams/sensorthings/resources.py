@@ -37,7 +37,7 @@ def parse_path(path: str) -> list[Segment]:
         key = match.group("id")
         if key is None:
             segments.append(Segment(match.group("name"), None))
-        elif re.fullmatch(r"\d{1,19}", key):
+        elif re.fullmatch(r"[0-9]{1,19}", key):
             segments.append(Segment(match.group("name"), int(key)))
         else:
             # A quoted string or anything else is a well-formed key no entity here has.

@@ -201,7 +201,7 @@ async def _observations(
     statement = ObservationQuery(where, params.values, order, size + 1, query.skip)
     rows = await ctx.reads.page(ctx.viewer, ctx.devices, statement)
     count = await ctx.reads.count(ctx.viewer, ctx.devices, statement) if query.count else None
-    return rows[:size], count, len(rows) > size
+    return rows[:size], count, size > 0 and len(rows) > size
 
 
 async def collection(
@@ -217,7 +217,7 @@ async def collection(
             # A plain page of a whole set makes only the entities it shows.
             total = ctx.graph.count(source.kind)
             page = ctx.graph.page(source.kind, query.skip, size)
-            return page, (total if query.count else None), total > query.skip + size
+            return page, (total if query.count else None), size > 0 and total > query.skip + size
         items = ctx.graph.all(source.kind)
     else:
         items = related(ctx, source.parent, source.navigation or "")
@@ -227,7 +227,7 @@ async def collection(
     items = sort(items, query.orderby, lambda e: resolver(ctx, e))
     count = len(items) if query.count else None
     page = items[query.skip : query.skip + size]
-    return page, count, len(items) > query.skip + size
+    return page, count, size > 0 and len(items) > query.skip + size
 
 
 async def find(ctx: Context, source: Source, entity_id: int) -> Entity:
@@ -301,9 +301,9 @@ async def _expand(
         if count is not None:
             doc[f"{navigation}@iot.count"] = count
         if more:
-            size = _page_size(ctx, item.query)
-            doc[f"{navigation}@iot.nextLink"] = f"{link}/{navigation}?" + urlencode(
-                {"$top": size, "$skip": item.query.skip + size}
+            nested = dict(item.query.options)
+            doc[f"{navigation}@iot.nextLink"] = _page_link(
+                f"{link}/{navigation}", nested, _page_size(ctx, item.query), item.query.skip
             )
         return
     reached = related(ctx, entity, navigation)
@@ -321,12 +321,16 @@ def root_document(base: str) -> dict[str, Any]:
     }
 
 
-def _next_link(ctx: Context, path: str, options: Mapping[str, str], query: Query) -> str:
-    size = _page_size(ctx, query)
+def _page_link(url: str, options: Mapping[str, str], size: int, skip: int) -> str:
+    """``url`` with ``options`` and ``$top``/``$skip`` of the page after one from ``skip``."""
     wanted = {k: v for k, v in options.items() if k not in ("$top", "$skip")}
     wanted["$top"] = str(size)
-    wanted["$skip"] = str(query.skip + size)
-    return f"{ctx.base}/{path}?" + urlencode(wanted, quote_via=quote, safe="$(),'/:")
+    wanted["$skip"] = str(skip + size)
+    return f"{url}?" + urlencode(wanted, quote_via=quote, safe="$(),'/:")
+
+
+def _next_link(ctx: Context, path: str, options: Mapping[str, str], query: Query) -> str:
+    return _page_link(f"{ctx.base}/{path}", options, _page_size(ctx, query), query.skip)
 
 
 async def answer(ctx: Context, path: str, options: Mapping[str, str]) -> Answer:

@@ -26,7 +26,8 @@ PATHS = [
     "FeatureOfInterest/feature", "Thing/Locations/location", "Datastreams/name", "nosuch",
 ]  # fmt: skip
 LITERALS = [
-    "1", "0", "-3", "2.5", "1e308", "'x'", "''", "'it''s'", "null", "true", "false",
+    "1", "0", "-3", "2.5", "1e308", "9223372036854775807", "99999999999999999999",
+    "'x'", "''", "'it''s'", "null", "true", "false",
     "2026-11-01T00:00:00Z", "2026-11-01", "'2026-11-01T00:00:00+01:00'",
     "geography'POINT(4.9 52.3)'", "geography'POLYGON((4 52, 5 52, 5 53, 4 52))'",
     "geography'LINESTRING(4 52, 5 53)'",

@@ -121,3 +121,20 @@ async def test_without_a_history_store_there_are_no_observations() -> None:
     assert doc == {"@iot.count": 0, "value": []}
     with pytest.raises(Missing):
         await answer(context(), "Observations(5)", {})
+
+
+async def test_an_expanded_collections_next_link_keeps_its_own_options() -> None:
+    doc = await get(
+        "Sensors", **{"$expand": "Datastreams($top=1;$filter=name ne 'x';$select=name)"}
+    )
+    air = next(s for s in doc["value"] if s["name"] == "air")
+    assert "Datastreams@iot.nextLink" not in air  # one Datastream: no next page
+    empty = await get(f"Things({THING})", **{"$expand": "Locations($top=0)"})
+    assert empty["Locations"] == []
+    assert "Locations@iot.nextLink" not in empty  # $top=0 has no next page
+    result = await answer(
+        context(top=1), "Sensors", {"$expand": "Datastreams($top=1;$select=name)", "$top": "1"}
+    )
+    assert result.document is not None
+    expand = "Datastreams($top%3D1%3B$select%3Dname)"  # '=' and ';' inside a value: encoded
+    assert result.document["@iot.nextLink"] == f"{BASE}/Sensors?$expand={expand}&$top=1&$skip=1"
