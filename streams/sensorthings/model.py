@@ -346,11 +346,6 @@ class Graph:
         """The ids of every visible Thing (what Observations are limited to)."""
         return list(self._things)
 
-    @property
-    def sets(self) -> dict[str, dict[int, Entity]]:
-        """Every entity by kind and id (builds them all: for tests and small graphs)."""
-        return {kind: {e.id: e for e in self.all(kind)} for kind in SET_OF if kind != "Observation"}
-
 
 def _present(entity: Entity | None) -> list[Entity]:
     return [] if entity is None else [entity]
