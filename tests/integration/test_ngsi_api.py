@@ -35,6 +35,7 @@ from cityhub.schemas.registry import (
 from cityhub.schemas.settings import Settings
 from cityhub.streams.api.app import build_api
 from cityhub.streams.history.connection import connect
+from cityhub.streams.history.reads import Viewer
 from cityhub.streams.ngsi_ld.api import NGSI_VALUES_KEY
 from cityhub.streams.ngsi_ld.source import HistoryValues
 from cityhub.streams.registry.principals import Principal
@@ -407,3 +408,26 @@ async def test_no_key_is_401_and_an_unacceptable_accept_is_406(ngsi: Ngsi) -> No
         "/ngsi-ld/v1/entities?type=Device", headers={"Accept": "text/html"}
     )
     assert status == 406
+
+
+async def test_the_readers_connections_prepare_no_statement(history_settings: Settings) -> None:
+    """A prepared statement gets one plan for every parameter: the latest values of one device
+    took 200 ms with the plan PostgreSQL made for a thousand (0.6 ms with its own)."""
+    values = HistoryValues(history_settings, pool_size=1)
+    try:
+        for _ in range(7):  # psycopg prepares a statement from its fifth run on
+            await values.latest(Viewer.of_tenant("acme"), ["aq-1", "park-1"])
+            await values.series(
+                Viewer.of_tenant("acme"),
+                "aq-1",
+                quantities=None,
+                start=None,
+                end=None,
+                last_n=2,
+            )
+        async with values._pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT count(*) FROM pg_prepared_statements")
+            row = await cur.fetchone()
+        assert row == (0,)
+    finally:
+        await values.close()
