@@ -9,6 +9,7 @@ from the registry view and the Datastreams in history, and reused until either c
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 
 import psycopg
@@ -18,6 +19,7 @@ from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.registry import DeviceType, Role
 from cityhub.schemas.settings import Settings
 from cityhub.streams.api.auth import authenticate
+from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.history.connection import ConnectionPool
 from cityhub.streams.history.queries import Viewer as HistoryViewer
@@ -27,6 +29,7 @@ from cityhub.streams.sensorthings.expr import QueryError
 from cityhub.streams.sensorthings.model import Graph, StreamFacts, Viewer
 from cityhub.streams.sensorthings.observations import HistoryReads
 from cityhub.streams.sensorthings.service import Context, Missing, answer
+from cityhub.streams.service_errors import ServiceError
 
 log = logging.getLogger("cityhub.sensorthings")
 
@@ -99,8 +102,29 @@ def _base(request: web.Request, service: SensorThings) -> str:
     return f"{request.scheme}://{request.host}{ROOT}"
 
 
+METRIC_ROUTE = ROOT + "/{path}"
+"""The ``route`` label of every SensorThings request in the API's metrics (bounded, whatever
+the path)."""
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
-    """Every GET under the service root."""
+    """Every GET under the service root, counted and timed with the API's metrics
+    (``cityhub_api_requests_total{route="/sta/v1.1/{path}"}``)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await _answer(request)
+        status = response.status
+        return response
+    except (ApiProblem, ServiceError) as exc:
+        status = exc.status
+        raise
+    finally:
+        API_REQUESTS.labels(METRIC_ROUTE, request.method, str(status)).inc()
+        API_LATENCY.labels(METRIC_ROUTE, request.method).observe(time.perf_counter() - started)
+
+
+async def _answer(request: web.Request) -> web.StreamResponse:
     service = request.app[SENSORTHINGS_KEY]
     principal = authenticate(service.registry, request.headers)
     tenant = None if principal.role is Role.ADMIN else principal.tenant

@@ -394,3 +394,19 @@ async def test_spatial_filters_through_navigation(sta: Client) -> None:
         **{"$filter": f"st_within(Thing/Locations/location, geography'POLYGON(({CENTRE}))')"},
     )
     assert {s["properties"]["device_id"] for s in streams["value"]} == {"air-1", "air-2", "noise-1"}
+
+
+async def test_requests_are_counted_with_the_apis_metrics(sta: Client) -> None:
+    from prometheus_client import REGISTRY
+
+    def answered(status: str) -> float:
+        labels = {"route": "/sta/v1.1/{path}", "method": "GET", "status": status}
+        return REGISTRY.get_sample_value("cityhub_api_requests_total", labels) or 0.0
+
+    before = {status: answered(status) for status in ("200", "400", "401", "404")}
+    await sta.get("/Things", sta.keys.city)
+    await sta.get("/Things", sta.keys.city, **{"$filter": "nonsense eq"})
+    await sta.get("/Things", None)
+    await sta.get("/Things(1)", sta.keys.city)
+    for status in before:
+        assert answered(status) == before[status] + 1, status
