@@ -50,6 +50,7 @@ from cityhub.connectors.ngsi_ld.query import (
     matches,
     parse_q,
 )
+from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.registry import Role
 from cityhub.schemas.settings import Settings
 from cityhub.streams.api.auth import authenticate
@@ -174,7 +175,7 @@ async def query_entities(request: web.Request) -> web.Response:
         return bad(exc.parameter, exc.detail).response()
     except NgsiError as exc:
         return exc.response()
-    except (ReadRejected, psycopg.Error) as exc:
+    except _UNAVAILABLE as exc:
         return _unavailable(exc)
     out = [simplified(d) if key_values(request) else d for d in docs if d is not None]
     headers = {"NGSILD-Results-Count": str(total)} if count else None
@@ -185,13 +186,17 @@ def _device_ids(pairs: Sequence[tuple[str, DeviceFacts, str]]) -> list[str]:
     return list(dict.fromkeys(device.device_id for _, device, _ in pairs))
 
 
+_UNAVAILABLE = (ReadRejected, psycopg.Error, ConfigurationError)
+"""A read refused, a database that failed, or no password file for it."""
+
+
 def _unavailable(exc: Exception) -> web.Response:
     log.warning("NGSI-LD read failed: %s", type(exc).__name__)
     if isinstance(exc, ReadRejected):
         return bad(exc.field, exc.detail).response()
     return NgsiError(
         503, "InternalError", "The history store cannot be read now; try again."
-    ).response()
+    ).response(headers={"Retry-After": "5"})
 
 
 def _entity_of(request: web.Request, who: Principal) -> tuple[DeviceFacts, str]:
@@ -228,7 +233,7 @@ async def retrieve_entity(request: web.Request) -> web.Response:
         doc = entity(device, model, readings.get(device.device_id, []), attrs=attrs)
     except NgsiError as exc:
         return exc.response()
-    except (ReadRejected, psycopg.Error) as exc:
+    except _UNAVAILABLE as exc:
         return _unavailable(exc)
     if doc is None:  # none of attrs: the entity without attributes
         doc = {"id": entity_id(model, device.tenant, device.device_id), "type": model}
@@ -262,7 +267,7 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
         doc = temporal_entity(device, model, readings, attrs=attrs)
     except NgsiError as exc:
         return exc.response()
-    except (ReadRejected, psycopg.Error) as exc:
+    except _UNAVAILABLE as exc:
         return _unavailable(exc)
     return answer(request, doc)
 

@@ -43,14 +43,14 @@ class NgsiError(Exception):
         self.name = name
         self.detail = detail
 
-    def response(self) -> web.Response:
+    def response(self, headers: dict[str, str] | None = None) -> web.Response:
         body = {
             "type": ERRORS + self.name if self.name else "about:blank",
             "title": _TITLES.get(self.name, "Error"),
             "status": self.status,
             "detail": self.detail,
         }
-        return web.json_response(body, status=self.status, content_type=JSON)
+        return web.json_response(body, status=self.status, content_type=JSON, headers=headers)
 
 
 _TITLES: Final = {
