@@ -412,3 +412,75 @@ async def test_every_cloudevents_mode_reads_back_with_the_sdk(tmp_path: Path) ->
     finally:
         await asyncio.to_thread(hub.stop)
         await receiver.stop()
+
+
+async def test_aggregates_go_to_a_kafka_topic_as_one_event_per_revision(tmp_path: Path) -> None:
+    """An hour of readings a day ago, straight onto the observations topic (as the aggregates'
+    own test does): every window north may see reaches its binary-mode Kafka subscription as an
+    aggregate event, its id the window's id and revision, its time the window's end."""
+    from aiokafka import AIOKafkaProducer
+
+    from cityhub.streams.subscriptions.filter import may_see
+
+    from .test_aggregates import (
+        DEVICES,
+        ENV,
+        expected,
+        hour_a_day_ago,
+        observation,
+        produce,
+        seed_tenants,
+    )
+
+    hub = Hub(tmp_path, command="run", extra_env={**ENV, "CITYHUB_CLOUDEVENTS__OIN": OIN})
+    keys = await seed_tenants(hub.prefix)
+    await asyncio.to_thread(hub.start)
+    try:
+        api = Api(hub, keys)
+        sub = await api.subscribe(
+            "north",
+            "north",
+            {
+                "id": "windows-ce",
+                "name": "Windows as CloudEvents",
+                "source": "aggregates",
+                "delivery": {"kind": "kafka", "encoding": "cloudevents-binary"},
+            },
+        )
+        assert await wait_for(lambda: hub.metric("cityhub_routed_subscriptions") == 1, 30)
+        base = hour_a_day_ago()
+        stream = [
+            observation(device, i, base + i * 60 * 1_000_000, "temperature", float(i % 7))
+            for i in range(60)
+            for device in DEVICES
+        ]
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+        await producer.start()
+        try:
+            await produce(producer, hub.topics["observations"], stream)
+        finally:
+            await producer.stop()
+        want = {
+            aid: a
+            for aid, a in expected(stream).items()
+            if may_see("north", a["tenant"], a["classification"])
+            and a["classification"] != "personal"
+        }
+        assert {a["grouping"] for a in want.values()} == {"device", "area"}
+
+        def windows(got: list[tuple[dict[str, bytes], CloudEvent]]) -> set[str]:
+            return {data_of(e)["aggregate_id"] for _, e in got}
+
+        got = await kafka_events(sub["topic"], until=lambda g: windows(g) >= set(want), timeout=90)
+        assert windows(got) == set(want)
+        for headers, event in got:
+            window = data_of(event)
+            assert event["id"] == f"{window['aggregate_id']}.{window['revision']}"
+            assert event["type"] == "nl.cityhub.aggregate.v1"
+            assert event["source"] == SOURCE
+            assert event["time"] == window["window_end"]
+            assert event["subject"] == window["key"]  # the device, or the area
+            assert headers["content-type"] == b"application/json"
+            assert want[window["aggregate_id"]]["window_end"] == window["window_end"]
+    finally:
+        await asyncio.to_thread(hub.stop)
