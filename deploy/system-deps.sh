@@ -3,11 +3,16 @@
 # Java 17+ (runs Kafka), Maven (fetches Kafka from Maven Central), Mosquitto (the MQTT broker, and
 # mosquitto_passwd, which makes password files: Debian ships both in the mosquitto package),
 # openssl (the webhook sink's TLS tests make their certificates with it), PostgreSQL 15 with
-# PostGIS 3 (the history store; Debian 12's own packages).
+# PostGIS 3 (the history store; Debian 12's own packages), a JDK (the OGC suite's shim) and
+# Node.js with npm (Spectral, the NL API Design Rules linter).
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# javac: the OGC SensorThings suite's read-only run compiles a small TestNG shim.
+command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+# Node.js and npm: `make lint` runs Spectral (the NL API Design Rules) from deploy/lint.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if ! { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } ||
   ! { command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/bin/mosquitto_passwd ]; }; then
