@@ -52,6 +52,7 @@ from cityhub.streams.history.migrate import migrate
 from cityhub.streams.history.partition_plan import AGGREGATES, partition_for, period_start
 from cityhub.streams.history.partitions import create_partition
 from cityhub.streams.history.reads import AggregateFilter, Group, Viewer, aggregates
+from cityhub.streams.history.rows import AGGREGATE_COLUMNS
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
@@ -59,29 +60,6 @@ from cityhub.streams.registry.store import InMemoryRegistryStore
 TENANT = "bench"
 QUANTITIES = ("no2", "pm10", "pm2_5", "temperature", "relative_humidity")
 HOUR = timedelta(hours=1)
-COLUMNS = (
-    "aggregate_id",
-    "window_start",
-    "window_end",
-    "window_size",
-    "group_kind",
-    "group_key",
-    "tenant",
-    "device_id",
-    "area",
-    "quantity",
-    "unit",
-    "classification",
-    "count",
-    "min",
-    "max",
-    "sum",
-    "mean",
-    "last",
-    "last_observed_at",
-    "revision",
-    "doc",
-)
 
 
 def device(i: int) -> str:
@@ -174,7 +152,7 @@ async def fill(settings: Settings, args: argparse.Namespace, start: datetime) ->
             await create_partition(conn, AGGREGATES, partition)
             month = partition.upper.date()
         written = 0
-        names = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in AGGREGATE_COLUMNS)
         async with conn.cursor() as cur:
             async with cur.copy(sql.SQL("COPY aggregates ({}) FROM STDIN").format(names)) as copy:
                 for row in rows(args.devices, args.quantities, start, hours):
