@@ -238,9 +238,11 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
             "api.privacy": True,
             "api.resident_tokens": True,
             "api.processing_log_index": True,
+            "deliver.registry": True,
             "deliver.subscriptions": True,
             "deliver.privacy": True,
             "deliver.delivery": True,
+            "history.history": True,
         },
     }
 
