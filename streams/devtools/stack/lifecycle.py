@@ -25,7 +25,7 @@ from cityhub.streams.devtools.stack.probes import (
     quiet_client_logs,
     wait_until_serving,
 )
-from cityhub.streams.devtools.stack.process import ProcessSpec, owned_pid, stop
+from cityhub.streams.devtools.stack.process import ProcessSpec, owned_pid, process_argv, stop
 from cityhub.streams.devtools.stack.status import ServiceStatus, StackStatus
 from cityhub.streams.privacy.keys_store import ensure_local_kek
 
@@ -181,7 +181,10 @@ async def _bring_up(
     running_pid = pid
 
     def still_running() -> bool:
-        return owned_pid(service.process) == running_pid
+        # Alive, not "ours by its command line": a program started a moment ago may not have
+        # exec'd yet (its command line is still the shell's, or empty), and owned_pid would
+        # take its pid file for stale and remove it (seen: three services starting at once).
+        return process_argv(running_pid) is not None
 
     began = time.monotonic()
     try:
