@@ -1,5 +1,5 @@
 # cityhub: two commands set everything up on a fresh machine.
-#   make run   installs what is missing, starts Kafka + Mosquitto, the hub and a simulator
+#   make run   installs what is missing, starts Kafka, Mosquitto and PostgreSQL, the hub and a simulator
 #   make test  the same set-up, then ruff, pip-audit, mypy and every test (integration included)
 SHELL := /bin/bash
 PYTHON ?= python3
