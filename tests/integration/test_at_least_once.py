@@ -55,6 +55,13 @@ async def test_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
         for r in observations:
             key = (r["dev_eui"], r["network"]["f_cnt"])  # type: ignore[index]
             assert by_id.setdefault(r["event_id"], key) == key
-        assert len(by_id) == len(expected)
+        ids_of: dict[tuple[object, object], set[str]] = {}
+        for event, key in by_id.items():
+            ids_of.setdefault(key, set()).add(event)
+        extra = {k: ids for k, ids in ids_of.items() if len(ids) > 1 or k not in expected}
+        assert len(by_id) == len(expected), (
+            f"{len(by_id)} event ids for {len(expected)} uplinks; e.g. "
+            f"{[(k, sorted(extra[k])) for k in list(extra)[:3]]}"
+        )
     finally:
         hub.stop()
