@@ -253,10 +253,11 @@ async def test_purpose_consent_log_resident_and_erasure_on_the_real_stack(tmp_pa
             last = max(relative)
             print(f"\nlast delivery after the withdrawal, relative to its ack: {last:+.3f} s")
             assert last < REVOCATION_BOUND_S, relative
-            # The public task is not affected by the withdrawal.
+            # The public task is not affected by the withdrawal. (Its backlog may still be
+            # draining: under the whole suite's load one run needed more than 30 s.)
             assert await wait_for(
-                lambda: len(values(receiver, "hook-care", "alice-air")) >= 205, 30
-            )
+                lambda: len(values(receiver, "hook-care", "alice-air")) >= 205, 90
+            ), (len(values(receiver, "hook-care", "alice-air")), hub.log_tail())
 
             # 3. Given again: Alice's new readings reach the consent-based webhook again.
             await consent(api, ALICE, "give")
