@@ -63,6 +63,10 @@ async def connect(
 ) -> Connection:
     """Open a connection to the history store with the search path set.
 
+    It never prepares statements: psycopg prepares a statement run five times, and PostgreSQL
+    then plans it once for every parameter; the latest values of one device took 200 ms with
+    the plan made for a thousand devices, 0.6 ms with its own plan.
+
     Raises ``ConfigurationError`` without a password file, ``psycopg.OperationalError`` when the
     server cannot be reached or refuses the login.
     """
@@ -77,6 +81,7 @@ async def connect(
         application_name=application_name,
         options=search_path_option(history),
         autocommit=autocommit,
+        prepare_threshold=None,
     )
 
 
