@@ -97,6 +97,27 @@ class Api:
         assert status == 201, doc
         return dict(doc)
 
+    async def declare_crowd_safety(self) -> dict[str, Any]:
+        """Declares the demo tenant's ``crowd-safety`` processing activity (public task,
+        footfall), which a subscription to the simulated fleet's personal footfall must name; its
+        document as the API returned it."""
+        status, activity = await self.call(
+            "POST",
+            "/tenants/demo/processing-activities",
+            "demo-operator",
+            {
+                "slug": "crowd-safety",
+                "name": "Crowd safety",
+                "purpose": "Keep crowds in the centre safe.",
+                "legal_basis": "PublicTask",
+                "personal_data_categories": ["footfall"],
+                "retention": "P1D",
+                "controller": "Municipality of Demo",
+            },
+        )
+        assert status == 201, activity
+        return dict(activity)
+
 
 @dataclass
 class SseReader:

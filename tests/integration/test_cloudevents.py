@@ -288,21 +288,7 @@ async def test_every_cloudevents_mode_reads_back_with_the_sdk(tmp_path: Path) ->
         )
         # Footfall is personal: without an activity nothing of it goes out, with one it goes
         # out without a subject.
-        status, activity = await api.call(
-            "POST",
-            "/tenants/demo/processing-activities",
-            "demo-operator",
-            {
-                "slug": "crowd-safety",
-                "name": "Crowd safety",
-                "purpose": "Keep crowds in the centre safe.",
-                "legal_basis": "PublicTask",
-                "personal_data_categories": ["footfall"],
-                "retention": "P1D",
-                "controller": "Municipality of Demo",
-            },
-        )
-        assert status == 201, activity
+        await api.declare_crowd_safety()
         for path, purpose in (("foot", "crowd-safety"), ("foot-none", None)):
             spec = {
                 "id": f"{path}-ce",

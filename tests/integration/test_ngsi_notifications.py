@@ -155,21 +155,7 @@ async def test_ngsi_ld_notifications_and_upserts_from_the_real_stack(tmp_path: P
             created = await api.subscribe("demo", "demo", spec)
             assert created["delivery"]["encoding"] == encoding
             receiver.secrets[path] = created["secret"]
-        status, activity = await api.call(
-            "POST",
-            "/tenants/demo/processing-activities",
-            "demo-operator",
-            {
-                "slug": "crowd-safety",
-                "name": "Crowd safety",
-                "purpose": "Keep crowds in the centre safe.",
-                "legal_basis": "PublicTask",
-                "personal_data_categories": ["footfall"],
-                "retention": "P1D",
-                "controller": "Municipality of Demo",
-            },
-        )
-        assert status == 201, activity
+        await api.declare_crowd_safety()
         foot = await api.subscribe(
             "demo",
             "demo",

@@ -102,21 +102,7 @@ async def test_every_delivery_gets_what_its_filter_selects(tmp_path: Path) -> No
         )
         receiver.secrets["noise"] = hook["secret"]
         # Footfall is personal in the simulated fleet: its live stream serves an activity.
-        status, activity = await api.call(
-            "POST",
-            "/tenants/demo/processing-activities",
-            "demo-operator",
-            {
-                "slug": "crowd-safety",
-                "name": "Crowd safety",
-                "purpose": "Keep crowds in the centre safe.",
-                "legal_basis": "PublicTask",
-                "personal_data_categories": ["footfall"],
-                "retention": "P1D",
-                "controller": "Municipality of Demo",
-            },
-        )
-        assert status == 201, activity
+        activity = await api.declare_crowd_safety()
         await api.subscribe(
             "demo",
             "demo",
