@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +27,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.connectors.kafka import create_producer
 from cityhub.schemas.aggregate import Aggregate, aggregate_id
-from cityhub.schemas.processing import ActivitySpec
-from cityhub.schemas.processing_log import ProcessingLogRecord
-from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec, Role, TenantSpec
+from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, Role, TenantSpec
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.topics import Topics
 from cityhub.streams.aggregation.query import (
@@ -43,16 +41,11 @@ from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.app import build_api
 from cityhub.streams.history.aggregates_source import HistoryAggregateReader
 from cityhub.streams.history.connection import connect, password_path
-from cityhub.streams.privacy.consent_store import InMemoryConsentStore
-from cityhub.streams.privacy.gate import PrivacyGate
-from cityhub.streams.privacy.keys_store import InMemorySubjectKeyStore
-from cityhub.streams.privacy.reads import PersonalReads
-from cityhub.streams.privacy.service import ProcessingRegister
-from cityhub.streams.privacy.store import InMemoryRegisterStore
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore, RegistryStore
 from cityhub.streams.topic_admin import ensure_topics
+from tests.personal_reads import personal_reads_for_home
 
 from .conftest import settings_with_schema
 from .history_rows import insert_aggregates
@@ -301,14 +294,6 @@ async def test_a_store_that_cannot_be_read_is_unavailable_not_an_error() -> None
         await reader.close()
 
 
-class RecordedLog:
-    def __init__(self) -> None:
-        self.records: list[ProcessingLogRecord] = []
-
-    async def write(self, records: Sequence[ProcessingLogRecord]) -> None:
-        self.records.extend(records)
-
-
 async def test_personal_windows_from_history_only_for_an_admitting_activity_and_logged(
     history_settings: Settings,
 ) -> None:
@@ -318,38 +303,9 @@ async def test_personal_windows_from_history_only_for_an_admitting_activity_and_
     await store.start()
     registry, system = Registry(store), Principal.system()
     await registry.create_tenant(system, TenantSpec(id="acme", name="Acme"))
-    await registry.create_type(
-        system,
-        "acme",
-        DeviceTypeSpec(
-            id="home",
-            name="Home",
-            classification=Classification.PERSONAL,
-            personal_data_category="indoor climate",
-        ),
-    )
-    await registry.create_device(system, "acme", DeviceSpec(id="h-1", name="h", type="home"))
     key = (await registry.create_key(system, "acme", Role.SUBSCRIBER, "sub"))[1]
-    register_store = InMemoryRegisterStore()
-    register = ProcessingRegister(register_store, registry.view, base_uri="urn:x:")
-    for slug, category in (("care", "indoor climate"), ("parking", "licence plate")):
-        statement = {
-            "slug": slug,
-            "name": slug,
-            "purpose": slug,
-            "legal_basis": "PublicTask",
-            "personal_data_categories": [category],
-            "retention": "P1D",
-            "controller": "Acme",
-        }
-        await register.create(system, "acme", ActivitySpec.model_validate(statement))
-    gate = PrivacyGate(
-        register_store.view, InMemoryConsentStore().view, InMemorySubjectKeyStore().view
-    )
-    log = RecordedLog()
-    app = build_api(
-        registry, personal_reads=PersonalReads(gate, log, lambda tenant, device: "indoor climate")
-    )
+    reads, log = await personal_reads_for_home(registry)
+    app = build_api(registry, personal_reads=reads)
     app[AGGREGATES_KEY] = HistoryAggregateReader(history_settings)
     async with await connect(history_settings, autocommit=True) as conn:
         await insert_aggregates(

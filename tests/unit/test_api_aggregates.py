@@ -6,15 +6,13 @@ per tenant); every 400, 404, 401 and the 503 when the data cannot be read."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.schemas.aggregate import Aggregate, aggregate_id
-from cityhub.schemas.processing import ActivitySpec
-from cityhub.schemas.processing_log import ProcessingLogRecord
 from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec, Role
 from cityhub.streams.aggregation.memory import InMemoryAggregates
 from cityhub.streams.aggregation.points import epoch_us
@@ -28,17 +26,12 @@ from cityhub.streams.aggregation.query import (
 from cityhub.streams.api.aggregates import AGGREGATES_KEY, AggregateList
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.openapi import build_openapi
-from cityhub.streams.privacy.consent_store import InMemoryConsentStore
-from cityhub.streams.privacy.gate import PrivacyGate
-from cityhub.streams.privacy.keys_store import InMemorySubjectKeyStore
-from cityhub.streams.privacy.reads import PersonalReads
-from cityhub.streams.privacy.service import ProcessingRegister
-from cityhub.streams.privacy.store import InMemoryRegisterStore
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
+from tests.personal_reads import personal_reads_for_home
 
 from .test_api_support import Api, seed
 
@@ -331,49 +324,13 @@ async def test_kafka_unavailable_is_503_with_retry_after(
     assert "KafkaConnectionError" in doc["detail"]
 
 
-class RecordedLog:
-    def __init__(self) -> None:
-        self.records: list[ProcessingLogRecord] = []
-
-    async def write(self, records: Sequence[ProcessingLogRecord]) -> None:
-        self.records.extend(records)
-
-
 async def test_personal_windows_go_out_only_for_an_admitting_activity_and_are_logged() -> None:
     store = InMemoryRegistryStore()
     await store.start()
     registry = Registry(store)
     keys = await seed(registry)
     system = Principal.system()
-    await registry.create_type(
-        system,
-        "acme",
-        DeviceTypeSpec(
-            id="home",
-            name="Home",
-            classification=Classification.PERSONAL,
-            personal_data_category="indoor climate",
-        ),
-    )
-    await registry.create_device(system, "acme", DeviceSpec(id="h-1", name="h", type="home"))
-    register_store = InMemoryRegisterStore()
-    register = ProcessingRegister(register_store, registry.view, base_uri="urn:x:")
-    for slug, category in (("care", "indoor climate"), ("parking", "licence plate")):
-        statement = {
-            "slug": slug,
-            "name": slug,
-            "purpose": slug,
-            "legal_basis": "PublicTask",
-            "personal_data_categories": [category],
-            "retention": "P1D",
-            "controller": "Acme",
-        }
-        await register.create(system, "acme", ActivitySpec.model_validate(statement))
-    gate = PrivacyGate(
-        register_store.view, InMemoryConsentStore().view, InMemorySubjectKeyStore().view
-    )
-    log = RecordedLog()
-    reads = PersonalReads(gate, log, lambda tenant, device: "indoor climate")
+    reads, log = await personal_reads_for_home(registry)
     app = build_api(registry, personal_reads=reads)
     topic = InMemoryAggregates(LIMITS, partitions=4)
     app[AGGREGATES_KEY] = topic
