@@ -1,8 +1,8 @@
-"""The README's four "Adding ..." examples are real: each code block is run as it stands (its
-imports included) and what it defines is held to the Protocol it claims, the way cityhub holds
-its own plugins and agents: the registry's checks, a subscription that names the kind, a message
-through the normaliser's functions, a batch through the agent, the agent wired beside the
-built-in ones.
+"""The four "Adding ..." examples of docs/extending.md are real: each code block is run as it
+stands (its imports included) and what it defines is held to the Protocol it claims, the way
+cityhub holds its own plugins and agents: the registry's checks, a subscription that names the
+kind, a message through the normaliser's functions, a batch through the agent, the agent wired
+beside the built-in ones.
 
 A block is found by the HTML comment just above it (``<!-- readme-example: sink -->``), so a
 missing or renamed example fails here too. So does one that went stale: an import that moved,
@@ -54,7 +54,7 @@ from cityhub.streams.runtime.agent import Agent, StoredEntry, Write
 from cityhub.streams.runtime.worker import Worker
 from cityhub.streams.testing import RecordingWriter
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 EXAMPLE = re.compile(
     r"^<!-- readme-example: (?P<name>[a-z-]+) -->\n```python\n(?P<code>.*?)^```$",
     re.MULTILINE | re.DOTALL,
@@ -69,7 +69,7 @@ def examples(text: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for match in EXAMPLE.finditer(text):
         name = match["name"]
-        assert name not in found, f"two README examples are named {name!r}"
+        assert name not in found, f"two examples in docs/extending.md are named {name!r}"
         found[name] = match["code"]
     return found
 
@@ -79,7 +79,7 @@ def run_example(name: str, code: str) -> types.ModuleType:
     its module, so the module must be importable while the example is checked)."""
     module = types.ModuleType(f"readme_example_{name.replace('-', '_')}")
     sys.modules[module.__name__] = module
-    exec(compile(code, f"README.md example {name!r}", "exec"), module.__dict__)
+    exec(compile(code, f"docs/extending.md example {name!r}", "exec"), module.__dict__)
     return module
 
 
