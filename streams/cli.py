@@ -74,6 +74,8 @@ def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
 
 @click.group()
 @click.option("--log-level", default=None, help="debug, info, warning, error (CITYHUB_LOG_LEVEL)")
+# The installed distribution's version: what an image or a deployment actually runs.
+@click.version_option(package_name="cityhub", prog_name="cityhub")
 @click.pass_context
 def main(ctx: click.Context, log_level: str | None) -> None:
     """cityhub: a city's sensors in over MQTT and LoRaWAN, canonical observations out of Kafka.
