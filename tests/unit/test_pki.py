@@ -18,6 +18,7 @@ from cityhub.streams.devtools.stack.pki import (
     is_signed_by,
     new_ca,
     new_server_certificate,
+    serves_both_ends,
 )
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -124,3 +125,11 @@ def test_tls_handshake_verifies_each_loopback_name(tmp_path: Path, hostname: str
             break
     assert all(done.values())
     assert client.getpeercert() is not None
+
+
+def test_server_certificate_may_authenticate_both_ends(tmp_path: Path) -> None:
+    pki = ensure_pki(tmp_path)
+    cert = x509.load_pem_x509_certificate(pki.server_cert.read_bytes())
+    assert serves_both_ends(cert)
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    assert not serves_both_ends(ca)

@@ -6,7 +6,8 @@
   of the secure stack is given (``kafka.ssl_ca_file``, Mosquitto's ``cafile`` on the client side);
 - ``server.crt`` / ``server.key``: one server certificate signed by that CA, for the names
   ``localhost``, ``127.0.0.1`` and ``::1`` (the only hosts the stack listens on), shared by Kafka
-  and Mosquitto (part B);
+  and Mosquitto; it may also serve as a client certificate (Kafka's broker shows it to its own
+  controller listener, which requires one);
 - ``server-keystore.pem``: the server key followed by its certificate chain, the one-file PEM
   keystore Kafka reads (``ssl.keystore.type=PEM``).
 
@@ -163,7 +164,14 @@ def new_server_certificate(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # clientAuth too: Kafka's broker presents this certificate to its own controller
+        # listener, which requires a client certificate (mutual TLS).
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .add_extension(x509.SubjectAlternativeName(alternative_names), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
@@ -209,6 +217,16 @@ def covers_names(
     return has_dns and wanted_ips <= set(names.get_values_for_type(x509.IPAddress))
 
 
+def serves_both_ends(certificate: x509.Certificate) -> bool:
+    """Whether the certificate may authenticate a TLS server and a TLS client (the broker is
+    both: a server to clients, a client of its own controller listener)."""
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH} <= set(usages)
+
+
 def certificate_pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
@@ -242,6 +260,7 @@ def ensure_pki(directory: Path, now: dt.datetime | None = None) -> Pki:
             server is None
             or not is_signed_by(server.certificate, ca.certificate)
             or not covers_names(server.certificate)
+            or not serves_both_ends(server.certificate)
             or not pki.server_keystore.is_file()
         ):
             server = new_server_certificate(ca, moment)
