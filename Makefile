@@ -12,6 +12,7 @@ CITYHUB := $(BIN)/cityhub
 LOCK := requirements.lock
 
 .PHONY: run test setup lint audit typecheck unit integration fuzz bench lock stack-up stack-down clean ogc-ets
+.PHONY: image image-lock image-smoke
 
 PY_SOURCES := $(shell find schemas connectors streams -name '*.py' 2>/dev/null)
 
@@ -65,6 +66,26 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes $(LOCK_UPGRADE) \
 		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--custom-compile-command 'make lock' --quiet --output-file $(LOCK)
+	$(MAKE) --no-print-directory image-lock
+
+# The image's locks (deploy/image): the runtime dependencies only, and the wheel's build backend,
+# each at the versions and hashes of $(LOCK) (tests/unit/test_image_definition.py checks it).
+IMAGE_LOCK_ARGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	--constraint $(LOCK) --custom-compile-command 'make image-lock' --quiet
+image-lock: setup
+	$(BIN)/uv pip compile pyproject.toml $(IMAGE_LOCK_ARGS) \
+		--output-file deploy/image/requirements-runtime.lock
+	$(BIN)/uv pip compile deploy/image/requirements-build.in $(IMAGE_LOCK_ARGS) \
+		--output-file deploy/image/requirements-build.lock
+
+# The OCI image (docs/image.md), not part of `make test`: build/image/cityhub-<version>.oci.tar
+# from a Debian root file system (mmdebstrap, umoci; as root or with user namespaces), then
+# image-smoke runs it with podman against the local stack.
+image: setup
+	bash deploy/image/build.sh
+
+image-smoke: stack-up
+	bash deploy/image/smoke.sh
 
 stack-up: setup
 	$(CITYHUB) stack up
