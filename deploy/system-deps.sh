@@ -18,6 +18,8 @@ if ! { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } ||
   ! { command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/bin/mosquitto_passwd ]; }; then
   missing+=(mosquitto)
 fi
+# mosquitto_pub/_sub: the secure MQTT tests check that a foreign client gets in with --cafile.
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 pg_bin=/usr/lib/postgresql/15/bin
 { [ -x "$pg_bin/initdb" ] && [ -x "$pg_bin/postgres" ]; } || missing+=(postgresql-15)

@@ -114,6 +114,12 @@ class MqttSettings(_Section):
     """Connect with TLS, verifying the broker's certificate and host name."""
     tls_ca_file: Path | None = None
     """CA bundle for the broker's certificate; None: the system's CAs."""
+    delivery_username: str | None = None
+    """The user MQTT subscriptions' deliveries publish as (ACL: write ``delivery.mqtt_topic_root``
+    and nothing else); None: they log in as ``username``. The same broker, port and TLS as the
+    bridge: deliveries go to cityhub's own broker, under a per-tenant root the hub chooses."""
+    delivery_password: SecretStr | None = None
+    """``delivery_username``'s password; None with a ``delivery_username``: none is sent."""
     share_group: str | None = None
     """When set, subscribe as ``$share/<group>/<filter>`` so that several bridges share the load."""
 

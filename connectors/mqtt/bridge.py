@@ -28,6 +28,7 @@ from cityhub.connectors.formats.base import IngestFormat
 from cityhub.connectors.mqtt import metrics
 from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
 from cityhub.connectors.mqtt.codec import Publish
+from cityhub.connectors.mqtt.failures import session_failure
 from cityhub.connectors.mqtt.routing import TopicRouter
 from cityhub.connectors.mqtt.session import MqttSession
 from cityhub.connectors.record_size import Headers, record_size
@@ -128,17 +129,27 @@ class MqttBridge:
         delay = 0.5
         while True:
             started = time.monotonic()
+            failure: tuple[str, str] = ("other", "the session ended")
             try:
                 await self._run_session()
             except (KafkaWriteFailed, OSError) as exc:
-                log.warning("bridge session ended: %s; reconnecting", exc)
+                # Said once per attempt, with what to check: the backoff below keeps a broker
+                # that refuses us (untrusted certificate, wrong password) from a tight loop.
+                failure = (
+                    ("kafka", str(exc))
+                    if isinstance(exc, KafkaWriteFailed)
+                    else session_failure(exc, self._settings.mqtt)
+                )
             finally:
                 self.healthy = False
                 metrics.CONNECTED.labels(SOURCE).set(0)
             metrics.RECONNECTS.labels(SOURCE).inc()
+            metrics.SESSION_FAILURES.labels(SOURCE, failure[0]).inc()
             if time.monotonic() - started > 30:
                 delay = 0.5
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+            wait = delay * (0.5 + random.random())  # noqa: S311 - jitter
+            log.warning("bridge session ended (%s): %s; next attempt in %.1f s", *failure, wait)
+            await asyncio.sleep(wait)
             delay = min(delay * 2, 30.0)
 
     async def _run_session(self) -> None:

@@ -63,6 +63,12 @@ RECONNECTS = Counter(
     "Sessions with the source broker that ended and were started again.",
     ["connector"],
 )
+SESSION_FAILURES = Counter(
+    "cityhub_bridge_session_failures_total",
+    "Sessions with the source broker that failed or could not start, by why: tls_untrusted, "
+    "tls, login_refused, refused, unreachable, timeout, lost, kafka, other.",
+    ["connector", "reason"],
+)
 KAFKA_ERRORS = Counter(
     "cityhub_bridge_kafka_errors_total",
     "Kafka writes that failed after the producer's own retries (the messages stay unacked "

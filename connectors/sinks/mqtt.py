@@ -28,7 +28,10 @@ over the sans-I/O codec), the one the bridge uses: it reads each PUBACK's reason
 that refuses a message, e.g. 0x87 Not authorized for a topic its ACL denies, is a refusal, not a
 success), fails every waiting publish the moment the connection ends, and honours the broker's
 Receive Maximum and Maximum Packet Size (exceeding either makes a broker drop the connection).
-TLS, user name and password come from ``MqttSettings``.
+TLS (the broker's certificate and host name verified against ``tls_ca_file``, else the system's
+CAs), user name and password come from the ``MqttSettings`` given; a certificate that is not
+trusted, or a refused login, fails the connection with a message that says which CA file, host
+name or user was used (never the password).
 
 Reconnecting: after a lost connection the next ``publish`` connects again at once (nothing runs
 in the background). A connection *attempt* that fails makes the next one wait an exponential
@@ -53,6 +56,7 @@ import contextlib
 import logging
 import math
 import random
+import ssl
 from collections.abc import Sequence
 
 from cityhub.connectors.mqtt.codec import (
@@ -61,6 +65,7 @@ from cityhub.connectors.mqtt.codec import (
     publish_properties,
     reason_name,
 )
+from cityhub.connectors.mqtt.failures import session_failure
 from cityhub.connectors.mqtt.session import (
     MqttConnectionLost,
     MqttConnectRefused,
@@ -124,7 +129,7 @@ class MqttSink:
         self._timeout = timeout
         self._max_inflight = max_inflight
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._broker = f"mqtt://{settings.host}:{settings.port}"
+        self._broker = f"mqtt{'s' if settings.tls else ''}://{settings.host}:{settings.port}"
         self._link: _Link | None = None
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
@@ -303,16 +308,21 @@ class MqttSink:
             await session.__aenter__()
         except MqttConnectRefused as exc:
             raise DeliveryFailed(
-                f"{self._broker} refused the connection of {self._client_id!r}: "
-                f"{reason_name(exc.reason_code)}",
+                f"{self._broker} refused the connection of {self._client_id!r}"
+                f"{_as_user(self._settings)}: {reason_name(exc.reason_code)}",
                 retriable=exc.retriable,
                 kind=FailureKind.REFUSED,
             ) from None
         except (OSError, TimeoutError, ProtocolError) as exc:
             with contextlib.suppress(Exception):
                 await session.__aexit__(None, None, None)
+            why = (
+                session_failure(exc, self._settings)[1]
+                if isinstance(exc, ssl.SSLError)
+                else _why(exc)
+            )
             raise DeliveryFailed(
-                f"{self._broker}: cannot connect: {_why(exc)}",
+                f"{self._broker}: cannot connect: {excerpt(why)}",
                 retriable=True,
                 kind=FailureKind.CONNECTION,
             ) from None
@@ -326,6 +336,10 @@ async def _close(link: _Link) -> None:
     """Disconnect (a normal DISCONNECT if still connected); never raises."""
     with contextlib.suppress(Exception):
         await link.session.__aexit__(None, None, None)
+
+
+def _as_user(settings: MqttSettings) -> str:
+    return f" as user {settings.username!r}" if settings.username else " (anonymous)"
 
 
 def _why(exc: BaseException) -> str:

@@ -6,7 +6,12 @@ The spec's ``topic`` is relative: the sink publishes under a per-tenant root
 publish into the topics the bridge ingests from, nor into another tenant's. A batch is done when
 the broker acknowledged all of it (QoS 1; QoS 0 when it was handed to the connection). Batches
 follow the settings ``delivery.batch_max_items`` and ``batch_linger_seconds``. The broker's
-credentials come from ``MqttSettings`` and never appear in a message or a ``repr``.
+credentials come from ``MqttSettings`` (``delivery_username``/``delivery_password``, else the
+bridge's ``username``/``password``; its host, port and TLS) and never appear in a message or a
+``repr``. They are settings, not part of a subscription's spec, on purpose: deliveries go to
+cityhub's own broker, under a root the hub chooses per tenant, so one hub user writes them all
+and the broker's ACL gives each tenant's subscribers read access to their subtree; a spec that
+named a broker and credentials would make the hub an MQTT client of any host a tenant names.
 
 Each message is written by the subscription's ``delivery.encoding``
 (``cityhub.connectors.sinks.encodings``): ``cityhub`` (the default) publishes the item's JSON as
@@ -26,7 +31,7 @@ from pydantic import BaseModel, StringConstraints, field_validator
 from cityhub.connectors.sinks.base import BatchLimits, DeliverySpec, Item, Sink, SpecContext
 from cityhub.connectors.sinks.encodings import EncodingContext, get_encoding
 from cityhub.connectors.sinks.mqtt import MqttSink
-from cityhub.schemas.settings import Settings
+from cityhub.schemas.settings import MqttSettings, Settings
 from cityhub.schemas.subscription import MAX_MQTT_TOPIC_BYTES, Subscription, mqtt_topic
 
 
@@ -78,7 +83,7 @@ class MqttTarget:
         # A suffix per process: two delivery processes holding the same subscription (one
         # delivering, one standing by) must not take each other's connection.
         self._sink = MqttSink(
-            settings.mqtt,
+            delivery_broker_settings(settings.mqtt),
             client_id=f"{settings.mqtt.client_id}-sub-{record.tenant}.{record.id}-{os.getpid()}",
         )
 
@@ -109,6 +114,16 @@ class MqttTarget:
 
     async def stop(self) -> None:
         await self._sink.stop()
+
+
+def delivery_broker_settings(mqtt: MqttSettings) -> MqttSettings:
+    """The broker settings deliveries publish with: ``mqtt``'s broker and TLS, logged in as
+    ``delivery_username`` (with ``delivery_password``) when set, else as the bridge's user."""
+    if mqtt.delivery_username is None:
+        return mqtt
+    return mqtt.model_copy(
+        update={"username": mqtt.delivery_username, "password": mqtt.delivery_password}
+    )
 
 
 class MqttKind:
