@@ -29,6 +29,7 @@ IMAGE_HOME=/var/lib/cityhub
 IMAGE_VENV=/opt/cityhub
 IMAGE_PYTHON=python3.11
 IMAGE_SUITE=bookworm
+IMAGE_ENTRYPOINT=cityhub
 RUNTIME_LOCK=deploy/image/requirements-runtime.lock
 # The API listens on every address of the container (its network namespace is the boundary);
 # the management port too, so that probes and Prometheus reach it: restrict it with a
@@ -160,7 +161,7 @@ umoci raw add-layer --image "$out/oci:$version" --history.created="$created" \
   "$rootfs_tar"
 config_args=(
   --config.user="$IMAGE_UID:$IMAGE_UID"
-  --config.entrypoint=cityhub
+  --config.entrypoint="$IMAGE_ENTRYPOINT"
   --config.cmd=--help
   --config.workingdir="$IMAGE_HOME"
   --config.stopsignal=SIGTERM
@@ -173,7 +174,6 @@ config_args=(
   --config.label="org.opencontainers.image.revision=$revision"
   --config.label="org.opencontainers.image.created=$created"
   --config.label=org.opencontainers.image.licenses=Apache-2.0
-  --config.label="org.opencontainers.image.base.name=debian:$IMAGE_SUITE (mmdebstrap essential)"
 )
 [ -n "$source_url" ] && config_args+=(--config.label="org.opencontainers.image.source=$source_url") ||
   log "no source label: set CITYHUB_IMAGE_SOURCE or a git remote origin"
