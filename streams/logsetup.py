@@ -20,9 +20,14 @@ through :class:`SafeFormatter`, which promises:
 Two formats (setting ``log_format``, ``CITYHUB_LOG_FORMAT``):
 
 - ``text`` (default): ``2026-12-03 10:36:15,123 INFO cityhub.delivery: message``, the
-  traceback (if any) on the lines after it;
+  traceback (if any) on the lines after it; a line about a message ends in
+  `` trace=<trace id>``;
 - ``json``: one object per line, ``{"time": RFC 3339 UTC, "level", "logger", "message"}`` and
-  ``"exception"`` (the traceback as one string) when there is one.
+  ``"exception"`` (the traceback as one string) when there is one; a line about a message adds
+  ``"trace_id"``, ``"span_id"`` and, where known, ``"device"``.
+
+A line is *about a message* when it is written inside ``cityhub.schemas.log_context``'s
+``about_message`` (a stage handling a record or a batch); see ``docs/logging.md``.
 
 :func:`install` puts one handler with this formatter on the root logger, so that aiokafka,
 aiohttp and every other library log through this one too.
@@ -40,6 +45,7 @@ from numbers import Number
 from types import TracebackType
 from typing import IO, Any, Literal, TypeAlias
 
+from cityhub.schemas import log_context
 from cityhub.schemas.timefmt import rfc3339
 
 MAX_ARG_CHARS = 1000
@@ -48,6 +54,8 @@ MAX_MESSAGE_CHARS = 4000
 """Most characters of a record's message once escaped (and of each line of an exception)."""
 MAX_TRACEBACK_LINES = 200
 """Most lines of one rendered traceback (a deep recursion is cut, its end kept)."""
+MAX_DEVICE_CHARS = 200
+"""Most characters of a JSON line's ``device`` (a device id comes from outside)."""
 
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -223,6 +231,7 @@ class SafeFormatter(logging.Formatter):
         if record.stack_info:
             stack = "\n".join(escape(line) for line in record.stack_info.splitlines())
             exception = stack if exception is None else f"{exception}\n{stack}"
+        about = log_context.current()
         if self.log_format == "json":
             doc: dict[str, str] = {
                 "time": rfc3339(record.created),
@@ -230,6 +239,11 @@ class SafeFormatter(logging.Formatter):
                 "logger": escape(record.name, 200),
                 "message": message,
             }
+            if about is not None:
+                doc["trace_id"] = about.trace_id
+                doc["span_id"] = about.span_id
+                if about.device is not None:
+                    doc["device"] = escape(about.device, MAX_DEVICE_CHARS)
             if exception is not None:
                 doc["exception"] = exception
             # ensure_ascii: the line is plain ASCII whatever the text, so no viewer reads a
@@ -239,6 +253,10 @@ class SafeFormatter(logging.Formatter):
             f"{self.formatTime(record)} {escape(record.levelname, 20)} "
             f"{escape(record.name, 200)}: {message}"
         )
+        if about is not None:
+            # Ids are hex (parsed, never raw input): nothing to escape. At the end, so that a
+            # reader of the message is not interrupted and grep finds it in one place.
+            line = f"{line} trace={about.trace_id}"
         return line if exception is None else f"{line}\n{exception}"
 
 

@@ -35,10 +35,11 @@ from cityhub.connectors.record_size import Headers, record_size
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import CityhubError, Reason
+from cityhub.schemas.log_context import about_message
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import Topics
-from cityhub.schemas.trace_context import TRACEPARENT, TraceparentPool
+from cityhub.schemas.trace_context import TRACEPARENT, TraceparentPool, traceparent_in
 
 log = logging.getLogger("cityhub.bridge")
 
@@ -217,7 +218,7 @@ class MqttBridge:
                 state.fail(KafkaWriteFailed(f"Kafka refused a record: {exc!r}"))
                 return
             delivery.add_done_callback(
-                self._on_delivery(state, pending, fmt_name, topic, time.perf_counter())
+                self._on_delivery(state, pending, fmt_name, topic, time.perf_counter(), headers)
             )
 
     def _to_record(self, message: Publish) -> tuple[str, str, bytes, bytes, Headers | None]:
@@ -384,12 +385,16 @@ class MqttBridge:
         fmt_name: str,
         topic: str,
         sent_at: float,
+        headers: Headers | None = None,
     ) -> Callable[[asyncio.Future[Any]], None]:
         destination = "deadletter" if topic == self._topics.deadletter else "raw"
 
         def done(delivery: asyncio.Future[Any]) -> None:
             self._release(state)
             if delivery.cancelled() or delivery.exception() is not None:
+                if not state.failed.done():  # the first failure of a session, with its trace
+                    with about_message(traceparent_in(headers)):
+                        log.warning("Kafka did not confirm the record for %s", topic)
                 state.fail(KafkaWriteFailed(f"Kafka did not confirm a write: {delivery!r}"))
                 return
             self._m_latency.observe(time.perf_counter() - sent_at)

@@ -10,7 +10,8 @@ retries, dead letters and metrics::
 ``send`` makes exactly one attempt: it POSTs ``body`` (the exact bytes, ``Content-Type:
 application/json`` unless the caller names another) with the Standard Webhooks headers
 (``webhook-id`` = ``msg_id``, the same on every retry of a batch; ``webhook-timestamp``;
-``webhook-signature``, by :func:`~cityhub.connectors.sinks.webhook_signing.sign`) and returns the
+``webhook-signature``, by :func:`~cityhub.connectors.sinks.webhook_signing.sign`), and the W3C
+``traceparent`` the caller gives (``cityhub.connectors.sinks.tracing``), and returns the
 2xx status. Otherwise it raises :class:`~cityhub.connectors.sinks.errors.DeliveryFailed`:
 
 ====================================================  ===========  ==================
@@ -244,9 +245,11 @@ class WebhookSink:
         *,
         timestamp: int | None = None,
         content_type: str = "application/json",
+        traceparent: str | None = None,
     ) -> int:
         """POST ``body`` once as ``content_type``, signed with ``msg_id`` and ``timestamp``
-        (default: now, whole seconds), and return the 2xx status.
+        (default: now, whole seconds), and return the 2xx status. ``traceparent``: the W3C
+        trace context header the request carries (none when None).
 
         Raises :class:`DeliveryFailed` as the module docstring's table says; ValueError when
         ``msg_id`` or ``timestamp`` cannot be signed (a caller's bug); RuntimeError after
@@ -261,6 +264,8 @@ class WebhookSink:
             "Accept-Encoding": "identity",
             **webhook_signing.sign(self._secrets.values, msg_id, when, body),
         }
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         try:
             async with asyncio.timeout(self._timeout) as scope:
                 target = await self._pin()

@@ -54,8 +54,13 @@ restart a partition may hold an hour of observations; advancing past them would 
 all). The area states follow through the markers.
 
 Aggregates are written keyed by their group (``Aggregate.kafka_key``) with the window end as the
-record timestamp, and to the topic of every subscription to aggregates that takes them. Pure:
-no I/O, no clock (the runtime passes ``now``).
+record timestamp, and to the topic of every subscription to aggregates that takes them.
+
+Traces. An aggregate comes from many observations, each with its own trace, and from the clock
+(a window closed by a tick has no last observation): each aggregate record (each revision of a
+window) starts a new trace (``traceparent`` header), and each copy routed to a subscription's
+topic carries a child span of it. Following one uplink into an aggregate goes by the window
+(``aggregate_id``), not by the trace. Pure: no I/O, no clock (the runtime passes ``now``).
 """
 
 from __future__ import annotations
@@ -67,9 +72,11 @@ from typing import Any
 import orjson
 
 from cityhub.schemas.aggregate import Aggregate, Grouping
+from cityhub.schemas.log_context import about_message
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Source
 from cityhub.schemas.topics import AREA_WINDOWS, DEVICE_WINDOWS, Topics, changelog
+from cityhub.schemas.trace_context import TRACEPARENT, SpanPool, traceparent_in
 from cityhub.streams import metrics
 from cityhub.streams.aggregation.points import Point
 from cityhub.streams.aggregation.window_config import WindowConfig
@@ -205,6 +212,7 @@ class AggregatorAgent:
         self._events = metrics.AGGREGATOR_EVENTS
         self._windows = metrics.AGGREGATOR_WINDOWS.labels(grouping)
         self._rewritten = metrics.AGGREGATOR_REWRITTEN.labels(grouping)
+        self._spans = SpanPool()
 
     @property
     def partitions(self) -> Collection[int]:
@@ -283,13 +291,14 @@ class AggregatorAgent:
                 point = Point.from_observation(doc)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 # The normaliser writes only valid observations: this is somebody else's.
-                log.warning(
-                    "not an observation at %s[%d]@%d: %r",
-                    record.topic,
-                    partition,
-                    record.offset,
-                    exc,
-                )
+                with about_message(traceparent_in(record.headers)):
+                    log.warning(
+                        "not an observation at %s[%d]@%d: %r",
+                        record.topic,
+                        partition,
+                        record.offset,
+                        exc,
+                    )
                 self._events.labels(self.grouping, "invalid").inc()
                 continue
             dropped = counters["late_dropped"] + counters["future_dropped"]
@@ -379,12 +388,14 @@ class AggregatorAgent:
         filter takes the aggregate (its JSON, as the filter reads aggregates)."""
         writes = []
         router = self._router
+        spans = self._spans
         routed = 0
         for a in aggregates:
             doc, key, timestamp = a.to_json(), a.kafka_key(), a.timestamp_ms()
+            trace = spans.new_trace()
             if a.classification == PERSONAL:
                 mark = aggregate_mark(a.tenant, a.device_id, self._category_of)
-                headers = [mark.header()]
+                headers = [mark.header(), (TRACEPARENT, trace)]
                 writes.append(
                     Write(self._aggregates, key, doc, timestamp_ms=timestamp, headers=headers)
                 )
@@ -392,15 +403,22 @@ class AggregatorAgent:
                     continue
                 topics = router.route(orjson.loads(doc), Source.AGGREGATES)
                 for topic in self._gate.routes(topics, mark, router.subscription_at):
+                    copy = [mark.header(), (TRACEPARENT, spans.child_of(trace))]
                     writes.append(
-                        router.write(topic, key, doc, timestamp_ms=timestamp, headers=headers)
+                        router.write(topic, key, doc, timestamp_ms=timestamp, headers=copy)
                     )
                     routed += 1
                 continue
-            writes.append(Write(self._aggregates, key, doc, timestamp_ms=timestamp))
+            headers = [(TRACEPARENT, trace)]
+            writes.append(
+                Write(self._aggregates, key, doc, timestamp_ms=timestamp, headers=headers)
+            )
             if router is not None:
                 for topic in router.route(orjson.loads(doc), Source.AGGREGATES):
-                    writes.append(router.write(topic, key, doc, timestamp_ms=timestamp))
+                    copy = [(TRACEPARENT, spans.child_of(trace))]
+                    writes.append(
+                        router.write(topic, key, doc, timestamp_ms=timestamp, headers=copy)
+                    )
                     routed += 1
         if routed:
             metrics.ROUTED.labels("aggregates").inc(routed)

@@ -76,10 +76,12 @@ class DeliveryManager:
         self._seen_applied = -1
         self.ready = False
 
-    async def _dead_letter(self, value: bytes, key: bytes | None) -> None:
+    async def _dead_letter(
+        self, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
         assert self._producer is not None
         topic = Topics.for_prefix(self._settings.kafka.topic_prefix).deadletter
-        await (await self._producer.send(topic, value, key=key))
+        await (await self._producer.send(topic, value, key=key, headers=headers))
 
     async def run(self) -> None:
         """Deliver until cancelled."""

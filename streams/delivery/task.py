@@ -42,6 +42,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from cityhub.connectors.sinks.backoff import RetryPolicy
 from cityhub.connectors.sinks.errors import DeliveryFailed, without_excerpt
+from cityhub.connectors.sinks.tracing import delivering
 from cityhub.schemas.errors import InvalidTimestamp, Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import (
@@ -84,8 +85,8 @@ class Target(Protocol):
     async def stop(self) -> None: ...
 
 
-DeadLetterWriter = Callable[[bytes, bytes | None], Awaitable[None]]
-"""``(dead letter JSON, key)``: returns once Kafka confirmed the write."""
+DeadLetterWriter = Callable[[bytes, bytes | None, list[tuple[str, bytes]]], Awaitable[None]]
+"""``(dead letter JSON, key, headers)``: returns once Kafka confirmed the write."""
 
 
 def group_id(settings: Settings, record: Subscription) -> str:
@@ -375,8 +376,9 @@ class DeliveryTask:
             )
             epoch = self._epoch
             self._in_flight = batch[0]
-            try:
-                await self._deliver(batch)
+            try:  # one span per batch, a child of its first item's trace (sinks send it on)
+                with delivering(batch, self.record.source.value):
+                    await self._deliver(batch)
             finally:
                 self._in_flight = None
             if epoch != self._epoch:
@@ -474,7 +476,7 @@ class DeliveryTask:
             batch, detail=detail, topic=self.topic, settings=self._settings
         )
         # Sent together: one round trip, not one per item.
-        await asyncio.gather(*(self._dead_letters(value, key) for value, key in letters))
+        await asyncio.gather(*(self._dead_letters(*letter) for letter in letters))
         m.DEADLETTERED.labels(*self._labels).inc(len(batch))
         # Also where every other stage's dead letters are counted: one series to alert on.
         DEADLETTERS.labels(STAGE, Reason.DELIVERY_FAILED.value).inc(len(batch))

@@ -29,9 +29,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError
 
 from cityhub.connectors.dead_letter_route import DeadLetterRoute
+from cityhub.connectors.record_size import HEADER_OVERHEAD_BYTES
 from cityhub.schemas.errors import MessageError, Reason
+from cityhub.schemas.log_context import about_message
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
+from cityhub.schemas.trace_context import HEADER_LENGTH, TRACEPARENT, SpanPool, traceparent_in
 from cityhub.streams import metrics as stream_metrics
 from cityhub.streams.history import metrics
 from cityhub.streams.history.batch_store import Written, prepare_staging, write_batch
@@ -54,6 +57,8 @@ STAGE = "history"
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 15.0
 LAG_INTERVAL_S = 5.0
+TRACE_HEADER_BYTES = len(TRACEPARENT) + HEADER_LENGTH + HEADER_OVERHEAD_BYTES
+"""What a dead letter's ``traceparent`` header adds to its record."""
 
 
 def group_id(settings: Settings) -> str:
@@ -99,6 +104,7 @@ class HistoryWriter:
         )
         self.running = False
         """True once it consumes (for the health check)."""
+        self._spans = SpanPool()
         self.paused = False
         """True while the database does not answer and a batch waits to be retried."""
 
@@ -265,8 +271,12 @@ class HistoryWriter:
             rows = len(observations) + len(aggregates)
             if rows == 1:
                 row = (observations or aggregates)[0]
-                log.warning("history: the database refused row %s: %s", row.key, _first_line(exc))
-                batch.dead.append((batch.origins[id(row)], _refused(exc)))
+                origin = batch.origins[id(row)]
+                with about_message(traceparent_in(origin.headers)):
+                    log.warning(
+                        "history: the database refused row %s: %s", row.key, _first_line(exc)
+                    )
+                batch.dead.append((origin, _refused(exc)))
                 return
             half_obs, half_agg = len(observations) // 2, len(aggregates) // 2
             await self._write_halving(observations[:half_obs], aggregates[:half_agg], batch)
@@ -297,7 +307,19 @@ class HistoryWriter:
 
     async def _dead_letter(self, producer: AIOKafkaProducer, batch: Batch) -> None:
         """Write the batch's dead letters and wait for Kafka to confirm them (before the
-        offsets are committed: a dead letter is never lost either)."""
+        offsets are committed: a dead letter is never lost either). One log line per batch,
+        about its first dead letter (with that record's trace)."""
+        if batch.dead:
+            first, error = batch.dead[0]
+            with about_message(traceparent_in(first.headers)):
+                log.info(
+                    "history: %s[%d]@%d went to the dead letters (%s); %d of this batch",
+                    first.topic,
+                    first.partition,
+                    first.offset,
+                    error.reason.value,
+                    len(batch.dead),
+                )
         for record, error in batch.dead:
             personal = any(name == PRIVACY_HEADER for name, _ in record.headers or ())
             value, key = self._dead_letters.letter(
@@ -307,7 +329,12 @@ class HistoryWriter:
                 record.key or b"",
                 # A personal item's dead letter goes without its payload, as the normaliser's.
                 None if personal else record.value,
-                max_record_bytes=self._settings.kafka.max_message_bytes,
+                max_record_bytes=self._settings.kafka.max_message_bytes - TRACE_HEADER_BYTES,
+            )
+            # The dead letter continues the refused record's trace (a child span: the refusal).
+            trace = self._spans.child_of(traceparent_in(record.headers))
+            await producer.send_and_wait(
+                self._topics.deadletter, value, key=key, headers=[(TRACEPARENT, trace)]
             )
             await producer.send_and_wait(self._topics.deadletter, value, key=key)
 

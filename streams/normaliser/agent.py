@@ -11,6 +11,13 @@ all of that was confirmed: a crash replays records, never loses them, and a repl
 carries the same event ids (its own frame is no duplicate of itself: the state remembers which
 offset brought each frame).
 
+Traces: a raw record carries the ``traceparent`` the bridge started. Normalising one uplink is
+one span, a child of the bridge's: every observation of the uplink carries it on its record
+(``traceparent`` header), every copy routed to a subscription's topic a child span of that
+one (the routing), and a dead letter a child span of the refused record's. A record without a
+valid ``traceparent`` starts a new trace here. Span ids come from a pool (``SpanPool``): no
+system call and no parse per record.
+
 Pure: no I/O, no clock but for the latency metric (the runtime passes ``now``); the registry
 view and the router are read, never written.
 """
@@ -18,6 +25,7 @@ view and the router are read, never written.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -27,10 +35,11 @@ import orjson
 from cityhub.connectors.record_size import record_size
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError, Oversize, Reason
+from cityhub.schemas.log_context import about_message
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import DUPLICATE_FRAMES, Topics, changelog
-from cityhub.schemas.trace_context import TRACEPARENT
+from cityhub.schemas.trace_context import TRACEPARENT, SpanPool, traceparent_in
 from cityhub.streams import metrics
 from cityhub.streams.normaliser.dedup import DeviceFrames
 from cityhub.streams.normaliser.normalise import (
@@ -51,6 +60,9 @@ STAGE = "normalise"
 HEADER_ALLOWANCE_BYTES = 128
 """Room for the headers an observation gets downstream (the area repartition's watermark)."""
 DEADLETTER_KEY_BYTES = 1024
+DEADLETTER_LOG_INTERVAL_S = 1.0
+"""At most one log line per this many seconds about a dead letter (with its trace id); a
+device that sends only garbage must not flood the log. The metric counts every one."""
 
 
 class NormaliserAgent:
@@ -84,6 +96,9 @@ class NormaliserAgent:
         self._max_record = settings.kafka.max_message_bytes
         self._max_payload = settings.bridge.max_payload_bytes
         self._frames: dict[int, dict[str, DeviceFrames]] = {}
+        self._spans = SpanPool()
+        self._dead_logged_at = -math.inf
+        self._dead_unlogged = 0
 
     @property
     def partitions(self) -> Collection[int]:
@@ -118,6 +133,7 @@ class NormaliserAgent:
         duplicates: Counter[str] = Counter()
         routed = 0
         router = self._router
+        spans = self._spans
         timed = metrics.NORMALISE_LATENCY.observe
         for record in records:
             value = record.value or b""
@@ -139,9 +155,13 @@ class NormaliserAgent:
                 writes.append(self._dead_letter(record, exc, now))
                 continue
             except Exception as exc:  # a bug must not stop the partition
-                log.exception(
-                    "normalising %s[%d]@%d failed", record.topic, record.partition, record.offset
-                )
+                with about_message(traceparent_in(record.headers), _device_of(record)):
+                    log.exception(
+                        "normalising %s[%d]@%d failed",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                    )
                 bug = MessageError(repr(exc), reason=Reason.INTERNAL_ERROR)
                 writes.append(self._dead_letter(record, bug, now))
                 continue
@@ -150,25 +170,28 @@ class NormaliserAgent:
                 continue
             if result.remembered is not None:
                 changed.add(result.remembered)
-            if result.observations and result.observations[0][0].classification == PERSONAL:
-                # The bridge's trace context goes with a personal uplink's observations to the
-                # delivery and its processing-log record (the header as it came, not parsed).
-                # Not with the others: carrying it cost the worker 7 % of its throughput.
-                trace = _trace_header(record.headers)
-                try:
-                    routed += self._personal(result, [trace] if trace else None, writes)
-                except MessageError as exc:
-                    # A personal reading that could not be written is not copied in clear into
-                    # the dead letters (the raw topic keeps it, within its bound).
-                    writes.append(self._dead_letter(record, exc, now, withhold_payload=True))
-                    continue
-            else:
-                for observation, doc, key in result.observations:
-                    writes.append(Write(self._observations, key, doc))
-                    if router is not None:
-                        for topic in router.route(observation):
-                            writes.append(router.write(topic, key, doc))
-                            routed += 1
+            observations = result.observations
+            if observations:
+                # This uplink's span: one header list shared by all its observations' records.
+                trace = spans.child_of(traceparent_in(record.headers))
+                if observations[0][0].classification == PERSONAL:
+                    # The trace also goes to the delivery's processing-log record.
+                    try:
+                        routed += self._personal(result, trace, writes)
+                    except MessageError as exc:
+                        # A personal reading that could not be written is not copied in clear
+                        # into the dead letters (the raw topic keeps it, within its bound).
+                        writes.append(self._dead_letter(record, exc, now, withhold_payload=True))
+                        continue
+                else:
+                    headers = [(TRACEPARENT, trace)]
+                    for observation, doc, key in observations:
+                        writes.append(Write(self._observations, key, doc, None, None, headers))
+                        if router is not None:
+                            for topic in router.route(observation):
+                                copy = [(TRACEPARENT, spans.child_of(trace))]
+                                writes.append(router.write(topic, key, doc, headers=copy))
+                                routed += 1
             made[envelope.format] += len(result.observations)
             timed(time.perf_counter() - started)
             metrics.PIPELINE_LATENCY.observe(max(0.0, now - result.received))
@@ -185,20 +208,16 @@ class NormaliserAgent:
         _count(formats, made, duplicates, routed)
         return writes
 
-    def _personal(
-        self,
-        result: Normalised,
-        trace: list[tuple[str, bytes]] | None,
-        writes: list[Write],
-    ) -> int:
+    def _personal(self, result: Normalised, trace: bytes, writes: list[Write]) -> int:
         """Seal and mark the observations of a personal device's uplink and add their writes:
         to the observations topic, and to the subscriptions the gate admits them to. All or
         nothing: raises (SubjectKeyMissing, Oversize) before adding any. Returns how many
-        routed copies it added."""
+        routed copies it added. ``trace``: the uplink's span (``traceparent``)."""
         prepared = []
+        traced = (TRACEPARENT, trace)
         for observation, doc, key in result.observations:
             mark: PersonalMark | None = None
-            headers: list[tuple[str, bytes]] | None = trace
+            headers: list[tuple[str, bytes]] = [traced]
             if self._sealer is not None:
                 doc, mark = self._sealer.prepare(observation, doc)
                 size = record_size(key, doc) + HEADER_ALLOWANCE_BYTES
@@ -207,7 +226,7 @@ class NormaliserAgent:
                         f"the sealed observation would take {size} bytes, more than Kafka's "
                         f"record limit of {self._max_record} bytes"
                     )
-                headers = [mark.header(), *(trace or ())]
+                headers = [mark.header(), traced]
             prepared.append((observation, doc, key, mark, headers))
         routed = 0
         router, gate = self._router, self._gate
@@ -216,7 +235,8 @@ class NormaliserAgent:
             if router is None or gate is None or mark is None:
                 continue
             for topic in gate.routes(router.route(observation), mark, router.subscription_at):
-                writes.append(router.write(topic, key, doc, headers=headers))
+                copy = [mark.header(), (TRACEPARENT, self._spans.child_of(trace))]
+                writes.append(router.write(topic, key, doc, headers=copy))
                 routed += 1
         return routed
 
@@ -236,17 +256,36 @@ class NormaliserAgent:
             offset=record.offset,
         )
         key = (record.key or b"")[:DEADLETTER_KEY_BYTES]
-        return Write(
-            self._deadletter, key, letter.to_json(self._max_record - record_size(key, b""))
-        )
+        # The dead letter continues the refused record's trace (a child span: the refusal).
+        headers = [(TRACEPARENT, self._spans.child_of(traceparent_in(record.headers)))]
+        self._log_dead_letter(record, error, headers[0][1], now)
+        room = self._max_record - record_size(key, b"", headers)
+        return Write(self._deadletter, key, letter.to_json(room), headers=headers)
+
+    def _log_dead_letter(
+        self, record: Record, error: MessageError, trace: bytes, now: float
+    ) -> None:
+        """One line about a dead letter with its trace id, at most every
+        ``DEADLETTER_LOG_INTERVAL_S``; the line says how many went unlogged before it."""
+        if now - self._dead_logged_at < DEADLETTER_LOG_INTERVAL_S:
+            self._dead_unlogged += 1
+            return
+        with about_message(trace, _device_of(record)):
+            log.info(
+                "%s[%d]@%d went to the dead letters (%s): %s%s",
+                record.topic,
+                record.partition,
+                record.offset,
+                error.reason.value,
+                error,
+                f" ({self._dead_unlogged} more since the last line)" if self._dead_unlogged else "",
+            )
+        self._dead_logged_at, self._dead_unlogged = now, 0
 
 
-def _trace_header(headers: Sequence[tuple[str, bytes]] | None) -> tuple[str, bytes] | None:
-    if headers:
-        for header in headers:
-            if header[0] == TRACEPARENT:
-                return header
-    return None
+def _device_of(record: Record) -> str | None:
+    """The device a raw record is about: the bridge keys each by its device."""
+    return record.key.decode(errors="replace") if record.key else None
 
 
 def _count(

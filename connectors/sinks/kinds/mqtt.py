@@ -16,7 +16,9 @@ named a broker and credentials would make the hub an MQTT client of any host a t
 Each message is written by the subscription's ``delivery.encoding``
 (``cityhub.connectors.sinks.encodings``): ``cityhub`` (the default) publishes the item's JSON as
 it is; ``cloudevents`` a structured CloudEvent, ``cloudevents-binary`` the item's JSON with the
-event's attributes as MQTT 5 User Properties (the CloudEvents MQTT binding).
+event's attributes as MQTT 5 User Properties (the CloudEvents MQTT binding). Every message
+carries the User Property ``traceparent``, a child span of its item's trace
+(``cityhub.connectors.sinks.tracing``; in binary mode the event's own attribute of that name).
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from cityhub.connectors.sinks.base import BatchLimits, DeliverySpec, Item, Sink,
 from cityhub.connectors.sinks.encodings import EncodingContext, get_encoding
 from cityhub.connectors.sinks.mqtt import MqttSink
 from cityhub.schemas.settings import MqttSettings, Settings
+from cityhub.connectors.sinks.tracing import item_traceparent
 from cityhub.schemas.subscription import MAX_MQTT_TOPIC_BYTES, Subscription, mqtt_topic
 
+from cityhub.schemas.trace_context import TRACEPARENT
 
 class MqttDelivery(DeliverySpec):
     """Republished on cityhub's MQTT broker.
@@ -102,9 +106,9 @@ class MqttTarget:
                     m.payload,
                     qos=self._qos,
                     content_type=m.content_type,
-                    user_properties=m.headers,
+                    user_properties=_traced(m.headers, item),
                 )
-                for m in messages
+                for m, item in zip(messages, items, strict=True)
             ),
             return_exceptions=True,
         )
@@ -131,6 +135,15 @@ class MqttKind:
 
     kind = "mqtt"
     spec_model: type[DeliverySpec] = MqttDelivery
+def _traced(properties: tuple[tuple[str, str], ...], item: Item) -> tuple[tuple[str, str], ...]:
+    """The User Properties of the message carrying ``item``: the encoding's, and a
+    ``traceparent`` (a child span of the item's trace) unless the encoding set one (CloudEvents
+    binary mode names the attribute so, as the item's own)."""
+    if any(name == TRACEPARENT for name, _ in properties):
+        return properties
+    return (*properties, (TRACEPARENT, item_traceparent(item)))
+
+
     public_model: type[BaseModel] = MqttDelivery
 
     def __repr__(self) -> str:

@@ -10,7 +10,8 @@ form shows only ``has_secret`` and a ``secret_fingerprint``.
 The body of a batch is written by the subscription's ``delivery.encoding``
 (``cityhub.connectors.sinks.encodings``): ``cityhub`` (the default) is ``webhook_body``'s envelope
 around the items, ``cloudevents`` a CloudEvents JSON batch; the signature covers the body either
-way.
+way. The request's ``traceparent`` header is the delivery's span, a child of the first item's
+trace (``cityhub.connectors.sinks.tracing``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from cityhub.connectors.sinks.ssrf import (
     check_webhook_url,
     system_resolver,
 )
+from cityhub.connectors.sinks.tracing import batch_traceparent
 from cityhub.connectors.sinks.webhook import WebhookSink
 from cityhub.connectors.sinks.webhook_signing import generate_webhook_secret, webhook_secret_key
 from cityhub.schemas.settings import Settings
@@ -234,7 +236,12 @@ class WebhookTarget:
 
     async def send(self, items: Sequence[Item], msg_id: str) -> None:
         body = self._encoding.encode_batch(items, self._context)
-        await self._sink.send(msg_id, body.data, content_type=body.content_type)
+        await self._sink.send(
+            msg_id,
+            body.data,
+            content_type=body.content_type,
+            traceparent=batch_traceparent(items),
+        )
 
     async def stop(self) -> None:
         await self._sink.close()
