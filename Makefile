@@ -56,6 +56,17 @@ $(SPECTRAL_STAMP): $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
 	cd $(LINT_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(SPECTRAL_STAMP)
 
+# Helm, pinned, built from the Go module proxy into build/tools once (the stamp names the
+# version; a few minutes on two cores). deploy/k8s-check/check.sh lints and renders the chart.
+HELM_VERSION := v4.3.2
+HELM_STAMP := build/tools/.helm-$(HELM_VERSION)
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+
+$(HELM_STAMP):
+	mkdir -p build/tools
+	GOBIN=$(CURDIR)/build/tools $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	touch $(HELM_STAMP)
+
 setup: $(LINKED) $(SPECTRAL_STAMP)
 
 # Resolves pyproject.toml's dependencies (with the dev extra) again and rewrites the lock with
@@ -98,13 +109,15 @@ run: stack-up
 
 # lint-imports: the contracts in pyproject.toml ([tool.importlinter]): the layers
 # schemas <- connectors <- streams, and the pure cores free of broker, network and event-loop I/O.
-lint: setup
+# k8s-check: the Helm chart and deploy/strimzi, validated offline (docs/kubernetes.md).
+lint: setup $(HELM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(AUDIT)
 	$(CITYHUB) openapi --output $(OPENAPI_DOC)
 	$(SPECTRAL) lint --fail-severity warn -r $(LINT_DIR)/nl-api-design-rules.yaml $(OPENAPI_DOC)
+	GO=$(GO) bash deploy/k8s-check/check.sh
 
 audit: setup
 	$(AUDIT)
