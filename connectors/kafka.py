@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 
+from cityhub.connectors.kafka_clients import kafka_producer
 from cityhub.schemas.settings import KafkaSettings
 
 
 def create_producer(settings: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
     """A durable, idempotent producer; start it with ``await producer.start()``."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+    return kafka_producer(
+        settings,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,

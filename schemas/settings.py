@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
 from cityhub.schemas.history_settings import HistorySettings as HistorySettings
+from cityhub.schemas.kafka_settings import KafkaSettings as KafkaSettings
 from cityhub.schemas.processing import DEFAULT_BASE_URI, check_base_uri
 from cityhub.schemas.stack_settings import StackSettings as StackSettings
 
@@ -26,63 +27,6 @@ ENVELOPE_OVERHEAD_BYTES = 70_000
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KafkaSettings(_Section):
-    bootstrap_servers: str = "127.0.0.1:9092"
-    topic_prefix: str = "cityhub"
-    """Every topic name starts with this and a dot: ``cityhub.raw``, ``cityhub.observations``."""
-    partitions: int = Field(default=8, ge=1)
-    """Partitions of the data topics when cityhub creates them: at most this many workers share
-    the load."""
-    replication_factor: int = Field(default=1, ge=1)
-    """Replicas of each topic cityhub creates: its own, subscriptions' and the
-    worker's changelogs."""
-    min_insync_replicas: int | None = Field(default=None, ge=1)
-    """Replicas that must hold a write before Kafka confirms it to an ``acks=all`` producer (every
-    cityhub producer), set as ``min.insync.replicas`` on each topic cityhub creates. None: 2 for
-    a replicated topic (a confirmed write survives the loss of one broker; with a replication
-    factor of 2, writes also stop while one replica is out), else the broker's default (1).
-    At most ``replication_factor``."""
-    max_message_bytes: int = Field(default=1_048_576, ge=1024)
-    max_batch_bytes: int = Field(default=256 * 1024, ge=1024)
-    """Largest batch the producer builds per partition. aiokafka sends one request at a time per
-    broker, so the batch size, not the in-flight limit, bounds how much one round trip carries
-    (aiokafka's 16 KiB default held the bridge to a third of its rate)."""
-    linger_ms: int = Field(default=5, ge=0)
-    """How long the producer waits to fill a batch: more throughput for a little latency."""
-    raw_retention_hours: int = Field(default=24, ge=1, le=24 * 366)
-    """How long ``<prefix>.raw`` keeps what the bridge received, payloads in clear (personal
-    values too: they are sealed only by the normaliser). Kafka deletes whole closed segments,
-    and cityhub makes the topic with hourly segments, so a record is gone at most this plus one
-    hour plus the broker's ``log.retention.check.interval.ms`` after it arrived
-    (``docs/privacy.md``, "Erasure"). Set when the topic is created; an existing topic keeps its
-    configuration (``kafka-configs --alter``, ``docs/operations.md``)."""
-    deadletter_retention_hours: int = Field(default=168, ge=1, le=24 * 366)
-    """Likewise for ``<prefix>.deadletter``, which holds refused records with their payloads in
-    clear: a week by default, to look into what went wrong."""
-
-    @model_validator(mode="after")
-    def _min_insync_within_replicas(self) -> KafkaSettings:
-        # More in-sync replicas than replicas: Kafka would refuse every acks=all write.
-        if self.min_insync_replicas is not None and (
-            self.min_insync_replicas > self.replication_factor
-        ):
-            raise ValueError(
-                f"kafka.min_insync_replicas={self.min_insync_replicas} exceeds "
-                f"kafka.replication_factor={self.replication_factor}: no write could ever be "
-                "confirmed; lower the one or raise the other"
-            )
-        return self
-
-    def topic_min_insync_replicas(self, replication_factor: int | None = None) -> int | None:
-        """``min.insync.replicas`` for a topic of ``replication_factor`` replicas (default: this
-        section's): the configured value (never above the topic's replicas), else 2 for a
-        replicated topic (at most its replicas), else None: the broker's default applies."""
-        replicas = self.replication_factor if replication_factor is None else replication_factor
-        if self.min_insync_replicas is not None:
-            return min(self.min_insync_replicas, replicas)
-        return min(2, replicas) if replicas > 1 else None
 
 
 class MqttSubscription(_Section):

@@ -14,6 +14,11 @@ class StackSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     state_dir: Path = Path(".cityhub/stack")
+    secure: bool = False
+    """``cityhub stack up --secure``: Kafka serves SASL_SSL only on ``kafka_port`` (SCRAM users
+    per component, ACLs), Mosquitto TLS only on ``mqtt_tls_port``, with certificates from the
+    stack's own CA (``<state_dir>/pki``). A secure stack beside the plain one needs its own
+    ``state_dir`` and ports; the files it writes for clients are in ``<state_dir>/clients``."""
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     kafka_heap: str = "1g"

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel
 
 from cityhub.connectors.kafka import create_producer
+from cityhub.connectors.kafka_clients import kafka_consumer
 from cityhub.schemas.settings import Settings
 from cityhub.streams.service_errors import Unavailable
 from cityhub.streams.topic_admin import ensure_topics
@@ -166,8 +167,8 @@ class CompactedTopicStore(Generic[V, R]):
         once the view has applied every record the topic held when ``start`` looked.
         Unavailable if that takes longer than ``timeout`` seconds."""
         await ensure_topics(self._settings, timeout=timeout, only={self._topic})
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka.bootstrap_servers,
+        consumer = kafka_consumer(
+            self._settings.kafka,
             client_id=f"{self._client_id}-view",
             group_id=None,
             enable_auto_commit=False,

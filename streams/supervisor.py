@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from cityhub.connectors.kafka_clients import component_login
 from cityhub.schemas.settings import Settings
 from cityhub.streams.parent_watch import SUPERVISOR_FD_VARIABLE
 
@@ -110,6 +111,8 @@ def hub_children(
             c.args,
             {
                 **c.env,
+                # Its own Kafka user when kafka.component_credentials_dir names them.
+                **component_login(settings.kafka, kafka_component(c.name)),
                 "CITYHUB_MANAGEMENT__HOST": CHILD_MANAGEMENT_HOST,
                 "CITYHUB_MANAGEMENT__PORT": str(port),
                 **({"CITYHUB_LOG_LEVEL": log_level} if log_level else {}),
@@ -119,6 +122,13 @@ def hub_children(
         )
         for c, port in zip(children, ports, strict=True)
     ]
+
+
+def kafka_component(child: str) -> str:
+    """The Kafka user (``kafka_security.COMPONENTS``) a child logs in as: ``worker-2`` is a
+    ``worker``, ``deliver`` the ``delivery``; the simulator registers devices as the API does."""
+    kind = child.split("-")[0]
+    return {"deliver": "delivery", "simulator": "api"}.get(kind, kind)
 
 
 def hub_ports(settings: Settings) -> set[int]:

@@ -18,10 +18,15 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.admin import NewTopic
+from aiokafka.errors import (
+    KafkaConnectionError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
-from cityhub.schemas.errors import StackError
+from cityhub.connectors.kafka_clients import kafka_admin, login_refusal
+from cityhub.schemas.errors import ConfigurationError, StackError
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.topics import STATES, Topics, changelog
 
@@ -135,15 +140,17 @@ async def ensure_topics(
 ) -> list[str]:
     """Create the missing topics (those named in ``only``, if given); return the names created.
     Raises StackError if Kafka cannot be reached within ``timeout`` seconds."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka.bootstrap_servers, client_id="cityhub-admin"
-    )
+    admin = kafka_admin(settings.kafka, client_id="cityhub-admin")
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
             await admin.start()
             break
         except KafkaConnectionError as exc:
+            # A refused login or certificate is not worth retrying until the deadline.
+            refusal = await login_refusal(settings.kafka)
+            if refusal is not None:
+                raise ConfigurationError(refusal) from exc
             if asyncio.get_running_loop().time() > deadline:
                 raise StackError(
                     f"Kafka at {settings.kafka.bootstrap_servers} is not reachable ({exc}); "
@@ -174,6 +181,13 @@ async def ensure_topics(
             for name, code, *rest in response.topic_errors:
                 if code == 0:
                     created.append(name)
+                elif code == TopicAuthorizationFailedError.errno:
+                    raise StackError(
+                        f"this Kafka user (kafka.sasl_username={settings.kafka.sasl_username}) "
+                        f"may not create topic {name!r}: create cityhub's topics as the admin "
+                        "first (`cityhub stack up --secure` does; on a managed cluster, the "
+                        "operator or Strimzi's KafkaTopic resources)"
+                    )
                 elif code != TopicAlreadyExistsError.errno:
                     message = rest[0] if rest else ""
                     raise StackError(

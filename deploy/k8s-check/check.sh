@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of cityhub's Kubernetes deployment (docs/kubernetes.md, "What is validated how");
 # `make lint` runs it after building helm (the Makefile's $(HELM_STAMP)). No cluster is used:
-#   1. helm lint --strict of deploy/helm/cityhub with the default values and each value set;
+#   1. helm lint --strict of deploy/helm/cityhub with the default values, each value set, and
+#      values-variants.yaml (the chart's other branches);
 #   2. helm template of each into build/k8s-check/;
 #   3. helm package: the packaged chart carries deploy/prometheus/rules.yml's content (the chart
 #      links to it) and renders it into the PrometheusRule;
@@ -42,7 +43,8 @@ quiet_helm() {
   "$HELM" "$@" 2> >(grep -v 'found symbolic link in path' >&2)
 }
 
-value_sets=(default deploy/helm/values-small-city.yaml deploy/helm/values-large-city.yaml)
+value_sets=(default deploy/helm/values-small-city.yaml deploy/helm/values-large-city.yaml
+  deploy/k8s-check/values-variants.yaml)
 rendered=()
 for values in "${value_sets[@]}"; do
   name=$(basename "$values" .yaml)

@@ -299,18 +299,18 @@ def workload_problems(doc: Mapping[str, Any]) -> list[str]:
 def validate_documents(
     named: Iterable[tuple[str, Document]], crds: CrdSchemas
 ) -> Iterator[Problem]:
-    """Every problem of the documents (each with the file it came from), checked together so
-    that a workload's ``envFrom`` finds the ConfigMaps rendered beside it."""
+    """Every problem of the documents (each with the file it came from), a workload's
+    ``envFrom`` resolved against the ConfigMaps of its own file (one rendering each)."""
     documents = list(named)
-    config_maps = {
-        str(doc["metadata"]["name"]): doc.get("data") or {}
-        for _, doc in documents
-        if doc.get("kind") == "ConfigMap" and (doc.get("metadata") or {}).get("name")
-    }
+    config_maps: dict[str, dict[str, Mapping[str, str]]] = {}
+    for source, doc in documents:
+        name = (doc.get("metadata") or {}).get("name")
+        if doc.get("kind") == "ConfigMap" and name:
+            config_maps.setdefault(source, {})[str(name)] = doc.get("data") or {}
     for source, doc in documents:
         messages = [
             *schema_problems(doc, crds),
-            *environment_problems(doc, config_maps),
+            *environment_problems(doc, config_maps.get(source, {})),
             *workload_problems(doc),
         ]
         for message in messages:

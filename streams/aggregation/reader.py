@@ -21,9 +21,10 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from cityhub.connectors.kafka_clients import kafka_consumer
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
 from cityhub.streams.aggregation.query import (
@@ -54,7 +55,7 @@ class KafkaAggregateReader:
     until the first query; ``close()`` stops the pooled consumers."""
 
     def __init__(self, settings: Settings, *, limits: QueryLimits | None = None) -> None:
-        self._bootstrap = settings.kafka.bootstrap_servers
+        self._kafka = settings.kafka
         self._max_message_bytes = settings.kafka.max_message_bytes
         self.topic = Topics.for_prefix(settings.kafka.topic_prefix).aggregates
         self._limits = limits or QueryLimits.from_settings(settings.aggregation)
@@ -115,8 +116,8 @@ class KafkaAggregateReader:
     async def _consumer(self) -> Any:
         if self._idle:
             return self._idle.pop()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+        consumer = kafka_consumer(
+            self._kafka,
             client_id="cityhub-aggregates-reader",
             group_id=None,
             enable_auto_commit=False,

@@ -19,10 +19,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from cityhub.connectors.kafka import create_producer
+from cityhub.connectors.kafka_clients import kafka_admin, kafka_consumer
 from cityhub.connectors.sinks import Serving
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Subscription, SubscriptionState, subscription_topic
@@ -175,8 +175,8 @@ class DeliveryManager:
         if not paused:
             return
         kafka = self._settings.kafka
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-        consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=None)
+        admin = kafka_admin(kafka)
+        consumer = kafka_consumer(kafka, group_id=None)
         await admin.start()
         await consumer.start()
         try:

@@ -23,6 +23,7 @@ from datetime import datetime
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from cityhub.connectors.kafka_clients import kafka_consumer
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import OnFull, Subscription, subscription_topic
 from cityhub.streams.api.problems import ApiProblem
@@ -138,8 +139,8 @@ class LiveStreams:
         kafka = self._settings.kafka
         topic = subscription_topic(kafka.topic_prefix, record.tenant, record.id)
         await self._privacy_views_read()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+        consumer = kafka_consumer(
+            kafka,
             group_id=None,
             enable_auto_commit=False,
             client_id=f"cityhub-live-{record.tenant}.{record.id}",

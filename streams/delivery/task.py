@@ -36,10 +36,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
+from cityhub.connectors.kafka_clients import kafka_admin, kafka_consumer
 from cityhub.connectors.sinks.backoff import RetryPolicy
 from cityhub.connectors.sinks.errors import DeliveryFailed, without_excerpt
 from cityhub.connectors.sinks.tracing import delivering
@@ -190,8 +190,8 @@ class DeliveryTask:
 
     async def _deliver_until_cancelled(self) -> None:
         kafka = self._settings.kafka
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+        consumer = kafka_consumer(
+            kafka,
             group_id=group_id(self._settings, self.record),
             client_id=f"cityhub-deliver-{self.record.tenant}.{self.record.id}",
             enable_auto_commit=False,
@@ -227,7 +227,7 @@ class DeliveryTask:
                 await consumer.stop()
 
     async def _committed_generation(self) -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka.bootstrap_servers)
+        admin = kafka_admin(self._settings.kafka)
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(group_id(self._settings, self.record))

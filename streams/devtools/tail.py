@@ -6,8 +6,9 @@ import asyncio
 import sys
 from typing import TextIO
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from cityhub.connectors.kafka_clients import kafka_consumer
 from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.settings import Settings
 
@@ -23,8 +24,8 @@ async def tail(
 ) -> int:
     """Print ``key<TAB>value`` lines of ``topic`` without joining a consumer group (so it moves
     nobody's offsets); stop after ``limit`` records or ``timeout`` seconds. Returns the count."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+    consumer = kafka_consumer(
+        settings.kafka,
         enable_auto_commit=False,
         group_id=None,
     )

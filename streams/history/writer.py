@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError
 
 from cityhub.connectors.dead_letter_route import DeadLetterRoute
+from cityhub.connectors.kafka_clients import kafka_consumer, kafka_producer
 from cityhub.connectors.record_size import HEADER_OVERHEAD_BYTES
 from cityhub.schemas.errors import MessageError, Reason
 from cityhub.schemas.log_context import about_message
@@ -116,10 +117,10 @@ class HistoryWriter:
         """Migrate the schema, then consume and store until cancelled."""
         await self._connection()  # migrates; waits (paused) while the database is down
         kafka = self._settings.kafka
-        consumer = AIOKafkaConsumer(
+        consumer = kafka_consumer(
+            kafka,
             self._topics.observations,
             self._topics.aggregates,
-            bootstrap_servers=kafka.bootstrap_servers,
             group_id=group_id(self._settings),
             client_id=self._client_id,
             enable_auto_commit=False,
@@ -130,8 +131,8 @@ class HistoryWriter:
             # Kafka's default 5 minutes would only move the partitions to a writer as stuck.
             max_poll_interval_ms=3_600_000,
         )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers,
+        producer = kafka_producer(
+            kafka,
             client_id=f"{self._client_id}-deadletters",
             acks="all",
             enable_idempotence=True,

@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from cityhub.connectors.kafka_clients import kafka_consumer
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
 from cityhub.streams.aggregation.query import partition_for_key
@@ -76,7 +77,7 @@ class KafkaObservationReader:
         timeout: float = 10.0,
         concurrency: int = 4,
     ) -> None:
-        self._bootstrap = settings.kafka.bootstrap_servers
+        self._kafka = settings.kafka
         self._fetch_bytes = max(1024 * 1024, settings.kafka.max_message_bytes)
         self.topic = Topics.for_prefix(settings.kafka.topic_prefix).observations
         self._chunk = chunk
@@ -89,8 +90,8 @@ class KafkaObservationReader:
         Unavailable when Kafka fails or the read takes longer than the timeout."""
         try:
             async with asyncio.timeout(self._timeout), self._slots:
-                consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self._bootstrap,
+                consumer = kafka_consumer(
+                    self._kafka,
                     client_id="cityhub-subject-access",
                     group_id=None,
                     enable_auto_commit=False,

@@ -13,9 +13,10 @@ import contextlib
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
+from cityhub.connectors.kafka_clients import kafka_consumer
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
 from cityhub.streams.privacy.log_index import ProcessingLogIndex
@@ -69,8 +70,8 @@ class ProcessingLogFollower:
         holds every record the topic held when ``start`` looked; Unavailable past
         ``timeout`` seconds."""
         await ensure_topics(self._settings, timeout=timeout, only={self._topic})
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka.bootstrap_servers,
+        consumer = kafka_consumer(
+            self._settings.kafka,
             client_id=self._client_id,
             group_id=None,
             enable_auto_commit=False,

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from cityhub.connectors.kafka_clients import kafka_consumer
+from cityhub.schemas.settings import KafkaSettings
 from cityhub.streams.runtime.agent import StoredEntry
 
 log = logging.getLogger("cityhub.runtime")
@@ -25,8 +27,8 @@ READ_TIMEOUT_S = 300.0
 class ChangelogReader:
     """Reads changelog partitions with one group-less consumer (made at the first read)."""
 
-    def __init__(self, bootstrap: str, *, client_id: str, max_fetch_bytes: int) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaSettings, *, client_id: str, max_fetch_bytes: int) -> None:
+        self._kafka = kafka
         self._client_id = client_id
         self._max_fetch_bytes = max_fetch_bytes
         self._consumer: AIOKafkaConsumer | None = None
@@ -80,8 +82,8 @@ class ChangelogReader:
 
     async def _client(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
+            consumer = kafka_consumer(
+                self._kafka,
                 client_id=self._client_id,
                 group_id=None,
                 enable_auto_commit=False,

@@ -45,6 +45,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
 from cityhub.connectors.batching_writer import BatchingWriter
+from cityhub.connectors.kafka_clients import kafka_consumer
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings
 from cityhub.streams import metrics
@@ -103,7 +104,7 @@ class Worker:
         self._client_id = client_id or f"{self._group}-worker"
         self._consumer: AIOKafkaConsumer | None = None
         self._reader = ChangelogReader(
-            settings.kafka.bootstrap_servers,
+            settings.kafka,
             client_id=f"{self._client_id}-restore",
             max_fetch_bytes=settings.kafka.max_message_bytes + 64 * 1024,
         )
@@ -130,8 +131,8 @@ class Worker:
         while not self._ready():  # noqa: ASYNC110 - the stores offer readiness as a flag
             await asyncio.sleep(0.05)
         kafka, worker = self._settings.kafka, self._settings.worker
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+        consumer = kafka_consumer(
+            kafka,
             group_id=self._group,
             client_id=self._client_id,
             enable_auto_commit=False,

@@ -18,6 +18,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
+from cityhub.connectors.kafka_clients import kafka_admin
 from cityhub.schemas.errors import CityhubError, StackError
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.streams.topic_admin import durability_config
@@ -57,8 +58,8 @@ class SubscriptionTopics:
     async def _client(self) -> AIOKafkaAdminClient:
         async with self._lock:
             if self._admin is None:
-                admin = AIOKafkaAdminClient(
-                    bootstrap_servers=self._settings.kafka.bootstrap_servers,
+                admin = kafka_admin(
+                    self._settings.kafka,
                     client_id="cityhub-subscription-topics",
                 )
                 await admin.start()

@@ -289,3 +289,20 @@ def test_settings_are_read_from_the_container_alone(
         Settings()
     assert validate.settings_problems({"CITYHUB_LOG_FORMAT": "json"}) == []
     assert validate.settings_problems({"CITYHUB_KAFKA__PARTITIONS": "0"}) != []
+
+
+def test_each_rendering_finds_its_own_config_maps(validate: ModuleType, crds: Any) -> None:
+    # Two renderings with a ConfigMap of one name: each workload reads its own file's.
+    def settings(protocol: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cityhub-settings"},
+            "data": {"CITYHUB_KAFKA__SECURITY_PROTOCOL": protocol},
+        }
+
+    workload = _deployment(envFrom=[{"configMapRef": {"name": "cityhub-settings"}}])
+    named = [("plain.yaml", settings("PLAINTEXT")), ("plain.yaml", workload)]
+    named += [("sasl.yaml", settings("SASL_SSL")), ("sasl.yaml", workload)]
+    problems = list(validate.validate_documents(named, crds))
+    assert [p.source for p in problems] == ["sasl.yaml"]  # SASL_SSL without a login

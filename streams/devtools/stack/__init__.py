@@ -6,7 +6,13 @@ loopback, both with their data, configs, logs and pid files in ``StackSettings.s
 
 from __future__ import annotations
 
-from cityhub.streams.devtools.stack.lifecycle import purge_state, stack_down, stack_status, stack_up
+from cityhub.streams.devtools.stack.lifecycle import (
+    purge_state,
+    stack_client_settings,
+    stack_down,
+    stack_status,
+    stack_up,
+)
 from cityhub.streams.devtools.stack.probes import HEALTH_TOPIC
 from cityhub.streams.devtools.stack.status import ServiceStatus, StackStatus
 
@@ -15,6 +21,7 @@ __all__ = [
     "ServiceStatus",
     "StackStatus",
     "purge_state",
+    "stack_client_settings",
     "stack_down",
     "stack_status",
     "stack_up",

@@ -13,6 +13,11 @@ from string import Template
 
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import StackSettings
+from cityhub.streams.devtools.stack.kafka_listeners import (
+    BrokerTls,
+    plain_listener_lines,
+    secure_listener_lines,
+)
 from cityhub.streams.devtools.stack.layout import StackLayout
 
 MAX_MQTT_PACKET_BYTES = 2 * 1024 * 1024 + 64 * 1024
@@ -31,13 +36,21 @@ def _fill(template: str, name: str, values: dict[str, object]) -> str:
 
 
 def render_server_properties(
-    template: str, stack: StackSettings, layout: StackLayout, *, num_partitions: int
+    template: str,
+    stack: StackSettings,
+    layout: StackLayout,
+    *,
+    num_partitions: int,
+    tls: BrokerTls | None = None,
 ) -> str:
-    """Kafka's ``server.properties``: one KRaft node on loopback, data in the state dir."""
+    """Kafka's ``server.properties``: one KRaft node on loopback, data in the state dir; with
+    ``tls`` (the secure stack), SASL_SSL and ACLs (``kafka_listeners``)."""
+    listeners = plain_listener_lines(stack) if tls is None else secure_listener_lines(stack, tls)
     return _fill(
         template,
         str(SERVER_PROPERTIES_TEMPLATE),
         {
+            "listeners": listeners,
             "kafka_port": stack.kafka_port,
             "controller_port": stack.kafka_controller_port,
             "data_dir": layout.kafka_data,

@@ -13,8 +13,10 @@ import os
 import shutil
 from pathlib import Path
 
+from cityhub.connectors.kafka_security import credential_paths, secret_from_file_text
 from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import Settings, StackSettings
+from cityhub.streams.devtools.stack import kafka_secure
 from cityhub.streams.devtools.stack.config import (
     LOG4J2_TEMPLATE,
     SERVER_PROPERTIES_TEMPLATE,
@@ -23,6 +25,7 @@ from cityhub.streams.devtools.stack.config import (
     render_server_properties,
 )
 from cityhub.streams.devtools.stack.layout import StackLayout
+from cityhub.streams.devtools.stack.pki import Pki, ensure_pki
 from cityhub.streams.devtools.stack.process import ProcessSpec, start_detached, tail
 
 log = logging.getLogger("cityhub.stack")
@@ -141,19 +144,28 @@ async def ensure_jars(layout: StackLayout, deploy_dir: Path) -> None:
 
 
 def rendered_configs(layout: StackLayout, settings: Settings, deploy_dir: Path) -> dict[Path, str]:
-    """server.properties and log4j2.properties as the current settings make them."""
+    """server.properties and log4j2.properties as the current settings make them (secure: from
+    the certificates and the broker's password already in the state dir)."""
+    tls = None
+    if settings.stack.secure:
+        pki = Pki(kafka_secure.pki_dir(layout).resolve())
+        tls = kafka_secure.broker_tls(layout, pki, _broker_password(layout))
     server = render_server_properties(
         (deploy_dir / SERVER_PROPERTIES_TEMPLATE).read_text(),
         settings.stack,
         layout,
         num_partitions=settings.kafka.partitions,
+        tls=tls,
     )
     log4j2 = render_log4j2_properties((deploy_dir / LOG4J2_TEMPLATE).read_text())
     return {layout.kafka_server_properties: server, layout.kafka_log4j2: log4j2}
 
 
-async def ensure_formatted(layout: StackLayout, java: str) -> None:
-    """Format the KRaft storage once; a formatted data dir (with its topics) is kept."""
+async def ensure_formatted(
+    layout: StackLayout, java: str, scram_arguments: list[str] | None = None
+) -> None:
+    """Format the KRaft storage once; a formatted data dir (with its topics) is kept. The secure
+    stack's users come in ``scram_arguments`` (``--add-scram``: they exist from the start)."""
     if layout.kafka_formatted_marker.is_file():
         return
     cluster_id = new_cluster_id()
@@ -170,6 +182,7 @@ async def ensure_formatted(layout: StackLayout, java: str) -> None:
             cluster_id,
             "-c",
             str(layout.kafka_server_properties),
+            *(scram_arguments or []),
         ],
         cwd=layout.kafka_dir,
         what="kafka.tools.StorageTool format",
@@ -182,9 +195,15 @@ async def start_kafka(layout: StackLayout, settings: Settings, deploy_dir: Path)
     for folder in (layout.kafka_dir, layout.kafka_data):
         folder.mkdir(parents=True, exist_ok=True)
     await ensure_jars(layout, deploy_dir)
+    scram_arguments = None
+    if settings.stack.secure:
+        ensure_pki(kafka_secure.pki_dir(layout))
+        formatted = layout.kafka_formatted_marker.is_file()
+        passwords = kafka_secure.ensure_credentials(layout, formatted=formatted)
+        scram_arguments = kafka_secure.scram_format_arguments(passwords)
     for path, text in rendered_configs(layout, settings, deploy_dir).items():
-        path.write_text(text)
-    await ensure_formatted(layout, java)
+        _write_private(path, text)  # the secure server.properties holds the broker's password
+    await ensure_formatted(layout, java, scram_arguments)
     pid = start_detached(
         kafka_process(layout),
         kafka_argv(java, layout, settings.stack.kafka_heap),
@@ -198,3 +217,19 @@ async def start_kafka(layout: StackLayout, settings: Settings, deploy_dir: Path)
 
 def kafka_log_tail(layout: StackLayout) -> str:
     return tail(layout.kafka_log)
+
+
+def _broker_password(layout: StackLayout) -> dict[str, str]:
+    _, password_file = credential_paths(kafka_secure.clients_dir(layout), kafka_secure.BROKER)
+    try:
+        return {kafka_secure.BROKER: secret_from_file_text(password_file.read_text())}
+    except OSError as exc:
+        raise StackError(
+            f"the secure Kafka's broker password {password_file} cannot be read: {exc.strerror}"
+        ) from exc
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    os.chmod(path, 0o600)
+    path.write_text(text)

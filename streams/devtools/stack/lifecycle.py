@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cityhub.schemas.errors import StackError
-from cityhub.schemas.settings import Settings
-from cityhub.streams.devtools.stack import kafka, mosquitto, postgres
+from cityhub.schemas.settings import KafkaSettings, Settings
+from cityhub.streams.devtools.stack import kafka, kafka_secure, mosquitto, postgres
 from cityhub.streams.devtools.stack.layout import StackLayout, find_deploy_dir
+from cityhub.streams.devtools.stack.pki import Pki
 from cityhub.streams.devtools.stack.probes import (
     NotServingError,
     port_in_use,
@@ -68,6 +69,37 @@ def _mqtt_login(settings: Settings) -> tuple[str | None, str | None]:
     return settings.mqtt.username, settings.mqtt.password.get_secret_value()
 
 
+def kafka_probe_settings(settings: Settings, layout: StackLayout) -> KafkaSettings:
+    """How the stack reaches its own Kafka: plain on loopback, or (secure) as its admin user
+    with its CA; never through the user's ``kafka`` settings, which may name another cluster."""
+    if not settings.stack.secure:
+        return KafkaSettings(bootstrap_servers=kafka.kafka_address(settings.stack))
+    pki = Pki(kafka_secure.pki_dir(layout).resolve())
+    return kafka_secure.client_kafka_settings(settings, layout, pki)
+
+
+def stack_client_settings(settings: Settings) -> Settings:
+    """``settings`` as the operator's commands right after ``up`` use them (``ensure_topics``):
+    unchanged for the plain stack, logged in as the admin user for the secure one."""
+    if not settings.stack.secure:
+        return settings
+    layout = StackLayout.under(settings.stack.state_dir)
+    return settings.model_copy(update={"kafka": kafka_probe_settings(settings, layout)})
+
+
+async def _secure_kafka_ready(settings: Settings, layout: StackLayout) -> None:
+    """After the secure Kafka serves: every component's ACLs, and the client env files."""
+    pki = Pki(kafka_secure.pki_dir(layout).resolve())
+    await kafka_secure.apply_acls(settings, kafka_probe_settings(settings, layout))
+    written = kafka_secure.write_client_env_files(settings, layout, pki)
+    log.info(
+        "kafka: SASL_SSL on 127.0.0.1:%d; client settings in %s (`set -a; . %s`)",
+        settings.stack.kafka_port,
+        written[0].parent,
+        written[-1],
+    )
+
+
 def _services(
     settings: Settings, layout: StackLayout, deploy_dir: Path | None, *, bootstrap: bool = False
 ) -> tuple[_Service, _Service, _Service]:
@@ -89,7 +121,9 @@ def _services(
             ports=(stack.kafka_port, stack.kafka_controller_port),
             process=kafka.kafka_process(layout),
             log_file=layout.kafka_log,
-            probe=lambda within_s: probe_kafka(kafka_address, within_s=within_s),
+            probe=lambda within_s: probe_kafka(
+                kafka_probe_settings(settings, layout), within_s=within_s
+            ),
             log_tail=lambda: kafka.kafka_log_tail(layout),
             configs=kafka_configs,
         ),
@@ -279,6 +313,8 @@ async def stack_up(settings: Settings, *, only: Collection[str] | None = None) -
                     "\n\n".join(str(error) for error in group_error.exceptions)
                 ) from group_error
     results = [task.result() for task in tasks]
+    if stack.secure and kafka.NAME in selected:
+        await _secure_kafka_ready(settings, layout)
     if any(started for _, started in results):
         log.info("stack up in %.1f s (state in %s)", time.monotonic() - began, layout.root)
     else:

@@ -18,9 +18,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 
 import aiomqtt
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 from paho.mqtt.reasoncodes import ReasonCode
+
+from cityhub.connectors.kafka_clients import kafka_admin, kafka_consumer, kafka_producer
+from cityhub.schemas.settings import KafkaSettings
 
 HEALTH_TOPIC = "__cityhub_health"
 """One partition, short retention: each probe appends a few bytes."""
@@ -92,8 +95,9 @@ def _describe(exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
-async def probe_kafka(bootstrap: str, *, within_s: float) -> str:
-    """Create the health topic if needed, produce one record and consume it back.
+async def probe_kafka(kafka: KafkaSettings, *, within_s: float) -> str:
+    """Create the health topic if needed, produce one record and consume it back, as the
+    client ``kafka`` describes (the secure stack's admin user: a super user).
 
     Returns a one-line description of what worked; raises ``NotServingError`` otherwise.
     """
@@ -102,7 +106,7 @@ async def probe_kafka(bootstrap: str, *, within_s: float) -> str:
     started = time.monotonic()
     try:
         async with asyncio.timeout(within_s):
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_ms)
+            admin = kafka_admin(kafka, request_timeout_ms=request_ms)
             try:
                 await admin.start()
                 cluster = await admin.describe_cluster()
@@ -121,8 +125,8 @@ async def probe_kafka(bootstrap: str, *, within_s: float) -> str:
             finally:
                 await admin.close()
 
-            producer = AIOKafkaProducer(
-                bootstrap_servers=bootstrap,
+            producer = kafka_producer(
+                kafka,
                 acks="all",
                 enable_idempotence=True,
                 request_timeout_ms=request_ms,
@@ -134,8 +138,8 @@ async def probe_kafka(bootstrap: str, *, within_s: float) -> str:
                 await producer.stop()
 
             partition = TopicPartition(HEALTH_TOPIC, 0)
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=bootstrap,
+            consumer = kafka_consumer(
+                kafka,
                 group_id=None,
                 enable_auto_commit=False,
                 request_timeout_ms=request_ms,

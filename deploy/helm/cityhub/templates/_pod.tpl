@@ -11,6 +11,11 @@ read-only root. Call with (dict "root" $ "component" "bridge" "command" "bridge"
 {{- $sasl := include "cityhub.kafkaUsesSasl" $root -}}
 {{- $tls := include "cityhub.kafkaUsesTls" $root -}}
 {{- $useHistory := and $needs.history $v.history.enabled -}}
+{{- /* The MQTT login: the delivery's own user when it has one, else the bridge's. */ -}}
+{{- $mqttLogin := dict "username" $v.mqtt.username "passwordSecret" $v.mqtt.passwordSecret "delivery" false -}}
+{{- if and (eq .component "delivery") $v.mqtt.delivery.username -}}
+{{- $mqttLogin = dict "username" $v.mqtt.delivery.username "passwordSecret" $v.mqtt.delivery.passwordSecret "delivery" true -}}
+{{- end -}}
 metadata:
   labels:
     {{- include "cityhub.labels" . | nindent 4 }}
@@ -74,28 +79,22 @@ spec:
         # other's connection over and over.
         - name: CITYHUB_MQTT__CLIENT_ID
           value: $(POD_NAME)
-        {{- if and (eq .component "delivery") $v.mqtt.delivery.username }}
+        {{- if and (eq .component "delivery") $mqttLogin.delivery }}
         # MQTT subscriptions publish as a user of their own (write under the delivery root only).
         - name: CITYHUB_MQTT__DELIVERY_USERNAME
-          value: {{ $v.mqtt.delivery.username | quote }}
-        {{- if $v.mqtt.delivery.passwordSecret.name }}
-        - name: CITYHUB_MQTT__DELIVERY_PASSWORD
-          valueFrom:
-            secretKeyRef:
-              name: {{ $v.mqtt.delivery.passwordSecret.name }}
-              key: {{ $v.mqtt.delivery.passwordSecret.key }}
+          value: {{ $mqttLogin.username | quote }}
+        {{- if $mqttLogin.passwordSecret.name }}
+        - name: CITYHUB_MQTT__DELIVERY_PASSWORD_FILE
+          value: /var/run/secrets/cityhub/mqtt/password
         {{- end }}
         {{- else }}
-        {{- with $v.mqtt.username }}
+        {{- with $mqttLogin.username }}
         - name: CITYHUB_MQTT__USERNAME
           value: {{ . | quote }}
         {{- end }}
-        {{- if $v.mqtt.passwordSecret.name }}
-        - name: CITYHUB_MQTT__PASSWORD
-          valueFrom:
-            secretKeyRef:
-              name: {{ $v.mqtt.passwordSecret.name }}
-              key: {{ $v.mqtt.passwordSecret.key }}
+        {{- if $mqttLogin.passwordSecret.name }}
+        - name: CITYHUB_MQTT__PASSWORD_FILE
+          value: /var/run/secrets/cityhub/mqtt/password
         {{- end }}
         {{- end }}
         {{- if $v.mqtt.caSecret.name }}
@@ -146,6 +145,11 @@ spec:
           mountPath: /var/run/secrets/cityhub/kek
           readOnly: true
         {{- end }}
+        {{- if and $needs.mqtt $mqttLogin.passwordSecret.name }}
+        - name: mqtt-password
+          mountPath: /var/run/secrets/cityhub/mqtt
+          readOnly: true
+        {{- end }}
         {{- if and $needs.mqtt $v.mqtt.caSecret.name }}
         - name: mqtt-ca
           mountPath: /var/run/secrets/cityhub/mqtt-ca
@@ -190,6 +194,15 @@ spec:
         items:
           - key: {{ $v.privacy.keyEncryptionKeySecret.key }}
             path: key
+    {{- end }}
+    {{- if and $needs.mqtt $mqttLogin.passwordSecret.name }}
+    - name: mqtt-password
+      secret:
+        secretName: {{ $mqttLogin.passwordSecret.name }}
+        defaultMode: 0440
+        items:
+          - key: {{ $mqttLogin.passwordSecret.key }}
+            path: password
     {{- end }}
     {{- if and $needs.mqtt $v.mqtt.caSecret.name }}
     - name: mqtt-ca

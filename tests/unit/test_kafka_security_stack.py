@@ -1,0 +1,135 @@
+"""The secure stack's Kafka configuration and ACL plan, without a broker: SASL_SSL only, the
+controller behind mutual TLS, and each component granted only what its code does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cityhub.schemas.settings import Settings, StackSettings
+from cityhub.streams.devtools.stack.config import (
+    SERVER_PROPERTIES_TEMPLATE,
+    render_server_properties,
+)
+from cityhub.streams.devtools.stack.kafka_acls import (
+    AclGrant,
+    Operation,
+    PatternType,
+    ResourceType,
+    component_grants,
+    super_users,
+)
+from cityhub.streams.devtools.stack.kafka_listeners import BrokerTls
+from cityhub.streams.devtools.stack.layout import StackLayout, find_deploy_dir
+
+STACK = StackSettings(kafka_port=29092, kafka_controller_port=29093, secure=True)
+LAYOUT = StackLayout(root=Path("/srv/secure"))
+TLS = BrokerTls(
+    keystore=Path("/srv/secure/pki/server-keystore.pem"),
+    truststore=Path("/srv/secure/pki/ca.crt"),
+    broker_password="broker-secret",
+)
+GRANTS = component_grants(Settings())
+
+
+def secure_properties() -> dict[str, str]:
+    template = (find_deploy_dir(None) / SERVER_PROPERTIES_TEMPLATE).read_text()
+    text = render_server_properties(template, STACK, LAYOUT, num_partitions=4, tls=TLS)
+    return dict(
+        line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+
+
+def test_clients_reach_only_a_sasl_ssl_listener() -> None:
+    props = secure_properties()
+    assert props["listeners"] == "SASL_SSL://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
+    assert props["advertised.listeners"] == "SASL_SSL://127.0.0.1:29092"
+    assert "PLAINTEXT" not in props["listener.security.protocol.map"]
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["ssl.keystore.location"] == str(TLS.keystore)
+
+
+def test_the_controller_wants_a_certificate_and_the_authorizer_denies_by_default() -> None:
+    props = secure_properties()
+    assert "CONTROLLER:SSL" in props["listener.security.protocol.map"]
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"].split(";") == list(super_users())
+
+
+def test_the_broker_password_is_in_the_file_but_not_in_a_repr() -> None:
+    assert (
+        "broker-secret"
+        in secure_properties()["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    )
+    assert "broker-secret" not in repr(TLS)
+
+
+def can(component: str, operation: Operation, topic: str) -> bool:
+    """Whether ``component``'s grants let it ``operation`` the topic (literal or by prefix)."""
+    return any(
+        g.resource_type is ResourceType.TOPIC
+        and g.operation is operation
+        and (
+            g.resource_name == topic
+            if g.pattern_type is PatternType.LITERAL
+            else topic.startswith(g.resource_name)
+        )
+        for g in GRANTS[component]
+    )
+
+
+def test_the_subscriptions_and_their_secrets_are_read_only_where_needed() -> None:
+    readers = {c for c in GRANTS if can(c, Operation.READ, "cityhub.subscriptions")}
+    # delivery signs, the API manages them, the worker routes by their filters (see
+    # docs/security.md: the one reader that does not need the secrets).
+    assert readers == {"delivery", "api", "worker"}
+    assert {c for c in GRANTS if can(c, Operation.WRITE, "cityhub.subscriptions")} == {"api"}
+
+
+def test_the_bridge_only_writes_raw_and_dead_letters() -> None:
+    bridge = {(g.operation, g.resource_name) for g in GRANTS["bridge"]}
+    assert (Operation.WRITE, "cityhub.raw") in bridge
+    assert (Operation.WRITE, "cityhub.deadletter") in bridge
+    assert not any(g.operation is Operation.READ for g in GRANTS["bridge"])
+    assert not can("bridge", Operation.WRITE, "cityhub.observations")
+
+
+def test_each_stage_reads_its_input_and_writes_its_output() -> None:
+    assert can("worker", Operation.READ, "cityhub.raw")
+    assert can("worker", Operation.WRITE, "cityhub.observations")
+    assert can("worker", Operation.WRITE, "cityhub.sub.city.s1")
+    assert can("delivery", Operation.READ, "cityhub.sub.city.s1")
+    assert not can("delivery", Operation.WRITE, "cityhub.sub.city.s1")
+    assert can("history", Operation.READ, "cityhub.aggregates")
+    assert not can("history", Operation.READ, "cityhub.raw")
+    assert not can("delivery", Operation.READ, "cityhub.raw")
+
+
+def test_only_the_api_deletes_and_nobody_but_the_admin_touches_the_cluster() -> None:
+    deleters = {
+        c for c, grants in GRANTS.items() if any(g.operation is Operation.DELETE for g in grants)
+    }
+    assert deleters == {"api"}
+    assert not any(g.resource_type is ResourceType.CLUSTER for gs in GRANTS.values() for g in gs)
+
+
+def test_every_component_may_see_the_topics_it_checks_at_start() -> None:
+    for component in GRANTS:
+        assert can(component, Operation.DESCRIBE, "cityhub.raw"), component
+        assert can(component, Operation.DESCRIBE, "cityhub-device-windows-changelog"), component
+
+
+def test_grants_follow_the_configured_names() -> None:
+    settings = Settings.model_validate(
+        {"kafka": {"topic_prefix": "town"}, "worker": {"app_id": "town-w"}}
+    )
+    worker = component_grants(settings)["worker"]
+    assert (
+        AclGrant(
+            "User:cityhub-worker", ResourceType.GROUP, "town-w", PatternType.LITERAL, Operation.READ
+        )
+        in worker
+    )
+    assert any(g.resource_name == "town.raw" for g in worker)
+    assert not any(g.resource_name.startswith("cityhub.") for g in worker)
