@@ -24,6 +24,10 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 pg_bin=/usr/lib/postgresql/15/bin
 { [ -x "$pg_bin/initdb" ] && [ -x "$pg_bin/postgres" ]; } || missing+=(postgresql-15)
 [ -f /usr/share/postgresql/15/extension/postgis.control ] || missing+=(postgresql-15-postgis-3)
+# Prometheus: promtool checks and unit-tests deploy/prometheus/rules.yml, and the integration
+# test starts a Prometheus of its own against `cityhub run` (Debian's package; its service is
+# not used).
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
+    Gauge,
     disable_created_metrics,
     generate_latest,
 )
@@ -25,6 +26,13 @@ from prometheus_client import (
 HealthCheck = Callable[[], bool]
 
 MANAGEMENT_PATHS = ("/metrics", "/healthz")
+
+COMPONENT_READY = Gauge(
+    "cityhub_component_ready",
+    "1 while a component of this process is healthy as /healthz reports it (registry, "
+    "subscriptions, privacy, worker, delivery, bridge...), else 0; set at each scrape.",
+    ["component"],
+)
 
 
 def build_management_app(checks: Mapping[str, HealthCheck]) -> web.Application:
@@ -34,6 +42,9 @@ def build_management_app(checks: Mapping[str, HealthCheck]) -> web.Application:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client lacks the hint
 
     async def metrics(_: web.Request) -> web.Response:
+        # The same checks as /healthz, so that an alert sees what a probe sees.
+        for name, check in checks.items():
+            COMPONENT_READY.labels(name).set(1 if check() else 0)
         body = generate_latest(REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -39,6 +39,12 @@ CONSUMER_LAG = Gauge(
     "Records in a partition not yet processed by this worker (high watermark - position).",
     ["group", "topic", "partition"],
 )
+CONSUMER_LAG_SECONDS = Gauge(
+    "cityhub_consumer_lag_seconds",
+    "How far behind this worker is in a partition, in time: 0 when caught up, else the age of "
+    "the last record it took (an upper bound of the oldest waiting record's age).",
+    ["group", "topic", "partition"],
+)
 
 ROUTED = Counter(
     "cityhub_routed",
@@ -69,3 +75,12 @@ AGGREGATOR_REWRITTEN = Counter(
     "rebalance); consumers drop them by aggregate_id and revision.",
     ["grouping"],
 )
+
+
+def lag_seconds(lag_records: int, last_taken_ms: int | None, now: float) -> float:
+    """A consumer's lag in time: 0 when nothing waits (``lag_records`` 0), else the age at
+    ``now`` (epoch seconds) of the last record taken (its Kafka timestamp, epoch ms), never
+    negative; 0 when no record was taken yet, since the age of what waits is then unknown."""
+    if lag_records <= 0 or last_taken_ms is None:
+        return 0.0
+    return max(0.0, now - last_taken_ms / 1000)

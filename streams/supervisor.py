@@ -182,6 +182,17 @@ def merge_metrics(texts: Sequence[tuple[str, str]]) -> str:
     return generate_latest(registry).decode()
 
 
+def with_process_up(text: str) -> str:
+    """A child's scraped metrics with ``cityhub_process_up`` added: 1 when it answered, else 0
+    (a child down or restarting has no other series, and an alert needs one that says so)."""
+    up = 1 if text else 0
+    family = (
+        "# HELP cityhub_process_up 1 while the child process answers its metrics scrape.\n"
+        f"# TYPE cityhub_process_up gauge\ncityhub_process_up {up}\n"
+    )
+    return text.rstrip("\n") + "\n" + family if text else family
+
+
 class _Families:
     """A collector that yields fixed metric families (what ``merge_metrics`` gathered)."""
 
@@ -340,7 +351,10 @@ class Supervisor:
         async def metrics(_: web.Request) -> web.Response:
             texts = await asyncio.gather(*(self._scrape(session, c) for c in self._probed))
             body = merge_metrics(
-                [(c.spec.name, t) for c, t in zip(self._probed, texts, strict=True) if t]
+                [
+                    (c.spec.name, with_process_up(t))
+                    for c, t in zip(self._probed, texts, strict=True)
+                ]
             )
             return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from cityhub.connectors.batching_writer import BatchingWriter
 from cityhub.connectors.dead_letter_route import DeadLetterRoute
 from cityhub.connectors.mqtt.bridge import MqttBridge, bridge_writer
+from cityhub.connectors.mqtt.broker_stats_exporter import BrokerStatsExporter
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
 from cityhub.streams import metrics
@@ -100,6 +101,12 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         checks["delivery"] = _flag(manager, "ready")
     if roles.bridge:
         parts.append(_bridge_part(settings, checks))
+        if settings.bridge.broker_stats:
+            # The broker's own queue and clients, beside the ingest session (docs/observability.md).
+            exporter = BrokerStatsExporter(
+                settings.mqtt, store_file=settings.bridge.broker_store_file
+            )
+            parts.append(Part("mqtt broker figures", exporter.run))
     if roles.simulate is not None:
         assert registry is not None
         parts.append(_simulator_part(settings, registry, roles.simulate))

@@ -38,6 +38,12 @@ LAG = Gauge(
     "Records in a partition the history writer has not stored yet (high watermark - position).",
     ["topic", "partition"],
 )
+LAG_SECONDS = Gauge(
+    "cityhub_history_lag_seconds",
+    "The history writer's lag in a partition in time: 0 when caught up, else the age of the "
+    "last record it read (an upper bound of the oldest waiting record's age).",
+    ["topic", "partition"],
+)
 PAUSED = Gauge(
     "cityhub_history_paused",
     "1 while the history writer cannot write to PostgreSQL and waits to retry, else 0.",

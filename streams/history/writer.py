@@ -97,6 +97,8 @@ class HistoryWriter:
         self._keeper = PartitionKeeper({})
         self._next_retention = 0.0
         self._next_lag = 0.0
+        self._last_read_ms: dict[TopicPartition, int] = {}
+        """Kafka timestamp of the last record read per partition (for the lag in seconds)."""
         self._dead_letters = DeadLetterRoute(
             self._topics.deadletter,
             STAGE,
@@ -191,6 +193,7 @@ class HistoryWriter:
             for tp, records in fetched.items():
                 self._decode(tp.topic, records, batch)
                 batch.next_offsets[tp] = records[-1].offset + 1
+                self._last_read_ms[tp] = records[-1].timestamp
                 batch.records += len(records)
         return batch
 
@@ -365,7 +368,7 @@ class HistoryWriter:
                     await self._pause(attempt, exc)
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL_S
-            await report_lag(consumer)
+            await report_lag(consumer, self._last_read_ms)
 
 
 async def _next_batch(ahead: asyncio.Queue[Batch], reader: asyncio.Task[None]) -> Batch:
@@ -382,15 +385,23 @@ async def _next_batch(ahead: asyncio.Queue[Batch], reader: asyncio.Task[None]) -
     raise RuntimeError("the history reader stopped")
 
 
-async def report_lag(consumer: AIOKafkaConsumer) -> None:
-    """Set ``cityhub_history_lag_records`` for each assigned partition."""
+async def report_lag(
+    consumer: AIOKafkaConsumer, last_read_ms: dict[TopicPartition, int] | None = None
+) -> None:
+    """Set ``cityhub_history_lag_records`` and ``_lag_seconds`` for each assigned partition
+    (``last_read_ms``: the Kafka timestamp of the last record read from each)."""
+    now = time.time()
     for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
         if highwater is None:
             continue
         with contextlib.suppress(Exception):
             position = await consumer.position(tp)
-            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+            lag = max(highwater - position, 0)
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            last_ms = (last_read_ms or {}).get(tp)
+            seconds = stream_metrics.lag_seconds(lag, last_ms, now)
+            metrics.LAG_SECONDS.labels(tp.topic, str(tp.partition)).set(seconds)
 
 
 def _refused(exc: psycopg.Error) -> MessageError:

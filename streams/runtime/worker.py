@@ -114,6 +114,8 @@ class Worker:
         """Next offset per partition whose batches are all confirmed and not yet committed."""
         self._position: dict[TopicPartition, int] = {}
         """Next offset to take per assigned partition (for the agents' ``caught_up``)."""
+        self._last_taken_ms: dict[TopicPartition, int] = {}
+        """Kafka timestamp of the last record taken per partition (for the lag in seconds)."""
         self._suspended: dict[TopicPartition, Agent] = {}
         """Partitions revoked by the rebalance in progress, state kept in case they come back."""
         self._failure: str | None = None
@@ -181,6 +183,7 @@ class Worker:
                     continue
                 writes = agent.step(tp.partition, records, now)
                 self._position[tp] = records[-1].offset + 1
+                self._last_taken_ms[tp] = records[-1].timestamp
                 await self._take(writes, {tp: records[-1].offset + 1}, len(records))
             await self._ticks(now)
             while self._unconfirmed > limit:
@@ -307,8 +310,9 @@ class Worker:
         return done
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """The lag gauge of every assigned partition (records not taken yet; 0 before the
-        first fetch tells the high watermark)."""
+        """The lag gauges of every assigned partition (records not taken yet, 0 before the
+        first fetch tells the high watermark; and that lag in seconds)."""
+        now = time.time()
         for tp in consumer.assignment():
             position = self._position.get(tp)
             if position is None:
@@ -317,8 +321,10 @@ class Worker:
             if position is None:
                 continue
             high = consumer.highwater(tp)
-            metrics.CONSUMER_LAG.labels(self._group, tp.topic, str(tp.partition)).set(
-                max(0, (high if high is not None else position) - position)
+            lag = max(0, (high if high is not None else position) - position)
+            metrics.CONSUMER_LAG.labels(self._group, tp.topic, str(tp.partition)).set(lag)
+            metrics.CONSUMER_LAG_SECONDS.labels(self._group, tp.topic, str(tp.partition)).set(
+                metrics.lag_seconds(lag, self._last_taken_ms.get(tp), now)
             )
 
     # --- rebalances -----------------------------------------------------------------------------
@@ -335,8 +341,10 @@ class Worker:
             if agent is not None and tp.partition in agent.partitions:
                 self._suspended[tp] = agent
             self._position.pop(tp, None)
-            with contextlib.suppress(KeyError):  # a partition no longer held has no lag here
-                metrics.CONSUMER_LAG.remove(self._group, tp.topic, str(tp.partition))
+            self._last_taken_ms.pop(tp, None)
+            for gauge in (metrics.CONSUMER_LAG, metrics.CONSUMER_LAG_SECONDS):
+                with contextlib.suppress(KeyError):  # a partition no longer held has no lag here
+                    gauge.remove(self._group, tp.topic, str(tp.partition))
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         """Forget suspended partitions not assigned back; restore the new ones' states. A
