@@ -43,7 +43,7 @@ IMAGE_ENV=(
 IMAGE_PORTS=(8080/tcp 9464/tcp)
 # -------------------------------------------------------------------------------------------------
 
-log() { printf 'image: %s\n' "$*" >&2; }
+log() { printf 'image: [%3ss] %s\n' "$(($(date +%s) - started))" "$*" >&2; }
 
 install_tools() {
   local missing=()
@@ -99,7 +99,8 @@ log "wheel of cityhub $version ($revision)"
 git archive --format=tar HEAD | tar -x -C "$work/src"
 "$venv_python" -m venv "$work/build-venv"
 "$work/build-venv/bin/pip" install -q --no-cache-dir --require-hashes -r "$here/requirements-build.lock"
-"$work/build-venv/bin/python" -m build -q --wheel --no-isolation --outdir "$work/wheels" "$work/src" >/dev/null
+"$work/build-venv/bin/python" -m build -q --wheel --no-isolation --outdir "$work/wheels" "$work/src" \
+  >/dev/null 2>"$work/wheel.log" || { cat "$work/wheel.log" >&2; exit 1; }
 
 # 2. The runtime wheels and the pip that installs them, all checked by hash. The lock is complete
 #    (--require-hashes refuses a dependency that is not pinned in it).

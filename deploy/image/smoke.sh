@@ -5,8 +5,9 @@
 #   1. the layer's file list: no compiler, no pip/apt caches, no private keys, no .git;
 #   2. the configuration: user 10001, entrypoint `cityhub`, working directory, ports, labels;
 #   3. `cityhub --version` and `cityhub settings` (secrets masked) in a container;
-#   4. `cityhub api` in a container on free loopback ports: /healthz 200 on the management port,
-#      the OpenAPI document and a 401 without a key on /api/v1.
+#   4. `cityhub api` in a container on free loopback ports, with a read-only root file system, no
+#      capabilities and no-new-privileges: /healthz 200 on the management port, the OpenAPI
+#      document and a 401 without a key on /api/v1, exit code 0 after SIGTERM.
 # podman's storage is a temporary folder of this run (nothing is left in /var/lib/containers);
 # the container runs with the host's network (loopback only), a topic prefix and a history schema
 # of its own, and is stopped at the end whatever happens.
@@ -128,7 +129,10 @@ mkdir -p "$work/secrets"
 cp .cityhub/stack/postgres/password "$work/secrets/history-password"
 chown 10001:10001 "$work/secrets"/*
 chmod 0400 "$work/secrets"/*
+# As a restricted Kubernetes pod runs it: a read-only root file system, no capabilities, no
+# privilege gain.
 "${podman[@]}" run --detach --name "$container" --network=host "${limits[@]}" \
+  --read-only --cap-drop=ALL --security-opt=no-new-privileges \
   -v "$work/secrets:/run/secrets/cityhub:ro" \
   -e CITYHUB_HTTP__HOST=127.0.0.1 -e CITYHUB_MANAGEMENT__HOST=127.0.0.1 \
   -e CITYHUB_HTTP__PORT="$api_port" -e CITYHUB_MANAGEMENT__PORT="$management_port" \
@@ -147,7 +151,7 @@ until [ "$(status "http://127.0.0.1:$management_port/healthz")" = 200 ]; do
   fi
   sleep 0.5
 done
-ok "cityhub api healthy after $(($(date +%s) - started)) s (/healthz 200 on :$management_port)"
+ok "cityhub api (read-only root, no capabilities) healthy after $(($(date +%s) - started)) s (/healthz 200 on :$management_port)"
 openapi=$(status "http://127.0.0.1:$api_port/api/v1/openapi.json")
 [ "$openapi" = 200 ] || fail "GET /api/v1/openapi.json: $openapi"
 tenants=$(status "http://127.0.0.1:$api_port/api/v1/tenants")
