@@ -1,8 +1,10 @@
 """W3C Trace Context (level 1) ``traceparent`` values, as cityhub carries them in a Kafka header.
 
-The bridge starts a new trace for every raw record it writes (``new_trace``), each stage that
-acts on the record continues it (``child``: same trace, a new span), and a processing-log record
-names the trace and span it belongs to (Logboek Dataverwerkingen asks for W3C trace context).
+The bridge starts a new trace for every raw record it writes (``TraceparentPool``), each stage
+that acts on the record continues it (``SpanPool.child_of``, or ``child`` on a parsed context:
+same trace, a new span) in the header of what it writes, and a processing-log record names the
+trace and span it belongs to (Logboek Dataverwerkingen asks for W3C trace context). The hops and
+their spans: ``docs/logging.md``.
 
 The header is ``version "-" trace-id "-" parent-id "-" trace-flags`` in lower-case hex
 (https://www.w3.org/TR/trace-context/#traceparent-header). ``parse_traceparent`` follows the
