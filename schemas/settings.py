@@ -75,6 +75,12 @@ class BridgeSettings(_Section):
     MQTT 5 Receive Maximum, so the broker never pushes more than this."""
     max_payload_bytes: int = Field(default=256 * 1024, ge=1)
     """Larger messages go to the dead-letter topic (truncated to this size), not to ``raw``."""
+    broker_stats: bool = True
+    """Also read the broker's ``$SYS/broker`` figures (a second MQTT session, clean, named
+    ``<mqtt.client_id>-sys``) and export them as ``cityhub_mqtt_broker_*`` metrics."""
+    broker_store_file: Path | None = None
+    """The broker's persistence file (Mosquitto's ``mosquitto.db``) when it is on this machine:
+    its size is exported as ``cityhub_mqtt_broker_store_file_bytes``."""
 
 
 class WorkerSettings(_Section):
