@@ -3,7 +3,8 @@
 # `make lint` runs it after building helm (the Makefile's $(HELM_STAMP)). No cluster is used:
 #   1. helm lint --strict of deploy/helm/cityhub with the default values, each value set, and
 #      values-variants.yaml (the chart's other branches);
-#   2. helm template of each into build/k8s-check/;
+#   2. helm template of each into build/k8s-check/; a misspelt value is refused
+#      (values.schema.json);
 #   3. helm package: the packaged chart carries deploy/prometheus/rules.yml's content (the chart
 #      links to it) and renders it into the PrometheusRule;
 #   4. deploy/strimzi/topics.yaml and users.yaml equal a new rendering from cityhub's code;
@@ -58,6 +59,12 @@ for values in "${value_sets[@]}"; do
   quiet_helm template cityhub "$chart" --namespace cityhub "${args[@]}" >"$out/$name.yaml"
   rendered+=("$out/$name.yaml")
 done
+
+# values.schema.json refuses a misspelt value (helm would ignore it otherwise).
+if quiet_helm template cityhub "$chart" --set bridge.replicsa=3 >/dev/null 2>&1; then
+  echo "k8s-check: the chart accepted a misspelt value (bridge.replicsa): values.schema.json" >&2
+  exit 1
+fi
 
 # The packaged chart must hold the rules themselves, not a link that points nowhere.
 quiet_helm package "$chart" --destination "$out" >/dev/null

@@ -31,8 +31,7 @@ spec:
   {{- end }}
   securityContext:
     {{- toYaml $v.podSecurityContext | nindent 4 }}
-  # cityhub stops on SIGTERM: it confirms and commits what it took (workers), hands its
-  # subscriptions over (delivery), and the supervisor's own limit is 30 s.
+  # SIGTERM stops cityhub as Ctrl-C does; `cityhub run` gives its children 30 s for it.
   terminationGracePeriodSeconds: 45
   containers:
     - name: cityhub
