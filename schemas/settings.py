@@ -64,8 +64,23 @@ class MqttSettings(_Section):
     bridge: deliveries go to cityhub's own broker, under a per-tenant root the hub chooses."""
     delivery_password: SecretStr | None = None
     """``delivery_username``'s password; None with a ``delivery_username``: none is sent."""
+    password_file: Path | None = None
+    """A file whose first line is ``password`` (a secret mounted as a file, the secure stack's
+    generated one), read at each connection; instead of ``password``."""
+    delivery_password_file: Path | None = None
+    """Likewise for ``delivery_password``."""
     share_group: str | None = None
     """When set, subscribe as ``$share/<group>/<filter>`` so that several bridges share the load."""
+
+    @model_validator(mode="after")
+    def _one_source_per_password(self) -> MqttSettings:
+        for value, file in (
+            ("password", "password_file"),
+            ("delivery_password", "delivery_password_file"),
+        ):
+            if getattr(self, value) is not None and getattr(self, file) is not None:
+                raise ValueError(f"mqtt.{value} and mqtt.{file} are both set: keep one")
+        return self
 
 
 class BridgeSettings(_Section):

@@ -4,8 +4,11 @@ PostgreSQL; a section of ``cityhub.schemas.settings``, in a module of its own)."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from cityhub.schemas.registry import ID_PATTERN
 
 
 class StackSettings(BaseModel):
@@ -23,6 +26,14 @@ class StackSettings(BaseModel):
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     kafka_heap: str = "1g"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_tls_port: int = Field(default=8883, ge=1, le=65535)
+    """Mosquitto's TLS listener when ``secure`` (the only one then; ``mqtt_port`` stays unused)."""
+    mqtt_tenants: tuple[Annotated[str, StringConstraints(pattern=ID_PATTERN)], ...] = (
+        "city",
+        "harbour",
+    )
+    """Tenants the secure stack makes MQTT users for: a subscriber ``sub-<tenant>`` reading its
+    delivery subtree, and a device publisher ``demo@<tenant>`` (a TTS application's user)."""
     mosquitto_max_inflight: int = Field(default=1000, ge=0)
     mosquitto_max_queued: int = Field(default=1_000_000, ge=0)
     mosquitto_bin: str = "mosquitto"

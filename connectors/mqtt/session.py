@@ -59,6 +59,7 @@ __all__ = [
     "MqttSession",
     "MqttSubscribeFailed",
     "end_session",
+    "login_password",
     "tls_context",
 ]
 
@@ -166,7 +167,7 @@ class MqttSession:
                 server_hostname=settings.host if settings.tls else None,
             )
             self._conn = conn
-            password = settings.password.get_secret_value().encode() if settings.password else None
+            password = login_password(settings)
             conn.write(
                 encode_connect(
                     self._client_id,
@@ -411,6 +412,21 @@ class MqttSession:
         """Drop the connection at once, without DISCONNECT (for tests of session resumption)."""
         if self._conn is not None:
             self._conn.lose("aborted by the application")
+
+
+def login_password(settings: MqttSettings) -> bytes | None:
+    """The password to send in CONNECT: ``password``, else the first line of
+    ``password_file`` (read at each connection, so a rotated secret is picked up), else none.
+    An unreadable file raises ``OSError`` naming the setting (never the file's content)."""
+    if settings.password is not None:
+        return settings.password.get_secret_value().encode()
+    if settings.password_file is None:
+        return None
+    try:
+        lines = settings.password_file.read_text().splitlines()
+    except OSError as exc:
+        raise OSError(f"mqtt.password_file {settings.password_file}: {exc.strerror}") from None
+    return lines[0].encode() if lines else b""
 
 
 def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:

@@ -6,12 +6,13 @@ The spec's ``topic`` is relative: the sink publishes under a per-tenant root
 publish into the topics the bridge ingests from, nor into another tenant's. A batch is done when
 the broker acknowledged all of it (QoS 1; QoS 0 when it was handed to the connection). Batches
 follow the settings ``delivery.batch_max_items`` and ``batch_linger_seconds``. The broker's
-credentials come from ``MqttSettings`` (``delivery_username``/``delivery_password``, else the
-bridge's ``username``/``password``; its host, port and TLS) and never appear in a message or a
-``repr``. They are settings, not part of a subscription's spec, on purpose: deliveries go to
-cityhub's own broker, under a root the hub chooses per tenant, so one hub user writes them all
-and the broker's ACL gives each tenant's subscribers read access to their subtree; a spec that
-named a broker and credentials would make the hub an MQTT client of any host a tenant names.
+credentials come from ``MqttSettings`` (``delivery_username`` with ``delivery_password`` or
+``delivery_password_file``, else the bridge's user; its host, port and TLS) and never appear in
+a message or a ``repr``. They are settings, not part of a subscription's spec, on purpose:
+deliveries go to cityhub's own broker, under a root the hub chooses per tenant, so one hub user
+writes them all and the broker's ACL gives each tenant's subscribers read access to their
+subtree; a spec that named a broker and credentials would make the hub an MQTT client of any
+host a tenant names.
 
 Each message is written by the subscription's ``delivery.encoding``
 (``cityhub.connectors.sinks.encodings``): ``cityhub`` (the default) publishes the item's JSON as
@@ -33,11 +34,11 @@ from pydantic import BaseModel, StringConstraints, field_validator
 from cityhub.connectors.sinks.base import BatchLimits, DeliverySpec, Item, Sink, SpecContext
 from cityhub.connectors.sinks.encodings import EncodingContext, get_encoding
 from cityhub.connectors.sinks.mqtt import MqttSink
-from cityhub.schemas.settings import MqttSettings, Settings
 from cityhub.connectors.sinks.tracing import item_traceparent
+from cityhub.schemas.settings import MqttSettings, Settings
 from cityhub.schemas.subscription import MAX_MQTT_TOPIC_BYTES, Subscription, mqtt_topic
-
 from cityhub.schemas.trace_context import TRACEPARENT
+
 
 class MqttDelivery(DeliverySpec):
     """Republished on cityhub's MQTT broker.
@@ -126,15 +127,14 @@ def delivery_broker_settings(mqtt: MqttSettings) -> MqttSettings:
     if mqtt.delivery_username is None:
         return mqtt
     return mqtt.model_copy(
-        update={"username": mqtt.delivery_username, "password": mqtt.delivery_password}
+        update={
+            "username": mqtt.delivery_username,
+            "password": mqtt.delivery_password,
+            "password_file": mqtt.delivery_password_file,
+        }
     )
 
 
-class MqttKind:
-    """The ``mqtt`` kind."""
-
-    kind = "mqtt"
-    spec_model: type[DeliverySpec] = MqttDelivery
 def _traced(properties: tuple[tuple[str, str], ...], item: Item) -> tuple[tuple[str, str], ...]:
     """The User Properties of the message carrying ``item``: the encoding's, and a
     ``traceparent`` (a child span of the item's trace) unless the encoding set one (CloudEvents
@@ -144,6 +144,11 @@ def _traced(properties: tuple[tuple[str, str], ...], item: Item) -> tuple[tuple[
     return (*properties, (TRACEPARENT, item_traceparent(item)))
 
 
+class MqttKind:
+    """The ``mqtt`` kind."""
+
+    kind = "mqtt"
+    spec_model: type[DeliverySpec] = MqttDelivery
     public_model: type[BaseModel] = MqttDelivery
 
     def __repr__(self) -> str:

@@ -19,6 +19,11 @@ from cityhub.streams.devtools.stack.kafka_listeners import (
     secure_listener_lines,
 )
 from cityhub.streams.devtools.stack.layout import StackLayout
+from cityhub.streams.devtools.stack.mosquitto_access import (
+    SecureFiles,
+    listener_lines,
+    secure_access_lines,
+)
 
 MAX_MQTT_PACKET_BYTES = 2 * 1024 * 1024 + 64 * 1024
 """2 MiB of payload plus room for the topic and MQTT 5 properties."""
@@ -80,16 +85,22 @@ def mosquitto_access(stack: StackSettings) -> str:
 
 
 def render_mosquitto_conf(
-    template: str, stack: StackSettings, layout: StackLayout, user: str
+    template: str,
+    stack: StackSettings,
+    layout: StackLayout,
+    user: str,
+    *,
+    secure: SecureFiles | None = None,
 ) -> str:
     """``mosquitto.conf``: loopback listener, who may connect (``mosquitto_access``),
-    persistence in the state dir, deliberate limits."""
+    persistence in the state dir, deliberate limits. With ``secure``: a TLS listener only, and
+    only the users of its password file, limited by its ACL file."""
     return _fill(
         template,
         str(MOSQUITTO_CONF_TEMPLATE),
         {
-            "mqtt_port": stack.mqtt_port,
-            "access": mosquitto_access(stack),
+            "listener": listener_lines(stack, secure),
+            "access": mosquitto_access(stack) if secure is None else secure_access_lines(secure),
             "user": user,
             "pid_file": layout.mosquitto_pid,
             "persistence_dir": layout.mosquitto_persistence,

@@ -22,7 +22,6 @@ from cityhub.streams.devtools.stack.probes import (
     NotServingError,
     port_in_use,
     probe_kafka,
-    probe_mqtt,
     quiet_client_logs,
     wait_until_serving,
 )
@@ -57,8 +56,9 @@ SERVICES = (kafka.NAME, mosquitto.NAME, postgres.NAME)
 
 def _mqtt_login(settings: Settings) -> tuple[str | None, str | None]:
     """Who the MQTT probe logs in as: nobody, unless the broker has a password file; then the
-    hub's own MQTT user (``mqtt.username``/``password``), which must therefore be set."""
-    if settings.stack.mosquitto_password_file is None:
+    hub's own MQTT user (``mqtt.username``/``password``), which must therefore be set. A secure
+    stack's probe logs in as the stack's own generated bridge user instead."""
+    if settings.stack.mosquitto_password_file is None or settings.stack.secure:
         return None, None
     if settings.mqtt.username is None or settings.mqtt.password is None:
         raise StackError(
@@ -111,7 +111,9 @@ def _services(
         return {} if deploy_dir is None else kafka.rendered_configs(layout, settings, deploy_dir)
 
     def mosquitto_configs() -> dict[Path, str]:
-        return {} if deploy_dir is None else mosquitto.rendered_configs(layout, stack, deploy_dir)
+        if deploy_dir is None:
+            return {}
+        return mosquitto.rendered_configs(layout, settings, deploy_dir)
 
     kafka_address = kafka.kafka_address(stack)
     return (
@@ -130,15 +132,11 @@ def _services(
         _Service(
             name=mosquitto.NAME,
             address=mosquitto.mosquitto_address(stack),
-            ports=(stack.mqtt_port,),
+            ports=(mosquitto.mosquitto_port(stack),),
             process=mosquitto.mosquitto_process(layout),
             log_file=layout.mosquitto_log,
-            probe=lambda within_s: probe_mqtt(
-                "127.0.0.1",
-                stack.mqtt_port,
-                within_s=within_s,
-                username=_mqtt_login(settings)[0],
-                password=_mqtt_login(settings)[1],
+            probe=lambda within_s: mosquitto.probe_mosquitto(
+                settings, layout, within_s, login=_mqtt_login(settings)
             ),
             log_tail=lambda: mosquitto.mosquitto_log_tail(layout),
             configs=mosquitto_configs,
@@ -288,7 +286,7 @@ async def stack_up(settings: Settings, *, only: Collection[str] | None = None) -
         return await kafka.start_kafka(layout, settings, deploy_dir)
 
     async def start_mosquitto() -> int:
-        return mosquitto.start_mosquitto(layout, stack, deploy_dir)
+        return mosquitto.start_mosquitto(layout, settings, deploy_dir)
 
     async def start_postgres() -> int:
         return await postgres.start_postgres(layout, stack)
