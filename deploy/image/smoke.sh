@@ -7,7 +7,8 @@
 #   3. `cityhub --version` and `cityhub settings` (secrets masked) in a container;
 #   4. `cityhub api` in a container on free loopback ports, with a read-only root file system, no
 #      capabilities and no-new-privileges: /healthz 200 on the management port, the OpenAPI
-#      document and a 401 without a key on /api/v1, exit code 0 after SIGTERM.
+#      document and a 401 without a key on /api/v1, exit code 0 after SIGTERM;
+#   5. `cityhub run --workers 1` the same way: every child healthy, exit code 0 after SIGTERM.
 # podman's storage is a temporary folder of this run (nothing is left in /var/lib/containers);
 # the container runs with the host's network (loopback only), a topic prefix and a history schema
 # of its own, and is stopped at the end whatever happens.
@@ -37,7 +38,7 @@ container=cityhub-smoke-$$
 podman=(podman --root "$work/storage" --runroot "$work/run" --tmpdir "$work/tmp" --runtime runc
   --cgroup-manager cgroupfs --events-backend none)
 cleanup() {
-  "${podman[@]}" rm --force --time 10 "$container" >/dev/null 2>&1 || true
+  "${podman[@]}" rm --force --time 10 "$container-api" "$container-run" >/dev/null 2>&1 || true
   "${podman[@]}" system reset --force >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -118,46 +119,88 @@ grep -q smoke-secret-not-shown <<<"$settings" && fail "cityhub settings shows a 
   "$settings" || fail "cityhub settings"
 ok "cityhub settings: JSON, http.host 0.0.0.0, a password given in the environment masked"
 
-# 4. The API against the local stack, its secrets as files the container user reads (as a
-#    Kubernetes secret volume would give them).
+# 4 and 5. The hub against the local stack, its secrets as files the container user reads (as a
+#    Kubernetes secret volume gives them).
 free_port() { .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-api_port=$(free_port)
-management_port=$(free_port)
-prefix=img$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+status() { curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$1" || true; }
 mkdir -p "$work/secrets"
 .venv/bin/python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())' >"$work/secrets/kek"
 cp .cityhub/stack/postgres/password "$work/secrets/history-password"
 chown 10001:10001 "$work/secrets"/*
 chmod 0400 "$work/secrets"/*
-# As a restricted Kubernetes pod runs it: a read-only root file system, no capabilities, no
-# privilege gain.
-"${podman[@]}" run --detach --name "$container" --network=host "${limits[@]}" \
-  --read-only --cap-drop=ALL --security-opt=no-new-privileges \
-  -v "$work/secrets:/run/secrets/cityhub:ro" \
-  -e CITYHUB_HTTP__HOST=127.0.0.1 -e CITYHUB_MANAGEMENT__HOST=127.0.0.1 \
-  -e CITYHUB_HTTP__PORT="$api_port" -e CITYHUB_MANAGEMENT__PORT="$management_port" \
-  -e CITYHUB_KAFKA__TOPIC_PREFIX="$prefix" -e CITYHUB_KAFKA__PARTITIONS=1 \
-  -e CITYHUB_HISTORY__DB_SCHEMA="$prefix" \
-  -e CITYHUB_HISTORY__PASSWORD_FILE=/run/secrets/cityhub/history-password \
-  -e CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY_FILE=/run/secrets/cityhub/kek \
-  "$image" api >/dev/null
-started=$(date +%s)
-status() { curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$1" || true; }
-until [ "$(status "http://127.0.0.1:$management_port/healthz")" = 200 ]; do
-  if [ $(($(date +%s) - started)) -ge 90 ] ||
-    [ "$("${podman[@]}" inspect --format '{{.State.Running}}' "$container")" != true ]; then
-    "${podman[@]}" logs --tail 40 "$container" >&2 || true
-    fail "cityhub api not healthy within 90 s"
-  fi
-  sleep 0.5
-done
-ok "cityhub api (read-only root, no capabilities) healthy after $(($(date +%s) - started)) s (/healthz 200 on :$management_port)"
+
+# start_hub NAME ARGS...: `cityhub ARGS...` in a container NAME as a restricted Kubernetes pod
+# runs it (a read-only root file system, no capabilities, no privilege gain), on free loopback
+# ports (api_port, management_port), with a topic prefix, consumer group, history schema and MQTT
+# client of its own (whose session ends when it disconnects), plus the options in hub_env;
+# returns once /healthz answers 200.
+start_hub() {
+  local name=$1
+  shift
+  api_port=$(free_port)
+  management_port=$(free_port)
+  prefix=img$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+  "${podman[@]}" run --detach --name "$name" --network=host "${limits[@]}" \
+    --read-only --cap-drop=ALL --security-opt=no-new-privileges \
+    -v "$work/secrets:/run/secrets/cityhub:ro" \
+    -e CITYHUB_HTTP__HOST=127.0.0.1 -e CITYHUB_MANAGEMENT__HOST=127.0.0.1 \
+    -e CITYHUB_HTTP__PORT="$api_port" -e CITYHUB_MANAGEMENT__PORT="$management_port" \
+    -e CITYHUB_KAFKA__TOPIC_PREFIX="$prefix" -e CITYHUB_KAFKA__PARTITIONS=1 \
+    -e CITYHUB_WORKER__APP_ID="$prefix-app" \
+    -e CITYHUB_MQTT__CLIENT_ID="$prefix-bridge" -e CITYHUB_MQTT__SESSION_EXPIRY_SECONDS=0 \
+    -e CITYHUB_HISTORY__DB_SCHEMA="$prefix" \
+    -e CITYHUB_HISTORY__PASSWORD_FILE=/run/secrets/cityhub/history-password \
+    -e CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY_FILE=/run/secrets/cityhub/kek \
+    "${hub_env[@]}" "$image" "$@" >/dev/null
+  local started
+  started=$(date +%s)
+  until [ "$(status "http://127.0.0.1:$management_port/healthz")" = 200 ]; do
+    if [ $(($(date +%s) - started)) -ge 90 ] ||
+      [ "$("${podman[@]}" inspect --format '{{.State.Running}}' "$name")" != true ]; then
+      "${podman[@]}" logs --tail 40 "$name" >&2 || true
+      fail "cityhub $* not healthy within 90 s"
+    fi
+    sleep 0.5
+  done
+  ok "cityhub $* (read-only root, no capabilities) healthy after $(($(date +%s) - started)) s"
+}
+
+# stop_hub NAME: SIGTERM, and the exit code must be 0.
+stop_hub() {
+  "${podman[@]}" stop --time 30 "$1" >/dev/null
+  local exit_code
+  exit_code=$("${podman[@]}" inspect --format '{{.State.ExitCode}}' "$1")
+  [ "$exit_code" = 0 ] || {
+    "${podman[@]}" logs --tail 20 "$1" >&2
+    fail "exit code $exit_code after SIGTERM"
+  }
+  ok "stopped by SIGTERM with exit code 0"
+}
+
+# 4. The operator API alone.
+hub_env=()
+start_hub "$container-api" api
 openapi=$(status "http://127.0.0.1:$api_port/api/v1/openapi.json")
 [ "$openapi" = 200 ] || fail "GET /api/v1/openapi.json: $openapi"
 tenants=$(status "http://127.0.0.1:$api_port/api/v1/tenants")
 [ "$tenants" = 401 ] || fail "GET /api/v1/tenants without a key: $tenants, not 401"
 ok "/api/v1/openapi.json 200, /api/v1/tenants without a key 401"
-"${podman[@]}" stop --time 20 "$container" >/dev/null
-exit_code=$("${podman[@]}" inspect --format '{{.State.ExitCode}}' "$container")
-[ "$exit_code" = 0 ] || { "${podman[@]}" logs --tail 20 "$container" >&2; fail "exit code $exit_code after SIGTERM"; }
-ok "stopped by SIGTERM with exit code 0"
+stop_hub "$container-api"
+
+# 5. The whole hub, supervised: the bridge (MQTT 127.0.0.1:1883), a worker, the API and delivery,
+#    each healthy in the supervisor's /healthz. Without the history writer, which would leave a
+#    schema of its own in the stack's PostgreSQL.
+hub_env=(-e CITYHUB_HISTORY__ENABLED=false)
+start_hub "$container-run" run --workers 1
+health=$(curl -s --max-time 3 "http://127.0.0.1:$management_port/healthz")
+.venv/bin/python - "$health" <<'EOF' || fail "cityhub run's /healthz: $health"
+import json, sys
+
+components = json.loads(sys.argv[1])["components"]
+parts = sorted({name.split(".")[0] for name in components})
+assert {"bridge", "worker-1", "api", "deliver"} <= set(parts), parts
+assert all(components.values()), components
+print(f"ok   cityhub run: {len(components)} components of {', '.join(parts)} healthy")
+EOF
+[ "$(status "http://127.0.0.1:$api_port/api/v1/openapi.json")" = 200 ] || fail "cityhub run's API"
+stop_hub "$container-run"
