@@ -150,6 +150,7 @@ async def ensure_topics(
             # A refused login or certificate is not worth retrying until the deadline.
             refusal = await login_refusal(settings.kafka)
             if refusal is not None:
+                await admin.close()
                 raise ConfigurationError(refusal) from exc
             if asyncio.get_running_loop().time() > deadline:
                 raise StackError(

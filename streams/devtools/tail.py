@@ -7,8 +7,9 @@ import sys
 from typing import TextIO
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
-from cityhub.connectors.kafka_clients import kafka_consumer
+from cityhub.connectors.kafka_clients import kafka_consumer, login_refusal
 from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.settings import Settings
 
@@ -29,7 +30,15 @@ async def tail(
         enable_auto_commit=False,
         group_id=None,
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except KafkaConnectionError as exc:
+        await consumer.stop()
+        # aiokafka only says it could not bootstrap; a refused login or certificate says why.
+        refusal = await login_refusal(settings.kafka)
+        raise ConfigurationError(
+            refusal or f"Kafka at {settings.kafka.bootstrap_servers} is not reachable: {exc}"
+        ) from exc
     seen = 0
     try:
         # A consumer without subscriptions has no topic's metadata; aiokafka's public

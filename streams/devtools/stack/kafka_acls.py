@@ -89,12 +89,18 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
         "bridge": [
             *_topics(Operation.WRITE, topics.raw, topics.deadletter),
         ],
-        # The normaliser and aggregators: read raw (and their own repartition topic) in the
-        # worker group, write the results and each subscription's topic (which routing
-        # creates), keep their state in their changelogs; read the registry, the subscriptions'
-        # filters and the privacy views.
+        # The normaliser reads raw, the device aggregator the observations, the area one its
+        # repartition topic, all in the worker group; they write the results and each
+        # subscription's topic (which routing creates), keep their state in their changelogs,
+        # and read the registry, the subscriptions' filters and the privacy views.
         "worker": [
-            *_topics(Operation.READ, topics.raw, topics.area_observations, *changelogs),
+            *_topics(
+                Operation.READ,
+                topics.raw,
+                topics.observations,
+                topics.area_observations,
+                *changelogs,
+            ),
             *_topics(
                 Operation.WRITE,
                 topics.observations,
