@@ -242,9 +242,13 @@ def test_every_component_starts_is_live_then_ready_and_stops(
         not_ready = {c: logs[c].read_text()[-2000:] for c in COMPONENTS if c not in ready}
         assert not not_ready, f"not ready in {READY_TIMEOUT_S} s: {not_ready}"
         assert all(live[c] <= ready[c] for c in COMPONENTS)
-        # The API serves its own port, the management paths only on the management port.
-        assert _get(f"http://127.0.0.1:{http_port}/api/v1/openapi.json") == 200
-        assert _get(f"http://127.0.0.1:{http_port}/metrics") == 404
+        # The API serves the Ingress's three paths on its own port, and the management paths
+        # only on the management port.
+        api = f"http://127.0.0.1:{http_port}"
+        assert _get(f"{api}/api/v1/openapi.json") == 200
+        assert _get(f"{api}/sta/v1.1") == 401  # there, and it asks for an API key
+        assert _get(f"{api}/ngsi-ld/v1/context.jsonld") == 200
+        assert _get(f"{api}/metrics") == 404
     finally:
         for process in processes.values():
             if process.poll() is None:
