@@ -35,6 +35,8 @@ from cityhub.streams.history.connection import read_password
 
 from .hub import BOOTSTRAP, MQTT_HOST, MQTT_PORT, free_port, random_kek
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "cityhub"
 HELM_VERSION = "v4.3.2"
