@@ -27,6 +27,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from cityhub.connectors.mqtt import metrics
@@ -113,14 +114,15 @@ class SecureBroker:
         )
         return base.model_copy(update=changes)
 
-    def client(self, user: str, *, ca: Path | None = None) -> Acks:
-        """A third-party (aiomqtt/paho) MQTT 5 client over TLS, trusting the stack's CA."""
+    def client(self, user: str, *, ca: Path | None = None, password: str | None = None) -> Acks:
+        """A third-party (aiomqtt/paho) MQTT 5 client over TLS, trusting the stack's CA, as
+        ``user`` with ``password`` (default: the stack's generated one)."""
         return Acks(
             "127.0.0.1",
             self.port,
             identifier=f"sec-{user}-{uuid.uuid4().hex[:8]}",
             username=user,
-            password=self.password(user),
+            password=self.password(user) if password is None else password,
             tls_context=ssl.create_default_context(cafile=str(ca or self.ca)),
             protocol=aiomqtt.ProtocolVersion.V5,
         )
@@ -158,6 +160,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
             kafka_controller_port=controller_port,
             mqtt_port=mqtt_port,
             mqtt_tls_port=tls_port,
+            mqtt_tenants=("city", "harbour", "demo"),  # demo: the simulated fleet's tenant
         )
     )
     try:
@@ -286,7 +289,9 @@ class _NoKafka:
 
 
 def _failures(reason: str) -> float:
-    return float(metrics.SESSION_FAILURES.labels(metrics.CONNECTOR, reason)._value.get())
+    """The bridge's count of failed sessions for ``reason`` in this process's registry."""
+    labels = {"connector": metrics.CONNECTOR, "reason": reason}
+    return REGISTRY.get_sample_value("cityhub_bridge_session_failures_total", labels) or 0.0
 
 
 @pytest.mark.parametrize(
