@@ -4,8 +4,9 @@ deliveries' users by password file), the plain stack's Kafka. A plain sensor, ad
 broker's password file the way docs/security.md says (``mosquitto_passwd`` and SIGHUP),
 publishes its readings over TLS as itself; the bridge ingests them, the worker normalises and
 routes them, and the delivery process publishes them over TLS as ``cityhub-delivery`` to the
-tenant's MQTT subscription, where the tenant's subscriber user reads them. Mosquitto's log says
-which user each of the hub's connections logged in as."""
+tenant's MQTT subscription, where the tenant's subscriber user reads them; the bridge process's
+exporter of the broker's $SYS figures reads them as the bridge's user. Mosquitto's log says which
+user each of the hub's connections logged in as."""
 
 from __future__ import annotations
 
@@ -116,6 +117,12 @@ async def test_the_hub_ingests_and_delivers_over_tls_as_its_own_users(
                     if len(delivered) >= 3:
                         break
         assert {d["device_id"] for d in delivered} == {sensor.device_id}, hub.log_tail()
+        # The bridge process's second connection (part E's exporter of the broker's figures)
+        # reads $SYS as the bridge's user: at least it and the bridge are connected. Mosquitto
+        # publishes $SYS every 10 s, so this may wait that long after the broker's start.
+        assert await wait_for(
+            lambda: hub.metric("cityhub_mqtt_broker_clients_connected") >= 2, 30
+        ), hub.log_tail()
     # Who logged in as whom: Mosquitto's notice of each new client names its user.
     connections = [
         line
