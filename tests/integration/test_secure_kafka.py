@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
@@ -44,6 +45,7 @@ from cityhub.schemas.settings import (
     StackSettings,
     WorkerSettings,
 )
+from cityhub.streams.aggregation.query import format_ms
 from cityhub.streams.devtools.simulator import build_fleet
 from cityhub.streams.devtools.simulator import simulate as run_simulation
 from cityhub.streams.devtools.simulator.registration import register_fleet
@@ -215,8 +217,6 @@ async def test_the_hub_runs_over_sasl_ssl_each_process_as_its_own_user(
             await run_simulation(mqtt, DEVICES, 200.0, count=MESSAGES)
 
             async def noise_observations() -> set[str]:
-                import orjson
-
                 records = await read_all(secure_kafka.kafka(), f"{hub.prefix}.observations")
                 docs = [orjson.loads(v) for v in records]
                 return {d["event_id"] for d in docs if d.get("device_type") == "noise"}
@@ -233,6 +233,17 @@ async def test_the_hub_runs_over_sasl_ssl_each_process_as_its_own_user(
 
             assert await wait_for(lambda: delivered() >= want, 60), hub.log_tail()
             assert receiver.bad_signatures == 0
+            # The API reads the newest aggregates from Kafka as its own user.
+            device = receiver.items("noise")[0]["device_id"]
+            now = int(time.time() * 1000)
+            status, doc = await api.call(
+                "GET",
+                f"/tenants/demo/aggregates?deviceId={device}"
+                f"&from={format_ms(now - 3_600_000)}&to={format_ms(now)}",
+                "demo",
+            )
+            assert status == 200, doc
+            assert doc["source"] == "kafka"
             log = await asyncio.to_thread(
                 lambda: "\n".join(p.read_text(errors="replace") for p in tmp_path.glob("run-*.log"))
             )
