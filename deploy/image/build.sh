@@ -82,10 +82,15 @@ install_tools
 "$venv_python" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' ||
   { log "the project's .venv must be CPython 3.11 (the image's python; wheels are chosen by it)"; exit 1; }
 cd "$repo"
-version=$(git show HEAD:pyproject.toml | "$venv_python" -c 'import sys, tomllib; print(tomllib.load(sys.stdin.buffer)["project"]["version"])')
-# The image holds the commit HEAD, not uncommitted changes: its revision label is then true.
-revision=$(git rev-parse HEAD)
-git diff --quiet HEAD -- || log "uncommitted changes are not in the image (it is built from $revision)"
+# The image holds a commit (HEAD, or CITYHUB_IMAGE_COMMIT), not uncommitted changes: its
+# revision label is then true.
+revision=$(git rev-parse --verify "${CITYHUB_IMAGE_COMMIT:-HEAD}^{commit}")
+git diff --quiet "$revision" -- || log "changes since $revision are not in the image"
+version=$(git show "$revision:pyproject.toml" | "$venv_python" -c 'import sys, tomllib; print(tomllib.load(sys.stdin.buffer)["project"]["version"])')
+# Every time stamp in the image (the wheel's entries, files' times, bytecode's checks, the
+# created label) is the commit's time, so that two builds of one commit from the same mirror
+# content are the same image.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct "$revision")}
 source_url=${CITYHUB_IMAGE_SOURCE:-$(git config --get remote.origin.url || true)}
 sources_file=$(apt_sources)
 
@@ -96,7 +101,7 @@ mkdir -p "$work/src" "$work/wheels"
 # 1. The wheel, from the commit's files (a build in the tree would also leave build/lib beside
 #    the editable install's links).
 log "wheel of cityhub $version ($revision)"
-git archive --format=tar HEAD | tar -x -C "$work/src"
+git archive --format=tar "$revision" | tar -x -C "$work/src"
 "$venv_python" -m venv "$work/build-venv"
 "$work/build-venv/bin/pip" install -q --no-cache-dir --require-hashes -r "$here/requirements-build.lock"
 "$work/build-venv/bin/python" -m build -q --wheel --no-isolation --outdir "$work/wheels" "$work/src" \
@@ -119,13 +124,16 @@ cp "$RUNTIME_LOCK" "$work/wheels/requirements-runtime.lock"
 #    recommends. The merged-usr hook makes /bin, /lib, /sbin links as Debian 12 has them without
 #    the usrmerge package (which would bring a whole perl). dpkg keeps no manuals,
 #    documentation (but the licences) or translations. The hooks run in the new system
-#    (chroot), with no network needed.
+#    (chroot), with no network needed. mmdebstrap copies this machine's resolv.conf and hostname
+#    in: they go (a container runtime provides its own).
 log "root file system (Debian $IMAGE_SUITE from $sources_file)"
 rootfs_tar=$work/rootfs.tar
-# Commands in the chroot see none of this machine's environment (its PIP_* settings included).
-in_chroot='chroot "$1" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1'
 pip_wheel=$(basename "$work"/pip/pip-*.whl)
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+# SOURCE_DATE_EPOCH in the chroot makes Python's bytecode hash-checked rather than stamped with
+# the install's times.
+# Commands in the chroot see none of this machine's environment (its PIP_* settings included).
+in_chroot="chroot \"\$1\" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+  PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
 mmdebstrap --quiet --variant=essential --format=tar \
   --include="$IMAGE_PYTHON,ca-certificates,passwd" \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
@@ -148,6 +156,10 @@ mmdebstrap --quiet --variant=essential --format=tar \
   --customize-hook="$in_chroot $IMAGE_VENV/bin/cityhub --version" \
   --customize-hook='rm -rf "$1"/tmp/wheels "$1"/tmp/pip "$1"/root/.cache "$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old' \
   --customize-hook='find "$1"/var/log -type f -delete' \
+  --customize-hook='rm -f "$1"/etc/resolv.conf "$1"/etc/hostname' \
+  --customize-hook="find \"\$1\" -xdev \\( -path \"\$1/proc\" -o -path \"\$1/sys\" -o -path \"\$1/dev\" \\) \
+    -prune -o -newermt @$SOURCE_DATE_EPOCH -exec touch --no-dereference --date=@$SOURCE_DATE_EPOCH {} +" \
+  --skip=output/dev \
   "$IMAGE_SUITE" "$rootfs_tar" "$sources_file"
 
 # 4. The OCI image: one layer, its configuration, a tag per version.
