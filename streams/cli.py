@@ -325,7 +325,10 @@ def run(
         return
     # The level of `cityhub --log-level X run` holds for every child too.
     level = click.get_current_context().obj
-    children = hub_children(settings, workers=count, simulate=sim, log_level=level)
+    try:  # each child's Kafka user is read here (kafka.component_credentials_dir)
+        children = hub_children(settings, workers=count, simulate=sim, log_level=level)
+    except CityhubError as exc:
+        raise click.ClickException(str(exc)) from exc
 
     async def supervise() -> None:
         await ensure_topics(settings)
