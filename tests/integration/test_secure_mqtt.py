@@ -51,6 +51,7 @@ from cityhub.streams.devtools.stack.layout import StackLayout
 from cityhub.streams.devtools.stack.mosquitto import (
     hub_env_file,
     passwords_dir,
+    probe_secure_mqtt,
     secure_files,
 )
 from cityhub.streams.devtools.stack.mosquitto_access import (
@@ -60,6 +61,7 @@ from cityhub.streams.devtools.stack.mosquitto_access import (
     device_user,
     subscriber_user,
 )
+from cityhub.streams.devtools.stack.probes import AccessRefused
 
 from .hub import Hub, read_topic
 
@@ -279,6 +281,19 @@ async def test_a_wrong_password_is_refused(broker: SecureBroker) -> None:
     assert reason == "login_refused"
     assert "cityhub-bridge" in message
     assert "not-the-password" not in message
+
+
+async def test_the_readiness_probe_says_why_it_cannot_get_in(broker: SecureBroker) -> None:
+    """``stack up``/``status`` stop at once on these (AccessRefused), with the reason."""
+    assert "TLS, user cityhub-bridge" in await probe_secure_mqtt(
+        broker.mqtt(BRIDGE_USER), within_s=5
+    )
+    with pytest.raises(AccessRefused, match="certificate is not trusted"):
+        await probe_secure_mqtt(broker.mqtt(BRIDGE_USER, tls_ca_file=None), within_s=5)
+    wrong = broker.mqtt(BRIDGE_USER, password=SecretStr("not-the-password"))
+    with pytest.raises(AccessRefused, match="refused user 'cityhub-bridge'") as refused:
+        await probe_secure_mqtt(wrong, within_s=5)
+    assert "not-the-password" not in str(refused.value)
 
 
 class _NoKafka:
