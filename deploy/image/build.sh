@@ -134,6 +134,8 @@ pip_wheel=$(basename "$work"/pip/pip-*.whl)
 # Commands in the chroot see none of this machine's environment (its PIP_* settings included).
 in_chroot="chroot \"\$1\" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
   PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
+# $1 in a hook is the new system's root, given by mmdebstrap: single quotes keep it for the hook.
+# shellcheck disable=SC2016
 mmdebstrap --quiet --variant=essential --format=tar \
   --include="$IMAGE_PYTHON,ca-certificates,passwd" \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
@@ -188,8 +190,11 @@ config_args=(
   --config.label="org.opencontainers.image.created=$created"
   --config.label=org.opencontainers.image.licenses=Apache-2.0
 )
-[ -n "$source_url" ] && config_args+=(--config.label="org.opencontainers.image.source=$source_url") ||
+if [ -n "$source_url" ]; then
+  config_args+=(--config.label="org.opencontainers.image.source=$source_url")
+else
   log "no source label: set CITYHUB_IMAGE_SOURCE or a git remote origin"
+fi
 for variable in "${IMAGE_ENV[@]}"; do config_args+=(--config.env="$variable"); done
 for port in "${IMAGE_PORTS[@]}"; do config_args+=(--config.exposedports="$port"); done
 umoci config --image "$out/oci:$version" --no-history "${config_args[@]}"
