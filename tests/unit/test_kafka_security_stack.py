@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cityhub.schemas.settings import Settings, StackSettings
+from pydantic import SecretStr
+
+from cityhub.schemas.settings import KafkaSettings, Settings, StackSettings
 from cityhub.streams.devtools.stack.config import (
     SERVER_PROPERTIES_TEMPLATE,
     render_server_properties,
@@ -19,7 +21,9 @@ from cityhub.streams.devtools.stack.kafka_acls import (
     super_users,
 )
 from cityhub.streams.devtools.stack.kafka_listeners import BrokerTls
+from cityhub.streams.devtools.stack.kafka_secure import client_kafka_settings
 from cityhub.streams.devtools.stack.layout import StackLayout, find_deploy_dir
+from cityhub.streams.devtools.stack.pki import Pki
 
 STACK = StackSettings(kafka_port=29092, kafka_controller_port=29093, secure=True)
 LAYOUT = StackLayout(root=Path("/srv/secure"))
@@ -133,3 +137,24 @@ def test_grants_follow_the_configured_names() -> None:
     )
     assert any(g.resource_name == "town.raw" for g in worker)
     assert not any(g.resource_name.startswith("cityhub.") for g in worker)
+
+
+def test_the_stacks_own_client_ignores_the_users_kafka_settings(tmp_path: Path) -> None:
+    elsewhere = KafkaSettings(
+        bootstrap_servers="kafka.example:9093",
+        security_protocol="SSL",
+        ssl_cert_file=Path("/c.pem"),
+        ssl_key_file=Path("/k.pem"),
+        ssl_key_password=SecretStr("x"),
+        ssl_check_hostname=False,
+    )
+    settings = Settings(kafka=elsewhere, stack=StackSettings(kafka_port=19092, secure=True))
+    layout = StackLayout(root=tmp_path)
+    kafka = client_kafka_settings(settings, layout, Pki(tmp_path / "pki"), "bridge")
+    assert kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert kafka.security_protocol == "SASL_SSL"
+    assert kafka.sasl_username == "cityhub-bridge"
+    assert kafka.sasl_password_file == tmp_path / "clients" / "bridge.password"
+    assert kafka.ssl_ca_file == tmp_path / "pki" / "ca.crt"
+    assert kafka.ssl_cert_file is None
+    assert kafka.ssl_check_hostname
