@@ -1,0 +1,1 @@
+"""Observability assets made from code: the Grafana dashboards in ``deploy/grafana/``."""
