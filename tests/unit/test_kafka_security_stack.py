@@ -3,10 +3,13 @@ controller behind mutual TLS, and each component granted only what its code does
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
+from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import KafkaSettings, Settings, StackSettings
 from cityhub.streams.devtools.stack.config import (
     SERVER_PROPERTIES_TEMPLATE,
@@ -21,7 +24,12 @@ from cityhub.streams.devtools.stack.kafka_acls import (
     super_users,
 )
 from cityhub.streams.devtools.stack.kafka_listeners import BrokerTls
-from cityhub.streams.devtools.stack.kafka_secure import client_kafka_settings
+from cityhub.streams.devtools.stack.kafka_secure import (
+    client_kafka_settings,
+    clients_dir,
+    ensure_credentials,
+    scram_format_arguments,
+)
 from cityhub.streams.devtools.stack.layout import StackLayout, find_deploy_dir
 from cityhub.streams.devtools.stack.pki import Pki
 
@@ -158,3 +166,26 @@ def test_the_stacks_own_client_ignores_the_users_kafka_settings(tmp_path: Path) 
     assert kafka.ssl_ca_file == tmp_path / "pki" / "ca.crt"
     assert kafka.ssl_cert_file is None
     assert kafka.ssl_check_hostname
+
+
+def test_users_are_made_once_with_private_passwords(tmp_path: Path) -> None:
+    layout = StackLayout(root=tmp_path)
+    first = ensure_credentials(layout, formatted=False)
+    assert set(first) == {"bridge", "worker", "delivery", "api", "history", "admin", "broker"}
+    assert len(set(first.values())) == len(first)
+    assert ensure_credentials(layout, formatted=True) == first
+    folder = clients_dir(layout)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())
+    assert (folder / "broker.username").read_text() == "cityhub-broker\n"
+    arguments = scram_format_arguments(first)
+    assert arguments[0] == "--add-scram"
+    assert f"SCRAM-SHA-512=[name=cityhub-worker,password={first['worker']}]" in arguments
+
+
+def test_a_lost_password_of_a_formatted_kafka_says_to_purge(tmp_path: Path) -> None:
+    layout = StackLayout(root=tmp_path)
+    ensure_credentials(layout, formatted=False)
+    (clients_dir(layout) / "api.password").unlink()
+    with pytest.raises(StackError, match="purge"):
+        ensure_credentials(layout, formatted=True)
