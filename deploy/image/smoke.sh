@@ -25,6 +25,7 @@ command -v podman >/dev/null 2>&1 || missing+=(podman)
 # runc, not crun: crun refuses a host whose cgroups are mixed v1/v2 ("cgroups in hybrid mode not
 # supported"), which some CI machines and sandboxes have; runc runs on both.
 command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing from Debian: ${missing[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
