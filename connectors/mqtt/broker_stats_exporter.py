@@ -10,8 +10,9 @@ came, so that a silent broker is told from a quiet one. With ``bridge.broker_sto
 size of the broker's persistence file is exported too, read every few seconds.
 
 Never a reason for the bridge to stop: a lost connection is retried with a backoff; a broker
-that refuses the subscription (an ACL that hides ``$SYS``) is logged once and the figures stay
-off until the process restarts.
+that refuses the subscription in its SUBACK is logged once and the figures stay off until the
+process restarts. (Mosquitto 2.0 grants a subscription its ACL denies and sends nothing: the
+exporter then stays connected and idle, and the series are absent.)
 """
 
 from __future__ import annotations

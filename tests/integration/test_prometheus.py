@@ -213,6 +213,21 @@ async def test_prometheus_scrapes_the_hub_evaluates_the_rules_and_alerts_on_a_hu
                 for stage in ("bridge", "normalise", "route"):
                     assert throughput(stage) > 0, f"no throughput recorded for {stage}"
 
+                # The series the alerts read that the hub makes for them.
+                def values(query: str, label: str) -> dict[str, float]:
+                    result = api(url, "query", query=query)["result"]
+                    return {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
+
+                assert values("cityhub_process_up", "process") == dict.fromkeys(
+                    ("bridge", "worker-1", "api", "deliver", "history"), 1.0
+                )
+                assert (
+                    values("min by (component) (cityhub_component_ready)", "component")["registry"]
+                    == 1.0
+                )
+                assert values("cityhub_consumer_lag_seconds", "topic"), "no worker lag in seconds"
+                assert values("cityhub_history_lag_seconds", "topic"), "no history lag in seconds"
+
                 # The broker's figures: Mosquitto republishes them every sys_interval (10 s); a
                 # new subscriber does not always get every one retained at once.
                 def broker_figures() -> bool:
