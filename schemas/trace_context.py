@@ -244,6 +244,11 @@ class SpanPool:
         flags = b"-01" if ctx.sampled else b"-00"
         return b"00-" + ctx.trace_id.encode("ascii") + b"-" + self.span_id() + flags
 
+    def child_of_own(self, parent: bytes) -> bytes:
+        """``child_of`` for a ``parent`` this pool made (valid by construction, so not checked
+        again): the routing's span of each copy of an observation, several per uplink."""
+        return parent[:36] + self.span_id() + parent[52:]
+
     def new_trace(self) -> bytes:
         """A new, sampled trace's ``traceparent`` (a record that continues no other)."""
         return self._traces.next()

@@ -403,7 +403,7 @@ class AggregatorAgent:
                     continue
                 topics = router.route(orjson.loads(doc), Source.AGGREGATES)
                 for topic in self._gate.routes(topics, mark, router.subscription_at):
-                    copy = [mark.header(), (TRACEPARENT, spans.child_of(trace))]
+                    copy = [mark.header(), (TRACEPARENT, spans.child_of_own(trace))]
                     writes.append(
                         router.write(topic, key, doc, timestamp_ms=timestamp, headers=copy)
                     )
@@ -415,7 +415,7 @@ class AggregatorAgent:
             )
             if router is not None:
                 for topic in router.route(orjson.loads(doc), Source.AGGREGATES):
-                    copy = [(TRACEPARENT, spans.child_of(trace))]
+                    copy = [(TRACEPARENT, spans.child_of_own(trace))]
                     writes.append(
                         router.write(topic, key, doc, timestamp_ms=timestamp, headers=copy)
                     )

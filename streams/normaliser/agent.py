@@ -189,7 +189,7 @@ class NormaliserAgent:
                         writes.append(Write(self._observations, key, doc, None, None, headers))
                         if router is not None:
                             for topic in router.route(observation):
-                                copy = [(TRACEPARENT, spans.child_of(trace))]
+                                copy = [(TRACEPARENT, spans.child_of_own(trace))]
                                 writes.append(router.write(topic, key, doc, headers=copy))
                                 routed += 1
             made[envelope.format] += len(result.observations)
@@ -235,7 +235,7 @@ class NormaliserAgent:
             if router is None or gate is None or mark is None:
                 continue
             for topic in gate.routes(router.route(observation), mark, router.subscription_at):
-                copy = [mark.header(), (TRACEPARENT, self._spans.child_of(trace))]
+                copy = [mark.header(), (TRACEPARENT, self._spans.child_of_own(trace))]
                 writes.append(router.write(topic, key, doc, headers=copy))
                 routed += 1
         return routed

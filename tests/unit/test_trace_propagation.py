@@ -76,6 +76,19 @@ def test_a_child_keeps_trace_and_flags_and_draws_distinct_spans() -> None:
     assert not unsampled.sampled
 
 
+def test_a_child_of_the_pools_own_value_skips_the_check_but_not_the_new_span() -> None:
+    pool = SpanPool()
+    own = pool.child_of(PARENT)
+    children = {pool.child_of_own(own) for _ in range(20)}
+    assert len(children) == 20
+    for child in children:
+        parsed = parse_traceparent(child)
+        assert parsed is not None
+        assert parsed.trace_id == "0af7651916cd43dd8448eb211c80319c"
+        assert parsed.sampled
+        assert child[36:52] != own[36:52]
+
+
 def test_a_later_version_is_continued_as_version_00() -> None:
     later = b"cc" + PARENT[2:] + b"-what-follows"
     child = SpanPool().child_of(later)
