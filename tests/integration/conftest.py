@@ -8,15 +8,22 @@ never seen by another's.
 ``delete_topics_made_here`` (every session): each test makes its own topics under a random
 prefix; the session deletes every topic it made when it ends. Left behind, they add up over
 runs on one broker (a day of runs left 19 883 partition folders, past the 20 000 open files a
-process may hold here, and Kafka stopped).
+process may hold here, and Kafka stopped). Sessions that run at the same time on one broker (two
+people, or several helpers, on one machine) cannot tell their topics apart, so a session that
+ends while another is still running leaves its list for the last one to end, which deletes them
+all (deleting them at once broke the other session's tests: "unknown API key" when its registry
+topic went).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -49,17 +56,59 @@ async def _delete_topics(settings: Settings, topics: set[str]) -> None:
         await admin.close()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sessions_dir(settings: Settings) -> Path:
+    """Where the sessions on this stack note themselves: beside the stack's state dir."""
+    folder = Path(settings.stack.state_dir).resolve().parent / "test-sessions"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _topics_to_delete(folder: Path, made: set[str]) -> set[str] | None:
+    """``made`` and every list left by sessions that ended, if no other session still runs
+    (their files are then removed); None while one does (``made`` is then left for it)."""
+    others_running = any(
+        _alive(int(f.stem.split("-")[1])) and int(f.stem.split("-")[1]) != os.getpid()
+        for f in folder.glob("running-*")
+    )
+    if others_running:
+        (folder / f"left-{os.getpid()}-{uuid.uuid4().hex[:6]}.json").write_text(
+            json.dumps(sorted(made))
+        )
+        return None
+    left = list(folder.glob("left-*.json"))
+    everything = set(made)
+    for f in left:
+        everything.update(json.loads(f.read_text()))
+        f.unlink()
+    return everything
+
+
 @pytest.fixture(scope="session", autouse=True)
 def delete_topics_made_here() -> Iterator[None]:
     """Delete, when the session ends, every topic that was not there when it began (the
-    broker's own ``__`` topics excepted)."""
+    broker's own ``__`` topics excepted), or leave the list to a session still running."""
     settings = Settings()
     before = asyncio.run(_topics(settings))
+    folder = _sessions_dir(settings)
+    running = folder / f"running-{os.getpid()}"
+    running.touch()
     yield
+    running.unlink(missing_ok=True)
     try:
         made = {t for t in asyncio.run(_topics(settings)) - before if not t.startswith("__")}
-        if made:
-            asyncio.run(asyncio.wait_for(_delete_topics(settings, made), timeout=120))
+        doomed = _topics_to_delete(folder, made)
+        if doomed:
+            asyncio.run(asyncio.wait_for(_delete_topics(settings, doomed), timeout=120))
     except (KafkaError, OSError, TimeoutError) as e:  # tidying up only: the tests have run
         warnings.warn(f"could not delete the session's topics: {e!r}", stacklevel=1)
 
