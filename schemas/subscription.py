@@ -19,13 +19,20 @@ A delivery may hold a secret that cityhub needs in clear (a webhook's signing ke
 symmetric). Its kind's spec model says how (``DeliverySpec.secrets``, ``public``), and:
 
 - ``repr`` and ``str`` mask it (``SecretStr``);
-- ``model_dump(mode="json")`` / ``model_dump_json()`` is the **storage form** and carries it in
-  clear, so that the compacted topic can rebuild the view after a restart (whoever may read the
-  subscriptions topic can sign as cityhub: restrict it with ACLs as the registry topic);
+- ``model_dump(mode="json")`` / ``model_dump_json()`` carries it in clear, so a record that
+  holds it is never written to the subscriptions topic whole: ``split_secrets``
+  (``cityhub.schemas.subscription_secrets``) parts it into the record *without* its secrets (the
+  delivery's ``without_secrets()``: a webhook keeps a fingerprint of its secret) for the
+  subscriptions topic, which the worker reads for routing, and a ``SubscriptionSecrets`` for the
+  compacted subscription-secrets topic, which only the API (the writer) and the delivery (the
+  signer) may read; ``join_secrets`` puts them together again for the sink, and only when the
+  secret is the one the record's fingerprint names;
 - ``Subscription.public()`` is the only form that may leave through the API: no secret (a
   webhook shows a short fingerprint so that a subscriber can tell which secret is configured).
 
-A secret cityhub generates is handed back exactly once, by ``build_subscription``.
+A secret cityhub generates is handed back exactly once, by ``build_subscription``. Records written
+before the split (secrets inline) still read, and their delivery still signs with the inline
+secret; the API moves such secrets to the secrets topic when it starts.
 
 Pure: pydantic models and functions, no I/O.
 """
@@ -231,6 +238,24 @@ class DeliverySpec(_Spec):
         """The delivery as the API shows it: the JSON form without any secret."""
         return self.model_dump(mode="json")
 
+    def without_secrets(self) -> DeliverySpec:
+        """The delivery as the subscriptions topic keeps it: without the secrets, but with what
+        ``public()`` and ``with_secrets`` need to know of them (a fingerprint). A kind that holds
+        none returns itself; so does one that does not override this (its secrets stay inline,
+        on the subscriptions topic)."""
+        return self
+
+    def awaits_secrets(self) -> bool:
+        """Whether ``without_secrets`` took secrets that the sink needs (put them back with
+        ``with_secrets`` before building it)."""
+        return False
+
+    def with_secrets(self, secrets: Sequence[str]) -> DeliverySpec | None:
+        """The delivery with ``secrets`` (a ``SubscriptionSecrets``'s) put back, for the sink;
+        None unless they are the ones ``without_secrets`` took (by fingerprint), so that a sink
+        never signs with another subscription's or an outdated secret."""
+        return self
+
 
 class SubscriptionSpec(_Spec):
     """What a subscriber sends to create or replace a subscription."""
@@ -305,9 +330,9 @@ class SubscriptionSpec(_Spec):
 class Subscription(BaseModel):
     """A subscription as the compacted topic carries it; ``public()`` is what the API returns.
 
-    A delivery's secrets (a webhook's signing secret, always set in a record) are stored in
-    clear in the JSON dump: its sink needs them (see the module docstring). Never send the dump
-    anywhere but the subscriptions topic.
+    A delivery's secrets (a webhook's signing secret, always known to a record: inline or by
+    fingerprint) are in clear in the JSON dump of a record that holds them: write such a record
+    only after ``split_secrets`` (see the module docstring), which leaves the fingerprint.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -340,6 +365,10 @@ class Subscription(BaseModel):
         a kind that holds none."""
         secrets = self.delivery.secrets()
         return secrets[0] if secrets else None
+
+    def without_secrets(self) -> Subscription:
+        """The record as the subscriptions topic keeps it (``DeliverySpec.without_secrets``)."""
+        return self.model_copy(update={"delivery": self.delivery.without_secrets()})
 
     def public(self) -> dict[str, Any]:
         """The subscription as the API returns it: no secret (the delivery's ``public()``; a
@@ -437,7 +466,12 @@ def build_subscription(
 
 def record_key(record: Subscription) -> str:
     """The compacted topic's key: ``subscription/<tenant>/<id>`` (ids are unique per tenant)."""
-    return f"subscription/{record.tenant}/{record.id}"
+    return subscription_key(record.tenant, record.id)
+
+
+def subscription_key(tenant: str, subscription_id: str) -> str:
+    """The key of a subscription, on the subscriptions and on the subscription-secrets topic."""
+    return f"subscription/{tenant}/{subscription_id}"
 
 
 def subscription_topic(prefix: str, tenant: str, subscription_id: str) -> str:

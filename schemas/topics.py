@@ -31,6 +31,9 @@ class Topics:
     """Compacted: the device registry's records keyed by kind and id (see streams/registry)."""
     subscriptions: str
     """Compacted: subscriptions keyed ``subscription/<tenant>/<id>`` (see streams/subscriptions)."""
+    subscription_secrets: str
+    """Compacted: the subscriptions' secrets (a webhook's signing secret), keyed as the
+    subscriptions; read by the API and the delivery only (streams/subscriptions/secret_store)."""
     processing_activities: str
     """Compacted: the register of processing activities, keyed
     ``processing_activity/<tenant>/<slug>`` (see streams/privacy)."""
@@ -62,6 +65,7 @@ class Topics:
             deadletter=f"{prefix}.deadletter",
             registry=f"{prefix}.registry",
             subscriptions=f"{prefix}.subscriptions",
+            subscription_secrets=f"{prefix}.subscription-secrets",
             processing_activities=f"{prefix}.processing-activities",
             consents=f"{prefix}.consents",
             subject_keys=f"{prefix}.subject-keys",

@@ -109,7 +109,18 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # and tombstones stay a day so that an instance that was away still sees the delete.
         TopicSpec(topics.registry, 1, compact_config),
         # The subscriptions, kept the same way (every API instance and delivery task reads all).
-        TopicSpec(topics.subscriptions, 1, compact_config),
+        # Their secrets apart, readable by the API and the delivery only: a replaced or deleted
+        # secret goes at the next compaction, within the hour whatever the dirty ratio. Records
+        # written before the secrets moved out held them inline: the same bound on the
+        # subscriptions topic lets compaction drop those once the API rewrote them.
+        TopicSpec(
+            topics.subscriptions, 1, {**compact_config, "max.compaction.lag.ms": str(HOUR_MS)}
+        ),
+        TopicSpec(
+            topics.subscription_secrets,
+            1,
+            {**compact_config, "max.compaction.lag.ms": str(HOUR_MS)},
+        ),
         # The register of processing activities: public, small, every API instance reads all.
         TopicSpec(topics.processing_activities, 1, compact_config),
         # Consents, data subjects' keys and residents' tokens: small, every process that checks

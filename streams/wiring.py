@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cityhub.connectors.batching_writer import BatchingWriter
 from cityhub.connectors.dead_letter_route import DeadLetterRoute
@@ -32,8 +33,12 @@ from cityhub.streams.runtime.host import Part, management_part, server_part, sto
 from cityhub.streams.runtime.worker import Worker
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 from cityhub.streams.subscriptions.routing import Routing
+from cityhub.streams.subscriptions.secret_store import SubscriptionSecretStore
 from cityhub.streams.subscriptions.store import SubscriptionStore
 from cityhub.streams.subscriptions.topics import SubscriptionTopics
+
+if TYPE_CHECKING:  # imported where the API is built: a worker process does without it
+    from cityhub.streams.subscriptions.service import Subscriptions
 
 WRITER_STAGE = "worker"
 """The stage of the dead letters the worker's writer makes itself (a record too large once
@@ -72,6 +77,13 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         subscriptions = SubscriptionStore(settings)
         parts.append(store_part("subscriptions", subscriptions))
         checks["subscriptions"] = _flag(subscriptions, "ready")
+    secrets: SubscriptionSecretStore | None = None
+    if roles.api or roles.deliver:
+        # The subscriptions' secrets, apart from the records the worker reads: only the API
+        # (which writes them) and the delivery (which signs) hold them.
+        secrets = SubscriptionSecretStore(settings)
+        parts.append(store_part("subscription secrets", secrets))
+        checks["subscription_secrets"] = _flag(secrets, "ready")
     privacy: PrivacyStores | None = None
     if roles.worker or roles.api or roles.deliver:
         # The register, the consents and the subjects' keys, in every process that routes,
@@ -90,7 +102,11 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         assert subscriptions is not None
         assert privacy is not None
         manager = DeliveryManager(
-            settings, subscriptions, gate=privacy.gate, processing_log=privacy.log_writer
+            settings,
+            subscriptions,
+            gate=privacy.gate,
+            processing_log=privacy.log_writer,
+            secrets=secrets,
         )
         if registry is not None:
             from cityhub.streams.ngsi_ld.encodings import use_registry
@@ -114,7 +130,10 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         assert registry is not None
         assert subscriptions is not None
         assert privacy is not None
-        parts += _api_part(settings, registry, subscriptions, privacy, roles.api_limits, checks)
+        assert secrets is not None
+        parts += _api_part(
+            settings, registry, (subscriptions, secrets), privacy, roles.api_limits, checks
+        )
     parts.append(management_part(settings.management.host, settings.management.port, checks))
     parts.append(heap_part(ready=lambda: all(check() for check in checks.values())))
     return parts
@@ -239,13 +258,14 @@ def _simulator_part(settings: Settings, registry: RegistryStore, options: dict[s
 def _api_part(
     settings: Settings,
     registry: RegistryStore,
-    subscription_store: SubscriptionStore,
+    subscription_stores: tuple[SubscriptionStore, SubscriptionSecretStore],
     privacy: PrivacyStores,
     limits: dict[str, int],
     checks: dict[str, HealthCheck],
 ) -> list[Part]:
     """The operator API and what only it keeps: the residents' tokens and the processing log's
-    index (each API process follows them whole)."""
+    index (each API process follows them whole). It moves the subscriptions' inline secrets (of
+    records from before the secrets topic) to the secrets topic before it serves."""
     from cityhub.streams.api.app import DEFAULT_MAX_BODY_BYTES, build_api
     from cityhub.streams.api.resident_tokens import ResidentServices
     from cityhub.streams.delivery.sse import LiveStreams
@@ -270,6 +290,7 @@ def _api_part(
     checks["resident_tokens"] = _flag(tokens_store, "ready")
     checks["processing_log_index"] = _flag(log_follower, "ready")
     subscription_topics = SubscriptionTopics(settings)
+    subscription_store, secret_store = subscription_stores
     subscriptions = Subscriptions(
         subscription_store,
         registry.view,
@@ -279,6 +300,7 @@ def _api_part(
         remove_topic=subscription_topics.delete,
         subscriptions_per_tenant=settings.quotas.subscriptions_per_tenant,
         activities=privacy.register.view,
+        secrets=secret_store,
     )
     # A data subject's key is made before any device is linked to them.
     service = Registry(registry, subject_keys=privacy.keys)
@@ -333,8 +355,33 @@ def _api_part(
             else None,
         ),
     )
+    mover = _SecretsMover(subscriptions, subscription_store, secret_store)
+    checks["subscription_secrets_moved"] = _flag(mover, "done")
     return [
         store_part("resident tokens", tokens_store),
         store_part("processing log index", log_follower),
+        Part("subscription secrets mover", mover.run),
         server_part("operator API", app, settings.http.host, settings.http.port),
     ]
+
+
+class _SecretsMover:
+    """Moves inline secrets (``Subscriptions.move_inline_secrets``) once both stores have caught
+    up; the API reports ready only after (``done``), so it is not sent requests before."""
+
+    def __init__(
+        self,
+        service: Subscriptions,
+        records: SubscriptionStore,
+        secrets: SubscriptionSecretStore,
+    ) -> None:
+        self._service = service
+        self._stores = (records, secrets)
+        self.done = False
+
+    async def run(self) -> None:
+        while not all(store.ready for store in self._stores):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await self._service.move_inline_secrets()
+        self.done = True
+        await asyncio.Event().wait()

@@ -9,6 +9,12 @@ running task.
 
 Several processes may run a manager: each subscription is one consumer group, so Kafka lets
 one process deliver it and keeps the others as standbys.
+
+A record of the subscriptions topic holds no secret; the manager joins it with its secrets from
+the subscription-secrets store (``join_secrets``) before the kind builds the sink. A webhook
+subscription whose secret is not there yet (or is not the one its record names) waits: no task,
+nothing delivered unsigned, nothing dead-lettered; it is logged once and counted in
+``cityhub_delivery_awaiting_secret``, and starts when the secret arrives.
 """
 
 from __future__ import annotations
@@ -20,21 +26,35 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from prometheus_client import Gauge
 
 from cityhub.connectors.kafka import create_producer
 from cityhub.connectors.kafka_clients import kafka_admin, kafka_consumer
 from cityhub.connectors.sinks import Serving
 from cityhub.schemas.settings import Settings
-from cityhub.schemas.subscription import Subscription, SubscriptionState, subscription_topic
+from cityhub.schemas.subscription import (
+    Subscription,
+    SubscriptionState,
+    record_key,
+    subscription_topic,
+)
+from cityhub.schemas.subscription_secrets import join_secrets
 from cityhub.schemas.topics import Topics
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.targets import target_for
 from cityhub.streams.delivery.task import DeliveryTask, Target, group_id
 from cityhub.streams.privacy.gate import PrivacyGate
 from cityhub.streams.privacy.log_writer import ProcessingLogSink
+from cityhub.streams.subscriptions.secret_store import SubscriptionSecretRecordStore
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore
 
 log = logging.getLogger("cityhub.delivery")
+
+AWAITING_SECRET = Gauge(
+    "cityhub_delivery_awaiting_secret",
+    "Subscriptions not delivered because their secret is not (yet) on the "
+    "subscription-secrets topic.",
+)
 
 POLL_INTERVAL_S = 0.2
 PAUSED_LAG_INTERVAL_S = 10.0
@@ -62,10 +82,14 @@ class DeliveryManager:
         target_factory: TargetFactory = target_for,
         gate: PrivacyGate | None = None,
         processing_log: ProcessingLogSink | None = None,
+        secrets: SubscriptionSecretRecordStore | None = None,
     ) -> None:
         """Every task checks personal items against ``gate`` and logs their deliveries to
-        ``processing_log`` (see ``DeliveryTask``)."""
+        ``processing_log`` (see ``DeliveryTask``). ``secrets`` holds the records' secrets;
+        without it only records that hold theirs inline (or need none) are delivered."""
         self._settings = settings
+        self._secrets = secrets
+        self._awaiting: set[tuple[str, str]] = set()
         self._gate = gate
         self._processing_log = processing_log
         self._store = store
@@ -73,8 +97,33 @@ class DeliveryManager:
         self.tasks: dict[tuple[str, str], DeliveryTask] = {}
         self._known: set[tuple[str, str]] = set()
         self._producer: AIOKafkaProducer | None = None
-        self._seen_applied = -1
+        self._seen_applied: tuple[int, int] = (-1, -1)
         self.ready = False
+
+    def _inputs_ready(self) -> bool:
+        return (
+            self._store.ready
+            and (self._secrets is None or self._secrets.ready)
+            and (self._gate is None or self._gate.ready())
+        )
+
+    def _with_secrets(self, record: Subscription) -> Subscription | None:
+        """``record`` with its secrets, as its sink needs it; None while it waits for them."""
+        secrets = self._secrets.view.get(record_key(record)) if self._secrets is not None else None
+        return join_secrets(record, secrets)
+
+    def _note_awaiting(self, awaiting: set[tuple[str, str]]) -> None:
+        """Log each subscription once when it starts waiting for its secret, and when it stops
+        (never with a secret); the gauge counts those waiting."""
+        for key in sorted(awaiting - self._awaiting):
+            log.warning(
+                "not delivering %s/%s yet: its secret is not on the subscription-secrets topic",
+                *key,
+            )
+        for key in sorted(self._awaiting - awaiting):
+            log.info("%s/%s no longer waits for its secret", *key)
+        self._awaiting = awaiting
+        AWAITING_SECRET.set(len(awaiting))
 
     async def _dead_letter(
         self, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
@@ -90,13 +139,18 @@ class DeliveryManager:
         try:
             # Not before the privacy views are read to the end either: a personal item refused
             # for a consent not yet seen would be settled for good.
-            while not self._store.ready or (self._gate is not None and not self._gate.ready()):  # noqa: ASYNC110
+            while not self._inputs_ready():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             loop = asyncio.get_running_loop()
             next_lag = loop.time() + PAUSED_LAG_INTERVAL_S
             while True:
                 offset = self._store.view.offset
-                applied = self._store.view.applied
+                # A secret arriving changes what may run as much as a record does; the poll
+                # below notices it within POLL_INTERVAL_S.
+                applied = (
+                    self._store.view.applied,
+                    self._secrets.view.applied if self._secrets is not None else 0,
+                )
                 if applied != self._seen_applied:
                     await self.reconcile()
                     self._seen_applied = applied
@@ -119,13 +173,19 @@ class DeliveryManager:
         """Bring the running tasks in line with the view."""
         wanted: dict[tuple[str, str], Subscription] = {}
         present: set[tuple[str, str]] = set()
+        awaiting: set[tuple[str, str]] = set()
         for record in self._store.view.all():
             key = (record.tenant, record.id)
             present.add(key)
             if record.state is SubscriptionState.PAUSED:
                 m.set_state(*key, SubscriptionState.PAUSED)
                 continue
-            wanted[key] = record
+            joined = self._with_secrets(record)
+            if joined is None:
+                awaiting.add(key)
+                continue
+            wanted[key] = joined
+        self._note_awaiting(awaiting)
         for key in [k for k in self.tasks if k not in wanted]:
             await self.tasks.pop(key).stop()
             log.info("stopped delivering %s/%s", *key)

@@ -15,15 +15,23 @@ delivery is checked by its kind in context when a subscription is created: a web
 SSRF (the delivery task checks it again before each connection), a Kafka topic name's length. A
 secret a kind generates (a webhook's signing secret) is returned once, by ``create``, and never
 afterwards: callers answer with ``Subscription.public()``.
+
+With a secrets store (``secrets``), a record's secrets never go to the subscriptions topic,
+which the worker reads: each write puts the secrets on the subscription-secrets topic first
+(``acks=all``, read back), then the record without them (``split_secrets``); a delete tombstones
+both. ``move_inline_secrets`` does the same for records written before the split; the API runs
+it when it starts. Without one (tests, tools) records keep their secrets inline, as before.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from cityhub.connectors.sinks import (
@@ -48,15 +56,25 @@ from cityhub.schemas.subscription import (
     record_key,
     subscription_topic,
 )
+from cityhub.schemas.subscription_secrets import split_secrets
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339, rfc3339_from_datetime
 from cityhub.streams.privacy.purpose import Activities
 from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.registry.principals import Principal, require_own_tenant
 from cityhub.streams.registry.view import RegistryView
 from cityhub.streams.service_errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from cityhub.streams.subscriptions.secret_store import SubscriptionSecretRecordStore
 from cityhub.streams.subscriptions.store import SubscriptionRecordStore
 from cityhub.streams.subscriptions.topics import TopicNameTaken
 from cityhub.streams.subscriptions.view import SubscriptionView
+
+log = logging.getLogger("cityhub.subscriptions")
+
+SECRETS_MOVED = Counter(
+    "cityhub_subscription_secrets_moved",
+    "Subscriptions whose inline secrets (records from before the secrets topic) the API moved "
+    "to the subscription-secrets topic.",
+)
 
 MANAGING_ROLES = frozenset({Role.SUBSCRIBER, Role.ADMIN})
 DEFAULT_SUBSCRIPTIONS_PER_TENANT = QuotaSettings().subscriptions_per_tenant
@@ -109,13 +127,16 @@ class Subscriptions:
         remove_topic: Callable[[str], Awaitable[None]] | None = None,
         subscriptions_per_tenant: int = DEFAULT_SUBSCRIPTIONS_PER_TENANT,
         activities: Activities | None = None,
+        secrets: SubscriptionSecretRecordStore | None = None,
     ) -> None:
-        """``activities`` is the register of processing activities a subscription's
+        """``secrets`` is where records' secrets go (see the module docstring; None: inline).
+        ``activities`` is the register of processing activities a subscription's
         ``processing_activity`` must be in (None: no register, so none may be declared).
         ``settings`` are what delivery kinds check a spec against (``topic_prefix`` and
         ``webhook_allowed_hosts``, when given, replace theirs); ``new_secret`` replaces a kind's
         own secret generator (tests)."""
         self._store = store
+        self._secrets = secrets
         self._registry = registry_view
         base = settings if settings is not None else Settings.model_construct()
         kafka = base.kafka
@@ -265,6 +286,42 @@ class Subscriptions:
             message = f"processing activity {slug!r} ended at {ended}"
             raise Invalid(message, errors=[FieldError("processing_activity", message)])
 
+    async def _write(self, record: Subscription) -> None:
+        """Write ``record``: with a secrets store, its secrets first (the delivery waits for a
+        webhook's secret, so a record seen before it is never delivered unsigned), then the
+        record without them."""
+        if self._secrets is None:
+            await self._store.put(record)
+            return
+        stripped, secrets = split_secrets(record)
+        if secrets is not None:
+            await self._secrets.put(secrets)
+        await self._store.put(stripped)
+
+    async def move_inline_secrets(self) -> int:
+        """Move every inline secret in the view (records written before the secrets topic) to
+        the secrets topic and rewrite the record without it; how many records were moved.
+        Idempotent (a moved record holds no inline secret), and a no-op without a secrets
+        store. Each record is written as the view holds it, so a change another instance wrote
+        in the same moment could be undone: run it at start, before serving requests."""
+        if self._secrets is None:
+            return 0
+        moved = 0
+        for record in self.view.all():
+            if split_secrets(record)[1] is None:
+                continue
+            with self._reserve(record_key(record)):
+                await self._write(record)
+            moved += 1
+            SECRETS_MOVED.inc()
+        if moved:
+            log.info(
+                "moved the inline secrets of %d subscription(s) to the subscription-secrets "
+                "topic; the subscriptions topic drops the old records at its next compaction",
+                moved,
+            )
+        return moved
+
     async def _set_state(
         self, who: Principal, tenant: str, subscription_id: str, state: SubscriptionState
     ) -> Subscription:
@@ -274,7 +331,7 @@ class Subscriptions:
             return record
         changed = record.model_copy(update={"state": state, "updated_at": rfc3339(self._clock())})
         with self._reserve(record_key(record)):
-            await self._store.put(changed)
+            await self._write(changed)
         return changed
 
     # --- operations ----------------------------------------------------------------------------
@@ -332,7 +389,7 @@ class Subscriptions:
                             "seconds, or choose another id",
                             errors=[FieldError("id", "recently used")],
                         )
-                await self._store.put(record)
+                await self._write(record)
         return record, secret
 
     def get(self, who: Principal, tenant: str, subscription_id: str) -> Subscription:
@@ -384,13 +441,17 @@ class Subscriptions:
         )
         changed = record.model_copy(update={"replay": replay, "updated_at": now})
         with self._reserve(record_key(record)):
-            await self._store.put(changed)
+            await self._write(changed)
         return changed
 
     async def delete(self, who: Principal, tenant: str, subscription_id: str) -> None:
-        """Delete the tenant's subscription (a tombstone on the topic); NotFound otherwise."""
+        """Delete the tenant's subscription (a tombstone on the topic, and on the secrets
+        topic: the record first, so that no delivery waits for a secret that went first);
+        NotFound otherwise."""
         self._scope(who, tenant)
         record = self._existing(tenant, subscription_id)
         key = record_key(record)
         with self._reserve(key):
             await self._store.delete(key)
+            if self._secrets is not None:
+                await self._secrets.delete(key)

@@ -138,7 +138,16 @@ async def produce(kafka: KafkaSettings, topic: str, value: bytes = b"{}") -> int
         await producer.stop()
 
 
-async def read_all(kafka: KafkaSettings, topic: str, *, within: float = 5.0) -> list[bytes]:
+async def produce_tombstone(kafka: KafkaSettings, topic: str, key: bytes) -> int:
+    producer = kafka_producer(kafka, acks="all", enable_idempotence=True, request_timeout_ms=10_000)
+    try:
+        await producer.start()
+        return int((await producer.send_and_wait(topic, None, key=key)).offset)
+    finally:
+        await producer.stop()
+
+
+async def read_all(kafka: KafkaSettings, topic: str, *, within: float = 5.0) -> list[bytes | None]:
     """Every record of ``topic`` (all partitions), read without a group."""
     consumer = kafka_consumer(kafka, group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -148,7 +157,7 @@ async def read_all(kafka: KafkaSettings, topic: str, *, within: float = 5.0) -> 
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        values: list[bytes] = []
+        values: list[bytes | None] = []
         deadline = time.monotonic() + within
         while True:  # one fetch at least: an empty topic still asks for READ
             batches = await consumer.getmany(timeout_ms=500)
@@ -212,13 +221,19 @@ async def test_the_hub_runs_over_sasl_ssl_each_process_as_its_own_user(
                 },
             )
             receiver.secrets["noise"] = hook["secret"]
+            # The record the worker reads holds no secret; the secrets topic does.
+            kept = await read_all(secure_kafka.kafka(), f"{hub.prefix}.subscriptions")
+            assert kept, "the subscription's record is on the subscriptions topic"
+            assert not [v for v in kept if v is not None and hook["secret"].encode() in v]
+            apart = await read_all(secure_kafka.kafka(), f"{hub.prefix}.subscription-secrets")
+            assert [v for v in apart if v is not None and hook["secret"].encode() in v]
             assert await wait_for(lambda: hub.metric("cityhub_routed_subscriptions") == 1, 30)
             mqtt = Settings(mqtt=MqttSettings(host=MQTT_HOST, port=MQTT_PORT))
             await run_simulation(mqtt, DEVICES, 200.0, count=MESSAGES)
 
             async def noise_observations() -> set[str]:
                 records = await read_all(secure_kafka.kafka(), f"{hub.prefix}.observations")
-                docs = [orjson.loads(v) for v in records]
+                docs = [orjson.loads(v) for v in records if v is not None]
                 return {d["event_id"] for d in docs if d.get("device_type") == "noise"}
 
             want: set[str] = set()
@@ -272,6 +287,22 @@ async def test_each_user_is_held_to_its_grants(secure_kafka: SecureKafka) -> Non
     with pytest.raises(TopicAuthorizationFailedError):
         await produce(secure_kafka.kafka("delivery"), f"{topics}.subscriptions")
     await read_all(secure_kafka.kafka("delivery"), f"{topics}.subscriptions")
+    # The worker reads the subscriptions (routing) but not their secrets, which only the API
+    # (which writes them) and the delivery (which signs) read.
+    worker, delivery, api = (secure_kafka.kafka(c) for c in ("worker", "delivery", "api"))
+    await read_all(worker, f"{topics}.subscriptions")
+    for outsider in (worker, bridge, history):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await read_all(outsider, f"{topics}.subscription-secrets")
+        with pytest.raises(TopicAuthorizationFailedError):
+            await produce(outsider, f"{topics}.subscription-secrets")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await produce(delivery, f"{topics}.subscription-secrets")
+    # A record the delivery reads: the API's write comes back to both (a tombstone: nothing
+    # secret in a test that a failure could print).
+    await produce_tombstone(api, f"{topics}.subscription-secrets", b"subscription/t/acl-check")
+    for reader in (api, delivery):
+        assert None in await read_all(reader, f"{topics}.subscription-secrets")
     with pytest.raises(TopicAuthorizationFailedError):
         await read_all(secure_kafka.kafka("api"), f"{topics}.raw")
     # Only the admin creates cityhub's own topics: a component is told so, not left waiting.

@@ -5,7 +5,10 @@ The spec's ``url`` is checked for its shape by the model, and against SSRF (whic
 ``cityhub.connectors.sinks.ssrf``) by ``check`` when a subscription is created; the sink checks
 it again before each connection. The signing secret is write-only: a record always holds one
 (generated when the spec has none, and shown once), stores it in clear for signing, and its public
-form shows only ``has_secret`` and a ``secret_fingerprint``.
+form shows only ``has_secret`` and a ``secret_fingerprint``. On the subscriptions topic the record
+keeps only that fingerprint (``without_secrets``); the secret itself is on the subscription-secrets
+topic, and the delivery puts it back (``with_secrets``) before it builds the sink
+(``cityhub.schemas.subscription_secrets``).
 
 The body of a batch is written by the subscription's ``delivery.encoding``
 (``cityhub.connectors.sinks.encodings``): ``cityhub`` (the default) is ``webhook_body``'s envelope
@@ -28,6 +31,7 @@ from pydantic import (
     field_serializer,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from cityhub.connectors.sinks.base import (
     BatchLimits,
@@ -73,6 +77,9 @@ class WebhookDelivery(DeliverySpec):
     secret: SecretStr | None = Field(default=None, repr=False)
     """Write-only: ``whsec_`` + base64 of 24 to 64 random bytes. Left out, cityhub generates one
     (or, on a replace, keeps the one it has) and returns a generated one once."""
+    secret_fingerprint: SkipJsonSchema[str | None] = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    """Set in a record whose secret is kept apart (``without_secrets``), never with ``secret``;
+    not an option of the spec (the JSON Schema leaves it out, and ``stored`` drops one sent)."""
     max_batch_size: int = Field(default=100, ge=1, le=1000)
     """Most items in one POST."""
     max_batch_bytes: int = Field(default=256 * 1024, ge=1024, le=4 * 1024 * 1024)
@@ -106,29 +113,60 @@ class WebhookDelivery(DeliverySpec):
     def stored(
         self, previous: DeliverySpec | None, new_secret: Callable[[], str] | None
     ) -> tuple[DeliverySpec, str | None]:
-        """A spec without a secret keeps ``previous``'s, or gets a new one, shown once."""
+        """A spec without a secret keeps ``previous``'s, or gets a new one, shown once. The
+        result holds its secret inline (and no fingerprint): ``without_secrets`` parts them."""
         if self.secret is not None:
-            return self, None
+            return self.model_copy(update={"secret_fingerprint": None}), None
         kept = previous.secrets() if previous is not None else ()
         if kept:
-            return self.model_copy(update={"secret": SecretStr(kept[0])}), None
+            update = {"secret": SecretStr(kept[0]), "secret_fingerprint": None}
+            return self.model_copy(update=update), None
         generated = (new_secret or generate_webhook_secret)()
         webhook_secret_key(generated)  # a bad factory fails here, not when signing
-        return self.model_copy(update={"secret": SecretStr(generated)}), generated
+        update = {"secret": SecretStr(generated), "secret_fingerprint": None}
+        return self.model_copy(update=update), generated
 
     def check_record(self) -> None:
-        if self.secret is None:
-            raise ValueError("a webhook subscription record holds its signing secret")
+        if self.secret is None and self.secret_fingerprint is None:
+            raise ValueError(
+                "a webhook subscription record holds its signing secret or the secret's fingerprint"
+            )
+        if self.secret is not None and self.secret_fingerprint is not None:
+            raise ValueError("a webhook subscription record holds its secret or its fingerprint")
 
     def secrets(self) -> tuple[str, ...]:
         return () if self.secret is None else (self.secret.get_secret_value(),)
 
+    def without_secrets(self) -> WebhookDelivery:
+        """The secret's fingerprint instead of the secret."""
+        if self.secret is None:
+            return self
+        fingerprint = secret_fingerprint(self.secret.get_secret_value())
+        return self.model_copy(update={"secret": None, "secret_fingerprint": fingerprint})
+
+    def awaits_secrets(self) -> bool:
+        return self.secret is None and self.secret_fingerprint is not None
+
+    def with_secrets(self, secrets: Sequence[str]) -> WebhookDelivery | None:
+        """The secret back in place of its fingerprint; None if ``secrets`` do not start with
+        the secret of that fingerprint (an older or newer one than this record's)."""
+        if not self.awaits_secrets():
+            return self
+        if not secrets or secret_fingerprint(secrets[0]) != self.secret_fingerprint:
+            return None
+        return self.model_copy(update={"secret": SecretStr(secrets[0]), "secret_fingerprint": None})
+
     def public(self) -> dict[str, Any]:
         """No secret: ``has_secret`` and a 16-digit ``secret_fingerprint`` instead."""
-        doc = self.model_dump(mode="json", exclude={"secret"})
-        if self.secret is not None:
+        doc = self.model_dump(mode="json", exclude={"secret", "secret_fingerprint"})
+        fingerprint = (
+            secret_fingerprint(self.secret.get_secret_value())
+            if self.secret is not None
+            else self.secret_fingerprint
+        )
+        if fingerprint is not None:
             doc["has_secret"] = True
-            doc["secret_fingerprint"] = secret_fingerprint(self.secret.get_secret_value())
+            doc["secret_fingerprint"] = fingerprint
         return doc
 
 
@@ -216,7 +254,10 @@ class WebhookTarget:
     def __init__(self, record: Subscription, settings: Settings) -> None:
         delivery = record.delivery
         if not isinstance(delivery, WebhookDelivery) or delivery.secret is None:
-            raise ValueError("a webhook target needs a webhook subscription with its secret")
+            raise ValueError(
+                "a webhook target needs a webhook subscription with its secret (a record of the "
+                "subscriptions topic holds its fingerprint: join_secrets puts the secret back)"
+            )
         self._encoding = get_encoding(delivery.encoding)
         self._context = _context(record, settings)
         self.batch_limits = webhook_batch_limits(record, delivery, self._encoding, self._context)

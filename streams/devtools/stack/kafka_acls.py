@@ -92,7 +92,8 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
         # The normaliser reads raw, the device aggregator the observations, the area one its
         # repartition topic, all in the worker group; they write the results and each
         # subscription's topic (which routing creates), keep their state in their changelogs,
-        # and read the registry, the subscriptions' filters and the privacy views.
+        # and read the registry, the subscriptions' filters (records without their secrets:
+        # never the subscription-secrets topic) and the privacy views.
         "worker": [
             *_topics(
                 Operation.READ,
@@ -115,7 +116,7 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
             (ResourceType.GROUP, settings.worker.app_id, PatternType.LITERAL, Operation.READ),
         ],
         # Reads each subscription's topic in a group of its own and signs what it sends: the
-        # one component besides the API that needs the subscriptions' secrets.
+        # one component besides the API that reads the subscriptions' secrets.
         "delivery": [
             (ResourceType.TOPIC, subscription_topics, PatternType.PREFIXED, Operation.READ),
             (
@@ -124,16 +125,24 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 PatternType.PREFIXED,
                 Operation.READ,
             ),
-            *_topics(Operation.READ, topics.registry, topics.subscriptions, *privacy_views),
+            *_topics(
+                Operation.READ,
+                topics.registry,
+                topics.subscriptions,
+                topics.subscription_secrets,
+                *privacy_views,
+            ),
             *_topics(Operation.WRITE, topics.processing_log, topics.deadletter),
         ],
-        # Manages the registry, the subscriptions (and their topics) and the privacy records;
+        # Manages the registry, the subscriptions (their secrets, and their topics) and the
+        # privacy records;
         # serves aggregates, a subject's observations, live streams (SSE) and the log.
         "api": [
             *_topics(
                 Operation.READ,
                 topics.registry,
                 topics.subscriptions,
+                topics.subscription_secrets,
                 *privacy_views,
                 topics.resident_tokens,
                 topics.processing_log,
@@ -144,6 +153,7 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 Operation.WRITE,
                 topics.registry,
                 topics.subscriptions,
+                topics.subscription_secrets,
                 *privacy_views,
                 topics.resident_tokens,
                 topics.processing_log,
