@@ -35,7 +35,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
-from cityhub.connectors.dead_letter_route import DeadLetterRoute, RecordTooLarge
+from cityhub.connectors.dead_letter_route import DeadLetterRoute, RecordTooLarge, traceparent_of
 from cityhub.connectors.kafka import producer_factory
 from cityhub.connectors.record_size import Headers, record_size
 from cityhub.schemas.errors import Reason
@@ -199,7 +199,7 @@ class BatchingWriter:
         if self._max_record is not None:
             size = record_size(key, value, headers)
             if size > self._max_record:
-                return await self._too_large(topic, value, key, size)
+                return await self._too_large(topic, value, key, size, headers)
         if partition is None:
             partition = self._partition_of.get((topic, key))
             if partition is None:
@@ -245,7 +245,7 @@ class BatchingWriter:
     # --- records that cannot be written -------------------------------------------------------
 
     async def _too_large(
-        self, topic: str, value: bytes | None, key: bytes, size: int
+        self, topic: str, value: bytes | None, key: bytes, size: int, headers: Headers | None
     ) -> asyncio.Future[Any]:
         assert self._max_record is not None
         if self._dead_letters is None:
@@ -255,9 +255,17 @@ class BatchingWriter:
             f"{self._max_record} bytes (kafka.max_message_bytes)"
         )
         letter, letter_key = self._dead_letters.letter(
-            Reason.OVERSIZE, detail, topic, key, value, max_record_bytes=self._max_record
+            Reason.OVERSIZE,
+            detail,
+            topic,
+            key,
+            value,
+            max_record_bytes=self._max_record,
+            headers=headers,
         )
-        return await self.send(self._dead_letters.topic, letter, letter_key)
+        return await self.send(
+            self._dead_letters.topic, letter, letter_key, headers=traceparent_of(headers)
+        )
 
     # --- batching -----------------------------------------------------------------------------
 
@@ -393,7 +401,7 @@ class BatchingWriter:
                 await (await self._send_alone(tp, record))
             except REFUSALS as exc:
                 await self._renew_producer(generation)
-                await self._dead_letter_refused(tp[0], record[0], record[1], exc)
+                await self._dead_letter_refused(tp[0], record[0], record[1], exc, record[3])
 
     async def _send_alone(
         self, tp: tuple[str, int], record: tuple[bytes, bytes | None, int | None, Headers | None]
@@ -407,16 +415,30 @@ class BatchingWriter:
         return future
 
     async def _dead_letter_refused(
-        self, topic: str, key: bytes, value: bytes | None, exc: BaseException
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes | None,
+        exc: BaseException,
+        headers: Headers | None = None,
     ) -> None:
         if self._dead_letters is None:
             raise exc
         detail = f"Kafka refused a record for {topic} ({len(value or b'')} bytes): {exc!r}"
         letter, letter_key = self._dead_letters.letter(
-            Reason.KAFKA_REFUSED, detail, topic, key, value, max_record_bytes=self._max_record
+            Reason.KAFKA_REFUSED,
+            detail,
+            topic,
+            key,
+            value,
+            max_record_bytes=self._max_record,
+            headers=headers,
         )
         topic = self._dead_letters.topic
-        future, _ = await self._hand(lambda producer: producer.send(topic, letter, letter_key))
+        traced = traceparent_of(headers)
+        future, _ = await self._hand(
+            lambda producer: producer.send(topic, letter, letter_key, headers=traced)
+        )
         await future
 
     async def _renew_producer(self, failed_generation: int) -> None:

@@ -1,4 +1,7 @@
-"""Where a writer puts the records it cannot write for what they are, and how."""
+"""Where a writer puts the records it cannot write for what they are, and how.
+
+A dead letter continues the trace of the record it stands for (``traceparent_of``: a child span,
+the refusal) and its log line names that trace (``cityhub.schemas.log_context``)."""
 
 from __future__ import annotations
 
@@ -7,10 +10,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cityhub.connectors.record_size import record_size
+from cityhub.connectors.record_size import Headers, record_size
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.errors import CityhubError, Reason
+from cityhub.schemas.log_context import about_message
 from cityhub.schemas.timefmt import rfc3339
+from cityhub.schemas.trace_context import TRACEPARENT, SpanPool, traceparent_in
+
+_SPANS = SpanPool()
 
 log = logging.getLogger("cityhub.kafka")
 
@@ -48,11 +55,14 @@ class DeadLetterRoute:
         value: bytes | None,
         *,
         max_record_bytes: int | None,
+        headers: Headers | None = None,
     ) -> tuple[bytes, bytes]:
         """A dead letter (and its key) for a record that could not be written to ``topic``,
-        sized to fit ``max_record_bytes``; counts it and logs it."""
+        sized to fit ``max_record_bytes`` with a ``traceparent`` header; counts it and logs it
+        (with the trace of the record's ``headers``)."""
         self.count(reason)
-        log.warning("%s: dead-lettered (%s)", detail, reason.value)
+        with about_message(traceparent_in(headers)):
+            log.warning("%s: dead-lettered (%s)", detail, reason.value)
         letter_key = key[:1024]
         letter = DeadLetter.of(
             stage=self.stage,
@@ -66,5 +76,11 @@ class DeadLetterRoute:
         )
         limit = max_record_bytes
         if limit is not None:
-            limit -= record_size(letter_key, b"")
+            limit -= record_size(letter_key, b"", traceparent_of(None))
         return letter.to_json(limit), letter_key
+
+
+def traceparent_of(headers: Headers | None) -> Headers:
+    """The headers of the dead letter of a record with ``headers``: a ``traceparent`` that
+    continues the record's trace (a new trace when it carries none)."""
+    return [(TRACEPARENT, _SPANS.child_of(traceparent_in(headers)))]

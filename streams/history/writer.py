@@ -28,14 +28,13 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from cityhub.connectors.dead_letter_route import DeadLetterRoute
+from cityhub.connectors.dead_letter_route import DeadLetterRoute, traceparent_of
 from cityhub.connectors.kafka_clients import kafka_consumer, kafka_producer
-from cityhub.connectors.record_size import HEADER_OVERHEAD_BYTES
 from cityhub.schemas.errors import MessageError, Reason
 from cityhub.schemas.log_context import about_message
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
-from cityhub.schemas.trace_context import HEADER_LENGTH, TRACEPARENT, SpanPool, traceparent_in
+from cityhub.schemas.trace_context import traceparent_in
 from cityhub.streams import metrics as stream_metrics
 from cityhub.streams.history import metrics
 from cityhub.streams.history.batch_store import Written, prepare_staging, write_batch
@@ -58,8 +57,6 @@ STAGE = "history"
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 15.0
 LAG_INTERVAL_S = 5.0
-TRACE_HEADER_BYTES = len(TRACEPARENT) + HEADER_LENGTH + HEADER_OVERHEAD_BYTES
-"""What a dead letter's ``traceparent`` header adds to its record."""
 
 
 def group_id(settings: Settings) -> str:
@@ -107,7 +104,6 @@ class HistoryWriter:
         )
         self.running = False
         """True once it consumes (for the health check)."""
-        self._spans = SpanPool()
         self.paused = False
         """True while the database does not answer and a batch waits to be retried."""
 
@@ -311,19 +307,8 @@ class HistoryWriter:
 
     async def _dead_letter(self, producer: AIOKafkaProducer, batch: Batch) -> None:
         """Write the batch's dead letters and wait for Kafka to confirm them (before the
-        offsets are committed: a dead letter is never lost either). One log line per batch,
-        about its first dead letter (with that record's trace)."""
-        if batch.dead:
-            first, error = batch.dead[0]
-            with about_message(traceparent_in(first.headers)):
-                log.info(
-                    "history: %s[%d]@%d went to the dead letters (%s); %d of this batch",
-                    first.topic,
-                    first.partition,
-                    first.offset,
-                    error.reason.value,
-                    len(batch.dead),
-                )
+        offsets are committed: a dead letter is never lost either). Each continues its record's
+        trace, and its log line (``DeadLetterRoute.letter``) names it."""
         for record, error in batch.dead:
             personal = any(name == PRIVACY_HEADER for name, _ in record.headers or ())
             value, key = self._dead_letters.letter(
@@ -333,14 +318,12 @@ class HistoryWriter:
                 record.key or b"",
                 # A personal item's dead letter goes without its payload, as the normaliser's.
                 None if personal else record.value,
-                max_record_bytes=self._settings.kafka.max_message_bytes - TRACE_HEADER_BYTES,
+                max_record_bytes=self._settings.kafka.max_message_bytes,
+                headers=record.headers,
             )
-            # The dead letter continues the refused record's trace (a child span: the refusal).
-            trace = self._spans.child_of(traceparent_in(record.headers))
             await producer.send_and_wait(
-                self._topics.deadletter, value, key=key, headers=[(TRACEPARENT, trace)]
+                self._topics.deadletter, value, key=key, headers=traceparent_of(record.headers)
             )
-            await producer.send_and_wait(self._topics.deadletter, value, key=key)
 
     async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         try:

@@ -5,11 +5,13 @@ each delivery sends on (webhook header, MQTT User Property, dead letters)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
 import orjson
 import pytest
 
+from cityhub.connectors.dead_letter_route import DeadLetterRoute, traceparent_of
 from cityhub.connectors.sinks.base import Item
 from cityhub.connectors.sinks.kinds.mqtt import _traced
 from cityhub.connectors.sinks.tracing import (
@@ -20,6 +22,7 @@ from cityhub.connectors.sinks.tracing import (
     item_traceparent,
 )
 from cityhub.schemas import log_context
+from cityhub.schemas.errors import Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.trace_context import (
     TRACEPARENT,
@@ -310,3 +313,38 @@ async def test_concurrent_deliveries_never_see_each_others_context() -> None:
     other = new_trace()
     got = await asyncio.gather(deliver(PARENT), deliver(other.header()))
     assert got == ["0af7651916cd43dd8448eb211c80319c", other.trace_id]
+
+
+def test_a_writers_dead_letter_continues_the_record_and_its_line_names_it() -> None:
+    route = DeadLetterRoute("dl", "test", 4096)
+    seen: list[log_context.MessageContext | None] = []
+
+    class Spy(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(log_context.current())
+
+    logger = logging.getLogger("cityhub.kafka")
+    spy = Spy()
+    logger.addHandler(spy)
+    try:
+        value, key = route.letter(
+            Reason.OVERSIZE,
+            "too big",
+            "t",
+            b"dev-1",
+            b"x",
+            max_record_bytes=2048,
+            headers=[(TRACEPARENT, PARENT)],
+        )
+    finally:
+        logger.removeHandler(spy)
+    assert len(value) + len(key) < 2048
+    (about,) = seen
+    assert about is not None
+    assert about.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    (header,) = traceparent_of([(TRACEPARENT, PARENT)])
+    child = parse_traceparent(header[1])
+    assert header[0] == TRACEPARENT
+    assert child is not None
+    assert child.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert child.span_id != "b7ad6b7169203331"
