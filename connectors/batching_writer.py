@@ -35,7 +35,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
-from cityhub.connectors.dead_letter_route import DeadLetterRoute, RecordTooLarge, traceparent_of
+from cityhub.connectors.dead_letter_route import DeadLetterRoute, RecordTooLarge
 from cityhub.connectors.kafka import producer_factory
 from cityhub.connectors.record_size import Headers, record_size
 from cityhub.schemas.errors import Reason
@@ -254,18 +254,10 @@ class BatchingWriter:
             f"a record for {topic} would take {size} bytes, more than Kafka's record limit of "
             f"{self._max_record} bytes (kafka.max_message_bytes)"
         )
-        letter, letter_key = self._dead_letters.letter(
-            Reason.OVERSIZE,
-            detail,
-            topic,
-            key,
-            value,
-            max_record_bytes=self._max_record,
-            headers=headers,
+        letter, letter_key, traced = self._dead_letters.traced_letter(
+            Reason.OVERSIZE, detail, topic, key, value, headers, self._max_record
         )
-        return await self.send(
-            self._dead_letters.topic, letter, letter_key, headers=traceparent_of(headers)
-        )
+        return await self.send(self._dead_letters.topic, letter, letter_key, headers=traced)
 
     # --- batching -----------------------------------------------------------------------------
 
@@ -420,25 +412,16 @@ class BatchingWriter:
         key: bytes,
         value: bytes | None,
         exc: BaseException,
-        headers: Headers | None = None,
+        headers: Headers | None,
     ) -> None:
         if self._dead_letters is None:
             raise exc
         detail = f"Kafka refused a record for {topic} ({len(value or b'')} bytes): {exc!r}"
-        letter, letter_key = self._dead_letters.letter(
-            Reason.KAFKA_REFUSED,
-            detail,
-            topic,
-            key,
-            value,
-            max_record_bytes=self._max_record,
-            headers=headers,
+        letter, letter_key, traced = self._dead_letters.traced_letter(
+            Reason.KAFKA_REFUSED, detail, topic, key, value, headers, self._max_record
         )
         topic = self._dead_letters.topic
-        traced = traceparent_of(headers)
-        future, _ = await self._hand(
-            lambda producer: producer.send(topic, letter, letter_key, headers=traced)
-        )
+        future, _ = await self._hand(lambda p: p.send(topic, letter, letter_key, headers=traced))
         await future
 
     async def _renew_producer(self, failed_generation: int) -> None:

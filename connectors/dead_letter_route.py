@@ -79,6 +79,23 @@ class DeadLetterRoute:
             limit -= record_size(letter_key, b"", traceparent_of(None))
         return letter.to_json(limit), letter_key
 
+    def traced_letter(
+        self,
+        reason: Reason,
+        detail: str,
+        topic: str,
+        key: bytes,
+        value: bytes | None,
+        headers: Headers | None,
+        max_record_bytes: int | None,
+    ) -> tuple[bytes, bytes, Headers]:
+        """``letter`` for a record with ``headers``, and the dead letter's own headers (its
+        ``traceparent``, ``traceparent_of``)."""
+        letter, letter_key = self.letter(
+            reason, detail, topic, key, value, max_record_bytes=max_record_bytes, headers=headers
+        )
+        return letter, letter_key, traceparent_of(headers)
+
 
 def traceparent_of(headers: Headers | None) -> Headers:
     """The headers of the dead letter of a record with ``headers``: a ``traceparent`` that
