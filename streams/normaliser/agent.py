@@ -258,26 +258,27 @@ class NormaliserAgent:
         key = (record.key or b"")[:DEADLETTER_KEY_BYTES]
         # The dead letter continues the refused record's trace (a child span: the refusal).
         headers = [(TRACEPARENT, self._spans.child_of(traceparent_in(record.headers)))]
-        self._log_dead_letter(record, error, headers[0][1], now)
+        # A personal reading's error text stays out of the log, as its payload does.
+        self._log_dead_letter(record, None if withhold_payload else error, headers[0][1], now)
         room = self._max_record - record_size(key, b"", headers)
         return Write(self._deadletter, key, letter.to_json(room), headers=headers)
 
     def _log_dead_letter(
-        self, record: Record, error: MessageError, trace: bytes, now: float
+        self, record: Record, error: MessageError | None, trace: bytes, now: float
     ) -> None:
-        """One line about a dead letter with its trace id, at most every
-        ``DEADLETTER_LOG_INTERVAL_S``; the line says how many went unlogged before it."""
+        """One line about a dead letter with its trace id (and ``error``'s reason and text, when
+        given), at most every ``DEADLETTER_LOG_INTERVAL_S``; the line says how many went
+        unlogged before it."""
         if now - self._dead_logged_at < DEADLETTER_LOG_INTERVAL_S:
             self._dead_unlogged += 1
             return
         with about_message(trace, _device_of(record)):
             log.info(
-                "%s[%d]@%d went to the dead letters (%s): %s%s",
+                "%s[%d]@%d went to the dead letters%s%s",
                 record.topic,
                 record.partition,
                 record.offset,
-                error.reason.value,
-                error,
+                "" if error is None else f" ({error.reason.value}): {error}",
                 f" ({self._dead_unlogged} more since the last line)" if self._dead_unlogged else "",
             )
         self._dead_logged_at, self._dead_unlogged = now, 0

@@ -22,7 +22,7 @@ from cityhub.connectors.sinks.tracing import (
     item_traceparent,
 )
 from cityhub.schemas import log_context
-from cityhub.schemas.errors import Reason
+from cityhub.schemas.errors import MessageError, Reason
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.trace_context import (
     TRACEPARENT,
@@ -348,3 +348,16 @@ def test_a_writers_dead_letter_continues_the_record_and_its_line_names_it() -> N
     assert child is not None
     assert child.trace_id == "0af7651916cd43dd8448eb211c80319c"
     assert child.span_id != "b7ad6b7169203331"
+
+
+async def test_a_personal_readings_dead_letter_line_names_no_error_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = await registry_of(2)
+    agent = NormaliserAgent(SETTINGS, registry.view)
+    secret = MessageError("heart rate 187 bpm out of range", reason=Reason.SCHEMA_MISMATCH)
+    record = Rec(7, b"{}", b"wearable-1", headers=[(TRACEPARENT, PARENT)])
+    with caplog.at_level("INFO", logger="cityhub.normaliser"):
+        agent._dead_letter(record, secret, 1_795_914_100.0, withhold_payload=True)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == f"{PREFIX}.raw[0]@7 went to the dead letters"
