@@ -14,7 +14,8 @@ offset brought each frame).
 Traces: a raw record carries the ``traceparent`` the bridge started. Normalising one uplink is
 one span, a child of the bridge's: every observation of the uplink carries it on its record
 (``traceparent`` header), every copy routed to a subscription's topic a child span of that
-one (the routing), and a dead letter a child span of the refused record's. A record without a
+one (the routing; a personal uplink's copies keep its span, since the processing log writes a
+record per traceparent), and a dead letter a child span of the refused record's. A record without a
 valid ``traceparent`` starts a new trace here. Span ids come from a pool (``SpanPool``): no
 system call and no parse per record.
 
@@ -234,9 +235,10 @@ class NormaliserAgent:
             writes.append(Write(self._observations, key, doc, headers=headers))
             if router is None or gate is None or mark is None:
                 continue
+            # The copies keep the observation's span: the processing log writes one record per
+            # data subject and traceparent of a delivery, so one per uplink, not one per copy.
             for topic in gate.routes(router.route(observation), mark, router.subscription_at):
-                copy = [mark.header(), (TRACEPARENT, self._spans.child_of_own(trace))]
-                writes.append(router.write(topic, key, doc, headers=copy))
+                writes.append(router.write(topic, key, doc, headers=headers))
                 routed += 1
         return routed
 

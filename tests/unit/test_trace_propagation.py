@@ -48,6 +48,9 @@ from tests.unit.test_normaliser_agent import (
     registry_of,
     to,
 )
+from tests.unit.test_privacy_gate import START, city, uplink
+from tests.unit.test_privacy_gate import normaliser as privacy_normaliser
+from tests.unit.test_privacy_gate import topic_of as privacy_topic_of
 
 PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 """The specification's example."""
@@ -361,3 +364,17 @@ async def test_a_personal_readings_dead_letter_line_names_no_error_text(
         agent._dead_letter(record, secret, 1_795_914_100.0, withhold_payload=True)
     (line,) = [r.getMessage() for r in caplog.records]
     assert line == f"{PREFIX}.raw[0]@7 went to the dead letters"
+
+
+async def test_a_personal_uplinks_copies_keep_its_span_for_one_processing_log_record() -> None:
+    c = await city()
+    raw = uplink("alice-air", 21.5, 1)
+    writes = privacy_normaliser(c).step(0, [raw], now=START + 10)
+    (stored,) = to(writes, f"{PREFIX}.observations")
+    copies = to(writes, privacy_topic_of("care"))
+    assert copies
+    assert all(trace_of(w) == trace_of(stored) for w in copies)
+    bridge = parse_traceparent(traceparent_in(raw.headers))
+    assert bridge is not None
+    assert trace_of(stored)[0] == bridge.trace_id
+    assert trace_of(stored)[1] != bridge.span_id
