@@ -469,6 +469,24 @@ def tail(topic: str, from_beginning: bool, limit: int | None, timeout: float | N
     )
 
 
+@main.group()
+def mqtt() -> None:
+    """The hub's MQTT sessions on its broker."""
+
+
+@mqtt.command("end-session")
+@click.argument("client_id")
+def mqtt_end_session_cmd(client_id: str) -> None:
+    """Make the broker forget CLIENT_ID's persistent session and what it queues for it: for a
+    bridge taken out of service or renamed (its session would collect a copy of every message
+    for its expiry). Logs in with the hub's MQTT settings (TLS, user)."""
+    from cityhub.connectors.mqtt.session import end_session
+
+    settings = Settings()
+    _run_async(end_session(settings.mqtt.model_copy(update={"client_id": client_id})))
+    click.echo(f"ended the session of {client_id} on {settings.mqtt.host}:{settings.mqtt.port}")
+
+
 @main.command("settings")
 def show_settings() -> None:
     """Print the effective settings (secrets masked)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -162,4 +163,31 @@ async def test_a_qos2_subscription_receives_exactly_once(settings: MqttSettings,
         assert not session._conn.awaiting_pubrel, "every PUBREL came and was answered"
         session.abort()
     async with MqttSession(settings, receive_maximum=100) as session:
+        await nothing_more(session)
+
+
+async def test_cli_end_session_makes_the_broker_forget_a_session_and_its_queue(
+    settings: MqttSettings, root: str
+) -> None:
+    """`cityhub mqtt end-session`, as the runbook says for a bridge taken out of service: the
+    session and what the broker queued for it are gone."""
+    async with MqttSession(settings, receive_maximum=100) as session:
+        await session.subscribe(subscription(f"{root}/#"))
+    await publish(settings, [(f"{root}/m", b"queued while away")])
+    done = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cityhub.streams",
+        "mqtt",
+        "end-session",
+        settings.client_id,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await done.communicate()
+    assert done.returncode == 0, output.decode()
+    assert settings.client_id in output.decode()
+    async with MqttSession(settings, receive_maximum=100) as session:
+        assert session.connack is not None
+        assert session.connack.session_present is False
         await nothing_more(session)
