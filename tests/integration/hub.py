@@ -122,7 +122,13 @@ class Hub:
             start_new_session=True,
         )
         log.close()
-        self.wait_healthy(wait)
+        try:
+            self.wait_healthy(wait)
+        except BaseException:
+            # A fixture whose start fails never reaches its stop: without this the hub ran on
+            # (seen: two `cityhub run` trees left behind, their bridges' sessions queueing).
+            self.stop()
+            raise
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
