@@ -22,6 +22,7 @@ from cityhub.schemas.settings import Settings, unknown_variables
 from cityhub.schemas.topics import Topics
 from cityhub.streams.api.openapi_cli import openapi_cmd
 from cityhub.streams.logsetup import LogFormat, install
+from cityhub.streams.mqtt_cli import mqtt
 from cityhub.streams.parent_watch import watch_supervisor
 from cityhub.streams.privacy.cli import activities
 from cityhub.streams.privacy.consent_cli import consents
@@ -469,24 +470,6 @@ def tail(topic: str, from_beginning: bool, limit: int | None, timeout: float | N
     )
 
 
-@main.group()
-def mqtt() -> None:
-    """The hub's MQTT sessions on its broker."""
-
-
-@mqtt.command("end-session")
-@click.argument("client_id")
-def mqtt_end_session_cmd(client_id: str) -> None:
-    """Make the broker forget CLIENT_ID's persistent session and what it queues for it: for a
-    bridge taken out of service or renamed (its session would collect a copy of every message
-    for its expiry). Logs in with the hub's MQTT settings (TLS, user)."""
-    from cityhub.connectors.mqtt.session import end_session
-
-    settings = Settings()
-    _run_async(end_session(settings.mqtt.model_copy(update={"client_id": client_id})))
-    click.echo(f"ended the session of {client_id} on {settings.mqtt.host}:{settings.mqtt.port}")
-
-
 @main.command("settings")
 def show_settings() -> None:
     """Print the effective settings (secrets masked)."""
@@ -500,6 +483,7 @@ main.add_command(data_subjects)
 main.add_command(resident_tokens)
 main.add_command(processing_log)
 main.add_command(openapi_cmd)
+main.add_command(mqtt)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,31 @@
+"""``cityhub mqtt``: the hub's MQTT sessions on its broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from cityhub.schemas.errors import CityhubError
+from cityhub.schemas.settings import Settings
+
+
+@click.group()
+def mqtt() -> None:
+    """The hub's MQTT sessions on its broker."""
+
+
+@mqtt.command("end-session")
+@click.argument("client_id")
+def mqtt_end_session_cmd(client_id: str) -> None:
+    """Make the broker forget CLIENT_ID's persistent session and what it queues for it: for a
+    bridge taken out of service or renamed (its session would collect a copy of every message
+    for its expiry). Logs in with the hub's MQTT settings (TLS, user)."""
+    from cityhub.connectors.mqtt.session import end_session
+
+    settings = Settings()
+    try:
+        asyncio.run(end_session(settings.mqtt.model_copy(update={"client_id": client_id})))
+    except (CityhubError, OSError) as exc:
+        raise click.ClickException(f"could not end the session of {client_id}: {exc}") from exc
+    click.echo(f"ended the session of {client_id} on {settings.mqtt.host}:{settings.mqtt.port}")
