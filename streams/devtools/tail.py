@@ -7,7 +7,7 @@ import sys
 from typing import TextIO
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from cityhub.connectors.kafka_clients import kafka_consumer, login_refusal
 from cityhub.schemas.errors import ConfigurationError
@@ -74,6 +74,12 @@ async def tail(
                     if limit is not None and seen >= limit:
                         break
             out.flush()
+    except TopicAuthorizationFailedError as exc:
+        # A secured cluster's ACLs: say whose login may not read what, not a traceback.
+        raise ConfigurationError(
+            f"Kafka refuses {settings.kafka.sasl_username or 'this client'} reading {topic!r} "
+            "(its ACLs); tail it as a user that may, such as the admin"
+        ) from exc
     finally:
         await consumer.stop()
     return seen

@@ -190,7 +190,7 @@ class Subscriptions:
         if who.role is not Role.ADMIN and who.tenant != tenant:
             raise NotFound(f"tenant {tenant!r} not found")
         if who.role not in MANAGING_ROLES:
-            raise Forbidden(f"a {who.role} key may not manage subscriptions; use a subscriber key")
+            raise Forbidden(f"{who.role} keys may not manage subscriptions; use a subscriber key")
         if self._registry.tenant(tenant) is None:
             raise NotFound(f"tenant {tenant!r} not found")
 

@@ -409,3 +409,10 @@ async def test_tail_works_secured_and_says_why_it_cannot(
     assert "refused the login of kafka.sasl_username=cityhub-admin" in refused.stderr
     assert "wrong" not in refused.stderr.replace(str(wrong), "")
     assert time.monotonic() - began < 30
+    # A user the ACLs do not let read the topic: the reason, not a traceback.
+    denied = await asyncio.to_thread(
+        _cityhub, secure_kafka.env("bridge"), "tail", topic, "--from-beginning", "--timeout", "5"
+    )
+    assert denied.returncode != 0
+    assert "Kafka refuses cityhub-bridge reading" in denied.stderr, denied.stderr
+    assert "Traceback" not in denied.stderr
