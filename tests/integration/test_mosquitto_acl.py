@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -34,6 +33,7 @@ from pydantic import SecretStr
 from cityhub.schemas.settings import MqttSettings, Settings, StackSettings
 from cityhub.streams.devtools.stack import stack_down, stack_status, stack_up
 from cityhub.streams.devtools.stack.layout import find_deploy_dir
+from cityhub.streams.supervisor import free_ports
 
 from .hub import Hub, read_topic
 
@@ -69,17 +69,6 @@ def _make_password_file(path: Path, passwords: dict[str, str]) -> None:
 
 def _granted(reason: int | ReasonCode) -> int:
     return reason.value if isinstance(reason, ReasonCode) else reason
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass(frozen=True)
@@ -138,7 +127,7 @@ async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secu
     password_file = auth / "cityhub.passwd"
     await asyncio.to_thread(_make_password_file, password_file, passwords)
     assert all(p not in password_file.read_text() for p in passwords.values())  # hashed
-    kafka_port, controller_port, mqtt_port = _free_ports(3)
+    kafka_port, controller_port, mqtt_port = free_ports(3, avoid=set())
     settings = Settings(
         stack=StackSettings(
             state_dir=tmp_path_factory.mktemp("stack"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import subprocess
 import time
@@ -62,6 +61,7 @@ from cityhub.streams.devtools.stack.mosquitto_access import (
     subscriber_user,
 )
 from cityhub.streams.devtools.stack.probes import AccessRefused
+from cityhub.streams.supervisor import free_ports
 
 from .hub import Hub, read_topic
 
@@ -69,17 +69,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 NOT_AUTHORIZED = 0x87
 LOGIN_REFUSED = frozenset({0x86, 0x87})
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass(frozen=True)
@@ -152,7 +141,7 @@ class Acks(aiomqtt.Client):
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     """The module's secure Mosquitto (sync: its own event loop for start and stop, so that
     every test keeps its function-scoped loop)."""
-    kafka_port, controller_port, mqtt_port, tls_port = _free_ports(4)
+    kafka_port, controller_port, mqtt_port, tls_port = free_ports(4, avoid=set())
     state_dir = tmp_path_factory.mktemp("secure-mqtt")
     settings = Settings(
         stack=StackSettings(

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import secrets
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from cityhub.schemas.settings import Settings, StackSettings
 from cityhub.streams.devtools.stack import StackStatus, stack_down, stack_status, stack_up
+from cityhub.streams.supervisor import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -125,18 +125,6 @@ async def test_mosquitto_qos1_pub_sub(shared_stack: tuple[Settings, StackStatus]
     await _mqtt_qos1_round_trip(settings.stack.mqtt_port)
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out, so that no fixed port collides with another test's."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _pid_files(state_dir: Path) -> list[Path]:
     return list(state_dir.rglob("*.pid"))
 
@@ -152,7 +140,7 @@ def reachable_state_dir() -> Path:
 @pytest.fixture
 async def private_stack() -> AsyncIterator[Settings]:
     """A second stack: its own state dir and ports, so the shared one is never touched."""
-    kafka_port, controller_port, mqtt_port, postgres_port = _free_ports(4)
+    kafka_port, controller_port, mqtt_port, postgres_port = free_ports(4, avoid=set())
     state_dir = reachable_state_dir()
     settings = Settings(
         stack=StackSettings(
