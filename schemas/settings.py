@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
 from cityhub.schemas.history_settings import HistorySettings as HistorySettings
 from cityhub.schemas.kafka_settings import KafkaSettings as KafkaSettings
+from cityhub.schemas.open_data import OpenDataSettings as OpenDataSettings
 from cityhub.schemas.processing import DEFAULT_BASE_URI, check_base_uri
 from cityhub.schemas.stack_settings import StackSettings as StackSettings
 
@@ -389,6 +390,7 @@ class Settings(BaseSettings):
     quotas: QuotaSettings = QuotaSettings()
     privacy: PrivacySettings = PrivacySettings()
     cloudevents: CloudEventsSettings = CloudEventsSettings()
+    open_data: OpenDataSettings = OpenDataSettings()
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     """``text``: one line per record for people; ``json``: one JSON object per line (time,

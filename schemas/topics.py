@@ -56,6 +56,23 @@ class Topics:
     area_observations: str
     """Internal: the observations that carry an area, repartitioned by ``<tenant>/<area>`` so that
     one worker sees all of an area's observations (for the area windows)."""
+    offers: str
+    """Compacted: the tenants' offers of data to share, keyed ``offer/<tenant>/<id>``
+    (``cityhub.schemas.sharing``)."""
+    agreements: str
+    """Compacted: agreements between tenants, keyed ``agreement/<id>``."""
+    agreement_usage: str
+    """Compacted: the uses counted under each agreement, keyed
+    ``usage/<agreement id>/<counting process>`` (cumulative counts; readers sum the processes)."""
+    open_data_points: str
+    """Internal: the observations that feed open datasets, stripped to what the open-data
+    windows need and repartitioned by ``<dataset>/<area>`` (every tenant's devices of an area
+    together, so that the k-threshold counts them all)."""
+    open_data: str
+    """Compacted: the published open-data windows (``cityhub.schemas.open_data.OpenWindow``),
+    keyed ``<dataset>/<area>/<quantity>/<window start>``."""
+    data_requests: str
+    """Compacted: the public's data requests and their answers, keyed ``data_request/<id>``."""
 
     @classmethod
     def for_prefix(cls, prefix: str) -> Topics:
@@ -73,4 +90,10 @@ class Topics:
             processing_log=f"{prefix}.processing-log",
             aggregates=f"{prefix}.aggregates",
             area_observations=f"{prefix}.observations-by-area",
+            offers=f"{prefix}.offers",
+            agreements=f"{prefix}.agreements",
+            agreement_usage=f"{prefix}.agreement-usage",
+            open_data_points=f"{prefix}.open-data-points",
+            open_data=f"{prefix}.open-data",
+            data_requests=f"{prefix}.data-requests",
         )

@@ -1,0 +1,2 @@
+"""Open data (issue 13): privacy-safe published windows, their distributions, the catalogue
+and the public's data requests."""
