@@ -138,6 +138,20 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             n,
             {**log_config, "retention.ms": str(settings.privacy.processing_log_retention_ms)},
         ),
+        # Data alliances (docs/sharing.md): offers, agreements and the uses counted under them;
+        # small, read whole by every process that decides what a tenant sees.
+        TopicSpec(topics.offers, 1, compact_config),
+        TopicSpec(topics.agreements, 1, compact_config),
+        TopicSpec(topics.agreement_usage, 1, compact_config),
+        # Open data (docs/open-data.md): the internal repartition of the observations that feed
+        # open datasets (replayable: kept a day), the published windows (compacted: each is
+        # written once, and the open API rebuilds its recent days from them), the public's data
+        # requests.
+        TopicSpec(
+            topics.open_data_points, n, {**log_config, "retention.ms": str(24 * 3600 * 1000)}
+        ),
+        TopicSpec(topics.open_data, 1, compact_config),
+        TopicSpec(topics.data_requests, 1, compact_config),
         # The agents' states, one partition per input partition (the input topics have n).
         *(
             TopicSpec(changelog(settings.worker.app_id, state), n, compact_config)

@@ -239,3 +239,9 @@ def _tags(value: object) -> tuple[str, ...]:
     if type(value) is not list and not isinstance(value, tuple):
         return ()
     return tuple(tag for tag in value if type(tag) is str)
+
+
+GrantsSource = Callable[[], Grants]
+"""Where an enforcement point gets the current grants: the sharing view's ``grants`` in a
+process that follows the topics, ``lambda: grants`` in a test, ``lambda: EMPTY`` without
+sharing."""

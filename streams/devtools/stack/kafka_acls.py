@@ -84,6 +84,7 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
     subscription_topics = f"{settings.kafka.topic_prefix}.sub."
     changelogs = [changelog(settings.worker.app_id, state) for state in STATES]
     privacy_views = [topics.processing_activities, topics.consents, topics.subject_keys]
+    sharing_views = [topics.offers, topics.agreements]
     table: dict[str, list[tuple[ResourceType, str, PatternType, Operation]]] = {
         # Writes what it receives, and what it refuses; reads nothing.
         "bridge": [
@@ -100,6 +101,7 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 topics.raw,
                 topics.observations,
                 topics.area_observations,
+                topics.open_data_points,
                 *changelogs,
             ),
             *_topics(
@@ -107,10 +109,19 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 topics.observations,
                 topics.aggregates,
                 topics.area_observations,
+                topics.open_data_points,
+                topics.open_data,
+                topics.agreement_usage,
                 topics.deadletter,
                 *changelogs,
             ),
-            *_topics(Operation.READ, topics.registry, topics.subscriptions, *privacy_views),
+            *_topics(
+                Operation.READ,
+                topics.registry,
+                topics.subscriptions,
+                *privacy_views,
+                *sharing_views,
+            ),
             (ResourceType.TOPIC, subscription_topics, PatternType.PREFIXED, Operation.WRITE),
             (ResourceType.TOPIC, subscription_topics, PatternType.PREFIXED, Operation.CREATE),
             (ResourceType.GROUP, settings.worker.app_id, PatternType.LITERAL, Operation.READ),
@@ -131,8 +142,11 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 topics.subscriptions,
                 topics.subscription_secrets,
                 *privacy_views,
+                *sharing_views,
             ),
-            *_topics(Operation.WRITE, topics.processing_log, topics.deadletter),
+            *_topics(
+                Operation.WRITE, topics.processing_log, topics.deadletter, topics.agreement_usage
+            ),
         ],
         # Manages the registry, the subscriptions (their secrets, and their topics) and the
         # privacy records;
@@ -148,6 +162,10 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 topics.processing_log,
                 topics.aggregates,
                 topics.observations,
+                *sharing_views,
+                topics.agreement_usage,
+                topics.open_data,
+                topics.data_requests,
             ),
             *_topics(
                 Operation.WRITE,
@@ -157,6 +175,9 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 *privacy_views,
                 topics.resident_tokens,
                 topics.processing_log,
+                *sharing_views,
+                topics.agreement_usage,
+                topics.data_requests,
             ),
             (ResourceType.TOPIC, subscription_topics, PatternType.PREFIXED, Operation.READ),
             (ResourceType.TOPIC, subscription_topics, PatternType.PREFIXED, Operation.CREATE),
