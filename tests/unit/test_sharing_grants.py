@@ -214,7 +214,9 @@ def test_facts_of_an_observation_and_of_an_aggregate_dict() -> None:
     assert known == facts(kind=AGG)
     # Hostile fields are not facts: a list where a string belongs is absent.
     odd = facts_of({"tenant": ["port"], "device_id": 7, "tags": "quay"}, AGG)
-    assert odd.tenant is None and odd.device_id is None and odd.tags == ()
+    assert odd.tenant is None
+    assert odd.device_id is None
+    assert odd.tags == ()
 
 
 @given(
@@ -265,7 +267,8 @@ def test_grant_compiles_the_copied_terms() -> None:
     grant = Grant.of(agreement(offer(classification="personal", processing_activity="fa")))
     assert grant.processing_activity == "fa"
     assert grant.kinds == {OBS}
-    assert grant.areas is None and grant.device_types == {"airq"}
+    assert grant.areas is None
+    assert grant.device_types == {"airq"}
 
 
 def test_usage_counts_are_cumulative_and_report_only_changes() -> None:
