@@ -268,7 +268,7 @@ def test_grant_compiles_the_copied_terms() -> None:
     assert grant.processing_activity == "fa"
     assert grant.kinds == {OBS}
     assert grant.areas is None
-    assert grant.device_types == {"airq"}
+    assert grant.device_types == frozenset({"airq"})
 
 
 def test_usage_counts_are_cumulative_and_report_only_changes() -> None:
