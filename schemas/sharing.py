@@ -325,3 +325,22 @@ class Agreement(BaseModel):
             "note": self.note,
             "history": [event.model_dump(mode="json") for event in self.history],
         }
+
+
+class AgreementUsage(BaseModel):
+    """One counting process's cumulative uses under one agreement: the value on the
+    ``agreement-usage`` topic, keyed ``usage/<agreement id>/<process>``. A process writes its
+    totals since it started (a restarted process is a new ``process``), so the uses under an
+    agreement are the sum over its records."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agreement: str = Field(min_length=1, max_length=200)
+    process: str = Field(min_length=1, max_length=200)
+    delivered: int = Field(ge=0)
+    read: int = Field(ge=0)
+    at: str
+
+    @property
+    def key(self) -> str:
+        return f"usage/{self.agreement}/{self.process}"

@@ -31,6 +31,7 @@ from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.runtime.heap import heap_part
 from cityhub.streams.runtime.host import Part, management_part, server_part, store_part
 from cityhub.streams.runtime.worker import Worker
+from cityhub.streams.sharing.stores import SharingStores
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 from cityhub.streams.subscriptions.routing import Routing
 from cityhub.streams.subscriptions.secret_store import SubscriptionSecretStore
@@ -91,6 +92,14 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         privacy = PrivacyStores.for_settings(settings, log=roles.api or roles.deliver)
         parts += privacy.parts()
         checks["privacy"] = _flag(privacy, "ready")
+    sharing: SharingStores | None = None
+    if roles.worker or roles.api or roles.deliver:
+        # Offers and agreements (docs/sharing.md), in every process that routes, delivers or
+        # serves items: the enforcement points ask ``sharing.grants()`` per item and count
+        # what they let through into ``sharing.usage``, which the publisher writes out.
+        sharing = SharingStores.for_settings(settings)
+        parts += sharing.parts()
+        checks["sharing"] = _flag(sharing, "ready")
     if roles.worker:
         assert registry is not None
         assert subscriptions is not None
