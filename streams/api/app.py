@@ -48,6 +48,7 @@ from cityhub.streams.api.rate_limit import RateLimiter
 from cityhub.streams.api.resident_tokens import RESIDENTS_KEY, ResidentServices
 from cityhub.streams.api.route_model import ANONYMOUS, API_VERSION
 from cityhub.streams.api.routes import PREFIX, ROUTES, Route
+from cityhub.streams.api.sharing import SHARING_KEY
 from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.ngsi_ld.api import add_ngsi_ld_routes
@@ -59,6 +60,7 @@ from cityhub.streams.privacy.service import ProcessingRegister
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.sensorthings.routes import SensorThings
 from cityhub.streams.sensorthings.routes import mount as mount_sensorthings
+from cityhub.streams.sharing.service import Sharing
 from cityhub.streams.subscriptions.service import Subscriptions
 
 log = logging.getLogger("cityhub.api")
@@ -175,6 +177,7 @@ def build_api(
     residents: ResidentServices | None = None,
     personal_reads: PersonalReads | None = None,
     http: HttpSettings | None = None,
+    sharing: Sharing | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
     imports at ``max_import_bytes`` (413 past either; None: ``quotas.import_max_bytes``).
@@ -191,7 +194,8 @@ def build_api(
     enabled) with a source made from the environment's settings, which connects at its first
     query; put another source at ``app[AGGREGATES_KEY]`` before the app starts (tests do).
     The app closes the source it holds when it is cleaned up. ``http`` (default: the
-    environment's) gives the CORS allow-list and the OpenAPI document's contact."""
+    environment's) gives the CORS allow-list and the OpenAPI document's contact. Without
+    ``sharing`` the offers' and agreements' routes answer 503."""
     quotas = quotas or QuotaSettings()
     http = http or Settings().http
     if max_import_bytes is None:
@@ -226,6 +230,8 @@ def build_api(
         app[RESIDENTS_KEY] = residents
     if personal_reads is not None:
         app[PERSONAL_READS_KEY] = personal_reads
+    if sharing is not None:
+        app[SHARING_KEY] = sharing
     app[AGGREGATES_KEY] = aggregate_source(Settings())
     app.on_cleanup.append(_close_aggregates)
     app[LIMITS_KEY] = Limits(

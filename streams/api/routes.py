@@ -47,6 +47,7 @@ from cityhub.streams.api.route_model import (
     Param,
     Route,
 )
+from cityhub.streams.api.sharing import SHARING_ROUTES
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
 __all__ = ["PREFIX", "ROUTES", "Param", "Route"]
@@ -473,6 +474,7 @@ ROUTES: tuple[Route, ...] = (
     *CONSENT_ROUTES,
     *TOKEN_ROUTES,
     *ME_ROUTES,
+    *SHARING_ROUTES,
 )
 """Every operation of the API; all need a key but the register's public reads.
 ``/api/v1/openapi.json`` is served beside them, without a key."""
