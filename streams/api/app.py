@@ -35,6 +35,7 @@ from cityhub.streams.api import adr
 from cityhub.streams.api.adr_headers import CorsPolicy
 from cityhub.streams.api.aggregates import AGGREGATES_KEY, PERSONAL_READS_KEY
 from cityhub.streams.api.auth import authenticate
+from cityhub.streams.api.catalogue import CATALOGUE_KEY, CatalogueSource
 from cityhub.streams.api.consents import CONSENTS_KEY
 from cityhub.streams.api.erasure import ERASURE_KEY
 from cityhub.streams.api.handlers import Call, Limits, json_response
@@ -52,6 +53,7 @@ from cityhub.streams.api.sharing import SHARING_KEY
 from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.ngsi_ld.api import add_ngsi_ld_routes
+from cityhub.streams.opendata.catalogue import ListedOffers
 from cityhub.streams.privacy.consent_service import Consents
 from cityhub.streams.privacy.erasure import Erasure
 from cityhub.streams.privacy.log_service import ProcessingLogQueries
@@ -177,6 +179,7 @@ def build_api(
     residents: ResidentServices | None = None,
     personal_reads: PersonalReads | None = None,
     http: HttpSettings | None = None,
+    listed_offers: ListedOffers | None = None,
     sharing: Sharing | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
@@ -232,6 +235,8 @@ def build_api(
         app[PERSONAL_READS_KEY] = personal_reads
     if sharing is not None:
         app[SHARING_KEY] = sharing
+    # The public catalogue lists the offers of listed_offers (None: no offer, open data only).
+    app[CATALOGUE_KEY] = CatalogueSource(Settings().open_data, listed_offers)
     app[AGGREGATES_KEY] = aggregate_source(Settings())
     app.on_cleanup.append(_close_aggregates)
     app[LIMITS_KEY] = Limits(

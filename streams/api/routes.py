@@ -18,6 +18,7 @@ from cityhub.schemas.registry import (
 from cityhub.schemas.subscription import SUBSCRIPTION_ID_PATTERN, ReplaySpec
 from cityhub.streams.api import handlers as h
 from cityhub.streams.api.aggregates import AggregateList, list_aggregates
+from cityhub.streams.api.catalogue import CATALOGUE_ROUTES
 from cityhub.streams.api.consents import CONSENT_ROUTES
 from cityhub.streams.api.erasure import ERASURE_ROUTES
 from cityhub.streams.api.live import stream_subscription
@@ -474,6 +475,7 @@ ROUTES: tuple[Route, ...] = (
     *CONSENT_ROUTES,
     *TOKEN_ROUTES,
     *ME_ROUTES,
+    *CATALOGUE_ROUTES,
     *SHARING_ROUTES,
 )
 """Every operation of the API; all need a key but the register's public reads.
