@@ -402,7 +402,9 @@ class AggregatorAgent:
                 if router is None or self._gate is None:
                     continue
                 topics = router.route(orjson.loads(doc), Source.AGGREGATES)
-                for topic in self._gate.routes(topics, mark, router.subscription_at):
+                for topic in self._gate.routes(
+                    topics, mark, router.subscription_at, router.grant_at
+                ):
                     copy = [mark.header(), (TRACEPARENT, spans.child_of_own(trace))]
                     writes.append(
                         router.write(topic, key, doc, timestamp_ms=timestamp, headers=copy)

@@ -41,6 +41,7 @@ from cityhub.schemas.subscription import (
 from cityhub.schemas.subscription_secrets import join_secrets
 from cityhub.schemas.topics import Topics
 from cityhub.streams.delivery import metrics as m
+from cityhub.streams.delivery.agreement_screen import DeliverySharing
 from cityhub.streams.delivery.targets import target_for
 from cityhub.streams.delivery.task import DeliveryTask, Target, group_id
 from cityhub.streams.privacy.gate import PrivacyGate
@@ -83,15 +84,18 @@ class DeliveryManager:
         gate: PrivacyGate | None = None,
         processing_log: ProcessingLogSink | None = None,
         secrets: SubscriptionSecretRecordStore | None = None,
+        sharing: DeliverySharing | None = None,
     ) -> None:
         """Every task checks personal items against ``gate`` and logs their deliveries to
-        ``processing_log`` (see ``DeliveryTask``). ``secrets`` holds the records' secrets;
+        ``processing_log``, and items under an agreement against ``sharing`` (see
+        ``DeliveryTask``). ``secrets`` holds the records' secrets;
         without it only records that hold theirs inline (or need none) are delivered."""
         self._settings = settings
         self._secrets = secrets
         self._awaiting: set[tuple[str, str]] = set()
         self._gate = gate
         self._processing_log = processing_log
+        self._sharing = sharing
         self._store = store
         self._target_factory = target_factory
         self.tasks: dict[tuple[str, str], DeliveryTask] = {}
@@ -216,6 +220,7 @@ class DeliveryManager:
                 dead_letters=self._dead_letter,
                 gate=self._gate,
                 processing_log=self._processing_log,
+                sharing=self._sharing,
             )
             m.set_state(*key, SubscriptionState.ACTIVE)
             task.start()

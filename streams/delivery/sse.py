@@ -28,6 +28,7 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import OnFull, Subscription, subscription_topic
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery import metrics as m
+from cityhub.streams.delivery.agreement_screen import DeliverySharing
 from cityhub.streams.delivery.batch import parse_event_id, sse_event
 from cityhub.streams.delivery.privacy_screen import screen_when_current
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
@@ -61,11 +62,15 @@ class LiveStreams:
         *,
         gate: PrivacyGate | None = None,
         processing_log: ProcessingLogSink | None = None,
+        sharing: DeliverySharing | None = None,
     ) -> None:
         """Personal items are sent only where ``gate`` admits them at that moment (none
-        without one), and every send of them is written to ``processing_log``."""
+        without one), and every send of them is written to ``processing_log``. Items under an
+        agreement are sent only while ``sharing`` says it is in force (none without it), and
+        counted there."""
         self._settings = settings
         self._gate = gate
+        self._sharing = sharing
         self._processing_log = processing_log
         self._max_per_subscription = settings.quotas.live_streams_per_subscription
         self._max_per_tenant = settings.quotas.live_streams_per_tenant
@@ -259,7 +264,7 @@ class LiveStreams:
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
-            screened = await screen_when_current(self._gate, record, batch)
+            screened = await screen_when_current(self._gate, record, batch, self._sharing)
             if screened.personal:
                 # Logged before it is written: if the log cannot be, the stream ends first.
                 await self._log(record, screened, time.time())
@@ -269,4 +274,6 @@ class LiveStreams:
             for item in batch:
                 latency.observe(max(0.0, now - item.timestamp_ms / 1000))
             m.DELIVERED.labels(*labels).inc(len(screened.send))
+            if self._sharing is not None:
+                self._sharing.delivered(screened.send)
         fetcher.result()

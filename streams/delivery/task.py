@@ -54,6 +54,7 @@ from cityhub.schemas.subscription import (
 )
 from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.delivery import metrics as m
+from cityhub.streams.delivery.agreement_screen import DeliverySharing
 from cityhub.streams.delivery.batch import message_id
 from cityhub.streams.delivery.dead_letters import STAGE, delivery_dead_letters
 from cityhub.streams.delivery.privacy_screen import screen_when_current
@@ -119,16 +120,19 @@ class DeliveryTask:
         rng: random.Random | None = None,
         gate: PrivacyGate | None = None,
         processing_log: ProcessingLogSink | None = None,
+        sharing: DeliverySharing | None = None,
     ) -> None:
         """Personal items pass only where ``gate`` admits them at the moment of sending (none
         without a gate), and each delivery of them is written to ``processing_log`` before the
-        batch counts as delivered."""
+        batch counts as delivered. Items under an agreement pass only while ``sharing`` says it
+        is in force at the moment of sending (none without it), and are counted there."""
         self.record = record
         self._target = target
         self._settings = settings
         self._dead_letters = dead_letters
         self._gate = gate
         self._processing_log = processing_log
+        self._sharing = sharing
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         d = settings.delivery
         self._policy = RetryPolicy(
@@ -405,7 +409,7 @@ class DeliveryTask:
         attempts = 0
         while True:
             # Checked again before every attempt: a withdrawal during the retries stops it.
-            screened = await screen_when_current(self._gate, self.record, batch)
+            screened = await screen_when_current(self._gate, self.record, batch, self._sharing)
             if not screened.send:
                 return  # nothing of it may go: settled (each refusal counted)
             started = time.time()
@@ -449,6 +453,8 @@ class DeliveryTask:
             for item in batch:
                 latency.observe(max(0.0, now - item.timestamp_ms / 1000))
             m.DELIVERED.labels(*self._labels).inc(len(screened.send))
+            if self._sharing is not None:
+                self._sharing.delivered(screened.send)
             self.delivered += len(screened.send)
             self._failures = 0
             self._set_state(SubscriptionState.ACTIVE)

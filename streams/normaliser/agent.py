@@ -237,7 +237,8 @@ class NormaliserAgent:
                 continue
             # The copies keep the observation's span: the processing log writes one record per
             # data subject and traceparent of a delivery, so one per uplink, not one per copy.
-            for topic in gate.routes(router.route(observation), mark, router.subscription_at):
+            topics = router.route(observation)
+            for topic in gate.routes(topics, mark, router.subscription_at, router.grant_at):
                 writes.append(router.write(topic, key, doc, headers=headers))
                 routed += 1
         return routed

@@ -14,6 +14,12 @@ sealed on every topic (``value``, ``location`` and ``extra`` under the subject's
 For what it delivered, ``log_records`` makes the processing-log records: one per data subject
 and per trace (one uplink's observations share a trace) of the batch.
 
+Another tenant's personal item, routed under an agreement (issue 13), is checked against the
+provider's activity that the agreement's offer names (``purpose.py``): at routing with the grant
+the router chose it under, at delivery with the agreement its ``cityhub-agreement`` header names,
+looked up in the current grants (``grants``, set by the wiring; none: such items are refused as
+``other_tenant``). Its processing-log record names the provider's tenant and activity.
+
 Counted: ``cityhub_personal_items_total{stage, outcome}`` with outcome ``passed`` or the
 refusal's reason.
 """
@@ -45,6 +51,8 @@ from cityhub.streams.privacy.purpose import (
     mark_of,
 )
 from cityhub.streams.privacy.sealing import SubjectKey, open_sealed
+from cityhub.streams.sharing.grants import EMPTY, Grant, GrantsSource
+from cityhub.streams.subscriptions.agreements import agreement_of
 
 log = logging.getLogger("cityhub.privacy")
 
@@ -116,17 +124,35 @@ class PrivacyGate:
         self.ready = ready
         self._caught_up_at = caught_up_at
         self._keys_caught_up_at = keys_caught_up_at or caught_up_at
+        self.grants: GrantsSource = lambda: EMPTY
+        """The current agreements (the wiring sets the sharing view's): what another tenant's
+        personal item is delivered under."""
+        self._screened_under: dict[str, Grant] = {}
+        """Each agreement a delivery was screened under: its log record names the agreement's
+        activity even when the agreement ended between the screening and the log."""
 
     def stale(self) -> bool:
         """Whether a view has not been seen caught up with its topic for ``MAX_STALENESS_S``:
         a decision on it could miss a withdrawal, so personal items wait."""
         return self._clock() - self._caught_up_at() > MAX_STALENESS_S
 
-    def admit(self, subscription: Subscription, mark: PersonalMark, stage: str) -> Refusal | None:
-        """None when the item may reach ``subscription`` now, else why not; counted."""
+    def admit(
+        self,
+        subscription: Subscription,
+        mark: PersonalMark,
+        stage: str,
+        grant: Grant | None = None,
+    ) -> Refusal | None:
+        """None when the item may reach ``subscription`` now, else why not; counted. ``grant``:
+        the agreement the item goes under, if it is another tenant's."""
         now = datetime.fromtimestamp(self._clock(), UTC)
         refusal = check(
-            subscription, mark, activities=self.activities, consents=self.consents, now=now
+            subscription,
+            mark,
+            activities=self.activities,
+            consents=self.consents,
+            now=now,
+            grant=grant,
         )
         PERSONAL_ITEMS.labels(stage, refusal.value if refusal is not None else PASSED).inc()
         return refusal
@@ -145,15 +171,30 @@ class PrivacyGate:
         topics: Sequence[str],
         mark: PersonalMark,
         subscription_at: Callable[[str], Subscription | None],
+        grant_at: Callable[[str], Grant | None] | None = None,
     ) -> list[str]:
         """Of the topics the router chose for a personal item, those whose subscription it may
-        reach (the worker's check, before it writes the item to them)."""
+        reach (the worker's check, before it writes the item to them). ``grant_at``: the
+        agreement the router chose a topic under (``SubscriptionRouter.grant_at``)."""
         allowed = []
         for topic in topics:
             record = subscription_at(topic)
-            if record is not None and self.admit(record, mark, ROUTE) is None:
+            grant = grant_at(topic) if grant_at is not None else None
+            if record is not None and self.admit(record, mark, ROUTE, grant) is None:
                 allowed.append(topic)
         return allowed
+
+    def grant_of(self, item: Item, subscription: Subscription) -> Grant | None:
+        """The agreement a delivered item is marked with, when the subscription's tenant holds
+        it (whether it is in force is the purpose check's question)."""
+        agreement = agreement_of(item.headers)
+        if agreement is None:
+            return None
+        grant = self.grants().get(agreement)
+        if grant is None or grant.consumer != subscription.tenant:
+            return None
+        self._screened_under[agreement] = grant
+        return grant
 
     def screen(self, subscription: Subscription, items: Sequence[Item]) -> Screened:
         """The items of a batch that may be delivered to ``subscription`` now, personal ones
@@ -170,7 +211,10 @@ class PrivacyGate:
                 self._refuse(mark)
                 screened.refused += 1
                 continue
-            if self.admit(subscription, mark, DELIVER) is not None:
+            grant = (
+                self.grant_of(item, subscription) if mark.tenant != subscription.tenant else None
+            )
+            if self.admit(subscription, mark, DELIVER, grant) is not None:
                 screened.refused += 1
                 continue
             try:
@@ -239,12 +283,24 @@ class PrivacyGate:
         action: Action = "deliver",
     ) -> list[ProcessingLogRecord]:
         """One record per data subject and per trace of the personal items delivered: the
-        activity, the recipient (the subscription and its kind), when, how many items."""
-        groups: dict[tuple[str | None, bytes | None], int] = {}
+        activity, the recipient (the subscription and its kind), when, how many items. An item
+        of another tenant delivered under an agreement is logged under the provider's tenant
+        and the activity the agreement's offer names."""
+        groups: dict[tuple[str | None, bytes | None, str, str], int] = {}
+        own = (subscription.tenant, self.activity_uri(subscription))
         for item, mark in personal:
             trace = _header(item, TRACEPARENT)
-            groups[(mark.subject, trace)] = groups.get((mark.subject, trace), 0) + 1
-        activity = self.activity_uri(subscription)
+            controller = own
+            if mark.tenant != subscription.tenant:
+                # Screened under this agreement a moment ago: its offer names the activity.
+                agreement = agreement_of(item.headers)
+                grant = self._screened_under.get(agreement) if agreement is not None else None
+                slug = grant.processing_activity if grant is not None else None
+                if slug is not None:
+                    activity = self.activities.get(mark.tenant, slug)
+                    controller = (mark.tenant, activity.id if activity is not None else slug)
+            key = (mark.subject, trace, *controller)
+            groups[key] = groups.get(key, 0) + 1
         recipient = (
             f"subscription:{subscription.tenant}/{subscription.id} ({subscription.delivery.kind})"
         )
@@ -257,13 +313,13 @@ class PrivacyGate:
                 ended=ended,
                 ok=ok,
                 activity_id=activity,
-                tenant=subscription.tenant,
+                tenant=tenant,
                 subject=subject or "",
                 recipient=recipient,
                 items=count,
                 action=action,
             )
-            for (subject, trace), count in groups.items()
+            for (subject, trace, tenant, activity), count in groups.items()
         ]
 
 

@@ -13,7 +13,7 @@ counted per reason and never delivered):
    revoke or log what its reader does with the item afterwards;
 2. it declares the processing activity it serves (``no_activity``), which is in the register
    (``unknown_activity``) of the item's tenant (``other_tenant``: the subscription's tenant is
-   the item's, as only agreements between tenants, not built yet, could allow otherwise);
+   the item's, unless an agreement allows otherwise, below);
 3. the activity is valid now (``activity_not_valid``: before ``valid_from``, from ``valid_to``);
 4. it covers the item's kind of personal data: the device type's category is one of the
    activity's ``personal_data_categories``, compared without regard to case
@@ -26,6 +26,19 @@ counted per reason and never delivered):
 
 At delivery one more refusal can happen: the subject's key is gone (``erased``), see
 ``gate.py``.
+
+Under an agreement (issue 13). Another tenant's personal item reaches a subscription only under
+an agreement in force whose offer is personal: the offer names the provider's processing
+activity (``Grant.processing_activity``) under which the provider shares the data, and points 3
+to 5 are checked against that activity of the provider's register, not against the
+subscription's: it is valid now, it covers the item's category, and where its legal basis is
+consent the data subject consents to it (to a version with the current terms). The
+subscription then needs no activity of its own (the provider's is the purpose the subject's
+data is used for); point 1 still holds, and so does every other refusal. Without such an
+agreement (none, ended, revoked, or one whose offer is not personal, which never covers a
+personal item anyway) the refusal stays ``other_tenant``. The processing-log record of such a
+delivery is written under the provider's tenant and activity (``gate.py``): the provider is
+the controller that answers to the data subject.
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ import orjson
 
 from cityhub.schemas.processing import ActivityVersion, LegalBasis, ProcessingActivity
 from cityhub.schemas.subscription import Serving, Subscription
+from cityhub.streams.sharing.grants import Grant
 
 PRIVACY_HEADER = "cityhub-privacy"
 """The Kafka header a personal item carries on a subscription's topic: its ``PersonalMark``."""
@@ -151,10 +165,17 @@ def check(
     activities: Activities,
     consents: ConsentLookup,
     now: datetime,
+    grant: Grant | None = None,
 ) -> Refusal | None:
-    """None when the item may reach ``subscription``, else why not (the module docstring)."""
+    """None when the item may reach ``subscription``, else why not (the module docstring).
+    ``grant``: the agreement under which the item was routed to it, if any."""
     if subscription.delivery.serving is Serving.TOPIC:
         return Refusal.KAFKA_TOPIC
+    provider = granted_activity(subscription.tenant, mark, grant, now)
+    if provider is not None:
+        return check_activity(
+            mark.tenant, provider, mark, activities=activities, consents=consents, now=now
+        )
     return check_activity(
         subscription.tenant,
         subscription.processing_activity,
@@ -163,6 +184,19 @@ def check(
         consents=consents,
         now=now,
     )
+
+
+def granted_activity(
+    consumer: str, mark: PersonalMark, grant: Grant | None, now: datetime
+) -> str | None:
+    """The provider's activity under which ``grant`` shares ``mark``'s item with ``consumer``
+    now, or None when it does not: another tenant's item, an agreement the consumer holds with
+    the item's tenant, in force at ``now``, whose offer is personal."""
+    if grant is None or mark.tenant == consumer:
+        return None
+    if grant.consumer != consumer or grant.provider != mark.tenant or not grant.active_at(now):
+        return None
+    return grant.processing_activity
 
 
 def check_activity(

@@ -15,8 +15,14 @@ The tenant rule (``may_see``), applied by every compiled predicate before its fi
 - an observation whose device's tenant is unknown (an unregistered device let through) is
   seen by no subscription: it belongs to nobody who could have agreed to share it.
 
+- of another tenant's devices, also what an active agreement between the two tenants covers
+  (issue 13): the third branch, decided by ``cityhub.streams.sharing.grants`` before the filter.
+  The router asks it (``router.py``) and runs the filter compiled with ``shared=True``, which
+  leaves the tenant check to it; ``may_see`` and the default predicate know only the first two
+  branches.
+
 There is no wildcard tenant: an administrator's ``*`` is not a tenant id, so a subscription
-can never see across tenants beyond ``public``.
+can never see across tenants beyond ``public`` and its tenant's agreements.
 
 Items are either ``Observation`` objects or their JSON dicts (aggregates are dicts). The
 device's tenant is read from its ``tenant`` attribute or key (the normaliser writes the
@@ -63,9 +69,12 @@ def compile_filter(
     *,
     tenant: str,
     device_type_of: DeviceTypeOf | None = None,
+    shared: bool = False,
 ) -> Predicate:
     """A predicate that is True for exactly the items a subscription of ``tenant`` with
     ``spec_filter`` receives: ``may_see`` and every active criterion of the filter.
+    ``shared``: the criteria alone, for items of another tenant that an agreement already let
+    the subscription's tenant see (the caller decided the tenant rule).
 
     ``device_types`` needs the device's type: a ``device_type`` attribute or key of the item
     when it carries one, else ``device_type_of(device tenant, device id)`` (the registry view);
@@ -94,7 +103,11 @@ def compile_filter(
     def matches_observation(obs: Observation) -> bool:
         # getattr with a default on a missing slot raises and catches inside: decided once.
         owner = getattr(obs, "tenant", None) if has_tenant_field else obs.extra.get("tenant")
-        if owner != tenant and not (type(owner) is str and obs.classification == PUBLIC):
+        if (
+            owner != tenant
+            and not shared
+            and not (type(owner) is str and obs.classification == PUBLIC)
+        ):
             return False
         # Cheap and selective first: set look-ups, then tags, the box, the type look-up.
         if quantities is not None and obs.quantity not in quantities:
@@ -117,7 +130,11 @@ def compile_filter(
     def matches_dict(doc: Mapping[str, Any]) -> bool:
         get = doc.get
         owner = get("tenant")
-        if owner != tenant and not (type(owner) is str and get("classification") == PUBLIC):
+        if (
+            owner != tenant
+            and not shared
+            and not (type(owner) is str and get("classification") == PUBLIC)
+        ):
             return False
         if quantities is not None and not _member(get("quantity"), quantities):
             return False

@@ -7,7 +7,10 @@ item:
 
 - by source, then by tenant: an item is looked up among its own tenant's subscriptions, and,
   only when it is classified ``public``, among every tenant's (the tenant rule of
-  ``cityhub.streams.subscriptions.filter``);
+  ``cityhub.streams.subscriptions.filter``); an item that an agreement lets another tenant see
+  is also looked up among that tenant's subscriptions that may receive agreement items (all
+  but those read from their Kafka topic), whose predicates leave the tenant rule to the
+  agreement (``SourceIndex.shared``);
 - then by a key of the filter's criteria, most selective first: device ids, areas, the grid
   cells its box covers (``CELL_DEGREES`` square), tags, quantities. A filter naming areas
   ``a, b`` and quantity ``q`` is found under the keys ``(a, q)`` and ``(b, q)``, and an item
@@ -30,7 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any
 
@@ -74,6 +77,9 @@ class Route:
     box: tuple[float, float, float, float] | None
     """(min_lat, max_lat, min_lon, max_lon) when the look-up and this box decide it: every
     other criterion is in its key. Cheaper to compare than to run the predicate."""
+    shared: Predicate | None = None
+    """Its filter without the tenant rule, for items under an agreement its tenant holds; None
+    when it may not receive such items (a subscription read from its Kafka topic)."""
 
 
 def grid_cell(latitude: float, longitude: float) -> Cell | None:
@@ -291,26 +297,43 @@ def takes(candidate: Route, item: Item, point: Point | None) -> bool:
 
 
 class SourceIndex:
-    """The routes of one source: per tenant, and all of them (for public items)."""
+    """The routes of one source: per tenant, all of them (for public items), and per tenant
+    those that may receive items under its agreements (with their ``shared`` predicates)."""
 
-    __slots__ = ("everyone", "own")
+    __slots__ = ("everyone", "own", "shared")
 
     def __init__(self) -> None:
         self.own: dict[str, RouteIndex] = {}
         self.everyone = RouteIndex()
+        self.shared: dict[str, RouteIndex] = {}
 
     def add(self, route: Route) -> None:
-        """Index ``route`` among its tenant's routes and among everyone's."""
-        own = self.own.get(route.key[0])
-        if own is None:
-            own = self.own[route.key[0]] = RouteIndex()
-        own.add(route)
+        """Index ``route`` among its tenant's routes and among everyone's (and, when it may
+        receive agreement items, among its tenant's shared routes)."""
+        _add(self.own, route.key[0], route)
         self.everyone.add(route)
+        if route.shared is not None:
+            # A twin whose predicate is the filter without the tenant rule; the index finds and
+            # removes routes by their key, which the twin shares.
+            _add(self.shared, route.key[0], replace(route, matches=route.shared))
 
     def remove(self, route: Route) -> None:
         """Take ``route`` out of its tenant's index (dropped once empty) and everyone's."""
-        own = self.own[route.key[0]]
-        own.remove(route)
-        if own.size == 0:
-            del self.own[route.key[0]]
+        _remove(self.own, route.key[0], route)
         self.everyone.remove(route)
+        if route.shared is not None:
+            _remove(self.shared, route.key[0], route)
+
+
+def _add(indexes: dict[str, RouteIndex], tenant: str, route: Route) -> None:
+    index = indexes.get(tenant)
+    if index is None:
+        index = indexes[tenant] = RouteIndex()
+    index.add(route)
+
+
+def _remove(indexes: dict[str, RouteIndex], tenant: str, route: Route) -> None:
+    index = indexes[tenant]
+    index.remove(route)
+    if index.size == 0:
+        del indexes[tenant]

@@ -17,6 +17,17 @@ Paused subscriptions are routed too: pausing stops the delivery, not the routing
 subscription catches up from its topic and loses nothing. A subscription is routed only once
 its topic exists (``ready_topics``): the worker creates the topic, then routes to it.
 
+Items under an agreement (issue 13): an item of tenant A also reaches the subscriptions of
+tenant B whose filters take it while B holds an agreement with A in force that covers it
+(``cityhub.streams.sharing.grants``: kind, classification, selection, period). The grants come
+from ``grants`` (a source: the sharing view's current ones) and the clock at every item, never a
+cached answer, so an agreement stops counting the moment it expires. Such a copy carries the
+agreement's id in the ``cityhub-agreement`` header (``write``), so that a delivery can check the
+agreement again just before it sends (``agreements.py``). Subscriptions read directly from their
+Kafka topic (``kafka_topic``) receive no agreement items: nothing could stop or count what their
+reader takes after the agreement ends (as personal items are refused to them). An item whose
+tenant holds no agreement as a provider costs one dictionary look-up more than before.
+
 The cost of routing one item must not grow with subscriptions that do not receive it, so that
 one tenant's thousands of subscriptions cannot slow everybody's data down: the router looks an
 item up in an index of the subscriptions (``route_index.py``) instead of running every compiled
@@ -28,13 +39,16 @@ checks the two agree on random subscriptions and items).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
+from datetime import UTC, datetime
 
 from cityhub.connectors.sinks.base import Item as SinkItem
 from cityhub.connectors.sinks.encodings import EncodingContext, get_encoding
 from cityhub.connectors.sinks.errors import UnknownEncoding
 from cityhub.schemas.observation import Observation
 from cityhub.schemas.settings import Settings
+from cityhub.schemas.sharing import ItemKind
 from cityhub.schemas.subscription import (
     DEFAULT_ENCODING,
     Serving,
@@ -43,6 +57,8 @@ from cityhub.schemas.subscription import (
     subscription_topic,
 )
 from cityhub.streams.runtime.agent import Headers, Write
+from cityhub.streams.sharing.grants import DeviceFacts, Grant, Grants, GrantsSource, facts_of
+from cityhub.streams.subscriptions.agreements import agreement_header
 from cityhub.streams.subscriptions.filter import (
     PUBLIC,
     DeviceTypeOf,
@@ -62,12 +78,37 @@ from cityhub.streams.subscriptions.route_index import (
 
 log = logging.getLogger("cityhub.subscriptions.router")
 
+KIND_OF_SOURCE = {
+    Source.OBSERVATIONS: ItemKind.OBSERVATIONS,
+    Source.AGGREGATES: ItemKind.AGGREGATES,
+}
+"""What an offer calls the items of each source."""
+
 TopicEncoder = Callable[[str, bytes, bytes, "int | None", "Headers | None"], Write]
 """``(topic, key, doc, timestamp_ms, headers) -> the record to write`` for one topic."""
 
 
 def _str_of(value: object) -> str | None:
     return value if type(value) is str else None
+
+
+def _doc_tags(carried: object) -> list[str]:
+    """A JSON item's tags as the compiled filter reads them: the strings of a list."""
+    if type(carried) is list or isinstance(carried, tuple):
+        return [tag for tag in carried if type(tag) is str]
+    return []
+
+
+def _doc_values(item: Mapping[str, object], point: Point | None, cells: bool) -> list[object]:
+    """A JSON item's index values (device id, area, cell, tag slot, quantity)."""
+    get = item.get
+    return [
+        _str_of(get("device_id")),
+        _str_of(get("area")),
+        grid_cell(*point) if cells and point is not None else None,
+        None,
+        _str_of(get("quantity")),
+    ]
 
 
 def _doc_point(location: object) -> Point | None:
@@ -92,14 +133,25 @@ class SubscriptionRouter:
         device_type_of: DeviceTypeOf | None = None,
         *,
         settings: Settings | None = None,
+        grants: GrantsSource | None = None,
+        device_of: DeviceFacts | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``device_type_of`` looks a device's type up (the registry view) for items that do not
         carry one (aggregates), so that a ``device_types`` filter applies to them too.
         ``settings`` are what encodings read (the CloudEvents attributes); None: the
-        environment's, read when a subscription first needs them."""
+        environment's, read when a subscription first needs them. ``grants``: the current
+        agreements (None: no sharing beyond ``public``); ``device_of`` gives a device's type
+        and tags to the agreements' selections for items that do not carry them (aggregates);
+        ``clock`` is when an agreement is asked about."""
         self._prefix = topic_prefix
         self._device_type_of = device_type_of
         self._settings = settings
+        self._grants = grants
+        self._device_of = device_of
+        self._clock = clock
+        self._granted: dict[str, Grant] = {}
+        """The topics the last ``route`` chose under an agreement, with its grant."""
         self._sources = {source: SourceIndex() for source in Source}
         self._by_key: dict[Key, Route] = {}
         self._by_topic: dict[str, Route] = {}
@@ -174,7 +226,12 @@ class SubscriptionRouter:
         headers: Headers | None = None,
     ) -> Write:
         """The record that carries ``doc`` (an item ``route`` sent to ``topic``) there: the
-        canonical JSON, or the item in the encoding of a subscription served by its topic."""
+        canonical JSON, or the item in the encoding of a subscription served by its topic. A
+        copy the last ``route`` chose under an agreement carries the agreement's header."""
+        if self._granted:
+            grant = self._granted.get(topic)
+            if grant is not None:
+                headers = [*(headers or ()), agreement_header(grant)]
         encode = self._encoders.get(topic)
         if encode is None:
             return Write(topic, key, doc, None, timestamp_ms, headers)
@@ -222,6 +279,14 @@ class SubscriptionRouter:
             record.filter, tenant=record.tenant, device_type_of=self._device_type_of
         )
         box = record.filter.bbox
+        shared = None
+        if record.delivery.serving is not Serving.TOPIC:
+            shared = compile_filter(
+                record.filter,
+                tenant=record.tenant,
+                device_type_of=self._device_type_of,
+                shared=True,
+            )
         return Route(
             (record.tenant, record.id),
             topic,
@@ -231,11 +296,16 @@ class SubscriptionRouter:
             tuple(keys),
             exact=covered and box is None,
             box=(box.min_lat, box.max_lat, box.min_lon, box.max_lon) if covered and box else None,
+            shared=shared,
         )
 
     def route(self, item: Item, source: Source = Source.OBSERVATIONS) -> list[str]:
         """The topics of the subscriptions that receive ``item``, each once, in no particular
-        order: exactly those whose compiled filter takes it."""
+        order: exactly those whose compiled filter takes it, and those of other tenants whose
+        filter takes it under an agreement in force now (``grant_at`` names the agreement of
+        each of those until the next call)."""
+        if self._granted:
+            self._granted = {}
         sources = self._sources[source]
         index: RouteIndex | None
         if isinstance(item, Observation):
@@ -244,6 +314,10 @@ class SubscriptionRouter:
                 index = sources.everyone
             else:
                 index = sources.own.get(owner) if isinstance(owner, str) else None
+                if self._grants is not None and type(owner) is str:
+                    grants = self._grants()
+                    if grants.consumers_of(owner):
+                        return self._route_shared(item, source, owner, index, grants)
             if index is None:
                 return []
             location = item.location
@@ -259,23 +333,55 @@ class SubscriptionRouter:
             index = sources.everyone
         else:
             index = sources.own.get(owner) if isinstance(owner, str) else None
+            if self._grants is not None and type(owner) is str:
+                grants = self._grants()
+                if grants.consumers_of(owner):
+                    return self._route_shared(item, source, owner, index, grants)
         if index is None:
             return []
-        carried = get("tags")
-        tags = (
-            [tag for tag in carried if type(tag) is str]
-            if type(carried) is list or isinstance(carried, tuple)
-            else []
-        )
-        point = _doc_point(get("location"))
-        values = [
-            _str_of(get("device_id")),
-            _str_of(get("area")),
-            grid_cell(*point) if index.cells and point is not None else None,
-            None,
-            _str_of(get("quantity")),
-        ]
-        return index.route(item, values, tags, point)
+        tags, point = _doc_tags(get("tags")), _doc_point(get("location"))
+        return index.route(item, _doc_values(item, point, bool(index.cells)), tags, point)
+
+    def _route_shared(
+        self, item: Item, source: Source, owner: str, own: RouteIndex | None, grants: Grants
+    ) -> list[str]:
+        """``route`` for a non-public item of a tenant that holds agreements as a provider: its
+        own tenant's topics, and those of each consumer whose agreement in force covers it."""
+        if isinstance(item, Observation):
+            location = item.location
+            point = None if location is None else (location.latitude, location.longitude)
+            values: list[object] = [
+                item.device_id,
+                item.area,
+                grid_cell(*point) if point is not None else None,
+                None,
+                item.quantity,
+            ]
+            tags: list[str] = list(item.tags)
+        else:
+            point = _doc_point(item.get("location"))
+            values = _doc_values(item, point, True)
+            tags = _doc_tags(item.get("tags"))
+        out = own.route(item, list(values), tags, point) if own is not None else []
+        facts = facts_of(item, KIND_OF_SOURCE[source], self._device_of)
+        when = datetime.fromtimestamp(self._clock(), UTC)
+        shared = self._sources[source].shared
+        for consumer in grants.consumers_of(owner):
+            index = shared.get(consumer)
+            if index is None:
+                continue
+            grant = grants.grant_for(consumer, facts, when)
+            if grant is None:
+                continue
+            for topic in index.route(item, list(values), tags, point):
+                self._granted[topic] = grant
+                out.append(topic)
+        return out
+
+    def grant_at(self, topic: str) -> Grant | None:
+        """The agreement under which the last ``route`` chose ``topic`` (None: the item is the
+        subscription's tenant's own, or public, or ``topic`` was not chosen)."""
+        return self._granted.get(topic)
 
     def subscription_at(self, topic: str) -> Subscription | None:
         """The subscription routed to ``topic`` (its latest version), if any: what the privacy
@@ -295,18 +401,31 @@ class SubscriptionRouter:
 class LinearSubscriptionRouter:
     """The reference router: every subscription's compiled predicate on every item, so its cost
     grows with every tenant's subscriptions. ``SubscriptionRouter`` must route exactly as this
-    does; tests and ``bench.routing`` compare the two."""
+    does; tests and ``bench.routing`` compare the two. With ``grants``, a subscription not read
+    from its Kafka topic also takes another tenant's non-public item when its tenant's
+    agreement in force covers it and the filter without the tenant rule takes it."""
 
-    def __init__(self, topic_prefix: str, device_type_of: DeviceTypeOf | None = None) -> None:
+    def __init__(
+        self,
+        topic_prefix: str,
+        device_type_of: DeviceTypeOf | None = None,
+        *,
+        grants: GrantsSource | None = None,
+        device_of: DeviceFacts | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._prefix = topic_prefix
         self._device_type_of = device_type_of
-        self._routes: dict[Source, tuple[tuple[str, Predicate], ...]] = dict.fromkeys(Source, ())
+        self._grants = grants
+        self._device_of = device_of
+        self._clock = clock
+        self._routes: dict[Source, tuple[_LinearRoute, ...]] = dict.fromkeys(Source, ())
 
     def refresh(
         self, subscriptions: Iterable[Subscription], ready_topics: Collection[str] | None = None
     ) -> None:
         """Compile every filter of ``subscriptions`` (those whose topic is ready) anew."""
-        routes: dict[Source, list[tuple[str, Predicate]]] = {source: [] for source in Source}
+        routes: dict[Source, list[_LinearRoute]] = {source: [] for source in Source}
         by_key: dict[Key, Subscription] = {}
         for record in subscriptions:
             by_key[(record.tenant, record.id)] = record  # the last version of a key wins
@@ -316,12 +435,42 @@ class LinearSubscriptionRouter:
                 matches = compile_filter(
                     record.filter, tenant=record.tenant, device_type_of=self._device_type_of
                 )
-                routes[record.source].append((topic, matches))
+                shared = (
+                    compile_filter(
+                        record.filter,
+                        tenant=record.tenant,
+                        device_type_of=self._device_type_of,
+                        shared=True,
+                    )
+                    if record.delivery.serving is not Serving.TOPIC
+                    else None
+                )
+                routes[record.source].append((topic, record.tenant, matches, shared))
         self._routes = {source: tuple(found) for source, found in routes.items()}
 
     def route(self, item: Item, source: Source = Source.OBSERVATIONS) -> list[str]:
-        """The topics of the subscriptions whose compiled filter takes ``item``."""
-        return [topic for topic, matches in self._routes[source] if matches(item)]
+        """The topics of the subscriptions whose compiled filter takes ``item`` (or, under an
+        agreement in force, whose filter without the tenant rule does)."""
+        grants = self._grants() if self._grants is not None else None
+        facts = None
+        when = datetime.fromtimestamp(self._clock(), UTC)
+        out = []
+        for topic, tenant, matches, shared in self._routes[source]:
+            if matches(item):
+                out.append(topic)
+            elif grants is not None and shared is not None:
+                if facts is None:
+                    facts = facts_of(item, KIND_OF_SOURCE[source], self._device_of)
+                if (
+                    facts.classification != PUBLIC
+                    and grants.grant_for(tenant, facts, when) is not None
+                    and shared(item)
+                ):
+                    out.append(topic)
+        return out
+
+
+_LinearRoute = tuple[str, str, Predicate, "Predicate | None"]
 
 
 def _same_routing(a: Subscription, b: Subscription) -> bool:
