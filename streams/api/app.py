@@ -37,6 +37,7 @@ from cityhub.streams.api.aggregates import AGGREGATES_KEY, PERSONAL_READS_KEY
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.api.catalogue import CATALOGUE_KEY, CatalogueSource
 from cityhub.streams.api.consents import CONSENTS_KEY
+from cityhub.streams.api.data_requests import DATA_REQUESTS_KEY
 from cityhub.streams.api.erasure import ERASURE_KEY
 from cityhub.streams.api.handlers import Call, Limits, json_response
 from cityhub.streams.api.live import LIVE_KEY
@@ -54,6 +55,7 @@ from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.ngsi_ld.api import add_ngsi_ld_routes
 from cityhub.streams.opendata.catalogue import ListedOffers
+from cityhub.streams.opendata.requests import DataRequests
 from cityhub.streams.privacy.consent_service import Consents
 from cityhub.streams.privacy.erasure import Erasure
 from cityhub.streams.privacy.log_service import ProcessingLogQueries
@@ -180,6 +182,7 @@ def build_api(
     personal_reads: PersonalReads | None = None,
     http: HttpSettings | None = None,
     listed_offers: ListedOffers | None = None,
+    data_requests: DataRequests | None = None,
     sharing: Sharing | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
@@ -198,7 +201,8 @@ def build_api(
     query; put another source at ``app[AGGREGATES_KEY]`` before the app starts (tests do).
     The app closes the source it holds when it is cleaned up. ``http`` (default: the
     environment's) gives the CORS allow-list and the OpenAPI document's contact. Without
-    ``sharing`` the offers' and agreements' routes answer 503."""
+    ``data_requests`` the data requests' routes answer 503, and without ``sharing`` the
+    offers' and agreements' routes do."""
     quotas = quotas or QuotaSettings()
     http = http or Settings().http
     if max_import_bytes is None:
@@ -233,6 +237,8 @@ def build_api(
         app[RESIDENTS_KEY] = residents
     if personal_reads is not None:
         app[PERSONAL_READS_KEY] = personal_reads
+    if data_requests is not None:
+        app[DATA_REQUESTS_KEY] = data_requests
     if sharing is not None:
         app[SHARING_KEY] = sharing
     # The public catalogue lists the offers of listed_offers (None: no offer, open data only).

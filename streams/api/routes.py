@@ -20,6 +20,7 @@ from cityhub.streams.api import handlers as h
 from cityhub.streams.api.aggregates import AggregateList, list_aggregates
 from cityhub.streams.api.catalogue import CATALOGUE_ROUTES
 from cityhub.streams.api.consents import CONSENT_ROUTES
+from cityhub.streams.api.data_requests import DATA_REQUEST_ROUTES
 from cityhub.streams.api.erasure import ERASURE_ROUTES
 from cityhub.streams.api.live import stream_subscription
 from cityhub.streams.api.models import (
@@ -476,6 +477,7 @@ ROUTES: tuple[Route, ...] = (
     *TOKEN_ROUTES,
     *ME_ROUTES,
     *CATALOGUE_ROUTES,
+    *DATA_REQUEST_ROUTES,
     *SHARING_ROUTES,
 )
 """Every operation of the API; all need a key but the register's public reads.
