@@ -10,6 +10,7 @@ runs them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ from cityhub.streams.subscriptions.store import SubscriptionStore
 from cityhub.streams.subscriptions.topics import SubscriptionTopics
 
 if TYPE_CHECKING:  # imported where the API is built: a worker process does without it
+    from cityhub.streams.delivery.agreement_screen import DeliverySharing
     from cityhub.streams.subscriptions.service import Subscriptions
 
 WRITER_STAGE = "worker"
@@ -100,22 +102,28 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         sharing = SharingStores.for_settings(settings)
         parts += sharing.parts()
         checks["sharing"] = _flag(sharing, "ready")
+        if privacy is not None:
+            # Another tenant's personal item goes under the provider's activity of its agreement.
+            privacy.gate.grants = sharing.grants
     if roles.worker:
         assert registry is not None
         assert subscriptions is not None
         assert privacy is not None
-        parts += _worker_parts(settings, registry, subscriptions, privacy, checks)
+        assert sharing is not None
+        parts += _worker_parts(settings, registry, subscriptions, privacy, sharing, checks)
     if roles.deliver:
         from cityhub.streams.delivery.manager import DeliveryManager
 
         assert subscriptions is not None
         assert privacy is not None
+        assert sharing is not None
         manager = DeliveryManager(
             settings,
             subscriptions,
             gate=privacy.gate,
             processing_log=privacy.log_writer,
             secrets=secrets,
+            sharing=_delivery_sharing(sharing),
         )
         if registry is not None:
             from cityhub.streams.ngsi_ld.encodings import use_registry
@@ -141,7 +149,13 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         assert privacy is not None
         assert secrets is not None
         parts += _api_part(
-            settings, registry, (subscriptions, secrets), privacy, roles.api_limits, checks
+            settings,
+            registry,
+            (subscriptions, secrets),
+            privacy,
+            roles.api_limits,
+            checks,
+            sharing=sharing,
         )
     parts.append(management_part(settings.management.host, settings.management.port, checks))
     parts.append(heap_part(ready=lambda: all(check() for check in checks.values())))
@@ -163,6 +177,21 @@ def _category_of(registry: RegistryStore) -> Callable[[str, str], str]:
     return category_of
 
 
+def _delivery_sharing(sharing: SharingStores) -> DeliverySharing:
+    """What a delivery checks items under agreements against: the current grants, held while
+    the agreements' view has not been caught up for ``MAX_STALENESS_S`` (a revocation must stop
+    queued items within 5 seconds), counted into the process's usage."""
+    from cityhub.streams.delivery.agreement_screen import DeliverySharing
+    from cityhub.streams.privacy.gate import MAX_STALENESS_S
+
+    agreements = sharing.agreements
+    return DeliverySharing(
+        sharing.grants,
+        sharing.usage,
+        stale=lambda: time.time() - agreements.caught_up_at > MAX_STALENESS_S,
+    )
+
+
 def _flag(owner: object, name: str) -> HealthCheck:
     return lambda: bool(getattr(owner, name))
 
@@ -172,15 +201,28 @@ def _worker_parts(
     registry: RegistryStore,
     subscriptions: SubscriptionStore,
     privacy: PrivacyStores,
+    sharing: SharingStores,
     checks: dict[str, HealthCheck],
 ) -> list[Part]:
     """The routing loop and the worker: the normaliser and both aggregators on one consumer
-    group, writing through one writer."""
+    group, writing through one writer. The router also routes items under agreements."""
 
     def device_type_of(tenant: str, device_id: str) -> str | None:
         return _type_of(registry, tenant, device_id)
 
-    router = SubscriptionRouter(settings.kafka.topic_prefix, device_type_of, settings=settings)
+    def device_of(tenant: str, device_id: str) -> tuple[str | None, tuple[str, ...]] | None:
+        entry = registry.view.device_by_id(device_id)
+        if entry is None or entry.tenant != tenant:
+            return None
+        return entry.type, tuple(entry.tags)
+
+    router = SubscriptionRouter(
+        settings.kafka.topic_prefix,
+        device_type_of,
+        settings=settings,
+        grants=sharing.grants,
+        device_of=device_of,
+    )
     routing = Routing(subscriptions, router, SubscriptionTopics(settings))
     checks["routing"] = _flag(routing, "ready")
     writer = BatchingWriter.for_kafka(
@@ -212,7 +254,7 @@ def _worker_parts(
         # No observation may pass before the registry, the privacy views and the routing
         # caught up: a registered device would be taken for unknown, a subscriber would miss
         # it, a personal item would meet no key or no consent.
-        ready=lambda: registry.ready and privacy.ready and routing.ready,
+        ready=lambda: registry.ready and privacy.ready and sharing.ready and routing.ready,
     )
     checks["worker"] = _flag(worker, "running")
 
@@ -271,6 +313,8 @@ def _api_part(
     privacy: PrivacyStores,
     limits: dict[str, int],
     checks: dict[str, HealthCheck],
+    *,
+    sharing: SharingStores | None = None,
 ) -> list[Part]:
     """The operator API and what only it keeps: the residents' tokens and the processing log's
     index (each API process follows them whole). It moves the subscriptions' inline secrets (of
@@ -327,7 +371,12 @@ def _api_part(
     app = build_api(
         service,
         subscriptions=subscriptions,
-        live=LiveStreams(settings, gate=privacy.gate, processing_log=log_writer),
+        live=LiveStreams(
+            settings,
+            gate=privacy.gate,
+            processing_log=log_writer,
+            sharing=_delivery_sharing(sharing) if sharing is not None else None,
+        ),
         max_body_bytes=limits.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         max_import_bytes=limits.get("max_import_bytes"),  # None: the quota setting
         quotas=settings.quotas,
