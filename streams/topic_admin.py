@@ -151,7 +151,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             topics.open_data_points, n, {**log_config, "retention.ms": str(24 * 3600 * 1000)}
         ),
         TopicSpec(topics.open_data, 1, compact_config),
-        TopicSpec(topics.data_requests, 1, compact_config),
+        # A data request's contact (personal data) is erased by writing the record again
+        # without it: the earlier record goes at the next compaction, within the hour.
+        TopicSpec(
+            topics.data_requests, 1, {**compact_config, "max.compaction.lag.ms": str(HOUR_MS)}
+        ),
         # The agents' states, one partition per input partition (the input topics have n).
         *(
             TopicSpec(changelog(settings.worker.app_id, state), n, compact_config)
