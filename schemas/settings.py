@@ -323,6 +323,11 @@ class QuotaSettings(_Section):
     --max-import-bytes`` overrides it."""
     import_max_rows: int = Field(default=100_000, ge=1)
     """Most rows one device import may carry; more is a 413 (split the file)."""
+    open_data_streams_per_address: int = Field(default=4, ge=1)
+    """Open-data live streams (``/open/stream``, no key) one client address (IPv6: its /64)
+    may hold open at once, per API process; the next is a 429 with ``Retry-After``."""
+    open_data_streams: int = Field(default=200, ge=1)
+    """Open-data live streams open at once from all addresses, per API process."""
 
 
 class SensorThingsSettings(_Section):

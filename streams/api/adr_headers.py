@@ -2,7 +2,8 @@
 decisions (which origin may read what), as functions of plain values.
 
 - ``API-Version``: the API's full version (/core/version-header).
-- The security headers of /core/transport/security-headers: ``Cache-Control: no-store``,
+- The security headers of /core/transport/security-headers: ``Cache-Control: no-store`` (but
+  a handler's own ``Cache-Control: public, ...``, which only open data's answers set),
   ``Content-Security-Policy`` with ``frame-ancestors 'none'`` (a handler's own, stricter policy
   is kept, and gets ``frame-ancestors 'none'`` if it lacks it), ``Strict-Transport-Security``,
   ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``, and, for defence in depth,
@@ -75,6 +76,11 @@ def rule_headers(existing: Mapping[str, str], *, api_version: str) -> dict[str, 
     """The headers to set on a response that already carries ``existing``: the version, the
     security headers, and a charset on a text type."""
     headers = {API_VERSION_HEADER: api_version, **SECURITY_HEADERS}
+    cache = existing.get("Cache-Control")
+    if cache is not None and cache.split(",", 1)[0].strip().lower() == "public":
+        # Open data (no key, the same answer for everyone: cityhub.streams.api.open_data) is
+        # meant to be cached; its handler says for how long. Nothing else may say "public".
+        del headers["Cache-Control"]
     for name, value in DEFAULT_HEADERS.items():
         if name not in existing:
             headers[name] = value
