@@ -3,14 +3,16 @@
 JSON-LD by default (``application/ld+json``; ``application/json`` gets the same document),
 Turtle for ``Accept: text/turtle``, 406 for anything else. The document is built per request
 from the open-data settings, the tenants' listed offers and their names
-(``cityhub.streams.opendata.catalogue``); the Turtle rendering, the costly part, is kept per
-document (a few, bounded). Answers carry ``Cache-Control: public, max-age=<cache_seconds>``, an
+(``cityhub.streams.opendata.catalogue``); the Turtle rendering, the costly part (about 2 s
+for 1000 offers), runs in a thread, once per document, a few at a time, and is kept for the
+last few documents. Answers carry ``Cache-Control: public, max-age=<cache_seconds>``, an
 ``ETag`` of the body (``If-None-Match`` gives 304) and ``Vary: Accept``. Like every keyless
 call it is rate-limited per client address (``cityhub.streams.api.throttle``); it reads no body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections import OrderedDict
@@ -36,6 +38,9 @@ SERVED = (JSON_LD, TURTLE, "application/json")
 """What the route can answer, in the order it prefers when a client likes several as much."""
 MAX_ACCEPT_RANGES = 32
 _TURTLE_CACHE_SIZE = 8
+MAX_RENDERINGS = 2
+"""Turtle renderings of distinct documents at a time (a varying Host header makes documents
+differ: set ``open_data.base_url`` in production)."""
 _HOST = re.compile(
     r"^(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$"
 )
@@ -44,24 +49,43 @@ _HOST = re.compile(
 @dataclass
 class CatalogueSource:
     """What the catalogue is built from: the open-data settings and where the listed offers
-    come from (None: this API serves no sharing view, so no offer is listed)."""
+    come from (None: this API serves no sharing view, so no offer is listed); and the Turtle
+    renderings of the last few documents."""
 
     settings: OpenDataSettings
     listed_offers: ListedOffers | None = None
     _turtle: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
+    _rendering: dict[str, asyncio.Future[bytes]] = field(default_factory=dict)
 
-    def turtle(self, digest: str, render: bytes) -> bytes:
-        """The Turtle of the JSON-LD document ``render`` (whose hash is ``digest``), kept for
-        the last few documents."""
+    async def turtle(self, digest: str, render: bytes) -> bytes:
+        """The Turtle of the JSON-LD document ``render`` (whose hash is ``digest``). rdflib
+        takes about 2 s for a catalogue of 1000 offers, so it renders in a thread, once per
+        document however many ask at the same time, at most ``MAX_RENDERINGS`` documents at
+        a time (503 past that), and keeps the last few."""
         cached = self._turtle.get(digest)
-        if cached is None:
-            cached = catalogue_turtle(orjson.loads(render)).encode()
-            self._turtle[digest] = cached
-            while len(self._turtle) > _TURTLE_CACHE_SIZE:
-                self._turtle.popitem(last=False)
-        else:
+        if cached is not None:
             self._turtle.move_to_end(digest)
-        return cached
+            return cached
+        pending = self._rendering.get(digest)
+        if pending is None:
+            if len(self._rendering) >= MAX_RENDERINGS:
+                raise ApiProblem(
+                    503,
+                    "The catalogue is busy rendering Turtle; try again.",
+                    headers={"Retry-After": "2"},
+                )
+            pending = asyncio.ensure_future(asyncio.to_thread(_render_turtle, render))
+            self._rendering[digest] = pending
+            pending.add_done_callback(lambda _: self._rendering.pop(digest, None))
+        body = await asyncio.shield(pending)
+        self._turtle[digest] = body
+        while len(self._turtle) > _TURTLE_CACHE_SIZE:
+            self._turtle.popitem(last=False)
+        return body
+
+
+def _render_turtle(render: bytes) -> bytes:
+    return catalogue_turtle(orjson.loads(render)).encode()
 
 
 CATALOGUE_KEY = web.AppKey("catalogue", CatalogueSource)
@@ -152,7 +176,7 @@ async def get_catalogue(call: Call) -> web.Response:
     )
     render = orjson.dumps(document)
     digest = hashlib.sha256(render).hexdigest()[:32]
-    body = source.turtle(digest, render) if media_type == TURTLE else render
+    body = await source.turtle(digest, render) if media_type == TURTLE else render
     # One ETag per representation: the Turtle of a document is another body than its JSON-LD.
     tagged = f'"{media_type.split("/")[1]}-{digest}"'
     headers = {

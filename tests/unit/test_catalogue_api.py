@@ -5,7 +5,9 @@ and the keyless rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from rdflib.compare import isomorphic
 from cityhub.schemas.open_data import OpenDataSettings
 from cityhub.schemas.settings import QuotaSettings
 from cityhub.schemas.sharing import Licence, Offer
+from cityhub.streams.api import catalogue as catalogue_api
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.catalogue import CATALOGUE_KEY, CatalogueSource, negotiate
+from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 
@@ -200,3 +204,34 @@ async def test_documented_without_a_key() -> None:
     assert operation["security"] == []
     assert "application/ld+json" in operation["responses"]["200"]["content"]
     assert "406" in operation["responses"]
+
+
+async def test_turtle_renders_once_per_document_and_few_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Renderings run in a thread, once per document however many wait for it, at most
+    MAX_RENDERINGS documents at a time (a 503 past that), and are kept."""
+    calls: list[bytes] = []
+    gate = threading.Event()
+
+    def slow(render: bytes) -> bytes:
+        calls.append(render)
+        gate.wait(5)
+        return b"turtle of " + render
+
+    monkeypatch.setattr(catalogue_api, "_render_turtle", slow)
+    source = CatalogueSource(OpenDataSettings())
+    first = [asyncio.ensure_future(source.turtle("d1", b"1")) for _ in range(5)]
+    second = asyncio.ensure_future(source.turtle("d2", b"2"))
+    await asyncio.sleep(0.05)
+    assert catalogue_api.MAX_RENDERINGS == 2
+    with pytest.raises(ApiProblem) as busy:
+        await source.turtle("d3", b"3")
+    assert busy.value.status == 503
+    gate.set()
+    assert await asyncio.gather(*first) == [b"turtle of 1"] * 5
+    assert await second == b"turtle of 2"
+    assert sorted(calls) == [b"1", b"2"]
+    assert await source.turtle("d1", b"1") == b"turtle of 1"
+    assert await source.turtle("d3", b"3") == b"turtle of 3"
+    assert sorted(calls) == [b"1", b"2", b"3"]
