@@ -334,6 +334,7 @@ def _api_part(
     from cityhub.streams.privacy.service import ProcessingRegister
     from cityhub.streams.privacy.subject_access import SubjectAccess
     from cityhub.streams.registry.service import Registry
+    from cityhub.streams.sharing.read_access import ReadAccess
     from cityhub.streams.subscriptions.service import Subscriptions
 
     log_writer = privacy.log_writer
@@ -399,6 +400,7 @@ def _api_part(
             log_writer,
             _category_of(registry),
         ),
+        read_access=ReadAccess(sharing.grants, sharing.usage) if sharing is not None else None,
         residents=ResidentServices(
             tokens=tokens,
             access=SubjectAccess(

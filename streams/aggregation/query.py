@@ -39,8 +39,12 @@ from typing import Any, Protocol
 import orjson
 
 from cityhub.schemas.errors import CityhubError
+from cityhub.schemas.registry import Classification
 from cityhub.schemas.settings import AggregationSettings
+from cityhub.schemas.sharing import ItemKind
 from cityhub.schemas.timefmt import parse_rfc3339
+from cityhub.streams.sharing.grants import DeviceFacts, Grant, facts_of
+from cityhub.streams.sharing.read_access import covering
 from cityhub.streams.subscriptions.filter import may_see
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -392,17 +396,41 @@ class AggregateSource(Protocol):
 
 
 def visible_to(viewer_tenant: str, items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The items a key of ``viewer_tenant`` may read (the subscription filter's ``may_see``: its
-    own tenant's, other tenants' only when ``public``). Apply it to current revisions only: an
-    older public revision of a window that became more restricted must not show."""
-    out = []
+    """The items a key of ``viewer_tenant`` may read without an agreement (the subscription
+    filter's ``may_see``: its own tenant's, other tenants' only when ``public``). Apply it to
+    current revisions only: an older public revision of a window that became more restricted
+    must not show."""
+    return visible_under(viewer_tenant, items)[0]
+
+
+def visible_under(
+    viewer_tenant: str,
+    items: Sequence[Mapping[str, Any]],
+    grants: Sequence[Grant] = (),
+    device_of: DeviceFacts | None = None,
+) -> tuple[list[Mapping[str, Any]], dict[str, int]]:
+    """The items a key of ``viewer_tenant`` may read: ``visible_to``'s, and other tenants'
+    windows that one of ``grants`` (the viewer's active agreements) covers, with the device
+    type and tags of a device's window from ``device_of`` (the registry's); and how many items
+    each agreement let through, by agreement id. A ``personal`` window of another tenant is
+    never read under an agreement here (its purpose is the provider's, not the reader's)."""
+    out: list[Mapping[str, Any]] = []
+    tally: dict[str, int] = {}
     for item in items:
         tenant = item.get("tenant")
         classification = item.get("classification")
+        owner = tenant if isinstance(tenant, str) else None
         if may_see(
             viewer_tenant,
-            tenant if isinstance(tenant, str) else None,
+            owner,
             classification if isinstance(classification, str) else None,
         ):
             out.append(item)
-    return out
+            continue
+        if not grants or classification == Classification.PERSONAL:
+            continue
+        grant = covering(grants, facts_of(item, ItemKind.AGGREGATES, device_of))
+        if grant is not None:
+            out.append(item)
+            tally[grant.agreement_id] = tally.get(grant.agreement_id, 0) + 1
+    return out, tally

@@ -5,11 +5,15 @@ range but a short recent one, from the history store when it is enabled
 
 Who sees what, the same rule as everywhere in the API and the subscriptions:
 - a key reads in its own tenant only (an admin in any); another tenant is not found (404);
-- ``area=`` is the path tenant's area (areas are per tenant);
+- ``area=`` is the path tenant's area (areas are per tenant), or ``areaTenant``'s when that
+  names another tenant with an active agreement that shares its area aggregates (else 404);
 - ``deviceId=`` is looked up in the registry: an unknown device is 404; another tenant's device
-  is 404 too unless its device type is ``public`` (then its public windows show);
+  is 404 too unless its device type is ``public`` (then its public windows show) or an active
+  agreement of the path tenant covers it (``cityhub.streams.sharing.grants``);
 - every window returned passes ``may_see(path tenant, its tenant, its classification)`` on its
-  current revision: the path tenant's own windows, other tenants' only when ``public``;
+  current revision (the path tenant's own windows, other tenants' when ``public``) or is
+  covered by one of the path tenant's active agreements (never a ``personal`` one of another
+  tenant); each window read under an agreement is counted for it (``Channel.READ``);
 - a window classified ``personal`` is returned only for the processing activity the request
   names (``processingActivity=<slug>``) when it admits it, and the read is logged
   (``cityhub.streams.privacy.reads``); the answer counts what it withheld.
@@ -24,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
 from cityhub.schemas.registry import Classification, Role
+from cityhub.schemas.sharing import ItemKind
 from cityhub.streams.aggregation.query import (
     AggregateQuery,
     AggregateSource,
@@ -33,7 +38,7 @@ from cityhub.streams.aggregation.query import (
     check_range,
     device_group,
     to_ms,
-    visible_to,
+    visible_under,
 )
 from cityhub.streams.api.bodies import query_text, query_time
 from cityhub.streams.api.handlers import Call, json_response
@@ -41,12 +46,23 @@ from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.privacy.purpose import PERSONAL
 from cityhub.streams.privacy.reads import PersonalReads, withheld_note
 from cityhub.streams.service_errors import FieldError, NotFound
+from cityhub.streams.sharing.grants import Grant
+from cityhub.streams.sharing.read_access import (
+    NO_SHARING,
+    ReadAccess,
+    covering_area,
+    covering_device,
+    device_item,
+    registry_device_facts,
+)
 
 AGGREGATES_KEY = web.AppKey("aggregates", AggregateSource)
 """The app's aggregate reader (``build_api`` sets it)."""
 PERSONAL_READS_KEY = web.AppKey("personal_reads", PersonalReads)
 """The purpose check and the log of personal aggregates (``build_api(personal_reads=)``);
 without it personal aggregates are withheld."""
+READ_ACCESS_KEY = web.AppKey("read_access", ReadAccess)
+"""The agreements every read of the API applies (``build_api(read_access=)``); without it, none."""
 
 
 class AggregateOut(BaseModel):
@@ -131,7 +147,13 @@ def _scope(call: Call, tenant: str) -> None:
         raise NotFound(f"tenant {tenant!r} not found")
 
 
-def _group(call: Call, tenant: str, device_id: str | None, area: str | None) -> str:
+def _group(
+    call: Call,
+    tenant: str,
+    device_id: str | None,
+    area: str | None,
+    grants: tuple[Grant, ...],
+) -> str:
     if (device_id is None) == (area is None):
         raise ApiProblem(
             400,
@@ -139,13 +161,18 @@ def _group(call: Call, tenant: str, device_id: str | None, area: str | None) -> 
             errors=[FieldError("deviceId", "exactly one of deviceId and area")],
         )
     if area is not None:
-        return area_group(tenant, area)
+        owner = query_text(call.request, "areaTenant") or tenant
+        if owner != tenant and covering_area(grants, owner, area) is None:
+            raise NotFound(f"area {area!r} of tenant {owner!r} not found")
+        return area_group(owner, area)
     assert device_id is not None
     view = call.registry.view
     entry = view.device_by_id(device_id)
     if entry is not None and entry.tenant != tenant:
         device_type = view.device_type(entry.tenant, entry.type)
-        if device_type is None or device_type.classification is not Classification.PUBLIC:
+        public = device_type is not None and device_type.classification is Classification.PUBLIC
+        facts = device_item(view, entry, ItemKind.AGGREGATES)
+        if not public and (facts is None or covering_device(grants, facts) is None):
             entry = None
     if entry is None:
         raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
@@ -166,8 +193,10 @@ async def list_aggregates(call: Call) -> web.Response:
         check_range(from_ms, to_ms_, source.limits)
     except QueryRejected as exc:
         raise ApiProblem(400, exc.detail, errors=[FieldError(exc.field, exc.detail)]) from None
+    access = call.request.app.get(READ_ACCESS_KEY, NO_SHARING)
+    grants = access.active_for(tenant)
     query = AggregateQuery(
-        group=_group(call, tenant, device_id, area),
+        group=_group(call, tenant, device_id, area, grants),
         from_ms=from_ms,
         to_ms=to_ms_,
         quantity=quantity,
@@ -181,7 +210,9 @@ async def list_aggregates(call: Call) -> web.Response:
         raise ApiProblem(
             503, f"Aggregates cannot be read now: {exc}. Try again.", headers={"Retry-After": "5"}
         ) from None
-    visible = visible_to(tenant, result.items)
+    visible, tally = visible_under(
+        tenant, result.items, grants, registry_device_facts(call.registry.view)
+    )
     reads = call.request.app.get(PERSONAL_READS_KEY)
     if reads is not None:
         # The reader's own tenant, not the path's: another tenant's admin key reads no
@@ -195,6 +226,7 @@ async def list_aggregates(call: Call) -> web.Response:
     else:  # nothing to check a purpose against: no personal item goes out
         kept = [item for item in visible if item.get("classification") != PERSONAL]
         visible, withheld = kept, len(visible) - len(kept)
+    access.count(tally)  # every window under an agreement is returned (none is personal)
     return json_response(
         {
             "items": [_out(item) for item in visible],

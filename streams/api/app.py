@@ -33,7 +33,7 @@ from cityhub.schemas.settings import HttpSettings, QuotaSettings, Settings
 from cityhub.streams.aggregation.reader import aggregate_source
 from cityhub.streams.api import adr
 from cityhub.streams.api.adr_headers import CorsPolicy
-from cityhub.streams.api.aggregates import AGGREGATES_KEY, PERSONAL_READS_KEY
+from cityhub.streams.api.aggregates import AGGREGATES_KEY, PERSONAL_READS_KEY, READ_ACCESS_KEY
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.api.catalogue import CATALOGUE_KEY, CatalogueSource
 from cityhub.streams.api.consents import CONSENTS_KEY
@@ -64,6 +64,7 @@ from cityhub.streams.privacy.service import ProcessingRegister
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.sensorthings.routes import SensorThings
 from cityhub.streams.sensorthings.routes import mount as mount_sensorthings
+from cityhub.streams.sharing.read_access import NO_SHARING, ReadAccess
 from cityhub.streams.sharing.service import Sharing
 from cityhub.streams.subscriptions.service import Subscriptions
 
@@ -180,6 +181,7 @@ def build_api(
     consents: Consents | None = None,
     residents: ResidentServices | None = None,
     personal_reads: PersonalReads | None = None,
+    read_access: ReadAccess | None = None,
     http: HttpSettings | None = None,
     listed_offers: ListedOffers | None = None,
     data_requests: DataRequests | None = None,
@@ -237,6 +239,9 @@ def build_api(
         app[RESIDENTS_KEY] = residents
     if personal_reads is not None:
         app[PERSONAL_READS_KEY] = personal_reads
+    # The agreements the reads (aggregates, SensorThings, NGSI-LD) apply and count; None: none.
+    read_access = read_access or NO_SHARING
+    app[READ_ACCESS_KEY] = read_access
     if data_requests is not None:
         app[DATA_REQUESTS_KEY] = data_requests
     if sharing is not None:
@@ -259,7 +264,7 @@ def build_api(
         )
     app.router.add_get(OPENAPI_PATH, _openapi, name="getOpenApi")
     # OGC SensorThings (read only) beside /api/v1, with the same keys and problem documents.
-    mount_sensorthings(app, SensorThings.from_settings(registry, Settings()))
+    mount_sensorthings(app, SensorThings.from_settings(registry, Settings(), read_access))
     # NGSI-LD (read only) beside /api/v1, over the same keys and the history store.
-    add_ngsi_ld_routes(app, registry)
+    add_ngsi_ld_routes(app, registry, access=read_access)
     return app

@@ -438,6 +438,13 @@ ROUTES: tuple[Route, ...] = (
             Param("deviceId", "query", ID_SCHEMA, "The device (exactly one of deviceId, area)."),
             Param("area", "query", {"type": "string"}, "An area of the tenant (or deviceId)."),
             Param(
+                "areaTenant",
+                "query",
+                ID_SCHEMA,
+                "The tenant whose area `area` is, when not the path's: another tenant's area "
+                "is read under an active agreement that shares its area aggregates.",
+            ),
+            Param(
                 "from",
                 "query",
                 {"type": "string", "format": "date-time"},

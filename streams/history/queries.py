@@ -7,8 +7,9 @@ put together only from fragments written here (which filters are present, the so
 
 The visibility rule, as in the subscriptions and the rest of the API (``Viewer``):
 
-- a tenant's key sees its own tenant's rows and other tenants' ``public`` ones; rows without a
-  tenant (unregistered devices) it does not see;
+- a tenant's key sees its own tenant's rows, other tenants' ``public`` ones, and the rows its
+  active agreements cover (``Viewer.grants``, ``grant_conditions.py``); rows without a tenant
+  (unregistered devices) it does not see;
 - an admin key sees every row;
 - personal rows (classification ``personal``, or a ``data_subject``) are left out of every read
   here, for everyone: they are sealed at rest, and residents read their own through the privacy
@@ -34,6 +35,9 @@ import orjson
 
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
 from cityhub.schemas.errors import CityhubError
+from cityhub.schemas.sharing import ItemKind
+from cityhub.streams.history.grant_conditions import grant_conditions
+from cityhub.streams.sharing.grants import Grant, ItemFacts
 
 PERSONAL = "personal"
 PUBLIC = "public"
@@ -65,13 +69,17 @@ class Viewer:
 
     tenant: str | None
     """The tenant whose view this is; None only for an admin's view of all tenants."""
+    grants: tuple[Grant, ...] = ()
+    """The agreements ``tenant`` holds at the time of the read (``ReadAccess.active_for``):
+    the rows they cover are visible too."""
 
     @classmethod
-    def of_tenant(cls, tenant: str) -> Viewer:
-        """Tenant ``tenant``'s own rows and other tenants' public ones."""
+    def of_tenant(cls, tenant: str, grants: tuple[Grant, ...] = ()) -> Viewer:
+        """Tenant ``tenant``'s own rows, other tenants' public ones and the rows ``grants``
+        cover."""
         if not tenant:
             raise ValueError("a tenant viewer needs a tenant id")
-        return cls(tenant)
+        return cls(tenant, grants)
 
     @classmethod
     def admin(cls) -> Viewer:
@@ -109,14 +117,19 @@ def visibility(
     subject_column: bool = True,
 ) -> str:
     """The WHERE fragment of the visibility rule (module docstring) over the columns
-    ``tenant``, ``classification`` and (``subject_column``: observations have it, aggregates
-    not) ``data_subject``; adds its parameters to ``params``."""
+    ``tenant``, ``classification`` and (``subject_column``: the observations table, which has
+    it; else the aggregates table) ``data_subject``; adds its parameters to ``params``."""
     clauses = []
     if not viewer.is_admin:
         params["viewer_tenant"] = viewer.tenant
         params["public"] = PUBLIC
+        kind = ItemKind.OBSERVATIONS if subject_column else ItemKind.AGGREGATES
+        shared = "".join(
+            f" OR {fragment}" for fragment in grant_conditions(viewer.grants, params, kind=kind)
+        )
         clauses.append(
-            "tenant IS NOT NULL AND (tenant = %(viewer_tenant)s OR classification = %(public)s)"
+            "tenant IS NOT NULL AND (tenant = %(viewer_tenant)s OR classification = %(public)s"
+            f"{shared})"
         )
     if not include_personal:
         params["personal"] = PERSONAL
@@ -131,7 +144,8 @@ def visibility(
 OBSERVATION_COLUMNS = (
     "event_id::text AS event_text, observed_at, received_at, tenant, device_id, device_type, "
     "quantity, unit, value_number, value_text, value_boolean, area, "
-    "ST_X(location) AS longitude, ST_Y(location) AS latitude, altitude, classification"
+    "ST_X(location) AS longitude, ST_Y(location) AS latitude, altitude, classification, "
+    "doc -> 'tags' AS tags"
 )
 """The columns of ``ObservationRow``, in its field order (``doc`` last when asked for). The
 event id's text is named apart so that ``ORDER BY event_id`` sorts the uuid column."""
@@ -344,6 +358,8 @@ class ObservationRow:
     latitude: float | None
     altitude: float | None
     classification: str | None
+    tags: tuple[str, ...] = ()
+    """The observation's tags (what an agreement may select by)."""
     doc: dict[str, Any] | None = None
     """The canonical observation as on Kafka, when the read asked for it (``with_doc``)."""
 
@@ -369,12 +385,32 @@ class ObservationRow:
             latitude=record[13],
             altitude=record[14],
             classification=record[15],
-            doc=record[16] if len(record) > 16 else None,
+            tags=_tags(record[16]) if len(record) > 16 else (),
+            doc=record[17] if len(record) > 17 else None,
+        )
+
+    def facts(self) -> ItemFacts:
+        """What the agreements' rule needs of the row (``ReadAccess``, usage counts)."""
+        return ItemFacts(
+            tenant=self.tenant,
+            kind=ItemKind.OBSERVATIONS,
+            quantity=self.quantity,
+            classification=self.classification,
+            device_id=self.device_id,
+            device_type=self.device_type,
+            area=self.area,
+            tags=self.tags,
         )
 
     def cursor(self, order: Order) -> ObservationCursor:
         """The cursor of a page that ends with this row."""
         return ObservationCursor(self.observed_at, self.event_id, order)
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(tag for tag in value if isinstance(tag, str))
 
 
 # --- aggregates -------------------------------------------------------------------------------

@@ -5,11 +5,12 @@ typed rows.
 
 What they promise (the rule itself is in ``queries.py``):
 
-- a ``Viewer.of_tenant(t)`` gets ``t``'s rows and other tenants' ``public`` rows, an
-  ``Viewer.admin()`` every tenant's; personal rows (classification ``personal`` or a data
-  subject) are never returned, except ``aggregates(include_personal=True)``, whose caller
-  must admit each personal window against a processing activity before it shows it
-  (``cityhub.streams.privacy.reads.PersonalReads``);
+- a ``Viewer.of_tenant(t, grants)`` gets ``t``'s rows, other tenants' ``public`` rows and the
+  rows the active agreements ``grants`` cover, an ``Viewer.admin()`` every tenant's
+  (``read_under`` then says how many rows each agreement let through, for the usage counts);
+  personal rows (classification ``personal`` or a data subject) are never returned, except
+  ``aggregates(include_personal=True)``, whose caller must admit each personal window against
+  a processing activity before it shows it (``cityhub.streams.privacy.reads.PersonalReads``);
 - results are bounded: a page of observations holds at most ``queries.MAX_OBSERVATIONS`` rows
   and says whether more follow, a read of aggregates raises ``ReadRejected`` past
   ``queries.MAX_AGGREGATES`` windows, a read of the latest observations names at most
@@ -36,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from cityhub.streams.history.connection import Connection
+from cityhub.streams.history.grant_conditions import read_under as _read_under
 from cityhub.streams.history.queries import (
     MAX_AGGREGATES,
     AggregateFilter,
@@ -140,6 +142,12 @@ async def aggregates(
     return docs
 
 
+def read_under(viewer: Viewer, rows: Sequence[ObservationRow]) -> dict[str, int]:
+    """How many of ``rows`` (a read's answer to ``viewer``) each agreement let through, by
+    agreement id (``ReadAccess.count`` counts them)."""
+    return _read_under(viewer.tenant, viewer.grants, (row.facts() for row in rows))
+
+
 __all__ = [
     "AggregateFilter",
     "Group",
@@ -155,4 +163,5 @@ __all__ = [
     "latest_observations",
     "observations",
     "parse_cursor",
+    "read_under",
 ]

@@ -55,7 +55,7 @@ from cityhub.schemas.registry import Role
 from cityhub.schemas.settings import Settings
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.history.reads import ReadRejected, Viewer
-from cityhub.streams.ngsi_ld.devices import visible_device, visible_devices
+from cityhub.streams.ngsi_ld.devices import agreement_of, visible_device, visible_devices
 from cityhub.streams.ngsi_ld.params import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -74,6 +74,8 @@ from cityhub.streams.ngsi_ld.params import (
 from cityhub.streams.ngsi_ld.source import HistoryValues
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
+from cityhub.streams.sharing.grants import Grant
+from cityhub.streams.sharing.read_access import NO_SHARING, ReadAccess
 
 log = logging.getLogger("cityhub.ngsi_ld")
 
@@ -85,10 +87,43 @@ NGSI_REGISTRY_KEY = web.AppKey("ngsi_ld_registry", Registry)
 NGSI_VALUES_KEY = web.AppKey("ngsi_ld_values", HistoryValues)
 """The history reader; ``add_ngsi_ld_routes`` makes one from the settings unless a test put
 its own here first."""
+NGSI_ACCESS_KEY = web.AppKey("ngsi_ld_access", ReadAccess)
+"""The agreements the reads apply and count (``add_ngsi_ld_routes(access=)``)."""
 
 
-def _viewer(who: Principal) -> Viewer:
-    return Viewer.admin() if who.role is Role.ADMIN else Viewer.of_tenant(who.tenant)
+def _grants(request: web.Request, who: Principal) -> tuple[Grant, ...]:
+    if who.role is Role.ADMIN:
+        return ()
+    return request.app[NGSI_ACCESS_KEY].active_for(who.tenant)
+
+
+def _viewer(who: Principal, grants: tuple[Grant, ...]) -> Viewer:
+    return Viewer.admin() if who.role is Role.ADMIN else Viewer.of_tenant(who.tenant, grants)
+
+
+def _count(
+    request: web.Request, who: Principal, grants: tuple[Grant, ...], items: dict[str, int]
+) -> None:
+    """Count ``items`` (device id -> items returned of it) under the agreements that shared
+    them."""
+    if not grants:
+        return
+    view = request.app[NGSI_REGISTRY_KEY].view
+    tally: dict[str, int] = {}
+    for device_id, n in items.items():
+        agreement = agreement_of(view, who, device_id, grants)
+        if agreement is not None and n > 0:
+            tally[agreement] = tally.get(agreement, 0) + n
+    request.app[NGSI_ACCESS_KEY].count(tally)
+
+
+def _devices_of(docs: Sequence[dict[str, Any]]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for doc in docs:
+        ref = parse_entity_id(str(doc.get("id", "")))
+        if ref is not None:
+            found[ref.device_id] = found.get(ref.device_id, 0) + 1
+    return found
 
 
 def _tenant_header(request: web.Request) -> str | None:
@@ -124,7 +159,9 @@ async def query_entities(request: web.Request) -> web.Response:
             raise bad("type", "a query needs type, id, idPattern, attrs, q or georel")
         pairs: list[tuple[str, DeviceFacts, str]] = []
         view = registry.view
-        for device in visible_devices(view, who, only_tenant=_tenant_header(request)):
+        grants = _grants(request, who)
+        devices = visible_devices(view, who, only_tenant=_tenant_header(request), grants=grants)
+        for device in devices:
             point = (
                 None
                 if device.location is None
@@ -143,7 +180,7 @@ async def query_entities(request: web.Request) -> web.Response:
                 pairs.append((urn, device, model.value))
         pairs.sort(key=lambda pair: pair[0])
         values = request.app[NGSI_VALUES_KEY]
-        viewer = _viewer(who)
+        viewer = _viewer(who, grants)
         if q is None and attrs is None:
             total = len(pairs)
             page = pairs[offset : offset + limit]
@@ -177,7 +214,9 @@ async def query_entities(request: web.Request) -> web.Response:
         return exc.response()
     except _UNAVAILABLE as exc:
         return _unavailable(exc)
-    out = [simplified(d) if key_values(request) else d for d in docs if d is not None]
+    returned = [d for d in docs if d is not None]
+    _count(request, who, grants, _devices_of(returned))
+    out = [simplified(d) if key_values(request) else d for d in returned]
     headers = {"NGSILD-Results-Count": str(total)} if count else None
     return answer(request, out, headers=headers)
 
@@ -199,7 +238,9 @@ def _unavailable(exc: Exception) -> web.Response:
     ).response(headers={"Retry-After": "5"})
 
 
-def _entity_of(request: web.Request, who: Principal) -> tuple[DeviceFacts, str]:
+def _entity_of(
+    request: web.Request, who: Principal, grants: tuple[Grant, ...]
+) -> tuple[DeviceFacts, str]:
     """The device and entity type of the path's entity id; ResourceNotFound otherwise."""
     raw = request.match_info["entityId"]
     if ":" not in raw:
@@ -210,7 +251,7 @@ def _entity_of(request: web.Request, who: Principal) -> tuple[DeviceFacts, str]:
     if ref is not None:
         tenant = _tenant_header(request)
         if tenant is None or tenant == ref.tenant:
-            device = visible_device(registry.view, who, ref.tenant, ref.device_id)
+            device = visible_device(registry.view, who, ref.tenant, ref.device_id, grants)
     if (
         device is None
         or ref is None
@@ -226,10 +267,11 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     who = authenticate(registry, request.headers)
     try:
         wants_ld(request)
-        device, model = _entity_of(request, who)
+        grants = _grants(request, who)
+        device, model = _entity_of(request, who, grants)
         attrs = names(request, "attrs", terms=True)
         values = request.app[NGSI_VALUES_KEY]
-        readings = await values.latest(_viewer(who), [device.device_id])
+        readings = await values.latest(_viewer(who, grants), [device.device_id])
         doc = entity(device, model, readings.get(device.device_id, []), attrs=attrs)
     except NgsiError as exc:
         return exc.response()
@@ -237,6 +279,7 @@ async def retrieve_entity(request: web.Request) -> web.Response:
         return _unavailable(exc)
     if doc is None:  # none of attrs: the entity without attributes
         doc = {"id": entity_id(model, device.tenant, device.device_id), "type": model}
+    _count(request, who, grants, {device.device_id: 1})
     return answer(request, simplified(doc) if key_values(request) else doc)
 
 
@@ -246,7 +289,8 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
     who = authenticate(registry, request.headers)
     try:
         wants_ld(request)
-        device, model = _entity_of(request, who)
+        grants = _grants(request, who)
+        device, model = _entity_of(request, who, grants)
         attrs = names(request, "attrs", terms=True)
         last_n = int_param(request, "lastN", low=1, high=MAX_LIMIT)
         start, end = time_range(request)
@@ -257,7 +301,7 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
         readings: list[Reading] = []
         if quantities != []:
             readings, _more = await values.series(
-                _viewer(who),
+                _viewer(who, grants),
                 device.device_id,
                 quantities=quantities,
                 start=start,
@@ -269,6 +313,7 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
         return exc.response()
     except _UNAVAILABLE as exc:
         return _unavailable(exc)
+    _count(request, who, grants, {device.device_id: len(readings)})
     return answer(request, doc)
 
 
@@ -280,12 +325,18 @@ async def _close_values(app: web.Application) -> None:
 
 
 def add_ngsi_ld_routes(
-    app: web.Application, registry: Registry, *, settings: Settings | None = None
+    app: web.Application,
+    registry: Registry,
+    *,
+    settings: Settings | None = None,
+    access: ReadAccess = NO_SHARING,
 ) -> None:
     """Serve ``/ngsi-ld/v1`` on ``app`` over ``registry`` and the history store of
     ``settings`` (default: the environment's), unless ``app[NGSI_VALUES_KEY]`` holds a reader
-    already; the app closes the reader when it is cleaned up."""
+    already; the app closes the reader when it is cleaned up. ``access``: the agreements the
+    reads apply (another tenant's devices they share are entities too) and count."""
     app[NGSI_REGISTRY_KEY] = registry
+    app[NGSI_ACCESS_KEY] = access
     if NGSI_VALUES_KEY not in app:
         app[NGSI_VALUES_KEY] = HistoryValues(settings or Settings())
     app.on_cleanup.append(_close_values)

@@ -7,9 +7,12 @@ per device that has observations: its location, or a GeoJSON Feature without geo
 Pure: plain data in (registry entries, device types, Datastream facts), a ``Graph`` out.
 Observations are not here: they live in the history store (``observations.py``).
 
-Visibility (the rule of the whole API): a tenant's key sees its own tenant's devices and types
-and other tenants' ``public`` ones; an admin key sees all; personal devices (a ``personal``
-type, or a linked data subject) and personal types are left out for everyone.
+Visibility (the rule of the whole API): a tenant's key sees its own tenant's devices and types,
+other tenants' ``public`` ones, and what its active agreements cover (``Viewer.grants``): a
+Thing (with its Location, HistoricalLocation and FeatureOfInterest) for each device an agreement
+selects, a Datastream for each of its quantities the agreement shares, the Sensor (device type)
+of those Things, and nothing else of the provider. An admin key sees all; personal devices (a
+``personal`` type, or a linked data subject) and personal types are left out for everyone.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from functools import partial
 from typing import Any
 
 from cityhub.schemas.registry import Classification, DeviceType
+from cityhub.schemas.sharing import ItemKind
 from cityhub.streams.registry.view import DeviceEntry
 from cityhub.streams.sensorthings.ids import entity_id
 from cityhub.streams.sensorthings.vocabulary import definition_of, describe, unit_of_measurement
+from cityhub.streams.sharing.grants import Grant, ItemFacts
+from cityhub.streams.sharing.read_access import covering, covering_device
 
 log = logging.getLogger("cityhub.sensorthings")
 
@@ -132,13 +138,39 @@ class Viewer:
     """Whose view: a tenant's key (``tenant``) or an admin's (``tenant`` None: every tenant)."""
 
     tenant: str | None
+    grants: tuple[Grant, ...] = ()
+    """The tenant's active agreements at the time of the request."""
 
     def may_see(self, owner: str, classification: Classification) -> bool:
+        """Whether the type (and so its devices) is visible without an agreement."""
         if classification is Classification.PERSONAL:
             return False
         return (
             self.tenant is None or owner == self.tenant or classification is Classification.PUBLIC
         )
+
+    def grant_for(
+        self, device: DeviceEntry, device_type: DeviceType, quantity: str | None = None
+    ) -> Grant | None:
+        """The agreement under which the viewer sees ``device`` (``quantity`` None: some
+        quantity of it; else that quantity), or None. Never for a personal device."""
+        if not self.grants or self.tenant is None or device.tenant == self.tenant:
+            return None
+        if device_type.classification is Classification.PERSONAL or device.data_subject:
+            return None
+        facts = ItemFacts(
+            tenant=device.tenant,
+            kind=ItemKind.OBSERVATIONS,
+            quantity=quantity,
+            classification=device_type.classification.value,
+            device_id=device.id,
+            device_type=device.type,
+            area=device.area,
+            tags=tuple(device.tags),
+        )
+        if quantity is None:
+            return covering_device(self.grants, facts)
+        return covering(self.grants, facts)
 
 
 def _iso(value: datetime) -> str:
@@ -174,17 +206,41 @@ class Graph:
         streams: Iterable[StreamFacts],
         viewer: Viewer,
     ) -> None:
-        self._types: dict[tuple[str, str], DeviceType] = {
-            (t.tenant, t.id): t for t in types if viewer.may_see(t.tenant, t.classification)
+        every_type = {(t.tenant, t.id): t for t in types}
+        visible = {
+            k: t for k, t in every_type.items() if viewer.may_see(t.tenant, t.classification)
         }
+        self._types: dict[tuple[str, str], DeviceType] = dict(visible)
         self._things: dict[str, DeviceEntry] = {}
+        self._shared: dict[Any, Grant] = {}
+        """Device id (Things) or (device id, quantity) (Datastreams) -> the agreement under
+        which the viewer sees it: what ``agreement_of`` counts."""
         for device in devices:
-            if device.data_subject is None and (device.tenant, device.type) in self._types:
+            if device.data_subject is not None:
+                continue
+            type_key = (device.tenant, device.type)
+            if type_key in visible:
                 self._things[device.id] = device
+                continue
+            device_type = every_type.get(type_key)
+            grant = None if device_type is None else viewer.grant_for(device, device_type)
+            if device_type is not None and grant is not None:
+                self._things[device.id] = device
+                self._shared[device.id] = grant
+                self._types[type_key] = device_type  # the Sensor of a shared Thing
         self._streams: dict[str, dict[str, StreamFacts]] = {}
         for facts in streams:
-            if facts.device_id in self._things:
-                self._streams.setdefault(facts.device_id, {})[facts.quantity] = facts
+            thing = self._things.get(facts.device_id)
+            if thing is None:
+                continue
+            if thing.id in self._shared:
+                grant = viewer.grant_for(
+                    thing, self._types[(thing.tenant, thing.type)], facts.quantity
+                )
+                if grant is None:
+                    continue  # a quantity the agreement does not share
+                self._shared[(thing.id, facts.quantity)] = grant
+            self._streams.setdefault(facts.device_id, {})[facts.quantity] = facts
         self._quantities = {q for by_quantity in self._streams.values() for q in by_quantity}
         self._entities: dict[tuple[str, Any], Entity | None] = {}
         self._ids: dict[str, dict[int, Any]] = {}
@@ -341,6 +397,18 @@ class Graph:
             table = self._id_table(kind)
             reverse = self._reverse[kind] = {key: number for number, key in table.items()}
         return reverse
+
+    def agreement_of(self, entity: Entity) -> str | None:
+        """The agreement under which the viewer sees ``entity`` (a Thing, Location,
+        HistoricalLocation, FeatureOfInterest, Datastream or Observation of another tenant's
+        device), or None (its own, a public one, a Sensor or an ObservedProperty)."""
+        if entity.kind in ("Sensor", "ObservedProperty"):
+            return None
+        try:
+            grant = self._shared.get(entity.key)
+        except TypeError:  # an unhashable key
+            return None
+        return None if grant is None else grant.agreement_id
 
     def visible_devices(self) -> list[str]:
         """The ids of every visible Thing (what Observations are limited to)."""

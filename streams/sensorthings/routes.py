@@ -3,7 +3,9 @@ API's port, with the API's keys (``X-API-Key`` or ``Authorization: Bearer``; 401
 one) and its problem documents for errors (400 for a bad query, 404 for an unknown entity).
 
 Read only: any other method is a 405. The entities a key sees are built once per key's tenant
-from the registry view and the Datastreams in history, and reused until either changes.
+and its active agreements from the registry view and the Datastreams in history, and reused
+until any of them changes. Entities of another tenant shown under an agreement are counted
+for it (``Channel.READ``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from cityhub.streams.sensorthings.model import Graph, StreamFacts, Viewer
 from cityhub.streams.sensorthings.observations import HistoryReads
 from cityhub.streams.sensorthings.service import Context, Missing, answer
 from cityhub.streams.service_errors import ServiceError
+from cityhub.streams.sharing.grants import Grant
+from cityhub.streams.sharing.read_access import NO_SHARING, ReadAccess
 
 log = logging.getLogger("cityhub.sensorthings")
 
@@ -51,36 +55,48 @@ class SensorThings:
     """The service's state in one API process: the registry, the history reads, and the
     entities built per tenant."""
 
-    def __init__(self, registry: Registry, settings: Settings, reads: HistoryReads | None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: Settings,
+        reads: HistoryReads | None,
+        access: ReadAccess = NO_SHARING,
+    ) -> None:
         self.registry = registry
         self.settings = settings.sensorthings
         self.reads = reads
-        self._graphs: OrderedDict[tuple[str | None, int, int], Graph] = OrderedDict()
+        self.access = access
+        self._graphs: OrderedDict[tuple[str | None, int, int, tuple[Grant, ...]], Graph] = (
+            OrderedDict()
+        )
 
     @classmethod
-    def from_settings(cls, registry: Registry, settings: Settings) -> SensorThings:
+    def from_settings(
+        cls, registry: Registry, settings: Settings, access: ReadAccess = NO_SHARING
+    ) -> SensorThings:
         """The service over the history store ``settings.history`` names (connected lazily);
         without one (``history.enabled`` false) it serves the registry's entities and no
-        Datastreams or Observations."""
+        Datastreams or Observations. ``access``: the agreements it applies and counts."""
         if not settings.history.enabled:
-            return cls(registry, settings, None)
+            return cls(registry, settings, None, access)
         pool = ConnectionPool(settings, size=4, application_name="cityhub-sensorthings")
         reads = HistoryReads(
             pool, refresh_seconds=settings.sensorthings.datastreams_refresh_seconds
         )
-        return cls(registry, settings, reads)
+        return cls(registry, settings, reads, access)
 
-    async def graph(self, tenant: str | None) -> Graph:
-        """The entities the viewer of ``tenant`` (None: admin) may see, built at most once per
-        registry offset and Datastream read."""
+    async def graph(self, tenant: str | None, grants: tuple[Grant, ...] = ()) -> Graph:
+        """The entities the viewer of ``tenant`` (None: admin) may see under its active
+        ``grants``, built at most once per registry offset, Datastream read and set of
+        grants."""
         streams: list[StreamFacts] = [] if self.reads is None else await self.reads.streams()
         version = 0 if self.reads is None else self.reads.version
         view = self.registry.view
-        key = (tenant, view.offset, version)
+        key = (tenant, view.offset, version, grants)
         graph = self._graphs.get(key)
         if graph is None:
             devices, types = _registry_entries(view)
-            graph = Graph(devices, types, streams, Viewer(tenant))
+            graph = Graph(devices, types, streams, Viewer(tenant, grants))
             self._graphs[key] = graph
             while len(self._graphs) > _GRAPHS_KEPT:
                 self._graphs.popitem(last=False)
@@ -128,12 +144,14 @@ async def _answer(request: web.Request) -> web.StreamResponse:
     service = request.app[SENSORTHINGS_KEY]
     principal = authenticate(service.registry, request.headers)
     tenant = None if principal.role is Role.ADMIN else principal.tenant
-    viewer = HistoryViewer.admin() if tenant is None else HistoryViewer.of_tenant(tenant)
+    grants = service.access.active_for(tenant)
+    viewer = HistoryViewer.admin() if tenant is None else HistoryViewer.of_tenant(tenant, grants)
     path = request.match_info.get("path", "")
     try:
-        graph = await service.graph(tenant)
+        graph = await service.graph(tenant, grants)
         ctx = Context(graph, viewer, _base(request, service), service.settings, service.reads)
         result = await answer(ctx, path, request.query)
+        service.access.count(ctx.tally)
     except QueryError as exc:
         raise ApiProblem(400, str(exc)) from None
     except Missing as exc:

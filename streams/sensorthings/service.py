@@ -60,6 +60,8 @@ class Context:
     reads: HistoryReads | None
     expanded: int = 0
     devices: list[str] = field(default_factory=list)
+    tally: dict[str, int] = field(default_factory=dict)
+    """Entities rendered per agreement (another tenant's, seen under it): the read's usage."""
 
     def __post_init__(self) -> None:
         self.devices = self.graph.visible_devices()
@@ -267,6 +269,9 @@ async def render(ctx: Context, entity: Entity, query: Query) -> dict[str, Any]:
     ctx.expanded += 1
     if ctx.expanded > MAX_EXPANDED:
         raise QueryError(f"the response would hold more than {MAX_EXPANDED} entities: page it")
+    agreement = ctx.graph.agreement_of(entity)
+    if agreement is not None:
+        ctx.tally[agreement] = ctx.tally.get(agreement, 0) + 1
     link = self_link(ctx, entity)
     selected = set(query.select)
     doc: dict[str, Any] = {}

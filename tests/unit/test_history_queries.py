@@ -245,8 +245,9 @@ def test_a_row_takes_its_value_from_whichever_column_holds_it() -> None:
     number = ObservationRow.from_record([*base, 21.5, None, None, *rest])
     assert number.value == 21.5
     assert number.doc is None
-    text = ObservationRow.from_record([*base, None, "open", None, *rest, {"a": 1}])
+    text = ObservationRow.from_record([*base, None, "open", None, *rest, ["x", 1], {"a": 1}])
     assert text.value == "open"
+    assert text.tags == ("x",)
     assert text.doc == {"a": 1}
     boolean = ObservationRow.from_record([*base, None, None, False, *rest])
     assert boolean.value is False
