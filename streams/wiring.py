@@ -414,6 +414,8 @@ def _api_part(
             if oidc.enabled
             else None,
         ),
+        # The catalogue lists the offers their providers chose to list (their metadata only).
+        listed_offers=sharing.view.listed_offers if sharing is not None else None,
     )
     mover = _SecretsMover(subscriptions, subscription_store, secret_store)
     checks["subscription_secrets_moved"] = _flag(mover, "done")
