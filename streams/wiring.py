@@ -41,6 +41,7 @@ from cityhub.streams.subscriptions.topics import SubscriptionTopics
 
 if TYPE_CHECKING:  # imported where the API is built: a worker process does without it
     from cityhub.streams.delivery.agreement_screen import DeliverySharing
+    from cityhub.streams.opendata.requests import DataRequests
     from cityhub.streams.sharing.service import Sharing
     from cityhub.streams.sharing.usage_publisher import UsageStore
     from cityhub.streams.subscriptions.service import Subscriptions
@@ -370,6 +371,7 @@ def _api_part(
     tokens = ResidentTokens(tokens_store, registry.view)
     base_uri = settings.privacy.register_base_uri
     oidc = settings.privacy.oidc
+    data_requests, data_request_parts = _data_requests(settings, registry, sharing, checks)
     sharing_service, usage_store = _sharing_service(settings, sharing, registry, privacy, checks)
     # /api/v1 only: metrics and health are on the management port, which asks for no key.
     app = build_api(
@@ -418,6 +420,7 @@ def _api_part(
             else None,
         ),
         sharing=sharing_service,
+        data_requests=data_requests,
         # The catalogue lists the offers their providers chose to list (their metadata only).
         listed_offers=sharing.view.listed_offers if sharing is not None else None,
     )
@@ -427,6 +430,7 @@ def _api_part(
         store_part("resident tokens", tokens_store),
         store_part("processing log index", log_follower),
         Part("subscription secrets mover", mover.run),
+        *data_request_parts,
         *([store_part("agreement usage", usage_store)] if usage_store is not None else []),
         server_part("operator API", app, settings.http.host, settings.http.port),
     ]
@@ -456,6 +460,36 @@ def _sharing_service(
         usage_of=usage_store.view.of,
     )
     return service, usage_store
+
+
+def _data_requests(
+    settings: Settings,
+    registry: RegistryStore,
+    sharing: SharingStores | None,
+    checks: dict[str, HealthCheck],
+) -> tuple[DataRequests | None, list[Part]]:
+    """The public's data requests (``cityhub.streams.opendata.requests``), when the hub
+    publishes open data: every API process follows their topic and erases contacts past their
+    retention hourly (two processes erasing the same contact write the same record)."""
+    if not settings.open_data.enabled:
+        return None, []
+    from cityhub.streams.opendata.requests import AnswerLinks, DataRequests
+    from cityhub.streams.opendata.requests_store import DataRequestStore
+
+    store = DataRequestStore(settings)
+    checks["data_requests"] = _flag(store, "ready")
+    service = DataRequests(
+        store,
+        registry.view,
+        datasets=[dataset.id for dataset in settings.open_data.datasets],
+        offers=sharing.view.offer if sharing is not None else None,
+        links=AnswerLinks.under(settings.open_data.base_url or ""),
+        per_address_per_hour=settings.open_data.max_requests_per_address,
+    )
+    return service, [
+        store_part("data requests", store),
+        Part("data request contacts' retention", service.run_retention),
+    ]
 
 
 class _SecretsMover:
