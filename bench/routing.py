@@ -26,6 +26,12 @@ back), the topics each observation goes to, the machine's load average beside ea
 tenant's non-public observations with only its own subscriptions against with all 10 000 (the
 issue's question: other tenants' subscriptions must not add to it), and what one refresh costs
 when one of 10 000 subscriptions changes (routing polls every 0.2 s).
+
+Agreements (issue 13): the same 10 000 subscriptions served by webhooks (which may receive items
+under agreements), routed without a grants source, with one that holds no agreement, and with
+``--agreements`` agreements in force (tenant i offers its internal observations of one of its
+areas to tenant i+1, to its webhook subscriptions): the cost per observation of tenants that
+provide nothing (must not change) and of the providers' own observations.
 """
 
 from __future__ import annotations
@@ -39,10 +45,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.stats import machine, median, today
+from cityhub.connectors.sinks import subscription_models
 from cityhub.schemas.observation import Location, NetworkMeta, Observation
+from cityhub.schemas.sharing import (
+    Agreement,
+    AgreementEvent,
+    AgreementState,
+    ItemKind,
+    OfferSpec,
+    Selection,
+)
 from cityhub.schemas.subscription import Subscription, SubscriptionSpec, build_subscription
 from cityhub.streams.devtools.simulator import Kind, build_fleet
 from cityhub.streams.devtools.simulator.fleet import CITY_BBOX
+from cityhub.streams.sharing.grants import Grants
 from cityhub.streams.subscriptions.router import LinearSubscriptionRouter, SubscriptionRouter
 from cityhub.streams.subscriptions.view import SubscriptionView
 
@@ -282,6 +298,83 @@ def isolation_us(
     return median(by_own), median(by_all)
 
 
+def _agreement(provider: CityDevice, consumer: str, n: int) -> Agreement:
+    spec = OfferSpec(
+        id="offer",
+        title="Offer",
+        description="The provider's observations of one area",
+        selection=Selection(areas=[provider.area]),
+        kinds=[ItemKind.OBSERVATIONS],
+        purposes=["benchmark"],
+    )
+    events = [
+        AgreementEvent(state=AgreementState.REQUESTED, at=NOW, by_tenant=consumer),
+        AgreementEvent(state=AgreementState.APPROVED, at=NOW, by_tenant=provider.tenant),
+    ]
+    return Agreement(
+        id=f"agr-{n}",
+        provider=provider.tenant,
+        consumer=consumer,
+        offer_id="offer",
+        offer_spec=spec,
+        purpose="benchmark",
+        starts_at=None,
+        ends_at="2099-01-01T00:00:00.000Z",
+        state=AgreementState.APPROVED,
+        requested_at=NOW,
+        history=events,
+    )
+
+
+def agreements_us(
+    devices: Sequence[CityDevice],
+    records: Sequence[Subscription],
+    stream: Sequence[Observation],
+    count: int,
+    runs: int,
+) -> None:
+    """Print the cost of routing under agreements (see the module docstring)."""
+    spec = subscription_models().spec.model_validate(
+        {"id": "hook", "name": "hook", "delivery": {"kind": "webhook", "url": "https://h.example/"}}
+    )
+    webhook = build_subscription(spec, tenant="x", now=NOW, new_secret=lambda: "whsec_" + "A" * 44)
+    hooks = [r.model_copy(update={"delivery": webhook[0].delivery}) for r in records]
+    first_of: dict[str, CityDevice] = {}
+    for d in devices:
+        first_of.setdefault(d.tenant, d)
+    tenants = sorted(first_of)
+    found = [
+        _agreement(first_of[tenants[i]], tenants[(i + 1) % len(tenants)], i) for i in range(count)
+    ]
+    grants = Grants.from_agreements(found)
+    empty = Grants()
+    providers = {a.provider for a in found}
+    internal = [o for o in stream if o.classification != "public"]
+    others = [o for o in internal if o.tenant not in providers]
+    theirs = [o for o in internal if o.tenant in providers]
+
+    def router(source: Callable[[], Grants] | None) -> SubscriptionRouter:
+        made = SubscriptionRouter(PREFIX, grants=source)
+        made.refresh(hooks)
+        return made
+
+    plain, none, some = router(None), router(lambda: empty), router(lambda: grants)
+    shared = sum(1 for o in theirs if any(some.grant_at(t) for t in some.route(o)))
+    timings: dict[str, list[float]] = {"plain": [], "none": [], "others": [], "theirs": []}
+    for _ in range(runs):
+        timings["plain"].append(per_observation_us(plain.route, others))
+        timings["none"].append(per_observation_us(none.route, others))
+        timings["others"].append(per_observation_us(some.route, others))
+        timings["theirs"].append(per_observation_us(some.route, theirs))
+    print(
+        f"  agreements ({count} in force, webhook subscriptions; {len(theirs)} providers' "
+        f"non-public observations, {shared} of them shared): non-providers' observations "
+        f"{median(timings['plain']):.2f} us without a grants source, "
+        f"{median(timings['none']):.2f} with no agreement, {median(timings['others']):.2f} "
+        f"with {count}; providers' observations {median(timings['theirs']):.2f} us"
+    )
+
+
 def main() -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--observations", type=int, default=20_000)
@@ -292,6 +385,9 @@ def main() -> dict[str, float]:
         help="observations for the linear router (with 10 000 subscriptions: ms each)",
     )
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--agreements", type=int, default=10, help="agreements in force for the sharing figures"
+    )
     args = parser.parse_args()
 
     devices = city()
@@ -363,6 +459,7 @@ def main() -> dict[str, float]:
         f"  non-public observations: {alone:.2f} us with only their tenant's subscriptions, "
         f"{together:.2f} us with all {big} (ratio {together / alone:.2f})"
     )
+    agreements_us(devices, records, stream, args.agreements, args.runs)
     one_change, first = refresh_ms(records)
     print(
         f"  refresh of {big} subscriptions after one changed (view, topics, router): "

@@ -1,0 +1,239 @@
+"""Subscriptions under an agreement on the real stack (issue 13): ``cityhub run`` (bridge, worker,
+API, delivery) with tenants ``port``, ``city`` and ``uni``.
+
+``port`` offers the temperature of its harbour weather station (not its humidity, not its dock
+station); ``city`` asks through the API and ``port`` approves. ``city``'s webhook then receives
+exactly the offered items, signed as every delivery; ``uni``'s webhook and ``city``'s Kafka-topic
+subscription (read directly, so never re-checked) receive none of ``port``'s items; the delivered
+items are counted for the agreement. While ``city``'s receiver refuses, items wait in its
+delivery's queue; ``port`` revokes, and none of those queued items is delivered once the
+receiver answers again (nor anything else of ``port``'s); the revocation took effect within 5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cityhub.connectors.decoders.cayenne import encode_lpp
+from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, Location, Role, TenantSpec
+from cityhub.schemas.settings import KafkaSettings, Settings
+from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.store import RegistryStore
+
+from .hub import BOOTSTRAP, Hub, publish, read_topic
+from .subscribers import Api, WebhookReceiver, wait_for
+from .uplinks import chirpstack, unique_eui
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+
+REVOKED_WITHIN_S = 5.0
+HARBOUR = Location(latitude=51.95, longitude=4.14)
+OFFER: dict[str, Any] = {
+    "id": "harbour-temperature",
+    "title": "Harbour temperature",
+    "description": "The temperature at the harbour's weather station",
+    "selection": {"areas": ["harbour"], "quantities": ["temperature"]},
+    "kinds": ["observations"],
+    "purposes": ["heat plan"],
+}
+
+
+async def seed(prefix: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The tenants, ``port``'s two stations, an operator and a subscriber key of each tenant;
+    returns (keys, the stations' DevEUIs by device id)."""
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix))
+    store = RegistryStore(settings)
+    await store.start()
+    try:
+        registry, system = Registry(store), Principal.system()
+        keys: dict[str, str] = {}
+        for tenant in ("port", "city", "uni"):
+            await registry.create_tenant(system, TenantSpec(id=tenant, name=tenant.title()))
+            keys[f"{tenant}-operator"] = (
+                await registry.create_key(system, tenant, Role.OPERATOR, "operator")
+            )[1]
+            keys[tenant] = (await registry.create_key(system, tenant, Role.SUBSCRIBER, "sub"))[1]
+        await registry.create_type(
+            system,
+            "port",
+            DeviceTypeSpec(
+                id="weather", name="Weather", decoder="cayenne-lpp", classification="internal"
+            ),
+        )
+        euis = {"harbour-1": unique_eui(), "dock-1": unique_eui()}
+        for device_id, area in (("harbour-1", "harbour"), ("dock-1", "dock")):
+            await registry.create_device(
+                system,
+                "port",
+                DeviceSpec(
+                    id=device_id,
+                    name=device_id,
+                    type="weather",
+                    dev_eui=euis[device_id],
+                    location=HARBOUR,
+                    area=area,
+                ),
+            )
+        return keys, euis
+    finally:
+        await store.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_hub(workdir: Path) -> AsyncIterator[tuple[Hub, Api, dict[str, str]]]:
+    hub = Hub(
+        workdir,
+        command="run",
+        extra_env={
+            "CITYHUB_SUBSCRIPTIONS__WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]',
+            # A refusing receiver keeps its batch retrying (queued) rather than dead-lettered.
+            "CITYHUB_DELIVERY__WEBHOOK_MAX_ATTEMPTS": "1000",
+            "CITYHUB_DELIVERY__WEBHOOK_BACKOFF_CAP_SECONDS": "0.5",
+        },
+    )
+    keys, euis = await seed(hub.prefix)
+    await asyncio.to_thread(hub.start)
+    try:
+        yield hub, Api(hub, keys), euis
+    finally:
+        await asyncio.to_thread(hub.stop)
+
+
+class Uplinks:
+    """Both stations' uplinks (temperature and humidity each), numbered."""
+
+    def __init__(self, euis: dict[str, str]) -> None:
+        self.euis = euis
+        self.count = 0
+
+    async def send(self, rounds: int) -> None:
+        messages = []
+        for _ in range(rounds):
+            self.count += 1
+            payload = encode_lpp([(1, "temperature", 20.0), (2, "relative_humidity", 60.0)])
+            for eui in self.euis.values():
+                messages.append(chirpstack(eui, self.count, payload=payload))
+        await publish(messages)
+
+
+def ports(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [i for i in items if i.get("tenant") == "port"]
+
+
+async def test_a_webhook_receives_the_offered_items_until_the_agreement_is_revoked(
+    tmp_path: Path,
+) -> None:
+    receiver = WebhookReceiver()
+    await receiver.start()
+    try:
+        async with running_hub(tmp_path) as (hub, api, euis):
+            await _scenario(hub, api, receiver, Uplinks(euis))
+    finally:
+        await receiver.stop()
+
+
+async def _scenario(hub: Hub, api: Api, receiver: WebhookReceiver, uplinks: Uplinks) -> None:
+    for tenant in ("city", "uni"):
+        hook = await api.subscribe(
+            tenant,
+            tenant,
+            {
+                "id": "everything",
+                "name": "Everything it may see",
+                "delivery": {"kind": "webhook", "url": receiver.url(tenant)},
+            },
+        )
+        receiver.secrets[tenant] = hook["secret"]
+    await api.subscribe(
+        "city",
+        "city",
+        {"id": "lake", "name": "Read directly", "delivery": {"kind": "kafka"}},
+    )
+    status, offer = await api.call("POST", "/tenants/port/offers", "port-operator", OFFER)
+    assert status == 201, offer
+    ask = {"offer": "port/harbour-temperature", "purpose": "heat plan"}
+    ask["ends_at"] = rfc3339(time.time() + 3600)
+    status, asked = await api.call("POST", "/tenants/city/agreements", "city-operator", ask)
+    assert status == 201, asked
+    agreement = asked["id"]
+    # Nothing is shared before the approval.
+    await uplinks.send(2)
+    await read_topic(
+        hub.topics["observations"], until=lambda r: len(r) >= 8, timeout=60
+    )  # both stations' readings are in
+    path = f"/tenants/port/agreements/{agreement}"
+    status, approved = await api.call("POST", f"{path}/approve", "port-operator")
+    assert (status, approved["active"]) == (200, True), approved
+
+    # Shared from within 5 seconds of the approval: send until the first shared item arrives.
+    async def first_shared() -> bool:
+        await uplinks.send(1)
+        return await wait_for(lambda: ports(receiver.items("city")), 1.0)
+
+    assert await wait_for_async(first_shared, 30), hub.log_tail()
+    await uplinks.send(5)
+    assert await wait_for(lambda: len(ports(receiver.items("city"))) >= 5, 30)
+    shared = ports(receiver.items("city"))
+    assert {(i["device_id"], i["quantity"]) for i in shared} == {("harbour-1", "temperature")}
+    assert receiver.bad_signatures == 0
+    # Not a third tenant, not a subscription read from its Kafka topic.
+    assert ports(receiver.items("uni")) == []
+    lake = await read_topic(f"{hub.prefix}.sub.city.lake", until=lambda r: False, timeout=3)
+    assert ports(lake) == []
+
+    # Counted per agreement, visible to both parties.
+    async def usage(who: str, tenant: str) -> int:
+        _, doc = await api.call("GET", f"/tenants/{tenant}/agreements/{agreement}", who)
+        return int(doc["usage"]["delivered"])
+
+    delivered = len(shared)
+    counted = await wait_for_async(lambda: _at_least(usage("port-operator", "port"), delivered), 30)
+    assert counted, "the provider never saw the deliveries counted"
+    assert await usage("city-operator", "city") >= delivered
+
+    # Queued, then revoked: the receiver refuses, items wait (retried), the provider revokes.
+    receiver.modes["city"] = 503
+    await uplinks.send(5)
+    await asyncio.sleep(3.0)  # routed to city's topic and taken into its delivery's queue
+    refused = lambda: hub.metric(  # noqa: E731
+        "cityhub_subscription_failed_total", tenant="city", subscription="everything"
+    )
+    assert await wait_for(lambda: refused() > 0, 10), "the refusing receiver was never tried"
+    before = len(ports(receiver.items("city")))
+    revoked_at = time.time()
+    status, revoked = await api.call(
+        "POST", f"{path}/revoke", "port-operator", {"reason": "the pilot ended"}
+    )
+    assert (status, revoked["state"]) == (200, "revoked"), revoked
+    await asyncio.sleep(REVOKED_WITHIN_S)
+    receiver.modes["city"] = "ok"
+    await uplinks.send(3)  # and new ones after the revocation
+    await asyncio.sleep(6.0)
+    after = [d for d in receiver.received.get("city", []) if d.at > revoked_at]
+    assert [i for d in after for i in ports(d.body["items"])] == []
+    assert len(ports(receiver.items("city"))) == before
+    # The queued items were there and dropped by the delivery's check, not lost on the way.
+    assert hub.metric("cityhub_agreement_items_not_delivered_total", reason="ended") >= 5
+
+
+async def _at_least(value: Any, wanted: int) -> bool:
+    return int(await value) >= wanted
+
+
+async def wait_for_async(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+    """Until the coroutine ``predicate()`` is true, or ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(interval)
+    return False
