@@ -29,6 +29,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from rdflib import Graph
 
@@ -134,7 +135,8 @@ class _Graph:
                 "@id": iri,
                 "@type": ["vcard:Kind", "vcard:Organization"],
                 "vcard:fn": name,
-                "vcard:hasEmail": _ref("mailto:" + email),
+                # Percent-encoded: an address may hold what an IRI may not (">", a quote, "{").
+                "vcard:hasEmail": _ref("mailto:" + quote(email, safe="@+")),
             }
         )
 

@@ -298,3 +298,26 @@ def test_the_context_is_inline() -> None:
     context = build(OpenDataSettings(), ())["@context"]
     assert isinstance(context, dict)
     assert all(isinstance(v, str) and v.startswith("http") for v in context.values())
+
+
+def test_hostile_offer_text_stays_text() -> None:
+    """An offer's words and contact address cannot break out of their literal or IRI: both
+    renderings parse to the same graph, and the address is one percent-encoded mailto IRI."""
+    hostile = offer(
+        "acme",
+        "evil",
+        Licence.CC0_1_0,
+        title='"> <x> a <y> . """ \\u0000 <script>',
+        description="line one\nline two\t\"quoted\" 'single' <tag> @prefix x: <y> .",
+        keywords=['"; drop', "<http://evil.example/>"],
+        contact_email='x"><y{z}|\\^`@evil.example',
+    )
+    document = build(OpenDataSettings(), (hostile,))
+    from_json = Graph().parse(data=json.dumps(document), format="json-ld")
+    from_turtle = Graph().parse(data=catalogue_turtle(document), format="turtle")
+    assert isomorphic(from_json, from_turtle)
+    vcard_email = URIRef("http://www.w3.org/2006/vcard/ns#hasEmail")
+    emails = {str(o) for o in from_json.objects(None, vcard_email)}
+    assert "mailto:x%22%3E%3Cy%7Bz%7D%7C%5C%5E%60@evil.example" in emails
+    conforms, report = violations(document, *MANDATORY, CLASS_RANGES)
+    assert conforms, report
