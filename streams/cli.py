@@ -30,6 +30,7 @@ from cityhub.streams.privacy.erasure_cli import data_subjects
 from cityhub.streams.privacy.log_cli import processing_log
 from cityhub.streams.privacy.resident_cli import resident_tokens
 from cityhub.streams.registry.cli import mount as mount_registry_commands
+from cityhub.streams.sharing.cli import sharing
 from cityhub.streams.wiring import Roles
 
 log = logging.getLogger("cityhub")
@@ -484,6 +485,7 @@ main.add_command(resident_tokens)
 main.add_command(processing_log)
 main.add_command(openapi_cmd)
 main.add_command(mqtt)
+main.add_command(sharing)
 
 if __name__ == "__main__":
     main()

@@ -43,7 +43,7 @@ from cityhub.schemas.sharing import (
 )
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
 from cityhub.streams.privacy.view import RegisterView
-from cityhub.streams.registry.principals import Principal, require_tenant_access
+from cityhub.streams.registry.principals import Principal, require_admin, require_tenant_access
 from cityhub.streams.registry.view import RegistryView
 from cityhub.streams.service_errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from cityhub.streams.sharing.store import AgreementRecordStore, OfferRecordStore
@@ -250,6 +250,19 @@ class Sharing:
             )
         return self._agreements.view.of_tenant(tenant, role=role)
 
+    def all_agreements(self, who: Principal) -> list[Agreement]:
+        """Every agreement of every tenant, in id order (an admin key, or the CLI)."""
+        require_admin(who, "list every tenant's agreements")
+        return self._agreements.view.all()
+
+    def agreement_for_admin(self, who: Principal, agreement_id: str) -> Agreement:
+        """Any agreement by its id (an admin key, or the CLI)."""
+        require_admin(who, "read any agreement by its id")
+        found = self._agreements.view.get(agreement_id)
+        if found is None:
+            raise NotFound(f"no agreement {agreement_id!r}")
+        return found
+
     async def request_agreement(
         self, who: Principal, consumer: str, request: AgreementRequest
     ) -> Agreement:
@@ -288,10 +301,12 @@ class Sharing:
                 ],
             )
         async with self._writing:
+            # A request whose period ended unanswered no longer waits.
             waiting = [
                 a
                 for a in self._agreements.view.of_tenant(consumer, role="consumer")
                 if a.state is AgreementState.REQUESTED
+                and parse_rfc3339(a.ends_at) > parse_rfc3339(now)
             ]
             if len(waiting) >= MAX_OPEN_REQUESTS:
                 raise Conflict(

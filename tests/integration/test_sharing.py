@@ -278,3 +278,38 @@ def test_usage_counted_by_two_processes_is_summed(hubs: tuple[Hub, Hub, dict[str
     assert agreement in [a["id"] for a in listed["items"]]
     _, none = _call(second, "GET", "/tenants/city/agreements?role=provider", keys["city"])
     assert none == {"items": []}
+
+
+def test_the_sharing_commands(hubs: tuple[Hub, Hub, dict[str, str]]) -> None:
+    from click.testing import CliRunner
+
+    from cityhub.streams.sharing.cli import sharing
+
+    first, _, keys = hubs
+    _call(first, "POST", "/tenants/port/offers", keys["port"], {**OFFER, "id": "air4"})
+    ask = {
+        "offer": "port/air4",
+        "purpose": "air quality policy",
+        "ends_at": rfc3339(time.time() + 600),
+    }
+    _, asked = _call(first, "POST", "/tenants/city/agreements", keys["city"], ask)
+    agreement = asked["id"]
+    _call(first, "POST", f"/tenants/port/agreements/{agreement}/approve", keys["port"])
+    runner = CliRunner()
+    env = {"CITYHUB_KAFKA__TOPIC_PREFIX": first.prefix}
+
+    def cityhub(*args: str, expect: int = 0) -> str:
+        result = runner.invoke(sharing, list(args), env=env)
+        assert result.exit_code == expect, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    listed = json.loads(cityhub("agreements", "--tenant", "city", "--role", "consumer", "--json"))
+    assert agreement in [a["id"] for a in listed["items"]]
+    assert "port/air4" in cityhub("offers")
+    assert "approved" in cityhub("show", agreement)
+    cityhub("revoke", agreement, "--by", "uni", expect=1)  # not a party
+    assert "revoked" in cityhub("revoke", agreement, "--by", "port", "--reason", "incident")
+    _, seen = _call(first, "GET", f"/tenants/city/agreements/{agreement}", keys["city"])
+    assert (seen["state"], seen["history"][-1]["reason"]) == ("revoked", "incident")
+    assert "Error" in cityhub("show", "agr-0000000000000000", expect=1)

@@ -365,3 +365,24 @@ async def test_expiry_needs_no_record(world: World) -> None:
     assert grants.grant_for("city", ITEM, parse_rfc3339("2027-05-31T23:59:59Z")) is not None
     assert grants.grant_for("city", ITEM, parse_rfc3339(END)) is None
     assert approved.status_at(parse_rfc3339(END)) == "expired"
+
+
+async def test_a_request_whose_period_ended_no_longer_waits(world: World) -> None:
+    await world.sharing.create_offer(PORT, "port", spec())
+    for _ in range(MAX_OPEN_REQUESTS):
+        await world.sharing.request_agreement(CITY, "city", ask(ends_at="2026-12-05T00:00:00Z"))
+    world.at(86_400)
+    await world.sharing.request_agreement(CITY, "city", ask())
+
+
+async def test_every_agreement_only_for_an_admin(world: World) -> None:
+    await world.sharing.create_offer(PORT, "port", spec())
+    asked = await world.sharing.request_agreement(CITY, "city", ask())
+    assert [a.id for a in world.sharing.all_agreements(SYSTEM)] == [asked.id]
+    assert world.sharing.agreement_for_admin(who("uni", Role.ADMIN), asked.id) == asked
+    with pytest.raises(Forbidden):
+        world.sharing.all_agreements(PORT)
+    with pytest.raises(Forbidden):
+        world.sharing.agreement_for_admin(CITY, asked.id)
+    with pytest.raises(NotFound):
+        world.sharing.agreement_for_admin(SYSTEM, "agr-none")
