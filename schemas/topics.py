@@ -10,7 +10,18 @@ DUPLICATE_FRAMES: Final = "duplicate-frames"
 DEVICE_WINDOWS: Final = "device-windows"
 AREA_WINDOWS: Final = "area-windows"
 """The aggregators' states: the open and recent windows of each input partition."""
-STATES: Final = (DUPLICATE_FRAMES, DEVICE_WINDOWS, AREA_WINDOWS)
+OPEN_DATA_WINDOWS: Final = "open-data-windows"
+"""The open-data publisher's state: the open windows (with their exact device and subject
+sets) and the recently published ones of each points partition."""
+STATES: Final = (DUPLICATE_FRAMES, DEVICE_WINDOWS, AREA_WINDOWS, OPEN_DATA_WINDOWS)
+
+
+def open_data_group(app_id: str) -> str:
+    """The consumer group of the open-data publisher's agents in the worker process: a group
+    of its own, as its point stage reads the observations that the aggregator reads too (one
+    group commits one offset per partition), and so that the publisher's pace never holds the
+    main pipeline back."""
+    return f"{app_id}-open-data"
 
 
 def changelog(app_id: str, state: str) -> str:

@@ -268,7 +268,54 @@ def _worker_parts(
         finally:
             await writer.stop()
 
-    return [Part("subscription routing", routing.run), Part("worker", run_worker)]
+    parts = [Part("subscription routing", routing.run), Part("worker", run_worker)]
+    if settings.open_data.enabled:
+        parts.append(_open_data_worker_part(settings, privacy, checks))
+    return parts
+
+
+def _open_data_worker_part(
+    settings: Settings, privacy: PrivacyStores, checks: dict[str, HealthCheck]
+) -> Part:
+    """The open-data publisher's two agents (``cityhub.streams.opendata.agent``) on a runtime
+    and a consumer group of their own (``open_data_group``): its point stage reads the
+    observations, which the aggregator reads in the worker group."""
+    from cityhub.schemas.topics import open_data_group
+    from cityhub.streams.opendata.agent import OpenDataPointsAgent, OpenDataPublisherAgent
+
+    group = open_data_group(settings.worker.app_id)
+    writer = BatchingWriter.for_kafka(
+        settings.kafka,
+        client_id=f"{group}-out",
+        dead_letters=DeadLetterRoute(
+            Topics.for_prefix(settings.kafka.topic_prefix).deadletter,
+            WRITER_STAGE,
+            settings.bridge.max_payload_bytes,
+            count=lambda reason: metrics.DEADLETTERS.labels(WRITER_STAGE, reason.value).inc(),
+        ),
+    )
+    # The agents name their changelog after the worker's app id; only the group is another.
+    in_group = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"app_id": group})}
+    )
+    worker = Worker(
+        in_group,
+        [OpenDataPointsAgent(settings, privacy.register.view), OpenDataPublisherAgent(settings)],
+        writer,
+        client_id=f"{group}-worker",
+        # A personal device's point needs its tenant's register.
+        ready=lambda: privacy.ready,
+    )
+    checks["open_data_worker"] = _flag(worker, "running")
+
+    async def run() -> None:
+        await writer.start()
+        try:
+            await worker.run()
+        finally:
+            await writer.stop()
+
+    return Part("open-data publisher", run)
 
 
 def _bridge_part(settings: Settings, checks: dict[str, HealthCheck]) -> Part:

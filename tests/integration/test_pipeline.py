@@ -234,6 +234,7 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
             "worker-1.sharing": True,
             "worker-1.routing": True,
             "worker-1.worker": True,
+            "worker-1.open_data_worker": True,
             "api.registry": True,
             "api.subscriptions": True,
             "api.subscription_secrets": True,

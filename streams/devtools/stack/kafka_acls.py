@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from cityhub.schemas.settings import Settings
-from cityhub.schemas.topics import STATES, Topics, changelog
+from cityhub.schemas.topics import STATES, Topics, changelog, open_data_group
 
 USER_PREFIX = "cityhub-"
 ADMIN_USER = "cityhub-admin"
@@ -125,6 +125,13 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
             (ResourceType.TOPIC, subscription_topics, PatternType.PREFIXED, Operation.WRITE),
             (ResourceType.TOPIC, subscription_topics, PatternType.PREFIXED, Operation.CREATE),
             (ResourceType.GROUP, settings.worker.app_id, PatternType.LITERAL, Operation.READ),
+            # The open-data publisher's agents, in a group of their own (open_data_group).
+            (
+                ResourceType.GROUP,
+                open_data_group(settings.worker.app_id),
+                PatternType.LITERAL,
+                Operation.READ,
+            ),
         ],
         # Reads each subscription's topic in a group of its own and signs what it sends: the
         # one component besides the API that reads the subscriptions' secrets.
