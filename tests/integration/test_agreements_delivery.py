@@ -15,14 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cityhub.connectors.decoders.cayenne import encode_lpp
-from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, Location, Role, TenantSpec
+from cityhub.schemas.registry import (
+    Classification,
+    DeviceSpec,
+    DeviceTypeSpec,
+    Location,
+    Role,
+    TenantSpec,
+)
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.registry.principals import Principal
@@ -66,7 +73,10 @@ async def seed(prefix: str) -> tuple[dict[str, str], dict[str, str]]:
             system,
             "port",
             DeviceTypeSpec(
-                id="weather", name="Weather", decoder="cayenne-lpp", classification="internal"
+                id="weather",
+                name="Weather",
+                decoder="cayenne-lpp",
+                classification=Classification.INTERNAL,
             ),
         )
         euis = {"harbour-1": unique_eui(), "dock-1": unique_eui()}
@@ -204,9 +214,12 @@ async def _scenario(hub: Hub, api: Api, receiver: WebhookReceiver, uplinks: Upli
     receiver.modes["city"] = 503
     await uplinks.send(5)
     await asyncio.sleep(3.0)  # routed to city's topic and taken into its delivery's queue
-    refused = lambda: hub.metric(  # noqa: E731
-        "cityhub_subscription_failed_total", tenant="city", subscription="everything"
-    )
+
+    def refused() -> float:
+        return hub.metric(
+            "cityhub_subscription_failed_total", tenant="city", subscription="everything"
+        )
+
     assert await wait_for(lambda: refused() > 0, 10), "the refusing receiver was never tried"
     before = len(ports(receiver.items("city")))
     revoked_at = time.time()
@@ -225,11 +238,13 @@ async def _scenario(hub: Hub, api: Api, receiver: WebhookReceiver, uplinks: Upli
     assert hub.metric("cityhub_agreement_items_not_delivered_total", reason="ended") >= 5
 
 
-async def _at_least(value: Any, wanted: int) -> bool:
-    return int(await value) >= wanted
+async def _at_least(value: Awaitable[int], wanted: int) -> bool:
+    return await value >= wanted
 
 
-async def wait_for_async(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+async def wait_for_async(
+    predicate: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.2
+) -> bool:
     """Until the coroutine ``predicate()`` is true, or ``timeout`` passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
