@@ -41,6 +41,7 @@ from cityhub.streams.subscriptions.topics import SubscriptionTopics
 
 if TYPE_CHECKING:  # imported where the API is built: a worker process does without it
     from cityhub.streams.delivery.agreement_screen import DeliverySharing
+    from cityhub.streams.opendata.distributions import OpenDataDistributions
     from cityhub.streams.opendata.requests import DataRequests
     from cityhub.streams.sharing.service import Sharing
     from cityhub.streams.sharing.usage_publisher import UsageStore
@@ -418,6 +419,7 @@ def _api_part(
     tokens = ResidentTokens(tokens_store, registry.view)
     base_uri = settings.privacy.register_base_uri
     oidc = settings.privacy.oidc
+    open_data = _open_data(settings, checks)
     data_requests, data_request_parts = _data_requests(settings, registry, sharing, checks)
     sharing_service, usage_store = _sharing_service(settings, sharing, registry, privacy, checks)
     # /api/v1 only: metrics and health are on the management port, which asks for no key.
@@ -466,8 +468,9 @@ def _api_part(
             if oidc.enabled
             else None,
         ),
-        sharing=sharing_service,
+        open_data=open_data,
         data_requests=data_requests,
+        sharing=sharing_service,
         # The catalogue lists the offers their providers chose to list (their metadata only).
         listed_offers=sharing.view.listed_offers if sharing is not None else None,
     )
@@ -477,36 +480,11 @@ def _api_part(
         store_part("resident tokens", tokens_store),
         store_part("processing log index", log_follower),
         Part("subscription secrets mover", mover.run),
+        *([store_part("open data", open_data)] if open_data is not None else []),
         *data_request_parts,
         *([store_part("agreement usage", usage_store)] if usage_store is not None else []),
         server_part("operator API", app, settings.http.host, settings.http.port),
     ]
-
-
-def _sharing_service(
-    settings: Settings,
-    sharing: SharingStores | None,
-    registry: RegistryStore,
-    privacy: PrivacyStores,
-    checks: dict[str, HealthCheck],
-) -> tuple[Sharing | None, UsageStore | None]:
-    """The offers' and agreements' service over the process's sharing stores, with the uses
-    every counting process wrote (the usage topic, followed whole by each API process)."""
-    if sharing is None:
-        return None, None
-    from cityhub.streams.sharing.service import Sharing
-    from cityhub.streams.sharing.usage_publisher import UsageStore
-
-    usage_store = UsageStore(settings)
-    checks["agreement_usage"] = _flag(usage_store, "ready")
-    service = Sharing(
-        sharing.offers,
-        sharing.agreements,
-        registry.view,
-        privacy.register.view,
-        usage_of=usage_store.view.of,
-    )
-    return service, usage_store
 
 
 def _data_requests(
@@ -537,6 +515,44 @@ def _data_requests(
         store_part("data requests", store),
         Part("data request contacts' retention", service.run_retention),
     ]
+
+
+def _open_data(settings: Settings, checks: dict[str, HealthCheck]) -> OpenDataDistributions | None:
+    """The open data's view and daily files (``cityhub.streams.opendata.distributions``), when
+    the hub publishes open data; every API process follows the topic and writes the files."""
+    if not settings.open_data.enabled:
+        return None
+    from cityhub.streams.opendata.distributions import OpenDataDistributions
+
+    open_data = OpenDataDistributions(settings)
+    checks["open_data"] = _flag(open_data, "ready")
+    return open_data
+
+
+def _sharing_service(
+    settings: Settings,
+    sharing: SharingStores | None,
+    registry: RegistryStore,
+    privacy: PrivacyStores,
+    checks: dict[str, HealthCheck],
+) -> tuple[Sharing | None, UsageStore | None]:
+    """The offers' and agreements' service over the process's sharing stores, with the uses
+    every counting process wrote (the usage topic, followed whole by each API process)."""
+    if sharing is None:
+        return None, None
+    from cityhub.streams.sharing.service import Sharing
+    from cityhub.streams.sharing.usage_publisher import UsageStore
+
+    usage_store = UsageStore(settings)
+    checks["agreement_usage"] = _flag(usage_store, "ready")
+    service = Sharing(
+        sharing.offers,
+        sharing.agreements,
+        registry.view,
+        privacy.register.view,
+        usage_of=usage_store.view.of,
+    )
+    return service, usage_store
 
 
 class _SecretsMover:

@@ -42,6 +42,7 @@ from cityhub.streams.api.erasure import ERASURE_KEY
 from cityhub.streams.api.handlers import Call, Limits, json_response
 from cityhub.streams.api.live import LIVE_KEY
 from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROUTE
+from cityhub.streams.api.open_data import OPEN_DATA_KEY
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.problems import problem_from_exception, problem_response
 from cityhub.streams.api.processing import PROCESSING_KEY
@@ -55,6 +56,7 @@ from cityhub.streams.api.throttle import quota_middleware
 from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.ngsi_ld.api import add_ngsi_ld_routes
 from cityhub.streams.opendata.catalogue import ListedOffers
+from cityhub.streams.opendata.distributions import OpenDataDistributions
 from cityhub.streams.opendata.requests import DataRequests
 from cityhub.streams.privacy.consent_service import Consents
 from cityhub.streams.privacy.erasure import Erasure
@@ -186,6 +188,7 @@ def build_api(
     listed_offers: ListedOffers | None = None,
     data_requests: DataRequests | None = None,
     sharing: Sharing | None = None,
+    open_data: OpenDataDistributions | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
     imports at ``max_import_bytes`` (413 past either; None: ``quotas.import_max_bytes``).
@@ -246,6 +249,8 @@ def build_api(
         app[DATA_REQUESTS_KEY] = data_requests
     if sharing is not None:
         app[SHARING_KEY] = sharing
+    if open_data is not None:  # None: the open-data routes answer 404 (none published)
+        app[OPEN_DATA_KEY] = open_data
     # The public catalogue lists the offers of listed_offers (None: no offer, open data only).
     app[CATALOGUE_KEY] = CatalogueSource(Settings().open_data, listed_offers)
     app[AGGREGATES_KEY] = aggregate_source(Settings())

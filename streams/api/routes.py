@@ -38,6 +38,7 @@ from cityhub.streams.api.models import (
     TenantOut,
     subscription_out_models,
 )
+from cityhub.streams.api.open_data import OPEN_DATA_ROUTES
 from cityhub.streams.api.processing import PROCESSING_ROUTES
 from cityhub.streams.api.processing_log import PROCESSING_LOG_ROUTES
 from cityhub.streams.api.resident import ME_ROUTES
@@ -486,6 +487,7 @@ ROUTES: tuple[Route, ...] = (
     *CATALOGUE_ROUTES,
     *DATA_REQUEST_ROUTES,
     *SHARING_ROUTES,
+    *OPEN_DATA_ROUTES,
 )
 """Every operation of the API; all need a key but the register's public reads.
 ``/api/v1/openapi.json`` is served beside them, without a key."""
