@@ -47,7 +47,7 @@ FRAME_ANCESTORS = "frame-ancestors 'none'"
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-API-Key, X-Request-Id"
 """The request headers the API reads, which a cross-origin page may send."""
 CORS_EXPOSE_HEADERS = (
-    "API-Version, Link, Location, Retry-After, WWW-Authenticate, X-Request-Id, Allow"
+    "API-Version, Link, Location, Retry-After, WWW-Authenticate, X-Request-Id, Allow, ETag"
 )
 """The response headers a cross-origin page may read (beyond the CORS-safelisted ones)."""
 CORS_MAX_AGE_SECONDS = 600
@@ -107,7 +107,8 @@ class CorsPolicy:
     allowed_origins: frozenset[str] = frozenset()
     """Origins (``https://dashboard.city.example``) whose pages may call every route."""
     open_paths: frozenset[str] = frozenset()
-    """Paths any origin may read (``Access-Control-Allow-Origin: *``)."""
+    """Paths any origin may read (``Access-Control-Allow-Origin: *``); one that ends in ``/``
+    opens every path under it (the open datasets, ``/api/v1/open/datasets/``)."""
 
     @classmethod
     def of(cls, origins: Iterable[str], open_paths: Iterable[str] = ()) -> CorsPolicy:
@@ -124,7 +125,9 @@ class CorsPolicy:
     def allow_origin(self, origin: str | None, path: str) -> str | None:
         """The ``Access-Control-Allow-Origin`` value for a request from ``origin``, or None for
         no CORS headers at all."""
-        if path in self.open_paths:
+        if path in self.open_paths or any(
+            p.endswith("/") and path.startswith(p) for p in self.open_paths
+        ):
             return "*"
         if origin is not None and origin in self.allowed_origins:
             return origin

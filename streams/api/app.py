@@ -42,7 +42,7 @@ from cityhub.streams.api.erasure import ERASURE_KEY
 from cityhub.streams.api.handlers import Call, Limits, json_response
 from cityhub.streams.api.live import LIVE_KEY
 from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROUTE
-from cityhub.streams.api.open_data import OPEN_DATA_KEY
+from cityhub.streams.api.open_data import OPEN_DATA_CORS_PATHS, OPEN_DATA_KEY
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.problems import problem_from_exception, problem_response
 from cityhub.streams.api.processing import PROCESSING_KEY
@@ -219,8 +219,13 @@ def build_api(
     # The NL API Design Rules' headers on every response, and their trailing-slash rule and
     # CORS preflights before keys and rate limits (cityhub.streams.api.adr).
     # Every origin may read the OpenAPI document (/core/publish-openapi) and the NGSI-LD
-    # @context, which JSON-LD processors in any page dereference; both need no key.
-    cors = CorsPolicy.of(http.cors_allowed_origins, open_paths=(OPENAPI_PATH, NGSI_LD_CONTEXT_PATH))
+    # @context, which JSON-LD processors in any page dereference; both need no key. So may
+    # the open datasets and their stream (read only, no key, the same for everyone); not the
+    # data requests, which anyone may file: a page must not file them from its visitors.
+    cors = CorsPolicy.of(
+        http.cors_allowed_origins,
+        open_paths=(OPENAPI_PATH, NGSI_LD_CONTEXT_PATH, *OPEN_DATA_CORS_PATHS),
+    )
     design_rules = adr.install(app, api_version=API_VERSION, cors=cors)
     app.middlewares.extend(
         [problems_and_metrics, design_rules, quota_middleware(registry, limiter)]

@@ -50,6 +50,13 @@ OPEN_DATA_KEY = web.AppKey("open_data", OpenDataDistributions)
 
 CATALOG_PATH = "/open/catalog"
 """The catalogue's route (``cityhub.streams.api.catalogue``), linked from every dataset."""
+OPEN_DATA_CORS_PATHS = (
+    f"{PREFIX}/open/datasets",
+    f"{PREFIX}/open/datasets/",
+    f"{PREFIX}/open/stream",
+)
+"""What any web page may read (``Access-Control-Allow-Origin: *``): these routes only read, need
+no key and answer everyone the same (a path ending in ``/``: every path under it)."""
 COMPLETE_DAY_MAX_AGE = 24 * 3600
 """``max-age`` of a complete day's file: it can change no more."""
 FILE_PAGE_SIZE = 100
@@ -411,8 +418,8 @@ TO = Param(
     "to",
     "query",
     {"type": "string", "format": "date-time"},
-    f"Windows that start before this RFC 3339 time (default: the next whole minute); at most {MAX_RANGE_DAYS} "
-    "days after from.",
+    "Windows that start before this RFC 3339 time (default: the next whole minute); at most "
+    f"{MAX_RANGE_DAYS} days after from.",
 )
 STREAM_DATASET = Param(
     "dataset",

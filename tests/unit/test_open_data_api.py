@@ -263,3 +263,24 @@ async def test_without_open_data_the_routes_say_so(tmp_path: Path) -> None:
     async with TestClient(TestServer(app)) as client, client.get(f"{OPEN}/datasets") as response:
         assert response.status == 404
     await store.stop()
+
+
+async def test_any_web_page_may_read_the_open_data(open_api: Open) -> None:
+    origin = {"Origin": "https://someone.example"}
+    status, _, headers, _ = await open_api.get(f"{OPEN}/datasets", headers=origin)
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert "ETag" in headers["Access-Control-Expose-Headers"]
+    async with open_api.client.options(
+        f"{OPEN}/datasets/air-quality/windows",
+        headers={**origin, "Access-Control-Request-Method": "GET"},
+    ) as preflight:
+        assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    # The rest of the API stays closed to pages of other origins.
+    async with open_api.client.get("/api/v1/tenants", headers=origin) as closed:
+        assert "Access-Control-Allow-Origin" not in closed.headers
+    # Nor may a page of another origin file data requests from its visitors' browsers.
+    async with open_api.client.options(
+        f"{OPEN}/data-requests", headers={**origin, "Access-Control-Request-Method": "POST"}
+    ) as preflight:
+        assert "Access-Control-Allow-Origin" not in preflight.headers
