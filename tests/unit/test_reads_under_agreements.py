@@ -64,6 +64,8 @@ def _agreement(
     classification: Classification = Classification.INTERNAL,
     ends: datetime = NOW + timedelta(days=1),
     state: AgreementState = AgreementState.APPROVED,
+    provider: str = "port",
+    consumer: str = "city",
 ) -> Agreement:
     at = _rfc(NOW - timedelta(days=1))
     spec = OfferSpec(
@@ -77,8 +79,8 @@ def _agreement(
     )
     return Agreement(
         id=agreement_id,
-        provider="port",
-        consumer="city",
+        provider=provider,
+        consumer=consumer,
         offer_id="air",
         offer_spec=spec,
         purpose="air quality policy",
@@ -87,8 +89,8 @@ def _agreement(
         state=state,
         requested_at=at,
         history=[
-            AgreementEvent(state=AgreementState.REQUESTED, at=at, by_tenant="city"),
-            AgreementEvent(state=state, at=at, by_tenant="port"),
+            AgreementEvent(state=AgreementState.REQUESTED, at=at, by_tenant=consumer),
+            AgreementEvent(state=state, at=at, by_tenant=provider),
         ],
     )
 
