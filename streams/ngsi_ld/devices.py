@@ -61,7 +61,7 @@ def _may_see(
 def shared_under(view: RegistryView, entry: DeviceEntry, grants: tuple[Grant, ...]) -> Grant | None:
     """The first of ``grants`` (the key's tenant's active agreements) that selects the device
     and some quantity of it, or None."""
-    if not grants:
+    if not any(grant.provider == entry.tenant for grant in grants):
         return None
     facts = device_item(view, entry, ItemKind.OBSERVATIONS)
     return None if facts is None else covering_device(grants, facts)

@@ -30,7 +30,7 @@ from cityhub.streams.registry.view import DeviceEntry
 from cityhub.streams.sensorthings.ids import entity_id
 from cityhub.streams.sensorthings.vocabulary import definition_of, describe, unit_of_measurement
 from cityhub.streams.sharing.grants import Grant, ItemFacts
-from cityhub.streams.sharing.read_access import covering, covering_device
+from cityhub.streams.sharing.read_access import covering_quantity, device_grants
 
 log = logging.getLogger("cityhub.sensorthings")
 
@@ -149,28 +149,26 @@ class Viewer:
             self.tenant is None or owner == self.tenant or classification is Classification.PUBLIC
         )
 
-    def grant_for(
-        self, device: DeviceEntry, device_type: DeviceType, quantity: str | None = None
-    ) -> Grant | None:
-        """The agreement under which the viewer sees ``device`` (``quantity`` None: some
-        quantity of it; else that quantity), or None. Never for a personal device."""
+    def grants_for(self, device: DeviceEntry, device_type: DeviceType) -> tuple[Grant, ...]:
+        """The agreements under which the viewer sees some quantity of ``device`` (which
+        quantity: ``covering_quantity``); none for a personal device or its own."""
         if not self.grants or self.tenant is None or device.tenant == self.tenant:
-            return None
+            return ()
+        if not any(grant.provider == device.tenant for grant in self.grants):
+            return ()
         if device_type.classification is Classification.PERSONAL or device.data_subject:
-            return None
+            return ()
         facts = ItemFacts(
             tenant=device.tenant,
             kind=ItemKind.OBSERVATIONS,
-            quantity=quantity,
+            quantity=None,
             classification=device_type.classification.value,
             device_id=device.id,
             device_type=device.type,
             area=device.area,
             tags=tuple(device.tags),
         )
-        if quantity is None:
-            return covering_device(self.grants, facts)
-        return covering(self.grants, facts)
+        return device_grants(self.grants, facts)
 
 
 def _iso(value: datetime) -> str:
@@ -215,6 +213,7 @@ class Graph:
         self._shared: dict[Any, Grant] = {}
         """Device id (Things) or (device id, quantity) (Datastreams) -> the agreement under
         which the viewer sees it: what ``agreement_of`` counts."""
+        of_device: dict[str, tuple[Grant, ...]] = {}
         for device in devices:
             if device.data_subject is not None:
                 continue
@@ -223,20 +222,19 @@ class Graph:
                 self._things[device.id] = device
                 continue
             device_type = every_type.get(type_key)
-            grant = None if device_type is None else viewer.grant_for(device, device_type)
-            if device_type is not None and grant is not None:
+            grants = () if device_type is None else viewer.grants_for(device, device_type)
+            if device_type is not None and grants:
                 self._things[device.id] = device
-                self._shared[device.id] = grant
+                self._shared[device.id] = grants[0]
+                of_device[device.id] = grants
                 self._types[type_key] = device_type  # the Sensor of a shared Thing
         self._streams: dict[str, dict[str, StreamFacts]] = {}
         for facts in streams:
             thing = self._things.get(facts.device_id)
             if thing is None:
                 continue
-            if thing.id in self._shared:
-                grant = viewer.grant_for(
-                    thing, self._types[(thing.tenant, thing.type)], facts.quantity
-                )
+            if thing.id in of_device:
+                grant = covering_quantity(of_device[thing.id], facts.quantity)
                 if grant is None:
                     continue  # a quantity the agreement does not share
                 self._shared[(thing.id, facts.quantity)] = grant

@@ -13,6 +13,7 @@ Pure: a grants source, a clock and a counter; no I/O.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -75,12 +76,35 @@ def covering(grants: Iterable[Grant], facts: ItemFacts) -> Grant | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _any_quantity(grant: Grant) -> Grant:
+    return replace(grant, quantities=None)
+
+
+def device_grants(grants: Iterable[Grant], facts: ItemFacts) -> tuple[Grant, ...]:
+    """Those of ``grants`` that cover some quantity of the device ``facts`` describes (its
+    ``quantity`` is ignored), in order."""
+    return tuple(
+        grant
+        for grant in grants
+        if grant.provider == facts.tenant and _any_quantity(grant).covers(facts)
+    )
+
+
 def covering_device(grants: Iterable[Grant], facts: ItemFacts) -> Grant | None:
     """The first of ``grants`` that covers some quantity of the device ``facts`` describes
     (its ``quantity`` is ignored): whether the device itself (a Thing, an entity, a device's
     aggregates) may be shown. Which of its quantities show is then a question per item."""
     for grant in grants:
-        if grant.provider == facts.tenant and replace(grant, quantities=None).covers(facts):
+        if grant.provider == facts.tenant and _any_quantity(grant).covers(facts):
+            return grant
+    return None
+
+
+def covering_quantity(of_device: Iterable[Grant], quantity: str) -> Grant | None:
+    """The first of a device's grants (``device_grants``) that shares ``quantity`` of it."""
+    for grant in of_device:
+        if grant.quantities is None or quantity in grant.quantities:
             return grant
     return None
 
