@@ -137,6 +137,12 @@ async def list_agreements(call: Call) -> web.Response:
     return json_response({"items": [_agreement_doc(sharing, a) for a in found]})
 
 
+async def list_all_agreements(call: Call) -> web.Response:
+    sharing = _sharing(call)
+    found = sharing.all_agreements(call.principal)
+    return json_response({"items": [_agreement_doc(sharing, a) for a in found]})
+
+
 async def get_agreement(call: Call) -> web.Response:
     sharing = _sharing(call)
     found = sharing.get_agreement(
@@ -294,6 +300,16 @@ SHARING_ROUTES: tuple[Route, ...] = (
         response=AgreementList,
         params=(TENANT_PARAM, _ROLE),
         problems=(400, 404, 429, 503),
+    ),
+    Route(
+        "GET",
+        "/agreements",
+        "listAllAgreements",
+        "Every tenant's agreements, with their uses (an admin key)",
+        _AGREEMENTS,
+        list_all_agreements,
+        response=AgreementList,
+        problems=(403, 429, 503),
     ),
     Route(
         "POST",

@@ -198,6 +198,18 @@ async def test_unlisted_and_withdrawn_offers_stay_with_their_tenant(api: Api) ->
     assert status == 409, problem
 
 
+async def test_only_an_admin_key_lists_every_agreement(api: Api) -> None:
+    await api.call("POST", f"{ACME}/offers", "op_a", json=offer())
+    _, asked = await api.call("POST", f"{BETA}/agreements", "op_b", json=ASK)
+    status, every = await api.call("GET", f"{V1}/agreements", "admin")
+    assert status == 200
+    AgreementList.model_validate(every)
+    assert [a["id"] for a in every["items"]] == [asked["id"]]
+    for who in ("op_a", "op_b", "sub_a"):
+        status, _ = await api.call("GET", f"{V1}/agreements", who)
+        assert status == 403
+
+
 async def test_the_role_filter_is_checked(api: Api) -> None:
     status, problem = await api.call("GET", f"{BETA}/agreements?role=owner", "op_b")
     assert status == 400
