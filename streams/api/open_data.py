@@ -26,7 +26,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from cityhub.schemas.open_data import OpenDataset, OpenDataSettings
+from cityhub.schemas.open_data import OpenDataset, OpenDataSettings, OpenWindow
 from cityhub.schemas.registry import ID_PATTERN
 from cityhub.streams.api.bodies import query_limit, query_text, query_time
 from cityhub.streams.api.handlers import Call
@@ -252,11 +252,20 @@ async def list_windows(call: Call) -> web.Response:
         raise _bad(exc.field, exc.why) from None
     if chosen.quantity is not None and chosen.quantity not in dataset.quantities:
         raise _bad("quantity", f"not a quantity of this dataset ({', '.join(dataset.quantities)})")
-    windows = []
+    # Day by day, in order (the order starts with the window's start, so each day's windows
+    # follow the last day's), until one more than a page: a page reads no more days than it
+    # needs, and a filter is applied while an old day's file is read.
+    windows: list[OpenWindow] = []
     after_day = date.fromisoformat(chosen.after[0][:10]) if chosen.after is not None else None
     for day in chosen.days():
-        if after_day is None or day >= after_day:
-            windows.extend(await data.windows_of_day(dataset.id, day))
+        if after_day is not None and day < after_day:
+            continue
+        found = await data.windows_of_day(
+            dataset.id, day, area=chosen.area, quantity=chosen.quantity
+        )
+        windows.extend(w for w in found if chosen.admits(w))
+        if len(windows) > chosen.limit:
+            break
     items, next_cursor = page(windows, chosen)
     links = _licence_links(dataset)
     if next_cursor is not None:

@@ -153,11 +153,20 @@ class OpenDataDistributions:
 
     # --- what the routes read ------------------------------------------------------------------
 
-    async def windows_of_day(self, dataset: str, day: date) -> list[OpenWindow]:
-        """``dataset``'s windows of ``day``: from memory for a recent day, else from its file."""
+    async def windows_of_day(
+        self, dataset: str, day: date, *, area: str | None = None, quantity: str | None = None
+    ) -> list[OpenWindow]:
+        """``dataset``'s windows of ``day`` (those of ``area`` and ``quantity`` when given), in
+        file order: from memory for a recent day, else from its file."""
         if self.view.holds(day):
-            return self.view.windows(dataset, day)
-        return await asyncio.to_thread(files.read_day, self.files_dir, dataset, day)
+            return [
+                w
+                for w in self.view.windows(dataset, day)
+                if (area is None or w.area == area) and (quantity is None or w.quantity == quantity)
+            ]
+        return await asyncio.to_thread(
+            lambda: files.read_day(self.files_dir, dataset, day, area=area, quantity=quantity)
+        )
 
     def day_complete(self, day: date) -> bool:
         """Whether ``day`` can get no more windows: the clock is past its end and the

@@ -21,7 +21,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,21 +74,44 @@ _ID = re.compile(ID_PATTERN)
 _FILE_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
 
 
-def _time(text: str) -> datetime:
-    return parse_rfc3339(text)
+_CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def canonical_time(text: str) -> str:
+    """``text`` (RFC 3339) in the one form the API, the files and the stream use
+    (``2026-12-04T05:00:00.000Z``, what the publisher writes: then only checked, which is
+    fast). Raises InvalidTimestamp (a ValueError) for a time that is not RFC 3339."""
+    if _CANONICAL_TIME.fullmatch(text):
+        try:
+            datetime.fromisoformat(text)
+            return text
+        except ValueError:
+            pass  # a date the calendar does not have: the full parser says why
+    return rfc3339_from_datetime(parse_rfc3339(text))
 
 
 def canonical(window: OpenWindow) -> OpenWindow:
-    """``window`` with its times in the one form the API, the files and the stream use
-    (``2026-12-04T05:00:00.000Z``): a window read back from a file equals the one read from
-    the topic. Raises InvalidTimestamp for a time that is not RFC 3339."""
+    """``window`` with its times in canonical form (``canonical_time``): a window read back
+    from a file equals the one read from the topic. Raises InvalidTimestamp for a time that is
+    not RFC 3339."""
+    start = canonical_time(window.window_start)
+    end = canonical_time(window.window_end)
+    published = canonical_time(window.published_at)
+    if (start, end, published) == (window.window_start, window.window_end, window.published_at):
+        return window
     return window.model_copy(
-        update={
-            "window_start": rfc3339_from_datetime(_time(window.window_start)),
-            "window_end": rfc3339_from_datetime(_time(window.window_end)),
-            "published_at": rfc3339_from_datetime(_time(window.published_at)),
-        }
+        update={"window_start": start, "window_end": end, "published_at": published}
     )
+
+
+def _time(text: str) -> datetime:
+    """A canonical time as an aware datetime (rows are canonical by the time this runs)."""
+    return datetime.fromisoformat(text)
+
+
+def _from_ms(ms: int) -> str:
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def sort_key(window: OpenWindow) -> tuple[str, str, str]:
@@ -128,21 +151,30 @@ def table_of(windows: Iterable[OpenWindow]) -> pa.Table:
 def windows_of(table: pa.Table) -> list[OpenWindow]:
     """The windows of a daily file's table (the inverse of ``table_of``)."""
     table = table.select(list(COLUMNS)).cast(SCHEMA)
+    # Times as integers: pyarrow makes a tz-aware datetime per value slowly (it tries to
+    # import pytz for each one), and the API wants the text anyway.
+    times = ("window_start", "window_end", "published_at")
+    columns = {
+        name: (
+            table.column(name).cast(pa.int64()) if name in times else table.column(name)
+        ).to_pylist()
+        for name in COLUMNS
+    }
     result = []
-    for row in table.to_pylist():
+    for i in range(table.num_rows):
         result.append(
             OpenWindow(
-                dataset=row["dataset"],
-                area=row["area"],
-                quantity=row["quantity"],
-                unit=row["unit"],
-                window_start=rfc3339_from_datetime(row["window_start"]),
-                window_end=rfc3339_from_datetime(row["window_end"]),
-                mean=row["mean"],
-                min=row["min"],
-                max=row["max"],
-                readings=row["readings"],
-                published_at=rfc3339_from_datetime(row["published_at"]),
+                dataset=columns["dataset"][i],
+                area=columns["area"][i],
+                quantity=columns["quantity"][i],
+                unit=columns["unit"][i],
+                window_start=_from_ms(columns["window_start"][i]),
+                window_end=_from_ms(columns["window_end"][i]),
+                mean=columns["mean"][i],
+                min=columns["min"][i],
+                max=columns["max"][i],
+                readings=columns["readings"][i],
+                published_at=_from_ms(columns["published_at"][i]),
             )
         )
     return result
@@ -224,14 +256,24 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def read_day(files_dir: Path, dataset: str, day: date) -> list[OpenWindow]:
-    """The windows in ``dataset``'s Parquet file of ``day`` (none when there is no file; a file
-    that cannot be read is logged and read as empty)."""
+def read_day(
+    files_dir: Path,
+    dataset: str,
+    day: date,
+    *,
+    area: str | None = None,
+    quantity: str | None = None,
+) -> list[OpenWindow]:
+    """The windows in ``dataset``'s Parquet file of ``day``, only those of ``area`` and
+    ``quantity`` when given (filtered while reading: the others are never made); none when
+    there is no file; a file that cannot be read is logged and read as empty."""
     path = day_path(files_dir, dataset, day, PARQUET)
     if not path.exists():
         return []
+    filters = [(name, "=", value) for name, value in (("area", area), ("quantity", quantity))]
+    wanted = [f for f in filters if f[2] is not None]
     try:
-        return windows_of(pq.read_table(path))
+        return windows_of(pq.read_table(path, filters=wanted or None))
     except Exception:  # a file another version wrote, or a damaged disk: the topic rewrites it
         log.exception("cannot read the open-data file %s; served as empty", path)
         return []

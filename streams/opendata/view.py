@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.open_data import OpenWindow
-from cityhub.streams.opendata.files import canonical, sorted_windows
+from cityhub.streams.opendata.files import canonical, canonical_time, sorted_windows
 
 Slot = tuple[str, date]
 """A dataset and a UTC day: one daily file."""
@@ -136,24 +136,9 @@ class OpenDataView:
         if not sep:
             return key
         try:
-            window = canonical(
-                OpenWindow(
-                    dataset="x",
-                    area="x",
-                    quantity="x",
-                    unit=None,
-                    window_start=start,
-                    window_end=start,
-                    mean=0.0,
-                    min=None,
-                    max=None,
-                    readings=0,
-                    published_at=start,
-                )
-            )
-        except (ValidationError, InvalidTimestamp, ValueError):
+            return f"{head}/{canonical_time(start)}"
+        except ValueError:  # InvalidTimestamp is one
             return key
-        return f"{head}/{window.window_start}"
 
     def _forget(self, key: str) -> None:
         """A tombstone: the window leaves memory (a file keeps what it was written with)."""

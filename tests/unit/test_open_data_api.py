@@ -284,3 +284,26 @@ async def test_any_web_page_may_read_the_open_data(open_api: Open) -> None:
         f"{OPEN}/data-requests", headers={**origin, "Access-Control-Request-Method": "POST"}
     ) as preflight:
         assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+async def test_pages_run_across_days_from_memory_and_from_the_files(open_api: Open) -> None:
+    starts = [hour(24 * d + 1) for d in (5, 4, 3, 1, 0)]  # three old days, two held
+    await open_api.publish(*(window(s, area=a) for s in starts for a in ("centrum", "west")))
+    await open_api.data.flush()
+    query = {
+        "from": rfc3339_from_datetime(hour(24 * 6)),
+        "to": rfc3339_from_datetime(hour(0) + timedelta(hours=2)),
+        "area": "west",
+        "limit": "2",
+    }
+    seen: list[str] = []
+    for _ in range(10):
+        async with open_api.client.get(f"{OPEN}/datasets/air-quality/windows", params=query) as r:
+            doc = await r.json()
+            assert r.status == 200, doc
+        seen += [w["window_start"] for w in doc["items"]]
+        assert {w["area"] for w in doc["items"]} <= {"west"}
+        if doc["next_cursor"] is None:
+            break
+        query["cursor"] = doc["next_cursor"]
+    assert seen == sorted(rfc3339_from_datetime(s) for s in starts)

@@ -167,3 +167,19 @@ def test_file_names_parse_and_paths_stay_inside(tmp_path: Path) -> None:
     for bad in ("..", "a/b", "", "UPPER"):
         with pytest.raises(ValueError):
             files.day_path(tmp_path, bad, DAY, "csv")
+
+
+def test_a_filtered_read_makes_only_the_rows_asked_for(tmp_path: Path) -> None:
+    files.write_day(tmp_path, "air-quality", DAY, WINDOWS)
+    centrum = files.read_day(tmp_path, "air-quality", DAY, area="centrum")
+    assert [(w.area, w.quantity) for w in centrum] == [("centrum", "pm10"), ("centrum", "pm2_5")]
+    one = files.read_day(tmp_path, "air-quality", DAY, area="centrum", quantity="pm2_5")
+    assert [w.mean for w in one] == [8.0]
+    assert files.read_day(tmp_path, "air-quality", DAY, area="nowhere") == []
+
+
+def test_times_in_another_rfc_3339_form_are_written_in_the_canonical_one(tmp_path: Path) -> None:
+    odd = window(5).model_copy(update={"window_start": "2026-12-03T06:00:00+01:00"})
+    (row,) = files.write_day(tmp_path, "air-quality", DAY, [odd])
+    assert row.window_start == "2026-12-03T05:00:00.000Z"
+    assert files.read_day(tmp_path, "air-quality", DAY) == [row]
