@@ -1,4 +1,4 @@
-"""The data requests' routes (``docs/open-data.md``, "Data requests"): anyone files and reads
+"""The data requests' routes (``docs/data-requests.md``): anyone files and reads
 requests without a key; a tenant's operator or admin key answers one; an admin key declines one
 and reads its contact.
 
@@ -159,6 +159,11 @@ async def decline_request(call: Call) -> web.Response:
     return json_response(record.admin())
 
 
+async def erase_contact(call: Call) -> web.Response:
+    await _service(call).erase_contact(call.principal, call.path_param("id"))
+    return web.Response(status=204)
+
+
 REQUEST_ID = Param(
     "id", "path", {"type": "string", "pattern": ID_PATTERN}, "The data request's id.", required=True
 )
@@ -268,5 +273,16 @@ DATA_REQUEST_ROUTES: tuple[Route, ...] = (
         body=DeclineSpec,
         params=(REQUEST_ID,),
         problems=(403, 404, 409, 413, 415, 503),
+    ),
+    Route(
+        "DELETE",
+        ADMIN_PATH + "/{id}/contact",
+        "eraseDataRequestContact",
+        "Erase a data request's contact now, as its requester may ask (admin)",
+        _TAG,
+        erase_contact,
+        status=204,
+        params=(REQUEST_ID,),
+        problems=(403, 404, 503),
     ),
 )

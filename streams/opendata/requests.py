@@ -1,4 +1,4 @@
-"""The public's data requests, as the API uses them (``docs/open-data.md``, "Data requests").
+"""The public's data requests, as the API uses them (``docs/data-requests.md``).
 
 - Filing needs no key. Each client address (an IPv6 address by its /64) may file
   ``open_data.max_requests_per_address`` requests per hour in this process (429 with
@@ -8,9 +8,10 @@
 - A tenant's operator or admin key answers a request with one of the tenant's own offers (that
   is not withdrawn) or with a published open dataset; the request becomes ``answered`` and
   links to the answer. A declined request takes no answer.
-- An admin key declines a request with a reason (its contact is erased at once) and reads the
-  contact. ``erase_expired_contacts`` erases every contact past its retention
-  (``cityhub.schemas.data_request.contact_expired``); ``run_retention`` calls it hourly.
+- An admin key declines a request with a reason (its contact is erased at once), reads the
+  contact, and erases it when the requester asks. ``erase_expired_contacts`` erases every
+  contact past its retention (``cityhub.schemas.data_request.contact_expired``);
+  ``run_retention`` calls it hourly.
 
 Writes of one instance are serialised (they are rare): an answer or a decline never overwrites
 another made by this instance in between; two instances may race, and the later write wins.
@@ -277,6 +278,19 @@ class DataRequests:
             )
             if record.contact is not None:
                 record = without_contact(record, now)
+            await self._store.put(record)
+            return record
+
+    async def erase_contact(self, who: Principal, request_id: str) -> DataRequest:
+        """Erase a request's contact now (admin keys only): the requester asked for it, or it is
+        no longer needed. Nothing is written when there is none."""
+        require_admin(who, "erase a data request's contact")
+        self.get(request_id)
+        async with self._writing:
+            current = self.get(request_id)
+            if current.contact is None:
+                return current
+            record = without_contact(current, self._now())
             await self._store.put(record)
             return record
 

@@ -332,6 +332,28 @@ async def test_declined_by_an_admin_erases_the_contact_and_hides_the_text(api: A
     assert status == 409
 
 
+async def test_an_admin_erases_a_contact_on_request(api: Api) -> None:
+    _, doc, _ = await api.file()
+    path = f"{ADMIN}/{doc['id']}/contact"
+    for who in ("op_a", "sub_b"):
+        status, _, _ = await api.call("DELETE", path, who)
+        assert status == 403
+    status, _, _ = await api.call("DELETE", path)
+    assert status == 401
+    status, _, _ = await api.call("DELETE", path, "admin")
+    assert status == 204
+    _, admin, _ = await api.call("GET", f"{ADMIN}/{doc['id']}", "admin")
+    assert admin["contact"] is None
+    assert admin["contact_erased_at"] is not None
+    assert admin["status"] == "open"  # the request itself stays
+    writes = len(api.store.log)
+    status, _, _ = await api.call("DELETE", path, "admin")
+    assert status == 204
+    assert len(api.store.log) == writes  # nothing left to erase: nothing written
+    status, _, _ = await api.call("DELETE", f"{ADMIN}/0190000000ab-00000000/contact", "admin")
+    assert status == 404
+
+
 async def test_without_the_service_the_routes_answer_503() -> None:
     registry = Registry(InMemoryRegistryStore())
     await seed(registry)
