@@ -212,3 +212,23 @@ def test_the_usage_view_refuses_records_under_another_key() -> None:
     view.apply("nonsense", b"{}", 1)
     assert view.malformed == 2
     assert view.of("a1").delivered == 0
+
+
+async def test_the_uses_counter_grows_by_what_was_written() -> None:
+    from prometheus_client import REGISTRY
+
+    def uses(channel: str) -> float:
+        value = REGISTRY.get_sample_value("cityhub_agreement_uses_total", {"channel": channel})
+        return value or 0.0
+
+    before = uses("delivered"), uses("read")
+    store = InMemoryUsageStore()
+    counts = UsageCounts()
+    publisher = UsagePublisher(counts, process="p1")
+    counts.count("a1", Channel.DELIVERED, 4)
+    await publisher.publish(store.send)
+    counts.count("a1", Channel.DELIVERED, 1)
+    counts.count("a1", Channel.READ, 2)
+    await publisher.publish(store.send)
+    await publisher.publish(store.send)
+    assert (uses("delivered") - before[0], uses("read") - before[1]) == (5, 2)
