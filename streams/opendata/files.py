@@ -283,8 +283,13 @@ def write_day(
     files_dir: Path, dataset: str, day: date, windows: Iterable[OpenWindow]
 ) -> list[OpenWindow]:
     """Write ``dataset``'s files of ``day`` with ``windows`` and the rows its Parquet file
-    already held (Parquet first, then CSV); return the rows written."""
-    rows = sorted_windows([*read_day(files_dir, dataset, day), *windows])
+    already held (Parquet first, then CSV); return the rows the files hold. Files that already
+    hold exactly these rows are left as they are (a restart replays every day of the topic;
+    another process may have written them)."""
+    existing = read_day(files_dir, dataset, day)
+    rows = sorted_windows([*existing, *windows])
+    if rows == existing and day_path(files_dir, dataset, day, CSV).exists():
+        return rows
     write_atomic(day_path(files_dir, dataset, day, PARQUET), parquet_bytes(rows))
     write_atomic(day_path(files_dir, dataset, day, CSV), csv_bytes(rows))
     return rows

@@ -27,8 +27,9 @@ from cityhub.streams.opendata.files import canonical, canonical_time, sorted_win
 Slot = tuple[str, date]
 """A dataset and a UTC day: one daily file."""
 
-DEFAULT_MAX_WINDOWS = 500_000
-DEFAULT_MAX_PENDING = 200_000
+DEFAULT_MAX_WINDOWS = 200_000
+"""About 300 MB (a held window takes about 1.6 kB)."""
+DEFAULT_MAX_PENDING = 100_000
 DEFAULT_FEED_SIZE = 10_000
 
 

@@ -183,3 +183,14 @@ def test_times_in_another_rfc_3339_form_are_written_in_the_canonical_one(tmp_pat
     (row,) = files.write_day(tmp_path, "air-quality", DAY, [odd])
     assert row.window_start == "2026-12-03T05:00:00.000Z"
     assert files.read_day(tmp_path, "air-quality", DAY) == [row]
+
+
+def test_files_that_already_hold_the_rows_are_not_rewritten(tmp_path: Path) -> None:
+    files.write_day(tmp_path, "air-quality", DAY, WINDOWS)
+    path = files.day_path(tmp_path, "air-quality", DAY, "parquet")
+    before = path.stat().st_mtime_ns, path.stat().st_ino
+    files.write_day(tmp_path, "air-quality", DAY, WINDOWS[:2])
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == before
+    files.day_path(tmp_path, "air-quality", DAY, "csv").unlink()
+    files.write_day(tmp_path, "air-quality", DAY, WINDOWS[:2])  # a missing CSV is written
+    assert files.day_path(tmp_path, "air-quality", DAY, "csv").exists()
