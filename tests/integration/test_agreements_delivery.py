@@ -2,8 +2,8 @@
 API, delivery) with tenants ``port``, ``city`` and ``uni``.
 
 ``port`` offers the temperature of its harbour weather station (not its humidity, not its dock
-station); ``city`` asks through the API and ``port`` approves. ``city``'s webhook then receives
-exactly the offered items, signed as every delivery; ``uni``'s webhook and ``city``'s Kafka-topic
+station); ``city`` asks through the API and ``port`` approves. ``city``'s webhook and live
+stream then receive exactly the offered items (the webhook's signed as every delivery); ``uni``'s webhook and ``city``'s Kafka-topic
 subscription (read directly, so never re-checked) receive none of ``port``'s items; the delivered
 items are counted for the agreement. While ``city``'s receiver refuses, items wait in its
 delivery's queue; ``port`` revokes, and none of those queued items is delivered once the
@@ -37,7 +37,7 @@ from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 
 from .hub import BOOTSTRAP, Hub, publish, read_topic
-from .subscribers import Api, WebhookReceiver, wait_for
+from .subscribers import Api, SseReader, WebhookReceiver, wait_for
 from .uplinks import chirpstack, unique_eui
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
@@ -168,6 +168,24 @@ async def _scenario(hub: Hub, api: Api, receiver: WebhookReceiver, uplinks: Upli
         "city",
         {"id": "lake", "name": "Read directly", "delivery": {"kind": "kafka"}},
     )
+    await api.subscribe("city", "city", {"id": "live", "name": "Live", "delivery": {"kind": "sse"}})
+    live = SseReader(api, "city", "city", "live")
+    live.start()
+    await asyncio.wait_for(live.connected.wait(), 30)
+    assert live.status == 200
+    try:
+        await _shared_then_revoked(hub, api, receiver, uplinks, live)
+    finally:
+        await live.stop()
+
+
+def live_items(live: SseReader) -> list[dict[str, Any]]:
+    return ports([data for _, data in live.events])
+
+
+async def _shared_then_revoked(
+    hub: Hub, api: Api, receiver: WebhookReceiver, uplinks: Uplinks, live: SseReader
+) -> None:
     status, offer = await api.call("POST", "/tenants/port/offers", "port-operator", OFFER)
     assert status == 201, offer
     ask = {"offer": "port/harbour-temperature", "purpose": "heat plan"}
@@ -194,6 +212,11 @@ async def _scenario(hub: Hub, api: Api, receiver: WebhookReceiver, uplinks: Upli
     assert await wait_for(lambda: len(ports(receiver.items("city"))) >= 5, 30)
     shared = ports(receiver.items("city"))
     assert {(i["device_id"], i["quantity"]) for i in shared} == {("harbour-1", "temperature")}
+    # The live stream too.
+    assert await wait_for(lambda: len(live_items(live)) >= 5, 30)
+    assert {(i["device_id"], i["quantity"]) for i in live_items(live)} == {
+        ("harbour-1", "temperature")
+    }
     assert receiver.bad_signatures == 0
     # Not a third tenant, not a subscription read from its Kafka topic.
     assert ports(receiver.items("uni")) == []
@@ -223,6 +246,7 @@ async def _scenario(hub: Hub, api: Api, receiver: WebhookReceiver, uplinks: Upli
     assert await wait_for(lambda: refused() > 0, 10), "the refusing receiver was never tried"
     before = len(ports(receiver.items("city")))
     revoked_at = time.time()
+    live_before = len(live_items(live))
     status, revoked = await api.call(
         "POST", f"{path}/revoke", "port-operator", {"reason": "the pilot ended"}
     )
@@ -234,6 +258,8 @@ async def _scenario(hub: Hub, api: Api, receiver: WebhookReceiver, uplinks: Upli
     after = [d for d in receiver.received.get("city", []) if d.at > revoked_at]
     assert [i for d in after for i in ports(d.body["items"])] == []
     assert len(ports(receiver.items("city"))) == before
+    # The live stream had streamed what was routed before (3 s earlier); nothing after.
+    assert live_items(live)[live_before:] == []
     # The queued items were there and dropped by the delivery's check, not lost on the way.
     assert hub.metric("cityhub_agreement_items_not_delivered_total", reason="ended") >= 5
 
