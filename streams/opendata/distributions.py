@@ -137,16 +137,30 @@ class OpenDataDistributions:
         """Write the files of every day that got windows since the last flush; the number of
         days written. A day whose write fails is tried again at the next flush."""
         written = 0
+        failed: list[str] = []
+        first_error: Exception | None = None
         for dataset, day, windows in self.view.take_dirty():
             try:
                 await asyncio.to_thread(files.write_day, self.files_dir, dataset, day, windows)
-            except Exception:
+            except Exception as exc:
                 FILE_FAILURES.inc()
-                log.exception("writing the open-data files of %s %s failed", dataset, day)
+                failed.append(f"{dataset} {day}")
+                first_error = first_error or exc
                 self.view.requeue(dataset, day, windows)
                 continue
             FILES_WRITTEN.inc()
             written += 1
+        if failed:
+            # One line per round, not per day: an unwritable folder fails every day at once.
+            log.error(
+                "writing %d open-data day(s) to %s failed (%s%s); tried again with the next "
+                "windows or within a minute: %s",
+                len(failed),
+                self.files_dir,
+                ", ".join(failed[:3]),
+                ", ..." if len(failed) > 3 else "",
+                first_error,
+            )
         HELD.set(self.view.held)
         SKIPPED.set(self.view.skipped)
         return written

@@ -307,3 +307,29 @@ async def test_pages_run_across_days_from_memory_and_from_the_files(open_api: Op
             break
         query["cursor"] = doc["next_cursor"]
     assert seen == sorted(rfc3339_from_datetime(s) for s in starts)
+
+
+async def test_a_folder_that_cannot_be_written_is_tried_again(
+    open_api: Open, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = open_api.data
+    data.files_dir.parent.mkdir(parents=True, exist_ok=True)
+    data.files_dir.write_text("a file where the folder should be")
+    await open_api.publish(window(hour(1)), window(hour(24 * 4)))
+
+    def failures() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "open-data day(s)" in r.getMessage()]
+
+    for _ in range(100):  # the writer's debounce
+        if failures():
+            break
+        await asyncio.sleep(0.02)
+    # One line for both days, not one per day.
+    assert failures()[0].startswith("writing 2 open-data day(s)")
+    # The API still serves the recent day from memory.
+    status, doc, _, _ = await open_api.get(f"{OPEN}/datasets/air-quality/windows")
+    assert status == 200
+    assert len(doc["items"]) == 1
+    data.files_dir.unlink()
+    await data.flush()  # the writer tries again by itself within a minute; no need to wait
+    assert data.file_days("air-quality") == sorted({hour(1).date(), hour(24 * 4).date()})
