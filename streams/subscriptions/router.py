@@ -51,6 +51,7 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.sharing import ItemKind
 from cityhub.schemas.subscription import (
     DEFAULT_ENCODING,
+    DeliverySpec,
     Serving,
     Source,
     Subscription,
@@ -280,7 +281,7 @@ class SubscriptionRouter:
         )
         box = record.filter.bbox
         shared = None
-        if record.delivery.serving is not Serving.TOPIC:
+        if takes_agreement_items(record):
             shared = compile_filter(
                 record.filter,
                 tenant=record.tenant,
@@ -442,7 +443,7 @@ class LinearSubscriptionRouter:
                         device_type_of=self._device_type_of,
                         shared=True,
                     )
-                    if record.delivery.serving is not Serving.TOPIC
+                    if takes_agreement_items(record)
                     else None
                 )
                 routes[record.source].append((topic, record.tenant, matches, shared))
@@ -471,6 +472,15 @@ class LinearSubscriptionRouter:
 
 
 _LinearRoute = tuple[str, str, Predicate, "Predicate | None"]
+
+
+def takes_agreement_items(record: Subscription) -> bool:
+    """Whether a subscription may receive items under its tenant's agreements: one served by a
+    delivery task or a live stream, which check each item again before sending it. Not one read
+    from its Kafka topic, and, failing closed, not one of a kind this process does not know
+    (its delivery parsed as the base model, which cannot say how it is served)."""
+    delivery = record.delivery
+    return type(delivery) is not DeliverySpec and delivery.serving is not Serving.TOPIC
 
 
 def _same_routing(a: Subscription, b: Subscription) -> bool:

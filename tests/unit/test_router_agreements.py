@@ -23,6 +23,7 @@ from cityhub.schemas.sharing import (
     Selection,
 )
 from cityhub.schemas.subscription import (
+    DeliverySpec,
     Source,
     Subscription,
     SubscriptionFilter,
@@ -229,6 +230,14 @@ def test_kafka_topic_subscriptions_receive_no_agreement_items() -> None:
         topic("city", "all"),
         topic("city", "lake"),
     ]
+
+
+def test_a_kind_this_process_does_not_know_receives_no_agreement_items() -> None:
+    unknown = CITY_ALL.model_copy(
+        update={"id": "plugin", "delivery": DeliverySpec(kind="carrier-pigeon")}
+    )
+    router = router_with(GRANTS, [unknown, CITY_ALL])
+    assert router.route(observation()) == [topic("city", "all")]
 
 
 def aggregate(**fields: Any) -> dict[str, Any]:
