@@ -240,6 +240,8 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
             "api.subscription_secrets": True,
             "api.privacy": True,
             "api.sharing": True,
+            "api.open_data": True,
+            "api.data_requests": True,
             "api.agreement_usage": True,
             "api.resident_tokens": True,
             "api.processing_log_index": True,
