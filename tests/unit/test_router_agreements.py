@@ -406,6 +406,17 @@ def test_indexed_routing_under_agreements_equals_the_reference(
     indexed.refresh(subs)
     linear = LinearSubscriptionRouter("px", grants=lambda: grants, device_of=device_of, clock=clock)
     linear.refresh(subs)
+    check_same(indexed, linear, sample)
+    # Incrementally: every other subscription removed, then all back.
+    for current in (subs[::2], subs):
+        indexed.refresh(current)
+        linear.refresh(current)
+        check_same(indexed, linear, sample)
+
+
+def check_same(
+    indexed: SubscriptionRouter, linear: LinearSubscriptionRouter, sample: list[Any]
+) -> None:
     for item in sample:
         for source in Source:
             got = indexed.route(item, source)
