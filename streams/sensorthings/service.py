@@ -263,15 +263,21 @@ def _json_value(value: Any) -> Any:
     return iso(value) if isinstance(value, datetime) else value
 
 
+def _count(ctx: Context, entity: Entity) -> None:
+    """Count an entity the response shows (its properties, not only a link) for the agreement
+    it is seen under, if any."""
+    agreement = ctx.graph.agreement_of(entity)
+    if agreement is not None:
+        ctx.tally[agreement] = ctx.tally.get(agreement, 0) + 1
+
+
 async def render(ctx: Context, entity: Entity, query: Query) -> dict[str, Any]:
     """An entity's document: ``@iot.id``, ``@iot.selfLink``, properties (``$select``),
     navigation links, and what ``$expand`` asks for."""
     ctx.expanded += 1
     if ctx.expanded > MAX_EXPANDED:
         raise QueryError(f"the response would hold more than {MAX_EXPANDED} entities: page it")
-    agreement = ctx.graph.agreement_of(entity)
-    if agreement is not None:
-        ctx.tally[agreement] = ctx.tally.get(agreement, 0) + 1
+    _count(ctx, entity)
     link = self_link(ctx, entity)
     selected = set(query.select)
     doc: dict[str, Any] = {}
@@ -372,6 +378,7 @@ async def answer(ctx: Context, path: str, options: Mapping[str, str]) -> Answer:
                 raise Missing(f"no {segment.name}")
             source, entity = Source(target), reached[0]
             continue
+        _count(ctx, entity)
         return _property(entity, segment, rest)
     if entity is not None:
         return Answer(await render(ctx, entity, query))

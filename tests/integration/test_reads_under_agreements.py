@@ -290,7 +290,14 @@ async def test_an_approved_agreement_shows_exactly_the_offered_items_and_counts_
     assert status == 200, doc
     assert doc["@iot.count"] == 3  # aq-1's two PM2.5 and th-1's own temperature
     assert (await reads.get(f"/sta/v1.1/Things({entity_id('Thing', 'noise-1')})"))[0] == 404
+    # One property of a shared Thing is a use; a link to it ($ref) is not.
+    counted = reads.reads("agr-air")
+    thing = f"/sta/v1.1/Things({entity_id('Thing', 'aq-1')})"
+    assert await reads.get(f"{thing}/name") == (200, {"name": "Quay air"})
+    assert reads.reads("agr-air") == counted + 1
+    assert (await reads.get("/sta/v1.1/Things/$ref"))[0] == 200
     after_sta = reads.reads("agr-air")
+    assert after_sta == counted + 1
     assert after_sta > after_aggregates
 
     ids = await reads.ngsi_ids()
