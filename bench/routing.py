@@ -343,6 +343,7 @@ def agreements_us(
     for d in devices:
         first_of.setdefault(d.tenant, d)
     tenants = sorted(first_of)
+    count = min(count, len(tenants) // 2)  # some tenants provide nothing: the figure to compare
     found = [
         _agreement(first_of[tenants[i]], tenants[(i + 1) % len(tenants)], i) for i in range(count)
     ]
