@@ -1,13 +1,18 @@
 """Subscriptions under an agreement on the real stack (issue 13): ``cityhub run`` (bridge, worker,
-API, delivery) with tenants ``port``, ``city`` and ``uni``.
+API, delivery).
 
 ``port`` offers the temperature of its harbour weather station (not its humidity, not its dock
 station); ``city`` asks through the API and ``port`` approves. ``city``'s webhook and live
-stream then receive exactly the offered items (the webhook's signed as every delivery); ``uni``'s webhook and ``city``'s Kafka-topic
-subscription (read directly, so never re-checked) receive none of ``port``'s items; the delivered
-items are counted for the agreement. While ``city``'s receiver refuses, items wait in its
-delivery's queue; ``port`` revokes, and none of those queued items is delivered once the
-receiver answers again (nor anything else of ``port``'s); the revocation took effect within 5 s.
+stream then receive exactly the offered items (the webhook's signed as every delivery);
+``uni``'s webhook and ``city``'s Kafka-topic subscription (read directly, so never re-checked)
+receive none of ``port``'s items; the delivered items are counted for the agreement. While
+``city``'s receiver refuses, items wait in its delivery's queue; ``port`` revokes, and none of
+those queued items is delivered once the receiver answers again (nor anything else of
+``port``'s); the revocation took effect within 5 s.
+
+Personal items: ``demo`` offers its footfall counters' readings under its own processing
+activity; ``city``'s webhook, which names no activity, receives them, and each delivery is in
+``demo``'s processing log under ``demo``'s activity, not in ``city``'s.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import pytest
 
 from cityhub.connectors.decoders.cayenne import encode_lpp
+from cityhub.schemas.processing_log import PROCESSING_ACTIVITY_ID, RECIPIENT, TENANT
 from cityhub.schemas.registry import (
     Classification,
     DeviceSpec,
@@ -30,13 +36,16 @@ from cityhub.schemas.registry import (
     Role,
     TenantSpec,
 )
-from cityhub.schemas.settings import KafkaSettings, Settings
+from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings
 from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.devtools.simulator import build_fleet
+from cityhub.streams.devtools.simulator import simulate as run_simulation
+from cityhub.streams.devtools.simulator.registration import register_fleet
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import RegistryStore
 
-from .hub import BOOTSTRAP, Hub, publish, read_topic
+from .hub import BOOTSTRAP, MQTT_HOST, MQTT_PORT, Hub, publish, read_topic
 from .subscribers import Api, SseReader, WebhookReceiver, wait_for
 from .uplinks import chirpstack, unique_eui
 
@@ -278,3 +287,125 @@ async def wait_for_async(
             return True
         await asyncio.sleep(interval)
     return False
+
+
+async def seed_fleet(prefix: str) -> dict[str, str]:
+    """The simulated fleet in tenant ``demo`` (its footfall counters are personal), a tenant
+    ``city``; an operator key of each and a subscriber key of ``city``."""
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix))
+    store = RegistryStore(settings)
+    await store.start()
+    try:
+        registry, system = Registry(store), Principal.system()
+        await register_fleet(registry, build_fleet(FLEET))
+        await registry.create_tenant(system, TenantSpec(id="city", name="City"))
+        keys = {"city": (await registry.create_key(system, "city", Role.SUBSCRIBER, "sub"))[1]}
+        for tenant in ("demo", "city"):
+            keys[f"{tenant}-operator"] = (
+                await registry.create_key(system, tenant, Role.OPERATOR, "operator")
+            )[1]
+        return keys
+    finally:
+        await store.stop()
+
+
+FLEET = 28
+PERSONAL_OFFER: dict[str, Any] = {
+    "id": "crowds",
+    "title": "Footfall in the centre",
+    "description": "Counts of the footfall counters",
+    "selection": {"device_types": ["footfall"]},
+    "kinds": ["observations"],
+    "classification": "personal",
+    "processing_activity": "crowd-safety",
+    "purposes": ["crowd safety"],
+}
+
+
+async def test_personal_items_go_under_the_providers_activity_and_are_logged_under_it(
+    tmp_path: Path,
+) -> None:
+    receiver = WebhookReceiver()
+    await receiver.start()
+    hub = Hub(
+        tmp_path,
+        command="run",
+        extra_env={"CITYHUB_SUBSCRIPTIONS__WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]'},
+    )
+    keys = await seed_fleet(hub.prefix)
+    await asyncio.to_thread(hub.start)
+    try:
+        api = Api(hub, keys)
+        # demo's own activity (PublicTask, footfall), naming city among its recipients.
+        status, activity = await api.call(
+            "POST",
+            "/tenants/demo/processing-activities",
+            "demo-operator",
+            {
+                "slug": "crowd-safety",
+                "name": "Crowd safety",
+                "purpose": "Keep crowds in the centre safe.",
+                "legal_basis": "PublicTask",
+                "personal_data_categories": ["footfall"],
+                "retention": "P1D",
+                "controller": "Municipality of Demo",
+                "recipients": ["city"],
+            },
+        )
+        assert status == 201, activity
+        # city's subscription names no activity of its own: the provider's is the purpose.
+        hook = await api.subscribe(
+            "city",
+            "city",
+            {
+                "id": "crowds",
+                "name": "Footfall of demo",
+                "filter": {"device_types": ["footfall"]},
+                "delivery": {"kind": "webhook", "url": receiver.url("crowds")},
+            },
+        )
+        receiver.secrets["crowds"] = hook["secret"]
+        status, offer = await api.call(
+            "POST", "/tenants/demo/offers", "demo-operator", PERSONAL_OFFER
+        )
+        assert status == 201, offer
+        ask = {"offer": "demo/crowds", "purpose": "crowd safety"}
+        ask["ends_at"] = rfc3339(time.time() + 3600)
+        status, asked = await api.call("POST", "/tenants/city/agreements", "city-operator", ask)
+        assert status == 201, asked
+        path = f"/tenants/demo/agreements/{asked['id']}/approve"
+        status, approved = await api.call("POST", path, "demo-operator")
+        assert status == 200, approved
+        await asyncio.sleep(1.0)  # every process's view has the approval (bound: 5 s)
+        settings = Settings(mqtt=MqttSettings(host=MQTT_HOST, port=MQTT_PORT))
+        await run_simulation(settings, FLEET, 200.0, count=200)
+        assert await wait_for(lambda: len(receiver.items("crowds")) >= 3, 60), hub.log_tail()
+        got = receiver.items("crowds")
+        assert {(i["tenant"], i["device_type"]) for i in got} == {("demo", "footfall")}
+        assert receiver.bad_signatures == 0
+
+        # The processing log: under the provider's tenant and activity, naming city's webhook.
+        async def logged() -> list[dict[str, Any]]:
+            status, page = await api.call(
+                "GET", "/tenants/demo/processing-log?activity=crowd-safety", "demo-operator"
+            )
+            assert status == 200, page
+            return [
+                r
+                for r in page["items"]
+                if r["attributes"].get(RECIPIENT) == "subscription:city/crowds (webhook)"
+            ]
+
+        assert await wait_for_async(lambda: _nonempty(logged()), 30)
+        records = await logged()
+        assert {r["attributes"][PROCESSING_ACTIVITY_ID] for r in records} == {activity["id"]}
+        assert {r["attributes"][TENANT] for r in records} == {"demo"}
+        status, own = await api.call("GET", "/tenants/city/processing-log", "city-operator")
+        assert (status, own["items"]) == (200, [])
+    finally:
+        await asyncio.to_thread(hub.stop)
+        await receiver.stop()
+
+
+async def _nonempty(found: Awaitable[list[Any]]) -> bool:
+    return bool(await found)
