@@ -48,6 +48,7 @@ from cityhub.streams.privacy.purpose import (
     Refusal,
     check,
     check_activity,
+    granted_activity,
     mark_of,
 )
 from cityhub.streams.privacy.sealing import SubjectKey, open_sealed
@@ -157,9 +158,16 @@ class PrivacyGate:
         PERSONAL_ITEMS.labels(stage, refusal.value if refusal is not None else PASSED).inc()
         return refusal
 
-    def admit_read(self, tenant: str, slug: str | None, mark: PersonalMark) -> Refusal | None:
-        """The check for a read through the API by ``tenant`` that names activity ``slug``."""
+    def admit_read(
+        self, tenant: str, slug: str | None, mark: PersonalMark, grant: Grant | None = None
+    ) -> Refusal | None:
+        """The check for a read through the API by ``tenant`` that names activity ``slug``;
+        another tenant's item under ``grant`` (an agreement of a personal offer in force) is
+        checked against the provider's activity instead (``purpose.py``)."""
         now = datetime.fromtimestamp(self._clock(), UTC)
+        provider = granted_activity(tenant, mark, grant, now)
+        if provider is not None:
+            tenant, slug = mark.tenant, provider
         refusal = check_activity(
             tenant, slug, mark, activities=self.activities, consents=self.consents, now=now
         )

@@ -169,3 +169,12 @@ def test_a_personal_item_is_refused_once_its_agreement_ended_or_without_the_acti
     assert gate(PERSONAL, clock).screen(CITY_HOOK, [personal_item(0)]).send == []
     without = Register(activity("care", LegalBasis.PUBLIC_TASK, tenant="city"))
     assert gate(PERSONAL, Clock(), without).screen(CITY_HOOK, [personal_item(0)]).send == []
+
+
+def test_a_read_under_a_personal_offer_is_checked_against_the_providers_activity() -> None:
+    the_gate = gate(PERSONAL, Clock())
+    grant = PERSONAL.get("agr-1")
+    mark = PersonalMark("acme", None, "indoor climate")
+    assert the_gate.admit_read("city", None, mark, grant) is None
+    assert the_gate.admit_read("city", None, mark) is not None
+    assert gate(PERSONAL, Clock(ENDS)).admit_read("city", None, mark, grant) is not None
