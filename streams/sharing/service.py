@@ -66,7 +66,10 @@ class Sharing:
     """The offers and agreements over their stores; writes check ``who`` against the
     registry's view and return once the stores' views show them. Writes of one instance are
     serialised (they are rare), so a check and the write it allows cannot interleave with
-    another write of this instance."""
+    another write of this instance; and each first catches the views up with their topics
+    (``sync``), so that it decides on what another instance wrote a moment before. Two
+    instances deciding on the same record within the same few milliseconds can still both
+    succeed (Kafka has no compare-and-set); the later write stands."""
 
     def __init__(
         self,
@@ -171,6 +174,7 @@ class Sharing:
         require_tenant_access(self._registry, who, tenant, write=True)
         self._check_offer(tenant, spec)
         async with self._writing:
+            await self._offers.sync()
             if self._offers.view.get(tenant, spec.id) is not None:
                 raise Conflict(
                     f"offer {spec.id!r} exists in tenant {tenant!r}; replace it with PUT",
@@ -198,6 +202,7 @@ class Sharing:
             )
         self._check_offer(tenant, spec)
         async with self._writing:
+            await self._offers.sync()
             current = self._offer(tenant, offer_id)
             if current.withdrawn_at is not None:
                 raise Conflict(
@@ -212,6 +217,7 @@ class Sharing:
         are revoked. Conflict if it was withdrawn already."""
         require_tenant_access(self._registry, who, tenant, write=True)
         async with self._writing:
+            await self._offers.sync()
             current = self._offer(tenant, offer_id)
             if current.withdrawn_at is not None:
                 raise Conflict(f"offer {offer_id!r} was withdrawn at {current.withdrawn_at}")
@@ -268,6 +274,7 @@ class Sharing:
     ) -> Agreement:
         """A new agreement in state ``requested``, with the offer's current terms."""
         require_tenant_access(self._registry, who, consumer, write=True)
+        await self._offers.sync()
         provider, _, offer_id = request.offer.partition("/")
         if provider == consumer:
             raise Invalid(
@@ -301,6 +308,7 @@ class Sharing:
                 ],
             )
         async with self._writing:
+            await self._agreements.sync()
             # A request whose period ended unanswered no longer waits.
             waiting = [
                 a
@@ -359,6 +367,8 @@ class Sharing:
         offer was withdrawn, no longer lists the purpose, or the period has ended; Invalid for a
         personal offer whose activity is not valid or does not name the consumer."""
         async with self._writing:
+            await self._agreements.sync()
+            await self._offers.sync()
             found = self._as_provider(who, tenant, agreement_id, "approve")
             offer = self._offers.view.get(tenant, found.offer_id)
             if offer is None or offer.withdrawn_at is not None:
@@ -397,6 +407,7 @@ class Sharing:
         self, who: Principal, tenant: str, agreement_id: str, decision: AgreementDecision
     ) -> Agreement:
         async with self._writing:
+            await self._agreements.sync()
             found = self._as_provider(who, tenant, agreement_id, "reject")
             return await self._decide(found, AgreementState.REJECTED, tenant, decision)
 
@@ -406,6 +417,7 @@ class Sharing:
         """Either party ends an approved agreement at once (every process within seconds)."""
         require_tenant_access(self._registry, who, tenant, write=True)
         async with self._writing:
+            await self._agreements.sync()
             found = self._party(who, tenant, agreement_id)
             if found.state is not AgreementState.APPROVED:
                 raise Conflict(

@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from typing import Protocol, TypeVar
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from cityhub.connectors.kafka_clients import kafka_consumer
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.sharing import Agreement, Offer
 from cityhub.schemas.topics import Topics
@@ -20,7 +23,9 @@ from cityhub.streams.compacted import (
     CompactedTopicStore,
     InMemoryCompactedStore,
     InMemoryTopic,
+    View,
 )
+from cityhub.streams.service_errors import Unavailable
 from cityhub.streams.sharing.view import AgreementView, OfferView, agreement_key, offer_key
 
 OFFERS = Gauge("cityhub_offers", "Offers in the sharing view (withdrawn ones included).")
@@ -45,6 +50,10 @@ class OfferRecordStore(Protocol):
         """Write a record; return its offset once the view has applied it."""
         ...
 
+    async def sync(self) -> None:
+        """Return once the view holds every record the topic held when called."""
+        ...
+
 
 class AgreementRecordStore(Protocol):
     """What the sharing service needs from the agreements' store."""
@@ -57,6 +66,10 @@ class AgreementRecordStore(Protocol):
 
     async def put(self, record: Agreement) -> int:
         """Write a record; return its offset once the view has applied it."""
+        ...
+
+    async def sync(self) -> None:
+        """Return once the view holds every record the topic held when called."""
         ...
 
 
@@ -72,7 +85,57 @@ def _agreement_gauges(view: AgreementView, applied: int, malformed: int) -> None
     AGREEMENTS.set(view.count())
 
 
-class OfferStore(CompactedTopicStore[OfferView, Offer]):
+SYNC_TIMEOUT = 5.0
+
+V = TypeVar("V", bound=View)
+R = TypeVar("R", bound=Offer | Agreement)
+
+
+class _SyncedStore(CompactedTopicStore[V, R]):
+    """A compacted store that can catch up with its topic on demand. A decision (approve,
+    revoke, an id taken) made by one API instance must see what another instance wrote a
+    moment before: without it, a request rejected on one instance could be approved on another
+    whose view was 100 ms behind.
+
+    The end offset is asked with a consumer of its own, made at the first ``sync``: the tailing
+    consumer's requests queue behind its long-polling fetch (100 ms per question)."""
+
+    _ends: AIOKafkaConsumer | None = None
+
+    async def _end_offset(self) -> int:
+        if self._ends is None:
+            ends = kafka_consumer(
+                self._settings.kafka,
+                client_id=f"{self._client_id}-ends",
+                group_id=None,
+                enable_auto_commit=False,
+            )
+            await ends.start()
+            self._ends = ends
+        tp = TopicPartition(self.topic, 0)
+        return int((await self._ends.end_offsets([tp]))[tp])
+
+    async def sync(self) -> None:
+        if not self.ready:
+            raise Unavailable(f"the {self.topic} store is not started")
+        try:
+            end = await asyncio.wait_for(self._end_offset(), SYNC_TIMEOUT)
+        except Exception as exc:
+            raise Unavailable(f"could not read the end of {self.topic}: {exc!r}") from None
+        # The last record is at end - 1: wait for the view to have applied it.
+        if self.view.offset < end - 1 and not await self.wait_beyond(end - 2, SYNC_TIMEOUT):
+            raise Unavailable(
+                f"the view of {self.topic} did not catch up within {SYNC_TIMEOUT:.0f} s; try again"
+            )
+
+    async def stop(self) -> None:
+        ends, self._ends = self._ends, None
+        if ends is not None:
+            await ends.stop()
+        await super().stop()
+
+
+class OfferStore(_SyncedStore[OfferView, Offer]):
     """The offers on Kafka."""
 
     def __init__(
@@ -96,7 +159,7 @@ class OfferStore(CompactedTopicStore[OfferView, Offer]):
         )
 
 
-class AgreementStore(CompactedTopicStore[AgreementView, Agreement]):
+class AgreementStore(_SyncedStore[AgreementView, Agreement]):
     """The agreements on Kafka."""
 
     def __init__(
@@ -126,6 +189,9 @@ class InMemoryOfferStore(InMemoryCompactedStore[OfferView, Offer]):
     def __init__(self, *, view: OfferView | None = None, topic: InMemoryTopic | None = None):
         super().__init__(view if view is not None else OfferView(), offer_key, topic=topic)
 
+    async def sync(self) -> None:
+        """Nothing to wait for: an in-memory view applies every write at once."""
+
 
 class InMemoryAgreementStore(InMemoryCompactedStore[AgreementView, Agreement]):
     """An ``AgreementRecordStore`` without Kafka, for tests of the service and the API."""
@@ -134,6 +200,9 @@ class InMemoryAgreementStore(InMemoryCompactedStore[AgreementView, Agreement]):
         self, *, view: AgreementView | None = None, topic: InMemoryTopic | None = None
     ) -> None:
         super().__init__(view if view is not None else AgreementView(), agreement_key, topic=topic)
+
+    async def sync(self) -> None:
+        """Nothing to wait for: an in-memory view applies every write at once."""
 
 
 __all__ = [
