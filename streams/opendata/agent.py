@@ -256,7 +256,7 @@ class OpenDataPublisherAgent:
         for record in records:
             if record.value is not None:
                 try:
-                    state.add(OpenPoint.from_json(record.value))
+                    state.add(OpenPoint.from_json(record.value), record.offset)
                 except (KeyError, TypeError, ValueError):
                     invalid += 1
                     continue
@@ -330,7 +330,7 @@ class OpenDataPublisherAgent:
             return
         before = self._exported.get(partition) or dict.fromkeys(COUNTERS, 0)
         now = state.counters
-        for name in ("late", "unknown_dataset"):
+        for name in ("late", "unknown_dataset", "replayed"):
             if (delta := now[name] - before[name]) > 0:
                 metrics.OPEN_DATA_SKIPPED.labels(name).inc(delta)
         for name in ("published", "withheld", "merged"):

@@ -13,7 +13,8 @@ OPEN_DATA_SKIPPED = Counter(
     "cityhub_open_data_skipped_total",
     "Observations that gave no open-data point, and points the publisher dropped, by reason: "
     "invalid, sealed, no_area, no_dataset, non_numeric, not_eligible, personal, no_activity, "
-    "future (point stage); late, unknown_dataset, invalid_point (publisher).",
+    "future (point stage); late, unknown_dataset, invalid_point, replayed (publisher: a "
+    "point its window had counted before a restart).",
     ["reason"],
 )
 OPEN_DATA_WINDOWS = Counter(

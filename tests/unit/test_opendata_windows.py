@@ -178,3 +178,19 @@ def test_entries_that_do_not_parse_are_left_out() -> None:
         {"watermark": 5}, [("nonsense", {}), ('["open","air"]', {}), ("[1]", None)], config()
     )
     assert (state.watermark, len(state)) == (5, 0)
+
+
+def test_a_set_is_never_rewritten_whole_each_member_is_written_once() -> None:
+    state = PublisherState(config())
+    state.add(point("d1"), 0)
+    _, first = state.take_changes()
+    assert len(first) == 3  # the stats, the device, the subject
+    state.add(point("d1", value=11.0), 1)
+    _, second = state.take_changes()
+    assert list(second) == [k for k in first if k.startswith('["open"')]
+    state.add(point("d1", value=12.0), 1)  # a replay of offset 1
+    assert state.take_changes()[1] == {}
+    assert state.counters["replayed"] == 1
+    state.advance(END + GRACE)
+    _, closing = state.take_changes()
+    assert sorted(k for k, v in closing.items() if v is None) == sorted(first)
