@@ -408,14 +408,17 @@ def visible_under(
     items: Sequence[Mapping[str, Any]],
     grants: Sequence[Grant] = (),
     device_of: DeviceFacts | None = None,
-) -> tuple[list[Mapping[str, Any]], dict[str, int]]:
+    *,
+    personal: bool = False,
+) -> tuple[list[Mapping[str, Any]], dict[str, Grant]]:
     """The items a key of ``viewer_tenant`` may read: ``visible_to``'s, and other tenants'
     windows that one of ``grants`` (the viewer's active agreements) covers, with the device
-    type and tags of a device's window from ``device_of`` (the registry's); and how many items
-    each agreement let through, by agreement id. A ``personal`` window of another tenant is
-    never read under an agreement here (its purpose is the provider's, not the reader's)."""
+    type and tags of a device's window from ``device_of`` (the registry's); and the agreement
+    each of those is read under, by ``aggregate_id``. A ``personal`` window of another tenant
+    only with ``personal`` (the caller then checks it against the provider's activity, as
+    ``cityhub.streams.privacy.reads`` does) and only under a personal offer."""
     out: list[Mapping[str, Any]] = []
-    tally: dict[str, int] = {}
+    under: dict[str, Grant] = {}
     for item in items:
         tenant = item.get("tenant")
         classification = item.get("classification")
@@ -427,10 +430,24 @@ def visible_under(
         ):
             out.append(item)
             continue
-        if not grants or classification == Classification.PERSONAL:
+        if not grants or (classification == Classification.PERSONAL and not personal):
+            continue
+        aggregate = item.get("aggregate_id")
+        if not isinstance(aggregate, str):
             continue
         grant = covering(grants, facts_of(item, ItemKind.AGGREGATES, device_of))
         if grant is not None:
             out.append(item)
+            under[aggregate] = grant
+    return out, under
+
+
+def read_under(items: Iterable[Mapping[str, Any]], under: Mapping[str, Grant]) -> dict[str, int]:
+    """How many of ``items`` (what a read returned) each agreement let through, by agreement
+    id, from ``visible_under``'s mapping."""
+    tally: dict[str, int] = {}
+    for item in items:
+        grant = under.get(str(item.get("aggregate_id")))
+        if grant is not None:
             tally[grant.agreement_id] = tally.get(grant.agreement_id, 0) + 1
-    return out, tally
+    return tally

@@ -12,11 +12,13 @@ Who sees what, the same rule as everywhere in the API and the subscriptions:
   agreement of the path tenant covers it (``cityhub.streams.sharing.grants``);
 - every window returned passes ``may_see(path tenant, its tenant, its classification)`` on its
   current revision (the path tenant's own windows, other tenants' when ``public``) or is
-  covered by one of the path tenant's active agreements (never a ``personal`` one of another
-  tenant); each window read under an agreement is counted for it (``Channel.READ``);
+  covered by one of the path tenant's active agreements; each window read under an agreement
+  is counted for it (``Channel.READ``);
 - a window classified ``personal`` is returned only for the processing activity the request
   names (``processingActivity=<slug>``) when it admits it, and the read is logged
-  (``cityhub.streams.privacy.reads``); the answer counts what it withheld.
+  (``cityhub.streams.privacy.reads``); another tenant's, under an agreement of a personal
+  offer, when the provider's activity the offer names admits it (logged in the provider's
+  processing log); the answer counts what it withheld.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from cityhub.streams.aggregation.query import (
     area_group,
     check_range,
     device_group,
+    read_under,
     to_ms,
     visible_under,
 )
@@ -171,7 +174,7 @@ def _group(
     if entry is not None and entry.tenant != tenant:
         device_type = view.device_type(entry.tenant, entry.type)
         public = device_type is not None and device_type.classification is Classification.PUBLIC
-        facts = device_item(view, entry, ItemKind.AGGREGATES)
+        facts = device_item(view, entry, ItemKind.AGGREGATES, personal=True)
         if not public and (facts is None or covering_device(grants, facts) is None):
             entry = None
     if entry is None:
@@ -210,23 +213,28 @@ async def list_aggregates(call: Call) -> web.Response:
         raise ApiProblem(
             503, f"Aggregates cannot be read now: {exc}. Try again.", headers={"Retry-After": "5"}
         ) from None
-    visible, tally = visible_under(
-        tenant, result.items, grants, registry_device_facts(call.registry.view)
-    )
     reads = call.request.app.get(PERSONAL_READS_KEY)
+    visible, under = visible_under(
+        tenant,
+        result.items,
+        grants,
+        registry_device_facts(call.registry.view),
+        personal=reads is not None,
+    )
     if reads is not None:
         # The reader's own tenant, not the path's: another tenant's admin key reads no
-        # personal window of this one.
+        # personal window of this one (nor one shared with this one).
         visible, withheld = await reads.admitted(
             call.principal.tenant,
             query_text(call.request, "processingActivity"),
             visible,
             reader=f"api-key:{call.principal.key_id}",
+            grant_of=lambda item: under.get(str(item.get("aggregate_id"))),
         )
     else:  # nothing to check a purpose against: no personal item goes out
         kept = [item for item in visible if item.get("classification") != PERSONAL]
         visible, withheld = kept, len(visible) - len(kept)
-    access.count(tally)  # every window under an agreement is returned (none is personal)
+    access.count(read_under(visible, under))
     return json_response(
         {
             "items": [_out(item) for item in visible],

@@ -4,19 +4,35 @@ names that admits them (the same check as a subscription's, ``purpose.check_acti
 every read of them is written to the processing log before the answer goes out.
 
 A request that names no activity, or one that does not admit an item, gets the rest of its
-answer and a count of what was withheld: never an error, never the withheld items."""
+answer and a count of what was withheld: never an error, never the withheld items.
+
+Another tenant's personal item read under an agreement of a personal offer (issue 13) is
+checked against the provider's activity the offer names, as a delivery is
+(``PrivacyGate.admit_read`` with the grant), and its read is logged in the provider's
+processing log under that activity, with the reader as recipient."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from cityhub.schemas.processing_log import processing_record
 from cityhub.streams.privacy.gate import PrivacyGate
 from cityhub.streams.privacy.log_writer import ProcessingLogSink
-from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark, aggregate_mark
+from cityhub.streams.privacy.purpose import (
+    PERSONAL,
+    PersonalMark,
+    aggregate_mark,
+    granted_activity,
+)
+from cityhub.streams.sharing.grants import Grant
+
+
+def _no_grant(item: Mapping[str, Any]) -> Grant | None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,41 +59,56 @@ class PersonalReads:
         items: Sequence[Mapping[str, Any]],
         *,
         reader: str,
+        grant_of: Callable[[Mapping[str, Any]], Grant | None] = _no_grant,
     ) -> tuple[list[Mapping[str, Any]], int]:
         """``items`` without the personal ones that activity ``activity`` of the reader's
         ``tenant`` (the key's own, never a path's) does not admit, and how many were withheld;
         the read of those it returns is logged first (raises when the log cannot be written:
-        nothing personal goes out unlogged)."""
+        nothing personal goes out unlogged). ``grant_of``: the agreement an item of another
+        tenant is read under (then the provider's activity decides, module docstring)."""
         started = time.time()
         out: list[Mapping[str, Any]] = []
-        personal = 0
+        admitted: dict[tuple[str, str], int] = {}
+        """Personal items returned, by the (tenant, activity) whose log records the read."""
         withheld = 0
         for item in items:
             if item.get("classification") != PERSONAL:
                 out.append(item)
-            elif self.gate.admit_read(tenant, activity, self._mark(item)) is None:
-                out.append(item)
-                personal += 1
-            else:
+                continue
+            mark = self._mark(item)
+            grant = grant_of(item)
+            provider = granted_activity(tenant, mark, grant, datetime.now(UTC))
+            if provider is None:
+                grant = None  # not under an agreement now: the reader's own activity decides
+            if self.gate.admit_read(tenant, activity, mark, grant) is not None:
                 withheld += 1
-        if personal:
-            assert activity is not None  # only a named activity admits
-            found = self.gate.activities.get(tenant, activity)
-            record = processing_record(
-                name="cityhub.read",
-                trace=None,
-                parent_span_id=None,
-                started=started,
-                ended=time.time(),
-                ok=True,
-                activity_id=found.id if found is not None else activity,
-                tenant=tenant,
-                subject="",
-                recipient=reader,
-                items=personal,
-                action="read",
+                continue
+            out.append(item)
+            slug = provider if provider is not None else activity
+            assert slug is not None  # only a named activity admits
+            logged = (mark.tenant if provider is not None else tenant, slug)
+            admitted[logged] = admitted.get(logged, 0) + 1
+        records = []
+        for (owner, slug), personal in admitted.items():
+            found = self.gate.activities.get(owner, slug)
+            records.append(
+                processing_record(
+                    name="cityhub.read",
+                    trace=None,
+                    parent_span_id=None,
+                    started=started,
+                    ended=time.time(),
+                    ok=True,
+                    activity_id=found.id if found is not None else slug,
+                    tenant=owner,
+                    subject="",
+                    recipient=reader,
+                    items=personal,
+                    action="read",
+                )
             )
-            await self.log.write([record])
+        if records:
+            await self.log.write(records)
         return out, withheld
 
 

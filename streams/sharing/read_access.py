@@ -137,12 +137,17 @@ def registry_device_facts(view: RegistryView) -> DeviceFacts:
     return known
 
 
-def device_item(view: RegistryView, entry: DeviceEntry, kind: ItemKind) -> ItemFacts | None:
+def device_item(
+    view: RegistryView, entry: DeviceEntry, kind: ItemKind, *, personal: bool = False
+) -> ItemFacts | None:
     """A registered device as an item of ``kind`` (its type's classification, no quantity), or
-    None for a device no agreement can share in a read: of an unknown or ``personal`` type, or
-    linked to a data subject."""
+    None for a device no agreement can share in a read: of an unknown type, of a ``personal``
+    one (unless ``personal``: the aggregates API checks personal windows against the
+    provider's activity), or linked to a data subject."""
     device_type = view.device_type(entry.tenant, entry.type)
-    if device_type is None or device_type.classification is Classification.PERSONAL:
+    if device_type is None:
+        return None
+    if device_type.classification is Classification.PERSONAL and not personal:
         return None
     if entry.data_subject is not None:
         return None

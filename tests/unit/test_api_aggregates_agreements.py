@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec
+from cityhub.schemas.registry import Classification, DeviceSpec, DeviceTypeSpec
 from cityhub.schemas.sharing import ItemKind, Selection
 from cityhub.streams.aggregation.memory import InMemoryAggregates
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.app import build_api
+from cityhub.streams.privacy.reads import PersonalReads
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
@@ -24,6 +25,7 @@ from cityhub.streams.sharing.read_access import ReadAccess
 from cityhub.streams.sharing.usage import Channel, UsageCounts
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
+from tests.personal_reads import RecordedLog, personal_reads_for_home
 
 from .test_api_aggregates import LIMITS, MIN, T0_MS, aggregate, params
 from .test_api_support import Api, seed
@@ -40,6 +42,8 @@ class Shared:
     topic: InMemoryAggregates
     grants: list[Grants]
     usage: UsageCounts
+    personal: PersonalReads
+    log: RecordedLog
 
     def offer(self, selection: Selection, agreement_id: str = "agr-1") -> None:
         self.grants[0] = Grants.from_agreements(
@@ -64,6 +68,7 @@ async def shared() -> AsyncIterator[Shared]:
     await store.start()
     registry = Registry(store)
     keys = await seed(registry)
+    reads, log = await personal_reads_for_home(registry)  # acme's personal h-1, care, parking
     system = Principal.system()
     await registry.create_type(system, "acme", DeviceTypeSpec(id="noise", name="Noise"))
     for device, type_id in (("a-1", "th"), ("a-noise", "noise")):
@@ -77,11 +82,14 @@ async def shared() -> AsyncIterator[Shared]:
     app = build_api(
         registry,
         subscriptions=subscriptions,
+        personal_reads=reads,
         read_access=ReadAccess(lambda: grants[0], usage, lambda: NOW),
     )
     app[AGGREGATES_KEY] = topic
     async with TestClient(TestServer(app)) as client:
-        yield Shared(Api(client, registry, store, keys, subscriptions), topic, grants, usage)
+        yield Shared(
+            Api(client, registry, store, keys, subscriptions), topic, grants, usage, reads, log
+        )
     await store.stop()
 
 
@@ -136,3 +144,42 @@ async def test_another_tenants_area_is_read_with_area_tenant_under_an_area_offer
         status, doc, _ = await api.call("GET", B, "sub_b", params=own)
         assert [(i["tenant"], i["key"]) for i in doc["items"]] == [("beta", "north")]
     assert shared.reads() == 1
+
+
+async def test_a_personal_window_under_a_personal_offer_is_checked_against_the_providers_activity(
+    shared: Shared,
+) -> None:
+    api, log = shared.api, shared.log
+    shared.topic.add(aggregate("h-1", tenant="acme", classification="personal"))
+    home = params(deviceId="h-1")
+    status, _, _ = await api.call("GET", B, "sub_b", params=home)
+    assert status == 404
+    # An internal offer of the type covers no personal window (nor the personal device).
+    shared.offer(Selection(device_types=["home"]))
+    status, _, _ = await api.call("GET", B, "sub_b", params=home)
+    assert status == 404
+    for activity, shown in (("parking", 0), ("care", 1)):
+        shared.grants[0] = Grants.from_agreements(
+            [
+                agreement_between(
+                    Selection(device_types=["home"]),
+                    kinds=(AGG,),
+                    classification=Classification.PERSONAL,
+                    activity=activity,
+                    provider="acme",
+                    consumer="beta",
+                )
+            ]
+        )
+        # The reader names no activity of its own: the provider's decides.
+        status, doc, _ = await api.call("GET", B, "sub_b", params=home)
+        assert status == 200, doc
+        assert len(doc["items"]) == shown
+        assert doc.get("personal_withheld", 0) == 1 - shown
+    assert shared.reads() == 1
+    [record] = log.records
+    assert (record.tenant, record.items, record.action) == ("acme", 1, "read")
+    assert (record.recipient or "").startswith("api-key:")
+    care = shared.personal.gate.activities.get("acme", "care")
+    assert care is not None
+    assert record.activity_id == care.id

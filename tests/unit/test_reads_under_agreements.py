@@ -18,6 +18,7 @@ from cityhub.schemas.sharing import (
     OfferSpec,
     Selection,
 )
+from cityhub.streams.aggregation.query import read_under as windows_read_under
 from cityhub.streams.aggregation.query import visible_under
 from cityhub.streams.history.grant_conditions import (
     covered_classifications,
@@ -66,6 +67,7 @@ def _agreement(
     state: AgreementState = AgreementState.APPROVED,
     provider: str = "port",
     consumer: str = "city",
+    activity: str | None = None,
 ) -> Agreement:
     at = _rfc(NOW - timedelta(days=1))
     spec = OfferSpec(
@@ -75,6 +77,7 @@ def _agreement(
         selection=selection,
         kinds=list(kinds),
         classification=classification,
+        processing_activity=activity,
         purposes=["air quality policy"],
     )
     return Agreement(
@@ -243,8 +246,9 @@ def test_an_area_is_covered_only_by_an_aggregate_offer_without_device_criteria()
 # --- aggregates -----------------------------------------------------------------------------
 
 
-def _window(**kw: Any) -> dict[str, Any]:
+def _window(n: int, **kw: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
+        "aggregate_id": f"w-{n}",
         "tenant": "port",
         "classification": "internal",
         "device_id": "aq-1",
@@ -255,25 +259,42 @@ def _window(**kw: Any) -> dict[str, Any]:
     return doc
 
 
+def _airq(tenant: str, device_id: str) -> tuple[str | None, tuple[str, ...]] | None:
+    return ("airq", ()) if (tenant, device_id) == ("port", "aq-1") else None
+
+
 def test_windows_under_an_agreement_show_and_are_counted() -> None:
     grants = (_grant(AIR, kinds=(AGG,)),)
     items = [
-        _window(),
-        _window(quantity="no2"),  # not offered
-        _window(classification="personal"),  # never read under an agreement
-        _window(tenant="city"),  # own
-        _window(tenant="other", classification="public"),  # public
+        _window(0),
+        _window(1, quantity="no2"),  # not offered
+        _window(2, classification="personal"),  # not covered by an internal offer
+        _window(3, tenant="city"),  # own
+        _window(4, tenant="other", classification="public"),  # public
     ]
-
-    def device_of(tenant: str, device_id: str) -> tuple[str | None, tuple[str, ...]] | None:
-        return ("airq", ()) if (tenant, device_id) == ("port", "aq-1") else None
-
-    shown, tally = visible_under("city", items, grants, device_of)
+    shown, under = visible_under("city", items, grants, _airq)
     assert shown == [items[0], items[3], items[4]]
-    assert tally == {"agr-1": 1}
+    assert {k: g.agreement_id for k, g in under.items()} == {"w-0": "agr-1"}
+    assert windows_read_under(shown, under) == {"agr-1": 1}
+    assert windows_read_under(shown[1:], under) == {}
     # Without the registry's facts the device type is unknown: not covered.
     assert visible_under("city", items, grants)[1] == {}
     assert visible_under("city", items)[0] == [items[3], items[4]]
+
+
+def test_a_personal_window_is_read_under_a_personal_offer_only_when_asked() -> None:
+    personal = Grant.of(
+        _agreement(AIR, kinds=(AGG,), classification=Classification.PERSONAL, activity="care")
+    )
+    item = _window(0, classification="personal")
+    assert visible_under("city", [item], (personal,), _airq)[0] == []
+    shown, under = visible_under("city", [item], (personal,), _airq, personal=True)
+    assert shown == [item]
+    assert under["w-0"] is personal
+    # An internal offer never covers a personal window.
+    assert (
+        visible_under("city", [item], (_grant(AIR, kinds=(AGG,)),), _airq, personal=True)[0] == []
+    )
 
 
 # --- SensorThings ---------------------------------------------------------------------------
