@@ -333,3 +333,22 @@ async def test_a_folder_that_cannot_be_written_is_tried_again(
     data.files_dir.unlink()
     await data.flush()  # the writer tries again by itself within a minute; no need to wait
     assert data.file_days("air-quality") == sorted({hour(1).date(), hour(24 * 4).date()})
+
+
+async def test_a_stream_resumes_after_its_last_event_id(open_api: Open) -> None:
+    await open_api.publish(window(hour(3)), window(hour(2)), window(hour(1)))  # offsets 0, 1, 2
+    async with open_api.client.get(f"{OPEN}/stream", headers={"Last-Event-ID": "0"}) as response:
+        assert response.status == 200
+        await open_api.publish(window(hour(1), area="west"))  # wakes the stream
+        buffer = b""
+        async with asyncio.timeout(3):
+            while buffer.count(b"event: window") < 3:
+                buffer += await response.content.readany()
+    assert [line for line in buffer.split(b"\n") if line.startswith(b"id: ")] == [
+        b"id: 1",
+        b"id: 2",
+        b"id: 3",
+    ]
+    status, doc, _, _ = await open_api.get(f"{OPEN}/stream", headers={"Last-Event-ID": "0:42"})
+    assert status == 400
+    assert doc["errors"][0]["field"] == "Last-Event-ID"
