@@ -36,9 +36,10 @@ consent the data subject consents to it (to a version with the current terms). T
 subscription then needs no activity of its own (the provider's is the purpose the subject's
 data is used for); point 1 still holds, and so does every other refusal. Without such an
 agreement (none, ended, revoked, or one whose offer is not personal, which never covers a
-personal item anyway) the item is refused as before (``no_activity``, else ``other_tenant``). The processing-log record of such a
-delivery is written under the provider's tenant and activity (``gate.py``): the provider is
-the controller that answers to the data subject.
+personal item anyway) the item is refused as before (``no_activity``, else
+``other_tenant``). The processing-log record of such a delivery is written under the
+provider's tenant and activity (``gate.py``): the provider is the controller that answers to
+the data subject.
 """
 
 from __future__ import annotations
