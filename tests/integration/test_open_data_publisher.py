@@ -9,7 +9,8 @@ compacted ``<prefix>.open-data`` topic holds exactly: ``centrum``'s temperature 
 personal sensor's extreme value left out: the air-quality dataset takes no personal devices) and
 the merged ``other-areas`` temperature of ``noord`` and ``oost`` (3 devices together); not
 ``noord``'s humidity (2 devices, nothing to merge it with: withheld, not even its count), and no
-record names a device, a DevEUI or the tenant. The publisher's metrics count what it decided.
+record names a device, a DevEUI or the tenant. The open API serves the two windows without a
+key, and the publisher's metrics count what it decided.
 Killed (SIGKILL) and started again, the hub writes the same two records again (equal values),
 and nothing else.
 """
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from cityhub.connectors.decoders.cayenne import encode_lpp
@@ -116,6 +118,21 @@ def uplinks(euis: dict[str, str], start: datetime) -> Iterable[tuple[str, bytes]
             yield chirpstack(euis[device_id], n + 1, payload=encode_lpp(items), time=at)
 
 
+async def served_windows(base: str, want: int) -> list[dict[str, Any]]:
+    """The air-quality windows the open API serves, once it serves ``want`` (or after 20 s)."""
+    items: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 20
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"{base}/datasets/air-quality/windows") as response:
+                doc = await response.json()
+                items = doc.get("items", []) if response.status == 200 else []
+            if len(items) >= want:
+                break
+            await asyncio.sleep(0.3)
+    return items
+
+
 async def test_the_publisher_publishes_only_windows_of_k_devices(tmp_path: Path) -> None:
     hub = Hub(tmp_path, command="run", extra_env=ENV)
     keys = await seed(hub.prefix)
@@ -176,6 +193,12 @@ async def test_the_publisher_publishes_only_windows_of_k_devices(tmp_path: Path)
         assert hub.metric("cityhub_open_data_windows_total", decision="withheld") == 1
         assert hub.metric("cityhub_open_data_skipped_total", reason="personal") == 3
         print(f"\nopen data: the window read from the topic {after_end:.1f} s after its end")
+        # And the open API serves them, without a key.
+        served = await served_windows(f"http://127.0.0.1:{hub.port}/api/v1/open", 2)
+        assert sorted((w["area"], w["mean"]) for w in served) == [
+            ("centrum", 21.0),
+            (MERGED_AREA, 11.0),
+        ]
         # Killed and started again, the publisher restores its state and writes the records of
         # the groups it closed lately again (a crash may have lost them): the same bytes, and
         # nothing else (the windows are closed: no revision, no second decision).
