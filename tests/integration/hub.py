@@ -106,6 +106,8 @@ class Hub:
                 "CITYHUB_MANAGEMENT__PORT": str(self.management_port),
                 # The history writer of `cityhub run` writes to a schema of the hub's own.
                 "CITYHUB_HISTORY__DB_SCHEMA": self.prefix,
+                # The daily open-data files go to the hub's own folder, not the checkout's.
+                "CITYHUB_OPEN_DATA__FILES_DIR": str(self.workdir / "open-data"),
                 "CITYHUB_LOG_LEVEL": "info",
             }
         )

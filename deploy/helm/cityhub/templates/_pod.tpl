@@ -105,6 +105,11 @@ spec:
         - name: CITYHUB_MQTT__SHARE_GROUP
           value: {{ required "mqtt.shareGroup: bridges share one subscription" $v.mqtt.shareGroup | quote }}
         {{- end }}
+        {{- if eq .component "api" }}
+        # The root is read-only: the daily open-data files go to a volume of their own.
+        - name: CITYHUB_OPEN_DATA__FILES_DIR
+          value: /var/lib/cityhub/open-data
+        {{- end }}
         {{- with .values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -124,6 +129,10 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- if eq .component "api" }}
+        - name: open-data
+          mountPath: /var/lib/cityhub/open-data
+        {{- end }}
         {{- if $sasl }}
         - name: kafka-password
           mountPath: /var/run/secrets/cityhub/kafka
@@ -158,6 +167,13 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- if eq .component "api" }}
+    # Each API replica writes the daily files from the open-data topic it reads whole at start,
+    # so a replica that lost its volume writes them again.
+    - name: open-data
+      emptyDir:
+        sizeLimit: {{ .values.openDataFiles.sizeLimit }}
+    {{- end }}
     {{- if $sasl }}
     - name: kafka-password
       secret:
