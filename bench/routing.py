@@ -3,9 +3,9 @@
     python -m bench.routing [--observations 20000] [--runs 5]
 
 The question: does one tenant's thousands of subscriptions slow everybody's data down? Both
-routers (``cityhub.streams.subscriptions.router``) route the same observation stream, first
-with the first 10 subscriptions of a city, then with all 10 000: the indexed
-``SubscriptionRouter`` the worker runs, and the linear reference that evaluates every
+routers (``cityhub.streams.subscriptions.router`` and ``.linear_router``) route the same
+observation stream, first with the first 10 subscriptions of a city, then with all 10 000: the
+indexed ``SubscriptionRouter`` the worker runs, and the linear reference that evaluates every
 subscription's filter on every observation (what the worker did before). Pure CPU, no broker.
 
 The city (seeded, the same every run): the simulator's fleet of 5 000 devices (its kinds and
@@ -59,7 +59,8 @@ from cityhub.schemas.subscription import Subscription, SubscriptionSpec, build_s
 from cityhub.streams.devtools.simulator import Kind, build_fleet
 from cityhub.streams.devtools.simulator.fleet import CITY_BBOX
 from cityhub.streams.sharing.grants import Grants
-from cityhub.streams.subscriptions.router import LinearSubscriptionRouter, SubscriptionRouter
+from cityhub.streams.subscriptions.linear_router import LinearSubscriptionRouter
+from cityhub.streams.subscriptions.router import SubscriptionRouter
 from cityhub.streams.subscriptions.view import SubscriptionView
 
 TENANTS = 100

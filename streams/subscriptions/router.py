@@ -32,8 +32,8 @@ The cost of routing one item must not grow with subscriptions that do not receiv
 one tenant's thousands of subscriptions cannot slow everybody's data down: the router looks an
 item up in an index of the subscriptions (``route_index.py``) instead of running every compiled
 filter on every item. ``route`` returns exactly what evaluating every subscription's predicate
-returns (``LinearSubscriptionRouter``, kept as the reference: ``tests/unit/test_router_index.py``
-checks the two agree on random subscriptions and items).
+returns (``LinearSubscriptionRouter`` in ``linear_router.py``, kept as the reference:
+``tests/unit/test_router_index.py`` checks the two agree on random subscriptions and items).
 """
 
 from __future__ import annotations
@@ -48,10 +48,8 @@ from cityhub.connectors.sinks.encodings import EncodingContext, get_encoding
 from cityhub.connectors.sinks.errors import UnknownEncoding
 from cityhub.schemas.observation import Observation
 from cityhub.schemas.settings import Settings
-from cityhub.schemas.sharing import ItemKind
 from cityhub.schemas.subscription import (
     DEFAULT_ENCODING,
-    DeliverySpec,
     Serving,
     Source,
     Subscription,
@@ -59,12 +57,12 @@ from cityhub.schemas.subscription import (
 )
 from cityhub.streams.runtime.agent import Headers, Write
 from cityhub.streams.sharing.grants import DeviceFacts, Grant, Grants, GrantsSource, facts_of
+from cityhub.streams.subscriptions.agreement_routing import KIND_OF_SOURCE, takes_agreement_items
 from cityhub.streams.subscriptions.agreements import agreement_header
 from cityhub.streams.subscriptions.filter import (
     PUBLIC,
     DeviceTypeOf,
     Item,
-    Predicate,
     compile_filter,
 )
 from cityhub.streams.subscriptions.route_index import (
@@ -78,12 +76,6 @@ from cityhub.streams.subscriptions.route_index import (
 )
 
 log = logging.getLogger("cityhub.subscriptions.router")
-
-KIND_OF_SOURCE = {
-    Source.OBSERVATIONS: ItemKind.OBSERVATIONS,
-    Source.AGGREGATES: ItemKind.AGGREGATES,
-}
-"""What an offer calls the items of each source."""
 
 TopicEncoder = Callable[[str, bytes, bytes, "int | None", "Headers | None"], Write]
 """``(topic, key, doc, timestamp_ms, headers) -> the record to write`` for one topic."""
@@ -397,90 +389,6 @@ class SubscriptionRouter:
 
     def __len__(self) -> int:
         return len(self._by_key)
-
-
-class LinearSubscriptionRouter:
-    """The reference router: every subscription's compiled predicate on every item, so its cost
-    grows with every tenant's subscriptions. ``SubscriptionRouter`` must route exactly as this
-    does; tests and ``bench.routing`` compare the two. With ``grants``, a subscription not read
-    from its Kafka topic also takes another tenant's non-public item when its tenant's
-    agreement in force covers it and the filter without the tenant rule takes it."""
-
-    def __init__(
-        self,
-        topic_prefix: str,
-        device_type_of: DeviceTypeOf | None = None,
-        *,
-        grants: GrantsSource | None = None,
-        device_of: DeviceFacts | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._prefix = topic_prefix
-        self._device_type_of = device_type_of
-        self._grants = grants
-        self._device_of = device_of
-        self._clock = clock
-        self._routes: dict[Source, tuple[_LinearRoute, ...]] = dict.fromkeys(Source, ())
-
-    def refresh(
-        self, subscriptions: Iterable[Subscription], ready_topics: Collection[str] | None = None
-    ) -> None:
-        """Compile every filter of ``subscriptions`` (those whose topic is ready) anew."""
-        routes: dict[Source, list[_LinearRoute]] = {source: [] for source in Source}
-        by_key: dict[Key, Subscription] = {}
-        for record in subscriptions:
-            by_key[(record.tenant, record.id)] = record  # the last version of a key wins
-        for record in by_key.values():
-            topic = subscription_topic(self._prefix, record.tenant, record.id)
-            if ready_topics is None or topic in ready_topics:
-                matches = compile_filter(
-                    record.filter, tenant=record.tenant, device_type_of=self._device_type_of
-                )
-                shared = (
-                    compile_filter(
-                        record.filter,
-                        tenant=record.tenant,
-                        device_type_of=self._device_type_of,
-                        shared=True,
-                    )
-                    if takes_agreement_items(record)
-                    else None
-                )
-                routes[record.source].append((topic, record.tenant, matches, shared))
-        self._routes = {source: tuple(found) for source, found in routes.items()}
-
-    def route(self, item: Item, source: Source = Source.OBSERVATIONS) -> list[str]:
-        """The topics of the subscriptions whose compiled filter takes ``item`` (or, under an
-        agreement in force, whose filter without the tenant rule does)."""
-        grants = self._grants() if self._grants is not None else None
-        facts = None
-        when = datetime.fromtimestamp(self._clock(), UTC)
-        out = []
-        for topic, tenant, matches, shared in self._routes[source]:
-            if matches(item):
-                out.append(topic)
-            elif grants is not None and shared is not None:
-                if facts is None:
-                    facts = facts_of(item, KIND_OF_SOURCE[source], self._device_of)
-                if (
-                    facts.classification != PUBLIC
-                    and grants.grant_for(tenant, facts, when) is not None
-                    and shared(item)
-                ):
-                    out.append(topic)
-        return out
-
-
-_LinearRoute = tuple[str, str, Predicate, "Predicate | None"]
-
-
-def takes_agreement_items(record: Subscription) -> bool:
-    """Whether a subscription may receive items under its tenant's agreements: one served by a
-    delivery task or a live stream, which check each item again before sending it. Not one read
-    from its Kafka topic, and, failing closed, not one of a kind this process does not know
-    (its delivery parsed as the base model, which cannot say how it is served)."""
-    delivery = record.delivery
-    return type(delivery) is not DeliverySpec and delivery.serving is not Serving.TOPIC
 
 
 def _same_routing(a: Subscription, b: Subscription) -> bool:

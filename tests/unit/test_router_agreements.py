@@ -31,7 +31,8 @@ from cityhub.schemas.subscription import (
 )
 from cityhub.streams.sharing.grants import Grants
 from cityhub.streams.subscriptions.agreements import AGREEMENT_HEADER
-from cityhub.streams.subscriptions.router import LinearSubscriptionRouter, SubscriptionRouter
+from cityhub.streams.subscriptions.linear_router import LinearSubscriptionRouter
+from cityhub.streams.subscriptions.router import SubscriptionRouter
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 STAMP = "2026-12-04T12:00:00.000Z"

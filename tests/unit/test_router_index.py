@@ -23,7 +23,8 @@ from cityhub.schemas.subscription import (
     SubscriptionSpec,
     build_subscription,
 )
-from cityhub.streams.subscriptions.router import LinearSubscriptionRouter, SubscriptionRouter
+from cityhub.streams.subscriptions.linear_router import LinearSubscriptionRouter
+from cityhub.streams.subscriptions.router import SubscriptionRouter
 
 TENANTS = ["acme", "beta", "gamma", "delta"]
 DEVICES = ["d1", "d2", "d3", "d4", "d5"]
