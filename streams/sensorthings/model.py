@@ -4,8 +4,9 @@ location, one each), Sensors (device types), ObservedProperties (the catalogue's
 that have a visible Datastream), Datastreams (device x quantity) and FeaturesOfInterest (one
 per device that has observations: its location, or a GeoJSON Feature without geometry).
 
-Pure: plain data in (registry entries, device types, Datastream facts), a ``Graph`` out.
-Observations are not here: they live in the history store (``observations.py``).
+Pure: plain data in (registry entries, device types, Datastream facts), a ``Graph`` out; each
+entity's properties are built by ``documents.py``. Observations are not here: they live in the
+history store (``observations.py``).
 
 Visibility (the rule of the whole API): a tenant's key sees its own tenant's devices and types,
 other tenants' ``public`` ones, and what its active agreements cover (``Viewer.grants``): a
@@ -20,15 +21,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from cityhub.schemas.registry import Classification, DeviceType
 from cityhub.schemas.sharing import ItemKind
 from cityhub.streams.registry.view import DeviceEntry
+from cityhub.streams.sensorthings.documents import (
+    datastream_document,
+    feature_document,
+    historical_location_document,
+    location_document,
+    observed_property_document,
+    sensor_document,
+    thing_document,
+)
 from cityhub.streams.sensorthings.ids import entity_id
-from cityhub.streams.sensorthings.vocabulary import definition_of, describe, unit_of_measurement
 from cityhub.streams.sharing.grants import Grant, ItemFacts
 from cityhub.streams.sharing.read_access import covering_quantity, device_grants
 
@@ -68,9 +77,6 @@ RELATIONS: dict[str, dict[str, str]] = {
 }
 """Each entity type's navigation properties and the type each reaches (plural names reach
 many)."""
-
-OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
-GEOJSON = "application/geo+json"
 
 
 def is_plural(navigation: str) -> bool:
@@ -171,15 +177,6 @@ class Viewer:
         return device_grants(self.grants, facts)
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _id_key(kind: str, key: Any) -> str:
     """The text an entity's id is hashed from (``ids.py``)."""
     if kind == "Sensor":
@@ -267,22 +264,22 @@ class Graph:
         device = self._things.get(key) if isinstance(key, str) else None
         make: Callable[[], dict[str, Any]]
         if kind == "Thing" and device is not None:
-            make = partial(_thing, device, self._types[(device.tenant, device.type)])
+            make = partial(thing_document, device, self._types[(device.tenant, device.type)])
         elif kind == "Location" and device is not None and device.latitude is not None:
-            make = partial(_location, device)
+            make = partial(location_document, device)
         elif kind == "HistoricalLocation" and device is not None and device.latitude is not None:
-            make = partial(_historical_location, device)
+            make = partial(historical_location_document, device)
         elif kind == "FeatureOfInterest" and device is not None and key in self._streams:
-            make = partial(_feature, device)
+            make = partial(feature_document, device)
         elif kind == "Sensor" and key in self._types:
-            make = partial(_sensor, self._types[key])
+            make = partial(sensor_document, self._types[key])
         elif kind == "ObservedProperty" and key in self._quantities:
-            make = partial(_observed_property, key)
+            make = partial(observed_property_document, key)
         elif kind == "Datastream" and isinstance(key, tuple):
             facts = self._streams.get(key[0], {}).get(key[1])
             if facts is None:
                 return None
-            make = partial(_datastream, self._things[key[0]], facts)
+            make = partial(datastream_document, self._things[key[0]], facts)
         else:
             return None
         if number is None:
@@ -415,101 +412,3 @@ class Graph:
 
 def _present(entity: Entity | None) -> list[Entity]:
     return [] if entity is None else [entity]
-
-
-def _thing(device: DeviceEntry, device_type: DeviceType) -> dict[str, Any]:
-    where = f" in area {device.area}" if device.area else ""
-    return {
-        "name": device.name,
-        "description": f"{device_type.name} {device.id}{where}",
-        "properties": {
-            "device_id": device.id,
-            "tenant": device.tenant,
-            "device_type": device.type,
-            "area": device.area,
-            "tags": list(device.tags),
-            "active": device.active,
-        },
-    }
-
-
-def _point(device: DeviceEntry) -> dict[str, Any]:
-    coordinates = [device.longitude, device.latitude]
-    if device.altitude is not None:
-        coordinates.append(device.altitude)
-    return {"type": "Point", "coordinates": coordinates}
-
-
-def _location(device: DeviceEntry) -> dict[str, Any]:
-    return {
-        "name": f"{device.name} location",
-        "description": f"Where device {device.id} is installed",
-        "encodingType": GEOJSON,
-        "location": _point(device),
-    }
-
-
-def _historical_location(device: DeviceEntry) -> dict[str, Any]:
-    # The registry keeps the current location only: its one HistoricalLocation is the time the
-    # device's record (and so its location) was last written.
-    return {"time": _parse_time(device.updated_at)}
-
-
-def _sensor(device_type: DeviceType) -> dict[str, Any]:
-    return {
-        "name": device_type.name,
-        "description": f"Device type {device_type.id} of tenant {device_type.tenant}",
-        "encodingType": "application/json",
-        "metadata": f"/api/v1/tenants/{device_type.tenant}/device-types/{device_type.id}",
-        "properties": {
-            "tenant": device_type.tenant,
-            "device_type": device_type.id,
-            "classification": device_type.classification.value,
-            "decoder": device_type.decoder,
-        },
-    }
-
-
-def _observed_property(quantity: str) -> dict[str, Any]:
-    return {
-        "name": quantity,
-        "definition": definition_of(quantity),
-        "description": describe(quantity),
-    }
-
-
-def _observation_type(facts: StreamFacts) -> str:
-    if not facts.numeric:
-        return OM + "OM_Observation"
-    if facts.quantity == "count":
-        return OM + "OM_CountObservation"
-    return OM + "OM_Measurement"
-
-
-def _datastream(device: DeviceEntry, facts: StreamFacts) -> dict[str, Any]:
-    return {
-        "name": f"{device.name} {facts.quantity}",
-        "description": f"{describe(facts.quantity)} measured by device {device.id}",
-        "unitOfMeasurement": unit_of_measurement(facts.unit),
-        "observationType": _observation_type(facts),
-        "phenomenonTime": f"{_iso(facts.first)}/{_iso(facts.last)}",
-        "properties": {"device_id": device.id, "quantity": facts.quantity},
-    }
-
-
-def _feature(device: DeviceEntry) -> dict[str, Any]:
-    if device.latitude is not None and device.longitude is not None:
-        feature: dict[str, Any] = _point(device)
-    else:
-        feature = {"type": "Feature", "geometry": None, "properties": {"area": device.area}}
-    return {
-        "name": device.name,
-        "description": f"What device {device.id} observes: its location",
-        "encodingType": GEOJSON,
-        "feature": feature,
-    }
-
-
-def iso(value: datetime) -> str:
-    """A time as SensorThings writes it (ISO 8601, UTC, ``Z``)."""
-    return _iso(value)

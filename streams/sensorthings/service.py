@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 
 from cityhub.schemas.settings import SensorThingsSettings
 from cityhub.streams.history.queries import Viewer as HistoryViewer
+from cityhub.streams.sensorthings.documents import iso
 from cityhub.streams.sensorthings.evaluate import Resolve, many, matches, sort
 from cityhub.streams.sensorthings.expr import Expand, Expr, NotSupported, Query, QueryError
 from cityhub.streams.sensorthings.ids import MAX_OBSERVATION_ID, event_id_bounds
@@ -27,7 +28,6 @@ from cityhub.streams.sensorthings.model import (
     Entity,
     Graph,
     is_plural,
-    iso,
 )
 from cityhub.streams.sensorthings.observations import HistoryReads, ObservationQuery
 from cityhub.streams.sensorthings.parser import parse_options
