@@ -33,8 +33,9 @@ from cityhub.streams.aggregation.query import (
     ScanResult,
     reads_history,
 )
+from cityhub.streams.history.aggregate_queries import AggregateFilter, Group, as_utc
 from cityhub.streams.history.connection import ConnectionPool
-from cityhub.streams.history.queries import AggregateFilter, Group, ReadRejected, Viewer, as_utc
+from cityhub.streams.history.queries import ReadRejected, Viewer
 from cityhub.streams.history.reads import aggregates
 
 log = logging.getLogger("cityhub.aggregates")

@@ -36,12 +36,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cityhub.streams.history.aggregate_queries import (
+    AggregateFilter,
+    Group,
+    aggregates_statement,
+)
 from cityhub.streams.history.connection import Connection
 from cityhub.streams.history.grant_conditions import read_under as _read_under
 from cityhub.streams.history.queries import (
     MAX_AGGREGATES,
-    AggregateFilter,
-    Group,
     ObservationCursor,
     ObservationFilter,
     ObservationRow,
@@ -49,7 +52,6 @@ from cityhub.streams.history.queries import (
     ReadRejected,
     Statement,
     Viewer,
-    aggregates_statement,
     count_observations_statement,
     latest_statement,
     observations_statement,

@@ -15,20 +15,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cityhub.streams.aggregation.query import area_group, device_group
+from cityhub.streams.history.aggregate_queries import (
+    AggregateFilter,
+    Group,
+    aggregates_statement,
+    as_utc,
+)
 from cityhub.streams.history.queries import (
     MAX_AGGREGATES,
     MAX_DEVICES,
     MAX_OBSERVATIONS,
-    AggregateFilter,
-    Group,
     ObservationCursor,
     ObservationFilter,
     ObservationRow,
     Order,
     ReadRejected,
     Viewer,
-    aggregates_statement,
-    as_utc,
     count_observations_statement,
     latest_statement,
     observations_statement,

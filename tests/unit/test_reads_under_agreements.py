@@ -20,17 +20,19 @@ from cityhub.schemas.sharing import (
 )
 from cityhub.streams.aggregation.query import read_under as windows_read_under
 from cityhub.streams.aggregation.query import visible_under
+from cityhub.streams.history.aggregate_queries import (
+    AggregateFilter,
+    Group,
+    aggregates_statement,
+)
 from cityhub.streams.history.grant_conditions import (
     covered_classifications,
     grant_condition,
     read_under,
 )
 from cityhub.streams.history.queries import (
-    AggregateFilter,
-    Group,
     ObservationFilter,
     Viewer,
-    aggregates_statement,
     observations_statement,
     visibility,
 )
