@@ -42,8 +42,10 @@ from cityhub.schemas.subscription_secrets import join_secrets
 from cityhub.schemas.topics import Topics
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.agreement_screen import DeliverySharing
+from cityhub.streams.delivery.consumer_group import group_id
+from cityhub.streams.delivery.outputs import Target
 from cityhub.streams.delivery.targets import target_for
-from cityhub.streams.delivery.task import DeliveryTask, Target, group_id
+from cityhub.streams.delivery.task import DeliveryTask
 from cityhub.streams.privacy.gate import PrivacyGate
 from cityhub.streams.privacy.log_writer import ProcessingLogSink
 from cityhub.streams.subscriptions.secret_store import SubscriptionSecretRecordStore

@@ -10,7 +10,7 @@ from __future__ import annotations
 from cityhub.connectors.sinks import Serving, get_sink
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Subscription
-from cityhub.streams.delivery.task import Target
+from cityhub.streams.delivery.outputs import Target
 
 
 def target_for(record: Subscription, settings: Settings) -> Target | None:

@@ -32,8 +32,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -56,9 +55,11 @@ from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.agreement_screen import DeliverySharing
 from cityhub.streams.delivery.batch import message_id
+from cityhub.streams.delivery.consumer_group import REPLAY_METADATA, applied_generation, group_id
 from cityhub.streams.delivery.dead_letters import STAGE, delivery_dead_letters
+from cityhub.streams.delivery.outputs import DeadLetterWriter, Target
 from cityhub.streams.delivery.privacy_screen import screen_when_current
-from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item
+from cityhub.streams.delivery.queue import DeliveryQueue, Item
 from cityhub.streams.metrics import DEADLETTERS
 from cityhub.streams.privacy.gate import PrivacyGate, Screened
 from cityhub.streams.privacy.log_writer import ProcessingLogSink, ProcessingLogUnavailable
@@ -68,43 +69,6 @@ log = logging.getLogger("cityhub.delivery")
 FETCH_MAX_RECORDS = 500
 POLL_TIMEOUT_MS = 200
 LAG_INTERVAL_S = 1.0
-REPLAY_METADATA = "replay="
-
-
-class Target(Protocol):
-    """A subscription's sink as the task uses it: one attempt per ``send``, of batches cut by
-    its ``batch_limits``."""
-
-    batch_limits: BatchLimits
-
-    async def start(self) -> None: ...
-
-    async def send(self, items: Sequence[Item], msg_id: str) -> None:
-        """Deliver the batch or raise ``DeliveryFailed``."""
-        ...
-
-    async def stop(self) -> None: ...
-
-
-DeadLetterWriter = Callable[[bytes, bytes | None, list[tuple[str, bytes]]], Awaitable[None]]
-"""``(dead letter JSON, key, headers)``: returns once Kafka confirmed the write."""
-
-
-def group_id(settings: Settings, record: Subscription) -> str:
-    """``<group_prefix>.<the subscription's topic>``: one group per subscription and per
-    deployment (the topic carries the topic prefix)."""
-    topic = subscription_topic(settings.kafka.topic_prefix, record.tenant, record.id)
-    return f"{settings.delivery.group_prefix}.{topic}"
-
-
-def applied_generation(metadata: str | None) -> int:
-    """The replay generation a commit's metadata says was applied (0: none)."""
-    if metadata and metadata.startswith(REPLAY_METADATA):
-        tail = metadata[len(REPLAY_METADATA) :]
-        # isdigit() alone takes Unicode digits ("²", "٣") that int() refuses or reads.
-        if tail.isascii() and tail.isdigit():
-            return int(tail)
-    return 0
 
 
 class DeliveryTask:

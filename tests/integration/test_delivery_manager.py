@@ -15,8 +15,8 @@ from cityhub.connectors.sinks import validate_spec
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.subscription import SubscriptionState, build_subscription
 from cityhub.streams.delivery import metrics as m
+from cityhub.streams.delivery.consumer_group import group_id
 from cityhub.streams.delivery.manager import DeliveryManager
-from cityhub.streams.delivery.task import group_id
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
 from cityhub.streams.subscriptions.topics import SubscriptionTopics
 

@@ -25,8 +25,8 @@ from cityhub.connectors.sinks.kinds.webhook import (
 from cityhub.schemas.settings import DeliverySettings, Settings
 from cityhub.schemas.subscription import Subscription, build_subscription
 from cityhub.streams.delivery.batch import webhook_body
+from cityhub.streams.delivery.consumer_group import applied_generation
 from cityhub.streams.delivery.queue import BatchLimits, DeliveryQueue, Item, batch_length
-from cityhub.streams.delivery.task import applied_generation
 
 SPEC = subscription_models().spec
 """The subscription spec model of the registered delivery kinds."""

@@ -14,8 +14,8 @@ import pytest
 from cityhub.schemas.observation import NetworkMeta, Observation
 from cityhub.schemas.subscription import Source, Subscription, SubscriptionSpec, build_subscription
 from cityhub.streams.delivery.batch import message_id, parse_event_id, sse_event, webhook_body
+from cityhub.streams.delivery.consumer_group import applied_generation
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
-from cityhub.streams.delivery.task import applied_generation
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 
 

@@ -23,7 +23,7 @@ from cityhub.schemas.subscription_secrets import (
     split_secrets,
 )
 from cityhub.streams.delivery.manager import DeliveryManager
-from cityhub.streams.delivery.task import Target
+from cityhub.streams.delivery.outputs import Target
 from cityhub.streams.devtools.stack.kafka_acls import Operation, component_grants
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
