@@ -42,7 +42,8 @@ from cityhub.streams.api.erasure import ERASURE_KEY
 from cityhub.streams.api.handlers import Call, Limits, json_response
 from cityhub.streams.api.live import LIVE_KEY
 from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROUTE
-from cityhub.streams.api.open_data import OPEN_DATA_CORS_PATHS, OPEN_DATA_KEY
+from cityhub.streams.api.open_data import OPEN_DATA_CORS_PATHS
+from cityhub.streams.api.open_data_answers import OPEN_DATA_KEY
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.problems import problem_from_exception, problem_response
 from cityhub.streams.api.processing import PROCESSING_KEY

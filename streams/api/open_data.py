@@ -13,16 +13,16 @@ keyless call (``cityhub.streams.api.throttle``), cacheable, and each answer with
 
 Every success carries ``Link: <licence URI>; rel="license"`` and a ``licence`` field (the
 files: the header). Bad input is a 400 problem naming the parameter, an unknown dataset or day
-a 404; a file name is parsed into a date, never joined to a path.
+a 404; a file name is parsed into a date, never joined to a path. What every route answers
+with (the lookups, the licence, the cacheable answer, the 400) is in
+``cityhub.streams.api.open_data_answers``.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
@@ -30,23 +30,31 @@ from cityhub.schemas.open_data import OpenDataset, OpenDataSettings, OpenWindow
 from cityhub.schemas.registry import ID_PATTERN
 from cityhub.streams.api.bodies import query_limit, query_text, query_time
 from cityhub.streams.api.handlers import Call
+from cityhub.streams.api.open_data_answers import (
+    DATASET_ID,
+    NAME_PATTERN,
+    api_base,
+    bad_parameter,
+    cached_answer,
+    cached_json,
+    licence_field,
+    licence_links,
+    path_dataset,
+    published,
+    query_name,
+)
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.api.route_model import PREFIX, Param, Route
-from cityhub.streams.opendata.distributions import OpenDataDistributions
 from cityhub.streams.opendata.files import FORMATS, parse_file_name
 from cityhub.streams.opendata.selection import (
     MAX_CURSOR_LENGTH,
     MAX_RANGE_DAYS,
     BadSelection,
-    entity_tag,
-    matches,
     page,
     selection,
 )
 from cityhub.streams.opendata.stream import StreamFilter
 from cityhub.streams.service_errors import FieldError
-
-OPEN_DATA_KEY = web.AppKey("open_data", OpenDataDistributions)
 
 CATALOG_PATH = "/open/catalog"
 """The catalogue's route (``cityhub.streams.api.catalogue``), linked from every dataset."""
@@ -60,9 +68,6 @@ no key and answer everyone the same (a path ending in ``/``: every path under it
 COMPLETE_DAY_MAX_AGE = 24 * 3600
 """``max-age`` of a complete day's file: it can change no more."""
 FILE_PAGE_SIZE = 100
-_ID = re.compile(ID_PATTERN)
-_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
-_NAME = re.compile(_NAME_PATTERN)
 
 
 class OpenDatasetOut(BaseModel):
@@ -105,51 +110,17 @@ class OpenFileList(BaseModel):
     next_cursor: str | None
 
 
-# --- helpers -----------------------------------------------------------------------------------
-
-
-def _open_data(call: Call) -> OpenDataDistributions:
-    found = call.request.app.get(OPEN_DATA_KEY)
-    if found is None:
-        raise ApiProblem(404, "This hub publishes no open data (open_data.enabled is false).")
-    if not found.ready:
-        raise ApiProblem(
-            503,
-            "The open data is still being loaded; try again shortly.",
-            headers={"Retry-After": "5"},
-        )
-    return found
-
-
-def _dataset(call: Call, data: OpenDataDistributions) -> OpenDataset:
-    raw = call.path_param("dataset")
-    dataset = data.settings.dataset(raw) if _ID.fullmatch(raw) else None
-    if dataset is None:
-        raise ApiProblem(404, "No such dataset; GET /api/v1/open/datasets lists them.")
-    return dataset
-
-
-def _base(settings: OpenDataSettings) -> str:
-    return (settings.base_url or "").rstrip("/") + PREFIX
-
-
-def _licence(dataset: OpenDataset) -> dict[str, str]:
-    return {"id": dataset.licence.value, "uri": dataset.licence.uri}
-
-
-def _licence_links(*datasets: OpenDataset) -> list[str]:
-    uris = dict.fromkeys(d.licence.uri for d in datasets)
-    return [f'<{uri}>; rel="license"' for uri in uris]
+# --- the dataset document ----------------------------------------------------------------------
 
 
 def _dataset_doc(settings: OpenDataSettings, dataset: OpenDataset) -> dict[str, Any]:
-    base = _base(settings)
+    base = api_base(settings)
     own = f"{base}/open/datasets/{dataset.id}"
     return {
         "id": dataset.id,
         "title": dataset.title,
         "description": dataset.description,
-        "licence": _licence(dataset),
+        "licence": licence_field(dataset),
         "theme": dataset.theme,
         "keywords": list(dataset.keywords),
         "quantities": list(dataset.quantities),
@@ -165,77 +136,32 @@ def _dataset_doc(settings: OpenDataSettings, dataset: OpenDataset) -> dict[str, 
     }
 
 
-def _cached_json(call: Call, doc: Any, *, max_age: int, links: list[str]) -> web.Response:
-    """A JSON answer anyone may cache for ``max_age`` seconds, with a strong ETag; 304 when
-    the client's ``If-None-Match`` already names it."""
-    body = orjson.dumps(doc)
-    return _cached(call, body, "application/json", max_age=max_age, links=links)
-
-
-def _cached(
-    call: Call,
-    body: bytes,
-    content_type: str,
-    *,
-    max_age: int,
-    links: list[str],
-    extra: dict[str, str] | None = None,
-) -> web.Response:
-    tag = entity_tag(body)
-    headers = {
-        "ETag": tag,
-        "Cache-Control": f"public, max-age={max_age}",
-        "Link": ", ".join(links),
-        "Vary": "Accept-Encoding",
-    }
-    if matches(call.request.headers.get("If-None-Match"), tag):
-        return web.Response(status=304, headers=headers)
-    headers.update(extra or {})
-    headers["Content-Type"] = content_type
-    return web.Response(body=body, headers=headers)
-
-
-def _bad(field: str, why: str) -> ApiProblem:
-    return ApiProblem(
-        400,
-        f"The query parameter {field} cannot be served: {why}.",
-        errors=[FieldError(field, why)],
-    )
-
-
-def _name(call: Call, name: str) -> str | None:
-    value = query_text(call.request, name, max_length=64)
-    if value is not None and not _NAME.match(value):
-        raise _bad(name, "letters, digits, '.', '_' and '-' only; 1 to 64")
-    return value
-
-
 # --- handlers ----------------------------------------------------------------------------------
 
 
 async def list_datasets(call: Call) -> web.Response:
-    data = _open_data(call)
+    data = published(call)
     datasets = data.settings.datasets
     doc = {"items": [_dataset_doc(data.settings, d) for d in datasets], "next_cursor": None}
-    return _cached_json(
-        call, doc, max_age=data.settings.cache_seconds, links=_licence_links(*datasets)
+    return cached_json(
+        call, doc, max_age=data.settings.cache_seconds, links=licence_links(*datasets)
     )
 
 
 async def get_dataset(call: Call) -> web.Response:
-    data = _open_data(call)
-    dataset = _dataset(call, data)
-    return _cached_json(
+    data = published(call)
+    dataset = path_dataset(call, data)
+    return cached_json(
         call,
         _dataset_doc(data.settings, dataset),
         max_age=data.settings.cache_seconds,
-        links=_licence_links(dataset),
+        links=licence_links(dataset),
     )
 
 
 async def list_windows(call: Call) -> web.Response:
-    data = _open_data(call)
-    dataset = _dataset(call, data)
+    data = published(call)
+    dataset = path_dataset(call, data)
     request = call.request
     try:
         chosen = selection(
@@ -243,15 +169,17 @@ async def list_windows(call: Call) -> web.Response:
             start=query_time(request, "from"),
             end=query_time(request, "to"),
             now=datetime.fromtimestamp(data.now(), UTC),
-            area=_name(call, "area"),
-            quantity=_name(call, "quantity"),
+            area=query_name(call, "area"),
+            quantity=query_name(call, "quantity"),
             cursor=query_text(request, "cursor", max_length=MAX_CURSOR_LENGTH),
             limit=query_limit(request, 100),
         )
     except BadSelection as exc:
-        raise _bad(exc.field, exc.why) from None
+        raise bad_parameter(exc.field, exc.why) from None
     if chosen.quantity is not None and chosen.quantity not in dataset.quantities:
-        raise _bad("quantity", f"not a quantity of this dataset ({', '.join(dataset.quantities)})")
+        raise bad_parameter(
+            "quantity", f"not a quantity of this dataset ({', '.join(dataset.quantities)})"
+        )
     # Day by day, in order (the order starts with the window's start, so each day's windows
     # follow the last day's), until one more than a page: a page reads no more days than it
     # needs, and a filter is applied while an old day's file is read.
@@ -267,23 +195,23 @@ async def list_windows(call: Call) -> web.Response:
         if len(windows) > chosen.limit:
             break
     items, next_cursor = page(windows, chosen)
-    links = _licence_links(dataset)
+    links = licence_links(dataset)
     if next_cursor is not None:
         links.insert(0, f'<{request.rel_url.update_query(cursor=next_cursor)}>; rel="next"')
     doc = {
         "dataset": dataset.id,
-        "licence": _licence(dataset),
+        "licence": licence_field(dataset),
         "from": chosen.start_text,
         "to": chosen.end_text,
         "items": [w.public() for w in items],
         "next_cursor": next_cursor,
     }
-    return _cached_json(call, doc, max_age=data.settings.cache_seconds, links=links)
+    return cached_json(call, doc, max_age=data.settings.cache_seconds, links=links)
 
 
 async def list_files(call: Call) -> web.Response:
-    data = _open_data(call)
-    dataset = _dataset(call, data)
+    data = published(call)
+    dataset = path_dataset(call, data)
     request = call.request
     limit = query_limit(request, FILE_PAGE_SIZE)
     cursor = query_text(request, "cursor", max_length=16)
@@ -292,11 +220,11 @@ async def list_files(call: Call) -> web.Response:
         try:
             before = date.fromisoformat(cursor)
         except ValueError:
-            raise _bad("cursor", "not a cursor of this API") from None
+            raise bad_parameter("cursor", "not a cursor of this API") from None
     days = [d for d in reversed(data.file_days(dataset.id)) if before is None or d < before]
     shown = days[:limit]
     next_cursor = shown[-1].isoformat() if len(days) > limit else None
-    own = f"{_base(data.settings)}/open/datasets/{dataset.id}/files"
+    own = f"{api_base(data.settings)}/open/datasets/{dataset.id}/files"
     items = [
         {
             "day": day.isoformat(),
@@ -306,21 +234,21 @@ async def list_files(call: Call) -> web.Response:
         }
         for day in shown
     ]
-    links = _licence_links(dataset)
+    links = licence_links(dataset)
     if next_cursor is not None:
         links.insert(0, f'<{request.rel_url.update_query(cursor=next_cursor)}>; rel="next"')
     doc = {
         "dataset": dataset.id,
-        "licence": _licence(dataset),
+        "licence": licence_field(dataset),
         "items": items,
         "next_cursor": next_cursor,
     }
-    return _cached_json(call, doc, max_age=data.settings.cache_seconds, links=links)
+    return cached_json(call, doc, max_age=data.settings.cache_seconds, links=links)
 
 
 async def get_file(call: Call) -> web.Response:
-    data = _open_data(call)
-    dataset = _dataset(call, data)
+    data = published(call)
+    dataset = path_dataset(call, data)
     parsed = parse_file_name(call.path_param("file"))
     if parsed is None:
         raise ApiProblem(404, "No such file: files are named YYYY-MM-DD.csv or YYYY-MM-DD.parquet.")
@@ -329,12 +257,12 @@ async def get_file(call: Call) -> web.Response:
     if body is None:
         raise ApiProblem(404, f"No {fmt} file of {day.isoformat()} for this dataset.")
     max_age = COMPLETE_DAY_MAX_AGE if data.day_complete(day) else data.settings.cache_seconds
-    return _cached(
+    return cached_answer(
         call,
         body,
         FORMATS[fmt],
         max_age=max_age,
-        links=_licence_links(dataset),
+        links=licence_links(dataset),
         extra={
             "Content-Disposition": f'attachment; filename="{dataset.id}-{day.isoformat()}.{fmt}"'
         },
@@ -358,12 +286,12 @@ async def stream_windows(call: Call) -> web.StreamResponse:
     # throttle imports the OpenAPI document, which imports the route table, which imports us.
     from cityhub.streams.api.throttle import client_network
 
-    data = _open_data(call)
+    data = published(call)
     request = call.request
     dataset_id = query_text(request, "dataset", max_length=64)
     datasets = data.settings.datasets
     if dataset_id is not None:
-        found = data.settings.dataset(dataset_id) if _ID.fullmatch(dataset_id) else None
+        found = data.settings.dataset(dataset_id) if DATASET_ID.fullmatch(dataset_id) else None
         if found is None:
             raise ApiProblem(
                 404,
@@ -371,13 +299,13 @@ async def stream_windows(call: Call) -> web.StreamResponse:
                 errors=[FieldError("dataset", "not a published dataset")],
             )
         datasets = (found,)
-    chosen = StreamFilter(dataset_id, _name(call, "area"), _name(call, "quantity"))
+    chosen = StreamFilter(dataset_id, query_name(call, "area"), query_name(call, "quantity"))
     return await data.streams.serve(
         request,
         client_network(request.remote),
         chosen,
         last_event_id=_last_event_id(call),
-        headers={"Link": ", ".join(_licence_links(*datasets))},
+        headers={"Link": ", ".join(licence_links(*datasets))},
     )
 
 
@@ -396,13 +324,13 @@ FILE = Param(
 AREA = Param(
     "area",
     "query",
-    {"type": "string", "pattern": _NAME_PATTERN, "maxLength": 64},
+    {"type": "string", "pattern": NAME_PATTERN, "maxLength": 64},
     "Only this area's windows (other-areas: the merged small areas).",
 )
 QUANTITY = Param(
     "quantity",
     "query",
-    {"type": "string", "pattern": _NAME_PATTERN, "maxLength": 64},
+    {"type": "string", "pattern": NAME_PATTERN, "maxLength": 64},
     "Only this quantity's windows.",
 )
 LIMIT = Param(
