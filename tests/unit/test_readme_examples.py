@@ -384,5 +384,5 @@ def test_the_agent_example_can_be_wired_beside_the_built_in_agents(
         AggregatorAgent(SETTINGS, "device"),
         AggregatorAgent(SETTINGS, "area"),
     ]
-    # The runtime refuses two agents on one topic; it takes what streams/wiring.py gives it.
+    # The runtime refuses two agents on one topic; it takes what streams/wiring_worker.py gives it.
     Worker(SETTINGS, [*built_in, agent], RecordingWriter())

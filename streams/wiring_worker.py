@@ -1,0 +1,150 @@
+"""The parts of a process that runs the worker (``cityhub worker``): the subscription routing
+loop, the worker's agents on one consumer group and one writer, and, when the hub publishes open
+data, the open-data publisher on a consumer group of its own. ``cityhub.streams.wiring`` adds
+them to a process; a new agent is added to the list ``worker_parts`` builds.
+"""
+
+from __future__ import annotations
+
+from cityhub.connectors.batching_writer import BatchingWriter
+from cityhub.connectors.dead_letter_route import DeadLetterRoute
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.topics import Topics
+from cityhub.streams import metrics
+from cityhub.streams.aggregation.agent import AggregatorAgent
+from cityhub.streams.http import HealthCheck
+from cityhub.streams.normaliser.agent import NormaliserAgent
+from cityhub.streams.normaliser.personal import PersonalSealer
+from cityhub.streams.privacy.stores import PrivacyStores
+from cityhub.streams.registry.store import RegistryStore
+from cityhub.streams.runtime.host import Part
+from cityhub.streams.runtime.worker import Worker
+from cityhub.streams.sharing.stores import SharingStores
+from cityhub.streams.subscriptions.router import SubscriptionRouter
+from cityhub.streams.subscriptions.routing import Routing
+from cityhub.streams.subscriptions.store import SubscriptionStore
+from cityhub.streams.subscriptions.topics import SubscriptionTopics
+from cityhub.streams.wiring_adapters import category_of, flag, type_of
+
+WRITER_STAGE = "worker"
+"""The stage of the dead letters the worker's writer makes itself (a record too large once
+made, or refused by Kafka): the agents' own dead letters name their stage."""
+
+
+def worker_parts(
+    settings: Settings,
+    registry: RegistryStore,
+    subscriptions: SubscriptionStore,
+    privacy: PrivacyStores,
+    sharing: SharingStores,
+    checks: dict[str, HealthCheck],
+) -> list[Part]:
+    """The routing loop and the worker: the normaliser and both aggregators on one consumer
+    group, writing through one writer. The router also routes items under agreements."""
+
+    def device_type_of(tenant: str, device_id: str) -> str | None:
+        return type_of(registry, tenant, device_id)
+
+    def device_of(tenant: str, device_id: str) -> tuple[str | None, tuple[str, ...]] | None:
+        entry = registry.view.device_by_id(device_id)
+        if entry is None or entry.tenant != tenant:
+            return None
+        return entry.type, tuple(entry.tags)
+
+    router = SubscriptionRouter(
+        settings.kafka.topic_prefix,
+        device_type_of,
+        settings=settings,
+        grants=sharing.grants,
+        device_of=device_of,
+    )
+    routing = Routing(subscriptions, router, SubscriptionTopics(settings))
+    checks["routing"] = flag(routing, "ready")
+    writer = BatchingWriter.for_kafka(
+        settings.kafka,
+        client_id=f"{settings.worker.app_id}-out",
+        dead_letters=DeadLetterRoute(
+            Topics.for_prefix(settings.kafka.topic_prefix).deadletter,
+            WRITER_STAGE,
+            settings.bridge.max_payload_bytes,
+            count=lambda reason: metrics.DEADLETTERS.labels(WRITER_STAGE, reason.value).inc(),
+        ),
+    )
+    worker = Worker(
+        settings,
+        [
+            NormaliserAgent(
+                settings,
+                registry.view,
+                router,
+                sealer=PersonalSealer(registry.view, privacy.keys.view),
+                gate=privacy.gate,
+            ),
+            AggregatorAgent(
+                settings, "device", router, gate=privacy.gate, category_of=category_of(registry)
+            ),
+            AggregatorAgent(settings, "area", router, gate=privacy.gate),
+        ],
+        writer,
+        # No observation may pass before the registry, the privacy views and the routing
+        # caught up: a registered device would be taken for unknown, a subscriber would miss
+        # it, a personal item would meet no key or no consent.
+        ready=lambda: registry.ready and privacy.ready and sharing.ready and routing.ready,
+    )
+    checks["worker"] = flag(worker, "running")
+
+    async def run_worker() -> None:
+        await writer.start()
+        try:
+            await worker.run()
+        finally:
+            await writer.stop()
+
+    parts = [Part("subscription routing", routing.run), Part("worker", run_worker)]
+    if settings.open_data.enabled:
+        parts.append(_open_data_worker_part(settings, privacy, checks))
+    return parts
+
+
+def _open_data_worker_part(
+    settings: Settings, privacy: PrivacyStores, checks: dict[str, HealthCheck]
+) -> Part:
+    """The open-data publisher's two agents (``cityhub.streams.opendata.agent``) on a runtime
+    and a consumer group of their own (``open_data_group``): its point stage reads the
+    observations, which the aggregator reads in the worker group."""
+    from cityhub.schemas.topics import open_data_group
+    from cityhub.streams.opendata.agent import OpenDataPointsAgent, OpenDataPublisherAgent
+
+    group = open_data_group(settings.worker.app_id)
+    writer = BatchingWriter.for_kafka(
+        settings.kafka,
+        client_id=f"{group}-out",
+        dead_letters=DeadLetterRoute(
+            Topics.for_prefix(settings.kafka.topic_prefix).deadletter,
+            WRITER_STAGE,
+            settings.bridge.max_payload_bytes,
+            count=lambda reason: metrics.DEADLETTERS.labels(WRITER_STAGE, reason.value).inc(),
+        ),
+    )
+    # The agents name their changelog after the worker's app id; only the group is another.
+    in_group = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"app_id": group})}
+    )
+    worker = Worker(
+        in_group,
+        [OpenDataPointsAgent(settings, privacy.register.view), OpenDataPublisherAgent(settings)],
+        writer,
+        client_id=f"{group}-worker",
+        # A personal device's point needs its tenant's register.
+        ready=lambda: privacy.ready,
+    )
+    checks["open_data_worker"] = flag(worker, "running")
+
+    async def run() -> None:
+        await writer.start()
+        try:
+            await worker.run()
+        finally:
+            await writer.stop()
+
+    return Part("open-data publisher", run)
