@@ -92,6 +92,28 @@ class Api:
             text = await response.read()
             return response.status, json.loads(text) if text else None
 
+    async def send(
+        self, method: str, path: str, who: str, body: bytes, content_type: str
+    ) -> tuple[int, Any]:
+        """``call`` with a body as given (an import's CSV or JSON file)."""
+        headers = {"Authorization": f"Bearer {self.keys[who]}", "Content-Type": content_type}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.base + path, data=body, headers=headers) as response,
+        ):
+            text = await response.read()
+            return response.status, json.loads(text) if text else None
+
+    async def sta(self, path: str, who: str) -> tuple[int, Any]:
+        """GET ``path`` under the SensorThings root (``/sta/v1.1``)."""
+        url = f"http://127.0.0.1:{self.hub.port}/sta/v1.1{path}"
+        headers = {"Authorization": f"Bearer {self.keys[who]}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url, headers=headers) as response,
+        ):
+            return response.status, json.loads(await response.read())
+
     async def subscribe(self, who: str, tenant: str, spec: dict[str, Any]) -> dict[str, Any]:
         status, doc = await self.call("POST", f"/tenants/{tenant}/subscriptions", who, spec)
         assert status == 201, doc
