@@ -90,6 +90,9 @@ class Observation:
     registered: bool = True
     """False when the device is not in the registry and unknown devices are let through."""
     extra: dict[str, Any] = dataclass_field(default_factory=dict)
+    quality: tuple[str, ...] = ()
+    """Quality flags (``schemas.quality.QualityFlag`` names, in that order); empty: none raised.
+    The value is kept as sent whatever the flags say; see docs/quality.md."""
 
     def to_json(self) -> bytes:
         """Serialise for Kafka (orjson serialises the dataclasses natively)."""
@@ -120,7 +123,7 @@ def event_id(identity: str, frame: str, field_name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_OWN_FIELDS = ("event_id", "quantity", "field", "value", "unit", "observed_at")
+_OWN_FIELDS = ("event_id", "quantity", "field", "value", "unit", "observed_at", "quality")
 """What tells the observations of one uplink apart; every other field they share."""
 _SHARED_FIELDS = tuple(name for name in Observation.__dataclass_fields__ if name not in _OWN_FIELDS)
 
@@ -149,6 +152,7 @@ def encode_uplink(observations: list[Observation]) -> list[bytes]:
                 "value": o.value,
                 "unit": o.unit,
                 "observed_at": o.observed_at,
+                "quality": o.quality,
             }
         )
         out.append(own[:-1] + b"," + shared)
