@@ -6,6 +6,7 @@ Every route takes a key; the rules are the service's (``cityhub.streams.sharing.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from cityhub.streams.api.bodies import query_text, read_model
 from cityhub.streams.api.handlers import Call, json_response
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.api.route_model import ID_SCHEMA, TENANT_PARAM, Param, Route
+from cityhub.streams.registry.principals import Principal
 from cityhub.streams.service_errors import FieldError
 from cityhub.streams.sharing.service import ROLES, Sharing
 
@@ -166,37 +168,32 @@ async def _decision(call: Call) -> AgreementDecision:
     return await read_model(call.request, AgreementDecision, call.limits.max_body_bytes)
 
 
-async def approve_agreement(call: Call) -> web.Response:
+Decide = Callable[[Sharing, Principal, str, str, AgreementDecision], Awaitable[Agreement]]
+"""One of ``Sharing.approve``, ``.reject`` and ``.revoke``."""
+
+
+async def _answer_decision(call: Call, decide: Decide) -> web.Response:
     sharing = _sharing(call)
-    decided = await sharing.approve(
+    decided = await decide(
+        sharing,
         call.principal,
         call.path_param("tenant"),
         call.path_param("agreement"),
         await _decision(call),
     )
     return json_response(_agreement_doc(sharing, decided))
+
+
+async def approve_agreement(call: Call) -> web.Response:
+    return await _answer_decision(call, Sharing.approve)
 
 
 async def reject_agreement(call: Call) -> web.Response:
-    sharing = _sharing(call)
-    decided = await sharing.reject(
-        call.principal,
-        call.path_param("tenant"),
-        call.path_param("agreement"),
-        await _decision(call),
-    )
-    return json_response(_agreement_doc(sharing, decided))
+    return await _answer_decision(call, Sharing.reject)
 
 
 async def revoke_agreement(call: Call) -> web.Response:
-    sharing = _sharing(call)
-    decided = await sharing.revoke(
-        call.principal,
-        call.path_param("tenant"),
-        call.path_param("agreement"),
-        await _decision(call),
-    )
-    return json_response(_agreement_doc(sharing, decided))
+    return await _answer_decision(call, Sharing.revoke)
 
 
 _OFFER = Param("offer", "path", ID_SCHEMA, "The offer's id (unique in its tenant).", required=True)
