@@ -23,28 +23,16 @@ import aiohttp
 import pytest
 
 from cityhub.connectors.decoders.cayenne import encode_lpp
-from cityhub.schemas.registry import (
-    Classification,
-    DeviceSpec,
-    DeviceTypeSpec,
-    Location,
-    Role,
-    TenantSpec,
-)
-from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.timefmt import rfc3339
-from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import Registry
-from cityhub.streams.registry.store import RegistryStore
 
-from .hub import BOOTSTRAP, Hub, publish
+from .harbour import seed
+from .hub import Hub, publish
 from .subscribers import Api
-from .uplinks import chirpstack, unique_eui
+from .uplinks import chirpstack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 REVOKED_WITHIN_S = 5.0
-HARBOUR = Location(latitude=51.95, longitude=4.14)
 OFFER: dict[str, Any] = {
     "id": "harbour-temperature",
     "title": "Harbour temperature",
@@ -55,47 +43,6 @@ OFFER: dict[str, Any] = {
 }
 
 
-async def _seed(prefix: str) -> tuple[dict[str, str], dict[str, str]]:
-    settings = Settings(kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix))
-    store = RegistryStore(settings)
-    await store.start()
-    try:
-        registry, system = Registry(store), Principal.system()
-        keys: dict[str, str] = {}
-        for tenant in ("port", "city"):
-            await registry.create_tenant(system, TenantSpec(id=tenant, name=tenant.title()))
-            keys[f"{tenant}-operator"] = (
-                await registry.create_key(system, tenant, Role.OPERATOR, "operator")
-            )[1]
-        await registry.create_type(
-            system,
-            "port",
-            DeviceTypeSpec(
-                id="weather",
-                name="Weather",
-                decoder="cayenne-lpp",
-                classification=Classification.INTERNAL,
-            ),
-        )
-        euis = {"harbour-1": unique_eui(), "dock-1": unique_eui()}
-        for device_id, area in (("harbour-1", "harbour"), ("dock-1", "dock")):
-            await registry.create_device(
-                system,
-                "port",
-                DeviceSpec(
-                    id=device_id,
-                    name=device_id,
-                    type="weather",
-                    dev_eui=euis[device_id],
-                    location=HARBOUR,
-                    area=area,
-                ),
-            )
-        return keys, euis
-    finally:
-        await store.stop()
-
-
 @contextlib.asynccontextmanager
 async def _running_hub(workdir: Path) -> AsyncIterator[tuple[Hub, Api, dict[str, str]]]:
     hub = Hub(
@@ -103,7 +50,7 @@ async def _running_hub(workdir: Path) -> AsyncIterator[tuple[Hub, Api, dict[str,
         command="run",
         extra_env={"CITYHUB_SENSORTHINGS__DATASTREAMS_REFRESH_SECONDS": "1"},
     )
-    keys, euis = await _seed(hub.prefix)
+    keys, euis = await seed(hub.prefix)
     await asyncio.to_thread(hub.start)
     try:
         yield hub, Api(hub, keys), euis
