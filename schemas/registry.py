@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from cityhub.schemas.expected_interval import ExpectedIntervalSeconds
+
 ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
 """Ids of tenants, device types and devices: lower-case letters, digits, ``.``, ``_``, ``-``;
 1 to 63 characters, starting with a letter or digit (The Things Stack's device ids fit)."""
@@ -284,6 +286,9 @@ class DeviceTypeSpec(_Spec):
     id is its category. Refused on a type that is not ``personal``."""
     ngsi_ld: NgsiLdSpec | None = None
     """How its devices appear in the NGSI-LD views; None: the defaults (``NgsiLdSpec``)."""
+    expected_interval_seconds: ExpectedIntervalSeconds | None = None
+    """How often its devices report (a device may override it); None: the hub's default
+    (``schemas/expected_interval.py``)."""
 
     @field_validator("personal_data_category")
     @classmethod
@@ -324,6 +329,8 @@ class DeviceSpec(_Spec):
     data_subject: str | None = Field(default=None, repr=False)
     """The pseudonymous id of the resident the device measures (a device of a ``personal``
     type only). Omitted: a replace or an import keeps the linked one; ``null``: unlinks it."""
+    expected_interval_seconds: ExpectedIntervalSeconds | None = None
+    """How often this device reports, overriding its type's; None: its type's."""
 
     @field_validator("data_subject")
     @classmethod
@@ -379,6 +386,7 @@ class DeviceType(_Record):
     updated_at: str
     personal_data_category: str | None = None
     ngsi_ld: NgsiLdSpec | None = None
+    expected_interval_seconds: int | None = None
 
     @property
     def data_category(self) -> str:
@@ -404,6 +412,8 @@ class Device(_Record):
     """Records written before bindings existed have none."""
     data_subject: str | None = Field(default=None, repr=False)
     """The linked data subject's pseudonymous id: personal data, never logged (no repr)."""
+    expected_interval_seconds: int | None = None
+    """Its own expected reporting interval; None: its type's (records before issue 14)."""
     created_at: str
     updated_at: str
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
+from cityhub.schemas.health_settings import HealthSettings as HealthSettings
 from cityhub.schemas.history_settings import HistorySettings as HistorySettings
 from cityhub.schemas.kafka_settings import KafkaSettings as KafkaSettings
 from cityhub.schemas.open_data import OpenDataSettings as OpenDataSettings
@@ -396,6 +397,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     cloudevents: CloudEventsSettings = CloudEventsSettings()
     open_data: OpenDataSettings = OpenDataSettings()
+    health: HealthSettings = HealthSettings()
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     """``text``: one line per record for people; ``json``: one JSON object per line (time,

@@ -75,6 +75,9 @@ class DeviceTypeOut(_Out):
     personal_data_category: str | None = None
     ngsi_ld: NgsiLdSpec | None = None
     """Its NGSI-LD view (Smart Data Model, attribute names); null: the defaults."""
+    expected_interval_seconds: int | None = None
+    """How often its devices report, in seconds (a device may override it); null: the hub's
+    default (``health.default_expected_interval_seconds``)."""
 
 
 class DeviceOut(_Out):
@@ -95,6 +98,8 @@ class DeviceOut(_Out):
     data_subject: str | None = None
     """The linked data subject's pseudonymous id: only in answers to the device's own tenant's
     keys, absent in every other answer."""
+    expected_interval_seconds: int | None = None
+    """How often the device reports, in seconds, overriding its type's; null: its type's."""
     created_at: str
     updated_at: str
 

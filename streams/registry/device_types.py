@@ -168,6 +168,7 @@ def _device_type(
         classification=spec.classification,
         personal_data_category=spec.personal_data_category,
         ngsi_ld=spec.ngsi_ld,
+        expected_interval_seconds=spec.expected_interval_seconds,
         created_at=created_at,
         updated_at=updated_at,
     )

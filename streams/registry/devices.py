@@ -404,6 +404,7 @@ def _device(
         active=spec.active,
         network=spec.network,
         data_subject=data_subject,
+        expected_interval_seconds=spec.expected_interval_seconds,
         app_key_sha256=(
             fingerprint(spec.app_key.get_secret_value())
             if spec.app_key is not None

@@ -2,8 +2,9 @@
 
 Pure: text in, parsed rows out. ``;`` or ``,`` separated (as the header shows), a header row,
 unknown columns ignored and reported, ``id`` falling back to ``eui-<dev_eui>``. cityhub's own
-columns: ``type``, ``area``, ``tags``, ``latitude``, ``longitude``, ``altitude``, ``active`` and
-``network``. The TTS columns that cityhub has no use for are accepted and dropped.
+columns: ``type``, ``area``, ``tags``, ``latitude``, ``longitude``, ``altitude``, ``active``,
+``network``, ``data_subject`` and ``expected_interval_seconds``. The TTS columns that cityhub has
+no use for are accepted and dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from cityhub.schemas.expected_interval import parse_expected_interval
 from cityhub.schemas.registry import network_binding_fields
 from cityhub.streams.registry.import_rows import (
     Duplicates,
@@ -37,6 +39,7 @@ _ALIASES: Final = {
     "alt": "altitude",
     "device_type": "type",
     "type_id": "type",
+    "expected_interval": "expected_interval_seconds",
 }
 
 CITYHUB_COLUMNS: Final = (
@@ -49,9 +52,12 @@ CITYHUB_COLUMNS: Final = (
     "active",
     "network",
     "data_subject",
+    "expected_interval_seconds",
 )
 """Columns cityhub adds to The Things Stack's. ``data_subject``: a pseudonym links the device
-(of a personal type) to it, ``-`` unlinks it, an empty cell keeps the link as it is."""
+(of a personal type) to it, ``-`` unlinks it, an empty cell keeps the link as it is.
+``expected_interval_seconds`` (or ``expected_interval``): the device's own reporting interval,
+``900`` or ``15m``; empty: its type's."""
 
 UNLINK_SUBJECT: Final = "-"
 
@@ -247,6 +253,12 @@ def _csv_row(
 
     if subject := values.get("data_subject"):
         doc["data_subject"] = None if subject == UNLINK_SUBJECT else subject
+
+    if interval := values.get("expected_interval_seconds"):
+        try:
+            doc["expected_interval_seconds"] = parse_expected_interval(interval)
+        except ValueError as exc:
+            errors.append(FieldError("expected_interval_seconds", str(exc)))
 
     location, location_errors = _csv_location(values)
     errors.extend(location_errors)

@@ -65,6 +65,7 @@ _CITYHUB_FIELDS_BESIDE_TTS: Final = (
     "network",
     "location",
     "data_subject",
+    "expected_interval_seconds",
 )
 
 

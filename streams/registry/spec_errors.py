@@ -14,6 +14,10 @@ from annotated_types import Ge, Le
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from cityhub.schemas.expected_interval import (
+    MAX_EXPECTED_INTERVAL_SECONDS,
+    MIN_EXPECTED_INTERVAL_SECONDS,
+)
 from cityhub.schemas.registry import MAX_TAGS, DeviceSpec, Location
 from cityhub.streams.registry.import_rows import Row
 from cityhub.streams.service_errors import FieldError
@@ -63,6 +67,12 @@ _PATTERN_HINTS: Final = {
 }
 
 
+INTERVAL_RULE: Final = (
+    f"whole seconds from {MIN_EXPECTED_INTERVAL_SECONDS} to {MAX_EXPECTED_INTERVAL_SECONDS} "
+    "(a month), or null for the type's (the hub's) default"
+)
+
+
 def number_text(value: float) -> str:
     """A bound as a message shows it (``90``, ``-180``, ``1e+04``)."""
     return f"{value:g}"
@@ -87,6 +97,8 @@ def field_error(detail: ErrorDetails) -> FieldError:
         return FieldError(
             field, f"must be between {number_text(low)} and {number_text(high)}{shown}"
         )
+    if top == "expected_interval_seconds" and kind != "value_error":
+        return FieldError(field, f"must be {INTERVAL_RULE}{shown}")
     if kind == "float_parsing" or kind == "float_type":
         return FieldError(field, f"must be a number{shown}")
     if kind == "bool_parsing" or kind == "bool_type":

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cityhub.schemas.expected_interval import shared_interval
 from cityhub.schemas.registry import (
     ApiKey,
     Device,
@@ -66,6 +67,9 @@ class DeviceEntry:
     updated_at: str
     network: NetworkBinding | None = None
     data_subject: str | None = field(default=None, repr=False)
+    expected_interval_seconds: int | None = None
+    """The device's own expected reporting interval (``schemas/expected_interval.py``); one
+    shared int object per distinct value."""
 
     @property
     def has_app_key(self) -> bool:
@@ -94,6 +98,7 @@ class DeviceEntry:
             app_key_sha256=self.app_key_sha256,
             network=self.network,
             data_subject=self.data_subject,
+            expected_interval_seconds=self.expected_interval_seconds,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
@@ -125,6 +130,7 @@ class DeviceEntry:
                 )
             ),
             data_subject=device.data_subject,
+            expected_interval_seconds=shared_interval(device.expected_interval_seconds),
         )
 
 
@@ -213,6 +219,7 @@ def entry_from_json(doc: dict[str, Any]) -> DeviceEntry:
             updated_at=_str(doc, "updated_at"),
             network=_network(doc),
             data_subject=_opt_str(doc, "data_subject"),
+            expected_interval_seconds=shared_interval(doc.get("expected_interval_seconds")),
         )
     except KeyError as exc:
         raise MalformedRecord(f"missing field {exc.args[0]}") from None

@@ -19,14 +19,17 @@ from cityhub.schemas.registry import (
     SmartDataModel,
 )
 from cityhub.streams.registry.cli.output import (
+    IntervalParam,
     echo_json,
     field_lines,
+    interval_text,
     json_option,
     more_hint,
     table,
 )
-from cityhub.streams.registry.cli.session import SYSTEM, build_spec, run, run_read
+from cityhub.streams.registry.cli.session import SYSTEM, build_spec, fail, run, run_read
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.spec_errors import describe_errors, field_errors
 
 
@@ -156,6 +159,13 @@ def types() -> None:
     metavar="QUANTITY=ATTRIBUTE[:UNITCODE]",
     help="The NGSI-LD attribute (and UN/CEFACT unit code) of a quantity (repeat for more).",
 )
+@click.option(
+    "--expected-interval",
+    "expected_interval",
+    type=IntervalParam(),
+    default=None,
+    help="How often its devices report (900, 15m, 1h); default: the hub's setting.",
+)
 @json_option
 def types_create(
     tenant: str,
@@ -168,6 +178,7 @@ def types_create(
     personal_data_category: str | None,
     ngsi_model: str | None,
     ngsi_attributes: tuple[str, ...],
+    expected_interval: int | None,
     as_json: bool,
 ) -> None:
     """Create device type TYPE_ID in a tenant."""
@@ -183,6 +194,7 @@ def types_create(
             classification=Classification(classification),
             personal_data_category=personal_data_category,
             ngsi_ld=ngsi_ld,
+            expected_interval_seconds=expected_interval,
         )
     )
     created = run(lambda registry: registry.create_type(SYSTEM, tenant, spec))
@@ -213,10 +225,54 @@ def types_get(tenant: str, type_id: str, as_json: bool) -> None:
             ("fields", " ".join(_mapping_text(m) for m in found.fields)),
             ("only mapped", str(found.only_mapped).lower()),
             ("ngsi-ld", _ngsi_text(found.ngsi_ld)),
+            ("expected interval", interval_text(found.expected_interval_seconds)),
             ("created", found.created_at),
             ("updated", found.updated_at),
         ]
     )
+
+
+@types.command("update")
+@click.option("--tenant", required=True)
+@click.argument("type_id")
+@click.option("--name", default=None)
+@click.option(
+    "--expected-interval",
+    "expected_interval",
+    type=IntervalParam(),
+    default=None,
+    help="How often its devices report (900, 15m, 1h).",
+)
+@click.option("--no-expected-interval", is_flag=True, help="Use the hub's default interval again.")
+@json_option
+def types_update(
+    tenant: str,
+    type_id: str,
+    name: str | None,
+    expected_interval: int | None,
+    no_expected_interval: bool,
+    as_json: bool,
+) -> None:
+    """Change the options given of device type TYPE_ID; everything else stays."""
+    if expected_interval is not None and no_expected_interval:
+        fail("give --expected-interval or --no-expected-interval, not both")
+    changes: dict[str, Any] = {} if name is None else {"name": name}
+    if expected_interval is not None or no_expected_interval:
+        changes["expected_interval_seconds"] = expected_interval
+    if not changes:
+        fail("nothing to change: give at least one option (see --help)")
+
+    async def update(registry: Registry) -> DeviceType:
+        current = _type_doc(registry.get_type(SYSTEM, tenant, type_id))
+        doc = {key: current[key] for key in DeviceTypeSpec.model_fields if key in current}
+        spec = DeviceTypeSpec.model_validate({**doc, **changes})
+        return await registry.replace_type(SYSTEM, tenant, type_id, spec)
+
+    updated = run(update)
+    if as_json:
+        echo_json(_type_doc(updated))
+    else:
+        click.echo(f"Updated device type {updated.id} in tenant {updated.tenant}.")
 
 
 @types.command("list")

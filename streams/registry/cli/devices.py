@@ -10,8 +10,10 @@ import click
 from cityhub.schemas.registry import Device, DeviceSpec, Location, network_binding_fields
 from cityhub.streams.registry.cli.device_import import devices_import
 from cityhub.streams.registry.cli.output import (
+    IntervalParam,
     echo_json,
     field_lines,
+    interval_text,
     json_option,
     more_hint,
     table,
@@ -78,6 +80,13 @@ _DEVICE_HEADERS = ("ID", "TYPE", "DEV_EUI", "NAME", "AREA", "LOCATION", "TAGS", 
     default=None,
     help="Link it (a device of a personal type) to this data subject's pseudonymous id.",
 )
+@click.option(
+    "--expected-interval",
+    "expected_interval",
+    type=IntervalParam(),
+    default=None,
+    help="How often it reports (900, 15m, 1h), overriding its type's.",
+)
 @json_option
 def devices_create(
     tenant: str,
@@ -93,6 +102,7 @@ def devices_create(
     inactive: bool,
     network: str | None,
     data_subject: str | None,
+    expected_interval: int | None,
     as_json: bool,
 ) -> None:
     """Register device DEVICE_ID in a tenant."""
@@ -114,6 +124,7 @@ def devices_create(
                 "active": not inactive,
                 "network": _network_option(network),
                 "data_subject": data_subject,
+                "expected_interval_seconds": expected_interval,
             }
         )
     )
@@ -161,6 +172,14 @@ def _network_option(text: str | None) -> dict[str, str] | None:
     help="Link it (a device of a personal type) to this data subject's pseudonymous id.",
 )
 @click.option("--no-data-subject", is_flag=True, help="Unlink its data subject.")
+@click.option(
+    "--expected-interval",
+    "expected_interval",
+    type=IntervalParam(),
+    default=None,
+    help="How often it reports (900, 15m, 1h), overriding its type's.",
+)
+@click.option("--no-expected-interval", is_flag=True, help="Use its type's interval again.")
 @json_option
 def devices_update(
     tenant: str,
@@ -179,6 +198,8 @@ def devices_update(
     unbind: bool,
     data_subject: str | None,
     no_data_subject: bool,
+    expected_interval: int | None,
+    no_expected_interval: bool,
     as_json: bool,
 ) -> None:
     """Change the options given of device DEVICE_ID; everything else stays (its key and its
@@ -189,6 +210,8 @@ def devices_update(
         fail("give --data-subject or --no-data-subject, not both")
     if dev_eui is not None and no_dev_eui:
         fail("give --dev-eui or --no-dev-eui, not both")
+    if expected_interval is not None and no_expected_interval:
+        fail("give --expected-interval or --no-expected-interval, not both")
     if (lat is None) != (lon is None) or (alt is not None and lat is None):
         fail("give --lat and --lon together (and --alt only with them)")
     changes: dict[str, Any] = {
@@ -201,6 +224,7 @@ def devices_update(
         "location": None if lat is None else {"latitude": lat, "longitude": lon, "altitude": alt},
         "tags": list(tags) if tags else None,
         "data_subject": data_subject,
+        "expected_interval_seconds": expected_interval,
     }
     changes = {key: value for key, value in changes.items() if value is not None}
     if no_data_subject:
@@ -209,6 +233,8 @@ def devices_update(
         changes["dev_eui"] = None
     if unbind:
         changes["network"] = None
+    if no_expected_interval:
+        changes["expected_interval_seconds"] = None
     if not changes:
         fail("nothing to change: give at least one option (see --help)")
 
@@ -251,6 +277,7 @@ def devices_get(tenant: str, device_id: str, as_json: bool) -> None:
             ("network", found.network.describe() if found.network else "any"),
             ("app key", "set" if found.app_key_sha256 else "none"),
             ("data subject", found.data_subject or "none"),
+            ("expected interval", interval_text(found.expected_interval_seconds)),
             ("created", found.created_at),
             ("updated", found.updated_at),
         ]

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from cityhub.schemas.expected_interval import parse_expected_interval
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -44,3 +46,26 @@ def more_hint(next_cursor: str | None) -> None:
     """Tell on stderr how to get the next page, if there is one."""
     if next_cursor is not None:
         click.echo(f"(more: repeat with --cursor {next_cursor})", err=True)
+
+
+class IntervalParam(click.ParamType):
+    """``--expected-interval``: whole seconds, or with a unit (``900``, ``15m``, ``1h``, ``1d``);
+    the bounds are checked with the spec."""
+
+    name = "SECONDS|15m|1h|1d"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            seconds = parse_expected_interval(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds is None:
+            self.fail("give a number of seconds (or use --no-expected-interval)", param, ctx)
+        return seconds
+
+
+def interval_text(seconds: int | None) -> str:
+    """An interval as ``get`` shows it: ``900 s`` or ``-`` (the type's or the default)."""
+    return "-" if seconds is None else f"{seconds} s"

@@ -1,0 +1,25 @@
+"""``Settings.health``: device health, and the expected reporting interval a device without its
+own (nor its type's) is held to (a section of ``cityhub.schemas.settings``, in a module of its
+own; ``docs/health.md``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cityhub.schemas.expected_interval import (
+    DEFAULT_EXPECTED_INTERVAL_SECONDS,
+    ExpectedIntervalSeconds,
+)
+
+
+class HealthSettings(BaseModel):
+    """How device health is kept and judged (``cityhub.streams.health``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default_expected_interval_seconds: ExpectedIntervalSeconds = DEFAULT_EXPECTED_INTERVAL_SECONDS
+    """The expected reporting interval of a device whose type names none and that overrides
+    none; the aggregator's coverage and device health both use it."""
+    silent_grace: float = Field(default=3.0, ge=1.0, le=100.0)
+    """A device is silent once it has not been seen for longer than this many times its
+    expected interval (LoRaWAN loses single uplinks: one missed reading is not silence)."""
