@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pydantic import ValidationError
 
 from cityhub.schemas.data_request import DataRequest, DataRequestStatus, record_key
+from cityhub.streams.malformed import malformed_reason
 from cityhub.streams.registry.paging import Page, page_limit
 
 log = logging.getLogger("cityhub.opendata.requests")
@@ -70,11 +71,7 @@ class DataRequestView:
             self._put(record)
         except (MalformedRequest, ValidationError, ValueError, TypeError) as exc:
             self._malformed += 1
-            reason = (
-                f"{exc.error_count()} invalid field(s)"
-                if isinstance(exc, ValidationError)
-                else str(exc)
-            )
+            reason = malformed_reason(exc)
             log.warning(
                 "skipping malformed data request at offset %d (key %r): %s",
                 offset,

@@ -32,6 +32,7 @@ from cityhub.streams.compacted import (
     InMemoryCompactedStore,
     InMemoryTopic,
 )
+from cityhub.streams.malformed import malformed_reason
 
 log = logging.getLogger("cityhub.privacy.resident_tokens")
 
@@ -135,11 +136,7 @@ class ResidentTokenView:
             self._add(key, token)
         except (MalformedToken, ValidationError, ValueError, TypeError) as exc:
             self._malformed += 1
-            reason = (
-                f"{exc.error_count()} invalid field(s)"
-                if isinstance(exc, ValidationError)
-                else str(exc)
-            )
+            reason = malformed_reason(exc)
             # Neither the key's subject part nor the value: the pseudonym stays out of the log.
             log.warning("skipping malformed resident token at offset %d: %s", offset, reason)
 

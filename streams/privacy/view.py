@@ -15,6 +15,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from cityhub.schemas.processing import LegalBasis, ProcessingActivity, record_key
+from cityhub.streams.malformed import malformed_reason
 from cityhub.streams.registry.paging import Page, page_limit
 
 log = logging.getLogger("cityhub.privacy.view")
@@ -62,11 +63,7 @@ class RegisterView:
             self._activities[(record.tenant, record.slug)] = record
         except (MalformedActivity, ValidationError, ValueError, TypeError) as exc:
             self._malformed += 1
-            reason = (
-                f"{exc.error_count()} invalid field(s)"
-                if isinstance(exc, ValidationError)
-                else str(exc)
-            )
+            reason = malformed_reason(exc)
             log.warning(
                 "skipping malformed processing activity at offset %d (key %r): %s",
                 offset,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from cityhub.schemas.sharing import AgreementUsage
+from cityhub.streams.malformed import malformed_reason
 
 log = logging.getLogger("cityhub.sharing.usage")
 
@@ -64,11 +65,7 @@ class UsageView:
             self._records.setdefault(agreement, {})[process] = record
         except (ValidationError, ValueError, TypeError) as exc:
             self._malformed += 1
-            reason = (
-                f"{exc.error_count()} invalid field(s)"
-                if isinstance(exc, ValidationError)
-                else str(exc)
-            )
+            reason = malformed_reason(exc)
             log.warning(
                 "skipping malformed usage record at offset %d (key %r): %s",
                 offset,

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from cityhub.schemas.sharing import Agreement, Offer
+from cityhub.streams.malformed import malformed_reason
 from cityhub.streams.sharing.grants import Grants
 
 log = logging.getLogger("cityhub.sharing.view")
@@ -87,11 +88,7 @@ class _RecordView(Generic[M]):
             self.version += 1
         except (MalformedRecord, ValidationError, ValueError, TypeError) as exc:
             self._malformed += 1
-            reason = (
-                f"{exc.error_count()} invalid field(s)"
-                if isinstance(exc, ValidationError)
-                else str(exc)
-            )
+            reason = malformed_reason(exc)
             log.warning(
                 "skipping malformed %s record at offset %d (key %r): %s",
                 self._kind,

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cityhub.schemas.subscription import Subscription, record_key
+from cityhub.streams.malformed import malformed_reason
 
 log = logging.getLogger("cityhub.subscriptions.view")
 
@@ -68,11 +69,7 @@ class SubscriptionView:
                 self._put(key, value)
         except (MalformedSubscription, ValidationError, ValueError, TypeError) as exc:
             self._malformed += 1
-            reason = (
-                f"{exc.error_count()} invalid field(s)"
-                if isinstance(exc, ValidationError)
-                else str(exc)
-            )
+            reason = malformed_reason(exc)
             log.warning(
                 "skipping malformed subscription record at offset %d (key %r): %s",
                 offset,
