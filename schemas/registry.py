@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from cityhub.schemas.expected_interval import ExpectedIntervalSeconds
+from cityhub.schemas.quality import QualitySpec
 
 ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
 """Ids of tenants, device types and devices: lower-case letters, digits, ``.``, ``_``, ``-``;
@@ -289,6 +290,8 @@ class DeviceTypeSpec(_Spec):
     expected_interval_seconds: ExpectedIntervalSeconds | None = None
     """How often its devices report (a device may override it); None: the hub's default
     (``schemas/expected_interval.py``)."""
+    quality: QualitySpec | None = None
+    """Its quality limits per quantity and its fault fields (docs/quality.md); None: the hub's."""
 
     @field_validator("personal_data_category")
     @classmethod
@@ -387,6 +390,7 @@ class DeviceType(_Record):
     personal_data_category: str | None = None
     ngsi_ld: NgsiLdSpec | None = None
     expected_interval_seconds: int | None = None
+    quality: QualitySpec | None = None
 
     @property
     def data_category(self) -> str:

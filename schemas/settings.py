@@ -21,6 +21,7 @@ from cityhub.schemas.history_settings import HistorySettings as HistorySettings
 from cityhub.schemas.kafka_settings import KafkaSettings as KafkaSettings
 from cityhub.schemas.open_data import OpenDataSettings as OpenDataSettings
 from cityhub.schemas.processing import DEFAULT_BASE_URI, check_base_uri
+from cityhub.schemas.quality import QualitySettings as QualitySettings
 from cityhub.schemas.stack_settings import StackSettings as StackSettings
 
 ENVELOPE_OVERHEAD_BYTES = 70_000
@@ -398,6 +399,7 @@ class Settings(BaseSettings):
     cloudevents: CloudEventsSettings = CloudEventsSettings()
     open_data: OpenDataSettings = OpenDataSettings()
     health: HealthSettings = HealthSettings()
+    quality: QualitySettings = QualitySettings()
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     """``text``: one line per record for people; ``json``: one JSON object per line (time,

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from cityhub.schemas.quality import QualitySpec
 from cityhub.schemas.registry import (
     Classification,
     FieldMapping,
@@ -78,6 +79,8 @@ class DeviceTypeOut(_Out):
     expected_interval_seconds: int | None = None
     """How often its devices report, in seconds (a device may override it); null: the hub's
     default (``health.default_expected_interval_seconds``)."""
+    quality: QualitySpec | None = None
+    """Its quality limits per quantity and fault fields (docs/quality.md); null: the hub's."""
 
 
 class DeviceOut(_Out):

@@ -169,6 +169,7 @@ def _device_type(
         personal_data_category=spec.personal_data_category,
         ngsi_ld=spec.ngsi_ld,
         expected_interval_seconds=spec.expected_interval_seconds,
+        quality=spec.quality,
         created_at=created_at,
         updated_at=updated_at,
     )

@@ -1,0 +1,1 @@
+"""Data-quality checks of observations: pure functions over plain data (docs/quality.md)."""
