@@ -13,6 +13,7 @@ LOCK := requirements.lock
 
 .PHONY: run test setup lint audit typecheck unit integration fuzz bench lock stack-up stack-down clean ogc-ets
 .PHONY: image image-lock image-smoke
+.PHONY: console-assets console-screenshots
 
 PY_SOURCES := $(shell find schemas connectors streams -name '*.py' 2>/dev/null)
 
@@ -67,7 +68,30 @@ $(HELM_STAMP):
 	GOBIN=$(CURDIR)/build/tools $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	touch $(HELM_STAMP)
 
-setup: $(LINKED) $(SPECTRAL_STAMP)
+# The operator console's vendor assets (docs/console.md): htmx and Leaflet, pinned with their
+# lock file in deploy/console (npm registry), copied into the folder the console serves
+# (gitignored); axe-core stays in deploy/console/node_modules for the browser tests.
+# --ignore-scripts: none of them needs an install script.
+CONSOLE_DIR := deploy/console
+CONSOLE_VENDOR := streams/console/static/vendor
+CONSOLE_STAMP := $(CONSOLE_VENDOR)/.built
+
+$(CONSOLE_STAMP): $(CONSOLE_DIR)/package.json $(CONSOLE_DIR)/package-lock.json
+	cd $(CONSOLE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf $(CONSOLE_VENDOR) && mkdir -p $(CONSOLE_VENDOR)/images
+	cp $(CONSOLE_DIR)/node_modules/htmx.org/dist/htmx.min.js $(CONSOLE_VENDOR)/
+	cp $(CONSOLE_DIR)/node_modules/leaflet/dist/leaflet.js $(CONSOLE_DIR)/node_modules/leaflet/dist/leaflet.css $(CONSOLE_VENDOR)/
+	cp $(CONSOLE_DIR)/node_modules/leaflet/dist/images/*.png $(CONSOLE_VENDOR)/images/
+	touch $(CONSOLE_STAMP)
+
+console-assets: $(CONSOLE_STAMP)
+
+# A screenshot of each console page, against a hub of its own on the local stack
+# (tests/browser/screenshots.py), in build/console-screenshots/ (not committed).
+console-screenshots: stack-up $(CONSOLE_STAMP)
+	$(BIN)/python -m tests.browser.screenshots build/console-screenshots
+
+setup: $(LINKED) $(SPECTRAL_STAMP) $(CONSOLE_STAMP)
 
 # Resolves pyproject.toml's dependencies (with the dev extra) again and rewrites the lock with
 # the newest versions its ranges allow. `make lock LOCK_UPGRADE=` keeps the current pins where

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
+from cityhub.schemas.console_settings import ConsoleSettings as ConsoleSettings
 from cityhub.schemas.health_settings import HealthSettings as HealthSettings
 from cityhub.schemas.history_settings import HistorySettings as HistorySettings
 from cityhub.schemas.kafka_settings import KafkaSettings as KafkaSettings
@@ -398,6 +399,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     cloudevents: CloudEventsSettings = CloudEventsSettings()
     open_data: OpenDataSettings = OpenDataSettings()
+    console: ConsoleSettings = ConsoleSettings()
     health: HealthSettings = HealthSettings()
     quality: QualitySettings = QualitySettings()
     log_level: str = "info"

@@ -22,8 +22,11 @@ from cityhub.streams.subscriptions.topics import SubscriptionTopics
 from cityhub.streams.wiring_adapters import category_of, delivery_sharing, flag
 
 if TYPE_CHECKING:  # imported where the API is built: a worker process does without it
+    from aiohttp import web
+
     from cityhub.streams.opendata.distributions import OpenDataDistributions
     from cityhub.streams.opendata.requests import DataRequests
+    from cityhub.streams.registry.service import Registry
     from cityhub.streams.sharing.service import Sharing
     from cityhub.streams.sharing.usage_publisher import UsageStore
     from cityhub.streams.subscriptions.service import Subscriptions
@@ -145,6 +148,7 @@ def api_parts(
         sharing=sharing_service,
         # The catalogue lists the offers their providers chose to list (their metadata only).
         listed_offers=sharing.view.listed_offers if sharing is not None else None,
+        console=_console(settings, service, subscriptions),
     )
     mover = _SecretsMover(subscriptions, subscription_store, secret_store)
     checks["subscription_secrets_moved"] = flag(mover, "done")
@@ -157,6 +161,30 @@ def api_parts(
         *([store_part("agreement usage", usage_store)] if usage_store is not None else []),
         server_part("operator API", app, settings.http.host, settings.http.port),
     ]
+
+
+def _console(
+    settings: Settings, registry: Registry, subscriptions: Subscriptions
+) -> web.Application | None:
+    """The operator console (``cityhub.streams.console``), when enabled: its session cookies
+    are sealed with a key derived from the KEK, which every API process has."""
+    if not settings.console.enabled:
+        return None
+    from cityhub.streams.console.app import build_console
+    from cityhub.streams.console.live import LiveObservations
+    from cityhub.streams.console.live_kafka import observations_reader
+    from cityhub.streams.console.services import ConsoleServices
+    from cityhub.streams.privacy.keys_store import load_kek
+
+    console = settings.console
+    live = LiveObservations(
+        observations_reader(settings),
+        per_session=console.live_streams_per_session,
+        total=console.live_streams,
+        buffer=console.live_buffer,
+    )
+    services = ConsoleServices(registry=registry, subscriptions=subscriptions, live=live)
+    return build_console(services, console, load_kek(settings))
 
 
 def _data_requests(

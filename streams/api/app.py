@@ -166,6 +166,10 @@ async def _openapi(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI_KEY])
 
 
+async def _to_console(request: web.Request) -> web.Response:
+    return web.Response(status=308, headers={"Location": "/console/"})
+
+
 async def _close_aggregates(app: web.Application) -> None:
     await app[AGGREGATES_KEY].close()
 
@@ -190,6 +194,7 @@ def build_api(
     data_requests: DataRequests | None = None,
     sharing: Sharing | None = None,
     open_data: OpenDataDistributions | None = None,
+    console: web.Application | None = None,
 ) -> web.Application:
     """The API over ``registry`` at ``/api/v1``, JSON bodies capped at ``max_body_bytes`` and
     imports at ``max_import_bytes`` (413 past either; None: ``quotas.import_max_bytes``).
@@ -208,7 +213,8 @@ def build_api(
     The app closes the source it holds when it is cleaned up. ``http`` (default: the
     environment's) gives the CORS allow-list and the OpenAPI document's contact. Without
     ``data_requests`` the data requests' routes answer 503, and without ``sharing`` the
-    offers' and agreements' routes do."""
+    offers' and agreements' routes do. ``console`` (``cityhub.streams.console.app``) is
+    mounted at ``/console/`` (None: no console)."""
     quotas = quotas or QuotaSettings()
     http = http or Settings().http
     if max_import_bytes is None:
@@ -278,4 +284,7 @@ def build_api(
     mount_sensorthings(app, SensorThings.from_settings(registry, Settings(), read_access))
     # NGSI-LD (read only) beside /api/v1, over the same keys and the history store.
     add_ngsi_ld_routes(app, registry, access=read_access)
+    if console is not None:  # the operator console's pages (cityhub.streams.console)
+        app.router.add_get("/console", _to_console)
+        app.add_subapp("/console", console)
     return app

@@ -1,0 +1,68 @@
+"""The console's own strings (layout, navigation, sign-in, errors): key -> (Dutch, English)."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    "app.name": ("cityhub-console", "cityhub console"),
+    "layout.skip": ("Naar de inhoud", "Skip to content"),
+    "layout.nav": ("Hoofdmenu", "Main menu"),
+    "layout.language": ("Taal", "Language"),
+    "layout.signed_in_as": (
+        "Aangemeld met sleutel {key} ({role}) bij {tenant}",
+        "Signed in with key {key} ({role}) in {tenant}",
+    ),
+    "layout.sign_out": ("Afmelden", "Sign out"),
+    "layout.tenant": ("Tenant", "Tenant"),
+    "layout.tenant_choose": ("Wissel", "Switch"),
+    "layout.assets_missing": (
+        "De scripts van de console (htmx, Leaflet) zijn niet gebouwd: voer `make console-assets` "
+        "uit. Pagina's werken zonder, maar de kaart en live-updates niet.",
+        "The console's scripts (htmx, Leaflet) were not built: run `make console-assets`. Pages "
+        "work without them, but the map and live updates do not.",
+    ),
+    "lang.nl": ("Nederlands", "Nederlands"),
+    "lang.en": ("English", "English"),
+    "nav.devices": ("Apparaten", "Devices"),
+    "nav.map": ("Kaart", "Map"),
+    "signin.title": ("Aanmelden", "Sign in"),
+    "signin.intro": (
+        "Meld u aan met een API-sleutel van cityhub. De sleutel wordt alleen versleuteld in een "
+        "cookie bewaard, nooit in een adres of op een pagina.",
+        "Sign in with a cityhub API key. The key is kept only encrypted in a cookie, never in an "
+        "address or on a page.",
+    ),
+    "signin.key": ("API-sleutel", "API key"),
+    "signin.key_hint": ("Begint met chk_", "Starts with chk_"),
+    "signin.submit": ("Aanmelden", "Sign in"),
+    "signin.failed": (
+        "Aanmelden mislukt: deze sleutel is onbekend of ingetrokken.",
+        "Sign-in failed: this key is unknown or revoked.",
+    ),
+    "signin.signed_out": ("U bent afgemeld.", "You are signed out."),
+    "signin.expired": (
+        "Uw sessie is verlopen; meld u opnieuw aan.",
+        "Your session has expired; please sign in again.",
+    ),
+    "error.title": ("Er ging iets mis", "Something went wrong"),
+    "error.404": ("Niet gevonden.", "Not found."),
+    "error.403": ("Dit mag deze sleutel niet.", "This key may not do that."),
+    "error.400": ("Het verzoek klopt niet.", "The request is not valid."),
+    "error.csrf": (
+        "Het formulier was verlopen of kwam niet van deze console; probeer het opnieuw.",
+        "The form had expired or did not come from this console; please try again.",
+    ),
+    "error.back": ("Terug naar de apparaten", "Back to the devices"),
+    "error.503": ("Dit is nu niet beschikbaar.", "This is not available right now."),
+    "common.yes": ("ja", "yes"),
+    "common.no": ("nee", "no"),
+    "common.none": ("—", "—"),
+    "common.any": ("alle", "any"),
+    "common.save": ("Opslaan", "Save"),
+    "common.search": ("Zoeken", "Search"),
+    "common.next": ("Volgende", "Next"),
+    "common.errors": (
+        "Niet opgeslagen: herstel de gemarkeerde velden.",
+        "Not saved: correct the marked fields.",
+    ),
+    "common.saved": ("Opgeslagen.", "Saved."),
+}

@@ -1,0 +1,24 @@
+"""The services the console's pages call, in process, with the signed-in principal: the same
+objects the API's handlers call, so every authorisation rule is the API's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cityhub.streams.console.health import HealthSource
+    from cityhub.streams.console.live import LiveObservations
+    from cityhub.streams.registry.service import Registry
+    from cityhub.streams.subscriptions.service import Subscriptions
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleServices:
+    """What the console's pages reach; None: that part is not served by this process (its
+    pages say so)."""
+
+    registry: Registry
+    subscriptions: Subscriptions | None = None
+    live: LiveObservations | None = None
+    health: HealthSource | None = None

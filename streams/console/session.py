@@ -1,0 +1,105 @@
+"""The console's session cookie: sealed (AES-GCM), so it is both secret and signed.
+
+A session holds the API key secret it signed in with (None before sign-in), its CSRF token, the
+tenant an admin chose, and when it expires. The cookie is ``base64url(nonce || AES-GCM(key,
+nonce, JSON))``; the key is derived with HKDF-SHA256 from the privacy key-encryption key (KEK)
+that every API process has, so any API process reads a cookie another one made, and nobody
+without the KEK can read or forge one. A cookie that does not open (forged, cut, made with
+another KEK, expired) is no session at all: the caller starts signed out.
+
+Pure: no I/O; the clock is passed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets
+from dataclasses import dataclass, replace
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+COOKIE_NAME = "cityhub_console"
+MAX_COOKIE_CHARS = 2048
+"""Longer cookies are not ours: refused before any decoding."""
+_INFO = b"cityhub console session cookie v1"
+_AAD = b"cityhub-console-session-v1"
+_NONCE_BYTES = 12
+_MAX_SECRET_CHARS = 512
+_MAX_TENANT_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One browser's session (signed in when ``secret`` is set)."""
+
+    csrf: str
+    expires_at: float
+    secret: str | None = None
+    tenant: str | None = None
+    """The tenant an admin works in (others always work in their key's own)."""
+
+    @classmethod
+    def anonymous(cls, now: float, lifetime: float) -> Session:
+        """A new signed-out session with a fresh CSRF token."""
+        return cls(csrf=secrets.token_urlsafe(24), expires_at=now + lifetime)
+
+    def signed_in(self, secret: str, now: float, lifetime: float) -> Session:
+        """This browser signed in with ``secret``: a new CSRF token, a new expiry."""
+        return Session(csrf=secrets.token_urlsafe(24), expires_at=now + lifetime, secret=secret)
+
+    def with_tenant(self, tenant: str) -> Session:
+        return replace(self, tenant=tenant)
+
+
+def derive_key(kek: bytes) -> bytes:
+    """The cookie key of a KEK (HKDF-SHA256, 32 bytes); the KEK itself never seals a cookie."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(kek)
+
+
+class SessionCodec:
+    """Seals sessions into cookie values and opens them again."""
+
+    def __init__(self, kek: bytes) -> None:
+        self._aead = AESGCM(derive_key(kek))
+
+    def seal(self, session: Session) -> str:
+        payload = {"c": session.csrf, "e": session.expires_at}
+        if session.secret is not None:
+            payload["k"] = session.secret
+        if session.tenant is not None:
+            payload["t"] = session.tenant
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, json.dumps(payload).encode(), _AAD)
+        return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    def open(self, value: str, now: float) -> Session | None:
+        """The session a cookie holds, or None if it is not one of ours or has expired."""
+        if not value or len(value) > MAX_COOKIE_CHARS:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            plain = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _AAD)
+            payload = json.loads(plain)
+        except (binascii.Error, ValueError, InvalidTag):
+            return None
+        return _session(payload, now)
+
+
+def _session(payload: object, now: float) -> Session | None:
+    if not isinstance(payload, dict):
+        return None
+    csrf, expires = payload.get("c"), payload.get("e")
+    secret, tenant = payload.get("k"), payload.get("t")
+    if not isinstance(csrf, str) or not isinstance(expires, (int, float)) or expires <= now:
+        return None
+    if secret is not None and not (isinstance(secret, str) and len(secret) <= _MAX_SECRET_CHARS):
+        return None
+    if tenant is not None and not (isinstance(tenant, str) and len(tenant) <= _MAX_TENANT_CHARS):
+        return None
+    return Session(csrf=csrf, expires_at=float(expires), secret=secret, tenant=tenant)
