@@ -84,6 +84,10 @@ class Topics:
     keyed ``<dataset>/<area>/<quantity>/<window start>``."""
     data_requests: str
     """Compacted: the public's data requests and their answers, keyed ``data_request/<id>``."""
+    subscription_status: str
+    """Compacted: each subscription's delivery status (state, lag, delivered, failures) as its
+    delivery process last wrote it, keyed ``status/<tenant>/<id>``
+    (``cityhub.schemas.subscription_status``); read by the API for the console."""
 
     @classmethod
     def for_prefix(cls, prefix: str) -> Topics:
@@ -107,4 +111,5 @@ class Topics:
             open_data_points=f"{prefix}.open-data-points",
             open_data=f"{prefix}.open-data",
             data_requests=f"{prefix}.data-requests",
+            subscription_status=f"{prefix}.subscription-status",
         )

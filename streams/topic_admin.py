@@ -156,6 +156,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(
             topics.data_requests, 1, {**compact_config, "max.compaction.lag.ms": str(HOUR_MS)}
         ),
+        # Each subscription's delivery status, written every few seconds by the delivery
+        # processes and read whole by the API (the console's subscriptions page).
+        TopicSpec(topics.subscription_status, 1, compact_config),
         # The agents' states, one partition per input partition (the input topics have n).
         *(
             TopicSpec(changelog(settings.worker.app_id, state), n, compact_config)

@@ -11,6 +11,7 @@ runs them. The worker's parts are built in ``cityhub.streams.wiring_worker``, th
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 
 from cityhub.connectors.mqtt.bridge import MqttBridge, bridge_writer
@@ -113,6 +114,12 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
             use_registry(registry)
         parts.append(Part("delivery", manager.run))
         checks["delivery"] = flag(manager, "ready")
+        from cityhub.streams.delivery.status_publisher import StatusPublisher
+
+        # Each subscription's state, lag and failures for the console (docs/console.md).
+        parts.append(
+            Part("subscription status", functools.partial(StatusPublisher(manager).run, settings))
+        )
     if roles.bridge:
         parts.append(_bridge_part(settings, checks))
         if settings.bridge.broker_stats:

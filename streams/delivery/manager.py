@@ -229,6 +229,23 @@ class DeliveryManager:
             self.tasks[key] = task
             log.info("delivering %s/%s (%s)", record.tenant, record.id, record.delivery.kind)
 
+    def reporting(self) -> set[tuple[str, str]]:
+        """The subscriptions whose status this process knows: those it delivers (a task that
+        holds the subscription's partition: a standby's figures would be stale) and the paused
+        ones it measures (``report_paused_lag``). Read by the status publisher."""
+        keys = {key for key, task in self.tasks.items() if task.assigned}
+        if self._target_factory is target_for:
+            keys.update(
+                (r.tenant, r.id)
+                for r in self._store.view.all()
+                if r.state is SubscriptionState.PAUSED and r.delivery.serving is Serving.TASK
+            )
+        return keys
+
+    def present(self) -> set[tuple[str, str]]:
+        """Every subscription in the view."""
+        return {(r.tenant, r.id) for r in self._store.view.all()}
+
     async def report_paused_lag(self) -> None:
         """Lag gauges of paused subscriptions, which no task reports: their committed position
         against the end of their topic, and the age of the first record not delivered."""

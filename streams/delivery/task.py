@@ -139,6 +139,12 @@ class DeliveryTask:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def assigned(self) -> bool:
+        """Whether this process holds the subscription's partition (another delivery process
+        may, this one standing by)."""
+        return bool(self._delivered_to)
+
     def update(self, record: Subscription) -> None:
         """A new version of the record that needs no restart (a replay request, a name)."""
         self.record = record

@@ -154,6 +154,8 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
             *_topics(
                 Operation.WRITE, topics.processing_log, topics.deadletter, topics.agreement_usage
             ),
+            # Each subscription's status, for the console (the API reads it).
+            *_topics(Operation.WRITE, topics.subscription_status),
         ],
         # Manages the registry, the subscriptions (their secrets, and their topics) and the
         # privacy records;
@@ -173,6 +175,10 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 topics.agreement_usage,
                 topics.open_data,
                 topics.data_requests,
+                # The console: subscriptions' statuses, and the dead letters of the tenant's
+                # devices (a bounded view, docs/console.md).
+                topics.subscription_status,
+                topics.deadletter,
             ),
             *_topics(
                 Operation.WRITE,

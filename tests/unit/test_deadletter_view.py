@@ -1,0 +1,188 @@
+"""The console's dead-letter view: attribution to tenants, tenant isolation seen from the other
+side, personal payloads, bounds on memory and on what is shown, malformed records."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cityhub.schemas.deadletter import DeadLetter
+from cityhub.schemas.errors import Reason
+from cityhub.schemas.registry import DeviceType, Role, Tenant
+from cityhub.streams.deadletters.view import DeadLetterView, payload_visible, preview
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.view import RegistryView
+
+TS = "2026-12-04T10:00:00.000Z"
+
+
+def _registry() -> RegistryView:
+    view = RegistryView()
+    records: list[tuple[str, Any]] = []
+    for tenant in ("north", "south"):
+        records.append(
+            (f"tenant/{tenant}", Tenant(id=tenant, name=tenant, created_at=TS, updated_at=TS))
+        )
+    for tenant, type_id, cls in (
+        ("north", "aq", "public"),
+        ("north", "tracker", "personal"),
+        ("south", "aq", "internal"),
+    ):
+        records.append(
+            (
+                f"device_type/{tenant}/{type_id}",
+                DeviceType(
+                    tenant=tenant,
+                    id=type_id,
+                    name=type_id,
+                    decoder="network",
+                    fields=[],
+                    only_mapped=False,
+                    classification=cls,  # type: ignore[arg-type]  # pydantic coerces
+                    created_at=TS,
+                    updated_at=TS,
+                ),
+            )
+        )
+    for offset, (key, record) in enumerate(records):
+        view.apply(key, record.model_dump_json().encode(), offset)
+    for i, (tenant, type_id, dev_id, eui) in enumerate(
+        (
+            ("north", "aq", "n-aq-1", "00000000000000a1"),
+            ("north", "tracker", "n-track-1", "00000000000000b1"),
+            ("south", "aq", "s-aq-1", "00000000000000c1"),
+        )
+    ):
+        doc: dict[str, Any] = {
+            "kind": "device",
+            "tenant": tenant,
+            "id": dev_id,
+            "name": dev_id,
+            "type": type_id,
+            "dev_eui": eui,
+            "location": None,
+            "area": None,
+            "tags": [],
+            "active": True,
+            "app_key_sha256": None,
+            "created_at": TS,
+            "updated_at": TS,
+        }
+        view.apply(f"device/{dev_id}", json.dumps(doc).encode(), 100 + i)
+    return view
+
+
+def _letter(
+    device: str | None,
+    payload: bytes = b'{"t": 1}',
+    *,
+    reason: Reason = Reason.SCHEMA_MISMATCH,
+    at: str = TS,
+) -> bytes:
+    return DeadLetter.of(
+        stage="normalise",
+        reason=reason,
+        detail="uplink_message.f_port: expected an integer",
+        failed_at=at,
+        payload=payload,
+        max_payload_bytes=64 * 1024,
+        device=device,
+    ).to_json()
+
+
+NORTH_OP = Principal(key_id="k1", tenant="north", role=Role.OPERATOR)
+SOUTH_OP = Principal(key_id="k2", tenant="south", role=Role.OPERATOR)
+SOUTH_ADMIN = Principal(key_id="k3", tenant="south", role=Role.ADMIN)
+NORTH_SUB = Principal(key_id="k4", tenant="north", role=Role.SUBSCRIBER)
+
+
+def _view(**kw: Any) -> DeadLetterView:
+    view = DeadLetterView(_registry(), **kw)
+    for offset, device in enumerate(
+        [
+            "n-aq-1",
+            "00000000000000C1",
+            "n-track-1",
+            "unknown-thing",
+            None,
+            "device/s-aq-1",
+            "area/north/centrum",
+        ]
+    ):
+        view.add(_letter(device), partition=0, offset=offset)
+    return view
+
+
+def test_each_operator_sees_exactly_its_own_tenants_letters() -> None:
+    view = _view()
+    north = {(dl.device, dl.tenant) for dl in view.letters(NORTH_OP)}
+    south = {(dl.device, dl.tenant) for dl in view.letters(SOUTH_OP)}
+    assert north == {("n-aq-1", "north"), ("n-track-1", "north"), ("area/north/centrum", "north")}
+    # The DevEUI (in any case) and the worker's record key find the south device.
+    assert south == {("00000000000000C1", "south"), ("device/s-aq-1", "south")}
+    # From the other side: an id of north's is as absent for south as one that never was.
+    for letter in view.letters(NORTH_OP):
+        assert view.get(SOUTH_OP, letter.id) is None
+        assert view.get(NORTH_OP, letter.id) == letter
+    assert view.letters(NORTH_SUB) == []
+    assert view.get(NORTH_SUB, "0-0") is None
+
+
+def test_an_admin_sees_every_letter_with_the_unknown_devices_but_not_personal_payloads() -> None:
+    view = _view()
+    every = view.letters(SOUTH_ADMIN)
+    assert len(every) == 7
+    unknown = view.letters(SOUTH_ADMIN, tenant="")
+    assert {dl.device for dl in unknown} == {"unknown-thing", None}
+    tracker = next(dl for dl in every if dl.device == "n-track-1")
+    assert view.personal(tracker)
+    assert not payload_visible(SOUTH_ADMIN, tracker, view.personal(tracker))
+    assert payload_visible(NORTH_OP, tracker, view.personal(tracker))
+    plain = next(dl for dl in every if dl.device == "n-aq-1")
+    assert payload_visible(SOUTH_ADMIN, plain, view.personal(plain))
+
+
+def test_one_tenants_flood_does_not_push_out_anothers_letters() -> None:
+    view = DeadLetterView(_registry(), per_tenant=5)
+    view.add(_letter("s-aq-1"), partition=1, offset=0)
+    for offset in range(1, 100):
+        view.add(_letter("n-aq-1"), partition=1, offset=offset)
+    assert len(view.letters(NORTH_OP)) == 5
+    assert [dl.id for dl in view.letters(SOUTH_OP)] == ["1-0"]
+
+
+def test_reasons_are_counted_and_filtered_newest_first() -> None:
+    view = DeadLetterView(_registry())
+    view.add(
+        _letter("n-aq-1", reason=Reason.OVERSIZE, at="2026-12-04T10:00:01Z"), partition=0, offset=0
+    )
+    view.add(_letter("n-aq-1", at="2026-12-04T10:00:03Z"), partition=0, offset=1)
+    view.add(_letter("n-aq-1", at="2026-12-04T10:00:02Z"), partition=1, offset=0)
+    assert view.reasons(NORTH_OP) == {"schema_mismatch": 2, "oversize": 1}
+    assert [dl.id for dl in view.letters(NORTH_OP, reason="schema_mismatch")] == ["0-1", "1-0"]
+    assert view.reasons(SOUTH_OP) == {}
+
+
+def test_the_payload_is_cut_and_shown_as_text_or_hex_never_as_markup() -> None:
+    view = DeadLetterView(_registry(), preview_bytes=16)
+    view.add(_letter("n-aq-1", b"<script>alert(1)</script>" * 10), partition=0, offset=0)
+    view.add(_letter("n-aq-1", bytes(range(40))), partition=0, offset=1)
+    text_letter, binary = sorted(view.letters(NORTH_OP), key=lambda dl: dl.id)
+    assert text_letter.preview == b"<script>alert(1)"
+    assert text_letter.preview_cut
+    assert text_letter.size == 250
+    assert preview(text_letter.preview) == ("text", "<script>alert(1)")  # the page escapes it
+    kind, shown = preview(binary.preview)
+    assert kind == "hex"
+    assert shown == "00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f"
+    # A UTF-8 character cut by the preview is dropped, not shown as hex.
+    assert preview("añb".encode()[:2]) == ("text", "a")
+    assert preview("a\u0085b".encode())[0] == "hex"
+
+
+def test_malformed_records_are_counted_and_skipped() -> None:
+    view = DeadLetterView(_registry())
+    for offset, value in enumerate([b"not json", b"[1]", b'{"reason": 1}', None, b"\xff\xfe"]):
+        view.add(value, partition=0, offset=offset)
+    assert view.malformed == 5
+    assert view.letters(SOUTH_ADMIN) == []
