@@ -5,7 +5,9 @@ fleet, registered in an in-memory registry. The baseline does the least any norm
 decode the envelope and its JSON payload, encode one output document. cityhub does the whole
 stage as the agent does (``normalise_envelope``): envelope, format parse, the device's identity
 against the registry, payload decoding, the device type's mappings, duplicate check, one
-canonical observation per quantity, each serialised and sized. Pure CPU, no broker.
+canonical observation per quantity, each serialised and sized. Pure CPU, no broker. The
+third line adds the quality checks (``streams/quality``: range, spike, flat line, device
+faults, with each device's series) as the agent runs them, against the same stage without them.
 
 Run: ``.venv/bin/python -m bench.normaliser`` (or ``make bench``); ``--profile`` prints where
 the time goes (cProfile).
@@ -28,11 +30,19 @@ from bench.workload import SEED, city_messages
 from cityhub.connectors.formats import get_format
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError
+from cityhub.schemas.observation import Observation
+from cityhub.schemas.quality import QualitySettings
+from cityhub.schemas.registry import DeviceType
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.devtools.simulator import build_fleet
 from cityhub.streams.devtools.simulator.registration import register_fleet
 from cityhub.streams.normaliser.dedup import DeviceFrames
-from cityhub.streams.normaliser.normalise import DeviceDirectory, normalise_envelope
+from cityhub.streams.normaliser.normalise import (
+    DeviceDirectory,
+    QualityCheck,
+    normalise_envelope,
+)
+from cityhub.streams.quality.assess import DeviceSeries, QualityAssessor
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 
@@ -76,9 +86,27 @@ def registered_fleet() -> DeviceDirectory:
     return registry.view
 
 
-def normalise_all(data: list[bytes], directory: DeviceDirectory) -> int:
+def quality_check(assessor: QualityAssessor) -> QualityCheck:
+    """The agent's quality check (``NormaliserAgent._quality_check``) over a fresh state."""
+    series_of: dict[str, DeviceSeries] = {}
+
+    def check(observations: list[Observation], device_type: DeviceType | None) -> None:
+        device = observations[0].device_id
+        series = series_of.get(device)
+        if series is None:
+            series = {}
+        if assessor.assess(observations, device_type, series):
+            series_of[device] = series
+
+    return check
+
+
+def normalise_all(
+    data: list[bytes], directory: DeviceDirectory, quality: QualityAssessor | None = None
+) -> int:
     """What the normaliser agent does per record, minus Kafka."""
     frames: dict[str, DeviceFrames] = {}
+    check = None if quality is None else quality_check(quality)
     n = 0
     for offset, value in enumerate(data):
         try:
@@ -90,6 +118,7 @@ def normalise_all(data: list[bytes], directory: DeviceDirectory) -> int:
                 window=300,
                 allow_unknown=False,
                 max_record_bytes=1_048_576,
+                quality=check,
             )
         except MessageError:
             n += 1
@@ -132,22 +161,31 @@ def main() -> dict[str, float]:
     data = envelopes(args.messages)
     directory = registered_fleet()
     hub = functools.partial(normalise_all, directory=directory)
+    checked = functools.partial(
+        normalise_all, directory=directory, quality=QualityAssessor(QualitySettings())
+    )
     hub(data[:500])  # warm caches (format lookups, quantity catalogue)
+    checked(data[:500])
     if args.profile:
         cProfile.runctx("hub(data)", globals(), {"hub": hub, "data": data}, sort="tottime")
         return {}
-    base_rates, hub_rates, ratios = [], [], []
+    base_rates, hub_rates, ratios, quality_rates, quality_ratios = [], [], [], [], []
     for _ in range(args.runs):
         b = measure(baseline, data)
         h = measure(hub, data)
+        q = measure(checked, data)
         base_rates.append(b)
         hub_rates.append(h)
         ratios.append(h / b)
+        quality_rates.append(q)
+        quality_ratios.append(q / h)
     observations = normalise_count(data[:2000], directory)
     result = {
         "baseline_events_per_s": median(base_rates),
         "normaliser_events_per_s": median(hub_rates),
         "ratio": median(ratios),
+        "quality_events_per_s": median(quality_rates),
+        "quality_ratio": median(quality_ratios),
         "observations_per_event": observations,
     }
     one, five, _ = os.getloadavg()
@@ -162,6 +200,8 @@ def main() -> dict[str, float]:
         f"({observations:.1f} observations per event)"
     )
     print(f"  ratio normaliser/orjson   : {result['ratio']:.3f}")
+    print(f"  with quality checks       : {result['quality_events_per_s']:>10,.0f} events/s")
+    print(f"  ratio with/without checks : {result['quality_ratio']:.3f}")
     return result
 
 

@@ -29,6 +29,12 @@ DUPLICATES = Counter(
     "Uplinks dropped as duplicates of one already normalised (same device and frame).",
     ["network"],
 )
+QUALITY_FLAGS = Counter(
+    "cityhub_quality_flags_total",
+    "Quality flags raised on observations (docs/quality.md), by flag and quantity (a quantity "
+    "neither catalogued nor configured counts as other). Flagged observations are kept.",
+    ["flag", "quantity"],
+)
 DEADLETTERS = Counter(
     "cityhub_deadletters_total",
     "Messages sent to the dead-letter topic, by stage and reason.",

@@ -6,10 +6,14 @@ worker's runtime (``cityhub.streams.runtime``): for each batch of one input part
 normalises every record, writes the observations (and their routed copies) and the dead
 letters, and, once per batch, the duplicate state of every device whose frames changed, to the
 changelog ``<app_id>-duplicate-frames-changelog`` (faust's table format, JSON key and value, so
-a worker that ran on faust keeps its state). The runtime commits a record's offset only after
-all of that was confirmed: a crash replays records, never loses them, and a replayed record
-carries the same event ids (its own frame is no duplicate of itself: the state remembers which
-offset brought each frame).
+a worker that ran on faust keeps its state), and the quality series of every device whose
+series changed (``streams/quality/``), to the same changelog under the key ``["quality",
+<device id>]`` (a JSON array, which a worker of before issue 14 skips). The runtime commits
+a record's offset only after all of that was confirmed: a crash replays records, never loses
+them, and a replayed record carries the same event ids (its own frame is no duplicate of
+itself: the state remembers which offset brought each frame) and the same quality flags (a
+value is judged against the points before its own time). An observation is never dropped for
+its quality.
 
 Traces: a raw record carries the ``traceparent`` the bridge started. Normalising one uplink is
 one span, a child of the bridge's: every observation of the uplink carries it on its record
@@ -29,7 +33,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import orjson
 
@@ -37,6 +41,8 @@ from cityhub.connectors.record_size import record_size
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError, Oversize, Reason
 from cityhub.schemas.log_context import about_message
+from cityhub.schemas.observation import Observation
+from cityhub.schemas.registry import DeviceType
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import DUPLICATE_FRAMES, Topics, changelog
@@ -52,6 +58,8 @@ from cityhub.streams.normaliser.normalise import (
 from cityhub.streams.normaliser.personal import PersonalSealer
 from cityhub.streams.privacy.gate import PrivacyGate
 from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark
+from cityhub.streams.quality.assess import DeviceSeries, QualityAssessor
+from cityhub.streams.quality.checks import is_series
 from cityhub.streams.runtime.agent import CaughtUp, Record, StoredEntry, Write
 from cityhub.streams.subscriptions.router import SubscriptionRouter
 
@@ -61,6 +69,8 @@ STAGE = "normalise"
 HEADER_ALLOWANCE_BYTES = 128
 """Room for the headers an observation gets downstream (the area repartition's watermark)."""
 DEADLETTER_KEY_BYTES = 1024
+QUALITY_KEY = "quality"
+"""The first element of a quality-series key in the changelog (``["quality", device]``)."""
 DEADLETTER_LOG_INTERVAL_S = 1.0
 """At most one log line per this many seconds about a dead letter (with its trace id); a
 device that sends only garbage must not flood the log. The metric counts every one."""
@@ -97,6 +107,8 @@ class NormaliserAgent:
         self._max_record = settings.kafka.max_message_bytes
         self._max_payload = settings.bridge.max_payload_bytes
         self._frames: dict[int, dict[str, DeviceFrames]] = {}
+        self._quality = QualityAssessor(settings.quality)
+        self._series: dict[int, dict[str, DeviceSeries]] = {}
         self._spans = SpanPool()
         self._dead_logged_at = -math.inf
         self._dead_unlogged = 0
@@ -106,8 +118,10 @@ class NormaliserAgent:
         return self._frames.keys()
 
     def assign(self, partition: int, stored: Sequence[StoredEntry]) -> list[Write]:
-        """The partition's duplicate state from its changelog; nothing to write again."""
+        """The partition's duplicate and quality state from its changelog; nothing to write
+        again. A record of another shape is skipped."""
         frames: dict[str, DeviceFrames] = {}
+        series: dict[str, DeviceSeries] = {}
         for entry in stored:
             try:
                 device, state = orjson.loads(entry.key), orjson.loads(entry.value)
@@ -115,11 +129,17 @@ class NormaliserAgent:
                 continue
             if isinstance(device, str) and isinstance(state, dict):
                 frames[device] = state
+            elif _is_quality_key(device) and isinstance(state, dict):
+                kept = {q: s for q, s in state.items() if is_series(s)}
+                if kept:
+                    series[device[1]] = {q: [float(x) for x in s] for q, s in kept.items()}
         self._frames[partition] = frames
+        self._series[partition] = series
         return []
 
     def revoke(self, partition: int) -> None:
         self._frames.pop(partition, None)
+        self._series.pop(partition, None)
 
     def tick(self, now: float, caught_up: CaughtUp) -> list[Write]:
         return []
@@ -129,6 +149,9 @@ class NormaliserAgent:
         frames = self._frames.setdefault(partition, {})
         writes: list[Write] = []
         changed: set[str] = set()
+        quality, checked = self._quality_check(partition)
+        flagged: Counter[tuple[str, str]] = Counter()
+        label = self._quality.label
         formats: Counter[str] = Counter()
         made: Counter[str] = Counter()
         duplicates: Counter[str] = Counter()
@@ -151,6 +174,7 @@ class NormaliserAgent:
                     allow_unknown=self._allow_unknown,
                     max_record_bytes=self._max_record,
                     header_allowance=HEADER_ALLOWANCE_BYTES,
+                    quality=quality,
                 )
             except MessageError as exc:
                 writes.append(self._dead_letter(record, exc, now))
@@ -172,6 +196,9 @@ class NormaliserAgent:
             if result.remembered is not None:
                 changed.add(result.remembered)
             observations = result.observations
+            for observation, _, _ in observations:
+                for flag in observation.quality:
+                    flagged[flag, label(observation.quantity)] += 1
             if observations:
                 # This uplink's span: one header list shared by all its observations' records.
                 trace = spans.child_of(traceparent_in(record.headers))
@@ -206,8 +233,42 @@ class NormaliserAgent:
                     partition=partition,
                 )
             )
+        series = self._series.get(partition, {})
+        for device in checked:
+            writes.append(
+                Write(
+                    self.changelog or "",
+                    orjson.dumps([QUALITY_KEY, device]),
+                    orjson.dumps(series[device]),
+                    partition=partition,
+                )
+            )
         _count(formats, made, duplicates, routed)
+        for (flag, quantity), n in flagged.items():
+            metrics.QUALITY_FLAGS.labels(flag, quantity).inc(n)
         return writes
+
+    def _quality_check(
+        self, partition: int
+    ) -> tuple[Callable[[list[Observation], DeviceType | None], None] | None, set[str]]:
+        """The quality check of one batch of ``partition`` (None: checks are off) and the set
+        of devices whose series it changed (filled as the batch goes)."""
+        checked: set[str] = set()
+        if not self._quality.enabled:
+            return None, checked
+        series_of = self._series.setdefault(partition, {})
+        assess = self._quality.assess
+
+        def check(observations: list[Observation], device_type: DeviceType | None) -> None:
+            device = observations[0].device_id
+            series = series_of.get(device)
+            if series is None:
+                series = {}
+            if assess(observations, device_type, series):
+                series_of[device] = series
+                checked.add(device)
+
+        return check, checked
 
     def _personal(self, result: Normalised, trace: bytes, writes: list[Write]) -> int:
         """Seal and mark the observations of a personal device's uplink and add their writes:
@@ -285,6 +346,15 @@ class NormaliserAgent:
                 f" ({self._dead_unlogged} more since the last line)" if self._dead_unlogged else "",
             )
         self._dead_logged_at, self._dead_unlogged = now, 0
+
+
+def _is_quality_key(key: object) -> bool:
+    return (
+        isinstance(key, list)
+        and len(key) == 2
+        and key[0] == QUALITY_KEY
+        and isinstance(key[1], str)
+    )
 
 
 def _device_of(record: Record) -> str | None:

@@ -50,6 +50,9 @@ from cityhub.streams.registry.view import DeviceEntry
 DEFAULT_DECODER = "cayenne-lpp"
 """What decodes a raw LoRaWAN payload when the network server did not and no type says."""
 
+QualityCheck = Callable[[list[Observation], DeviceType | None], None]
+"""Sets the quality flags of one uplink's observations (all of one device, of that type)."""
+
 
 class DeviceDirectory(Protocol):
     """The registry lookups normalisation needs (``RegistryView`` provides them)."""
@@ -385,12 +388,13 @@ def normalise_envelope(
     allow_unknown: bool,
     max_record_bytes: int | None = None,
     header_allowance: int = 0,
+    quality: QualityCheck | None = None,
 ) -> Normalised:
     """The whole normalisation of one raw envelope read at ``offset``, in order: parse it with
     its format, find its registered device (the identity rules of :func:`resolve_device`),
     drop it if another record brought the same uplink within ``window`` seconds (``frames``,
     the duplicate state of the envelope's input partition, keyed by :func:`identity`), and build
-    its canonical observations, each encoded.
+    its canonical observations, each flagged by ``quality`` (never dropped for it) and encoded.
 
     Raises a ``MessageError`` saying why when the envelope cannot be normalised, ``Oversize``
     included when an observation's record (key, JSON and ``header_allowance``) would exceed
@@ -412,6 +416,8 @@ def normalise_envelope(
             return Normalised(received, uplink.network, duplicate=True)
     encoded = []
     observations = observations_from_uplink(uplink, envelope, registration)
+    if quality is not None and observations:
+        quality(observations, registration.device_type if registration else None)
     for observation, doc in zip(observations, encode_uplink(observations), strict=True):
         key = observation.device_id.encode()
         size = record_size(key, doc) + header_allowance

@@ -53,9 +53,19 @@ class TypeQuality(Protocol):
 def field_key(field: str) -> str:
     """A field name as fault fields are compared: lower case, ``_`` separators, the leaf of a
     dotted path, without a trailing ``_<channel>`` (``Error_Code-1`` -> ``error_code``)."""
+    found = _field_keys.get(field)
+    if found is not None:
+        return found
     key = field.rpartition(".")[2].lower().translate(_SEPARATORS).strip("_")
     head, sep, tail = key.rpartition("_")
-    return head if sep and head and tail.isdigit() else key
+    if sep and head and tail.isdigit():
+        key = head
+    if len(_field_keys) < _CACHE_LIMIT:  # field names are the devices' to choose: bounded
+        _field_keys[field] = key
+    return key
+
+
+_field_keys: dict[str, str] = {}
 
 
 def is_fault(value: object) -> bool:
@@ -72,7 +82,7 @@ def is_fault(value: object) -> bool:
 
 def reports_fault(observations: Iterable[Observation], fault_fields: Collection[str]) -> bool:
     """Whether any of an uplink's observations is a fault field reporting a fault."""
-    return any(is_fault(o.value) and field_key(o.field) in fault_fields for o in observations)
+    return any(field_key(o.field) in fault_fields and is_fault(o.value) for o in observations)
 
 
 class QualityAssessor:
@@ -84,6 +94,8 @@ class QualityAssessor:
         self._settings = settings
         self._default_faults = frozenset(field_key(f) for f in settings.fault_fields)
         self._limits: dict[tuple[str | None, str | None, str | None, str], Limits] = {}
+        self._plain: dict[str, Limits] = {}
+        """The limits of a quantity for a device whose type sets none (most of them)."""
         self._faults: dict[tuple[str, str, str], frozenset[str]] = {}
         self._labels = frozenset(QUANTITIES) | frozenset(settings.limits)
         self._last_time: tuple[str, float | None] = ("", None)
@@ -99,6 +111,10 @@ class QualityAssessor:
     def limits(self, device_type: TypeQuality | None, quantity: str) -> Limits:
         """The limits that apply to ``quantity`` of a device of ``device_type``."""
         spec = device_type.quality if device_type is not None else None
+        if spec is None:
+            found = self._plain.get(quantity)
+            if found is not None:
+                return found
         key = (
             (device_type.tenant, device_type.id, device_type.updated_at, quantity)
             if device_type is not None and spec is not None
@@ -119,7 +135,10 @@ class QualityAssessor:
             limits = NO_CHECKS
         if len(self._limits) >= _CACHE_LIMIT:
             self._limits.clear()
+            self._plain.clear()
         self._limits[key] = limits
+        if spec is None:
+            self._plain[quantity] = limits
         return limits
 
     def fault_fields(self, device_type: TypeQuality | None) -> frozenset[str]:

@@ -103,8 +103,13 @@ async def test_a_batch_becomes_observations_routed_copies_and_one_state_write_pe
     assert orjson.loads(letter.value or b"")["reason"] == "malformed_json"
     # the duplicate state: one write per device whose frames changed, in the input partition
     state = to(writes, agent.changelog or "")
-    devices = [orjson.loads(w.key) for w in state]
+    keys = [orjson.loads(w.key) for w in state]
+    devices = [k for k in keys if isinstance(k, str)]
     assert len(devices) == len(set(devices)) > 0
+    # and their quality series, one write per device under ["quality", device]
+    series = [k[1] for k in keys if isinstance(k, list)]
+    assert all(k[0] == "quality" for k in keys if isinstance(k, list))
+    assert len(series) == len(set(series)) > 0
     assert all(w.partition == 0 for w in state)
 
 
