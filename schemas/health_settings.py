@@ -23,3 +23,9 @@ class HealthSettings(BaseModel):
     silent_grace: float = Field(default=3.0, ge=1.0, le=100.0)
     """A device is silent once it has not been seen for longer than this many times its
     expected interval (LoRaWAN loses single uplinks: one missed reading is not silence)."""
+    enabled: bool = True
+    """Whether ``cityhub run`` (and ``cityhub worker``) runs the health stage, and the API serves
+    device health."""
+    write_interval_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+    """A device's health record is written at most this often, unless its state changed (first
+    seen, back after a silence, a new quality flag or dead-letter reason): then at once."""

@@ -13,7 +13,17 @@ AREA_WINDOWS: Final = "area-windows"
 OPEN_DATA_WINDOWS: Final = "open-data-windows"
 """The open-data publisher's state: the open windows (with their exact device and subject
 sets) and the recently published ones of each points partition."""
-STATES: Final = (DUPLICATE_FRAMES, DEVICE_WINDOWS, AREA_WINDOWS, OPEN_DATA_WINDOWS)
+HEALTH_ACTIVITY: Final = "health-activity"
+HEALTH_DEAD_LETTERS: Final = "health-deadletters"
+"""The health stage's states: each device's activity, and its dead letters of the last day."""
+STATES: Final = (
+    DUPLICATE_FRAMES,
+    DEVICE_WINDOWS,
+    AREA_WINDOWS,
+    OPEN_DATA_WINDOWS,
+    HEALTH_ACTIVITY,
+    HEALTH_DEAD_LETTERS,
+)
 
 
 def open_data_group(app_id: str) -> str:
@@ -22,6 +32,12 @@ def open_data_group(app_id: str) -> str:
     group commits one offset per partition), and so that the publisher's pace never holds the
     main pipeline back."""
     return f"{app_id}-open-data"
+
+
+def health_group(app_id: str) -> str:
+    """The consumer group of the health stage's agents (``cityhub.streams.health.agent``): a
+    group of its own, as it reads the observations that the aggregator reads too."""
+    return f"{app_id}-health"
 
 
 def changelog(app_id: str, state: str) -> str:
@@ -84,6 +100,10 @@ class Topics:
     keyed ``<dataset>/<area>/<quantity>/<window start>``."""
     data_requests: str
     """Compacted: the public's data requests and their answers, keyed ``data_request/<id>``."""
+    device_health: str
+    """Compacted: each device's health as the health stage last wrote it, keyed
+    ``device/<tenant>/<id>`` (its activity) and ``deadletters/<tenant>/<id>/<partition>`` (its
+    dead letters per reason; ``cityhub.schemas.device_health``); read whole by the API."""
     subscription_status: str
     """Compacted: each subscription's delivery status (state, lag, delivered, failures) as its
     delivery process last wrote it, keyed ``status/<tenant>/<id>``
@@ -111,5 +131,6 @@ class Topics:
             open_data_points=f"{prefix}.open-data-points",
             open_data=f"{prefix}.open-data",
             data_requests=f"{prefix}.data-requests",
+            device_health=f"{prefix}.device-health",
             subscription_status=f"{prefix}.subscription-status",
         )

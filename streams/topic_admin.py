@@ -159,6 +159,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Each subscription's delivery status, written every few seconds by the delivery
         # processes and read whole by the API (the console's subscriptions page).
         TopicSpec(topics.subscription_status, 1, compact_config),
+        # Each device's health (docs/health.md): one record per device (and per dead-letter
+        # partition), rewritten at most once a minute; one partition, read whole by the API.
+        TopicSpec(topics.device_health, 1, compact_config),
         # The agents' states, one partition per input partition (the input topics have n).
         *(
             TopicSpec(changelog(settings.worker.app_id, state), n, compact_config)

@@ -150,6 +150,12 @@ def api_parts(
         listed_offers=sharing.view.listed_offers if sharing is not None else None,
         console=_console(settings, service, subscriptions),
     )
+    health_parts: list[Part] = []
+    if settings.health.enabled:  # device health (docs/health.md): its view, routes and gauges
+        from cityhub.streams.api.device_health import DEVICE_HEALTH_KEY
+        from cityhub.streams.health.serving import device_health_parts
+
+        app[DEVICE_HEALTH_KEY], health_parts = device_health_parts(settings, registry, checks)
     mover = _SecretsMover(subscriptions, subscription_store, secret_store)
     checks["subscription_secrets_moved"] = flag(mover, "done")
     return [
@@ -159,6 +165,7 @@ def api_parts(
         *([store_part("open data", open_data)] if open_data is not None else []),
         *data_request_parts,
         *([store_part("agreement usage", usage_store)] if usage_store is not None else []),
+        *health_parts,
         server_part("operator API", app, settings.http.host, settings.http.port),
     ]
 

@@ -103,6 +103,10 @@ def worker_parts(
     parts = [Part("subscription routing", routing.run), Part("worker", run_worker)]
     if settings.open_data.enabled:
         parts.append(_open_data_worker_part(settings, privacy, checks))
+    if settings.health.enabled:
+        from cityhub.streams.health.wiring import health_worker_part
+
+        parts.append(health_worker_part(settings, registry, checks))
     return parts
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from cityhub.schemas.settings import Settings
-from cityhub.schemas.topics import STATES, Topics, changelog, open_data_group
+from cityhub.schemas.topics import STATES, Topics, changelog, health_group, open_data_group
 
 USER_PREFIX = "cityhub-"
 ADMIN_USER = "cityhub-admin"
@@ -103,9 +103,12 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 topics.area_observations,
                 topics.open_data_points,
                 *changelogs,
+                # The health stage counts each device's dead letters.
+                topics.deadletter,
             ),
             *_topics(
                 Operation.WRITE,
+                topics.device_health,
                 topics.observations,
                 topics.aggregates,
                 topics.area_observations,
@@ -129,6 +132,13 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
             (
                 ResourceType.GROUP,
                 open_data_group(settings.worker.app_id),
+                PatternType.LITERAL,
+                Operation.READ,
+            ),
+            # The health stage's agents, in a group of their own (health_group).
+            (
+                ResourceType.GROUP,
+                health_group(settings.worker.app_id),
                 PatternType.LITERAL,
                 Operation.READ,
             ),
@@ -175,6 +185,7 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 topics.agreement_usage,
                 topics.open_data,
                 topics.data_requests,
+                topics.device_health,
                 # The console: subscriptions' statuses, and the dead letters of the tenant's
                 # devices (a bounded view, docs/console.md).
                 topics.subscription_status,
