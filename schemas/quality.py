@@ -9,7 +9,7 @@ existed have none. How each flag is computed: ``docs/quality.md``.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -134,6 +134,40 @@ class QualitySpec(BaseModel):
     (``quality.fault_fields``); ``[]``: its devices report none."""
 
     _limits = field_validator("limits")(_bounded_limits)
+
+
+UNFLAGGED: Final = "unflagged"
+
+
+class QualityExclusion(BaseModel):
+    """The subscription filter's ``quality`` criterion that leaves out observations carrying
+    any of these flags."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exclude: list[QualityFlag] = Field(min_length=1, max_length=len(QualityFlag))
+
+    @field_validator("exclude")
+    @classmethod
+    def _once_each(cls, value: list[QualityFlag]) -> list[QualityFlag]:
+        if len(set(value)) != len(value):
+            raise ValueError("each flag may be named once")
+        return value
+
+
+QualityCriterion = Literal["unflagged"] | QualityExclusion
+"""A subscription filter's ``quality``: ``"unflagged"`` takes only observations without any
+flag (also one a later version adds), ``{"exclude": [...]}`` leaves out those with any of the
+named flags. An item without flags (an aggregate, a record from before the flags) passes both."""
+
+
+def excluded_flags(criterion: QualityCriterion | None) -> frozenset[str] | None:
+    """The known flags whose observations ``criterion`` leaves out; None: it takes any."""
+    if criterion is None:
+        return None
+    if isinstance(criterion, QualityExclusion):
+        return frozenset(flag.value for flag in criterion.exclude)
+    return frozenset(QUALITY_FLAGS)
 
 
 class QualitySettings(BaseModel):

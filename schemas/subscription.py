@@ -59,6 +59,7 @@ from pydantic import (
     model_validator,
 )
 
+from cityhub.schemas.quality import QualityCriterion
 from cityhub.schemas.registry import Area, Id, Name, Tag
 from cityhub.schemas.replay import Replay as Replay  # re-exported: their home was here
 from cityhub.schemas.replay import ReplaySpec as ReplaySpec
@@ -154,12 +155,15 @@ class SubscriptionFilter(_Spec):
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
     device_ids: list[Id] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
     bbox: BoundingBox | None = None
+    quality: QualityCriterion | None = None
+    """By quality flags (``schemas/quality.py``); None: any."""
 
     @property
     def criteria(self) -> int:
-        """How many criteria are active (non-empty lists and the box)."""
+        """How many criteria are active (non-empty lists, the box and the quality)."""
         lists = (self.quantities, self.device_types, self.areas, self.tags, self.device_ids)
-        return sum(1 for values in lists if values) + (self.bbox is not None)
+        others = (self.bbox, self.quality)
+        return sum(1 for values in lists if values) + sum(x is not None for x in others)
 
 
 def secret_fingerprint(secret: str) -> str:

@@ -21,6 +21,10 @@ The tenant rule (``may_see``), applied by every compiled predicate before its fi
   leaves the tenant check to it; ``may_see`` and the default predicate know only the first two
   branches.
 
+The ``quality`` criterion reads the item's ``quality`` (the flags of docs/quality.md): an item
+without it, or with an empty one, is unflagged, so aggregates and records written before the
+flags existed pass it.
+
 There is no wildcard tenant: an administrator's ``*`` is not a tenant id, so a subscription
 can never see across tenants beyond ``public`` and its tenant's agreements.
 
@@ -36,6 +40,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
 from cityhub.schemas.observation import Observation
+from cityhub.schemas.quality import UNFLAGGED, excluded_flags
 from cityhub.schemas.subscription import SubscriptionFilter
 
 PUBLIC = "public"
@@ -99,6 +104,8 @@ def compile_filter(
         else None
     )
     has_tenant_field = _OBSERVATION_HAS_TENANT
+    unflagged = spec_filter.quality == UNFLAGGED
+    excluded = None if unflagged else excluded_flags(spec_filter.quality)
 
     def matches_observation(obs: Observation) -> bool:
         # getattr with a default on a missing slot raises and catches inside: decided once.
@@ -117,6 +124,10 @@ def compile_filter(
         if areas is not None and obs.area not in areas:
             return False
         if tags is not None and tags.isdisjoint(obs.tags):
+            return False
+        if obs.quality and (
+            unflagged or (excluded is not None and not excluded.isdisjoint(obs.quality))
+        ):
             return False
         if boxed:
             location = obs.location
@@ -151,6 +162,10 @@ def compile_filter(
                     break
             else:
                 return False
+        if (unflagged or excluded is not None) and not _quality_passes(
+            get("quality"), unflagged, excluded
+        ):
+            return False
         if boxed:
             location = get("location")
             if type(location) is not dict and not isinstance(location, Mapping):
@@ -169,6 +184,17 @@ def compile_filter(
         return matches_observation(item)
 
     return matches
+
+
+def _quality_passes(flags: object, unflagged: bool, excluded: frozenset[str] | None) -> bool:
+    """Whether a JSON item's ``quality`` passes the criterion: absent, null or empty always;
+    with ``unflagged`` nothing else (not even a value of another shape: it is not unflagged);
+    else when it names none of ``excluded``."""
+    if not flags:
+        return True
+    if unflagged or (type(flags) is not list and not isinstance(flags, tuple)):
+        return False
+    return all(not (type(flag) is str and flag in excluded) for flag in flags)  # type: ignore[operator]
 
 
 def _member(value: object, allowed: frozenset[str]) -> bool:

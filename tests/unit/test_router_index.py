@@ -65,6 +65,7 @@ def filters(draw: st.DrawFn) -> dict[str, Any]:
         "tags": draw(values(TAGS)),
         "quantities": draw(values(QUANTITIES)),
         "device_types": draw(values(TYPES)),
+        "quality": draw(st.sampled_from([None, "unflagged", {"exclude": ["spike"]}])),
     }
     box = draw(bboxes())
     if box is not None:
@@ -127,6 +128,7 @@ def observations(draw: st.DrawFn) -> Observation:
         area=draw(st.sampled_from([None, *AREAS])),
         tags=tuple(draw(st.lists(st.sampled_from(TAGS), max_size=3))),
         classification=draw(st.sampled_from(CLASSIFICATIONS)),
+        quality=draw(st.sampled_from([(), ("spike",), ("out_of_range", "flat_line")])),
     )
 
 
@@ -158,7 +160,10 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     for name in draw(
         st.lists(
             st.sampled_from(
-                ["tenant", "classification", "device_id", "area", "tags", "quantity", "location"]
+                [
+                    *("tenant", "classification", "device_id", "area", "tags", "quantity"),
+                    *("location", "quality"),
+                ]
             ),
             max_size=2,
         )
