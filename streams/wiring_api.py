@@ -180,6 +180,7 @@ def _console(
     from cityhub.streams.console.app import build_console
     from cityhub.streams.console.live import LiveObservations
     from cityhub.streams.console.live_kafka import observations_reader
+    from cityhub.streams.console.ops import OpsServices
     from cityhub.streams.console.services import ConsoleServices
     from cityhub.streams.privacy.keys_store import load_kek
 
@@ -190,8 +191,19 @@ def _console(
         total=console.live_streams,
         buffer=console.live_buffer,
     )
-    services = ConsoleServices(registry=registry, subscriptions=subscriptions, live=live)
-    return build_console(services, console, load_kek(settings))
+    # The subscriptions', dead-letter and import pages' own parts (cityhub.streams.console.ops).
+    ops = OpsServices.for_settings(settings, registry)
+    services = ConsoleServices(
+        registry=registry,
+        subscriptions=subscriptions,
+        live=live,
+        subscription_status=ops.status_view,
+        dead_letters=ops.dead_letters,
+        imports=ops.imports,
+    )
+    app = build_console(services, console, load_kek(settings))
+    ops.attach(app)
+    return app
 
 
 def _data_requests(

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from cityhub.schemas.console_settings import CONSOLE_LANGUAGES
-from cityhub.streams.console import messages_core, messages_devices
+from cityhub.streams.console import messages_core, messages_devices, messages_ops
 
 log = logging.getLogger("cityhub.console")
 
@@ -39,7 +39,7 @@ def merge(*families: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]
     return merged
 
 
-CATALOGUE = merge(messages_core.MESSAGES, messages_devices.MESSAGES)
+CATALOGUE = merge(messages_core.MESSAGES, messages_devices.MESSAGES, messages_ops.MESSAGES)
 
 
 def translator(language: str, catalogue: Mapping[str, tuple[str, str]] = CATALOGUE) -> Translate:

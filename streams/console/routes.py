@@ -4,11 +4,21 @@ order."""
 
 from __future__ import annotations
 
-from cityhub.streams.console import core_pages, device, devices
+from cityhub.streams.console import (
+    core_pages,
+    deadletters,
+    device,
+    devices,
+    imports,
+    subscriptions,
+)
 from cityhub.streams.console.pages import ConsolePage
 
 PAGES: tuple[ConsolePage, ...] = (
     *core_pages.PAGES,
     *devices.PAGES,
     *device.PAGES,
+    *subscriptions.PAGES,
+    *deadletters.PAGES,
+    *imports.PAGES,
 )

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cityhub.streams.console.health import HealthSource
     from cityhub.streams.console.live import LiveObservations
+    from cityhub.streams.deadletters.reader import DeadLetterReader
+    from cityhub.streams.delivery.status_view import SubscriptionStatusView
+    from cityhub.streams.registry.import_jobs import ImportJobs
     from cityhub.streams.registry.service import Registry
     from cityhub.streams.subscriptions.service import Subscriptions
 
@@ -22,3 +25,7 @@ class ConsoleServices:
     subscriptions: Subscriptions | None = None
     live: LiveObservations | None = None
     health: HealthSource | None = None
+    # The subscriptions', dead-letter and import pages (cityhub.streams.console.ops).
+    subscription_status: SubscriptionStatusView | None = None
+    dead_letters: DeadLetterReader | None = None
+    imports: ImportJobs | None = None

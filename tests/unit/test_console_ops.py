@@ -1,0 +1,334 @@
+"""The console's subscriptions, dead-letter and import pages, in process (no broker): who sees
+what, pause, resume and replay through the subscriptions service with the CSRF token, figures
+from the status topic, dead letters isolated by tenant and payloads escaped or withheld, and an
+import with a bad row read back from its report."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestClient, TestServer
+
+from cityhub.connectors.sinks import subscription_models
+from cityhub.schemas.console_settings import ConsoleSettings
+from cityhub.schemas.deadletter import DeadLetter
+from cityhub.schemas.errors import Reason
+from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec
+from cityhub.schemas.settings import Settings
+from cityhub.schemas.subscription import SubscriptionState
+from cityhub.schemas.subscription_status import SubscriptionStatus
+from cityhub.streams.api.app import build_api
+from cityhub.streams.console.app import build_console
+from cityhub.streams.console.services import ConsoleServices
+from cityhub.streams.deadletters.reader import DeadLetterReader
+from cityhub.streams.delivery.status_publisher import InMemorySubscriptionStatusStore
+from cityhub.streams.registry.import_jobs import ImportJobs
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.streams.subscriptions.service import Subscriptions
+from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
+
+from .console_support import KEK, Browser
+from .test_api_support import public_resolver, seed
+
+SYSTEM = Principal.system()
+
+
+class _Reader(DeadLetterReader):
+    """The dead-letter reader without Kafka: the test feeds its view."""
+
+    def ensure_started(self) -> None:
+        self.ready = True
+
+
+@dataclass
+class Ops:
+    browser: Browser
+    subscriptions: Subscriptions
+    statuses: InMemorySubscriptionStatusStore
+    letters: _Reader
+    imports: ImportJobs
+
+
+@asynccontextmanager
+async def running_ops() -> AsyncIterator[Ops]:
+    store = InMemoryRegistryStore()
+    await store.start()
+    registry = Registry(store)
+    keys = await seed(registry)
+    await registry.create_type(
+        SYSTEM,
+        "acme",
+        DeviceTypeSpec(
+            id="tracker",
+            name="Tracker",
+            classification="personal",  # type: ignore[arg-type]  # pydantic coerces
+            personal_data_category="location",
+        ),
+    )
+    for tenant, device_id, type_id in (
+        ("acme", "a-1", "th"),
+        ("acme", "a-t", "tracker"),
+        ("beta", "b-1", "th"),
+    ):
+        await registry.create_device(
+            SYSTEM, tenant, DeviceSpec(id=device_id, name=device_id, type=type_id)
+        )
+    subscriptions = Subscriptions(
+        InMemorySubscriptionStore(), registry.view, resolver=public_resolver
+    )
+    spec = subscription_models().spec
+    for tenant, sub in (("acme", "acme-hook"), ("beta", "beta-hook")):
+        await subscriptions.create(
+            SYSTEM,
+            tenant,
+            spec.model_validate(
+                {
+                    "id": sub,
+                    "name": f"{tenant} hook",
+                    "delivery": {"kind": "webhook", "url": "https://hooks.example.org/x"},
+                }
+            ),
+        )
+    await subscriptions.create(
+        SYSTEM,
+        "acme",
+        spec.model_validate({"id": "acme-topic", "name": "Topic", "delivery": {"kind": "kafka"}}),
+    )
+    statuses = InMemorySubscriptionStatusStore()
+    letters = _Reader(Settings(), registry.view)
+    imports = ImportJobs(registry, chunk_rows=2, max_bytes=64 * 1024)
+    services = ConsoleServices(
+        registry=registry,
+        subscriptions=subscriptions,
+        subscription_status=statuses.view,
+        dead_letters=letters,
+        imports=imports,
+    )
+    console = build_console(services, ConsoleSettings(), KEK)
+    app = build_api(registry, subscriptions=subscriptions, console=console)
+    async with TestClient(TestServer(app)) as client:
+        yield Ops(Browser(client, registry, keys, None), subscriptions, statuses, letters, imports)  # type: ignore[arg-type]
+    await imports.close()
+    await store.stop()
+
+
+def _status(tenant: str, sub: str, **kw: Any) -> SubscriptionStatus:
+    doc: dict[str, Any] = {
+        "tenant": tenant,
+        "subscription": sub,
+        "state": "active",
+        "lag_messages": 17,
+        "lag_seconds": 2.5,
+        "delivered": 1234,
+        "failed": 3,
+        "dead_lettered": 1,
+        "dropped": 0,
+        "rate_per_second": 12.5,
+        "process": "deliver-1",
+        "since": "2026-12-04T10:00:00.000Z",
+        "at": "2026-12-04T10:00:05.000Z",
+    }
+    doc.update(kw)
+    return SubscriptionStatus.model_validate(doc)
+
+
+async def test_a_subscriber_sees_its_own_subscriptions_with_their_figures_and_an_admin_all() -> (
+    None
+):
+    async with running_ops() as ops:
+        await ops.statuses.put(_status("acme", "acme-hook", state="failing"))
+        await ops.statuses.put(_status("beta", "beta-hook"))
+        browser = ops.browser
+        await browser.sign_in("sub_a")
+        page = await browser.get("/console/subscriptions")
+        assert page.status == 200
+        assert "acme-hook" in page.text
+        assert "beta-hook" not in page.text
+        assert "17 berichten, 2.5 s" in page.text  # lag in messages and seconds
+        assert "12.5" in page.text
+        assert "1234" in page.text
+        assert 'data-state="failing"' in page.text
+        # A Kafka-topic subscription is read by the subscriber's own client.
+        assert "geleverd door de eigen lezer" in page.text
+        await browser.post("/console/sign-out")
+        await browser.sign_in("admin")
+        page = await browser.get("/console/subscriptions")
+        assert "acme-hook" in page.text
+        assert "beta-hook" in page.text
+        await browser.post("/console/sign-out")
+        await browser.sign_in("op_a")
+        page = await browser.get("/console/subscriptions")
+        assert "acme-hook" not in page.text
+        assert "abonnee- en beheerderssleutels" in page.text
+
+
+async def test_pause_resume_and_replay_go_through_the_service_with_the_csrf_token() -> None:
+    async with running_ops() as ops:
+        browser = ops.browser
+        await browser.sign_in("sub_a")
+        await browser.get("/console/subscriptions")
+        base = "/console/subscriptions/acme/acme-hook"
+        refused = await browser.post(f"{base}/pause", {"csrf": "forged"})
+        assert refused.status == 403
+        assert ops.subscriptions.view.get("acme", "acme-hook").state is SubscriptionState.ACTIVE  # type: ignore[union-attr]
+        page = await browser.post(f"{base}/pause")
+        assert page.status == 303
+        assert ops.subscriptions.view.get("acme", "acme-hook").state is SubscriptionState.PAUSED  # type: ignore[union-attr]
+        page = await browser.get(page.location or "")
+        assert "is gepauzeerd" in page.text
+        assert 'data-state="paused"' in page.text
+        page = await browser.post(f"{base}/resume")
+        assert ops.subscriptions.view.get("acme", "acme-hook").state is SubscriptionState.ACTIVE  # type: ignore[union-attr]
+        await browser.get("/console/subscriptions")
+        page = await browser.post(f"{base}/replay", {"from_offset": "0"})
+        assert page.status == 303
+        replay = ops.subscriptions.view.get("acme", "acme-hook").replay  # type: ignore[union-attr]
+        assert replay is not None
+        assert replay.from_offset == 0
+        await browser.get("/console/subscriptions")
+        bad = await browser.post(f"{base}/replay", {"from_offset": "0", "from_time": "yesterday"})
+        assert bad.status == 400
+        # Another tenant's subscription is as absent as one that never was.
+        await browser.get("/console/subscriptions")
+        assert (await browser.post("/console/subscriptions/beta/beta-hook/pause")).status == 404
+        assert ops.subscriptions.view.get("beta", "beta-hook").state is SubscriptionState.ACTIVE  # type: ignore[union-attr]
+
+
+def _letter(device: str | None, payload: bytes, reason: Reason = Reason.SCHEMA_MISMATCH) -> bytes:
+    return DeadLetter.of(
+        stage="normalise",
+        reason=reason,
+        detail="f_port: expected an integer",
+        failed_at="2026-12-04T10:00:00.000Z",
+        payload=payload,
+        max_payload_bytes=64 * 1024,
+        device=device,
+    ).to_json()
+
+
+async def test_dead_letters_are_the_tenants_own_with_payloads_escaped_or_withheld() -> None:
+    async with running_ops() as ops:
+        view = ops.letters.view
+        view.add(_letter("a-1", b'<script>alert("x")</script>'), partition=0, offset=0)
+        view.add(_letter("b-1", b"beta's secret reading"), partition=0, offset=1)
+        view.add(_letter("a-t", b'{"lat": 52.1, "lon": 4.3}'), partition=0, offset=2)
+        view.add(_letter("ghost", b"\x00\x01\x02", Reason.UNKNOWN_DEVICE), partition=1, offset=0)
+        browser = ops.browser
+        await browser.sign_in("op_b")
+        page = await browser.get("/console/dead-letters")
+        assert "b-1" in page.text
+        assert "a-1" not in page.text
+        assert "ghost" not in page.text
+        # From the other side: acme's letters are not found for beta's operator.
+        for letter_id in ("0-0", "0-2", "1-0"):
+            assert (await browser.get(f"/console/dead-letters/{letter_id}")).status == 404
+        await browser.post("/console/sign-out")
+        await browser.sign_in("op_a")
+        page = await browser.get("/console/dead-letters")
+        assert "a-1" in page.text
+        assert "b-1" not in page.text
+        page = await browser.get("/console/dead-letters/0-0")
+        assert page.status == 200
+        assert "<script>alert" not in page.text
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+        assert 'href="/console/devices/a-1"' in page.text
+        page = await browser.get("/console/dead-letters/0-2")  # personal: its own tenant sees it
+        assert "52.1" in page.text
+        assert "persoonlijk type" in page.text
+        await browser.post("/console/sign-out")
+        await browser.sign_in("sub_a")
+        assert (await browser.get("/console/dead-letters/0-0")).status == 404
+        await browser.post("/console/sign-out")
+        # beta's admin sees every letter, unknown devices too, but no personal payload of acme.
+        await browser.get("/console/sign-in")
+        admin_b = await _admin_of(ops, "beta")
+        page = await browser.post("/console/sign-in", {"key": admin_b})
+        page = await browser.get("/console/dead-letters")
+        assert "ghost" in page.text
+        assert "unknown_device" in page.text
+        page = await browser.get("/console/dead-letters/1-0")
+        assert "00 01 02" in page.text  # binary as hex
+        page = await browser.get("/console/dead-letters/0-2")
+        assert page.status == 200
+        assert "52.1" not in page.text
+        assert "Inhoud niet getoond" in page.text
+
+
+async def _admin_of(ops: Ops, tenant: str) -> str:
+    from cityhub.schemas.registry import Role
+
+    _, secret = await ops.browser.registry.create_key(SYSTEM, tenant, Role.ADMIN, "admin b")
+    ops.browser.keys["admin_b"] = secret
+    return secret
+
+
+async def _upload(browser: Browser, name: str, body: bytes, **fields: str) -> Any:
+    form = aiohttp.FormData()
+    form.add_field("csrf", browser.csrf)
+    for key, value in fields.items():
+        form.add_field(key, value)
+    form.add_field("file", body, filename=name, content_type="text/csv")
+    async with browser.client.post(
+        "/console/imports", data=form, allow_redirects=False
+    ) as response:
+        return await browser._page(response)
+
+
+async def test_an_import_with_a_bad_row_shows_progress_then_its_report() -> None:
+    async with running_ops() as ops:
+        browser = ops.browser
+        await browser.sign_in("op_a")
+        page = await browser.get("/console/imports")
+        assert page.status == 200
+        body = b"id;name;type\nnew-1;One;th\nnew-2;Two;nope\nnew-3;Three;th\n"
+        page = await _upload(browser, "devices.csv", body)
+        assert page.status == 303, page.text
+        job_path = page.location or ""
+        assert re.fullmatch(r"/console/imports/[\w-]+", job_path)
+        job = ops.imports.of(browser.registry.authenticate(browser.keys["op_a"]), "acme")[0]
+        await ops.imports.wait(job.id)
+        page = await browser.get(job_path + "/progress")
+        assert page.status == 200
+        assert "hx-trigger" not in page.text  # finished: the polling stops
+        assert "2 aangemaakt, 0 bijgewerkt, 1 fout" in page.text
+        bad = page.text.split('id="bad-rows"')[1].split("</table>")[0]
+        assert "<td>2</td><td>3</td><td>new-2</td>" in bad  # row 2, line 3
+        assert "type" in bad
+        assert browser.registry.view.device_by_id("new-1") is not None
+        page = await browser.get(job_path)
+        assert "Rapport per rij" in page.text
+        # Nobody else reads it.
+        await browser.post("/console/sign-out")
+        await browser.sign_in("op_b")
+        assert (await browser.get(job_path)).status == 404
+        assert (await browser.get(job_path + "/progress")).status == 404
+
+
+async def test_an_unreadable_or_forbidden_upload_is_refused_with_a_reason() -> None:
+    async with running_ops() as ops:
+        browser = ops.browser
+        await browser.sign_in("op_a")
+        await browser.get("/console/imports")
+        page = await _upload(browser, "devices.exe", b"MZ")
+        assert page.status == 400
+        assert "Alleen CSV" in page.text
+        await browser.get("/console/imports")
+        page = await _upload(browser, "devices.csv", b"\xff\xfe")
+        assert page.status == 400
+        assert "niet gelezen" in page.text
+        await browser.get("/console/imports")
+        page = await _upload(browser, "devices.csv", b"x" * (64 * 1024 + 1))
+        assert page.status == 413
+        await browser.post("/console/sign-out")
+        await browser.sign_in("sub_a")
+        await browser.get("/console/imports")
+        page = await _upload(browser, "devices.csv", b"id;name;type\nz;z;th\n")
+        assert page.status == 403
+        assert browser.registry.view.device_by_id("z") is None
