@@ -86,10 +86,11 @@ $(CONSOLE_STAMP): $(CONSOLE_DIR)/package.json $(CONSOLE_DIR)/package-lock.json
 
 console-assets: $(CONSOLE_STAMP)
 
-# A screenshot of each console page, against a hub of its own on the local stack
-# (tests/browser/screenshots.py), in build/console-screenshots/ (not committed).
+# A screenshot of each console page, taken by the browser tests (Debian's Chromium against a
+# hub of their own on the local stack), in build/console-screenshots/ (not committed).
 console-screenshots: stack-up $(CONSOLE_STAMP)
-	$(BIN)/python -m tests.browser.screenshots build/console-screenshots
+	CITYHUB_CONSOLE_SCREENSHOTS=$(CURDIR)/build/console-screenshots \
+		$(BIN)/pytest -q -p no:randomly tests/integration -k console_browser
 
 setup: $(LINKED) $(SPECTRAL_STAMP) $(CONSOLE_STAMP)
 

@@ -4,7 +4,8 @@
 # mosquitto_passwd, which makes password files: Debian ships both in the mosquitto package),
 # openssl (the webhook sink's TLS tests make their certificates with it), PostgreSQL 15 with
 # PostGIS 3 (the history store; Debian 12's own packages), a JDK (the OGC suite's shim) and
-# Node.js with npm (Spectral, the NL API Design Rules linter).
+# Node.js with npm (Spectral, the NL API Design Rules linter, and the console's assets), and
+# Chromium with its driver (the console's browser tests).
 set -euo pipefail
 
 missing=()
@@ -28,6 +29,10 @@ pg_bin=/usr/lib/postgresql/15/bin
 # test starts a Prometheus of its own against `cityhub run` (Debian's package; its service is
 # not used).
 { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || missing+=(prometheus)
+# Chromium and its driver: the operator console's browser tests drive Debian's Chromium with
+# Playwright (tests/integration/test_console_browser.py); no browser is downloaded.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

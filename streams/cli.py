@@ -313,7 +313,12 @@ def run(
         f"{settings.kafka.bootstrap_servers}"
         + ("" if one_process else f" with {count} worker process(es)")
         + f"\n  operator API:  {api}\n"
-        f"  metrics:       {management}/metrics  (management port: no key, keep it private)\n"
+        + (
+            f"  console:       http://{settings.http.host}:{settings.http.port}/console/\n"
+            if settings.console.enabled
+            else ""
+        )
+        + f"  metrics:       {management}/metrics  (management port: no key, keep it private)\n"
         f"  health:        {management}/healthz\n"
         f"  observations:  cityhub tail {topics.observations}\n"
         f"  dead letters:  cityhub tail {topics.deadletter}\n"
@@ -368,7 +373,7 @@ def api_cmd(
     _announce(
         settings,
         f"cityhub: operator API on http://{settings.http.host}:{settings.http.port}/api/v1 "
-        f"(OpenAPI document: /api/v1/openapi.json); metrics and health on "
+        f"(OpenAPI document: /api/v1/openapi.json; console: /console/); metrics and health on "
         f"http://{settings.management.host}:{settings.management.port}",
     )
     limits = {"max_body_bytes": max_body_bytes}

@@ -57,7 +57,12 @@ def quantities(items: Sequence[Mapping[str, Any]]) -> list[str]:
 def build_chart(items: Sequence[Mapping[str, Any]], quantity: str) -> Chart | None:
     """The chart of ``quantity``'s windows of the smallest size among ``items`` (aggregates as
     the API returns them); None when there are none."""
-    mine = [item for item in items if item.get("quantity") == quantity]
+    # A window whose every reading was flagged (and kept out of the mean) has no mean: skipped.
+    mine = [
+        item
+        for item in items
+        if item.get("quantity") == quantity and isinstance(item.get("mean"), (int, float))
+    ]
     if not mine:
         return None
     size = min(int(item["window_size"]) for item in mine)
@@ -65,8 +70,8 @@ def build_chart(items: Sequence[Mapping[str, Any]], quantity: str) -> Chart | No
         (item for item in mine if int(item["window_size"]) == size),
         key=lambda item: str(item["window_end"]),
     )[-MAX_POINTS:]
-    lows = [float(item["min"]) for item in rows]
-    highs = [float(item["max"]) for item in rows]
+    lows = [_number(item, "min") for item in rows]
+    highs = [_number(item, "max") for item in rows]
     lowest, highest = min(lows), max(highs)
     if highest == lowest:
         lowest, highest = lowest - 1, highest + 1
@@ -84,12 +89,12 @@ def build_chart(items: Sequence[Mapping[str, Any]], quantity: str) -> Chart | No
         Point(
             x=x_of(i),
             y=y_of(float(row["mean"])),
-            y_min=y_of(float(row["min"])),
-            y_max=y_of(float(row["max"])),
+            y_min=y_of(_number(row, "min")),
+            y_max=y_of(_number(row, "max")),
             window_end=str(row["window_end"]),
             mean=float(row["mean"]),
-            low=float(row["min"]),
-            high=float(row["max"]),
+            low=_number(row, "min"),
+            high=_number(row, "max"),
             count=int(row["count"]),
         )
         for i, row in enumerate(rows)
@@ -110,3 +115,9 @@ def build_chart(items: Sequence[Mapping[str, Any]], quantity: str) -> Chart | No
         lowest=lowest,
         highest=highest,
     )
+
+
+def _number(item: Mapping[str, Any], name: str) -> float:
+    """The window's ``name`` (min, max), or its mean where it has none."""
+    value = item.get(name)
+    return float(value if isinstance(value, (int, float)) else item["mean"])

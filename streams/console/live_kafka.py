@@ -29,8 +29,10 @@ def observations_reader(settings: Settings) -> ReadBatches:
         try:
             partitions: set[int] | None = None
             while not partitions:  # the topic may not exist yet on a new hub
-                await consumer.topics()  # fetches the cluster's metadata
-                partitions = consumer.partitions_for_topic(topic)
+                # A consumer without an assignment has no topic's metadata; ask its client for
+                # the map (as cityhub tail and the aggregates' reader do).
+                cluster = await consumer._client.fetch_all_metadata()
+                partitions = cluster.partitions_for_topic(topic)
                 if not partitions:
                     await asyncio.sleep(1.0)
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]

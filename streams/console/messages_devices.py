@@ -102,3 +102,22 @@ MESSAGES.update(
         "device.updated": ("Gewijzigd", "Updated"),
     }
 )
+
+MESSAGES.update(
+    {
+        "map.title": ("Kaart van de apparaten", "Map of the devices"),
+        "map.legend": ("Legenda", "Legend"),
+        "map.region": ("Kaart", "Map"),
+        "map.marker": ("{name}: {health}", "{name}: {health}"),
+        "map.more": (
+            "Alleen de eerste {n} apparaten met een locatie worden getoond.",
+            "Only the first {n} devices with a location are shown.",
+        ),
+        "map.no_tiles": (
+            "Geen kaartachtergrond ingesteld: de apparaten staan op een effen vlak.",
+            "No map tiles configured: the devices are shown on a plain background.",
+        ),
+        "map.table": ("{n} apparaten met een locatie", "{n} devices with a location"),
+        "map.none": ("Geen apparaten met een locatie.", "No devices with a location."),
+    }
+)

@@ -10,6 +10,7 @@ from cityhub.streams.console import (
     device,
     devices,
     imports,
+    map_page,
     subscriptions,
 )
 from cityhub.streams.console.pages import ConsolePage
@@ -18,6 +19,7 @@ PAGES: tuple[ConsolePage, ...] = (
     *core_pages.PAGES,
     *devices.PAGES,
     *device.PAGES,
+    *map_page.PAGES,
     *subscriptions.PAGES,
     *deadletters.PAGES,
     *imports.PAGES,
