@@ -41,6 +41,13 @@ class ConsoleSettings(BaseModel):
     """Live device streams of all sessions at once, per API process; the next is refused."""
     live_buffer: int = Field(default=100, ge=1, le=10_000)
     """Observations held for one slow watcher before the oldest are dropped (and it is told)."""
+    dead_letters_per_tenant: int = Field(default=200, ge=1, le=10_000)
+    """Dead letters the dead-letter pages keep per tenant (and of unknown devices), newest."""
+    dead_letter_preview_bytes: int = Field(default=4096, ge=256, le=65_536)
+    """Bytes of a dead letter's original payload the console keeps and shows."""
+    dead_letter_scan_back: int = Field(default=5000, ge=0, le=1_000_000)
+    """Records read back from each dead-letter partition's end when the reader starts (the
+    first time a dead-letter page is opened in an API process)."""
 
 
 __all__ = ["CONSOLE_LANGUAGES", "ConsoleSettings"]

@@ -39,7 +39,13 @@ class OpsServices:
     def for_settings(cls, settings: Settings, registry: Registry) -> OpsServices:
         return cls(
             status_store=SubscriptionStatusStore(settings, client_id="cityhub-console-status"),
-            dead_letters=DeadLetterReader(settings, registry.view),
+            dead_letters=DeadLetterReader(
+                settings,
+                registry.view,
+                scan_back=settings.console.dead_letter_scan_back,
+                per_tenant=settings.console.dead_letters_per_tenant,
+                preview_bytes=settings.console.dead_letter_preview_bytes,
+            ),
             imports=ImportJobs(
                 registry,
                 max_bytes=settings.quotas.import_max_bytes,

@@ -21,7 +21,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from cityhub.connectors.kafka_clients import kafka_consumer
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
-from cityhub.streams.deadletters.view import DeadLetterView
+from cityhub.streams.deadletters.view import (
+    DEFAULT_PER_TENANT,
+    DEFAULT_PREVIEW_BYTES,
+    DeadLetterView,
+)
 from cityhub.streams.registry.view import RegistryView
 
 log = logging.getLogger("cityhub.deadletters")
@@ -39,16 +43,13 @@ class DeadLetterReader:
         registry: RegistryView,
         *,
         scan_back: int = DEFAULT_SCAN_BACK,
-        per_tenant: int | None = None,
+        per_tenant: int = DEFAULT_PER_TENANT,
+        preview_bytes: int = DEFAULT_PREVIEW_BYTES,
     ) -> None:
         self._settings = settings
         self._topic = Topics.for_prefix(settings.kafka.topic_prefix).deadletter
         self._scan_back = scan_back
-        self.view = (
-            DeadLetterView(registry)
-            if per_tenant is None
-            else DeadLetterView(registry, per_tenant=per_tenant)
-        )
+        self.view = DeadLetterView(registry, per_tenant=per_tenant, preview_bytes=preview_bytes)
         self._task: asyncio.Task[None] | None = None
         self.ready = False
         self.failed: str | None = None
