@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from cityhub.schemas.registry import Device
-from cityhub.streams.console.health import HealthView, health_of
+from cityhub.streams.console.health import HEALTH_STATES, HealthView, health_of
 from cityhub.streams.console.pages import ConsolePage, Ctx
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
@@ -94,7 +94,7 @@ async def device_list(ctx: Ctx) -> web.StreamResponse:
         filters=filters,
         listing=listing,
         types=[(t.id, t.name) for t in types],
-        health_states=("ok", "degraded", "silent", "unknown"),
+        health_states=HEALTH_STATES,
     )
 
 

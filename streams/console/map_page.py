@@ -15,7 +15,13 @@ from cityhub.streams.console.pages import BASE, ConsolePage, Ctx
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
 TABLE_ROWS = 200
-SYMBOLS = {"ok": "✓", "degraded": "!", "silent": "\u00d7", "unknown": "?"}
+SYMBOLS = {
+    "ok": "✓",
+    "degraded": "!",
+    "silent": "\u00d7",
+    "never_seen": "\u2013",
+    "unknown": "?",
+}
 
 
 def located_devices(ctx: Ctx) -> tuple[list[tuple[Device, HealthView]], bool]:

@@ -19,6 +19,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "health.degraded": ("verminderd", "degraded"),
     "health.silent": ("stil", "silent"),
     "health.unknown": ("onbekend", "unknown"),
+    "health.never_seen": ("nooit gezien", "never seen"),
+    "health.readings_24h": ("Metingen (24 uur)", "Readings (24 hours)"),
+    "health.flags_24h": ("Kwaliteitsvlaggen (24 uur)", "Quality flags (24 hours)"),
+    "health.battery": ("Batterij", "Battery"),
+    "health.rssi": ("Signaalsterkte (RSSI)", "Signal strength (RSSI)"),
+    "health.snr": ("Signaal-ruisverhouding (SNR)", "Signal-to-noise ratio (SNR)"),
+    "health.dead_letter": ("Afgewezen (24 uur)", "Dead letters (24 hours)"),
     "health.last_seen": ("Laatst gezien", "Last seen"),
 }
 

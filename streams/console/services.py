@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cityhub.streams.console.health import HealthSource
     from cityhub.streams.console.live import LiveObservations
     from cityhub.streams.deadletters.reader import DeadLetterReader
     from cityhub.streams.delivery.status_view import SubscriptionStatusView
@@ -24,7 +23,6 @@ class ConsoleServices:
     registry: Registry
     subscriptions: Subscriptions | None = None
     live: LiveObservations | None = None
-    health: HealthSource | None = None
     # The subscriptions', dead-letter and import pages (cityhub.streams.console.ops).
     subscription_status: SubscriptionStatusView | None = None
     dead_letters: DeadLetterReader | None = None

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cityhub.schemas.console_settings import ConsoleSettings
 from cityhub.schemas.registry import DeviceSpec, Location
 from cityhub.streams.api.app import build_api
+from cityhub.streams.api.device_health import DEVICE_HEALTH_KEY
 from cityhub.streams.console.app import build_console
 from cityhub.streams.console.live import LiveObservations
 from cityhub.streams.console.services import ConsoleServices
@@ -89,9 +90,10 @@ async def _no_reader(deliver: Any, positioned: Any) -> None:
 
 @asynccontextmanager
 async def running_console(
-    settings: ConsoleSettings | None = None, read: Any = None
+    settings: ConsoleSettings | None = None, read: Any = None, health: Any = None
 ) -> AsyncIterator[Browser]:
-    """The API with the console over tenants acme and beta (devices a-1, a-2 and b-1)."""
+    """The API with the console over tenants acme and beta (devices a-1, a-2 and b-1);
+    ``health(registry)`` gives the device-health queries to serve, if any."""
     store = InMemoryRegistryStore()
     await store.start()
     registry = Registry(store)
@@ -128,6 +130,8 @@ async def running_console(
     services = ConsoleServices(registry=registry, subscriptions=subscriptions, live=live)
     console = build_console(services, settings, KEK)
     app = build_api(registry, subscriptions=subscriptions, console=console)
+    if health is not None:
+        app[DEVICE_HEALTH_KEY] = health(store)
     async with TestClient(TestServer(app)) as client:
         yield Browser(client, registry, keys, live)
     await store.stop()

@@ -11,9 +11,15 @@ import orjson
 import pytest
 
 from cityhub.schemas.console_settings import ConsoleSettings
+from cityhub.schemas.device_health import DeviceActivity, activity_key
+from cityhub.schemas.health_settings import HealthSettings
+from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.console.chart import build_chart, quantities
 from cityhub.streams.console.live import Batch, LiveObservations, LiveRefused
+from cityhub.streams.health.queries import DeviceHealthQueries
+from cityhub.streams.health.store import InMemoryDeviceHealthStore
 from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.store import InMemoryRegistryStore
 
 from .console_support import running_console
 
@@ -217,3 +223,50 @@ def test_the_chart_draws_the_smallest_windows_and_skips_ones_without_a_mean() ->
     flat = build_chart([window("2026-12-04T10:01:00Z", 5.0)], "temperature")
     assert flat is not None
     assert len(flat.points) == 1
+
+
+NOW = 1_796_371_200.0  # 2026-12-04T00:00:00Z
+
+
+def _health(store: InMemoryRegistryStore) -> DeviceHealthQueries:
+    """a-1 seen ten minutes ago with a third of its readings flagged (degraded), a-2 quiet
+    for a day (silent); b-1, another tenant's, seen just now."""
+    health = InMemoryDeviceHealthStore()
+    for tenant, device, seen, flagged in (
+        ("acme", "a-1", NOW - 600, 3),
+        ("acme", "a-2", NOW - 86_400, 0),
+        ("beta", "b-1", NOW - 1, 0),
+    ):
+        doc = {
+            "tenant": tenant,
+            "device": device,
+            "device_type": "th",
+            "first_seen": rfc3339(seen - 3600),
+            "last_seen": rfc3339(seen),
+            "last_observed": rfc3339(seen),
+            "readings": 10,
+            "readings_24h": 9,
+            "flagged_24h": flagged,
+            "flags_24h": {"spike": flagged} if flagged else {},
+        }
+        record = DeviceActivity.model_validate(doc)
+        health.append(activity_key(tenant, device), orjson.dumps(record.model_dump(mode="json")))
+    return DeviceHealthQueries(store.view, health.view, HealthSettings(), clock=lambda: NOW)
+
+
+async def test_health_in_the_list_the_filter_the_map_and_the_device_page() -> None:
+    async with running_console(health=_health) as browser:
+        await browser.sign_in("op_a")
+        page = await browser.get("/console/devices?health=silent")
+        assert "a-2" in page.text
+        assert "a-1" not in page.text
+        page = await browser.get("/console/devices?health=degraded")
+        assert "a-1" in page.text
+        assert "a-2" not in page.text
+        async with browser.client.get("/console/map/points") as response:
+            doc = await response.json()
+        states = {point["id"]: point["state"] for point in doc["points"]}
+        assert states == {"a-1": "degraded", "a-2": "silent"}
+        page = await browser.get("/console/devices/a-1")
+        assert "spike (3)" in page.text
+        assert "33.3 %" in page.text
