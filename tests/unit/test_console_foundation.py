@@ -188,3 +188,29 @@ def test_every_message_a_template_or_page_uses_is_in_the_catalogue_in_both_langu
 
 def test_admin_role_exists() -> None:
     assert Role.ADMIN.value == "admin"
+
+
+async def test_the_console_says_when_its_assets_were_not_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("cityhub.streams.console.app.VENDOR", tmp_path / "missing")
+    async with running_console() as browser:
+        page = await browser.get("/console/sign-in", headers={"Accept-Language": "en"})
+        assert "make console-assets" in page.text
+        assert "vendor/htmx.min.js" not in page.text
+
+
+async def test_hostile_requests_are_refused_plainly() -> None:
+    async with running_console() as browser:
+        await browser.get("/console/sign-in")
+        big = await browser.post("/console/sign-in", {"key": "chk_" + "a" * 70_000})
+        assert big.status == 413
+        long_key = await browser.post("/console/sign-in", {"key": "chk_" + "a" * 600})
+        assert long_key.status == 401
+        junk = await browser.get("/console/devices", cookies={"cityhub_console": "x" * 5000})
+        assert junk.status == 303  # not a session: signed out, never a 500
+        await browser.sign_in("op_a")
+        page = await browser.get("/console/devices/" + "%00%ff" * 200)
+        assert page.status == 404
+        page = await browser.get("/console/devices/a-1?hours=99999&quantity=%3Cx%3E")
+        assert page.status == 200
