@@ -9,14 +9,16 @@ existed have none. How each flag is computed: ``docs/quality.md``.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -91,6 +93,14 @@ class QuantityLimits(BaseModel):
     flat_line_seconds: int | None = Field(
         default=None, ge=MIN_FLAT_LINE_SECONDS, le=MAX_FLAT_LINE_SECONDS, strict=True
     )
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only the fields given: a left-out field inherits, a null one switches a check off,
+        # and a stored record (the registry topic, an API answer sent back) must keep that.
+        given = self.model_fields_set
+        dumped: dict[str, Any] = handler(self)
+        return {name: value for name, value in dumped.items() if name in given}
 
     @model_validator(mode="after")
     def _range(self) -> QuantityLimits:

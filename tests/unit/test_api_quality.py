@@ -37,6 +37,12 @@ async def test_a_device_types_quality_is_kept(api: Api) -> None:
     assert doc["quality"]["fault_fields"] == ["status"]
     assert doc["quality"]["limits"]["pm2_5"]["max"] == 500
     assert doc["quality"]["limits"]["pm2_5"]["flat_line_seconds"] is None
+    assert "min" not in doc["quality"]["limits"]["pm2_5"]  # left out: the hub's still holds
+    # what GET returned, sent back with PUT, means the same
+    body = {k: doc[k] for k in ("id", "name", "quality")}
+    status, doc, _ = await api.call("PUT", f"{TYPES}/air", "op_a", json=body)
+    assert status == 200, doc
+    assert doc["quality"]["limits"] == {"pm2_5": {"max": 500.0, "flat_line_seconds": None}}
 
 
 @pytest.mark.parametrize(

@@ -216,3 +216,17 @@ def test_a_type_spec_validates_its_quality() -> None:
     ):
         with pytest.raises(ValidationError):
             DeviceTypeSpec.model_validate({"id": "air", "name": "Air", "quality": bad})
+
+
+def test_a_stored_type_keeps_left_out_apart_from_null() -> None:
+    """The registry topic carries a type as its JSON: a left-out limit must come back left out
+    (inherited), a null one null (switched off)."""
+    spec = QualitySpec.model_validate(
+        {"limits": {"pm2_5": {"max": 500, "flat_line_seconds": None}}}
+    )
+    stored = device_type(spec).model_dump_json()
+    assert '"min"' not in stored
+    back = DeviceType.model_validate_json(stored)
+    assessor = QualityAssessor(QualitySettings())
+    # min 0 of the catalogue still holds, the flat line is off, the max is the type's
+    assert assessor.limits(back, "pm2_5") == Limits(0, 500, None, None)

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from cityhub.schemas.quality import QualitySpec
 from cityhub.schemas.registry import (
     NETWORK_DECODER,
     Classification,
@@ -117,6 +118,28 @@ def types() -> None:
     """Device types: how a tenant's devices' payloads are decoded and read."""
 
 
+class QualityParam(click.ParamType):
+    """``--quality``: a type's quality configuration as JSON (docs/quality.md)."""
+
+    name = "JSON"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> QualitySpec:
+        if isinstance(value, QualitySpec):
+            return value
+        try:
+            return QualitySpec.model_validate_json(str(value))
+        except ValidationError as exc:
+            self.fail(describe_errors(field_errors(exc)), param, ctx)
+
+
+QUALITY_HELP = (
+    'Quality limits and fault fields as JSON, e.g. \'{"limits": {"pm2_5": {"max": 500}}, '
+    '"fault_fields": ["status"]}\' (docs/quality.md); default: the hub\'s.'
+)
+
+
 @types.command("create")
 @click.option("--tenant", required=True)
 @click.argument("type_id")
@@ -166,6 +189,7 @@ def types() -> None:
     default=None,
     help="How often its devices report (900, 15m, 1h); default: the hub's setting.",
 )
+@click.option("--quality", type=QualityParam(), default=None, help=QUALITY_HELP)
 @json_option
 def types_create(
     tenant: str,
@@ -179,6 +203,7 @@ def types_create(
     ngsi_model: str | None,
     ngsi_attributes: tuple[str, ...],
     expected_interval: int | None,
+    quality: QualitySpec | None,
     as_json: bool,
 ) -> None:
     """Create device type TYPE_ID in a tenant."""
@@ -195,6 +220,7 @@ def types_create(
             personal_data_category=personal_data_category,
             ngsi_ld=ngsi_ld,
             expected_interval_seconds=expected_interval,
+            quality=quality,
         )
     )
     created = run(lambda registry: registry.create_type(SYSTEM, tenant, spec))
@@ -226,6 +252,7 @@ def types_get(tenant: str, type_id: str, as_json: bool) -> None:
             ("only mapped", str(found.only_mapped).lower()),
             ("ngsi-ld", _ngsi_text(found.ngsi_ld)),
             ("expected interval", interval_text(found.expected_interval_seconds)),
+            ("quality", "-" if found.quality is None else found.quality.model_dump_json()),
             ("created", found.created_at),
             ("updated", found.updated_at),
         ]
@@ -244,6 +271,8 @@ def types_get(tenant: str, type_id: str, as_json: bool) -> None:
     help="How often its devices report (900, 15m, 1h).",
 )
 @click.option("--no-expected-interval", is_flag=True, help="Use the hub's default interval again.")
+@click.option("--quality", type=QualityParam(), default=None, help=QUALITY_HELP)
+@click.option("--no-quality", is_flag=True, help="Use the hub's quality limits again.")
 @json_option
 def types_update(
     tenant: str,
@@ -251,14 +280,20 @@ def types_update(
     name: str | None,
     expected_interval: int | None,
     no_expected_interval: bool,
+    quality: QualitySpec | None,
+    no_quality: bool,
     as_json: bool,
 ) -> None:
     """Change the options given of device type TYPE_ID; everything else stays."""
     if expected_interval is not None and no_expected_interval:
         fail("give --expected-interval or --no-expected-interval, not both")
+    if quality is not None and no_quality:
+        fail("give --quality or --no-quality, not both")
     changes: dict[str, Any] = {} if name is None else {"name": name}
     if expected_interval is not None or no_expected_interval:
         changes["expected_interval_seconds"] = expected_interval
+    if quality is not None or no_quality:
+        changes["quality"] = None if quality is None else quality.model_dump(exclude_unset=True)
     if not changes:
         fail("nothing to change: give at least one option (see --help)")
 
