@@ -27,7 +27,9 @@ import orjson
 
 from cityhub.schemas.timefmt import parse_rfc3339
 
-AGGREGATE_VERSION = 2
+AGGREGATE_VERSION = 3
+"""3: coverage (``readings``, ``flagged``, ``expected``, ``coverage``); the statistics may be
+null when every reading was flagged and flagged ones are kept out of them."""
 
 MAX_WINDOW_SECONDS = 366 * 24 * 3600
 """The longest window (366 days). With the instants that ``cityhub.schemas.timefmt`` takes (up
@@ -121,18 +123,29 @@ class Aggregate:
     window_end: str
     """RFC 3339 UTC, exclusive."""
     count: int
-    min: float
-    max: float
-    sum: float
+    """The readings in min, max, sum and mean: every reading, or (with
+    ``aggregation.exclude_flagged``) those without a quality flag; 0 when none is left."""
+    min: float | None
+    max: float | None
+    sum: float | None
     """Correctly rounded sum of the values, independent of the order they came in."""
-    mean: float
-    """``sum / count``."""
+    mean: float | None
+    """``sum / count``; min, max, sum and mean are None when ``count`` is 0."""
     last: float
     """The value observed last (greatest ``observed_at``; on a tie, the greatest event id)."""
     last_observed_at: str
     last_event_id: str
     revision: int
     """0 when the window closed; +1 for each late re-emission within the grace period."""
+    readings: int = 0
+    """Every distinct numeric reading of the window, flagged ones included."""
+    flagged: int = 0
+    """The readings that carry at least one quality flag."""
+    expected: float | None = None
+    """The readings the devices' expected reporting intervals promised over the window (see
+    ``cityhub.streams.aggregation.coverage``); None when nothing is expected."""
+    coverage: float | None = None
+    """``readings / expected``, at most 1; None when ``expected`` is None."""
     version: int = AGGREGATE_VERSION
 
     def kafka_key(self) -> bytes:

@@ -183,6 +183,14 @@ class AggregationSettings(_Section):
     """A partition without new observations for this long moves its watermark to wall clock
     minus this, so that its windows still close (once the watermark passes their end plus grace)
     when its devices go quiet."""
+    exclude_flagged: bool = False
+    """True: readings with a quality flag stay out of min, max, sum and mean (they still count
+    in ``readings`` and ``flagged``); a window whose every reading is flagged then has count 0
+    and null statistics (docs/aggregates.md#coverage-and-quality)."""
+    coverage_roster_seconds: int = Field(default=24 * 3600, ge=0, le=MAX_WINDOW_SECONDS)
+    """How long after its last reading of a quantity a device still counts in its area's
+    expected readings (never less than the window): a silent sensor lowers the area's coverage
+    for this long."""
     # Reading aggregates back through the API (``cityhub.streams.aggregation.query``): each query
     # scans one partition of the aggregates topic, so these bound the work of one request.
     query_max_range_seconds: int = Field(default=7 * 24 * 3600, ge=1)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cityhub.schemas.expected_interval import expected_interval
 from cityhub.streams.http import HealthCheck
 from cityhub.streams.normaliser.personal import category_of as personal_category
 from cityhub.streams.registry.store import RegistryStore
@@ -31,6 +32,20 @@ def category_of(registry: RegistryStore) -> Callable[[str, str], str]:
         return personal_category(registry.view, tenant, type_of(registry, tenant, device_id))
 
     return category_of
+
+
+def interval_of(registry: RegistryStore, default: int) -> Callable[[str | None, str], int]:
+    """A device's expected reporting interval (its own, else its type's, else ``default``), for
+    the aggregator's coverage; a device not registered to ``tenant`` gets ``default``."""
+    view = registry.view
+
+    def interval_of(tenant: str | None, device_id: str) -> int:
+        entry = view.device_by_id(device_id)
+        if entry is None or entry.tenant != tenant:
+            return default
+        return expected_interval(entry, view.device_type(entry.tenant, entry.type), default)
+
+    return interval_of
 
 
 def delivery_sharing(sharing: SharingStores) -> DeliverySharing:

@@ -24,7 +24,7 @@ from cityhub.streams.subscriptions.router import SubscriptionRouter
 from cityhub.streams.subscriptions.routing import Routing
 from cityhub.streams.subscriptions.store import SubscriptionStore
 from cityhub.streams.subscriptions.topics import SubscriptionTopics
-from cityhub.streams.wiring_adapters import category_of, flag, type_of
+from cityhub.streams.wiring_adapters import category_of, flag, interval_of, type_of
 
 WRITER_STAGE = "worker"
 """The stage of the dead letters the worker's writer makes itself (a record too large once
@@ -70,6 +70,7 @@ def worker_parts(
             count=lambda reason: metrics.DEADLETTERS.labels(WRITER_STAGE, reason.value).inc(),
         ),
     )
+    intervals = interval_of(registry, settings.health.default_expected_interval_seconds)
     worker = Worker(
         settings,
         [
@@ -81,9 +82,14 @@ def worker_parts(
                 gate=privacy.gate,
             ),
             AggregatorAgent(
-                settings, "device", router, gate=privacy.gate, category_of=category_of(registry)
+                settings,
+                "device",
+                router,
+                gate=privacy.gate,
+                category_of=category_of(registry),
+                interval_of=intervals,
             ),
-            AggregatorAgent(settings, "area", router, gate=privacy.gate),
+            AggregatorAgent(settings, "area", router, gate=privacy.gate, interval_of=intervals),
         ],
         writer,
         # No observation may pass before the registry, the privacy views and the routing

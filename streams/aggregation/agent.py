@@ -102,6 +102,8 @@ def window_config(settings: Settings, grouping: Grouping) -> WindowConfig:
         max_future=agg.max_future_seconds,
         # The area states follow the device partitions' watermarks (see the module docstring).
         own_watermark=grouping == "device",
+        exclude_flagged=agg.exclude_flagged,
+        roster_seconds=agg.coverage_roster_seconds,
     )
 
 
@@ -179,11 +181,13 @@ class AggregatorAgent:
         *,
         gate: PrivacyGate | None = None,
         category_of: Callable[[str, str], str] | None = None,
+        interval_of: Callable[[str | None, str], int | None] | None = None,
     ) -> None:
         """Aggregates classified personal (of personal devices without a data subject: sealed
         observations are never aggregated) are routed only where ``gate`` admits them, as the
         category ``category_of(tenant, device id)`` gives (an area's: ``aggregates``); without
-        a gate, nowhere."""
+        a gate, nowhere. ``interval_of(tenant, device id)``: the device's expected reporting
+        interval in seconds, which coverage counts against (without it: no coverage)."""
         topics = Topics.for_prefix(settings.kafka.topic_prefix)
         self.grouping = grouping
         self.name = f"aggregator-{grouping}"
@@ -196,6 +200,7 @@ class AggregatorAgent:
         self._router = router
         self._gate = gate
         self._category_of = category_of
+        self._interval_of = interval_of
         self._idle_close = settings.aggregation.idle_close_seconds
         self._partition_count = settings.kafka.partitions
         """Partitions of the observations and the area topics, both created by cityhub with
@@ -288,7 +293,10 @@ class AggregatorAgent:
                     # purpose check may open them, so they are not aggregated.
                     self._events.labels(self.grouping, "sealed").inc()
                     continue
-                point = Point.from_observation(doc)
+                interval = None
+                if self._interval_of is not None:
+                    interval = self._interval_of(doc.get("tenant"), doc["device_id"])
+                point = Point.from_observation(doc, interval)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 # The normaliser writes only valid observations: this is somebody else's.
                 with about_message(traceparent_in(record.headers)):

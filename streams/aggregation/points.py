@@ -33,10 +33,18 @@ class Point(NamedTuple):
     tenant: str | None = None
     """The device's tenant (None: unregistered)."""
     classification: str | None = None
+    flagged: bool = False
+    """The observation carries at least one quality flag (``Observation.quality``)."""
+    interval_s: int | None = None
+    """The device's expected reporting interval in seconds (None: no expectation), as the
+    registry gave it when the observation was aggregated: what coverage is measured against."""
 
     @classmethod
-    def from_observation(cls, obs: Observation | Mapping[str, Any]) -> Point:
-        """The point of a canonical observation, given as the dataclass or as its decoded JSON.
+    def from_observation(
+        cls, obs: Observation | Mapping[str, Any], interval_s: int | None = None
+    ) -> Point:
+        """The point of a canonical observation, given as the dataclass or as its decoded JSON,
+        with the device's expected interval ``interval_s`` (the observation does not carry it).
         Raises ``InvalidTimestamp`` (a ValueError) when ``observed_at`` is not an RFC 3339 time
         inside the range of ``cityhub.schemas.timefmt`` (1970 up to 2100): every point is
         inside it, so every window's bounds can be formatted."""
@@ -51,6 +59,8 @@ class Point(NamedTuple):
                 epoch_us(obs.observed_at),
                 obs.tenant,
                 obs.classification,
+                bool(obs.quality),
+                interval_s,
             )
         return cls(
             obs["event_id"],
@@ -62,6 +72,8 @@ class Point(NamedTuple):
             epoch_us(obs["observed_at"]),
             obs.get("tenant"),
             obs.get("classification"),
+            bool(obs.get("quality")),
+            interval_s,
         )
 
 

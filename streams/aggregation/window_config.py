@@ -10,6 +10,7 @@ DEFAULT_SIZES = (60, 900, 3600)
 DEFAULT_GRACE = 60
 DEFAULT_MAX_EVENT_IDS = 100_000
 DEFAULT_MAX_FUTURE = 300
+DEFAULT_ROSTER_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +20,10 @@ class WindowConfig:
     an area-only state on a topic repartitioned by area); ``max_future`` None: no check;
     ``own_watermark`` False: observations never move the watermark, only :meth:`WindowState.
     advance` does (a state fed by several upstream partitions, whose watermark is the least of
-    theirs)."""
+    theirs). ``exclude_flagged``: readings with a quality flag stay out of min, max, sum and
+    mean (they still count in ``readings`` and ``flagged``). ``roster_seconds``: how long an
+    area remembers a device that reported a quantity (its expected readings count in the area's
+    coverage for that long after its last one: :mod:`cityhub.streams.aggregation.coverage`)."""
 
     sizes: tuple[int, ...] = DEFAULT_SIZES
     grace: int = DEFAULT_GRACE
@@ -27,6 +31,8 @@ class WindowConfig:
     max_event_ids: int = DEFAULT_MAX_EVENT_IDS
     max_future: int | None = DEFAULT_MAX_FUTURE
     own_watermark: bool = True
+    exclude_flagged: bool = False
+    roster_seconds: int = DEFAULT_ROSTER_SECONDS
 
     def __post_init__(self) -> None:
         if not self.sizes or any(
@@ -46,3 +52,5 @@ class WindowConfig:
             raise ValueError(f"groupings repeat: {self.groupings!r}")
         if self.max_event_ids < 0:
             raise ValueError("max_event_ids must be >= 0")
+        if self.roster_seconds < 0:
+            raise ValueError("roster_seconds must be >= 0")

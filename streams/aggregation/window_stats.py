@@ -11,7 +11,10 @@ import hashlib
 import math
 from typing import Any
 
+import orjson
+
 from cityhub.schemas.aggregate import Aggregate, aggregate_id, most_restrictive
+from cityhub.streams.aggregation.coverage import coverage, expected_readings
 from cityhub.streams.aggregation.points import US, format_us
 
 MAX_VALUE = 1e300
@@ -24,6 +27,25 @@ WindowKey = tuple[str, str | None, str, str, str | None, int, int]
 marks the key of a set of seen event ids (its tenant is always None: event ids are per device)."""
 
 SEEN = "seen"
+
+SeriesKey = tuple[str | None, ...]
+"""What one table entry holds (see ``WindowState.take_changes``): ("device", device id,
+quantity, unit), the windows of one device's quantity in one unit (of every tenant) with their
+sets of seen event ids; or ("area", tenant, area, quantity, unit), the windows of one area's
+quantity and its roster of devices (``coverage``)."""
+
+
+def series_of(key: WindowKey) -> SeriesKey:
+    """The series (table entry) a window or a set of seen ids belongs to."""
+    g, tenant, k, q, unit, _, _ = key
+    if g == "area":
+        return ("area", tenant, k, q, unit)
+    return ("device", k, q, unit)
+
+
+def series_entry_key(series: SeriesKey) -> str:
+    """A series' key as a string (JSON text), for its table entry."""
+    return orjson.dumps(list(series)).decode()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -68,23 +90,47 @@ class WindowStats:
         "area",
         "classification",
         "count",
+        "flagged",
+        "interval",
         "last_id",
         "last_us",
         "last_value",
         "max",
         "min",
         "partials",
+        "readings",
         "revision",
         "seq",
     )
 
     def __init__(
-        self, x: float, t: int, event_id: str, classification: str | None, area: str | None
+        self,
+        x: float,
+        t: int,
+        event_id: str,
+        classification: str | None,
+        area: str | None,
+        flagged: bool = False,
+        interval: int | None = None,
+        exclude: bool = False,
     ) -> None:
-        self.count = 1
-        self.min = x
-        self.max = x
-        self.partials = [x]
+        self.readings = 1
+        """Every reading taken (flagged ones included)."""
+        self.flagged = 1 if flagged else 0
+        if flagged and exclude:
+            # Kept out of the statistics: none yet (min and max are infinities until one comes).
+            self.count = 0
+            self.min = math.inf
+            self.max = -math.inf
+            self.partials: list[float] = []
+        else:
+            self.count = 1
+            """The readings in min, max, sum and mean."""
+            self.min = x
+            self.max = x
+            self.partials = [x]
+        self.interval = interval
+        """The device's expected interval (s) as the last reading gave it (device windows)."""
         self.last_us = t
         self.last_id = event_id
         self.last_value = x
@@ -100,11 +146,30 @@ class WindowStats:
         """The aggregate id, once computed (not persisted: it follows from the key)."""
 
     def add(
-        self, value: float, t: int, event_id: str, classification: str | None, area: str | None
+        self,
+        value: float,
+        t: int,
+        event_id: str,
+        classification: str | None,
+        area: str | None,
+        flagged: bool = False,
+        interval: int | None = None,
+        exclude: bool = False,
     ) -> None:
-        self.count += 1
+        self.readings += 1
         if classification != self.classification:
             self.classification = most_restrictive(self.classification, classification)
+        if t > self.last_us or (t == self.last_us and event_id > self.last_id):
+            self.last_us = t
+            self.last_id = event_id
+            self.last_value = value
+            self.area = area
+            self.interval = interval
+        if flagged:
+            self.flagged += 1
+            if exclude:
+                return
+        self.count += 1
         if value < self.min:
             self.min = value
         if value > self.max:
@@ -125,19 +190,13 @@ class WindowStats:
                 i += 1
             x = hi
         partials[i:] = [x]
-        x = value
-        if t > self.last_us or (t == self.last_us and event_id > self.last_id):
-            self.last_us = t
-            self.last_id = event_id
-            self.last_value = value
-            self.area = area
 
     def to_list(self, key: WindowKey) -> list[Any]:
         return [
             *key,
             self.count,
-            self.min,
-            self.max,
+            self.min if self.count else None,
+            self.max if self.count else None,
             list(self.partials),
             self.last_us,
             self.last_id,
@@ -146,6 +205,9 @@ class WindowStats:
             self.classification,
             self.area,
             self.seq,
+            self.readings,
+            self.flagged,
+            self.interval,
         ]
 
     @classmethod
@@ -154,8 +216,8 @@ class WindowStats:
         count, lo, hi, partials, last_us, last_id, last_value, revision, cl, area, seq = data[7:18]
         w = cls.__new__(cls)
         w.count = int(count)
-        w.min = float(lo)
-        w.max = float(hi)
+        w.min = math.inf if lo is None else float(lo)
+        w.max = -math.inf if hi is None else float(hi)
         w.partials = [float(p) for p in partials]
         w.last_us = int(last_us)
         w.last_id = str(last_id)
@@ -164,6 +226,11 @@ class WindowStats:
         w.classification = None if cl is None else str(cl)
         w.area = None if area is None else str(area)
         w.seq = int(seq)
+        # Entries written before coverage (18 items) took every reading, none flagged.
+        readings, flagged, interval = data[18:21] if len(data) >= 21 else (count, 0, None)
+        w.readings = int(readings)
+        w.flagged = int(flagged)
+        w.interval = None if interval is None else int(interval)
         w.aid = None
         return (
             str(g),
@@ -176,15 +243,22 @@ class WindowStats:
         ), w
 
 
-def to_aggregate(key: WindowKey, w: WindowStats) -> Aggregate:
+def to_aggregate(key: WindowKey, w: WindowStats, expected: float | None = None) -> Aggregate:
+    """The aggregate of a window. ``expected``: the readings an area's devices promised (see
+    :mod:`cityhub.streams.aggregation.coverage`); a device window's follows from its size and
+    the device's interval."""
     g, tenant, k, q, unit, size, start = key
-    try:
-        total = math.fsum(w.partials)
-    except OverflowError:  # beyond float range: a sensor value no city reports
-        total = math.inf if w.max > 0 else -math.inf
+    total: float | None = None
+    if w.count:
+        try:
+            total = math.fsum(w.partials)
+        except OverflowError:  # beyond float range: a sensor value no city reports
+            total = math.inf if w.max > 0 else -math.inf
     if w.aid is None:
         w.aid = aggregate_id(g, tenant, k, q, unit, size, start)
     device = g == "device"
+    if device:
+        expected = expected_readings(size, w.interval)
     return Aggregate(
         aggregate_id=w.aid,
         grouping="device" if device else "area",
@@ -199,12 +273,16 @@ def to_aggregate(key: WindowKey, w: WindowStats) -> Aggregate:
         window_start=format_boundary(start),
         window_end=format_boundary(start + size * US),
         count=w.count,
-        min=w.min,
-        max=w.max,
+        min=w.min if w.count else None,
+        max=w.max if w.count else None,
         sum=total,
-        mean=total / w.count,
+        mean=None if total is None else total / w.count,
         last=w.last_value,
         last_observed_at=format_us(w.last_us),
         last_event_id=w.last_id,
         revision=w.revision,
+        readings=w.readings,
+        flagged=w.flagged,
+        expected=expected,
+        coverage=coverage(w.readings, expected),
     )

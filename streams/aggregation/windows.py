@@ -84,22 +84,32 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS, Aggregate, restrictiveness
+from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS, Aggregate
 from cityhub.schemas.timefmt import EARLIEST_US, LATEST_US
+from cityhub.streams.aggregation.coverage import (
+    ROSTER,
+    Roster,
+    area_expected,
+    note,
+    roster_entry,
+    roster_from_entry,
+    sweep,
+)
 from cityhub.streams.aggregation.points import US, Point
 from cityhub.streams.aggregation.window_config import WindowConfig
 from cityhub.streams.aggregation.window_stats import (
     SEEN,
+    SeriesKey,
     WindowKey,
     WindowStats,
     digest,
     key_order,
     number,
+    series_entry_key,
+    series_of,
     to_aggregate,
 )
 
@@ -124,18 +134,6 @@ COUNTERS = (
 """Counters kept in the state (cumulative, restored with it); the agent exports them as metrics.
 
 ``no_group``: an observation without an area or a tenant in a state that groups by area only."""
-
-SeriesKey = tuple[str | None, ...]
-"""What one table entry holds (see ``take_changes``): ("device", device id, quantity, unit), the
-windows of one device's quantity in one unit (of every tenant) with their sets of seen event
-ids; or ("area", tenant, area, quantity, unit), the windows of one area's quantity."""
-
-
-def _series(key: WindowKey) -> SeriesKey:
-    g, tenant, k, q, unit, _, _ = key
-    if g == "area":
-        return ("area", tenant, k, q, unit)
-    return ("device", k, q, unit)
 
 
 class WindowState:
@@ -165,11 +163,18 @@ class WindowState:
         self._members: dict[SeriesKey, set[WindowKey]] = {}
         """The windows and sets of seen ids held, by the table entry (series) they belong to."""
         self._changed: dict[SeriesKey, None] = {}
+        self._rosters: dict[SeriesKey, Roster] = {}
+        """Area series: the devices expected to report (``coverage``), kept with its windows."""
+        self._swept = -(1 << 80)
         self._sizes = tuple((s, s * US) for s in self.config.sizes)
         self._grace_us = self.config.grace * US
         self._device = "device" in self.config.groupings
         self._area = "area" in self.config.groupings
         self._own_watermark = self.config.own_watermark
+        self._exclude = self.config.exclude_flagged
+        self._roster_s = self.config.roster_seconds
+        # A roster entry older than this behind the watermark counts for no window still held.
+        self._roster_us = max(self._roster_s, *self.config.sizes) * US + self._grace_us
 
     def __len__(self) -> int:
         """Number of windows held (open or within their grace period)."""
@@ -223,6 +228,7 @@ class WindowState:
         quantity, unit, event_id = point.quantity, point.unit, point.event_id
         device_series: SeriesKey = ("device", point.device_id, quantity, unit)
         classification, area = point.classification, point.area
+        flagged, interval, exclude = point.flagged, point.interval_s, self._exclude
 
         # The window whose set of seen ids answers for duplicates: the one that ends last.
         h_size = h_start = 0
@@ -247,7 +253,15 @@ class WindowState:
         windows = self._windows
         changed = self._changed
         for g, k in groups:
-            series = device_series if g == "device" else ("area", tenant, k, quantity, unit)
+            if g == "device":
+                series, own_interval = device_series, interval
+            else:
+                series, own_interval = ("area", tenant, k, quantity, unit), None
+                roster = self._rosters.get(series)
+                if roster is None:
+                    roster = self._rosters[series] = {}
+                note(roster, point.device_id, t, interval)
+                changed[series] = None
             for size_s, size_us in self._sizes:
                 start = t - t % size_us
                 end = start + size_us
@@ -257,12 +271,14 @@ class WindowState:
                 key: WindowKey = (g, tenant, k, quantity, unit, size_s, start)
                 w = windows.get(key)
                 if w is None:
-                    w = windows[key] = WindowStats(x, t, event_id, classification, area)
+                    w = windows[key] = WindowStats(
+                        x, t, event_id, classification, area, flagged, own_interval, exclude
+                    )
                     self._track(key, end)
                 elif seq is not None and w.seq >= seq:
                     continue  # applied before a crash that saved this window but not the ids
                 else:
-                    w.add(x, t, event_id, classification, area)
+                    w.add(x, t, event_id, classification, area, flagged, own_interval, exclude)
                 if seq is not None:
                     w.seq = seq
                 changed[series] = None
@@ -311,13 +327,23 @@ class WindowState:
             for key in sorted(self._by_end[end], key=key_order):
                 w = self._windows.get(key)
                 if w is not None and w.revision >= 0:
-                    out.append(to_aggregate(key, w))
+                    out.append(to_aggregate(key, w, self._expected(key)))
         return out
+
+    def _expected(self, key: WindowKey) -> float | None:
+        """An area window's expected readings, from its roster (a device window's follow from
+        its own interval)."""
+        if key[0] != "area":
+            return None
+        roster = self._rosters.get(series_of(key))
+        if not roster:
+            return None
+        return area_expected(roster, key[5], key[6] + key[5] * US, self._roster_s)
 
     # -- internals -----------------------------------------------------------------------------
 
     def _track(self, key: WindowKey, end: int) -> None:
-        series = _series(key)
+        series = series_of(key)
         members = self._members.get(series)
         if members is None:
             self._members[series] = {key}
@@ -335,8 +361,8 @@ class WindowState:
     def _emit(self, key: WindowKey, w: WindowStats) -> Aggregate:
         w.revision += 1
         self.counters["re_emitted" if w.revision else "emitted"] += 1
-        self._changed[_series(key)] = None
-        return to_aggregate(key, w)
+        self._changed[series_of(key)] = None
+        return to_aggregate(key, w, self._expected(key))
 
     def _advance(self, wm: int) -> list[Aggregate]:
         if self.watermark is not None and wm <= self.watermark:
@@ -357,9 +383,16 @@ class WindowState:
             for key in self._by_end.pop(heapq.heappop(evict), ()):
                 if self._windows.pop(key, None) is None:
                     del self._seen[key]
-                series = _series(key)
+                series = series_of(key)
                 self._members[series].discard(key)
                 self._changed[series] = None
+        if self._rosters and wm - self._swept >= 60 * US:  # a sweep a minute is plenty
+            self._swept = wm
+            for series, roster in list(self._rosters.items()):
+                if sweep(roster, wm - self._roster_us):
+                    self._changed[series] = None
+                    if not roster:
+                        del self._rosters[series]
         return out
 
     # -- persistence ---------------------------------------------------------------------------
@@ -383,7 +416,8 @@ class WindowState:
         """The whole state as plain JSON data (dicts, lists, str, int, float, None): the meta of
         ``meta_json`` and ``entries``, one list per window and per set of seen event ids."""
         keys = [*self._windows, *self._seen]
-        return {**self.meta_json(), "entries": [self._entry(key) for key in keys]}
+        rosters = [roster_entry(series, r) for series, r in self._rosters.items() if r]
+        return {**self.meta_json(), "entries": [self._entry(key) for key in keys] + rosters}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], config: WindowConfig | None = None) -> WindowState:
@@ -402,6 +436,10 @@ class WindowState:
             state.counters[name] = int(value)
         keys: list[WindowKey] = []
         for item in data.get("entries", ()):
+            if item[0] == ROSTER:
+                series, roster = roster_from_entry(list(item))
+                state._rosters[series] = roster
+                continue
             size, start = int(item[5]), int(item[6])
             if not (EARLIEST_US <= start < LATEST_US and 0 < size <= MAX_WINDOW_SECONDS):
                 # A window that could never be emitted (saved before times and sizes were
@@ -437,60 +475,12 @@ class WindowState:
         changed = sorted(self._changed, key=lambda series: series[0] != "area")
         for series in changed:
             keys = members.get(series)
-            if keys:
-                entries[series_entry_key(series)] = [
-                    self._entry(key) for key in sorted(keys, key=key_order)
-                ]
-            else:
+            items = [self._entry(key) for key in sorted(keys, key=key_order)] if keys else []
+            if not keys:
                 members.pop(series, None)
-                entries[series_entry_key(series)] = None
+            roster = self._rosters.get(series)
+            if roster:
+                items.append(roster_entry(series, roster))
+            entries[series_entry_key(series)] = items or None
         self._changed = {}
         return self.meta_json(), entries
-
-
-def series_entry_key(series: SeriesKey) -> str:
-    """A series' key as a string (JSON text), for its table entry."""
-    return orjson.dumps(list(series)).decode()
-
-
-def recompute(points: Iterable[Point], config: WindowConfig | None = None) -> list[Aggregate]:
-    """The aggregates of a complete set of observations, computed offline and independent of
-    their order: what the stream's last emission of each window must equal. Every aggregate has
-    revision 0; ``grace`` and ``max_future`` play no part. Duplicates (by event id) count once;
-    values are selected as :meth:`WindowState.add` selects them."""
-    cfg = config or WindowConfig()
-    seen: set[str] = set()
-    groups: dict[WindowKey, list[tuple[int, str, float, str | None, str | None]]] = {}
-    for p in points:
-        if p.event_id in seen:
-            continue
-        seen.add(p.event_id)
-        x = number(p.value)
-        if x is None:
-            continue
-        keys: list[tuple[str, str]] = []
-        if "device" in cfg.groupings:
-            keys.append(("device", p.device_id))
-        if "area" in cfg.groupings and p.area is not None and p.tenant is not None:
-            keys.append(("area", p.area))
-        for g, k in keys:
-            for size in cfg.sizes:
-                start = p.observed_us - p.observed_us % (size * US)
-                groups.setdefault((g, p.tenant, k, p.quantity, p.unit, size, start), []).append(
-                    (p.observed_us, p.event_id, x, p.classification, p.area)
-                )
-    out: list[Aggregate] = []
-    for key in sorted(groups, key=lambda k: (k[6] + k[5] * US, key_order(k))):
-        rows = groups[key]
-        values = [r[2] for r in rows]
-        last_us, last_id, last_value, _, last_area = max(rows, key=lambda r: (r[0], r[1]))
-        classification = max((r[3] for r in rows), key=restrictiveness)
-        w = WindowStats(values[0], last_us, last_id, classification, last_area)
-        w.count = len(values)
-        w.min = min(values)
-        w.max = max(values)
-        w.partials = [math.fsum(values)]
-        w.last_value = last_value
-        w.revision = 0
-        out.append(to_aggregate(key, w))
-    return out

@@ -88,15 +88,27 @@ class AggregateOut(BaseModel):
     window_start: str
     window_end: str
     count: int
-    min: float
-    max: float
-    sum: float
-    mean: float
+    """The readings in min, max, sum and mean (without the flagged ones when the hub keeps them
+    out: ``aggregation.exclude_flagged``)."""
+    min: float | None
+    max: float | None
+    sum: float | None
+    mean: float | None
+    """min, max, sum and mean are null when count is 0 (every reading flagged and kept out)."""
     last: float
     last_observed_at: str
     last_event_id: str
     revision: int
     """The highest revision written so far; a later read may see a higher one within grace."""
+    readings: int
+    """Every reading of the window, flagged ones included."""
+    flagged: int
+    """The readings with at least one quality flag."""
+    expected: float | None
+    """The readings the devices' expected reporting intervals promised; null: none expected
+    (or a window written before coverage)."""
+    coverage: float | None
+    """``readings / expected``, at most 1; null when ``expected`` is null."""
     version: int
 
 
@@ -246,4 +258,7 @@ async def list_aggregates(call: Call) -> web.Response:
 
 def _out(item: Any) -> dict[str, Any]:
     # Only the documented fields: a newer aggregate version's extra fields stay out.
-    return {name: item.get(name) for name in _FIELDS}
+    out = {name: item.get(name) for name in _FIELDS}
+    if out["readings"] is None:  # version 2, written before coverage: every reading counted
+        out["readings"], out["flagged"] = out["count"], 0
+    return out

@@ -43,7 +43,8 @@ _STAGING_TABLES = (
     " area text, quantity text, unit text, classification text, count bigint,"
     " min double precision, max double precision, sum double precision,"
     " mean double precision, last double precision, last_observed_at timestamptz,"
-    " revision integer, doc jsonb) ON COMMIT DELETE ROWS",
+    " revision integer, readings bigint, flagged bigint, expected double precision,"
+    " coverage double precision, doc jsonb) ON COMMIT DELETE ROWS",
 )
 
 _INSERT_OBSERVATIONS = sql.SQL("""

@@ -68,6 +68,10 @@ AGGREGATE_COLUMNS = (
     "last",
     "last_observed_at",
     "revision",
+    "readings",
+    "flagged",
+    "expected",
+    "coverage",
     "doc",
 )
 
@@ -167,6 +171,10 @@ def _integer(doc: dict[str, Any], name: str, *, bits: int = 32) -> int:
     return value
 
 
+def _optional_integer(doc: dict[str, Any], name: str) -> int | None:
+    return None if doc.get(name) is None else _integer(doc, name, bits=64)
+
+
 def _coordinates(location: object) -> tuple[float | None, float | None, float | None]:
     """(longitude, latitude, altitude) of an observation's location; Nones when it has none."""
     if location is None:
@@ -243,6 +251,7 @@ def aggregate_row(raw: bytes) -> Row:
         raise SchemaMismatch(f"grouping is neither device nor area: {grouping!r:.40}")
     last_text, _ = _time(doc, "last_observed_at")
     revision = _integer(doc, "revision")
+    counted = doc.get("count") != 0
     values = (
         aggregate_id,
         start_text,
@@ -257,13 +266,19 @@ def aggregate_row(raw: bytes) -> Row:
         _text(doc, "unit"),
         _text(doc, "classification"),
         _integer(doc, "count", bits=64),
-        _number(doc, "min"),
-        _number(doc, "max"),
-        _number(doc, "sum"),
-        _number(doc, "mean"),
+        # Null when every reading was flagged and kept out (aggregation.exclude_flagged).
+        _number(doc, "min", required=counted),
+        _number(doc, "max", required=counted),
+        _number(doc, "sum", required=counted),
+        _number(doc, "mean", required=counted),
         _number(doc, "last"),
         last_text,
         revision,
+        # Absent from version 2 documents (written before coverage).
+        _optional_integer(doc, "readings"),
+        _optional_integer(doc, "flagged"),
+        _number(doc, "expected", required=False),
+        _number(doc, "coverage", required=False),
         raw.decode("utf-8"),
     )
     return Row(aggregate_id, window_start, values, revision)

@@ -23,7 +23,7 @@ from cityhub.schemas.observation import NetworkMeta, Observation
 from cityhub.schemas.validation import errors
 from cityhub.streams.aggregation.points import US, Point, epoch_us, format_us
 from cityhub.streams.aggregation.window_config import WindowConfig
-from cityhub.streams.aggregation.windows import recompute
+from cityhub.streams.aggregation.recompute import recompute
 
 from .hub import BOOTSTRAP, Hub, read_topic
 

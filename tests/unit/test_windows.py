@@ -14,8 +14,9 @@ from cityhub.schemas.aggregate import Aggregate
 from cityhub.schemas.observation import NetworkMeta, Observation
 from cityhub.schemas.validation import errors
 from cityhub.streams.aggregation.points import US, Point, epoch_us, format_us
+from cityhub.streams.aggregation.recompute import recompute
 from cityhub.streams.aggregation.window_config import WindowConfig
-from cityhub.streams.aggregation.windows import WindowState, recompute
+from cityhub.streams.aggregation.windows import WindowState
 
 T0 = epoch_us("2026-11-29T10:00:00Z")  # a whole hour
 
