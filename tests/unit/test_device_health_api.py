@@ -32,6 +32,7 @@ from cityhub.streams.health.view import DeviceHealthView
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.streams.service_errors import NotFound
 
 from .test_api_support import Api, seed
 
@@ -273,3 +274,12 @@ def test_the_view_skips_malformed_records_and_follows_tombstones() -> None:
     view.apply("device/acme/d", None, 6)
     view.apply("deadletters/acme/d/0", None, 7)
     assert (view.devices(), view.activity("acme", "d")) == (0, None)
+
+
+def test_many_answers_the_tenant_s_devices_only(world: World) -> None:
+    who = world.api.registry.authenticate(world.api.keys["sub_a"])
+    found = world.queries.many(who, "acme", ["a-ok", "a-never", "b-1", "nobody", "a-ok"])
+    assert {k: v.state.value for k, v in found.items()} == {"a-ok": "ok", "a-never": "never_seen"}
+    other = world.api.registry.authenticate(world.api.keys["op_b"])
+    with pytest.raises(NotFound):
+        world.queries.many(other, "acme", ["a-ok"])
