@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cityhub.schemas.device_health import (
     DEAD_LETTER_WINDOW_SECONDS,
+    DeviceActivity,
     HealthState,
     ReasonCount,
     Trend,
@@ -27,6 +28,7 @@ from cityhub.schemas.device_health import (
 )
 from cityhub.schemas.expected_interval import expected_interval
 from cityhub.schemas.health_settings import HealthSettings
+from cityhub.schemas.registry import Classification
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.health.view import DeviceHealthView
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
@@ -185,8 +187,13 @@ class DeviceHealthQueries:
             after = chunk[-1].id
 
     def _answer(self, entry: DeviceEntry, now: float) -> DeviceHealthOut:
-        interval = self.interval_of(entry)
+        device_type = self._registry.device_type(entry.tenant, entry.type)
+        interval = expected_interval(entry, device_type, self._default)
         activity = self._health.activity(entry.tenant, entry.id)
+        if activity is not None and (
+            device_type is None or device_type.classification is Classification.PERSONAL
+        ):
+            activity = _without_hours(activity)
         last = self._health.last_seen(entry.tenant, entry.id)
         state = device_state(last, now, interval, self._grace)
         since = rfc3339(now - DEAD_LETTER_WINDOW_SECONDS)
@@ -233,3 +240,18 @@ class DeviceHealthQueries:
                 if cursor is None:
                     break
         return dict(counts)
+
+
+def _without_hours(activity: DeviceActivity) -> DeviceActivity:
+    """A personal device's activity without its hourly series: which hours a device spoke can
+    tell when someone was at home. Its last values and slopes stay (a low battery, a weak link
+    are what its operator needs); so does when it was last seen (silence needs it)."""
+    bare = {
+        name: None if trend is None else trend.model_copy(update={"hours_from": None, "hourly": []})
+        for name, trend in (
+            ("battery", activity.battery),
+            ("rssi", activity.rssi),
+            ("snr", activity.snr),
+        )
+    }
+    return activity.model_copy(update=bare)

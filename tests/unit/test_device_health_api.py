@@ -283,3 +283,36 @@ def test_many_answers_the_tenant_s_devices_only(world: World) -> None:
     other = world.api.registry.authenticate(world.api.keys["op_b"])
     with pytest.raises(NotFound):
         world.queries.many(other, "acme", ["a-ok"])
+
+
+async def test_a_personal_device_s_trends_carry_no_hours(world: World) -> None:
+    system = Principal.system()
+    registry = world.api.registry
+    await registry.create_type(
+        system, "acme", DeviceTypeSpec(id="home", name="Home", classification="personal")
+    )
+    await registry.create_device(
+        system, "acme", DeviceSpec.model_validate({"id": "a-home", "name": "H", "type": "home"})
+    )
+    trend = {
+        "quantity": "battery_voltage",
+        "unit": "V",
+        "last": 3.5,
+        "last_at": rfc3339(NOW - 60),
+        "hours_from": rfc3339(NOW - 7200),
+        "hourly": [3.6, None, 3.5],
+        "slope_per_day": -1.2,
+    }
+    for device in ("a-home", "a-ok"):
+        record = activity(
+            "acme", device, NOW - 60, battery=trend, rssi={**trend, "quantity": "rssi"}
+        )
+        put(world.health, activity_key("acme", device), record)
+    status, doc, _ = await world.api.call("GET", f"{A}/devices/a-home/health")
+    assert status == 200, doc
+    for name in ("battery", "rssi"):
+        assert (doc[name]["hourly"], doc[name]["hours_from"]) == ([], None)
+        assert (doc[name]["last"], doc[name]["slope_per_day"]) == (3.5, -1.2)
+    assert doc["last_seen"] == rfc3339(NOW - 60)
+    doc = (await world.api.call("GET", f"{A}/devices/a-ok/health"))[1]
+    assert doc["battery"]["hourly"] == [3.6, None, 3.5], "other devices keep their hours"
