@@ -52,10 +52,22 @@ class ObservationQuery:
 
 def observation_entity(row: Sequence[Any]) -> Entity:
     """The Observation entity of a row ``(event_id, observed_at, received_at, device_id,
-    quantity, result)``; its key is ``(device_id, quantity)``."""
-    event, observed_at, received_at, device_id, quantity, result = row
+    quantity, result, quality)``; its key is ``(device_id, quantity)``. ``resultQuality`` is
+    the observation's quality flags (docs/quality.md), present only when it has any."""
+    event, observed_at, received_at, device_id, quantity, result, quality = row
     props = {"phenomenonTime": observed_at, "resultTime": received_at, "result": result}
+    flags = quality_flags(quality)
+    if flags:
+        props["resultQuality"] = flags
     return Entity("Observation", observation_id(event), props, (device_id, quantity))
+
+
+def quality_flags(stored: object) -> list[str]:
+    """The flags of a stored document's ``quality`` (absent in rows from before the flags;
+    anything but a list of names counts as none)."""
+    if not isinstance(stored, list):
+        return []
+    return [flag for flag in stored if isinstance(flag, str)][:8]
 
 
 class HistoryReads:
@@ -120,7 +132,9 @@ class HistoryReads:
         params["sta_limit"] = query.limit
         params["sta_offset"] = query.offset
         # The text is made of this package's fragments only; every value is a parameter.
-        columns = "event_id, observed_at, received_at, device_id, quantity, doc->'value'"
+        columns = (
+            "event_id, observed_at, received_at, device_id, quantity, doc->'value', doc->'quality'"
+        )
         window = "LIMIT %(sta_limit)s OFFSET %(sta_offset)s"
         text = f"SELECT {columns} FROM observations WHERE {where} ORDER BY {query.order} {window}"  # noqa: S608
         async with self._pool.connection() as conn:

@@ -117,6 +117,8 @@ async def seed_history(settings: Settings) -> int:
                         "quantity": quantity,
                         "value": None if personal else value,
                         "observed_at": observed.isoformat(),
+                        # the fourth reading was flagged (docs/quality.md): resultQuality
+                        "quality": ["spike"] if n == 3 else [],
                     }
                     await conn.execute(
                         _INSERT,
