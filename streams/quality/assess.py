@@ -31,7 +31,12 @@ _SEPARATORS: Final = str.maketrans({"-": "_", " ": "_", "/": "_"})
 _NOT_A_FAULT: Final = frozenset({"", "0", "ok", "false", "no", "none", "normal", "off", "null"})
 
 DeviceSeries = dict[str, Series]
-"""One device's series, by quantity (``checks.py``)."""
+"""One device's series, by field (``checks.py``): a field is one sensor channel of the device
+(``temperature_1`` and ``temperature_2`` of one device are two thermometers, each its own
+series), judged by its quantity's limits."""
+MAX_SERIES_PER_DEVICE: Final = 64
+"""Fields with a series per device: field names are the device's to choose, its state must not
+grow without bound (a field beyond them gets its range checked, and no series)."""
 
 
 class TypeQuality(Protocol):
@@ -161,7 +166,7 @@ class QualityAssessor:
         series: MutableMapping[str, Series],
     ) -> bool:
         """Set the ``quality`` of each of one uplink's observations (all of one device, whose
-        ``series`` by quantity this reads and updates). Returns whether ``series`` changed."""
+        ``series`` by field this reads and updates). Returns whether ``series`` changed."""
         if not self._settings.enabled or not observations:
             return False
         fault = reports_fault(observations, self.fault_fields(device_type))
@@ -173,12 +178,13 @@ class QualityAssessor:
             if limits is not NO_CHECKS and (type(value) is int or type(value) is float):
                 number = float(value)
                 at = self._seconds(o.observed_at) if limits.needs_series else None
-                if at is None:
+                known = series.get(o.field)
+                if at is None or (known is None and len(series) >= MAX_SERIES_PER_DEVICE):
                     flags = [OUT_OF_RANGE] if out_of_range(limits, number) else []
                 else:
-                    flags, stored = check_value(limits, series.get(o.quantity), number, at)
+                    flags, stored = check_value(limits, known, number, at)
                     if stored is not None:
-                        series[o.quantity] = stored
+                        series[o.field] = stored
                         changed = True
             if fault:
                 flags.append(DEVICE_FAULT)

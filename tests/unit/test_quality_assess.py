@@ -11,7 +11,12 @@ from cityhub.schemas.quality import QualitySettings, QualitySpec, QuantityLimits
 from cityhub.schemas.quality_limits import CATALOGUE_LIMITS
 from cityhub.schemas.quantities import QUANTITIES
 from cityhub.schemas.registry import DeviceType, DeviceTypeSpec
-from cityhub.streams.quality.assess import QualityAssessor, field_key, is_fault
+from cityhub.streams.quality.assess import (
+    MAX_SERIES_PER_DEVICE,
+    QualityAssessor,
+    field_key,
+    is_fault,
+)
 from cityhub.streams.quality.checks import Limits
 
 
@@ -104,7 +109,7 @@ def test_assess_flags_each_observation_and_keeps_the_series() -> None:
     later = [obs("temperature_1", "temperature", 40.0, "2026-12-04T10:05:00.000Z")]
     assessor.assess(later, None, series)
     assert later[0].quality == ("spike",)
-    assert set(series) == {"temperature"}  # -3 is out of range: no reference
+    assert set(series) == {"temperature_1"}  # by field; -3 is out of range: no reference
 
 
 def test_booleans_and_words_are_not_range_checked() -> None:
@@ -230,3 +235,27 @@ def test_a_stored_type_keeps_left_out_apart_from_null() -> None:
     assessor = QualityAssessor(QualitySettings())
     # min 0 of the catalogue still holds, the flat line is off, the max is the type's
     assert assessor.limits(back, "pm2_5") == Limits(0, 500, None, None)
+
+
+def test_two_channels_of_one_quantity_are_two_series() -> None:
+    """An air and a water thermometer on one device: neither is the other's spike."""
+    assessor = QualityAssessor(QualitySettings())
+    series: dict[str, list[float]] = {}
+    for minute in range(0, 60, 10):
+        at = f"2026-12-04T10:{minute:02d}:00.000Z"
+        uplink = [
+            obs("temperature_1", "temperature", 2.0, at),
+            obs("temperature_2", "temperature", 30.0, at),
+        ]
+        assessor.assess(uplink, None, series)
+        assert [o.quality for o in uplink] == [(), ()]
+    assert set(series) == {"temperature_1", "temperature_2"}
+
+
+def test_a_devices_series_are_bounded() -> None:
+    assessor = QualityAssessor(QualitySettings())
+    series: dict[str, list[float]] = {}
+    many = [obs(f"temperature_{i}", "temperature", 99.0 if i == 99 else 10.0) for i in range(100)]
+    assert assessor.assess(many, None, series) is True
+    assert len(series) == MAX_SERIES_PER_DEVICE
+    assert many[99].quality == ("out_of_range",)  # the range is still checked
