@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cityhub.schemas.console_oidc_settings import ConsoleOidcSettings
+
 CONSOLE_LANGUAGES = ("nl", "en")
 
 
@@ -41,6 +43,8 @@ class ConsoleSettings(BaseModel):
     """Live device streams of all sessions at once, per API process; the next is refused."""
     live_buffer: int = Field(default=100, ge=1, le=10_000)
     """Observations held for one slow watcher before the oldest are dropped (and it is told)."""
+    oidc: ConsoleOidcSettings = ConsoleOidcSettings()
+    """Operators' sign-in with the municipality's OpenID Connect provider; off by default."""
     dead_letters_per_tenant: int = Field(default=200, ge=1, le=10_000)
     """Dead letters the dead-letter pages keep per tenant (and of unknown devices), newest."""
     dead_letter_preview_bytes: int = Field(default=4096, ge=256, le=65_536)

@@ -30,10 +30,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler as AiohttpHandler
 
 from cityhub.schemas.console_settings import ConsoleSettings
+from cityhub.schemas.registry import Role
 from cityhub.streams.console.i18n import LANGUAGE_COOKIE, choose_language, translator
+from cityhub.streams.console.oidc_flow import principal_key_id
 from cityhub.streams.console.pages import BASE, ConsolePage, Ctx
 from cityhub.streams.console.services import ConsoleServices
 from cityhub.streams.console.session import COOKIE_NAME, Session, SessionCodec
+from cityhub.streams.registry.principals import Principal
 from cityhub.streams.service_errors import (
     Conflict,
     Forbidden,
@@ -85,9 +88,15 @@ def content_security_policy(settings: ConsoleSettings) -> str:
     if settings.map_tile_url is not None:
         tiles = urlsplit(settings.map_tile_url.replace("{s}", "a"))
         images += f" {tiles.scheme}://{tiles.netloc}"
+    forms = "'self'"
+    if settings.oidc.authorization_endpoint is not None:
+        # The operators' sign-in form is answered with a redirect to the provider, which
+        # form-action governs too.
+        provider = urlsplit(settings.oidc.authorization_endpoint)
+        forms += f" {provider.scheme}://{provider.netloc}"
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; "
-        f"img-src {images}; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+        f"img-src {images}; connect-src 'self'; form-action {forms}; base-uri 'none'; "
         "frame-ancestors 'none'"
     )
 
@@ -129,6 +138,10 @@ def build_console(
         app.router.add_route(page.method, page.path, _endpoint(page), name=page.name)
     app.router.add_static("/static", STATIC, name="static")
     app.on_cleanup.append(_close_live)
+    if settings.oidc.enabled:
+        from cityhub.streams.console.oidc_pages import OIDC_KEY, IdTokens
+
+        app[OIDC_KEY] = IdTokens(settings.oidc)
     if not console.assets_built:
         log.warning(
             "the console's vendor assets are missing from %s: run `make console-assets`", VENDOR
@@ -184,6 +197,13 @@ def _context(request: web.Request, console: Console) -> tuple[Ctx, bool]:
         try:
             principal = console.services.registry.authenticate(session.secret)
         except Unauthenticated:
+            session, fresh = Session.anonymous(now, lifetime), True
+    elif session.oidc is not None:
+        subject, tenant = session.oidc
+        # An operator of the provider, in a tenant that (still) exists; OIDC sign-in off: out.
+        if console.settings.oidc.enabled and console.services.registry.view.tenant(tenant):
+            principal = Principal(principal_key_id(subject), tenant, Role.OPERATOR)
+        else:
             session, fresh = Session.anonymous(now, lifetime), True
     language = choose_language(
         request.cookies.get(LANGUAGE_COOKIE),

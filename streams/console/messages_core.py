@@ -43,6 +43,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Uw sessie is verlopen; meld u opnieuw aan.",
         "Your session has expired; please sign in again.",
     ),
+    "signin.oidc_intro": (
+        "Operators van de gemeente kunnen ook aanmelden met hun gemeente-account.",
+        "The municipality's operators can also sign in with their municipal account.",
+    ),
+    "signin.oidc": ("Aanmelden met gemeente-account", "Sign in with municipal account"),
+    "signin.oidc_failed": (
+        "Aanmelden met het gemeente-account is niet gelukt, of dit account is geen operator.",
+        "Signing in with the municipal account failed, or the account is not an operator.",
+    ),
     "error.title": ("Er ging iets mis", "Something went wrong"),
     "error.404": ("Niet gevonden.", "Not found."),
     "error.403": ("Dit mag deze sleutel niet.", "This key may not do that."),

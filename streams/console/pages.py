@@ -114,6 +114,7 @@ class Ctx:
             assets_built=self.assets_built,
             tenants=self._tenants(),
             path=self.request.path,
+            oidc_enabled=self.settings.oidc.enabled,
             **values,
         )
         return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")

@@ -11,12 +11,14 @@ from cityhub.streams.console import (
     devices,
     imports,
     map_page,
+    oidc_pages,
     subscriptions,
 )
 from cityhub.streams.console.pages import ConsolePage
 
 PAGES: tuple[ConsolePage, ...] = (
     *core_pages.PAGES,
+    *oidc_pages.PAGES,
     *devices.PAGES,
     *device.PAGES,
     *map_page.PAGES,

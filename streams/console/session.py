@@ -43,6 +43,10 @@ class Session:
     secret: str | None = None
     tenant: str | None = None
     """The tenant an admin works in (others always work in their key's own)."""
+    oidc: tuple[str, str] | None = None
+    """(subject, tenant) of an operator signed in with OpenID Connect (then no ``secret``)."""
+    pending: tuple[str, str, str] | None = None
+    """(state, nonce, PKCE verifier) of an OpenID Connect sign-in under way."""
 
     @classmethod
     def anonymous(cls, now: float, lifetime: float) -> Session:
@@ -55,6 +59,15 @@ class Session:
 
     def with_tenant(self, tenant: str) -> Session:
         return replace(self, tenant=tenant)
+
+    def signing_in(self, pending: tuple[str, str, str] | None) -> Session:
+        return replace(self, pending=pending)
+
+    def signed_in_oidc(self, subject: str, tenant: str, now: float, lifetime: float) -> Session:
+        """An operator signed in with OpenID Connect: a new CSRF token, a new expiry."""
+        return Session(
+            csrf=secrets.token_urlsafe(24), expires_at=now + lifetime, oidc=(subject, tenant)
+        )
 
 
 def derive_key(kek: bytes) -> bytes:
@@ -74,6 +87,10 @@ class SessionCodec:
             payload["k"] = session.secret
         if session.tenant is not None:
             payload["t"] = session.tenant
+        if session.oidc is not None:
+            payload["o"] = list(session.oidc)
+        if session.pending is not None:
+            payload["p"] = list(session.pending)
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, json.dumps(payload).encode(), _AAD)
         return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
@@ -102,4 +119,27 @@ def _session(payload: object, now: float) -> Session | None:
         return None
     if tenant is not None and not (isinstance(tenant, str) and len(tenant) <= _MAX_TENANT_CHARS):
         return None
-    return Session(csrf=csrf, expires_at=float(expires), secret=secret, tenant=tenant)
+    try:
+        oidc, pending = _strings(payload.get("o"), 2), _strings(payload.get("p"), 3)
+    except ValueError:
+        return None
+    return Session(
+        csrf=csrf,
+        expires_at=float(expires),
+        secret=secret,
+        tenant=tenant,
+        oidc=(oidc[0], oidc[1]) if oidc else None,
+        pending=(pending[0], pending[1], pending[2]) if pending else None,
+    )
+
+
+def _strings(value: object, count: int) -> list[str] | None:
+    """``value`` as ``count`` short strings, None if absent; ValueError if malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != count:
+        raise ValueError("malformed")
+    strings = [v for v in value if isinstance(v, str) and len(v) <= _MAX_SECRET_CHARS]
+    if len(strings) != count:
+        raise ValueError("malformed")
+    return strings
