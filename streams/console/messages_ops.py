@@ -50,6 +50,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "De leveringsstatus is in dit proces niet beschikbaar.",
         "The delivery status is not available in this process.",
     ),
+    "subs.cut": (
+        "Hier staan de eerste 1 000 abonnementen; de API geeft de rest per tenant "
+        "(GET /api/v1/tenants/{tenant}/subscriptions).",
+        "Shown: the first 1,000 subscriptions; the API lists the rest per tenant "
+        "(GET /api/v1/tenants/{tenant}/subscriptions).",
+    ),
     "subs.actions": ("Acties", "Actions"),
     "subs.pause": ("Pauzeer", "Pause"),
     "subs.resume": ("Hervat", "Resume"),

@@ -28,6 +28,8 @@ from cityhub.streams.registry.spec_errors import field_errors
 from cityhub.streams.service_errors import Invalid, Unavailable
 from cityhub.streams.subscriptions.service import MANAGING_ROLES, Subscriptions
 
+MAX_ROWS = 1000
+"""Subscriptions one page shows (an admin's of every tenant could be many more)."""
 _DONE = {"paused": "subs.paused_done", "resumed": "subs.resumed_done", "replay": "subs.replay_done"}
 
 
@@ -89,25 +91,28 @@ async def subscription_list(ctx: Ctx) -> web.StreamResponse:
     service = ctx.services.subscriptions
     who = ctx.who
     if service is None or who.role not in MANAGING_ROLES:
-        message = "subs.not_allowed" if service is not None else "error.503"
-        return ctx.render("subscriptions.html", rows=[], message=message, done=None, all=False)
+        refusal = "subs.not_allowed" if service is not None else "error.503"
+        return ctx.render("subscriptions.html", rows=[], message=refusal, done=None, all=False)
     if who.role is Role.ADMIN:
         tenants = [t.id for t in ctx.services.registry.list_tenants(who)]
     else:
         tenants = [who.tenant]
     statuses = ctx.services.subscription_status
     now = time.time()
+    records = [record for tenant in tenants for record in service.list(who, tenant)]
     rows = [
         subscription_row(record, statuses.of(record.tenant, record.id) if statuses else None, now)
-        for tenant in tenants
-        for record in service.list(who, tenant)
+        for record in records[:MAX_ROWS]
     ]
     done_key = _DONE.get(ctx.query("done", 16))
     done = ctx.t(done_key, id=ctx.query("id", 63)) if done_key is not None else None
+    message: str | None = None if statuses is not None else "subs.status_unavailable"
+    if len(records) > MAX_ROWS:
+        message = "subs.cut"
     return ctx.render(
         "subscriptions.html",
         rows=rows,
-        message=None if statuses is not None else "subs.status_unavailable",
+        message=message,
         done=done,
         all=who.role is Role.ADMIN,
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.connectors.sinks import subscription_models
@@ -332,3 +333,17 @@ async def test_an_unreadable_or_forbidden_upload_is_refused_with_a_reason() -> N
         page = await _upload(browser, "devices.csv", b"id;name;type\nz;z;th\n")
         assert page.status == 403
         assert browser.registry.view.device_by_id("z") is None
+
+
+async def test_an_admins_list_is_cut_at_a_bound_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cityhub.streams.console import subscriptions as page
+
+    monkeypatch.setattr(page, "MAX_ROWS", 2)
+    async with running_ops() as ops:
+        browser = ops.browser
+        await browser.sign_in("admin")
+        shown = await browser.get("/console/subscriptions")
+        assert shown.text.count('<tr id="sub-') == 2
+        assert "de eerste 1 000 abonnementen" in shown.text
