@@ -2,8 +2,8 @@
 
 Compact on purpose: per device, its last-seen time (for the state, the filters and the silent
 count, which look at every device) and the record's bytes as written (decoded only for the few
-devices an answer shows); dead letters as their bytes per dead-letter partition. About 1 KiB
-per device with its trends; a device deleted from the registry keeps its record until the topic
+devices an answer shows); dead letters as their bytes per dead-letter partition. About 1.3 KB
+per device with a day of trends; a device deleted from the registry keeps its record until the topic
 is compacted with a tombstone (the answers and counts join the registry, so it never shows).
 
 Pure: no I/O. A ``CompactedTopicStore`` feeds it (``store.py``).
