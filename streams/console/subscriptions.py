@@ -11,6 +11,7 @@ reports them.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,12 @@ from pydantic import ValidationError
 
 from cityhub.schemas.registry import Role
 from cityhub.schemas.replay import ReplaySpec
-from cityhub.schemas.subscription import Serving, Subscription, SubscriptionState
+from cityhub.schemas.subscription import (
+    SUBSCRIPTION_ID_PATTERN,
+    Serving,
+    Subscription,
+    SubscriptionState,
+)
 from cityhub.schemas.subscription_status import SubscriptionStatus
 from cityhub.streams.console.app import redirect
 from cityhub.streams.console.pages import ConsolePage, Ctx
@@ -105,7 +111,13 @@ async def subscription_list(ctx: Ctx) -> web.StreamResponse:
         for record in records[:MAX_ROWS]
     ]
     done_key = _DONE.get(ctx.query("done", 16))
-    done = ctx.t(done_key, id=ctx.query("id", 63)) if done_key is not None else None
+    # The notice names the subscription only by an id of the right shape: never text from the
+    # address that merely looks like a message.
+    done_id = ctx.query("id", 63)
+    if done_key is None or not re.fullmatch(SUBSCRIPTION_ID_PATTERN, done_id):
+        done = None
+    else:
+        done = ctx.t(done_key, id=done_id)
     message: str | None = None if statuses is not None else "subs.status_unavailable"
     if len(records) > MAX_ROWS:
         message = "subs.cut"

@@ -347,3 +347,13 @@ async def test_an_admins_list_is_cut_at_a_bound_and_says_so(
         shown = await browser.get("/console/subscriptions")
         assert shown.text.count('<tr id="sub-') == 2
         assert "de eerste 1 000 abonnementen" in shown.text
+
+
+async def test_the_notice_after_an_action_names_only_a_subscription_id() -> None:
+    async with running_ops() as ops:
+        browser = ops.browser
+        await browser.sign_in("sub_a")
+        page = await browser.get("/console/subscriptions?done=paused&id=acme-hook")
+        assert "Abonnement acme-hook is gepauzeerd." in page.text
+        page = await browser.get("/console/subscriptions?done=paused&id=Call+0900+now")
+        assert "0900" not in page.text
