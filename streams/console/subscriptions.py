@@ -31,7 +31,7 @@ from cityhub.schemas.subscription_status import SubscriptionStatus
 from cityhub.streams.console.app import redirect
 from cityhub.streams.console.pages import ConsolePage, Ctx
 from cityhub.streams.registry.spec_errors import field_errors
-from cityhub.streams.service_errors import Invalid, Unavailable
+from cityhub.streams.service_errors import FieldError, Invalid, Unavailable
 from cityhub.streams.subscriptions.service import MANAGING_ROLES, Subscriptions
 
 MAX_ROWS = 1000
@@ -166,8 +166,15 @@ def replay_spec(from_time: str, from_offset: str) -> ReplaySpec:
     if from_time:
         doc["from_time"] = from_time
     if from_offset:
-        ascii_digits = from_offset.isascii() and from_offset.isdigit() and len(from_offset) <= 18
-        doc["from_offset"] = int(from_offset) if ascii_digits else from_offset
+        # ASCII digits only (int() also takes '١٢' and '1_0'), and no more than a Kafka offset.
+        if not (from_offset.isascii() and from_offset.isdigit() and len(from_offset) <= 18):
+            raise Invalid(
+                "The replay is not valid: give a time or an offset.",
+                errors=[
+                    FieldError("from_offset", "expected an offset: 0 or more, 18 digits at most")
+                ],
+            )
+        doc["from_offset"] = int(from_offset)
     try:
         return ReplaySpec.model_validate(doc)
     except ValidationError as exc:

@@ -5,6 +5,7 @@ import with a bad row read back from its report."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -357,3 +358,52 @@ async def test_the_notice_after_an_action_names_only_a_subscription_id() -> None
         assert "Abonnement acme-hook is gepauzeerd." in page.text
         page = await browser.get("/console/subscriptions?done=paused&id=Call+0900+now")
         assert "0900" not in page.text
+
+
+async def test_hostile_input_gets_a_clear_refusal_never_a_server_error() -> None:
+    async with running_ops() as ops:
+        browser = ops.browser
+        await browser.sign_in("admin")
+        for path in (
+            "/console/dead-letters?reason=" + "%00%ff<x>" * 200,
+            "/console/dead-letters/" + "9" * 5000,
+            "/console/dead-letters/0-0%0d%0aSet-Cookie:x=1",
+            "/console/imports/" + "x" * 5000,
+            "/console/imports/..%2f..%2fetc/progress",
+            "/console/subscriptions?done=" + "a" * 5000 + "&id=%ff",
+        ):
+            page = await browser.get(path)
+            assert page.status in (200, 400, 404), (path[:60], page.status)
+            assert "Set-Cookie:x" not in str(page.headers)
+        await browser.get("/console/subscriptions")
+        replay = "/console/subscriptions/acme/acme-hook/replay"
+        for form in (
+            {"from_offset": "9" * 100},
+            {"from_offset": "-1"},
+            {"from_offset": "\u0661\u0662"},  # Arabic-Indic digits are not an offset
+            {"from_time": "2026-13-45T99:00:00Z"},
+            {"from_time": "0001-01-01T00:00:00Z"},
+            {},
+        ):
+            page = await browser.post(replay, form)
+            assert page.status == 400, (form, page.status)
+            await browser.get("/console/subscriptions")
+        assert (
+            await browser.post("/console/subscriptions/acme/" + "z" * 300 + "/pause")
+        ).status == 404
+        await browser.get("/console/imports")
+        page = await browser.post("/console/imports", {"file": "not a file"})
+        assert page.status == 400
+        await browser.get("/console/imports")
+        form = aiohttp.FormData()
+        form.add_field("csrf", browser.csrf)
+        form.add_field(
+            "file",
+            io.BytesIO(b"x" * (17 * 1024 * 1024)),
+            filename="big.csv",
+            content_type="text/csv",
+        )
+        async with browser.client.post(
+            "/console/imports", data=form, allow_redirects=False
+        ) as response:
+            assert response.status == 413
