@@ -15,8 +15,9 @@ Area window
     kept per (tenant, area, quantity, unit) in the area state and its changelog. A device is on
     it from its first reading of the quantity there; it counts for a window ``[start, end)``
     when its first reading is before ``end`` and its last one at or after ``end - M``, ``M``
-    being ``roster_seconds`` (default one day; never less than the window). So a device that
-    falls silent lowers its area's coverage for ``M`` after its last reading, and then drops
+    being ``roster_seconds`` (default one day; never less than the window), the last reading
+    rounded up to ``M / 24`` (``ROSTER_STEPS``). So a device that falls silent lowers its
+    area's coverage for ``M`` (and up to ``M / 24`` more) after its last reading, and then drops
     out (device health reports it as silent from then on); a device installed later does not
     count for windows before its first reading.
 
@@ -42,8 +43,23 @@ ROSTER = "roster"
 """The first item of a roster's entry in the state's JSON (where windows have their grouping)."""
 
 Roster = dict[str, list[Any]]
-"""By device id: ``[first reading µs, last reading µs, interval s or None]`` (the interval of
-the last reading)."""
+"""By device id: ``[first reading µs, last reading µs rounded up to the roster's step, interval
+s or None]`` (the interval of the last reading)."""
+
+ROSTER_STEPS = 24
+"""The roster keeps a device's last reading rounded up to ``roster_seconds / 24`` (an hour of a
+day): a device reporting every minute changes its roster's entry once an hour, not with every
+reading, and so does the changelog; a silent device is expected up to that much longer."""
+
+
+def roster_step_us(roster_seconds: int) -> int:
+    """The step (µs) that the last readings on a roster are rounded up to."""
+    return max(1, roster_seconds // ROSTER_STEPS) * US
+
+
+def roster_key(series: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The key of an area series' roster entry in the changelog (beside the series' own)."""
+    return (ROSTER, *series[1:])
 
 
 def expected_readings(size_s: int, interval_s: int | None) -> float | None:
@@ -61,18 +77,25 @@ def coverage(readings: int, expected: float | None) -> float | None:
     return round(min(1.0, readings / expected), 6)
 
 
-def note(roster: Roster, device_id: str, t: int, interval_s: int | None) -> None:
-    """Put a reading at ``t`` (µs) of ``device_id`` on the roster (order-independent: first
-    and last are the least and greatest times; the interval goes with the last)."""
+def note(roster: Roster, device_id: str, t: int, interval_s: int | None, step_us: int) -> bool:
+    """Put a reading at ``t`` (µs) of ``device_id`` on the roster; True if its entry changed.
+    Order-independent: first is the least time, last the greatest rounded up to ``step_us``;
+    the interval goes with the last (within one step, the latest to arrive: the registry's
+    current one)."""
+    last = -(-t // step_us) * step_us
     entry = roster.get(device_id)
     if entry is None:
-        roster[device_id] = [t, t, interval_s]
-        return
+        roster[device_id] = [t, last, interval_s]
+        return True
+    changed = False
     if t < entry[0]:
         entry[0] = t
-    if t >= entry[1]:
-        entry[1] = t
+        changed = True
+    if last > entry[1] or (last == entry[1] and interval_s != entry[2]):
+        entry[1] = last
         entry[2] = interval_s
+        changed = True
+    return changed
 
 
 def memory_us(roster_seconds: int, size_s: int) -> int:

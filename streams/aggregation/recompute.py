@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from cityhub.schemas.aggregate import Aggregate, restrictiveness
-from cityhub.streams.aggregation.coverage import Roster, area_expected, note
+from cityhub.streams.aggregation.coverage import Roster, area_expected, note, roster_step_us
 from cityhub.streams.aggregation.points import US, Point
 from cityhub.streams.aggregation.window_config import WindowConfig
 from cityhub.streams.aggregation.window_stats import (
@@ -43,6 +43,7 @@ def recompute(points: Iterable[Point], config: WindowConfig | None = None) -> li
     seen: set[str] = set()
     groups: dict[WindowKey, list[_Row]] = {}
     rosters: dict[tuple[str | None, ...], Roster] = {}
+    step = roster_step_us(cfg.roster_seconds)
     for p in points:
         if p.event_id in seen:
             continue
@@ -56,7 +57,7 @@ def recompute(points: Iterable[Point], config: WindowConfig | None = None) -> li
         if "area" in cfg.groupings and p.area is not None and p.tenant is not None:
             keys.append(("area", p.area))
             series = ("area", p.tenant, p.area, p.quantity, p.unit)
-            note(rosters.setdefault(series, {}), p.device_id, p.observed_us, p.interval_s)
+            note(rosters.setdefault(series, {}), p.device_id, p.observed_us, p.interval_s, step)
         row = _Row(p.observed_us, p.event_id, x, p.classification, p.area, p.flagged, p.interval_s)
         for g, k in keys:
             for size in cfg.sizes:

@@ -96,6 +96,8 @@ from cityhub.streams.aggregation.coverage import (
     note,
     roster_entry,
     roster_from_entry,
+    roster_key,
+    roster_step_us,
     sweep,
 )
 from cityhub.streams.aggregation.points import US, Point
@@ -164,7 +166,8 @@ class WindowState:
         """The windows and sets of seen ids held, by the table entry (series) they belong to."""
         self._changed: dict[SeriesKey, None] = {}
         self._rosters: dict[SeriesKey, Roster] = {}
-        """Area series: the devices expected to report (``coverage``), kept with its windows."""
+        """Area series: the devices expected to report (``coverage``), an entry of their own."""
+        self._roster_changed: dict[SeriesKey, None] = {}
         self._swept = -(1 << 80)
         self._sizes = tuple((s, s * US) for s in self.config.sizes)
         self._grace_us = self.config.grace * US
@@ -173,6 +176,7 @@ class WindowState:
         self._own_watermark = self.config.own_watermark
         self._exclude = self.config.exclude_flagged
         self._roster_s = self.config.roster_seconds
+        self._roster_step = roster_step_us(self._roster_s)
         # A roster entry older than this behind the watermark counts for no window still held.
         self._roster_us = max(self._roster_s, *self.config.sizes) * US + self._grace_us
 
@@ -260,8 +264,8 @@ class WindowState:
                 roster = self._rosters.get(series)
                 if roster is None:
                     roster = self._rosters[series] = {}
-                note(roster, point.device_id, t, interval)
-                changed[series] = None
+                if note(roster, point.device_id, t, interval, self._roster_step):
+                    self._roster_changed[series] = None
             for size_s, size_us in self._sizes:
                 start = t - t % size_us
                 end = start + size_us
@@ -390,7 +394,7 @@ class WindowState:
             self._swept = wm
             for series, roster in list(self._rosters.items()):
                 if sweep(roster, wm - self._roster_us):
-                    self._changed[series] = None
+                    self._roster_changed[series] = None
                     if not roster:
                         del self._rosters[series]
         return out
@@ -466,11 +470,17 @@ class WindowState:
         nothing any more (delete it). One device's quantity is one series, its windows and its
         seen ids together: what one observation changes in a device state is one entry.
 
-        Write them in the order given (area series, then device series) and the meta last. A
+        Write them in the order given (area rosters, area series, then device series) and the
+        meta last. A
         crash may keep only the first few: processing the record again with the same ``seq``
         repairs that (see :meth:`add`); in an area state the seen ids are in the device series,
         after the area windows that the observation changed."""
         entries: dict[str, list[Any] | None] = {}
+        for series in self._roster_changed:  # first: see add (a torn write)
+            roster = self._rosters.get(series)
+            items = [roster_entry(series, roster)] if roster else None
+            entries[series_entry_key(roster_key(series))] = items
+        self._roster_changed = {}
         members = self._members
         changed = sorted(self._changed, key=lambda series: series[0] != "area")
         for series in changed:
@@ -478,9 +488,6 @@ class WindowState:
             items = [self._entry(key) for key in sorted(keys, key=key_order)] if keys else []
             if not keys:
                 members.pop(series, None)
-            roster = self._rosters.get(series)
-            if roster:
-                items.append(roster_entry(series, roster))
             entries[series_entry_key(series)] = items or None
         self._changed = {}
         return self.meta_json(), entries

@@ -121,10 +121,11 @@ def test_a_silent_sensor_lowers_its_areas_coverage_for_the_roster_period():
     got = windows(WindowState(config), points)
     covered = {start: a.coverage for (g, _, _, start), a in got.items() if g == "area"}
     assert covered["10:00:00"] == 1.0
-    # d3 (last reading 10:09:03) is still expected in windows that end within 30 minutes.
-    assert covered["10:10:00"] == covered["10:20:00"] == 0.75
+    # d3's last reading, 10:09:03, is kept rounded up to the roster's step (1800 s / 24 = 75 s):
+    # 10:10:00. It is still expected in the windows that end within 30 minutes of that.
+    assert covered["10:10:00"] == covered["10:20:00"] == covered["10:30:00"] == 0.75
     # Then it drops off the roster: the area promises three devices' readings.
-    assert covered["10:30:00"] == covered["10:40:00"] == covered["10:50:00"] == 1.0
+    assert covered["10:40:00"] == covered["10:50:00"] == 1.0
     assert got[("area", "north", 600, "10:20:00")].expected == 40.0
 
 
@@ -370,3 +371,15 @@ def test_the_agents_ask_the_registry_for_intervals_and_read_the_flags() -> None:
     assert (minute["readings"], minute["flagged"], minute["count"]) == (4, 1, 3)
     assert minute["mean"] == (20.0 + 21.0 + 23.0) / 3
     assert (minute["expected"], minute["coverage"]) == (3.0, 1.0)
+
+
+def test_a_roster_entry_is_written_when_a_device_joins_or_moves_a_step_not_per_reading():
+    config = WindowConfig(sizes=(60,), grace=0, groupings=("area",), roster_seconds=24 * 3600)
+    s = WindowState(config)
+    written = []
+    for minute in range(180):  # three hours of a device reporting every minute
+        s.add(pt(f"e{minute}", 1.0, minute * 60, area="north", interval=60))
+        _, entries = s.take_changes()
+        written += [key for key in entries if key.startswith('["roster"')]
+    # Joined at 10:00 (last reading rounded up to 10:00), then moved to 11:00, 12:00 and 13:00.
+    assert len(written) == 4
