@@ -85,7 +85,9 @@ class QuantityLimits(BaseModel):
     since the device's previous value, over at least a minute, is faster). ``flat_line_seconds``:
     how long the value may stay exactly the same (``flat_line`` once it has stayed longer)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # One schema for both directions (the answer is what a request may send back), so the
+    # API's document has one QualitySpec, not an -Input and an -Output.
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_mode_override="validation")
 
     min: float | None = Field(default=None, allow_inf_nan=False)
     max: float | None = Field(default=None, allow_inf_nan=False)
@@ -135,7 +137,9 @@ def _bounded_limits(value: dict[str, QuantityLimits]) -> dict[str, QuantityLimit
 class QualitySpec(BaseModel):
     """A device type's quality configuration (``DeviceTypeSpec.quality``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # One schema for both directions (the answer is what a request may send back), so the
+    # API's document has one QualitySpec, not an -Input and an -Output.
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_mode_override="validation")
 
     limits: dict[QuantityName, QuantityLimits] = Field(default_factory=dict)
     """Per quantity, limits laid over the hub's (``QuantityLimits``)."""
