@@ -383,3 +383,52 @@ def test_a_roster_entry_is_written_when_a_device_joins_or_moves_a_step_not_per_r
         written += [key for key in entries if key.startswith('["roster"')]
     # Joined at 10:00 (last reading rounded up to 10:00), then moved to 11:00, 12:00 and 13:00.
     assert len(written) == 4
+
+
+# -- where aggregates go: the history store's row, the API's answer -----------------------------
+
+
+def aggregate_doc(**fields):
+    s = WindowState(WindowConfig(sizes=(60,), grace=0, groupings=("device",), exclude_flagged=True))
+    s.add(pt("a", 1.0, 1, flagged=True, interval=30))
+    (agg,) = s.flush()
+    doc = agg.to_dict()
+    doc.update(fields)
+    return doc
+
+
+def test_a_history_row_holds_coverage_and_null_statistics_and_old_documents_still_fit():
+    from cityhub.streams.history.rows import AGGREGATE_COLUMNS, aggregate_row
+
+    doc = aggregate_doc()
+    columns = dict(zip(AGGREGATE_COLUMNS, aggregate_row(orjson.dumps(doc)).values, strict=True))
+    assert (columns["count"], columns["min"], columns["mean"]) == (0, None, None)
+    assert (columns["readings"], columns["flagged"], columns["expected"]) == (1, 1, 2.0)
+    assert columns["coverage"] == 0.5
+    old = {k: v for k, v in doc.items() if k not in ("readings", "flagged", "expected", "coverage")}
+    old.update(count=1, min=1.0, max=1.0, sum=1.0, mean=1.0, version=2)
+    columns = dict(zip(AGGREGATE_COLUMNS, aggregate_row(orjson.dumps(old)).values, strict=True))
+    assert (columns["readings"], columns["coverage"], columns["mean"]) == (None, None, 1.0)
+    assert errors("aggregate", old) == []
+
+
+def test_a_history_row_refuses_missing_statistics_when_something_was_counted():
+    import pytest
+
+    from cityhub.schemas.errors import SchemaMismatch
+    from cityhub.streams.history.rows import aggregate_row
+
+    with pytest.raises(SchemaMismatch):
+        aggregate_row(orjson.dumps(aggregate_doc(count=1)))
+
+
+def test_the_api_answers_old_windows_with_every_reading_counted_and_no_coverage():
+    from cityhub.streams.api.aggregates import _out
+
+    old = aggregate_doc(count=3, min=1.0, max=2.0, sum=4.5, mean=1.5, version=2)
+    for name in ("readings", "flagged", "expected", "coverage"):
+        del old[name]
+    out = _out(old)
+    assert (out["readings"], out["flagged"], out["expected"], out["coverage"]) == (3, 0, None, None)
+    new = _out(aggregate_doc())
+    assert (new["readings"], new["flagged"], new["count"], new["mean"]) == (1, 1, 0, None)
