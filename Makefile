@@ -89,7 +89,7 @@ console-assets: $(CONSOLE_STAMP)
 # A screenshot of each console page, taken by the browser tests (Debian's Chromium against a
 # hub of their own on the local stack), in build/console-screenshots/ (not committed).
 console-screenshots: stack-up $(CONSOLE_STAMP)
-	CITYHUB_CONSOLE_SCREENSHOTS=$(CURDIR)/build/console-screenshots \
+	CONSOLE_SCREENSHOTS=$(CURDIR)/build/console-screenshots \
 		$(BIN)/pytest -q -p no:randomly tests/integration -k console_browser
 
 setup: $(LINKED) $(SPECTRAL_STAMP) $(CONSOLE_STAMP)

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = ROOT / "deploy" / "console" / "node_modules" / "axe-core" / "axe.min.js"
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-SCREENSHOTS = os.environ.get("CITYHUB_CONSOLE_SCREENSHOTS")
-"""A folder to write a screenshot of each page checked into (``make console-screenshots``)."""
+SCREENSHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
+"""A folder to write a screenshot of each page checked into (``make console-screenshots``).
+Not a ``CITYHUB_`` variable: the hub under test refuses names it does not know."""
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
