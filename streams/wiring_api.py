@@ -98,6 +98,7 @@ def api_parts(
     data_requests, data_request_parts = _data_requests(settings, registry, sharing, checks)
     sharing_service, usage_store = _sharing_service(settings, sharing, registry, privacy, checks)
     # /api/v1 only: metrics and health are on the management port, which asks for no key.
+    console_app = _console(settings, service, subscriptions)
     app = build_api(
         service,
         subscriptions=subscriptions,
@@ -148,7 +149,7 @@ def api_parts(
         sharing=sharing_service,
         # The catalogue lists the offers their providers chose to list (their metadata only).
         listed_offers=sharing.view.listed_offers if sharing is not None else None,
-        console=_console(settings, service, subscriptions),
+        console=console_app,
     )
     health_parts: list[Part] = []
     if settings.health.enabled:  # device health (docs/health.md): its view, routes and gauges
@@ -156,6 +157,13 @@ def api_parts(
         from cityhub.streams.health.serving import device_health_parts
 
         app[DEVICE_HEALTH_KEY], health_parts = device_health_parts(settings, registry, checks)
+    if console_app is not None:  # a subscription's delivery status through the API too
+        from cityhub.streams.api.subscription_status import SUBSCRIPTION_STATUS_KEY
+        from cityhub.streams.console.app import CONSOLE_KEY
+
+        status_view = console_app[CONSOLE_KEY].services.subscription_status
+        if status_view is not None:
+            app[SUBSCRIPTION_STATUS_KEY] = status_view
     mover = _SecretsMover(subscriptions, subscription_store, secret_store)
     checks["subscription_secrets_moved"] = flag(mover, "done")
     return [

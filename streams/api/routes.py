@@ -52,6 +52,7 @@ from cityhub.streams.api.route_model import (
     Route,
 )
 from cityhub.streams.api.sharing import SHARING_ROUTES
+from cityhub.streams.api.subscription_status import SUBSCRIPTION_STATUS_ROUTES
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 
 __all__ = ["PREFIX", "ROUTES", "Param", "Route"]
@@ -490,6 +491,7 @@ ROUTES: tuple[Route, ...] = (
     *SHARING_ROUTES,
     *OPEN_DATA_ROUTES,
     *DEVICE_HEALTH_ROUTES,
+    *SUBSCRIPTION_STATUS_ROUTES,
 )
 """Every operation of the API; all need a key but the register's public reads.
 ``/api/v1/openapi.json`` is served beside them, without a key."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
-from datetime import datetime
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -23,13 +21,10 @@ from cityhub.schemas.registry import Role
 from cityhub.schemas.replay import ReplaySpec
 from cityhub.schemas.subscription import (
     SUBSCRIPTION_ID_PATTERN,
-    Serving,
-    Subscription,
-    SubscriptionState,
 )
-from cityhub.schemas.subscription_status import SubscriptionStatus
 from cityhub.streams.console.app import redirect
 from cityhub.streams.console.pages import ConsolePage, Ctx
+from cityhub.streams.delivery.status_view import subscription_row
 from cityhub.streams.registry.spec_errors import field_errors
 from cityhub.streams.service_errors import FieldError, Invalid, Unavailable
 from cityhub.streams.subscriptions.service import MANAGING_ROLES, Subscriptions
@@ -37,60 +32,6 @@ from cityhub.streams.subscriptions.service import MANAGING_ROLES, Subscriptions
 MAX_ROWS = 1000
 """Subscriptions one page shows (an admin's of every tenant could be many more)."""
 _DONE = {"paused": "subs.paused_done", "resumed": "subs.resumed_done", "replay": "subs.replay_done"}
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionRow:
-    """One subscription as the page shows it."""
-
-    tenant: str
-    id: str
-    name: str
-    kind: str
-    state: str
-    """``active``, ``paused`` or ``failing``."""
-    paused: bool
-    by_client: bool
-    """A Kafka-topic or live-stream subscription: no delivery process reports it."""
-    replayable: bool
-    status: SubscriptionStatus | None
-    age_seconds: int | None
-    """How old the status is."""
-
-
-def _age(status: SubscriptionStatus, now: float) -> int | None:
-    try:
-        at = datetime.fromisoformat(status.at.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-    return max(0, round(now - at))
-
-
-def subscription_row(
-    record: Subscription, status: SubscriptionStatus | None, now: float
-) -> SubscriptionRow:
-    """The row of ``record`` with its latest ``status`` (None: none reported). The record's
-    pause wins over a status written before it; ``failing`` comes from the status only."""
-    serving = record.delivery.serving
-    paused = record.state is SubscriptionState.PAUSED
-    by_client = serving is not Serving.TASK
-    if by_client:
-        status = None
-    state = SubscriptionState.PAUSED.value if paused else SubscriptionState.ACTIVE.value
-    if not paused and status is not None and status.state is SubscriptionState.FAILING:
-        state = SubscriptionState.FAILING.value
-    return SubscriptionRow(
-        tenant=record.tenant,
-        id=record.id,
-        name=record.name,
-        kind=record.delivery.kind,
-        state=state,
-        paused=paused,
-        by_client=by_client,
-        replayable=serving is Serving.TASK,
-        status=status,
-        age_seconds=_age(status, now) if status is not None else None,
-    )
 
 
 async def subscription_list(ctx: Ctx) -> web.StreamResponse:

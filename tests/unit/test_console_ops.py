@@ -24,7 +24,8 @@ from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import SubscriptionState
 from cityhub.schemas.subscription_status import SubscriptionStatus
-from cityhub.streams.api.app import build_api
+from cityhub.streams.api.app import SUBSCRIPTIONS_KEY, build_api
+from cityhub.streams.api.subscription_status import SUBSCRIPTION_STATUS_KEY
 from cityhub.streams.console.app import build_console
 from cityhub.streams.console.services import ConsoleServices
 from cityhub.streams.deadletters.reader import DeadLetterReader
@@ -115,6 +116,7 @@ async def running_ops() -> AsyncIterator[Ops]:
     )
     console = build_console(services, ConsoleSettings(), KEK)
     app = build_api(registry, subscriptions=subscriptions, console=console)
+    app[SUBSCRIPTION_STATUS_KEY] = statuses.view
     async with TestClient(TestServer(app)) as client:
         yield Ops(Browser(client, registry, keys, None), subscriptions, statuses, letters, imports)  # type: ignore[arg-type]
     await imports.close()
@@ -407,3 +409,48 @@ async def test_hostile_input_gets_a_clear_refusal_never_a_server_error() -> None
             "/console/imports", data=form, allow_redirects=False
         ) as response:
             assert response.status == 413
+
+
+async def test_the_api_answers_a_subscriptions_status_to_whoever_may_read_it() -> None:
+    async with running_ops() as ops:
+        await ops.statuses.put(_status("acme", "acme-hook", state="failing"))
+        client, keys = ops.browser.client, ops.browser.keys
+
+        async def get(who: str, path: str) -> tuple[int, Any]:
+            headers = {"Authorization": f"Bearer {keys[who]}"}
+            async with client.get("/api/v1" + path, headers=headers) as response:
+                return response.status, await response.json()
+
+        status, doc = await get("sub_a", "/tenants/acme/subscriptions/acme-hook/status")
+        assert status == 200, doc
+        assert doc["state"] == "failing"
+        assert doc["delivered_by"] == "task"
+        assert doc["reported"] is True
+        assert doc["figures"]["lag_messages"] == 17
+        assert doc["figures"]["rate_per_second"] == 12.5
+        status, doc = await get("sub_a", "/tenants/acme/subscriptions/acme-topic/status")
+        assert (doc["delivered_by"], doc["reported"], doc["figures"]) == ("client", False, None)
+        # Another tenant's subscription is not found; an operator may not manage subscriptions.
+        assert (await get("sub_b", "/tenants/acme/subscriptions/acme-hook/status"))[0] == 404
+        assert (await get("op_a", "/tenants/acme/subscriptions/acme-hook/status"))[0] == 403
+        status, doc = await get("sub_a", "/tenants/acme/subscriptions/Bad.Id/status")
+        assert status == 404  # as GET .../subscriptions/Bad.Id
+        assert doc["status"] == 404  # a problem document
+        await ops.subscriptions.pause(SYSTEM, "acme", "acme-hook")
+        status, doc = await get("admin", "/tenants/acme/subscriptions/acme-hook/status")
+        assert doc["state"] == "paused"  # the record's pause wins over an older status
+
+
+async def test_an_api_without_the_status_view_answers_503() -> None:
+    from .console_support import running_console
+
+    async with running_console() as browser:
+        spec = subscription_models().spec.model_validate(
+            {"id": "hook", "name": "h", "delivery": {"kind": "kafka"}}
+        )
+        subscriptions = browser.client.app[SUBSCRIPTIONS_KEY]  # type: ignore[index]
+        await subscriptions.create(SYSTEM, "acme", spec)
+        headers = {"Authorization": f"Bearer {browser.keys['sub_a']}"}
+        path = "/api/v1/tenants/acme/subscriptions/hook/status"
+        async with browser.client.get(path, headers=headers) as response:
+            assert response.status == 503
