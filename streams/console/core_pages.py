@@ -11,6 +11,7 @@ from cityhub.schemas.console_settings import CONSOLE_LANGUAGES
 from cityhub.schemas.registry import Role
 from cityhub.streams.console.app import redirect
 from cityhub.streams.console.i18n import LANGUAGE_COOKIE
+from cityhub.streams.console.metrics import SIGN_INS
 from cityhub.streams.console.pages import BASE, ConsolePage, Ctx
 from cityhub.streams.registry.principals import KEY_PREFIX
 from cityhub.streams.service_errors import NotFound, Unauthenticated
@@ -34,11 +35,14 @@ async def sign_in_form(ctx: Ctx) -> web.StreamResponse:
 async def sign_in(ctx: Ctx) -> web.StreamResponse:
     secret = ctx.form_text("key", MAX_SECRET_CHARS + 1)
     if not secret.startswith(KEY_PREFIX) or len(secret) > MAX_SECRET_CHARS:
+        SIGN_INS.labels("key", "refused").inc()
         return ctx.render("sign_in.html", status=401, failed=True, notice=None)
     try:
         ctx.principal = ctx.services.registry.authenticate(secret)
     except Unauthenticated:
+        SIGN_INS.labels("key", "refused").inc()
         return ctx.render("sign_in.html", status=401, failed=True, notice=None)
+    SIGN_INS.labels("key", "ok").inc()
     ctx.session = ctx.session.signed_in(secret, time.time(), ctx.settings.session_seconds)
     return redirect(LANDING)
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from cityhub.streams.console.metrics import LIVE_DROPPED, LIVE_STREAMS
+
 log = logging.getLogger("cityhub.console")
 
 IDLE_STOP_SECONDS = 10.0
@@ -58,6 +60,7 @@ class Watcher:
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1
+            LIVE_DROPPED.inc()
         self.queue.put_nowait(doc)
 
 
@@ -108,6 +111,7 @@ class LiveObservations:
         self._watchers.setdefault(key, set()).add(watcher)
         self._sessions[session] += 1
         self._count += 1
+        LIVE_STREAMS.inc()
         self._ensure_running()
         try:
             with contextlib.suppress(TimeoutError):
@@ -123,6 +127,7 @@ class LiveObservations:
             if self._sessions[session] <= 0:
                 del self._sessions[session]
             self._count -= 1
+            LIVE_STREAMS.dec()
             if self._count == 0:
                 self._schedule_stop()
 

@@ -22,6 +22,7 @@ from jwt.exceptions import PyJWKClientConnectionError
 
 from cityhub.schemas.console_oidc_settings import ConsoleOidcSettings
 from cityhub.streams.console.app import redirect
+from cityhub.streams.console.metrics import SIGN_INS
 from cityhub.streams.console.oidc_flow import (
     NotAnOperator,
     authorization_url,
@@ -149,22 +150,23 @@ async def callback(ctx: Ctx) -> web.StreamResponse:
     ctx.session = ctx.session.signing_in(None)  # a state is good for one callback only
     state, code = ctx.query("state", 200), ctx.query("code", 2000)
     failed = ctx.render("sign_in.html", status=401, failed=False, notice="signin.oidc_failed")
-    if not settings.enabled or pending is None or not state or not code:
+    tokens = ctx.request.app.get(OIDC_KEY)
+    if not settings.enabled or pending is None or not state or not code or tokens is None:
+        SIGN_INS.labels("oidc", "refused").inc()
         return failed
     if not hmac.compare_digest(state.encode(), pending[0].encode()):
-        return failed
-    tokens = ctx.request.app.get(OIDC_KEY)
-    if tokens is None:
+        SIGN_INS.labels("oidc", "refused").inc()
         return failed
     try:
         claims = await tokens.claims(await _token(ctx, code, pending[2]))
         subject, tenant = operator_of(claims, settings, pending[1])
+        if ctx.services.registry.view.tenant(tenant) is None:
+            raise NotAnOperator("the tenant does not exist")
     except (OidcFailed, NotAnOperator) as exc:
         log.info("console OIDC sign-in refused: %s", exc)
+        SIGN_INS.labels("oidc", "refused").inc()
         return failed
-    if ctx.services.registry.view.tenant(tenant) is None:
-        log.info("console OIDC sign-in refused: the tenant does not exist")
-        return failed
+    SIGN_INS.labels("oidc", "ok").inc()
     ctx.session = ctx.session.signed_in_oidc(
         subject, tenant, time.time(), ctx.settings.session_seconds
     )

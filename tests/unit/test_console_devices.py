@@ -270,3 +270,19 @@ async def test_health_in_the_list_the_filter_the_map_and_the_device_page() -> No
         page = await browser.get("/console/devices/a-1")
         assert "spike (3)" in page.text
         assert "33.3 %" in page.text
+
+
+async def test_a_revoked_key_ends_its_live_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cityhub.streams.console.device.KEEPALIVE_SECONDS", 0.05)
+    async with running_console() as browser:
+        await browser.sign_in("op_a")
+        async with browser.client.get("/console/devices/a-1/live") as response:
+            assert response.status == 200
+            assert (await response.content.readline()).startswith(b"event: status")
+            assert browser.live.watching == 1
+            key_id = browser.keys["op_a"].removeprefix("chk_").split("_")[0]
+            await browser.registry.revoke_key(Principal.system(), key_id)
+            rest = await asyncio.wait_for(response.content.read(), 5)  # the server ends it
+        assert b"observation" not in rest
+        await asyncio.sleep(0.05)
+        assert browser.live.watching == 0

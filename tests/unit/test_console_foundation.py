@@ -214,3 +214,24 @@ async def test_hostile_requests_are_refused_plainly() -> None:
         assert page.status == 404
         page = await browser.get("/console/devices/a-1?hours=99999&quantity=%3Cx%3E")
         assert page.status == 200
+
+
+async def test_console_without_a_slash_goes_to_the_console_and_sign_ins_are_counted() -> None:
+    from prometheus_client import REGISTRY
+
+    def count(result: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "cityhub_console_sign_ins_total", {"method": "key", "result": result}
+        )
+        return value or 0.0
+
+    async with running_console() as browser:
+        page = await browser.get("/console")
+        assert page.status == 308
+        assert page.location == "/console/"
+        ok, refused = count("ok"), count("refused")
+        await browser.get("/console/sign-in")
+        await browser.post("/console/sign-in", {"key": "chk_1_2"})
+        await browser.sign_in("op_a")
+        assert count("ok") == ok + 1
+        assert count("refused") == refused + 1
