@@ -5,14 +5,18 @@ flagged ones, battery and signal sums, last seen and last observed.
 says whether the device's state changed in a way a reader should learn at once (first seen,
 back after a silence, a quality flag it had not raised in the last day); ``record`` makes the
 ``DeviceActivity`` the topic carries. Everything is keyed by the hub's receiving time, never the
-wall clock, so the same observations make the same record, byte for byte, after a replay; and
-the input offset of the last observation taken is kept, so that a replay counts nothing twice.
+wall clock, so the same observations make the same record, byte for byte, after a replay.
+Nothing is counted twice: the input offset of the last observation taken is kept (a replay of
+this stage's input), and so are the digests of the device's last ``RECENT_IDS`` event ids (the
+observations topic is at least once: a normaliser that crashed writes an uplink's observations
+again, with the same event ids, at new offsets).
 
 Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,6 +28,9 @@ from cityhub.schemas.timefmt import rfc3339
 BATTERY_QUANTITIES = {"battery": 0, "battery_voltage": 1}
 """Battery quantities, the preferred first: a device that reports both is shown by its charge."""
 HOUR = 3600
+RECENT_IDS = 64
+"""Event ids remembered per device (32-bit digests): 21 uplinks of three quantities, more than a
+normaliser's replay after a crash writes again."""
 
 
 class Change(StrEnum):
@@ -98,6 +105,8 @@ class ActivityState:
     observations; its signal counts once)."""
     written: bool = False
     """Whether the record of this state was written (a restored unwritten one is written soon)."""
+    recent: list[int] = field(default_factory=list)
+    """Digests of the last ``RECENT_IDS`` event ids counted, oldest first."""
 
     def add(self, doc: dict[str, Any], offset: int, silent_after: float) -> Change | None:
         """Count one observation; the change a reader should learn at once, if any. An
@@ -109,6 +118,14 @@ class ActivityState:
         if received_at is None or not isinstance(received, str):
             return None
         self.offset = offset
+        event_id = doc.get("event_id")
+        if isinstance(event_id, str):
+            digest = zlib.crc32(event_id.encode())
+            if digest in self.recent:
+                return None  # the same observation written again upstream
+            self.recent.append(digest)
+            if len(self.recent) > RECENT_IDS:
+                del self.recent[0]
         change: Change | None = None
         if not self.last_seen:
             change = Change.FIRST_SEEN
@@ -227,6 +244,7 @@ class ActivityState:
             "n": self.readings, "h": {str(k): h.to_json() for k, h in self.hours.items()},
             "bq": self.battery_quantity, "bu": self.battery_unit, "bl": self.battery_last,
             "rl": self.rssi_last, "sl": self.snr_last, "sa": self.signal_at, "w": self.written,
+            "r": self.recent,
         }  # fmt: skip
 
     @classmethod
@@ -252,6 +270,7 @@ class ActivityState:
             snr_last=_pair(doc.get("sl")),
             signal_at=str(doc.get("sa") or ""),
             written=bool(doc.get("w")),
+            recent=[int(d) for d in doc.get("r") or []],
         )
 
 

@@ -47,7 +47,7 @@ class Rec:
 
 def obs(at: float, **over: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "event_id": f"e-{at}",
+        "event_id": f"e-{at}-{over.get('quantity', 'pm2_5')}",
         "device_id": "aq-1",
         "tenant": "city",
         "device_type": "air",
@@ -91,6 +91,26 @@ def test_a_replayed_observation_counts_nothing() -> None:
     assert state.add(obs(T0), 5, 2700) is None
     assert state.add(obs(T0 + 1), 4, 2700) is None
     assert state.record() == before
+
+
+def test_an_observation_written_again_upstream_counts_nothing() -> None:
+    state = ActivityState(tenant="city", device="aq-1")
+    state.add(obs(T0), 0, 2700)
+    state.add(obs(T0, quantity="temperature"), 1, 2700)
+    before = state.record()
+    # A normaliser that crashed wrote the uplink again: the same event ids at new offsets.
+    assert state.add(obs(T0), 7, 2700) is None
+    assert state.add(obs(T0, quantity="temperature"), 8, 2700) is None
+    assert state.record() == before
+    again = ActivityState.from_json(orjson.loads(orjson.dumps(state.to_json())))
+    assert again.add(obs(T0), 9, 2700) is None, "the ids come back from the changelog"
+    # Only the last RECENT_IDS are kept.
+    for i in range(1, 70):
+        state.add(obs(T0 + i), 10 + i, 2700)
+    assert len(state.recent) == 64
+    counted = state.readings
+    state.add(obs(T0), 100, 2700)
+    assert state.readings == counted + 1, "forgotten beyond the last 64"
 
 
 def test_back_after_a_silence_is_a_change() -> None:
