@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.schemas.console_settings import ConsoleSettings
 from cityhub.schemas.registry import DeviceSpec, Location
+from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.device_health import DEVICE_HEALTH_KEY
 from cityhub.streams.console.app import build_console
@@ -90,7 +91,10 @@ async def _no_reader(deliver: Any, positioned: Any) -> None:
 
 @asynccontextmanager
 async def running_console(
-    settings: ConsoleSettings | None = None, read: Any = None, health: Any = None
+    settings: ConsoleSettings | None = None,
+    read: Any = None,
+    health: Any = None,
+    aggregates: Any = None,
 ) -> AsyncIterator[Browser]:
     """The API with the console over tenants acme and beta (devices a-1, a-2 and b-1);
     ``health(registry)`` gives the device-health queries to serve, if any."""
@@ -132,6 +136,8 @@ async def running_console(
     app = build_api(registry, subscriptions=subscriptions, console=console)
     if health is not None:
         app[DEVICE_HEALTH_KEY] = health(store)
+    if aggregates is not None:  # instead of the Kafka reader, before the app starts
+        app[AGGREGATES_KEY] = aggregates
     async with TestClient(TestServer(app)) as client:
         yield Browser(client, registry, keys, live)
     await store.stop()

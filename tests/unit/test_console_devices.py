@@ -5,6 +5,7 @@ observations (Server-Sent Events from one shared reader), and the chart."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -286,3 +287,45 @@ async def test_a_revoked_key_ends_its_live_stream(monkeypatch: pytest.MonkeyPatc
         assert b"observation" not in rest
         await asyncio.sleep(0.05)
         assert browser.live.watching == 0
+
+
+async def test_the_device_page_charts_its_recent_windows_but_no_personal_one() -> None:
+    from cityhub.streams.aggregation.memory import InMemoryAggregates
+    from cityhub.streams.aggregation.query import QueryLimits
+
+    from .test_api_aggregates import aggregate
+
+    limits = QueryLimits(
+        grace_seconds=60,
+        largest_window_seconds=3600,
+        max_range_seconds=86400,
+        max_scanned_records=10_000,
+        max_items=1000,
+        timeout_seconds=5.0,
+        concurrency=2,
+    )
+    topic = InMemoryAggregates(limits, partitions=4)
+    start = (int(time.time()) // 60 - 30) * 60_000
+    for minute in range(5):
+        topic.add(
+            aggregate(
+                "a-1",
+                tenant="acme",
+                classification="public",
+                start_ms=start + minute * 60_000,
+                count=minute + 1,
+            )
+        )
+    topic.add(
+        aggregate(
+            "a-1", tenant="acme", classification="personal", quantity="heart_rate", start_ms=start
+        )
+    )
+    async with running_console(aggregates=topic) as browser:
+        await browser.sign_in("op_a")
+        page = await browser.get("/console/devices/a-1?hours=1")
+        assert page.status == 200
+        assert '<svg viewBox="0 0 640 240"' in page.text
+        assert page.text.count('<circle class="dot"') == 5
+        assert "heart_rate" not in page.text
+        assert "Persoonlijke vensters worden hier niet getoond." in page.text
