@@ -77,6 +77,16 @@ def test_built_wheel_contains_every_module_and_the_schemas(tmp_path):
     assert migrations
     for migration in migrations:
         assert f"cityhub/streams/history/migrations/{migration.name}" in names
+    # The console's templates and its own CSS and scripts (its vendor assets are built apart).
+    console = ROOT / "streams" / "console"
+    own = [
+        *console.glob("templates/*.html"),
+        *console.glob("static/*.css"),
+        *console.glob("static/*.js"),
+    ]
+    assert len(own) > 5
+    for path in own:
+        assert "cityhub/streams/" + path.relative_to(ROOT / "streams").as_posix() in names, path
     metadata = zipfile.ZipFile(wheel).read("cityhub-0.1.0.dist-info/METADATA").decode()
     assert "License-Expression: Apache-2.0" in metadata
 
