@@ -5,7 +5,10 @@ of the last day it had dead letters, and the time of the last.
 says whether a reason appeared that the device had not had in the last day (a reader should
 learn that at once); ``record`` makes the ``DeviceDeadLetters`` the topic carries. As for the
 activity (``activity.py``): keyed by the dead letters' own times, the input offset kept, so that
-a replay writes the same record and counts nothing twice.
+a replay writes the same record and counts nothing twice; and digests of the device's last
+``RECENT_LETTERS`` dead letters' identities (the failed record's place in Kafka, else its
+payload's hash and receiving time), so that a dead letter a crashed stage wrote again counts
+once.
 
 ``device_of_dead_letter`` finds which registered device a dead letter concerns: its ``device``
 names it (a device id, or a DevEUI, as the connector saw it), when known.
@@ -15,6 +18,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +31,17 @@ Locate = Callable[[str], tuple[str, str] | None]
 device, or None."""
 
 MAX_REASON_CHARS = 64
+RECENT_LETTERS = 32
+
+
+def letter_digest(doc: dict[str, Any]) -> int:
+    """A 32-bit digest of what a dead letter is about: the same for the dead letter a stage
+    writes again after a crash (its input record's place in Kafka; a bridge's, which has none:
+    the payload's hash and when it was received)."""
+    where = (doc.get("kafka_topic"), doc.get("kafka_partition"), doc.get("kafka_offset"))
+    if where[0] is None:
+        where = (doc.get("stage"), doc.get("sha256"), doc.get("received_at"))
+    return zlib.crc32(repr(where).encode())
 
 
 def device_of_dead_letter(doc: dict[str, Any], locate: Locate) -> tuple[str, str] | None:
@@ -52,6 +67,8 @@ class DeadLetterState:
     newest: int = 0
     """The newest hour with a dead letter: the day kept ends with it."""
     written: bool = False
+    recent: list[int] = field(default_factory=list)
+    """Digests of the last ``RECENT_LETTERS`` dead letters counted (``letter_digest``)."""
 
     def add(self, doc: dict[str, Any], offset: int) -> Change | None:
         """Count one dead letter; ``Change.NEW_FLAG`` when its reason is new within the day.
@@ -65,6 +82,12 @@ class DeadLetterState:
             return None
         reason = reason[:MAX_REASON_CHARS]
         self.offset = offset
+        digest = letter_digest(doc)
+        if digest in self.recent:
+            return None  # written again by a stage that crashed
+        self.recent.append(digest)
+        if len(self.recent) > RECENT_LETTERS:
+            del self.recent[0]
         hour = int(failed_at // HOUR)
         if hour > self.newest:
             self.newest = hour
@@ -110,6 +133,7 @@ class DeadLetterState:
             "l": self.last_at,
             "nw": self.newest,
             "w": self.written,
+            "r": self.recent,
         }
 
     @classmethod
@@ -123,4 +147,5 @@ class DeadLetterState:
             last_at={str(r): str(t) for r, t in doc["l"].items()},
             newest=int(doc["nw"]),
             written=bool(doc.get("w")),
+            recent=[int(d) for d in doc.get("r") or []],
         )

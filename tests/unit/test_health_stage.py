@@ -64,7 +64,15 @@ def obs(at: float, **over: Any) -> dict[str, Any]:
 
 
 def letter(at: float, reason: str = "undecodable_payload", device: str = "aq-1") -> dict[str, Any]:
-    return {"stage": "normalise", "reason": reason, "failed_at": rfc3339(at), "device": device}
+    return {
+        "stage": "normalise",
+        "reason": reason,
+        "failed_at": rfc3339(at),
+        "device": device,
+        "kafka_topic": "cityhub.raw",
+        "kafka_partition": 0,
+        "kafka_offset": int(at * 10) + len(reason),
+    }
 
 
 # --- activity -------------------------------------------------------------------------------
@@ -213,9 +221,27 @@ def test_dead_letters_count_per_reason_within_a_day() -> None:
     ]
     assert state.add(letter(T0 + 25 * 3600, "oversize"), 3) is Change.NEW_FLAG
     assert [r.reason for r in state.record().reasons] == ["oversize"]
-    assert state.add(letter(T0), 4) is None  # older than the day kept
+    assert state.add({**letter(T0), "kafka_offset": 1}, 4) is None  # older than the day kept
+    assert [r.reason for r in state.record().reasons] == ["oversize"]
     again = DeadLetterState.from_json(orjson.loads(orjson.dumps(state.to_json())))
     assert again.record() == state.record()
+
+
+def test_a_dead_letter_written_again_counts_once() -> None:
+    state = DeadLetterState(tenant="city", device="aq-1")
+    state.add(letter(T0), 0)
+    # The normaliser crashed and dead-lettered the same raw record again, later.
+    assert state.add({**letter(T0 + 30), "kafka_offset": letter(T0)["kafka_offset"]}, 1) is None
+    assert [r.count for r in state.record().reasons] == [1]
+    bridge = {"stage": "bridge", "reason": "oversize", "failed_at": rfc3339(T0), "sha256": "ab"}
+    state.add({**bridge, "device": "aq-1", "received_at": rfc3339(T0)}, 2)
+    state.add({**bridge, "device": "aq-1", "received_at": rfc3339(T0 + 5)}, 3)  # sent again
+    again = DeadLetterState.from_json(orjson.loads(orjson.dumps(state.to_json())))
+    assert again.add({**bridge, "device": "aq-1", "received_at": rfc3339(T0 + 5)}, 4) is None
+    assert [(r.reason, r.count) for r in again.record().reasons] == [
+        ("oversize", 2),
+        ("undecodable_payload", 1),
+    ]
 
 
 @pytest.mark.parametrize("bad", [{"reason": 5}, {"failed_at": "never"}, {"failed_at": None}])
