@@ -6,6 +6,7 @@ import with a bad row read back from its report."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -454,3 +455,29 @@ async def test_an_api_without_the_status_view_answers_503() -> None:
         path = "/api/v1/tenants/acme/subscriptions/hook/status"
         async with browser.client.get(path, headers=headers) as response:
             assert response.status == 503
+
+
+async def test_a_json_import_reports_its_bad_item_by_position() -> None:
+    async with running_ops() as ops:
+        browser = ops.browser
+        await browser.sign_in("op_a")
+        await browser.get("/console/imports")
+        body = json.dumps(
+            [
+                {"id": "j-1", "name": "One", "type": "th"},
+                {"id": "j-2", "name": "Two", "type": "th", "location": {"latitude": 123}},
+            ]
+        ).encode()
+        form = aiohttp.FormData()
+        form.add_field("csrf", browser.csrf)
+        form.add_field("file", body, filename="devices.json", content_type="application/json")
+        async with browser.client.post("/console/imports", data=form, allow_redirects=False) as r:
+            page = await browser._page(r)
+        assert page.status == 303, page.text
+        who = browser.registry.authenticate(browser.keys["op_a"])
+        await ops.imports.wait(ops.imports.of(who, "acme")[0].id)
+        page = await browser.get((page.location or "") + "/progress")
+        assert "1 aangemaakt, 0 bijgewerkt, 1 fout" in page.text
+        bad = page.text.split('id="bad-rows"')[1].split("</table>")[0]
+        assert "<td>2</td><td>2</td><td>j-2</td>" in bad  # the array's second item
+        assert "location" in bad
