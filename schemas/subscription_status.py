@@ -45,8 +45,9 @@ class SubscriptionStatus(BaseModel):
     """Items given up on and written to the dead letters since ``since``."""
     dropped: int = Field(ge=0)
     """Items dropped by a full queue (``on_full: drop_oldest``) since ``since``."""
-    rate_per_second: float = Field(ge=0)
-    """Items delivered per second over the last interval between two records."""
+    rate_per_second: float | None = Field(default=None, ge=0)
+    """Items delivered per second between the writing process's last two measurements (every
+    5 s); None until it has two."""
     process: str = Field(min_length=1, max_length=200)
     since: str
     """When the writing process started counting (RFC 3339)."""

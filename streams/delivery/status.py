@@ -7,7 +7,8 @@ samples, not a look-up per subscription), and ``StatusRounds`` turns each round 
 the ``SubscriptionStatus`` records worth writing: a subscription whose figures changed, one not
 written for ``heartbeat`` seconds (so that a reader can tell a fresh record from a stale one),
 and a tombstone for one this process wrote that is gone from the subscriptions. The delivery
-rate is the delivered count's change over the time between two rounds.
+rate is the delivered count's change over the time between two rounds (None until there are
+two).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def figures_of(families: Iterable[Metric]) -> dict[Key, Figures]:
 @dataclass(frozen=True, slots=True)
 class _Written:
     figures: Figures
-    rate: float
+    rate: float | None
     at: float
 
 
@@ -113,9 +114,7 @@ class StatusRounds:
             rate = self._rate(key, fig.delivered, now)
             written = self._written.get(key)
             unchanged = (
-                written is not None
-                and written.figures == fig
-                and round(written.rate, 2) == round(rate, 2)
+                written is not None and written.figures == fig and _same_rate(written.rate, rate)
             )
             if unchanged and written is not None and now - written.at < self._heartbeat:
                 continue
@@ -133,17 +132,17 @@ class StatusRounds:
         for record in records:
             self._written.pop((record.tenant, record.subscription), None)
 
-    def _rate(self, key: Key, delivered: int, now: float) -> float:
+    def _rate(self, key: Key, delivered: int, now: float) -> float | None:
         last = self._last.get(key)
         self._last[key] = (delivered, now)
         if last is None:
-            return 0.0
+            return None  # one count says nothing about a rate
         count, at = last
         if now <= at or delivered < count:
-            return self._written[key].rate if key in self._written else 0.0
+            return self._written[key].rate if key in self._written else None
         return (delivered - count) / (now - at)
 
-    def _record(self, key: Key, fig: Figures, rate: float, now: float) -> SubscriptionStatus:
+    def _record(self, key: Key, fig: Figures, rate: float | None, now: float) -> SubscriptionStatus:
         return SubscriptionStatus(
             tenant=key[0],
             subscription=key[1],
@@ -154,11 +153,17 @@ class StatusRounds:
             failed=fig.failed,
             dead_lettered=fig.dead_lettered,
             dropped=fig.dropped,
-            rate_per_second=round(rate, 3),
+            rate_per_second=None if rate is None else round(rate, 3),
             process=self.process,
             since=self._since,
             at=rfc3339(now),
         )
+
+
+def _same_rate(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return round(a, 2) == round(b, 2)
 
 
 __all__ = ["DEFAULT_HEARTBEAT", "Figures", "Key", "StatusRounds", "figures_of"]

@@ -54,14 +54,17 @@ def test_a_round_writes_what_changed_and_a_heartbeat_of_what_did_not() -> None:
     records, gone = rounds.round({key: fig}, [key], [key], 1000.0)
     assert [r.key for r in records] == ["status/t/s"]
     assert gone == []
-    assert records[0].rate_per_second == 0.0
+    assert records[0].rate_per_second is None  # one count is no rate yet
     assert records[0].lag_messages == 3
+    # The second count gives the rate (none delivered: 0 per second).
+    records, _ = rounds.round({key: fig}, [key], [key], 1005.0)
+    assert records[0].rate_per_second == 0.0
     # Nothing changed: nothing written, until the heartbeat is due.
-    assert rounds.round({key: fig}, [key], [key], 1005.0) == ([], [])
-    records, _ = rounds.round({key: fig}, [key], [key], 1031.0)
+    assert rounds.round({key: fig}, [key], [key], 1010.0) == ([], [])
+    records, _ = rounds.round({key: fig}, [key], [key], 1036.0)
     assert len(records) == 1
     # 50 more delivered in 5 s: 10 per second.
-    records, _ = rounds.round({key: Figures(delivered=60)}, [key], [key], 1036.0)
+    records, _ = rounds.round({key: Figures(delivered=60)}, [key], [key], 1041.0)
     assert records[0].rate_per_second == pytest.approx(10.0)
     assert records[0].delivered == 60
     assert records[0].lag_messages == 0
