@@ -30,6 +30,11 @@ class Point:
     low: float
     high: float
     count: int
+    readings: int = 0
+    """Every reading of the window, flagged ones included (``count`` may leave those out)."""
+    flagged: int = 0
+    coverage: float | None = None
+    """Readings against what the devices' expected intervals promised (at most 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,11 @@ def build_chart(items: Sequence[Mapping[str, Any]], quantity: str) -> Chart | No
             low=_number(row, "min"),
             high=_number(row, "max"),
             count=int(row["count"]),
+            readings=int(row.get("readings") or row["count"]),
+            flagged=int(row.get("flagged") or 0),
+            coverage=float(row["coverage"])
+            if isinstance(row.get("coverage"), (int, float))
+            else None,
         )
         for i, row in enumerate(rows)
     )

@@ -90,6 +90,12 @@ MESSAGES.update(
             "Personal windows are not shown here.",
         ),
         "device.window_end": ("Einde venster", "Window end"),
+        "device.flagged": ("Gemarkeerd / metingen", "Flagged / readings"),
+        "device.coverage": ("Dekking", "Coverage"),
+        "device.chart_flagged": (
+            "Een groot open rondje is een venster met gemarkeerde metingen (zie de tabel).",
+            "A large hollow circle is a window with flagged readings (see the table).",
+        ),
         "device.mean": ("Gemiddelde", "Mean"),
         "device.min": ("Min", "Min"),
         "device.max": ("Max", "Max"),

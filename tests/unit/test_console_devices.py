@@ -224,6 +224,11 @@ def test_the_chart_draws_the_smallest_windows_and_skips_ones_without_a_mean() ->
     flat = build_chart([window("2026-12-04T10:01:00Z", 5.0)], "temperature")
     assert flat is not None
     assert len(flat.points) == 1
+    covered = {**window("2026-12-04T10:04:00Z", 21.0), "readings": 4, "flagged": 2}
+    covered["coverage"] = 0.5
+    point = build_chart([covered], "temperature").points[0]  # type: ignore[union-attr]
+    assert (point.readings, point.flagged, point.coverage) == (4, 2, 0.5)
+    assert build_chart([window("2026-12-04T10:01:00Z", 5.0)], "temperature").points[0].readings == 3  # type: ignore[union-attr]
 
 
 NOW = 1_796_371_200.0  # 2026-12-04T00:00:00Z
