@@ -28,6 +28,8 @@ RUN python3.11 -m venv /opt/build \
 COPY pyproject.toml README.md LICENSE ./
 COPY schemas schemas
 COPY connectors connectors
+# With the console's vendor files (htmx, Leaflet from the npm registry, not tracked): run
+# `make console-assets` before `docker build`.
 COPY streams streams
 # cityhub without dependencies (they are all in already), then no pip or setuptools in the venv.
 RUN /opt/build/bin/python -m build --wheel --no-isolation --outdir /wheels . \

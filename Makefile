@@ -73,7 +73,7 @@ $(HELM_STAMP):
 # (gitignored); axe-core stays in deploy/console/node_modules for the browser tests.
 # --ignore-scripts: none of them needs an install script.
 CONSOLE_DIR := deploy/console
-CONSOLE_VENDOR := streams/console/static/vendor
+CONSOLE_VENDOR := streams/console/static/third-party
 CONSOLE_STAMP := $(CONSOLE_VENDOR)/.built
 
 $(CONSOLE_STAMP): $(CONSOLE_DIR)/package.json $(CONSOLE_DIR)/package-lock.json

@@ -77,12 +77,19 @@ def test_built_wheel_contains_every_module_and_the_schemas(tmp_path):
     assert migrations
     for migration in migrations:
         assert f"cityhub/streams/history/migrations/{migration.name}" in names
-    # The console's templates and its own CSS and scripts (its vendor assets are built apart).
+    # The console's templates, its own CSS and scripts, and the third-party ones that
+    # `make console-assets` built from the npm registry (make setup builds them before the tests).
     console = ROOT / "streams" / "console"
+    third_party = [
+        *console.glob("static/third-party/*.js"),
+        *console.glob("static/third-party/*.css"),
+    ]
+    assert len(third_party) >= 3, "run make console-assets"
     own = [
         *console.glob("templates/*.html"),
         *console.glob("static/*.css"),
         *console.glob("static/*.js"),
+        *third_party,
     ]
     assert len(own) > 5
     for path in own:

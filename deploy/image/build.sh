@@ -102,6 +102,10 @@ mkdir -p "$work/src" "$work/wheels"
 #    the editable install's links).
 log "wheel of cityhub $version ($revision)"
 git archive --format=tar "$revision" | tar -x -C "$work/src"
+# The console's vendor files (htmx, Leaflet) come from the npm registry (deploy/console, locked)
+# and are not tracked: built here, then taken into the wheel.
+make -C "$repo" --no-print-directory console-assets >&2
+cp -r "$repo/streams/console/static/third-party" "$work/src/streams/console/static/"
 "$venv_python" -m venv "$work/build-venv"
 "$work/build-venv/bin/pip" install -q --no-cache-dir --require-hashes -r "$here/requirements-build.lock"
 "$work/build-venv/bin/python" -m build -q --wheel --no-isolation --outdir "$work/wheels" "$work/src" \

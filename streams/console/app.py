@@ -52,7 +52,7 @@ log = logging.getLogger("cityhub.console")
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-VENDOR = STATIC / "vendor"
+VENDOR = STATIC / "third-party"
 VENDOR_FILES = ("htmx.min.js", "leaflet.js", "leaflet.css")
 """What ``make console-assets`` copies from the npm packages (deploy/console)."""
 

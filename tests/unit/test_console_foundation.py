@@ -197,7 +197,7 @@ async def test_the_console_says_when_its_assets_were_not_built(
     async with running_console() as browser:
         page = await browser.get("/console/sign-in", headers={"Accept-Language": "en"})
         assert "make console-assets" in page.text
-        assert "vendor/htmx.min.js" not in page.text
+        assert "third-party/htmx.min.js" not in page.text
 
 
 async def test_hostile_requests_are_refused_plainly() -> None:
