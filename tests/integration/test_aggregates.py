@@ -19,11 +19,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from cityhub.schemas.expected_interval import DEFAULT_EXPECTED_INTERVAL_SECONDS
 from cityhub.schemas.observation import NetworkMeta, Observation
 from cityhub.schemas.validation import errors
 from cityhub.streams.aggregation.points import US, Point, epoch_us, format_us
-from cityhub.streams.aggregation.window_config import WindowConfig
 from cityhub.streams.aggregation.recompute import recompute
+from cityhub.streams.aggregation.window_config import WindowConfig
 
 from .hub import BOOTSTRAP, Hub, read_topic
 
@@ -124,7 +125,8 @@ def current(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def expected(observations: list[Observation]) -> dict[str, dict[str, Any]]:
-    points = [Point.from_observation(o) for o in observations]
+    # None of the devices is registered: each is held to the hub's default interval.
+    points = [Point.from_observation(o, DEFAULT_EXPECTED_INTERVAL_SECONDS) for o in observations]
     out: dict[str, dict[str, Any]] = {}
     for grouping in ("device", "area"):
         config = WindowConfig(sizes=SIZES, grace=GRACE, groupings=(grouping,))
@@ -142,6 +144,12 @@ def same_but_revision(got: dict[str, dict[str, Any]], want: dict[str, dict[str, 
             lines.append(f"{aid}: {'missing' if g is None else 'unexpected'} {g or w}")
             continue
         g = {**g, "revision": 0}
+        if w["grouping"] == "area":
+            # An area's expected readings are its roster's when the window was last emitted,
+            # which late first readings of a device may still change afterwards (see
+            # docs/aggregates.md#coverage-and-quality); the unit tests bound them.
+            g = {k: v for k, v in g.items() if k not in ("expected", "coverage")}
+            w = {k: v for k, v in w.items() if k not in ("expected", "coverage")}
         if g != w:
             diff = {k: (g.get(k), w.get(k)) for k in w if g.get(k) != w.get(k)}
             lines.append(f"{aid} {w['grouping']} {w['key']} {w['window_start']}: {diff}")
