@@ -3,7 +3,12 @@ type; ``null`` switches a check off), the device's own faults, and the settings'
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cityhub.schemas.observation import NetworkMeta, Observation
@@ -259,3 +264,53 @@ def test_a_devices_series_are_bounded() -> None:
     assert assessor.assess(many, None, series) is True
     assert len(series) == MAX_SERIES_PER_DEVICE
     assert many[99].quality == ("out_of_range",)  # the range is still checked
+
+
+_FIELDS = ["temperature_1", "temperature_2", "pm25", "laeq", "error", "mode"]
+_VALUES = st.one_of(
+    st.floats(-100, 1500, allow_nan=False),
+    st.integers(-5, 5),
+    st.booleans(),
+    st.sampled_from(["ok", "FAIL", "eco", 55.0, 55.0]),
+)
+_UPLINKS = st.lists(
+    st.tuples(
+        st.integers(1, 4000),
+        st.dictionaries(st.sampled_from(_FIELDS), _VALUES, min_size=1, max_size=4),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+def _observations(at: float, fields: dict[str, object]) -> list[Observation]:
+    stamp = (
+        datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    return [
+        obs(name, field_key(name) if name != "pm25" else "pm2_5", v, stamp)
+        for name, v in fields.items()
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(uplinks=_UPLINKS, replayed=st.integers(1, 3))
+def test_a_replayed_tail_of_uplinks_gets_the_same_flags(
+    uplinks: list[tuple[int, dict[str, object]]], replayed: int
+) -> None:
+    """Whatever the uplinks carry, assessing never raises, and a worker restored from the
+    stored series that replays the last uplinks flags them as the first time."""
+    assessor = QualityAssessor(QualitySettings())
+    series: dict[str, list[float]] = {}
+    at, first = 1_795_914_000.0, []
+    for gap, fields in uplinks:
+        at += gap
+        batch = _observations(at, fields)
+        assessor.assess(batch, None, series)
+        first.append((at, fields, [o.quality for o in batch]))
+    stored = json.loads(json.dumps(series))  # as the changelog keeps it
+    again = QualityAssessor(QualitySettings())
+    for at, fields, flags in first[-replayed:]:
+        batch = _observations(at, fields)
+        again.assess(batch, None, stored)
+        assert [o.quality for o in batch] == flags
