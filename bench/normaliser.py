@@ -30,9 +30,7 @@ from bench.workload import SEED, city_messages
 from cityhub.connectors.formats import get_format
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import MessageError
-from cityhub.schemas.observation import Observation
 from cityhub.schemas.quality import QualitySettings
-from cityhub.schemas.registry import DeviceType
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.devtools.simulator import build_fleet
 from cityhub.streams.devtools.simulator.registration import register_fleet
@@ -89,16 +87,7 @@ def registered_fleet() -> DeviceDirectory:
 def quality_check(assessor: QualityAssessor) -> QualityCheck:
     """The agent's quality check (``NormaliserAgent._quality_check``) over a fresh state."""
     series_of: dict[str, DeviceSeries] = {}
-
-    def check(observations: list[Observation], device_type: DeviceType | None) -> None:
-        device = observations[0].device_id
-        series = series_of.get(device)
-        if series is None:
-            series = {}
-        if assessor.assess(observations, device_type, series):
-            series_of[device] = series
-
-    return check
+    return assessor.uplink_check(series_of, set())
 
 
 def normalise_all(

@@ -257,18 +257,7 @@ class NormaliserAgent:
         if not self._quality.enabled:
             return None, checked
         series_of = self._series.setdefault(partition, {})
-        assess = self._quality.assess
-
-        def check(observations: list[Observation], device_type: DeviceType | None) -> None:
-            device = observations[0].device_id
-            series = series_of.get(device)
-            if series is None:
-                series = {}
-            if assess(observations, device_type, series):
-                series_of[device] = series
-                checked.add(device)
-
-        return check, checked
+        return self._quality.uplink_check(series_of, checked), checked
 
     def _personal(self, result: Normalised, trace: bytes, writes: list[Write]) -> int:
         """Seal and mark the observations of a personal device's uplink and add their writes:

@@ -5,7 +5,7 @@ checks of ``checks.py`` against the device's series. Pure: the caller keeps the 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, MutableMapping, Sequence
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -191,6 +191,25 @@ class QualityAssessor:
             if flags:
                 o.quality = tuple(flags) if len(flags) == 1 else ordered_flags(set(flags))
         return changed
+
+    def uplink_check(
+        self, series_of: MutableMapping[str, DeviceSeries], changed: set[str]
+    ) -> Callable[[list[Observation], TypeQuality | None], None]:
+        """The check the normaliser runs on each uplink (``normalise_envelope``'s ``quality``):
+        ``assess`` with the uplink's device's series from ``series_of`` (by device id), adding
+        the device to ``changed`` when its series changed."""
+        assess = self.assess
+
+        def check(observations: list[Observation], device_type: TypeQuality | None) -> None:
+            device = observations[0].device_id
+            series = series_of.get(device)
+            if series is None:
+                series = {}
+            if assess(observations, device_type, series):
+                series_of[device] = series
+                changed.add(device)
+
+        return check
 
     def _seconds(self, observed_at: str) -> float | None:
         """Epoch seconds of an observation's time (the observations of an uplink share one
