@@ -432,3 +432,20 @@ def test_the_api_answers_old_windows_with_every_reading_counted_and_no_coverage(
     assert (out["readings"], out["flagged"], out["expected"], out["coverage"]) == (3, 0, None, None)
     new = _out(aggregate_doc())
     assert (new["readings"], new["flagged"], new["count"], new["mean"]) == (1, 1, 0, None)
+
+
+def test_a_device_silent_for_longer_than_the_roster_period_is_forgotten_and_its_entry_deleted():
+    config = WindowConfig(sizes=(60,), grace=0, groupings=("area",), roster_seconds=600)
+    s = WindowState(config)
+    s.add(pt("a", 1.0, 0, device="quiet", area="north", interval=60))
+    s.add(pt("b", 1.0, 1, device="busy", area="north", interval=60))
+    s.take_changes()
+    for minute in range(1, 30):  # busy goes on for half an hour, quiet says nothing
+        s.add(pt(f"b{minute}", 1.0, minute * 60, device="busy", area="north", interval=60))
+    _, entries = s.take_changes()
+    (roster,) = [value for key, value in entries.items() if key.startswith('["roster"')]
+    assert [device for device, *_ in roster[0][-1]] == ["busy"]
+    s.advance(T0 / US + 2 * 3600)  # and then busy too
+    _, entries = s.take_changes()
+    assert [value for key, value in entries.items() if key.startswith('["roster"')] == [None]
+    assert "roster" not in orjson.dumps(s.to_json()).decode()
