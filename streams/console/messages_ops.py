@@ -143,16 +143,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "dl.payload_empty": ("Geen inhoud.", "No payload."),
     "dl.payload_personal": (
-        "Dit apparaat is van een persoonlijk type: de inhoud kan persoonsgegevens bevatten en "
-        "wordt alleen aan de eigen tenant van het apparaat getoond.",
-        "This device is of a personal type: its payload may hold personal data and is shown "
-        "only to the device's own tenant.",
+        "Dit apparaat is van een persoonlijk type: de inhoud kan persoonsgegevens bevatten.",
+        "This device is of a personal type: its payload may hold personal data.",
     ),
     "dl.payload_withheld": (
-        "Inhoud niet getoond: het apparaat is van een persoonlijk type en alleen de eigen tenant "
-        "van het apparaat ziet de inhoud (docs/privacy.md).",
-        "Payload withheld: the device is of a personal type, and only the device's own tenant "
-        "sees its payload (docs/privacy.md).",
+        "Inhoud niet getoond: geen vastgelegd doel dekt het inzien van persoonsgegevens in een "
+        "afgewezen bericht. Reden, details, grootte en sha256 staan hierboven.",
+        "Payload withheld: no declared purpose covers reading personal data in a dead letter. "
+        "The reason, detail, size and sha256 are above.",
     ),
     "dl.back": ("Terug naar de afgewezen berichten", "Back to the dead letters"),
     # --- imports ---------------------------------------------------------------------------

@@ -15,9 +15,11 @@ Who sees what (``visible``, ``payload_visible``):
 - an admin key sees every letter, including those of unknown devices;
 - an operator key sees the letters of its own tenant's devices, never another's;
 - subscriber keys see none;
-- the payload of a letter of a device whose type is ``personal`` is shown only to keys of the
-  device's own tenant (its operators and admins), never to another tenant's admin: the raw
-  payload holds the values in clear (docs/privacy.md, "What is erased, where, how fast").
+- the payload of a letter of a device whose type is ``personal`` is shown to nobody: the raw
+  payload holds a resident's values in clear (docs/privacy.md, "What is erased, where, how
+  fast"), and showing them is a use of personal data that no processing activity declares (a
+  dead letter names none), so it could not be logged in the processing log under a purpose. Its
+  size and digest are shown; the operator finds the fault from the reason and detail.
 """
 
 from __future__ import annotations
@@ -182,10 +184,9 @@ def visible(who: Principal, letter: Letter) -> bool:
 
 
 def payload_visible(who: Principal, letter: Letter, personal: bool) -> bool:
-    """Whether ``who`` may see the letter's payload; ``personal``: its device's type is."""
-    if not visible(who, letter):
-        return False
-    return not personal or (letter.tenant is not None and who.tenant == letter.tenant)
+    """Whether ``who`` may see the letter's payload; ``personal``: its device's type is (then
+    nobody may: no declared purpose covers reading it)."""
+    return visible(who, letter) and not personal
 
 
 def is_personal(letter: Letter, registry: RegistryView) -> bool:
