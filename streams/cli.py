@@ -430,7 +430,7 @@ def simulate(
     """Publish realistic uplinks (The Things Stack, ChirpStack, SenML, JSON) to the local broker."""
     from cityhub.streams.devtools.simulator import build_fleet
     from cityhub.streams.devtools.simulator import simulate as run_simulation
-    from cityhub.streams.devtools.simulator.registration import register_fleet
+    from cityhub.streams.devtools.simulator.registration import expected_interval, register_fleet
     from cityhub.streams.registry.service import Registry
     from cityhub.streams.registry.store import RegistryStore
 
@@ -441,7 +441,11 @@ def simulate(
             store = RegistryStore(settings)
             await store.start()
             try:
-                await register_fleet(Registry(store), build_fleet(devices, seed=seed))
+                await register_fleet(
+                    Registry(store),
+                    build_fleet(devices, seed=seed),
+                    interval_seconds=expected_interval(devices, rate),
+                )
             finally:
                 await store.stop()
         return await run_simulation(

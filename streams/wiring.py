@@ -169,14 +169,15 @@ def _bridge_part(settings: Settings, checks: dict[str, HealthCheck]) -> Part:
 def _simulator_part(settings: Settings, registry: RegistryStore, options: dict[str, float]) -> Part:
     from cityhub.streams.devtools.simulator import build_fleet
     from cityhub.streams.devtools.simulator import simulate as run_simulation
-    from cityhub.streams.devtools.simulator.registration import register_fleet
+    from cityhub.streams.devtools.simulator.registration import expected_interval, register_fleet
     from cityhub.streams.registry.service import Registry
 
     async def run_simulator() -> None:
         while not registry.ready:  # noqa: ASYNC110 - the store offers readiness as a flag
             await asyncio.sleep(0.1)
         devices = int(options["devices"])
-        await register_fleet(Registry(registry), build_fleet(devices))
+        interval = expected_interval(devices, float(options["rate"]))
+        await register_fleet(Registry(registry), build_fleet(devices), interval_seconds=interval)
         await asyncio.sleep(2.0)  # let the bridge subscribe first
         await run_simulation(
             settings,

@@ -16,7 +16,11 @@ from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import IdentityMismatch, InactiveDevice, Reason, UnknownDevice
 from cityhub.schemas.registry import Classification, Device, DeviceType, NetworkBinding, record_key
 from cityhub.streams.devtools.simulator import Format, Traffic, build_fleet
-from cityhub.streams.devtools.simulator.registration import TENANT, register_fleet
+from cityhub.streams.devtools.simulator.registration import (
+    TENANT,
+    expected_interval,
+    register_fleet,
+)
 from cityhub.streams.normaliser.normalise import (
     binding_mismatch,
     parse_envelope,
@@ -274,3 +278,18 @@ async def test_every_simulated_uplink_is_credited_to_the_device_it_was_registere
         assert (registration.device.tenant, registration.device.id) == (TENANT, m.device_id)
         seen[m.format] += 1
     assert set(seen) == set(Format)
+
+
+async def test_the_simulated_types_promise_the_interval_their_devices_keep() -> None:
+    """50 devices sharing 20 messages a second report every 2.5 s on average: each type
+    promises a reading every 3 s, so the console's coverage and health mean something."""
+    assert expected_interval(50, 20.0) == 3
+    assert expected_interval(1, 100.0) == 1
+    assert expected_interval(10, 0.0) == 3600
+    registry = Registry(InMemoryRegistryStore())
+    await register_fleet(registry, build_fleet(50, seed=5), interval_seconds=3)
+    kinds = {d.kind.value for d in build_fleet(50, seed=5).devices}
+    for kind in kinds:
+        device_type = registry.view.device_type(TENANT, kind)
+        assert device_type is not None
+        assert device_type.expected_interval_seconds == 3

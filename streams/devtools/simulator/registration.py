@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 
 from cityhub.schemas.registry import (
     NETWORK_DECODER,
@@ -74,9 +75,18 @@ def device_spec(device: Device) -> DeviceSpec:
     )
 
 
-async def register_fleet(registry: Registry, fleet: Fleet) -> ImportReport:
-    """Create the demo tenant and one device type per kind when missing, and upsert every
-    device of ``fleet``. Safe to run again."""
+def expected_interval(devices: int, rate: float) -> int:
+    """The reporting interval a simulated device keeps on average (``devices`` sharing ``rate``
+    messages a second), in whole seconds: what its type promises, for coverage and health."""
+    return max(1, math.ceil(devices / rate)) if rate > 0 else 3600
+
+
+async def register_fleet(
+    registry: Registry, fleet: Fleet, *, interval_seconds: int | None = None
+) -> ImportReport:
+    """Create the demo tenant and one device type per kind when missing (promising a reading
+    every ``interval_seconds``: ``expected_interval``), and upsert every device of ``fleet``.
+    Safe to run again."""
     who = Principal.system()
     with contextlib.suppress(Conflict):
         await registry.create_tenant(who, TenantSpec(id=TENANT, name="Demo city (simulated)"))
@@ -90,6 +100,7 @@ async def register_fleet(registry: Registry, fleet: Fleet) -> ImportReport:
                     name=kind.value.replace("_", " ").capitalize(),
                     decoder=NETWORK_DECODER,
                     classification=CLASSIFICATION[kind],
+                    expected_interval_seconds=interval_seconds,
                 ),
             )
     report = await registry.import_devices(who, TENANT, [device_spec(d) for d in fleet.devices])
