@@ -6,11 +6,7 @@ them to a process; a new agent is added to the list ``worker_parts`` builds.
 
 from __future__ import annotations
 
-from cityhub.connectors.batching_writer import BatchingWriter
-from cityhub.connectors.dead_letter_route import DeadLetterRoute
 from cityhub.schemas.settings import Settings
-from cityhub.schemas.topics import Topics
-from cityhub.streams import metrics
 from cityhub.streams.aggregation.agent import AggregatorAgent
 from cityhub.streams.http import HealthCheck
 from cityhub.streams.normaliser.agent import NormaliserAgent
@@ -25,10 +21,7 @@ from cityhub.streams.subscriptions.routing import Routing
 from cityhub.streams.subscriptions.store import SubscriptionStore
 from cityhub.streams.subscriptions.topics import SubscriptionTopics
 from cityhub.streams.wiring_adapters import category_of, flag, interval_of, type_of
-
-WRITER_STAGE = "worker"
-"""The stage of the dead letters the worker's writer makes itself (a record too large once
-made, or refused by Kafka): the agents' own dead letters name their stage."""
+from cityhub.streams.wiring_stage import side_stage_part, stage_part, stage_writer
 
 
 def worker_parts(
@@ -60,16 +53,7 @@ def worker_parts(
     )
     routing = Routing(subscriptions, router, SubscriptionTopics(settings))
     checks["routing"] = flag(routing, "ready")
-    writer = BatchingWriter.for_kafka(
-        settings.kafka,
-        client_id=f"{settings.worker.app_id}-out",
-        dead_letters=DeadLetterRoute(
-            Topics.for_prefix(settings.kafka.topic_prefix).deadletter,
-            WRITER_STAGE,
-            settings.bridge.max_payload_bytes,
-            count=lambda reason: metrics.DEADLETTERS.labels(WRITER_STAGE, reason.value).inc(),
-        ),
-    )
+    writer = stage_writer(settings, f"{settings.worker.app_id}-out")
     intervals = interval_of(registry, settings.health.default_expected_interval_seconds)
     worker = Worker(
         settings,
@@ -98,15 +82,7 @@ def worker_parts(
         ready=lambda: registry.ready and privacy.ready and sharing.ready and routing.ready,
     )
     checks["worker"] = flag(worker, "running")
-
-    async def run_worker() -> None:
-        await writer.start()
-        try:
-            await worker.run()
-        finally:
-            await writer.stop()
-
-    parts = [Part("subscription routing", routing.run), Part("worker", run_worker)]
+    parts = [Part("subscription routing", routing.run), stage_part("worker", worker, writer)]
     if settings.open_data.enabled:
         parts.append(_open_data_worker_part(settings, privacy, checks))
     if settings.health.enabled:
@@ -125,36 +101,13 @@ def _open_data_worker_part(
     from cityhub.schemas.topics import open_data_group
     from cityhub.streams.opendata.agent import OpenDataPointsAgent, OpenDataPublisherAgent
 
-    group = open_data_group(settings.worker.app_id)
-    writer = BatchingWriter.for_kafka(
-        settings.kafka,
-        client_id=f"{group}-out",
-        dead_letters=DeadLetterRoute(
-            Topics.for_prefix(settings.kafka.topic_prefix).deadletter,
-            WRITER_STAGE,
-            settings.bridge.max_payload_bytes,
-            count=lambda reason: metrics.DEADLETTERS.labels(WRITER_STAGE, reason.value).inc(),
-        ),
-    )
-    # The agents name their changelog after the worker's app id; only the group is another.
-    in_group = settings.model_copy(
-        update={"worker": settings.worker.model_copy(update={"app_id": group})}
-    )
-    worker = Worker(
-        in_group,
+    return side_stage_part(
+        "open-data publisher",
+        settings,
+        open_data_group(settings.worker.app_id),
         [OpenDataPointsAgent(settings, privacy.register.view), OpenDataPublisherAgent(settings)],
-        writer,
-        client_id=f"{group}-worker",
         # A personal device's point needs its tenant's register.
         ready=lambda: privacy.ready,
+        check="open_data_worker",
+        checks=checks,
     )
-    checks["open_data_worker"] = flag(worker, "running")
-
-    async def run() -> None:
-        await writer.start()
-        try:
-            await worker.run()
-        finally:
-            await writer.stop()
-
-    return Part("open-data publisher", run)
