@@ -150,6 +150,29 @@ class Hub:
             time.sleep(0.3)
         raise AssertionError(f"hub not healthy after {timeout}s ({last}):\n{self.log_tail()}")
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``cityhub <args>`` as the hub's administrator runs it: on Kafka, with its settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "cityhub.streams", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def create_key(self, tenant: str, role: str, *, name: str = "test", wait: float = 60.0) -> str:
+        """A new API key's secret (``cityhub keys create``), once ``tenant`` exists (a simulator
+        may still be registering it)."""
+        deadline = time.monotonic() + wait
+        while True:
+            args = ("keys", "create", "--tenant", tenant, "--role", role, "--name", name)
+            done = self.cli(*args, "--json")
+            if done.returncode == 0:
+                return str(json.loads(done.stdout)["secret"])
+            assert time.monotonic() < deadline, done.stderr
+            time.sleep(1)
+
     def get(self, path: str) -> str:
         """GET ``path`` from the API's port."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:

@@ -6,10 +6,7 @@ Content-Security-Policy."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,39 +24,6 @@ pytestmark = pytest.mark.skipif(
 
 TENANT = "demo"  # the simulator's tenant
 LIVE_WITHIN_SECONDS = 15
-
-
-def _cli(hub: Hub, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cityhub.streams", *args],
-        env=hub.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _operator_key(hub: Hub) -> str:
-    """An operator key of the simulator's tenant (once the simulator has registered it)."""
-    deadline = time.monotonic() + 60
-    while True:
-        done = _cli(
-            hub,
-            "keys",
-            "create",
-            "--tenant",
-            TENANT,
-            "--role",
-            "operator",
-            "--name",
-            "browser test",
-            "--json",
-        )
-        if done.returncode == 0:
-            return str(json.loads(done.stdout)["secret"])
-        assert time.monotonic() < deadline, done.stderr
-        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +46,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 async def test_an_operator_signs_in_finds_a_device_watches_it_live_and_edits_it(
     hub: Hub, tmp_path: Path
 ) -> None:
-    key = _operator_key(hub)
+    key = hub.create_key(TENANT, "operator", name="browser test")
     base = f"http://127.0.0.1:{hub.port}"
     csp_errors: list[str] = []
 

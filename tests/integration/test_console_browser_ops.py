@@ -7,11 +7,7 @@ on any page, and no page breaks its Content-Security-Policy."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,38 +25,6 @@ pytestmark = pytest.mark.skipif(
 
 STATUS_WITHIN_SECONDS = 30
 TENANT = "demo"  # the simulator's tenant
-
-
-def _cli(hub: Hub, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cityhub.streams", *args],
-        env=hub.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _key(hub: Hub, role: str) -> str:
-    deadline = time.monotonic() + 60
-    while True:
-        done = _cli(
-            hub,
-            "keys",
-            "create",
-            "--tenant",
-            TENANT,
-            "--role",
-            role,
-            "--name",
-            f"ops {role}",
-            "--json",
-        )
-        if done.returncode == 0:
-            return str(json.loads(done.stdout)["secret"])
-        assert time.monotonic() < deadline, done.stderr
-        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +57,8 @@ async def _sign_out(page: Page) -> None:
 async def test_an_import_a_dead_letter_and_pausing_a_subscription_in_the_browser(
     hub: Hub, tmp_path: Path
 ) -> None:
-    operator, subscriber = _key(hub, "operator"), _key(hub, "subscriber")
+    operator = hub.create_key(TENANT, "operator", name="ops operator")
+    subscriber = hub.create_key(TENANT, "subscriber", name="ops subscriber")
     api = Api(hub, {"op": operator, "sub": subscriber})
     status, types = await api.call("GET", f"/tenants/{TENANT}/device-types", "op")
     assert status == 200, types

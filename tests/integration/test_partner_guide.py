@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,22 +36,10 @@ REVOKED_WITHIN_S = 5.0
 
 
 def cli(hub: Hub, *args: str) -> str:
-    """``cityhub <args>`` as the hub's administrator runs it: on Kafka, with the hub's settings."""
-    done = subprocess.run(
-        [sys.executable, "-m", "cityhub.streams", *args],
-        env=hub.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """``cityhub <args>`` as the hub's administrator runs it, which must succeed."""
+    done = hub.cli(*args)
     assert done.returncode == 0, f"cityhub {' '.join(args)}: {done.stderr}"
     return done.stdout
-
-
-def create_key(hub: Hub, tenant: str, role: str) -> str:
-    out = cli(hub, "keys", "create", "--tenant", tenant, "--role", role, "--name", role, "--json")
-    return str(json.loads(out)["secret"])
 
 
 def end_devices(euis: dict[str, str]) -> list[dict[str, Any]]:
@@ -128,10 +114,10 @@ async def test_a_partner_joins_offers_and_shares_under_an_agreement(tmp_path: Pa
     for tenant, name in (("waterboard", "Water board"), ("city", "City"), ("uni", "University")):
         cli(hub, "tenants", "create", tenant, "--name", name)
     keys = {
-        "waterboard-operator": create_key(hub, "waterboard", "operator"),
-        "city-operator": create_key(hub, "city", "operator"),
-        "city": create_key(hub, "city", "subscriber"),
-        "uni": create_key(hub, "uni", "subscriber"),
+        "waterboard-operator": hub.create_key("waterboard", "operator"),
+        "city-operator": hub.create_key("city", "operator"),
+        "city": hub.create_key("city", "subscriber"),
+        "uni": hub.create_key("uni", "subscriber"),
     }
     await asyncio.to_thread(hub.start)
     try:
