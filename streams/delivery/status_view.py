@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from cityhub.schemas.subscription import Serving, Subscription, SubscriptionState
 from cityhub.schemas.subscription_status import SubscriptionStatus
+from cityhub.streams.malformed import malformed_reason
 
 log = logging.getLogger("cityhub.delivery.status")
 
@@ -58,11 +59,7 @@ class SubscriptionStatusView:
             self._statuses[(tenant, subscription)] = record
         except (ValidationError, ValueError, TypeError) as exc:
             self._malformed += 1
-            reason = (
-                f"{exc.error_count()} invalid field(s)"
-                if isinstance(exc, ValidationError)
-                else str(exc)
-            )
+            reason = malformed_reason(exc)
             log.warning(
                 "skipping malformed status record at offset %d (key %r): %s",
                 offset,
