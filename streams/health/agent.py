@@ -94,6 +94,10 @@ class _HealthAgent(Generic[S]):
     def _record(self, state: S, partition: int) -> BaseModel:
         raise NotImplementedError
 
+    def _write_every(self, state: S) -> float:
+        """How long a state's record may wait for its next write when nothing changed."""
+        return self._every
+
     def assign(self, partition: int, stored: Sequence[StoredEntry]) -> list[Write]:
         states: dict[str, S] = {}
         unwritten: set[str] = set()
@@ -130,7 +134,7 @@ class _HealthAgent(Generic[S]):
         writes: list[Write] = []
         for key, change in touched.items():
             state = states[key]
-            due = now - self._written_at.get(key, float("-inf")) >= self._every
+            due = now - self._written_at.get(key, float("-inf")) >= self._write_every(state)
             if change is not None or due:
                 why = "changed" if change else "due"
                 writes.append(self._record_write(partition, key, state, now, why))
@@ -145,8 +149,11 @@ class _HealthAgent(Generic[S]):
         """Write the records that became due since their states changed."""
         writes: list[Write] = []
         for partition, pending in self._pending.items():
+            states = self.states[partition]
             due = [
-                k for k in pending if now - self._written_at.get(k, float("-inf")) >= self._every
+                k
+                for k in pending
+                if now - self._written_at.get(k, float("-inf")) >= self._write_every(states[k])
             ]
             for key in sorted(due):
                 state = self.states[partition][key]
@@ -206,6 +213,14 @@ class DeviceActivityAgent(_HealthAgent[ActivityState]):
 
     def _record(self, state: ActivityState, partition: int) -> BaseModel:
         return state.record()
+
+    def _write_every(self, state: ActivityState) -> float:
+        """Readers call a device silent once its record's last reading is ``grace`` intervals
+        old: a record may wait at most half the margin beyond one interval, so a device that
+        keeps its interval is never taken for silent between two writes (a 3 s interval with
+        grace 3: every 3 s, not every minute)."""
+        interval = self._interval_of(state.tenant, state.device)
+        return min(self._every, max(1.0, interval * (self._grace - 1) / 2))
 
     def step(self, partition: int, records: Sequence[Record], now: float) -> list[Write]:
         """Count a batch of one partition's observations; write what is due."""

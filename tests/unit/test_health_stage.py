@@ -296,6 +296,21 @@ def test_the_activity_agent_writes_changes_at_once_and_the_rest_within_the_minut
     assert len(health_writes(writes)) == 1
 
 
+def test_a_device_with_a_short_interval_is_written_often_enough_never_to_look_silent() -> None:
+    """Readers call a device silent after grace (3) intervals: with a 3 s interval its record
+    may not wait the minute, or a device that keeps its interval would look silent between
+    writes. It waits (3 - 1) / 2 intervals at most: 3 s."""
+    agent = DeviceActivityAgent(settings(), lambda tenant, device: 3)
+    agent.assign(0, [])
+    assert len(health_writes(agent.step(0, [rec(agent.topic, 0, obs(T0))], now=T0))) == 1
+    assert health_writes(agent.step(0, [rec(agent.topic, 1, obs(T0 + 2))], now=T0 + 2)) == []
+    [due] = health_writes(agent.tick(T0 + 3, lambda p: True))
+    record = DeviceActivity.model_validate_json(due.value or b"")
+    assert record.readings == 2
+    # Within every 3 s the next reading's record goes out with its batch.
+    assert len(health_writes(agent.step(0, [rec(agent.topic, 2, obs(T0 + 6))], now=T0 + 6))) == 1
+
+
 def test_the_activity_agent_skips_unregistered_and_invalid_records() -> None:
     agent = DeviceActivityAgent(settings(), lambda tenant, device: 900)
     records = [
