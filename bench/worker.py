@@ -8,9 +8,11 @@ of their own, on the local stack:
   record, one idempotent ``acks=all`` producer writes its value to an output topic; offsets are
   committed after the writes are confirmed. The least any stage that reads and writes Kafka at
   least once must do.
-- **worker**: ``cityhub worker`` (normaliser, aggregator, routing to the subscriptions' topics)
-  with a fresh topic prefix; the clock runs from its first normalised record until every raw
-  record was taken and the aggregator counted every observation.
+- **worker**: ``cityhub worker --stages pipeline`` (normaliser, aggregator, routing to the
+  subscriptions' topics: one pipeline worker of ``cityhub run``) with a fresh topic prefix;
+  ``--stages all`` adds the side stages (open data, device health) to the same process; the
+  clock runs from its first normalised record until every raw record was taken and the
+  aggregator counted every observation.
 
 Prints each run, the medians, the machine's load average before and after, and
 ``ratio worker/bare: R`` (raw records per second). Run with the stack up:
@@ -198,8 +200,11 @@ async def bare(prefix: str, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def worker(prefix: str, count: int, workdir: Path, timeout: float = 900) -> tuple[float, float]:
-    """(raw records per second, observations) of one ``cityhub worker`` over the backlog."""
+def worker(
+    prefix: str, count: int, workdir: Path, stages: str, timeout: float = 900
+) -> tuple[float, float]:
+    """(raw records per second, observations) of one ``cityhub worker --stages stages`` over
+    the backlog."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -213,7 +218,7 @@ def worker(prefix: str, count: int, workdir: Path, timeout: float = 900) -> tupl
     )
     with open(workdir / f"{prefix}.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cityhub.streams", "worker"],
+            [sys.executable, "-m", "cityhub.streams", "worker", "--stages", stages],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -258,8 +263,14 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1_000, help="registered devices")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--logs", type=Path, default=None, help="keep the workers' logs here")
+    parser.add_argument(
+        "--stages",
+        choices=("pipeline", "all"),
+        default="pipeline",
+        help="the worker's stages: the pipeline (as cityhub run's) or all (side stages too)",
+    )
     args = parser.parse_args()
-    print(f"bench.worker, {today()}, {machine()}")
+    print(f"bench.worker, {today()}, {machine()}, worker --stages {args.stages}")
     print(f"  before: {load()}")
     records = raw_records(args.records, args.devices)
     bare_rates, worker_rates = [], []
@@ -270,7 +281,7 @@ def main() -> None:
             prefix = f"bench-worker-{uuid.uuid4().hex[:8]}"
             asyncio.run(prepare(prefix, records, args.devices))
             bare_rate = asyncio.run(bare(prefix, len(records)))
-            worker_rate, observations = worker(prefix, len(records), workdir)
+            worker_rate, observations = worker(prefix, len(records), workdir, args.stages)
             bare_rates.append(bare_rate)
             worker_rates.append(worker_rate)
             print(

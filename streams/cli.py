@@ -327,7 +327,9 @@ def run(
     )
     sim = {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
     if one_process:
-        roles = Roles(bridge=True, worker=True, api=True, deliver=True, simulate=sim)
+        roles = Roles(
+            bridge=True, worker=True, side_stages=True, api=True, deliver=True, simulate=sim
+        )
         _run_worker(settings, roles)
         return
     # The level of `cityhub --log-level X run` holds for every child too.
@@ -399,10 +401,20 @@ def deliver(management_port: int | None) -> None:
 
 @main.command()
 @_management_port
-def worker(management_port: int | None) -> None:
-    """Only the stream worker: normaliser, aggregators and the routing to subscriptions' topics
-    (scale out by starting more: they share the partitions)."""
-    _run_worker(_settings(management_port=management_port), Roles(worker=True))
+@click.option(
+    "--stages",
+    type=click.Choice(["all", "pipeline", "side"]),
+    default="all",
+    show_default=True,
+    help="pipeline: normaliser, aggregators, routing; side: the open-data publisher and device "
+    "health (each on a consumer group of its own); all: both in this process.",
+)
+def worker(management_port: int | None, stages: str) -> None:
+    """Only the stream worker: normaliser, aggregators and the routing to subscriptions' topics,
+    and the side stages (open data, device health) unless --stages says otherwise (scale out by
+    starting more: they share the partitions)."""
+    roles = Roles(worker=stages != "side", side_stages=stages != "pipeline")
+    _run_worker(_settings(management_port=management_port), roles)
 
 
 @main.command()

@@ -1,8 +1,9 @@
 """``cityhub run``: the hub as separate processes on every core, one command, one Ctrl-C.
 
 The supervisor starts one child process per part (``cityhub bridge``, ``cityhub worker`` once
-per core, ``cityhub api``, ``cityhub deliver``, and the simulator when asked), each with a
-management port of its own, and serves the hub's management endpoint itself:
+per core for the pipeline, ``cityhub worker --stages side`` once for the side stages (open
+data, device health), ``cityhub api``, ``cityhub deliver``, and the simulator when asked), each
+with a management port of its own, and serves the hub's management endpoint itself:
 
 - ``/healthz`` asks every child and answers 200 only when all are healthy, listing each
   child's components under its name (``worker-1.routing``);
@@ -39,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cityhub.connectors.kafka_clients import component_login
 from cityhub.schemas.settings import Settings
 from cityhub.streams.parent_watch import SUPERVISOR_FD_VARIABLE
+from cityhub.streams.wiring_worker import has_side_stages
 
 log = logging.getLogger("cityhub.supervisor")
 
@@ -74,11 +76,17 @@ def hub_children(
     simulate: dict[str, float] | None,
     log_level: str | None = None,
 ) -> list[ChildSpec]:
-    """The processes of ``cityhub run``: the bridge, ``workers`` workers, the API, the delivery,
+    """The processes of ``cityhub run``: the bridge, ``workers`` pipeline workers, one for the
+    side stages when any is switched on (``worker-side``), the API, the delivery,
     the history writer when ``history.enabled``, and the simulator when ``simulate`` gives its
     options. Each gets a free management port on loopback, and ``log_level`` when given."""
     children = [ChildSpec("bridge", ("bridge",))]
-    children += [ChildSpec(f"worker-{i}", ("worker",)) for i in range(1, workers + 1)]
+    stages = ("--stages", "pipeline") if has_side_stages(settings) else ()
+    children += [ChildSpec(f"worker-{i}", ("worker", *stages)) for i in range(1, workers + 1)]
+    if stages:
+        # One process for them all: each is one consumer group, a second process would only
+        # share its partitions, and the pipeline's workers keep their event loops to themselves.
+        children.append(ChildSpec("worker-side", ("worker", "--stages", "side")))
     children += [
         ChildSpec("api", ("api",), {"CITYHUB_HTTP__PORT": str(settings.http.port)}),
         ChildSpec("deliver", ("deliver",)),

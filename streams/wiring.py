@@ -27,7 +27,7 @@ from cityhub.streams.subscriptions.secret_store import SubscriptionSecretStore
 from cityhub.streams.subscriptions.store import SubscriptionStore
 from cityhub.streams.wiring_adapters import delivery_sharing, flag
 from cityhub.streams.wiring_api import api_parts
-from cityhub.streams.wiring_worker import worker_parts
+from cityhub.streams.wiring_worker import side_stage_parts, worker_parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,9 @@ class Roles:
 
     bridge: bool = False
     worker: bool = False
+    """The pipeline: the normaliser, the aggregators and the routing to subscriptions."""
+    side_stages: bool = False
+    """The side stages (``wiring_worker.side_stage_parts``): open data and device health."""
     api: bool = False
     deliver: bool = False
     simulate: dict[str, float] | None = None
@@ -50,7 +53,8 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
     checks: dict[str, HealthCheck] = {}
     registry: RegistryStore | None = None
     subscriptions: SubscriptionStore | None = None
-    if roles.worker or roles.api or roles.deliver or roles.simulate is not None:
+    simulates = roles.simulate is not None
+    if roles.worker or roles.side_stages or roles.api or roles.deliver or simulates:
         # A delivering process keeps it for the NGSI-LD encodings: a device's Smart Data
         # Model is its type's (cityhub.streams.ngsi_ld.encodings).
         registry = RegistryStore(settings)
@@ -70,7 +74,7 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         parts.append(store_part("subscription secrets", secrets))
         checks["subscription_secrets"] = flag(secrets, "ready")
     privacy: PrivacyStores | None = None
-    if roles.worker or roles.api or roles.deliver:
+    if roles.worker or roles.side_stages or roles.api or roles.deliver:
         # The register, the consents and the subjects' keys, in every process that routes,
         # delivers or serves personal items: the purpose check reads them at every decision.
         privacy = PrivacyStores.for_settings(settings, log=roles.api or roles.deliver)
@@ -93,6 +97,10 @@ def process_parts(settings: Settings, roles: Roles) -> list[Part]:
         assert privacy is not None
         assert sharing is not None
         parts += worker_parts(settings, registry, subscriptions, privacy, sharing, checks)
+    if roles.side_stages:
+        assert registry is not None
+        assert privacy is not None
+        parts += side_stage_parts(settings, registry, privacy, checks)
     if roles.deliver:
         from cityhub.streams.delivery.manager import DeliveryManager
 

@@ -1,7 +1,10 @@
-"""The parts of a process that runs the worker (``cityhub worker``): the subscription routing
-loop, the worker's agents on one consumer group and one writer, and, when the hub publishes open
-data, the open-data publisher on a consumer group of its own. ``cityhub.streams.wiring`` adds
-them to a process; a new agent is added to the list ``worker_parts`` builds.
+"""The parts of a process that runs the worker (``cityhub worker``): the pipeline (the
+subscription routing loop and the worker's agents on one consumer group and one writer) and the
+side stages (the open-data publisher and device health, each on a consumer group of its own).
+``cityhub.streams.wiring`` adds them to a process: ``cityhub run`` runs the pipeline in one
+process per core and the side stages in a process of their own (``cityhub worker --stages``),
+so that they never take the pipeline's event loop. A new pipeline agent is added to the list
+``worker_parts`` builds, a new side stage to ``side_stage_parts``.
 """
 
 from __future__ import annotations
@@ -82,7 +85,19 @@ def worker_parts(
         ready=lambda: registry.ready and privacy.ready and sharing.ready and routing.ready,
     )
     checks["worker"] = flag(worker, "running")
-    parts = [Part("subscription routing", routing.run), stage_part("worker", worker, writer)]
+    return [Part("subscription routing", routing.run), stage_part("worker", worker, writer)]
+
+
+def side_stage_parts(
+    settings: Settings,
+    registry: RegistryStore,
+    privacy: PrivacyStores,
+    checks: dict[str, HealthCheck],
+) -> list[Part]:
+    """The side stages the settings switch on: the open-data publisher (``open_data.enabled``)
+    and device health (``health.enabled``). Each reads what the pipeline wrote, on a consumer
+    group of its own, so its pace never holds the pipeline back."""
+    parts = []
     if settings.open_data.enabled:
         parts.append(_open_data_worker_part(settings, privacy, checks))
     if settings.health.enabled:
@@ -90,6 +105,11 @@ def worker_parts(
 
         parts.append(health_worker_part(settings, registry, checks))
     return parts
+
+
+def has_side_stages(settings: Settings) -> bool:
+    """Whether ``side_stage_parts`` has anything to run."""
+    return settings.open_data.enabled or settings.health.enabled
 
 
 def _open_data_worker_part(

@@ -219,7 +219,7 @@ async def test_prometheus_scrapes_the_hub_evaluates_the_rules_and_alerts_on_a_hu
                     return {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
 
                 assert values("cityhub_process_up", "process") == dict.fromkeys(
-                    ("bridge", "worker-1", "api", "deliver", "history"), 1.0
+                    ("bridge", "worker-1", "worker-side", "api", "deliver", "history"), 1.0
                 )
                 assert (
                     values("min by (component) (cityhub_component_ready)", "component")["registry"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from cityhub.schemas.health_settings import HealthSettings
+from cityhub.schemas.open_data import OpenDataSettings
 from cityhub.schemas.settings import HistorySettings, HttpSettings, ManagementSettings, Settings
 from cityhub.streams.supervisor import (
     BACKOFF_CAP_S,
@@ -13,6 +15,7 @@ from cityhub.streams.supervisor import (
     free_ports,
     hub_children,
     hub_ports,
+    kafka_component,
     merge_metrics,
     next_backoff,
 )
@@ -25,6 +28,7 @@ def test_the_hub_is_a_bridge_a_worker_per_core_the_api_the_delivery_and_the_hist
         "worker-1",
         "worker-2",
         "worker-3",
+        "worker-side",
         "api",
         "deliver",
         "history",
@@ -34,7 +38,10 @@ def test_the_hub_is_a_bridge_a_worker_per_core_the_api_the_delivery_and_the_hist
     assert "history" not in {
         c.name for c in hub_children(without_history, workers=1, simulate=None)
     }
-    assert [c.args for c in children][:2] == [("bridge",), ("worker",)]
+    assert [c.args for c in children][:2] == [("bridge",), ("worker", "--stages", "pipeline")]
+    # The side stages (open data, device health) in a process of their own, as a worker.
+    assert children[4].args == ("worker", "--stages", "side")
+    assert kafka_component("worker-side") == "worker"
     ports = [c.env["CITYHUB_MANAGEMENT__PORT"] for c in children]
     assert len(set(ports)) == len(ports)  # each its own management port
     assert all(c.probed for c in children)
@@ -51,6 +58,14 @@ def test_the_hub_is_a_bridge_a_worker_per_core_the_api_the_delivery_and_the_hist
     assert simulator.args[:3] == ("simulate", "--devices", "5")
     assert not simulator.probed  # it serves no management endpoint
     assert simulator.after == ("bridge",)  # MQTT drops what no session subscribed to yet
+
+
+def test_without_side_stages_the_workers_run_the_whole_worker_and_no_side_process() -> None:
+    quiet = Settings(
+        open_data=OpenDataSettings(enabled=False), health=HealthSettings(enabled=False)
+    )
+    children = hub_children(quiet, workers=2, simulate=None)
+    assert [c.args for c in children if c.name.startswith("worker")] == [("worker",), ("worker",)]
 
 
 def test_a_crashing_child_waits_longer_each_time_and_a_stable_one_starts_again_at_once() -> None:
