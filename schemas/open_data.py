@@ -115,6 +115,9 @@ class OpenDataSettings(_Section):
     """Decimals each quantity's published values are rounded to."""
     default_decimals: int = Field(default=1, ge=0, le=6)
     """Decimals for a quantity not in ``decimals``."""
+    exclude_flagged: bool = True
+    """Keep readings with a quality flag (out of range, spike, flat line, device fault;
+    docs/quality.md) out of the published windows; False: publish them like the others."""
     merge_small_areas: bool = True
     """Merge the too-small areas of a window into ``other-areas`` (published when the merged
     group reaches the thresholds); False: withhold them."""

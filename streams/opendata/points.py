@@ -54,6 +54,9 @@ class Skip(StrEnum):
     NO_DATASET = "no_dataset"
     """Its quantity is in no open dataset (most observations)."""
     NON_NUMERIC = "non_numeric"
+    FLAGGED = "flagged"
+    """It carries a quality flag (docs/quality.md) and ``open_data.exclude_flagged`` is on: an
+    implausible reading stays out of what the city publishes."""
     NOT_ELIGIBLE = "not_eligible"
     """Its device is unregistered, unclassified or of a classification that is never published."""
     PERSONAL = "personal"
@@ -143,6 +146,7 @@ class PointRules:
     """quantity -> the (dataset id, include_personal) of every dataset that has it."""
     personal_activity: str
     max_future_us: int
+    exclude_flagged: bool = True
 
     @classmethod
     def of(cls, settings: OpenDataSettings, max_future_seconds: int) -> PointRules:
@@ -154,6 +158,7 @@ class PointRules:
             {q: tuple(ds) for q, ds in datasets_of.items()},
             settings.personal_activity,
             max_future_seconds * 1_000_000,
+            settings.exclude_flagged,
         )
 
 
@@ -197,6 +202,8 @@ def points_of(
     value = number(doc.get("value"))
     if value is None:
         return [], Skip.NON_NUMERIC, observed_us
+    if rules.exclude_flagged and doc.get("quality"):
+        return [], Skip.FLAGGED, observed_us
     tenant, classification = doc.get("tenant"), doc.get("classification")
     if not isinstance(tenant, str) or not (
         classification in PUBLISHABLE or classification == PERSONAL

@@ -141,3 +141,14 @@ def test_the_subject_of_a_linked_device_is_its_data_subject() -> None:
 def test_what_is_not_a_point_raises_value_key_or_type_error(raw: bytes) -> None:
     with pytest.raises((ValueError, KeyError, TypeError)):
         OpenPoint.from_json(raw)
+
+
+def test_a_flagged_reading_stays_out_of_open_data_unless_the_settings_let_it_in() -> None:
+    flagged = observation("d1", value=950.0, quality=["out_of_range"])
+    assert run(flagged) == ([], Skip.FLAGGED)
+    # An empty list of flags is an unflagged reading.
+    assert run(observation("d1", quality=[]))[1] is None
+    lenient = PointRules.of(settings(exclude_flagged=False).open_data, max_future_seconds=300)
+    points, skip, _ = points_of(flagged, lenient, Register(), NOW, NOW_US)
+    assert skip is None
+    assert [p.value for p in points] == [950.0]
