@@ -22,6 +22,11 @@ So at least once, and idempotent: a record is a function of its state, the state
 
 Silence is never written: readers compute it from ``last_seen`` and the expected interval.
 
+A device deleted from the registry loses its records: every ``SWEEP_SECONDS`` a tick writes a
+tombstone for each record and state of a device the registry no longer has (``Registered``), so
+the compacted topic forgets it. A late observation of it in the backlog makes a state again,
+which the next sweep removes.
+
 Pure: no I/O, no clock (the runtime passes ``now``).
 """
 
@@ -45,14 +50,20 @@ from cityhub.streams.runtime.agent import CaughtUp, Record, StoredEntry, Write
 log = logging.getLogger("cityhub.health")
 
 TICK_SECONDS = 5.0
+SWEEP_SECONDS = 60.0
+"""How often a tick looks for states of devices deleted from the registry."""
 HEALTH_PARTITION = 0
 """The device-health topic has one partition: every API process reads all of it."""
 
 IntervalOf = Callable[[str, str], int]
 """(tenant, device id) -> the device's expected interval in seconds (registry and setting)."""
+Registered = Callable[[str, str], bool]
+"""(tenant, device id) -> whether the registry has that device in that tenant."""
 
 
 class _State(Protocol):
+    tenant: str
+    device: str
     written: bool
 
     def to_json(self) -> dict[str, Any]: ...
@@ -68,8 +79,12 @@ class _HealthAgent(Generic[S]):
     kind: str
     """``device`` or ``deadletters``: the record kind (metrics)."""
 
-    def __init__(self, settings: Settings, topic: str, state: str) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, state: str, registered: Registered | None
+    ) -> None:
         self.topic = topic
+        self._registered = registered
+        self._swept_at = float("-inf")
         self.changelog: str | None = changelog(settings.worker.app_id, state)
         self._health = Topics.for_prefix(settings.kafka.topic_prefix).device_health
         self._every = settings.health.write_interval_seconds
@@ -146,8 +161,12 @@ class _HealthAgent(Generic[S]):
         return writes
 
     def tick(self, now: float, caught_up: CaughtUp) -> list[Write]:
-        """Write the records that became due since their states changed."""
+        """Write the records that became due since their states changed, and (every
+        ``SWEEP_SECONDS``) the tombstones of devices deleted from the registry."""
         writes: list[Write] = []
+        if self._registered is not None and now - self._swept_at >= SWEEP_SECONDS:
+            self._swept_at = now
+            writes += self._forget_deleted(self._registered)
         for partition, pending in self._pending.items():
             states = self.states[partition]
             due = [
@@ -160,6 +179,22 @@ class _HealthAgent(Generic[S]):
                 writes.append(self._record_write(partition, key, state, now, "due"))
                 writes.append(self._state_write(partition, key, state))
                 pending.discard(key)
+        return writes
+
+    def _forget_deleted(self, registered: Registered) -> list[Write]:
+        """Tombstones for the record and the state of every device the registry no longer has
+        in its tenant; their states are dropped."""
+        writes: list[Write] = []
+        for partition, states in self.states.items():
+            pending = self._pending.get(partition, set())
+            for key in [k for k, s in states.items() if not registered(s.tenant, s.device)]:
+                state = states.pop(key)
+                pending.discard(key)
+                self._written_at.pop(key, None)
+                metrics.HEALTH_WRITTEN.labels(self.kind, "deleted").inc()
+                record_key = self._record_key(state, partition).encode()
+                writes.append(Write(self._health, record_key, None, partition=HEALTH_PARTITION))
+                writes.append(Write(self.changelog or "", key.encode(), None, partition=partition))
         return writes
 
     def _record_write(self, partition: int, key: str, state: S, now: float, why: str) -> Write:
@@ -199,9 +234,11 @@ class DeviceActivityAgent(_HealthAgent[ActivityState]):
     name = "health-activity"
     kind = "device"
 
-    def __init__(self, settings: Settings, interval_of: IntervalOf) -> None:
+    def __init__(
+        self, settings: Settings, interval_of: IntervalOf, registered: Registered | None = None
+    ) -> None:
         topics = Topics.for_prefix(settings.kafka.topic_prefix)
-        super().__init__(settings, topics.observations, HEALTH_ACTIVITY)
+        super().__init__(settings, topics.observations, HEALTH_ACTIVITY, registered)
         self._interval_of = interval_of
         self._grace = settings.health.silent_grace
 
@@ -256,9 +293,11 @@ class DeadLetterHealthAgent(_HealthAgent[DeadLetterState]):
     name = "health-deadletters"
     kind = "deadletters"
 
-    def __init__(self, settings: Settings, locate: Locate) -> None:
+    def __init__(
+        self, settings: Settings, locate: Locate, registered: Registered | None = None
+    ) -> None:
         topics = Topics.for_prefix(settings.kafka.topic_prefix)
-        super().__init__(settings, topics.deadletter, HEALTH_DEAD_LETTERS)
+        super().__init__(settings, topics.deadletter, HEALTH_DEAD_LETTERS, registered)
         self._locate = locate
 
     def _restore(self, doc: dict[str, Any]) -> DeadLetterState:

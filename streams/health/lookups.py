@@ -1,11 +1,12 @@
-"""What the health stage asks the registry: a device's expected interval, and which registered
-device a dead letter names. Functions over the registry's view (pure lookups, no I/O)."""
+"""What the health stage asks the registry: a device's expected interval, which registered
+device a dead letter names, and whether a device is still registered. Functions over the
+registry's view (pure lookups, no I/O)."""
 
 from __future__ import annotations
 
 from cityhub.schemas.expected_interval import expected_interval
 from cityhub.schemas.registry import normalise_dev_eui
-from cityhub.streams.health.agent import IntervalOf
+from cityhub.streams.health.agent import IntervalOf, Registered
 from cityhub.streams.health.dead_letters import Locate
 from cityhub.streams.registry.view import RegistryView
 
@@ -37,3 +38,13 @@ def device_locator(view: RegistryView) -> Locate:
         return None if entry is None else (entry.tenant, entry.id)
 
     return locate
+
+
+def registered_lookup(view: RegistryView) -> Registered:
+    """(tenant, device id) -> whether the registry has that device in that tenant."""
+
+    def registered(tenant: str, device_id: str) -> bool:
+        entry = view.device_by_id(device_id)
+        return entry is not None and entry.tenant == tenant
+
+    return registered

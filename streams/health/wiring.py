@@ -7,7 +7,7 @@ from __future__ import annotations
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import health_group
 from cityhub.streams.health.agent import DeadLetterHealthAgent, DeviceActivityAgent
-from cityhub.streams.health.lookups import device_locator, interval_lookup
+from cityhub.streams.health.lookups import device_locator, interval_lookup, registered_lookup
 from cityhub.streams.http import HealthCheck
 from cityhub.streams.registry.store import RegistryStore
 from cityhub.streams.runtime.host import Part
@@ -25,8 +25,8 @@ def health_worker_part(
         settings,
         health_group(settings.worker.app_id),
         [
-            DeviceActivityAgent(settings, interval_lookup(view, default)),
-            DeadLetterHealthAgent(settings, device_locator(view)),
+            DeviceActivityAgent(settings, interval_lookup(view, default), registered_lookup(view)),
+            DeadLetterHealthAgent(settings, device_locator(view), registered_lookup(view)),
         ],
         # A dead letter's device is found in the registry, and a device's interval too.
         ready=lambda: registry.ready,

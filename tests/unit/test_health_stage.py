@@ -24,7 +24,7 @@ from cityhub.schemas.topics import HEALTH_ACTIVITY, Topics, changelog
 from cityhub.streams.health.activity import ActivityState, Change
 from cityhub.streams.health.agent import DeadLetterHealthAgent, DeviceActivityAgent
 from cityhub.streams.health.dead_letters import DeadLetterState
-from cityhub.streams.health.lookups import device_locator, interval_lookup
+from cityhub.streams.health.lookups import device_locator, interval_lookup, registered_lookup
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
@@ -355,6 +355,36 @@ def test_the_dead_letter_agent_finds_the_device_and_keys_by_partition() -> None:
     assert (doc.partition, doc.reasons[0].reason) == (2, "undecodable_payload")
 
 
+def test_a_deleted_device_loses_its_records_at_the_next_sweep() -> None:
+    registered = {("city", "aq-1"), ("city", "aq-2")}
+    agent = DeviceActivityAgent(
+        settings(), lambda tenant, device: 900, lambda t, d: (t, d) in registered
+    )
+    agent.assign(0, [])
+    agent.step(
+        0, [rec(agent.topic, 0, obs(T0)), rec(agent.topic, 1, obs(T0, device_id="aq-2"))], T0
+    )
+    agent.tick(T0 + 1, lambda p: True)  # the first sweep: both still registered
+    registered.discard(("city", "aq-2"))
+    assert health_writes(agent.tick(T0 + 30, lambda p: True)) == []  # not yet time to sweep
+    writes = agent.tick(T0 + 62, lambda p: True)
+    tombstones = [(w.topic, w.key, w.value) for w in writes if w.value is None]
+    assert tombstones == [
+        (TOPICS.device_health, b"device/city/aq-2", None),
+        (changelog("cityhub", HEALTH_ACTIVITY), b"city/aq-2", None),
+    ]
+    assert set(agent.states[0]) == {"city/aq-1"}
+    # The dead-letter agent forgets it the same way, one record per dead-letter partition.
+    letters = DeadLetterHealthAgent(
+        settings(), {"aq-2": ("city", "aq-2")}.get, lambda t, d: (t, d) in registered
+    )
+    letters.step(3, [rec(letters.topic, 0, letter(T0, device="aq-2"), partition=3)], T0)
+    swept = letters.tick(T0 + 1, lambda p: True)
+    assert [(w.key, w.value) for w in swept if w.topic == TOPICS.device_health] == [
+        (b"deadletters/city/aq-2/3", None)
+    ]
+
+
 # --- the registry lookups -------------------------------------------------------------------
 async def test_lookups_read_the_registry() -> None:
     store = InMemoryRegistryStore()
@@ -380,3 +410,7 @@ async def test_lookups_read_the_registry() -> None:
     assert locate("aq-1") == ("city", "aq-1")
     assert locate("70-B3-D5-7E-D0-00-00-01") == ("city", "bin-1")
     assert locate("nobody") is None
+    registered = registered_lookup(store.view)
+    assert registered("city", "aq-1")
+    assert not registered("elsewhere", "aq-1")
+    assert not registered("city", "gone")
