@@ -106,7 +106,8 @@ class WorkerSettings(_Section):
     app_id: str = "cityhub"
     """The worker's Kafka consumer group and the prefix of its changelog topics."""
     duplicate_window_seconds: float = Field(default=300.0, gt=0)
-    """Uplinks of one device with one frame counter within this window are one uplink."""
+    """Uplinks of one device with one session (DevAddr) and frame counter within this window are
+    one uplink."""
     commit_interval_seconds: float = Field(default=0.5, gt=0)
     """How often confirmed input offsets are committed (a crash replays at most this much)."""
     max_unconfirmed_records: int = Field(default=10_000, ge=1)

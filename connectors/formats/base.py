@@ -54,6 +54,9 @@ class Uplink:
     device_id: str
     dev_eui: str | None = None
     """Lower-case hex, 16 digits, when the message is a LoRaWAN uplink."""
+    dev_addr: str | None = None
+    """The LoRaWAN session's device address, lower-case hex, 8 digits, when the network server
+    names it: a rejoin (OTAA) gives a new one, and the frame counter starts again at 0."""
     application: str | None = None
     tenant: str | None = None
     f_cnt: int | None = None

@@ -18,6 +18,8 @@ Decisions:
   (``cityhub.connectors.formats.identity``): the broker's ACL ties the topic to the publisher,
   nothing ties the payload.
 * ``tenant`` is the stable UUID ``deviceInfo.tenantId``.
+* ``dev_addr`` is the top-level ``devAddr`` (the session's address, hex) in lower case, None
+  when absent; it is what tells a rejoined device's frame 0 from the old session's.
 * ``observed_at`` is ``time`` (the gateway's or network server's receive time).
 * Like TTS, ChirpStack's JSON leaves out zero values: ``fCnt`` absent means 0 when the event
   has an ``fPort``, unknown (None) otherwise.
@@ -35,6 +37,7 @@ from cityhub.connectors.formats.jsondoc import (
     load_object,
     mismatch,
     opt_base64,
+    opt_dev_addr,
     opt_eui,
     opt_int,
     opt_list,
@@ -129,6 +132,7 @@ class ChirpstackV4Format:
             network="chirpstack",
             device_id=f"eui-{topic_eui}",
             dev_eui=topic_eui,
+            dev_addr=opt_dev_addr(doc, "devAddr", "devAddr"),
             application=topic_app,
             tenant=opt_str(info, "tenantId", "deviceInfo.tenantId"),
             f_cnt=f_cnt,

@@ -123,6 +123,16 @@ def opt_eui(doc: dict[str, Any], key: str, path: str) -> str | None:
     return value.lower()
 
 
+def opt_dev_addr(doc: dict[str, Any], key: str, path: str) -> str | None:
+    """``doc[key]`` as a lower-case 8-digit hex LoRaWAN DevAddr, None if absent or empty."""
+    value = opt_str(doc, key, path)
+    if value is None:
+        return None
+    if len(value) != 8 or not _HEX.issuperset(value):
+        raise mismatch(path, "a DevAddr of 8 hex digits", value)
+    return value.lower()
+
+
 def opt_base64(doc: dict[str, Any], key: str, path: str) -> bytes | None:
     """``doc[key]`` decoded from base64, None if absent or empty."""
     value = opt_str(doc, key, path)

@@ -13,7 +13,9 @@ Decisions:
   must agree with them when present, or the message is refused as ``identity_mismatch``
   (``cityhub.connectors.formats.identity``): the broker's ACL ties the topic to the publisher,
   nothing ties the payload. ``dev_eui`` is ``end_device_ids.dev_eui`` in lower case (ABP
-  devices may have none); the registry decides whether it fits the device.
+  devices may have none); the registry decides whether it fits the device. ``dev_addr`` is
+  ``end_device_ids.dev_addr`` (the session's address, upper case from TTS) in lower case,
+  None when absent; it is what tells a rejoined device's frame 0 from the old session's.
 * ``tenant`` is the topic's ``@tenant`` (TTS Cloud and TTN add it; a single-tenant deployment
   does not).
 * ``observed_at`` is ``uplink_message.received_at`` (when the Network Server received the
@@ -38,6 +40,7 @@ from cityhub.connectors.formats.jsondoc import (
     load_object,
     mismatch,
     opt_base64,
+    opt_dev_addr,
     opt_eui,
     opt_int,
     opt_list,
@@ -124,6 +127,7 @@ class TtsV3Format:
             opt_str(app_ids, "application_id", "end_device_ids.application_ids.application_id"),
         )
         dev_eui = opt_eui(ids, "dev_eui", "end_device_ids.dev_eui")
+        dev_addr = opt_dev_addr(ids, "dev_addr", "end_device_ids.dev_addr")
         up = opt_object(doc, "uplink_message", "uplink_message")
         if up is None:
             raise SchemaMismatch("uplink_message: expected an object, got nothing")
@@ -140,6 +144,7 @@ class TtsV3Format:
             network="tts",
             device_id=topic_device,
             dev_eui=dev_eui,
+            dev_addr=dev_addr,
             application=topic_app,
             tenant=tenant,
             f_cnt=f_cnt,

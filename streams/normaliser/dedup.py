@@ -1,8 +1,16 @@
 """Recognising duplicate uplinks: the same device and frame within a time window.
 
+A frame is what ``normalise.duplicate_key`` makes of an uplink: for LoRaWAN the session's
+DevAddr and the frame counter (``f260b1a2c:17``; the counter alone, ``f17``, when the message
+names no DevAddr), so that a rejoined device's frames 0, 1, 2... are new and not the old
+session's; for plain MQTT the payload's own time (``t2026-...Z``). The device is its DevEUI, else
+its device id, so one frame through two network servers is one frame.
+
 State is kept per device as a small mapping ``{frame key: [first seen (epoch s), source offset]}``
 in the worker's state (it survives restarts through its changelog topic). Pure: the caller passes
-the clock and the offset.
+the clock and the offset. Keys written before DevAddrs were part of them (``f17``) never match
+the new ones: after that upgrade a copy of a frame whose first copy came before it is taken for
+a new frame, once, within one window.
 
 Why the offset: cityhub processes at least once, so after a crash a raw record may be processed
 again, and its frame is then already in the state. Only a *different* record with the same frame

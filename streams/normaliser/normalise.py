@@ -5,6 +5,11 @@ The agent in ``cityhub.streams.normaliser.agent`` is a thin shell around
 registry's verdict), the duplicate filter, and :func:`observations_from_uplink` (which decodes
 the payload with the device type's decoder, applies its field mappings and builds one
 observation per measured quantity, with the device's location, area, tags and classification).
+
+Duplicates are recognised per device identity (:func:`identity`: the DevEUI, else the device
+id) by :func:`duplicate_key`: a LoRaWAN frame by its session's DevAddr and its frame counter, so
+that the frames of a new session (a rejoin starts the counter at 0 again) are not taken for the
+old session's; a plain MQTT message by the time its payload carries.
 """
 
 from __future__ import annotations
@@ -136,11 +141,17 @@ def parse_envelope(
 def duplicate_key(uplink: Uplink) -> str | None:
     """What makes two uplinks of one device the same uplink, or None when nothing does.
 
-    LoRaWAN: the frame counter (the same frame heard by several gateways or network servers).
+    LoRaWAN: the session's DevAddr and the frame counter, ``f{dev_addr}:{f_cnt}`` (the same frame
+    heard by several gateways or network servers, or delivered twice). A rejoined device has a
+    new DevAddr and counts from 0 again: its frames are new, not the old session's. Without a
+    DevAddr in the message, the frame counter alone, ``f{f_cnt}``. An ABP device keeps its
+    DevAddr, so one that resets its counter within the window still looks like a duplicate.
     Plain MQTT: the time the payload itself carries (a redelivered message); a payload without a
     time of its own is never taken for a duplicate, since a sensor may send the same reading twice.
     """
     if uplink.f_cnt is not None:
+        if uplink.dev_addr is not None:
+            return f"f{uplink.dev_addr}:{uplink.f_cnt}"
         return f"f{uplink.f_cnt}"
     if uplink.observed_at is not None:
         return f"t{uplink.observed_at}"

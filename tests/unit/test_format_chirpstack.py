@@ -38,6 +38,7 @@ def test_parse_full_event() -> None:
     assert up.network == "chirpstack"
     assert up.device_id == "eui-0004a30b001c0530"  # never the free-text deviceName
     assert up.dev_eui == "0004a30b001c0530"
+    assert up.dev_addr == "00189440"  # the session's address, top-level devAddr
     assert up.application == "17c82e96-be03-4f38-aef3-f83d48582d97"
     assert up.tenant == "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
     assert (up.f_port, up.f_cnt) == (3, 812)
@@ -72,8 +73,16 @@ def test_minimal_event_uses_the_topic() -> None:
     assert up.dev_eui == "0004a30b001c0530"
     assert up.application == "17c82e96-be03-4f38-aef3-f83d48582d97"
     assert up.tenant is None
+    assert up.dev_addr is None
     assert up.observed_at is None
     assert up.gateways == ()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", None), ("260B1A2C", "260b1a2c")])
+def test_dev_addr_empty_is_none_and_any_case_is_lowered(value: str, expected: str | None) -> None:
+    doc = _doc()
+    doc["devAddr"] = value
+    assert _parse(doc).dev_addr == expected
 
 
 def test_same_device_through_both_network_servers_gets_one_key() -> None:
@@ -97,6 +106,10 @@ def test_same_device_through_both_network_servers_gets_one_key() -> None:
         ("rxInfo", [{"gatewayId": 5}], "rxInfo[0].gatewayId: expected a string"),
         ("rxInfo", ["g"], "rxInfo[0]: expected an object"),
         ("deviceInfo", "dev", "deviceInfo: expected an object"),
+        ("devAddr", "0018944", "devAddr: expected a DevAddr of 8 hex digits, got '0018944'"),
+        ("devAddr", "001894400", "devAddr: expected a DevAddr of 8 hex digits"),
+        ("devAddr", "0018944g", "devAddr: expected a DevAddr of 8 hex digits"),
+        ("devAddr", 1_610_000, "devAddr: expected a string"),
     ],
 )
 def test_wrong_types_name_the_field(key: str, value: Any, message: str) -> None:

@@ -40,6 +40,7 @@ def test_parse_full_uplink() -> None:
     assert up.network == "tts"
     assert up.device_id == "air-quality-17"
     assert up.dev_eui == "0004a30b001c0530"
+    assert up.dev_addr == "00bcb929"  # the session's address, TTS's upper case lowered
     assert up.application == "city-sensors"
     assert up.tenant == "ttn"
     assert (up.f_port, up.f_cnt) == (2, 4711)
@@ -82,9 +83,22 @@ def test_liberal_about_absent_optional_fields() -> None:
     assert up.device_id == "air-quality-17"  # from the topic
     assert up.application == "city-sensors"
     assert up.dev_eui is None
+    assert up.dev_addr is None
     assert up.observed_at is None
     assert up.gateways == ()
     assert up.frm_payload == b"\x01"
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_an_absent_or_empty_dev_addr_is_none(value: str | None) -> None:
+    doc = _doc()
+    if value is None:
+        del doc["end_device_ids"]["dev_addr"]
+    else:
+        doc["end_device_ids"]["dev_addr"] = value
+    up = _parse(doc)
+    assert up.dev_addr is None
+    assert up.f_cnt == 4711
 
 
 def test_empty_decoded_payload_falls_back_to_frm_payload() -> None:
@@ -130,6 +144,10 @@ def test_extra_fields_are_ignored() -> None:
         (("uplink_message",), "up", "uplink_message: expected an object"),
         (("end_device_ids", "dev_eui"), "0004A30B", "end_device_ids.dev_eui: expected an EUI"),
         (("end_device_ids", "dev_eui"), "0004A30B001C053G", "expected an EUI of 16 hex digits"),
+        (("end_device_ids", "dev_addr"), "00BCB92", "end_device_ids.dev_addr: expected a DevAddr"),
+        (("end_device_ids", "dev_addr"), "00BCB92X", "expected a DevAddr of 8 hex digits"),
+        (("end_device_ids", "dev_addr"), "0x00BCB929", "expected a DevAddr of 8 hex digits"),
+        (("end_device_ids", "dev_addr"), 0xBCB929, "end_device_ids.dev_addr: expected a string"),
         (("end_device_ids", "device_id"), 12, "end_device_ids.device_id: expected a string"),
         (("end_device_ids",), [], "end_device_ids: expected an object"),
     ],

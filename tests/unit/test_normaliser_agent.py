@@ -45,15 +45,17 @@ async def registry_of(devices: int) -> Registry:
     return registry
 
 
-def raw_batch(count: int, devices: int) -> list[Rec]:
-    traffic = Traffic(build_fleet(devices, seed=3), seed=3)
+def raw_batch(
+    count: int, devices: int, *, session: int = 0, first_offset: int = 0, start: float = START
+) -> list[Rec]:
+    traffic = Traffic(build_fleet(devices, seed=3), seed=3, session=session)
     out = []
     for i in range(count):
-        m = traffic.next_message(START + i)
+        m = traffic.next_message(start + i)
         fmt = FORMAT_OF.get(m.format.value, "cityhub-json")
         key = get_format(fmt).partition_key(m.topic, m.payload)
-        envelope = RawEnvelope("mqtt", fmt, m.topic, key, rfc3339(START + i), m.payload)
-        out.append(Rec(i, envelope.to_json(), key.encode()))
+        envelope = RawEnvelope("mqtt", fmt, m.topic, key, rfc3339(start + i), m.payload)
+        out.append(Rec(first_offset + i, envelope.to_json(), key.encode()))
     return out
 
 
@@ -133,3 +135,25 @@ async def test_the_state_restored_from_its_writes_drops_copies_but_not_a_replay(
     assert to(restored.step(3, [copy], now=START + 61), f"{PREFIX}.observations") == []
     restored.revoke(3)
     assert 3 not in restored.partitions
+
+
+async def test_a_simulator_run_again_within_the_window_is_not_taken_for_copies_of_the_last() -> (
+    None
+):
+    # `cityhub simulate` stopped and started again a minute later: every device counts from
+    # frame 0 again, in a session of its own (another DevAddr), as a device that rejoined does.
+    registry = await registry_of(10)
+    observations = f"{PREFIX}.observations"
+    agent = NormaliserAgent(SETTINGS, registry.view)
+    agent.assign(0, [])
+    first = to(agent.step(0, raw_batch(20, 10, session=5), now=START + 30), observations)
+    rerun = raw_batch(20, 10, session=6, first_offset=20, start=START + 60)
+    again = to(agent.step(0, rerun, now=START + 90), observations)
+    assert len(again) == len(first) > 0
+    # in the same session (as every run was before runs had sessions of their own) the
+    # LoRaWAN frames 0, 1, ... of the second run were dropped as copies of the first run's
+    same = NormaliserAgent(SETTINGS, registry.view)
+    same.assign(0, [])
+    same.step(0, raw_batch(20, 10, session=5), now=START + 30)
+    rerun = raw_batch(20, 10, session=5, first_offset=20, start=START + 60)
+    assert len(to(same.step(0, rerun, now=START + 90), observations)) < len(first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -12,6 +13,7 @@ import pytest
 
 from cityhub.connectors.decoders.cayenne import decode_lpp
 from cityhub.connectors.formats import get_format
+from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.devtools.simulator import (
     QUANTITIES,
@@ -24,9 +26,11 @@ from cityhub.streams.devtools.simulator import (
     chirpstack_uplink,
     json_message,
     lpp_payload,
+    publisher,
     senml_message,
     tts_uplink,
 )
+from cityhub.streams.devtools.simulator.fleet import DEV_ADDR_BLOCK_SIZE, session_dev_addr
 from cityhub.streams.devtools.simulator.messages import airtime_seconds
 
 NOW = 1_760_000_000.0  # 2025-10-09, a Thursday; 09:53 in Amsterdam's winter time
@@ -156,6 +160,56 @@ def test_frame_counter_starts_at_zero_and_counts_per_device() -> None:
     sim = FleetSimulator(fleet)
     assert [sim.next_frame(0, NOW + i).f_cnt for i in range(3)] == [0, 1, 2]
     assert sim.next_frame(1, NOW).f_cnt == 0
+
+
+def test_each_session_gives_every_device_another_dev_addr_in_its_block() -> None:
+    # As after an OTAA join: a run of the simulator is a session, frame counters from 0 and a
+    # DevAddr of the session's, so that a hub that remembers the last run's frames keeps these.
+    fleet = build_fleet(300, seed=1)
+    block = {Format.TTS: 0x260B, Format.CHIRPSTACK: 0x0040}
+    sessions = {s: FleetSimulator(fleet, session=s) for s in (0, 1, 1_795_914_000)}
+    for d in fleet.devices:
+        frames = {s: sim.next_frame(d, NOW) for s, sim in sessions.items()}
+        assert frames[0].dev_addr == d.dev_addr  # session 0 keeps the fleet's addresses
+        assert len({f.dev_addr for f in frames.values()}) == 3
+        for f in frames.values():
+            assert re.fullmatch(r"[0-9a-f]{8}", f.dev_addr)
+            assert f.f_cnt == 0
+            if d.format.lorawan:
+                assert int(f.dev_addr, 16) >> 16 == block[d.format]
+        # the readings do not depend on the session
+        assert frames[0].readings == frames[1].readings
+    # deterministic per session; the same address again only 65 536 sessions on
+    again = FleetSimulator(fleet, session=1)
+    assert [again.next_frame(d, NOW).dev_addr for d in fleet.devices] == [
+        session_dev_addr(d, 1) for d in fleet.devices
+    ]
+    d = fleet.devices[0]
+    assert session_dev_addr(d, 1 + DEV_ADDR_BLOCK_SIZE) == session_dev_addr(d, 1)
+    assert session_dev_addr(d, -1) == session_dev_addr(d, DEV_ADDR_BLOCK_SIZE - 1)
+
+
+def test_simulate_starts_a_session_of_its_own_unless_given_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sessions: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def traffic(*args: Any, session: int, **kwargs: Any) -> Traffic:
+        sessions.append(session)
+        raise Stop
+
+    monkeypatch.setattr(publisher, "Traffic", traffic)
+    settings = Settings()
+    for clock in (1_795_914_000.4, 1_795_914_061.9):
+        monkeypatch.setattr(publisher.time, "time", lambda clock=clock: clock)
+        with pytest.raises(Stop):
+            asyncio.run(publisher.simulate(settings, 5, 10.0, count=1))
+    with pytest.raises(Stop):
+        asyncio.run(publisher.simulate(settings, 5, 10.0, count=1, session=42))
+    assert sessions == [1_795_914_000, 1_795_914_061, 42]
 
 
 def test_noise_follows_the_daily_cycle() -> None:
@@ -427,7 +481,8 @@ _FORMAT_NAMES = {
 
 
 def test_every_simulated_message_parses_with_the_hub_formats() -> None:
-    traffic = Traffic(build_fleet(200, seed=9), seed=9, duplicate_ratio=0.1)
+    fleet = build_fleet(200, seed=9)
+    traffic = Traffic(fleet, seed=9, duplicate_ratio=0.1, session=77)
     seen: Counter[Format] = Counter()
     for i in range(1000):
         m = traffic.next_message(NOW + i)
@@ -437,5 +492,7 @@ def test_every_simulated_message_parses_with_the_hub_formats() -> None:
         if m.format.lorawan:
             assert uplink.f_cnt == m.f_cnt
             assert uplink.gateways
+            # the session's DevAddr, on both network servers (a copy is the same frame)
+            assert uplink.dev_addr == session_dev_addr(fleet.by_id(m.device_id), 77)
         seen[m.format] += 1
     assert set(seen) == set(Format)

@@ -2,7 +2,8 @@
 
 ``build_fleet(n, seed)`` gives the same devices (ids, DevEUIs, networks, places, gateways) for
 the same arguments on every machine, with the quantities each kind of device reports
-(``QUANTITIES``). What the devices read over time is ``readings.py``'s.
+(``QUANTITIES``). What the devices read over time is ``readings.py``'s; which DevAddr a device
+has in a session of the simulator is ``session_dev_addr``'s.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ class Device:
     """16 lower-case hex digits, ``70b3d57ed0`` followed by six seeded ones."""
     join_eui: str
     dev_addr: str
-    """8 lower-case hex digits."""
+    """8 lower-case hex digits: the DevAddr of the device's session 0 (``session_dev_addr``
+    gives another session's). Its upper 16 bits are its network's block of addresses."""
     application: str
     """TTS application id / ChirpStack application name, one per kind (``cityhub-air-quality``)."""
     tenant: str
@@ -299,6 +301,22 @@ def _spreading_factor(best_rssi: float) -> int:
         if best_rssi >= threshold:
             return sf
     return 12
+
+
+DEV_ADDR_BLOCK_SIZE: Final = 1 << 16
+"""A simulated device's DevAddrs stay in its network's block, the upper 16 bits of
+``Device.dev_addr``: ``260b`` of TTN's NetID 000013 (The Things Stack), ``0040`` of NetID
+000000 (the private ChirpStack)."""
+
+
+def session_dev_addr(device: Device, session: int) -> str:
+    """The DevAddr a device joins with (OTAA) in the simulator's session number ``session``:
+    ``device.dev_addr`` in session 0, else another address of the same block, every device's
+    moved by the same step. Two sessions give a device the same address only when their numbers
+    are equal modulo ``DEV_ADDR_BLOCK_SIZE``."""
+    first = int(device.dev_addr, 16)
+    block = first - first % DEV_ADDR_BLOCK_SIZE
+    return f"{block + (first + session) % DEV_ADDR_BLOCK_SIZE:08x}"
 
 
 def build_fleet(n: int, seed: int = 1, formats: Iterable[str] | None = None) -> Fleet:

@@ -165,11 +165,13 @@ def tts_uplink(
     now: float,
     *,
     variant: int = 0,
+    dev_addr: str | None = None,
 ) -> tuple[str, bytes]:
     """Render one uplink as The Things Stack v3 publishes it on its MQTT integration.
 
     ``now`` (seconds since the epoch) is when the device transmitted; the network server's
     ``received_at`` follows a few tens of milliseconds later. ``f_cnt`` is left out when 0.
+    ``dev_addr`` is the session's DevAddr (``Frame.dev_addr``); None: ``device.dev_addr``.
     ``decoded_payload`` is present only when ``device.decoded``; ``frm_payload`` always is.
     Raises ValueError for a device without gateways (a plain MQTT sensor).
     """
@@ -254,7 +256,7 @@ def tts_uplink(
             "application_ids": {"application_id": device.application},
             "dev_eui": device.dev_eui.upper(),
             "join_eui": device.join_eui.upper(),
-            "dev_addr": device.dev_addr.upper(),
+            "dev_addr": (dev_addr or device.dev_addr).upper(),
         },
         "correlation_ids": [
             f"gs:uplink:{_ulid(rng, gs_received)}",
@@ -277,9 +279,11 @@ def chirpstack_uplink(
     now: float,
     *,
     variant: int = 0,
+    dev_addr: str | None = None,
 ) -> tuple[str, bytes]:
     """Render one uplink as ChirpStack v4 publishes its ``up`` event (JSON marshaler).
 
+    ``dev_addr`` is the session's DevAddr (``Frame.dev_addr``); None: ``device.dev_addr``.
     ``fCnt``, ``dr`` (SF12), ``channel`` and ``confirmed`` are left out at their zero values;
     ``object`` is present only when ``device.decoded``; ``data`` always is. The topic names
     the application by its UUID and the device by its lower-case DevEUI.
@@ -337,7 +341,7 @@ def chirpstack_uplink(
             "deduplicationId": _uuid4(rng),
             "time": _nanos(event_time, "+00:00"),
             "deviceInfo": device_info,
-            "devAddr": device.dev_addr,
+            "devAddr": dev_addr or device.dev_addr,
             "adr": True,
             "dr": 12 - sf,  # EU868: DR0 = SF12 ... DR5 = SF7
             "fCnt": f_cnt,
@@ -401,11 +405,21 @@ def render(frame: Frame, fmt: Format | None = None, *, variant: int = 0) -> tupl
     match fmt:
         case Format.TTS:
             return tts_uplink(
-                frame.device, frame.f_cnt, frame.readings, frame.time, variant=variant
+                frame.device,
+                frame.f_cnt,
+                frame.readings,
+                frame.time,
+                variant=variant,
+                dev_addr=frame.dev_addr,
             )
         case Format.CHIRPSTACK:
             return chirpstack_uplink(
-                frame.device, frame.f_cnt, frame.readings, frame.time, variant=variant
+                frame.device,
+                frame.f_cnt,
+                frame.readings,
+                frame.time,
+                variant=variant,
+                dev_addr=frame.dev_addr,
             )
         case Format.SENML:
             return senml_message(frame.device, frame.readings, frame.time)

@@ -5,6 +5,10 @@ deadlines, so the rate does not drift with the time each publish takes), publish
 and up to ``max_in_flight`` publishes wait for their PUBACK at once. When the broker acks more
 slowly than the rate asks, the window fills and the achieved rate, which the report gives,
 falls below the target: the simulator never queues without bound.
+
+Each run is a session of its own, as if every device had just joined (OTAA): frame counters from
+0 and DevAddrs of the run's session (``session_dev_addr``), so that a hub that still remembers
+the previous run's frames (its duplicate window, 5 minutes) does not drop this run's as copies.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ async def simulate(
     duration: float | None = None,
     count: int | None = None,
     seed: int = 1,
+    session: int | None = None,
     duplicate_ratio: float = 0.0,
     formats: frozenset[str] | None = None,
     max_in_flight: int = 64,
@@ -85,6 +90,10 @@ async def simulate(
             With neither ``duration`` nor ``count`` the run lasts until it is cancelled; the
             cancellation then propagates (no report) once in-flight publishes are dropped.
         seed: makes the fleet, the readings and the duplicates reproducible.
+        session: the devices' session number, which fixes their DevAddrs (``FleetSimulator``);
+            None: the second the run starts, so that runs started in different seconds less
+            than 18 hours apart (65 536 s) never give a device the same DevAddr. Give it (the
+            start line logs it) to reproduce a run's messages exactly.
         duplicate_ratio: share (0..1) of uplinks published a second time: from the other
             network server for devices registered on both, else as a second gateway path.
         formats: restrict devices to these formats (``tts``, ``chirpstack``, ``senml``,
@@ -114,7 +123,9 @@ async def simulate(
             f"refusing to flood the non-loopback broker {mqtt.host!r}; pass allow_remote=True"
         )
     fleet = build_fleet(devices, seed, formats)
-    traffic = Traffic(fleet, seed=seed, duplicate_ratio=duplicate_ratio)
+    if session is None:
+        session = int(time.time())
+    traffic = Traffic(fleet, seed=seed, duplicate_ratio=duplicate_ratio, session=session)
 
     client = aiomqtt.Client(
         mqtt.host,
@@ -155,7 +166,7 @@ async def simulate(
 
     log.info(
         "simulating %d devices at %.0f msg/s to %s:%d (count=%s, duration=%s, seed=%d, "
-        "duplicates=%.0f%%)",
+        "session=%d, duplicates=%.0f%%)",
         devices,
         rate,
         mqtt.host,
@@ -163,6 +174,7 @@ async def simulate(
         count,
         duration,
         seed,
+        session,
         duplicate_ratio * 100,
     )
     async with client:

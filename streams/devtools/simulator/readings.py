@@ -2,7 +2,8 @@
 
 ``FleetSimulator`` evolves each device's readings (daily cycle, noise, bounded ranges) and frame
 counter, deterministically for the same fleet and the same sequence of calls; each device has
-its own random stream.
+its own random stream. A simulator is one session of the fleet, as after a join (OTAA): every
+device's frame counter starts at 0 and its DevAddr is the session's (``session_dev_addr``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cityhub.streams.devtools.simulator.fleet import (
     Fleet,
     Kind,
     seeded_random,
+    session_dev_addr,
 )
 
 Reading = float | int
@@ -76,18 +78,27 @@ class Frame:
     readings: Mapping[str, Reading]
     time: float
     """Seconds since the epoch."""
+    dev_addr: str
+    """The device's DevAddr in the simulator's session (LoRaWAN devices; MQTT ones ignore it)."""
 
 
 class FleetSimulator:
     """Evolves the readings and frame counters of a fleet's devices.
 
-    Deterministic: the same fleet and the same sequence of ``next_frame`` calls (device and
+    Deterministic: the same fleet, session and sequence of ``next_frame`` calls (device and
     time) give the same frames. Each device has its own random stream, so one device's
     readings do not depend on how often the others were asked.
+
+    ``session`` numbers the devices' session (``session_dev_addr``): 0 keeps each device's
+    ``Device.dev_addr``; another number gives every device another DevAddr, as a rejoin does,
+    so that a hub which still remembers the frames of an earlier run does not take this run's
+    frames 0, 1, 2... for copies of them. The readings do not depend on it.
     """
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, *, session: int = 0) -> None:
         self.fleet = fleet
+        self.session = session
+        self._dev_addrs = [session_dev_addr(d, session) for d in fleet.devices]
         self._states: list[_State] = []
         for d in fleet.devices:
             rng = seeded_random(f"cityhub-readings:{fleet.seed}:{d.index}")
@@ -110,7 +121,9 @@ class FleetSimulator:
         d = self.fleet.devices[device] if isinstance(device, int) else device
         st = self._states[d.index]
         readings = {q: quantise(q, v) for q, v in self._measure(d, st, now).items()}
-        frame = Frame(device=d, f_cnt=st.f_cnt, readings=readings, time=now)
+        frame = Frame(
+            device=d, f_cnt=st.f_cnt, readings=readings, time=now, dev_addr=self._dev_addrs[d.index]
+        )
         st.f_cnt = (st.f_cnt + 1) & 0xFFFFFFFF
         return frame
 

@@ -32,15 +32,19 @@ class Outgoing:
 
 
 class Traffic:
-    """Yields the fleet's messages one at a time; deterministic for a fleet, seed and clock."""
+    """Yields the fleet's messages one at a time; deterministic for a fleet, seed, session and
+    clock."""
 
-    def __init__(self, fleet: Fleet, *, seed: int = 1, duplicate_ratio: float = 0.0) -> None:
-        """Raises ValueError unless ``0 <= duplicate_ratio <= 1``."""
+    def __init__(
+        self, fleet: Fleet, *, seed: int = 1, duplicate_ratio: float = 0.0, session: int = 0
+    ) -> None:
+        """``session``: the devices' session (``FleetSimulator``), which fixes their DevAddrs.
+        Raises ValueError unless ``0 <= duplicate_ratio <= 1``."""
         if not 0.0 <= duplicate_ratio <= 1.0:
             raise ValueError(f"duplicate_ratio must be within 0..1, got {duplicate_ratio}")
         self.fleet = fleet
         self.duplicate_ratio = duplicate_ratio
-        self._simulator = FleetSimulator(fleet)
+        self._simulator = FleetSimulator(fleet, session=session)
         self._rng = seeded_random(f"cityhub-traffic:{seed}")
         self._order = list(range(len(fleet.devices)))
         self._rng.shuffle(self._order)
