@@ -208,6 +208,8 @@ CATALOGUE_ROUTES: tuple[Route, ...] = (
         get_catalogue,
         problems=(406, 429, 503),
         media_type=JSON_LD,
+        other_media_types=(TURTLE, "application/json"),
         public=True,
+        cacheable=True,
     ),
 )

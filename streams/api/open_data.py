@@ -45,7 +45,7 @@ from cityhub.streams.api.open_data_answers import (
 )
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.api.route_model import PREFIX, Param, Route
-from cityhub.streams.opendata.files import FORMATS, parse_file_name
+from cityhub.streams.opendata.files import CSV, FORMATS, PARQUET, parse_file_name
 from cityhub.streams.opendata.selection import (
     MAX_CURSOR_LENGTH,
     MAX_RANGE_DAYS,
@@ -378,6 +378,7 @@ OPEN_DATA_ROUTES: tuple[Route, ...] = (
         response=OpenDatasetList,
         public=True,
         headers=("Link",),
+        cacheable=True,
     ),
     Route(
         "GET",
@@ -391,6 +392,7 @@ OPEN_DATA_ROUTES: tuple[Route, ...] = (
         problems=(404,),
         public=True,
         headers=("Link",),
+        cacheable=True,
     ),
     Route(
         "GET",
@@ -404,6 +406,7 @@ OPEN_DATA_ROUTES: tuple[Route, ...] = (
         problems=(404,),
         public=True,
         headers=("Link",),
+        cacheable=True,
     ),
     Route(
         "GET",
@@ -417,6 +420,7 @@ OPEN_DATA_ROUTES: tuple[Route, ...] = (
         problems=(404,),
         public=True,
         headers=("Link",),
+        cacheable=True,
     ),
     Route(
         "GET",
@@ -427,8 +431,11 @@ OPEN_DATA_ROUTES: tuple[Route, ...] = (
         get_file,
         params=(DATASET, FILE),
         problems=(404,),
-        media_type="text/csv",
+        headers=("Link", "Content-Disposition"),
+        media_type=FORMATS[CSV],
+        other_media_types=(FORMATS[PARQUET],),
         public=True,
+        cacheable=True,
     ),
     Route(
         "GET",
@@ -439,6 +446,7 @@ OPEN_DATA_ROUTES: tuple[Route, ...] = (
         stream_windows,
         params=(STREAM_DATASET, AREA, QUANTITY),
         problems=(404,),
+        headers=("Link",),
         media_type="text/event-stream",
         public=True,
     ),

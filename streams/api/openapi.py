@@ -10,6 +10,11 @@ its one server is ``/api/v1`` (paths are relative to it), ``info.version`` is ``
 every response declares the ``API-Version`` header, every operation may answer 400 (a query
 parameter or a body that is not valid, each fault listed), and ``info.contact`` names who runs
 the hub (``CITYHUB_HTTP__CONTACT__*``).
+
+A route that answers conditional requests (``Route.cacheable``: the open data and its
+catalogue) documents the ``If-None-Match`` request header, the ``ETag`` and ``Cache-Control``
+of its answers and the 304 Not Modified; a body without a model is documented in each media
+type it comes in (a daily file as CSV or Parquet, the catalogue as JSON-LD, Turtle or JSON).
 """
 
 from __future__ import annotations
@@ -105,17 +110,20 @@ def _operation(
         operation["security"] = []  # no key; rate-limited per client address
     elif route.resident:
         operation["security"] = [{"resident": []}]  # a resident's token, never an API key
-    if route.params:
-        operation["parameters"] = [
-            {
-                "name": p.name,
-                "in": p.location,
-                "required": p.required or p.location == "path",
-                "description": p.description,
-                "schema": p.schema,
-            }
-            for p in route.params
-        ]
+    parameters = [
+        {
+            "name": p.name,
+            "in": p.location,
+            "required": p.required or p.location == "path",
+            "description": p.description,
+            "schema": p.schema,
+        }
+        for p in route.params
+    ]
+    if route.cacheable:
+        parameters.append(_IF_NONE_MATCH)
+    if parameters:
+        operation["parameters"] = parameters
     body = route.body_model
     if body is not None:
         operation["requestBody"] = {
@@ -139,16 +147,29 @@ def _operation(
         }
     success: dict[str, Any] = {"description": "Done.", "headers": dict(_VERSION_HEADER)}
     response = route.response_model
+    media_types = (route.media_type, *route.other_media_types)
     if response is not None:
-        success["content"] = {route.media_type: {"schema": refs[(response, "serialization")]}}
-    elif route.media_type != "application/json":
-        success["content"] = {route.media_type: {"schema": {"type": "string"}}}
-    for name in route.headers:
-        success["headers"][name] = {
-            "schema": {"type": "string"},
-            "description": _HEADER_DESCRIPTIONS[name],
+        model = {"schema": refs[(response, "serialization")]}
+        success["content"] = {
+            m: model if m == route.media_type else _untyped_content(m) for m in media_types
         }
+    elif route.media_type != "application/json" or route.other_media_types:
+        success["content"] = {m: _untyped_content(m) for m in media_types}
+    cache_headers = ("ETag", "Cache-Control") if route.cacheable else ()
+    for name in (*route.headers, *cache_headers):
+        success["headers"][name] = _header(name)
     responses: dict[str, Any] = {str(route.status): success}
+    if route.cacheable:
+        # Conditional requests (RFC 9110 13.1.2): the answers say the ETag and how long it
+        # may be cached again; a 304 has no body (cityhub.streams.api.open_data_answers and
+        # .catalogue).
+        headers = dict(_VERSION_HEADER)
+        for name in (*cache_headers, *(h for h in route.headers if h == "Link")):
+            headers[name] = _header(name)
+        responses["304"] = {
+            "description": "Not Modified: If-None-Match names the current ETag; no body.",
+            "headers": headers,
+        }
     # 400: every route checks its query (an unknown parameter too), cityhub.streams.api.adr.
     # 429: every route is rate-limited, per key or per client address without one
     # (cityhub.streams.api.throttle).
@@ -161,8 +182,40 @@ def _operation(
 
 _HEADER_DESCRIPTIONS = {
     "Location": "The created resource's path.",
-    "Link": 'The next page, as <url>; rel="next", when there is one.',
+    "Link": 'The next page, as <url>; rel="next", when there is one; an open-data answer\'s '
+    'licence, as <uri>; rel="license".',
+    "ETag": "A strong entity tag of this representation: send it back in If-None-Match to "
+    "get 304 while it is unchanged.",
+    "Cache-Control": "public, max-age=<seconds>: anyone may cache the answer that long "
+    "(open data: open_data.cache_seconds; a complete day's file: a day).",
+    "Content-Disposition": 'attachment; filename="<dataset>-<YYYY-MM-DD>.<csv|parquet>"',
 }
+
+_IF_NONE_MATCH: dict[str, Any] = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "ETags of representations the client holds (comma-separated); when one "
+    "is the current one, the answer is 304 Not Modified without a body.",
+    "schema": {"type": "string"},
+}
+"""The request header of a conditional GET (``Route.cacheable``)."""
+
+
+def _header(name: str) -> dict[str, Any]:
+    return {"schema": {"type": "string"}, "description": _HEADER_DESCRIPTIONS[name]}
+
+
+def _untyped_content(media_type: str) -> dict[str, Any]:
+    """The content of a success body without a model, by its media type: a JSON document
+    (``application/json``, ``...+json``), text, or bytes (OpenAPI 3.1: raw bytes have no
+    schema)."""
+    essence = media_type.split(";", 1)[0].strip()
+    if essence == "application/json" or essence.endswith("+json"):
+        return {"schema": {"type": "object"}}
+    if essence.startswith("text/"):
+        return {"schema": {"type": "string"}}
+    return {}
 
 
 def build_openapi(

@@ -85,6 +85,13 @@ class Route:
     """Response headers of success worth documenting (``Location``, ``Link``)."""
     media_type: str = "application/json"
     """The success body's media type (``text/event-stream`` for a live stream)."""
+    other_media_types: tuple[str, ...] = ()
+    """Further media types the success body may come in (a daily file's Parquet beside its
+    CSV, the catalogue's Turtle beside its JSON-LD)."""
+    cacheable: bool = False
+    """Success carries a strong ``ETag`` and ``Cache-Control: public, max-age=...``, and a
+    request whose ``If-None-Match`` names that ETag gets 304 Not Modified without a body (the
+    open data and its catalogue)."""
     public: bool = False
     """Served without a key (the register of processing activities): the handler's principal
     is ``ANONYMOUS``, and keyless calls are rate-limited per client address."""

@@ -107,3 +107,51 @@ async def test_served_without_a_key_and_responses_match_it(api: Api) -> None:
     schema = doc["paths"]["/tenants/{tenant}/devices"]["get"]["responses"]["200"]
     ref = schema["content"]["application/json"]["schema"]["$ref"]
     _validator(doc, ref.removeprefix("#")).validate(listing)
+
+
+CACHEABLE = {
+    "/open/datasets",
+    "/open/datasets/{dataset}",
+    "/open/datasets/{dataset}/windows",
+    "/open/datasets/{dataset}/files",
+    "/open/datasets/{dataset}/files/{file}",
+    "/open/catalog",
+}
+"""The routes that answer with an ETag and honour If-None-Match (open_data_answers.cached_answer
+and the catalogue); tests/unit/test_api_conditional_requests.py calls each for real."""
+
+
+def test_conditional_reads_are_documented_with_their_304() -> None:
+    doc = build_openapi(max_body_bytes=1024, max_import_bytes=4096)
+    assert {route.path for route in ROUTES if route.cacheable} == CACHEABLE
+    for path, item in doc["paths"].items():
+        for operation in item.values():
+            responses = operation["responses"]
+            params = {(p["name"], p["in"]) for p in operation.get("parameters", [])}
+            if path not in CACHEABLE:
+                assert "304" not in responses, path
+                assert ("If-None-Match", "header") not in params, path
+                continue
+            assert ("If-None-Match", "header") in params, path
+            assert {"ETag", "Cache-Control"} <= set(responses["200"]["headers"]), path
+            not_modified = responses["304"]
+            assert "content" not in not_modified  # no body
+            assert set(not_modified["headers"]) >= {"API-Version", "ETag", "Cache-Control"}
+            # Open data's 304 keeps its Link (the licence); the catalogue has none.
+            assert ("Link" in not_modified["headers"]) == path.startswith("/open/datasets")
+
+
+def test_every_media_type_a_route_serves_is_documented() -> None:
+    doc = build_openapi(max_body_bytes=1024, max_import_bytes=4096)
+    file = doc["paths"]["/open/datasets/{dataset}/files/{file}"]["get"]["responses"]["200"]
+    assert set(file["content"]) == {"text/csv", "application/vnd.apache.parquet"}
+    assert file["content"]["text/csv"]["schema"] == {"type": "string"}
+    assert file["content"]["application/vnd.apache.parquet"] == {}  # bytes: no schema
+    assert {"Link", "Content-Disposition"} <= set(file["headers"])
+    catalogue = doc["paths"]["/open/catalog"]["get"]["responses"]["200"]["content"]
+    assert set(catalogue) == {"application/ld+json", "text/turtle", "application/json"}
+    assert catalogue["application/ld+json"]["schema"] == {"type": "object"}
+    assert catalogue["text/turtle"]["schema"] == {"type": "string"}
+    stream = doc["paths"]["/open/stream"]["get"]["responses"]["200"]
+    assert set(stream["content"]) == {"text/event-stream"}
+    assert "Link" in stream["headers"]
