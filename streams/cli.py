@@ -7,12 +7,8 @@ per run.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
-import sys
-from collections.abc import Coroutine
 from typing import Any
 
 import click
@@ -21,6 +17,8 @@ from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings, unknown_variables
 from cityhub.schemas.topics import Topics
 from cityhub.streams.api.openapi_cli import openapi_cmd
+from cityhub.streams.cli_async import run_async
+from cityhub.streams.devtools.stack.cli import stack
 from cityhub.streams.logsetup import LogFormat, install
 from cityhub.streams.mqtt_cli import mqtt
 from cityhub.streams.parent_watch import watch_supervisor
@@ -53,25 +51,6 @@ def _setup_logging(level: str, log_format: LogFormat) -> None:
     ``cityhub.streams.logsetup``: strings from outside escaped, arguments capped, one line per
     record's message, as text or JSON lines."""
     install(level, log_format)
-
-
-def _run_async(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine; Ctrl-C or SIGTERM cancel it cleanly; CityhubErrors exit with their text."""
-
-    async def main() -> Any:
-        task = asyncio.ensure_future(coro)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            return await task
-        except asyncio.CancelledError:
-            return None
-
-    try:
-        return asyncio.run(main())
-    except CityhubError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -107,82 +86,6 @@ def _announce(settings: Settings, text: str) -> None:
         click.echo(text, err=True)
 
 
-# --- the local stack ---------------------------------------------------------------------------
-
-
-@main.group()
-def stack() -> None:
-    """The local single-node Kafka (KRaft), Mosquitto and PostgreSQL, on 127.0.0.1."""
-
-
-_SECURE = click.option(
-    "--secure",
-    is_flag=True,
-    help="The secure stack: Kafka SASL_SSL with users and ACLs, Mosquitto TLS with users "
-    "(also CITYHUB_STACK__SECURE=true); give it its own CITYHUB_STACK__STATE_DIR and ports "
-    "beside a plain one.",
-)
-
-
-def _stack_settings(secure: bool) -> Settings:
-    settings = Settings()
-    if secure and not settings.stack.secure:
-        stack = settings.stack.model_copy(update={"secure": True})
-        settings = settings.model_copy(update={"stack": stack})
-    return settings
-
-
-_ONLY = click.option(
-    "--only",
-    "only",
-    multiple=True,
-    type=click.Choice(["kafka", "mosquitto", "postgres"]),
-    help="Only this service (repeatable); default: all.",
-)
-
-
-@stack.command("up")
-@_ONLY
-@_SECURE
-def stack_up_cmd(only: tuple[str, ...], secure: bool) -> None:
-    """Install what is missing, start the services, wait until they serve, create the topics."""
-    from cityhub.streams.devtools.stack import stack_client_settings, stack_up
-    from cityhub.streams.topic_admin import ensure_topics
-
-    settings = _stack_settings(secure)
-
-    async def up() -> Any:
-        status = await stack_up(settings, only=only or None)
-        if not only or "kafka" in only:
-            await ensure_topics(stack_client_settings(settings))
-        return status
-
-    status = _run_async(up())
-    click.echo(status.render())
-
-
-@stack.command("down")
-@click.option("--purge", is_flag=True, help="Also delete the services' data.")
-@_ONLY
-def stack_down_cmd(purge: bool, only: tuple[str, ...]) -> None:
-    """Stop the services (by pid)."""
-    from cityhub.streams.devtools.stack import stack_down
-
-    _run_async(stack_down(Settings(), purge=purge, only=only or None))
-
-
-@stack.command("status")
-@_SECURE
-def stack_status_cmd(secure: bool) -> None:
-    """Say whether each service runs and serves; exit 1 if one does not."""
-    from cityhub.streams.devtools.stack import stack_status
-
-    status = _run_async(stack_status(_stack_settings(secure)))
-    click.echo(status.render())
-    if not status.all_serving:
-        sys.exit(1)
-
-
 # --- the history store -------------------------------------------------------------------------
 
 
@@ -208,7 +111,7 @@ def history_migrate_cmd() -> None:
     import psycopg
 
     try:
-        applied, version = _run_async(run_migrations())
+        applied, version = run_async(run_migrations())
     except psycopg.OperationalError as exc:
         raise click.ClickException(
             f"cannot reach the history store at {settings.history.host}:"
@@ -238,7 +141,7 @@ def history_writer_cmd(management_port: int | None) -> None:
         await ensure_topics(settings)
         await run_parts(history_writer_parts(settings))
 
-    _run_async(main())
+    run_async(main())
 
 
 # --- the hub -----------------------------------------------------------------------------------
@@ -256,7 +159,7 @@ def _run_worker(settings: Settings, roles: Roles) -> None:
         await ensure_topics(settings)
         await run_parts(process_parts(settings, roles))
 
-    _run_async(main())
+    run_async(main())
 
 
 _http_port = click.option(
@@ -343,7 +246,7 @@ def run(
         await ensure_topics(settings)
         await Supervisor(settings, children).run()
 
-    _run_async(supervise())
+    run_async(supervise())
 
 
 @main.command("api")
@@ -470,7 +373,7 @@ def simulate(
             duplicate_ratio=duplicates,
         )
 
-    report = _run_async(register_then_simulate())
+    report = run_async(register_then_simulate())
     if report is not None:
         click.echo(report)
 
@@ -487,9 +390,7 @@ def tail(topic: str, from_beginning: bool, limit: int | None, timeout: float | N
     settings = Settings()
     names = Topics.for_prefix(settings.kafka.topic_prefix)
     full = getattr(names, topic, topic) if topic in {"raw", "observations", "deadletter"} else topic
-    _run_async(
-        run_tail(settings, full, from_beginning=from_beginning, limit=limit, timeout=timeout)
-    )
+    run_async(run_tail(settings, full, from_beginning=from_beginning, limit=limit, timeout=timeout))
 
 
 @main.command("settings")
@@ -506,6 +407,7 @@ main.add_command(resident_tokens)
 main.add_command(processing_log)
 main.add_command(openapi_cmd)
 main.add_command(mqtt)
+main.add_command(stack)
 main.add_command(sharing)
 
 if __name__ == "__main__":

@@ -1,0 +1,31 @@
+"""Running a command's coroutine: what every ``cityhub`` command that talks to a service does."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+import click
+
+from cityhub.schemas.errors import CityhubError
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine; Ctrl-C or SIGTERM cancel it cleanly; CityhubErrors exit with their text."""
+
+    async def main() -> Any:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return None
+
+    try:
+        return asyncio.run(main())
+    except CityhubError as exc:
+        raise click.ClickException(str(exc)) from exc
