@@ -22,6 +22,18 @@ TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
 
+BACKGROUND_FETCH_MIN_BYTES = 512 * 1024
+"""What a background consumer's fetch waits to gather (``background_fetch_wait_ms``)."""
+
+
+def background_fetch(settings: KafkaSettings) -> dict[str, int]:
+    """The consumer options of a consumer that may lag (``background_fetch_wait_ms``)."""
+    wait = settings.background_fetch_wait_ms
+    if wait == 0:
+        return {}
+    return {"fetch_min_bytes": BACKGROUND_FETCH_MIN_BYTES, "fetch_max_wait_ms": wait}
+
+
 class KafkaSettings(BaseModel):
     """Kafka: the brokers, cityhub's topics, and the client security every client shares."""
 
@@ -49,6 +61,11 @@ class KafkaSettings(BaseModel):
     (aiokafka's 16 KiB default held the bridge to a third of its rate)."""
     linger_ms: int = Field(default=5, ge=0)
     """How long the producer waits to fill a batch: more throughput for a little latency."""
+    background_fetch_wait_ms: int = Field(default=250, ge=0, le=5000)
+    """How long a fetch of the consumers that may lag (the side stages: open data and device
+    health; the history writer) waits at the broker for ``BACKGROUND_FETCH_MIN_BYTES`` to
+    gather: a few large fetches a second instead of one per handful of records, which leaves the
+    broker's and their CPU to the pipeline. 0: answer at once, as the pipeline's consumers do."""
     raw_retention_hours: int = Field(default=24, ge=1, le=24 * 366)
     """How long ``<prefix>.raw`` keeps what the bridge received, payloads in clear (personal
     values too: they are sealed only by the normaliser). Kafka deletes whole closed segments,

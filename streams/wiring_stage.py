@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from cityhub.connectors.batching_writer import BatchingWriter
 from cityhub.connectors.dead_letter_route import DeadLetterRoute
+from cityhub.schemas.kafka_settings import background_fetch
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
 from cityhub.streams import metrics
@@ -68,6 +69,14 @@ def side_stage_part(
     in_group = settings.model_copy(
         update={"worker": settings.worker.model_copy(update={"app_id": group})}
     )
-    worker = Worker(in_group, list(agents), writer, client_id=f"{group}-worker", ready=ready)
+    worker = Worker(
+        in_group,
+        list(agents),
+        writer,
+        client_id=f"{group}-worker",
+        ready=ready,
+        # It may lag: fewer, larger fetches leave the broker's CPU to the pipeline.
+        fetch=background_fetch(settings.kafka),
+    )
     checks[check] = flag(worker, "running")
     return stage_part(name, worker, writer)

@@ -31,6 +31,7 @@ from aiokafka.errors import CommitFailedError
 from cityhub.connectors.dead_letter_route import DeadLetterRoute, traceparent_of
 from cityhub.connectors.kafka_clients import kafka_consumer, kafka_producer
 from cityhub.schemas.errors import MessageError, Reason
+from cityhub.schemas.kafka_settings import background_fetch
 from cityhub.schemas.log_context import about_message
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import Topics
@@ -128,6 +129,9 @@ class HistoryWriter:
             # A database outage stops the polls while heartbeats go on; leaving the group after
             # Kafka's default 5 minutes would only move the partitions to a writer as stuck.
             max_poll_interval_ms=3_600_000,
+            # History may lag a little: fewer, larger fetches leave the broker's CPU to the
+            # pipeline (and make larger COPY batches).
+            **background_fetch(kafka),
         )
         producer = kafka_producer(
             kafka,

@@ -36,7 +36,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,9 +91,11 @@ class Worker:
         *,
         ready: Callable[[], bool] = lambda: True,
         client_id: str | None = None,
+        fetch: Mapping[str, int] | None = None,
     ) -> None:
         """``ready``: polled before the first fetch (the registry and the routing caught up);
-        ``writer`` is started and stopped by the caller."""
+        ``writer`` is started and stopped by the caller; ``fetch``: options of the consumer's
+        fetches (``background_fetch`` for a stage that may lag), else answered at once."""
         self._settings = settings
         self._agents = {agent.topic: agent for agent in agents}
         if len(self._agents) != len(agents):
@@ -102,6 +104,7 @@ class Worker:
         self._ready = ready
         self._group = settings.worker.app_id
         self._client_id = client_id or f"{self._group}-worker"
+        self._fetch = dict(fetch or {})
         self._consumer: AIOKafkaConsumer | None = None
         self._reader = ChangelogReader(
             settings.kafka,
@@ -143,6 +146,7 @@ class Worker:
             heartbeat_interval_ms=int(worker.session_timeout_seconds * 250),
             max_partition_fetch_bytes=max(1024 * 1024, kafka.max_message_bytes + 64 * 1024),
             fetch_max_bytes=64 * 1024 * 1024,
+            **self._fetch,
         )
         self._consumer = consumer
         await consumer.start()

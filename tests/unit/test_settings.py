@@ -48,3 +48,19 @@ def test_a_misspelt_top_level_setting_is_named_with_what_it_likely_meant():
         "CITYHUB_LOG_FORMT (did you mean CITYHUB_LOG_FORMAT?)",
         "CITYHUB_LOG_LEVEL__X (did you mean CITYHUB_LOG_LEVEL?)",
     ]
+
+
+def test_consumers_that_may_lag_fetch_in_large_batches_unless_told_not_to() -> None:
+    from cityhub.schemas.kafka_settings import (
+        BACKGROUND_FETCH_MIN_BYTES,
+        KafkaSettings,
+        background_fetch,
+    )
+
+    assert background_fetch(KafkaSettings()) == {
+        "fetch_min_bytes": BACKGROUND_FETCH_MIN_BYTES,
+        "fetch_max_wait_ms": 250,
+    }
+    assert background_fetch(KafkaSettings(background_fetch_wait_ms=0)) == {}
+    with pytest.raises(ValidationError):
+        KafkaSettings(background_fetch_wait_ms=60_000)
