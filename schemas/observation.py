@@ -105,10 +105,11 @@ class Observation:
 def event_id(identity: str, frame: str, field_name: str) -> str:
     """Deterministic id of one observation.
 
-    ``identity`` is the device (DevEUI where known, so that the same frame heard through two
-    network servers gets the same ids), ``frame`` tells the uplink apart from the device's others
-    (frame counter and observation time), ``field_name`` the quantity within the uplink. A replay
-    or a duplicate therefore carries the same id and an idempotent consumer can drop it.
+    ``identity`` is the device (DevEUI where known), ``frame`` tells the uplink apart from the
+    device's others (frame counter and observation time), ``field_name`` the quantity within the
+    uplink. A replay or a redelivered message therefore carries the same id and an idempotent
+    consumer can drop it. One frame heard through two network servers does not (each stamps its
+    own receive time): the normaliser's duplicate filter drops the second copy.
     """
     # uuid.uuid5 without building a UUID object: the same bytes, a third of the time (it runs
     # once per observation). tests/unit/test_observation.py checks it equals uuid.uuid5.

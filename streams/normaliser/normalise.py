@@ -160,7 +160,7 @@ def duplicate_key(uplink: Uplink) -> str | None:
 
 def identity(uplink: Uplink) -> str:
     """The device identity that keys duplicates and event ids: the DevEUI where there is one,
-    so that one frame heard through two network servers is recognised as one."""
+    so that the duplicate filter recognises one frame heard through two network servers."""
     return uplink.dev_eui or uplink.device_id
 
 
