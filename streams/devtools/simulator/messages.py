@@ -403,17 +403,9 @@ def render(frame: Frame, fmt: Format | None = None, *, variant: int = 0) -> tupl
     """Render a frame in ``fmt`` (default: the device's own format) as ``(topic, payload)``."""
     fmt = fmt or frame.device.format
     match fmt:
-        case Format.TTS:
-            return tts_uplink(
-                frame.device,
-                frame.f_cnt,
-                frame.readings,
-                frame.time,
-                variant=variant,
-                dev_addr=frame.dev_addr,
-            )
-        case Format.CHIRPSTACK:
-            return chirpstack_uplink(
+        case Format.TTS | Format.CHIRPSTACK:
+            uplink = tts_uplink if fmt is Format.TTS else chirpstack_uplink
+            return uplink(
                 frame.device,
                 frame.f_cnt,
                 frame.readings,
