@@ -1,7 +1,8 @@
 """The canonical JSON Schema files of ``schemas/json/``, loaded for validation.
 
-The dataclasses in this package write records that these schemas accept (the tests check both
-directions); other services can validate what they read with the same files.
+The dataclasses and models in this package write records that these schemas accept (the tests
+check both directions, on records made by the code that writes them); other services can
+validate what they read with the same files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-SCHEMA_NAMES = ("raw-envelope", "observation", "deadletter", "aggregate")
+SCHEMA_NAMES = (
+    "raw-envelope",
+    "observation",
+    "deadletter",
+    "aggregate",
+    "device-health",
+    "subscription-status",
+    "open-data-window",
+)
+"""Every schema of ``schemas/json/`` (``<name>.schema.json``): the records of the topics a
+service outside cityhub may read, as ``schemas/asyncapi.yaml`` lists them."""
 
 
 @cache

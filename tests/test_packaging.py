@@ -70,8 +70,22 @@ def test_built_wheel_contains_every_module_and_the_schemas(tmp_path):
         for source in (ROOT / folder).rglob("*.py"):
             rel = source.relative_to(ROOT / folder)
             assert "/".join([*package.split("."), *rel.parts]) in names, source
-    for schema in ("raw-envelope", "observation", "deadletter", "aggregate"):
-        assert f"cityhub/schemas/json/{schema}.schema.json" in names
+    # Every JSON Schema of the topics' records, and the AsyncAPI document that refers to them.
+    schemas = {path.name for path in (ROOT / "schemas" / "json").glob("*.json")}
+    assert {
+        f"{name}.schema.json"
+        for name in (
+            "raw-envelope",
+            "observation",
+            "deadletter",
+            "aggregate",
+            "device-health",
+            "subscription-status",
+            "open-data-window",
+        )
+    } <= schemas
+    for schema in schemas:
+        assert f"cityhub/schemas/json/{schema}" in names, schema
     assert "cityhub/schemas/asyncapi.yaml" in names
     migrations = sorted((ROOT / "streams" / "history" / "migrations").glob("*.sql"))
     assert migrations
