@@ -16,6 +16,11 @@ LOCK := requirements.lock
 .PHONY: console-assets console-screenshots
 
 PY_SOURCES := $(shell find schemas connectors streams -name '*.py' 2>/dev/null)
+# The package's own data files, which the strict editable install links one by one as it does
+# modules: a new one (a JSON Schema, a migration, a template) needs linking too.
+PACKAGE_DATA := $(wildcard schemas/asyncapi.yaml schemas/json/*.json \
+	streams/history/migrations/*.sql streams/console/templates/*.html \
+	streams/console/static/*.css streams/console/static/*.js)
 
 # Known advisories against the locked set: pip-audit, with a fallback where PyPI's per-release
 # documents are not served (deploy/audit_lock.py). An advisory without a fixed version may be
@@ -38,20 +43,22 @@ $(STAMP): $(LOCK) deploy/system-deps.sh
 	touch $(STAMP)
 
 # cityhub itself, without dependencies, so nothing unlocked comes in. The strict editable
-# install links each module; a new module (or a changed entry point or package list) needs
-# linking again.
-$(LINKED): $(STAMP) pyproject.toml $(PY_SOURCES)
+# install links each module and data file; a new one (or a changed entry point or package list)
+# needs linking again.
+$(LINKED): $(STAMP) pyproject.toml $(PY_SOURCES) $(PACKAGE_DATA)
 	$(EDITABLE_INSTALL)
 	touch $(LINKED)
 
 # Spectral, pinned with its lock file in deploy/lint (npm registry), lints the API's OpenAPI
-# document against the NL API Design Rules' ruleset copied there (see its header). Needs Node
-# (>= 18.18) and npm. --ignore-scripts: no package's install script runs (one would send usage
-# telemetry); Spectral needs none.
+# document against the NL API Design Rules' ruleset copied there (see its header), and the
+# AsyncAPI document of the topics (schemas/asyncapi.yaml) against Spectral's own AsyncAPI
+# ruleset. Needs Node (>= 18.18) and npm. --ignore-scripts: no package's install script runs
+# (one would send usage telemetry); Spectral needs none.
 LINT_DIR := deploy/lint
 SPECTRAL := $(LINT_DIR)/node_modules/.bin/spectral
 SPECTRAL_STAMP := $(LINT_DIR)/node_modules/.installed
 OPENAPI_DOC := .cityhub/lint/openapi.json
+ASYNCAPI_DOC := schemas/asyncapi.yaml
 
 $(SPECTRAL_STAMP): $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
 	cd $(LINT_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
@@ -134,7 +141,8 @@ run: stack-up
 
 # lint-imports: the contracts in pyproject.toml ([tool.importlinter]): the layers
 # schemas <- connectors <- streams, and the pure cores free of broker, network and event-loop I/O.
-# k8s-check: the Helm chart and deploy/strimzi, validated offline (docs/kubernetes.md).
+# Spectral: the API's OpenAPI document (as `cityhub openapi` writes it) and the topics' AsyncAPI
+# document. k8s-check: the Helm chart and deploy/strimzi, validated offline (docs/kubernetes.md).
 lint: setup $(HELM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -142,6 +150,7 @@ lint: setup $(HELM_STAMP)
 	$(AUDIT)
 	$(CITYHUB) openapi --output $(OPENAPI_DOC)
 	$(SPECTRAL) lint --fail-severity warn -r $(LINT_DIR)/nl-api-design-rules.yaml $(OPENAPI_DOC)
+	$(SPECTRAL) lint --fail-severity warn -r $(LINT_DIR)/asyncapi-rules.yaml $(ASYNCAPI_DOC)
 	GO=$(GO) bash deploy/k8s-check/check.sh
 
 audit: setup
