@@ -115,12 +115,22 @@ async def settled(port: int, topic: str, workers: int, timeout: float = 90.0) ->
     raise SystemExit(f"the workers did not settle within {timeout:.0f} s: {held}")
 
 
-async def observe(topic: str, want: int, timeout: float, *, from_end: bool = False) -> list[float]:
-    """Latencies (receive - observed_at) of the first ``want`` observations of ``topic`` (read
-    from its start, or only the new ones with ``from_end``)."""
+Hops = tuple[float, float, float, float]
+"""An observation's latency and its parts: (total, to the bridge, through the worker, read)."""
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def observe(topic: str, want: int, timeout: float, *, from_end: bool = False) -> list[Hops]:
+    """Latencies of the first ``want`` observations of ``topic`` (read from its start, or only
+    the new ones with ``from_end``), each split at the bridge's ``received_at`` and the
+    observation record's timestamp (its append in the worker's writer): publish → bridge,
+    bridge → raw topic → worker → appended, appended → written and read here."""
     consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9092", enable_auto_commit=False)
     await consumer.start()
-    latencies: list[float] = []
+    latencies: list[Hops] = []
     try:
         while not consumer.partitions_for_topic(topic):
             await consumer._client.force_metadata_update()
@@ -138,9 +148,12 @@ async def observe(topic: str, want: int, timeout: float, *, from_end: bool = Fal
             for batch in (await consumer.getmany(timeout_ms=200)).values():
                 now = time.time()
                 for record in batch:
-                    observed = json.loads(record.value)["observed_at"]
-                    t = datetime.fromisoformat(observed.replace("Z", "+00:00")).timestamp()
-                    latencies.append(now - t)
+                    doc = json.loads(record.value)
+                    sent, received = _epoch(doc["observed_at"]), _epoch(doc["received_at"])
+                    appended = record.timestamp / 1000
+                    latencies.append(
+                        (now - sent, received - sent, appended - received, now - appended)
+                    )
     finally:
         await consumer.stop()
     return latencies
@@ -192,21 +205,26 @@ async def measure(
         got = await reader
         results["max"] = len(got) / (time.monotonic() - started)
         return
-    rate = results["max"] * args.load
+    rate = args.rate or results["max"] * args.load
     count = int(rate * args.seconds)
     reader = asyncio.create_task(observe(topic, count, args.seconds + 60, from_end=True))
     await asyncio.sleep(1.0)
     await publish(count, rate, mqtt)
-    lat = sorted(await reader)
+    hops = await reader
+    lat = sorted(h[0] for h in hops)
     q = statistics.quantiles(lat, n=100)
     results.update(rate=rate, n=len(lat), p50=q[49], p90=q[89], p99=q[98], worst=lat[-1])
+    for i, hop in enumerate(("bridge", "worker", "read"), start=1):
+        part = statistics.quantiles([h[i] for h in hops], n=100)
+        results[f"{hop}_p50"], results[f"{hop}_p99"] = part[49], part[98]
 
 
 async def main(args: argparse.Namespace) -> None:
     workers = os.cpu_count() or 1  # cityhub run's default: a worker per core
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for phase in ("max", "latency"):
+        # A fixed rate compares two settings at the same load (the maximum varies by run).
+        for phase in ("latency",) if args.rate else ("max", "latency"):
             prefix = f"lat{uuid.uuid4().hex[:8]}"
             port = 18200 + (phase == "latency")
             # A Mosquitto of its own per phase: no session of an earlier run queues anything.
@@ -219,11 +237,24 @@ async def main(args: argparse.Namespace) -> None:
                     proc.wait(30)
     one, five, _ = os.getloadavg()
     print(f"pipeline latency, {today()}, {machine()}, load {one:.2f} / {five:.2f} after")
-    print(f"  maximum (burst of {args.burst}): {results['max']:,.0f} observations/s end to end")
+    if "max" in results:
+        print(f"  maximum (burst of {args.burst}): {results['max']:,.0f} observations/s end to end")
+    at = "the given rate" if args.rate else f"{args.load:.0%} of it"
     print(
-        f"  open loop at {args.load:.0%} of it ({results['rate']:,.0f}/s, {results['n']} messages):"
+        f"  open loop at {at} ({results['rate']:,.0f}/s, {results['n']} messages):"
         f" p50 {results['p50'] * 1000:.0f} ms, p90 {results['p90'] * 1000:.0f} ms,"
         f" p99 {results['p99'] * 1000:.0f} ms, max {results['worst'] * 1000:.0f} ms"
+    )
+    print(
+        "  of which (p50 / p99): "
+        + ", ".join(
+            f"{label} {results[f'{hop}_p50'] * 1000:.0f} / {results[f'{hop}_p99'] * 1000:.0f} ms"
+            for hop, label in (
+                ("bridge", "publish → bridge"),
+                ("worker", "bridge → worker's append"),
+                ("read", "append → read"),
+            )
+        )
     )
 
 
@@ -232,4 +263,7 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=20_000)
     parser.add_argument("--load", type=float, default=0.3)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="open loop at this rate (msg/s), no burst phase"
+    )
     asyncio.run(main(parser.parse_args()))
