@@ -44,7 +44,9 @@ DEFAULT_HEADERS: Mapping[str, str] = {
 
 FRAME_ANCESTORS = "frame-ancestors 'none'"
 
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-API-Key, X-Request-Id"
+CORS_ALLOW_HEADERS = (
+    "Authorization, Content-Type, If-None-Match, Last-Event-ID, X-API-Key, X-Request-Id"
+)
 """The request headers the API reads, which a cross-origin page may send."""
 CORS_EXPOSE_HEADERS = (
     "API-Version, Link, Location, Retry-After, WWW-Authenticate, X-Request-Id, Allow, ETag"
