@@ -137,7 +137,7 @@ stack-down:
 	-$(CITYHUB) stack down
 
 run: stack-up
-	$(CITYHUB) run --simulate
+	$(CITYHUB) run --simulate --faults 0.01
 
 # lint-imports: the contracts in pyproject.toml ([tool.importlinter]): the layers
 # schemas <- connectors <- streams, and the pure cores free of broker, network and event-loop I/O.

@@ -180,6 +180,13 @@ _management_port = click.option(
 @click.option("--devices", default=50, show_default=True, help="Simulated devices.")
 @click.option("--rate", default=20.0, show_default=True, help="Simulated messages per second.")
 @click.option(
+    "--faults",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Simulated: share of temperature readings that are a sensor fault (flagged).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -196,6 +203,7 @@ def run(
     simulate: bool,
     devices: int,
     rate: float,
+    faults: float,
     workers: int | None,
     one_process: bool,
 ) -> None:
@@ -228,7 +236,11 @@ def run(
         f"  aggregates:    cityhub tail {topics.aggregates}\n"
         f"  subscriptions: {api}/tenants/{{tenant}}/subscriptions",
     )
-    sim = {"devices": devices, "rate": rate, "duplicate_ratio": 0.02} if simulate else None
+    sim = (
+        {"devices": devices, "rate": rate, "duplicate_ratio": 0.02, "fault_ratio": faults}
+        if simulate
+        else None
+    )
     if one_process:
         roles = Roles(
             bridge=True, worker=True, side_stages=True, api=True, deliver=True, simulate=sim
@@ -328,6 +340,13 @@ def worker(management_port: int | None, stages: str) -> None:
 @click.option("--seed", default=1, show_default=True, help="Fleet and readings are fixed by it.")
 @click.option("--duplicates", default=0.0, show_default=True, help="Share of uplinks sent twice.")
 @click.option(
+    "--faults",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Share of temperature readings that are a sensor fault (127 degC, flagged out_of_range).",
+)
+@click.option(
     "--register/--no-register",
     default=True,
     show_default=True,
@@ -340,6 +359,7 @@ def simulate(
     count: int | None,
     seed: int,
     duplicates: float,
+    faults: float,
     register: bool,
 ) -> None:
     """Publish realistic uplinks (The Things Stack, ChirpStack, SenML, JSON) to the local broker."""
@@ -371,6 +391,7 @@ def simulate(
             count=count,
             seed=seed,
             duplicate_ratio=duplicates,
+            fault_ratio=faults,
         )
 
     report = run_async(register_then_simulate())

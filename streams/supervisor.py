@@ -105,6 +105,8 @@ def hub_children(
                     str(simulate["rate"]),
                     "--duplicates",
                     str(simulate.get("duplicate_ratio", 0.0)),
+                    "--faults",
+                    str(simulate.get("fault_ratio", 0.0)),
                 ),
                 probed=False,
                 after=("bridge",),

@@ -42,7 +42,7 @@ class Roles:
     api: bool = False
     deliver: bool = False
     simulate: dict[str, float] | None = None
-    """The simulator's options (devices, rate, duplicate_ratio), when it runs here."""
+    """The simulator's options (devices, rate, duplicate_ratio, fault_ratio), when it runs here."""
     api_limits: dict[str, int] = field(default_factory=dict)
     """``build_api``'s body caps (``max_body_bytes``, ``max_import_bytes``)."""
 
@@ -192,6 +192,7 @@ def _simulator_part(settings: Settings, registry: RegistryStore, options: dict[s
             devices,
             float(options["rate"]),
             duplicate_ratio=float(options.get("duplicate_ratio", 0.0)),
+            fault_ratio=float(options.get("fault_ratio", 0.0)),
         )
 
     return Part("simulator", run_simulator)

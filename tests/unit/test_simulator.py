@@ -146,6 +146,31 @@ def test_readings_are_deterministic_and_plausible() -> None:
                 assert lo <= v <= hi, (d.device_id, q, v)
 
 
+def test_a_fault_ratio_makes_that_share_of_temperatures_a_flagged_fault_and_nothing_else() -> None:
+    from cityhub.schemas.quality_limits import catalogue_limits
+    from cityhub.streams.devtools.simulator.readings import FAULT_TEMPERATURE
+
+    fleet = build_fleet(100, seed=5)
+    plain, faulty = FleetSimulator(fleet), FleetSimulator(fleet, fault_ratio=0.1)
+    temperatures = faults = 0
+    for step in range(40):
+        for d in fleet.devices:
+            a, b = plain.next_frame(d, NOW + step * 900), faulty.next_frame(d, NOW + step * 900)
+            if b.readings != a.readings:
+                # Only the temperature differs, and only by being the fault.
+                assert {q for q in a.readings if a.readings[q] != b.readings[q]} == {"temperature"}
+                assert b.readings["temperature"] == FAULT_TEMPERATURE
+                faults += 1
+            temperatures += "temperature" in a.readings
+    assert 0.05 < faults / temperatures < 0.15
+    # The hub's catalogue takes it for implausible: flagged out_of_range (docs/quality.md).
+    limits = catalogue_limits("temperature")
+    assert limits.max is not None
+    assert limits.max < FAULT_TEMPERATURE
+    with pytest.raises(ValueError, match="fault_ratio"):
+        FleetSimulator(fleet, fault_ratio=1.5)
+
+
 def test_integer_quantities_are_ints() -> None:
     sim = FleetSimulator(build_fleet(100, seed=5))
     for d in sim.fleet.devices:

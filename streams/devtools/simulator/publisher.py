@@ -72,6 +72,7 @@ async def simulate(
     seed: int = 1,
     session: int | None = None,
     duplicate_ratio: float = 0.0,
+    fault_ratio: float = 0.0,
     formats: frozenset[str] | None = None,
     max_in_flight: int = 64,
     progress_interval: float = 5.0,
@@ -96,6 +97,8 @@ async def simulate(
             start line logs it) to reproduce a run's messages exactly.
         duplicate_ratio: share (0..1) of uplinks published a second time: from the other
             network server for devices registered on both, else as a second gateway path.
+        fault_ratio: share (0..1) of temperature readings that are a sensor fault (127 degC),
+            which the hub flags ``out_of_range``: a demo of its quality flags.
         formats: restrict devices to these formats (``tts``, ``chirpstack``, ``senml``,
             ``json``); None: a mix of all.
         max_in_flight: publishes awaiting their PUBACK at once. More is not faster here:
@@ -125,7 +128,13 @@ async def simulate(
     fleet = build_fleet(devices, seed, formats)
     if session is None:
         session = int(time.time())
-    traffic = Traffic(fleet, seed=seed, duplicate_ratio=duplicate_ratio, session=session)
+    traffic = Traffic(
+        fleet,
+        seed=seed,
+        duplicate_ratio=duplicate_ratio,
+        session=session,
+        fault_ratio=fault_ratio,
+    )
 
     client = aiomqtt.Client(
         mqtt.host,

@@ -25,6 +25,10 @@ from cityhub.streams.devtools.simulator.fleet import (
 Reading = float | int
 """One value as a device reports it (already rounded to the device's resolution)."""
 
+FAULT_TEMPERATURE = 127.0
+"""What a faulty temperature sensor reports (a stuck bus reads the sensor's top code): outside
+the catalogue's plausible range, so the hub flags it ``out_of_range`` (docs/quality.md)."""
+
 
 def local_hour(now: float) -> float:
     """Hour of day in Amsterdam (winter time, UTC+1: the simulator needs no tz database)."""
@@ -93,11 +97,22 @@ class FleetSimulator:
     ``Device.dev_addr``; another number gives every device another DevAddr, as a rejoin does,
     so that a hub which still remembers the frames of an earlier run does not take this run's
     frames 0, 1, 2... for copies of them. The readings do not depend on it.
+
+    ``fault_ratio``: the share (0..1) of a temperature sensor's uplinks whose temperature is a
+    sensor fault (``FAULT_TEMPERATURE``), so that a demo shows the hub's quality flags. Drawn
+    from a random stream of its own per device: with 0 the readings are those of a fleet
+    without faults.
     """
 
-    def __init__(self, fleet: Fleet, *, session: int = 0) -> None:
+    def __init__(self, fleet: Fleet, *, session: int = 0, fault_ratio: float = 0.0) -> None:
+        if not 0.0 <= fault_ratio <= 1.0:
+            raise ValueError(f"fault_ratio must be within 0..1, got {fault_ratio}")
         self.fleet = fleet
         self.session = session
+        self.fault_ratio = fault_ratio
+        self._faults = [
+            seeded_random(f"cityhub-faults:{fleet.seed}:{d.index}") for d in fleet.devices
+        ]
         self._dev_addrs = [session_dev_addr(d, session) for d in fleet.devices]
         self._states: list[_State] = []
         for d in fleet.devices:
@@ -121,6 +136,9 @@ class FleetSimulator:
         d = self.fleet.devices[device] if isinstance(device, int) else device
         st = self._states[d.index]
         readings = {q: quantise(q, v) for q, v in self._measure(d, st, now).items()}
+        faulty = self.fault_ratio and self._faults[d.index].random() < self.fault_ratio
+        if faulty and "temperature" in readings:
+            readings["temperature"] = FAULT_TEMPERATURE
         frame = Frame(
             device=d, f_cnt=st.f_cnt, readings=readings, time=now, dev_addr=self._dev_addrs[d.index]
         )

@@ -36,15 +36,22 @@ class Traffic:
     clock."""
 
     def __init__(
-        self, fleet: Fleet, *, seed: int = 1, duplicate_ratio: float = 0.0, session: int = 0
+        self,
+        fleet: Fleet,
+        *,
+        seed: int = 1,
+        duplicate_ratio: float = 0.0,
+        session: int = 0,
+        fault_ratio: float = 0.0,
     ) -> None:
-        """``session``: the devices' session (``FleetSimulator``), which fixes their DevAddrs.
-        Raises ValueError unless ``0 <= duplicate_ratio <= 1``."""
+        """``session``: the devices' session (``FleetSimulator``), which fixes their DevAddrs;
+        ``fault_ratio``: the share of temperature readings that are sensor faults
+        (``FleetSimulator``). Raises ValueError unless both ratios are within 0..1."""
         if not 0.0 <= duplicate_ratio <= 1.0:
             raise ValueError(f"duplicate_ratio must be within 0..1, got {duplicate_ratio}")
         self.fleet = fleet
         self.duplicate_ratio = duplicate_ratio
-        self._simulator = FleetSimulator(fleet, session=session)
+        self._simulator = FleetSimulator(fleet, session=session, fault_ratio=fault_ratio)
         self._rng = seeded_random(f"cityhub-traffic:{seed}")
         self._order = list(range(len(fleet.devices)))
         self._rng.shuffle(self._order)
