@@ -165,6 +165,13 @@ def _run_worker(settings: Settings, roles: Roles) -> None:
 _http_port = click.option(
     "--http-port", type=int, default=None, help="Port of the operator API (CITYHUB_HTTP__PORT)."
 )
+_faults = click.option(
+    "--faults",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Simulated: share of temperature readings that are a sensor fault (127 degC, flagged).",
+)
 _management_port = click.option(
     "--management-port",
     type=int,
@@ -179,13 +186,7 @@ _management_port = click.option(
 @click.option("--simulate", is_flag=True, help="Also run the simulator against the local broker.")
 @click.option("--devices", default=50, show_default=True, help="Simulated devices.")
 @click.option("--rate", default=20.0, show_default=True, help="Simulated messages per second.")
-@click.option(
-    "--faults",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    show_default=True,
-    help="Simulated: share of temperature readings that are a sensor fault (flagged).",
-)
+@_faults
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -339,13 +340,7 @@ def worker(management_port: int | None, stages: str) -> None:
 @click.option("--count", type=int, default=None, help="Stop after this many messages.")
 @click.option("--seed", default=1, show_default=True, help="Fleet and readings are fixed by it.")
 @click.option("--duplicates", default=0.0, show_default=True, help="Share of uplinks sent twice.")
-@click.option(
-    "--faults",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    show_default=True,
-    help="Share of temperature readings that are a sensor fault (127 degC, flagged out_of_range).",
-)
+@_faults
 @click.option(
     "--register/--no-register",
     default=True,
