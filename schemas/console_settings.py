@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from cityhub.schemas.console_oidc_settings import ConsoleOidcSettings
 
 CONSOLE_LANGUAGES = ("nl", "en")
+MAX_SESSION_SECONDS = 7 * 24 * 3600
+"""The longest ``session_seconds`` allowed: the console's sign-out topic keeps a record this long
+(and a margin), until the signed-out session would have expired anyway."""
 
 
 class ConsoleSettings(BaseModel):
@@ -19,7 +22,7 @@ class ConsoleSettings(BaseModel):
 
     enabled: bool = True
     """Serve the console under ``/console/`` on the API's port. Off: ``/console/`` is a 404."""
-    session_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    session_seconds: int = Field(default=8 * 3600, ge=60, le=MAX_SESSION_SECONDS)
     """How long a sign-in lasts: the session cookie expires this long after it was made (a
     working day by default); sign in again after."""
     default_language: Literal["nl", "en"] = "nl"

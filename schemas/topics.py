@@ -108,6 +108,10 @@ class Topics:
     """Compacted: each subscription's delivery status (state, lag, delivered, failures) as its
     delivery process last wrote it, keyed ``status/<tenant>/<id>``
     (``cityhub.schemas.subscription_status``); read by the API for the console."""
+    console_signouts: str
+    """Compacted and deleted after a week and a day: the console's signed-out sessions, keyed by
+    the session id, each with its expiry (``cityhub.streams.console.signouts``); read whole by
+    every API process, so that a signed-out cookie opens in none."""
 
     @classmethod
     def for_prefix(cls, prefix: str) -> Topics:
@@ -133,4 +137,5 @@ class Topics:
             data_requests=f"{prefix}.data-requests",
             device_health=f"{prefix}.device-health",
             subscription_status=f"{prefix}.subscription-status",
+            console_signouts=f"{prefix}.console-signouts",
         )

@@ -26,6 +26,7 @@ from aiokafka.errors import (
 )
 
 from cityhub.connectors.kafka_clients import kafka_admin, login_refusal
+from cityhub.schemas.console_settings import MAX_SESSION_SECONDS
 from cityhub.schemas.errors import ConfigurationError, StackError
 from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.topics import STATES, Topics, changelog
@@ -52,6 +53,9 @@ def durability_config(
 
 
 HOUR_MS = 3600 * 1000
+CONSOLE_SIGNOUTS_RETENTION_MS = MAX_SESSION_SECONDS * 1000 + 24 * HOUR_MS
+"""How long the console's sign-out topic keeps a record: the longest session a setting allows
+(a session ends at most that long after its sign-out) and a day of margin for the clocks."""
 
 
 def clear_payloads(retention_hours: int) -> dict[str, str]:
@@ -162,6 +166,18 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Each device's health (docs/health.md): one record per device (and per dead-letter
         # partition), rewritten at most once a minute; one partition, read whole by the API.
         TopicSpec(topics.device_health, 1, compact_config),
+        # The console's sign-outs (docs/console.md): one record per signed-out session, needed
+        # only until that session would have expired; deleted after, so the topic that every
+        # API process reads whole stays bounded.
+        TopicSpec(
+            topics.console_signouts,
+            1,
+            {
+                **compact_config,
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(CONSOLE_SIGNOUTS_RETENTION_MS),
+            },
+        ),
         # The agents' states, one partition per input partition (the input topics have n).
         *(
             TopicSpec(changelog(settings.worker.app_id, state), n, compact_config)

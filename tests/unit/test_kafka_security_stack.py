@@ -99,6 +99,13 @@ def test_the_subscriptions_and_their_secrets_are_read_only_where_needed() -> Non
     assert {c for c in GRANTS if can(c, Operation.WRITE, "cityhub.subscriptions")} == {"api"}
 
 
+def test_only_the_api_reads_and_writes_the_console_sign_outs() -> None:
+    # Every API process records a sign-out there and follows the topic whole.
+    topic = "cityhub.console-signouts"
+    assert {c for c in GRANTS if can(c, Operation.READ, topic)} == {"api"}
+    assert {c for c in GRANTS if can(c, Operation.WRITE, topic)} == {"api"}
+
+
 def test_the_bridge_only_writes_raw_and_dead_letters() -> None:
     bridge = {(g.operation, g.resource_name) for g in GRANTS["bridge"]}
     assert (Operation.WRITE, "cityhub.raw") in bridge

@@ -25,8 +25,9 @@ def _settings(replication_factor: int, min_insync_replicas: int | None = None) -
 def test_unreplicated_topics_leave_min_insync_replicas_to_the_broker() -> None:
     specs = topic_specs(_settings(replication_factor=1))
     # 7 logs (the processing log and open-data points too), 14 compacted (device health and the
-    # subscriptions' statuses too), and the agents' states
-    assert len(specs) == 21 + len(STATES)
+    # subscriptions' statuses too), the console's sign-outs (compacted and deleted), and the
+    # agents' states
+    assert len(specs) == 22 + len(STATES)
     assert all(MIN_ISR not in spec.config for spec in specs)
     assert MIN_ISR not in subscription_topic_config(KafkaSettings(replication_factor=1))
 

@@ -190,6 +190,8 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 # devices (a bounded view, docs/console.md).
                 topics.subscription_status,
                 topics.deadletter,
+                # The console's sign-outs, which every API process follows whole.
+                topics.console_signouts,
             ),
             *_topics(
                 Operation.WRITE,
@@ -202,6 +204,7 @@ def component_grants(settings: Settings) -> dict[str, list[AclGrant]]:
                 *sharing_views,
                 topics.agreement_usage,
                 topics.data_requests,
+                topics.console_signouts,
             ),
             (ResourceType.TOPIC, subscription_topics, PatternType.PREFIXED, Operation.READ),
             (ResourceType.TOPIC, subscription_topics, PatternType.PREFIXED, Operation.CREATE),
