@@ -98,7 +98,7 @@ def api_parts(
     data_requests, data_request_parts = _data_requests(settings, registry, sharing, checks)
     sharing_service, usage_store = _sharing_service(settings, sharing, registry, privacy, checks)
     # /api/v1 only: metrics and health are on the management port, which asks for no key.
-    console_app = _console(settings, service, subscriptions)
+    console_app, console_parts = _console(settings, service, subscriptions, checks)
     app = build_api(
         service,
         subscriptions=subscriptions,
@@ -174,22 +174,28 @@ def api_parts(
         *data_request_parts,
         *([store_part("agreement usage", usage_store)] if usage_store is not None else []),
         *health_parts,
+        *console_parts,
         server_part("operator API", app, settings.http.host, settings.http.port),
     ]
 
 
 def _console(
-    settings: Settings, registry: Registry, subscriptions: Subscriptions
-) -> web.Application | None:
+    settings: Settings,
+    registry: Registry,
+    subscriptions: Subscriptions,
+    checks: dict[str, HealthCheck],
+) -> tuple[web.Application | None, list[Part]]:
     """The operator console (``cityhub.streams.console``), when enabled: its session cookies
-    are sealed with a key derived from the KEK, which every API process has."""
+    are sealed with a key derived from the KEK, which every API process has, and its sign-outs
+    are on a topic every API process follows whole (the process is not ready before it has)."""
     if not settings.console.enabled:
-        return None
+        return None, []
     from cityhub.streams.console.app import build_console
     from cityhub.streams.console.live import LiveObservations
     from cityhub.streams.console.live_kafka import observations_reader
     from cityhub.streams.console.ops import OpsServices
     from cityhub.streams.console.services import ConsoleServices
+    from cityhub.streams.console.signouts import SignOutStore
     from cityhub.streams.privacy.keys_store import load_kek
 
     console = settings.console
@@ -201,8 +207,11 @@ def _console(
     )
     # The subscriptions', dead-letter and import pages' own parts (cityhub.streams.console.ops).
     ops = OpsServices.for_settings(settings, registry)
+    signouts = SignOutStore(settings)
+    checks["console_signouts"] = flag(signouts, "ready")
     services = ConsoleServices(
         registry=registry,
+        signouts=signouts,
         subscriptions=subscriptions,
         live=live,
         subscription_status=ops.status_view,
@@ -211,7 +220,7 @@ def _console(
     )
     app = build_console(services, console, load_kek(settings))
     ops.attach(app)
-    return app
+    return app, [store_part("console sign-outs", signouts)]
 
 
 def _data_requests(

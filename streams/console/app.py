@@ -6,6 +6,10 @@ Promises, for every console page:
   SameSite=Strict, Secure over https, path ``/console``, expiring after
   ``console.session_seconds``; the API key it holds is never rendered, put in a URL or logged,
   and is checked against the registry on every request (a revoked key signs the browser out);
+- a signed-out session stays signed out in every API process: its id is on the sign-out topic
+  (``cityhub.streams.console.signouts``), and a cookie with that id opens no session; until this
+  process's view of that topic is ready, a signed-in cookie gets a 503 page (fail closed: never
+  served unchecked) and is left as it is;
 - a page that needs a signed-in key sends anyone else to the sign-in page (303);
 - every POST is checked: its ``Origin`` (when sent) must be this host, ``Sec-Fetch-Site`` must
   not be cross-site, its body at most the page's cap, and its ``csrf`` field the session's
@@ -173,6 +177,11 @@ def _endpoint(page: ConsolePage) -> AiohttpHandler:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         console = request.app[CONSOLE_KEY]
         ctx, fresh = _context(request, console)
+        if _signed_in(ctx.session) and not console.services.signouts.ready:
+            # Not ready to tell whether it was signed out: refused, its cookie kept for later.
+            unready = _error(ctx, 503, "error.signouts_unready")
+            unready.headers["Retry-After"] = "5"
+            return unready
         opened = ctx.session
         response = await _respond(page, ctx)
         if ctx.signed_out:
@@ -185,26 +194,44 @@ def _endpoint(page: ConsolePage) -> AiohttpHandler:
     return endpoint
 
 
-def _context(request: web.Request, console: Console) -> tuple[Ctx, bool]:
-    now = time.time()
-    lifetime = console.settings.session_seconds
+def _signed_in(session: Session) -> bool:
+    return session.secret is not None or session.oidc is not None
+
+
+def _open_session(request: web.Request, console: Console, now: float) -> tuple[Session, bool]:
+    """The cookie's session, or a new anonymous one (True) where there is none or it was signed
+    out, in this browser or in the one the cookie was copied from."""
     session = console.codec.open(request.cookies.get(COOKIE_NAME, ""), now)
-    fresh = session is None
-    if session is None:
-        session = Session.anonymous(now, lifetime)
-    principal = None
+    if session is not None and not console.services.signouts.view.signed_out(session.id):
+        return session, False
+    return Session.anonymous(now, console.settings.session_seconds), True
+
+
+def _principal(console: Console, session: Session) -> Principal | None:
+    """Whom a signed-in session acts for; None once that no longer holds."""
     if session.secret is not None:
         try:
-            principal = console.services.registry.authenticate(session.secret)
+            return console.services.registry.authenticate(session.secret)
         except Unauthenticated:
-            session, fresh = Session.anonymous(now, lifetime), True
-    elif session.oidc is not None:
+            return None
+    if session.oidc is not None:
         subject, tenant = session.oidc
         # An operator of the provider, in a tenant that (still) exists; OIDC sign-in off: out.
         if console.settings.oidc.enabled and console.services.registry.view.tenant(tenant):
-            principal = Principal(principal_key_id(subject), tenant, Role.OPERATOR)
-        else:
-            session, fresh = Session.anonymous(now, lifetime), True
+            return Principal(principal_key_id(subject), tenant, Role.OPERATOR)
+    return None
+
+
+def _context(request: web.Request, console: Console) -> tuple[Ctx, bool]:
+    """The request's context, and whether its session is new (its cookie to be set). While the
+    sign-out view is not ready, a signed-in session is left as it is, without a principal."""
+    now = time.time()
+    session, fresh = _open_session(request, console, now)
+    principal = None
+    if _signed_in(session) and console.services.signouts.ready:
+        principal = _principal(console, session)
+        if principal is None:  # a revoked key, a tenant gone, OIDC switched off: signed out
+            session, fresh = Session.anonymous(now, console.settings.session_seconds), True
     language = choose_language(
         request.cookies.get(LANGUAGE_COOKIE),
         request.headers.get("Accept-Language"),

@@ -3,6 +3,8 @@ an admin's tenant picker."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from aiohttp import web
@@ -11,14 +13,19 @@ from cityhub.schemas.console_settings import CONSOLE_LANGUAGES
 from cityhub.schemas.registry import Role
 from cityhub.streams.console.app import redirect
 from cityhub.streams.console.i18n import LANGUAGE_COOKIE
-from cityhub.streams.console.metrics import SIGN_INS
+from cityhub.streams.console.metrics import SIGN_INS, SIGN_OUTS
 from cityhub.streams.console.pages import BASE, ConsolePage, Ctx
+from cityhub.streams.console.signouts import WRITE_ERRORS, SignOut
 from cityhub.streams.registry.principals import KEY_PREFIX
 from cityhub.streams.service_errors import NotFound, Unauthenticated
+
+log = logging.getLogger("cityhub.console")
 
 MAX_SECRET_CHARS = 512
 LANGUAGE_COOKIE_SECONDS = 365 * 24 * 3600
 LANDING = "/devices"
+SIGN_OUT_SECONDS = 10.0
+"""How long a sign-out waits for Kafka to confirm its record before it says it could not."""
 
 
 async def index(ctx: Ctx) -> web.StreamResponse:
@@ -28,7 +35,7 @@ async def index(ctx: Ctx) -> web.StreamResponse:
 async def sign_in_form(ctx: Ctx) -> web.StreamResponse:
     if ctx.principal is not None:
         return redirect(LANDING)
-    notice = {"out": "signin.signed_out", "expired": "signin.expired"}.get(ctx.query("notice"))
+    notice = NOTICES.get(ctx.query("notice"))
     return ctx.render("sign_in.html", failed=False, notice=notice)
 
 
@@ -48,7 +55,26 @@ async def sign_in(ctx: Ctx) -> web.StreamResponse:
 
 
 async def sign_out(ctx: Ctx) -> web.StreamResponse:
+    """Record the session as signed out for every API process (Kafka confirms it before the
+    answer), then delete this browser's cookie. If the record fails, the cookie still goes, and
+    the sign-in page says that copies of it stay valid until the session expires."""
     ctx.signed_out = True
+    session = ctx.session
+    try:
+        record = SignOut(session_id=session.id, expires_at=session.expires_at)
+        await asyncio.wait_for(ctx.services.signouts.put(record), SIGN_OUT_SECONDS)
+    except WRITE_ERRORS as exc:  # TimeoutError is an OSError
+        SIGN_OUTS.labels("unrecorded").inc()
+        # Neither the session id nor anything of the cookie: what failed, and what it means.
+        log.warning(
+            "a console sign-out could not be recorded (%s: %s); that session stays valid in "
+            "copies of its cookie until it expires in %.0f s",
+            type(exc).__name__,
+            exc,
+            max(0.0, session.expires_at - time.time()),
+        )
+        return redirect("/sign-in?notice=unrecorded")
+    SIGN_OUTS.labels("recorded").inc()
     return redirect("/sign-in?notice=out")
 
 
@@ -79,6 +105,14 @@ async def choose_tenant(ctx: Ctx) -> web.StreamResponse:
     ctx.session = ctx.session.with_tenant(tenant)
     return redirect(LANDING)
 
+
+NOTICES = {
+    "out": "signin.signed_out",
+    "expired": "signin.expired",
+    "unrecorded": "signin.signed_out_unrecorded",
+}
+"""What the sign-in page says after ``?notice=``: only these catalogue keys, never the query's
+own text."""
 
 PAGES = (
     ConsolePage("GET", "/", index, "consoleIndex"),

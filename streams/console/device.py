@@ -224,8 +224,13 @@ async def live_observations(ctx: Ctx) -> web.StreamResponse:
 async def _stream(ctx: Ctx, response: web.StreamResponse, watcher: Any) -> None:
     expires_at = ctx.session.expires_at
     secret = ctx.session.secret
+    session_id = ctx.session.id
+    signouts = ctx.services.signouts.view
     dropped = 0
     while time.time() < expires_at:
+        # Signed out (in this browser or one with a copy of its cookie): the stream ends too.
+        if signouts.signed_out(session_id):
+            return
         try:
             doc = await asyncio.wait_for(watcher.queue.get(), KEEPALIVE_SECONDS)
         except TimeoutError:

@@ -39,6 +39,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Sign-in failed: this key is unknown or revoked.",
     ),
     "signin.signed_out": ("U bent afgemeld.", "You are signed out."),
+    "signin.signed_out_unrecorded": (
+        "U bent afgemeld in deze browser, maar de server kon de afmelding niet vastleggen: een "
+        "kopie van de cookie van deze sessie (op een andere computer, in het log van een proxy) "
+        "blijft geldig tot de sessie verloopt. Kan iemand zo'n kopie hebben, laat dan uw "
+        "API-sleutel intrekken.",
+        "You are signed out in this browser, but the server could not record the sign-out: a "
+        "copy of this session's cookie (on another computer, in a proxy's log) stays valid "
+        "until the session expires. If someone may have such a copy, have your API key revoked.",
+    ),
     "signin.expired": (
         "Uw sessie is verlopen; meld u opnieuw aan.",
         "Your session has expired; please sign in again.",
@@ -62,6 +71,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "error.back": ("Terug naar de apparaten", "Back to the devices"),
     "error.503": ("Dit is nu niet beschikbaar.", "This is not available right now."),
+    "error.signouts_unready": (
+        "De console start nog en kan uw sessie nog niet controleren; probeer het over een paar "
+        "seconden opnieuw.",
+        "The console is still starting and cannot check your session yet; please try again in "
+        "a few seconds.",
+    ),
     "common.yes": ("ja", "yes"),
     "common.no": ("nee", "no"),
     "common.none": ("—", "—"),

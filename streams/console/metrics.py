@@ -1,4 +1,5 @@
-"""The console's own metrics: sign-ins by method and result, and the live device streams."""
+"""The console's own metrics: sign-ins by method and result, sign-outs by whether the server
+recorded them, and the live device streams."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ SIGN_INS = Counter(
     "cityhub_console_sign_ins_total",
     "Console sign-ins, by method (key, oidc) and result (ok, refused).",
     ["method", "result"],
+)
+SIGN_OUTS = Counter(
+    "cityhub_console_sign_outs_total",
+    "Console sign-outs, by result: recorded (Kafka confirmed the sign-out record; copies of the "
+    "cookie are refused), unrecorded (the write failed: the cookie was deleted in this browser "
+    "only).",
+    ["result"],
 )
 LIVE_STREAMS = Gauge(
     "cityhub_console_live_streams",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cityhub.streams.console.live import LiveObservations
+    from cityhub.streams.console.signouts import SignOutRecords
     from cityhub.streams.deadletters.reader import DeadLetterReader
     from cityhub.streams.delivery.status_view import SubscriptionStatusView
     from cityhub.streams.registry.import_jobs import ImportJobs
@@ -21,6 +22,8 @@ class ConsoleServices:
     pages say so)."""
 
     registry: Registry
+    signouts: SignOutRecords
+    """The sign-outs every API process shares (``cityhub.streams.console.signouts``)."""
     subscriptions: Subscriptions | None = None
     live: LiveObservations | None = None
     # The subscriptions', dead-letter and import pages (cityhub.streams.console.ops).

@@ -1,11 +1,15 @@
 """The console's session cookie: sealed (AES-GCM), so it is both secret and signed.
 
-A session holds the API key secret it signed in with (None before sign-in), its CSRF token, the
-tenant an admin chose, and when it expires. The cookie is ``base64url(nonce || AES-GCM(key,
-nonce, JSON))``; the key is derived with HKDF-SHA256 from the privacy key-encryption key (KEK)
-that every API process has, so any API process reads a cookie another one made, and nobody
-without the KEK can read or forge one. A cookie that does not open (forged, cut, made with
-another KEK, expired) is no session at all: the caller starts signed out.
+A session holds its id, the API key secret it signed in with (None before sign-in), its CSRF
+token, the tenant an admin chose, and when it expires. The id is random and new at every
+sign-in (the id of a session from before the sign-in never survives it: no session fixation);
+signing out writes it to the sign-out topic (``cityhub.streams.console.signouts``), so that a
+copy of the cookie opens no session in any API process afterwards. The cookie is
+``base64url(nonce || AES-GCM(key, nonce, JSON))``; the key is derived with HKDF-SHA256 from the
+privacy key-encryption key (KEK) that every API process has, so any API process reads a cookie
+another one made, and nobody without the KEK can read or forge one. A cookie that does not open
+(forged, cut, made with another KEK, expired, or made before sessions had an id) is no session
+at all: the caller starts signed out.
 
 Pure: no I/O; the clock is passed in.
 """
@@ -16,8 +20,10 @@ import base64
 import binascii
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass, replace
+from typing import TypeGuard
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -32,12 +38,22 @@ _AAD = b"cityhub-console-session-v1"
 _NONCE_BYTES = 12
 _MAX_SECRET_CHARS = 512
 _MAX_TENANT_CHARS = 128
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+"""A session id is ``secrets.token_urlsafe(16)`` (22 characters); other shapes are not ours."""
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
+
+
+def new_session_id() -> str:
+    """A fresh random session id (128 bits)."""
+    return secrets.token_urlsafe(16)
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
     """One browser's session (signed in when ``secret`` is set)."""
 
+    id: str
+    """Random, new at every sign-in; what a sign-out records on the server."""
     csrf: str
     expires_at: float
     secret: str | None = None
@@ -50,12 +66,17 @@ class Session:
 
     @classmethod
     def anonymous(cls, now: float, lifetime: float) -> Session:
-        """A new signed-out session with a fresh CSRF token."""
-        return cls(csrf=secrets.token_urlsafe(24), expires_at=now + lifetime)
+        """A new signed-out session with a fresh id and CSRF token."""
+        return cls(id=new_session_id(), csrf=secrets.token_urlsafe(24), expires_at=now + lifetime)
 
     def signed_in(self, secret: str, now: float, lifetime: float) -> Session:
-        """This browser signed in with ``secret``: a new CSRF token, a new expiry."""
-        return Session(csrf=secrets.token_urlsafe(24), expires_at=now + lifetime, secret=secret)
+        """This browser signed in with ``secret``: a new id, CSRF token and expiry."""
+        return Session(
+            id=new_session_id(),
+            csrf=secrets.token_urlsafe(24),
+            expires_at=now + lifetime,
+            secret=secret,
+        )
 
     def with_tenant(self, tenant: str) -> Session:
         return replace(self, tenant=tenant)
@@ -64,9 +85,12 @@ class Session:
         return replace(self, pending=pending)
 
     def signed_in_oidc(self, subject: str, tenant: str, now: float, lifetime: float) -> Session:
-        """An operator signed in with OpenID Connect: a new CSRF token, a new expiry."""
+        """An operator signed in with OpenID Connect: a new id, CSRF token and expiry."""
         return Session(
-            csrf=secrets.token_urlsafe(24), expires_at=now + lifetime, oidc=(subject, tenant)
+            id=new_session_id(),
+            csrf=secrets.token_urlsafe(24),
+            expires_at=now + lifetime,
+            oidc=(subject, tenant),
         )
 
 
@@ -82,7 +106,11 @@ class SessionCodec:
         self._aead = AESGCM(derive_key(kek))
 
     def seal(self, session: Session) -> str:
-        payload = {"c": session.csrf, "e": session.expires_at}
+        payload: dict[str, object] = {
+            "i": session.id,
+            "c": session.csrf,
+            "e": session.expires_at,
+        }
         if session.secret is not None:
             payload["k"] = session.secret
         if session.tenant is not None:
@@ -96,7 +124,8 @@ class SessionCodec:
         return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
     def open(self, value: str, now: float) -> Session | None:
-        """The session a cookie holds, or None if it is not one of ours or has expired."""
+        """The session a cookie holds, or None if it is not one of ours, has expired or has no
+        id (a cookie made before sessions had one)."""
         if not value or len(value) > MAX_COOKIE_CHARS:
             return None
         try:
@@ -111,9 +140,11 @@ class SessionCodec:
 def _session(payload: object, now: float) -> Session | None:
     if not isinstance(payload, dict):
         return None
-    csrf, expires = payload.get("c"), payload.get("e")
+    session_id, csrf, expires = payload.get("i"), payload.get("c"), payload.get("e")
     secret, tenant = payload.get("k"), payload.get("t")
     if not isinstance(csrf, str) or not isinstance(expires, (int, float)) or expires <= now:
+        return None
+    if not is_session_id(session_id):
         return None
     if secret is not None and not (isinstance(secret, str) and len(secret) <= _MAX_SECRET_CHARS):
         return None
@@ -124,6 +155,7 @@ def _session(payload: object, now: float) -> Session | None:
     except ValueError:
         return None
     return Session(
+        id=session_id,
         csrf=csrf,
         expires_at=float(expires),
         secret=secret,
@@ -143,3 +175,8 @@ def _strings(value: object, count: int) -> list[str] | None:
     if len(strings) != count:
         raise ValueError("malformed")
     return strings
+
+
+def is_session_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` has a session id's shape (``SESSION_ID_PATTERN``)."""
+    return isinstance(value, str) and _SESSION_ID.fullmatch(value) is not None

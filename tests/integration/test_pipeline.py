@@ -247,6 +247,7 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
             "api.device_health": True,
             "api.resident_tokens": True,
             "api.processing_log_index": True,
+            "api.console_signouts": True,
             "api.subscription_secrets_moved": True,
             "deliver.registry": True,
             "deliver.subscriptions": True,

@@ -1,6 +1,6 @@
 """Shared set-up of the console's unit tests (no tests here): the API with the console mounted,
-over the seeded in-memory registry of ``test_api_support``, and a browser-like client that keeps
-the session cookie and sends each form's CSRF token."""
+over the seeded in-memory registry of ``test_api_support`` and an in-memory sign-out store, and
+a browser-like client that keeps the session cookie and sends each form's CSRF token."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import ClientResponse
+import aiohttp
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.schemas.console_settings import ConsoleSettings
@@ -22,6 +23,8 @@ from cityhub.streams.api.device_health import DEVICE_HEALTH_KEY
 from cityhub.streams.console.app import build_console
 from cityhub.streams.console.live import LiveObservations
 from cityhub.streams.console.services import ConsoleServices
+from cityhub.streams.console.session import COOKIE_NAME
+from cityhub.streams.console.signouts import InMemorySignOutStore, SignOutRecords
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
@@ -48,6 +51,7 @@ class Browser:
     registry: Registry
     keys: dict[str, str]
     live: LiveObservations
+    signouts: SignOutRecords
     csrf: str = ""
     batches: list[Any] = field(default_factory=list)
 
@@ -60,6 +64,31 @@ class Browser:
             assert secret not in text, "a key secret was rendered"
             assert secret not in response.headers.get("Location", ""), "a key secret in a URL"
         return Page(response.status, text, response.headers, response.headers.get("Location"))
+
+    @property
+    def app(self) -> web.Application:
+        app = self.client.app
+        assert app is not None
+        return app
+
+    def cookie(self) -> str:
+        """This browser's session cookie as it holds it now ("" without one)."""
+        for morsel in self.client.session.cookie_jar:
+            if morsel.key == COOKIE_NAME:
+                return morsel.value
+        return ""
+
+    async def copy_get(self, cookie: str, path: str = "/console/devices") -> Page:
+        """``path`` of this browser's process from another browser that holds only ``cookie``
+        (a copy of a session cookie; none if empty) and keeps nothing it is sent."""
+        headers = {"Cookie": f"{COOKIE_NAME}={cookie}"} if cookie else {}
+        async with (
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as elsewhere,
+            elsewhere.get(
+                self.client.make_url(path), allow_redirects=False, headers=headers
+            ) as response,
+        ):
+            return await self._page(response)
 
     async def get(self, path: str, **kw: Any) -> Page:
         async with self.client.get(path, allow_redirects=False, **kw) as response:
@@ -95,9 +124,11 @@ async def running_console(
     read: Any = None,
     health: Any = None,
     aggregates: Any = None,
+    signouts: SignOutRecords | None = None,
 ) -> AsyncIterator[Browser]:
     """The API with the console over tenants acme and beta (devices a-1, a-2 and b-1);
-    ``health(registry)`` gives the device-health queries to serve, if any."""
+    ``health(registry)`` gives the device-health queries to serve, if any; ``signouts`` the
+    sign-out store (default: an in-memory one of its own)."""
     store = InMemoryRegistryStore()
     await store.start()
     registry = Registry(store)
@@ -120,10 +151,37 @@ async def running_console(
                 location=Location(latitude=52.37, longitude=4.89),
             ),
         )
+    browser = _browser(registry, keys, settings or ConsoleSettings(), read, signouts)
+    if health is not None:
+        browser.app[DEVICE_HEALTH_KEY] = health(store)
+    if aggregates is not None:  # instead of the Kafka reader, before the app starts
+        browser.app[AGGREGATES_KEY] = aggregates
+    async with browser.client:
+        yield browser
+    await store.stop()
+
+
+@asynccontextmanager
+async def another_process(browser: Browser, signouts: SignOutRecords) -> AsyncIterator[Browser]:
+    """A second API process beside ``browser``'s, as behind a load balancer: the same registry
+    and KEK, its own console with ``signouts`` (give it the first's topic), its own client with
+    no cookies of its own."""
+    other = _browser(browser.registry, browser.keys, ConsoleSettings(), None, signouts)
+    async with other.client:
+        yield other
+
+
+def _browser(
+    registry: Registry,
+    keys: dict[str, str],
+    settings: ConsoleSettings,
+    read: Any,
+    signouts: SignOutRecords | None,
+) -> Browser:
+    """The API with the console over ``registry``, on a test client not started yet."""
     subscriptions = Subscriptions(
         InMemorySubscriptionStore(), registry.view, resolver=public_resolver
     )
-    settings = settings or ConsoleSettings()
     live = LiveObservations(
         read or _no_reader,
         per_session=settings.live_streams_per_session,
@@ -131,13 +189,10 @@ async def running_console(
         buffer=settings.live_buffer,
         idle_stop_seconds=0.05,
     )
-    services = ConsoleServices(registry=registry, subscriptions=subscriptions, live=live)
+    signouts = signouts if signouts is not None else InMemorySignOutStore()
+    services = ConsoleServices(
+        registry=registry, signouts=signouts, subscriptions=subscriptions, live=live
+    )
     console = build_console(services, settings, KEK)
     app = build_api(registry, subscriptions=subscriptions, console=console)
-    if health is not None:
-        app[DEVICE_HEALTH_KEY] = health(store)
-    if aggregates is not None:  # instead of the Kafka reader, before the app starts
-        app[AGGREGATES_KEY] = aggregates
-    async with TestClient(TestServer(app)) as client:
-        yield Browser(client, registry, keys, live)
-    await store.stop()
+    return Browser(TestClient(TestServer(app)), registry, keys, live, signouts)

@@ -29,6 +29,7 @@ from cityhub.streams.api.app import SUBSCRIPTIONS_KEY, build_api
 from cityhub.streams.api.subscription_status import SUBSCRIPTION_STATUS_KEY
 from cityhub.streams.console.app import build_console
 from cityhub.streams.console.services import ConsoleServices
+from cityhub.streams.console.signouts import InMemorySignOutStore
 from cityhub.streams.deadletters.reader import DeadLetterReader
 from cityhub.streams.delivery.status_publisher import InMemorySubscriptionStatusStore
 from cityhub.streams.registry.import_jobs import ImportJobs
@@ -108,8 +109,10 @@ async def running_ops() -> AsyncIterator[Ops]:
     statuses = InMemorySubscriptionStatusStore()
     letters = _Reader(Settings(), registry.view)
     imports = ImportJobs(registry, chunk_rows=2, max_bytes=64 * 1024)
+    signouts = InMemorySignOutStore()
     services = ConsoleServices(
         registry=registry,
+        signouts=signouts,
         subscriptions=subscriptions,
         subscription_status=statuses.view,
         dead_letters=letters,
@@ -119,7 +122,13 @@ async def running_ops() -> AsyncIterator[Ops]:
     app = build_api(registry, subscriptions=subscriptions, console=console)
     app[SUBSCRIPTION_STATUS_KEY] = statuses.view
     async with TestClient(TestServer(app)) as client:
-        yield Ops(Browser(client, registry, keys, None), subscriptions, statuses, letters, imports)  # type: ignore[arg-type]
+        yield Ops(
+            Browser(client, registry, keys, None, signouts),
+            subscriptions,
+            statuses,
+            letters,
+            imports,
+        )  # type: ignore[arg-type]
     await imports.close()
     await store.stop()
 
