@@ -49,7 +49,8 @@ refused or lost it."""
 
 SIGNED_OUT = Gauge(
     "cityhub_console_signed_out_sessions",
-    "Signed-out console sessions this API process refuses (until each would have expired).",
+    "Signed-out console sessions this API process refuses (until each would have expired), "
+    "counted at each sign-out record it reads.",
 )
 MALFORMED = Counter(
     "cityhub_console_signouts_malformed",
