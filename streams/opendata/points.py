@@ -202,8 +202,6 @@ def points_of(
     value = number(doc.get("value"))
     if value is None:
         return [], Skip.NON_NUMERIC, observed_us
-    if rules.exclude_flagged and doc.get("quality"):
-        return [], Skip.FLAGGED, observed_us
     tenant, classification = doc.get("tenant"), doc.get("classification")
     if not isinstance(tenant, str) or not (
         classification in PUBLISHABLE or classification == PERSONAL
@@ -216,6 +214,9 @@ def points_of(
             return [], Skip.PERSONAL, observed_us
         if not activity_valid(activities, tenant, rules.personal_activity, now):
             return [], Skip.NO_ACTIVITY, observed_us
+    # After the reasons it could never count: a flag is about this reading only.
+    if rules.exclude_flagged and doc.get("quality"):
+        return [], Skip.FLAGGED, observed_us
     device = device_key(tenant, device_id)
     subject_id = doc.get("data_subject")
     # A device without a data subject is its own subject; the keys differ in kind (a device

@@ -33,12 +33,13 @@ def alive(pid: int) -> bool:
 
 
 async def test_the_children_stop_when_the_supervisor_is_killed_alone(tmp_path: Path) -> None:
-    hub = Hub(tmp_path)  # cityhub run --workers 1: bridge, worker, api, deliver, history
+    # cityhub run --workers 1: bridge, worker, worker-side, api, deliver, history
+    hub = Hub(tmp_path)
     try:
         hub.start()
         assert hub.proc is not None
         children = children_of(hub.proc.pid)
-        assert len(children) == 5, f"expected 5 children, found {children}"
+        assert len(children) == 6, f"expected 6 children, found {children}"
         os.kill(hub.proc.pid, signal.SIGKILL)  # the supervisor alone, not its process group
         hub.proc.wait(10)
         deadline = asyncio.get_running_loop().time() + 40  # a child stops within its stop timeout
