@@ -112,11 +112,13 @@ async def test_an_operator_signs_in_finds_a_device_watches_it_live_and_edits_it(
         await expect(page.locator(".leaflet-marker-icon").first).to_be_visible()
         await check_page(page, "05-map")
 
-        # English, by the switch; then sign out, and the console asks for a key again.
+        # English, by the switch; then sign out (recorded on the hub's sign-out topic, not only
+        # in this browser), and the console asks for a key again.
         await page.get_by_role("button", name="English").click()
         await expect(page.locator("html")).to_have_attribute("lang", "en")
         await page.get_by_role("button", name="Sign out").click()
-        await expect(page).to_have_url(re.compile(r"/console/sign-in"))
+        await expect(page).to_have_url(re.compile(r"/console/sign-in\?notice=out$"))
+        await expect(page.get_by_role("status")).to_have_text("You are signed out.")
         await page.goto(f"{base}/console/devices")
         await expect(page).to_have_url(f"{base}/console/sign-in")
     assert csp_errors == []
