@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -30,17 +29,10 @@ WITHIN_SECONDS = 5.0
 
 
 @pytest.fixture
-async def settings() -> AsyncIterator[Settings]:
+def settings() -> Settings:
+    """A topic prefix of the test's own (the session deletes its topics: conftest.py)."""
     prefix = f"signouts-{uuid.uuid4().hex[:10]}"
-    yield Settings(kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix))
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
+    return Settings(kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix))
 
 
 async def _topic_config(topic: str) -> dict[str, str]:
