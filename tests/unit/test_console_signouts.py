@@ -256,6 +256,19 @@ async def test_a_copied_cookie_is_signed_out_with_its_browser_in_every_process()
         assert (await browser.get("/console/devices")).status == 200
 
 
+async def test_a_sign_out_without_a_sign_in_records_nothing() -> None:
+    """Anyone may POST a sign-out with an anonymous session's CSRF token: none of them may fill
+    the topic and every process's view."""
+    topic = InMemoryTopic()
+    async with running_console(signouts=InMemorySignOutStore(topic=topic)) as browser:
+        await browser.get("/console/sign-in")  # an anonymous session and its CSRF token
+        recorded = _sign_outs("recorded")
+        page = await browser.post("/console/sign-out")
+        assert page.status == 403  # the page is for signed-in sessions only
+        assert topic.records == []
+        assert _sign_outs("recorded") == recorded
+
+
 class FailingWrites:
     """A sign-out store whose view is ready but whose writes fail, as when Kafka is down."""
 
