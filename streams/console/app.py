@@ -7,9 +7,10 @@ Promises, for every console page:
   ``console.session_seconds``; the API key it holds is never rendered, put in a URL or logged,
   and is checked against the registry on every request (a revoked key signs the browser out);
 - a signed-out session stays signed out in every API process: its id is on the sign-out topic
-  (``cityhub.streams.console.signouts``), and a cookie with that id opens no session; until this
-  process's view of that topic is ready, a signed-in cookie gets a 503 page (fail closed: never
-  served unchecked) and is left as it is;
+  (``cityhub.streams.console.signouts``), and a cookie with that id opens no session; while this
+  process's view of that topic is not ready, or has not caught up with it for
+  ``signouts.MAX_STALENESS_S`` (Kafka unreachable), a signed-in cookie gets a 503 page (fail
+  closed: never served unchecked) and is left as it is;
 - a page that needs a signed-in key sends anyone else to the sign-in page (303);
 - every POST is checked: its ``Origin`` (when sent) must be this host, ``Sec-Fetch-Site`` must
   not be cross-site, its body at most the page's cap, and its ``csrf`` field the session's
@@ -40,6 +41,7 @@ from cityhub.streams.console.oidc_flow import principal_key_id
 from cityhub.streams.console.pages import BASE, ConsolePage, Ctx
 from cityhub.streams.console.services import ConsoleServices
 from cityhub.streams.console.session import COOKIE_NAME, Session, SessionCodec
+from cityhub.streams.console.signouts import current
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.service_errors import (
     Conflict,
@@ -177,7 +179,7 @@ def _endpoint(page: ConsolePage) -> AiohttpHandler:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         console = request.app[CONSOLE_KEY]
         ctx, fresh = _context(request, console)
-        if _signed_in(ctx.session) and not console.services.signouts.ready:
+        if _signed_in(ctx.session) and not current(console.services.signouts, time.time()):
             # Not ready to tell whether it was signed out: refused, its cookie kept for later.
             unready = _error(ctx, 503, "error.signouts_unready")
             unready.headers["Retry-After"] = "5"
@@ -228,7 +230,7 @@ def _context(request: web.Request, console: Console) -> tuple[Ctx, bool]:
     now = time.time()
     session, fresh = _open_session(request, console, now)
     principal = None
-    if _signed_in(session) and console.services.signouts.ready:
+    if _signed_in(session) and current(console.services.signouts, now):
         principal = _principal(console, session)
         if principal is None:  # a revoked key, a tenant gone, OIDC switched off: signed out
             session, fresh = Session.anonymous(now, console.settings.session_seconds), True

@@ -72,10 +72,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error.back": ("Terug naar de apparaten", "Back to the devices"),
     "error.503": ("Dit is nu niet beschikbaar.", "This is not available right now."),
     "error.signouts_unready": (
-        "De console start nog en kan uw sessie nog niet controleren; probeer het over een paar "
-        "seconden opnieuw.",
-        "The console is still starting and cannot check your session yet; please try again in "
-        "a few seconds.",
+        "De console kan uw sessie nu niet controleren (hij start nog, of bereikt Kafka niet); "
+        "probeer het over een paar seconden opnieuw.",
+        "The console cannot check your session right now (it is still starting, or cannot reach "
+        "Kafka); please try again in a few seconds.",
     ),
     "common.yes": ("ja", "yes"),
     "common.no": ("nee", "no"),

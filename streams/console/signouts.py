@@ -149,6 +149,12 @@ def _parse(key: str, value: bytes | None) -> SignOut:
     return SignOut.model_validate({**doc, "session_id": key})
 
 
+MAX_STALENESS_S = 5.0
+"""How long ago the view may last have been caught up with its topic and still be trusted: its
+tail polls every second, so longer means this process cannot read the topic (a sign-out made
+in another process since would be missed)."""
+
+
 class SignOutRecords(Protocol):
     """What the console needs of a sign-out store (Kafka's or the in-memory one)."""
 
@@ -158,11 +164,22 @@ class SignOutRecords(Protocol):
         ...
 
     @property
+    def caught_up_at(self) -> float:
+        """When the view was last seen caught up with the topic (seconds since the epoch)."""
+        ...
+
+    @property
     def view(self) -> SignOutView: ...
 
     async def put(self, record: SignOut) -> int:
         """Write ``record``; return once Kafka confirmed it and the local view applied it."""
         ...
+
+
+def current(records: SignOutRecords, now: float) -> bool:
+    """Whether ``records`` can tell a signed-out session: ready, and caught up with its topic
+    within ``MAX_STALENESS_S``."""
+    return records.ready and now - records.caught_up_at <= MAX_STALENESS_S
 
 
 def _update_gauges(view: SignOutView, applied: int, malformed: int) -> None:

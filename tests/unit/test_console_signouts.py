@@ -26,6 +26,7 @@ from cityhub.schemas.settings import Settings
 from cityhub.streams.compacted import InMemoryTopic
 from cityhub.streams.console.session import COOKIE_NAME, Session, SessionCodec, derive_key
 from cityhub.streams.console.signouts import (
+    MAX_STALENESS_S,
     InMemorySignOutStore,
     SignOut,
     SignOutView,
@@ -281,6 +282,10 @@ class FailingWrites:
         return True
 
     @property
+    def caught_up_at(self) -> float:
+        return time.time()
+
+    @property
     def view(self) -> SignOutView:
         return self._store.view
 
@@ -332,13 +337,49 @@ async def test_until_the_view_is_ready_a_signed_in_cookie_gets_a_503_and_is_kept
         page = await browser.get("/console/devices", headers={"Accept-Language": "en"})
         assert page.status == 503
         assert page.headers["Retry-After"] == "5"
-        assert "cannot check your session yet" in page.text
+        assert "cannot check your session right now" in page.text
         assert _cookie(page.headers) is None  # left as it is
         assert (await browser.post("/console/sign-out")).status == 503
         # Anyone signed out still gets the sign-in page.
         assert (await browser.copy_get("", "/console/sign-in")).status == 200
         await store.start()
         assert browser.cookie() == cookie
+        assert (await browser.get("/console/devices")).status == 200
+
+
+class StaleView:
+    """A sign-out store that started but has not caught up with its topic for a while, as in
+    a process that cannot reach Kafka any more."""
+
+    def __init__(self, caught_up_at: float) -> None:
+        self._store = InMemorySignOutStore()
+        self.caught_up_at = caught_up_at
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @property
+    def view(self) -> SignOutView:
+        return self._store.view
+
+    async def put(self, record: SignOut) -> int:
+        return await self._store.put(record)
+
+
+async def test_a_view_that_stopped_following_its_topic_fails_closed() -> None:
+    """A process that cannot read the topic would miss sign-outs made elsewhere since: a
+    signed-in cookie gets the 503 page until the view catches up again."""
+    store = StaleView(caught_up_at=time.time())
+    await store._store.start()
+    async with running_console(signouts=store) as browser:
+        await browser.sign_in("op_a")
+        assert (await browser.get("/console/devices")).status == 200
+        store.caught_up_at = time.time() - MAX_STALENESS_S - 1
+        page = await browser.get("/console/devices", headers={"Accept-Language": "en"})
+        assert page.status == 503
+        assert "cannot reach Kafka" in page.text
+        store.caught_up_at = time.time()
         assert (await browser.get("/console/devices")).status == 200
 
 
