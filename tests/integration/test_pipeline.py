@@ -234,8 +234,11 @@ async def test_metrics_and_health_are_served(hub: Hub) -> None:
             "worker-1.sharing": True,
             "worker-1.routing": True,
             "worker-1.worker": True,
-            "worker-1.open_data_worker": True,
-            "worker-1.health_worker": True,
+            # The side stages in a worker process of their own.
+            "worker-side.registry": True,
+            "worker-side.privacy": True,
+            "worker-side.open_data_worker": True,
+            "worker-side.health_worker": True,
             "api.registry": True,
             "api.subscriptions": True,
             "api.subscription_secrets": True,

@@ -84,9 +84,9 @@ async def test_every_topic_cityhub_creates_carries_the_configured_min_insync_rep
     # 6 logs (the processing log too), 7 compacted (the subscriptions' secrets too), the 6 of
     # data sharing and open data (offers, agreements, agreement usage, open-data points, open
     # data, data requests), 6 agent states (the open-data publisher's and the health stage's
-    # two too), 1 subscription, 1 for the console (the subscriptions' statuses), 1 of device
-    # health
-    assert len(names) == 28
+    # two too), 1 subscription, 2 for the console (the subscriptions' statuses, the sign-outs),
+    # 1 of device health
+    assert len(names) == 29
     found = await _min_insync_replicas(names)
     assert found == dict.fromkeys(names, ("1", TOPIC_OVERRIDE))
 
