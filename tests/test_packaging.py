@@ -13,6 +13,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from cityhub.schemas.validation import SCHEMA_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {
     "schemas": "cityhub.schemas",
@@ -72,18 +74,7 @@ def test_built_wheel_contains_every_module_and_the_schemas(tmp_path):
             assert "/".join([*package.split("."), *rel.parts]) in names, source
     # Every JSON Schema of the topics' records, and the AsyncAPI document that refers to them.
     schemas = {path.name for path in (ROOT / "schemas" / "json").glob("*.json")}
-    assert {
-        f"{name}.schema.json"
-        for name in (
-            "raw-envelope",
-            "observation",
-            "deadletter",
-            "aggregate",
-            "device-health",
-            "subscription-status",
-            "open-data-window",
-        )
-    } <= schemas
+    assert {f"{name}.schema.json" for name in SCHEMA_NAMES} <= schemas
     for schema in schemas:
         assert f"cityhub/schemas/json/{schema}" in names, schema
     assert "cityhub/schemas/asyncapi.yaml" in names

@@ -110,8 +110,10 @@ class FleetSimulator:
         self.fleet = fleet
         self.session = session
         self.fault_ratio = fault_ratio
+        # Only when asked: a fleet without faults needs no random stream for them.
         self._faults = [
-            seeded_random(f"cityhub-faults:{fleet.seed}:{d.index}") for d in fleet.devices
+            seeded_random(f"cityhub-faults:{fleet.seed}:{d.index}")
+            for d in (fleet.devices if fault_ratio else ())
         ]
         self._dev_addrs = [session_dev_addr(d, session) for d in fleet.devices]
         self._states: list[_State] = []
