@@ -1,6 +1,6 @@
 {{/*
 Names and labels. Every object is <release>-cityhub-<component> unless the release is called
-cityhub already; components are bridge, worker, api, delivery, history.
+cityhub already; components are bridge, worker, worker-side, api, delivery, history.
 */}}
 {{- define "cityhub.fullname" -}}
 {{- if contains "cityhub" .Release.Name -}}
@@ -63,11 +63,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 
 {{/*
 The Kafka login of a component: its own credentials entry when it names a user, else default's.
-Call with (dict "root" $ "component" "bridge"); yields YAML of {username, passwordSecret}.
+worker-side logs in as the worker (cityhub.loginComponent). Call with
+(dict "root" $ "component" "bridge"); yields YAML of {username, passwordSecret}.
 */}}
 {{- define "cityhub.kafkaCredentials" -}}
 {{- $all := .root.Values.kafka.credentials -}}
-{{- $own := index $all .component | default dict -}}
+{{- $own := index $all (include "cityhub.loginComponent" .component) | default dict -}}
 {{- if $own.username -}}
 {{- toYaml $own -}}
 {{- else -}}
@@ -86,13 +87,16 @@ Call with (dict "root" $ "component" "bridge"); yields YAML of {username, passwo
 {{/*
 What a component needs, so that each gets only its own secrets:
   mqtt: the bridge (ingest) and the delivery (MQTT subscriptions publish to the broker)
-  kek: the processes that seal or open personal values (worker, API, delivery)
+  kek: the processes that seal or open personal values (worker, API, delivery), and worker-side:
+       it keeps the privacy views (the open-data publisher reads the register), and the
+       subjects' keys among them are read only with the KEK
   history: the history writer, and the API (reads and erasure)
 */}}
 {{- define "cityhub.needs" -}}
 {{- $needs := dict
   "bridge" (dict "mqtt" true "kek" false "history" false)
   "worker" (dict "mqtt" false "kek" true "history" false)
+  "worker-side" (dict "mqtt" false "kek" true "history" false)
   "api" (dict "mqtt" false "kek" true "history" true)
   "delivery" (dict "mqtt" true "kek" true "history" false)
   "history" (dict "mqtt" false "kek" false "history" true) -}}

@@ -1,13 +1,15 @@
 {{/*
 The pod template of a component: the `cityhub <command>` container with its settings, the
 secrets it needs mounted as files (never their values in the manifest), probes, resources and a
-read-only root. Call with (dict "root" $ "component" "bridge" "command" "bridge" "values" .Values.bridge).
+read-only root. Call with (dict "root" $ "component" "bridge" "command" "bridge" "values" .Values.bridge),
+and "args" (a list) for arguments after the command.
 */}}
 {{- define "cityhub.podTemplate" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 {{- $needs := include "cityhub.needs" . | fromYaml -}}
 {{- $kafkaLogin := include "cityhub.kafkaCredentials" . | fromYaml -}}
+{{- $loginOf := include "cityhub.loginComponent" .component -}}
 {{- $sasl := include "cityhub.kafkaUsesSasl" $root -}}
 {{- $tls := include "cityhub.kafkaUsesTls" $root -}}
 {{- $useHistory := and $needs.history $v.history.enabled -}}
@@ -37,7 +39,7 @@ spec:
     - name: cityhub
       image: {{ include "cityhub.image" $root }}
       imagePullPolicy: {{ $v.image.pullPolicy }}
-      args: [{{ .command | quote }}]
+      args: [{{ .command | quote }}{{ range .args }}, {{ . | quote }}{{ end }}]
       ports:
         {{- if eq .component "api" }}
         - name: http
@@ -55,7 +57,7 @@ spec:
               fieldPath: metadata.name
         {{- if $sasl }}
         - name: CITYHUB_KAFKA__SASL_USERNAME
-          value: {{ required (printf "kafka.credentials.%s.username (or default.username)" .component) $kafkaLogin.username | quote }}
+          value: {{ required (printf "kafka.credentials.%s.username (or default.username)" $loginOf) $kafkaLogin.username | quote }}
         - name: CITYHUB_KAFKA__SASL_PASSWORD_FILE
           value: /var/run/secrets/cityhub/kafka/password
         {{- end }}
@@ -177,7 +179,7 @@ spec:
     {{- if $sasl }}
     - name: kafka-password
       secret:
-        secretName: {{ required (printf "kafka.credentials.%s.passwordSecret.name" .component) $kafkaLogin.passwordSecret.name }}
+        secretName: {{ required (printf "kafka.credentials.%s.passwordSecret.name" $loginOf) $kafkaLogin.passwordSecret.name }}
         defaultMode: 0440
         items:
           - key: {{ $kafkaLogin.passwordSecret.key }}
