@@ -45,7 +45,9 @@ READY_TIMEOUT_S = 120.0
 GRACE_PERIOD_S = 45.0
 """The chart's terminationGracePeriodSeconds."""
 
-COMPONENTS = ("bridge", "worker", "api", "delivery", "history")
+COMPONENTS = ("bridge", "worker", "worker-side", "api", "delivery", "history")
+"""Every workload the chart renders with these values: the workers run `--stages pipeline`,
+worker-side `--stages side` (tests/unit/test_helm_chart_worker_side.py)."""
 
 
 def _helm() -> Path:
