@@ -27,18 +27,12 @@ from typing import Protocol
 
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from cityhub.schemas.settings import Settings
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import (
-    DEFAULT_WRITE_TIMEOUT,
-    CompactedTopicStore,
-    InMemoryCompactedStore,
-    InMemoryTopic,
-)
+from cityhub.streams.compacted import InMemoryTopic
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
+from cityhub.streams.compacted_view import CompactedView
 from cityhub.streams.console.session import SESSION_ID_PATTERN
-from cityhub.streams.malformed import malformed_reason
 from cityhub.streams.service_errors import Unavailable
 
 log = logging.getLogger("cityhub.console.signouts")
@@ -77,41 +71,21 @@ class MalformedSignOut(ValueError):
     """A record on the topic the view cannot use (logged and counted, never applied)."""
 
 
-class SignOutView:
+class SignOutView(CompactedView):
     """The signed-out sessions that have not expired yet, after applying the topic's records
     up to ``offset``. ``apply`` never raises on a bad record: it logs the offset, counts it and
     moves on. ``clock`` is the wall clock (the sessions' expiries are Unix times)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        # Neither the key nor the value in the log: a session id stays out of it.
+        super().__init__(log, "console sign-out", key_chars=None)
         self._clock = clock
-        self._offset = -1
-        self._malformed = 0
         self._expiry: dict[str, float] = {}
         self._by_expiry: list[tuple[float, str]] = []
         """(expiry, session id), a heap: the next to forget first."""
 
-    @property
-    def offset(self) -> int:
-        return self._offset
-
-    @property
-    def malformed(self) -> int:
-        return self._malformed
-
-    def apply(self, key: str, value: bytes | None, offset: int) -> None:
-        """Apply one record; never raises."""
-        self._offset = offset
-        try:
-            record = _parse(key, value)
-        except (MalformedSignOut, ValidationError, ValueError, TypeError) as exc:
-            self._malformed += 1
-            # Neither the key nor the value: a session id stays out of the log.
-            log.warning(
-                "skipping malformed console sign-out at offset %d: %s",
-                offset,
-                malformed_reason(exc),
-            )
-            return
+    def _apply(self, key: str, value: bytes | None) -> None:
+        record = _parse(key, value)
         now = self._clock()
         self._forget_expired(now)
         if record.expires_at <= now:
@@ -182,43 +156,33 @@ def current(records: SignOutRecords, now: float) -> bool:
     return records.ready and now - records.caught_up_at <= MAX_STALENESS_S
 
 
-def _update_gauges(view: SignOutView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.inc(malformed)
-    SIGNED_OUT.set(view.count())
+SIGN_OUTS: TopicSpec[SignOutView, SignOut] = TopicSpec(
+    topic=lambda topics: topics.console_signouts,
+    new_view=SignOutView,
+    key_of=record_key,
+    what="console sign-outs",
+    client_id="cityhub-console-signouts",
+    on_applied=gauges(MALFORMED, (SIGNED_OUT, SignOutView.count)),
+    describe=lambda view: f"{view.count()} signed-out session(s)",
+)
 
 
-class SignOutStore(CompactedTopicStore[SignOutView, SignOut]):
+class SignOutStore(SpecStore[SignOutView, SignOut]):
     """The console's sign-outs on Kafka: every API process follows the whole topic."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        client_id: str = "cityhub-console-signouts",
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).console_signouts,
-            view=SignOutView(),
-            key_of=record_key,
-            what="console sign-outs",
-            client_id=client_id,
-            write_timeout=write_timeout,
-            on_applied=_update_gauges,
-            describe=lambda view: f"{view.count()} signed-out session(s)",
-        )
+    spec = SIGN_OUTS
 
 
-class InMemorySignOutStore(InMemoryCompactedStore[SignOutView, SignOut]):
+class InMemorySignOutStore(InMemorySpecStore[SignOutView, SignOut]):
     """The same without Kafka, for tests: two stores on one ``InMemoryTopic`` are two API
     processes."""
+
+    spec = SIGN_OUTS
 
     def __init__(
         self, *, topic: InMemoryTopic | None = None, clock: Callable[[], float] = time.time
     ) -> None:
-        super().__init__(SignOutView(clock), record_key, topic=topic)
+        super().__init__(view=SignOutView(clock), topic=topic)
 
 
 __all__ = [
