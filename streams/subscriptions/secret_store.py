@@ -18,17 +18,10 @@ import logging
 from typing import Protocol
 
 from prometheus_client import Counter
-from pydantic import ValidationError
 
-from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription_secrets import SubscriptionSecrets
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import (
-    DEFAULT_WRITE_TIMEOUT,
-    CompactedTopicStore,
-    InMemoryCompactedStore,
-    InMemoryTopic,
-)
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
+from cityhub.streams.compacted_view import WHOLE_KEY, CompactedView
 
 log = logging.getLogger("cityhub.subscriptions.secrets")
 
@@ -38,56 +31,28 @@ MALFORMED = Counter(
 )
 
 
-class SubscriptionSecretsView:
+class SubscriptionSecretsView(CompactedView):
     """The secrets after applying the topic's records up to ``offset``, by key.
 
     ``apply`` never raises on a bad record: it logs the offset and key (never the value, which
-    holds secrets in clear), counts it in ``malformed`` and moves on.
+    holds secrets in clear; nor pydantic's message, which would quote it: only how many fields
+    were invalid), counts it in ``malformed`` and moves on.
     """
 
     def __init__(self) -> None:
-        self._offset = -1
-        self.applied = 0
-        """Records applied (tombstones and malformed records included)."""
-        self._malformed = 0
+        super().__init__(log, "subscription secrets", key_chars=WHOLE_KEY)
         self._by_key: dict[str, SubscriptionSecrets] = {}
 
-    @property
-    def offset(self) -> int:
-        """The offset of the last record applied; -1 before the first."""
-        return self._offset
-
-    @property
-    def malformed(self) -> int:
-        return self._malformed
-
-    def apply(self, key: str, value: bytes | None, offset: int) -> None:
-        """Apply one record: ``value`` None deletes ``key``'s secrets, otherwise it is a
-        ``SubscriptionSecrets`` JSON whose key must be ``key``. Never raises."""
-        self._offset = offset
-        self.applied += 1
+    def _apply(self, key: str, value: bytes | None) -> None:
+        """``value`` None deletes ``key``'s secrets, otherwise it is a ``SubscriptionSecrets``
+        JSON whose key must be ``key``."""
         if value is None:
             self._by_key.pop(key, None)
             return
-        try:
-            secrets = SubscriptionSecrets.model_validate(json.loads(value))
-        except ValidationError as exc:
-            # pydantic's message would quote the input, secrets included: say only how much.
-            self._skip(offset, key, f"{exc.error_count()} invalid field(s)")
-            return
-        except ValueError as exc:  # not JSON: the decoder's message names a position only
-            self._skip(offset, key, str(exc))
-            return
+        secrets = SubscriptionSecrets.model_validate(json.loads(value))
         if secrets.key != key:
-            self._skip(offset, key, f"the key does not match the record's ({secrets.key})")
-            return
+            raise ValueError(f"the key does not match the record's ({secrets.key})")
         self._by_key[key] = secrets
-
-    def _skip(self, offset: int, key: str, reason: str) -> None:
-        self._malformed += 1
-        log.warning(
-            "skipping malformed subscription secrets at offset %d (key %r): %s", offset, key, reason
-        )
 
     def get(self, key: str) -> SubscriptionSecrets | None:
         """The secrets of the subscription of ``key`` (``subscription_key``), or None."""
@@ -115,46 +80,33 @@ class SubscriptionSecretRecordStore(Protocol):
         ...
 
 
-def _count_malformed(view: SubscriptionSecretsView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.inc(malformed)
-
-
 def _key_of(record: SubscriptionSecrets) -> str:
     return record.key
 
 
-class SubscriptionSecretStore(CompactedTopicStore[SubscriptionSecretsView, SubscriptionSecrets]):
+SECRETS_TOPIC: TopicSpec[SubscriptionSecretsView, SubscriptionSecrets] = TopicSpec(
+    topic=lambda topics: topics.subscription_secrets,
+    new_view=SubscriptionSecretsView,
+    key_of=_key_of,
+    what="subscription secrets",
+    client_id="cityhub-subscription-secrets",
+    on_applied=gauges(MALFORMED),
+    describe=lambda view: f"{view.count()} subscription(s) with secrets",
+)
+
+
+class SubscriptionSecretStore(SpecStore[SubscriptionSecretsView, SubscriptionSecrets]):
     """The subscriptions' secrets on Kafka."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        client_id: str = "cityhub-subscription-secrets",
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).subscription_secrets,
-            view=SubscriptionSecretsView(),
-            key_of=_key_of,
-            what="subscription secrets",
-            client_id=client_id,
-            write_timeout=write_timeout,
-            on_applied=_count_malformed,
-            describe=lambda view: f"{view.count()} subscription(s) with secrets",
-        )
+    spec = SECRETS_TOPIC
 
 
 class InMemorySubscriptionSecretStore(
-    InMemoryCompactedStore[SubscriptionSecretsView, SubscriptionSecrets]
+    InMemorySpecStore[SubscriptionSecretsView, SubscriptionSecrets]
 ):
     """A ``SubscriptionSecretRecordStore`` without Kafka, for tests of the service and delivery."""
 
-    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
-        """``topic``: one shared with other stores (an API instance, a delivery process)."""
-        super().__init__(SubscriptionSecretsView(), _key_of, topic=topic)
+    spec = SECRETS_TOPIC
 
 
 __all__ = [

@@ -12,15 +12,8 @@ from typing import Protocol
 from prometheus_client import Counter, Gauge
 
 from cityhub.connectors.sinks import validate_record
-from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Subscription, record_key
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import (
-    DEFAULT_WRITE_TIMEOUT,
-    CompactedTopicStore,
-    InMemoryCompactedStore,
-    InMemoryTopic,
-)
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
 from cityhub.streams.subscriptions.view import SubscriptionView
 
 SUBSCRIPTIONS = Gauge("cityhub_subscriptions", "Subscriptions in the in-memory view.")
@@ -57,41 +50,27 @@ class SubscriptionRecordStore(Protocol):
         ...
 
 
-def _update_gauges(view: SubscriptionView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.inc(malformed)
-    SUBSCRIPTIONS.set(view.count())
+SUBSCRIPTIONS_TOPIC: TopicSpec[SubscriptionView, Subscription] = TopicSpec(
+    topic=lambda topics: topics.subscriptions,
+    new_view=lambda: SubscriptionView(read_record=validate_record),
+    key_of=record_key,
+    what="subscriptions",
+    client_id="cityhub-subscriptions",
+    on_applied=gauges(MALFORMED, (SUBSCRIPTIONS, SubscriptionView.count)),
+    describe=lambda view: f"{view.count()} subscription(s)",
+)
 
 
-class SubscriptionStore(CompactedTopicStore[SubscriptionView, Subscription]):
+class SubscriptionStore(SpecStore[SubscriptionView, Subscription]):
     """The subscriptions on Kafka."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        client_id: str = "cityhub-subscriptions",
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).subscriptions,
-            view=SubscriptionView(read_record=validate_record),
-            key_of=record_key,
-            what="subscriptions",
-            client_id=client_id,
-            write_timeout=write_timeout,
-            on_applied=_update_gauges,
-            describe=lambda view: f"{view.count()} subscription(s)",
-        )
+    spec = SUBSCRIPTIONS_TOPIC
 
 
-class InMemorySubscriptionStore(InMemoryCompactedStore[SubscriptionView, Subscription]):
+class InMemorySubscriptionStore(InMemorySpecStore[SubscriptionView, Subscription]):
     """A ``SubscriptionRecordStore`` without Kafka, for tests of the service and the API."""
 
-    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
-        """``topic``: one shared with other stores (instances of the API, a worker)."""
-        super().__init__(SubscriptionView(read_record=validate_record), record_key, topic=topic)
+    spec = SUBSCRIPTIONS_TOPIC
 
 
 __all__ = ["InMemorySubscriptionStore", "SubscriptionRecordStore", "SubscriptionStore"]

@@ -15,10 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
-
 from cityhub.schemas.subscription import Subscription, record_key
-from cityhub.streams.malformed import malformed_reason
+from cityhub.streams.compacted_view import WHOLE_KEY, CompactedView
 
 log = logging.getLogger("cityhub.subscriptions.view")
 
@@ -30,7 +28,7 @@ class MalformedSubscription(ValueError):
     """A record on the subscriptions topic that the view cannot use (logged and counted)."""
 
 
-class SubscriptionView:
+class SubscriptionView(CompactedView):
     """The subscriptions after applying the topic's records up to ``offset``.
 
     ``apply`` never raises on a bad record: it logs it, counts it in ``malformed`` and moves on,
@@ -39,43 +37,17 @@ class SubscriptionView:
     """
 
     def __init__(self, *, read_record: RecordReader = Subscription.model_validate) -> None:
+        super().__init__(log, "subscription record", key_chars=WHOLE_KEY)
         self._read_record = read_record
-        self._offset = -1
-        self.applied = 0
-        """Records applied (tombstones and malformed records included)."""
-        self._malformed = 0
         self._by_tenant: dict[str, dict[str, Subscription]] = {}
 
-    @property
-    def offset(self) -> int:
-        """The offset of the last record applied; -1 before the first."""
-        return self._offset
-
-    @property
-    def malformed(self) -> int:
-        """Records that could not be used."""
-        return self._malformed
-
-    def apply(self, key: str, value: bytes | None, offset: int) -> None:
-        """Apply one record: ``value`` None is a tombstone for ``key``
-        (``subscription/<tenant>/<id>``), otherwise a ``Subscription``'s JSON whose key must be
-        ``key``. Never raises."""
-        self._offset = offset
-        self.applied += 1
-        try:
-            if value is None:
-                self._delete(key)
-            else:
-                self._put(key, value)
-        except (MalformedSubscription, ValidationError, ValueError, TypeError) as exc:
-            self._malformed += 1
-            reason = malformed_reason(exc)
-            log.warning(
-                "skipping malformed subscription record at offset %d (key %r): %s",
-                offset,
-                key,
-                reason,
-            )
+    def _apply(self, key: str, value: bytes | None) -> None:
+        """``value`` None is a tombstone for ``key`` (``subscription/<tenant>/<id>``), otherwise
+        a ``Subscription``'s JSON whose key must be ``key``."""
+        if value is None:
+            self._delete(key)
+        else:
+            self._put(key, value)
 
     def _put(self, key: str, value: bytes) -> None:
         doc = json.loads(value)
