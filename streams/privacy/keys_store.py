@@ -28,13 +28,8 @@ from prometheus_client import Counter, Gauge
 from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.timefmt import rfc3339
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import (
-    DEFAULT_WRITE_TIMEOUT,
-    CompactedTopicStore,
-    InMemoryCompactedStore,
-    InMemoryTopic,
-)
+from cityhub.streams.compacted import DEFAULT_WRITE_TIMEOUT, InMemoryTopic
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
 from cityhub.streams.privacy.keys_view import (
     SubjectKeyRecord,
     SubjectKeyView,
@@ -173,21 +168,53 @@ async def shred_keys(store: SubjectKeyStoreLike, tenant: str, subject: str) -> i
     return len(record_keys)
 
 
-def _update_gauges(view: SubjectKeyView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.inc(malformed)
-    KEYS.set(view.count())
+def _view_needs_the_kek() -> SubjectKeyView:
+    raise TypeError("a subject-key store makes its view with its KEK")
 
 
-class SubjectKeyStore(CompactedTopicStore[SubjectKeyView, SubjectKeyRecord]):
+KEYS_TOPIC: TopicSpec[SubjectKeyView, SubjectKeyRecord] = TopicSpec(
+    topic=lambda topics: topics.subject_keys,
+    new_view=_view_needs_the_kek,
+    key_of=record_key,
+    what="subject keys",
+    client_id="cityhub-subject-keys",
+    on_applied=gauges(MALFORMED, (KEYS, SubjectKeyView.count)),
+    describe=lambda view: f"{view.count()} key(s), {view.malformed} unusable",
+)
+
+
+class _HoldsTheKek(SubjectKeyStoreLike, Protocol):
+    _kek: bytes
+    _clock: Callable[[], float]
+
+
+class _KeyOperations:
+    """``ensure`` and ``shred`` of a store that holds the KEK (either store below)."""
+
+    async def ensure(self: _HoldsTheKek, tenant: str, subject: str) -> SubjectKey:
+        """The subject's current key, made first if it has none; returns once the local view
+        shows it. Two processes that race may both make one: both keys stay usable by id until
+        shredded, and ``current`` settles on the same one everywhere."""
+        return await ensure_key(self, self._kek, self._clock, tenant, subject)
+
+    async def shred(self: _HoldsTheKek, tenant: str, subject: str) -> int:
+        """A tombstone for every key record of the subject (those this KEK cannot unwrap too);
+        returns how many, once the local view applied them. From then on no token sealed with
+        those keys opens in any process that follows the topic."""
+        return await shred_keys(self, tenant, subject)
+
+
+class SubjectKeyStore(_KeyOperations, SpecStore[SubjectKeyView, SubjectKeyRecord]):
     """The keys on Kafka. Raises ``ConfigurationError`` when made without a KEK."""
+
+    spec = KEYS_TOPIC
 
     def __init__(
         self,
         settings: Settings,
         *,
         kek: bytes | None = None,
-        client_id: str = "cityhub-subject-keys",
+        client_id: str | None = None,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -195,32 +222,17 @@ class SubjectKeyStore(CompactedTopicStore[SubjectKeyView, SubjectKeyRecord]):
         self._clock = clock
         super().__init__(
             settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).subject_keys,
             view=SubjectKeyView(self._kek),
-            key_of=record_key,
-            what="subject keys",
             client_id=client_id,
             write_timeout=write_timeout,
-            on_applied=_update_gauges,
-            describe=lambda view: f"{view.count()} key(s), {view.malformed} unusable",
         )
 
-    async def ensure(self, tenant: str, subject: str) -> SubjectKey:
-        """The subject's current key, made first if it has none; returns once the local view
-        shows it. Two processes that race may both make one: both keys stay usable by id until
-        shredded, and ``current`` settles on the same one everywhere."""
-        return await ensure_key(self, self._kek, self._clock, tenant, subject)
 
-    async def shred(self, tenant: str, subject: str) -> int:
-        """A tombstone for every key record of the subject (those this KEK cannot unwrap too);
-        returns how many, once the local view applied them. From then on no token sealed with
-        those keys opens in any process that follows the topic."""
-        return await shred_keys(self, tenant, subject)
-
-
-class InMemorySubjectKeyStore(InMemoryCompactedStore[SubjectKeyView, SubjectKeyRecord]):
+class InMemorySubjectKeyStore(_KeyOperations, InMemorySpecStore[SubjectKeyView, SubjectKeyRecord]):
     """The same without Kafka, for tests; a random KEK unless one is given (stores that share
     a ``topic`` must share the KEK too, as processes do)."""
+
+    spec = KEYS_TOPIC
 
     def __init__(
         self,
@@ -231,19 +243,7 @@ class InMemorySubjectKeyStore(InMemoryCompactedStore[SubjectKeyView, SubjectKeyR
     ) -> None:
         self._kek = os.urandom(32) if kek is None else decode_kek_bytes(kek)
         self._clock = clock
-        super().__init__(SubjectKeyView(self._kek), record_key, topic=topic)
-
-    async def ensure(self, tenant: str, subject: str) -> SubjectKey:
-        """The subject's current key, made first if it has none; returns once the local view
-        shows it. Two processes that race may both make one: both keys stay usable by id until
-        shredded, and ``current`` settles on the same one everywhere."""
-        return await ensure_key(self, self._kek, self._clock, tenant, subject)
-
-    async def shred(self, tenant: str, subject: str) -> int:
-        """A tombstone for every key record of the subject (those this KEK cannot unwrap too);
-        returns how many, once the local view applied them. From then on no token sealed with
-        those keys opens in any process that follows the topic."""
-        return await shred_keys(self, tenant, subject)
+        super().__init__(view=SubjectKeyView(self._kek), topic=topic)
 
 
 def decode_kek_bytes(kek: bytes) -> bytes:

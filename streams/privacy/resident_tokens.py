@@ -21,18 +21,11 @@ import re
 from typing import Literal
 
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cityhub.schemas.registry import validate_data_subject
-from cityhub.schemas.settings import Settings
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import (
-    DEFAULT_WRITE_TIMEOUT,
-    CompactedTopicStore,
-    InMemoryCompactedStore,
-    InMemoryTopic,
-)
-from cityhub.streams.malformed import malformed_reason
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
+from cityhub.streams.compacted_view import CompactedView
 
 log = logging.getLogger("cityhub.privacy.resident_tokens")
 
@@ -94,51 +87,35 @@ class MalformedToken(ValueError):
     """A record on the topic the view cannot use (logged and counted, never applied)."""
 
 
-class ResidentTokenView:
+class ResidentTokenView(CompactedView):
     """The tokens after applying the topic's records up to ``offset``, by id and by
     (tenant, subject). ``apply`` never raises on a bad record: it logs the offset, counts it and
     moves on. A tombstone removes the token."""
 
     def __init__(self) -> None:
-        self._offset = -1
-        self._malformed = 0
+        # Neither the key's subject part nor the value: the pseudonym stays out of the log.
+        super().__init__(log, "resident token", key_chars=None)
         self._by_id: dict[str, ResidentToken] = {}
         self._by_key: dict[str, str] = {}
         """topic key -> token id, so that a tombstone finds what it removes."""
         self._of_subject: dict[tuple[str, str], set[str]] = {}
 
-    @property
-    def offset(self) -> int:
-        return self._offset
-
-    @property
-    def malformed(self) -> int:
-        return self._malformed
-
-    def apply(self, key: str, value: bytes | None, offset: int) -> None:
-        """Apply one record; never raises."""
-        self._offset = offset
-        try:
-            if value is None:
-                self._remove(key)
-                return
-            doc = json.loads(value)
-            if not isinstance(doc, dict) or doc.get("kind") != "resident_token":
-                raise MalformedToken("not a resident token")
-            token = ResidentToken.model_validate(doc)
-            if key != record_key(token):
-                raise MalformedToken("the key does not match the record's")
-            known = self._by_id.get(token.id)
-            if known is not None and (known.tenant, known.subject) != (token.tenant, token.subject):
-                # A token never changes hands: a record that moves one to another subject is
-                # not one cityhub wrote.
-                raise MalformedToken("a token id already bound to another subject")
-            self._add(key, token)
-        except (MalformedToken, ValidationError, ValueError, TypeError) as exc:
-            self._malformed += 1
-            reason = malformed_reason(exc)
-            # Neither the key's subject part nor the value: the pseudonym stays out of the log.
-            log.warning("skipping malformed resident token at offset %d: %s", offset, reason)
+    def _apply(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self._remove(key)
+            return
+        doc = json.loads(value)
+        if not isinstance(doc, dict) or doc.get("kind") != "resident_token":
+            raise MalformedToken("not a resident token")
+        token = ResidentToken.model_validate(doc)
+        if key != record_key(token):
+            raise MalformedToken("the key does not match the record's")
+        known = self._by_id.get(token.id)
+        if known is not None and (known.tenant, known.subject) != (token.tenant, token.subject):
+            # A token never changes hands: a record that moves one to another subject is not
+            # one cityhub wrote.
+            raise MalformedToken("a token id already bound to another subject")
+        self._add(key, token)
 
     def _add(self, key: str, token: ResidentToken) -> None:
         self._by_id[token.id] = token
@@ -168,40 +145,27 @@ class ResidentTokenView:
         return len(self._by_id)
 
 
-def _update_gauges(view: ResidentTokenView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.inc(malformed)
-    TOKENS.set(view.count())
+TOKENS_TOPIC: TopicSpec[ResidentTokenView, ResidentToken] = TopicSpec(
+    topic=lambda topics: topics.resident_tokens,
+    new_view=ResidentTokenView,
+    key_of=record_key,
+    what="resident tokens",
+    client_id="cityhub-resident-tokens",
+    on_applied=gauges(MALFORMED, (TOKENS, ResidentTokenView.count)),
+    describe=lambda view: f"{view.count()} resident token(s)",
+)
 
 
-class ResidentTokenStore(CompactedTopicStore[ResidentTokenView, ResidentToken]):
+class ResidentTokenStore(SpecStore[ResidentTokenView, ResidentToken]):
     """The residents' tokens on Kafka."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        client_id: str = "cityhub-resident-tokens",
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).resident_tokens,
-            view=ResidentTokenView(),
-            key_of=record_key,
-            what="resident tokens",
-            client_id=client_id,
-            write_timeout=write_timeout,
-            on_applied=_update_gauges,
-            describe=lambda view: f"{view.count()} resident token(s)",
-        )
+    spec = TOKENS_TOPIC
 
 
-class InMemoryResidentTokenStore(InMemoryCompactedStore[ResidentTokenView, ResidentToken]):
+class InMemoryResidentTokenStore(InMemorySpecStore[ResidentTokenView, ResidentToken]):
     """The same without Kafka, for tests of the service and the API."""
 
-    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
-        super().__init__(ResidentTokenView(), record_key, topic=topic)
+    spec = TOKENS_TOPIC
 
 
 __all__ = [

@@ -9,14 +9,7 @@ from typing import Protocol
 from prometheus_client import Counter, Gauge
 
 from cityhub.schemas.processing import ProcessingActivity, record_key
-from cityhub.schemas.settings import Settings
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import (
-    DEFAULT_WRITE_TIMEOUT,
-    CompactedTopicStore,
-    InMemoryCompactedStore,
-    InMemoryTopic,
-)
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
 from cityhub.streams.privacy.view import RegisterView
 
 ACTIVITIES = Gauge("cityhub_processing_activities", "Processing activities in the register view.")
@@ -40,40 +33,27 @@ class RegisterRecordStore(Protocol):
         ...
 
 
-def _update_gauges(view: RegisterView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.inc(malformed)
-    ACTIVITIES.set(view.count())
+REGISTER_TOPIC: TopicSpec[RegisterView, ProcessingActivity] = TopicSpec(
+    topic=lambda topics: topics.processing_activities,
+    new_view=RegisterView,
+    key_of=record_key,
+    what="processing register",
+    client_id="cityhub-processing-register",
+    on_applied=gauges(MALFORMED, (ACTIVITIES, RegisterView.count)),
+    describe=lambda view: f"{view.count()} processing activit(ies)",
+)
 
 
-class RegisterStore(CompactedTopicStore[RegisterView, ProcessingActivity]):
+class RegisterStore(SpecStore[RegisterView, ProcessingActivity]):
     """The register on Kafka."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        client_id: str = "cityhub-processing-register",
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).processing_activities,
-            view=RegisterView(),
-            key_of=record_key,
-            what="processing register",
-            client_id=client_id,
-            write_timeout=write_timeout,
-            on_applied=_update_gauges,
-            describe=lambda view: f"{view.count()} processing activit(ies)",
-        )
+    spec = REGISTER_TOPIC
 
 
-class InMemoryRegisterStore(InMemoryCompactedStore[RegisterView, ProcessingActivity]):
+class InMemoryRegisterStore(InMemorySpecStore[RegisterView, ProcessingActivity]):
     """A ``RegisterRecordStore`` without Kafka, for tests of the service and the API."""
 
-    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
-        super().__init__(RegisterView(), record_key, topic=topic)
+    spec = REGISTER_TOPIC
 
 
 __all__ = ["InMemoryRegisterStore", "RegisterRecordStore", "RegisterStore"]

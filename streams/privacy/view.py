@@ -12,10 +12,8 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime
 
-from pydantic import ValidationError
-
 from cityhub.schemas.processing import LegalBasis, ProcessingActivity, record_key
-from cityhub.streams.malformed import malformed_reason
+from cityhub.streams.compacted_view import CompactedView
 from cityhub.streams.registry.paging import Page, page_limit
 
 log = logging.getLogger("cityhub.privacy.view")
@@ -30,46 +28,26 @@ def cursor_of(activity: ProcessingActivity) -> str:
     return f"{activity.tenant}/{activity.slug}"
 
 
-class RegisterView:
+class RegisterView(CompactedView):
     """The activities after applying the topic's records up to ``offset``. ``apply`` never
     raises on a bad record: it logs the offset and key, counts it and moves on."""
 
     def __init__(self) -> None:
-        self._offset = -1
-        self._malformed = 0
+        super().__init__(log, "processing activity")
         self._activities: dict[tuple[str, str], ProcessingActivity] = {}
 
-    @property
-    def offset(self) -> int:
-        return self._offset
-
-    @property
-    def malformed(self) -> int:
-        return self._malformed
-
-    def apply(self, key: str, value: bytes | None, offset: int) -> None:
-        """Apply one record; a tombstone is refused (nothing is ever deleted from the
-        register) and counted as malformed. Never raises."""
-        self._offset = offset
-        try:
-            if value is None:
-                raise MalformedActivity("a tombstone: activities are never deleted")
-            doc = json.loads(value)
-            if not isinstance(doc, dict) or doc.get("kind") != "processing_activity":
-                raise MalformedActivity("not a processing activity")
-            record = ProcessingActivity.model_validate(doc)
-            if key != record_key(record):
-                raise MalformedActivity(f"key does not match the record's ({record_key(record)})")
-            self._activities[(record.tenant, record.slug)] = record
-        except (MalformedActivity, ValidationError, ValueError, TypeError) as exc:
-            self._malformed += 1
-            reason = malformed_reason(exc)
-            log.warning(
-                "skipping malformed processing activity at offset %d (key %r): %s",
-                offset,
-                key[:200],
-                reason,
-            )
+    def _apply(self, key: str, value: bytes | None) -> None:
+        """A tombstone is refused (nothing is ever deleted from the register) and counted as
+        malformed."""
+        if value is None:
+            raise MalformedActivity("a tombstone: activities are never deleted")
+        doc = json.loads(value)
+        if not isinstance(doc, dict) or doc.get("kind") != "processing_activity":
+            raise MalformedActivity("not a processing activity")
+        record = ProcessingActivity.model_validate(doc)
+        if key != record_key(record):
+            raise MalformedActivity(f"key does not match the record's ({record_key(record)})")
+        self._activities[(record.tenant, record.slug)] = record
 
     def get(self, tenant: str, slug: str) -> ProcessingActivity | None:
         return self._activities.get((tenant, slug))
