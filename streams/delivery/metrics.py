@@ -44,6 +44,12 @@ DEADLETTERED = Counter(
     "Items given up on after the last attempt and written to the dead-letter topic.",
     LABELS,
 )
+LIVE_ENDED = Counter(
+    "cityhub_subscription_live_streams_ended",
+    "Live streams ended by the hub because their client may no longer read them (key revoked, "
+    "subscription deleted or paused).",
+    LABELS,
+)
 LATENCY = Histogram(
     "cityhub_subscription_delivery_latency_seconds",
     "From the record's write to the subscription's topic to its confirmed delivery.",
@@ -56,7 +62,17 @@ STATE = Gauge(
     (*LABELS, "state"),
 )
 
-_ALL = (QUEUE_DEPTH, LAG_MESSAGES, LAG_SECONDS, DELIVERED, FAILED, RETRIED, DROPPED, DEADLETTERED)
+_ALL = (
+    QUEUE_DEPTH,
+    LAG_MESSAGES,
+    LAG_SECONDS,
+    DELIVERED,
+    FAILED,
+    RETRIED,
+    DROPPED,
+    DEADLETTERED,
+    LIVE_ENDED,
+)
 
 
 def set_state(tenant: str, subscription: str, state: SubscriptionState) -> None:

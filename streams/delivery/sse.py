@@ -9,6 +9,12 @@ backpressure does the rest), ``drop_oldest`` drops and counts. Each event's ``id
 ``EventSource`` do it by themselves) resumes right after it, so a dropped connection loses
 nothing that the topic still holds. Without it, ``from_time`` starts at a time, and otherwise
 the stream starts at the end (live).
+
+A stream is served only while its client may still read it: every ``GUARD_INTERVAL_S``, and
+before each batch is sent, the stream's guard (the API's: the key still valid, the subscription
+still there, still a live stream, not paused) is asked again. When it says no, the stream sends a
+comment line ``: closed: <why>`` and ends; the client's reconnection then gets the API's answer
+(401, 404 or 409), which makes a browser's ``EventSource`` stop.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 
 from aiohttp import web
@@ -40,11 +47,18 @@ from cityhub.streams.subscriptions.topics import SUBSCRIPTION_PARTITIONS
 log = logging.getLogger("cityhub.delivery.sse")
 
 KEEPALIVE_S = 15.0
+GUARD_INTERVAL_S = 1.0
+"""At most this long between two checks that the stream's client may still read it."""
 RETRY_MS = 2000
 FULL_RETRY_AFTER_S = 30
 PRIVACY_WAIT_STEPS = 300
 """Tenths of a second a new stream waits for the privacy views to be read (30 s)."""
 """What a refused stream's ``Retry-After`` says: streams last long, so no exact time is known."""
+
+
+StreamGuard = Callable[[], str | None]
+"""Why a stream's client may no longer read it (a revoked key, a deleted or paused
+subscription), or None while it may. Called on the event loop: it must not block."""
 
 
 class TooManyStreams(QuotaExceeded):
@@ -125,12 +139,14 @@ class LiveStreams:
         *,
         last_event_id: str | None,
         from_time: datetime | None,
+        guard: StreamGuard | None = None,
     ) -> web.StreamResponse:
-        """Stream ``record``'s items to the client until it goes away. Raises TooManyStreams
-        before anything is sent when the subscription's or the tenant's cap is reached."""
+        """Stream ``record``'s items to the client until it goes away, or until ``guard`` says
+        it may no longer read them. Raises TooManyStreams before anything is sent when the
+        subscription's or the tenant's cap is reached."""
         self._admit(record)
         try:
-            return await self._serve(request, record, last_event_id, from_time)
+            return await self._serve(request, record, last_event_id, from_time, guard)
         finally:
             self._release(record)
 
@@ -140,6 +156,7 @@ class LiveStreams:
         record: Subscription,
         last_event_id: str | None,
         from_time: datetime | None,
+        guard: StreamGuard | None,
     ) -> web.StreamResponse:
         kafka = self._settings.kafka
         topic = subscription_topic(kafka.topic_prefix, record.tenant, record.id)
@@ -169,7 +186,7 @@ class LiveStreams:
             )
             fetcher = asyncio.create_task(self._fetch(consumer, queue, record))
             try:
-                await self._write(response, queue, record, fetcher)
+                await self._write(response, queue, record, fetcher, guard)
             except ConnectionError:
                 pass  # the client went away (a cancellation, at shutdown, propagates)
             finally:
@@ -254,16 +271,35 @@ class LiveStreams:
         queue: DeliveryQueue,
         record: Subscription,
         fetcher: asyncio.Task[None],
+        guard: StreamGuard | None,
     ) -> None:
         labels = (record.tenant, record.id)
         source = record.source.value
         batch_max = self._settings.delivery.batch_max_items
+        loop = asyncio.get_running_loop()
+        keepalive_at = loop.time() + KEEPALIVE_S
         while not fetcher.done():
-            try:
-                batch = await asyncio.wait_for(queue.take(batch_max), KEEPALIVE_S)
-            except TimeoutError:
-                await response.write(b": keepalive\n\n")
+            batch: list[Item] | None = None
+            with contextlib.suppress(TimeoutError):
+                batch = await asyncio.wait_for(queue.take(batch_max), GUARD_INTERVAL_S)
+            why = guard() if guard is not None else None
+            if why is not None:
+                log.info(
+                    "live stream of subscription %r of tenant %r ended: %s",
+                    record.id,
+                    record.tenant,
+                    why,
+                )
+                m.LIVE_ENDED.labels(*labels).inc()
+                text = why.replace("\r", " ").replace("\n", " ")
+                await response.write(f": closed: {text}\n\n".encode())
+                return
+            if batch is None:
+                if loop.time() >= keepalive_at:
+                    await response.write(b": keepalive\n\n")
+                    keepalive_at = loop.time() + KEEPALIVE_S
                 continue
+            keepalive_at = loop.time() + KEEPALIVE_S
             screened = await screen_when_current(self._gate, record, batch, self._sharing)
             if screened.personal:
                 # Logged before it is written: if the log cannot be, the stream ends first.

@@ -155,6 +155,8 @@ class SseReader:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     status: int | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: str | None = None
+    """Why the hub ended the stream (its ``: closed: <why>`` line), if it did."""
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -184,9 +186,16 @@ class SseReader:
                     event_id = line[4:]
                 elif line.startswith("data: "):
                     data = line[6:]
+                elif line.startswith(": closed: "):
+                    self.closed = line[10:]
                 elif line == "" and data:
                     self.events.append((event_id, json.loads(data)))
                     event_id, data = "", ""
+
+    async def ended(self) -> None:
+        """Returns once the server has ended the stream."""
+        assert self._task is not None
+        await asyncio.shield(self._task)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -54,6 +54,18 @@ async def seed(prefix: str) -> dict[str, str]:
         await store.stop()
 
 
+async def revoke(prefix: str, secret: str) -> None:
+    """Revoke the key of ``secret`` through the registry topic, as the CLI does."""
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=prefix))
+    store = RegistryStore(settings)
+    await store.start()
+    try:
+        key_id = secret.removeprefix("chk_").split("_", 1)[0]
+        await Registry(store).revoke_key(Principal.system(), key_id)
+    finally:
+        await store.stop()
+
+
 @contextlib.asynccontextmanager
 async def running_hub(workdir: Path, **env: str) -> AsyncIterator[tuple[Hub, Api]]:
     hub = Hub(
@@ -237,4 +249,27 @@ async def test_every_delivery_gets_what_its_filter_selects(tmp_path: Path) -> No
         assert hub.metric(
             "cityhub_subscription_delivered_total", tenant="demo", subscription="noise-hook"
         ) >= len(want_noise)
+        # Revoking a key (here from another process, as `cityhub keys revoke` does) ends the
+        # stream it opened: the API process learns it from Kafka and checks every second.
+        last = SseReader(api, "demo", "demo", "footfall-live")
+        last.start()
+        await asyncio.wait_for(last.connected.wait(), 30)
+        assert last.status == 200
+        await revoke(hub.prefix, api.keys["demo"])
+        await asyncio.wait_for(last.ended(), 15)
+        assert last.closed is not None
+        assert "revoked" in last.closed, last.closed
+        # (The earlier readers' connections, closed by their clients, may still be open on the
+        # server side until it next writes: they end too.)
+        assert await wait_for(
+            lambda: (
+                hub.metric(
+                    "cityhub_subscription_live_streams_ended_total",
+                    tenant="demo",
+                    subscription="footfall-live",
+                )
+                >= 1
+            ),
+            10,
+        )
     await receiver.stop()
