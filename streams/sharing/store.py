@@ -15,16 +15,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from cityhub.connectors.kafka_clients import kafka_consumer
-from cityhub.schemas.settings import Settings
 from cityhub.schemas.sharing import Agreement, Offer
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import (
-    DEFAULT_WRITE_TIMEOUT,
-    CompactedTopicStore,
-    InMemoryCompactedStore,
-    InMemoryTopic,
-    View,
-)
+from cityhub.streams.compacted import View
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
 from cityhub.streams.service_errors import Unavailable
 from cityhub.streams.sharing.view import AgreementView, OfferView, agreement_key, offer_key
 
@@ -73,17 +66,24 @@ class AgreementRecordStore(Protocol):
         ...
 
 
-def _offer_gauges(view: OfferView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.labels("offers").inc(malformed)
-    OFFERS.set(view.count())
-
-
-def _agreement_gauges(view: AgreementView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.labels("agreements").inc(malformed)
-    AGREEMENTS.set(view.count())
-
+OFFERS_TOPIC: TopicSpec[OfferView, Offer] = TopicSpec(
+    topic=lambda topics: topics.offers,
+    new_view=OfferView,
+    key_of=offer_key,
+    what="offers",
+    client_id="cityhub-offers",
+    on_applied=gauges(MALFORMED, (OFFERS, OfferView.count), label="offers"),
+    describe=lambda view: f"{view.count()} offer(s)",
+)
+AGREEMENTS_TOPIC: TopicSpec[AgreementView, Agreement] = TopicSpec(
+    topic=lambda topics: topics.agreements,
+    new_view=AgreementView,
+    key_of=agreement_key,
+    what="agreements",
+    client_id="cityhub-agreements",
+    on_applied=gauges(MALFORMED, (AGREEMENTS, AgreementView.count), label="agreements"),
+    describe=lambda view: f"{view.count()} agreement(s)",
+)
 
 SYNC_TIMEOUT = 5.0
 
@@ -91,7 +91,7 @@ V = TypeVar("V", bound=View)
 R = TypeVar("R", bound=Offer | Agreement)
 
 
-class _SyncedStore(CompactedTopicStore[V, R]):
+class _SyncedStore(SpecStore[V, R]):
     """A compacted store that can catch up with its topic on demand. A decision (approve,
     revoke, an id taken) made by one API instance must see what another instance wrote a
     moment before: without it, a request rejected on one instance could be approved on another
@@ -138,71 +138,32 @@ class _SyncedStore(CompactedTopicStore[V, R]):
 class OfferStore(_SyncedStore[OfferView, Offer]):
     """The offers on Kafka."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        view: OfferView | None = None,
-        client_id: str = "cityhub-offers",
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).offers,
-            view=view if view is not None else OfferView(),
-            key_of=offer_key,
-            what="offers",
-            client_id=client_id,
-            write_timeout=write_timeout,
-            on_applied=_offer_gauges,
-            describe=lambda view: f"{view.count()} offer(s)",
-        )
+    spec = OFFERS_TOPIC
 
 
 class AgreementStore(_SyncedStore[AgreementView, Agreement]):
     """The agreements on Kafka."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        view: AgreementView | None = None,
-        client_id: str = "cityhub-agreements",
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).agreements,
-            view=view if view is not None else AgreementView(),
-            key_of=agreement_key,
-            what="agreements",
-            client_id=client_id,
-            write_timeout=write_timeout,
-            on_applied=_agreement_gauges,
-            describe=lambda view: f"{view.count()} agreement(s)",
-        )
+    spec = AGREEMENTS_TOPIC
 
 
-class InMemoryOfferStore(InMemoryCompactedStore[OfferView, Offer]):
+class _InMemorySyncedStore(InMemorySpecStore[V, R]):
+    """A ``_SyncedStore``'s double for tests."""
+
+    async def sync(self) -> None:
+        """Nothing to wait for: an in-memory view applies every write at once."""
+
+
+class InMemoryOfferStore(_InMemorySyncedStore[OfferView, Offer]):
     """An ``OfferRecordStore`` without Kafka, for tests of the service and the API."""
 
-    def __init__(self, *, view: OfferView | None = None, topic: InMemoryTopic | None = None):
-        super().__init__(view if view is not None else OfferView(), offer_key, topic=topic)
-
-    async def sync(self) -> None:
-        """Nothing to wait for: an in-memory view applies every write at once."""
+    spec = OFFERS_TOPIC
 
 
-class InMemoryAgreementStore(InMemoryCompactedStore[AgreementView, Agreement]):
+class InMemoryAgreementStore(_InMemorySyncedStore[AgreementView, Agreement]):
     """An ``AgreementRecordStore`` without Kafka, for tests of the service and the API."""
 
-    def __init__(
-        self, *, view: AgreementView | None = None, topic: InMemoryTopic | None = None
-    ) -> None:
-        super().__init__(view if view is not None else AgreementView(), agreement_key, topic=topic)
-
-    async def sync(self) -> None:
-        """Nothing to wait for: an in-memory view applies every write at once."""
+    spec = AGREEMENTS_TOPIC
 
 
 __all__ = [

@@ -28,7 +28,7 @@ from cityhub.schemas.settings import Settings
 from cityhub.schemas.sharing import AgreementUsage
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import CompactedTopicStore, InMemoryCompactedStore, InMemoryTopic
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
 from cityhub.streams.sharing.usage import Channel, UsageCounts
 from cityhub.streams.sharing.usage_view import UsageView
 
@@ -149,31 +149,27 @@ def _usage_key(record: AgreementUsage) -> str:
     return record.key
 
 
-def _usage_gauge(view: UsageView, applied: int, malformed: int) -> None:
-    USAGE_RECORDS.set(view.count())
+USAGE_TOPIC: TopicSpec[UsageView, AgreementUsage] = TopicSpec(
+    topic=lambda topics: topics.agreement_usage,
+    new_view=UsageView,
+    key_of=_usage_key,
+    what="agreement usage",
+    client_id="cityhub-agreement-usage",
+    on_applied=gauges(None, (USAGE_RECORDS, UsageView.count)),
+    describe=lambda view: f"{view.count()} usage record(s)",
+)
 
 
-class UsageStore(CompactedTopicStore[UsageView, AgreementUsage]):
+class UsageStore(SpecStore[UsageView, AgreementUsage]):
     """The usage topic followed into a ``UsageView`` (the API's; it writes nothing here)."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "cityhub-agreement-usage") -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).agreement_usage,
-            view=UsageView(),
-            key_of=_usage_key,
-            what="agreement usage",
-            client_id=client_id,
-            on_applied=_usage_gauge,
-            describe=lambda view: f"{view.count()} usage record(s)",
-        )
+    spec = USAGE_TOPIC
 
 
-class InMemoryUsageStore(InMemoryCompactedStore[UsageView, AgreementUsage]):
+class InMemoryUsageStore(InMemorySpecStore[UsageView, AgreementUsage]):
     """The usage topic without Kafka: ``send`` is a publisher's ``Send``."""
 
-    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
-        super().__init__(UsageView(), _usage_key, topic=topic)
+    spec = USAGE_TOPIC
 
     async def send(self, key: str, value: bytes) -> None:
         self.append(key, value)

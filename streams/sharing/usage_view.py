@@ -11,10 +11,8 @@ import json
 import logging
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from cityhub.schemas.sharing import AgreementUsage
-from cityhub.streams.malformed import malformed_reason
+from cityhub.streams.compacted_view import CompactedView
 
 log = logging.getLogger("cityhub.sharing.usage")
 
@@ -32,46 +30,26 @@ class UsageTotals:
         return {"delivered": self.delivered, "read": self.read, "updated_at": self.last_at}
 
 
-class UsageView:
+class UsageView(CompactedView):
     """Every process's latest totals per agreement. ``apply`` never raises."""
 
     def __init__(self) -> None:
-        self._offset = -1
-        self._malformed = 0
+        super().__init__(log, "usage record")
         self._records: dict[str, dict[str, AgreementUsage]] = {}
 
-    @property
-    def offset(self) -> int:
-        return self._offset
-
-    @property
-    def malformed(self) -> int:
-        return self._malformed
-
-    def apply(self, key: str, value: bytes | None, offset: int) -> None:
-        """Apply one record (a tombstone forgets a process's totals). Never raises."""
-        self._offset = offset
-        try:
-            kind, _, rest = key.partition("/")
-            agreement, _, process = rest.rpartition("/")
-            if kind != "usage" or not agreement or not process:
-                raise ValueError("not a usage key")
-            if value is None:
-                self._records.get(agreement, {}).pop(process, None)
-                return
-            record = AgreementUsage.model_validate(json.loads(value))
-            if record.key != key:
-                raise ValueError(f"key does not match the record's ({record.key})")
-            self._records.setdefault(agreement, {})[process] = record
-        except (ValidationError, ValueError, TypeError) as exc:
-            self._malformed += 1
-            reason = malformed_reason(exc)
-            log.warning(
-                "skipping malformed usage record at offset %d (key %r): %s",
-                offset,
-                key[:200],
-                reason,
-            )
+    def _apply(self, key: str, value: bytes | None) -> None:
+        """A tombstone forgets a process's totals."""
+        kind, _, rest = key.partition("/")
+        agreement, _, process = rest.rpartition("/")
+        if kind != "usage" or not agreement or not process:
+            raise ValueError("not a usage key")
+        if value is None:
+            self._records.get(agreement, {}).pop(process, None)
+            return
+        record = AgreementUsage.model_validate(json.loads(value))
+        if record.key != key:
+            raise ValueError(f"key does not match the record's ({record.key})")
+        self._records.setdefault(agreement, {})[process] = record
 
     def of(self, agreement_id: str) -> UsageTotals:
         """The uses under ``agreement_id``, summed over every process that counted."""

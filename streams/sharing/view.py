@@ -19,10 +19,10 @@ import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from cityhub.schemas.sharing import Agreement, Offer
-from cityhub.streams.malformed import malformed_reason
+from cityhub.streams.compacted_view import CompactedView
 from cityhub.streams.sharing.grants import Grants
 
 log = logging.getLogger("cityhub.sharing.view")
@@ -44,58 +44,36 @@ class MalformedRecord(ValueError):
     """A record on an offers or agreements topic the view cannot use (logged and counted)."""
 
 
-class _RecordView(Generic[M]):
+class _RecordView(CompactedView, Generic[M]):
     """Records of one kind by key. ``apply`` never raises: a bad record is logged by offset
     and key, counted in ``malformed`` and skipped. ``version`` grows with every change, so a
     reader can tell cheaply whether something it built from the view is stale."""
 
     def __init__(self, kind: str, model: type[M], key_of: Callable[[M], str]) -> None:
+        super().__init__(log, f"{kind} record")
         self._kind = kind
         self._model = model
         self._key_of = key_of
-        self._offset = -1
-        self._malformed = 0
         self.version = 0
         self._records: dict[str, M] = {}
 
-    @property
-    def offset(self) -> int:
-        """The offset of the last record applied; -1 before the first."""
-        return self._offset
-
-    @property
-    def malformed(self) -> int:
-        return self._malformed
-
-    def apply(self, key: str, value: bytes | None, offset: int) -> None:
-        """Apply one record: ``value`` None deletes ``key``, otherwise the record's JSON, whose
-        key must be ``key``. Never raises."""
-        self._offset = offset
-        try:
-            if value is None:
-                if not key.startswith(f"{self._kind}/"):
-                    raise MalformedRecord(f"tombstone of unknown key {key[:200]!r}")
-                if self._records.pop(key, None) is not None:
-                    self.version += 1
-                return
-            doc = json.loads(value)
-            if not isinstance(doc, dict) or doc.get("kind") != self._kind:
-                raise MalformedRecord(f"not an {self._kind} record")
-            record = self._model.model_validate(doc)
-            if key != self._key_of(record):
-                raise MalformedRecord(f"key does not match the record's ({self._key_of(record)})")
-            self._records[key] = record
-            self.version += 1
-        except (MalformedRecord, ValidationError, ValueError, TypeError) as exc:
-            self._malformed += 1
-            reason = malformed_reason(exc)
-            log.warning(
-                "skipping malformed %s record at offset %d (key %r): %s",
-                self._kind,
-                offset,
-                key[:200],
-                reason,
-            )
+    def _apply(self, key: str, value: bytes | None) -> None:
+        """``value`` None deletes ``key``, otherwise the record's JSON, whose key must be
+        ``key``."""
+        if value is None:
+            if not key.startswith(f"{self._kind}/"):
+                raise MalformedRecord(f"tombstone of unknown key {key[:200]!r}")
+            if self._records.pop(key, None) is not None:
+                self.version += 1
+            return
+        doc = json.loads(value)
+        if not isinstance(doc, dict) or doc.get("kind") != self._kind:
+            raise MalformedRecord(f"not an {self._kind} record")
+        record = self._model.model_validate(doc)
+        if key != self._key_of(record):
+            raise MalformedRecord(f"key does not match the record's ({self._key_of(record)})")
+        self._records[key] = record
+        self.version += 1
 
     def count(self) -> int:
         return len(self._records)
