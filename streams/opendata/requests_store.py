@@ -9,14 +9,7 @@ from typing import Protocol
 from prometheus_client import Counter, Gauge
 
 from cityhub.schemas.data_request import DataRequest, record_key
-from cityhub.schemas.settings import Settings
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import (
-    DEFAULT_WRITE_TIMEOUT,
-    CompactedTopicStore,
-    InMemoryCompactedStore,
-    InMemoryTopic,
-)
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
 from cityhub.streams.opendata.requests_view import DataRequestView
 
 REQUESTS = Gauge("cityhub_data_requests", "Data requests in this process's view.")
@@ -41,41 +34,29 @@ class DataRequestRecordStore(Protocol):
         ...
 
 
-def _update_gauges(view: DataRequestView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.inc(malformed)
-    REQUESTS.set(view.count())
-    OPEN.set(view.open_count())
+REQUESTS_TOPIC: TopicSpec[DataRequestView, DataRequest] = TopicSpec(
+    topic=lambda topics: topics.data_requests,
+    new_view=DataRequestView,
+    key_of=record_key,
+    what="data requests",
+    client_id="cityhub-data-requests",
+    on_applied=gauges(
+        MALFORMED, (REQUESTS, DataRequestView.count), (OPEN, DataRequestView.open_count)
+    ),
+    describe=lambda view: f"{view.count()} data request(s), {view.open_count()} open",
+)
 
 
-class DataRequestStore(CompactedTopicStore[DataRequestView, DataRequest]):
+class DataRequestStore(SpecStore[DataRequestView, DataRequest]):
     """The data requests on Kafka."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        client_id: str = "cityhub-data-requests",
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).data_requests,
-            view=DataRequestView(),
-            key_of=record_key,
-            what="data requests",
-            client_id=client_id,
-            write_timeout=write_timeout,
-            on_applied=_update_gauges,
-            describe=lambda view: f"{view.count()} data request(s), {view.open_count()} open",
-        )
+    spec = REQUESTS_TOPIC
 
 
-class InMemoryDataRequestStore(InMemoryCompactedStore[DataRequestView, DataRequest]):
+class InMemoryDataRequestStore(InMemorySpecStore[DataRequestView, DataRequest]):
     """A ``DataRequestRecordStore`` without Kafka, for tests of the service and the API."""
 
-    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
-        super().__init__(DataRequestView(), record_key, topic=topic)
+    spec = REQUESTS_TOPIC
 
 
 __all__ = ["DataRequestRecordStore", "DataRequestStore", "InMemoryDataRequestStore"]

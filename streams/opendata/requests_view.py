@@ -14,10 +14,8 @@ import logging
 import secrets
 from collections.abc import Iterator
 
-from pydantic import ValidationError
-
 from cityhub.schemas.data_request import DataRequest, DataRequestStatus, record_key
-from cityhub.streams.malformed import malformed_reason
+from cityhub.streams.compacted_view import CompactedView
 from cityhub.streams.registry.paging import Page, page_limit
 
 log = logging.getLogger("cityhub.opendata.requests")
@@ -33,51 +31,29 @@ def new_request_id(now: float) -> str:
     return f"{int(now * 1000):012x}-{secrets.token_hex(4)}"
 
 
-class DataRequestView:
+class DataRequestView(CompactedView):
     """The requests after applying the topic's records up to ``offset``. ``apply`` never raises
     on a bad record: it logs the offset and key, counts it and moves on. A tombstone removes a
     request (an admin's ``cityhub`` tooling may purge one; the API never writes one)."""
 
     def __init__(self) -> None:
-        self._offset = -1
-        self._malformed = 0
+        super().__init__(log, "data request")
         self._requests: dict[str, DataRequest] = {}
         self._ids: list[str] = []
         """Every id, ascending (oldest first)."""
         self._open = 0
 
-    @property
-    def offset(self) -> int:
-        return self._offset
-
-    @property
-    def malformed(self) -> int:
-        return self._malformed
-
-    def apply(self, key: str, value: bytes | None, offset: int) -> None:
-        """Apply one record. Never raises."""
-        self._offset = offset
-        try:
-            if value is None:
-                request_id = key.removeprefix("data_request/")
-                self._remove(request_id)
-                return
-            doc = json.loads(value)
-            if not isinstance(doc, dict) or doc.get("kind") != "data_request":
-                raise MalformedRequest("not a data request")
-            record = DataRequest.model_validate(doc)
-            if key != record_key(record):
-                raise MalformedRequest(f"key does not match the record's ({record_key(record)})")
-            self._put(record)
-        except (MalformedRequest, ValidationError, ValueError, TypeError) as exc:
-            self._malformed += 1
-            reason = malformed_reason(exc)
-            log.warning(
-                "skipping malformed data request at offset %d (key %r): %s",
-                offset,
-                key[:200],
-                reason,
-            )
+    def _apply(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self._remove(key.removeprefix("data_request/"))
+            return
+        doc = json.loads(value)
+        if not isinstance(doc, dict) or doc.get("kind") != "data_request":
+            raise MalformedRequest("not a data request")
+        record = DataRequest.model_validate(doc)
+        if key != record_key(record):
+            raise MalformedRequest(f"key does not match the record's ({record_key(record)})")
+        self._put(record)
 
     def _put(self, record: DataRequest) -> None:
         before = self._requests.get(record.id)
