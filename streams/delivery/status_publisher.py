@@ -26,7 +26,7 @@ from cityhub.connectors.kafka import create_producer
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription_status import SubscriptionStatus
 from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import CompactedTopicStore, InMemoryCompactedStore, InMemoryTopic
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.status import Key, StatusRounds, figures_of
 from cityhub.streams.delivery.status_view import SubscriptionStatusView
@@ -135,36 +135,30 @@ def _status_key(record: SubscriptionStatus) -> str:
     return record.key
 
 
-def _status_gauge(view: SubscriptionStatusView, applied: int, malformed: int) -> None:
-    STATUS_RECORDS.set(view.count())
+STATUS_TOPIC: TopicSpec[SubscriptionStatusView, SubscriptionStatus] = TopicSpec(
+    topic=lambda topics: topics.subscription_status,
+    new_view=SubscriptionStatusView,
+    key_of=_status_key,
+    what="subscription status",
+    client_id="cityhub-subscription-status",
+    on_applied=gauges(None, (STATUS_RECORDS, SubscriptionStatusView.count)),
+    describe=lambda view: f"{view.count()} subscription status(es)",
+)
 
 
-class SubscriptionStatusStore(CompactedTopicStore[SubscriptionStatusView, SubscriptionStatus]):
+class SubscriptionStatusStore(SpecStore[SubscriptionStatusView, SubscriptionStatus]):
     """The status topic followed into a ``SubscriptionStatusView`` (the API's; it writes
     nothing here)."""
 
-    def __init__(
-        self, settings: Settings, *, client_id: str = "cityhub-subscription-status"
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).subscription_status,
-            view=SubscriptionStatusView(),
-            key_of=_status_key,
-            what="subscription status",
-            client_id=client_id,
-            on_applied=_status_gauge,
-            describe=lambda view: f"{view.count()} subscription status(es)",
-        )
+    spec = STATUS_TOPIC
 
 
 class InMemorySubscriptionStatusStore(
-    InMemoryCompactedStore[SubscriptionStatusView, SubscriptionStatus]
+    InMemorySpecStore[SubscriptionStatusView, SubscriptionStatus]
 ):
     """The status topic without Kafka: ``send`` is a publisher's ``Send``."""
 
-    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
-        super().__init__(SubscriptionStatusView(), _status_key, topic=topic)
+    spec = STATUS_TOPIC
 
     async def send(self, key: str, value: bytes | None) -> None:
         self.append(key, value)

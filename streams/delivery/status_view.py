@@ -14,58 +14,36 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import ValidationError
-
 from cityhub.schemas.subscription import Serving, Subscription, SubscriptionState
 from cityhub.schemas.subscription_status import SubscriptionStatus
-from cityhub.streams.malformed import malformed_reason
+from cityhub.streams.compacted_view import CompactedView
 
 log = logging.getLogger("cityhub.delivery.status")
 
 
-class SubscriptionStatusView:
+class SubscriptionStatusView(CompactedView):
     """The latest status record of each subscription."""
 
     def __init__(self) -> None:
-        self._offset = -1
-        self._malformed = 0
+        super().__init__(log, "status record")
         self._statuses: dict[tuple[str, str], SubscriptionStatus] = {}
-
-    @property
-    def offset(self) -> int:
-        return self._offset
-
-    @property
-    def malformed(self) -> int:
-        return self._malformed
 
     def count(self) -> int:
         return len(self._statuses)
 
-    def apply(self, key: str, value: bytes | None, offset: int) -> None:
-        """Apply one record (a tombstone forgets the subscription's status). Never raises."""
-        self._offset = offset
-        try:
-            kind, _, rest = key.partition("/")
-            tenant, _, subscription = rest.partition("/")
-            if kind != "status" or not tenant or not subscription:
-                raise ValueError("not a status key")
-            if value is None:
-                self._statuses.pop((tenant, subscription), None)
-                return
-            record = SubscriptionStatus.model_validate(json.loads(value))
-            if record.key != key:
-                raise ValueError(f"key does not match the record's ({record.key})")
-            self._statuses[(tenant, subscription)] = record
-        except (ValidationError, ValueError, TypeError) as exc:
-            self._malformed += 1
-            reason = malformed_reason(exc)
-            log.warning(
-                "skipping malformed status record at offset %d (key %r): %s",
-                offset,
-                key[:200],
-                reason,
-            )
+    def _apply(self, key: str, value: bytes | None) -> None:
+        """A tombstone forgets the subscription's status."""
+        kind, _, rest = key.partition("/")
+        tenant, _, subscription = rest.partition("/")
+        if kind != "status" or not tenant or not subscription:
+            raise ValueError("not a status key")
+        if value is None:
+            self._statuses.pop((tenant, subscription), None)
+            return
+        record = SubscriptionStatus.model_validate(json.loads(value))
+        if record.key != key:
+            raise ValueError(f"key does not match the record's ({record.key})")
+        self._statuses[(tenant, subscription)] = record
 
     def of(self, tenant: str, subscription: str) -> SubscriptionStatus | None:
         """The subscription's latest status, if a delivery process wrote one."""
