@@ -7,9 +7,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
 
-from cityhub.schemas.settings import Settings
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import CompactedTopicStore, InMemoryCompactedStore, InMemoryTopic
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec, gauges
 from cityhub.streams.health.view import DeviceHealthView
 
 DEVICES_TRACKED = Gauge(
@@ -24,30 +22,24 @@ def _never(record: BaseModel) -> str:
     raise TypeError("the device-health topic is written by the health stage only")
 
 
-def _update_gauges(view: DeviceHealthView, applied: int, malformed: int) -> None:
-    if malformed:
-        MALFORMED.inc(malformed)
-    DEVICES_TRACKED.set(view.devices())
+HEALTH_TOPIC: TopicSpec[DeviceHealthView, BaseModel] = TopicSpec(
+    topic=lambda topics: topics.device_health,
+    new_view=DeviceHealthView,
+    key_of=_never,
+    what="device health",
+    client_id="cityhub-device-health",
+    on_applied=gauges(MALFORMED, (DEVICES_TRACKED, DeviceHealthView.devices)),
+    describe=lambda view: f"{view.devices()} device(s)",
+)
 
 
-class DeviceHealthStore(CompactedTopicStore[DeviceHealthView, BaseModel]):
+class DeviceHealthStore(SpecStore[DeviceHealthView, BaseModel]):
     """The device-health topic on Kafka, read into a view."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "cityhub-device-health") -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).device_health,
-            view=DeviceHealthView(),
-            key_of=_never,
-            what="device health",
-            client_id=client_id,
-            on_applied=_update_gauges,
-            describe=lambda view: f"{view.devices()} device(s)",
-        )
+    spec = HEALTH_TOPIC
 
 
-class InMemoryDeviceHealthStore(InMemoryCompactedStore[DeviceHealthView, BaseModel]):
+class InMemoryDeviceHealthStore(InMemorySpecStore[DeviceHealthView, BaseModel]):
     """The same over an ``InMemoryTopic``, for tests without Kafka."""
 
-    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
-        super().__init__(DeviceHealthView(), _never, topic=topic)
+    spec = HEALTH_TOPIC

@@ -18,14 +18,7 @@ from typing import Protocol
 from prometheus_client import Counter, Gauge
 
 from cityhub.schemas.registry import Record, record_key
-from cityhub.schemas.settings import Settings
-from cityhub.schemas.topics import Topics
-from cityhub.streams.compacted import (
-    DEFAULT_WRITE_TIMEOUT,
-    CompactedTopicStore,
-    InMemoryCompactedStore,
-    InMemoryTopic,
-)
+from cityhub.streams.compacted_stores import InMemorySpecStore, SpecStore, TopicSpec
 from cityhub.streams.registry.view import RegistryView
 
 RECORDS = Gauge("cityhub_registry_records", "Records in the registry view, by kind.", ["kind"])
@@ -82,39 +75,31 @@ def _update_gauges(view: RegistryView, applied: int, malformed: int) -> None:
         DEVICES.labels(tenant=tenant).set(n)
 
 
-class RegistryStore(CompactedTopicStore[RegistryView, Record]):
+REGISTRY_TOPIC: TopicSpec[RegistryView, Record] = TopicSpec(
+    topic=lambda topics: topics.registry,
+    new_view=RegistryView,
+    key_of=record_key,
+    what="registry",
+    client_id="cityhub-registry",
+    on_applied=_update_gauges,
+    describe=_describe,
+)
+
+
+class RegistryStore(SpecStore[RegistryView, Record]):
     """The registry on Kafka: a producer for writes, a group-less consumer tailing the topic."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        client_id: str = "cityhub-registry",
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            settings,
-            topic=Topics.for_prefix(settings.kafka.topic_prefix).registry,
-            view=RegistryView(),
-            key_of=record_key,
-            what="registry",
-            client_id=client_id,
-            write_timeout=write_timeout,
-            on_applied=_update_gauges,
-            describe=_describe,
-        )
+    spec = REGISTRY_TOPIC
 
 
-class InMemoryRegistryStore(InMemoryCompactedStore[RegistryView, Record]):
+class InMemoryRegistryStore(InMemorySpecStore[RegistryView, Record]):
     """A ``RecordStore`` without Kafka: writes apply to the view at once, offsets count up.
 
     For tests of the service, the API and the normaliser. Records go through their JSON, as on
     the topic, so a test sees what an instance reading Kafka would see.
     """
 
-    def __init__(self, *, topic: InMemoryTopic | None = None) -> None:
-        """``topic``: one shared with other stores (instances of the API, a worker)."""
-        super().__init__(RegistryView(), record_key, topic=topic)
+    spec = REGISTRY_TOPIC
 
 
 __all__ = [
