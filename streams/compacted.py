@@ -15,7 +15,9 @@ Both offer ``wait_beyond(offset, timeout)``: the delivery manager and the worker
 up when the view changes instead of polling it.
 
 A view is anything with ``apply(key, value, offset)`` that never raises on a bad record, an
-``offset`` (the last applied, -1 before the first) and a ``malformed`` count.
+``offset`` (the last applied, -1 before the first) and a ``malformed`` count; most are built on
+``compacted_view.CompactedView``, and most topics declare their two stores once, in a
+``compacted_stores.TopicSpec``.
 """
 
 from __future__ import annotations
