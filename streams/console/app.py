@@ -209,17 +209,20 @@ def _open_session(request: web.Request, console: Console, now: float) -> tuple[S
     return Session.anonymous(now, console.settings.session_seconds), True
 
 
-def _principal(console: Console, session: Session) -> Principal | None:
-    """Whom a signed-in session acts for; None once that no longer holds."""
+def session_principal(
+    services: ConsoleServices, settings: ConsoleSettings, session: Session
+) -> Principal | None:
+    """Whom a signed-in session acts for; None once that no longer holds (a revoked key, a
+    tenant gone, OpenID Connect sign-in switched off)."""
     if session.secret is not None:
         try:
-            return console.services.registry.authenticate(session.secret)
+            return services.registry.authenticate(session.secret)
         except Unauthenticated:
             return None
     if session.oidc is not None:
         subject, tenant = session.oidc
         # An operator of the provider, in a tenant that (still) exists; OIDC sign-in off: out.
-        if console.settings.oidc.enabled and console.services.registry.view.tenant(tenant):
+        if settings.oidc.enabled and services.registry.view.tenant(tenant):
             return Principal(principal_key_id(subject), tenant, Role.OPERATOR)
     return None
 
@@ -231,7 +234,7 @@ def _context(request: web.Request, console: Console) -> tuple[Ctx, bool]:
     session, fresh = _open_session(request, console, now)
     principal = None
     if _signed_in(session) and current(console.services.signouts, now):
-        principal = _principal(console, session)
+        principal = session_principal(console.services, console.settings, session)
         if principal is None:  # a revoked key, a tenant gone, OIDC switched off: signed out
             session, fresh = Session.anonymous(now, console.settings.session_seconds), True
     language = choose_language(

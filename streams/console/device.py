@@ -20,16 +20,25 @@ from cityhub.streams.aggregation.query import (
     device_group,
 )
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
-from cityhub.streams.console.app import redirect
+from cityhub.streams.console.app import redirect, session_principal
 from cityhub.streams.console.chart import build_chart, quantities
 from cityhub.streams.console.health import health_of
-from cityhub.streams.console.live import LiveRefused
+from cityhub.streams.console.live import LiveRefused, Watcher
 from cityhub.streams.console.pages import ConsolePage, Ctx
+from cityhub.streams.console.signouts import current
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
-from cityhub.streams.service_errors import Conflict, FieldError, Invalid, Unavailable
+from cityhub.streams.service_errors import (
+    Conflict,
+    FieldError,
+    Invalid,
+    ServiceError,
+    Unavailable,
+)
 
 CHART_HOURS = (1, 6, 24)
 KEEPALIVE_SECONDS = 15.0
+GUARD_SECONDS = 1.0
+"""At most this long between two checks that a live page may still watch its device."""
 LIVE_SHOWN = 20
 PERSONAL = "personal"
 FORM_FIELDS = ("name", "type", "area", "tags", "active", "dev_eui", "latitude", "longitude")
@@ -221,28 +230,48 @@ async def live_observations(ctx: Ctx) -> web.StreamResponse:
         )
 
 
-async def _stream(ctx: Ctx, response: web.StreamResponse, watcher: Any) -> None:
-    expires_at = ctx.session.expires_at
-    secret = ctx.session.secret
-    session_id = ctx.session.id
-    signouts = ctx.services.signouts.view
+def _may_watch(ctx: Ctx, device_id: str) -> bool:
+    """Whether the live page's session may still watch the device, asked as a page request
+    would be: not expired, not signed out (and the sign-outs known), its key or OpenID Connect
+    sign-in still good, the device still there and its tenant's."""
+    now = time.time()
+    session = ctx.session
+    services = ctx.services
+    if now >= session.expires_at or not current(services.signouts, now):
+        return False
+    if services.signouts.view.signed_out(session.id):
+        return False
+    who = session_principal(services, ctx.settings, session)
+    if who is None:
+        return False
+    try:
+        services.registry.get_device(who, ctx.tenant, device_id)
+    except ServiceError:
+        return False
+    return True
+
+
+async def _stream(ctx: Ctx, response: web.StreamResponse, watcher: Watcher) -> None:
+    """Send the device's observations as they come, until the page may no longer watch them
+    (checked at least every ``GUARD_SECONDS`` and before each one is sent): then an ``end``
+    event, which makes the page close its stream rather than reconnect."""
+    device_id = watcher.device_id
     dropped = 0
-    while time.time() < expires_at:
-        # Signed out (in this browser or one with a copy of its cookie): the stream ends too.
-        if signouts.signed_out(session_id):
+    loop = asyncio.get_running_loop()
+    keepalive_at = loop.time() + KEEPALIVE_SECONDS
+    while True:
+        doc = None
+        with contextlib.suppress(TimeoutError):
+            doc = await asyncio.wait_for(watcher.queue.get(), GUARD_SECONDS)
+        if not _may_watch(ctx, device_id):
+            await _event(response, "end", ctx.t("device.live_ended"))
             return
-        try:
-            doc = await asyncio.wait_for(watcher.queue.get(), KEEPALIVE_SECONDS)
-        except TimeoutError:
-            # Still the same signed-in key? A revoked key ends the stream.
-            if secret is None:
-                return
-            try:
-                ctx.services.registry.authenticate(secret)
-            except Exception:
-                return
-            await response.write(b": keep-alive\n\n")
+        if doc is None:
+            if loop.time() >= keepalive_at:
+                await response.write(b": keep-alive\n\n")
+                keepalive_at = loop.time() + KEEPALIVE_SECONDS
             continue
+        keepalive_at = loop.time() + KEEPALIVE_SECONDS
         if watcher.dropped != dropped:
             dropped = watcher.dropped
             await _event(response, "status", ctx.t("device.live_dropped", n=dropped))

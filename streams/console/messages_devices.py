@@ -48,6 +48,12 @@ MESSAGES.update(
             "Connected: new observations appear here.",
         ),
         "device.live_closed": ("De live-verbinding is gesloten.", "The live connection closed."),
+        "device.live_ended": (
+            "Live weergave beëindigd: u bent afgemeld, of mag dit apparaat niet meer zien. "
+            "Laad de pagina opnieuw.",
+            "Live view ended: you are signed out, or may no longer see this device. "
+            "Reload the page.",
+        ),
         "device.live_none_yet": ("Nog geen nieuwe metingen.", "No new observations yet."),
         "device.live_unavailable": (
             "Live metingen worden door dit proces niet geserveerd.",

@@ -22,6 +22,11 @@
     source.addEventListener("status", function (event) {
       if (status) { status.textContent = event.data; }
     });
+    // The server ended the stream for good (signed out, no longer allowed): no reconnecting.
+    source.addEventListener("end", function (event) {
+      source.close();
+      if (status) { status.textContent = event.data; }
+    });
     source.addEventListener("error", function () {
       if (status && source.readyState === EventSource.CLOSED) {
         status.textContent = status.getAttribute("data-closed") || "";
