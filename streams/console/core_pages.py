@@ -73,7 +73,10 @@ async def sign_out(ctx: Ctx) -> web.StreamResponse:
             exc,
             max(0.0, session.expires_at - time.time()),
         )
-        return redirect("/sign-in?notice=unrecorded")
+        # What ends a copy before it expires: revoking the key it holds; for an OpenID
+        # Connect session, which holds none, switching that sign-in off.
+        notice = "unrecorded" if session.secret is not None else "unrecorded-oidc"
+        return redirect(f"/sign-in?notice={notice}")
     SIGN_OUTS.labels("recorded").inc()
     return redirect("/sign-in?notice=out")
 
@@ -110,6 +113,7 @@ NOTICES = {
     "out": "signin.signed_out",
     "expired": "signin.expired",
     "unrecorded": "signin.signed_out_unrecorded",
+    "unrecorded-oidc": "signin.signed_out_unrecorded_oidc",
 }
 """What the sign-in page says after ``?notice=``: only these catalogue keys, never the query's
 own text."""

@@ -48,6 +48,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "copy of this session's cookie (on another computer, in a proxy's log) stays valid "
         "until the session expires. If someone may have such a copy, have your API key revoked.",
     ),
+    "signin.signed_out_unrecorded_oidc": (
+        "U bent afgemeld in deze browser, maar de server kon de afmelding niet vastleggen: een "
+        "kopie van de cookie van deze sessie (op een andere computer, in het log van een proxy) "
+        "blijft geldig tot de sessie verloopt. Kan iemand zo'n kopie hebben, meld het dan aan "
+        "een beheerder: het uitschakelen van aanmelden met OpenID Connect beëindigt zulke "
+        "sessies.",
+        "You are signed out in this browser, but the server could not record the sign-out: a "
+        "copy of this session's cookie (on another computer, in a proxy's log) stays valid "
+        "until the session expires. If someone may have such a copy, tell an administrator: "
+        "switching OpenID Connect sign-in off ends such sessions.",
+    ),
     "signin.expired": (
         "Uw sessie is verlopen; meld u opnieuw aan.",
         "Your session has expired; please sign in again.",

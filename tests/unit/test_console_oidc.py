@@ -181,3 +181,27 @@ def test_the_settings_refuse_an_incomplete_or_insecure_provider() -> None:
             token_endpoint="https://idp.example/token",
             jwks_url="https://idp.example/jwks",
         )
+
+
+async def test_an_unrecorded_sign_out_tells_an_oidc_operator_what_ends_copies(
+    provider: tuple[Provider, TestServer],
+) -> None:
+    """Such a session holds no key: the notice must not tell its operator to revoke one."""
+    from cityhub.streams.service_errors import Unavailable
+
+    from .test_console_signouts import FailingWrites
+
+    idp, server = provider
+    async with running_console(
+        _settings(server), signouts=FailingWrites(Unavailable("no Kafka"))
+    ) as browser:
+        state = await _start(browser, idp)
+        page = await browser.get(f"/console/oidc/callback?code=good-code&state={state}")
+        assert page.status == 303
+        assert (await browser.get("/console/devices")).status == 200  # its CSRF token
+        page = await browser.post("/console/sign-out")
+        assert page.location == "/console/sign-in?notice=unrecorded-oidc"
+        notice = await browser.get(page.location, headers={"Accept-Language": "en"})
+        assert "could not record the sign-out" in notice.text
+        assert "switching OpenID Connect sign-in off" in notice.text
+        assert "have your API key revoked" not in notice.text
