@@ -421,7 +421,8 @@ ROUTES: tuple[Route, ...] = (
         "/tenants/{tenant}/subscriptions/{id}/events",
         "streamSubscription",
         "A live stream of an sse subscription's items as Server-Sent Events (text/event-stream); "
-        "resume with Last-Event-ID, or start at ?fromTime=",
+        "resume with Last-Event-ID, or start at ?fromTime=. The stream ends with a comment "
+        "line ': closed: <why>' once the key is revoked or the subscription deleted or paused",
         "subscriptions",
         stream_subscription,
         params=(TENANT, SUBSCRIPTION_ID, FROM_TIME),
