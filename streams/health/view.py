@@ -25,6 +25,7 @@ from cityhub.schemas.device_health import (
     DeviceDeadLetters,
     ReasonCount,
 )
+from cityhub.streams.malformed import malformed_reason
 
 log = logging.getLogger("cityhub.health.view")
 
@@ -51,7 +52,11 @@ class DeviceHealthView:
             self._apply(key, value)
         except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
             self.malformed += 1
-            log.warning("skipping malformed device-health record at offset %d: %s", offset, exc)
+            log.warning(
+                "skipping malformed device-health record at offset %d: %s",
+                offset,
+                malformed_reason(exc),
+            )
 
     def _apply(self, key: str, value: bytes | None) -> None:
         if key.startswith(ACTIVITY_PREFIX):

@@ -32,6 +32,7 @@ from cityhub.schemas.registry import (
     Tenant,
     record_key,
 )
+from cityhub.streams.malformed import malformed_reason
 from cityhub.streams.registry.sorted_ids import SortedIds
 from cityhub.streams.registry.subject_index import SubjectIndex
 
@@ -271,7 +272,10 @@ class RegistryView:
         except (MalformedRecord, ValidationError, ValueError, TypeError, KeyError) as exc:
             self.malformed += 1
             log.warning(
-                "skipping malformed registry record at offset %d (key %r): %s", offset, key, exc
+                "skipping malformed registry record at offset %d (key %r): %s",
+                offset,
+                key[:200],
+                malformed_reason(exc),
             )
 
     def _put(self, key: str, value: bytes) -> None:

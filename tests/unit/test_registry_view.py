@@ -201,3 +201,24 @@ def test_the_view_is_smaller_than_the_plain_records() -> None:
         tracemalloc.stop()
     assert view.device_count() == n
     assert view_bytes < plain_bytes, (view_bytes, plain_bytes)
+
+
+def test_a_skipped_record_is_logged_without_its_values(caplog: pytest.LogCaptureFixture) -> None:
+    """A record that fails validation is logged by its number of invalid fields: pydantic's
+    text would repeat the values (a key's fingerprint, a data subject's pseudonym)."""
+    doc = {
+        "kind": "api_key",
+        "id": "k1",
+        "tenant": "acme",
+        "role": "spaceship-pilot-SENSITIVE",
+        "name": "k1",
+        "secret_sha256": "SENSITIVE-FINGERPRINT",
+        "created_at": "2026-12-04T10:00:00Z",
+    }
+    view = RegistryView()
+    with caplog.at_level("WARNING", "cityhub"):
+        view.apply("api_key/k1", json.dumps(doc).encode(), 3)
+    assert view.malformed == 1
+    [record] = caplog.records
+    assert "invalid field(s)" in record.getMessage()
+    assert "SENSITIVE" not in record.getMessage()
