@@ -339,6 +339,13 @@ def worker(management_port: int | None, stages: str) -> None:
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--count", type=int, default=None, help="Stop after this many messages.")
 @click.option("--seed", default=1, show_default=True, help="Fleet and readings are fixed by it.")
+@click.option(
+    "--session",
+    type=click.IntRange(min=0),
+    default=None,
+    help="The devices' LoRaWAN session (it fixes their DevAddrs); default: new at every run. "
+    "Give the number a run logged to replay its messages exactly.",
+)
 @click.option("--duplicates", default=0.0, show_default=True, help="Share of uplinks sent twice.")
 @_faults
 @click.option(
@@ -353,6 +360,7 @@ def simulate(
     duration: float | None,
     count: int | None,
     seed: int,
+    session: int | None,
     duplicates: float,
     faults: float,
     register: bool,
@@ -385,6 +393,7 @@ def simulate(
             duration=duration,
             count=count,
             seed=seed,
+            session=session,
             duplicate_ratio=duplicates,
             fault_ratio=faults,
         )

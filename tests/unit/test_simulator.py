@@ -237,6 +237,28 @@ def test_simulate_starts_a_session_of_its_own_unless_given_one(
     assert sessions == [1_795_914_000, 1_795_914_061, 42]
 
 
+def test_the_cli_replays_a_session_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from cityhub.streams.cli import main
+
+    sessions: list[int] = []
+
+    def traffic(*args: Any, session: int, **kwargs: Any) -> Traffic:
+        sessions.append(session)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(publisher, "Traffic", traffic)
+    result = CliRunner().invoke(
+        main, ["simulate", "--no-register", "--count", "1", "--session", "7"]
+    )
+    assert isinstance(result.exception, RuntimeError)
+    assert sessions == [7]
+    refused = CliRunner().invoke(main, ["simulate", "--no-register", "--session", "-1"])
+    assert refused.exit_code == 2
+    assert "--session" in refused.output
+
+
 def test_noise_follows_the_daily_cycle() -> None:
     fleet = build_fleet(300, seed=1, formats={"json"})
     noisy = [d for d in fleet.devices if d.kind is Kind.NOISE]
