@@ -230,25 +230,26 @@ async def live_observations(ctx: Ctx) -> web.StreamResponse:
         )
 
 
-def _may_watch(ctx: Ctx, device_id: str) -> bool:
-    """Whether the live page's session may still watch the device, asked as a page request
-    would be: not expired, not signed out (and the sign-outs known), its key or OpenID Connect
-    sign-in still good, the device still there and its tenant's."""
+def _why_not_watch(ctx: Ctx, device_id: str) -> str | None:
+    """Why the live page's session may no longer watch the device (a message key), or None
+    while it may, asked as a page request would be: not expired, not signed out (and the
+    sign-outs known), its key or OpenID Connect sign-in still good, the device still there and
+    its tenant's."""
     now = time.time()
     session = ctx.session
     services = ctx.services
-    if now >= session.expires_at or not current(services.signouts, now):
-        return False
-    if services.signouts.view.signed_out(session.id):
-        return False
+    if not current(services.signouts, now):
+        return "device.live_unchecked"
+    if now >= session.expires_at or services.signouts.view.signed_out(session.id):
+        return "device.live_ended"
     who = session_principal(services, ctx.settings, session)
     if who is None:
-        return False
+        return "device.live_ended"
     try:
         services.registry.get_device(who, ctx.tenant, device_id)
     except ServiceError:
-        return False
-    return True
+        return "device.live_ended"
+    return None
 
 
 async def _stream(ctx: Ctx, response: web.StreamResponse, watcher: Watcher) -> None:
@@ -263,8 +264,9 @@ async def _stream(ctx: Ctx, response: web.StreamResponse, watcher: Watcher) -> N
         doc = None
         with contextlib.suppress(TimeoutError):
             doc = await asyncio.wait_for(watcher.queue.get(), GUARD_SECONDS)
-        if not _may_watch(ctx, device_id):
-            await _event(response, "end", ctx.t("device.live_ended"))
+        why = _why_not_watch(ctx, device_id)
+        if why is not None:
+            await _event(response, "end", ctx.t(why))
             return
         if doc is None:
             if loop.time() >= keepalive_at:

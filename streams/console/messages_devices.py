@@ -54,6 +54,12 @@ MESSAGES.update(
             "Live view ended: you are signed out, or may no longer see this device. "
             "Reload the page.",
         ),
+        "device.live_unchecked": (
+            "Live weergave gestopt: de server kan uw sessie nu niet controleren (Kafka is "
+            "onbereikbaar). Laad de pagina over een ogenblik opnieuw.",
+            "Live view stopped: the server cannot check your session right now (Kafka is "
+            "unreachable). Reload the page in a moment.",
+        ),
         "device.live_none_yet": ("Nog geen nieuwe metingen.", "No new observations yet."),
         "device.live_unavailable": (
             "Live metingen worden door dit proces niet geserveerd.",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -149,3 +150,26 @@ async def test_an_openid_connect_operators_quiet_stream_stays_open(
             feed.deliver([reading("a-1", 21.5)])
             await observations_seen(response, 1)
     await server.close()
+
+
+async def test_a_stream_stops_when_sign_outs_cannot_be_checked_and_says_so() -> None:
+    """Fail closed, as pages do, but with the reason: the session may well still be valid."""
+    from cityhub.streams.console.signouts import MAX_STALENESS_S
+
+    from .test_console_signouts import StaleView
+
+    feed = Feed()
+    store = StaleView(caught_up_at=time.time())
+    await store._store.start()
+    async with (
+        running_console(read=feed.read, signouts=store) as browser,
+        feed.flowing("a-1"),
+    ):
+        await browser.sign_in("op_a")
+        async with browser.client.get(
+            "/console/devices/a-1/live", headers={"Accept-Language": "en"}
+        ) as response:
+            await observations_seen(response, 3)
+            store.caught_up_at = time.time() - MAX_STALENESS_S - 1
+            rest = await asyncio.wait_for(response.content.read(), 5)
+        assert b"event: end\ndata: Live view stopped: the server cannot check" in rest
