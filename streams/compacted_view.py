@@ -9,9 +9,10 @@ writes ``_apply`` (raise ``ValueError`` or ``TypeError`` for a record it cannot 
 (``cityhub.streams.malformed``), never the value.
 
 Some views keep a shape of their own: the registry's and the device-health view (``malformed``
-a plain attribute, ``KeyError`` a skipped record too), the open data's (it counts ignored windows apart and logs nothing), the consents' (a
-count per rejection reason) and the subject keys' (a skipped record is still held, for the
-erasure to tombstone; a sealing error is named by its type).
+a plain attribute, ``KeyError`` a skipped record too), the open data's (it counts ignored
+windows apart and logs nothing), the consents' (a count per rejection reason) and the subject
+keys' (a skipped record is still held, for the erasure to tombstone; a sealing error is named
+by its type).
 
 Pure: no I/O.
 """
