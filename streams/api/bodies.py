@@ -133,7 +133,10 @@ def query_bool(request: web.Request, name: str) -> bool | None:
 
 
 def query_text(request: web.Request, name: str, *, max_length: int = 256) -> str | None:
-    """A free-text query parameter, or None if absent or empty."""
+    """A free-text query parameter, or None if absent or empty; 400 naming it when it is too
+    long or holds a character that is not printable (NUL, other controls, line separators,
+    bidirectional overrides): no id, area, name or cursor has one, and a store may refuse it
+    (PostgreSQL's text cannot hold NUL) as if it had failed."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
@@ -142,6 +145,12 @@ def query_text(request: web.Request, name: str, *, max_length: int = 256) -> str
             400,
             f"The query parameter {name} is too long.",
             errors=[FieldError(name, f"at most {max_length} characters")],
+        )
+    if not raw.isprintable():
+        raise ApiProblem(
+            400,
+            f"The query parameter {name} holds a control or other non-printable character.",
+            errors=[FieldError(name, "printable characters only")],
         )
     return raw
 

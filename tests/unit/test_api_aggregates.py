@@ -272,6 +272,22 @@ async def test_areas_are_per_tenant(api: tuple[Api, InMemoryAggregates]) -> None
             },
             "windowSize",
         ),
+        # A NUL (or any non-printable) in a text parameter: PostgreSQL would refuse it as if
+        # the history store had failed (a 503 that anyone could provoke).
+        ({"area": "cen\x00trum", "from": format_ms(T0_MS), "to": format_ms(T0_MS + MIN)}, "area"),
+        (
+            {
+                "deviceId": "a-1",
+                "quantity": "\x00",
+                "from": format_ms(T0_MS),
+                "to": format_ms(T0_MS + MIN),
+            },
+            "quantity",
+        ),
+        (
+            {"deviceId": "a-\u202e1", "from": format_ms(T0_MS), "to": format_ms(T0_MS + MIN)},
+            "deviceId",
+        ),
     ],
 )
 async def test_bad_queries_are_400_naming_the_parameter(
