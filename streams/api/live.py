@@ -27,6 +27,7 @@ from cityhub.streams.registry.principals import Principal, require_own_tenant
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.service_errors import FieldError, ServiceError
 from cityhub.streams.subscriptions.service import Subscriptions
+from cityhub.streams.subscriptions.topics import SUBSCRIPTION_PARTITIONS
 
 LIVE_KEY = web.AppKey("live", LiveStreams)
 
@@ -39,7 +40,8 @@ def _last_event_id(call: Call) -> str | None:
     raw = call.request.headers.get("Last-Event-ID")
     if raw is None or raw.strip() == "":
         return None
-    if parse_event_id(raw) is None:
+    parsed = parse_event_id(raw)
+    if parsed is None or parsed[0] >= SUBSCRIPTION_PARTITIONS:
         raise ApiProblem(
             400,
             "Last-Event-ID must be the id of an event of this stream, <partition>:<offset> "
