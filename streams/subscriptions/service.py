@@ -417,7 +417,7 @@ class Subscriptions:
         """Ask the subscription's delivery to restart from a time or an offset of its topic.
         Kinds a delivery task serves only (webhook, MQTT): a Kafka-topic subscriber seeks its
         own consumer, and a live stream client reconnects with ``Last-Event-ID`` or
-        ``from_time`` (Conflict)."""
+        ``?fromTime=`` (Conflict)."""
         self._scope(who, tenant)
         record = self._existing(tenant, subscription_id)
         serving = record.delivery.serving
@@ -425,7 +425,7 @@ class Subscriptions:
             how = (
                 "seek your own consumer of the subscription's topic"
                 if serving is Serving.TOPIC
-                else "reconnect to the stream with Last-Event-ID or ?from_time="
+                else "reconnect to the stream with Last-Event-ID or ?fromTime="
             )
             raise Conflict(
                 f"a {record.delivery.kind} subscription is replayed by its client: {how}"

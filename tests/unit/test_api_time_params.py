@@ -191,6 +191,19 @@ async def test_replay_from_outside_the_calendar_is_400(api: Api, value: Any) -> 
     assert_problem(status, doc, "from_time", value if isinstance(value, str) else "")
 
 
+async def test_a_live_streams_replay_is_refused_with_the_parameters_that_work(api: Api) -> None:
+    events = await sse_subscription(api)
+    replay = events.removesuffix("/events") + "/replay"
+    status, doc, _ = await api.call("POST", replay, "sub_a", json={"from_offset": 0})
+    assert status == 409
+    assert "Last-Event-ID or ?fromTime=" in doc["detail"]
+    # ... and fromTime is what the stream takes (this API serves no live streams: 503).
+    status, _, _ = await api.call(
+        "GET", events, "sub_a", params={"fromTime": "2026-11-29T10:00:00Z"}
+    )
+    assert status == 503
+
+
 @pytest.mark.parametrize(
     ("value", "stored"),
     [
