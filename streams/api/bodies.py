@@ -21,6 +21,7 @@ from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.api.problems import ApiProblem, field_errors
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 from cityhub.streams.service_errors import FieldError
+from cityhub.streams.unique_json import DuplicateMember, TooDeep, loads_unique
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -68,15 +69,18 @@ async def read_capped(
 
 
 def parse_json(body: bytes) -> object:
-    """The JSON value of ``body``; ApiProblem(400) saying where it breaks if it is not JSON."""
+    """The JSON value of ``body``; ApiProblem(400) saying where it breaks if it is not JSON, or
+    which member an object names twice (``cityhub.streams.unique_json``)."""
     if not body.strip():
         raise ApiProblem(400, "The request body is empty; send a JSON document.")
     try:
-        return orjson.loads(body)
+        return loads_unique(body)
     except orjson.JSONDecodeError as exc:
         raise ApiProblem(
             400, f"The request body is not valid JSON (UTF-8): {exc.msg} at character {exc.pos}."
         ) from exc
+    except (DuplicateMember, TooDeep) as exc:
+        raise ApiProblem(400, f"The request body is refused: {exc}.") from None
 
 
 async def read_model(request: web.Request, model: type[M], cap: int) -> M:

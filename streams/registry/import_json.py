@@ -16,6 +16,7 @@ from cityhub.schemas.registry import NetworkBinding, NetworkServer
 from cityhub.streams.registry.import_rows import Duplicates, ParsedImport, Row, TooManyRows
 from cityhub.streams.registry.spec_errors import field_error, validate_row
 from cityhub.streams.service_errors import FieldError, Invalid
+from cityhub.streams.unique_json import DuplicateMember, TooDeep, loads_unique
 
 
 def read_json(
@@ -24,9 +25,11 @@ def read_json(
     """The rows of a JSON array text; each item's position is its line. Invalid if the text is
     not a JSON array; TooManyRows past ``max_rows`` items."""
     try:
-        doc = orjson.loads(text)
+        doc = loads_unique(text)
     except orjson.JSONDecodeError as exc:
         raise Invalid(f"the body is not valid JSON: {exc}") from None
+    except (DuplicateMember, TooDeep) as exc:
+        raise Invalid(f"the body is refused: {exc}") from None
     if not isinstance(doc, list):
         raise Invalid(
             f"a JSON import is an array of device objects, got {_json_kind(doc)}",
