@@ -18,8 +18,25 @@ MAX_SECRET_LENGTH = 512
 """Longer header values are not keys; refuse them before hashing anything."""
 
 
+def _values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of header ``name`` (a multidict's, or a plain mapping's one)."""
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        return list(getall(name, []))
+    value = headers.get(name)
+    return [] if value is None else [value]
+
+
 def presented_secret(headers: Mapping[str, str]) -> str:
-    """The key secret a request presents; ApiProblem(401) saying how to present one if none."""
+    """The key secret a request presents; ApiProblem(401) saying how to present one if none,
+    ApiProblem(400) if it presents more than one (two Authorization headers, or Authorization
+    and X-API-Key): which one counts would be a guess another server may guess otherwise."""
+    if len(_values(headers, "Authorization")) + len(_values(headers, "X-API-Key")) > 1:
+        raise ApiProblem(
+            400,
+            "Send the API key once: one Authorization header or one X-API-Key header, not "
+            "several.",
+        )
     authorization = headers.get("Authorization")
     if authorization is not None:
         scheme, _, token = authorization.strip().partition(" ")

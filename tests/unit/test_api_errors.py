@@ -69,6 +69,22 @@ async def test_x_api_key_is_accepted(api: Api) -> None:
     assert status == 200
 
 
+async def test_a_request_presenting_two_keys_is_400_whichever_they_are(api: Api) -> None:
+    """Which of two keys counts would be a guess (a proxy may guess otherwise): neither does."""
+    a, b = api.keys["op_a"], api.keys["op_b"]
+    for headers in (
+        [("Authorization", f"Bearer {b}"), ("X-API-Key", a)],
+        [("Authorization", f"Bearer {a}"), ("Authorization", f"Bearer {b}")],
+        [("X-API-Key", a), ("X-API-Key", a)],
+    ):
+        async with api.client.get(f"{A}/devices", headers=headers) as response:
+            doc = await response.json(content_type=None)
+            assert response.status == 400, doc
+            assert "once" in doc["detail"]
+            assert a not in str(doc)
+            assert b not in str(doc)
+
+
 async def test_validation_errors_name_each_field_and_hide_values(api: Api) -> None:
     body = device(
         "Bad Id!",
