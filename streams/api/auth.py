@@ -34,8 +34,7 @@ def presented_secret(headers: Mapping[str, str]) -> str:
     if len(_values(headers, "Authorization")) + len(_values(headers, "X-API-Key")) > 1:
         raise ApiProblem(
             400,
-            "Send the API key once: one Authorization header or one X-API-Key header, not "
-            "several.",
+            "Send the API key once: one Authorization header or one X-API-Key header, not several.",
         )
     authorization = headers.get("Authorization")
     if authorization is not None:
