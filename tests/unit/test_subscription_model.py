@@ -91,6 +91,8 @@ def test_delivery_is_chosen_by_kind(delivery: dict[str, Any], cls: type) -> None
         {"kind": "mqtt", "topic": "a//b"},
         {"kind": "mqtt", "topic": "a/../b"},
         {"kind": "mqtt", "topic": "nul\x00byte"},
+        {"kind": "mqtt", "topic": "a\u202eb"},  # shows as another topic: a bidi override
+        {"kind": "mqtt", "topic": "line\u2028break"},
         {"kind": "mqtt", "topic": "é" * 200},
         {"kind": "mqtt", "topic": "ok", "qos": 2},
     ],

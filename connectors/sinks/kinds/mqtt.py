@@ -62,8 +62,12 @@ class MqttDelivery(DeliverySpec):
             raise ValueError("an MQTT topic to publish to has no wildcards (+ or #)")
         if value.startswith(("$", "/")):
             raise ValueError("an MQTT topic here starts with neither '$' nor '/'")
-        if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
-            raise ValueError("an MQTT topic has no control characters")
+        if not value.isprintable():
+            # Control characters, and format characters such as bidirectional overrides
+            # (U+202E), which would show a subscriber's topic as another in a console or log.
+            raise ValueError(
+                "an MQTT topic has no control characters, separators or bidirectional overrides"
+            )
         if any(level in ("", ".", "..") for level in value.split("/")):
             raise ValueError("an MQTT topic has no empty, '.' or '..' levels")
         return value
