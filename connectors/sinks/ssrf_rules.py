@@ -158,13 +158,15 @@ def classify_host_name(host: str) -> str | None:
     ``.local``, ...) and single-label names, which resolve through the search domains of
     cityhub's own network."""
     if host == "localhost" or host.endswith(".localhost"):
-        return "localhost names are loopback"
+        return "a localhost name (loopback)"
     if host in _BLOCKED_NAMES:
         return "a cloud metadata or cluster-internal name"
     if host.endswith(_BLOCKED_SUFFIXES):
         return "a private-use domain name"
     if "." not in host:
-        return "a single-label name resolves inside cityhub's network; use a full domain name"
+        return (
+            "a single-label name, which resolves inside cityhub's network; use a full domain name"
+        )
     return None
 
 

@@ -441,9 +441,12 @@ OPTIONS = frozenset(
 
 def _int_option(name: str, value: str) -> int:
     # ASCII digits only: int() would also take other scripts' digits and odd white space.
-    if not re.fullmatch(r"[0-9]{1,10}", value.strip(" ")):
+    digits = value.strip(" ")
+    if not re.fullmatch(r"[0-9]+", digits):
         raise QueryError(f"{name} is a non-negative integer, got {value[:32]!r}")
-    number = int(value.strip(" "))
+    if len(digits.lstrip("0")) > 10:
+        raise QueryError(f"{name} is at most {MAX_TOP}")
+    number = int(digits)
     if number > MAX_TOP:
         raise QueryError(f"{name} is at most {MAX_TOP}")
     return number

@@ -157,6 +157,11 @@ def test_options() -> None:
             parse_options(bad)
     with pytest.raises(NotSupported, match="resultFormat"):
         parse_options({"$resultFormat": "dataArray"})
+    # Too large is said as too large, however many digits.
+    for big in ("99999999999", "9" * 4000):
+        with pytest.raises(QueryError, match="at most"):
+            parse_options({"$top": big})
+    assert parse_options({"$top": "0000000000005"}).top == 5
 
 
 def test_wkt_polygons_with_holes() -> None:
