@@ -470,6 +470,9 @@ def parse_options(options: Mapping[str, str], depth: int = 0) -> Query:
             raise QueryError(f"unknown query option {name[:32]!r}")
         if len(value) > MAX_OPTION_LENGTH:
             raise QueryError(f"{name} is longer than {MAX_OPTION_LENGTH} characters")
+        if "\x00" in value:
+            # No value of the store holds one, and PostgreSQL refuses it in a parameter.
+            raise QueryError(f"{name} holds a NUL character")
         if name == "$top":
             top = _int_option(name, value)
         elif name == "$skip":

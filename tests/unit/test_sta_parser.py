@@ -152,6 +152,7 @@ def test_options() -> None:
         {"$skip": "1.5"},
         {"$top": "0\x1f"},  # found by hypothesis: white space int() takes, the check did not
         {"$top": "\u0663"},  # another script's digit
+        {"$filter": "result eq 'a\x00b'"},  # PostgreSQL refuses a NUL: not a store failure
     ):
         with pytest.raises(QueryError):
             parse_options(bad)
