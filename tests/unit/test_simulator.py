@@ -240,7 +240,8 @@ def test_simulate_starts_a_session_of_its_own_unless_given_one(
 def test_the_cli_replays_a_session_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from cityhub.streams.cli import main
+    # The command alone, not the cityhub group: the group sets up the process's logging.
+    from cityhub.streams.cli import simulate as simulate_command
 
     sessions: list[int] = []
 
@@ -250,11 +251,11 @@ def test_the_cli_replays_a_session_it_is_given(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(publisher, "Traffic", traffic)
     result = CliRunner().invoke(
-        main, ["simulate", "--no-register", "--count", "1", "--session", "7"]
+        simulate_command, ["--no-register", "--count", "1", "--session", "7"]
     )
     assert isinstance(result.exception, RuntimeError)
     assert sessions == [7]
-    refused = CliRunner().invoke(main, ["simulate", "--no-register", "--session", "-1"])
+    refused = CliRunner().invoke(simulate_command, ["--no-register", "--session", "-1"])
     assert refused.exit_code == 2
     assert "--session" in refused.output
 
