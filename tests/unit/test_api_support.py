@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 
 from cityhub.schemas.registry import DeviceTypeSpec, Role, TenantSpec
 from cityhub.streams.api.app import build_api
+from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
@@ -80,10 +81,14 @@ async def public_resolver(host: str, port: int) -> Sequence[str]:
 
 @asynccontextmanager
 async def running_api(
-    *, max_body_bytes: int = 64 * 1024, max_import_bytes: int = 256 * 1024
+    *,
+    max_body_bytes: int = 64 * 1024,
+    max_import_bytes: int = 256 * 1024,
+    live: LiveStreams | None = None,
 ) -> AsyncIterator[Api]:
     """The API on a test server over a seeded in-memory registry and in-memory subscriptions
-    (webhook host names resolve to a public address; IP literals are checked as they are)."""
+    (webhook host names resolve to a public address; IP literals are checked as they are), and
+    ``live`` serving its live streams, if given."""
     store = InMemoryRegistryStore()
     await store.start()
     registry = Registry(store)
@@ -96,6 +101,7 @@ async def running_api(
         max_body_bytes=max_body_bytes,
         max_import_bytes=max_import_bytes,
         subscriptions=subscriptions,
+        live=live,
     )
     async with TestClient(TestServer(app)) as client:
         yield Api(client, registry, store, keys, subscriptions)

@@ -13,22 +13,16 @@ from datetime import datetime
 
 import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
 from cityhub.connectors.sinks.base import Item
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Subscription
-from cityhub.streams.api.app import build_api
 from cityhub.streams.delivery.queue import DeliveryQueue
 from cityhub.streams.delivery.sse import LiveStreams, StreamGuard
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import Registry
-from cityhub.streams.registry.store import InMemoryRegistryStore
-from cityhub.streams.subscriptions.service import Subscriptions
-from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
 
-from .test_api_support import Api, public_resolver, seed
+from .test_api_support import Api, running_api
 
 SUBS = "/api/v1/tenants/acme/subscriptions"
 ITEM = b'{"event_id":"e","device_id":"a-1","quantity":"temperature","value":1.0}'
@@ -77,24 +71,10 @@ class FedStreams(LiveStreams):
 async def live_api(*, flowing: bool) -> AsyncIterator[Api]:
     """The API over a seeded in-memory registry (tenants acme and beta; keys admin, op_a, op_b,
     sub_a, sub_b) with a live subscription ``live`` of acme's, created by sub_a."""
-    store = InMemoryRegistryStore()
-    await store.start()
-    registry = Registry(store)
-    keys = await seed(registry)
-    subscriptions = Subscriptions(
-        InMemorySubscriptionStore(), registry.view, resolver=public_resolver
-    )
-    app = build_api(
-        registry, subscriptions=subscriptions, live=FedStreams(Settings(), flowing=flowing)
-    )
-    try:
-        async with TestClient(TestServer(app)) as client:
-            api = Api(client, registry, store, keys, subscriptions)
-            body = {"id": "live", "name": "Live", "delivery": {"kind": "sse"}}
-            assert (await api.call("POST", SUBS, "sub_a", json=body))[0] == 201
-            yield api
-    finally:
-        await store.stop()
+    async with running_api(live=FedStreams(Settings(), flowing=flowing)) as api:
+        body = {"id": "live", "name": "Live", "delivery": {"kind": "sse"}}
+        assert (await api.call("POST", SUBS, "sub_a", json=body))[0] == 201
+        yield api
 
 
 @asynccontextmanager
