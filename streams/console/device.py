@@ -264,6 +264,9 @@ async def _stream(ctx: Ctx, response: web.StreamResponse, watcher: Watcher) -> N
         doc = None
         with contextlib.suppress(TimeoutError):
             doc = await asyncio.wait_for(watcher.queue.get(), GUARD_SECONDS)
+        transport = ctx.request.transport
+        if transport is None or transport.is_closing():
+            return  # the page went away: its watcher slot comes back now, not at a keep-alive
         why = _why_not_watch(ctx, device_id)
         if why is not None:
             await _event(response, "end", ctx.t(why))

@@ -186,7 +186,7 @@ class LiveStreams:
             )
             fetcher = asyncio.create_task(self._fetch(consumer, queue, record))
             try:
-                await self._write(response, queue, record, fetcher, guard)
+                await self._write(request, response, queue, record, fetcher, guard)
             except ConnectionError:
                 pass  # the client went away (a cancellation, at shutdown, propagates)
             finally:
@@ -267,12 +267,15 @@ class LiveStreams:
 
     async def _write(
         self,
+        request: web.BaseRequest,
         response: web.StreamResponse,
         queue: DeliveryQueue,
         record: Subscription,
         fetcher: asyncio.Task[None],
         guard: StreamGuard | None,
     ) -> None:
+        """Send the queue's items until the client goes away (noticed within a guard interval,
+        also on a quiet stream, so that its quota slot comes back) or ``guard`` says no."""
         labels = (record.tenant, record.id)
         source = record.source.value
         batch_max = self._settings.delivery.batch_max_items
@@ -282,6 +285,8 @@ class LiveStreams:
             batch: list[Item] | None = None
             with contextlib.suppress(TimeoutError):
                 batch = await asyncio.wait_for(queue.take(batch_max), GUARD_INTERVAL_S)
+            if request.transport is None or request.transport.is_closing():
+                return  # the client went away
             why = guard() if guard is not None else None
             if why is not None:
                 log.info(

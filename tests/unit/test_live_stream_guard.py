@@ -51,7 +51,7 @@ class FedStreams(LiveStreams):
         fetcher = asyncio.create_task(self._feed(queue))
         try:
             with contextlib.suppress(ConnectionError):
-                await self._write(response, queue, record, fetcher, guard)
+                await self._write(request, response, queue, record, fetcher, guard)
         finally:
             fetcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -153,3 +153,26 @@ async def test_another_keys_revocation_leaves_the_stream_open() -> None:
             chunk = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 5)
             assert not chunk.startswith(b": closed")
             events += 1
+
+
+async def test_a_client_that_goes_away_from_a_quiet_stream_frees_its_slot_within_seconds() -> None:
+    """Not only at the next keep-alive (15 s): the slot counts against the stream quotas."""
+    live = FedStreams(Settings(), flowing=False)
+    async with running_api(live=live) as api:
+        # As the hub serves (streams/runtime/host.py): a client that goes away does not
+        # cancel its handler (aiohttp's test server would).
+        runner = api.client.server.runner
+        assert runner is not None
+        assert runner.server is not None
+        runner.server.handler_cancellation = False
+        body = {"id": "live", "name": "Live", "delivery": {"kind": "sse"}}
+        assert (await api.call("POST", SUBS, "sub_a", json=body))[0] == 201
+        async with open_stream(api, "sub_a"):
+            assert live.open_streams("acme", "live") == 1
+        before = ended("acme", "live")
+        for _ in range(50):  # 5 s at most
+            if live.open_streams("acme", "live") == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert live.open_streams("acme", "live") == 0
+        assert ended("acme", "live") == before  # gone by itself: not ended by the hub
