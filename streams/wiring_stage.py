@@ -78,5 +78,5 @@ def side_stage_part(
         # It may lag: fewer, larger fetches leave the broker's CPU to the pipeline.
         fetch=background_fetch(settings.kafka),
     )
-    checks[check] = flag(worker, "running")
+    checks[check] = flag(worker, "healthy")
     return stage_part(name, worker, writer)

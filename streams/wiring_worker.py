@@ -84,7 +84,7 @@ def worker_parts(
         # it, a personal item would meet no key or no consent.
         ready=lambda: registry.ready and privacy.ready and sharing.ready and routing.ready,
     )
-    checks["worker"] = flag(worker, "running")
+    checks["worker"] = flag(worker, "healthy")
     return [Part("subscription routing", routing.run), stage_part("worker", worker, writer)]
 
 

@@ -127,7 +127,10 @@ class Worker:
         self._last_commit = 0.0
         self._next_tick: dict[str, float] = {}
         self.running = False
-        """True once the worker fetches (for /healthz)."""
+        """True while the worker's loop runs (it fetches once it holds partitions)."""
+        self._rebalancing = True
+        """From the start until the first assignment, and from a revocation until the next
+        assignment: the partitions are between owners and nothing of theirs is processed."""
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -331,10 +334,21 @@ class Worker:
                 metrics.lag_seconds(lag, self._last_taken_ms.get(tp), now)
             )
 
+    @property
+    def healthy(self) -> bool:
+        """What /healthz reports: the loop runs and the worker holds its share of the group's
+        partitions (possibly none, when the group has more workers than partitions). Not while
+        a rebalance moves partitions: a worker started again after a crash is not healthy until
+        the group gave it its partitions (up to ``worker.session_timeout_seconds`` after the
+        crash, while the crashed member's partitions wait), nor is one whose partitions are
+        being moved."""
+        return self.running and not self._rebalancing and self._failure is None
+
     # --- rebalances -----------------------------------------------------------------------------
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         """Confirm and commit what was taken, then suspend the revoked partitions' states."""
+        self._rebalancing = True
         try:
             await asyncio.wait_for(self._settle(), REVOKE_TIMEOUT_S)
             await self._commit(force=True)
@@ -360,6 +374,8 @@ class Worker:
             await self._assigned(assigned)
         except Exception as exc:
             self._fail(f"could not restore the state of {sorted(assigned)}", exc)
+        else:
+            self._rebalancing = False
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         for tp, held in list(self._suspended.items()):
