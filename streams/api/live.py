@@ -22,7 +22,8 @@ from cityhub.streams.api.bodies import query_time
 from cityhub.streams.api.handlers import Call
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery.batch import parse_event_id
-from cityhub.streams.delivery.sse import LiveStreams, StreamGuard
+from cityhub.streams.delivery.guarded_stream import StreamGuard
+from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.registry.principals import Principal, require_own_tenant
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.service_errors import FieldError, ServiceError

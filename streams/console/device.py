@@ -4,8 +4,8 @@ recent windows, and its live observations (Server-Sent Events from
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import time
 from typing import Any
 
@@ -26,6 +26,7 @@ from cityhub.streams.console.health import health_of
 from cityhub.streams.console.live import LiveRefused, Watcher
 from cityhub.streams.console.pages import ConsolePage, Ctx
 from cityhub.streams.console.signouts import current
+from cityhub.streams.delivery.guarded_stream import StreamEnded, guarded
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 from cityhub.streams.service_errors import (
     Conflict,
@@ -36,9 +37,6 @@ from cityhub.streams.service_errors import (
 )
 
 CHART_HOURS = (1, 6, 24)
-KEEPALIVE_SECONDS = 15.0
-GUARD_SECONDS = 1.0
-"""At most this long between two checks that a live page may still watch its device."""
 LIVE_SHOWN = 20
 PERSONAL = "personal"
 FORM_FIELDS = ("name", "type", "area", "tags", "active", "dev_eui", "latitude", "longitude")
@@ -254,29 +252,23 @@ def _why_not_watch(ctx: Ctx, device_id: str) -> str | None:
 
 async def _stream(ctx: Ctx, response: web.StreamResponse, watcher: Watcher) -> None:
     """Send the device's observations as they come, until the page may no longer watch them
-    (checked at least every ``GUARD_SECONDS`` and before each one is sent): then an ``end``
-    event, which makes the page close its stream rather than reconnect."""
+    (checked every second and before each one is sent, ``guarded``): then an ``end`` event,
+    which makes the page close its stream rather than reconnect. A page that went away gives
+    its watcher slot back within that second, not at a keep-alive."""
     device_id = watcher.device_id
     dropped = 0
-    loop = asyncio.get_running_loop()
-    keepalive_at = loop.time() + KEEPALIVE_SECONDS
-    while True:
-        doc = None
-        with contextlib.suppress(TimeoutError):
-            doc = await asyncio.wait_for(watcher.queue.get(), GUARD_SECONDS)
-        transport = ctx.request.transport
-        if transport is None or transport.is_closing():
-            return  # the page went away: its watcher slot comes back now, not at a keep-alive
-        why = _why_not_watch(ctx, device_id)
-        if why is not None:
-            await _event(response, "end", ctx.t(why))
+    docs = guarded(
+        ctx.request,
+        response,
+        watcher.queue.get,
+        functools.partial(_why_not_watch, ctx, device_id),
+        keepalive=b": keep-alive\n\n",
+    )
+    async for doc in docs:
+        if isinstance(doc, StreamEnded):
+            if doc.why is not None:
+                await _event(response, "end", ctx.t(doc.why))
             return
-        if doc is None:
-            if loop.time() >= keepalive_at:
-                await response.write(b": keep-alive\n\n")
-                keepalive_at = loop.time() + KEEPALIVE_SECONDS
-            continue
-        keepalive_at = loop.time() + KEEPALIVE_SECONDS
         if watcher.dropped != dropped:
             dropped = watcher.dropped
             await _event(response, "status", ctx.t("device.live_dropped", n=dropped))

@@ -10,21 +10,22 @@ backpressure does the rest), ``drop_oldest`` drops and counts. Each event's ``id
 nothing that the topic still holds. Without it, ``from_time`` starts at a time, and otherwise
 the stream starts at the end (live).
 
-A stream is served only while its client may still read it: every ``GUARD_INTERVAL_S``, and
-before each batch is sent, the stream's guard (the API's: the key still valid, the subscription
-still there, still a live stream, not paused) is asked again. When it says no, the stream sends a
-comment line ``: closed: <why>`` and ends; the client's reconnection then gets the API's answer
-(401, 404 or 409), which makes a browser's ``EventSource`` stop.
+A stream is served only while its client may still read it
+(``cityhub.streams.delivery.guarded_stream``): every second, and before each batch is sent, the
+stream's guard (the API's: the key still valid, the subscription still there, still a live stream,
+not paused) is asked again. When it says no, the stream sends a comment line ``: closed: <why>``
+and ends; the client's reconnection then gets the API's answer (401, 404 or 409), which makes a
+browser's ``EventSource`` stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 
 from aiohttp import web
@@ -37,6 +38,7 @@ from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.agreement_screen import DeliverySharing
 from cityhub.streams.delivery.batch import parse_event_id, sse_event
+from cityhub.streams.delivery.guarded_stream import StreamEnded, StreamGuard, guarded
 from cityhub.streams.delivery.privacy_screen import screen_when_current
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
 from cityhub.streams.privacy.gate import PrivacyGate, Screened
@@ -46,19 +48,11 @@ from cityhub.streams.subscriptions.topics import SUBSCRIPTION_PARTITIONS
 
 log = logging.getLogger("cityhub.delivery.sse")
 
-KEEPALIVE_S = 15.0
-GUARD_INTERVAL_S = 1.0
-"""At most this long between two checks that the stream's client may still read it."""
 RETRY_MS = 2000
 FULL_RETRY_AFTER_S = 30
+"""What a refused stream's ``Retry-After`` says: streams last long, so no exact time is known."""
 PRIVACY_WAIT_STEPS = 300
 """Tenths of a second a new stream waits for the privacy views to be read (30 s)."""
-"""What a refused stream's ``Retry-After`` says: streams last long, so no exact time is known."""
-
-
-StreamGuard = Callable[[], str | None]
-"""Why a stream's client may no longer read it (a revoked key, a deleted or paused
-subscription), or None while it may. Called on the event loop: it must not block."""
 
 
 class TooManyStreams(QuotaExceeded):
@@ -279,32 +273,27 @@ class LiveStreams:
         labels = (record.tenant, record.id)
         source = record.source.value
         batch_max = self._settings.delivery.batch_max_items
-        loop = asyncio.get_running_loop()
-        keepalive_at = loop.time() + KEEPALIVE_S
-        while not fetcher.done():
-            batch: list[Item] | None = None
-            with contextlib.suppress(TimeoutError):
-                batch = await asyncio.wait_for(queue.take(batch_max), GUARD_INTERVAL_S)
-            if request.transport is None or request.transport.is_closing():
-                return  # the client went away
-            why = guard() if guard is not None else None
-            if why is not None:
-                log.info(
-                    "live stream of subscription %r of tenant %r ended: %s",
-                    record.id,
-                    record.tenant,
-                    why,
-                )
-                m.LIVE_ENDED.labels(*labels).inc()
-                text = why.replace("\r", " ").replace("\n", " ")
-                await response.write(f": closed: {text}\n\n".encode())
+        batches = guarded(
+            request,
+            response,
+            functools.partial(queue.take, batch_max),
+            guard or (lambda: None),
+            keepalive=b": keepalive\n\n",
+            stopped=fetcher.done,
+        )
+        async for batch in batches:
+            if isinstance(batch, StreamEnded):
+                if batch.why is not None:
+                    log.info(
+                        "live stream of subscription %r of tenant %r ended: %s",
+                        record.id,
+                        record.tenant,
+                        batch.why,
+                    )
+                    m.LIVE_ENDED.labels(*labels).inc()
+                    text = batch.why.replace("\r", " ").replace("\n", " ")
+                    await response.write(f": closed: {text}\n\n".encode())
                 return
-            if batch is None:
-                if loop.time() >= keepalive_at:
-                    await response.write(b": keepalive\n\n")
-                    keepalive_at = loop.time() + KEEPALIVE_S
-                continue
-            keepalive_at = loop.time() + KEEPALIVE_S
             screened = await screen_when_current(self._gate, record, batch, self._sharing)
             if screened.personal:
                 # Logged before it is written: if the log cannot be, the stream ends first.

@@ -25,7 +25,8 @@ from cityhub.streams.api.app import build_api
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
 from cityhub.streams.api.route_model import PREFIX
 from cityhub.streams.api.throttle import client_network, presented_key_id
-from cityhub.streams.delivery.sse import LiveStreams, StreamGuard
+from cityhub.streams.delivery.guarded_stream import StreamGuard
+from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.quotas import QUOTA_PROBLEM_TYPE, QuotaExceeded
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry

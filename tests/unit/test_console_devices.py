@@ -279,7 +279,7 @@ async def test_health_in_the_list_the_filter_the_map_and_the_device_page() -> No
 
 
 async def test_a_revoked_key_ends_its_live_stream(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cityhub.streams.console.device.KEEPALIVE_SECONDS", 0.05)
+    monkeypatch.setattr("cityhub.streams.delivery.guarded_stream.KEEPALIVE_S", 0.05)
     async with running_console() as browser:
         await browser.sign_in("op_a")
         async with browser.client.get("/console/devices/a-1/live") as response:

@@ -128,8 +128,8 @@ async def test_an_openid_connect_operators_quiet_stream_stays_open(
 ) -> None:
     """Before, the stream took a session without a key for a revoked one at its first
     keep-alive, and ended every operator's quiet live page after 15 s."""
-    monkeypatch.setattr("cityhub.streams.console.device.KEEPALIVE_SECONDS", 0.05)
-    monkeypatch.setattr("cityhub.streams.console.device.GUARD_SECONDS", 0.05)
+    monkeypatch.setattr("cityhub.streams.delivery.guarded_stream.KEEPALIVE_S", 0.05)
+    monkeypatch.setattr("cityhub.streams.delivery.guarded_stream.GUARD_INTERVAL_S", 0.05)
     idp = Provider()
     server = TestServer(idp.app())
     await server.start_server()

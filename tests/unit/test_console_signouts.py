@@ -386,7 +386,7 @@ async def test_a_view_that_stopped_following_its_topic_fails_closed() -> None:
 async def test_a_sign_out_ends_the_live_streams_of_copies_of_the_session(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("cityhub.streams.console.device.KEEPALIVE_SECONDS", 0.05)
+    monkeypatch.setattr("cityhub.streams.delivery.guarded_stream.KEEPALIVE_S", 0.05)
     topic = InMemoryTopic()
     async with running_console(signouts=InMemorySignOutStore(topic=topic)) as browser:
         await browser.sign_in("op_a")

@@ -18,8 +18,9 @@ from prometheus_client import REGISTRY
 from cityhub.connectors.sinks.base import Item
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.subscription import Subscription
+from cityhub.streams.delivery.guarded_stream import StreamGuard
 from cityhub.streams.delivery.queue import DeliveryQueue
-from cityhub.streams.delivery.sse import LiveStreams, StreamGuard
+from cityhub.streams.delivery.sse import LiveStreams
 from cityhub.streams.registry.principals import Principal
 
 from .test_api_support import Api, running_api

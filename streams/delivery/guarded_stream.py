@@ -1,0 +1,80 @@
+"""A long-lived response (Server-Sent Events) served only while its client may still read it.
+
+The API's live streams (``cityhub.streams.delivery.sse``) and the console's live device pages
+(``cityhub.streams.console.device``) both wait for what to send next, and meanwhile must notice
+two things on a quiet stream as on a busy one: the client went away (its quota slot comes back
+now, not at the next keep-alive), and the client may no longer read (a revoked key, a signed-out
+session, a deleted or paused subscription). :func:`guarded` is that loop, once: the checks at
+least every ``GUARD_INTERVAL_S`` and before each item is handed on, and a keep-alive comment on
+a quiet stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aiohttp import web
+
+KEEPALIVE_S = 15.0
+"""A quiet stream gets a keep-alive comment this often (proxies close idle connections)."""
+GUARD_INTERVAL_S = 1.0
+"""At most this long between two checks that the stream's client may still read it."""
+
+StreamGuard = Callable[[], str | None]
+"""Why a stream's client may no longer read it (a revoked key, a deleted or paused
+subscription), or None while it may. Called on the event loop: it must not block."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """The last thing :func:`guarded` yields: the stream must end."""
+
+    why: str | None
+    """The guard's answer, for the client's closing message; None when the client went away
+    (nobody is left to tell)."""
+
+
+_NOTHING = object()
+
+
+async def guarded(
+    request: web.BaseRequest,
+    response: web.StreamResponse,
+    take: Callable[[], Awaitable[T]],
+    guard: StreamGuard,
+    *,
+    keepalive: bytes,
+    stopped: Callable[[], bool] = lambda: False,
+) -> AsyncIterator[T | StreamEnded]:
+    """Yield what ``take`` gives, as it comes, each only while the client is still connected
+    and ``guard`` lets it read; these are checked at least every ``GUARD_INTERVAL_S``, also
+    while nothing comes. When a check fails, yield a ``StreamEnded`` and stop. Write
+    ``keepalive`` when nothing was sent for ``KEEPALIVE_S``. Stop without a word once
+    ``stopped()`` (the source of the items ended: the caller says why)."""
+    loop = asyncio.get_running_loop()
+    keepalive_at = loop.time() + KEEPALIVE_S
+    while not stopped():
+        item: T | object = _NOTHING
+        with contextlib.suppress(TimeoutError):
+            item = await asyncio.wait_for(take(), GUARD_INTERVAL_S)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            yield StreamEnded(None)
+            return
+        why = guard()
+        if why is not None:
+            yield StreamEnded(why)
+            return
+        if item is _NOTHING:
+            if loop.time() >= keepalive_at:
+                await response.write(keepalive)
+                keepalive_at = loop.time() + KEEPALIVE_S
+            continue
+        keepalive_at = loop.time() + KEEPALIVE_S
+        yield item  # type: ignore[misc]  # not _NOTHING: what take() gave
