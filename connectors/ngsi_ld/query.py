@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cityhub.connectors.ngsi_ld.pattern import PatternRefused, compile_pattern
 from cityhub.schemas.errors import CityhubError
 
 MAX_Q_LENGTH: Final = 2000
-MAX_PATTERN_LENGTH: Final = 256
 EARTH_RADIUS_M: Final = 6_371_008.8
 
 
@@ -99,13 +99,10 @@ def _scalar(text: str) -> Any:
 def _value(op: str, text: str) -> Any:
     if op in ("~=", "!~="):
         pattern = text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
-        if len(pattern) > MAX_PATTERN_LENGTH:
-            raise BadQuery("q", f"a pattern is at most {MAX_PATTERN_LENGTH} characters")
         try:
-            return re.compile(pattern)
-        except re.error as exc:
-            detail = f"the pattern {pattern[:40]!r} is not a regular expression: {exc}"
-            raise BadQuery("q", detail) from None
+            return compile_pattern(pattern)
+        except PatternRefused as exc:
+            raise BadQuery("q", f"the pattern {pattern[:40]!r} {exc}") from None
     if op in ("==", "!=") and '"' not in text and ".." in text:
         low, _, high = text.partition("..")
         return (_scalar(low), _scalar(high))

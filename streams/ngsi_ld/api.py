@@ -21,7 +21,9 @@ are NGSI-LD ProblemDetails (``type`` ``https://uri.etsi.org/ngsi-ld/errors/<Name
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -81,6 +83,37 @@ log = logging.getLogger("cityhub.ngsi_ld")
 
 BASE: Final = "/ngsi-ld/v1"
 MAX_VALUE_DEVICES: Final = 10_000
+QUERY_BUDGET_S: Final = 2.0
+"""How long one query may filter entities (the patterns and ``q`` over every device visible to
+the caller); then it is refused as ``TooComplexQuery``."""
+YIELD_EVERY: Final = 256
+"""Entities filtered between two turns of the event loop (and two checks of the budget), so
+that a large query never holds the other requests of the process back."""
+
+
+class _QueryBudget:
+    """Gives the event loop a turn every ``YIELD_EVERY`` entities, and refuses the query once
+    it filtered for ``QUERY_BUDGET_S``: its patterns match in linear time, but over 100 000
+    devices a crafted pattern and crafted names could still cost seconds."""
+
+    def __init__(self) -> None:
+        self._deadline = time.monotonic() + QUERY_BUDGET_S
+        self._count = 0
+
+    async def spend(self) -> None:
+        self._count += 1
+        if self._count % YIELD_EVERY:
+            return
+        if time.monotonic() > self._deadline:
+            raise NgsiError(
+                403,
+                "TooComplexQuery",
+                f"the query took more than {QUERY_BUDGET_S:g} s to filter the entities; narrow "
+                "it by type, id or georel, or simplify idPattern and q",
+            )
+        await asyncio.sleep(0)
+
+
 """Most devices a query with ``q`` or ``attrs`` reads the values of (it filters on them)."""
 
 NGSI_REGISTRY_KEY = web.AppKey("ngsi_ld_registry", Registry)
@@ -161,7 +194,9 @@ async def query_entities(request: web.Request) -> web.Response:
         view = registry.view
         grants = _grants(request, who)
         devices = visible_devices(view, who, only_tenant=_tenant_header(request), grants=grants)
+        budget = _QueryBudget()
         for device in devices:
+            await budget.spend()
             point = (
                 None
                 if device.location is None
@@ -199,6 +234,7 @@ async def query_entities(request: web.Request) -> web.Response:
             readings = await values.latest(viewer, _device_ids(pairs))
             matched: list[dict[str, Any] | None] = []
             for _, device, entity_type in pairs:
+                await budget.spend()
                 found = readings.get(device.device_id, [])
                 whole = entity(device, entity_type, found)
                 if whole is None or (q is not None and not matches(q, whole)):

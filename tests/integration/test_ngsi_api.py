@@ -6,10 +6,13 @@ NGSI-LD errors, and every document served expanded by a JSON-LD processor (pyld,
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -398,6 +401,38 @@ async def test_errors_are_ngsi_ld_problem_details(
     assert body["status"] == status
     assert body["title"]
     assert body["detail"]
+
+
+async def test_a_backtracking_pattern_answers_at_once_and_holds_no_other_request_back(
+    ngsi: Ngsi,
+) -> None:
+    """Before, ``(.+)+!`` was matched by Python's backtracking ``re``: against these URNs for
+    hours, the API's event loop held (every other request, SIGTERM too)."""
+    started = time.monotonic()
+    (status, body, _), (q_status, q_body, _), (other, _, _) = await asyncio.gather(
+        ngsi.get("/ngsi-ld/v1/entities?idPattern=" + quote("^urn:ngsi-ld:(.+)+!"), who="admin"),
+        ngsi.get("/ngsi-ld/v1/entities?type=Device&q=" + quote('name~="(.+)+!"'), who="admin"),
+        ngsi.get("/ngsi-ld/v1/entities?type=Device", who="admin"),
+    )
+    assert (status, body) == (200, [])
+    assert (q_status, q_body) == (200, [])
+    assert other == 200
+    assert time.monotonic() - started < 10
+    status, body, _ = await ngsi.get("/ngsi-ld/v1/entities?idPattern=" + quote(r"(a)\1"))
+    assert status == 400
+    assert body["type"] == NGSI + "errors/BadRequestData"
+    assert "backreferences" in body["detail"]
+
+
+async def test_a_query_over_its_budget_is_too_complex(
+    ngsi: Ngsi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cityhub.streams.ngsi_ld.api.QUERY_BUDGET_S", -1.0)
+    monkeypatch.setattr("cityhub.streams.ngsi_ld.api.YIELD_EVERY", 1)
+    status, body, _ = await ngsi.get("/ngsi-ld/v1/entities?idPattern=.*", who="admin")
+    assert status == 403
+    assert body["type"] == NGSI + "errors/TooComplexQuery"
+    assert "narrow" in body["detail"]
 
 
 async def test_no_key_is_401_and_an_unacceptable_accept_is_406(ngsi: Ngsi) -> None:
