@@ -65,14 +65,15 @@ async def tail(
                     break
                 wait_ms = int(min(1.0, left) * 1000)
             batches = await consumer.getmany(timeout_ms=wait_ms)
-            for records in batches.values():
-                for record in records:
-                    key = record.key.decode(errors="replace") if record.key else ""
-                    value = record.value.decode(errors="replace") if record.value else ""
-                    out.write(f"{key}\t{value}\n")
-                    seen += 1
-                    if limit is not None and seen >= limit:
-                        break
+            # One fetch may hold records of several partitions: the limit is over all of them.
+            records = [record for part in batches.values() for record in part]
+            if limit is not None:
+                records = records[: limit - seen]
+            for record in records:
+                key = record.key.decode(errors="replace") if record.key else ""
+                value = record.value.decode(errors="replace") if record.value else ""
+                out.write(f"{key}\t{value}\n")
+            seen += len(records)
             out.flush()
     except TopicAuthorizationFailedError as exc:
         # A secured cluster's ACLs: say whose login may not read what, not a traceback.
