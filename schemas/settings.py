@@ -319,6 +319,11 @@ class QuotaSettings(_Section):
 
     subscriptions_per_tenant: int = Field(default=100, ge=0)
     """Subscriptions one tenant may have (every state); the next create is a 409."""
+    devices_per_tenant: int = Field(default=100_000, ge=0)
+    """Devices one tenant may have registered; the next create is a 409, and an import's rows
+    that would create more are refused (updates of its devices still go through). Every
+    process holds the whole registry in memory (about 0.7 kB per device), so this bounds what
+    one tenant's operator can make every process hold."""
     live_streams_per_tenant: int = Field(default=20, ge=1)
     """Live streams (SSE connections) of one tenant's subscriptions open at once, per API
     process; the next is a 429 with ``Retry-After``."""

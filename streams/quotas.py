@@ -2,7 +2,8 @@
 
 The limits are settings (``cityhub.schemas.settings.QuotaSettings``, ``CITYHUB_QUOTAS__...``);
 each place that enforces one raises ``QuotaExceeded`` naming it: the subscriptions service
-(``subscriptions_per_tenant``), the live streams (``live_streams_per_tenant``,
+(``subscriptions_per_tenant``), the registry's devices (``devices_per_tenant``; an import's
+rows past it are refused as rows instead), the live streams (``live_streams_per_tenant``,
 ``live_streams_per_subscription``), the device import (``import_max_bytes``,
 ``import_max_rows``) and the API's rate limit (``api_requests_per_second``). The API answers
 every one of them alike (``cityhub.streams.api.throttle``): an RFC 9457 problem of type

@@ -83,7 +83,11 @@ def api_parts(
         secrets=secret_store,
     )
     # A data subject's key is made before any device is linked to them.
-    service = Registry(registry, subject_keys=privacy.keys)
+    service = Registry(
+        registry,
+        subject_keys=privacy.keys,
+        devices_per_tenant=settings.quotas.devices_per_tenant,
+    )
     # Every change of a consent is written to the processing log as well.
     consents = Consents(
         privacy.consents,

@@ -52,9 +52,9 @@ BY_ADDRESS = "api_requests_per_address"
 THROTTLED = Counter(
     "cityhub_api_throttled_total",
     "API requests refused by a quota, by reason (the quota: api_requests_per_key, "
-    "api_requests_per_address, subscriptions_per_tenant, live_streams_per_tenant, "
-    "live_streams_per_subscription, import_max_bytes, import_max_rows) and tenant (empty when "
-    "the caller is only an address).",
+    "api_requests_per_address, subscriptions_per_tenant, devices_per_tenant, "
+    "live_streams_per_tenant, live_streams_per_subscription, import_max_bytes, import_max_rows) "
+    "and tenant (empty when the caller is only an address).",
     ["reason", "tenant"],
 )
 

@@ -8,13 +8,17 @@ nothing of whose it is (``reservations.py``). A device's app key is stored only 
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from cityhub.schemas.registry import Classification, Device, DeviceSpec, fingerprint
+from cityhub.schemas.settings import QuotaSettings
 from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
 from cityhub.streams.registry.principals import Principal, require_tenant_access
 from cityhub.streams.registry.reservations import (
@@ -28,6 +32,8 @@ from cityhub.streams.service_errors import Conflict, FieldError, Invalid, NotFou
 if TYPE_CHECKING:
     from cityhub.streams.registry.store import RecordStore
     from cityhub.streams.registry.view import RegistryView
+
+DEFAULT_DEVICES_PER_TENANT = QuotaSettings().devices_per_tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +78,36 @@ class DeviceService:
         *,
         clock: Callable[[], float] = time.time,
         subject_keys: SubjectKeyMaker | None = None,
+        devices_per_tenant: int = DEFAULT_DEVICES_PER_TENANT,
     ) -> None:
         self._store = store
         self._reservations = reservations
         self._clock = clock
         self._subject_keys = subject_keys
+        self._max_per_tenant = devices_per_tenant
+        self._creating: Counter[str] = Counter()
+        """New devices being written per tenant, not yet in the view (they count too, so that
+        concurrent creates of one process cannot take a tenant past its quota)."""
+
+    def _room(self, tenant: str) -> int:
+        """How many more devices ``tenant`` may have (``devices_per_tenant``)."""
+        return self._max_per_tenant - self._view.device_count(tenant) - self._creating[tenant]
+
+    def _quota_detail(self, tenant: str) -> str:
+        return (
+            f"Tenant {tenant!r} has {self._view.device_count(tenant)} devices, as many as it may "
+            "have; delete the ones it no longer needs first."
+        )
+
+    @contextlib.contextmanager
+    def _counted(self, tenant: str, new: int) -> Iterator[None]:
+        self._creating[tenant] += new
+        try:
+            yield
+        finally:
+            self._creating[tenant] -= new
+            if self._creating[tenant] <= 0:
+                del self._creating[tenant]
 
     async def _ensure_keys(self, tenant: str, subjects: Iterable[str | None]) -> None:
         """The data key of each subject named, before the link to it is written."""
@@ -112,6 +143,13 @@ class DeviceService:
         errors = self._eui_errors(tenant, spec.dev_eui, spec.id)
         if errors:
             raise Conflict(errors[0].message, errors=errors)
+        if self._room(tenant) <= 0:
+            raise QuotaExceeded(
+                self._quota_detail(tenant),
+                quota="devices_per_tenant",
+                limit=self._max_per_tenant,
+                tenant=tenant,
+            )
         now = rfc3339(self._clock())
         record = _device(
             tenant,
@@ -122,7 +160,7 @@ class DeviceService:
             data_subject=spec.data_subject,
         )
         tokens = [f"device/{spec.id}"] + ([f"eui/{spec.dev_eui}"] if spec.dev_eui else [])
-        with self._reservations.hold(tenant, *tokens):
+        with self._reservations.hold(tenant, *tokens), self._counted(tenant, 1):
             await self._ensure_keys(tenant, [record.data_subject])
             await self._store.put(record)
         return record
@@ -253,12 +291,15 @@ class DeviceService:
         first_row_of_id: dict[str, int] = {}
         first_row_of_eui: dict[str, int] = {}
         created = updated = 0
+        room = self._room(tenant)
         for row, item in enumerate(rows, start=1):
             if not isinstance(item, DeviceSpec):
                 results.append(RowResult(row=row, id=None, status="error", errors=tuple(item)))
                 continue
             errors = self._row_errors(tenant, item, row, first_row_of_id, first_row_of_eui)
             old = view.device_by_id(item.id)
+            if not errors and old is None and room <= 0:
+                errors = [FieldError("id", self._full(tenant))]
             if errors:
                 results.append(RowResult(row=row, id=item.id, status="error", errors=tuple(errors)))
                 continue
@@ -274,13 +315,14 @@ class DeviceService:
             )
             if old is None:
                 created += 1
+                room -= 1
                 results.append(RowResult(row=row, id=item.id, status="created"))
             else:
                 updated += 1
                 results.append(RowResult(row=row, id=item.id, status="updated"))
         tokens = [f"device/{r.id}" for r in records]
         tokens += [f"eui/{r.dev_eui}" for r in records if r.dev_eui is not None]
-        with self._reservations.hold(tenant, *tokens):
+        with self._reservations.hold(tenant, *tokens), self._counted(tenant, created):
             await self._ensure_keys(tenant, [r.data_subject for r in records])
             await self._store.put_many(records)
         return ImportReport(
@@ -291,6 +333,14 @@ class DeviceService:
         )
 
     # --- checks --------------------------------------------------------------------------------
+    def _full(self, tenant: str) -> str:
+        """An import row's error when its new device would take the tenant past its quota."""
+        return (
+            f"not created: tenant {tenant!r} would have more than {self._max_per_tenant} "
+            "devices (quotas.devices_per_tenant, CITYHUB_QUOTAS__DEVICES_PER_TENANT); delete the "
+            "ones it no longer needs first"
+        )
+
     def _row_errors(
         self,
         tenant: str,

@@ -30,7 +30,12 @@ from cityhub.schemas.registry import (
 )
 from cityhub.streams.registry.api_keys import ApiKeyService
 from cityhub.streams.registry.device_types import DeviceTypeService
-from cityhub.streams.registry.devices import DeviceService, ImportReport, SubjectKeyMaker
+from cityhub.streams.registry.devices import (
+    DEFAULT_DEVICES_PER_TENANT,
+    DeviceService,
+    ImportReport,
+    SubjectKeyMaker,
+)
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page
 from cityhub.streams.registry.principals import Principal, authenticate
 from cityhub.streams.registry.reservations import Reservations
@@ -54,14 +59,20 @@ class Registry:
         *,
         clock: Callable[[], float] = time.time,
         subject_keys: SubjectKeyMaker | None = None,
+        devices_per_tenant: int = DEFAULT_DEVICES_PER_TENANT,
     ) -> None:
+        """``devices_per_tenant``: the quota (``quotas.devices_per_tenant``)."""
         self._store = store
         self.reservations = Reservations()
         self.tenants = TenantService(store, self.reservations, clock=clock)
         self.api_keys = ApiKeyService(store, clock=clock)
         self.device_types = DeviceTypeService(store, self.reservations, clock=clock)
         self.devices = DeviceService(
-            store, self.reservations, clock=clock, subject_keys=subject_keys
+            store,
+            self.reservations,
+            clock=clock,
+            subject_keys=subject_keys,
+            devices_per_tenant=devices_per_tenant,
         )
 
     @property

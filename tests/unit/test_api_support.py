@@ -14,6 +14,7 @@ from multidict import CIMultiDict
 from cityhub.schemas.registry import DeviceTypeSpec, Role, TenantSpec
 from cityhub.streams.api.app import build_api
 from cityhub.streams.delivery.sse import LiveStreams
+from cityhub.streams.registry.devices import DEFAULT_DEVICES_PER_TENANT
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
@@ -85,13 +86,14 @@ async def running_api(
     max_body_bytes: int = 64 * 1024,
     max_import_bytes: int = 256 * 1024,
     live: LiveStreams | None = None,
+    devices_per_tenant: int = DEFAULT_DEVICES_PER_TENANT,
 ) -> AsyncIterator[Api]:
     """The API on a test server over a seeded in-memory registry and in-memory subscriptions
     (webhook host names resolve to a public address; IP literals are checked as they are), and
     ``live`` serving its live streams, if given."""
     store = InMemoryRegistryStore()
     await store.start()
-    registry = Registry(store)
+    registry = Registry(store, devices_per_tenant=devices_per_tenant)
     keys = await seed(registry)
     subscriptions = Subscriptions(
         InMemorySubscriptionStore(), registry.view, resolver=public_resolver

@@ -113,7 +113,13 @@ def run(operation: Callable[[Registry], Awaitable[T]]) -> T:
         await store.start()
         keys = _KeysOnDemand(settings)
         try:
-            return await operation(Registry(store, subject_keys=keys))
+            return await operation(
+                Registry(
+                    store,
+                    subject_keys=keys,
+                    devices_per_tenant=settings.quotas.devices_per_tenant,
+                )
+            )
         finally:
             await keys.close()
             await store.stop()
