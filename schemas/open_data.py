@@ -126,8 +126,11 @@ class OpenDataSettings(_Section):
     devices to contribute to a dataset with ``include_personal``."""
     grace_seconds: int = Field(default=120, ge=0)
     """How long after a window's end its late observations still count; it closes after."""
-    files_dir: Path = Path(".cityhub/open-data")
-    """Where the hub writes the daily CSV and Parquet files (one per dataset and UTC day)."""
+    files_dir: Path | None = None
+    """Where the hub writes the daily CSV and Parquet files (one per dataset and UTC day).
+    None: ``.cityhub/open-data/<kafka.topic_prefix>`` under the working directory, so that two
+    hubs started in one folder with different prefixes never serve or merge each other's
+    files (``Distributions.files_dir``)."""
     recent_days: int = Field(default=7, ge=1, le=366)
     """Days of windows the open API keeps in memory; older days are read from the files."""
     base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(?::\d+)?(?:/\S*)?$")

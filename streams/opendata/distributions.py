@@ -30,6 +30,8 @@ from cityhub.streams.opendata.view import OpenDataView
 
 log = logging.getLogger("cityhub.opendata")
 
+DEFAULT_FILES_ROOT = Path(".cityhub/open-data")
+"""Where the files go without ``open_data.files_dir``: a folder per Kafka topic prefix in it."""
 FILES_WRITTEN = Counter(
     "cityhub_open_data_files_written_total",
     "Daily open-data files (CSV and Parquet together) written by this process.",
@@ -68,7 +70,11 @@ class OpenDataDistributions:
         """Tail ``settings``' open-data topic (or ``store``, whose view must be an
         ``OpenDataView``: tests give an in-memory one)."""
         self.settings: OpenDataSettings = settings.open_data
-        self.files_dir = Path(self.settings.files_dir)
+        self.files_dir = (
+            Path(self.settings.files_dir)
+            if self.settings.files_dir is not None
+            else DEFAULT_FILES_ROOT / settings.kafka.topic_prefix
+        )
         self._clock = clock
         self._debounce = debounce_seconds
         if store is None:
