@@ -38,6 +38,11 @@ class FailureKind(StrEnum):
     HTTP_STATUS = "http_status"
     """The receiver answered 4xx or 5xx; ``status`` says which and ``retriable`` whether it is
     worth another attempt (408, 429 and 5xx are)."""
+    GONE = "gone"
+    """The receiver answered 410 Gone: it takes no deliveries at all, whatever is sent. Not the
+    batch's fault, so nothing is dead-lettered: the delivery holds its place and asks again
+    every backoff cap (``webhook_backoff_cap_seconds``) until the receiver takes deliveries
+    again or the subscription is paused or deleted."""
     REFUSED = "refused"
     """The MQTT broker refused the connection or the message (a CONNACK or PUBACK reason code
     of 0x80 or more); retriable only for the broker's transient reasons."""

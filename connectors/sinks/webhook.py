@@ -420,6 +420,14 @@ class WebhookSink:
                 kind=FailureKind.REDIRECT,
                 status=status,
             )
+        if status == 410:
+            return DeliveryFailed(
+                f"{self._origin} answered 410 {reason}: the receiver takes no deliveries; they "
+                "wait, in order, until it does (or the subscription is paused or deleted)",
+                retriable=True,
+                kind=FailureKind.GONE,
+                status=status,
+            )
         retriable = is_retriable_status(status)
         retry_after = (
             parse_retry_after(response.headers.get("Retry-After"), now=time.time())

@@ -40,7 +40,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from cityhub.connectors.kafka_clients import kafka_admin, kafka_consumer
 from cityhub.connectors.sinks.backoff import RetryPolicy
-from cityhub.connectors.sinks.errors import DeliveryFailed, without_excerpt
+from cityhub.connectors.sinks.errors import DeliveryFailed, FailureKind, without_excerpt
 from cityhub.connectors.sinks.tracing import delivering
 from cityhub.schemas.errors import InvalidTimestamp, Reason
 from cityhub.schemas.settings import Settings
@@ -398,11 +398,16 @@ class DeliveryTask:
                 attempts += 1
                 self._failures += 1
                 m.FAILED.labels(*self._labels).inc()
-                delay = (
-                    self._policy.next_delay(attempts, self._rng, retry_after=exc.retry_after)
-                    if exc.retriable
-                    else None
-                )
+                if exc.kind is FailureKind.GONE:
+                    # Not this batch's fault: held, never dead-lettered (the lag shows it).
+                    delay: float | None = self._rng.uniform(0.5, 1.0) * self._policy.cap_s
+                    self._set_state(SubscriptionState.FAILING)
+                else:
+                    delay = (
+                        self._policy.next_delay(attempts, self._rng, retry_after=exc.retry_after)
+                        if exc.retriable
+                        else None
+                    )
                 if self._failures >= self._settings.delivery.failing_after_attempts:
                     self._set_state(SubscriptionState.FAILING)
                 if delay is None:

@@ -87,6 +87,8 @@ class Receiver:
             )
         elif name == "missing":
             response = web.Response(status=404, text="no such hook")
+        elif name == "gone":
+            response = web.Response(status=410, text="unsubscribed")
         elif name == "timeout408":
             response = web.Response(status=408)
         elif name == "moved":
@@ -280,6 +282,16 @@ async def test_404_is_not_retriable(receiver: Receiver, sinks: Callable[..., Web
     assert err.status == 404
     assert err.kind is FailureKind.HTTP_STATUS
     assert "no such hook" in str(err)
+
+
+async def test_410_says_the_receiver_is_gone(
+    receiver: Receiver, sinks: Callable[..., WebhookSink]
+) -> None:
+    err = await fail(sinks(f"{receiver.base}/hooks/gone"))
+    assert err.kind is FailureKind.GONE
+    assert err.status == 410
+    assert err.retriable  # held and asked again, never dead-lettered for it
+    assert "takes no deliveries" in str(err)
 
 
 async def test_redirect_is_not_followed_and_not_retriable(
