@@ -38,6 +38,7 @@ from cityhub.streams.sharing.read_access import NO_SHARING, ReadAccess
 log = logging.getLogger("cityhub.sensorthings")
 
 ROOT = "/sta/v1.1"
+OUT_OF_RANGE = "The filter computes a number or a position out of range; use smaller values."
 _GRAPHS_KEPT = 32
 _ALL = 1 << 30
 
@@ -156,12 +157,11 @@ async def _answer(request: web.Request) -> web.StreamResponse:
         raise ApiProblem(400, str(exc)) from None
     except Missing as exc:
         raise ApiProblem(404, f"Not found: {exc}.") from None
-    except psycopg.DataError as exc:
+    except psycopg.DataError:
         # A value the filter computes that PostgreSQL cannot hold (an overflow, a substring
-        # position past the integer range): the query's fault.
-        raise ApiProblem(
-            400, f"The filter computes a value out of range: {exc.sqlstate}."
-        ) from None
+        # position past the integer range): the query's fault, told in the client's terms
+        # (PostgreSQL's SQLSTATE tells a client nothing it can act on).
+        raise ApiProblem(400, OUT_OF_RANGE) from None
     except (psycopg.OperationalError, ConfigurationError):
         log.warning("the history store cannot be reached", exc_info=True)
         raise ApiProblem(
