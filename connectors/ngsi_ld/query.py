@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cityhub.connectors.ngsi_ld.pattern import PatternRefused, compile_pattern
-from cityhub.schemas.errors import CityhubError
+from cityhub.schemas.errors import CityhubError, InvalidTimestamp
+from cityhub.schemas.timefmt import parse_rfc3339
 
 MAX_Q_LENGTH: Final = 2000
 EARTH_RADIUS_M: Final = 6_371_008.8
@@ -92,6 +93,10 @@ def _scalar(text: str) -> Any:
     if _NUMBER.match(text):
         return float(text) if any(c in text for c in ".eE") else int(text)
     if _DATETIME.match(text):
+        try:  # through cityhub's one gate for times: 2026-99-99 is no date
+            parse_rfc3339(text)
+        except InvalidTimestamp as exc:
+            raise BadQuery("q", f"the date-time {text[:40]!r}: {exc.why}") from None
         return text
     raise BadQuery("q", f'{text[:40]!r} is not a number, a "string", true, false or a date-time')
 
@@ -330,12 +335,14 @@ def parse_geo(georel: str, geometry: str | None, coordinates: str | None) -> Geo
             raise BadQuery("geometry", "near takes a Point")
         for modifier in modifiers:
             key, sep, raw = modifier.partition("==")
-            try:
-                distance = float(raw)
-            except ValueError:
-                distance = -1.0
-            if not sep or key not in ("maxDistance", "minDistance") or distance < 0:
+            if not sep or key not in ("maxDistance", "minDistance"):
                 raise BadQuery("georel", "near takes maxDistance==<metres> or minDistance==<m>")
+            # A plain decimal (float() also takes NaN, inf and 1_000), finite (1e999 is not).
+            distance = float(raw) if _NUMBER.match(raw) else math.nan
+            if not (math.isfinite(distance) and distance >= 0):
+                raise BadQuery(
+                    "georel", f"{key} must be a number of metres, 0 or more (not {raw[:40]!r})"
+                )
             if key == "maxDistance":
                 query = GeoQuery(name, geometry, parsed, distance, query.min_distance)
             else:

@@ -28,6 +28,9 @@ SUPPORTED_KEYWORDS = frozenset(
 LOWER_CAMEL_CASE = re.compile(r"^\$?[a-z][a-z\d]*([A-Z][a-z\d]*)*$")
 """The ADR's pattern for query keys (/core/query-keys-camel-case); ``$`` starts OData-style ones."""
 
+GIVEN_TWICE = "given more than once; give it once"
+"""The message for a query key given twice (of /api/v1's parameters and SensorThings' options)."""
+
 _INTEGER = re.compile(r"^-?[0-9]{1,18}$")
 _WORD_BREAK = re.compile(r"[_\-\s]+")
 
@@ -83,7 +86,7 @@ def query_errors(
             seen[key] = value
         elif key not in repeated:
             repeated.add(key)
-            errors.append(FieldError(key, "given more than once; give it once"))
+            errors.append(FieldError(key, GIVEN_TWICE))
     for name, param in documented.items():
         value = seen.get(name, "")
         if value == "":

@@ -12,6 +12,9 @@ Pure: no I/O (the clock is passed in).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,16 +31,44 @@ from cityhub.schemas.device_health import (
 )
 from cityhub.schemas.expected_interval import expected_interval
 from cityhub.schemas.health_settings import HealthSettings
-from cityhub.schemas.registry import Classification
+from cityhub.schemas.registry import ID_PATTERN, Classification
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.health.view import DeviceHealthView
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
 from cityhub.streams.registry.principals import Principal, require_tenant_access
 from cityhub.streams.registry.view import DeviceEntry, RegistryView
-from cityhub.streams.service_errors import NotFound
+from cityhub.streams.service_errors import FieldError, Invalid, NotFound
 
 SCAN_CHUNK = 500
 """Devices read from the registry at a time while a filtered listing fills its page."""
+
+_DEVICE_ID = re.compile(ID_PATTERN)
+_MAX_CURSOR = 84
+"""The longest cursor: a device id of 63 characters (the most there is) in base64url."""
+
+
+def encode_cursor(device_id: str) -> str:
+    """The cursor of a page that ended with ``device_id``: opaque (the id in base64url), so that
+    a made-up one is refused (``decode_cursor``) instead of quietly paging after it."""
+    return base64.urlsafe_b64encode(device_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The device id a cursor of ``encode_cursor`` names; ``Invalid`` (400 on ``cursor``), as
+    the other listings answer, for anything else."""
+    device_id = ""
+    if len(cursor) <= _MAX_CURSOR:
+        try:
+            padded = cursor + "=" * (-len(cursor) % 4)
+            device_id = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
+        except (binascii.Error, ValueError):
+            pass
+    if _DEVICE_ID.fullmatch(device_id) is None:
+        raise Invalid(
+            "cursor is not a cursor of this listing",
+            errors=[FieldError("cursor", "pass the next_cursor of the previous page")],
+        )
+    return device_id
 
 
 class DeviceHealthOut(BaseModel):
@@ -142,12 +173,13 @@ class DeviceHealthQueries:
         cursor: str | None = None,
     ) -> Page[DeviceHealthOut]:
         """The health of the tenant's devices that match every filter, in id order after
-        ``cursor`` (the registry's order and cursor); ``limit`` capped as every listing."""
+        ``cursor`` (the registry's order; the cursor is ``encode_cursor`` of the last id shown,
+        ``Invalid`` when it is not one); ``limit`` capped as every listing."""
         require_tenant_access(self._registry, who, tenant, write=False)
         limit = page_limit(limit)
+        after = None if cursor is None else decode_cursor(cursor)
         now = self._clock()
         chosen: list[DeviceEntry] = []
-        after = cursor
         while len(chosen) < limit:
             chunk, more = self._registry.devices_page(
                 tenant, limit=SCAN_CHUNK, cursor=after, type_id=type_id, area=area
@@ -161,7 +193,7 @@ class DeviceHealthQueries:
                 break
             after = chunk[-1].id
         if len(chosen) == limit and self._more_after(tenant, chosen[-1].id, state, type_id, area):
-            next_cursor: str | None = chosen[-1].id
+            next_cursor: str | None = encode_cursor(chosen[-1].id)
         else:
             next_cursor = None
         return Page(items=[self._answer(e, now) for e in chosen], next_cursor=next_cursor)

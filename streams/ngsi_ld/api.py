@@ -64,6 +64,7 @@ from cityhub.streams.ngsi_ld.params import (
     NgsiError,
     answer,
     bad,
+    count_param,
     geo_query,
     id_pattern_param,
     int_param,
@@ -187,7 +188,8 @@ async def query_entities(request: web.Request) -> web.Response:
         limit = int_param(request, "limit", low=0, high=MAX_LIMIT)
         limit = DEFAULT_LIMIT if limit is None else limit
         offset = int_param(request, "offset", low=0) or 0
-        count = request.query.get("count") == "true"
+        count = count_param(request)
+        simple = key_values(request)
         if all(p is None for p in (types, ids, id_pattern, attrs, q, geo)):
             raise bad("type", "a query needs type, id, idPattern, attrs, q or georel")
         pairs: list[tuple[str, DeviceFacts, str]] = []
@@ -252,7 +254,7 @@ async def query_entities(request: web.Request) -> web.Response:
         return _unavailable(exc)
     returned = [d for d in docs if d is not None]
     _count(request, who, grants, _devices_of(returned))
-    out = [simplified(d) if key_values(request) else d for d in returned]
+    out = [simplified(d) if simple else d for d in returned]
     headers = {"NGSILD-Results-Count": str(total)} if count else None
     return answer(request, out, headers=headers)
 
@@ -306,6 +308,7 @@ async def retrieve_entity(request: web.Request) -> web.Response:
         grants = _grants(request, who)
         device, model = _entity_of(request, who, grants)
         attrs = names(request, "attrs", terms=True)
+        simple = key_values(request)
         values = request.app[NGSI_VALUES_KEY]
         readings = await values.latest(_viewer(who, grants), [device.device_id])
         doc = entity(device, model, readings.get(device.device_id, []), attrs=attrs)
@@ -316,7 +319,7 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     if doc is None:  # none of attrs: the entity without attributes
         doc = {"id": entity_id(model, device.tenant, device.device_id), "type": model}
     _count(request, who, grants, {device.device_id: 1})
-    return answer(request, simplified(doc) if key_values(request) else doc)
+    return answer(request, simplified(doc) if simple else doc)
 
 
 async def retrieve_temporal(request: web.Request) -> web.Response:

@@ -185,9 +185,42 @@ def simplified(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+OPTIONS: Final = ("keyValues", "normalized")
+"""The ``options`` cityhub takes: the simplified form, or the normalized one (the default)."""
+FORMATS: Final = ("simplified", "normalized")
+"""The same as ``format`` (NGSI-LD's newer name)."""
+
+
 def key_values(request: web.Request) -> bool:
-    options = set((request.query.get("options") or "").split(","))
-    return "keyValues" in options or request.query.get("format") == "simplified"
+    """Whether the answer is the simplified form: ``options=keyValues`` or
+    ``format=simplified``; ``normalized`` (the default) may be asked for too. Anything else, or
+    both forms at once, is a ``BadRequestData`` (never quietly the normalized form)."""
+    forms: set[str] = set()
+    raw = request.query.get("options")
+    if raw is not None:
+        options = set(raw.split(","))
+        if not options <= set(OPTIONS):
+            unknown = ", ".join(sorted(repr(o[:40]) for o in options - set(OPTIONS)))
+            raise bad("options", f"must be keyValues or normalized, not {unknown}")
+        forms |= options
+    shape = request.query.get("format")
+    if shape is not None:
+        if shape not in FORMATS:
+            raise bad("format", f"must be simplified or normalized, not {shape[:40]!r}")
+        forms.add("keyValues" if shape == "simplified" else shape)
+    if len(forms) > 1:
+        raise bad("options", "asks for both the simplified and the normalized form")
+    return forms == {"keyValues"}
+
+
+def count_param(request: web.Request) -> bool:
+    """``count``: true or false (default false)."""
+    raw = request.query.get("count")
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise bad("count", f"must be true or false, not {raw[:40]!r}")
 
 
 def id_pattern_param(request: web.Request) -> TextPattern | None:

@@ -23,6 +23,7 @@ from cityhub.schemas.settings import Settings
 from cityhub.streams.api.auth import authenticate
 from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS
 from cityhub.streams.api.problems import ApiProblem
+from cityhub.streams.api.query_rules import GIVEN_TWICE
 from cityhub.streams.history.connection import ConnectionPool
 from cityhub.streams.history.queries import Viewer as HistoryViewer
 from cityhub.streams.registry.service import Registry
@@ -31,7 +32,7 @@ from cityhub.streams.sensorthings.expr import QueryError
 from cityhub.streams.sensorthings.model import Graph, StreamFacts, Viewer
 from cityhub.streams.sensorthings.observations import HistoryReads
 from cityhub.streams.sensorthings.service import Context, Missing, answer
-from cityhub.streams.service_errors import ServiceError
+from cityhub.streams.service_errors import FieldError, ServiceError
 from cityhub.streams.sharing.grants import Grant
 from cityhub.streams.sharing.read_access import NO_SHARING, ReadAccess
 
@@ -141,9 +142,26 @@ async def handle(request: web.Request) -> web.StreamResponse:
         API_LATENCY.labels(METRIC_ROUTE, request.method).observe(time.perf_counter() - started)
 
 
+def _check_repeats(request: web.Request) -> None:
+    """A query option given twice (``$filter=a&$filter=b``) is a 400, as a query key given twice
+    is in /api/v1: neither is quietly taken over the other."""
+    counts: dict[str, int] = {}
+    for name, _ in request.query.items():  # items(), not keys: those come once each
+        if name.startswith("$"):
+            counts[name] = counts.get(name, 0) + 1
+    repeated = [name[:32] for name, count in counts.items() if count > 1]
+    if repeated:
+        raise ApiProblem(
+            400,
+            "; ".join(f"{name}: {GIVEN_TWICE}" for name in repeated),
+            errors=[FieldError(name, GIVEN_TWICE) for name in repeated],
+        )
+
+
 async def _answer(request: web.Request) -> web.StreamResponse:
     service = request.app[SENSORTHINGS_KEY]
     principal = authenticate(service.registry, request.headers)
+    _check_repeats(request)
     tenant = None if principal.role is Role.ADMIN else principal.tenant
     grants = service.access.active_for(tenant)
     viewer = HistoryViewer.admin() if tenant is None else HistoryViewer.of_tenant(tenant, grants)

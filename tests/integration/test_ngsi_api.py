@@ -378,6 +378,19 @@ async def test_one_entity_and_its_history(ngsi: Ngsi) -> None:
             "BadRequestData",
         ),
         ("/ngsi-ld/v1/entities?idPattern=(", 400, "BadRequestData"),
+        ("/ngsi-ld/v1/entities?type=AirQualityObserved&count=maybe", 400, "BadRequestData"),
+        ("/ngsi-ld/v1/entities?type=AirQualityObserved&options=foo", 400, "BadRequestData"),
+        ("/ngsi-ld/v1/entities?type=AirQualityObserved&format=concise", 400, "BadRequestData"),
+        ("/ngsi-ld/v1/entities/urn:ngsi-ld:Device:acme:aq-1?options=foo", 400, "BadRequestData"),
+        *(
+            (
+                f"/ngsi-ld/v1/entities?georel=near;maxDistance=={d}&geometry=Point&coordinates=[5,52]",
+                400,
+                "BadRequestData",
+            )
+            for d in ("NaN", "inf", "1e999", "-5")
+        ),
+        ("/ngsi-ld/v1/entities?q=pm25.observedAt>2026-99-99T00:00:00Z", 400, "BadRequestData"),
         ("/ngsi-ld/v1/entities/not-a-uri", 400, "BadRequestData"),
         ("/ngsi-ld/v1/entities/urn:ngsi-ld:Car:acme:aq-1", 404, "ResourceNotFound"),
         (

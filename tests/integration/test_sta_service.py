@@ -199,6 +199,22 @@ async def test_bad_queries_are_400_and_unknown_entities_404(sta: Client) -> None
         assert r.status == 405  # read only
 
 
+async def test_a_query_option_given_twice_is_400(sta: Client) -> None:
+    # As /api/v1 answers a key given twice: never one of the two quietly.
+    for path in (
+        "/Things?$filter=name eq 'a'&$filter=name eq 'b'",
+        "/Observations?$top=1&$top=5",
+        "/Things?$select=name&$expand=Locations&$select=id",
+    ):
+        status, doc = await sta.get(path.replace(" ", "%20"), sta.keys.city)
+        assert status == 400, (path, doc)
+        name = path.split("?")[1].split("&")[-1].split("=")[0]
+        assert doc["detail"] == f"{name}: given more than once; give it once", path
+        assert doc["errors"] == [{"field": name, "message": "given more than once; give it once"}]
+    status, _ = await sta.get("/Things?$top=1&custom=a&custom=b", sta.keys.city)
+    assert status == 200  # options that are not $ ones are the client's own (OData)
+
+
 async def test_properties_values_and_refs(sta: Client) -> None:
     thing = _thing("air-1")
     status, doc = await sta.get(f"/Things({thing})/name", sta.keys.city)

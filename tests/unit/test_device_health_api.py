@@ -25,7 +25,12 @@ from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.device_health import DEVICE_HEALTH_KEY
-from cityhub.streams.health.queries import DeviceHealthList, DeviceHealthOut, DeviceHealthQueries
+from cityhub.streams.health.queries import (
+    DeviceHealthList,
+    DeviceHealthOut,
+    DeviceHealthQueries,
+    decode_cursor,
+)
 from cityhub.streams.health.serving import export_counts
 from cityhub.streams.health.store import InMemoryDeviceHealthStore
 from cityhub.streams.health.view import DeviceHealthView
@@ -187,9 +192,11 @@ async def test_the_listing_filters_and_pages(world: World) -> None:
     assert [d["device"] for d in doc["items"]] == ["a-slow"]
     status, doc, headers = await world.api.call("GET", f"{A}/device-health?state=silent&limit=2")
     assert [d["device"] for d in doc["items"]] == ["a-fast", "a-off"]
-    assert doc["next_cursor"] == "a-off"
+    cursor = doc["next_cursor"]
+    assert decode_cursor(cursor) == "a-off"  # opaque: the last id shown, encoded
     assert 'rel="next"' in headers["Link"]
-    doc = (await world.api.call("GET", f"{A}/device-health?state=silent&limit=2&cursor=a-off"))[1]
+    next_page = f"{A}/device-health?state=silent&limit=2&cursor={cursor}"
+    doc = (await world.api.call("GET", next_page))[1]
     assert ([d["device"] for d in doc["items"]], doc["next_cursor"]) == (["a-quiet"], None)
     doc = (await world.api.call("GET", f"{A}/device-health?state=silent&limit=3"))[1]
     assert doc["next_cursor"] is None, "no empty last page"
@@ -204,6 +211,9 @@ async def test_the_listing_filters_and_pages(world: World) -> None:
         ("type=NOT%20AN%20ID", "type"),
         ("area=" + "x" * 65, "area"),
         ("colour=red", "colour"),
+        ("cursor=zzzz", "cursor"),  # no cursor this listing gave
+        ("cursor=a-off", "cursor"),  # an id is not a cursor
+        ("cursor=" + "Y" * 200, "cursor"),
     ],
 )
 async def test_bad_queries_are_400_naming_the_parameter(

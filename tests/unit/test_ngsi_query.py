@@ -93,6 +93,9 @@ def test_and_binds_tighter_than_or() -> None:
         'pm25~="("',
         "x" * 2001,
         'pm25=="open',
+        "pm25.observedAt>2026-99-99T00:00:00Z",
+        "pm25.observedAt>2026-02-29T00:00:00Z",
+        "pm25.observedAt==2026-01-01T00:00:00Z..2026-13-01T00:00:00Z",
     ],
 )
 def test_bad_q_is_bad_request_data(q: str) -> None:
@@ -103,6 +106,14 @@ def test_bad_q_is_bad_request_data(q: str) -> None:
 
 AMSTERDAM = (4.8952, 52.3702)
 SQUARE = "[[[4.8,52.3],[5.0,52.3],[5.0,52.4],[4.8,52.4],[4.8,52.3]]]"
+
+
+def test_a_q_date_time_is_checked_and_kept_as_written() -> None:
+    assert parse_q("pm25.observedAt>2026-12-03T10:00:00Z") == Term(
+        ("pm25", "observedAt"), ">", "2026-12-03T10:00:00Z"
+    )
+    with pytest.raises(BadQuery, match="not a day and time of the calendar"):
+        parse_q("pm25.observedAt>2026-99-99T00:00:00Z")
 
 
 def test_distances_on_the_sphere() -> None:
@@ -117,6 +128,8 @@ def test_near_within_and_disjoint() -> None:
     assert geo_matches(near, AMSTERDAM)
     assert not geo_matches(near, (5.1214, 52.0907))
     assert not geo_matches(near, None)
+    assert parse_geo("near;maxDistance==0", "Point", "[4.90,52.37]").max_distance == 0
+    assert parse_geo("near;maxDistance==2.5e3", "Point", "[4.90,52.37]").max_distance == 2500
     far = parse_geo("near;minDistance==2000", "Point", "[4.90,52.37]")
     assert geo_matches(far, (5.1214, 52.0907))
     within = parse_geo("within", "Polygon", SQUARE)
@@ -132,6 +145,13 @@ def test_near_within_and_disjoint() -> None:
         ("around", "Point", "[4.9,52.3]", "georel"),
         ("near", "Point", "[4.9,52.3]", "georel"),
         ("near;maxDistance==-1", "Point", "[4.9,52.3]", "georel"),
+        ("near;maxDistance==NaN", "Point", "[4.9,52.3]", "georel"),
+        ("near;maxDistance==nan", "Point", "[4.9,52.3]", "georel"),
+        ("near;maxDistance==inf", "Point", "[4.9,52.3]", "georel"),
+        ("near;minDistance==-inf", "Point", "[4.9,52.3]", "georel"),
+        ("near;maxDistance==1e999", "Point", "[4.9,52.3]", "georel"),
+        ("near;maxDistance==1_000", "Point", "[4.9,52.3]", "georel"),
+        ("near;maxDistance==", "Point", "[4.9,52.3]", "georel"),
         ("near;maxDistance==2000", "Polygon", SQUARE, "geometry"),
         ("within", "LineString", "[[4.9,52.3],[5,52]]", "geometry"),
         ("within", "Polygon", "[[[4.8,52.3],[5.0,52.3],[5.0,52.4]]]", "coordinates"),
@@ -181,3 +201,59 @@ def test_an_accept_of_neither_is_406(accept: str) -> None:
     with pytest.raises(NgsiError) as caught:
         wants_ld(make_mocked_request("GET", "/", headers={"Accept": accept}))
     assert caught.value.status == 406
+
+
+@pytest.mark.parametrize(
+    ("query", "simple"),
+    [
+        ("", False),
+        ("?options=keyValues", True),
+        ("?options=normalized", False),
+        ("?format=simplified", True),
+        ("?format=normalized", False),
+        ("?options=keyValues&format=simplified", True),
+    ],
+)
+def test_the_form_options(query: str, simple: bool) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from cityhub.streams.ngsi_ld.params import key_values
+
+    assert key_values(make_mocked_request("GET", "/ngsi-ld/v1/entities" + query)) is simple
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("?options=foo", "options"),
+        ("?options=", "options"),
+        ("?options=keyValues,sysAttrs", "options"),
+        ("?options=keyValues,normalized", "options"),
+        ("?options=keyValues&format=normalized", "options"),
+        ("?format=concise", "format"),
+        ("?count=maybe", "count"),
+        ("?count=TRUE", "count"),
+        ("?count=", "count"),
+    ],
+)
+def test_bad_form_options_and_count_are_bad_request_data(query: str, parameter: str) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from cityhub.streams.ngsi_ld.params import NgsiError, count_param, key_values
+
+    request = make_mocked_request("GET", "/ngsi-ld/v1/entities" + query)
+    with pytest.raises(NgsiError) as caught:
+        count_param(request) if parameter == "count" else key_values(request)
+    assert (caught.value.status, caught.value.name) == (400, "BadRequestData")
+    assert caught.value.detail.startswith(parameter + ": ")
+
+
+@pytest.mark.parametrize(
+    ("query", "count"), [("", False), ("?count=true", True), ("?count=false", False)]
+)
+def test_count(query: str, count: bool) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from cityhub.streams.ngsi_ld.params import count_param
+
+    assert count_param(make_mocked_request("GET", "/ngsi-ld/v1/entities" + query)) is count
