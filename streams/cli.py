@@ -16,7 +16,7 @@ import click
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings, unknown_variables
 from cityhub.schemas.topics import Topics
-from cityhub.streams import http_refusals
+from cityhub.streams import http_refusals, kafka_log_flood
 from cityhub.streams.api.openapi_cli import openapi_cmd
 from cityhub.streams.cli_async import run_async
 from cityhub.streams.devtools.stack.cli import stack
@@ -51,9 +51,11 @@ def _setup_logging(level: str, log_format: LogFormat) -> None:
     """Every logger of the process (aiokafka's and aiohttp's too) writes to stderr through
     ``cityhub.streams.logsetup``: strings from outside escaped, arguments capped, one line per
     record's message, as text or JSON lines; a request aiohttp cannot parse is logged without
-    its text (``cityhub.streams.http_refusals``)."""
+    its text (``cityhub.streams.http_refusals``); aiokafka's repeated lines (a Kafka outage) come
+    at most once per kind every 10 s, with a count (``cityhub.streams.kafka_log_flood``)."""
     install(level, log_format)
     http_refusals.install()
+    kafka_log_flood.install()
 
 
 @click.group()
