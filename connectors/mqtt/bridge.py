@@ -156,28 +156,41 @@ class MqttBridge:
     async def _run_session(self) -> None:
         async with self._session_factory() as session:
             self._current = session
-            for subscription in self._settings.bridge.subscriptions:
-                await session.subscribe(subscription)
-            metrics.CONNECTED.labels(SOURCE).set(1)
-            self.healthy = True
-            log.info(
-                "bridging %s from mqtt://%s:%d",
-                ", ".join(f"{s.filter} ({s.format})" for s in self._settings.bridge.subscriptions),
-                self._settings.mqtt.host,
-                self._settings.mqtt.port,
-            )
             state = _SessionState(session, self._max_inflight)
+            # Taken from the start: a resumed session's broker sends what it queued for us
+            # before its SUBACKs (Mosquitto 2.0.11 more than our Receive Maximum); waiting for
+            # them without taking those stopped reading at the high water mark, the SUBACK
+            # behind it, and the session timed out and resumed the same way, for ever.
             consume = asyncio.create_task(self._consume(state))
+            subscribing = asyncio.create_task(self._subscribe(session))
             try:
-                await asyncio.wait({consume, state.failed}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {subscribing, consume, state.failed}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if subscribing.done():
+                    subscribing.result()  # a refused or unanswered SUBSCRIBE ends the session
+                    await asyncio.wait({consume, state.failed}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                consume.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await consume
+                for task in (subscribing, consume):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await state.drain(timeout=10.0)
             if state.failed.done():
                 state.failed.result()
             consume.result()
+
+    async def _subscribe(self, session: MqttSession) -> None:
+        for subscription in self._settings.bridge.subscriptions:
+            await session.subscribe(subscription)
+        metrics.CONNECTED.labels(SOURCE).set(1)
+        self.healthy = True
+        log.info(
+            "bridging %s from mqtt://%s:%d",
+            ", ".join(f"{s.filter} ({s.format})" for s in self._settings.bridge.subscriptions),
+            self._settings.mqtt.host,
+            self._settings.mqtt.port,
+        )
 
     async def _consume(self, state: _SessionState) -> None:
         slots = state.slots

@@ -63,6 +63,8 @@ class BrokerConnection(asyncio.Protocol):
         self.published = 0
         """PUBLISH packets this client wrote (a publisher's full buffer is no alarm)."""
         self.pingresp_due = False
+        self.received = 0
+        """PUBLISH packets received (a broker that sends them is alive, whatever else waits)."""
         self.reads = 0
         self.writes = 0
         self.error: MqttConnectionLost | None = None
@@ -95,6 +97,7 @@ class BrokerConnection(asyncio.Protocol):
                 if packet.qos == 2 and packet.mid in self.awaiting_pubrel:
                     self.write(encode_pubrec(packet.mid))
                     continue
+                self.received += 1
                 queue.append(packet)
             else:
                 self._control(packet)

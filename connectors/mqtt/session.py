@@ -268,7 +268,14 @@ class MqttSession:
 
     async def subscribe(self, subscription: MqttSubscription) -> None:
         """Subscribe (shared, when a share group is set) to one configured filter and wait for
-        the SUBACK; raises :class:`MqttSubscribeFailed` when the broker refuses it."""
+        the SUBACK; raises :class:`MqttSubscribeFailed` when the broker refuses it.
+
+        A resumed session's broker sends what it queued for us before it answers, and
+        Mosquitto 2.0.11 sends more than our Receive Maximum: the SUBACK comes after all that,
+        so take :meth:`messages` while this waits (reading stops at the high water mark, and
+        the SUBACK with it). The wait gives up after ``connect_timeout`` seconds only when no
+        PUBLISH came in them either and reading was not paused: a broker busy sending, or a
+        reader behind, is not a broker that does not answer."""
         topic_filter = subscription.filter
         if self._settings.share_group:
             topic_filter = f"$share/{self._settings.share_group}/{topic_filter}"
@@ -278,8 +285,17 @@ class MqttSession:
         conn.subacks[packet_id] = future
         conn.write(encode_subscribe(packet_id, [(topic_filter, subscription.qos)]))
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                suback = await future
+            while True:
+                received = conn.received
+                try:
+                    async with asyncio.timeout(self._connect_timeout):
+                        suback = await asyncio.shield(future)
+                    break
+                except TimeoutError:
+                    if conn.error is not None:
+                        raise conn.error from None
+                    if conn.received == received and not conn.reading_paused:
+                        raise
         finally:
             conn.subacks.pop(packet_id, None)
         code = suback.reason_codes[0]

@@ -226,3 +226,49 @@ async def test_the_header_counts_in_the_record_size() -> None:
             assert headers is not None
     assert kinds == {"cityhub.raw", "cityhub.deadletter"}  # the sweep crosses the limit
     await stop(task, sink)
+
+
+class ResumedSession(ScriptedSession):
+    """A resumed session as Mosquitto 2.0.11 plays it: the messages it queued for the client
+    come first, and the SUBACK only once the client has taken them (the real connection stops
+    reading at its high water mark, and the SUBACK waits behind what it did not read)."""
+
+    def __init__(self, messages: list[Publish]) -> None:
+        super().__init__(messages)
+        self.taken = 0
+        self._all_taken = asyncio.Event()
+
+    async def subscribe(self, subscription: MqttSubscription) -> None:
+        async with asyncio.timeout(2):  # MqttSession gives up on a silent broker, too
+            await self._all_taken.wait()
+        self.subscribed.append(subscription.filter)
+
+    async def messages(self) -> AsyncIterator[Publish]:
+        for message in self._messages:
+            self.taken += 1
+            yield message
+        self._all_taken.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_resumed_session_s_backlog_is_taken_before_its_suback_comes() -> None:
+    """Before, the bridge waited for every SUBACK before it took any message: a broker that
+    resumed the session with a backlog ahead of the SUBACK left it waiting, the subscribe timed
+    out, and the next session resumed the same way, for ever (a Kafka outage under load was
+    enough; only restarting Mosquitto ended it)."""
+    msgs = [message(i, f"cityhub/ingest/dev-{i}", uplink(f"dev-{i}")) for i in range(1, 51)]
+    session = ResumedSession(msgs)
+    sink = HeldSink()
+    bridge = MqttBridge(Settings(), sink, session_factory=lambda: session)  # type: ignore[arg-type,return-value]
+    task = asyncio.create_task(bridge.run())
+    try:
+        async with asyncio.timeout(5):
+            while not (bridge.healthy and len(session.acked) == len(msgs)):
+                for delivery in sink.deliveries:
+                    if not delivery.done():
+                        delivery.set_result(None)
+                await asyncio.sleep(0.01)
+        assert session.subscribed  # the SUBACK came, once the backlog was taken
+        assert session.acked == list(range(1, 51))
+    finally:
+        await stop(task, sink)
