@@ -91,7 +91,13 @@ class ConnectionPool:
     ``connection()`` lends one for the length of an ``async with``; at most ``size`` are lent at
     once (the others wait). A connection that broke, or that is handed back inside a
     transaction, is rolled back or closed instead of being lent again, so one failed query
-    never poisons the next borrower. ``close()`` closes the idle ones and refuses new loans.
+    never poisons the next borrower. An idle connection is checked with an empty statement (one
+    round trip, as psycopg_pool's ``check_connection`` does) before it is lent: one the server
+    ended while it sat in the pool (a restarted PostgreSQL, ``pg_terminate_backend``: psycopg
+    only finds out on its next use) is closed and the next idle one, else a new one, is lent,
+    so the first request after a restart does not fail. A server that is down still fails the
+    loan at once: a dead connection's check fails without waiting, and the one new connection
+    raises ``psycopg.OperationalError``. ``close()`` closes the idle ones and refuses new loans.
     """
 
     def __init__(
@@ -120,11 +126,31 @@ class ConnectionPool:
     async def _take(self) -> Connection:
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and not conn.broken:
+            if await self._usable(conn):
                 return conn
         return await connect(
             self._settings, application_name=self._application_name, autocommit=True
         )
+
+    async def _usable(self, conn: Connection) -> bool:
+        """Whether an idle connection still answers; one that does not is closed."""
+        if conn.closed or conn.broken:
+            return False
+        try:
+            # Bounded: a connection to a host gone silent (no reset) would otherwise wait as
+            # long as TCP does.
+            async with asyncio.timeout(self._settings.history.connect_timeout_seconds):
+                await conn.execute("")
+        except (psycopg.Error, TimeoutError) as exc:
+            log.info(
+                "history pool: dropping an idle connection that no longer answers (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+            return False
+        return True
 
     async def _give_back(self, conn: Connection) -> None:
         if conn.closed or conn.broken:

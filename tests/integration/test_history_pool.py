@@ -1,0 +1,112 @@
+"""The history store's connection pool on the real PostgreSQL: a connection the server ended
+while it sat idle in the pool (a restart, or ``pg_terminate_backend``: psycopg's
+``AdminShutdown``) never reaches a read, through the pool itself, SensorThings' reads and
+NGSI-LD's; a server that cannot be reached still fails the loan at once, without a retry loop.
+
+The stack's PostgreSQL is not restarted: a second connection ends the pooled connection's
+backend, which is what a restart does to it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+import pytest
+
+from cityhub.schemas.history_settings import HistorySettings
+from cityhub.schemas.settings import Settings
+from cityhub.streams.history.connection import Connection, ConnectionPool, connect
+from cityhub.streams.history.queries import Viewer
+from cityhub.streams.ngsi_ld.source import HistoryValues
+from cityhub.streams.sensorthings.observations import HistoryReads, ObservationQuery
+
+from .hub import free_port
+
+pytestmark = pytest.mark.integration
+
+
+async def backend_pid(conn: Connection) -> int:
+    cursor = await conn.execute("SELECT pg_backend_pid()")
+    row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def terminate(settings: Settings, *pids: int) -> None:
+    """End the backends ``pids`` from another connection and wait until they are gone."""
+    async with await connect(settings, autocommit=True) as admin:
+        for pid in pids:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for _ in range(200):
+            cursor = await admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (list(pids),)
+            )
+            row = await cursor.fetchone()
+            if row == (0,):
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"backends {pids} did not end")
+
+
+async def test_connections_the_server_ended_while_idle_are_replaced(
+    history_settings: Settings,
+) -> None:
+    pool = ConnectionPool(history_settings, size=2)
+    try:
+        async with pool.connection() as first, pool.connection() as second:
+            pids = {await backend_pid(first), await backend_pid(second)}
+        await terminate(history_settings, *pids)  # both idle connections are now dead
+        async with pool.connection() as conn:
+            fresh = await backend_pid(conn)
+        assert fresh not in pids
+        async with pool.connection() as conn:
+            assert await backend_pid(conn) == fresh  # a live idle connection is lent again
+    finally:
+        await pool.close()
+
+
+async def test_sensorthings_and_ngsi_reads_after_their_connection_was_ended(
+    history_settings: Settings,
+) -> None:
+    reads = HistoryReads(ConnectionPool(history_settings, size=1), refresh_seconds=0.0)
+    values = HistoryValues(history_settings, pool_size=1)
+    viewer = Viewer.of_tenant("acme")
+    query = ObservationQuery(where=(), params={}, order="observed_at DESC", limit=10, offset=0)
+    try:
+        assert await reads.count(viewer, ["aq-1"], query) == 0
+        assert await values.latest(viewer, ["aq-1"]) == {"aq-1": []}
+        pids = []
+        for pool in (reads._pool, values._pool):
+            async with pool.connection() as conn:
+                pids.append(await backend_pid(conn))
+        await terminate(history_settings, *pids)
+        assert await reads.count(viewer, ["aq-1"], query) == 0
+        assert await reads.page(viewer, ["aq-1"], query) == []
+        assert await values.latest(viewer, ["aq-1"]) == {"aq-1": []}
+    finally:
+        await reads.close()
+        await values.close()
+
+
+async def test_a_server_that_cannot_be_reached_fails_the_loan_at_once(
+    history_settings: Settings,
+) -> None:
+    history = HistorySettings(**{**history_settings.history.model_dump(), "port": free_port()})
+    unreachable = history_settings.model_copy(update={"history": history})
+    pool = ConnectionPool(unreachable, size=1)
+    # A connection made while the server was up, ended since, as the pool would hold it.
+    dead = await connect(history_settings, autocommit=True)
+    await terminate(history_settings, await backend_pid(dead))
+    pool._idle.append(dead)
+    try:
+        started = time.monotonic()
+        with pytest.raises(psycopg.OperationalError):
+            async with pool.connection():
+                pass
+        assert time.monotonic() - started < 3
+        assert dead.closed
+        assert pool._idle == []
+    finally:
+        await pool.close()
+        await dead.close()
