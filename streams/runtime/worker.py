@@ -14,7 +14,11 @@ Rebalances (aiokafka's eager protocol). On revocation everything taken is confir
 committed first, so the next owner of a partition starts exactly after it; the agents then
 forget the revoked partitions, except those assigned back in the same rebalance (no other
 worker can have owned them in between, so their state is still the changelog's). A partition
-newly assigned has its state read back from its changelog partition before its first record.
+newly assigned has its state read back from its changelog partition before its first record:
+paused, restored by a task of its own, resumed. Not inside aiokafka's assignment callback:
+aiokafka sends no heartbeat while that runs, so a restore longer than the session timeout (a
+changelog of a few hundred thousand records) had the worker dropped from the group, the group
+rebalanced, and the worker restored again, for minutes, the whole pipeline stalled.
 
 Failures. A write Kafka did not confirm (after the producer's own retries: a lost broker, a
 timeout) stops the runtime with ``WorkerFailed``: the process exits and its supervisor starts it
@@ -60,6 +64,11 @@ POLL_TIMEOUT_MS = 100
 LAG_INTERVAL_S = 5.0
 REVOKE_TIMEOUT_S = 60.0
 """How long a revocation waits for Kafka to confirm what was taken before it gives up."""
+REBALANCE_TIMEOUT_S = REVOKE_TIMEOUT_S + 10.0
+"""How long the group waits for a member to rejoin a rebalance: as long as its revocation may
+take (aiokafka's default, the session timeout, dropped a worker whose revocation waited for
+Kafka's confirmations longer than 10 s). A dead worker is still noticed after the session
+timeout: it stops heartbeating."""
 
 
 class WorkerFailed(CityhubError):
@@ -121,6 +130,8 @@ class Worker:
         """Kafka timestamp of the last record taken per partition (for the lag in seconds)."""
         self._suspended: dict[TopicPartition, Agent] = {}
         """Partitions revoked by the rebalance in progress, state kept in case they come back."""
+        self._restoring: asyncio.Task[None] | None = None
+        """The restore of the partitions newly assigned (``_restore``), while it runs."""
         self._failure: str | None = None
         """Why the worker cannot go on (the loop raises it as WorkerFailed); the first one wins."""
         self._committing = asyncio.Lock()
@@ -147,6 +158,7 @@ class Worker:
             auto_offset_reset="earliest",
             session_timeout_ms=int(worker.session_timeout_seconds * 1000),
             heartbeat_interval_ms=int(worker.session_timeout_seconds * 250),
+            rebalance_timeout_ms=int(REBALANCE_TIMEOUT_S * 1000),
             max_partition_fetch_bytes=max(1024 * 1024, kafka.max_message_bytes + 64 * 1024),
             fetch_max_bytes=64 * 1024 * 1024,
             **self._fetch,
@@ -159,6 +171,7 @@ class Worker:
             await self._loop(consumer)
         finally:
             self.running = False
+            await self._stop_restore()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._settle(), 10.0)
                 await self._commit(force=True)
@@ -347,8 +360,11 @@ class Worker:
     # --- rebalances -----------------------------------------------------------------------------
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
-        """Confirm and commit what was taken, then suspend the revoked partitions' states."""
+        """Confirm and commit what was taken, then suspend the revoked partitions' states (a
+        restore still running stops: the partitions it did not finish go to their next owner
+        unrestored here)."""
         self._rebalancing = True
+        await self._stop_restore()
         try:
             await asyncio.wait_for(self._settle(), REVOKE_TIMEOUT_S)
             await self._commit(force=True)
@@ -365,46 +381,65 @@ class Worker:
                     gauge.remove(self._group, tp.topic, str(tp.partition))
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
-        """Forget suspended partitions not assigned back; restore the new ones' states. A
-        restore that fails (Kafka away, the restore's time out, an agent refusing its state)
-        fails the worker: aiokafka would log the error and carry on with the partitions paused
-        for good, lag growing behind a healthy-looking worker; a worker started again restores
-        them anew."""
-        try:
-            await self._assigned(assigned)
-        except Exception as exc:
-            self._fail(f"could not restore the state of {sorted(assigned)}", exc)
-        else:
-            self._rebalancing = False
-
-    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """Forget suspended partitions not assigned back; pause the new ones and restore their
+        states in the background (``_restore``), so that this callback returns at once."""
+        await self._stop_restore()
         for tp, held in list(self._suspended.items()):
             if tp not in assigned:
                 held.revoke(tp.partition)
         kept = {tp for tp in self._suspended if tp in assigned}
         self._suspended.clear()
         new = [tp for tp in sorted(assigned - kept) if tp.topic in self._agents]
-        consumer = self._consumer
-        if consumer is not None and new:
-            consumer.pause(*new)  # nothing of theirs is taken before their state is back
-        changelogs = {
-            tp: TopicPartition(changelog, tp.partition)
-            for tp in new
-            if (changelog := self._agents[tp.topic].changelog) is not None
-        }
-        stored = await self._reader.read(list(changelogs.values()))
-        for tp in new:
-            source = changelogs.get(tp)
-            writes = self._agents[tp.topic].assign(
-                tp.partition, stored.get(source, []) if source is not None else []
-            )
-            if writes:
-                await self._take(writes, {}, 0)
-        if consumer is not None and new:
-            consumer.resume(*new)
         log.info(
-            "worker holds %d partition(s) (%d kept across the rebalance)", len(assigned), len(kept)
+            "worker holds %d partition(s) (%d kept across the rebalance, %d to restore)",
+            len(assigned),
+            len(kept),
+            len(new),
         )
+        if not new:
+            self._rebalancing = False
+            return
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.pause(*new)  # nothing of theirs is taken before their state is back
+        self._restoring = asyncio.create_task(self._restore(new))
+
+    async def _restore(self, new: list[TopicPartition]) -> None:
+        """Read the changelogs of ``new``, hand each agent its state, resume the partitions. A
+        restore that fails (Kafka away, the restore's time out, an agent refusing its state)
+        fails the worker: the partitions would otherwise stay paused for good, lag growing
+        behind a worker that looks alive; a worker started again restores them anew."""
+        try:
+            changelogs = {
+                tp: TopicPartition(changelog, tp.partition)
+                for tp in new
+                if (changelog := self._agents[tp.topic].changelog) is not None
+            }
+            stored = await self._reader.read(list(changelogs.values()))
+            for tp in new:
+                source = changelogs.get(tp)
+                writes = self._agents[tp.topic].assign(
+                    tp.partition, stored.get(source, []) if source is not None else []
+                )
+                if writes:
+                    await self._take(writes, {}, 0)
+            consumer = self._consumer
+            if consumer is not None:
+                held = consumer.assignment()
+                consumer.resume(*[tp for tp in new if tp in held])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(f"could not restore the state of {sorted(new)}", exc)
+        else:
+            self._rebalancing = False
+
+    async def _stop_restore(self) -> None:
+        task, self._restoring = self._restoring, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -9,8 +9,10 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from cityhub.connectors.batching_writer import BatchingWriter
 from cityhub.schemas.settings import KafkaSettings, Settings, WorkerSettings
@@ -131,3 +133,36 @@ async def test_a_worker_is_healthy_only_while_it_holds_its_partitions() -> None:
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_a_restore_longer_than_the_session_timeout_keeps_the_worker_in_its_group() -> None:
+    """aiokafka sends no heartbeat while its assignment callback runs. The restore used to run
+    there: one longer than the session timeout (a changelog of some 300 000 records under
+    load) had the group drop the worker, which rejoined, restored again and was dropped again;
+    a killed worker stalled the pipeline for minutes. The restore now runs beside the callback,
+    the partitions paused meanwhile, and the worker is restored once."""
+    prefix = f"wr{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=BOOTSTRAP, topic_prefix=prefix, partitions=PARTITIONS
+        ),
+        worker=WorkerSettings(app_id=f"{prefix}-app", session_timeout_seconds=6),
+    )
+    await ensure_topics(settings)
+    watched = Watched(settings, f"{prefix}.raw", f"{prefix}-slow")
+    real_read = watched.worker._reader.read
+
+    async def slow_read(partitions: Sequence[TopicPartition]) -> dict[TopicPartition, Any]:
+        await asyncio.sleep(9)  # longer than the session timeout
+        return await real_read(partitions)
+
+    watched.worker._reader.read = slow_read  # type: ignore[method-assign]
+    try:
+        await watched.start()
+        await watched.healthy(timeout=60)
+        await asyncio.sleep(8)  # another session timeout: a dropped worker would restore again
+        assert watched.worker.healthy
+        assert watched.agent.held == set(range(PARTITIONS))
+        assert len(watched.agent.healthy_while_moved) == PARTITIONS, "restored more than once"
+    finally:
+        await watched.stop()
