@@ -48,6 +48,9 @@ STAGE = "bridge"
 PRODUCER_BLOCKED_SECONDS = 0.001
 DEADLETTER_KEY_BYTES = 1024
 UNROUTED_WARNING_INTERVAL_S = 10.0
+STALLED_AFTER_S = 10.0
+"""Seconds with messages in flight and no Kafka confirmation after which the bridge is not
+healthy (a write confirms in milliseconds; the producer retries for longer than this)."""
 """At most one warning this often about messages on topics no format reads."""
 """A dead letter's key (the device, or the topic) is cut to this."""
 """A hand-over to the producer that takes longer than this waited for buffer space."""
@@ -112,11 +115,13 @@ class MqttBridge:
         self._unrouted = 0
         self._unrouted_warned = -UNROUTED_WARNING_INTERVAL_S
         self._current: MqttSession | None = None
+        self._state: _SessionState | None = None
+        """The current session's state (its in-flight writes), for ``healthy``."""
         self._clock: tuple[int, str] = (0, "")
         self._traces = TraceparentPool()
         self._m_written: dict[tuple[str, str], Any] = {}
         self._m_received: dict[str, Any] = {}
-        self.healthy = False
+        self._subscribed = False
         m = metrics
         self._m_inflight = m.INFLIGHT.labels(SOURCE)
         self._m_queued = m.QUEUED.labels(SOURCE)
@@ -124,6 +129,16 @@ class MqttBridge:
         self._m_bp_seconds = m.BACKPRESSURE_SECONDS.labels(SOURCE)
         self._m_bp_events = m.BACKPRESSURE_EVENTS.labels(SOURCE)
         m.INFLIGHT_LIMIT.labels(SOURCE).set(self._max_inflight)
+
+    @property
+    def healthy(self) -> bool:
+        """What /healthz reports: subscribed, and Kafka confirming writes. Not while messages
+        have waited ``STALLED_AFTER_S`` without a single confirmation (Kafka away or refusing):
+        the bridge holds them unacknowledged, so nothing is lost, but nothing moves either."""
+        if not self._subscribed:
+            return False
+        state = self._state
+        return state is None or not state.stalled(time.perf_counter())
 
     async def run(self) -> None:
         """Bridge until cancelled, reconnecting with capped exponential backoff and jitter."""
@@ -142,7 +157,7 @@ class MqttBridge:
                     else session_failure(exc, self._settings.mqtt)
                 )
             finally:
-                self.healthy = False
+                self._subscribed = False
                 metrics.CONNECTED.labels(SOURCE).set(0)
             metrics.RECONNECTS.labels(SOURCE).inc()
             metrics.SESSION_FAILURES.labels(SOURCE, failure[0]).inc()
@@ -156,7 +171,7 @@ class MqttBridge:
     async def _run_session(self) -> None:
         async with self._session_factory() as session:
             self._current = session
-            state = _SessionState(session, self._max_inflight)
+            state = self._state = _SessionState(session, self._max_inflight)
             # Taken from the start: a resumed session's broker sends what it queued for us
             # before its SUBACKs (Mosquitto 2.0.11 more than our Receive Maximum); waiting for
             # them without taking those stopped reading at the high water mark, the SUBACK
@@ -184,7 +199,7 @@ class MqttBridge:
         for subscription in self._settings.bridge.subscriptions:
             await session.subscribe(subscription)
         metrics.CONNECTED.labels(SOURCE).set(1)
-        self.healthy = True
+        self._subscribed = True
         log.info(
             "bridging %s from mqtt://%s:%d",
             ", ".join(f"{s.filter} ({s.format})" for s in self._settings.bridge.subscriptions),
@@ -202,6 +217,8 @@ class MqttBridge:
             await slots.acquire()
             self._m_queued.set(state.session.queued)
             pending = state.acks.received(message.mid, message.qos)
+            if state.inflight == 0:
+                state.progress = time.perf_counter()  # waiting for Kafka from now
             state.inflight += 1
             self._m_inflight.set(state.inflight)
             if state.inflight == self._max_inflight:
@@ -385,6 +402,7 @@ class MqttBridge:
             self._m_bp_seconds.inc(time.perf_counter() - state.saturated_since)
             state.saturated_since = None
         state.inflight -= 1
+        state.progress = time.perf_counter()
         state.slots.release()
         if state.inflight == 0:
             state.idle.set()
@@ -430,7 +448,16 @@ class _SessionState:
     """What belongs to one MQTT session: its in-flight slots, ack order and failure. A late
     Kafka confirmation of an old session touches only that session's state."""
 
-    __slots__ = ("acks", "failed", "idle", "inflight", "saturated_since", "session", "slots")
+    __slots__ = (
+        "acks",
+        "failed",
+        "idle",
+        "inflight",
+        "progress",
+        "saturated_since",
+        "session",
+        "slots",
+    )
 
     def __init__(self, session: MqttSession, max_inflight: int) -> None:
         self.session = session
@@ -438,8 +465,14 @@ class _SessionState:
         self.slots = asyncio.Semaphore(max_inflight)
         self.inflight = 0
         self.saturated_since: float | None = None
+        self.progress = 0.0
+        """When the last write was confirmed (or, with none in flight, the next began)."""
         self.idle = asyncio.Event()
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def stalled(self, now: float) -> bool:
+        """Whether writes are in flight and none was confirmed for ``STALLED_AFTER_S``."""
+        return self.inflight > 0 and now - self.progress > STALLED_AFTER_S
 
     def fail(self, exc: KafkaWriteFailed) -> None:
         metrics.KAFKA_ERRORS.labels(SOURCE).inc()

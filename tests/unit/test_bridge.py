@@ -272,3 +272,24 @@ async def test_a_resumed_session_s_backlog_is_taken_before_its_suback_comes() ->
         assert session.acked == list(range(1, 51))
     finally:
         await stop(task, sink)
+
+
+async def test_the_bridge_is_not_healthy_while_kafka_confirms_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, /healthz said ok through a whole Kafka outage: the bridge was subscribed, and
+    only its backpressure counter showed that nothing moved."""
+    monkeypatch.setattr("cityhub.connectors.mqtt.bridge.STALLED_AFTER_S", 0.2)
+    msgs = [message(i, f"cityhub/ingest/d-{i}", uplink(f"d-{i}")) for i in (1, 2)]
+    bridge, session, sink, task = await run_bridge(msgs)
+    assert bridge.healthy  # writes in flight, not for long
+    await asyncio.sleep(0.3)
+    assert not bridge.healthy  # in flight and unconfirmed for longer than STALLED_AFTER_S
+    sink.deliveries[0].set_result(None)
+    await asyncio.sleep(0)
+    assert bridge.healthy  # a confirmation is progress
+    sink.deliveries[1].set_result(None)
+    await asyncio.sleep(0.3)
+    assert bridge.healthy  # nothing in flight: nothing to wait for
+    assert session.acked == [1, 2]
+    await stop(task, sink)
