@@ -93,8 +93,9 @@ class Watched:
         await self.writer.stop()
 
 
-async def test_a_worker_is_healthy_only_while_it_holds_its_partitions() -> None:
-    prefix = f"wh{uuid.uuid4().hex[:8]}"
+async def group_of_its_own(stem: str) -> tuple[str, Settings]:
+    """A topic prefix and consumer group of the test's own, its topics made."""
+    prefix = f"{stem}{uuid.uuid4().hex[:8]}"
     settings = Settings(
         kafka=KafkaSettings(
             bootstrap_servers=BOOTSTRAP, topic_prefix=prefix, partitions=PARTITIONS
@@ -102,6 +103,11 @@ async def test_a_worker_is_healthy_only_while_it_holds_its_partitions() -> None:
         worker=WorkerSettings(app_id=f"{prefix}-app", session_timeout_seconds=6),
     )
     await ensure_topics(settings)
+    return prefix, settings
+
+
+async def test_a_worker_is_healthy_only_while_it_holds_its_partitions() -> None:
+    prefix, settings = await group_of_its_own("wh")
     topic = f"{prefix}.raw"
     first = Watched(settings, topic, f"{prefix}-a")
     second = Watched(settings, topic, f"{prefix}-b")
@@ -141,14 +147,7 @@ async def test_a_restore_longer_than_the_session_timeout_keeps_the_worker_in_its
     load) had the group drop the worker, which rejoined, restored again and was dropped again;
     a killed worker stalled the pipeline for minutes. The restore now runs beside the callback,
     the partitions paused meanwhile, and the worker is restored once."""
-    prefix = f"wr{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        kafka=KafkaSettings(
-            bootstrap_servers=BOOTSTRAP, topic_prefix=prefix, partitions=PARTITIONS
-        ),
-        worker=WorkerSettings(app_id=f"{prefix}-app", session_timeout_seconds=6),
-    )
-    await ensure_topics(settings)
+    prefix, settings = await group_of_its_own("wr")
     watched = Watched(settings, f"{prefix}.raw", f"{prefix}-slow")
     real_read = watched.worker._reader.read
 
