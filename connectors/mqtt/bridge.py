@@ -115,8 +115,10 @@ class MqttBridge:
         self._unrouted = 0
         self._unrouted_warned = -UNROUTED_WARNING_INTERVAL_S
         self._current: MqttSession | None = None
-        self._state: _SessionState | None = None
-        """The current session's state (its in-flight writes), for ``healthy``."""
+        self._stalled_since: float | None = None
+        """Since when writes have waited without one confirmed by Kafka (None: none waits).
+        Kept across sessions: the writes of a session that Kafka failed come again in the
+        next, as the broker redelivers them."""
         self._clock: tuple[int, str] = (0, "")
         self._traces = TraceparentPool()
         self._m_written: dict[tuple[str, str], Any] = {}
@@ -135,10 +137,10 @@ class MqttBridge:
         """What /healthz reports: subscribed, and Kafka confirming writes. Not while messages
         have waited ``STALLED_AFTER_S`` without a single confirmation (Kafka away or refusing):
         the bridge holds them unacknowledged, so nothing is lost, but nothing moves either."""
-        if not self._subscribed:
-            return False
-        state = self._state
-        return state is None or not state.stalled(time.perf_counter())
+        stalled = self._stalled_since
+        return self._subscribed and (
+            stalled is None or time.perf_counter() - stalled <= STALLED_AFTER_S
+        )
 
     async def run(self) -> None:
         """Bridge until cancelled, reconnecting with capped exponential backoff and jitter."""
@@ -171,7 +173,7 @@ class MqttBridge:
     async def _run_session(self) -> None:
         async with self._session_factory() as session:
             self._current = session
-            state = self._state = _SessionState(session, self._max_inflight)
+            state = _SessionState(session, self._max_inflight)
             # Taken from the start: a resumed session's broker sends what it queued for us
             # before its SUBACKs (Mosquitto 2.0.11 more than our Receive Maximum); waiting for
             # them without taking those stopped reading at the high water mark, the SUBACK
@@ -217,8 +219,8 @@ class MqttBridge:
             await slots.acquire()
             self._m_queued.set(state.session.queued)
             pending = state.acks.received(message.mid, message.qos)
-            if state.inflight == 0:
-                state.progress = time.perf_counter()  # waiting for Kafka from now
+            if self._stalled_since is None:
+                self._stalled_since = time.perf_counter()  # waiting for Kafka from now
             state.inflight += 1
             self._m_inflight.set(state.inflight)
             if state.inflight == self._max_inflight:
@@ -402,7 +404,6 @@ class MqttBridge:
             self._m_bp_seconds.inc(time.perf_counter() - state.saturated_since)
             state.saturated_since = None
         state.inflight -= 1
-        state.progress = time.perf_counter()
         state.slots.release()
         if state.inflight == 0:
             state.idle.set()
@@ -428,7 +429,9 @@ class MqttBridge:
                         log.warning("Kafka did not confirm the record for %s", topic)
                 state.fail(KafkaWriteFailed(f"Kafka did not confirm a write: {delivery!r}"))
                 return
-            self._m_latency.observe(time.perf_counter() - sent_at)
+            now = time.perf_counter()
+            self._stalled_since = now if state.inflight else None
+            self._m_latency.observe(now - sent_at)
             self._written(fmt_name, destination).inc()
             for ready in state.acks.confirm(pending):
                 state.session.ack(ready.mid, ready.qos)
@@ -448,16 +451,7 @@ class _SessionState:
     """What belongs to one MQTT session: its in-flight slots, ack order and failure. A late
     Kafka confirmation of an old session touches only that session's state."""
 
-    __slots__ = (
-        "acks",
-        "failed",
-        "idle",
-        "inflight",
-        "progress",
-        "saturated_since",
-        "session",
-        "slots",
-    )
+    __slots__ = ("acks", "failed", "idle", "inflight", "saturated_since", "session", "slots")
 
     def __init__(self, session: MqttSession, max_inflight: int) -> None:
         self.session = session
@@ -465,14 +459,8 @@ class _SessionState:
         self.slots = asyncio.Semaphore(max_inflight)
         self.inflight = 0
         self.saturated_since: float | None = None
-        self.progress = 0.0
-        """When the last write was confirmed (or, with none in flight, the next began)."""
         self.idle = asyncio.Event()
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def stalled(self, now: float) -> bool:
-        """Whether writes are in flight and none was confirmed for ``STALLED_AFTER_S``."""
-        return self.inflight > 0 and now - self.progress > STALLED_AFTER_S
 
     def fail(self, exc: KafkaWriteFailed) -> None:
         metrics.KAFKA_ERRORS.labels(SOURCE).inc()

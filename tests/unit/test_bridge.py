@@ -293,3 +293,25 @@ async def test_the_bridge_is_not_healthy_while_kafka_confirms_nothing(
     assert bridge.healthy  # nothing in flight: nothing to wait for
     assert session.acked == [1, 2]
     await stop(task, sink)
+
+
+async def test_a_failed_write_is_no_progress_and_the_stall_outlives_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Kafka timeout ends the session and the broker sends the messages again: the bridge
+    stays unhealthy until Kafka confirms one (a failed confirmation used to count as one)."""
+    monkeypatch.setattr("cityhub.connectors.mqtt.bridge.STALLED_AFTER_S", 0.2)
+    msgs = [message(1, "cityhub/ingest/d-1", uplink("d-1"))]
+    bridge, session, sink, task = await run_bridge(msgs)
+    await asyncio.sleep(0.3)
+    assert not bridge.healthy
+    sink.deliveries[0].set_exception(RuntimeError("KafkaTimeoutError"))
+    async with asyncio.timeout(5):  # the next session (backoff 0.25 to 0.75 s) writes it again
+        while len(sink.records) < 2:
+            await asyncio.sleep(0.01)
+    assert not bridge.healthy  # subscribed again, but Kafka has confirmed nothing since
+    sink.deliveries[1].set_result(None)
+    await asyncio.sleep(0)
+    assert bridge.healthy
+    assert session.acked == [1]
+    await stop(task, sink)
