@@ -65,6 +65,14 @@ class RawEnvelope:
             raise MalformedJSON(f"raw envelope is not JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise InvalidEnvelope("raw envelope must be a JSON object")
+        version = doc.get("v")
+        if version != ENVELOPE_VERSION or isinstance(version, bool):
+            # Read as version 1, another version's fields could mean something else.
+            shown = repr(version)[:20]
+            raise InvalidEnvelope(
+                f"raw envelope version {shown} is not the one this hub reads "
+                f"({ENVELOPE_VERSION}); a record of another version, or not written by a bridge"
+            )
         fields = {}
         for name in ("source", "format", "topic", "device", "received_at", "payload"):
             value = doc.get(name)

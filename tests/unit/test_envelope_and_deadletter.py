@@ -37,6 +37,7 @@ def test_text_payloads_stay_readable_in_the_envelope():
         (
             orjson.dumps(
                 {
+                    "v": 1,
                     "source": "s",
                     "format": "f",
                     "topic": "t",
@@ -51,6 +52,7 @@ def test_text_payloads_stay_readable_in_the_envelope():
         (
             orjson.dumps(
                 {
+                    "v": 1,
                     "source": "s",
                     "format": "f",
                     "topic": "t",
@@ -148,3 +150,16 @@ def test_the_dead_letter_of_a_raw_record_leaves_out_a_received_at_that_is_no_tim
     assert doc["source_topic"] == "cityhub/ingest/x"
     assert doc["reason"] == "invalid_envelope"
     assert errors("deadletter", doc) == []
+
+
+@pytest.mark.parametrize("version", [None, 0, 2, 99, "1", True, 1.5])
+def test_an_envelope_of_another_version_is_invalid(version: object) -> None:
+    """Read as version 1, another version's fields could mean something else (one with
+    ``"v": 99`` produced straight into the raw topic used to be normalised as version 1)."""
+    doc = orjson.loads(RawEnvelope("mqtt", "f", "t", "d", "2026-12-04T00:00:00Z", b"x").to_json())
+    if version is None:
+        del doc["v"]
+    else:
+        doc["v"] = version
+    with pytest.raises(InvalidEnvelope, match="version"):
+        RawEnvelope.from_json(orjson.dumps(doc))
