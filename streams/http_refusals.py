@@ -24,6 +24,8 @@ from collections.abc import Callable
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter
 
+from cityhub.streams.log_throttle import LineThrottle
+
 AIOHTTP_SERVER_LOGGER = "aiohttp.server"
 INTERVAL_S = 10.0
 
@@ -42,10 +44,7 @@ class MalformedRequestFilter(logging.Filter):
         self, interval: float = INTERVAL_S, clock: Callable[[], float] = time.monotonic
     ) -> None:
         super().__init__()
-        self._interval = interval
-        self._clock = clock
-        self._next_at = float("-inf")
-        self._left_out = 0
+        self._throttle = LineThrottle(interval, clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -53,14 +52,12 @@ class MalformedRequestFilter(logging.Filter):
             return True
         kind = type(exc).__name__
         MALFORMED_REQUESTS.labels(kind).inc()
-        now = self._clock()
-        if now < self._next_at:
-            self._left_out += 1
+        admitted = self._throttle.admit(AIOHTTP_SERVER_LOGGER)
+        if admitted is None:
             return False
-        self._next_at = now + self._interval
         args = record.args if isinstance(record.args, tuple) else ()
         remote = args[0] if args else None
-        left_out, self._left_out = self._left_out, 0
+        left_out = admitted.held
         record.msg = "refused an HTTP request that could not be parsed, from %s: %s (HTTP %s)%s"
         record.args = (
             str(remote),

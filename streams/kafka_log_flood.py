@@ -6,12 +6,13 @@ retry of every connection of every client: a 35 s outage under load wrote about 
 some 2 000 a second, in each process, burying everything else.
 
 :class:`RepeatedLineFilter` lets the first line of each *kind* through, then at most one line of
-that kind every ``interval`` seconds, which says how many were held back since the last one
-("... (and 1 234 more like it in the last 10 s)"). A kind is the record's logger name plus its
+that kind every ``interval`` seconds, which says how many were held back since the last one ("...
+(and 1 234 more like it in the last 10 s)"). A kind is the record's logger name plus its
 unformatted message template (``record.msg``), so different errors, and the same error from
 another module, still show. ``cityhub_log_lines_suppressed_total{logger}`` counts every line held
-back. Records of every other logger (cityhub's own, aiohttp's) pass untouched, whatever their
-level, and so do aiokafka's CRITICAL ones.
+back (``cityhub.streams.log_throttle``, which the aiohttp filter of
+``cityhub.streams.http_refusals`` uses as well). Records of every other logger (cityhub's own,
+aiohttp's) pass untouched, whatever their level, and so do aiokafka's CRITICAL ones.
 
 aiokafka logs through a tree of loggers (``aiokafka``, ``aiokafka.conn``,
 ``aiokafka.consumer.fetcher``...), and a logger's filters do not see the records of its children,
@@ -26,9 +27,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prometheus_client import Counter
+
+from cityhub.streams.log_throttle import LineThrottle
 
 AIOKAFKA_LOGGER = "aiokafka"
 INTERVAL_S = 10.0
@@ -43,14 +45,6 @@ SUPPRESSED = Counter(
     "message template) was written less than 10 s before, by logger.",
     ("logger",),
 )
-
-
-@dataclass(slots=True)
-class _Kind:
-    passed_at: float
-    """When the last line of this kind went through."""
-    held: int = 0
-    """Lines of this kind held back since then."""
 
 
 def _grouped(n: int) -> str:
@@ -69,12 +63,9 @@ class RepeatedLineFilter(logging.Filter):
         max_kinds: int = MAX_KINDS,
     ) -> None:
         super().__init__()
-        self._interval = interval
-        self._clock = clock
+        self._throttle = LineThrottle(interval, clock, max_kinds=max_kinds)
         self._prefix = prefix
         self._child_prefix = prefix + "."
-        self._max_kinds = max_kinds
-        self._kinds: dict[tuple[str, str | None], _Kind] = {}
         # The same record reaches every handler of the root logger: each gets the same answer.
         self._last: logging.LogRecord | None = None
         self._last_answer = True
@@ -95,36 +86,18 @@ class RepeatedLineFilter(logging.Filter):
         return answer
 
     def _decide(self, record: logging.LogRecord) -> bool:
-        now = self._clock()
         template = record.msg if isinstance(record.msg, str) else str(record.msg)
-        key: tuple[str, str | None] = (record.name, template)
-        kind = self._kinds.get(key)
-        if kind is None:
-            if len(self._kinds) >= self._max_kinds:
-                self._forget(now)
-            if len(self._kinds) >= self._max_kinds:
-                key = (record.name, None)
-                kind = self._kinds.get(key)
-            if kind is None:
-                self._kinds[key] = _Kind(passed_at=now)
-                return True
-        elapsed = now - kind.passed_at
-        if elapsed < self._interval:
-            kind.held += 1
+        admitted = self._throttle.admit((record.name, template), fallback=(record.name, None))
+        if admitted is None:
             SUPPRESSED.labels(record.name).inc()
             return False
-        held, kind.held, kind.passed_at = kind.held, 0, now
-        if held:
+        if admitted.held:
             # Plain text without '%': the template still takes the record's own arguments.
             record.msg = (
-                f"{template} (and {_grouped(held)} more like it in the last {elapsed:.0f} s)"
+                f"{template} (and {_grouped(admitted.held)} more like it in the last "
+                f"{admitted.elapsed:.0f} s)"
             )
         return True
-
-    def _forget(self, now: float) -> None:
-        over = [k for k, v in self._kinds.items() if now - v.passed_at >= self._interval]
-        for key in over:
-            del self._kinds[key]
 
 
 def install() -> None:
