@@ -12,8 +12,7 @@ Pure: no I/O (the clock is passed in).
 
 from __future__ import annotations
 
-import base64
-import binascii
+import contextlib
 import re
 import time
 from collections import Counter
@@ -21,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from cityhub.schemas import base64url
 from cityhub.schemas.device_health import (
     DEAD_LETTER_WINDOW_SECONDS,
     DeviceActivity,
@@ -50,7 +50,7 @@ _MAX_CURSOR = 84
 def encode_cursor(device_id: str) -> str:
     """The cursor of a page that ended with ``device_id``: opaque (the id in base64url), so that
     a made-up one is refused (``decode_cursor``) instead of quietly paging after it."""
-    return base64.urlsafe_b64encode(device_id.encode()).decode().rstrip("=")
+    return base64url.encode(device_id.encode())
 
 
 def decode_cursor(cursor: str) -> str:
@@ -58,11 +58,8 @@ def decode_cursor(cursor: str) -> str:
     the other listings answer, for anything else."""
     device_id = ""
     if len(cursor) <= _MAX_CURSOR:
-        try:
-            padded = cursor + "=" * (-len(cursor) % 4)
-            device_id = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
-        except (binascii.Error, ValueError):
-            pass
+        with contextlib.suppress(ValueError):
+            device_id = base64url.decode(cursor).decode("ascii")
     if _DEVICE_ID.fullmatch(device_id) is None:
         raise Invalid(
             "cursor is not a cursor of this listing",

@@ -24,8 +24,6 @@ Pure: no database, no clock.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from cityhub.schemas import base64url
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.sharing import ItemKind
 from cityhub.streams.history.grant_conditions import grant_conditions
@@ -163,19 +162,19 @@ class ObservationCursor:
     def token(self) -> str:
         """An opaque, URL-safe string for a ``next`` link (``parse_cursor`` reads it)."""
         raw = orjson.dumps([self.observed_at.isoformat(), self.event_id, self.order.value])
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return base64url.encode(raw)
 
 
 def parse_cursor(token: str) -> ObservationCursor:
     """The cursor ``ObservationCursor.token`` made; ReadRejected for anything else."""
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        raw = base64url.decode(token)
         at, event_id, order = orjson.loads(raw)
         moment = datetime.fromisoformat(at)
         if moment.tzinfo is None or type(event_id) is not str:
             raise ValueError("not a cursor")
         return ObservationCursor(moment, str(uuid.UUID(event_id)), Order(order))
-    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise ReadRejected(
             "The cursor is not one this API gave out; start again without it.", field="cursor"
         ) from exc

@@ -9,8 +9,6 @@ all reads a closed range).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from datetime import date, datetime, timedelta
 
 import orjson
 
+from cityhub.schemas import base64url
 from cityhub.schemas.open_data import OpenWindow
 from cityhub.schemas.timefmt import rfc3339_from_datetime
 from cityhub.streams.opendata.files import sort_key
@@ -125,7 +124,7 @@ def page(
 
 
 def encode_cursor(key: Cursor) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+    return base64url.encode(orjson.dumps(list(key)))
 
 
 def decode_cursor(text: str) -> Cursor:
@@ -133,9 +132,9 @@ def decode_cursor(text: str) -> Cursor:
     if len(text) > MAX_CURSOR_LENGTH:
         raise BadSelection("cursor", "too long; pass the next_cursor of the previous page")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64url.decode(text)
         value = orjson.loads(raw)
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+    except (ValueError, orjson.JSONDecodeError):
         raise BadSelection("cursor", "not a cursor of this API") from None
     if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
         raise BadSelection("cursor", "not a cursor of this API")

@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from cityhub.schemas import base64url
 from cityhub.schemas.errors import ConfigurationError, KeyErased, SealingError, Unsealable
 
 __all__ = [
@@ -67,7 +68,6 @@ WRAPPED_BYTES = KEY_BYTES + 8
 """RFC 3394 adds one 64-bit block to what it wraps."""
 _SEPARATOR = "\x1f"
 _KEY_ID = re.compile(r"[0-9a-f]{32}")
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ def seal(key: SubjectKey, fields: dict[str, Any], *, event_id: str) -> str:
     nonce = os.urandom(NONCE_BYTES)
     plaintext = orjson.dumps(fields)
     sealed = AESGCM(key.secret).encrypt(nonce, plaintext, _aad(key.tenant, key.subject, event_id))
-    token = f"{VERSION}.{key.key_id}.{_b64encode(nonce + sealed)}"
+    token = f"{VERSION}.{key.key_id}.{base64url.encode(nonce + sealed)}"
     if len(token) > MAX_TOKEN_CHARS:
         raise SealingError(f"the sealed fields exceed {MAX_TOKEN_CHARS} characters")
     return token
@@ -203,16 +203,10 @@ def _parse(token: object) -> tuple[str, bytes]:
     key_id, text = parts[1], parts[2]
     if not _KEY_ID.fullmatch(key_id):
         raise Unsealable("a sealed value's key id is malformed")
-    if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
-        raise Unsealable("a sealed value's body is not base64url")
-    blob = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64encode(blob) != text:
-        # Non-zero unused bits in the last character: another spelling of the same bytes.
-        raise Unsealable("a sealed value's body is not canonical base64url")
+    try:
+        blob = base64url.decode(text)
+    except ValueError as exc:
+        raise Unsealable(f"a sealed value's body is {exc}") from None
     if len(blob) < NONCE_BYTES + TAG_BYTES:
         raise Unsealable("a sealed value too short to hold a nonce and a tag")
     return key_id, blob
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
