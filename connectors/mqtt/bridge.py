@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,6 +28,7 @@ from cityhub.connectors.mqtt import metrics
 from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
 from cityhub.connectors.mqtt.codec import Publish
 from cityhub.connectors.mqtt.failures import session_failure
+from cityhub.connectors.mqtt.reconnect import ReconnectBackoff
 from cityhub.connectors.mqtt.routing import TopicRouter
 from cityhub.connectors.mqtt.session import MqttSession
 from cityhub.connectors.record_size import Headers, record_size
@@ -124,6 +124,7 @@ class MqttBridge:
         self._m_written: dict[tuple[str, str], Any] = {}
         self._m_received: dict[str, Any] = {}
         self._subscribed = False
+        self._subscribed_at: float | None = None
         m = metrics
         self._m_inflight = m.INFLIGHT.labels(SOURCE)
         self._m_queued = m.QUEUED.labels(SOURCE)
@@ -144,9 +145,9 @@ class MqttBridge:
 
     async def run(self) -> None:
         """Bridge until cancelled, reconnecting with capped exponential backoff and jitter."""
-        delay = 0.5
+        backoff = ReconnectBackoff()
         while True:
-            started = time.monotonic()
+            self._subscribed_at = None
             failure: tuple[str, str] = ("other", "the session ended")
             try:
                 await self._run_session()
@@ -163,12 +164,12 @@ class MqttBridge:
                 metrics.CONNECTED.labels(SOURCE).set(0)
             metrics.RECONNECTS.labels(SOURCE).inc()
             metrics.SESSION_FAILURES.labels(SOURCE, failure[0]).inc()
-            if time.monotonic() - started > 30:
-                delay = 0.5
-            wait = delay * (0.5 + random.random())  # noqa: S311 - jitter
+            subscribed_at = self._subscribed_at
+            wait = backoff.after_session(
+                None if subscribed_at is None else time.monotonic() - subscribed_at
+            )
             log.warning("bridge session ended (%s): %s; next attempt in %.1f s", *failure, wait)
             await asyncio.sleep(wait)
-            delay = min(delay * 2, 30.0)
 
     async def _run_session(self) -> None:
         async with self._session_factory() as session:
@@ -202,6 +203,7 @@ class MqttBridge:
             await session.subscribe(subscription)
         metrics.CONNECTED.labels(SOURCE).set(1)
         self._subscribed = True
+        self._subscribed_at = time.monotonic()
         log.info(
             "bridging %s from mqtt://%s:%d",
             ", ".join(f"{s.filter} ({s.format})" for s in self._settings.bridge.subscriptions),
