@@ -12,6 +12,7 @@ import pytest
 
 from cityhub.connectors.mqtt.bridge import MqttBridge
 from cityhub.connectors.mqtt.codec import Publish
+from cityhub.connectors.mqtt.reconnect import ReconnectBackoff
 from cityhub.connectors.record_size import Headers, record_size
 from cityhub.schemas.settings import BridgeSettings, KafkaSettings, MqttSubscription, Settings
 from cityhub.schemas.trace_context import TRACEPARENT, parse_traceparent
@@ -315,3 +316,40 @@ async def test_a_failed_write_is_no_progress_and_the_stall_outlives_the_session(
     assert bridge.healthy
     assert session.acked == [1]
     await stop(task, sink)
+
+
+async def test_the_backoff_hears_how_long_the_ended_session_was_subscribed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reconnect wait starts over only after a session that held its subscriptions
+    (connectors/mqtt/reconnect.py): the bridge passes it the subscribed time, or None."""
+    heard: list[float | None] = []
+
+    def after_session(self: object, subscribed_for_s: float | None) -> float:
+        heard.append(subscribed_for_s)
+        return 0.0
+
+    monkeypatch.setattr(ReconnectBackoff, "after_session", after_session)
+
+    class RefusedSession(ScriptedSession):
+        async def subscribe(self, subscription: MqttSubscription) -> None:
+            raise OSError("not authorised")
+
+    sessions = [ScriptedSession([message(1, "cityhub/ingest/a", uplink("a"))]), RefusedSession([])]
+    sink = HeldSink()
+    bridge = MqttBridge(Settings(), sink, session_factory=lambda: sessions.pop(0))  # type: ignore[arg-type,return-value]
+    task = asyncio.create_task(bridge.run())
+    async with asyncio.timeout(5):
+        while not sink.deliveries:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    sink.deliveries[0].set_exception(RuntimeError("not enough replicas"))  # ends session one
+    async with asyncio.timeout(5):
+        while len(heard) < 2:  # session two is refused its SUBSCRIBE
+            await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises((asyncio.CancelledError, IndexError)):
+        await task
+    assert heard[0] is not None
+    assert 0.2 <= heard[0] < 5
+    assert heard[1] is None
