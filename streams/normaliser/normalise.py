@@ -9,13 +9,15 @@ observation per measured quantity, with the device's location, area, tags and cl
 Duplicates are recognised per device identity (:func:`identity`: the DevEUI, else the device
 id) by :func:`duplicate_key`: a LoRaWAN frame by its session's DevAddr and its frame counter, so
 that the frames of a new session (a rejoin starts the counter at 0 again) are not taken for the
-old session's; a plain MQTT message by the time its payload carries.
+old session's; a plain MQTT message by the time its payload carries. Two records under one key
+are copies only if :func:`frame_digest` (what the frame says) agrees.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import zlib
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -145,9 +147,10 @@ def duplicate_key(uplink: Uplink) -> str | None:
     heard by several gateways or network servers, or delivered twice). A rejoined device has a
     new DevAddr and counts from 0 again: its frames are new, not the old session's. Without a
     DevAddr in the message, the frame counter alone, ``f{f_cnt}``. An ABP device keeps its
-    DevAddr, so one that resets its counter within the window still looks like a duplicate.
-    Plain MQTT: the time the payload itself carries (a redelivered message); a payload without a
-    time of its own is never taken for a duplicate, since a sensor may send the same reading twice.
+    DevAddr, so after a counter reset within the window its frames share their keys with the old
+    ones: :func:`frame_digest` tells them apart. Plain MQTT: the time the payload itself carries
+    (a redelivered message); a payload without a time of its own is never taken for a duplicate,
+    since a sensor may send the same reading twice.
     """
     if uplink.f_cnt is not None:
         if uplink.dev_addr is not None:
@@ -155,6 +158,19 @@ def duplicate_key(uplink: Uplink) -> str | None:
         return f"f{uplink.f_cnt}"
     if uplink.observed_at is not None:
         return f"t{uplink.observed_at}"
+    return None
+
+
+def frame_digest(uplink: Uplink, payload: bytes) -> int | None:
+    """What tells two frames under one :func:`duplicate_key` apart (``dedup.check_duplicate``):
+    a CRC-32 of the LoRaWAN application payload, the same bytes through every gateway and
+    network server; of a plain MQTT message's own bytes, which a redelivery repeats. None for a
+    LoRaWAN message that carries only decoded fields: two network servers may word those
+    differently, so such a copy matches any frame of its key, as before."""
+    if uplink.frm_payload is not None:
+        return zlib.crc32(uplink.frm_payload)
+    if uplink.f_cnt is None:
+        return zlib.crc32(payload)
     return None
 
 
@@ -421,7 +437,12 @@ def normalise_envelope(
     state: DeviceFrames | None = None
     if frame is not None:
         duplicate, state = check_duplicate(
-            frames.get(device), frame, now=received, offset=offset, window=window
+            frames.get(device),
+            frame,
+            now=received,
+            offset=offset,
+            window=window,
+            digest=frame_digest(uplink, envelope.payload),
         )
         if duplicate:
             return Normalised(received, uplink.network, duplicate=True)

@@ -207,6 +207,30 @@ async def test_a_duplicate_uplink_gives_one_set_of_observations(hub: Hub) -> Non
     assert hub.metric("cityhub_normaliser_duplicates_total") - before == 2
 
 
+async def test_a_counter_reset_within_the_window_keeps_the_new_frames(hub: Hub) -> None:
+    """An ABP device rebooted: frame 42 again a minute later (the network server's counter check
+    off), saying something else. It is a new frame, not a copy; a copy of it still is one."""
+    eui = unique_eui()
+    device = f"abp-{eui[:6]}"
+    topic, body = tts(device, eui, 42, payload=encode_lpp([(1, "temperature", 19.5)]))
+    reset_topic, reset_body = tts(device, eui, 42, payload=encode_lpp([(1, "temperature", 7.5)]))
+    doc = json.loads(reset_body)
+    doc["uplink_message"]["received_at"] = "2026-11-29T01:01:00.5Z"
+    reset = (reset_topic, json.dumps(doc).encode())
+    before = hub.metric("cityhub_normaliser_duplicates_total")
+    await publish([(topic, body), reset, reset])
+
+    records = await read_topic(
+        hub.topics["observations"],
+        until=lambda r: any(o["value"] == 7.5 for o in r if o["dev_eui"] == eui),
+        timeout=60,
+    )
+    mine = [o for o in records if o["dev_eui"] == eui]
+    assert sorted(o["value"] for o in mine) == [7.5, 19.5]
+    assert len({o["event_id"] for o in mine}) == 2
+    assert hub.metric("cityhub_normaliser_duplicates_total") - before == 1
+
+
 async def test_metrics_and_health_are_served(hub: Hub) -> None:
     text = hub.metrics()
     for name in (
