@@ -333,6 +333,15 @@ async def test_the_bridge_says_why_counts_and_backs_off(
     assert not bridge.healthy
 
 
+def _own_ingest_topics(user: str) -> list[str]:
+    """The uplink topics the ACL's ingest patterns grant a user of this name."""
+    return [
+        f"v3/{user}/devices/park-0000/up",
+        f"application/{user}/device/70b3d57ed0000009/event/up",
+        f"cityhub/ingest/{user}",
+    ]
+
+
 async def test_the_acl_holds_from_the_tenants_side(broker: SecureBroker) -> None:
     root = broker.settings.delivery.mqtt_topic_root
     city, harbour = f"{root}/city/feed", f"{root}/harbour/feed"
@@ -347,10 +356,14 @@ async def test_the_acl_holds_from_the_tenants_side(broker: SecureBroker) -> None
         async with broker.client(DELIVERY_USER) as delivery:
             assert await delivery.publish_acked(harbour, b"harbour") == 0
             assert await delivery.publish_acked(city, b"city") == 0
-            # and a delivery cannot pose as an uplink
+            # and a delivery cannot pose as an uplink, not even of the "application" of its name
             assert await delivery.publish_acked(device_topic("city", "x"), b"x") == NOT_AUTHORIZED
-        # a subscriber writes nothing, not even its own subtree
+            for topic in _own_ingest_topics(DELIVERY_USER):
+                assert await delivery.publish_acked(topic, b"x") == NOT_AUTHORIZED, topic
+        # a subscriber writes nothing, not even its own subtree or the ingest patterns' of its name
         assert await subscriber.publish_acked(city, b"own") == NOT_AUTHORIZED
+        for topic in _own_ingest_topics(subscriber_user("city")):
+            assert await subscriber.publish_acked(topic, b"x") == NOT_AUTHORIZED, topic
         assert await _drain(subscriber, until=b"city") == [city]
     # the bridge's user reads the broker's $SYS figures (part E exports them)
     async with broker.client(BRIDGE_USER) as bridge:

@@ -87,9 +87,11 @@ def test_the_acl_grants_each_user_only_its_part() -> None:
         "read $SYS/#",  # part E's exporter of the broker's figures
         f"readwrite {MQTT_HEALTH_PREFIX}/#",  # the readiness probe
     ]
-    assert grants[DELIVERY_USER] == ["write cityhub/sub/#"]
-    assert grants["sub-a"] == ["read cityhub/sub/a/#"]
-    assert grants["sub-b"] == ["read cityhub/sub/b/#"]
+    # the delivery and the subscribers may not publish uplinks, not even under their own names
+    denied = ["deny v3/#", "deny application/#", "deny cityhub/ingest/#"]
+    assert grants[DELIVERY_USER] == ["write cityhub/sub/#", *denied]
+    assert grants["sub-a"] == ["read cityhub/sub/a/#", *denied]
+    assert grants["sub-b"] == ["read cityhub/sub/b/#", *denied]
     assert "demo@a" not in grants  # the patterns say where it may write
     assert grants["pattern"] == [
         "write v3/%u/devices/+/up",
@@ -97,7 +99,7 @@ def test_the_acl_grants_each_user_only_its_part() -> None:
         "write cityhub/ingest/%u",
     ]
     assert device_topic("a", "aq-1") == "v3/demo@a/devices/aq-1/up"
-    assert _acl(root="city/out/")[DELIVERY_USER] == ["write city/out/#"]
+    assert _acl(root="city/out/")[DELIVERY_USER] == ["write city/out/#", *denied]
 
 
 @pytest.mark.parametrize("root", ["", "cityhub/#", "a/+/b", "$SYS/x"])

@@ -93,9 +93,15 @@ def secure_users(stack: StackSettings) -> tuple[MqttUser, ...]:
     return tuple(users)
 
 
+INGEST_TREES = ("v3/#", "application/#", "cityhub/ingest/#")
+"""The topic trees the ingest patterns grant under a user's own name: denied to every user that
+may not publish uplinks (the delivery's and the subscribers')."""
+_DENIALS = "\n".join(f"topic deny {tree}" for tree in INGEST_TREES)
+
+
 def _tenant_blocks(users: Iterable[MqttUser], delivery_root: str) -> str:
     blocks = [
-        f"user {user.name}\ntopic read {delivery_root}/{user.tenant}/#"
+        f"user {user.name}\ntopic read {delivery_root}/{user.tenant}/#\n{_DENIALS}"
         for user in users
         if user.role == "subscriber"
     ]
@@ -113,6 +119,7 @@ def render_acl(template: str, stack: StackSettings, *, delivery_root: str) -> st
         "delivery_user": DELIVERY_USER,
         "delivery_root": delivery_root.rstrip("/"),
         "tenant_subscribers": _tenant_blocks(secure_users(stack), delivery_root.rstrip("/")),
+        "ingest_denials": _DENIALS,
     }
     try:
         return Template(template).substitute(values)
