@@ -12,9 +12,12 @@ import os
 from typing import Any
 
 import click
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings, unknown_variables
+from cityhub.schemas.settings_errors import settings_problems
 from cityhub.schemas.topics import Topics
 from cityhub.streams import http_refusals, kafka_log_flood
 from cityhub.streams.api.openapi_cli import openapi_cmd
@@ -37,7 +40,7 @@ log = logging.getLogger("cityhub")
 
 def _settings(*, http_port: int | None = None, management_port: int | None = None) -> Settings:
     """The environment's settings, with the ports given on the command line."""
-    settings = Settings()
+    settings = _checked_settings()
     if http_port is not None:
         http = settings.http.model_copy(update={"port": http_port})
         settings = settings.model_copy(update={"http": http})
@@ -58,6 +61,18 @@ def _setup_logging(level: str, log_format: LogFormat) -> None:
     kafka_log_flood.install()
 
 
+def _checked_settings() -> Settings:
+    """The settings, or a usage error naming each invalid one and why (never its value: pydantic's
+    own text would repeat a whole section, passwords included)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = settings_problems(exc.errors(include_input=False, include_url=False))
+        raise click.UsageError("invalid settings: " + "; ".join(problems)) from None
+    except SettingsError as exc:  # a JSON value that does not parse; its text names the field
+        raise click.UsageError(f"invalid settings: {exc}") from None
+
+
 @click.group()
 @click.option("--log-level", default=None, help="debug, info, warning, error (CITYHUB_LOG_LEVEL)")
 # The installed distribution's version: what an image or a deployment actually runs.
@@ -76,7 +91,7 @@ def main(ctx: click.Context, log_level: str | None) -> None:
             + " (`cityhub settings` lists them; settings inside a section are "
             "CITYHUB_<SECTION>__<FIELD>)"
         )
-    settings = Settings()
+    settings = _checked_settings()
     level = log_level or settings.log_level
     ctx.obj = level
     _setup_logging(level, settings.log_format)
@@ -129,7 +144,7 @@ def history_migrate_cmd() -> None:
 @main.command("history-writer")
 @click.option(
     "--management-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     help="Port of /metrics and /healthz (CITYHUB_MANAGEMENT__PORT).",
 )
@@ -168,7 +183,10 @@ def _run_worker(settings: Settings, roles: Roles) -> None:
 
 
 _http_port = click.option(
-    "--http-port", type=int, default=None, help="Port of the operator API (CITYHUB_HTTP__PORT)."
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the operator API (CITYHUB_HTTP__PORT).",
 )
 _faults = click.option(
     "--faults",
@@ -179,7 +197,7 @@ _faults = click.option(
 )
 _management_port = click.option(
     "--management-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     help="Port of /metrics and /healthz (CITYHUB_MANAGEMENT__PORT).",
 )

@@ -1,0 +1,67 @@
+"""An invalid setting is named with its variable and why, never with a value: pydantic's own
+text repeats a section checked as a whole, passwords included."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from cityhub.schemas.settings_errors import settings_problems
+from cityhub.streams.cli import _checked_settings
+
+SECRET = "Kq77SecretPwABCDEFG"
+
+
+def _refusal(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(click.UsageError) as refused:
+        _checked_settings()
+    return refused.value.format_message()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # a section-wide check: pydantic's text showed the whole kafka section
+        {"CITYHUB_KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "CITYHUB_KAFKA__SASL_USERNAME": "u"},
+        {"CITYHUB_KAFKA__SECURITY_PROTOCOL": "PLAINTEXT"},
+        {"CITYHUB_KAFKA__SASL_PASSWORD_FILE": "/run/secrets/kafka"},
+        {"CITYHUB_HISTORY__PORT": "0"},
+    ],
+)
+def test_no_password_shows_in_a_refusal(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    message = _refusal(monkeypatch, CITYHUB_KAFKA__SASL_PASSWORD=SECRET, **env)
+    assert message.startswith("invalid settings: ")
+    assert SECRET not in message
+    assert SECRET[:6] not in message
+    assert "input_value" not in message
+
+
+def test_each_invalid_setting_is_named_with_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _refusal(monkeypatch, CITYHUB_HTTP__PORT="70000", CITYHUB_MQTT__PORT="abc")
+    assert "http.port (CITYHUB_HTTP__PORT): Input should be less than or equal to 65535" in message
+    assert "mqtt.port (CITYHUB_MQTT__PORT): Input should be a valid integer" in message
+
+
+def test_a_json_value_that_does_not_parse_names_its_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = _refusal(monkeypatch, CITYHUB_BRIDGE__SUBSCRIPTIONS="[not json")
+    assert '"bridge"' in message
+
+
+def test_the_path_goes_into_lists_and_a_section_check_has_no_variable() -> None:
+    errors = [
+        {"loc": ("bridge", "subscriptions", 0, "filter"), "msg": "Input should be a valid string"},
+        {"loc": ("kafka",), "msg": "Value error, kafka.sasl_mechanism is needed"},
+        {"loc": (), "msg": "Assertion failed, something"},
+    ]
+    assert settings_problems(errors) == [
+        "bridge.subscriptions[0].filter (CITYHUB_BRIDGE__SUBSCRIPTIONS): Input should be a valid "
+        "string",
+        "kafka: kafka.sasl_mechanism is needed",
+        "something",
+    ]
