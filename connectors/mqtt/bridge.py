@@ -27,7 +27,7 @@ from cityhub.connectors.formats.base import IngestFormat
 from cityhub.connectors.mqtt import metrics
 from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
 from cityhub.connectors.mqtt.codec import Publish
-from cityhub.connectors.mqtt.failures import session_failure
+from cityhub.connectors.mqtt.failures import session_failure, session_lost
 from cityhub.connectors.mqtt.reconnect import ReconnectBackoff
 from cityhub.connectors.mqtt.routing import TopicRouter
 from cityhub.connectors.mqtt.session import MqttSession
@@ -125,6 +125,8 @@ class MqttBridge:
         self._m_received: dict[str, Any] = {}
         self._subscribed = False
         self._subscribed_at: float | None = None
+        self._broker_holds_session = False
+        """Whether the broker has had a session of ours since this process subscribed once."""
         m = metrics
         self._m_inflight = m.INFLIGHT.labels(SOURCE)
         self._m_queued = m.QUEUED.labels(SOURCE)
@@ -174,6 +176,7 @@ class MqttBridge:
     async def _run_session(self) -> None:
         async with self._session_factory() as session:
             self._current = session
+            self._check_session_kept(session)
             state = _SessionState(session, self._max_inflight)
             # Taken from the start: a resumed session's broker sends what it queued for us
             # before its SUBACKs (Mosquitto 2.0.11 more than our Receive Maximum); waiting for
@@ -198,9 +201,17 @@ class MqttBridge:
                 state.failed.result()
             consume.result()
 
+    def _check_session_kept(self, session: MqttSession) -> None:
+        """Say so when a reconnection found no session of ours at the broker."""
+        connack = getattr(session, "connack", None)
+        if connack is not None and not connack.session_present and self._broker_holds_session:
+            metrics.SESSIONS_LOST.labels(SOURCE).inc()
+            log.warning("%s", session_lost(self._settings.mqtt))
+
     async def _subscribe(self, session: MqttSession) -> None:
         for subscription in self._settings.bridge.subscriptions:
             await session.subscribe(subscription)
+        self._broker_holds_session = self._settings.mqtt.session_expiry_seconds > 0
         metrics.CONNECTED.labels(SOURCE).set(1)
         self._subscribed = True
         self._subscribed_at = time.monotonic()

@@ -71,3 +71,15 @@ def session_failure(exc: BaseException, settings: MqttSettings) -> tuple[Failure
     ):
         return "unreachable", f"{broker}: cannot connect: {exc}"
     return "other", str(exc) or type(exc).__name__
+
+
+def session_lost(settings: MqttSettings) -> str:
+    """Why a reconnection found no session of the bridge's at the broker, which then queued
+    what was published meanwhile for no one (those messages are lost)."""
+    return (
+        f"the broker at mqtt://{settings.host}:{settings.port} had no session for client id "
+        f"{settings.client_id!r}: what was published while the bridge was away was not queued "
+        "for it (a broker restarted without persistence, a session older than "
+        "mqtt.session_expiry_seconds, or another client that connected with this client id and "
+        "a clean start: on a broker shared with others, see docs/security.md)"
+    )

@@ -63,6 +63,13 @@ RECONNECTS = Counter(
     "Sessions with the source broker that ended and were started again.",
     ["connector"],
 )
+SESSIONS_LOST = Counter(
+    "cityhub_bridge_sessions_lost_total",
+    "Reconnections after which the broker had no session for the bridge's client id: what was "
+    "published while the bridge was away was queued for no one (a broker restarted without "
+    "persistence, the session expired, or another client took the client id).",
+    ["connector"],
+)
 SESSION_FAILURES = Counter(
     "cityhub_bridge_session_failures_total",
     "Sessions with the source broker that failed or could not start, by why: tls_untrusted, "

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from cityhub.connectors.mqtt import metrics
 from cityhub.connectors.mqtt.bridge import MqttBridge
 from cityhub.connectors.mqtt.codec import Publish
+from cityhub.connectors.mqtt.packets import ConnAck
 from cityhub.connectors.mqtt.reconnect import ReconnectBackoff
 from cityhub.connectors.record_size import Headers, record_size
 from cityhub.schemas.settings import BridgeSettings, KafkaSettings, MqttSubscription, Settings
@@ -353,3 +355,34 @@ async def test_the_backoff_hears_how_long_the_ended_session_was_subscribed(
     assert heard[0] is not None
     assert 0.2 <= heard[0] < 5
     assert heard[1] is None
+
+
+async def test_a_reconnection_that_finds_no_session_is_counted_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another client took the client id with a clean start, or the broker restarted without
+    persistence: what was published meanwhile was queued for no one. The bridge cannot get it
+    back, but says so (the first session of a process finds none, and is no loss)."""
+
+    class Resumed(ScriptedSession):
+        def __init__(self, session_present: bool) -> None:
+            super().__init__([message(1, "cityhub/ingest/a", uplink("a"))])
+            self.connack = ConnAck(session_present=session_present, reason_code=0)
+
+    sessions = [Resumed(False), Resumed(True), Resumed(False)]
+    sink = HeldSink()
+    bridge = MqttBridge(Settings(), sink, session_factory=lambda: sessions.pop(0))  # type: ignore[arg-type,return-value]
+    lost = metrics.SESSIONS_LOST.labels(metrics.CONNECTOR)
+    before = lost._value.get()
+    seen: list[float] = []
+    task = asyncio.create_task(bridge.run())
+    async with asyncio.timeout(10):
+        for n in (1, 2, 3):
+            while len(sink.deliveries) < n:
+                await asyncio.sleep(0.01)
+            seen.append(lost._value.get() - before)
+            if n < 3:
+                sink.deliveries[-1].set_exception(RuntimeError("not enough replicas"))
+    await stop(task, sink)
+    assert seen == [0, 0, 1]
+    assert "had no session for client id 'cityhub-bridge'" in caplog.text
