@@ -50,6 +50,18 @@ def _settings(*, http_port: int | None = None, management_port: int | None = Non
     return settings
 
 
+def _refuse_simulating_over_tls(settings: Settings) -> None:
+    """The simulator publishes plain MQTT as one client for the whole fleet: against a TLS
+    broker (the secure stack) it would time out and be started again for ever."""
+    if settings.mqtt.tls:
+        raise click.UsageError(
+            f"the simulator publishes plain MQTT as one client for the whole fleet, and "
+            f"mqtt://{settings.mqtt.host}:{settings.mqtt.port} is a TLS broker (mqtt.tls): its "
+            "ACL lets each user publish only as itself. Run the hub without --simulate and "
+            "publish as a tenant's user (docs/security.md shows mosquitto_pub with the CA file)"
+        )
+
+
 def _setup_logging(level: str, log_format: LogFormat) -> None:
     """Every logger of the process (aiokafka's and aiohttp's too) writes to stderr through
     ``cityhub.streams.logsetup``: strings from outside escaped, arguments capped, one line per
@@ -238,6 +250,8 @@ def run(
     from cityhub.streams.topic_admin import ensure_topics
 
     settings = _settings(http_port=http_port, management_port=management_port)
+    if simulate:
+        _refuse_simulating_over_tls(settings)
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
     api = f"http://{settings.http.host}:{settings.http.port}/api/v1"
     management = f"http://{settings.management.host}:{settings.management.port}"
@@ -396,6 +410,7 @@ def simulate(
     from cityhub.streams.registry.store import RegistryStore
 
     settings = Settings()
+    _refuse_simulating_over_tls(settings)
 
     async def register_then_simulate() -> Any:
         if register:

@@ -1,13 +1,15 @@
-"""An invalid setting is named with its variable and why, never with a value: pydantic's own
-text repeats a section checked as a whole, passwords included."""
+"""What the CLI refuses in the settings. An invalid setting is named with its variable and why,
+never with a value: pydantic's own text repeats a section checked as a whole, passwords
+included. The simulator is refused a TLS broker."""
 
 from __future__ import annotations
 
 import click
 import pytest
 
+from cityhub.schemas.settings import MqttSettings, Settings
 from cityhub.schemas.settings_errors import settings_problems
-from cityhub.streams.cli import _checked_settings
+from cityhub.streams.cli import _checked_settings, _refuse_simulating_over_tls
 
 SECRET = "Kq77SecretPwABCDEFG"
 
@@ -65,3 +67,12 @@ def test_the_path_goes_into_lists_and_a_section_check_has_no_variable() -> None:
         "kafka: kafka.sasl_mechanism is needed",
         "something",
     ]
+
+
+def test_the_simulator_is_refused_a_tls_broker() -> None:
+    """It publishes plain MQTT as one client for the fleet: against the secure stack it timed
+    out and was started again every 30 s, rewriting the fleet each time (review)."""
+    settings = Settings().model_copy(update={"mqtt": MqttSettings(tls=True, port=8883)})
+    with pytest.raises(click.UsageError, match="is a TLS broker"):
+        _refuse_simulating_over_tls(settings)
+    _refuse_simulating_over_tls(Settings())  # the plain stack's broker: fine
