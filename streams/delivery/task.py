@@ -175,9 +175,11 @@ class DeliveryTask:
             heartbeat_interval_ms=int(self._settings.worker.session_timeout_seconds * 250),
         )
         self._consumer = consumer
-        await consumer.start()
-        self._started_at = time.monotonic()
         try:
+            # Inside: a subscription paused or deleted while its consumer starts cancels the
+            # start, and the consumer must still be closed (asyncio logged it unclosed).
+            await consumer.start()
+            self._started_at = time.monotonic()
             # The group join runs in the background from here, while the sink connects and the
             # applied replay generation is read: a new subscription's first delivery waits for
             # the slowest of the three, not for their sum. Nothing is taken from the consumer
