@@ -28,6 +28,10 @@ class HistorySettings(BaseModel):
     """The PostgreSQL schema of the tables; every connection puts it first on its
     ``search_path`` (tests give each hub a schema of its own)."""
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    write_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A batch the database has not committed in this time is taken for an outage (a server
+    that stopped answering, SIGSTOP or a hung disk): the writer pauses, reconnects and writes
+    it again."""
     observations_retention_days: int = Field(default=400, ge=1, le=36_500)
     """Daily partitions of ``observations`` older than this are dropped whole."""
     aggregates_retention_days: int = Field(default=3650, ge=1, le=36_500)

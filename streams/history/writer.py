@@ -10,8 +10,11 @@ again after a crash or a rebalance changes nothing.
 A database outage pauses the writer: the same batch is retried with a growing pause (up to
 ``MAX_BACKOFF_S``), the health check says not ready, ``cityhub_history_paused`` is 1, nothing
 is committed to Kafka, so nothing is lost, and it goes on where it stopped once PostgreSQL
-answers. A record that can never be a row (not JSON, a missing field, a time PostgreSQL cannot
-hold) goes to the dead-letter topic with its reason and is counted; the partition goes on.
+answers. An outage is a lost or refused connection, a batch not committed within
+``history.write_timeout_seconds``, and any refusal that is not about a row (``row_fault``: a
+missing table, a revoked privilege, a read-only or full database). A record that can never be a
+row (not JSON, a missing field, a value PostgreSQL cannot hold) goes to the dead-letter topic
+with its reason and is counted; the partition goes on.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from datetime import UTC, datetime
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from cityhub.connectors.dead_letter_route import DeadLetterRoute, traceparent_of
 from cityhub.connectors.kafka_clients import kafka_consumer, kafka_producer
@@ -221,6 +224,7 @@ class HistoryWriter:
         backoff while the database does not answer."""
         attempt = 0
         while self._conn is None or self._conn.closed or self._conn.broken:
+            conn: Connection | None = None
             try:
                 conn = await connect(self._settings, application_name=self._client_id)
                 await conn.set_autocommit(True)
@@ -228,7 +232,10 @@ class HistoryWriter:
                 await prepare_staging(conn)
                 self._keeper = await PartitionKeeper.load(conn)
                 self._conn = conn
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:  # unreachable, or refusing us (login, privileges)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
                 attempt += 1
                 await self._pause(attempt, exc)
         self._resume()
@@ -236,7 +243,7 @@ class HistoryWriter:
 
     async def _pause(self, attempt: int, exc: BaseException) -> None:
         if not self.paused:
-            log.warning("history: the database does not answer, pausing: %s", _first_line(exc))
+            log.warning("history: %s, pausing: %s", outage_kind(exc), _first_line(exc))
         self.paused = True
         metrics.PAUSED.set(1)
         metrics.RETRIES.inc()
@@ -293,18 +300,20 @@ class HistoryWriter:
         while True:
             conn = await self._connection()
             try:
-                return await write_batch(
-                    conn,
-                    self._keeper,
-                    self._settings.history,
-                    observations,
-                    aggregates,
-                    datetime.now(UTC),
-                )
-            except psycopg.Error as exc:
+                async with asyncio.timeout(self._settings.history.write_timeout_seconds):
+                    return await write_batch(
+                        conn,
+                        self._keeper,
+                        self._settings.history,
+                        observations,
+                        aggregates,
+                        datetime.now(UTC),
+                    )
+            except (psycopg.Error, TimeoutError) as exc:
                 self._keeper.forget()
-                if not (isinstance(exc, psycopg.OperationalError) or conn.broken or conn.closed):
-                    self._keeper = await PartitionKeeper.load(conn)
+                if row_fault(exc) and not (conn.broken or conn.closed):
+                    with contextlib.suppress(psycopg.Error):  # else reloaded on reconnecting
+                        self._keeper = await PartitionKeeper.load(conn)
                     raise
                 attempt += 1
                 await self._pause(attempt, exc)
@@ -332,7 +341,8 @@ class HistoryWriter:
     async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         try:
             await consumer.commit(batch.next_offsets)
-        except CommitFailedError as exc:
+        except (CommitFailedError, IllegalStateError) as exc:
+            # IllegalStateError: a partition of the batch was revoked before its commit.
             # A rebalance took the partitions: the new owner reads the batch again, and the
             # rows, already stored, are recognised as stored. Nothing is lost.
             log.info("history: offsets not committed (%s); the batch will be read again", exc)
@@ -350,7 +360,7 @@ class HistoryWriter:
                     await apply_retention(conn, self._settings.history, datetime.now(UTC))
                     self._keeper = await PartitionKeeper.load(conn)
                     break
-                except psycopg.OperationalError as exc:
+                except psycopg.Error as exc:  # no row in it: any refusal is the store's
                     attempt += 1
                     await self._pause(attempt, exc)
         if now >= self._next_lag:
@@ -389,6 +399,32 @@ async def report_lag(
             last_ms = (last_read_ms or {}).get(tp)
             seconds = stream_metrics.lag_seconds(lag, last_ms, now)
             metrics.LAG_SECONDS.labels(tp.topic, str(tp.partition)).set(seconds)
+
+
+_ROW_FAULT_CLASSES = ("22", "23", "54")
+"""SQLSTATE classes that are about the row written: data exception (a value out of range, a
+character the database cannot hold), integrity constraint violation, program limit exceeded (a
+value too long to index)."""
+
+
+def row_fault(exc: BaseException) -> bool:
+    """Whether the database refused a write for what a row holds (dead-letter the row) rather
+    than for the state of the store (pause, as for an outage: nothing a row can change)."""
+    if not isinstance(exc, psycopg.Error):  # a timeout
+        return False
+    return (exc.sqlstate or "")[:2] in _ROW_FAULT_CLASSES  # none: the connection failed
+
+
+def outage_kind(exc: BaseException) -> str:
+    """What the pause is about, in words for the log line."""
+    state = (exc.sqlstate or "") if isinstance(exc, psycopg.Error) else ""
+    if state.startswith("28"):
+        return "the database refused the login (history.user and its password file)"
+    if isinstance(exc, TimeoutError):
+        return "the database did not commit a batch within history.write_timeout_seconds"
+    if isinstance(exc, psycopg.OperationalError) and not state.startswith(("42", "53", "25")):
+        return "the database does not answer"
+    return "the database refuses the writes"
 
 
 def _refused(exc: psycopg.Error) -> MessageError:
