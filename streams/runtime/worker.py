@@ -318,8 +318,11 @@ class Worker:
         done: set[int] = set()
         if consumer is None:
             return done
+        assigned = consumer.assignment()
         for partition in partitions:
             tp = TopicPartition(topic, partition)
+            if tp not in assigned:  # revoked, its agent not told yet: highwater() would assert
+                continue
             high = consumer.highwater(tp)
             position = self._position.get(tp)
             if position is None and high is not None:
