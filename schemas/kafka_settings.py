@@ -40,8 +40,13 @@ class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bootstrap_servers: str = "127.0.0.1:9092"
-    topic_prefix: str = "cityhub"
-    """Every topic name starts with this and a dot: ``cityhub.raw``, ``cityhub.observations``."""
+    topic_prefix: str = Field(
+        default="cityhub", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    )
+    """Every topic name starts with this and a dot: ``cityhub.raw``, ``cityhub.observations``.
+    Letters, digits, ``.``, ``_`` and ``-`` as Kafka allows, starting with a letter or digit,
+    at most 100 characters (a subscription's topic adds its tenant and id, within Kafka's 249);
+    it also names the open-data folder, so it cannot climb out of it."""
     partitions: int = Field(default=8, ge=1)
     """Partitions of the data topics when cityhub creates them: at most this many workers share
     the load."""

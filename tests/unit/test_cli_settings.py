@@ -76,3 +76,20 @@ def test_the_simulator_is_refused_a_tls_broker() -> None:
     with pytest.raises(click.UsageError, match="is a TLS broker"):
         _refuse_simulating_over_tls(settings)
     _refuse_simulating_over_tls(Settings())  # the plain stack's broker: fine
+
+
+@pytest.mark.parametrize(
+    ("prefix", "why"),
+    [
+        ("", "at least 1 character"),  # topics ".raw", ".observations" were made
+        ("a/b", "should match pattern"),
+        ("../up", "should match pattern"),
+        ("x" * 101, "at most 100 characters"),
+    ],
+)
+def test_a_topic_prefix_kafka_or_the_file_system_would_trip_on_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch, prefix: str, why: str
+) -> None:
+    message = _refusal(monkeypatch, CITYHUB_KAFKA__TOPIC_PREFIX=prefix)
+    assert "kafka.topic_prefix (CITYHUB_KAFKA__TOPIC_PREFIX)" in message
+    assert why in message
