@@ -27,7 +27,7 @@ from cityhub.connectors.formats.base import IngestFormat
 from cityhub.connectors.mqtt import metrics
 from cityhub.connectors.mqtt.ack_order import AckSequencer, Pending
 from cityhub.connectors.mqtt.codec import Publish
-from cityhub.connectors.mqtt.failures import session_failure, session_lost
+from cityhub.connectors.mqtt.failures import session_failure, session_lost, taken_over_hint
 from cityhub.connectors.mqtt.reconnect import ReconnectBackoff
 from cityhub.connectors.mqtt.routing import TopicRouter
 from cityhub.connectors.mqtt.session import MqttSession
@@ -167,10 +167,12 @@ class MqttBridge:
             metrics.RECONNECTS.labels(SOURCE).inc()
             metrics.SESSION_FAILURES.labels(SOURCE, failure[0]).inc()
             subscribed_at = self._subscribed_at
-            wait = backoff.after_session(
-                None if subscribed_at is None else time.monotonic() - subscribed_at
+            held = None if subscribed_at is None else time.monotonic() - subscribed_at
+            wait = backoff.after_session(held)
+            why = failure[1] + taken_over_hint(failure[0], held, self._settings.mqtt)
+            log.warning(
+                "bridge session ended (%s): %s; next attempt in %.1f s", failure[0], why, wait
             )
-            log.warning("bridge session ended (%s): %s; next attempt in %.1f s", *failure, wait)
             await asyncio.sleep(wait)
 
     async def _run_session(self) -> None:

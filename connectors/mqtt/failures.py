@@ -83,3 +83,19 @@ def session_lost(settings: MqttSettings) -> str:
         "mqtt.session_expiry_seconds, or another client that connected with this client id and "
         "a clean start: on a broker shared with others, see docs/security.md)"
     )
+
+
+TAKEN_OVER_WITHIN_S = 5.0
+"""A session the broker closes this soon after it subscribed looks taken over."""
+
+
+def taken_over_hint(reason: str, subscribed_for_s: float | None, settings: MqttSettings) -> str:
+    """What to add to the log line of a session the broker closed soon after it subscribed:
+    Mosquitto closes the older connection of a client id when another client connects with it,
+    and two hubs with one ``mqtt.client_id`` take it from each other over and over."""
+    if reason != "lost" or subscribed_for_s is None or subscribed_for_s >= TAKEN_OVER_WITHIN_S:
+        return ""
+    return (
+        f" (closed {subscribed_for_s:.1f} s after subscribing: does another client use client id "
+        f"{settings.client_id!r}? Each hub needs its own mqtt.client_id)"
+    )

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from cityhub.connectors.mqtt.failures import taken_over_hint
 from cityhub.connectors.mqtt.reconnect import ReconnectBackoff
+from cityhub.schemas.settings import MqttSettings
 
 
 def _backoff() -> ReconnectBackoff:
@@ -38,3 +40,15 @@ def test_each_wait_is_jittered_between_half_and_one_and_a_half_times_the_delay(
     jitter: float, wait: float
 ) -> None:
     assert ReconnectBackoff(jitter=lambda: jitter).after_session(None) == pytest.approx(wait)
+
+
+def test_a_session_closed_soon_after_subscribing_asks_about_the_client_id() -> None:
+    """Two hubs with one client id take the session from each other; the broker only closes the
+    older connection, so the log line says what to look for (review)."""
+    mqtt = MqttSettings(client_id="city-hub")
+    hint = taken_over_hint("lost", 1.2, mqtt)
+    assert "closed 1.2 s after subscribing" in hint
+    assert "client id 'city-hub'" in hint
+    assert taken_over_hint("lost", 40.0, mqtt) == ""  # a session that worked for a while
+    assert taken_over_hint("lost", None, mqtt) == ""  # never subscribed: another cause
+    assert taken_over_hint("login_refused", 1.0, mqtt) == ""
