@@ -19,15 +19,20 @@ class StackSettings(BaseModel):
     state_dir: Path = Path(".cityhub/stack")
     secure: bool = False
     """``cityhub stack up --secure``: Kafka serves SASL_SSL only on ``kafka_port`` (SCRAM users
-    per component, ACLs), Mosquitto TLS only on ``mqtt_tls_port``, with certificates from the
-    stack's own CA (``<state_dir>/pki``). A secure stack beside the plain one needs its own
-    ``state_dir`` and ports; the files it writes for clients are in ``<state_dir>/clients``."""
+    per component, ACLs), Mosquitto TLS only, on ``mqtt_tls_port`` (tenants) and
+    ``mqtt_hub_tls_port`` (the hub's own users), with certificates from the stack's own CA
+    (``<state_dir>/pki``). A secure stack beside the plain one needs its own ``state_dir`` and
+    ports; the files it writes for clients are in ``<state_dir>/clients``."""
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     kafka_heap: str = "1g"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     mqtt_tls_port: int = Field(default=8883, ge=1, le=65535)
-    """Mosquitto's TLS listener when ``secure`` (the only one then; ``mqtt_port`` stays unused)."""
+    """Mosquitto's TLS listener for tenants and network servers when ``secure`` (``mqtt_port``
+    stays unused then): only the tenants' users, each client id replaced by its user name."""
+    mqtt_hub_tls_port: int = Field(default=8884, ge=1, le=65535)
+    """Mosquitto's TLS listener for the hub's own users (bridge, deliveries) when ``secure``:
+    no tenant's user gets in there, nor can one take the bridge's client id."""
     mqtt_tenants: tuple[Annotated[str, StringConstraints(pattern=ID_PATTERN)], ...] = (
         "city",
         "harbour",
@@ -67,5 +72,14 @@ class StackSettings(BaseModel):
             raise ValueError(
                 "stack.mosquitto_acl_file needs stack.mosquitto_password_file: the ACL grants "
                 "topics to users, and without a password file nobody logs in as one"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _two_mqtt_listeners(self) -> StackSettings:
+        if self.secure and self.mqtt_tls_port == self.mqtt_hub_tls_port:
+            raise ValueError(
+                "stack.mqtt_tls_port and stack.mqtt_hub_tls_port must differ: the secure "
+                "Mosquitto has a listener for the tenants and one of the hub's own"
             )
         return self

@@ -1,9 +1,11 @@
 """The secure stack's Mosquitto (``StackSettings.secure``) on a real broker.
 
 One broker for the module, started through the stack's own code in secure mode (a temp state
-dir, free loopback ports, stopped and purged at the end): a TLS listener only, the stack's CA and
-server certificate, generated users in a password file hashed by ``mosquitto_passwd``, and the
-ACL rendered from ``deploy/mosquitto/acl.secure.template``. Over it: a ``cityhub bridge`` with
+dir, free loopback ports, stopped and purged at the end): TLS listeners only, the tenants' and
+the hub's, the stack's CA and server certificate, generated users in a password file per
+listener hashed by ``mosquitto_passwd``, and the ACL rendered from
+``deploy/mosquitto/acl.secure.template``. A tenant's user cannot take the bridge's client id nor
+log in on the hub's listener. Over it: a ``cityhub bridge`` with
 the settings the stack wrote (TLS + the bridge's user) writes a tenant's uplink to the plain
 stack's Kafka; clients that do not trust the CA, or speak plain TCP, or give a wrong password,
 are refused, and the bridge says why, counts it and backs off; the ACL holds from the tenants'
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import subprocess
 import time
@@ -36,6 +39,7 @@ from cityhub.connectors.mqtt.session import (
     MqttConnectionLost,
     MqttConnectRefused,
     MqttSession,
+    end_session,
     tls_context,
 )
 from cityhub.connectors.sinks import subscription_models
@@ -43,7 +47,8 @@ from cityhub.connectors.sinks.base import Item
 from cityhub.connectors.sinks.errors import DeliveryFailed, FailureKind
 from cityhub.connectors.sinks.kinds.mqtt import MqttTarget, delivery_broker_settings
 from cityhub.connectors.sinks.mqtt import MqttSink
-from cityhub.schemas.settings import MqttSettings, Settings, StackSettings
+from cityhub.schemas.errors import StackError
+from cityhub.schemas.settings import MqttSettings, MqttSubscription, Settings, StackSettings
 from cityhub.schemas.subscription import build_subscription
 from cityhub.streams.devtools.stack import stack_down, stack_up
 from cityhub.streams.devtools.stack.layout import StackLayout
@@ -78,7 +83,17 @@ class SecureBroker:
 
     @property
     def port(self) -> int:
+        """The tenants' listener."""
         return self.settings.stack.mqtt_tls_port
+
+    @property
+    def hub_port(self) -> int:
+        """The hub's own listener (its bridge and delivery users only)."""
+        return self.settings.stack.mqtt_hub_tls_port
+
+    def port_of(self, user: str) -> int:
+        """The listener ``user`` logs in on: the hub's for the hub's users, else the tenants'."""
+        return self.hub_port if user in (BRIDGE_USER, DELIVERY_USER) else self.port
 
     @property
     def ca(self) -> Path:
@@ -96,7 +111,7 @@ class SecureBroker:
         """cityhub's MQTT settings for ``user`` on this broker (TLS, the stack's CA)."""
         base = MqttSettings(
             host="127.0.0.1",
-            port=self.port,
+            port=self.port_of(user),
             tls=True,
             tls_ca_file=self.ca,
             username=user,
@@ -105,13 +120,22 @@ class SecureBroker:
         )
         return base.model_copy(update=changes)
 
-    def client(self, user: str, *, ca: Path | None = None, password: str | None = None) -> Acks:
+    def client(
+        self,
+        user: str,
+        *,
+        ca: Path | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        identifier: str | None = None,
+    ) -> Acks:
         """A third-party (aiomqtt/paho) MQTT 5 client over TLS, trusting the stack's CA, as
-        ``user`` with ``password`` (default: the stack's generated one)."""
+        ``user`` with ``password`` (default: the stack's generated one), on ``port`` (default:
+        the listener of ``user``), with the client id ``identifier`` (default: a fresh one)."""
         return Acks(
             "127.0.0.1",
-            self.port,
-            identifier=f"sec-{user}-{uuid.uuid4().hex[:8]}",
+            self.port_of(user) if port is None else port,
+            identifier=identifier or f"sec-{user}-{uuid.uuid4().hex[:8]}",
             username=user,
             password=self.password(user) if password is None else password,
             tls_context=ssl.create_default_context(cafile=str(ca or self.ca)),
@@ -141,7 +165,7 @@ class Acks(aiomqtt.Client):
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     """The module's secure Mosquitto (sync: its own event loop for start and stop, so that
     every test keeps its function-scoped loop)."""
-    kafka_port, controller_port, mqtt_port, tls_port = free_ports(4, avoid=set())
+    kafka_port, controller_port, mqtt_port, tls_port, hub_port = free_ports(5, avoid=set())
     state_dir = tmp_path_factory.mktemp("secure-mqtt")
     settings = Settings(
         stack=StackSettings(
@@ -151,6 +175,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
             kafka_controller_port=controller_port,
             mqtt_port=mqtt_port,
             mqtt_tls_port=tls_port,
+            mqtt_hub_tls_port=hub_port,
             mqtt_tenants=("city", "harbour", "demo"),  # demo: the simulated fleet's tenant
         )
     )
@@ -179,19 +204,32 @@ async def _drain(client: aiomqtt.Client, until: bytes, timeout: float = 10.0) ->
 def test_the_secure_broker_listens_on_tls_only_with_generated_secrets(
     broker: SecureBroker,
 ) -> None:
-    conf = broker.layout.mosquitto_conf.read_text()
-    listeners = [line for line in conf.splitlines() if line.startswith("listener")]
-    assert listeners == [f"listener {broker.port} 127.0.0.1"]
-    assert "allow_anonymous false" in conf.splitlines()
+    conf = broker.layout.mosquitto_conf.read_text().splitlines()
+    listeners = [line for line in conf if line.startswith("listener")]
+    assert listeners == [
+        f"listener {broker.port} 127.0.0.1",
+        f"listener {broker.hub_port} 127.0.0.1",
+    ]
+    assert conf.count("allow_anonymous false") == 2
+    assert "use_username_as_clientid true" in conf
     files = secure_files(broker.layout)
-    for secret in (files.password_file, hub_env_file(broker.layout), files.tls.server_key):
+    private = (files.password_file, files.hub_password_file, hub_env_file(broker.layout))
+    for secret in (*private, files.tls.server_key):
         assert secret.stat().st_mode & 0o077 == 0, secret  # 0600: the owner only
     for user in (BRIDGE_USER, DELIVERY_USER, subscriber_user("city"), device_user("harbour")):
         assert (passwords_dir(broker.layout) / user).stat().st_mode & 0o077 == 0
-        assert broker.password(user) not in files.password_file.read_text()  # hashed
+        for password_file in (files.password_file, files.hub_password_file):
+            assert broker.password(user) not in password_file.read_text()  # hashed
+    # each listener's file holds its own users only
+    hub_users = [line.split(":")[0] for line in files.hub_password_file.read_text().splitlines()]
+    assert hub_users == [BRIDGE_USER, DELIVERY_USER]
+    tenant_users = {line.split(":")[0] for line in files.password_file.read_text().splitlines()}
+    assert subscriber_user("city") in tenant_users
+    assert device_user("harbour") in tenant_users
+    assert not tenant_users & {BRIDGE_USER, DELIVERY_USER}
     env = broker.hub_env()
     assert env["CITYHUB_MQTT__TLS"] == "true"
-    assert env["CITYHUB_MQTT__PORT"] == str(broker.port)
+    assert env["CITYHUB_MQTT__PORT"] == str(broker.hub_port)  # the hub's own listener
     assert env["CITYHUB_MQTT__DELIVERY_USERNAME"] == DELIVERY_USER
     # the env names the password files; no password is in it
     assert env["CITYHUB_MQTT__PASSWORD_FILE"] == str(passwords_dir(broker.layout) / BRIDGE_USER)
@@ -439,10 +477,14 @@ async def test_the_mqtt_delivery_sink_publishes_over_tls_as_its_own_user(
             await sink.stop()
 
 
-def _client(tool: str, broker: SecureBroker, user: str, *options: str) -> list[str]:
-    """A ``mosquitto_pub``/``mosquitto_sub`` command line (MQTT 5) for ``user`` on the broker."""
+def _client(
+    tool: str, broker: SecureBroker, user: str, *options: str, port: int | None = None
+) -> list[str]:
+    """A ``mosquitto_pub``/``mosquitto_sub`` command line (MQTT 5) for ``user`` on the broker,
+    on the listener of ``user`` unless ``port`` is given."""
     login = ("-u", user, "-P", broker.password(user)) if user else ()
-    return [tool, "-h", "127.0.0.1", "-p", str(broker.port), "-V", "mqttv5", *login, *options]
+    port = broker.port_of(user) if port is None else port
+    return [tool, "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", *login, *options]
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -477,7 +519,82 @@ def test_foreign_clients_get_in_with_the_ca_file_and_not_without(broker: SecureB
     for trust in ((), ("--capath", "/etc/ssl/certs")):
         refused = _run(_client("mosquitto_pub", broker, DELIVERY_USER, *trust, *message))
         assert refused.returncode != 0, trust
-    wrong = _client("mosquitto_pub", broker, "", *ca, "-u", DELIVERY_USER, "-P", "no", *message)
+    wrong = _client(
+        "mosquitto_pub",
+        broker,
+        "",
+        *ca,
+        "-u",
+        DELIVERY_USER,
+        "-P",
+        "no",
+        *message,
+        port=broker.hub_port,
+    )
     refused = _run(wrong)
     assert refused.returncode != 0
     assert "not authori" in (refused.stderr + refused.stdout).lower(), refused.stderr
+
+
+async def test_a_tenant_can_neither_take_the_bridges_client_id_nor_use_the_hubs_listener(
+    broker: SecureBroker,
+) -> None:
+    """A CONNECT with the bridge's client id would end the bridge's connection ("Session taken
+    over") and, with a clean start, discard its persistent session. On the tenants' listener a
+    tenant's client id is its user name, and its users are not let in on the hub's listener."""
+    bridge_id = f"sec-bridge-{uuid.uuid4().hex[:8]}"
+    bridge_mqtt = broker.mqtt(BRIDGE_USER, client_id=bridge_id)
+    topic = device_topic("city", f"takeover-{uuid.uuid4().hex[:6]}")
+    try:
+        async with MqttSession(
+            bridge_mqtt, clean_start=True, session_expiry_seconds=60, receive_maximum=10
+        ) as bridge:
+            await bridge.subscribe(MqttSubscription(filter=topic, format="tts-v3", qos=1))
+            # the tenant's subscriber, with a clean start and the bridge's id, on its listener:
+            # let in, under its user name as client id
+            async with broker.client(subscriber_user("city"), identifier=bridge_id) as tenant:
+                await tenant.subscribe(f"{broker.settings.delivery.mqtt_topic_root}/city/#")
+            # and on the hub's listener, with its right password: refused
+            for user in (subscriber_user("city"), device_user("city")):
+                intruder = broker.mqtt(user, port=broker.hub_port, client_id=bridge_id)
+                with pytest.raises(MqttConnectRefused) as refused:
+                    async with MqttSession(intruder, clean_start=True, session_expiry_seconds=0):
+                        pass
+                assert refused.value.reason_code in LOGIN_REFUSED, user
+            assert bridge.connected
+            async with broker.client(device_user("city")) as device:
+                assert await device.publish_acked(topic, b"after the attempts") == 0
+            async with asyncio.timeout(10):
+                async for message in bridge.messages():  # raises if the bridge was thrown off
+                    bridge.ack(message.mid, message.qos)
+                    assert message.payload == b"after the attempts"
+                    break
+            assert bridge.connected
+        # the hub's users are not let in on the tenants' listener either
+        with pytest.raises(MqttConnectRefused) as refused_hub:
+            async with MqttSession(
+                broker.mqtt(BRIDGE_USER, port=broker.port),
+                clean_start=True,
+                session_expiry_seconds=0,
+            ):
+                pass
+        assert refused_hub.value.reason_code in LOGIN_REFUSED
+    finally:
+        await end_session(bridge_mqtt)
+
+
+async def test_up_says_when_the_hubs_listener_port_is_taken(tmp_path: Path) -> None:
+    """``stack up --secure`` checks both of the broker's ports before it starts it."""
+    tls_port, hub_port = free_ports(2, avoid=set())
+    settings = Settings(
+        stack=StackSettings(
+            state_dir=tmp_path / "state",
+            secure=True,
+            mqtt_tls_port=tls_port,
+            mqtt_hub_tls_port=hub_port,
+        )
+    )
+    taken = rf"port {hub_port} on 127.0.0.1 is taken"
+    with socket.create_server(("127.0.0.1", hub_port)), pytest.raises(StackError, match=taken):
+        await stack_up(settings, only=["mosquitto"])
+    assert not StackLayout.under(tmp_path / "state").mosquitto_pid.exists()

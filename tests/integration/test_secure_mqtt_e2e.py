@@ -1,8 +1,9 @@
 """The whole hub over the secure broker: ``cityhub run`` with only the settings that
 ``stack up --secure`` wrote (``clients/mqtt.env``: TLS, the stack's CA, the bridge's and the
-deliveries' users by password file), the plain stack's Kafka. A plain sensor, added to the
-broker's password file the way docs/security.md says (``mosquitto_passwd`` and SIGHUP),
-publishes its readings over TLS as itself; the bridge ingests them, the worker normalises and
+deliveries' users by password file, on the hub's own listener), the plain stack's Kafka. A plain
+sensor, added to the tenants' listener's password file the way docs/security.md says
+(``mosquitto_passwd`` and SIGHUP), publishes its readings over TLS as itself on that listener;
+the bridge ingests them, the worker normalises and
 routes them, and the delivery process publishes them over TLS as ``cityhub-delivery`` to the
 tenant's MQTT subscription, where the tenant's subscriber user reads them; the bridge process's
 exporter of the broker's $SYS figures reads them as the bridge's user. Mosquitto's log says which
@@ -66,7 +67,8 @@ def _messages_of(device: Device, count: int) -> list[Outgoing]:
 
 def _add_broker_user(broker: SecureBroker, user: str, password: str) -> None:
     """Add ``user`` to the running secure broker as docs/security.md says: mosquitto_passwd on
-    its password file, then SIGHUP, which makes Mosquitto reread the password and ACL files."""
+    the tenants' listener's password file, then SIGHUP, which makes Mosquitto reread the
+    password and ACL files."""
     password_file = secure_files(broker.layout).password_file
     subprocess.run(
         ["mosquitto_passwd", "-b", str(password_file), user, password],

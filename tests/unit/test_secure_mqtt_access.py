@@ -1,4 +1,4 @@
-"""The secure MQTT pieces without a broker: the secure stack's users, ACL, listener and the
+"""The secure MQTT pieces without a broker: the secure stack's users, ACL, listeners and the
 settings it hands the hub; why a bridge session failed; which user deliveries publish as.
 tests/integration/test_secure_mqtt.py runs them against a real Mosquitto."""
 
@@ -21,7 +21,12 @@ from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import DEFAULT_SUBSCRIPTIONS, MqttSettings, StackSettings
 from cityhub.streams.devtools.stack.config import MOSQUITTO_CONF_TEMPLATE, render_mosquitto_conf
 from cityhub.streams.devtools.stack.layout import StackLayout, find_deploy_dir
-from cityhub.streams.devtools.stack.mosquitto import check_access_files
+from cityhub.streams.devtools.stack.mosquitto import (
+    check_access_files,
+    hub_mqtt_settings,
+    mosquitto_address,
+    mosquitto_ports,
+)
 from cityhub.streams.devtools.stack.mosquitto_access import (
     ACL_TEMPLATE,
     BRIDGE_USER,
@@ -40,10 +45,13 @@ DEPLOY = find_deploy_dir(None)
 LAYOUT = StackLayout(root=Path("/srv/state"))
 FILES = SecureFiles(
     password_file=Path("/srv/state/mosquitto/auth/cityhub.passwd"),
+    hub_password_file=Path("/srv/state/mosquitto/auth/hub.passwd"),
     acl_file=Path("/srv/state/mosquitto/auth/cityhub.acl"),
     tls=TlsFiles(Path("/srv/pki/ca.crt"), Path("/srv/pki/server.crt"), Path("/srv/pki/server.key")),
 )
-SECURE = StackSettings(secure=True, mqtt_port=1884, mqtt_tls_port=8884, mqtt_tenants=("a", "b"))
+SECURE = StackSettings(
+    secure=True, mqtt_port=1884, mqtt_tls_port=8885, mqtt_hub_tls_port=8886, mqtt_tenants=("a", "b")
+)
 
 
 def _acl(stack: StackSettings = SECURE, root: str = "cityhub/sub") -> dict[str, list[str]]:
@@ -74,6 +82,7 @@ def test_the_secure_stack_has_the_hubs_users_and_two_per_tenant() -> None:
         ("sub-b", "subscriber", "b"),
         ("demo@b", "device", "b"),
     ]
+    assert [u.name for u in secure_users(SECURE) if u.hub] == [BRIDGE_USER, DELIVERY_USER]
     with pytest.raises(ValidationError):
         StackSettings(mqtt_tenants=("a/b",))  # a tenant is one topic level
     with pytest.raises(ValidationError):
@@ -115,23 +124,60 @@ def _conf(stack: StackSettings, secure: SecureFiles | None) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def test_the_secure_broker_listens_on_tls_only_and_only_for_its_users() -> None:
+def _blocks(lines: list[str]) -> dict[str, list[str]]:
+    """The options of each listener block, by its ``listener`` line ("" for the global ones)."""
+    blocks: dict[str, list[str]] = {"": []}
+    current = ""
+    for line in lines:
+        if line.startswith("listener "):
+            current = line
+            blocks[current] = []
+        else:
+            blocks[current].append(line)
+    return blocks
+
+
+def test_the_secure_broker_listens_on_tls_only_the_hub_and_the_tenants_apart() -> None:
     lines = _conf(SECURE, FILES)
-    assert [line for line in lines if line.startswith("listener")] == ["listener 8884 127.0.0.1"]
-    for option in (
+    blocks = _blocks(lines)
+    tenants, hub = "listener 8885 127.0.0.1", "listener 8886 127.0.0.1"
+    assert [line for line in lines if line.startswith("listener")] == [tenants, hub]
+    # before every security option, so that each listener's own ones count
+    assert lines.index("per_listener_settings true") < lines.index(tenants)
+    tls = [
         "cafile /srv/pki/ca.crt",
         "certfile /srv/pki/server.crt",
         "keyfile /srv/pki/server.key",
         "tls_version tlsv1.2",
+        "require_certificate false",
         "allow_anonymous false",
-        "password_file /srv/state/mosquitto/auth/cityhub.passwd",
-        "acl_file /srv/state/mosquitto/auth/cityhub.acl",
+    ]
+    acl = "acl_file /srv/state/mosquitto/auth/cityhub.acl"
+    for block, password_file in (
+        (tenants, "password_file /srv/state/mosquitto/auth/cityhub.passwd"),
+        (hub, "password_file /srv/state/mosquitto/auth/hub.passwd"),
     ):
-        assert option in lines
+        assert blocks[block][:8] == [*tls, password_file, acl], block
+    # a tenant's client id is its user name: none can take the bridge's
+    assert "use_username_as_clientid true" in blocks[tenants]
+    assert "use_username_as_clientid true" not in blocks[hub]
+    assert not [line for line in blocks[""] if "anonymous" in line or "_file" in line]
     assert "allow_anonymous true" not in lines
     plain = _conf(SECURE, None)
     assert [line for line in plain if line.startswith("listener")] == ["listener 1884 127.0.0.1"]
     assert not [line for line in plain if line.startswith(("cafile", "certfile", "keyfile"))]
+    assert "per_listener_settings true" not in plain
+    assert "allow_anonymous true" in plain
+
+
+def test_the_two_secure_listeners_need_two_ports() -> None:
+    with pytest.raises(ValidationError, match="mqtt_hub_tls_port must differ"):
+        StackSettings(secure=True, mqtt_tls_port=8883, mqtt_hub_tls_port=8883)
+    StackSettings(mqtt_tls_port=8883, mqtt_hub_tls_port=8883)  # unused by the plain stack
+    assert mosquitto_ports(SECURE) == (8885, 8886)
+    assert mosquitto_address(SECURE) == "127.0.0.1:8885 (tenants), 8886 (hub)"
+    plain = SECURE.model_copy(update={"secure": False})
+    assert (mosquitto_ports(plain), mosquitto_address(plain)) == ((1884,), "127.0.0.1:1884")
 
 
 def test_a_secure_stack_makes_its_own_access_files(tmp_path: Path) -> None:
@@ -148,14 +194,14 @@ def test_the_password_file_in_clear_is_one_user_per_line_and_refuses_what_breaks
             password_file_lines({user: password})
 
 
-def test_the_hub_gets_tls_to_the_tls_port_and_two_users_by_password_file(
+def test_the_hub_gets_tls_to_its_own_listener_and_two_users_by_password_file(
     tmp_path: Path,
 ) -> None:
     files = {BRIDGE_USER: tmp_path / "b", DELIVERY_USER: tmp_path / "d"}
     env = hub_environment(SECURE, Path("/srv/pki/ca.crt"), files)
     assert env == {
         "CITYHUB_MQTT__HOST": "127.0.0.1",
-        "CITYHUB_MQTT__PORT": "8884",
+        "CITYHUB_MQTT__PORT": "8886",  # the hub's listener, not the tenants'
         "CITYHUB_MQTT__TLS": "true",
         "CITYHUB_MQTT__TLS_CA_FILE": "/srv/pki/ca.crt",
         "CITYHUB_MQTT__USERNAME": BRIDGE_USER,
@@ -167,6 +213,8 @@ def test_the_hub_gets_tls_to_the_tls_port_and_two_users_by_password_file(
     files[DELIVERY_USER].write_text("delivery-secret\n")
     settings = MqttSettings.model_validate({k.split("__")[1].lower(): v for k, v in env.items()})
     assert settings.tls
+    probe = hub_mqtt_settings(LAYOUT, SECURE)  # the readiness probe, as the bridge's user
+    assert (probe.port, probe.username) == (8886, BRIDGE_USER)
     assert login_password(settings) == b"bridge-secret"
     assert login_password(delivery_broker_settings(settings)) == b"delivery-secret"
 

@@ -19,11 +19,7 @@ from cityhub.streams.devtools.stack.kafka_listeners import (
     secure_listener_lines,
 )
 from cityhub.streams.devtools.stack.layout import StackLayout
-from cityhub.streams.devtools.stack.mosquitto_access import (
-    SecureFiles,
-    listener_lines,
-    secure_access_lines,
-)
+from cityhub.streams.devtools.stack.mosquitto_access import SecureFiles, listener_lines
 
 MAX_MQTT_PACKET_BYTES = 2 * 1024 * 1024 + 64 * 1024
 """2 MiB of payload plus room for the topic and MQTT 5 properties."""
@@ -93,14 +89,16 @@ def render_mosquitto_conf(
     secure: SecureFiles | None = None,
 ) -> str:
     """``mosquitto.conf``: loopback listener, who may connect (``mosquitto_access``),
-    persistence in the state dir, deliberate limits. With ``secure``: a TLS listener only, and
-    only the users of its password file, limited by its ACL file."""
+    persistence in the state dir, deliberate limits. With ``secure``: two TLS listeners, the
+    tenants' and the hub's, each only for the users of its own password file, limited by the
+    ACL file; their access lines are in their listener blocks (``per_listener_settings``), so
+    ``access`` is empty."""
     return _fill(
         template,
         str(MOSQUITTO_CONF_TEMPLATE),
         {
             "listener": listener_lines(stack, secure),
-            "access": mosquitto_access(stack) if secure is None else secure_access_lines(secure),
+            "access": mosquitto_access(stack) if secure is None else "",
             "user": user,
             "pid_file": layout.mosquitto_pid,
             "persistence_dir": layout.mosquitto_persistence,

@@ -132,7 +132,7 @@ def _services(
         _Service(
             name=mosquitto.NAME,
             address=mosquitto.mosquitto_address(stack),
-            ports=(mosquitto.mosquitto_port(stack),),
+            ports=mosquitto.mosquitto_ports(stack),
             process=mosquitto.mosquitto_process(layout),
             log_file=layout.mosquitto_log,
             probe=lambda within_s: mosquitto.probe_mosquitto(

@@ -1,11 +1,12 @@
 """The Mosquitto MQTT broker of the local stack (the Debian package's binary).
 
-With ``StackSettings.secure`` it listens on TLS only (``mqtt_tls_port``, the stack's own CA and
-server certificate from ``pki.ensure_pki``) and admits only the users that
+With ``StackSettings.secure`` it listens on TLS only (the stack's own CA and server certificate
+from ``pki.ensure_pki``), on two listeners: ``mqtt_tls_port`` for the tenants' users and
+``mqtt_hub_tls_port`` for the hub's (``mosquitto_access`` says why). It admits only the users that
 ``mosquitto_access.secure_users`` names, each with a password generated once and kept in a 0600
-file under ``<state>/mosquitto/auth/passwords/``; the password file is hashed by
+file under ``<state>/mosquitto/auth/passwords/``; each listener's password file is hashed by
 ``mosquitto_passwd``, the ACL rendered from ``deploy/mosquitto/acl.secure.template``, and the
-hub's MQTT settings for it written to ``<state>/clients/mqtt.env`` (0600).
+hub's MQTT settings for its listener written to ``<state>/clients/mqtt.env`` (0600).
 """
 
 from __future__ import annotations
@@ -59,12 +60,19 @@ def mosquitto_process(layout: StackLayout) -> ProcessSpec:
 
 
 def mosquitto_address(stack: StackSettings) -> str:
-    return f"127.0.0.1:{mosquitto_port(stack)}"
+    """Where the broker listens, for ``stack status`` and its messages; secure: both listeners,
+    the tenants' first (``127.0.0.1:8883 (tenants), 8884 (hub)``)."""
+    if not stack.secure:
+        return f"127.0.0.1:{stack.mqtt_port}"
+    return f"127.0.0.1:{stack.mqtt_tls_port} (tenants), {stack.mqtt_hub_tls_port} (hub)"
 
 
-def mosquitto_port(stack: StackSettings) -> int:
-    """The broker's one listener: the TLS one when ``secure``, else the plain one."""
-    return stack.mqtt_tls_port if stack.secure else stack.mqtt_port
+def mosquitto_ports(stack: StackSettings) -> tuple[int, ...]:
+    """The broker's listeners: the plain one, or (``secure``) the tenants' and the hub's TLS
+    ones (``stack up`` reports each that another process holds)."""
+    if not stack.secure:
+        return (stack.mqtt_port,)
+    return (stack.mqtt_tls_port, stack.mqtt_hub_tls_port)
 
 
 def pki_dir(layout: StackLayout) -> Path:
@@ -73,11 +81,12 @@ def pki_dir(layout: StackLayout) -> Path:
 
 
 def secure_files(layout: StackLayout) -> SecureFiles:
-    """Where the secure broker's password file, ACL and certificates are (nothing is made)."""
+    """Where the secure broker's password files, ACL and certificates are (nothing is made)."""
     auth = layout.mosquitto_dir.resolve() / "auth"
     pki = pki_dir(layout).resolve()
     return SecureFiles(
         password_file=auth / "cityhub.passwd",
+        hub_password_file=auth / "hub.passwd",
         acl_file=auth / "cityhub.acl",
         tls=TlsFiles(
             ca_cert=pki / "ca.crt", server_cert=pki / "server.crt", server_key=pki / "server.key"
@@ -187,26 +196,31 @@ def write_password_file(path: Path, passwords: dict[str, str]) -> None:
 
 
 def prepare_secure(layout: StackLayout, settings: Settings) -> MqttSettings:
-    """Make what the secure broker needs before it starts: certificates, passwords, the hashed
-    password file, and the hub's env file. Returns the bridge user's MQTT settings."""
+    """Make what the secure broker needs before it starts: certificates, passwords, the two
+    hashed password files (the hub's users, the tenants'), and the hub's env file. Returns the
+    bridge user's MQTT settings."""
     stack = settings.stack
     ensure_pki(pki_dir(layout))
     passwords = stack_passwords(layout, stack)
-    write_password_file(secure_files(layout).password_file, passwords)
+    files = secure_files(layout)
+    hub = {user.name for user in secure_users(stack) if user.hub}
+    write_password_file(files.hub_password_file, {u: p for u, p in passwords.items() if u in hub})
+    write_password_file(files.password_file, {u: p for u, p in passwords.items() if u not in hub})
     folder = passwords_dir(layout)
     environment = hub_environment(
-        stack, secure_files(layout).tls.ca_cert, {user: folder / user for user in passwords}
+        stack, files.tls.ca_cert, {user: folder / user for user in passwords}
     )
     _write_private(hub_env_file(layout), "".join(f"{k}={v}\n" for k, v in environment.items()))
     return hub_mqtt_settings(layout, stack)
 
 
 def hub_mqtt_settings(layout: StackLayout, stack: StackSettings) -> MqttSettings:
-    """The secure broker as the hub's bridge user sees it: TLS to 127.0.0.1 trusting the stack's
-    CA, logged in as ``cityhub-bridge`` with its password file (what the readiness probe uses)."""
+    """The secure broker as the hub's bridge user sees it: TLS to the hub's listener on 127.0.0.1
+    trusting the stack's CA, logged in as ``cityhub-bridge`` with its password file (what the
+    readiness probe uses)."""
     return MqttSettings(
         host="127.0.0.1",
-        port=stack.mqtt_tls_port,
+        port=stack.mqtt_hub_tls_port,
         tls=True,
         tls_ca_file=secure_files(layout).tls.ca_cert,
         username=BRIDGE_USER,

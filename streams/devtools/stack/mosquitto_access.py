@@ -1,5 +1,5 @@
-"""Who may use the secure stack's Mosquitto, and over what: its users, its ACL file, its TLS
-listener, and the settings the hub connects with.
+"""Who may use the secure stack's Mosquitto, and over what: its users, its ACL file, its two TLS
+listeners, and the settings the hub connects with.
 
 Pure: names, file text and settings from settings and paths; no disk, no broker. The I/O
 (generated passwords, ``mosquitto_passwd``, the files in the state dir) is in
@@ -16,6 +16,13 @@ The users (``secure_users``), each with a generated password:
   ``<root>/<tenant>/#``; ``demo@<tenant>`` is a device publisher in the shape The Things Stack's
   MQTT integration logs in with (``<application>@<tenant>``) and writes only
   ``v3/demo@<tenant>/devices/+/up``, the tenant's own ingest subtree.
+
+Two listeners (``per_listener_settings true``), each with a password file of its own and the one
+ACL: the hub's users (bridge, delivery) log in on ``stack.mqtt_hub_tls_port`` only, the tenants'
+on ``stack.mqtt_tls_port`` only, where ``use_username_as_clientid`` makes each client's id its
+user name. Mosquitto lets any user choose any client id, so on a shared listener a tenant's
+CONNECT with the bridge's id would end the bridge's connection and, with a clean start, discard
+its persistent session and what was queued for it.
 
 Ingest is granted by pattern (``v3/%u/...``, ``application/%u/...``, ``cityhub/ingest/%u``), so a
 user named ``app@tenant``, a ChirpStack application id or a device id needs no ACL lines of its
@@ -42,6 +49,8 @@ TLS_VERSION = "tlsv1.2"
 """The oldest TLS version the listener accepts (Mosquitto 2.0's default too; said explicitly)."""
 
 Role = Literal["bridge", "delivery", "subscriber", "device"]
+HUB_ROLES: tuple[Role, ...] = ("bridge", "delivery")
+"""The roles of the hub's own users: they log in on the hub's listener, nobody else does."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,11 @@ class MqttUser:
     name: str
     role: Role
     tenant: str | None = None
+
+    @property
+    def hub(self) -> bool:
+        """One of the hub's own users (its listener and password file), not a tenant's."""
+        return self.role in HUB_ROLES
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,9 @@ class SecureFiles:
     """Where the secure broker's access files are (absolute paths)."""
 
     password_file: Path
+    """The tenants' listener's users (``sub-*``, ``demo@*``, and any you add)."""
+    hub_password_file: Path
+    """The hub's listener's users (``cityhub-bridge``, ``cityhub-delivery``) only."""
     acl_file: Path
     tls: TlsFiles
 
@@ -130,34 +147,45 @@ def render_acl(template: str, stack: StackSettings, *, delivery_root: str) -> st
 
 
 def listener_lines(stack: StackSettings, secure: SecureFiles | None) -> str:
-    """Mosquitto's listener: plain TCP on ``mqtt_port``, or (secure) TLS on ``mqtt_tls_port``
-    with the stack's certificate and no plain listener at all. Loopback either way."""
+    """Mosquitto's listeners: plain TCP on ``mqtt_port``, or (secure) TLS only, on
+    ``mqtt_tls_port`` for the tenants and on ``mqtt_hub_tls_port`` for the hub, each with its own
+    users (see the module docstring). Loopback either way. ``per_listener_settings`` comes first:
+    it must precede every security option."""
     if secure is None:
         return f"listener {stack.mqtt_port} 127.0.0.1"
+    tenants = _tls_listener(stack.mqtt_tls_port, secure, secure.password_file)
+    # A tenant's client id is its user name: none can take the bridge's (or another's) id.
+    tenants.append("use_username_as_clientid true")
+    hub = _tls_listener(stack.mqtt_hub_tls_port, secure, secure.hub_password_file)
+    return "\n".join(
+        [
+            "per_listener_settings true",
+            "",
+            "# tenants and network servers",
+            *tenants,
+            "",
+            "# the hub's own users (bridge, deliveries)",
+            *hub,
+        ]
+    )
+
+
+def _tls_listener(port: int, secure: SecureFiles, password_file: Path) -> list[str]:
+    """One TLS listener block with the stack's certificate: only the users of
+    ``password_file``, each limited by the ACL file."""
     tls = secure.tls
-    return "\n".join(
-        [
-            f"listener {stack.mqtt_tls_port} 127.0.0.1",
-            f"cafile {tls.ca_cert}",
-            f"certfile {tls.server_cert}",
-            f"keyfile {tls.server_key}",
-            f"tls_version {TLS_VERSION}",
-            # Clients prove who they are by password; a client certificate is not asked for.
-            "require_certificate false",
-        ]
-    )
-
-
-def secure_access_lines(secure: SecureFiles) -> str:
-    """The secure broker's access lines: only users of its password file, each limited by the
-    ACL file."""
-    return "\n".join(
-        [
-            "allow_anonymous false",
-            f"password_file {secure.password_file}",
-            f"acl_file {secure.acl_file}",
-        ]
-    )
+    return [
+        f"listener {port} 127.0.0.1",
+        f"cafile {tls.ca_cert}",
+        f"certfile {tls.server_cert}",
+        f"keyfile {tls.server_key}",
+        f"tls_version {TLS_VERSION}",
+        # Clients prove who they are by password; a client certificate is not asked for.
+        "require_certificate false",
+        "allow_anonymous false",
+        f"password_file {password_file}",
+        f"acl_file {secure.acl_file}",
+    ]
 
 
 def password_file_lines(passwords: Mapping[str, str]) -> str:
@@ -173,11 +201,12 @@ def hub_environment(
     stack: StackSettings, ca_cert: Path, password_files: Mapping[str, Path]
 ) -> dict[str, str]:
     """The hub's MQTT settings for the secure broker, as ``CITYHUB_MQTT__*`` variables: TLS to
-    127.0.0.1:``mqtt_tls_port`` trusting the stack's CA, the bridge's and the deliveries' users.
+    the hub's listener, 127.0.0.1:``mqtt_hub_tls_port``, trusting the stack's CA, the bridge's
+    and the deliveries' users.
     The passwords stay in their files (``password_files``, by user); the variables name them."""
     return {
         "CITYHUB_MQTT__HOST": "127.0.0.1",
-        "CITYHUB_MQTT__PORT": str(stack.mqtt_tls_port),
+        "CITYHUB_MQTT__PORT": str(stack.mqtt_hub_tls_port),
         "CITYHUB_MQTT__TLS": "true",
         "CITYHUB_MQTT__TLS_CA_FILE": str(ca_cert),
         "CITYHUB_MQTT__USERNAME": BRIDGE_USER,
