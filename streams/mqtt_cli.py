@@ -24,8 +24,12 @@ def mqtt_end_session_cmd(client_id: str) -> None:
     from cityhub.connectors.mqtt.session import end_session
 
     settings = Settings()
+    broker = f"{settings.mqtt.host}:{settings.mqtt.port}"
     try:
-        asyncio.run(end_session(settings.mqtt.model_copy(update={"client_id": client_id})))
+        had = asyncio.run(end_session(settings.mqtt.model_copy(update={"client_id": client_id})))
     except (CityhubError, OSError) as exc:
         raise click.ClickException(f"could not end the session of {client_id}: {exc}") from exc
-    click.echo(f"ended the session of {client_id} on {settings.mqtt.host}:{settings.mqtt.port}")
+    if had:
+        click.echo(f"ended the session of {client_id} on {broker}")
+    else:  # nothing to do is no failure: the command can be run again safely
+        click.echo(f"{broker} had no session of {client_id}: nothing to end")

@@ -454,10 +454,14 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ca_file)
 
 
-async def end_session(settings: MqttSettings) -> None:
+async def end_session(settings: MqttSettings) -> bool:
     """Make the broker forget the session of ``settings.client_id`` (and the messages it queues
-    for it): connect once with a clean start and no session expiry. For decommissioning a
-    bridge, and for tests and benchmarks, whose sessions would otherwise collect a copy of every
-    message for a week."""
-    async with MqttSession(settings, receive_maximum=1, clean_start=True, session_expiry_seconds=0):
-        pass
+    for it), and say whether it had one. For decommissioning a bridge, and for tests and
+    benchmarks, whose sessions would otherwise collect a copy of every message for a week.
+
+    It takes the session up (no clean start, so the CONNACK tells whether one was there) with a
+    session expiry of 0, which replaces the session's own: the broker ends it when this
+    connection closes (MQTT 5, 3.1.2.11.2)."""
+    session = MqttSession(settings, receive_maximum=1, session_expiry_seconds=0)
+    async with session:
+        return session.connack is not None and session.connack.session_present

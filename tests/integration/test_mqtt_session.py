@@ -186,11 +186,20 @@ async def test_cli_end_session_makes_the_broker_forget_a_session_and_its_queue(
     )
     output, _ = await done.communicate()
     assert done.returncode == 0, output.decode()
-    assert settings.client_id in output.decode()
-    async with MqttSession(settings, receive_maximum=100) as session:
+    assert f"ended the session of {settings.client_id}" in output.decode()
+    async with MqttSession(settings, receive_maximum=100, session_expiry_seconds=0) as session:
         assert session.connack is not None
         assert session.connack.session_present is False
         await nothing_more(session)
+
+
+async def test_ending_a_session_says_whether_there_was_one(settings: MqttSettings) -> None:
+    """`cityhub mqtt end-session` of a client id the broker never saw said it ended a session."""
+    assert await end_session(settings) is False
+    async with MqttSession(settings, receive_maximum=10):  # persistent: the broker keeps it
+        pass
+    assert await end_session(settings) is True
+    assert await end_session(settings) is False
 
 
 async def test_a_resumed_session_s_suback_waits_behind_its_backlog_without_failing(
