@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 from collections.abc import Coroutine
 from typing import Any
@@ -29,3 +30,13 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run(main())
     except CityhubError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        # A port another process holds (a second hub with the same ports) is the operator's to
+        # fix, in one line: "error while attempting to bind on address (...): address already
+        # in use". Any other OSError is a fault of ours and keeps its traceback.
+        if exc.errno not in _BIND_ERRORS:
+            raise
+        raise click.ClickException(str(exc)) from exc
+
+
+_BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL})

@@ -1,8 +1,10 @@
 """What the CLI refuses in the settings. An invalid setting is named with its variable and why,
 never with a value: pydantic's own text repeats a section checked as a whole, passwords
-included. The simulator is refused a TLS broker."""
+included. The simulator is refused a TLS broker; a port in use is one line."""
 
 from __future__ import annotations
+
+import errno
 
 import click
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from cityhub.schemas.settings import MqttSettings, Settings
 from cityhub.schemas.settings_errors import settings_problems
 from cityhub.streams.cli import _checked_settings, _refuse_simulating_over_tls
+from cityhub.streams.cli_async import run_async
 
 SECRET = "Kq77SecretPwABCDEFG"
 
@@ -93,3 +96,22 @@ def test_a_topic_prefix_kafka_or_the_file_system_would_trip_on_is_refused_at_onc
     message = _refusal(monkeypatch, CITYHUB_KAFKA__TOPIC_PREFIX=prefix)
     assert "kafka.topic_prefix (CITYHUB_KAFKA__TOPIC_PREFIX)" in message
     assert why in message
+
+
+def test_a_port_another_process_holds_is_one_line_not_a_traceback() -> None:
+    """A second `cityhub run` with the first one's ports (review: an OSError traceback)."""
+
+    async def bind() -> None:
+        raise OSError(
+            errno.EADDRINUSE,
+            "error while attempting to bind on address ('127.0.0.1', 9464): address already in use",
+        )
+
+    with pytest.raises(click.ClickException, match="address already in use"):
+        run_async(bind())
+
+    async def other() -> None:
+        raise OSError(errno.EIO, "a fault of ours")
+
+    with pytest.raises(OSError, match="a fault of ours"):
+        run_async(other())
