@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -40,6 +40,7 @@ class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated ``host:port`` pairs (``[::1]:9092`` for an IPv6 address)."""
     topic_prefix: str = Field(
         default="cityhub", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
     )
@@ -111,6 +112,18 @@ class KafkaSettings(BaseModel):
     """For ``cityhub run``: a folder with ``<component>.username`` and ``<component>.password``
     per component (bridge, worker, delivery, api, history), which ``cityhub stack up --secure``
     writes; each child then logs in as its component's user instead of ``sasl_username``."""
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not (sep and host.strip("[]") and port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(
+                    "must be host:port pairs separated by commas, each port 1 to 65535 "
+                    "(e.g. 127.0.0.1:9092,kafka-1.city.example:9093)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _min_insync_within_replicas(self) -> KafkaSettings:

@@ -81,8 +81,11 @@ def _checked_settings() -> Settings:
     except ValidationError as exc:
         problems = settings_problems(exc.errors(include_input=False, include_url=False))
         raise click.UsageError("invalid settings: " + "; ".join(problems)) from None
-    except SettingsError as exc:  # a JSON value that does not parse; its text names the field
-        raise click.UsageError(f"invalid settings: {exc}") from None
+    except SettingsError as exc:  # a JSON value that does not parse; its text names the section
+        raise click.UsageError(
+            f"invalid settings: {exc}: a list or object setting is JSON, e.g. "
+            """CITYHUB_SUBSCRIPTIONS__WEBHOOK_ALLOWED_HOSTS='["127.0.0.1"]'"""
+        ) from None
 
 
 @click.group()

@@ -118,6 +118,7 @@ class HistoryWriter:
     async def run(self) -> None:
         """Migrate the schema, then consume and store until cancelled."""
         await self._connection()  # migrates; waits (paused) while the database is down
+        self._resume()
         kafka = self._settings.kafka
         consumer = kafka_consumer(
             kafka,
@@ -238,7 +239,8 @@ class HistoryWriter:
                         await conn.close()
                 attempt += 1
                 await self._pause(attempt, exc)
-        self._resume()
+        # Not resumed here: a database that takes the connection may still refuse the writes
+        # (a revoked privilege); the writer resumes once a batch or the housekeeping went in.
         return self._conn
 
     async def _pause(self, attempt: int, exc: BaseException) -> None:
@@ -301,7 +303,7 @@ class HistoryWriter:
             conn = await self._connection()
             try:
                 async with asyncio.timeout(self._settings.history.write_timeout_seconds):
-                    return await write_batch(
+                    written = await write_batch(
                         conn,
                         self._keeper,
                         self._settings.history,
@@ -309,9 +311,12 @@ class HistoryWriter:
                         aggregates,
                         datetime.now(UTC),
                     )
+                self._resume()
+                return written
             except (psycopg.Error, TimeoutError) as exc:
                 self._keeper.forget()
                 if row_fault(exc) and not (conn.broken or conn.closed):
+                    self._resume()  # it answered, about a row: the store itself works
                     with contextlib.suppress(psycopg.Error):  # else reloaded on reconnecting
                         self._keeper = await PartitionKeeper.load(conn)
                     raise
@@ -359,6 +364,7 @@ class HistoryWriter:
                 try:
                     await apply_retention(conn, self._settings.history, datetime.now(UTC))
                     self._keeper = await PartitionKeeper.load(conn)
+                    self._resume()
                     break
                 except psycopg.Error as exc:  # no row in it: any refusal is the store's
                     attempt += 1

@@ -9,7 +9,7 @@ import errno
 import click
 import pytest
 
-from cityhub.schemas.settings import MqttSettings, Settings
+from cityhub.schemas.settings import KafkaSettings, MqttSettings, Settings
 from cityhub.schemas.settings_errors import settings_problems
 from cityhub.streams.cli import _checked_settings, _refuse_simulating_over_tls
 from cityhub.streams.cli_async import run_async
@@ -56,6 +56,7 @@ def test_a_json_value_that_does_not_parse_names_its_setting(
 ) -> None:
     message = _refusal(monkeypatch, CITYHUB_BRIDGE__SUBSCRIPTIONS="[not json")
     assert '"bridge"' in message
+    assert "a list or object setting is JSON" in message
 
 
 def test_the_path_goes_into_lists_and_a_section_check_has_no_variable() -> None:
@@ -115,3 +116,19 @@ def test_a_port_another_process_holds_is_one_line_not_a_traceback() -> None:
 
     with pytest.raises(OSError, match="a fault of ours"):
         run_async(other())
+
+
+@pytest.mark.parametrize("servers", ["127.0.0.1:99999", "127.0.0.1:notaport", "", "k1:9092,k2"])
+def test_a_kafka_address_that_is_no_host_and_port_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch, servers: str
+) -> None:
+    """It was taken, and `cityhub run` died later with an OverflowError traceback (review)."""
+    message = _refusal(monkeypatch, CITYHUB_KAFKA__BOOTSTRAP_SERVERS=servers)
+    assert (
+        "kafka.bootstrap_servers (CITYHUB_KAFKA__BOOTSTRAP_SERVERS): must be host:port" in message
+    )
+
+
+def test_kafka_addresses_as_operators_write_them_are_taken() -> None:
+    for servers in ("127.0.0.1:9092", "[::1]:9092", "k1.city.example:9093, k2.city.example:9093"):
+        assert KafkaSettings(bootstrap_servers=servers).bootstrap_servers == servers
