@@ -9,7 +9,8 @@ is a ``QueryError`` (400), an entity the viewer cannot see or that does not exis
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,10 @@ CONFORMANCE = (
 
 MAX_EXPANDED = 10_000
 """The most entities one response may hold with everything it expands (past it: 400)."""
+MAX_BUILD_SECONDS = 5.0
+"""The longest one response may take to build (past it: 400). Nested ``$expand`` reads one
+collection per parent: within the entity cap a review's four-level expand still took 10 s and
+5.8 MB, and four of them at once 35 s each."""
 
 
 class Missing(LookupError):
@@ -59,12 +64,15 @@ class Context:
     settings: SensorThingsSettings
     reads: HistoryReads | None
     expanded: int = 0
+    clock: Callable[[], float] = time.monotonic
+    started: float = 0.0
     devices: list[str] = field(default_factory=list)
     tally: dict[str, int] = field(default_factory=dict)
     """Entities rendered per agreement (another tenant's, seen under it): the read's usage."""
 
     def __post_init__(self) -> None:
         self.devices = self.graph.visible_devices()
+        self.started = self.clock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +285,11 @@ async def render(ctx: Context, entity: Entity, query: Query) -> dict[str, Any]:
     ctx.expanded += 1
     if ctx.expanded > MAX_EXPANDED:
         raise QueryError(f"the response would hold more than {MAX_EXPANDED} entities: page it")
+    if ctx.clock() - ctx.started > MAX_BUILD_SECONDS:
+        raise QueryError(
+            f"the response took more than {MAX_BUILD_SECONDS:.0f} s to build: ask for less "
+            "($top, fewer or shallower $expand) and page it"
+        )
     _count(ctx, entity)
     link = self_link(ctx, entity)
     selected = set(query.select)

@@ -110,3 +110,77 @@ async def test_a_server_that_cannot_be_reached_fails_the_loan_at_once(
     finally:
         await pool.close()
         await dead.close()
+
+
+class FreezingRelay:
+    """A TCP relay to PostgreSQL that can stop passing bytes on, both ways: a server that takes
+    connections and no longer answers (SIGSTOP, a hung host), without stopping the shared one."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.thawed = asyncio.Event()
+        self.thawed.set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self.thawed.wait()
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def test_a_server_that_stops_answering_fails_loans_at_once_after_the_first(
+    history_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review froze PostgreSQL: reads queued behind each other's 10 s timeouts (30 to 50 s
+    each). Now the first loan gives up after the idle check's 2 s, the next fail at once, and
+    once the server answers again (and the pause is over) loans work."""
+    monkeypatch.setattr("cityhub.streams.history.connection.DOWN_FOR_S", 1.5)
+    relay = FreezingRelay(history_settings.history.port)
+    history = HistorySettings(
+        **{**history_settings.history.model_dump(), "port": await relay.start()}
+    )
+    pool = ConnectionPool(history_settings.model_copy(update={"history": history}), size=4)
+    try:
+        async with pool.connection() as conn:
+            await backend_pid(conn)  # one idle connection, through the relay
+        relay.thawed.clear()
+        started = time.monotonic()
+        with pytest.raises(psycopg.OperationalError):
+            async with pool.connection():
+                pass
+        assert time.monotonic() - started < 3.5
+
+        async def loan() -> float:
+            began = time.monotonic()
+            with pytest.raises(psycopg.OperationalError, match="did not answer in time"):
+                async with pool.connection():
+                    pass
+            return time.monotonic() - began
+
+        assert max(await asyncio.gather(*(loan() for _ in range(6)))) < 0.5
+        relay.thawed.set()
+        await asyncio.sleep(1.6)
+        async with pool.connection() as conn:
+            assert await backend_pid(conn) > 0
+    finally:
+        relay.thawed.set()
+        await pool.close()
+        relay.close()

@@ -138,3 +138,14 @@ async def test_an_expanded_collections_next_link_keeps_its_own_options() -> None
     assert result.document is not None
     expand = "Datastreams($top%3D1%3B$select%3Dname)"  # '=' and ';' inside a value: encoded
     assert result.document["@iot.nextLink"] == f"{BASE}/Sensors?$expand={expand}&$top=1&$skip=1"
+
+
+async def test_a_response_that_takes_too_long_to_build_is_refused() -> None:
+    """Nested expands read one collection per parent: within the entity cap a review's
+    four-level expand took 10 s (35 s with four at once). Past the build time: a 400."""
+    ticks = iter([0.0, 0.1, 0.2, 0.3] + [5.1] * 50)
+    ctx = context()
+    ctx.clock = lambda: next(ticks)
+    ctx.started = ctx.clock()
+    with pytest.raises(QueryError, match="took more than 5 s to build"):
+        await answer(ctx, "Things", {"$expand": "Datastreams/ObservedProperty,Locations"})
