@@ -20,7 +20,10 @@ def mqtt() -> None:
 def mqtt_end_session_cmd(client_id: str) -> None:
     """Make the broker forget CLIENT_ID's persistent session and what it queues for it: for a
     bridge taken out of service or renamed (its session would collect a copy of every message
-    for its expiry). Logs in with the hub's MQTT settings (TLS, user)."""
+    for its expiry). Logs in with the hub's MQTT settings (TLS, user).
+
+    Stop the hub that uses CLIENT_ID first: a running bridge with it is disconnected, finds its
+    session gone when it reconnects, and what was published in between is lost."""
     from cityhub.connectors.mqtt.session import end_session
 
     settings = Settings()
