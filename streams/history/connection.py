@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import pq
@@ -124,6 +125,7 @@ class ConnectionPool:
         self._idle: list[Connection] = []
         self._closed = False
         self._down_until = 0.0
+        self._closing: set[asyncio.Future[None]] = set()
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -165,16 +167,22 @@ class ConnectionPool:
         """Whether an idle connection still answers; one that does not is closed."""
         if conn.closed or conn.broken:
             return False
-        try:
-            # Bounded: a connection to a host gone silent (no reset) would otherwise wait as
-            # long as TCP does. A server that answers at all answers this in milliseconds.
-            async with asyncio.timeout(
-                min(CHECK_TIMEOUT_S, self._settings.history.connect_timeout_seconds)
-            ):
-                await conn.execute("")
-        except (psycopg.Error, TimeoutError) as exc:
-            if isinstance(exc, TimeoutError):
-                self._mark_down()
+        # Bounded: a connection to a host gone silent (no reset) would otherwise wait as long as
+        # TCP does. A server that answers at all answers this in milliseconds. The check runs as
+        # a task of its own and is left behind when it takes too long: psycopg's own clean-up
+        # of a cancelled statement (a cancel request to the same silent server) would hold the
+        # loan for the connect timeout again.
+        check = asyncio.ensure_future(conn.execute(""))
+        done, _ = await asyncio.wait(
+            {check}, timeout=min(CHECK_TIMEOUT_S, self._settings.history.connect_timeout_seconds)
+        )
+        if not done:
+            self._mark_down()
+            log.info("history pool: an idle connection did not answer its check in time")
+            self._abandon(check, conn)
+            return False
+        exc = check.exception()
+        if exc is not None:
             log.info(
                 "history pool: dropping an idle connection that no longer answers (%s: %s)",
                 type(exc).__name__,
@@ -184,6 +192,20 @@ class ConnectionPool:
                 await conn.close()
             return False
         return True
+
+    def _abandon(self, check: asyncio.Future[Any], conn: Connection) -> None:
+        """Close a connection whose check hangs, in the background (kept referenced)."""
+
+        async def close() -> None:
+            check.cancel()
+            with contextlib.suppress(BaseException):
+                await check
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+        task = asyncio.ensure_future(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _give_back(self, conn: Connection) -> None:
         if conn.closed or conn.broken:
@@ -207,3 +229,6 @@ class ConnectionPool:
         for conn in idle:
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
+        for task in list(self._closing):  # connections abandoned to a silent server
+            task.cancel()
+        await asyncio.gather(*self._closing, return_exceptions=True)
