@@ -428,8 +428,8 @@ def outage_kind(exc: BaseException) -> str:
         return "the database refused the login (history.user and its password file)"
     if isinstance(exc, TimeoutError):
         return "the database did not commit a batch within history.write_timeout_seconds"
-    if isinstance(exc, psycopg.OperationalError) and not state.startswith(("42", "53", "25")):
-        return "the database does not answer"
+    if isinstance(exc, psycopg.OperationalError) and not state.startswith("53"):
+        return "the database does not answer"  # 53: insufficient resources (a full disk)
     return "the database refuses the writes"
 
 

@@ -33,6 +33,12 @@ async def backend_pid(conn: Connection) -> int:
     return int(row[0])
 
 
+def on_port(settings: Settings, port: int) -> Settings:
+    """``settings`` with the history store on another loopback port."""
+    history = HistorySettings(**{**settings.history.model_dump(), "port": port})
+    return settings.model_copy(update={"history": history})
+
+
 async def terminate(settings: Settings, *pids: int) -> None:
     """End the backends ``pids`` from another connection and wait until they are gone."""
     async with await connect(settings, autocommit=True) as admin:
@@ -92,8 +98,7 @@ async def test_sensorthings_and_ngsi_reads_after_their_connection_was_ended(
 async def test_a_server_that_cannot_be_reached_fails_the_loan_at_once(
     history_settings: Settings,
 ) -> None:
-    history = HistorySettings(**{**history_settings.history.model_dump(), "port": free_port()})
-    unreachable = history_settings.model_copy(update={"history": history})
+    unreachable = on_port(history_settings, free_port())
     pool = ConnectionPool(unreachable, size=1)
     # A connection made while the server was up, ended since, as the pool would hold it.
     dead = await connect(history_settings, autocommit=True)
@@ -154,10 +159,7 @@ async def test_a_server_that_stops_answering_fails_loans_at_once_after_the_first
     once the server answers again (and the pause is over) loans work."""
     monkeypatch.setattr("cityhub.streams.history.connection.DOWN_FOR_S", 1.5)
     relay = FreezingRelay(history_settings.history.port)
-    history = HistorySettings(
-        **{**history_settings.history.model_dump(), "port": await relay.start()}
-    )
-    pool = ConnectionPool(history_settings.model_copy(update={"history": history}), size=4)
+    pool = ConnectionPool(on_port(history_settings, await relay.start()), size=4)
     try:
         async with pool.connection() as conn:
             await backend_pid(conn)  # one idle connection, through the relay
