@@ -22,6 +22,7 @@ from cityhub.schemas.topics import Topics
 from cityhub.streams import http_refusals, kafka_log_flood
 from cityhub.streams.api.openapi_cli import openapi_cmd
 from cityhub.streams.cli_async import run_async
+from cityhub.streams.deadletters.cli import deadletters
 from cityhub.streams.devtools.stack.cli import stack
 from cityhub.streams.logsetup import LogFormat, install
 from cityhub.streams.mqtt_cli import mqtt
@@ -475,6 +476,7 @@ main.add_command(openapi_cmd)
 main.add_command(mqtt)
 main.add_command(stack)
 main.add_command(sharing)
+main.add_command(deadletters)
 
 if __name__ == "__main__":
     main()

@@ -192,9 +192,12 @@ def payload_visible(who: Principal, letter: Letter, personal: bool) -> bool:
 def is_personal(letter: Letter, registry: RegistryView) -> bool:
     """Whether the letter's device is of a ``personal`` type now. A letter of an unknown
     device is not: nothing says it is (its payload shows to admins only)."""
-    if letter.device_id is None:
-        return False
-    entry = registry.device_by_id(letter.device_id)
+    return letter.device_id is not None and device_is_personal(letter.device_id, registry)
+
+
+def device_is_personal(device_id: str, registry: RegistryView) -> bool:
+    """Whether the registered device ``device_id`` is of a ``personal`` type now."""
+    entry = registry.device_by_id(device_id)
     if entry is None:
         return False
     kind = registry.device_type(entry.tenant, entry.type)

@@ -15,7 +15,8 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg import sql
 
 from cityhub.connectors.mqtt.session import end_session
-from cityhub.schemas.settings import HistorySettings, MqttSettings, Settings
+from cityhub.schemas.settings import HistorySettings, KafkaSettings, MqttSettings, Settings
 from cityhub.streams.history.connection import read_password
+from cityhub.streams.registry.service import Registry
+from cityhub.streams.registry.store import RegistryStore
 
 BOOTSTRAP = os.environ.get("CITYHUB_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MQTT_HOST = "127.0.0.1"
@@ -233,6 +236,19 @@ class Hub:
             # stop() is called from sync fixtures and from async tests alike: a thread of its own.
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 pool.submit(asyncio.run, end_session(settings)).result(timeout=30)
+
+
+@asynccontextmanager
+async def registry_of(hub: Hub) -> AsyncIterator[Registry]:
+    """A registry on ``hub``'s topics (its prefix), for a test to register what it sends."""
+    base = Settings()
+    kafka = KafkaSettings(**{**base.kafka.model_dump(), "topic_prefix": hub.prefix})
+    store = RegistryStore(base.model_copy(update={"kafka": kafka}))
+    await store.start()
+    try:
+        yield Registry(store)
+    finally:
+        await store.stop()
 
 
 async def publish(

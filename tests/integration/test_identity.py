@@ -14,13 +14,11 @@ from typing import Any
 import pytest
 
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, NetworkBinding, TenantSpec
-from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.schemas.validation import load_schema
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
-from cityhub.streams.registry.store import RegistryStore
 
-from .hub import Hub, publish, read_topic
+from .hub import Hub, publish, read_topic, registry_of
 from .uplinks import unique_eui
 
 pytestmark = pytest.mark.integration
@@ -64,20 +62,13 @@ def chirpstack(topic_eui: str, payload_eui: str, f_cnt: int) -> tuple[str, bytes
 async def hub_and_registry(tmp_path: Path) -> AsyncIterator[tuple[Hub, Registry]]:
     hub = Hub(tmp_path)
     hub.start()
-    base = Settings()
-    settings = base.model_copy(
-        update={"kafka": KafkaSettings(**{**base.kafka.model_dump(), "topic_prefix": hub.prefix})}
-    )
-    store = RegistryStore(settings)
-    await store.start()
-    registry = Registry(store)
-    for tenant in ("tenant-a", "tenant-b"):
-        await registry.create_tenant(ADMIN, TenantSpec(id=tenant, name=tenant))
-        await registry.create_type(ADMIN, tenant, DeviceTypeSpec(id="air", name="Air"))
     try:
-        yield hub, registry
+        async with registry_of(hub) as registry:
+            for tenant in ("tenant-a", "tenant-b"):
+                await registry.create_tenant(ADMIN, TenantSpec(id=tenant, name=tenant))
+                await registry.create_type(ADMIN, tenant, DeviceTypeSpec(id="air", name="Air"))
+            yield hub, registry
     finally:
-        await store.stop()
         hub.stop()
 
 

@@ -12,12 +12,10 @@ import pytest
 
 from cityhub.connectors.decoders.cayenne import encode_lpp
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, Location, TenantSpec
-from cityhub.schemas.settings import KafkaSettings, Settings
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
-from cityhub.streams.registry.store import RegistryStore
 
-from .hub import Hub, publish, read_topic
+from .hub import Hub, publish, read_topic, registry_of
 from .uplinks import chirpstack, tts, unique_eui
 
 pytestmark = pytest.mark.integration
@@ -29,25 +27,18 @@ ADMIN = Principal.system()
 async def hub_and_registry(tmp_path: Path) -> AsyncIterator[tuple[Hub, Registry]]:
     hub = Hub(tmp_path)
     hub.start()
-    base = Settings()
-    settings = base.model_copy(
-        update={"kafka": KafkaSettings(**{**base.kafka.model_dump(), "topic_prefix": hub.prefix})}
-    )
-    store = RegistryStore(settings)
-    await store.start()
-    registry = Registry(store)
-    await registry.create_tenant(ADMIN, TenantSpec(id="city", name="City"))
-    await registry.create_type(
-        ADMIN,
-        "city",
-        DeviceTypeSpec(
-            id="weather", name="Weather", decoder="cayenne-lpp", classification="public"
-        ),
-    )
     try:
-        yield hub, registry
+        async with registry_of(hub) as registry:
+            await registry.create_tenant(ADMIN, TenantSpec(id="city", name="City"))
+            await registry.create_type(
+                ADMIN,
+                "city",
+                DeviceTypeSpec(
+                    id="weather", name="Weather", decoder="cayenne-lpp", classification="public"
+                ),
+            )
+            yield hub, registry
     finally:
-        await store.stop()
         hub.stop()
 
 

@@ -3,73 +3,15 @@ side, personal payloads, bounds on memory and on what is shown, malformed record
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.errors import Reason
-from cityhub.schemas.registry import DeviceType, Role, Tenant
+from cityhub.schemas.registry import Role
 from cityhub.streams.deadletters.view import DeadLetterView, payload_visible, preview
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.view import RegistryView
 
-TS = "2026-12-04T10:00:00.000Z"
-
-
-def _registry() -> RegistryView:
-    view = RegistryView()
-    records: list[tuple[str, Any]] = []
-    for tenant in ("north", "south"):
-        records.append(
-            (f"tenant/{tenant}", Tenant(id=tenant, name=tenant, created_at=TS, updated_at=TS))
-        )
-    for tenant, type_id, cls in (
-        ("north", "aq", "public"),
-        ("north", "tracker", "personal"),
-        ("south", "aq", "internal"),
-    ):
-        records.append(
-            (
-                f"device_type/{tenant}/{type_id}",
-                DeviceType(
-                    tenant=tenant,
-                    id=type_id,
-                    name=type_id,
-                    decoder="network",
-                    fields=[],
-                    only_mapped=False,
-                    classification=cls,  # type: ignore[arg-type]  # pydantic coerces
-                    created_at=TS,
-                    updated_at=TS,
-                ),
-            )
-        )
-    for offset, (key, record) in enumerate(records):
-        view.apply(key, record.model_dump_json().encode(), offset)
-    for i, (tenant, type_id, dev_id, eui) in enumerate(
-        (
-            ("north", "aq", "n-aq-1", "00000000000000a1"),
-            ("north", "tracker", "n-track-1", "00000000000000b1"),
-            ("south", "aq", "s-aq-1", "00000000000000c1"),
-        )
-    ):
-        doc: dict[str, Any] = {
-            "kind": "device",
-            "tenant": tenant,
-            "id": dev_id,
-            "name": dev_id,
-            "type": type_id,
-            "dev_eui": eui,
-            "location": None,
-            "area": None,
-            "tags": [],
-            "active": True,
-            "app_key_sha256": None,
-            "created_at": TS,
-            "updated_at": TS,
-        }
-        view.apply(f"device/{dev_id}", json.dumps(doc).encode(), 100 + i)
-    return view
+from .deadletter_support import TS, registry_view
 
 
 def _letter(
@@ -97,7 +39,7 @@ NORTH_SUB = Principal(key_id="k4", tenant="north", role=Role.SUBSCRIBER)
 
 
 def _view(**kw: Any) -> DeadLetterView:
-    view = DeadLetterView(_registry(), **kw)
+    view = DeadLetterView(registry_view(), **kw)
     for offset, device in enumerate(
         [
             "n-aq-1",
@@ -144,7 +86,7 @@ def test_an_admin_sees_every_letter_with_the_unknown_devices_but_not_personal_pa
 
 
 def test_one_tenants_flood_does_not_push_out_anothers_letters() -> None:
-    view = DeadLetterView(_registry(), per_tenant=5)
+    view = DeadLetterView(registry_view(), per_tenant=5)
     view.add(_letter("s-aq-1"), partition=1, offset=0)
     for offset in range(1, 100):
         view.add(_letter("n-aq-1"), partition=1, offset=offset)
@@ -153,7 +95,7 @@ def test_one_tenants_flood_does_not_push_out_anothers_letters() -> None:
 
 
 def test_reasons_are_counted_and_filtered_newest_first() -> None:
-    view = DeadLetterView(_registry())
+    view = DeadLetterView(registry_view())
     view.add(
         _letter("n-aq-1", reason=Reason.OVERSIZE, at="2026-12-04T10:00:01Z"), partition=0, offset=0
     )
@@ -165,7 +107,7 @@ def test_reasons_are_counted_and_filtered_newest_first() -> None:
 
 
 def test_the_payload_is_cut_and_shown_as_text_or_hex_never_as_markup() -> None:
-    view = DeadLetterView(_registry(), preview_bytes=16)
+    view = DeadLetterView(registry_view(), preview_bytes=16)
     view.add(_letter("n-aq-1", b"<script>alert(1)</script>" * 10), partition=0, offset=0)
     view.add(_letter("n-aq-1", bytes(range(40))), partition=0, offset=1)
     text_letter, binary = sorted(view.letters(NORTH_OP), key=lambda dl: dl.id)
@@ -182,7 +124,7 @@ def test_the_payload_is_cut_and_shown_as_text_or_hex_never_as_markup() -> None:
 
 
 def test_malformed_records_are_counted_and_skipped() -> None:
-    view = DeadLetterView(_registry())
+    view = DeadLetterView(registry_view())
     for offset, value in enumerate([b"not json", b"[1]", b'{"reason": 1}', None, b"\xff\xfe"]):
         view.add(value, partition=0, offset=offset)
     assert view.malformed == 5
