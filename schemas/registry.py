@@ -429,6 +429,14 @@ class Device(_Record):
         doc["has_app_key"] = self.app_key_sha256 is not None
         return doc
 
+    def spec_doc(self) -> dict[str, Any]:
+        """The device as a ``DeviceSpec`` an import takes back (``cityhub devices export``):
+        without the write-only app key, the data subject (personal data; an import that leaves
+        the field out keeps a device's link) and the record's own fields."""
+        doc = self.model_dump(mode="json", include=set(DeviceSpec.model_fields))
+        doc.pop("data_subject", None)
+        return doc
+
 
 class ApiKey(_Record):
     kind: Literal["api_key"] = "api_key"

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from cityhub.schemas.registry import Device, DeviceSpec, Location, network_binding_fields
+from cityhub.streams.registry.cli.device_export import devices_export
 from cityhub.streams.registry.cli.device_import import devices_import
 from cityhub.streams.registry.cli.output import (
     IntervalParam,
@@ -29,6 +30,7 @@ def devices() -> None:
 
 
 devices.add_command(devices_import)
+devices.add_command(devices_export)
 
 
 def _device_row(device: Device) -> tuple[str, ...]:
