@@ -168,8 +168,9 @@ def time_param(request: web.Request, name: str) -> datetime | None:
         return None
     try:
         return parse_rfc3339(raw)
-    except InvalidTimestamp:
-        raise bad(name, "must be an RFC 3339 date-time, e.g. 2026-12-03T10:00:00Z") from None
+    except InvalidTimestamp as exc:
+        # exc.why: the reason (shape, calendar or range) without echoing the value.
+        raise bad(name, f"is not a time this API takes: {exc.why}") from None
 
 
 def simplified(doc: dict[str, Any]) -> dict[str, Any]:

@@ -257,3 +257,28 @@ def test_count(query: str, count: bool) -> None:
     from cityhub.streams.ngsi_ld.params import count_param
 
     assert count_param(make_mocked_request("GET", "/ngsi-ld/v1/entities" + query)) is count
+
+
+@pytest.mark.parametrize(
+    ("time_at", "says"),
+    [
+        ("0001-01-01T00:00:00Z", "from 1970-01-01T00:00:00Z up to"),
+        ("2150-06-01T00:00:00Z", "outside the times cityhub takes"),
+        ("2026-02-30T00:00:00Z", "not a day and time of the calendar"),
+        ("yesterday", "YYYY-MM-DDTHH:MM:SS"),
+    ],
+)
+def test_a_time_it_does_not_take_says_why_without_echoing_it(time_at: str, says: str) -> None:
+    from urllib.parse import quote
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from cityhub.streams.ngsi_ld.params import NgsiError, time_range
+
+    query = f"?timerel=after&timeAt={quote(time_at)}"
+    with pytest.raises(NgsiError) as caught:
+        time_range(make_mocked_request("GET", "/ngsi-ld/v1/temporal/entities" + query))
+    assert (caught.value.status, caught.value.name) == (400, "BadRequestData")
+    assert caught.value.detail.startswith("timeAt: is not a time this API takes: ")
+    assert says in caught.value.detail
+    assert time_at not in caught.value.detail
