@@ -155,3 +155,31 @@ def test_the_acl_example_grants_the_hub_what_its_settings_use() -> None:
                 assert access == "read", (user, topic)
                 assert topic.startswith("cityhub/sub/"), (user, topic)
     assert grants[None] == [("write", "cityhub/ingest/%u")]
+
+
+def test_a_plain_status_of_a_secure_stack_says_to_ask_with_secure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from cityhub.streams.devtools.stack.cli import stack
+    from cityhub.streams.devtools.stack.lifecycle import started_secure
+
+    settings = Settings(stack=StackSettings(state_dir=tmp_path))
+    assert not started_secure(settings)  # never started
+    config = StackLayout.under(tmp_path).kafka_server_properties
+    config.parent.mkdir(parents=True)
+    config.write_text("listeners=PLAINTEXT://127.0.0.1:9092\n")
+    assert not started_secure(settings)
+    config.write_text("listeners=SASL_SSL://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n")
+    assert started_secure(settings)
+    # Nothing runs from this state dir: every service stopped, and the hint said once.
+    monkeypatch.setenv("CITYHUB_STACK__STATE_DIR", str(tmp_path))
+    done = CliRunner().invoke(stack, ["status"])
+    assert done.exit_code == 1
+    assert done.output.count("started with --secure") == 1
+    assert "cityhub stack status --secure" in done.output
+    # Asked with --secure, there is nothing to hint.
+    done = CliRunner().invoke(stack, ["status", "--secure"])
+    assert done.exit_code == 1
+    assert "started with --secure" not in done.output

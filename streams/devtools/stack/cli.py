@@ -77,8 +77,15 @@ def stack_down_cmd(purge: bool, only: tuple[str, ...]) -> None:
 def stack_status_cmd(secure: bool) -> None:
     """Say whether each service runs and serves; exit 1 if one does not."""
     from cityhub.streams.devtools.stack import stack_status
+    from cityhub.streams.devtools.stack.lifecycle import started_secure
 
-    status = run_async(stack_status(_stack_settings(secure)))
+    settings = _stack_settings(secure)
+    status = run_async(stack_status(settings))
     click.echo(status.render())
     if not status.all_serving:
+        if not settings.stack.secure and started_secure(settings):
+            click.echo(
+                "this stack was started with --secure: ask `cityhub stack status --secure` "
+                "(a plain status probes plain protocols)"
+            )
         sys.exit(1)

@@ -395,3 +395,13 @@ async def stack_status(settings: Settings) -> StackStatus:
     with quiet_client_logs():
         statuses = await asyncio.gather(*(_observe(s) for s in _services(settings, layout, None)))
     return StackStatus(services=tuple(statuses), state_dir=layout.root)
+
+
+def started_secure(settings: Settings) -> bool:
+    """Whether the stack in ``settings``' state dir was last started with ``--secure`` (its
+    Kafka listens with SASL_SSL): a plain status of it probes the wrong protocols."""
+    config = StackLayout.under(settings.stack.state_dir).kafka_server_properties
+    try:
+        return "SASL_SSL" in config.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
