@@ -63,6 +63,17 @@ def _refuse_simulating_over_tls(settings: Settings) -> None:
         )
 
 
+def _refuse_without_kek(settings: Settings) -> None:
+    """Refuse, before any banner, a hub or API without its key-encryption key: every part but
+    the bridge needs it (sealing, the purpose checks, the console's cookies)."""
+    from cityhub.streams.privacy.keys_store import load_kek
+
+    try:
+        load_kek(settings)
+    except CityhubError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _setup_logging(level: str, log_format: LogFormat) -> None:
     """Every logger of the process (aiokafka's and aiohttp's too) writes to stderr through
     ``cityhub.streams.logsetup``: strings from outside escaped, arguments capped, one line per
@@ -250,12 +261,13 @@ def run(
     """The whole hub, supervised: the bridge, a worker per core, the API and the delivery, each
     a process of its own (the API on 127.0.0.1:8080; the hub's metrics and health, gathered from
     every process, on 127.0.0.1:9464 by default). One Ctrl-C stops them all."""
-    from cityhub.streams.supervisor import Supervisor, hub_children
+    from cityhub.streams.supervisor import Supervisor, hub_children, with_concrete_ports
     from cityhub.streams.topic_admin import ensure_topics
 
-    settings = _settings(http_port=http_port, management_port=management_port)
+    settings = with_concrete_ports(_settings(http_port=http_port, management_port=management_port))
     if simulate:
         _refuse_simulating_over_tls(settings)
+    _refuse_without_kek(settings)
     topics = Topics.for_prefix(settings.kafka.topic_prefix)
     api = f"http://{settings.http.host}:{settings.http.port}/api/v1"
     management = f"http://{settings.management.host}:{settings.management.port}"
@@ -329,6 +341,7 @@ def api_cmd(
     """Only the operator API (/api/v1; /metrics and /healthz on the management port); scale out
     by starting more: each materialises the registry topic."""
     settings = _settings(http_port=http_port, management_port=management_port)
+    _refuse_without_kek(settings)
     _announce(
         settings,
         f"cityhub: operator API on http://{settings.http.host}:{settings.http.port}/api/v1 "

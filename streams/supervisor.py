@@ -147,6 +147,18 @@ def hub_ports(settings: Settings) -> set[int]:
     return {settings.http.port, settings.management.port}
 
 
+def with_concrete_ports(settings: Settings) -> Settings:
+    """``settings`` with a free port for the API and the management endpoint where they ask
+    for port 0 (any): chosen now, so that the banner and every child name the same one."""
+    wanted = [name for name in ("http", "management") if getattr(settings, name).port == 0]
+    ports = free_ports(len(wanted), avoid=hub_ports(settings))
+    update = {
+        name: getattr(settings, name).model_copy(update={"port": port})
+        for name, port in zip(wanted, ports, strict=True)
+    }
+    return settings.model_copy(update=update) if update else settings
+
+
 def free_ports(count: int, *, avoid: set[int]) -> list[int]:
     """``count`` distinct loopback ports that are free now and not in ``avoid``: all sockets stay
     bound until every port is chosen, so the system cannot hand out one twice."""

@@ -132,3 +132,31 @@ def test_a_kafka_address_that_is_no_host_and_port_is_refused_at_once(
 def test_kafka_addresses_as_operators_write_them_are_taken() -> None:
     for servers in ("127.0.0.1:9092", "[::1]:9092", "k1.city.example:9093, k2.city.example:9093"):
         assert KafkaSettings(bootstrap_servers=servers).bootstrap_servers == servers
+
+
+def test_run_without_a_key_encryption_key_is_refused_before_the_banner(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    from click.testing import CliRunner
+
+    from cityhub.streams.cli import run
+
+    monkeypatch.delenv("CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY", raising=False)
+    monkeypatch.setenv("CITYHUB_PRIVACY__KEY_ENCRYPTION_KEY_FILE", f"{tmp_path}/missing-kek")
+    done = CliRunner().invoke(run, [])
+    assert done.exit_code == 1
+    assert "no key-encryption key" in done.output
+    assert "operator API" not in done.output  # no banner of a hub that will not start
+    assert "Traceback" not in done.output
+
+
+def test_port_zero_is_a_free_port_chosen_before_the_banner() -> None:
+    from cityhub.schemas.settings import HttpSettings, ManagementSettings
+    from cityhub.streams.supervisor import with_concrete_ports
+
+    asked = Settings(http=HttpSettings(port=0), management=ManagementSettings(port=0))
+    chosen = with_concrete_ports(asked)
+    assert 0 < chosen.http.port != chosen.management.port > 0
+    kept = Settings(http=HttpSettings(port=18080), management=ManagementSettings(port=0))
+    assert with_concrete_ports(kept).http.port == 18080
+    assert with_concrete_ports(kept).management.port not in (0, 18080)
