@@ -146,6 +146,12 @@ class HttpSettings(_Section):
     default: no page of another origin may read any answer but the OpenAPI document's, which
     every origin may."""
     contact: ApiContactSettings = ApiContactSettings()
+    idle_timeout_seconds: float = Field(default=75.0, ge=1.0, le=3600.0)
+    """A connection that has not sent a whole request's headers this long after it opened, or
+    after its last response, is closed (slow or silent clients holding sockets). A request in
+    progress, a live stream among them, is never cut. Keep it above the idle timeout of a
+    reverse proxy's upstream connections (nginx and load balancers: 60 s), or the proxy may
+    send a request on a connection the hub is closing."""
 
 
 class ManagementSettings(_Section):

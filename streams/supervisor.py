@@ -40,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cityhub.connectors.kafka_clients import component_login
 from cityhub.schemas.settings import Settings
 from cityhub.streams.parent_watch import SUPERVISOR_FD_VARIABLE
+from cityhub.streams.runtime.host import IDLE_TIMEOUT_S
 from cityhub.streams.wiring_worker import has_side_stages
 
 log = logging.getLogger("cityhub.supervisor")
@@ -305,7 +306,9 @@ class Supervisor:
 
     async def run(self) -> None:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S))
-        runner = web.AppRunner(self._management_app(session), access_log=None)
+        runner = web.AppRunner(
+            self._management_app(session), access_log=None, keepalive_timeout=IDLE_TIMEOUT_S
+        )
         await runner.setup()
         management = self._settings.management
         tasks = [

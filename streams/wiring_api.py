@@ -179,7 +179,13 @@ def api_parts(
         *([store_part("agreement usage", usage_store)] if usage_store is not None else []),
         *health_parts,
         *console_parts,
-        server_part("operator API", app, settings.http.host, settings.http.port),
+        server_part(
+            "operator API",
+            app,
+            settings.http.host,
+            settings.http.port,
+            idle_timeout=settings.http.idle_timeout_seconds,
+        ),
     ]
 
 

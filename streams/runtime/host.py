@@ -52,11 +52,22 @@ def store_part(name: str, store: Store) -> Part:
     return Part(name, run)
 
 
-def server_part(name: str, app: web.Application, host: str, port: int) -> Part:
-    """Serves ``app`` on ``host:port`` for as long as the process runs."""
+IDLE_TIMEOUT_S = 75.0
+"""How long a connection may go without a whole request's headers: from when it opens, and
+from the end of each response (``http.idle_timeout_seconds`` for the API)."""
+
+
+def server_part(
+    name: str, app: web.Application, host: str, port: int, *, idle_timeout: float = IDLE_TIMEOUT_S
+) -> Part:
+    """Serves ``app`` on ``host:port`` for as long as the process runs. A connection that has
+    not sent a whole request's headers ``idle_timeout`` seconds after it opened or after its
+    last response is closed (aiohttp's keep-alive timeout, armed at connection and after each
+    response, closes a connection still waiting for headers; its default is an hour, which let
+    slow or silent clients hold sockets that long). A request in progress is never cut."""
 
     async def run() -> None:
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=idle_timeout)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()

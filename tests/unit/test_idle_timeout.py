@@ -1,0 +1,113 @@
+"""Slow and silent clients (slowloris) on the hub's HTTP servers: a connection without a whole
+request's headers within the idle timeout, from its opening or from its last response, is
+closed; a request in progress (a live stream) is never cut. Real sockets on loopback against
+``server_part``, so that a change in aiohttp's keep-alive handling shows here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from cityhub.schemas.settings import HttpSettings
+from cityhub.streams.runtime.host import server_part
+
+TIMEOUT = 1.0
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for i in range(6):  # 3 s: three idle timeouts
+        await response.write(f"data: {i}\n\n".encode())
+        await asyncio.sleep(0.5)
+    return response
+
+
+async def _hello(request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = int(s.getsockname()[1])
+    app = web.Application()
+    app.router.add_get("/", _hello)
+    app.router.add_get("/stream", _stream)
+    task = asyncio.create_task(
+        server_part("test", app, "127.0.0.1", free, idle_timeout=TIMEOUT).run()
+    )
+    for _ in range(100):
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", free)
+            writer.close()
+            break
+        await asyncio.sleep(0.05)
+    try:
+        yield free
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _closed_after(reader: asyncio.StreamReader, limit: float) -> float:
+    """Seconds until the server closes the connection (reads what it sends meanwhile)."""
+    started = time.monotonic()
+    while await asyncio.wait_for(reader.read(65536), limit):
+        pass
+    return time.monotonic() - started
+
+
+async def test_a_connection_that_sends_nothing_is_closed(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await _closed_after(reader, 10) < TIMEOUT + 2
+    writer.close()
+
+
+async def test_headers_sent_a_byte_at_a_time_do_not_hold_the_connection(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    with contextlib.suppress(ConnectionError):
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            if reader.at_eof() or time.monotonic() - started > 8:
+                break
+    await _closed_after(reader, 10)
+    assert time.monotonic() - started < TIMEOUT + 3
+    writer.close()
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_its_response(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"hello"), 5)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert await _closed_after(reader, 10) < TIMEOUT + 2
+    writer.close()
+
+
+async def test_a_live_stream_outlasts_the_timeout(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    received = b""
+    while b"data: 5" not in received:
+        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        assert chunk, f"closed mid-stream after {received!r}"
+        received += chunk
+    writer.close()
+
+
+def test_the_api_setting_is_bounded() -> None:
+    assert HttpSettings().idle_timeout_seconds == 75.0
+    with pytest.raises(ValueError, match="idle_timeout_seconds"):
+        HttpSettings(idle_timeout_seconds=0)
