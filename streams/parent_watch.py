@@ -6,7 +6,9 @@ holding the hub's MQTT client id, so that a supervisor started again would run t
 take the session from each other in a loop. So the supervisor holds the write end of a pipe that
 only it holds, and every child inherits the read end (its number in ``SUPERVISOR_FD_VARIABLE``).
 The kernel closes the write end when the supervisor ends, in every way it can end; the child
-reads end-of-file and sends itself SIGTERM, which stops it as cleanly as a Ctrl-C.
+reads end-of-file and sends itself SIGTERM, which stops it as cleanly as a Ctrl-C. A child
+still running ``ORPHAN_STOP_S`` later exits at once, as the supervisor would have killed it: with
+nobody left to kill it, an orphan that hangs in its stop would live on for ever.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import MutableMapping
 
 log = logging.getLogger("cityhub.supervisor")
 
 SUPERVISOR_FD_VARIABLE = "CITYHUB_SUPERVISOR_FD"
 """The number of the inherited read end, in a child's environment (not a setting)."""
+ORPHAN_STOP_S = 30.0
+"""How long an orphaned child may take to stop (the supervisor's own ``STOP_TIMEOUT_S``)."""
 
 
 def watch_supervisor(environ: MutableMapping[str, str]) -> bool:
@@ -49,3 +54,7 @@ def _wait_for_end(fd: int) -> None:
             pass
     log.warning("the supervisor is gone; stopping")
     os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_STOP_S)  # a daemon thread: a process that stopped took it along
+    log.error("still running %.0f s after the supervisor ended; exiting now", ORPHAN_STOP_S)
+    logging.shutdown()
+    os._exit(1)

@@ -362,13 +362,14 @@ class WebhookSink:
             ) as response:
                 # The status decides the outcome; the body is only kept for the message (and
                 # read so that the connection can be reused). A body that does not arrive in
-                # the time left does not turn a 2xx into a failure.
+                # the time left, or breaks off (shorter than its Content-Length, the connection
+                # closed mid-body), does not turn a 2xx into a failure.
                 deadline = scope.when()
                 scope.reschedule(None)
                 try:
                     async with asyncio.timeout_at(deadline):
                         head = await self._read_capped(response)
-                except TimeoutError:
+                except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
                     head = b""
                     response.close()
                 if 200 <= response.status < 300:

@@ -19,10 +19,15 @@ from typing import TypeVar
 
 from aiohttp import web
 
+from cityhub.streams.runtime.host import SERVER_STOPPING
+
 KEEPALIVE_S = 15.0
 """A quiet stream gets a keep-alive comment this often (proxies close idle connections)."""
 GUARD_INTERVAL_S = 1.0
 """At most this long between two checks that the stream's client may still read it."""
+SERVER_STOPS = "the server is stopping; reconnect to go on where this stream ended"
+"""Why every stream ends when its server stops (``SERVER_STOPPING``): the client reconnects,
+to this server started again or another, with ``Last-Event-ID``."""
 
 StreamGuard = Callable[[], str | None]
 """Why a stream's client may no longer read it (a revoked key, a deleted or paused
@@ -44,7 +49,7 @@ _NOTHING = object()
 
 
 async def guarded(
-    request: web.BaseRequest,
+    request: web.Request,
     response: web.StreamResponse,
     take: Callable[[], Awaitable[T]],
     guard: StreamGuard,
@@ -59,6 +64,7 @@ async def guarded(
     ``stopped()`` (the source of the items ended: the caller says why)."""
     loop = asyncio.get_running_loop()
     keepalive_at = loop.time() + KEEPALIVE_S
+    server_stopping = request.config_dict.get(SERVER_STOPPING)
     while not stopped():
         item: T | object = _NOTHING
         with contextlib.suppress(TimeoutError):
@@ -67,7 +73,7 @@ async def guarded(
         if transport is None or transport.is_closing():
             yield StreamEnded(None)
             return
-        why = guard()
+        why = SERVER_STOPS if server_stopping is not None and server_stopping.is_set() else guard()
         if why is not None:
             yield StreamEnded(why)
             return

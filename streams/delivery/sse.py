@@ -261,7 +261,7 @@ class LiveStreams:
 
     async def _write(
         self,
-        request: web.BaseRequest,
+        request: web.Request,
         response: web.StreamResponse,
         queue: DeliveryQueue,
         record: Subscription,

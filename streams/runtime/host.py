@@ -52,6 +52,12 @@ def store_part(name: str, store: Store) -> Part:
     return Part(name, run)
 
 
+SERVER_STOPPING = web.AppKey("cityhub_server_stopping", asyncio.Event)
+"""Set when the server of an app (``server_part``) begins to stop: its long-lived responses
+(live streams, ``cityhub.streams.delivery.guarded_stream``) end then, so that the stop does
+not wait for them (it waited for ever: an API under ``cityhub run`` was killed after 30 s, and
+one whose supervisor had died stayed on as an orphan)."""
+
 IDLE_TIMEOUT_S = 75.0
 """How long a connection may go without a whole request's headers: from when it opens, and
 from the end of each response (``http.idle_timeout_seconds`` for the API)."""
@@ -64,9 +70,17 @@ def server_part(
     not sent a whole request's headers ``idle_timeout`` seconds after it opened or after its
     last response is closed (aiohttp's keep-alive timeout, armed at connection and after each
     response, closes a connection still waiting for headers; its default is an hour, which let
-    slow or silent clients hold sockets that long). A request in progress is never cut."""
+    slow or silent clients hold sockets that long). A request in progress is never cut; when
+    the part stops, ``SERVER_STOPPING`` tells the live streams to end."""
 
     async def run() -> None:
+        stopping = asyncio.Event()
+        app[SERVER_STOPPING] = stopping
+
+        async def stop_streams(_: web.Application) -> None:
+            stopping.set()
+
+        app.on_shutdown.append(stop_streams)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=idle_timeout)
         await runner.setup()
         try:

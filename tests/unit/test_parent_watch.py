@@ -55,3 +55,41 @@ def test_a_variable_naming_no_open_file_is_taken_out_and_ignored() -> None:
         environ = {SUPERVISOR_FD_VARIABLE: value}
         assert watch_supervisor(environ) is False
         assert environ == {}, "the variable must not reach the child's own children"
+
+
+HANGING_CHILD = """
+import os, signal, time
+import cityhub.streams.parent_watch as watch
+watch.ORPHAN_STOP_S = 0.5
+signal.signal(signal.SIGTERM, lambda *_: None)  # a stop that never ends (a live stream held it)
+assert watch.watch_supervisor(os.environ)
+print("watching", flush=True)
+time.sleep(30)
+"""
+
+
+def test_an_orphan_whose_stop_hangs_exits_after_the_grace() -> None:
+    lifeline, held = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", HANGING_CHILD],
+        env={**os.environ, SUPERVISOR_FD_VARIABLE: str(lifeline)},
+        pass_fds=(lifeline,),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        os.close(lifeline)
+        assert child.stdout is not None
+        assert child.stdout.readline() == "watching\n"
+        os.close(held)
+        assert child.wait(10) == 1
+        assert child.stderr is not None
+        assert "exiting now" in child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for stream in (child.stdout, child.stderr):
+            assert stream is not None
+            stream.close()

@@ -354,6 +354,26 @@ async def test_an_endless_error_body_is_capped_in_the_message(
     assert receiver.streamed < 32 * 1024 * 1024
 
 
+async def test_a_2xx_whose_body_breaks_off_is_still_a_success(
+    sinks: Callable[..., WebhookSink],
+) -> None:
+    async def short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        # Fewer bytes than the length it announces, then the connection closes.
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(short, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        sink = sinks(f"http://127.0.0.1:{port}/hooks/short", timeout=5)
+        assert await sink.send("msg_short", BODY) == 200
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_connection_refused_is_retriable(sinks: Callable[..., WebhookSink]) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -1,7 +1,8 @@
-"""Slow and silent clients (slowloris) on the hub's HTTP servers: a connection without a whole
+"""The hub's HTTP servers (``server_part``) with real sockets on loopback, so that a change in
+aiohttp's handling shows here. Slow and silent clients (slowloris): a connection without a whole
 request's headers within the idle timeout, from its opening or from its last response, is
-closed; a request in progress (a live stream) is never cut. Real sockets on loopback against
-``server_part``, so that a change in aiohttp's keep-alive handling shows here."""
+closed; a request in progress (a live stream) is never cut. A stopping server ends its live
+streams at once, saying why, instead of waiting for them (for ever)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from cityhub.schemas.settings import HttpSettings
+from cityhub.streams.delivery.guarded_stream import SERVER_STOPS, StreamEnded, guarded
 from cityhub.streams.runtime.host import server_part
 
 TIMEOUT = 1.0
@@ -33,14 +35,29 @@ async def _hello(request: web.Request) -> web.Response:
     return web.Response(text="hello")
 
 
+async def _guarded(request: web.Request) -> web.StreamResponse:
+    """A live stream with nothing to send, as the API's and the console's are written."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b": connected\n\n")
+    nothing: asyncio.Queue[bytes] = asyncio.Queue()
+    async for item in guarded(request, response, nothing.get, lambda: None, keepalive=b":\n\n"):
+        if isinstance(item, StreamEnded):
+            await response.write(f": closed: {item.why}\n\n".encode())
+            break
+    return response
+
+
 @pytest.fixture
-async def port() -> AsyncIterator[int]:
+async def served() -> AsyncIterator[tuple[int, asyncio.Task[None]]]:
+    """A server part on a free loopback port: the port, and the task running it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = int(s.getsockname()[1])
     app = web.Application()
     app.router.add_get("/", _hello)
     app.router.add_get("/stream", _stream)
+    app.router.add_get("/guarded", _guarded)
     task = asyncio.create_task(
         server_part("test", app, "127.0.0.1", free, idle_timeout=TIMEOUT).run()
     )
@@ -51,11 +68,16 @@ async def port() -> AsyncIterator[int]:
             break
         await asyncio.sleep(0.05)
     try:
-        yield free
+        yield free, task
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@pytest.fixture
+def port(served: tuple[int, asyncio.Task[None]]) -> int:
+    return served[0]
 
 
 async def _closed_after(reader: asyncio.StreamReader, limit: float) -> float:
@@ -111,3 +133,20 @@ def test_the_api_setting_is_bounded() -> None:
     assert HttpSettings().idle_timeout_seconds == 75.0
     with pytest.raises(ValueError, match="idle_timeout_seconds"):
         HttpSettings(idle_timeout_seconds=0)
+
+
+async def test_a_stopping_server_ends_its_live_streams_at_once(
+    served: tuple[int, asyncio.Task[None]],
+) -> None:
+    port, server = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /guarded HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b": connected"), 5)
+    started = time.monotonic()
+    server.cancel()  # the process stops: run_parts cancels its parts
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(server, 10)
+    assert time.monotonic() - started < 3  # aiohttp would have waited 60 s, then cancelled
+    rest = await asyncio.wait_for(reader.read(65536), 5)
+    assert f": closed: {SERVER_STOPS}".encode() in rest
+    writer.close()
