@@ -13,6 +13,7 @@ import orjson
 
 from cityhub.schemas.errors import InvalidEnvelope, MalformedJSON
 from cityhub.schemas.payload_text import fit_json, payload_from_text, payload_to_text
+from cityhub.schemas.timefmt import bounded_repr
 
 ENVELOPE_VERSION = 1
 
@@ -68,7 +69,7 @@ class RawEnvelope:
         version = doc.get("v")
         if version != ENVELOPE_VERSION or isinstance(version, bool):
             # Read as version 1, another version's fields could mean something else.
-            shown = repr(version)[:20]
+            shown = bounded_repr(version)[:20]
             raise InvalidEnvelope(
                 f"raw envelope version {shown} is not the one this hub reads "
                 f"({ENVELOPE_VERSION}); a record of another version, or not written by a bridge"

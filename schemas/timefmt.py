@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from datetime import UTC, datetime
 from typing import Final
 
@@ -63,6 +64,31 @@ _SHOWN: Final = 48
 """Characters of a refused value shown in an error (a hostile one may be 64 KiB long)."""
 
 
+class _Bounded(reprlib.Repr):
+    """``repr`` of a refused value, bounded in depth and width: a value parsed from outside may
+    nest a thousand levels (``repr`` then raises RecursionError) or hold a megabyte."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = self.maxother = self.maxlong = _SHOWN
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 4
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 64:  # repr raises past 4 300 digits
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_BOUNDED: Final = _Bounded()
+
+
+def bounded_repr(value: object) -> str:
+    """``repr(value)`` cut to a few levels and items (``[[[...]]]``, ``[1, 2, 3, 4, ...]``);
+    never an exception, whatever the value."""
+    return _BOUNDED.repr(value)
+
+
 def shown(value: object) -> str:
     """A short, printable form of a refused value for an error detail: ASCII escapes for any
     other character (so a fullwidth two shows as ``\\uff12``), cut to a few dozen characters
@@ -75,7 +101,7 @@ def shown(value: object) -> str:
         return f"{text[: 2 * _SHOWN]}... ({len(value)} characters)"
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"an integer of {value.bit_length()} bits"  # repr would raise past 4300 digits
-    text = repr(value)
+    text = bounded_repr(value)
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 

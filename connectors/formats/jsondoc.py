@@ -20,6 +20,7 @@ from cityhub.schemas.errors import InvalidTimestamp, MalformedJSON, SchemaMismat
 from cityhub.schemas.timefmt import (
     LATEST_SECONDS,
     RANGE,
+    bounded_repr,
     epoch_to_rfc3339,
     parse_rfc3339,
     rfc3339_from_datetime,
@@ -35,7 +36,7 @@ _EPOCH_EXPECTED: Final = f"seconds (or, above 1e11, milliseconds) since the epoc
 
 def shown(value: Any) -> str:
     """A short repr of a bad value for an error message (never the whole hostile blob)."""
-    text = repr(value)
+    text = bounded_repr(value)  # repr of a value nested 1 000 deep raised RecursionError
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
