@@ -26,11 +26,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from cityhub.connectors.ngsi_ld.pattern import PatternRefused, compile_pattern
 from cityhub.schemas.errors import CityhubError, InvalidTimestamp
 from cityhub.schemas.timefmt import parse_rfc3339
 
 MAX_Q_LENGTH: Final = 2000
+MAX_Q_DEPTH: Final = 20
+"""Parentheses nested deeper than this are refused (each level is a few frames of the parser
+and of ``matches``: 340 levels raised RecursionError, a 500)."""
 EARTH_RADIUS_M: Final = 6_371_008.8
 
 
@@ -141,6 +146,7 @@ class _Parser:
     def __init__(self, tokens: list[tuple[str, Any]]) -> None:
         self.tokens = tokens
         self.at = 0
+        self.depth = 0
 
     def peek(self) -> str | None:
         return self.tokens[self.at][0] if self.at < len(self.tokens) else None
@@ -171,7 +177,11 @@ class _Parser:
             return term
         if kind == "lparen":
             self.take()
+            self.depth += 1
+            if self.depth > MAX_Q_DEPTH:
+                raise BadQuery("q", f"parentheses nest at most {MAX_Q_DEPTH} deep")
             inner = self.parse_or()
+            self.depth -= 1
             if self.peek() != "rparen":
                 raise BadQuery("q", "a parenthesis is not closed")
             self.take()
@@ -315,8 +325,10 @@ def parse_geo(georel: str, geometry: str | None, coordinates: str | None) -> Geo
     if coordinates is None:
         raise BadQuery("coordinates", "is required with georel")
     try:
-        parsed = json.loads(coordinates)
-    except ValueError:
+        # orjson: nesting past its limit (1 024) is a parse error, not a RecursionError; NaN and
+        # Infinity, which json.loads takes, are no JSON.
+        parsed = orjson.loads(coordinates)
+    except orjson.JSONDecodeError:
         raise BadQuery("coordinates", "must be GeoJSON coordinates, e.g. [4.89,52.37]") from None
     if geometry == "Point":
         _position(parsed)

@@ -282,3 +282,16 @@ def test_a_time_it_does_not_take_says_why_without_echoing_it(time_at: str, says:
     assert caught.value.detail.startswith("timeAt: is not a time this API takes: ")
     assert says in caught.value.detail
     assert time_at not in caught.value.detail
+
+
+def test_deep_nesting_is_a_bad_query_not_a_recursion_error() -> None:
+    # Found by fuzzing: 340 parentheses in q, and coordinates nested 1 000 deep, were 500s.
+    assert parse_q("(" * 20 + "pm25>10" + ")" * 20) == Term(("pm25",), ">", 10)
+    with pytest.raises(BadQuery, match="nest at most 20 deep"):
+        parse_q("(" * 21 + "pm25>10" + ")" * 21)
+    with pytest.raises(BadQuery, match="nest at most"):
+        parse_q("(" * 340 + "a==1" + ")" * 340)
+    for coordinates in ("[" * 1000 + "]" * 1000, "[" * 2000 + "]" * 2000, "[NaN, 52.3]"):
+        with pytest.raises(BadQuery) as refused:
+            parse_geo("near;maxDistance==10", "Point", coordinates)
+        assert refused.value.parameter == "coordinates"
