@@ -17,8 +17,9 @@ from datetime import date, datetime, timedelta
 import orjson
 
 from cityhub.schemas import base64url
+from cityhub.schemas.errors import InvalidTimestamp
 from cityhub.schemas.open_data import OpenWindow
-from cityhub.schemas.timefmt import rfc3339_from_datetime
+from cityhub.schemas.timefmt import parse_rfc3339, rfc3339_from_datetime
 from cityhub.streams.opendata.files import sort_key
 
 MAX_RANGE_DAYS = 31
@@ -138,6 +139,10 @@ def decode_cursor(text: str) -> Cursor:
         raise BadSelection("cursor", "not a cursor of this API") from None
     if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
         raise BadSelection("cursor", "not a cursor of this API")
+    try:  # the first is a window's start: the reader takes its day from it
+        parse_rfc3339(value[0])
+    except InvalidTimestamp:
+        raise BadSelection("cursor", "not a cursor of this API") from None
     return (value[0], value[1], value[2])
 
 

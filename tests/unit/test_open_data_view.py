@@ -222,7 +222,18 @@ def test_the_default_range_is_the_last_day_and_ranges_are_bounded() -> None:
 
 
 @pytest.mark.parametrize(
-    "cursor", ["", "x", "!!!!", "W10", "WyJhIiwgMV0", "a" * 600, "eyJhIjogMX0", "WzEsMiwzXQ"]
+    "cursor",
+    [
+        "",
+        "x",
+        "!!!!",
+        "W10",
+        "WyJhIiwgMV0",
+        "a" * 600,
+        "eyJhIjogMX0",
+        "WzEsMiwzXQ",
+        "WyJ4IiwieSIsInoiXQ",  # ["x","y","z"]: three strings, no time first (was a 500)
+    ],
 )
 def test_a_cursor_this_api_did_not_give_is_refused(cursor: str) -> None:
     with pytest.raises(BadSelection):
