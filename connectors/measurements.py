@@ -39,7 +39,7 @@ MAX_DEPTH: Final = 8
 MAX_MEASUREMENTS: Final = 512
 MAX_FIELD_NAME_LENGTH: Final = 128
 """As a device type's field mapping names a field (``FieldMapping.field``)."""
-_MAX_UNIT_LENGTH: Final = 32
+MAX_UNIT_LENGTH: Final = 32
 _INT64_MIN: Final = -(1 << 63)
 _UINT64_MAX: Final = (1 << 64) - 1
 # 2**1023 < float max: anything with more bits would overflow float().
@@ -72,7 +72,7 @@ def _with_unit(value: Mapping[str, Any]) -> tuple[Value, str | None] | None:
     if scalar is None:
         return None
     unit = value.get("unit")
-    if type(unit) is not str or not 0 < len(unit) <= _MAX_UNIT_LENGTH:
+    if type(unit) is not str or not 0 < len(unit) <= MAX_UNIT_LENGTH:
         unit = None
     return scalar, unit
 

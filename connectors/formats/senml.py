@@ -24,7 +24,9 @@ Errors (``SchemaMismatch``, naming the record index): a record that is not an ob
 of the wrong type, an empty name, a record with neither value nor sum, a value or sum that
 the base value or sum takes beyond the range of a number (``bv + v`` of ``1e308 + 1e308``),
 a ``bver`` above 10,
-and any field ending in ``_`` (RFC 8428 "must understand" extensions we do not know). A time
+and any field ending in ``_`` (RFC 8428 "must understand" extensions we do not know). The limits
+of decoded fields hold for packs too: a field name of at most 128 characters (it becomes the
+quantity), a unit of at most 32, at most 512 values in one message (a record's sum counts). A time
 that resolves outside 1970-01-01T00:00:00Z up to 2100 is an ``InvalidTimestamp`` (also a
 ``SchemaMismatch``).
 """
@@ -36,6 +38,11 @@ from typing import Any, Final
 
 from cityhub.connectors.formats.base import Measurement, Uplink
 from cityhub.connectors.formats.jsondoc import load_json, mismatch, shown
+from cityhub.connectors.measurements import (
+    MAX_FIELD_NAME_LENGTH,
+    MAX_MEASUREMENTS,
+    MAX_UNIT_LENGTH,
+)
 from cityhub.schemas.errors import InvalidTimestamp, SchemaMismatch
 from cityhub.schemas.quantities import lookup, quantity_for_unit
 from cityhub.schemas.timefmt import RANGE, epoch_to_rfc3339
@@ -165,11 +172,21 @@ def resolve_senml(records: Any, received_at: float) -> list[Measurement]:
         if value is None and s is None:
             raise SchemaMismatch(f"{path}: record {shown(name)} has no value (v, vs, vb, vd or s)")
 
+        if unit is not None and len(unit) > MAX_UNIT_LENGTH:
+            raise SchemaMismatch(
+                f"{path}: a unit of {len(unit)} characters, at most {MAX_UNIT_LENGTH} taken"
+            )
         field = _field_of(name, bn)
         if not field:
             # The record measures the device itself (RFC 8428's humidity-and-position example):
             # name it after what its unit measures, so that its records stay apart.
             field = (quantity_for_unit(unit) if unit else None) or unit or name
+        if len(field) > MAX_FIELD_NAME_LENGTH:
+            # The field becomes the quantity that aggregates, filters and topics carry.
+            raise SchemaMismatch(
+                f"{path}: a field name of {len(field)} characters, at most "
+                f"{MAX_FIELD_NAME_LENGTH} taken"
+            )
         quantity, catalogue_unit = _quantity_of(field)
         if value is not None:
             # Units measure numbers: a base unit does not stick to a string or a boolean.
@@ -184,6 +201,11 @@ def resolve_senml(records: Any, received_at: float) -> list[Measurement]:
                 Measurement(
                     f"{field}.sum", f"{quantity}_sum", total, unit or catalogue_unit, observed_at
                 )
+            )
+        if len(out) > MAX_MEASUREMENTS:
+            raise SchemaMismatch(
+                f"SenML pack: more than {MAX_MEASUREMENTS} values (each record's value and sum "
+                "count), at most that many taken from one message"
             )
     return out
 

@@ -143,6 +143,12 @@ def test_path_names_keep_their_context() -> None:
         ([{"n": "t", "v": 1, "crit_": 1}], "[0].crit_: unknown must-understand"),
         ([{"n": "t", "vs": "x" * 300}], "too long"),
         ([{"n": "t", "v": 1}] * 2000, "at most"),
+        # The limits of decoded fields (found by fuzzing: a 200 000-character name became a
+        # quantity, a pack of 1 024 records 2 048 observations).
+        ([{"n": "t" * 129, "v": 1}], "[0]: a field name of 129 characters, at most 128"),
+        ([{"bn": "urn:dev:x:", "n": "", "bu": "u" * 40, "v": 1}], "a unit of 40 characters"),
+        ([{"bn": "d" * 200, "v": 1}], "a field name of 200 characters"),
+        ([{"n": f"t{i}", "v": 1, "s": 1} for i in range(257)], "more than 512 values"),
     ],
 )
 def test_senml_errors(pack: Any, message: str) -> None:
