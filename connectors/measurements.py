@@ -19,6 +19,7 @@ Cayenne LPP decoder's output, a generic JSON object. The rules:
   times, neither of which makes a faithful observation.
 * A catalogued field gets its canonical quantity and unit; any other keeps its field name as
   the quantity and has no unit.
+* At most ``MAX_KEYS_WALKED`` keys (nested ones included) are looked at in one message.
 * At most ``MAX_MEASUREMENTS`` values are taken from one message, and none under a field name
   (dotted path) longer than ``MAX_FIELD_NAME_LENGTH`` characters: the name becomes the
   quantity that aggregates, filters and topics carry.
@@ -30,16 +31,20 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from cityhub.connectors.formats.base import Measurement
+from cityhub.connectors.formats.base import (
+    MAX_FIELD_NAME_LENGTH,
+    MAX_MEASUREMENTS,
+    MAX_UNIT_LENGTH,
+    Measurement,
+)
 from cityhub.schemas.observation import Value
 from cityhub.schemas.quantities import lookup
 
 MAX_STRING_LENGTH: Final = 256
 MAX_DEPTH: Final = 8
-MAX_MEASUREMENTS: Final = 512
-MAX_FIELD_NAME_LENGTH: Final = 128
-"""As a device type's field mapping names a field (``FieldMapping.field``)."""
-MAX_UNIT_LENGTH: Final = 32
+MAX_KEYS_WALKED: Final = 4096
+"""Keys looked at in one message, nested ones included: a quarter MiB of empty objects nested
+eight deep (37 000 keys, no value) took 66 ms to walk."""
 _INT64_MIN: Final = -(1 << 63)
 _UINT64_MAX: Final = (1 << 64) - 1
 # 2**1023 < float max: anything with more bits would overflow float().
@@ -83,9 +88,11 @@ def _collect(
     depth: int,
     observed_at: str | None,
     out: list[Measurement],
+    budget: list[int],
 ) -> None:
     for key, raw in fields.items():
-        if len(out) >= MAX_MEASUREMENTS:
+        budget[0] -= 1
+        if len(out) >= MAX_MEASUREMENTS or budget[0] < 0:
             return
         if type(key) is not str or not key:
             continue  # an empty key names nothing: no field, no quantity
@@ -100,7 +107,7 @@ def _collect(
             explicit = _with_unit(raw)
             if explicit is None:
                 if depth < MAX_DEPTH:
-                    _collect(raw, name + ".", depth + 1, observed_at, out)
+                    _collect(raw, name + ".", depth + 1, observed_at, out, budget)
                 continue
             value, unit = explicit
         found = lookup(name)
@@ -119,5 +126,5 @@ def measurements_from_fields(
     nothing could be measured.
     """
     out: list[Measurement] = []
-    _collect(fields, "", 1, observed_at, out)
+    _collect(fields, "", 1, observed_at, out, [MAX_KEYS_WALKED])
     return out

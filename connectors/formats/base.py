@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from cityhub.schemas.observation import Gateway, Value
 
@@ -29,6 +29,15 @@ def strongest_gateways(gateways: Iterable[Gateway]) -> tuple[Gateway, ...]:
         return tuple(usable)
     usable.sort(key=lambda g: -g.rssi if g.rssi is not None else float("inf"))
     return tuple(usable[:MAX_GATEWAYS])
+
+
+MAX_MEASUREMENTS: Final = 512
+"""Values taken from one message at most, whatever its format."""
+MAX_FIELD_NAME_LENGTH: Final = 128
+"""The longest field name (it becomes the quantity that aggregates, filters and topics carry),
+as a device type's field mapping names a field (``FieldMapping.field``)."""
+MAX_UNIT_LENGTH: Final = 32
+"""The longest unit a message may give its value."""
 
 
 @dataclass(frozen=True, slots=True)

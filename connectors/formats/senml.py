@@ -36,13 +36,14 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from cityhub.connectors.formats.base import Measurement, Uplink
-from cityhub.connectors.formats.jsondoc import load_json, mismatch, shown
-from cityhub.connectors.measurements import (
+from cityhub.connectors.formats.base import (
     MAX_FIELD_NAME_LENGTH,
     MAX_MEASUREMENTS,
     MAX_UNIT_LENGTH,
+    Measurement,
+    Uplink,
 )
+from cityhub.connectors.formats.jsondoc import load_json, mismatch, shown
 from cityhub.schemas.errors import InvalidTimestamp, SchemaMismatch
 from cityhub.schemas.quantities import lookup, quantity_for_unit
 from cityhub.schemas.timefmt import RANGE, epoch_to_rfc3339

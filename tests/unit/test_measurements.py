@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
+from cityhub.connectors import measurements as measurements_module
 from cityhub.connectors.decoders.cayenne import decode_lpp, encode_lpp
 from cityhub.connectors.formats.base import Measurement
 from cityhub.connectors.measurements import (
     MAX_DEPTH,
+    MAX_KEYS_WALKED,
     MAX_MEASUREMENTS,
     MAX_STRING_LENGTH,
     measurements_from_fields,
@@ -139,6 +141,31 @@ def test_nesting_up_to_max_depth_is_kept() -> None:
 def test_measurement_count_is_bounded() -> None:
     fields = {f"f{i}": i for i in range(MAX_MEASUREMENTS * 3)}
     assert len(measurements_from_fields(fields)) == MAX_MEASUREMENTS
+
+
+def test_keys_walked_are_bounded() -> None:
+    # Found by fuzzing: thousands of empty objects nested eight deep, every key walked (66 ms)
+    # for no value at all.
+    def nest(level: int) -> dict[str, Any]:
+        return {} if level == 0 else {f"k{i}": nest(level - 1) for i in range(4)}
+
+    calls = 0
+    real = measurements_module.scalar_value
+
+    def counted(raw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(raw)
+
+    measurements_module.scalar_value = counted  # type: ignore[assignment]
+    try:
+        assert measurements_from_fields(nest(8)) == []  # 87 380 keys in all
+    finally:
+        measurements_module.scalar_value = real  # type: ignore[assignment]
+    assert calls <= MAX_KEYS_WALKED
+    # Within the bound, a value after many empty objects is still found.
+    fields: dict[str, Any] = {f"e{i}": {} for i in range(100)} | {"t": 3}
+    assert measurements_from_fields(fields) == [Measurement("t", "t", 3, None, None)]
 
 
 def test_non_string_keys_skipped() -> None:
