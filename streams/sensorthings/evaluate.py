@@ -180,7 +180,12 @@ def _time(value: object, name: str) -> datetime | None:
         return None
     if not isinstance(value, datetime):
         raise QueryError(f"{name} needs a date and time")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # A string read as a time (a quoted literal, a property): year 1 with a positive
+        # offset, or 9999-12-31 with a negative one, is before year 1 or after 9999 in UTC.
+        raise QueryError(f"{name} needs a date and time between years 1 and 9999 in UTC") from None
 
 
 def _call(name: str, args: list[Any]) -> Any:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
+from cityhub.schemas.errors import InvalidTimestamp
+from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.sensorthings.expr import (
     ARITHMETIC,
     COMPARISONS,
@@ -37,7 +39,10 @@ from cityhub.streams.sensorthings.expr import (
 MAX_OPTION_LENGTH = 4096
 """The longest query option accepted (a ``$filter`` longer than this is a 400)."""
 MAX_DEPTH = 32
-"""Deepest nesting of parentheses, ``not`` and unary minus in an expression, and of ``$expand``."""
+"""Deepest nesting of an expression (parentheses, ``not``, unary minus, function calls, and each
+``/`` step of a property path past its first name), and of ``$expand`` (each navigation it
+reaches is a level: a ``/`` step and an item in parentheses alike). What is deeper would
+exhaust the stack where it is merged, resolved or rendered; no client needs a tenth of it."""
 MAX_TOP = 1_000_000_000
 MAX_INTEGER = (1 << 63) - 1
 """The largest integer literal (ids are at most this)."""
@@ -48,7 +53,7 @@ _TOKEN = re.compile(
   | (?P<geo>(?:geography|geometry)'[^']*')
   | (?P<string>'(?:[^']|'')*')
   | (?P<datetime>[0-9]{4}-[0-9]{2}-[0-9]{2}
-        (?:T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:[0-9]{2}))?)
+        (?:T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?)
   | (?P<number>[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)
   | (?P<name>[A-Za-z_@$][A-Za-z0-9_.@$]*)
   | (?P<punct>[(),/-])
@@ -85,12 +90,19 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _datetime(text: str) -> datetime:
+def parse_datetime(text: str) -> datetime:
+    """A date-time literal (unquoted, or a quoted string read as a time) through the project's
+    gate, ``parse_rfc3339``: RFC 3339 with a time zone, 1970 up to 2100 (UTC). OData's form
+    without seconds (``2026-11-01T10:00Z``) is the same with ``:00``. Anything else is a
+    QueryError saying why without echoing it: year 1 with a positive offset overflowed
+    wherever the time was taken to UTC, and the history store holds nothing outside the range.
+    """
+    if len(text) > 16 and text[10] == "T" and text[16] != ":":
+        text = f"{text[:16]}:00{text[16:]}"
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryError(f"{text!r} is not a valid date and time") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return parse_rfc3339(text)
+    except InvalidTimestamp as exc:
+        raise QueryError(f"a date-time literal is refused: {exc.why}") from None
 
 
 _WKT = re.compile(r"^\s*(POINT|LINESTRING|POLYGON)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
@@ -259,7 +271,10 @@ class _ExprParser:
         if token.kind == "datetime":
             if "T" not in token.text:
                 return Literal(token.text)  # a date: compared as 'YYYY-MM-DD' text
-            return Literal(_datetime(token.text))
+            try:
+                return Literal(parse_datetime(token.text))
+            except QueryError as exc:
+                raise QueryError(f"{exc} (at position {token.at})") from None
         if token.kind == "number":
             return Literal(_number(token.text))
         return self.name(token)
@@ -275,11 +290,14 @@ class _ExprParser:
         if self.punct("("):
             return self.call(word.lower(), token)
         segments = [word]
+        depth = self.depth
         while self.punct("/"):
+            self.deeper()  # each step is resolved one level deeper
             part = self.next()
             if part.kind != "name":
                 raise QueryError(f"a property path continues with a name, not {part.text!r}")
             segments.append(part.text)
+        self.depth = depth
         return Path(tuple(segments))
 
     def call(self, name: str, token: Token) -> Expr:
@@ -383,9 +401,13 @@ _NAVIGATION = re.compile(r"^[A-Za-z]+$")
 
 def parse_expand(text: str, depth: int = 0) -> tuple[Expand, ...]:
     """The items of an ``$expand`` value: ``Datastreams($top=3;$expand=Observations)``,
-    ``Datastreams/Sensor``. A path expands each step, the options apply to its last one."""
-    if depth > MAX_DEPTH:
-        raise QueryError(f"$expand nests deeper than {MAX_DEPTH} levels")
+    ``Datastreams/Sensor``. A path expands each step, the options apply to its last one.
+
+    ``depth`` is how many levels of navigation the items are below the request's entities.
+    Every step is a level, whether after a ``/`` or inside parentheses: the last of
+    ``Datastreams/Observations($expand=FeatureOfInterest)`` is at level 3. Past ``MAX_DEPTH``
+    it is a QueryError (a 1000-step path overflowed the stack where it was merged, a 340-step
+    one where it was rendered)."""
     items: list[Expand] = []
     for part in split_top_level(text, ","):
         item = part.strip()
@@ -396,9 +418,14 @@ def parse_expand(text: str, depth: int = 0) -> tuple[Expand, ...]:
                 raise QueryError(f"$expand item {item[:64]!r} has text after its options")
             item, options = head.strip(), rest[:-1]
         steps = item.split("/")
+        if depth + len(steps) > MAX_DEPTH:
+            raise QueryError(
+                f"$expand nests deeper than {MAX_DEPTH} levels (each navigation it reaches, after "
+                "a '/' or inside parentheses, is one)"
+            )
         if not all(_NAVIGATION.match(step) for step in steps):
             raise QueryError(f"$expand names navigation properties, got {item[:64]!r}")
-        query = parse_options(_nested_options(options), depth + 1) if options else Query()
+        query = parse_options(_nested_options(options), depth + len(steps)) if options else Query()
         expand = Expand(steps[-1], query)
         for step in reversed(steps[:-1]):
             expand = Expand(step, Query(expand=(expand,)))

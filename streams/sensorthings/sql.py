@@ -37,6 +37,7 @@ from cityhub.streams.sensorthings.expr import (
     paths_of,
 )
 from cityhub.streams.sensorthings.ids import MAX_OBSERVATION_ID, event_id_bounds
+from cityhub.streams.sensorthings.parser import parse_datetime
 
 NAVIGATIONS = frozenset({"Datastream", "FeatureOfInterest"})
 OWN = {
@@ -72,22 +73,61 @@ def _is_navigation(path: Path) -> bool:
     return len(path.segments) > 1 and path.segments[0] in NAVIGATIONS
 
 
+def _logical(expr: Expr) -> tuple[Expr, ...] | None:
+    """The operands of an ``and``, ``or`` or ``not`` (what ``compile_filter`` descends
+    into), None for any other node."""
+    match expr:
+        case Binary(op="and" | "or", left=left, right=right):
+            return (left, right)
+        case Not(operand=operand):
+            return (operand,)
+    return None
+
+
+def _navigation_only(expr: Expr) -> dict[int, bool]:
+    """For each logical node of ``expr`` and each node below them (by ``id``): whether it reads
+    at least one path and only navigation paths (it is handed to ``Navigation`` whole).
+
+    One pass from the leaves up, without recursion over the logical nodes (a 4 KB filter chains
+    800 of them): asking ``paths_of`` at every level read the whole subtree again each time,
+    quadratic (150 ms on the event loop for 372 comparisons)."""
+    # (reads a path, reads navigation paths only): "only" holds vacuously without paths.
+    facts: dict[int, tuple[bool, bool]] = {}
+    pending: list[tuple[Expr, bool]] = [(expr, False)]
+    while pending:
+        node, ready = pending.pop()
+        operands = _logical(node)
+        if operands is None:
+            paths = paths_of(node)
+            facts[id(node)] = (bool(paths), all(_is_navigation(p) for p in paths))
+        elif ready:
+            parts = [facts[id(o)] for o in operands]
+            facts[id(node)] = (any(p[0] for p in parts), all(p[1] for p in parts))
+        else:
+            pending.append((node, True))
+            pending.extend((o, False) for o in operands)
+    return {key: reads and only for key, (reads, only) in facts.items()}
+
+
 def compile_filter(expr: Expr, params: Params, navigation: Navigation) -> str:
     """A SQL condition true for exactly the rows ``expr`` accepts."""
-    paths = paths_of(expr)
-    if paths and all(_is_navigation(p) for p in paths):
+    return _compile(expr, params, navigation, _navigation_only(expr))
+
+
+def _compile(expr: Expr, params: Params, navigation: Navigation, handed: dict[int, bool]) -> str:
+    if handed[id(expr)]:
         return navigation(expr, params)
     match expr:
         case Binary(op="and" | "or", left=left, right=right):
             op = expr.op.upper()
             return (
-                f"({compile_filter(left, params, navigation)} {op} "
-                f"{compile_filter(right, params, navigation)})"
+                f"({_compile(left, params, navigation, handed)} {op} "
+                f"{_compile(right, params, navigation, handed)})"
             )
         case Not(operand=operand):
-            return f"(NOT COALESCE({compile_filter(operand, params, navigation)}, FALSE))"
+            return f"(NOT COALESCE({_compile(operand, params, navigation, handed)}, FALSE))"
         case Binary(op=op, left=left, right=right) if op in COMPARISONS:
-            if any(_is_navigation(p) for p in paths):
+            if any(_is_navigation(p) for p in paths_of(expr)):
                 raise NotSupported(
                     "a comparison cannot mix an Observation's own properties with navigation "
                     "paths; compare each with a literal"
@@ -136,14 +176,9 @@ def _null_test(op: str, text: str) -> str:
     return "FALSE"
 
 
-def _time_text(value: object) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryError(f"{value!r} is not a date and time") from None
-    if parsed.tzinfo is None:
-        raise QueryError(f"{value!r} needs a time zone (Z or +hh:mm)")
-    return parsed
+def _time_text(value: str) -> datetime:
+    # A quoted time passes the same gate as an unquoted one (RFC 3339, 1970 up to 2100).
+    return parse_datetime(value)
 
 
 def _is_id(expr: Expr) -> bool:

@@ -91,6 +91,10 @@ def test_filters(text: str, expected: bool) -> None:
         "round(1e308 mul 10) eq 1",
         "substring(name, 1e308 mul 10) eq 'x'",
         "count mul 1e308 mul 1e308 eq 1",
+        # a time past year 1 or 9999 in UTC: astimezone overflowed (a 500)
+        "year('0001-01-01T00:00:00+01:00') eq 1",
+        "hour('9999-12-31T23:59:59-23:59') eq 1",
+        "date('0001-01-01T00:30:00+00:45') eq '0001-01-01'",
     ],
 )
 def test_wrong_argument_types_are_query_errors(text: str) -> None:

@@ -194,3 +194,68 @@ def test_any_filter_is_a_tree_or_a_query_error(text: str) -> None:
 def test_any_options_are_a_query_or_a_query_error(options: dict[str, str]) -> None:
     with contextlib.suppress(QueryError):
         parse_options(options)
+
+
+def test_every_level_of_expand_counts_against_one_depth_limit() -> None:
+    """A ``/`` step is a level of nesting as a parenthesis is: two 1001-step paths overflowed
+    the stack while they were merged (a 500), a 340-step one while it was rendered."""
+    for text in (
+        "A/" * 1000 + "A," + "A/" * 1000 + "A",
+        "/".join(["Locations", "Things"] * 170),
+        "/".join(["Datastreams"] * (MAX_DEPTH + 1)),
+        "A($expand=" * MAX_DEPTH + "B" + ")" * MAX_DEPTH,  # MAX_DEPTH + 1 in parentheses
+        # steps and parentheses together: MAX_DEPTH - 4 steps, then 5 levels inside
+        "/".join(["A"] * (MAX_DEPTH - 4)) + "($expand=B/C($expand=D/E/F))",
+        "A($top=1;$expand=" + "/".join(["B"] * MAX_DEPTH) + ")",
+    ):
+        with pytest.raises(QueryError, match=f"deeper than {MAX_DEPTH} levels"):
+            parse_options({"$expand": text})
+    # MAX_DEPTH levels are taken, as steps, as parentheses or both; far more than any client
+    # needs (the OGC suite expands two levels, FROST-Server's examples three).
+    for text in (
+        "/".join(["Datastreams"] * MAX_DEPTH),
+        "A($expand=" * (MAX_DEPTH - 1) + "B" + ")" * (MAX_DEPTH - 1),
+        "/".join(["A"] * (MAX_DEPTH - 4)) + "($expand=B/C($expand=D/E))",
+        "Datastreams/Observations/FeatureOfInterest,Datastreams($expand=Sensor),Locations",
+    ):
+        parse_options({"$expand": text})
+
+
+def test_every_step_of_a_filter_path_counts_against_the_depth_limit() -> None:
+    """A 480-step navigation path overflowed the stack where it was resolved (a 500)."""
+    with pytest.raises(QueryError, match=f"deeper than {MAX_DEPTH} levels"):
+        parse_filter("/".join(["Locations", "Things"] * 240) + "/name eq 'x'")
+    with pytest.raises(QueryError, match=f"deeper than {MAX_DEPTH} levels"):
+        parse_filter("(" * (MAX_DEPTH - 1) + "a/b/c" + ")" * (MAX_DEPTH - 1))
+    assert parse_filter("/".join(["a"] * (MAX_DEPTH + 1))) == Path(("a",) * (MAX_DEPTH + 1))
+    assert parse_filter("(" * (MAX_DEPTH - 1) + "a/b" + ")" * (MAX_DEPTH - 1)) == Path(("a", "b"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "year(0001-01-01T00:00:00+01:00) eq 1",  # overflowed in astimezone (a 500)
+        "hour(9999-12-31T23:59:59-23:59) eq 1",
+        "phenomenonTime gt 1969-12-31T23:59:59Z",
+        "phenomenonTime lt 2100-06-01T00:00:00Z",
+        "phenomenonTime lt 2026-02-30T00:00:00Z",  # no such day
+        "phenomenonTime lt 2026-11-01T24:00:00Z",
+        "phenomenonTime lt 2026-11-01T10:00:00",  # no time zone: OData needs one
+    ],
+)
+def test_date_times_pass_the_projects_gate(text: str) -> None:
+    with pytest.raises(QueryError, match="date-time") as caught:
+        parse_filter(text)
+    literal = text.split("(")[-1].split(")")[0].split()[-1]
+    assert literal not in str(caught.value)  # says why, without echoing it
+
+
+def test_date_times_inside_the_range() -> None:
+    assert parse_filter("2026-11-01T10:00:00+02:00") == Literal(
+        datetime(2026, 11, 1, 8, tzinfo=UTC)
+    )
+    assert parse_filter("1970-01-01T00:00:00Z") == Literal(datetime(1970, 1, 1, tzinfo=UTC))
+    # OData's form without seconds is the same instant with :00.
+    assert parse_filter("2026-11-01T10:00Z") == Literal(datetime(2026, 11, 1, 10, tzinfo=UTC))
+    with pytest.raises(QueryError):
+        parse_options({"$orderby": "date(0001-01-01T00:00:00+01:00)"})

@@ -149,3 +149,32 @@ async def test_a_response_that_takes_too_long_to_build_is_refused() -> None:
     ctx.started = ctx.clock()
     with pytest.raises(QueryError, match="took more than 5 s to build"):
         await answer(ctx, "Things", {"$expand": "Datastreams/ObservedProperty,Locations"})
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # Found by a fuzzer: each was a RecursionError or an OverflowError (a 500).
+        {"$expand": "/".join(["Locations", "Things"] * 170)},
+        {"$expand": "A/" * 1000 + "A," + "A/" * 1000 + "A"},
+        {"$filter": "/".join(["Locations", "Things"] * 240) + "/name eq 'x'"},
+        {"$filter": "year(0001-01-01T00:00:00+01:00) eq 1"},
+        {"$filter": "hour(9999-12-31T23:59:59-23:59) eq 1"},
+        {"$orderby": "date(0001-01-01T00:00:00+01:00)"},
+        # a quoted time is a string until a date function reads it: the same 400
+        {"$filter": "year('0001-01-01T00:00:00+01:00') eq 1"},
+        {"$orderby": "date('9999-12-31T23:59:59-23:59')"},
+    ],
+)
+async def test_crafted_options_are_400s(options: dict[str, str]) -> None:
+    with pytest.raises(QueryError):
+        await answer(context(), "Things", options)
+
+
+async def test_a_deep_expand_within_the_limit_is_answered() -> None:
+    levels = "/".join(["Locations", "Things"] * 16)  # 32 levels: the most taken
+    doc = await get(f"Things({THING})", **{"$expand": levels})
+    for _ in range(16):
+        doc = doc["Locations"][0]
+        doc = doc["Things"][0]
+    assert doc["@iot.id"] == THING
