@@ -24,7 +24,7 @@ class ReplaySpec(BaseModel):
     from_time: AwareDatetime | None = None
     """The first item written to the subscription's topic at or after this time: RFC 3339 with
     an offset, from 1970-01-01T00:00:00Z up to (not including) 2100-01-01T00:00:00Z."""
-    from_offset: Annotated[int, Field(ge=0)] | None = None
+    from_offset: Annotated[int, Field(ge=0, strict=True)] | None = None
     """An offset of the subscription's topic (one partition); clipped to what Kafka still has."""
 
     @field_validator("from_time", mode="before")

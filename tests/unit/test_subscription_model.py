@@ -17,6 +17,7 @@ from cityhub.connectors.sinks.kinds.mqtt import MqttDelivery
 from cityhub.connectors.sinks.kinds.sse import SseDelivery
 from cityhub.connectors.sinks.kinds.webhook import WebhookDelivery
 from cityhub.connectors.sinks.webhook_signing import generate_webhook_secret, webhook_secret_key
+from cityhub.schemas.replay import ReplaySpec
 from cityhub.schemas.subscription import (
     DEFAULT_QUEUE_SIZE,
     OnFull,
@@ -269,3 +270,14 @@ def test_topics_of_dotted_tenants_do_not_collide() -> None:
     with pytest.raises(ValidationError):
         spec(id="b.c")
     assert subscription_topic("p", "a.b", "c") != subscription_topic("p", "a", "b-c")
+
+
+@pytest.mark.parametrize("loose", [True, "5", 5.0])
+def test_numbers_are_not_coerced(loose: Any) -> None:
+    # A review found true taken as a queue of 1 and as replay from offset 1.
+    with pytest.raises(ValidationError, match="queue_size"):
+        spec(queue_size=loose)
+    with pytest.raises(ValidationError, match="from_offset"):
+        ReplaySpec.model_validate({"from_offset": loose})
+    assert spec(queue_size=5).queue_size == 5
+    assert ReplaySpec.model_validate({"from_offset": 5}).from_offset == 5
