@@ -11,7 +11,7 @@ depth, number of tokens) before anything recursive runs, so a hostile query cost
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -43,6 +43,11 @@ MAX_DEPTH = 32
 ``/`` step of a property path past its first name), and of ``$expand`` (each navigation it
 reaches is a level: a ``/`` step and an item in parentheses alike). What is deeper would
 exhaust the stack where it is merged, resolved or rendered; no client needs a tenth of it."""
+MAX_OPERATORS = 200
+"""Most binary operators (``and``, ``or``, ``add`` ... ``mod``) in one expression: a chain of
+them is a tree as deep as it is long, which the evaluator and the SQL compiler walk
+recursively (a 4 KiB ``a or a or ...`` was 820 levels, near Python's frame limit). A filter on
+a hundred ids takes 99."""
 MAX_TOP = 1_000_000_000
 MAX_INTEGER = (1 << 63) - 1
 """The largest integer literal (ids are at most this)."""
@@ -158,6 +163,7 @@ class _ExprParser:
         self.tokens = tokenize(text)
         self.pos = 0
         self.depth = 0
+        self.operators = 0
 
     # --- token helpers -------------------------------------------------------------------
     def peek(self) -> Token | None:
@@ -195,6 +201,13 @@ class _ExprParser:
         if self.depth > MAX_DEPTH:
             raise QueryError(f"the expression nests deeper than {MAX_DEPTH} levels")
 
+    def chained(self, operand: Callable[[], Expr]) -> Expr:
+        """The right operand of one more binary operator of a chain (counted)."""
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            raise QueryError(f"the expression has more than {MAX_OPERATORS} operators")
+        return operand()
+
     # --- grammar -------------------------------------------------------------------------
     def parse(self) -> Expr:
         if not self.tokens:
@@ -208,13 +221,13 @@ class _ExprParser:
     def or_(self) -> Expr:
         left = self.and_()
         while self.keyword("or"):
-            left = Binary("or", left, self.and_())
+            left = Binary("or", left, self.chained(self.and_))
         return left
 
     def and_(self) -> Expr:
         left = self.not_()
         while self.keyword("and"):
-            left = Binary("and", left, self.not_())
+            left = Binary("and", left, self.chained(self.not_))
         return left
 
     def not_(self) -> Expr:
@@ -235,13 +248,13 @@ class _ExprParser:
     def additive(self) -> Expr:
         left = self.multiplicative()
         while (op := self.keyword("add", "sub")) is not None:
-            left = Binary(op, left, self.multiplicative())
+            left = Binary(op, left, self.chained(self.multiplicative))
         return left
 
     def multiplicative(self) -> Expr:
         left = self.unary()
         while (op := self.keyword("mul", "div", "mod")) is not None:
-            left = Binary(op, left, self.unary())
+            left = Binary(op, left, self.chained(self.unary))
         return left
 
     def unary(self) -> Expr:

@@ -24,6 +24,7 @@ from cityhub.streams.sensorthings.expr import (
 )
 from cityhub.streams.sensorthings.parser import (
     MAX_DEPTH,
+    MAX_OPERATORS,
     MAX_OPTION_LENGTH,
     parse_expand,
     parse_filter,
@@ -259,3 +260,13 @@ def test_date_times_inside_the_range() -> None:
     assert parse_filter("2026-11-01T10:00Z") == Literal(datetime(2026, 11, 1, 10, tzinfo=UTC))
     with pytest.raises(QueryError):
         parse_options({"$orderby": "date(0001-01-01T00:00:00+01:00)"})
+
+
+def test_a_chain_of_operators_is_bounded() -> None:
+    # A chain is a tree as deep as it is long: 4 KiB of "a or a or ..." was 820 levels, which
+    # the evaluator and the SQL compiler walk recursively, near Python's frame limit.
+    ids = " or ".join(f"id eq {i}" for i in range(MAX_OPERATORS + 1))  # 200 operators
+    assert isinstance(parse_filter(ids), Binary)
+    for op in ("or", "and", "add", "mul"):
+        with pytest.raises(QueryError, match=f"more than {MAX_OPERATORS} operators"):
+            parse_filter(f" {op} ".join(["1"] * (MAX_OPERATORS + 2)) + " eq 1")

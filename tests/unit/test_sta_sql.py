@@ -21,7 +21,12 @@ from cityhub.streams.sensorthings.expr import (
     QueryError,
 )
 from cityhub.streams.sensorthings.ids import event_id_bounds, observation_id
-from cityhub.streams.sensorthings.parser import MAX_OPTION_LENGTH, parse_filter, parse_orderby
+from cityhub.streams.sensorthings.parser import (
+    MAX_OPERATORS,
+    MAX_OPTION_LENGTH,
+    parse_filter,
+    parse_orderby,
+)
 from cityhub.streams.sensorthings.sql import Params, compile_filter, compile_orderby
 
 HANDED: list[Expr] = []
@@ -178,8 +183,11 @@ def test_compiling_reads_each_node_a_bounded_number_of_times(
     # paths_of recurses through the module's global: every node it reads is counted.
     monkeypatch.setattr(expr_module, "paths_of", counted)
     monkeypatch.setattr(sql_module, "paths_of", counted)
-    text = sep.join([unit] * ((MAX_OPTION_LENGTH + len(sep)) // (len(unit) + len(sep))))
-    assert len(text) > MAX_OPTION_LENGTH - len(unit) - len(sep)
-    tree = parse_filter(text)
+    # As long a filter as the parser takes: its length, and its number of operators.
+    per_unit = unit.count(" and ") + unit.count(" or ") + 1  # its own, and the one after it
+    count = min(
+        (MAX_OPTION_LENGTH + len(sep)) // (len(unit) + len(sep)), (MAX_OPERATORS + 1) // per_unit
+    )
+    tree = parse_filter(sep.join([unit] * count))
     compile_filter(tree, Params(), navigation)
     assert visits <= 3 * _nodes(tree)
