@@ -108,26 +108,45 @@ def related(ctx: Context, entity: Entity, navigation: str) -> list[Entity]:
 
 
 def resolve_path(ctx: Context, entity: Entity, path: Sequence[str]) -> Any:
-    """The value of a property path for ``entity`` (a ``many`` list past a to-many step)."""
-    head, rest = path[0], path[1:]
-    if head in ("id", "@iot.id") and not rest:
-        return entity.id
-    relations = RELATIONS[entity.kind]
-    if head in relations:
-        if relations[head] == "Observation":
-            raise NotSupported("filters cannot follow a navigation to Observations")
-        if not rest:
-            raise QueryError(f"the path {head} must end in a property of what it reaches")
-        reached = related(ctx, entity, head)
-        if is_plural(head):
-            return many([resolve_path(ctx, e, rest) for e in reached])
-        return resolve_path(ctx, reached[0], rest) if reached else None
-    if head not in entity.props and entity.kind != "Observation":
-        raise QueryError(f"a {entity.kind} has no property {head[:64]!r}")
-    value = entity.props.get(head)
-    for step in rest:
-        value = value.get(step) if isinstance(value, dict) else None
-    return value
+    """The value of a property path for ``entity`` (a ``many`` list past a to-many step).
+    Entities a step reaches are taken once each, however many ways lead to them: a path that
+    goes back and forth (``Datastreams/Thing/Datastreams/Thing/...``) would otherwise multiply
+    them at every to-many step, exponentially in the path's length."""
+    frontier, plural = [entity], False
+    for i, head in enumerate(path):
+        rest = path[i + 1 :]
+        if head in ("id", "@iot.id") and not rest:
+            return _gathered([e.id for e in frontier], plural)
+        kind = frontier[0].kind
+        relations = RELATIONS[kind]
+        if head in relations:
+            if relations[head] == "Observation":
+                raise NotSupported("filters cannot follow a navigation to Observations")
+            if not rest:
+                raise QueryError(f"the path {head} must end in a property of what it reaches")
+            reached: dict[object, Entity] = {}
+            for source in frontier:
+                for target in related(ctx, source, head):
+                    reached.setdefault(target.id, target)
+            plural = plural or is_plural(head)
+            if not reached:
+                return many([]) if plural else None
+            frontier = list(reached.values())
+            continue
+        if kind != "Observation" and any(head not in e.props for e in frontier):
+            raise QueryError(f"a {kind} has no property {head[:64]!r}")
+        values = []
+        for source in frontier:
+            value = source.props.get(head)
+            for step in rest:
+                value = value.get(step) if isinstance(value, dict) else None
+            values.append(value)
+        return _gathered(values, plural)
+    raise QueryError("the path is empty")
+
+
+def _gathered(values: list[Any], plural: bool) -> Any:
+    return many(values) if plural else values[0]
 
 
 def resolver(ctx: Context, entity: Entity) -> Resolve:

@@ -9,11 +9,12 @@ import pytest
 
 from cityhub.schemas.settings import SensorThingsSettings
 from cityhub.streams.history.queries import Viewer as HistoryViewer
+from cityhub.streams.sensorthings import service as service_module
 from cityhub.streams.sensorthings.expr import QueryError
 from cityhub.streams.sensorthings.ids import entity_id
-from cityhub.streams.sensorthings.model import Graph, Viewer
+from cityhub.streams.sensorthings.model import Graph, StreamFacts, Viewer
 from cityhub.streams.sensorthings.service import Context, Missing, answer
-from tests.unit.test_sta_model import DEVICES, STREAMS, TYPES
+from tests.unit.test_sta_model import DEVICES, STREAMS, T0, TYPES
 
 BASE = "http://hub.example/sta/v1.1"
 
@@ -178,3 +179,28 @@ async def test_a_deep_expand_within_the_limit_is_answered() -> None:
         doc = doc["Locations"][0]
         doc = doc["Things"][0]
     assert doc["@iot.id"] == THING
+
+
+async def test_a_path_back_and_forth_reaches_each_entity_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Noticed while fixing the fuzzer's findings: each to-many step multiplied the entities
+    # reached (6 Datastreams of one Thing, 7 round trips: 6**7 = 279 936 of them per Thing).
+    quantities = ("temperature", "pm10", "pm2_5", "no2", "o3", "relative_humidity")
+    streams = [StreamFacts("air-1", q, "Cel", T0, T0, True) for q in quantities]
+    graph = Graph(DEVICES, TYPES, streams, Viewer("city"))
+    ctx = Context(graph, HistoryViewer.of_tenant("city"), BASE, SensorThingsSettings(), None)
+    calls = 0
+    real = service_module.related
+
+    def counted(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(*args)
+
+    monkeypatch.setattr(service_module, "related", counted)
+    path = "/".join(["Datastreams", "Thing"] * 7)
+    result = await answer(ctx, "Things", {"$filter": f"{path}/name eq 'air-1'"})
+    assert result.document is not None
+    assert [t["name"] for t in result.document["value"]] == ["air-1"]
+    assert calls < 500  # each Thing's 14 steps over at most 6 entities each
