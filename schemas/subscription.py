@@ -270,9 +270,7 @@ class SubscriptionSpec(_Spec):
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
     delivery: SerializeAsAny[DeliverySpec]
     on_full: OnFull = OnFull.PAUSE
-    queue_size: int = Field(
-        default=DEFAULT_QUEUE_SIZE, ge=MIN_QUEUE_SIZE, le=MAX_QUEUE_SIZE, strict=True
-    )
+    queue_size: int = Field(DEFAULT_QUEUE_SIZE, ge=MIN_QUEUE_SIZE, le=MAX_QUEUE_SIZE, strict=True)
     """Bound of the in-memory queue in front of the sink; Kafka is the buffer behind it.
     Deliveries served by a task or a live stream only: a kind served by its topic (kafka) has no
     queue, and ``on_full`` or ``queue_size`` other than the defaults are refused for it."""

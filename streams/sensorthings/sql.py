@@ -37,7 +37,7 @@ from cityhub.streams.sensorthings.expr import (
     paths_of,
 )
 from cityhub.streams.sensorthings.ids import MAX_OBSERVATION_ID, event_id_bounds
-from cityhub.streams.sensorthings.parser import parse_datetime
+from cityhub.streams.sensorthings.literals import parse_datetime
 
 NAVIGATIONS = frozenset({"Datastream", "FeatureOfInterest"})
 OWN = {

@@ -11,7 +11,8 @@ import pytest
 from cityhub.streams.sensorthings import geometry
 from cityhub.streams.sensorthings.evaluate import many, matches, sort
 from cityhub.streams.sensorthings.expr import QueryError
-from cityhub.streams.sensorthings.parser import parse_filter, parse_orderby, parse_wkt
+from cityhub.streams.sensorthings.literals import parse_wkt
+from cityhub.streams.sensorthings.parser import parse_filter, parse_orderby
 
 ENTITY: dict[str, Any] = {
     "name": "air-1 at Dam",

@@ -22,6 +22,7 @@ from cityhub.streams.sensorthings.expr import (
     Path,
     QueryError,
 )
+from cityhub.streams.sensorthings.literals import parse_wkt
 from cityhub.streams.sensorthings.parser import (
     MAX_DEPTH,
     MAX_OPERATORS,
@@ -31,7 +32,6 @@ from cityhub.streams.sensorthings.parser import (
     parse_options,
     parse_orderby,
     parse_select,
-    parse_wkt,
 )
 
 
