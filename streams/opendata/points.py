@@ -12,10 +12,12 @@ A point names its device and its data subject only by keys (BLAKE2b-128 of the t
 id, under a personalisation of their own), so that the internal points topic carries no raw id;
 the keys are the same in every process and after every restart (they have to be: the publisher
 counts distinct devices with them, and a salt that changed would count one device twice). They
-are pseudonyms, not anonymity: the published record never carries them. A personal device
-without a data subject is its own subject (conservative: each such device counts as one
-person). Two ids whose keys collided would count as one device: the threshold errs on the
-safe side.
+are pseudonyms, not anonymity: the published record never carries them. Each key starts with
+its tenant's pseudonym (``<tenant key>.<key>``): the threshold must know whose devices
+contributed, or one tenant's own devices could make up another's ``k`` (windows.py). A
+personal device without a data subject is its own subject (conservative: each such device
+counts as one person). Two ids whose keys collided would count as one device: the threshold
+errs on the safe side.
 
 Pure: no I/O, no clock (the caller passes ``now``).
 """
@@ -42,6 +44,10 @@ PERSONAL = "personal"
 
 _DEVICE_PERSON = b"cityhub-od-dev"
 _SUBJECT_PERSON = b"cityhub-od-subj"
+_TENANT_PERSON = b"cityhub-od-tnt"
+TENANT_SEPARATOR = "."
+DEVICE_AS_SUBJECT = "device:"
+"""In front of the device key that stands for the subject of a personal device without one."""
 
 
 class Skip(StrEnum):
@@ -126,16 +132,32 @@ def point_key(dataset: str, area: str) -> bytes:
     return f"{dataset}/{area}".encode()
 
 
+def tenant_key(tenant: str) -> str:
+    """The pseudonym of a tenant, in front of its devices' and subjects' keys."""
+    return hashlib.blake2b(tenant.encode(), digest_size=8, person=_TENANT_PERSON).hexdigest()
+
+
 def device_key(tenant: str, device_id: str) -> str:
-    """The pseudonym of a tenant's device on the points topic (see the module docstring)."""
+    """The pseudonym of a tenant's device on the points topic (see the module docstring):
+    ``<tenant key>.<device key>``."""
     raw = f"{len(tenant)}:{tenant}/{device_id}".encode()
-    return hashlib.blake2b(raw, digest_size=16, person=_DEVICE_PERSON).hexdigest()
+    own = hashlib.blake2b(raw, digest_size=16, person=_DEVICE_PERSON).hexdigest()
+    return f"{tenant_key(tenant)}{TENANT_SEPARATOR}{own}"
 
 
 def subject_key(tenant: str, subject: str) -> str:
-    """The pseudonym of a tenant's data subject on the points topic."""
+    """The pseudonym of a tenant's data subject on the points topic:
+    ``<tenant key>.<subject key>``."""
     raw = f"{len(tenant)}:{tenant}/{subject}".encode()
-    return hashlib.blake2b(raw, digest_size=16, person=_SUBJECT_PERSON).hexdigest()
+    own = hashlib.blake2b(raw, digest_size=16, person=_SUBJECT_PERSON).hexdigest()
+    return f"{tenant_key(tenant)}{TENANT_SEPARATOR}{own}"
+
+
+def tenant_of(member: str) -> str:
+    """The tenant key a device or subject key starts with ("" for a key of a point written
+    before keys named their tenant: all of those count as one unknown tenant's)."""
+    head, separator, _ = member.removeprefix(DEVICE_AS_SUBJECT).partition(TENANT_SEPARATOR)
+    return head if separator else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +246,7 @@ def points_of(
     subject = (
         subject_key(tenant, subject_id)
         if isinstance(subject_id, str) and subject_id
-        else "device:" + device
+        else DEVICE_AS_SUBJECT + device
     )
     unit = doc.get("unit")
     unit = unit if isinstance(unit, str) else None

@@ -12,7 +12,9 @@ watermark reaches the window's end plus ``grace_seconds``; then :func:`publishab
 the whole group at once:
 
 * an area's window is published iff at least ``k`` distinct devices contributed and, where a
-  personal device did, at least ``k`` distinct data subjects;
+  personal device did, at least ``k`` distinct data subjects; and, for every tenant among the
+  contributors, either all of them are its own or at least ``k`` are other tenants' (a tenant
+  knows its own readings and could subtract them: :func:`covered`);
 * the areas below that are merged into ``MERGED_AREA`` (the union of their sets, their stats
   recomputed) when ``merge`` is on, and that merged window is published iff it passes the same
   test and shares no device and no subject with a published area's window (a device that
@@ -41,6 +43,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -49,7 +52,7 @@ import orjson
 
 from cityhub.schemas.open_data import MERGED_AREA, OpenWindow
 from cityhub.streams.aggregation.points import format_us
-from cityhub.streams.opendata.points import OpenPoint
+from cityhub.streams.opendata.points import OpenPoint, tenant_of
 
 COUNTERS = ("points", "late", "unknown_dataset", "replayed", "published", "withheld", "merged")
 """What a state counts: points taken, points dropped (late: their window had closed; of a
@@ -109,8 +112,9 @@ class AreaWindow:
         return math.fsum(self.partials) / self.count
 
     def passes(self, k: int) -> bool:
-        """At least ``k`` devices and, where a personal device contributed, ``k`` subjects."""
-        return len(self.devices) >= k and (not self.personal or len(self.subjects) >= k)
+        """At least ``k`` devices and, where a personal device contributed, ``k`` subjects,
+        each counted as :func:`covered` says."""
+        return covered(self.devices, k) and (not self.personal or covered(self.subjects, k))
 
     def stats_json(self) -> dict[str, Any]:
         """The window without its sets (each member is an entry of its own: ``member_key``)."""
@@ -140,6 +144,18 @@ class AreaWindow:
             bool(doc["personal"]),
             int(doc.get("seq", -1)),
         )
+
+
+def covered(members: set[str], k: int) -> bool:
+    """Whether a window's devices (or subjects) hide each contributor's values: at least ``k``
+    of them, and for every tenant among them either all are its own or at least ``k`` are
+    others'. A tenant knows its own devices' readings and can subtract them from a published
+    mean, sum or extreme: four of its own devices beside another tenant's one made ``k = 5``
+    and published that one device's reading (a review found it)."""
+    if len(members) < k:
+        return False
+    own = Counter(tenant_of(m) for m in members)
+    return all(n == len(members) or len(members) - n >= k for n in own.values())
 
 
 def _add_exact(partials: list[float], x: float) -> None:

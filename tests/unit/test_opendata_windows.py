@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from cityhub.schemas.open_data import MERGED_AREA
-from cityhub.streams.opendata.points import OpenPoint
+from cityhub.streams.opendata.points import DEVICE_AS_SUBJECT, OpenPoint, device_key
 from cityhub.streams.opendata.windows import (
     AreaWindow,
     GroupKey,
@@ -31,7 +31,15 @@ def point(
     at: int = START + 60_000_000,
 ) -> OpenPoint:
     return OpenPoint(
-        "air", area, "pm2_5", "ug/m3", value, at, device, subject or "device:" + device, personal
+        "air",
+        area,
+        "pm2_5",
+        "ug/m3",
+        value,
+        at,
+        device,
+        subject or DEVICE_AS_SUBJECT + device,
+        personal,
     )
 
 
@@ -53,6 +61,27 @@ def test_an_area_with_k_devices_is_published_and_one_with_fewer_is_not() -> None
     assert decide(big, small, merge=False) == [("centrum", 3)]
     decision = publishable(GROUP, [big, small], k=3, merge=False, decimals=1, grace_us=GRACE)
     assert (decision.withheld, decision.merged) == (1, 0)
+
+
+def test_one_tenants_own_devices_never_make_up_anothers_threshold() -> None:
+    # A review: four devices of one tenant beside another tenant's one made k = 5, and the
+    # other's reading came out as the max (and mean * readings less their own).
+    victim = point(device_key("beta", "secret"), value=17.3)
+    sybils = [point(device_key("gamma", f"gs{i}"), value=10.0) for i in range(4)]
+    assert decide(window("zz-solo", victim, *sybils), k=5, merge=False) == []
+    # Covered: gamma's own four taken away, five of beta's are left, and the other way round.
+    betas = [point(device_key("beta", f"b{i}")) for i in range(5)]
+    assert decide(window("zz", *betas, *sybils), k=5, merge=False) == []  # 9 - 5 = 4 < 5
+    gammas = [point(device_key("gamma", f"g{i}")) for i in range(5)]
+    assert decide(window("zz", *betas, *gammas), k=5, merge=False) == [("zz", 10)]
+    # One tenant's own devices alone: nobody but that tenant knows any of them.
+    assert decide(window("zz", *betas), k=5, merge=False) == [("zz", 5)]
+    # Subjects likewise, a personal device without one standing for its own.
+    people = [point(device_key("beta", f"p{i}"), personal=True) for i in range(5)]
+    assert decide(window("zz", *people), k=5, merge=False) == [("zz", 5)]
+    one = [point(device_key("beta", "p0"), personal=True)]
+    mixed = one + [point(device_key("gamma", f"q{i}"), personal=True) for i in range(4)]
+    assert decide(window("zz", *mixed), k=5, merge=False) == []
 
 
 def test_many_readings_of_few_devices_do_not_pass() -> None:
