@@ -134,3 +134,22 @@ def test_filters_narrow_the_export(cityhub: click.Group) -> None:
     assert [d["id"] for d in west] == ["a"]
     off = json.loads(_ok(cityhub, "devices", "export", "--tenant", "city", "--inactive"))
     assert [d["id"] for d in off] == ["b"]
+
+
+def test_tenants_text_reaches_the_terminal_without_escapes(cityhub: click.Group) -> None:
+    # A review stored clear-screen, window-title and hyperlink escapes through the API: they
+    # came out raw in `devices get` and `sharing show`.
+    hostile = "a\x00\x1b[2J\x1b]0;pwned\x07\x1b]8;;http://evil/\x07x\u2028\u202eevil"
+    _ok(cityhub, "tenants", "create", "city", "--name", "City")
+    _ok(cityhub, "types", "create", "--tenant", "city", "aq", "--name", "Air")
+    _ok(cityhub, "devices", "create", "--tenant", "city", "d1", "--type", "aq", "--name", hostile)
+    for args in (("get", "--tenant", "city", "d1"), ("list", "--tenant", "city")):
+        out = _ok(cityhub, "devices", *args)
+        assert "\x1b" not in out
+        assert "\x07" not in out
+        assert "\x00" not in out
+        assert "\u202e" not in out
+        assert "\\u001b]0;pwned\\u0007" in out  # shown, escaped
+    # JSON escapes them by itself.
+    doc = json.loads(_ok(cityhub, "devices", "get", "--tenant", "city", "d1", "--json"))
+    assert doc["name"] == hostile

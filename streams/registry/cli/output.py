@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -25,21 +26,36 @@ def echo_json(doc: Any) -> None:
     click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+"""Control characters (terminal escapes start with ESC; OSC ones set titles and links), line
+and paragraph separators, and the invisible format characters (bidi overrides, zero widths)."""
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: each character of ``_UNPRINTABLE`` as ``\\uXXXX``. What
+    tenants wrote (names, notes, reasons) reaches an administrator's terminal through these
+    commands: an escape sequence there could clear the screen, retitle the window or hide a
+    link (a review stored some through the API)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print ``rows`` under ``headers`` in aligned columns, or ``(none)``."""
+    """Print ``rows`` under ``headers`` in aligned columns, or ``(none)``; every cell
+    ``printable``."""
     if not rows:
         click.echo("(none)")
         return
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for line in (headers, *rows):
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 def field_lines(pairs: Sequence[tuple[str, str]]) -> None:
-    """Print one record as ``name: value`` lines, the values aligned."""
+    """Print one record as ``name: value`` lines, the values aligned and ``printable``."""
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
-        click.echo(f"{key + ':':<{width + 1}} {value}")
+        click.echo(f"{key + ':':<{width + 1}} {printable(value)}")
 
 
 def more_hint(next_cursor: str | None) -> None:
