@@ -6,14 +6,19 @@ with problems. The same on the real stack: tests/integration/test_open_data_api.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.schemas.open_data import OpenDataSettings, OpenWindow
@@ -25,6 +30,7 @@ from cityhub.streams.opendata.distributions import OpenDataDistributions, window
 from cityhub.streams.opendata.view import OpenDataView
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
+from cityhub.streams.runtime.host import server_part
 
 OPEN = "/api/v1/open"
 CC0 = "http://creativecommons.org/publicdomain/zero/1.0/"
@@ -70,6 +76,16 @@ class Open:
 
 @pytest.fixture
 async def open_api(tmp_path: Path) -> AsyncIterator[Open]:
+    async with open_data_app(tmp_path) as (app, data), TestClient(TestServer(app)) as client:
+        yield Open(client, data)
+
+
+@asynccontextmanager
+async def open_data_app(
+    tmp_path: Path, *, heartbeat_seconds: float = 0.2
+) -> AsyncIterator[tuple[web.Application, OpenDataDistributions]]:
+    """The API with the open-data distributions over an in-memory store (one stream an
+    address)."""
     settings = Settings(
         open_data=OpenDataSettings(files_dir=tmp_path / "files", recent_days=2),
         quotas=QuotaSettings(
@@ -81,16 +97,16 @@ async def open_api(tmp_path: Path) -> AsyncIterator[Open]:
         view, window_key
     )
     data = OpenDataDistributions(
-        settings, store=store, debounce_seconds=0.01, heartbeat_seconds=0.2
+        settings, store=store, debounce_seconds=0.01, heartbeat_seconds=heartbeat_seconds
     )
     await data.start()
     registry_store = InMemoryRegistryStore()
     await registry_store.start()
-    app = build_api(Registry(registry_store), quotas=settings.quotas, open_data=data)
-    async with TestClient(TestServer(app)) as client:
-        yield Open(client, data)
-    await data.stop()
-    await registry_store.stop()
+    try:
+        yield build_api(Registry(registry_store), quotas=settings.quotas, open_data=data), data
+    finally:
+        await data.stop()
+        await registry_store.stop()
 
 
 async def test_the_datasets_need_no_key_and_carry_their_licences(open_api: Open) -> None:
@@ -354,3 +370,39 @@ async def test_a_stream_resumes_after_its_last_event_id(open_api: Open) -> None:
     status, doc, _, _ = await open_api.get(f"{OPEN}/stream", headers={"Last-Event-ID": "0:42"})
     assert status == 400
     assert doc["errors"][0]["field"] == "Last-Event-ID"
+
+
+async def test_a_stream_gives_its_slot_back_within_a_second_of_its_client_leaving(
+    tmp_path: Path,
+) -> None:
+    # A review: with the 15 s heartbeat, a slot stayed taken until the next heartbeat's write
+    # failed, and a browser reconnecting after a blip was refused (429) meanwhile. Served as
+    # the hub serves (aiohttp's test server cancels a handler whose client left; the hub's
+    # does not).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    async with open_data_app(tmp_path, heartbeat_seconds=30) as (app, _):
+        server = asyncio.create_task(server_part("api", app, "127.0.0.1", port).run())
+        url = f"http://127.0.0.1:{port}{OPEN}/stream"
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(100):
+                    with contextlib.suppress(aiohttp.ClientConnectionError):
+                        async with session.get(url) as response:
+                            assert response.status == 200
+                            await response.content.readuntil(b": connected")
+                        break
+                    await asyncio.sleep(0.05)
+                started = asyncio.get_running_loop().time()
+                while True:
+                    async with session.get(url) as again:
+                        if again.status == 200:
+                            break
+                    waited = asyncio.get_running_loop().time() - started
+                    assert waited < 3, "the slot was not given back"
+                    await asyncio.sleep(0.1)
+        finally:
+            server.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await server
