@@ -361,7 +361,8 @@ SHARING_ROUTES: tuple[Route, ...] = (
         "POST",
         "/tenants/{tenant}/agreements/{agreement}/revoke",
         "revokeAgreement",
-        "End an approved agreement at once (either party's operator or admin key)",
+        "End an approved agreement at once (either party's operator or admin key), or "
+        "withdraw a request (the consumer's)",
         _AGREEMENTS,
         revoke_agreement,
         response=AgreementOut,

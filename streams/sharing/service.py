@@ -414,15 +414,18 @@ class Sharing:
     async def revoke(
         self, who: Principal, tenant: str, agreement_id: str, decision: AgreementDecision
     ) -> Agreement:
-        """Either party ends an approved agreement at once (every process within seconds)."""
+        """Either party ends an approved agreement at once (every process within seconds);
+        the consumer also withdraws its own request while it waits (it counted towards the
+        consumer's cap of waiting requests until its ``ends_at``, which may be years ahead)."""
         require_tenant_access(self._registry, who, tenant, write=True)
         async with self._writing:
             await self._agreements.sync()
             found = self._party(who, tenant, agreement_id)
-            if found.state is not AgreementState.APPROVED:
+            withdrawn = found.state is AgreementState.REQUESTED and tenant == found.consumer
+            if found.state is not AgreementState.APPROVED and not withdrawn:
                 raise Conflict(
                     f"agreement {agreement_id!r} is {found.state.value}: only an approved one "
-                    "can be revoked"
+                    "can be revoked (or a request, by the tenant that asked)"
                 )
             return await self._decide(found, AgreementState.REVOKED, tenant, decision)
 

@@ -245,6 +245,22 @@ async def test_request_approve_revoke_and_the_grants(world: World) -> None:
         await world.sharing.revoke(PORT, "port", asked.id, NO_REASON)
 
 
+async def test_the_consumer_withdraws_its_own_request_and_only_it(world: World) -> None:
+    # A review: a consumer could not take back a request, and waiting ones counted towards
+    # its cap of 50 until their ends_at, years ahead.
+    await world.sharing.create_offer(PORT, "port", spec())
+    asked = await world.sharing.request_agreement(CITY, "city", ask())
+    with pytest.raises(Conflict, match="by the tenant that asked"):
+        await world.sharing.revoke(PORT, "port", asked.id, NO_REASON)  # the provider rejects
+    withdrawn = await world.sharing.revoke(CITY, "city", asked.id, NO_REASON)
+    assert withdrawn.state is AgreementState.REVOKED
+    assert withdrawn.history[-1].by_tenant == "city"
+    with pytest.raises(Conflict):
+        await world.sharing.approve(PORT, "port", asked.id, NO_REASON)
+    for _ in range(MAX_OPEN_REQUESTS):  # the withdrawn one no longer counts
+        await world.sharing.request_agreement(CITY, "city", ask())
+
+
 async def test_terms_are_copied_again_at_approval(world: World) -> None:
     await world.sharing.create_offer(PORT, "port", spec())
     asked = await world.sharing.request_agreement(CITY, "city", ask())
