@@ -33,10 +33,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
-
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import InvalidEnvelope, InvalidTimestamp, MessageError, Reason
+from cityhub.schemas.json_object import json_object
 from cityhub.schemas.payload_text import payload_from_text
 from cityhub.schemas.timefmt import parse_rfc3339
 from cityhub.streams.deadletters.view import attribute, device_is_personal
@@ -144,7 +143,7 @@ def plan(
 ) -> Planned | Skipped | None:
     """The plan for one record of the dead-letter topic: None when the filter does not choose
     it (or it is no normaliser letter of ``raw_topic``), else whether and how to replay it."""
-    doc = _letter(value)
+    doc = json_object(value)
     if doc is None or doc.get("stage") != STAGE or doc.get("kafka_topic") != raw_topic:
         return None
     raw_partition, raw_offset = _count(doc.get("kafka_partition")), _count(doc.get("kafka_offset"))
@@ -216,16 +215,6 @@ def last_of_each_uplink(plans: Sequence[Planned]) -> tuple[list[Planned], list[S
     chosen = [item for item in plans if last[item.uplink] is item]
     earlier = [Skipped(item.letter, EARLIER) for item in plans if last[item.uplink] is not item]
     return chosen, earlier
-
-
-def _letter(value: bytes | None) -> dict[str, object] | None:
-    if not value:
-        return None
-    try:
-        doc = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def _count(value: object) -> int | None:

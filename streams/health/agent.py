@@ -40,6 +40,7 @@ import orjson
 from pydantic import BaseModel
 
 from cityhub.schemas.device_health import activity_key, dead_letters_key
+from cityhub.schemas.json_object import json_object
 from cityhub.schemas.settings import Settings
 from cityhub.schemas.topics import HEALTH_ACTIVITY, HEALTH_DEAD_LETTERS, Topics, changelog
 from cityhub.streams.health import metrics
@@ -218,16 +219,6 @@ class _HealthAgent(Generic[S]):
         )
 
 
-def _decoded(value: bytes | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    try:
-        doc = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 class DeviceActivityAgent(_HealthAgent[ActivityState]):
     """Observations → ``device/<tenant>/<id>`` (the module docstring)."""
 
@@ -265,7 +256,7 @@ class DeviceActivityAgent(_HealthAgent[ActivityState]):
         touched: dict[str, Change | None] = {}
         skipped = {"invalid": 0, "unregistered": 0}
         for record in records:
-            doc = _decoded(record.value)
+            doc = json_object(record.value)
             if doc is None:
                 skipped["invalid"] += 1
                 continue
@@ -315,7 +306,7 @@ class DeadLetterHealthAgent(_HealthAgent[DeadLetterState]):
         touched: dict[str, Change | None] = {}
         skipped = {"invalid": 0, "unregistered": 0}
         for record in records:
-            doc = _decoded(record.value)
+            doc = json_object(record.value)
             if doc is None:
                 skipped["invalid"] += 1
                 continue

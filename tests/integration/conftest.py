@@ -5,6 +5,8 @@ database, migrated to the newest version, dropped when the module's tests are do
 ``Settings`` put that schema first on every connection's search path, so a module's rows are
 never seen by another's.
 
+``weather_hub``: a hub of its own with tenant ``city`` and its device type ``weather``.
+
 ``delete_topics_made_here`` (every session): each test makes its own topics under a random
 prefix; the session deletes every topic it made when it ends. Left behind, they add up over
 runs on one broker (a day of runs left 19 883 partition folders, past the 20 000 open files a
@@ -31,9 +33,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from psycopg import sql
 
+from cityhub.schemas.registry import DeviceTypeSpec, TenantSpec
 from cityhub.schemas.settings import HistorySettings, Settings
 from cityhub.streams.history.connection import Connection, connect, read_password
 from cityhub.streams.history.migrate import migrate
+from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.service import Registry
+
+from .hub import Hub, registry_of
 
 
 async def _topics(settings: Settings) -> set[str]:
@@ -157,3 +164,22 @@ async def history_conn(history_settings: Settings) -> AsyncIterator[Connection]:
     """An autocommit connection to the module's history schema."""
     async with await connect(history_settings, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+async def weather_hub(tmp_path: Path) -> AsyncIterator[tuple[Hub, Registry]]:
+    """A hub of its own and a registry on its topics, with tenant ``city`` and its public
+    device type ``weather`` (Cayenne LPP payloads)."""
+    hub = Hub(tmp_path)
+    hub.start()
+    try:
+        async with registry_of(hub) as registry:
+            admin = Principal.system()
+            await registry.create_tenant(admin, TenantSpec(id="city", name="City"))
+            spec = DeviceTypeSpec(
+                id="weather", name="Weather", decoder="cayenne-lpp", classification="public"
+            )
+            await registry.create_type(admin, "city", spec)
+            yield hub, registry
+    finally:
+        hub.stop()

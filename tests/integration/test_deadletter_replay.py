@@ -7,42 +7,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from cityhub.connectors.decoders.cayenne import encode_lpp
-from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, TenantSpec
+from cityhub.schemas.registry import DeviceSpec
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 
-from .hub import Hub, publish, read_topic, registry_of
+from .hub import Hub, publish, read_topic
 from .uplinks import chirpstack, unique_eui
 
 pytestmark = pytest.mark.integration
 
 ADMIN = Principal.system()
 PAYLOAD = encode_lpp([(1, "temperature", 7.5), (2, "relative_humidity", 88.0)])
-
-
-@pytest.fixture
-async def hub_and_registry(tmp_path: Path) -> AsyncIterator[tuple[Hub, Registry]]:
-    hub = Hub(tmp_path)
-    hub.start()
-    try:
-        async with registry_of(hub) as registry:
-            await registry.create_tenant(ADMIN, TenantSpec(id="city", name="City"))
-            await registry.create_type(
-                ADMIN,
-                "city",
-                DeviceTypeSpec(
-                    id="weather", name="Weather", decoder="cayenne-lpp", classification="public"
-                ),
-            )
-            yield hub, registry
-    finally:
-        hub.stop()
 
 
 def _counts(observations: list[dict[str, object]], device: str) -> Counter[tuple[object, object]]:
@@ -62,9 +41,9 @@ async def _until_metric(hub: Hub, name: str, at_least: float, timeout: float = 6
 
 
 async def test_late_registered_uplinks_are_replayed_once(
-    hub_and_registry: tuple[Hub, Registry],
+    weather_hub: tuple[Hub, Registry],
 ) -> None:
-    hub, registry = hub_and_registry
+    hub, registry = weather_hub
     late, never = unique_eui(), unique_eui()
     await publish(
         [

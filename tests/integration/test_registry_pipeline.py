@@ -5,17 +5,14 @@ no restart."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from cityhub.connectors.decoders.cayenne import encode_lpp
-from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, Location, TenantSpec
+from cityhub.schemas.registry import DeviceSpec, Location
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 
-from .hub import Hub, publish, read_topic, registry_of
+from .hub import Hub, publish, read_topic
 from .uplinks import chirpstack, tts, unique_eui
 
 pytestmark = pytest.mark.integration
@@ -23,29 +20,10 @@ pytestmark = pytest.mark.integration
 ADMIN = Principal.system()
 
 
-@pytest.fixture
-async def hub_and_registry(tmp_path: Path) -> AsyncIterator[tuple[Hub, Registry]]:
-    hub = Hub(tmp_path)
-    hub.start()
-    try:
-        async with registry_of(hub) as registry:
-            await registry.create_tenant(ADMIN, TenantSpec(id="city", name="City"))
-            await registry.create_type(
-                ADMIN,
-                "city",
-                DeviceTypeSpec(
-                    id="weather", name="Weather", decoder="cayenne-lpp", classification="public"
-                ),
-            )
-            yield hub, registry
-    finally:
-        hub.stop()
-
-
 async def test_registered_unknown_inactive_and_late_registered_devices(
-    hub_and_registry: tuple[Hub, Registry],
+    weather_hub: tuple[Hub, Registry],
 ) -> None:
-    hub, registry = hub_and_registry
+    hub, registry = weather_hub
     known, inactive, late = unique_eui(), unique_eui(), unique_eui()
     await registry.create_device(
         ADMIN,
