@@ -25,6 +25,9 @@ KEEPALIVE_S = 15.0
 """A quiet stream gets a keep-alive comment this often (proxies close idle connections)."""
 GUARD_INTERVAL_S = 1.0
 """At most this long between two checks that the stream's client may still read it."""
+STALLED_WRITE_S = 60.0
+"""A write the client takes nothing of for this long ends its stream: a reader that stopped
+reading (its socket's buffers full) held its slot of the live-stream caps for ever."""
 SERVER_STOPS = "the server is stopping; reconnect to go on where this stream ended"
 """Why every stream ends when its server stops (``SERVER_STOPPING``): the client reconnects,
 to this server started again or another, with ``Last-Event-ID``."""
@@ -79,8 +82,22 @@ async def guarded(
             return
         if item is _NOTHING:
             if loop.time() >= keepalive_at:
-                await response.write(keepalive)
+                await write(request, response, keepalive)
                 keepalive_at = loop.time() + KEEPALIVE_S
             continue
         keepalive_at = loop.time() + KEEPALIVE_S
         yield item  # type: ignore[misc]  # not _NOTHING: what take() gave
+
+
+async def write(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    """Write ``data`` to a live stream; ConnectionResetError, the connection aborted, when the
+    client has taken none of it for ``STALLED_WRITE_S`` (a closing write would wait as long)."""
+    try:
+        async with asyncio.timeout(STALLED_WRITE_S):
+            await response.write(data)
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError(
+            f"the client took nothing of the stream for {STALLED_WRITE_S:.0f} s"
+        ) from None

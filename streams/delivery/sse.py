@@ -38,7 +38,7 @@ from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.delivery import metrics as m
 from cityhub.streams.delivery.agreement_screen import DeliverySharing
 from cityhub.streams.delivery.batch import parse_event_id, sse_event
-from cityhub.streams.delivery.guarded_stream import StreamEnded, StreamGuard, guarded
+from cityhub.streams.delivery.guarded_stream import StreamEnded, StreamGuard, guarded, write
 from cityhub.streams.delivery.privacy_screen import screen_when_current
 from cityhub.streams.delivery.queue import DeliveryQueue, Item
 from cityhub.streams.privacy.gate import PrivacyGate, Screened
@@ -292,13 +292,13 @@ class LiveStreams:
                     )
                     m.LIVE_ENDED.labels(*labels).inc()
                     text = batch.why.replace("\r", " ").replace("\n", " ")
-                    await response.write(f": closed: {text}\n\n".encode())
+                    await write(request, response, f": closed: {text}\n\n".encode())
                 return
             screened = await screen_when_current(self._gate, record, batch, self._sharing)
             if screened.personal:
                 # Logged before it is written: if the log cannot be, the stream ends first.
                 await self._log(record, screened, time.time())
-            await response.write(b"".join(sse_event(source, item) for item in screened.send))
+            await write(request, response, b"".join(sse_event(source, i) for i in screened.send))
             now = time.time()
             latency = m.LATENCY.labels(*labels)
             for item in batch:

@@ -16,10 +16,12 @@ import pytest
 from aiohttp import web
 
 from cityhub.schemas.settings import HttpSettings
-from cityhub.streams.delivery.guarded_stream import SERVER_STOPS, StreamEnded, guarded
+from cityhub.streams.delivery import guarded_stream
+from cityhub.streams.delivery.guarded_stream import SERVER_STOPS, StreamEnded, guarded, write
 from cityhub.streams.runtime.host import server_part
 
 TIMEOUT = 1.0
+Served = tuple[int, asyncio.Task[None], web.Application]
 
 
 async def _stream(request: web.Request) -> web.StreamResponse:
@@ -33,6 +35,21 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 
 async def _hello(request: web.Request) -> web.Response:
     return web.Response(text="hello")
+
+
+STALLS = web.AppKey("stalls", list)
+
+
+async def _flood(request: web.Request) -> web.StreamResponse:
+    """A live stream with ever more to send, written as the API's are."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    try:
+        while True:
+            await write(request, response, b"data: " + b"x" * 65536 + b"\n\n")
+    except ConnectionError as exc:
+        request.app[STALLS].append(str(exc))
+    return response
 
 
 async def _guarded(request: web.Request) -> web.StreamResponse:
@@ -49,8 +66,8 @@ async def _guarded(request: web.Request) -> web.StreamResponse:
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[int, asyncio.Task[None]]]:
-    """A server part on a free loopback port: the port, and the task running it."""
+async def served() -> AsyncIterator[Served]:
+    """A server part on a free loopback port: the port, the task running it, its app."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = int(s.getsockname()[1])
@@ -58,6 +75,8 @@ async def served() -> AsyncIterator[tuple[int, asyncio.Task[None]]]:
     app.router.add_get("/", _hello)
     app.router.add_get("/stream", _stream)
     app.router.add_get("/guarded", _guarded)
+    app.router.add_get("/flood", _flood)
+    app[STALLS] = []
     task = asyncio.create_task(
         server_part("test", app, "127.0.0.1", free, idle_timeout=TIMEOUT).run()
     )
@@ -68,7 +87,7 @@ async def served() -> AsyncIterator[tuple[int, asyncio.Task[None]]]:
             break
         await asyncio.sleep(0.05)
     try:
-        yield free, task
+        yield free, task, app
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -76,7 +95,7 @@ async def served() -> AsyncIterator[tuple[int, asyncio.Task[None]]]:
 
 
 @pytest.fixture
-def port(served: tuple[int, asyncio.Task[None]]) -> int:
+def port(served: Served) -> int:
     return served[0]
 
 
@@ -136,9 +155,9 @@ def test_the_api_setting_is_bounded() -> None:
 
 
 async def test_a_stopping_server_ends_its_live_streams_at_once(
-    served: tuple[int, asyncio.Task[None]],
+    served: Served,
 ) -> None:
-    port, server = served
+    port, server, _ = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /guarded HTTP/1.1\r\nHost: x\r\n\r\n")
     await asyncio.wait_for(reader.readuntil(b": connected"), 5)
@@ -149,4 +168,22 @@ async def test_a_stopping_server_ends_its_live_streams_at_once(
     assert time.monotonic() - started < 3  # aiohttp would have waited 60 s, then cancelled
     rest = await asyncio.wait_for(reader.read(65536), 5)
     assert f": closed: {SERVER_STOPS}".encode() in rest
+    writer.close()
+
+
+async def test_a_reader_that_stopped_reading_loses_its_stream(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, _, app = served
+    # A review: a client that never read held its live stream (and its slot of the caps) for
+    # ever once the socket's buffers were full.
+    monkeypatch.setattr(guarded_stream, "STALLED_WRITE_S", 1.0)
+    _, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024)
+    writer.transport.pause_reading()  # take nothing: the kernel's buffers fill, then it stalls
+    writer.write(b"GET /flood HTTP/1.1\r\nHost: x\r\n\r\n")
+    stalls = app[STALLS]
+    async with asyncio.timeout(20):
+        while not stalls:
+            await asyncio.sleep(0.1)
+    assert "took nothing of the stream for 1 s" in stalls[0]
     writer.close()
