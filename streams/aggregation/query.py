@@ -191,10 +191,13 @@ def check_range(from_ms: int, to_ms: int, limits: QueryLimits) -> None:
 
 
 def _span(seconds: float) -> str:
-    # Seconds, with days beside them once they are hard to read (a history range of 400 days).
+    # Seconds, with days beside them once they are hard to read (a history range of 400 days);
+    # every digit written out: 366 days and a minute is not "3.16225e+07 s (366 days)".
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".") + " s"
     if seconds < 2 * 24 * 3600:
-        return f"{seconds:g} s"
-    return f"{seconds:g} s ({seconds / 86400:.4g} days)"
+        return text
+    days, rest = divmod(seconds, 86400)
+    return f"{text} ({days:.0f} days" + (f" and {rest:g} s)" if rest else ")")
 
 
 # --- the scan ----------------------------------------------------------------------------------

@@ -234,6 +234,12 @@ def test_range_checks() -> None:
     with pytest.raises(QueryRejected, match="at most 604800 s") as info:
         check_range(T0_MS, T0_MS + 7 * 86400_000 + 1, LIMITS)
     assert info.value.field == "to"
+    # Every digit written out (a review read "3.16225e+07 s (366 days)" for 366 days and a minute).
+    year = dataclasses.replace(LIMITS, max_range_seconds=366 * 86400)
+    with pytest.raises(QueryRejected) as info:
+        check_range(T0_MS, T0_MS + (366 * 86400 + 60) * 1000, year)
+    assert "is 31622460 s (366 days and 60 s) long" in info.value.detail
+    assert "at most 31622400 s (366 days)" in info.value.detail
 
 
 def test_too_many_records_to_scan_is_refused_with_how_far_it_got() -> None:
