@@ -58,20 +58,26 @@ async def guarded(
     guard: StreamGuard,
     *,
     keepalive: bytes,
+    keepalive_s: float | None = None,
     stopped: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[T | StreamEnded]:
     """Yield what ``take`` gives, as it comes, each only while the client is still connected
     and ``guard`` lets it read; these are checked at least every ``GUARD_INTERVAL_S``, also
     while nothing comes. When a check fails, yield a ``StreamEnded`` and stop. Write
-    ``keepalive`` when nothing was sent for ``KEEPALIVE_S``. Stop without a word once
-    ``stopped()`` (the source of the items ended: the caller says why)."""
+    ``keepalive`` when nothing was sent for ``keepalive_s`` (``KEEPALIVE_S`` by default; checked
+    at least that often too).
+    Stop without a word once ``stopped()`` (the source of the items ended: the caller says
+    why)."""
+    if keepalive_s is None:
+        keepalive_s = KEEPALIVE_S
     loop = asyncio.get_running_loop()
-    keepalive_at = loop.time() + KEEPALIVE_S
+    keepalive_at = loop.time() + keepalive_s
+    step = min(GUARD_INTERVAL_S, keepalive_s)
     server_stopping = request.config_dict.get(SERVER_STOPPING)
     while not stopped():
         item: T | object = _NOTHING
         with contextlib.suppress(TimeoutError):
-            item = await asyncio.wait_for(take(), GUARD_INTERVAL_S)
+            item = await asyncio.wait_for(take(), step)
         transport = request.transport
         if transport is None or transport.is_closing():
             yield StreamEnded(None)
@@ -83,9 +89,9 @@ async def guarded(
         if item is _NOTHING:
             if loop.time() >= keepalive_at:
                 await write(request, response, keepalive)
-                keepalive_at = loop.time() + KEEPALIVE_S
+                keepalive_at = loop.time() + keepalive_s
             continue
-        keepalive_at = loop.time() + KEEPALIVE_S
+        keepalive_at = loop.time() + keepalive_s
         yield item  # type: ignore[misc]  # not _NOTHING: what take() gave
 
 

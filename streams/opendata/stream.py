@@ -5,9 +5,11 @@ already tails the topic), from the moment it connects or, with ``Last-Event-ID``
 that event while the view's feed still holds it. Events are ``event: window`` with the window
 and its dataset's licence as JSON, and ``id`` the window's offset on the topic (the same in every
 API process, so a client may reconnect to another). A comment line every ``heartbeat_seconds``
-keeps proxies from closing a quiet stream. At most a second passes between checks that the
-client is still there (its slot of the caps comes back then) and that the server does not stop
-(then the stream says ``: closed: ...`` and ends).
+keeps proxies from closing a quiet stream. The stream is served by
+``cityhub.streams.delivery.guarded_stream`` as the subscriptions' are: at most a second passes
+between checks that the client is still there (its slot of the caps comes back then) and that
+the server does not stop (then the stream says ``: closed: ...`` and ends), and a client that
+takes nothing of a write for a minute loses its stream.
 
 Open streams are capped per client address (IPv6: its /64) and in total, per process
 (``quotas.open_data_streams_per_address``, ``quotas.open_data_streams``): past either, a 429
@@ -17,7 +19,6 @@ with ``Retry-After``. A client slower than the feed's bound loses the windows th
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,10 +28,9 @@ from aiohttp import web
 
 from cityhub.schemas.open_data import OpenWindow
 from cityhub.schemas.sharing import Licence
-from cityhub.streams.delivery.guarded_stream import GUARD_INTERVAL_S, SERVER_STOPS
+from cityhub.streams.delivery.guarded_stream import StreamEnded, guarded, write
 from cityhub.streams.opendata.view import OpenDataView
 from cityhub.streams.quotas import QuotaExceeded
-from cityhub.streams.runtime.host import SERVER_STOPPING
 
 HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 3000
@@ -144,38 +144,39 @@ class OpenDataStreams:
             )
             position = self.start_offset(last_event_id)
             await response.prepare(request)
-            loop = asyncio.get_running_loop()
-            beat_at = loop.time() + self._heartbeat
-            stopping = request.config_dict.get(SERVER_STOPPING)
-            step = min(GUARD_INTERVAL_S, self._heartbeat)
-            try:
-                await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
+
+            async def events() -> bytes:
+                """The next windows ``chosen`` admits, once the view has some (``guarded``
+                cancels the wait every second to look at the client)."""
+                nonlocal position
                 while True:
-                    # At most a second between checks that the client is still there (its
-                    # slot of the caps comes back then, not at the next heartbeat's failed
-                    # write) and that the server does not stop.
-                    moved = await self._wait_beyond(position, step)
-                    transport = request.transport
-                    if transport is None or transport.is_closing():
-                        break
-                    if stopping is not None and stopping.is_set():
-                        await response.write(f": closed: {SERVER_STOPS}\n\n".encode())
-                        break
-                    if not moved:
-                        if loop.time() >= beat_at:
-                            await response.write(b": heartbeat\n\n")
-                            beat_at = loop.time() + self._heartbeat
-                        continue
-                    beat_at = loop.time() + self._heartbeat
+                    await self._wait_beyond(position, self._heartbeat)
                     view = self._view()
-                    events = [
+                    found = [
                         window_event(offset, w, self._licences.get(w.dataset))
                         for offset, w in view.feed_after(position)
                         if chosen.admits(w)
                     ]
                     position = view.offset
-                    if events:
-                        await response.write(b"".join(events))
+                    if found:
+                        return b"".join(found)
+
+            try:
+                await write(request, response, f"retry: {RETRY_MS}\n: connected\n\n".encode())
+                batches = guarded(
+                    request,
+                    response,
+                    events,
+                    lambda: None,  # public: nobody's access can end
+                    keepalive=b": heartbeat\n\n",
+                    keepalive_s=self._heartbeat,
+                )
+                async for batch in batches:
+                    if isinstance(batch, StreamEnded):
+                        if batch.why is not None:
+                            await write(request, response, f": closed: {batch.why}\n\n".encode())
+                        break
+                    await write(request, response, batch)
             except ConnectionError:
                 pass  # the client went away (a cancellation, at shutdown, propagates)
             return response
