@@ -6,18 +6,14 @@ from typing import Any
 
 import click
 
-from cityhub.streams.registry.cli.output import echo_json
+from cityhub.streams.registry.cli.output import device_filters, echo_json
 from cityhub.streams.registry.cli.session import SYSTEM, run_read
 from cityhub.streams.registry.paging import MAX_PAGE_SIZE
 from cityhub.streams.registry.service import Registry
 
 
 @click.command("export")
-@click.option("--tenant", required=True)
-@click.option("--type", "type_id", default=None, help="Only devices of this type.")
-@click.option("--area", default=None, help="Only devices in this area.")
-@click.option("--tag", default=None, help="Only devices with this tag.")
-@click.option("--active/--inactive", default=None, help="Only active (or inactive) devices.")
+@device_filters
 def devices_export(
     tenant: str, type_id: str | None, area: str | None, tag: str | None, active: bool | None
 ) -> None:

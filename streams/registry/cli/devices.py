@@ -12,6 +12,7 @@ from cityhub.streams.registry.cli.device_export import devices_export
 from cityhub.streams.registry.cli.device_import import devices_import
 from cityhub.streams.registry.cli.output import (
     IntervalParam,
+    device_filters,
     echo_json,
     field_lines,
     interval_text,
@@ -287,11 +288,7 @@ def devices_get(tenant: str, device_id: str, as_json: bool) -> None:
 
 
 @devices.command("list")
-@click.option("--tenant", required=True)
-@click.option("--type", "type_id", default=None, help="Only devices of this type.")
-@click.option("--area", default=None, help="Only devices in this area.")
-@click.option("--tag", default=None, help="Only devices with this tag.")
-@click.option("--active/--inactive", default=None, help="Only active (or inactive) devices.")
+@device_filters
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE_SIZE), default=DEFAULT_PAGE_SIZE)
 @click.option("--cursor", default=None, help="Where the previous page ended.")
 @json_option

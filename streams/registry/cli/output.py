@@ -21,6 +21,23 @@ def json_option(command: F) -> F:
     )
 
 
+_DEVICE_FILTERS = (
+    click.option("--tenant", required=True),
+    click.option("--type", "type_id", default=None, help="Only devices of this type."),
+    click.option("--area", default=None, help="Only devices in this area."),
+    click.option("--tag", default=None, help="Only devices with this tag."),
+    click.option("--active/--inactive", default=None, help="Only active (or inactive) devices."),
+)
+
+
+def device_filters(command: F) -> F:
+    """``--tenant`` and the filters of a device listing (``devices list``, ``devices export``):
+    ``type_id``, ``area``, ``tag``, ``active``."""
+    for option in reversed(_DEVICE_FILTERS):
+        command = option(command)
+    return command
+
+
 def echo_json(doc: Any) -> None:
     """Print ``doc`` as indented JSON."""
     click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
