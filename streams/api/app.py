@@ -276,9 +276,10 @@ def build_api(
         max_body_bytes=max_body_bytes, max_import_bytes=max_import_bytes, contact=http.contact
     )
     for route in ROUTES:
-        app.router.add_route(
-            route.method, route.full_path, _endpoint(route), name=route.operation_id
-        )
+        handler = _endpoint(route)
+        app.router.add_route(route.method, route.full_path, handler, name=route.operation_id)
+        if route.cacheable:  # the open data: link checkers and harvesters ask with HEAD first
+            app.router.add_route("HEAD", route.full_path, handler)
     app.router.add_get(OPENAPI_PATH, _openapi, name="getOpenApi")
     # OGC SensorThings (read only) beside /api/v1, with the same keys and problem documents.
     mount_sensorthings(app, SensorThings.from_settings(registry, Settings(), read_access))

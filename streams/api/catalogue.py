@@ -182,7 +182,8 @@ async def get_catalogue(call: Call) -> web.Response:
     headers = {
         "Cache-Control": f"public, max-age={source.settings.cache_seconds}",
         "ETag": tagged,
-        "Vary": "Accept",
+        # Without a base URL the IRIs follow the Host header: a shared cache must key on it.
+        "Vary": "Accept" if source.settings.base_url is not None else "Accept, Host",
     }
     if tagged in _etags(request.headers.get("If-None-Match")):
         return web.Response(status=304, headers=headers)

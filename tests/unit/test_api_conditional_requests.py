@@ -149,3 +149,27 @@ async def test_the_live_stream_sends_the_headers_it_documents(served: Served) ->
         assert _media_type(response.headers) in operation["responses"]["200"]["content"]
         assert [name for name in documented if name not in response.headers] == []
         assert 'rel="license"' in response.headers["Link"]
+
+
+async def test_head_on_each_cacheable_operation_answers_as_get_without_a_body(
+    served: Served,
+) -> None:
+    """Link checkers and catalogue harvesters ask with HEAD before they download: the same
+    status and headers (length, type, ETag, Link) as GET, no body; a stale tag's 304 too."""
+    for _documented, path, asked in _calls(served.day):
+        async with served.client.get(PREFIX + path, headers=asked) as got:
+            body = await got.read()
+            expected = got.headers
+        async with served.client.head(PREFIX + path, headers=asked) as head:
+            assert head.status == 200, path
+            assert await head.read() == b""
+            for name in ("Content-Type", "ETag", "Cache-Control", "Link"):
+                assert head.headers.get(name) == expected.get(name), (path, name)
+            assert head.headers["Content-Length"] == str(len(body)), path
+        conditional = {**asked, "If-None-Match": expected["ETag"]}
+        async with served.client.head(PREFIX + path, headers=conditional) as again:
+            assert again.status == 304, path
+    async with served.client.head(PREFIX + "/open/datasets/nothing-here") as missing:
+        assert missing.status == 404
+    async with served.client.head(PREFIX + "/open/stream") as stream:
+        assert stream.status == 405  # a live stream has no length to announce

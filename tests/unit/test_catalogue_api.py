@@ -73,7 +73,8 @@ async def test_served_without_a_key_as_json_ld(api: Api) -> None:
     assert status == 200
     assert headers["Content-Type"] == "application/ld+json"
     assert headers["Cache-Control"] == f"public, max-age={OpenDataSettings().cache_seconds}"
-    assert headers["Vary"] == "Accept"
+    # The IRIs follow the Host header (no base_url): a shared cache must key on it too.
+    assert headers["Vary"] == "Accept, Host"
     assert headers["ETag"].startswith('"')
     document = json.loads(text)
     assert isinstance(document["@context"], dict)
@@ -177,8 +178,9 @@ async def test_listed_offers_appear_under_their_tenants_name(api: Api) -> None:
 async def test_the_base_url_setting_wins_over_the_host_header() -> None:
     settings = OpenDataSettings(base_url="https://data.city.example/")
     async with running(settings=settings) as api:
-        _, text, _ = await api.get(Host="evil.example")
+        _, text, headers = await api.get(Host="evil.example")
     assert "https://data.city.example/api/v1/open/catalog" in text
+    assert headers["Vary"] == "Accept"  # one document whatever the Host
     assert "evil.example" not in text
 
 
