@@ -16,6 +16,9 @@ from cityhub.schemas.observation import Gateway, Value
 MAX_GATEWAYS = 16
 """Gateways kept per uplink: every observation of the uplink carries them, so a message
 listing thousands would multiply into every record (the fuzzer found tens of MB from one)."""
+MAX_GATEWAYS_READ = 256
+"""Gateway entries read per uplink: the strongest are chosen among the first this many (a dense
+network hears a device on tens; reading 5 000 entries cost 17 ms a message)."""
 MAX_GATEWAY_ID_LENGTH = 128
 """Longer gateway ids (TTS allows 36 characters, EUIs are 16 hex digits) are not kept."""
 

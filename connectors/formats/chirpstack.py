@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from cityhub.connectors.formats.base import Uplink, strongest_gateways
+from cityhub.connectors.formats.base import MAX_GATEWAYS_READ, Uplink, strongest_gateways
 from cityhub.connectors.formats.identity import require_agreement
 from cityhub.connectors.formats.jsondoc import (
     load_object,
@@ -75,7 +75,7 @@ def _topic_parts(topic: str) -> tuple[str, str] | None:
 
 def _gateways(rx_info: list[Any]) -> tuple[Gateway, ...]:
     found = []
-    for i, rx in enumerate(rx_info):
+    for i, rx in enumerate(rx_info[:MAX_GATEWAYS_READ]):
         path = f"rxInfo[{i}]"
         if type(rx) is not dict:
             raise mismatch(path, "an object", rx)

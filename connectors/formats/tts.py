@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from cityhub.connectors.formats.base import Uplink, strongest_gateways
+from cityhub.connectors.formats.base import MAX_GATEWAYS_READ, Uplink, strongest_gateways
 from cityhub.connectors.formats.identity import require_agreement
 from cityhub.connectors.formats.jsondoc import (
     load_object,
@@ -71,7 +71,7 @@ def _topic_parts(topic: str) -> tuple[str, str | None, str] | None:
 
 def _gateways(meta: list[Any]) -> tuple[Gateway, ...]:
     found = []
-    for i, rx in enumerate(meta):
+    for i, rx in enumerate(meta[:MAX_GATEWAYS_READ]):
         path = f"uplink_message.rx_metadata[{i}]"
         if type(rx) is not dict:
             raise mismatch(path, "an object", rx)

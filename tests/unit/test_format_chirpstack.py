@@ -156,3 +156,14 @@ def test_wrong_topic(topic: str) -> None:
 
 def test_partition_key_from_topic_only() -> None:
     assert FMT.partition_key(TOPIC, b"\xff garbage") == "0004a30b001c0530"
+
+
+def test_only_the_first_rx_info_entries_are_read_for_gateways() -> None:
+    from cityhub.connectors.formats.base import MAX_GATEWAYS, MAX_GATEWAYS_READ
+
+    doc = _doc()
+    doc["rxInfo"] = [
+        {"gatewayId": f"{i:016x}", "rssi": -100 - i} for i in range(MAX_GATEWAYS_READ)
+    ] + [{"gatewayId": "ffffffffffffffff", "rssi": 0}, "not an object"]
+    up = _parse(doc)
+    assert [g.id for g in up.gateways] == [f"{i:016x}" for i in range(MAX_GATEWAYS)]
