@@ -262,6 +262,11 @@ async def _respond(page: ConsolePage, ctx: Ctx) -> web.StreamResponse:
         if ctx.request.method == "GET":
             return redirect("/sign-in")
         return _error(ctx, 403, "error.csrf")
+    if ctx.principal is not None and ctx.principal.role not in page.roles:
+        # A page of another role, asked for by its address (the menu does not offer it).
+        roles = " / ".join(sorted(role.value for role in page.roles))
+        message = ctx.t("error.role_page", roles=roles)
+        return ctx.render("error.html", status=403, message=message, detail=None, errors=[])
     if ctx.request.method == "POST":
         refusal = await _check_post(page, ctx)
         if refusal is not None:

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from cityhub.schemas.registry import Device, DeviceSpec
+from cityhub.schemas.registry import Device, DeviceSpec, Role
 from cityhub.streams.aggregation.query import (
     AggregateQuery,
     AggregatesUnavailable,
@@ -106,6 +106,7 @@ async def device_page(
         hours=hours,
         hour_choices=CHART_HOURS,
         form=form or _form_of(device),
+        editable=ctx.who.role is not Role.SUBSCRIBER,  # a subscriber key only reads
         errors=errors or {},
         saved=ctx.query("saved", 1) == "1",
         types=[(t.id, t.name) for t in types],

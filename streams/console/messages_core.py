@@ -75,6 +75,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error.title": ("Er ging iets mis", "Something went wrong"),
     "error.404": ("Niet gevonden.", "Not found."),
     "error.403": ("Dit mag deze sleutel niet.", "This key may not do that."),
+    "error.role_page": (
+        "Deze pagina is er voor sleutels met de rol {roles}; deze sleutel heeft een andere rol.",
+        "This page is for keys with the role {roles}; this key has another role.",
+    ),
     "error.400": ("Het verzoek klopt niet.", "The request is not valid."),
     "error.csrf": (
         "Het formulier was verlopen of kwam niet van deze console; probeer het opnieuw.",

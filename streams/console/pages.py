@@ -44,7 +44,8 @@ class ConsolePage:
     signed_in: bool = True
     """False only for the sign-in page itself (and the static files)."""
     roles: frozenset[Role] = frozenset(Role)
-    """Whose menu shows it (the services still decide what each may do)."""
+    """Who may open it (and whose menu shows it); the others get a 403 page. The services still
+    decide what each may do on the pages they may open."""
     max_body_bytes: int = 64 * 1024
     """A POST's largest body (a form; an upload page raises it)."""
 

@@ -86,6 +86,16 @@ async def test_a_subscriber_reads_but_cannot_edit_and_nobody_edits_another_tenan
         await browser.sign_in("sub_a")
         page = await browser.get("/console/devices/a-1")
         assert page.status == 200
+        # The registration is shown, not offered for editing (saving would be refused).
+        assert 'method="post" action="/console/devices/a-1"' not in page.text
+        assert 'id="f-name"' not in page.text
+        assert "<dd>Dam square</dd>" in page.text
+        # Pages of the other roles, asked for by their address: a 403 page, not the form.
+        for path in ("/console/imports", "/console/dead-letters"):
+            refused = await browser.get(path)
+            assert refused.status == 403, path
+            assert "met de rol admin / operator" in refused.text
+            assert 'type="file"' not in refused.text
         form = {"name": "x", "type": "th", "area": "", "tags": "", "dev_eui": ""}
         form |= {"latitude": "", "longitude": ""}
         assert (await browser.post("/console/devices/a-1", form)).status == 403
