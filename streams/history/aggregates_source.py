@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import psycopg
 
+from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.settings import Settings
 from cityhub.streams.aggregation.query import (
     AggregateQuery,
@@ -97,6 +98,10 @@ class HistoryAggregateReader:
             raise AggregatesUnavailable(
                 f"the history store failed the read: {type(exc).__name__}"
             ) from exc
+        except ConfigurationError as exc:  # no password file (yet): unavailable, not a 500
+            log.warning("aggregates cannot be read from history: %s", exc)
+            # The caller sees no path of this machine; the log says what to do.
+            raise AggregatesUnavailable("the history store is not configured") from exc
         finally:
             log.debug(
                 "aggregates of %s read from history in %.3f s",

@@ -17,6 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cityhub.schemas.console_settings import ConsoleSettings
 from cityhub.schemas.registry import DeviceSpec, Location
+from cityhub.schemas.settings import AggregationSettings
+from cityhub.streams.aggregation.memory import InMemoryAggregates
+from cityhub.streams.aggregation.query import QueryLimits
 from cityhub.streams.api.aggregates import AGGREGATES_KEY
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.device_health import DEVICE_HEALTH_KEY
@@ -154,8 +157,11 @@ async def running_console(
     browser = _browser(registry, keys, settings or ConsoleSettings(), read, signouts)
     if health is not None:
         browser.app[DEVICE_HEALTH_KEY] = health(store)
-    if aggregates is not None:  # instead of the Kafka reader, before the app starts
-        browser.app[AGGREGATES_KEY] = aggregates
+    # An empty topic of its own unless one is given: a unit test never reads the stack's
+    # Kafka or history store (set before the app starts).
+    browser.app[AGGREGATES_KEY] = aggregates or InMemoryAggregates(
+        QueryLimits.from_settings(AggregationSettings())
+    )
     async with browser.client:
         yield browser
     await store.stop()

@@ -5,10 +5,15 @@ range is the limit the API checks."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from cityhub.schemas.settings import Settings
 from cityhub.streams.aggregation.memory import InMemoryAggregates
 from cityhub.streams.aggregation.query import (
     AggregateQuery,
+    AggregatesUnavailable,
     QueryLimits,
     ScanResult,
     device_group,
@@ -86,3 +91,20 @@ async def test_the_apis_source_follows_the_setting() -> None:
     off = aggregate_source(Settings(history={"enabled": False}))  # type: ignore[arg-type]
     assert isinstance(off, KafkaAggregateReader)
     await off.close()
+
+
+async def test_a_history_store_without_its_password_file_is_unavailable_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before the stack wrote it (or with a wrong setting): the console's device page and the
+    # API answered 500; now 503 (unavailable), and only the log names the missing file.
+    missing = tmp_path / "no-such-password"
+    settings = Settings(history={"password_file": missing})  # type: ignore[arg-type]
+    reader = HistoryAggregateReader(settings)
+    try:
+        with pytest.raises(AggregatesUnavailable) as raised:
+            await reader.read(AggregateQuery(device_group("d"), NOW - 30 * 24 * HOUR, NOW))
+        assert str(missing) not in str(raised.value)
+        assert str(missing) in caplog.text
+    finally:
+        await reader.close()
