@@ -105,10 +105,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Afgewezen berichten zijn in dit proces niet beschikbaar.",
         "Dead letters are not available in this process.",
     ),
-    "dl.not_allowed": (
-        "Afgewezen berichten zijn er voor beheerders en operators.",
-        "Dead letters are for admins and operators.",
-    ),
     "dl.reasons": ("Per reden", "By reason"),
     "dl.all_reasons": ("alle redenen", "every reason"),
     "dl.reason": ("Reden", "Reason"),
