@@ -20,14 +20,19 @@ from cityhub.schemas.settings import QuotaSettings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.quotas import QuotaExceeded
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
-from cityhub.streams.registry.principals import Principal, require_tenant_access
+from cityhub.streams.registry.principals import (
+    Principal,
+    is_own_tenant,
+    require_own_tenant,
+    require_tenant_access,
+)
 from cityhub.streams.registry.reservations import (
     EUI_NOT_AVAILABLE,
     ID_NOT_AVAILABLE,
     Reservations,
     not_available,
 )
-from cityhub.streams.service_errors import Conflict, FieldError, Invalid, NotFound
+from cityhub.streams.service_errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 
 if TYPE_CHECKING:
     from cityhub.streams.registry.store import RecordStore
@@ -124,6 +129,8 @@ class DeviceService:
         """Conflict if the device id or the DevEUI is taken (in any tenant: both are global);
         Invalid if the type does not exist in the tenant."""
         require_tenant_access(self._view, who, tenant, write=True)
+        if spec.data_subject is not None and not is_own_tenant(who, tenant):
+            raise Forbidden(FOREIGN_RELINK)
         errors = self._type_errors(tenant, spec.type) or self._subject_errors(
             tenant, spec.type, spec.data_subject
         )
@@ -183,6 +190,8 @@ class DeviceService:
         if old is None or old.tenant != tenant:
             raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
         subject = _subject_after(spec, old.data_subject)
+        if subject != old.data_subject and not is_own_tenant(who, tenant):
+            raise Forbidden(FOREIGN_RELINK)
         errors = self._type_errors(tenant, spec.type) or self._subject_errors(
             tenant, spec.type, subject
         )
@@ -222,6 +231,7 @@ class DeviceService:
         with ``active`` when given (in the same write), the rest of it unchanged; NotFound if
         it is not the tenant's, Invalid if its type is not personal."""
         require_tenant_access(self._view, who, tenant, write=True)
+        require_own_tenant(who, tenant)  # as if the tenant did not exist (the docs)
         old = self._view.device_by_id(device_id)
         if old is None or old.tenant != tenant:
             raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
@@ -298,6 +308,9 @@ class DeviceService:
                 continue
             errors = self._row_errors(tenant, item, row, first_row_of_id, first_row_of_eui)
             old = view.device_by_id(item.id)
+            kept = None if old is None else old.data_subject
+            if _subject_after(item, kept) != kept and not is_own_tenant(who, tenant):
+                errors.append(FieldError("data_subject", FOREIGN_RELINK))
             if not errors and old is None and room <= 0:
                 errors = [FieldError("id", self._full(tenant))]
             if errors:
@@ -422,6 +435,16 @@ class DeviceService:
         return [
             FieldError("dev_eui", f"DevEUI {dev_eui} is already registered to device {owner.id!r}")
         ]
+
+
+FOREIGN_RELINK = (
+    "only the keys of the device's own tenant may link or unlink its data subject; "
+    "an admin key of another tenant may not"
+)
+"""Why a write that would change whom a device measures is refused to another tenant's admin
+key (``is_own_tenant``): it manages the devices but never sees their data subjects, so may not
+link or unlink them either (docs/privacy.md); else it could unlink a resident's device, move it
+to a public type and have the readings delivered in clear."""
 
 
 def _subject_after(spec: DeviceSpec, linked: str | None) -> str | None:

@@ -73,11 +73,16 @@ def require_admin(who: Principal, action: str) -> None:
         raise Forbidden(f"only an admin key may {action}; this key's role is {who.role}")
 
 
+def is_own_tenant(who: Principal, tenant: str) -> bool:
+    """Whether ``who`` is a key of ``tenant`` itself, or the CLI."""
+    return who.is_system or who.tenant == tenant
+
+
 def require_own_tenant(who: Principal, tenant: str) -> None:
     """NotFound unless ``who`` is a key of ``tenant`` itself (or the CLI): personal data of a
     tenant's residents is the tenant's alone, so not even another tenant's admin key reaches
     it, and nothing says whether it exists."""
-    if not who.is_system and who.tenant != tenant:
+    if not is_own_tenant(who, tenant):
         raise NotFound(f"tenant {tenant[:64]!r} not found")
 
 

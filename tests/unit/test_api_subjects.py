@@ -82,6 +82,44 @@ async def test_an_admin_key_of_another_tenant_manages_but_never_sees_the_subject
     assert "data_subject" not in doc
     status, doc, _ = await api.call("GET", f"{B}/devices", who="admin")
     assert "data_subject" not in doc["items"][0]
+    # Nor may it act as them: no unlink, relink or link, by any route (a review unlinked a
+    # resident's device this way, moved it to a public type and had its readings delivered).
+    path = f"{B}/devices/b-1/data-subject"
+    assert (await api.call("DELETE", path, who="admin"))[0] == 404
+    assert (await api.call("PUT", path, who="admin", json={"data_subject": "res-evil0001"}))[
+        0
+    ] == 404
+    for spec in (
+        device("b-1", type="air", data_subject=None),
+        device("b-1", type="air", data_subject="res-evil0001"),
+    ):
+        status, doc, _ = await api.call("PUT", f"{B}/devices/b-1", who="admin", json=spec)
+        assert status == 403, doc
+        assert "res-evil0001" not in str(doc)
+    status, _, _ = await api.call(
+        "POST",
+        f"{B}/devices",
+        who="admin",
+        json=device("b-2", type="air", data_subject="res-x0001"),
+    )
+    assert status == 403
+    rows = b'[{"id": "b-1", "name": "B1", "type": "air", "data_subject": null}]'
+    status, doc, _ = await api.call(
+        "POST",
+        f"{B}/devices/_import",
+        who="admin",
+        data=rows,
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 200, doc
+    assert doc["failed"] == 1
+    assert doc["rows"][0]["errors"][0]["field"] == "data_subject"
+    assert [d.id for d in api.registry.view.devices_of_subject("beta", SUBJECT)] == ["b-1"]
+    # What it manages still works: a write that leaves the link as it is.
+    renamed = device("b-1", type="air", name="Renamed")
+    status, doc, _ = await api.call("PUT", f"{B}/devices/b-1", who="admin", json=renamed)
+    assert status == 200, doc
+    assert [d.id for d in api.registry.view.devices_of_subject("beta", SUBJECT)] == ["b-1"]
 
 
 async def test_a_subscriber_may_not_link(api: Api) -> None:
