@@ -72,10 +72,19 @@ CONSENT_BASIS: Final = "Consent"
 CONSENT_BASIS_IRI = f"{DPV}Consent"
 
 MAX_HISTORY = 256
-"""History entries kept per record; the next change is refused (409)."""
+"""History entries a consent may be given in; the next give is refused (409). A withdrawal
+always fits: it may be one entry more (``WITHDRAWAL_ROOM``)."""
 MAX_RECORD_BYTES = 512 * 1024
-"""A record's JSON stays below this (half of Kafka's default message size); the next change
-that would pass it is refused (409), whatever the number of entries."""
+"""A record's JSON stays below this (half of Kafka's default message size); the next give
+that would pass it is refused (409), whatever the number of entries. A withdrawal may pass it
+by up to ``WITHDRAWAL_BYTES``."""
+WITHDRAWAL_ROOM = 1
+"""Entries beyond ``MAX_HISTORY`` for a withdrawal: no bound may keep a resident from
+withdrawing (GDPR art. 7(3)) nor an erasure from withdrawing for them. One is enough: a
+withdrawn consent is not withdrawn again, and no give fits past ``MAX_HISTORY``."""
+WITHDRAWAL_BYTES = 8 * 1024
+"""Bytes beyond ``MAX_RECORD_BYTES`` for that withdrawal (its evidence and reason at their
+longest, escaped)."""
 MAX_EVIDENCE = 500
 """Characters of an evidence reference (a case number, a form's id, a letter's date)."""
 MAX_REASON = 200
@@ -228,7 +237,7 @@ class ConsentRecord(BaseModel):
     processing_activity: ActivityRef
     legal_basis: Literal["Consent"] = CONSENT_BASIS
     created_at: str
-    history: list[ConsentEvent] = Field(min_length=1, max_length=MAX_HISTORY)
+    history: list[ConsentEvent] = Field(min_length=1, max_length=MAX_HISTORY + WITHDRAWAL_ROOM)
 
     @field_validator("data_subject")
     @classmethod

@@ -16,6 +16,8 @@ from cityhub.schemas.consent import (
     MAX_HISTORY,
     MAX_REASON,
     MAX_RECORD_BYTES,
+    WITHDRAWAL_BYTES,
+    WITHDRAWAL_ROOM,
     ActivityRef,
     CollectionMethod,
     ConsentEvent,
@@ -149,15 +151,18 @@ def new_record(
 
 def append(record: ConsentRecord, change: Change) -> ConsentRecord:
     """``record`` with ``change`` chained after its last entry; HistoryFull if it would hold
-    more than ``MAX_HISTORY`` entries or ``MAX_RECORD_BYTES`` of JSON."""
-    if len(record.history) >= MAX_HISTORY:
-        raise HistoryFull(
-            f"this consent record holds {MAX_HISTORY} changes, the most one record keeps"
-        )
+    more than ``MAX_HISTORY`` entries or ``MAX_RECORD_BYTES`` of JSON, a withdrawal excepted:
+    it has ``WITHDRAWAL_ROOM`` entries and ``WITHDRAWAL_BYTES`` more (a full record can always
+    be withdrawn, and then erased)."""
+    withdrawal = change.status is ConsentStatus.WITHDRAWN
+    most = MAX_HISTORY + WITHDRAWAL_ROOM if withdrawal else MAX_HISTORY
+    if len(record.history) >= most:
+        raise HistoryFull(f"this consent record holds {most} changes, the most one record keeps")
     event = _chained(change, len(record.history) + 1, record.head)
     grown = record.model_copy(update={"history": [*record.history, event]})
-    if len(grown.model_dump_json().encode()) > MAX_RECORD_BYTES:
+    largest = MAX_RECORD_BYTES + WITHDRAWAL_BYTES if withdrawal else MAX_RECORD_BYTES
+    if len(grown.model_dump_json().encode()) > largest:
         raise HistoryFull(
-            f"this consent record would pass {MAX_RECORD_BYTES} bytes, the most one record keeps"
+            f"this consent record would pass {largest} bytes, the most one record keeps"
         )
     return grown

@@ -16,6 +16,8 @@ from cityhub.schemas.consent import (
     CONFORMS_TO,
     MAX_HISTORY,
     MAX_RECORD_BYTES,
+    WITHDRAWAL_BYTES,
+    WITHDRAWAL_ROOM,
     ActivityRef,
     CollectionMethod,
     ConsentRecord,
@@ -264,16 +266,28 @@ def test_bounded_by_entries_and_bytes() -> None:
         created_at="2026-12-01T10:00:00.000Z",
         first=given(),
     )
-    for n in range(MAX_HISTORY - 1):
+    for n in range(MAX_HISTORY - 2):
         change = (
             withdrawn(f"2026-12-02T00:00:{n % 60:02d}.000Z")
             if rec.active
             else given(f"2026-12-02T00:00:{n % 60:02d}.000Z", status=ConsentStatus.RENEWED)
         )
         rec = append(rec, change)
+    # Given again while given (a renewal after the activity changed): full, and active.
+    rec = append(rec, given("2026-12-03T00:00:00.000Z", status=ConsentStatus.RENEWED))
     assert len(rec.history) == MAX_HISTORY
+    assert rec.active
     with pytest.raises(HistoryFull, match=str(MAX_HISTORY)):
-        append(rec, withdrawn("2026-12-03T00:00:00.000Z"))
+        append(rec, given("2026-12-03T00:00:01.000Z", status=ConsentStatus.RENEWED))
+    # The withdrawal still fits (a review found a full record that could be neither withdrawn
+    # nor erased), and nothing after it.
+    rec = append(rec, withdrawn("2026-12-03T00:00:02.000Z"))
+    assert len(rec.history) == MAX_HISTORY + WITHDRAWAL_ROOM
+    assert not rec.active
+    read_back = ConsentRecord.model_validate_json(rec.model_dump_json())  # the schema takes it
+    assert len(read_back.history) == MAX_HISTORY + WITHDRAWAL_ROOM
+    with pytest.raises(HistoryFull):
+        append(rec, given("2026-12-03T00:00:03.000Z", status=ConsentStatus.RENEWED))
     assert len(rec.model_dump_json().encode()) < MAX_RECORD_BYTES
     # Big entries hit the byte bound first.
     big = given(
@@ -304,7 +318,10 @@ def test_bounded_by_entries_and_bytes() -> None:
     assert refusal is not None
     assert "bytes" in str(refusal)
     assert len(rec.history) < MAX_HISTORY
-    assert len(rec.model_dump_json().encode()) <= MAX_RECORD_BYTES
+    assert len(rec.model_dump_json().encode()) <= MAX_RECORD_BYTES + WITHDRAWAL_BYTES
+    if rec.active:  # a give was refused: its withdrawal (evidence at its longest) still fits
+        rec = append(rec, withdrawn("2026-12-02T00:00:00.000Z", evidence="证" * 500))
+        assert len(rec.model_dump_json().encode()) <= MAX_RECORD_BYTES + WITHDRAWAL_BYTES
 
 
 @pytest.mark.parametrize(

@@ -242,9 +242,12 @@ async def test_a_full_history_is_refused_with_409(
     await consents.give(ME, "acme", SUBJECT, "energy")
     await consents.withdraw(ME, "acme", SUBJECT, "energy")
     await consents.give(ME, "acme", SUBJECT, "energy")
+    # Full, and given: the withdrawal still fits (GDPR art. 7(3)); no give after it.
+    await consents.withdraw(ME, "acme", SUBJECT, "energy")
+    assert not consents.view.active("acme", SUBJECT, "energy")
     with pytest.raises(Conflict, match="3 changes"):
-        await consents.withdraw(ME, "acme", SUBJECT, "energy")
-    assert consents.view.active("acme", SUBJECT, "energy")
+        await consents.give(ME, "acme", SUBJECT, "energy")
+    assert not consents.view.active("acme", SUBJECT, "energy")
 
 
 # --- the view --------------------------------------------------------------------------------
@@ -320,3 +323,18 @@ async def test_a_fresh_view_reads_the_same_chain_and_a_lost_race_is_a_conflict(
         await second._write(racing)
     fresh = InMemoryConsentStore(topic=topic)
     assert fresh.view.get("acme", SUBJECT, "energy") == first.view.get("acme", SUBJECT, "energy")
+
+
+async def test_an_erasure_withdraws_a_full_record(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A review filled a record to its bound while given: the erasure's withdrawal was refused
+    # (409) after the subject's key was already shredded, and the erasure stopped halfway.
+    consents = world.consents
+    monkeypatch.setattr(consent_change, "MAX_HISTORY", 3)
+    await consents.give(ME, "acme", SUBJECT, "energy")
+    await consents.withdraw(ME, "acme", SUBJECT, "energy")
+    await consents.give(ME, "acme", SUBJECT, "energy")
+    changed = await consents.withdraw_all("acme", SUBJECT, reason="erasure")
+    assert [len(record.history) for record in changed] == [4]
+    assert not consents.view.active("acme", SUBJECT, "energy")
