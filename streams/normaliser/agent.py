@@ -55,7 +55,7 @@ from cityhub.streams.normaliser.normalise import (
     normalise_envelope,
     raw_dead_letter,
 )
-from cityhub.streams.normaliser.personal import PersonalSealer
+from cityhub.streams.normaliser.personal import PersonalSealer, keyed_by_personal_device
 from cityhub.streams.privacy.gate import PrivacyGate
 from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark
 from cityhub.streams.quality.assess import DeviceSeries, QualityAssessor
@@ -177,7 +177,9 @@ class NormaliserAgent:
                     quality=quality,
                 )
             except MessageError as exc:
-                writes.append(self._dead_letter(record, exc, now))
+                # A personal device's message is not copied in clear into the dead letters.
+                withhold = keyed_by_personal_device(self._directory, record.key)
+                writes.append(self._dead_letter(record, exc, now, withhold_payload=withhold))
                 continue
             except Exception as exc:  # a bug must not stop the partition
                 with about_message(traceparent_in(record.headers), _device_of(record)):
@@ -188,7 +190,8 @@ class NormaliserAgent:
                         record.offset,
                     )
                 bug = MessageError(repr(exc), reason=Reason.INTERNAL_ERROR)
-                writes.append(self._dead_letter(record, bug, now))
+                withhold = keyed_by_personal_device(self._directory, record.key)
+                writes.append(self._dead_letter(record, bug, now, withhold_payload=withhold))
                 continue
             if result.duplicate:
                 duplicates[result.network] += 1

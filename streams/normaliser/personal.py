@@ -28,7 +28,7 @@ import orjson
 
 from cityhub.schemas.errors import MessageError, Oversize, Reason, SealingError
 from cityhub.schemas.observation import Observation
-from cityhub.schemas.registry import DeviceType
+from cityhub.schemas.registry import Classification, DeviceType
 from cityhub.streams.privacy.gate import KeyLookup
 from cityhub.streams.privacy.purpose import PersonalMark
 from cityhub.streams.privacy.sealing import seal
@@ -49,6 +49,29 @@ class PersonalDirectory(Protocol):
     def device_by_id(self, device_id: str) -> DeviceEntry | None: ...
 
     def device_type(self, tenant: str, type_id: str) -> DeviceType | None: ...
+
+
+class KeyDirectory(PersonalDirectory, Protocol):
+    """And by DevEUI, as the bridge keys a raw record."""
+
+    def device_by_eui(self, dev_eui: str) -> DeviceEntry | None: ...
+
+
+def keyed_by_personal_device(directory: KeyDirectory, key: bytes | None) -> bool:
+    """Whether a raw record's key (the bridge's partition key: a DevEUI or a device id) names
+    a registered device of a ``personal`` type. Its dead letters then carry no payload: whatever
+    was wrong with the message (the device switched off by an erasure, a time out of range),
+    the payload holds a resident's readings in clear."""
+    if not key:
+        return False
+    name = key.decode(errors="replace")
+    entry = directory.device_by_id(name)
+    if entry is None and len(name) == 16:
+        entry = directory.device_by_eui(name.lower())
+    if entry is None:
+        return False
+    device_type = directory.device_type(entry.tenant, entry.type)
+    return device_type is not None and device_type.classification is Classification.PERSONAL
 
 
 def category_of(directory: PersonalDirectory, tenant: str, type_id: str | None) -> str:

@@ -204,6 +204,54 @@ async def test_a_subject_without_a_key_is_dead_lettered_never_written_in_clear()
     assert b"23.5" not in (letter.value or b"")
 
 
+async def test_no_dead_letter_of_a_personal_device_carries_its_payload() -> None:
+    # A review found an erased resident's switched-off sensor putting every reading in clear
+    # on the dead-letter topic (inactive_device), and a time out of range (schema_mismatch).
+    c = await city()
+    device = c.registry.view.device_by_id("alice-air")
+    assert device is not None
+    spec = DeviceSpec(id="alice-air", name="a", type="indoor-air", active=False)
+    await c.registry.replace_device(SYSTEM, "city", "alice-air", spec)
+    out_of_range = RawEnvelope(
+        "mqtt",
+        "cityhub-json",
+        "cityhub/ingest/spare-air",
+        "spare-air",
+        rfc3339(START),
+        orjson.dumps({"time": "1900-01-01T00:00:00Z", "temperature": 31.25}),
+    )
+    broken = RawEnvelope(
+        "mqtt", "cityhub-json", "cityhub/ingest/spare-air", "spare-air", rfc3339(START), b"{31.5"
+    )
+    records = [
+        uplink("alice-air", 23.75, 1),
+        Rec(2, out_of_range.to_json(), b"spare-air"),
+        Rec(3, broken.to_json(), b"spare-air"),
+        Rec(4, b"not an envelope 41.5", b"spare-air"),
+    ]
+    writes = normaliser(c).step(0, records, now=START + 10)
+    letters = [orjson.loads(w.value or b"") for w in to(writes, f"{PREFIX}.deadletter")]
+    assert [d["reason"] for d in letters] == [
+        "inactive_device",
+        "schema_mismatch",
+        "malformed_json",
+        "malformed_json",
+    ]
+    for doc in letters:
+        assert doc.get("payload") in (None, ""), doc
+        assert doc["size"] == 0
+    # The size and digest are of what was kept: nothing. Another tenant's public device keeps
+    # its payload (the operator finds the fault from it).
+    plain = RawEnvelope(
+        "mqtt", "cityhub-json", "cityhub/ingest/unknown", "unknown", rfc3339(START), b"{9.5"
+    )
+    (letter,) = to(
+        normaliser(c).step(0, [Rec(5, plain.to_json(), b"unknown")], now=START + 10),
+        f"{PREFIX}.deadletter",
+    )
+    assert b"9.5" in (letter.value or b"")
+
+
 async def test_delivery_opens_only_after_the_check_and_refuses_after_withdrawal_or_erasure() -> (
     None
 ):
