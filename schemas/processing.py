@@ -80,14 +80,17 @@ def parse_legal_basis(value: object) -> LegalBasis:
     raise ValueError(f"must be one of {names} (or its DPV IRI)")
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_INVISIBLE = "\ufeff\u202a-\u202e\u2066-\u2069"
+"""A byte-order mark and the bidirectional embeddings, overrides and isolates: on the public
+register's pages they would make the text after them read otherwise than it is stored."""
+_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_INVISIBLE}]")
+_LINE_CONTROL = re.compile(rf"[\x00-\x1f\x7f-\x9f\u2028\u2029{_INVISIBLE}]")
 
 
 def _no_controls(value: str, *, lines: bool = False) -> str:
     pattern = _CONTROL if lines else _LINE_CONTROL
     if pattern.search(value):
-        raise ValueError("must not contain control characters")
+        raise ValueError("must not contain control characters or bidirectional overrides")
     return value
 
 

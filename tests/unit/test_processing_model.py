@@ -62,6 +62,9 @@ def test_a_valid_spec_is_normalised() -> None:
         ("name", "x" * 201),
         ("name", "two\nlines"),
         ("name", "bell\x07"),
+        ("name", "<b>\u202eevil"),  # a bidi override (a review put one on the public page)
+        ("controller", "Gemeente\u2066x"),
+        ("purpose", "two\nlines, then \ufeff"),
         ("purpose", "p" * 2001),
         ("purpose", "nul\x00"),
         ("purpose_iri", "javascript:alert(1)"),
