@@ -27,15 +27,21 @@ def _values(headers: Mapping[str, str], name: str) -> list[str]:
     return [] if value is None else [value]
 
 
-def presented_secret(headers: Mapping[str, str]) -> str:
-    """The key secret a request presents; ApiProblem(401) saying how to present one if none,
-    ApiProblem(400) if it presents more than one (two Authorization headers, or Authorization
-    and X-API-Key): which one counts would be a guess another server may guess otherwise."""
+def require_one_credential(headers: Mapping[str, str], what: str) -> None:
+    """ApiProblem(400) if the request presents more than one credential (two Authorization
+    headers, or Authorization and X-API-Key): which one counts would be a guess another server
+    (a proxy, a log) may guess otherwise. ``what``: the credential, for the message."""
     if len(_values(headers, "Authorization")) + len(_values(headers, "X-API-Key")) > 1:
         raise ApiProblem(
             400,
-            "Send the API key once: one Authorization header or one X-API-Key header, not several.",
+            f"Send the {what} once: one Authorization header or one X-API-Key header, not several.",
         )
+
+
+def presented_secret(headers: Mapping[str, str]) -> str:
+    """The key secret a request presents; ApiProblem(401) saying how to present one if none,
+    ApiProblem(400) if it presents more than one (``require_one_credential``)."""
+    require_one_credential(headers, "API key")
     authorization = headers.get("Authorization")
     if authorization is not None:
         scheme, _, token = authorization.strip().partition(" ")

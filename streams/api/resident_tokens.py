@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from cityhub.streams.api.auth import MAX_SECRET_LENGTH
+from cityhub.streams.api.auth import MAX_SECRET_LENGTH, require_one_credential
 from cityhub.streams.api.bodies import read_model
 from cityhub.streams.api.handlers import Call, Handler, json_response
 from cityhub.streams.api.problems import ApiProblem
@@ -62,7 +62,9 @@ def residents(call: Call) -> ResidentServices:
 
 def presented_bearer(headers: Mapping[str, str]) -> str:
     """The bearer token of ``Authorization: Bearer <token>``; Unauthenticated saying how to
-    present one otherwise (``X-API-Key`` is an API key's header, not a resident's)."""
+    present one otherwise (``X-API-Key`` is an API key's header, not a resident's); 400 for
+    more than one credential, as for API keys."""
+    require_one_credential(headers, "token")
     scheme, _, token = headers.get("Authorization", "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

@@ -470,6 +470,23 @@ async def test_writes_refuse_api_keys_too(world: World) -> None:
     assert world.registry.view.devices_of_subject("acme", ALICE)
 
 
+async def test_two_credentials_are_a_400_whichever_they_are(world: World) -> None:
+    # A review swapped the order of two residents' tokens and got the other tenant's subject:
+    # which one counts would be a guess (a proxy or a log may guess otherwise).
+    from multidict import CIMultiDict
+
+    alice, beta = world.tokens["alice"], world.tokens["beta"]
+    for headers in (
+        CIMultiDict([("Authorization", f"Bearer {alice}"), ("Authorization", f"Bearer {beta}")]),
+        CIMultiDict([("Authorization", f"Bearer {alice}"), ("X-API-Key", world.keys["op_a"])]),
+    ):
+        for method, path in (("GET", "/me"), ("POST", "/me/consents/air-research/withdraw")):
+            async with world.client.request(method, V1 + path, headers=headers) as response:
+                assert response.status == 400, path
+                assert "once" in (await response.json())["detail"]
+    assert world.log.records == []
+
+
 async def test_a_resident_token_opens_no_other_route(world: World) -> None:
     for path in (
         "/tenants/acme/devices",
