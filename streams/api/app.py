@@ -102,7 +102,7 @@ async def problems_and_metrics(request: web.Request, handler: RequestHandler) ->
     and time API requests."""
     request_id = _request_id(request)
     started = time.perf_counter()
-    instance = request.path[:_MAX_INSTANCE]
+    instance = _instance(request)
     try:
         response = await handler(request)
     except asyncio.CancelledError:
@@ -134,9 +134,19 @@ def _internal(request: web.Request, request_id: str, exc: BaseException) -> web.
         500,
         "The server failed to handle this request. It has been logged; quote the request id "
         "to whoever runs this hub.",
-        request.path[:_MAX_INSTANCE],
+        _instance(request),
         extra={"request_id": request_id},
     )
+
+
+def _instance(request: web.Request) -> str:
+    """A problem's ``instance``: the request's path, a data subject's id in it as
+    ``{subject}``: a refused id may be a citizen number, and no answer repeats it."""
+    path = request.path
+    subject = request.match_info.get("subject")
+    if subject:
+        path = "/".join("{subject}" if part == subject else part for part in path.split("/"))
+    return path[:_MAX_INSTANCE]
 
 
 def _endpoint(route: Route) -> RequestHandler:
