@@ -31,7 +31,11 @@ from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
 from cityhub.streams.privacy.store import RegisterRecordStore
 from cityhub.streams.privacy.view import RegisterView
 from cityhub.streams.registry.paging import Page
-from cityhub.streams.registry.principals import Principal, require_tenant_access
+from cityhub.streams.registry.principals import (
+    Principal,
+    require_own_tenant,
+    require_tenant_access,
+)
 from cityhub.streams.registry.view import RegistryView
 from cityhub.streams.service_errors import Conflict, FieldError, Invalid, NotFound
 
@@ -86,13 +90,20 @@ class ProcessingRegister:
     def _now(self) -> str:
         return rfc3339(self._clock())
 
-    def _writable(self, who: Principal, tenant: str, slug: str) -> ProcessingActivity:
+    def _may_write(self, who: Principal, tenant: str) -> None:
+        """The tenant's own operator and admin keys (and the CLI): the register is its
+        controller's declaration, and its legal basis decides what the purpose check lets
+        through, so another tenant's admin key gets 404 as every other key of another tenant."""
         require_tenant_access(self._registry, who, tenant, write=True)
+        require_own_tenant(who, tenant)
+
+    def _writable(self, who: Principal, tenant: str, slug: str) -> ProcessingActivity:
+        self._may_write(who, tenant)
         return self.get(tenant, slug)
 
     async def create(self, who: Principal, tenant: str, spec: ActivitySpec) -> ProcessingActivity:
         """Record a new activity (version 1); Conflict if the slug is taken in the tenant."""
-        require_tenant_access(self._registry, who, tenant, write=True)
+        self._may_write(who, tenant)
         async with self._writing:
             if self.view.get(tenant, spec.slug) is not None:
                 raise Conflict(

@@ -209,11 +209,20 @@ async def test_who_may_write(api: Api) -> None:
         "POST", f"{V1}/tenants/nope/processing-activities", "admin", json=activity()
     )
     assert status == 404
-    # An admin writes in every tenant.
+    # An admin key of another tenant does not: the register is its controller's declaration
+    # (a review had beta's admin turn acme's consent-based activity into a public task).
     status, _, _ = await api.call(
         "POST", f"{V1}/tenants/beta/processing-activities", "admin", json=activity("by-admin")
     )
-    assert status == 201
+    assert status == 404
+    await api.call("POST", f"{V1}/tenants/beta/processing-activities", "op_b", json=activity())
+    beta = f"{V1}/tenants/beta/processing-activities"
+    for method, path, body in (
+        ("PUT", f"{beta}/parking", update_of(activity(), legal_basis="PublicTask")),
+        ("POST", f"{beta}/parking/end", {}),
+    ):
+        status, _, _ = await api.call(method, path, "admin", json=body)
+        assert status == 404, (method, path)
 
 
 async def test_another_tenant_gets_404_and_changes_nothing(api: Api) -> None:
