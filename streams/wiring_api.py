@@ -161,13 +161,18 @@ def api_parts(
         from cityhub.streams.health.serving import device_health_parts
 
         app[DEVICE_HEALTH_KEY], health_parts = device_health_parts(settings, registry, checks)
-    if console_app is not None:  # a subscription's delivery status through the API too
+    if console_app is not None:  # a subscription's delivery status through the API too,
         from cityhub.streams.api.subscription_status import SUBSCRIPTION_STATUS_KEY
         from cityhub.streams.console.app import CONSOLE_KEY
 
         status_view = console_app[CONSOLE_KEY].services.subscription_status
         if status_view is not None:
             app[SUBSCRIPTION_STATUS_KEY] = status_view
+        dead_letters = console_app[CONSOLE_KEY].services.dead_letters
+        if dead_letters is not None:  # and the console's reader of the dead letters
+            from cityhub.streams.api.dead_letters import DEAD_LETTERS_KEY
+
+            app[DEAD_LETTERS_KEY] = dead_letters
     mover = _SecretsMover(subscriptions, subscription_store, secret_store)
     checks["subscription_secrets_moved"] = flag(mover, "done")
     return [

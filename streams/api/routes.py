@@ -21,6 +21,7 @@ from cityhub.streams.api.aggregates import AggregateList, list_aggregates
 from cityhub.streams.api.catalogue import CATALOGUE_ROUTES
 from cityhub.streams.api.consents import CONSENT_ROUTES
 from cityhub.streams.api.data_requests import DATA_REQUEST_ROUTES
+from cityhub.streams.api.dead_letters import DEAD_LETTER_ROUTES
 from cityhub.streams.api.device_health import DEVICE_HEALTH_ROUTES
 from cityhub.streams.api.erasure import ERASURE_ROUTES
 from cityhub.streams.api.live import stream_subscription
@@ -493,6 +494,7 @@ ROUTES: tuple[Route, ...] = (
     *OPEN_DATA_ROUTES,
     *DEVICE_HEALTH_ROUTES,
     *SUBSCRIPTION_STATUS_ROUTES,
+    *DEAD_LETTER_ROUTES,
 )
 """Every operation of the API; all need a key but the register's public reads.
 ``/api/v1/openapi.json`` is served beside them, without a key."""

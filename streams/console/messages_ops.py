@@ -113,6 +113,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dl.device": ("Apparaat", "Device"),
     "dl.tenant": ("Tenant", "Tenant"),
     "dl.unknown_device": ("onbekend apparaat", "unknown device"),
+    "dl.shared_device": (
+        "apparaat van een andere tenant, gedeeld via een afspraak",
+        "another tenant's device, shared under an agreement",
+    ),
+    "dl.payload_shared": (
+        "Inhoud niet getoond: de gegevens zijn van een andere tenant, gedeeld via een afspraak; "
+        "het abonnement leest ze opnieuw zolang de afspraak geldt (opnieuw afspelen vanaf de "
+        "offset hierboven).",
+        "Payload withheld: the data are another tenant's, shared under an agreement; the "
+        "subscription reads them again while the agreement lasts (replay from the offset "
+        "above).",
+    ),
     "dl.detail": ("Toelichting", "Detail"),
     "dl.caption": ("{n} afgewezen berichten", "{n} dead letters"),
     "dl.none": ("Geen afgewezen berichten.", "No dead letters."),
@@ -122,6 +134,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dl.format": ("Formaat", "Format"),
     "dl.kafka_topic": ("Kafka-topic", "Kafka topic"),
     "dl.target_topic": ("Doeltopic", "Target topic"),
+    "dl.subscription": ("Abonnement", "Subscription"),
+    "dl.position": ("Positie", "Position"),
+    "dl.position_value": (
+        "partitie {partition}, offset {offset}",
+        "partition {partition}, offset {offset}",
+    ),
     "dl.size": ("Grootte", "Size"),
     "dl.size_value": ("{n} bytes", "{n} bytes"),
     "dl.payload": ("Oorspronkelijke inhoud", "Original payload"),

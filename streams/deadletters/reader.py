@@ -49,7 +49,12 @@ class DeadLetterReader:
         self._settings = settings
         self._topic = Topics.for_prefix(settings.kafka.topic_prefix).deadletter
         self._scan_back = scan_back
-        self.view = DeadLetterView(registry, per_tenant=per_tenant, preview_bytes=preview_bytes)
+        self.view = DeadLetterView(
+            registry,
+            per_tenant=per_tenant,
+            preview_bytes=preview_bytes,
+            topic_prefix=settings.kafka.topic_prefix,
+        )
         self._task: asyncio.Task[None] | None = None
         self.ready = False
         self.failed: str | None = None

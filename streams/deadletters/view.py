@@ -13,8 +13,13 @@ characters and as hex otherwise (``preview``). Memory: about ``per_tenant`` time
 
 Who sees what (``visible``, ``payload_visible``):
 - an admin key sees every letter, including those of unknown devices;
-- an operator key sees the letters of its own tenant's devices, never another's;
-- subscriber keys see none;
+- an operator key sees the letters of its own tenant's devices and of its tenant's
+  subscriptions' deliveries, never another's;
+- a subscriber key sees the letters of its tenant's subscriptions' deliveries only;
+- a delivery's letter is its subscription's tenant's (the subscriber's concern, not the device's
+  owner's); under a sharing agreement the device is another tenant's, and then the payload (the
+  provider's data) shows to admins only: what was shared is read through the subscription, while
+  the agreement lasts;
 - the payload of a letter of a device whose type is ``personal`` is shown to nobody: the raw
   payload holds a resident's values in clear (docs/privacy.md, "What is erased, where, how
   fast"), and showing them is a use of personal data that no processing activity declares (a
@@ -40,6 +45,8 @@ DEFAULT_PREVIEW_BYTES = 4096
 MAX_FIELD_CHARS = 2048
 """Every string taken from a record is cut to this (the writers cut theirs already)."""
 
+DELIVER = "deliver"
+"""The stage of a delivery's letters (``cityhub.streams.delivery.dead_letters.STAGE``)."""
 _EUI = re.compile(r"^[0-9A-Fa-f]{16}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 UNATTRIBUTED = ""
@@ -100,6 +107,13 @@ class Letter:
     source_topic: str | None = None
     kafka_topic: str | None = None
     target_topic: str | None = None
+    kafka_partition: int | None = None
+    kafka_offset: int | None = None
+    """Where the failed record sits in ``kafka_topic`` (a subscription replays from there)."""
+    subscription: str | None = None
+    """The subscription whose delivery gave up on it (a ``deliver`` letter), of ``tenant``."""
+    foreign: bool = False
+    """The letter is ``tenant``'s (its subscription's) but its device another tenant's."""
 
     @property
     def preview_cut(self) -> bool:
@@ -112,10 +126,34 @@ def _text(doc: dict[str, object], name: str) -> str | None:
     return value[:MAX_FIELD_CHARS] if isinstance(value, str) else None
 
 
+def subscription_of_topic(prefix: str, topic: str) -> tuple[str, str] | None:
+    """``(tenant, subscription id)`` of a topic ``cityhub.schemas.subscription.
+    subscription_topic`` makes (``<prefix>.sub.<tenant>.<id>``; ids have no dot); None for any
+    other topic."""
+    head = f"{prefix}.sub."
+    if not topic.startswith(head):
+        return None
+    tenant, dot, subscription_id = topic[len(head) :].rpartition(".")
+    return (tenant, subscription_id) if dot and tenant and subscription_id else None
+
+
+def _offset(doc: dict[str, object], name: str) -> int | None:
+    value = doc.get(name)
+    return value if type(value) is int and 0 <= value < 2**63 else None
+
+
 def parse_letter(
-    value: bytes, *, partition: int, offset: int, registry: RegistryView, preview_bytes: int
+    value: bytes,
+    *,
+    partition: int,
+    offset: int,
+    registry: RegistryView,
+    preview_bytes: int,
+    topic_prefix: str = "cityhub",
 ) -> Letter | None:
-    """The letter of one record of the dead-letter topic; None when it is not one."""
+    """The letter of one record of the dead-letter topic; None when it is not one. A
+    delivery's letter (stage ``deliver``, read from a subscription's topic of ``topic_prefix``)
+    is its subscription's tenant's."""
     try:
         doc = json.loads(value)
     except (ValueError, UnicodeDecodeError):
@@ -140,6 +178,14 @@ def parse_letter(
     size = doc.get("size")
     device = _text(doc, "device")
     who = attribute(device, registry)
+    kafka_topic = _text(doc, "kafka_topic")
+    subscription, foreign = None, False
+    of = subscription_of_topic(topic_prefix, kafka_topic or "") if stage == DELIVER else None
+    if of is not None and registry.tenant(of[0]) is not None:
+        subscription = of[1]
+        if who.tenant != of[0]:
+            foreign = who.tenant is not None
+            who = Attribution(of[0], None)
     return Letter(
         id=f"{partition}-{offset}",
         tenant=who.tenant,
@@ -155,8 +201,12 @@ def parse_letter(
         preview=raw[:preview_bytes],
         format=_text(doc, "format"),
         source_topic=_text(doc, "source_topic"),
-        kafka_topic=_text(doc, "kafka_topic"),
+        kafka_topic=kafka_topic,
         target_topic=_text(doc, "target_topic"),
+        kafka_partition=_offset(doc, "kafka_partition"),
+        kafka_offset=_offset(doc, "kafka_offset"),
+        subscription=subscription,
+        foreign=foreign,
     )
 
 
@@ -180,13 +230,18 @@ def visible(who: Principal, letter: Letter) -> bool:
     """Whether ``who`` may see ``letter`` at all."""
     if who.role is Role.ADMIN:
         return True
-    return who.role is Role.OPERATOR and letter.tenant is not None and letter.tenant == who.tenant
+    if letter.tenant is None or letter.tenant != who.tenant:
+        return False
+    return who.role is Role.OPERATOR or letter.subscription is not None
 
 
 def payload_visible(who: Principal, letter: Letter, personal: bool) -> bool:
     """Whether ``who`` may see the letter's payload; ``personal``: its device's type is (then
-    nobody may: no declared purpose covers reading it)."""
-    return visible(who, letter) and not personal
+    nobody may: no declared purpose covers reading it). Another tenant's device's (a delivery
+    under an agreement): admins only."""
+    if not visible(who, letter) or personal:
+        return False
+    return not letter.foreign or who.role is Role.ADMIN
 
 
 def is_personal(letter: Letter, registry: RegistryView) -> bool:
@@ -213,8 +268,10 @@ class DeadLetterView:
         *,
         per_tenant: int = DEFAULT_PER_TENANT,
         preview_bytes: int = DEFAULT_PREVIEW_BYTES,
+        topic_prefix: str = "cityhub",
     ) -> None:
         self._registry = registry
+        self._topic_prefix = topic_prefix
         self.per_tenant = per_tenant
         self.preview_bytes = preview_bytes
         self._rings: dict[str, deque[Letter]] = {}
@@ -231,6 +288,7 @@ class DeadLetterView:
                 offset=offset,
                 registry=self._registry,
                 preview_bytes=self.preview_bytes,
+                topic_prefix=self._topic_prefix,
             )
             if value
             else None
@@ -247,7 +305,7 @@ class DeadLetterView:
         if who.role is Role.ADMIN:
             for ring in self._rings.values():
                 yield from ring
-        elif who.role is Role.OPERATOR:
+        else:  # an operator's or a subscriber's (``visible`` decides which of them)
             yield from self._rings.get(who.tenant, ())
 
     def letters(
@@ -288,6 +346,7 @@ class DeadLetterView:
 __all__ = [
     "DEFAULT_PER_TENANT",
     "DEFAULT_PREVIEW_BYTES",
+    "DELIVER",
     "Attribution",
     "DeadLetterView",
     "Letter",
@@ -296,5 +355,6 @@ __all__ = [
     "parse_letter",
     "payload_visible",
     "preview",
+    "subscription_of_topic",
     "visible",
 ]

@@ -259,6 +259,27 @@ async def test_dead_letters_are_the_tenants_own_with_payloads_escaped_or_withhel
         assert "52.1" not in page.text
         assert "persoonlijk type" in page.text
         assert "Inhoud niet getoond" in page.text
+        # Beta's device delivered to acme's subscription (under an agreement): acme's letter,
+        # its payload withheld (beta's data), where to replay from shown.
+        shared = DeadLetter.of(
+            stage="deliver",
+            reason=Reason.DELIVERY_FAILED,
+            detail="the receiver answered 400",
+            failed_at="2026-12-04T10:00:01.000Z",
+            payload=b"shared-reading-xyz",
+            max_payload_bytes=64 * 1024,
+            device="device/b-1",
+            kafka_topic="cityhub.sub.acme.acme-hook",
+            kafka_partition=3,
+            kafka_offset=99,
+        ).to_json()
+        view.add(shared, partition=2, offset=0)
+        page = await browser.get("/console/dead-letters/2-0")
+        assert page.status == 200
+        assert "shared-reading-xyz" not in page.text
+        assert "gedeeld via een afspraak" in page.text
+        assert "partitie 3, offset 99" in page.text
+        assert "acme-hook" in page.text
         await browser.post("/console/sign-out")
         await browser.sign_in("sub_a")
         assert (await browser.get("/console/dead-letters/0-0")).status == 404

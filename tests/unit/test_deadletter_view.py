@@ -8,7 +8,15 @@ from typing import Any
 from cityhub.schemas.deadletter import DeadLetter
 from cityhub.schemas.errors import Reason
 from cityhub.schemas.registry import Role
-from cityhub.streams.deadletters.view import DeadLetterView, payload_visible, preview
+from cityhub.schemas.subscription import subscription_topic
+from cityhub.streams.deadletters.view import (
+    DELIVER,
+    DeadLetterView,
+    payload_visible,
+    preview,
+    subscription_of_topic,
+)
+from cityhub.streams.delivery.dead_letters import STAGE
 from cityhub.streams.registry.principals import Principal
 
 from .deadletter_support import TS, registry_view
@@ -129,3 +137,76 @@ def test_malformed_records_are_counted_and_skipped() -> None:
         view.add(value, partition=0, offset=offset)
     assert view.malformed == 5
     assert view.letters(SOUTH_ADMIN) == []
+
+
+def _delivery(device: str, topic: str, offset: int = 7) -> bytes:
+    return DeadLetter.of(
+        stage=STAGE,
+        reason=Reason.DELIVERY_FAILED,
+        detail="the receiver answered 400",
+        failed_at=TS,
+        payload=b'{"value": 21.5}',
+        max_payload_bytes=64 * 1024,
+        device=device,
+        kafka_topic=topic,
+        kafka_partition=2,
+        kafka_offset=offset,
+    ).to_json()
+
+
+SOUTH_SUB = Principal(key_id="k5", tenant="south", role=Role.SUBSCRIBER)
+
+
+def test_the_delivery_stage_is_the_one_the_delivery_writes() -> None:
+    assert DELIVER == STAGE
+
+
+def test_subscription_topics_are_read_back_as_subscription_topic_writes_them() -> None:
+    for prefix, tenant, sub in (("cityhub", "north", "hook"), ("p.q", "a.b_c", "x-1")):
+        topic = subscription_topic(prefix, tenant, sub)
+        assert subscription_of_topic(prefix, topic) == (tenant, sub)
+    for topic in ("cityhub.sub.north", "cityhub.sub..x", "cityhub.sub.north.", "other.sub.a.b"):
+        assert subscription_of_topic("cityhub", topic) is None, topic
+
+
+def test_a_deliverys_letter_is_its_subscriptions_tenants_and_its_subscribers() -> None:
+    view = _view()
+    # North's own device, south's subscription under an agreement, and north's subscription.
+    view.add(_delivery("device/n-aq-1", "cityhub.sub.south.shared-air"), partition=1, offset=0)
+    view.add(_delivery("device/n-aq-1", "cityhub.sub.north.own-hook"), partition=1, offset=1)
+    # A topic of no subscription of a known tenant: the device's tenant's, as before.
+    view.add(_delivery("device/n-aq-1", "cityhub.sub.nobody.x"), partition=1, offset=2)
+    south_sub = view.letters(SOUTH_SUB)
+    assert [(dl.subscription, dl.tenant, dl.foreign) for dl in south_sub] == [
+        ("shared-air", "south", True)
+    ]
+    shared = south_sub[0]
+    assert (shared.kafka_partition, shared.kafka_offset) == (2, 7)
+    assert shared.device_id is None  # not south's device: no link to it
+    # The provider's operator does not see the consumer's delivery failures.
+    assert shared.id not in {dl.id for dl in view.letters(NORTH_OP)}
+    # South's operator sees its subscription's letter; north's subscriber only its own.
+    assert shared in view.letters(SOUTH_OP)
+    north_sub = view.letters(NORTH_SUB)
+    assert [dl.subscription for dl in north_sub] == ["own-hook"]
+    assert north_sub[0].device_id == "n-aq-1"
+    assert not north_sub[0].foreign
+    # A subscriber never sees the devices' own letters.
+    assert all(dl.stage == STAGE for dl in view.letters(NORTH_SUB))
+    assert view.get(NORTH_SUB, shared.id) is None
+    # The shared payload: admins only; the own one: the tenant's keys.
+    assert not payload_visible(SOUTH_SUB, shared, view.personal(shared))
+    assert not payload_visible(SOUTH_OP, shared, view.personal(shared))
+    assert payload_visible(SOUTH_ADMIN, shared, view.personal(shared))
+    assert payload_visible(NORTH_SUB, north_sub[0], view.personal(north_sub[0]))
+    unknown_topic = next(dl for dl in view.letters(NORTH_OP) if dl.id == "1-2")
+    assert unknown_topic.subscription is None
+    assert unknown_topic not in view.letters(NORTH_SUB)
+
+
+def test_a_personal_devices_delivery_letter_shows_no_payload_even_to_its_subscriber() -> None:
+    view = _view()
+    view.add(_delivery("device/n-track-1", "cityhub.sub.north.care"), partition=1, offset=0)
+    (letter,) = view.letters(NORTH_SUB)
+    assert view.personal(letter)
+    assert not payload_visible(NORTH_SUB, letter, True)
