@@ -56,7 +56,10 @@ SELECT event_id, observed_at, received_at, tenant, device_id, device_type, quant
     CASE WHEN longitude IS NULL OR latitude IS NULL THEN NULL
          ELSE ST_SetSRID(ST_MakePoint(longitude, latitude), 4326) END,
     altitude, classification, data_subject, doc
-FROM {stage}
+FROM {stage} AS s
+WHERE s.data_subject IS NULL OR NOT EXISTS (
+    SELECT 1 FROM erased_subjects AS e
+    WHERE e.tenant = s.tenant AND e.data_subject = s.data_subject AND s.received_at <= e.erased_at)
 ON CONFLICT (event_id, observed_at) DO NOTHING
 """).format(stage=sql.Identifier(OBSERVATIONS_STAGE))
 

@@ -3,8 +3,9 @@ else's, not even the same subject name of another tenant."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -54,3 +55,62 @@ async def test_erasure_deletes_the_subjects_rows_only(
         [device],
     )
     assert await cursor.fetchall() == [("north", "bob"), ("north", None), ("south", "alice")]
+
+
+async def test_a_row_received_before_the_erasure_is_not_written_after_it(
+    history_settings: Settings, history_conn: Connection
+) -> None:
+    # A review found one row of an erased subject in the store: the writer had read it from
+    # Kafka before the erasure and wrote it after the DELETE. A subject linked again later is
+    # new data (a new key): its rows are kept.
+    await prepare_staging(history_conn)
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    subject = f"res-{uuid.uuid4().hex[:8]}"
+    keeper = await PartitionKeeper.load(history_conn)
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    assert await erase_subject(history_conn, "north", subject) == 0
+    after = datetime.now(UTC) + timedelta(seconds=5)
+    late = [
+        observation_row(sealed(device, 1, "north", subject, before)),  # in Kafka at the erasure
+        observation_row(sealed(device, 2, "north", subject, after)),  # linked again, later
+        observation_row(sealed(device, 3, "south", subject, before)),  # another tenant's
+        observation_row(sealed(device, 4, "north", None, before)),
+    ]
+    await write_batch(history_conn, keeper, history_settings.history, late, [], after)
+    cursor = await history_conn.execute(
+        "SELECT tenant, data_subject, received_at > %s FROM observations"
+        " WHERE device_id = %s ORDER BY 1, 2",
+        [before, device],
+    )
+    assert await cursor.fetchall() == [
+        ("north", subject, True),
+        ("north", None, False),
+        ("south", subject, False),
+    ]
+
+
+async def test_an_erasure_waits_for_a_batch_under_way_and_deletes_its_rows(
+    history_settings: Settings, history_conn: Connection
+) -> None:
+    from cityhub.streams.history.connection import connect
+
+    await prepare_staging(history_conn)
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    subject = f"res-{uuid.uuid4().hex[:8]}"
+    keeper = await PartitionKeeper.load(history_conn)
+    now = datetime.now(UTC)
+    rows = [observation_row(sealed(device, 1, "north", subject, now))]
+    other = await connect(history_settings, autocommit=True)
+    try:
+        async with history_conn.transaction():  # the writer's batch, not yet committed
+            await write_batch(history_conn, keeper, history_settings.history, rows, [], now)
+            erasing = asyncio.create_task(erase_subject(other, "north", subject))
+            await asyncio.sleep(0.5)
+            assert not erasing.done()  # waits for the batch
+        assert await asyncio.wait_for(erasing, 10) == 1  # and sees its row
+    finally:
+        await other.close()
+    cursor = await history_conn.execute(
+        "SELECT count(*) FROM observations WHERE device_id = %s", [device]
+    )
+    assert await cursor.fetchone() == (0,)
