@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,30 @@ async def test_a_slow_subscriber_never_hurts_the_others(tmp_path: Path) -> None:
         assert {x["reason"] for x in refused} == {"delivery_failed"}
         assert "400" in refused[0]["detail"]
         assert receiver.bad_signatures == 0
+        # The subscriber reads the same letters through the API: what its delivery gave up on,
+        # with the item's position in its topic and the payload it was to receive.
+        path = "/tenants/demo/dead-letters?subscription=refused&limit=200"
+        deadline = time.monotonic() + 30
+        while True:
+            status, doc = await api.call("GET", path, "demo")
+            assert status == 200, doc
+            # The API keeps the tenant's last 200 letters (the hanging subscription's too).
+            if doc["complete"] and doc["items"]:
+                break
+            assert time.monotonic() < deadline, (len(doc["items"]), len(refused))
+            await asyncio.sleep(0.5)
+        listed = doc["items"]
+        assert {x["stage"] for x in listed} == {"deliver"}
+        assert {x["subscription"] for x in listed} == {"refused"}
+        positions = {(x["kafka_partition"], x["kafka_offset"]) for x in refused}
+        assert {(x["kafka_partition"], x["kafka_offset"]) for x in listed} <= positions
+        status, one = await api.call("GET", f"/tenants/demo/dead-letters/{listed[0]['id']}", "demo")
+        assert status == 200, one
+        assert one["payload_encoding"] == "utf-8"
+        assert "event_id" in one["payload"]
+        # Another tenant's key finds nothing of it.
+        status, _ = await api.call("GET", f"/tenants/demo/dead-letters/{listed[0]['id']}", "other")
+        assert status == 404
 
         # Replay from the first offset: everything once more, with the same event ids.
         delivered = len(receiver.items("fast"))
