@@ -38,6 +38,12 @@ ExpectedIntervalSeconds = Annotated[
 """The field's type on specs: whole seconds within the bounds (``strict``: no ``"60"``, no 1.5,
 no ``true``)."""
 
+ExpectedIntervalSetting = Annotated[
+    int, Field(ge=MIN_EXPECTED_INTERVAL_SECONDS, le=MAX_EXPECTED_INTERVAL_SECONDS)
+]
+"""The same bounds for a setting, which comes from an environment variable's text (strict, it
+refused every value, ``900`` included)."""
+
 
 class HasExpectedInterval(Protocol):
     """Anything that may name an expected interval: a device record or view entry, a type."""

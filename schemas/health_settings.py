@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cityhub.schemas.expected_interval import (
     DEFAULT_EXPECTED_INTERVAL_SECONDS,
-    ExpectedIntervalSeconds,
+    ExpectedIntervalSetting,
 )
 
 
@@ -17,7 +17,7 @@ class HealthSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    default_expected_interval_seconds: ExpectedIntervalSeconds = DEFAULT_EXPECTED_INTERVAL_SECONDS
+    default_expected_interval_seconds: ExpectedIntervalSetting = DEFAULT_EXPECTED_INTERVAL_SECONDS
     """The expected reporting interval of a device whose type names none and that overrides
     none; the aggregator's coverage and device health both use it."""
     silent_grace: float = Field(default=3.0, ge=1.0, le=100.0)

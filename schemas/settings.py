@@ -396,6 +396,9 @@ class CloudEventsSettings(_Section):
     ``dataschema``."""
 
 
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
 class Settings(BaseSettings):
     """All of cityhub's settings."""
 
@@ -422,12 +425,17 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     health: HealthSettings = HealthSettings()
     quality: QualitySettings = QualitySettings()
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     log_format: Literal["text", "json"] = "text"
     """``text``: one line per record for people; ``json``: one JSON object per line (time,
     level, logger, message, exception; ``trace_id``, ``span_id`` and ``device`` on a line about
     a message) for a log pipeline. Both escape what came from outside
     (``cityhub.streams.logsetup``; ``docs/logging.md``)."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _envelopes_fit_in_kafka(self) -> Settings:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, get_args
 
 import click
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from cityhub.schemas.errors import CityhubError
-from cityhub.schemas.settings import Settings, unknown_variables
+from cityhub.schemas.settings import LogLevel, Settings, unknown_variables
 from cityhub.schemas.settings_errors import settings_problems
 from cityhub.schemas.topics import Topics
 from cityhub.streams import http_refusals, kafka_log_flood
@@ -101,7 +101,7 @@ def _checked_settings() -> Settings:
 
 
 @click.group()
-@click.option("--log-level", default=None, help="debug, info, warning, error (CITYHUB_LOG_LEVEL)")
+@click.option("--log-level", type=click.Choice(get_args(LogLevel), case_sensitive=False))
 # The installed distribution's version: what an image or a deployment actually runs.
 @click.version_option(package_name="cityhub", prog_name="cityhub")
 @click.pass_context

@@ -5,6 +5,8 @@ included. The simulator is refused a TLS broker; a port in use is one line."""
 from __future__ import annotations
 
 import errno
+from enum import Enum
+from typing import Any
 
 import click
 import pytest
@@ -160,3 +162,48 @@ def test_port_zero_is_a_free_port_chosen_before_the_banner() -> None:
     kept = Settings(http=HttpSettings(port=18080), management=ManagementSettings(port=0))
     assert with_concrete_ports(kept).http.port == 18080
     assert with_concrete_ports(kept).management.port not in (0, 18080)
+
+
+def test_an_unknown_log_level_is_an_invalid_setting_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = _refusal(monkeypatch, CITYHUB_LOG_LEVEL="verbose")
+    assert message.startswith("invalid settings: log_level: ")
+    assert "'debug'" in message
+    monkeypatch.setenv("CITYHUB_LOG_LEVEL", " WARNING ")
+    assert _checked_settings().log_level == "warning"
+
+
+def _scalar_settings(model: type[Any], prefix: str = "CITYHUB_") -> list[tuple[str, object]]:
+    """(variable, default) of every setting whose default is a number, a bool or a string."""
+    from pydantic import BaseModel
+
+    found: list[tuple[str, object]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += _scalar_settings(annotation, f"{prefix}{name.upper()}__")
+        elif isinstance(field.default, bool | int | float | str) and not isinstance(
+            field.default, Enum
+        ):
+            found.append((f"{prefix}{name.upper()}", field.default))
+    return found
+
+
+def test_every_setting_takes_its_own_default_as_an_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A strict field refused every value from the environment ("900" is text): a review found
+    # CITYHUB_HEALTH__DEFAULT_EXPECTED_INTERVAL_SECONDS unusable.
+    variables = _scalar_settings(Settings)
+    assert len(variables) > 100
+    refused = []
+    for variable, default in variables:
+        text = str(default).lower() if isinstance(default, bool) else str(default)
+        with monkeypatch.context() as env:
+            env.setenv(variable, text)
+            try:
+                _checked_settings()
+            except click.UsageError as exc:
+                refused.append(f"{variable}={text}: {exc.format_message()}")
+    assert refused == []
