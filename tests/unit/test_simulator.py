@@ -544,3 +544,18 @@ def test_every_simulated_message_parses_with_the_hub_formats() -> None:
             assert uplink.dev_addr == session_dev_addr(fleet.by_id(m.device_id), 77)
         seen[m.format] += 1
     assert set(seen) == set(Format)
+
+
+async def test_no_broker_is_one_line_not_a_traceback() -> None:
+    import socket
+
+    from cityhub.schemas.errors import StackError
+    from cityhub.schemas.settings import MqttSettings, Settings
+    from cityhub.streams.devtools.simulator import simulate
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(mqtt=MqttSettings(host="127.0.0.1", port=port))
+    with pytest.raises(StackError, match=f"127.0.0.1:{port} is not reachable"):
+        await simulate(settings, 1, 10.0, count=1)

@@ -21,12 +21,13 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import aiomqtt
 
+from cityhub.schemas.errors import StackError
 from cityhub.schemas.settings import Settings
 from cityhub.streams.devtools.simulator.fleet import build_fleet
 from cityhub.streams.devtools.simulator.traffic import Outgoing, Traffic
@@ -60,6 +61,23 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@contextlib.asynccontextmanager
+async def _connected(client: aiomqtt.Client, broker: str) -> AsyncIterator[aiomqtt.Client]:
+    """``client`` connected; StackError (one line in the CLI, not a traceback) when no broker
+    answers at ``broker``."""
+    try:
+        await client.__aenter__()
+    except aiomqtt.MqttError as exc:
+        raise StackError(
+            f"the MQTT broker at {broker} is not reachable ({exc}); is the stack up "
+            "(`cityhub stack up`)?"
+        ) from None
+    try:
+        yield client
+    finally:
+        await client.__aexit__(None, None, None)
 
 
 async def simulate(
@@ -186,7 +204,7 @@ async def simulate(
         session,
         duplicate_ratio * 100,
     )
-    async with client:
+    async with _connected(client, f"{mqtt.host}:{mqtt.port}"):
         loop = asyncio.get_running_loop()
         start = loop.time()
         next_log = start + progress_interval
