@@ -21,7 +21,7 @@ from cityhub.schemas.settings_errors import settings_problems
 from cityhub.schemas.topics import Topics
 from cityhub.streams import http_refusals, kafka_log_flood
 from cityhub.streams.api.openapi_cli import openapi_cmd
-from cityhub.streams.cli_async import run_async
+from cityhub.streams.cli_async import CityhubGroup, run_async
 from cityhub.streams.deadletters.cli import deadletters
 from cityhub.streams.devtools.stack.cli import stack
 from cityhub.streams.logsetup import LogFormat, install
@@ -100,7 +100,7 @@ def _checked_settings() -> Settings:
         ) from None
 
 
-@click.group()
+@click.group(cls=CityhubGroup)
 @click.option("--log-level", type=click.Choice(get_args(LogLevel), case_sensitive=False))
 # The installed distribution's version: what an image or a deployment actually runs.
 @click.version_option(package_name="cityhub", prog_name="cityhub")

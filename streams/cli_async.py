@@ -40,3 +40,14 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 _BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL})
+
+
+class CityhubGroup(click.Group):
+    """A command group whose commands' CityhubErrors (a port taken, settings that cannot work)
+    end the command with their text in one line, as ``run_async`` does for coroutines."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CityhubError as exc:
+            raise click.ClickException(str(exc)) from exc

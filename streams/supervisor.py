@@ -38,6 +38,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from cityhub.connectors.kafka_clients import component_login
+from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.settings import Settings
 from cityhub.streams.parent_watch import SUPERVISOR_FD_VARIABLE
 from cityhub.streams.runtime.host import IDLE_TIMEOUT_S
@@ -150,7 +151,22 @@ def hub_ports(settings: Settings) -> set[int]:
 
 def with_concrete_ports(settings: Settings) -> Settings:
     """``settings`` with a free port for the API and the management endpoint where they ask
-    for port 0 (any): chosen now, so that the banner and every child name the same one."""
+    for port 0 (any): chosen now, so that the banner and every child name the same one.
+    ConfigurationError if a port they name is taken: a second hub with the same settings would
+    otherwise start its bridge and workers, take the first hub's MQTT session and rebalance its
+    consumer groups before its API found the port taken, half a minute later."""
+    taken = [
+        f"{name}.port {section.port} on {section.host}"
+        for name in ("http", "management")
+        if (section := getattr(settings, name)).port != 0
+        and not _bindable(section.host, section.port)
+    ]
+    if taken:
+        raise ConfigurationError(
+            f"{' and '.join(taken)} is in use: is another `cityhub run` (or `cityhub api`) "
+            "running with these settings? Stop it, or give this one other ports "
+            "(--http-port, --management-port) and its own CITYHUB_MQTT__CLIENT_ID"
+        )
     wanted = [name for name in ("http", "management") if getattr(settings, name).port == 0]
     ports = free_ports(len(wanted), avoid=hub_ports(settings))
     update = {
@@ -158,6 +174,23 @@ def with_concrete_ports(settings: Settings) -> Settings:
         for name, port in zip(wanted, ports, strict=True)
     }
     return settings.model_copy(update=update) if update else settings
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host``:``port`` now (as aiohttp does: SO_REUSEADDR,
+    so a closed connection's TIME_WAIT is no obstacle, a listening socket is)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return True  # a host that does not resolve: the server will say so itself
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError:
+                return False
+    return True
 
 
 def free_ports(count: int, *, avoid: set[int]) -> list[int]:

@@ -164,6 +164,26 @@ def test_port_zero_is_a_free_port_chosen_before_the_banner() -> None:
     assert with_concrete_ports(kept).management.port not in (0, 18080)
 
 
+def test_a_port_another_hub_listens_on_is_refused_before_anything_starts() -> None:
+    # A second `cityhub run` with the same settings started its bridge and workers (taking the
+    # first hub's MQTT session, rebalancing its groups) and found the API port taken 33 s later.
+    import socket
+
+    from cityhub.schemas.errors import ConfigurationError
+    from cityhub.schemas.settings import HttpSettings, ManagementSettings
+    from cityhub.streams.supervisor import with_concrete_ports
+
+    with socket.socket() as other_hub:
+        other_hub.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other_hub.bind(("127.0.0.1", 0))
+        other_hub.listen()
+        port = other_hub.getsockname()[1]
+        taken = Settings(http=HttpSettings(port=port), management=ManagementSettings(port=0))
+        with pytest.raises(ConfigurationError, match=f"http.port {port} on 127.0.0.1 is in use"):
+            with_concrete_ports(taken)
+    assert with_concrete_ports(taken).http.port == port  # free again
+
+
 def test_an_unknown_log_level_is_an_invalid_setting_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
