@@ -27,7 +27,9 @@ lookups are a few dict probes, and results are memoised.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, StringConstraints
 
 QUANTITIES: Final[dict[str, str | None]] = {
     # climate
@@ -321,6 +323,13 @@ def lookup(field: str) -> tuple[str, str | None] | None:
     return result
 
 
+def canonical_quantity(name: str) -> str:
+    """The catalogue's name for ``name`` when it is one of its names or aliases (``pm25`` ->
+    ``pm2_5``), else ``name`` (a quantity of its own, from a field nothing maps). For names a
+    subscriber gives: an observation never carries an alias, so a filter on one matched none."""
+    return _INDEX.get(name, name)
+
+
 def unit_of(quantity: str) -> str | None:
     """The catalogue unit of a canonical quantity name (None: unitless or not catalogued)."""
     return QUANTITIES.get(quantity)
@@ -330,3 +339,9 @@ def quantity_for_unit(unit: str) -> str | None:
     """The quantity that ``unit`` most likely measures (``%RH`` -> ``relative_humidity``), or
     None when the unit is unknown or says too little (``ug/m3``: which particulate?)."""
     return UNIT_QUANTITIES.get(unit)
+
+
+QuantityName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$"), AfterValidator(canonical_quantity)
+]
+"""A quantity as a subscriber names it (a filter's): the catalogue's name for an alias."""

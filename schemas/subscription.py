@@ -60,6 +60,7 @@ from pydantic import (
 )
 
 from cityhub.schemas.quality import QualityCriterion
+from cityhub.schemas.quantities import QuantityName as Quantity
 from cityhub.schemas.registry import Area, Id, Name, Tag
 from cityhub.schemas.replay import Replay as Replay  # re-exported: their home was here
 from cityhub.schemas.replay import ReplaySpec as ReplaySpec
@@ -70,7 +71,6 @@ the subscription's Kafka topic (``<prefix>.sub.<tenant>.<id>``); tenant ids may 
 a dot in the id would let tenant ``a`` + id ``b.c`` and tenant ``a.b`` + id ``c`` share a topic."""
 
 SubscriptionId = Annotated[str, StringConstraints(pattern=SUBSCRIPTION_ID_PATTERN)]
-Quantity = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 MAX_FILTER_VALUES = 1000
 """Most values in one filter list (device ids are the long ones)."""

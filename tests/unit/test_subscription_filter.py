@@ -61,6 +61,10 @@ BOX = {"min_lat": 52.3, "min_lon": 4.8, "max_lat": 52.4, "max_lon": 5.0}
         ({}, obs(), True),
         ({"quantities": ["pm2_5", "no2"]}, obs(), True),
         ({"quantities": ["no2"]}, obs(), False),
+        # An alias is the catalogue's name (observations never carry an alias: a review's
+        # subscription on "pm25" was accepted and matched nothing).
+        ({"quantities": ["pm25"]}, obs(), True),
+        ({"quantities": ["my_own_field"]}, obs(quantity="my_own_field"), True),
         ({"device_ids": ["dev-1"]}, obs(), True),
         ({"device_ids": ["dev-2"]}, obs(), False),
         ({"areas": ["centre", "north"]}, obs(), True),
@@ -201,3 +205,12 @@ def test_cost_of_one_check_with_five_criteria() -> None:
             best = min(best, (time.perf_counter_ns() - start) / n)
         print(f"{type(item).__name__}: {best:.0f} ns per check, 5 criteria, all passing")
         assert best < 10_000
+
+
+def test_a_filters_quantity_aliases_are_stored_as_the_catalogues_names() -> None:
+    assert flt(quantities=["pm25", "pm2_5", "temp", "my_own_field"]).quantities == [
+        "pm2_5",
+        "pm2_5",
+        "temperature",
+        "my_own_field",
+    ]
