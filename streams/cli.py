@@ -464,12 +464,13 @@ def simulate(
 @click.option("-n", "--limit", type=int, default=None, help="Stop after this many records.")
 @click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
 def tail(topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
-    """Print a topic's records: observations, deadletter, raw, or any full topic name."""
+    """Print a topic's records: one of the hub's by its short name (observations, aggregates,
+    deadletter, raw, device-health, ...) or any full topic name."""
+    from cityhub.streams.devtools.tail import full_topic_name
     from cityhub.streams.devtools.tail import tail as run_tail
 
     settings = Settings()
-    names = Topics.for_prefix(settings.kafka.topic_prefix)
-    full = getattr(names, topic, topic) if topic in {"raw", "observations", "deadletter"} else topic
+    full = full_topic_name(settings.kafka.topic_prefix, topic)
     run_async(run_tail(settings, full, from_beginning=from_beginning, limit=limit, timeout=timeout))
 
 

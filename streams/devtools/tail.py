@@ -13,6 +13,15 @@ from cityhub.connectors.kafka_clients import kafka_consumer, login_refusal
 from cityhub.schemas.errors import ConfigurationError
 from cityhub.schemas.settings import Settings
 
+SHORT_NAMES = ("observations", "aggregates", "deadletter", "raw")
+"""Some of the hub's topics by their short names, for messages (every one has one)."""
+
+
+def full_topic_name(prefix: str, topic: str) -> str:
+    """``<prefix>.<topic>`` for a short name (no dot: ``aggregates``, ``device-health``), else
+    ``topic`` as given (a full name; Kafka's own ``__consumer_offsets`` too)."""
+    return topic if "." in topic or topic.startswith("_") else f"{prefix}.{topic}"
+
 
 async def tail(
     settings: Settings,
@@ -47,7 +56,9 @@ async def tail(
         partitions = cluster.partitions_for_topic(topic)
         if not partitions:
             raise ConfigurationError(
-                f"topic {topic!r} does not exist (yet); is the hub running with this prefix?"
+                f"topic {topic!r} does not exist (yet): a hub's topic by its short name "
+                f"({', '.join(SHORT_NAMES)}, ...) or any full topic name; is the hub running "
+                "with this prefix (CITYHUB_KAFKA__TOPIC_PREFIX)?"
             )
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)

@@ -67,3 +67,12 @@ async def test_tail_prints_at_most_limit_records_over_partitions(
     )
     assert seen == expected
     assert len(out.getvalue().splitlines()) == expected
+
+
+def test_short_names_are_the_hubs_topics_and_full_names_stay() -> None:
+    from cityhub.streams.devtools.tail import full_topic_name
+
+    assert full_topic_name("city", "aggregates") == "city.aggregates"
+    assert full_topic_name("city", "device-health") == "city.device-health"
+    assert full_topic_name("city", "other.observations") == "other.observations"
+    assert full_topic_name("city", "__consumer_offsets") == "__consumer_offsets"
