@@ -8,10 +8,10 @@ its options.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, get_args, get_origin
 
 from annotated_types import Ge, Le
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from cityhub.schemas.expected_interval import (
@@ -45,10 +45,37 @@ def validate_row(
     return errors or spec
 
 
-def field_errors(exc: ValidationError) -> list[FieldError]:
+def field_errors(
+    exc: ValidationError, *, model: type[BaseModel] = DeviceSpec, root: str = "row"
+) -> list[FieldError]:
     """A spec's pydantic validation errors as FieldErrors a person can act on (dotted paths,
-    messages that say what is expected and what was given; secrets never echoed)."""
-    return [field_error(detail) for detail in exc.errors(include_url=False)]
+    messages that say what is expected and what was given; secrets never echoed). ``model``:
+    what was validated (an unknown field's message lists the fields known where it is);
+    ``root``: the name of the whole (a row, a command's option)."""
+    return [field_error(detail, model=model, root=root) for detail in exc.errors(include_url=False)]
+
+
+def _model_at(model: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
+    """The model that holds a field at ``path`` below ``model`` (through optional values,
+    lists' items and dicts' values); None where the path leaves the models."""
+    current: Any = model
+    keyed = False  # the next part is a dict's key or a list's index, not a field
+    for part in path:
+        if keyed:
+            keyed = False
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        if part not in current.model_fields:
+            return None
+        current = current.model_fields[part].annotation
+        while not (isinstance(current, type) and issubclass(current, BaseModel)):
+            inner = [arg for arg in get_args(current) if arg is not type(None)]
+            if not inner:
+                return None
+            keyed = keyed or get_origin(current) in (dict, list)
+            current = inner[-1]  # a dict's value, a list's item, an Optional's type
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def _bounds(field: str) -> tuple[float, float]:
@@ -78,10 +105,12 @@ def number_text(value: float) -> str:
     return f"{value:g}"
 
 
-def field_error(detail: ErrorDetails) -> FieldError:
+def field_error(
+    detail: ErrorDetails, *, model: type[BaseModel] = DeviceSpec, root: str = "row"
+) -> FieldError:
     """A pydantic error as a FieldError a person can act on. Secrets are never echoed."""
     loc = [str(part) for part in detail["loc"]]
-    field = ".".join(loc) if loc else "row"
+    field = ".".join(loc) if loc else root
     top = loc[0] if loc else ""
     kind = detail["type"]
     value = detail.get("input")
@@ -89,9 +118,9 @@ def field_error(detail: ErrorDetails) -> FieldError:
     if kind == "missing":
         return FieldError(field, "required")
     if kind == "extra_forbidden":
-        return FieldError(
-            field, f"unknown field; known fields: {', '.join(DeviceSpec.model_fields)}"
-        )
+        holder = _model_at(model, loc[:-1])
+        known = f"; known fields: {', '.join(holder.model_fields)}" if holder is not None else ""
+        return FieldError(field, f"unknown field{known}")
     if field in LOCATION_RANGES and kind in {"greater_than_equal", "less_than_equal"}:
         low, high = LOCATION_RANGES[field]
         return FieldError(

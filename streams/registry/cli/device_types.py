@@ -131,7 +131,8 @@ class QualityParam(click.ParamType):
         try:
             return QualitySpec.model_validate_json(str(value))
         except ValidationError as exc:
-            self.fail(describe_errors(field_errors(exc)), param, ctx)
+            errors = field_errors(exc, model=QualitySpec, root="--quality")
+            self.fail(describe_errors(errors), param, ctx)
 
 
 QUALITY_HELP = (
