@@ -21,7 +21,7 @@ from cityhub.schemas.settings_errors import settings_problems
 from cityhub.schemas.topics import Topics
 from cityhub.streams import http_refusals, kafka_log_flood
 from cityhub.streams.api.openapi_cli import openapi_cmd
-from cityhub.streams.cli_async import CityhubGroup, run_async
+from cityhub.streams.cli_async import CityhubGroup, command_log_level, run_async
 from cityhub.streams.deadletters.cli import deadletters
 from cityhub.streams.devtools.stack.cli import stack
 from cityhub.streams.logsetup import LogFormat, install
@@ -119,7 +119,7 @@ def main(ctx: click.Context, log_level: str | None) -> None:
             "CITYHUB_<SECTION>__<FIELD>)"
         )
     settings = _checked_settings()
-    level = log_level or settings.log_level
+    level = log_level or command_log_level(ctx.invoked_subcommand, settings.log_level, os.environ)
     ctx.obj = level
     _setup_logging(level, settings.log_format)
 

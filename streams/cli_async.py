@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import click
@@ -51,3 +51,18 @@ class CityhubGroup(click.Group):
             return super().invoke(ctx)
         except CityhubError as exc:
             raise click.ClickException(str(exc)) from exc
+
+
+SERVICE_COMMANDS = frozenset(
+    {"run", "api", "bridge", "worker", "deliver", "history", "history-writer", "simulate", "stack"}
+)
+"""Commands that run a service (or the stack) and tell what they do as they go, at ``info``."""
+
+
+def command_log_level(command: str | None, configured: str, environ: Mapping[str, str]) -> str:
+    """The log level of ``command``: the configured one for a service, and for a one-shot
+    command (``devices list``, ``tail``) ``warning`` unless CITYHUB_LOG_LEVEL asks otherwise,
+    so that its output is not interleaved with the Kafka clients' and stores' progress lines."""
+    if command in SERVICE_COMMANDS or "CITYHUB_LOG_LEVEL" in environ:
+        return configured
+    return "warning"

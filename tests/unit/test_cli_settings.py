@@ -247,3 +247,15 @@ def test_the_configuration_reference_names_every_setting() -> None:
 
     missing = [v for v, _ in _scalar_settings(Settings) if not documented(v)]
     assert missing == []
+
+
+def test_one_shot_commands_log_warnings_only_unless_asked() -> None:
+    # A review found every registry and tail command's output among INFO lines of the Kafka
+    # client and the stores ("registry view loaded", "Updating subscribed topics").
+    from cityhub.streams.cli_async import command_log_level
+
+    assert command_log_level("devices", "info", {}) == "warning"
+    assert command_log_level("tail", "info", {}) == "warning"
+    assert command_log_level("devices", "debug", {"CITYHUB_LOG_LEVEL": "debug"}) == "debug"
+    for service in ("run", "api", "worker", "stack", "simulate"):
+        assert command_log_level(service, "info", {}) == "info"
