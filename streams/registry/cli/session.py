@@ -19,16 +19,21 @@ from pydantic import ValidationError
 
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import Settings
+from cityhub.streams.compacted import CompactedTopicStore
 from cityhub.streams.privacy.keys_store import SubjectKeyStore
 from cityhub.streams.registry.principals import Principal
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.spec_errors import field_errors
 from cityhub.streams.registry.store import RecordStore, RegistryStore
 from cityhub.streams.service_errors import FieldError, ServiceError
+from cityhub.streams.topic_admin import ensure_topics
 
 T = TypeVar("T")
 
 store_factory: Callable[[Settings], RecordStore] = RegistryStore
+REACH_TIMEOUT_S = 10.0
+"""How long a command waits for Kafka before it says it cannot reach it (a service waits a
+minute: a broker that is starting; a person at a terminal wants the answer sooner)."""
 """How commands get their store; tests of the output swap in an ``InMemoryRegistryStore``."""
 
 
@@ -110,6 +115,8 @@ def run(operation: Callable[[Registry], Awaitable[T]]) -> T:
     async def session() -> T:
         settings = Settings()
         store = store_factory(settings)
+        if isinstance(store, CompactedTopicStore):  # on Kafka: say soon when it is unreachable
+            await ensure_topics(settings, timeout=REACH_TIMEOUT_S, only={store.topic})
         await store.start()
         keys = _KeysOnDemand(settings)
         try:
