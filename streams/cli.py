@@ -17,7 +17,7 @@ from pydantic_settings import SettingsError
 
 from cityhub.schemas.errors import CityhubError
 from cityhub.schemas.settings import LogLevel, Settings, unknown_variables
-from cityhub.schemas.settings_errors import settings_problems
+from cityhub.schemas.settings_errors import json_setting_problem, settings_problems
 from cityhub.schemas.topics import Topics
 from cityhub.streams import http_refusals, kafka_log_flood
 from cityhub.streams.api.openapi_cli import openapi_cmd
@@ -94,10 +94,8 @@ def _checked_settings() -> Settings:
         problems = settings_problems(exc.errors(include_input=False, include_url=False))
         raise click.UsageError("invalid settings: " + "; ".join(problems)) from None
     except SettingsError as exc:  # a JSON value that does not parse; its text names the section
-        raise click.UsageError(
-            f"invalid settings: {exc}: a list or object setting is JSON, e.g. "
-            """CITYHUB_SUBSCRIPTIONS__WEBHOOK_ALLOWED_HOSTS='["127.0.0.1"]'"""
-        ) from None
+        problem = json_setting_problem(str(exc), os.environ)
+        raise click.UsageError(f"invalid settings: {problem}") from None
 
 
 @click.group(cls=CityhubGroup)

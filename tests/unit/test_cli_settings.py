@@ -57,8 +57,17 @@ def test_a_json_value_that_does_not_parse_names_its_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     message = _refusal(monkeypatch, CITYHUB_BRIDGE__SUBSCRIPTIONS="[not json")
-    assert '"bridge"' in message
+    assert message.startswith("invalid settings: CITYHUB_BRIDGE__SUBSCRIPTIONS: ")
     assert "a list or object setting is JSON" in message
+    # Named by its variable, not by its section (a review got "field "quality"" and an
+    # example of another variable); another, valid, setting of the section is not named.
+    monkeypatch.delenv("CITYHUB_BRIDGE__SUBSCRIPTIONS")
+    message = _refusal(
+        monkeypatch, CITYHUB_QUALITY__FAULT_FIELDS="fault", CITYHUB_QUALITY__ENABLED="true"
+    )
+    assert message.startswith("invalid settings: CITYHUB_QUALITY__FAULT_FIELDS: ")
+    assert "ENABLED" not in message
+    assert "fault," not in message
 
 
 def test_the_path_goes_into_lists_and_a_section_check_has_no_variable() -> None:
