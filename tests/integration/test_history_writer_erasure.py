@@ -57,16 +57,20 @@ async def test_erasure_deletes_the_subjects_rows_only(
     assert await cursor.fetchall() == [("north", "bob"), ("north", None), ("south", "alice")]
 
 
+async def _fresh(conn: Connection) -> tuple[str, str, PartitionKeeper]:
+    """A device and a subject no other test uses, and the partitions as they are."""
+    await prepare_staging(conn)
+    suffix = uuid.uuid4().hex[:8]
+    return f"dev-{suffix}", f"res-{suffix}", await PartitionKeeper.load(conn)
+
+
 async def test_a_row_received_before_the_erasure_is_not_written_after_it(
     history_settings: Settings, history_conn: Connection
 ) -> None:
     # A review found one row of an erased subject in the store: the writer had read it from
     # Kafka before the erasure and wrote it after the DELETE. A subject linked again later is
     # new data (a new key): its rows are kept.
-    await prepare_staging(history_conn)
-    device = f"dev-{uuid.uuid4().hex[:8]}"
-    subject = f"res-{uuid.uuid4().hex[:8]}"
-    keeper = await PartitionKeeper.load(history_conn)
+    device, subject, keeper = await _fresh(history_conn)
     before = datetime.now(UTC) - timedelta(seconds=5)
     assert await erase_subject(history_conn, "north", subject) == 0
     after = datetime.now(UTC) + timedelta(seconds=5)
@@ -94,10 +98,7 @@ async def test_an_erasure_waits_for_a_batch_under_way_and_deletes_its_rows(
 ) -> None:
     from cityhub.streams.history.connection import connect
 
-    await prepare_staging(history_conn)
-    device = f"dev-{uuid.uuid4().hex[:8]}"
-    subject = f"res-{uuid.uuid4().hex[:8]}"
-    keeper = await PartitionKeeper.load(history_conn)
+    device, subject, keeper = await _fresh(history_conn)
     now = datetime.now(UTC)
     rows = [observation_row(sealed(device, 1, "north", subject, now))]
     other = await connect(history_settings, autocommit=True)

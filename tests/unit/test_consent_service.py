@@ -234,14 +234,20 @@ async def test_hostile_evidence_through_the_service(world: World) -> None:
     assert rec.history[0].evidence == ("Ünïcödé ✓ " * 40).strip()
 
 
-async def test_a_full_history_is_refused_with_409(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _full_and_given(world: World, monkeypatch: pytest.MonkeyPatch) -> Consents:
+    """The consents, their record of ME's energy consent at its bound (3 here) and given."""
     consents = world.consents
     monkeypatch.setattr(consent_change, "MAX_HISTORY", 3)
     await consents.give(ME, "acme", SUBJECT, "energy")
     await consents.withdraw(ME, "acme", SUBJECT, "energy")
     await consents.give(ME, "acme", SUBJECT, "energy")
+    return consents
+
+
+async def test_a_full_history_is_refused_with_409(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consents = await _full_and_given(world, monkeypatch)
     # Full, and given: the withdrawal still fits (GDPR art. 7(3)); no give after it.
     await consents.withdraw(ME, "acme", SUBJECT, "energy")
     assert not consents.view.active("acme", SUBJECT, "energy")
@@ -330,11 +336,7 @@ async def test_an_erasure_withdraws_a_full_record(
 ) -> None:
     # A review filled a record to its bound while given: the erasure's withdrawal was refused
     # (409) after the subject's key was already shredded, and the erasure stopped halfway.
-    consents = world.consents
-    monkeypatch.setattr(consent_change, "MAX_HISTORY", 3)
-    await consents.give(ME, "acme", SUBJECT, "energy")
-    await consents.withdraw(ME, "acme", SUBJECT, "energy")
-    await consents.give(ME, "acme", SUBJECT, "energy")
+    consents = await _full_and_given(world, monkeypatch)
     changed = await consents.withdraw_all("acme", SUBJECT, reason="erasure")
     assert [len(record.history) for record in changed] == [4]
     assert not consents.view.active("acme", SUBJECT, "energy")
