@@ -15,6 +15,8 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
+from cityhub.schemas.settings import Settings
+
 ENV_PREFIX = "CITYHUB_"
 _PREFIXES = ("Value error, ", "Assertion failed, ")
 
@@ -67,8 +69,6 @@ def json_setting_problem(message: str, environ: Mapping[str, str]) -> str:
 
 def _structured_fields(section: str) -> list[str]:
     """The fields of a settings section whose values are lists or objects (JSON in a variable)."""
-    from cityhub.schemas.settings import Settings  # here: the settings import nothing of this
-
     field = Settings.model_fields.get(section)
     model = field.annotation if field is not None else None
     if not isinstance(model, type) or not issubclass(model, BaseModel):
