@@ -115,11 +115,26 @@ async def test_an_admin_key_of_another_tenant_manages_but_never_sees_the_subject
     assert doc["failed"] == 1
     assert doc["rows"][0]["errors"][0]["field"] == "data_subject"
     assert [d.id for d in api.registry.view.devices_of_subject("beta", SUBJECT)] == ["b-1"]
-    # What it manages still works: a write that leaves the link as it is.
-    renamed = device("b-1", type="air", name="Renamed")
-    status, doc, _ = await api.call("PUT", f"{B}/devices/b-1", who="admin", json=renamed)
-    assert status == 200, doc
+    # Nor may it change a linked device (another sensor's readings would be the resident's:
+    # a review re-pointed one at an application of its own) or delete it (an unlink by another
+    # way); a right guess of the subject is refused as a wrong one (no oracle).
+    for spec in (
+        device("b-1", type="air", dev_eui="70B3D57ED0AAAA01"),
+        device("b-1", type="air", name="Renamed"),
+        device("b-1", type="air", data_subject=SUBJECT),
+    ):
+        status, doc, _ = await api.call("PUT", f"{B}/devices/b-1", who="admin", json=spec)
+        assert status == 403, doc
+    assert (await api.call("DELETE", f"{B}/devices/b-1", who="admin"))[0] == 403
     assert [d.id for d in api.registry.view.devices_of_subject("beta", SUBJECT)] == ["b-1"]
+    # What it manages still works: a device linked to nobody.
+    await api.call("POST", f"{B}/devices", who="op_b", json=device("b-3", type="air"))
+    renamed = device("b-3", type="air", name="Renamed")
+    status, doc, _ = await api.call("PUT", f"{B}/devices/b-3", who="admin", json=renamed)
+    assert status == 200, doc
+    assert (await api.call("DELETE", f"{B}/devices/b-3", who="admin"))[0] == 204
+    # The device's own tenant's keys do all of it.
+    assert (await api.call("DELETE", f"{B}/devices/b-1", who="op_b"))[0] == 204
 
 
 async def test_a_subscriber_may_not_link(api: Api) -> None:
