@@ -55,7 +55,11 @@ from cityhub.streams.normaliser.normalise import (
     normalise_envelope,
     raw_dead_letter,
 )
-from cityhub.streams.normaliser.personal import PersonalSealer, keyed_by_personal_device
+from cityhub.streams.normaliser.personal import (
+    PersonalSealer,
+    keyed_by_personal_device,
+    withheld_detail,
+)
 from cityhub.streams.privacy.gate import PrivacyGate
 from cityhub.streams.privacy.purpose import PERSONAL, PersonalMark
 from cityhub.streams.quality.assess import DeviceSeries, QualityAssessor
@@ -300,10 +304,13 @@ class NormaliserAgent:
         self, record: Record, error: MessageError, now: float, *, withhold_payload: bool = False
     ) -> Write:
         metrics.DEADLETTERS.labels(STAGE, error.reason.value).inc()
+        shown = error
+        if withhold_payload:  # a personal device's: neither its payload nor a value it quotes
+            shown = MessageError(withheld_detail(error.detail), reason=error.reason)
         letter = raw_dead_letter(
             b"" if withhold_payload else record.value or b"",
             record.key,
-            error,
+            shown,
             stage=STAGE,
             failed_at=rfc3339(now),
             max_payload_bytes=self._max_payload,

@@ -218,7 +218,7 @@ async def test_no_dead_letter_of_a_personal_device_carries_its_payload() -> None
         "cityhub/ingest/spare-air",
         "spare-air",
         rfc3339(START),
-        orjson.dumps({"time": "1900-01-01T00:00:00Z", "temperature": 31.25}),
+        orjson.dumps({"time": "Jan Jansen, Dorpsstraat 1", "temperature": 31.25}),
     )
     broken = RawEnvelope(
         "mqtt", "cityhub-json", "cityhub/ingest/spare-air", "spare-air", rfc3339(START), b"{31.5"
@@ -240,6 +240,10 @@ async def test_no_dead_letter_of_a_personal_device_carries_its_payload() -> None
     for doc in letters:
         assert doc.get("payload") in (None, ""), doc
         assert doc["size"] == 0
+    # Nor the value a detail would quote (a review found a name and address there).
+    assert "Jansen" not in str(letters)
+    assert letters[1]["detail"].startswith("time: ")
+    assert letters[1]["detail"].endswith("(the value is withheld: a personal device's message)")
     # The size and digest are of what was kept: nothing. Another tenant's public device keeps
     # its payload (the operator finds the fault from it).
     plain = RawEnvelope(
