@@ -113,7 +113,8 @@ class Letter:
     subscription: str | None = None
     """The subscription whose delivery gave up on it (a ``deliver`` letter), of ``tenant``."""
     foreign: bool = False
-    """The letter is ``tenant``'s (its subscription's) but its device another tenant's."""
+    """The letter is ``tenant``'s (its subscription's) but its device another tenant's, of a type
+    that is not public (its data were shared under an agreement)."""
 
     @property
     def preview_cut(self) -> bool:
@@ -184,7 +185,11 @@ def parse_letter(
     if of is not None and registry.tenant(of[0]) is not None:
         subscription = of[1]
         if who.tenant != of[0]:
-            foreign = who.tenant is not None
+            # Another tenant's device: shared under an agreement, unless its data are public
+            # (every tenant may subscribe to those without one).
+            foreign = who.tenant is not None and (
+                who.device_id is None or not _public(who.device_id, registry)
+            )
             who = Attribution(of[0], None)
     return Letter(
         id=f"{partition}-{offset}",
@@ -248,6 +253,13 @@ def is_personal(letter: Letter, registry: RegistryView) -> bool:
     """Whether the letter's device is of a ``personal`` type now. A letter of an unknown
     device is not: nothing says it is (its payload shows to admins only)."""
     return letter.device_id is not None and device_is_personal(letter.device_id, registry)
+
+
+def _public(device_id: str, registry: RegistryView) -> bool:
+    """Whether the registered device ``device_id`` is of a ``public`` type now."""
+    entry = registry.device_by_id(device_id)
+    kind = registry.device_type(entry.tenant, entry.type) if entry is not None else None
+    return kind is not None and kind.classification is Classification.PUBLIC
 
 
 def device_is_personal(device_id: str, registry: RegistryView) -> bool:

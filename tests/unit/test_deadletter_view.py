@@ -171,34 +171,37 @@ def test_subscription_topics_are_read_back_as_subscription_topic_writes_them() -
 
 def test_a_deliverys_letter_is_its_subscriptions_tenants_and_its_subscribers() -> None:
     view = _view()
-    # North's own device, south's subscription under an agreement, and north's subscription.
-    view.add(_delivery("device/n-aq-1", "cityhub.sub.south.shared-air"), partition=1, offset=0)
+    # South's internal device under an agreement to north's subscription, north's public one to
+    # south's subscription (public data need no agreement), north's own to its own.
+    view.add(_delivery("device/s-aq-1", "cityhub.sub.north.shared-air"), partition=1, offset=0)
     view.add(_delivery("device/n-aq-1", "cityhub.sub.north.own-hook"), partition=1, offset=1)
     # A topic of no subscription of a known tenant: the device's tenant's, as before.
     view.add(_delivery("device/n-aq-1", "cityhub.sub.nobody.x"), partition=1, offset=2)
-    south_sub = view.letters(SOUTH_SUB)
-    assert [(dl.subscription, dl.tenant, dl.foreign) for dl in south_sub] == [
-        ("shared-air", "south", True)
-    ]
-    shared = south_sub[0]
-    assert (shared.kafka_partition, shared.kafka_offset) == (2, 7)
-    assert shared.device_id is None  # not south's device: no link to it
-    # The provider's operator does not see the consumer's delivery failures.
-    assert shared.id not in {dl.id for dl in view.letters(NORTH_OP)}
-    # South's operator sees its subscription's letter; north's subscriber only its own.
-    assert shared in view.letters(SOUTH_OP)
+    view.add(_delivery("device/n-aq-1", "cityhub.sub.south.public-feed"), partition=1, offset=3)
     north_sub = view.letters(NORTH_SUB)
-    assert [dl.subscription for dl in north_sub] == ["own-hook"]
-    assert north_sub[0].device_id == "n-aq-1"
-    assert not north_sub[0].foreign
+    assert sorted((dl.subscription, dl.tenant, dl.foreign) for dl in north_sub) == [
+        ("own-hook", "north", False),
+        ("shared-air", "north", True),
+    ]
+    shared = next(dl for dl in north_sub if dl.subscription == "shared-air")
+    assert (shared.kafka_partition, shared.kafka_offset) == (2, 7)
+    assert shared.device_id is None  # not north's device: no link to it
+    # The provider's operator does not see the consumer's delivery failures.
+    assert shared.id not in {dl.id for dl in view.letters(SOUTH_OP)}
+    assert shared in view.letters(NORTH_OP)
     # A subscriber never sees the devices' own letters.
-    assert all(dl.stage == STAGE for dl in view.letters(NORTH_SUB))
-    assert view.get(NORTH_SUB, shared.id) is None
-    # The shared payload: admins only; the own one: the tenant's keys.
-    assert not payload_visible(SOUTH_SUB, shared, view.personal(shared))
-    assert not payload_visible(SOUTH_OP, shared, view.personal(shared))
+    assert all(dl.stage == STAGE for dl in north_sub)
+    assert view.get(SOUTH_SUB, shared.id) is None
+    # The shared payload: admins only; the own one and a public one: the tenant's keys.
+    assert not payload_visible(NORTH_SUB, shared, view.personal(shared))
+    assert not payload_visible(NORTH_OP, shared, view.personal(shared))
     assert payload_visible(SOUTH_ADMIN, shared, view.personal(shared))
-    assert payload_visible(NORTH_SUB, north_sub[0], view.personal(north_sub[0]))
+    own = next(dl for dl in north_sub if dl.subscription == "own-hook")
+    assert own.device_id == "n-aq-1"
+    assert payload_visible(NORTH_SUB, own, view.personal(own))
+    (public,) = view.letters(SOUTH_SUB)
+    assert (public.subscription, public.foreign) == ("public-feed", False)
+    assert payload_visible(SOUTH_SUB, public, view.personal(public))
     unknown_topic = next(dl for dl in view.letters(NORTH_OP) if dl.id == "1-2")
     assert unknown_topic.subscription is None
     assert unknown_topic not in view.letters(NORTH_SUB)
