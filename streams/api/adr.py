@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from cityhub.streams.api.adr_headers import CorsPolicy, is_trailing_slash, rule_headers
-from cityhub.streams.api.problems import ApiProblem
+from cityhub.streams.api.problems import ApiProblem, shown_path
 from cityhub.streams.api.query_rules import QueryParam, query_errors
 
 CORS_POLICY_KEY = web.AppKey("cors_policy", CorsPolicy)
@@ -75,7 +75,7 @@ async def design_rules(request: web.Request, handler: Handler) -> web.StreamResp
     if is_trailing_slash(path, served_as_is=_served_with_slash(request)):
         raise ApiProblem(
             404,
-            f"No such resource: paths never end in a slash; try {path.rstrip('/')}.",
+            f"No such resource: paths never end in a slash; try {shown_path(path).rstrip('/')}.",
         )
     if (
         request.method == "OPTIONS"

@@ -45,7 +45,7 @@ from cityhub.streams.api.metrics import API_LATENCY, API_REQUESTS, UNMATCHED_ROU
 from cityhub.streams.api.open_data import OPEN_DATA_CORS_PATHS
 from cityhub.streams.api.open_data_answers import OPEN_DATA_KEY
 from cityhub.streams.api.openapi import OPENAPI_PATH, build_openapi
-from cityhub.streams.api.problems import problem_from_exception, problem_response
+from cityhub.streams.api.problems import problem_from_exception, problem_response, shown_path
 from cityhub.streams.api.processing import PROCESSING_KEY
 from cityhub.streams.api.processing_log import PROCESSING_LOG_KEY
 from cityhub.streams.api.rate_limit import RateLimiter
@@ -140,13 +140,8 @@ def _internal(request: web.Request, request_id: str, exc: BaseException) -> web.
 
 
 def _instance(request: web.Request) -> str:
-    """A problem's ``instance``: the request's path, a data subject's id in it as
-    ``{subject}``: a refused id may be a citizen number, and no answer repeats it."""
-    path = request.path
-    subject = request.match_info.get("subject")
-    if subject:
-        path = "/".join("{subject}" if part == subject else part for part in path.split("/"))
-    return path[:_MAX_INSTANCE]
+    """A problem's ``instance``: the request's path as an answer may show it (``shown_path``)."""
+    return shown_path(request.path)[:_MAX_INSTANCE]
 
 
 def _endpoint(route: Route) -> RequestHandler:

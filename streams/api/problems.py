@@ -91,6 +91,17 @@ def field_errors(exc: ValidationError, *, prefix: str = "") -> list[FieldError]:
     return result
 
 
+def shown_path(path: str) -> str:
+    """``path`` as an answer may repeat it: a data subject's id (the segment after
+    ``data-subjects``) as ``{subject}``, matched route or not; a refused id may be a citizen
+    number, and no answer repeats it."""
+    parts = path.split("/")
+    return "/".join(
+        "{subject}" if part and i > 0 and parts[i - 1] == "data-subjects" else part
+        for i, part in enumerate(parts)
+    )
+
+
 def problem_response(
     status: int,
     detail: str,

@@ -234,6 +234,16 @@ async def test_the_route_refuses_a_bad_subject_without_repeating_it(
     # Not even in ``instance``: a refused id may be a citizen number (a review found it there).
     assert "123456782" not in str(doc)
     assert doc["instance"] == f"{A}/data-subjects/{{subject}}/erasure"
+    # Nor on a route that does not match (a review found it in 404 and 405 answers).
+    for method, path in (
+        ("GET", f"{A}/data-subjects/123456782/erasure"),
+        ("GET", f"{A}/data-subjects/123456782/unknown"),
+        ("GET", f"{A}/data-subjects/123456782"),
+        ("GET", f"{A}/data-subjects/123456782/consents/"),
+    ):
+        status, doc, _ = await client.call(method, path)
+        assert status in (404, 405), (path, status)
+        assert "123456782" not in str(doc), path
 
 
 async def test_the_route_is_503_without_the_service() -> None:
