@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from cityhub.schemas.quantities import QuantityName
 from cityhub.schemas.registry import Area, Classification, Id, Name, Tag
 from cityhub.schemas.timefmt import parse_rfc3339
 
@@ -39,7 +40,8 @@ MAX_AGREEMENT_DAYS = 5 * 366
 """The longest period one agreement may run; a longer alliance renews it."""
 
 QUANTITY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
-Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)]
+Quantity = QuantityName
+"""A quantity an offer selects (an alias as the catalogue's name: what observations carry)."""
 Description = Annotated[
     str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)
 ]

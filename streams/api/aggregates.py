@@ -29,6 +29,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from cityhub.schemas.aggregate import MAX_WINDOW_SECONDS
+from cityhub.schemas.quantities import canonical_quantity
 from cityhub.schemas.registry import Classification, Role
 from cityhub.schemas.sharing import ItemKind
 from cityhub.streams.aggregation.query import (
@@ -202,6 +203,7 @@ async def list_aggregates(call: Call) -> web.Response:
     device_id = query_text(call.request, "deviceId")
     area = query_text(call.request, "area")
     quantity = query_text(call.request, "quantity")
+    quantity = canonical_quantity(quantity) if quantity is not None else None  # pm25: pm2_5
     window_size = _window_size(call)
     from_ms, to_ms_ = _time_param(call, "from"), _time_param(call, "to")
     try:

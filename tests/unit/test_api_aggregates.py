@@ -155,6 +155,11 @@ async def test_a_devices_windows_current_revisions_in_order(
         (format_ms(T0_MS), 1),
         (format_ms(T0_MS + MIN), 0),
     ]
+    # An alias of the catalogue finds the same windows (a review's pm25 found none).
+    status, aliased, _ = await client.call(
+        "GET", A, "sub_a", params=params(deviceId="a-1", quantity="temp", windowSize=60)
+    )
+    assert aliased == doc
     status, doc, _ = await client.call("GET", A, "sub_a", params=params(deviceId="a-pub"))
     assert (status, doc) == (200, {"items": [], "source": "kafka"})
 

@@ -402,3 +402,9 @@ async def test_every_agreement_only_for_an_admin(world: World) -> None:
         world.sharing.agreement_for_admin(CITY, asked.id)
     with pytest.raises(NotFound):
         world.sharing.agreement_for_admin(SYSTEM, "agr-none")
+
+
+def test_an_offers_quantity_alias_is_the_catalogues_name() -> None:
+    # A review's offer on "pm25" was stored so and delivered nothing: observations carry pm2_5.
+    chosen = Selection(device_types=["airq"], quantities=["pm25", "no2", "own_field"])
+    assert chosen.quantities == ["pm2_5", "no2", "own_field"]
