@@ -338,7 +338,9 @@ def api_cmd(
 ) -> None:
     """Only the operator API (/api/v1; /metrics and /healthz on the management port); scale out
     by starting more: each materialises the registry topic."""
-    settings = _settings(http_port=http_port, management_port=management_port)
+    from cityhub.streams.supervisor import with_concrete_ports  # a port taken: refused first
+
+    settings = with_concrete_ports(_settings(http_port=http_port, management_port=management_port))
     _refuse_without_kek(settings)
     _announce(
         settings,
