@@ -85,7 +85,7 @@ DEFAULT_DATASETS: tuple[OpenDataset, ...] = (
             "Hourly mean sound levels (LAeq) per area of the city. A window is published only "
             "when at least k sensors contributed; values are rounded to whole decibels."
         ),
-        quantities=("laeq",),
+        quantities=("sound_level",),  # LAeq (the catalogue's name; "laeq" is an alias)
         licence=Licence.CC_BY_4_0,
         theme=EU_THEME + "ENVI",
         keywords=("geluid", "noise"),

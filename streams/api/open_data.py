@@ -42,6 +42,7 @@ from cityhub.streams.api.open_data_answers import (
     path_dataset,
     published,
     query_name,
+    query_quantity,
 )
 from cityhub.streams.api.problems import ApiProblem
 from cityhub.streams.api.route_model import PREFIX, Param, Route
@@ -170,7 +171,7 @@ async def list_windows(call: Call) -> web.Response:
             end=query_time(request, "to"),
             now=datetime.fromtimestamp(data.now(), UTC),
             area=query_name(call, "area"),
-            quantity=query_name(call, "quantity"),
+            quantity=query_quantity(call),
             cursor=query_text(request, "cursor", max_length=MAX_CURSOR_LENGTH),
             limit=query_limit(request, 100),
         )
@@ -299,7 +300,7 @@ async def stream_windows(call: Call) -> web.StreamResponse:
                 errors=[FieldError("dataset", "not a published dataset")],
             )
         datasets = (found,)
-    chosen = StreamFilter(dataset_id, query_name(call, "area"), query_name(call, "quantity"))
+    chosen = StreamFilter(dataset_id, query_name(call, "area"), query_quantity(call))
     return await data.streams.serve(
         request,
         client_network(request.remote),

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from cityhub.schemas.open_data import OpenDataset, OpenDataSettings
+from cityhub.schemas.quantities import canonical_quantity
 from cityhub.schemas.registry import ID_PATTERN
 from cityhub.streams.api.bodies import query_text
 from cityhub.streams.api.handlers import Call
@@ -109,3 +110,9 @@ def query_name(call: Call, name: str) -> str | None:
     if value is not None and not _NAME.match(value):
         raise bad_parameter(name, "letters, digits, '.', '_' and '-' only; 1 to 64")
     return value
+
+
+def query_quantity(call: Call) -> str | None:
+    """``quantity``, an alias as the catalogue's name (``laeq`` is ``sound_level``)."""
+    value = query_name(call, "quantity")
+    return canonical_quantity(value) if value is not None else None
