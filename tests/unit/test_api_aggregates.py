@@ -27,13 +27,11 @@ from cityhub.streams.api.aggregates import AGGREGATES_KEY, AggregateList
 from cityhub.streams.api.app import build_api
 from cityhub.streams.api.openapi import build_openapi
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import Registry
-from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.subscriptions.service import Subscriptions
 from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
 from tests.personal_reads import personal_reads_for_home
 
-from .test_api_support import Api, seed
+from .test_api_support import Api, seeded_registry
 
 T0_MS = epoch_us("2026-11-29T10:00:00Z") // 1000
 MIN = 60_000
@@ -91,29 +89,27 @@ def aggregate(
 
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[Api, InMemoryAggregates]]:
-    store = InMemoryRegistryStore()
-    await store.start()
-    registry = Registry(store)
-    keys = await seed(registry)
-    system = Principal.system()
-    await registry.create_type(
-        system, "acme", DeviceTypeSpec(id="pub", name="Open", classification=Classification.PUBLIC)
-    )
-    for tenant, device, type_id in (
-        ("acme", "a-1", "th"),
-        ("acme", "a-pub", "pub"),
-        ("beta", "b-1", "th"),
-    ):
-        await registry.create_device(
-            system, tenant, DeviceSpec(id=device, name=device, type=type_id, area="north")
+    async with seeded_registry() as (registry, store, keys):
+        system = Principal.system()
+        await registry.create_type(
+            system,
+            "acme",
+            DeviceTypeSpec(id="pub", name="Open", classification=Classification.PUBLIC),
         )
-    topic = InMemoryAggregates(LIMITS, partitions=4)
-    subscriptions = Subscriptions(InMemorySubscriptionStore(), registry.view)
-    app = build_api(registry, subscriptions=subscriptions)
-    app[AGGREGATES_KEY] = topic  # instead of the Kafka reader, before the app starts
-    async with TestClient(TestServer(app)) as client:
-        yield Api(client, registry, store, keys, subscriptions), topic
-    await store.stop()
+        for tenant, device, type_id in (
+            ("acme", "a-1", "th"),
+            ("acme", "a-pub", "pub"),
+            ("beta", "b-1", "th"),
+        ):
+            await registry.create_device(
+                system, tenant, DeviceSpec(id=device, name=device, type=type_id, area="north")
+            )
+        topic = InMemoryAggregates(LIMITS, partitions=4)
+        subscriptions = Subscriptions(InMemorySubscriptionStore(), registry.view)
+        app = build_api(registry, subscriptions=subscriptions)
+        app[AGGREGATES_KEY] = topic  # instead of the Kafka reader, before the app starts
+        async with TestClient(TestServer(app)) as client:
+            yield Api(client, registry, store, keys, subscriptions), topic
 
 
 def params(**kw: Any) -> dict[str, str]:
@@ -346,43 +342,41 @@ async def test_kafka_unavailable_is_503_with_retry_after(
 
 
 async def test_personal_windows_go_out_only_for_an_admitting_activity_and_are_logged() -> None:
-    store = InMemoryRegistryStore()
-    await store.start()
-    registry = Registry(store)
-    keys = await seed(registry)
-    system = Principal.system()
-    reads, log = await personal_reads_for_home(registry)
-    app = build_api(registry, personal_reads=reads)
-    topic = InMemoryAggregates(LIMITS, partitions=4)
-    app[AGGREGATES_KEY] = topic
-    topic.add(aggregate("h-1", tenant="acme", classification="personal"))
-    async with TestClient(TestServer(app)) as test_client:
-        subscriptions = Subscriptions(InMemorySubscriptionStore(), registry.view)
-        client = Api(test_client, registry, store, keys, subscriptions)
-        for activity in (None, "parking", "nonesuch"):
-            query = params(deviceId="h-1") | ({"processingActivity": activity} if activity else {})
+    async with seeded_registry() as (registry, store, keys):
+        system = Principal.system()
+        reads, log = await personal_reads_for_home(registry)
+        app = build_api(registry, personal_reads=reads)
+        topic = InMemoryAggregates(LIMITS, partitions=4)
+        app[AGGREGATES_KEY] = topic
+        topic.add(aggregate("h-1", tenant="acme", classification="personal"))
+        async with TestClient(TestServer(app)) as test_client:
+            subscriptions = Subscriptions(InMemorySubscriptionStore(), registry.view)
+            client = Api(test_client, registry, store, keys, subscriptions)
+            for activity in (None, "parking", "nonesuch"):
+                query = params(deviceId="h-1") | (
+                    {"processingActivity": activity} if activity else {}
+                )
+                status, doc, _ = await client.call("GET", A, "sub_a", params=query)
+                assert status == 200
+                assert doc["items"] == []
+                assert doc["personal_withheld"] == 1
+            assert log.records == []
+            query = params(deviceId="h-1", processingActivity="care")
             status, doc, _ = await client.call("GET", A, "sub_a", params=query)
+            assert [i["classification"] for i in doc["items"]] == ["personal"]
+            assert "personal_withheld" not in doc
+            (record,) = log.records
+            assert record.action == "read"
+            assert record.activity_id == "urn:x:acme:care"
+            assert record.items == 1
+            # Another tenant never gets them, whatever activity it names; not even its admin key,
+            # which may read the tenant's other windows.
+            status, _, _ = await client.call("GET", A, "sub_b", params=query)
+            assert status == 404
+            beta_admin = (await registry.create_key(system, "beta", Role.ADMIN, "beta-admin"))[1]
+            client.keys["beta_admin"] = beta_admin
+            status, doc, _ = await client.call("GET", A, "beta_admin", params=query)
             assert status == 200
             assert doc["items"] == []
             assert doc["personal_withheld"] == 1
-        assert log.records == []
-        query = params(deviceId="h-1", processingActivity="care")
-        status, doc, _ = await client.call("GET", A, "sub_a", params=query)
-        assert [i["classification"] for i in doc["items"]] == ["personal"]
-        assert "personal_withheld" not in doc
-        (record,) = log.records
-        assert record.action == "read"
-        assert record.activity_id == "urn:x:acme:care"
-        assert record.items == 1
-        # Another tenant never gets them, whatever activity it names; not even its admin key,
-        # which may read the tenant's other windows.
-        status, _, _ = await client.call("GET", A, "sub_b", params=query)
-        assert status == 404
-        beta_admin = (await registry.create_key(system, "beta", Role.ADMIN, "beta-admin"))[1]
-        client.keys["beta_admin"] = beta_admin
-        status, doc, _ = await client.call("GET", A, "beta_admin", params=query)
-        assert status == 200
-        assert doc["items"] == []
-        assert doc["personal_withheld"] == 1
-        assert len(log.records) == 1
-    await store.stop()
+            assert len(log.records) == 1

@@ -75,6 +75,21 @@ async def seed(registry: Registry) -> dict[str, str]:
     return keys
 
 
+@asynccontextmanager
+async def seeded_registry(
+    devices_per_tenant: int = DEFAULT_DEVICES_PER_TENANT,
+) -> AsyncIterator[tuple[Registry, InMemoryRegistryStore, dict[str, str]]]:
+    """A registry over a started in-memory store, seeded (``seed``): the registry, its store
+    and the keys' secrets by name; the store is stopped at the end."""
+    store = InMemoryRegistryStore()
+    await store.start()
+    try:
+        registry = Registry(store, devices_per_tenant=devices_per_tenant)
+        yield registry, store, await seed(registry)
+    finally:
+        await store.stop()
+
+
 async def public_resolver(host: str, port: int) -> Sequence[str]:
     """Every name resolves to one public address (no DNS in unit tests)."""
     return ["93.184.216.34"]
@@ -91,23 +106,19 @@ async def running_api(
     """The API on a test server over a seeded in-memory registry and in-memory subscriptions
     (webhook host names resolve to a public address; IP literals are checked as they are), and
     ``live`` serving its live streams, if given."""
-    store = InMemoryRegistryStore()
-    await store.start()
-    registry = Registry(store, devices_per_tenant=devices_per_tenant)
-    keys = await seed(registry)
-    subscriptions = Subscriptions(
-        InMemorySubscriptionStore(), registry.view, resolver=public_resolver
-    )
-    app = build_api(
-        registry,
-        max_body_bytes=max_body_bytes,
-        max_import_bytes=max_import_bytes,
-        subscriptions=subscriptions,
-        live=live,
-    )
-    async with TestClient(TestServer(app)) as client:
-        yield Api(client, registry, store, keys, subscriptions)
-    await store.stop()
+    async with seeded_registry(devices_per_tenant) as (registry, store, keys):
+        subscriptions = Subscriptions(
+            InMemorySubscriptionStore(), registry.view, resolver=public_resolver
+        )
+        app = build_api(
+            registry,
+            max_body_bytes=max_body_bytes,
+            max_import_bytes=max_import_bytes,
+            subscriptions=subscriptions,
+            live=live,
+        )
+        async with TestClient(TestServer(app)) as client:
+            yield Api(client, registry, store, keys, subscriptions)
 
 
 def device(device_id: str, **fields: Any) -> dict[str, Any]:

@@ -19,10 +19,8 @@ from cityhub.streams.api.app import build_api
 from cityhub.streams.api.dead_letters import DEAD_LETTERS_KEY
 from cityhub.streams.deadletters.view import DeadLetterView
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import Registry
-from cityhub.streams.registry.store import InMemoryRegistryStore
 
-from .test_api_support import Api, seed
+from .test_api_support import Api, seeded_registry
 
 TS = "2026-12-04T10:00:00.000Z"
 A = "/api/v1/tenants/acme/dead-letters"
@@ -67,28 +65,26 @@ LETTERS = (  # (stage, device, topic, payload): offsets 0.. on partition 0
 
 @asynccontextmanager
 async def served(source: bool = True) -> AsyncIterator[Api]:
-    store = InMemoryRegistryStore()
-    await store.start()
-    registry = Registry(store)
-    keys = await seed(registry)
-    system = Principal.system()
-    await registry.create_type(
-        system, "acme", DeviceTypeSpec(id="wear", name="Wearable", classification="personal")
-    )
-    devices = (("acme", "a-1", "th"), ("acme", "a-wear", "wear"), ("beta", "b-1", "th"))
-    for tenant, device_id, type_id in devices:
-        await registry.create_device(
-            system, tenant, DeviceSpec(id=device_id, name=device_id, type=type_id)
+    async with seeded_registry() as (registry, store, keys):
+        system = Principal.system()
+        await registry.create_type(
+            system, "acme", DeviceTypeSpec(id="wear", name="Wearable", classification="personal")
         )
-    view = DeadLetterView(registry.view, per_tenant=50)
-    for offset, (stage, device, topic, payload) in enumerate(LETTERS):
-        view.add(_letter(stage, device, topic=topic, payload=payload), partition=0, offset=offset)
-    app = build_api(registry)
-    if source:
-        app[DEAD_LETTERS_KEY] = Source(view)
-    async with TestClient(TestServer(app)) as client:
-        yield Api(client, registry, store, keys, None)  # type: ignore[arg-type]
-    await store.stop()
+        devices = (("acme", "a-1", "th"), ("acme", "a-wear", "wear"), ("beta", "b-1", "th"))
+        for tenant, device_id, type_id in devices:
+            await registry.create_device(
+                system, tenant, DeviceSpec(id=device_id, name=device_id, type=type_id)
+            )
+        view = DeadLetterView(registry.view, per_tenant=50)
+        for offset, (stage, device, topic, payload) in enumerate(LETTERS):
+            view.add(
+                _letter(stage, device, topic=topic, payload=payload), partition=0, offset=offset
+            )
+        app = build_api(registry)
+        if source:
+            app[DEAD_LETTERS_KEY] = Source(view)
+        async with TestClient(TestServer(app)) as client:
+            yield Api(client, registry, store, keys, None)  # type: ignore[arg-type]
 
 
 def _ids(doc: Any) -> list[str]:

@@ -35,11 +35,9 @@ from cityhub.streams.health.serving import export_counts
 from cityhub.streams.health.store import InMemoryDeviceHealthStore
 from cityhub.streams.health.view import DeviceHealthView
 from cityhub.streams.registry.principals import Principal
-from cityhub.streams.registry.service import Registry
-from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.service_errors import NotFound
 
-from .test_api_support import Api, seed
+from .test_api_support import Api, seeded_registry
 
 NOW = 1_796_371_200.0  # 2026-12-04T00:00:00Z
 A = "/api/v1/tenants/acme"
@@ -84,59 +82,55 @@ class World:
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    store = InMemoryRegistryStore()
-    await store.start()
-    registry = Registry(store)
-    keys = await seed(registry)
-    system = Principal.system()
-    await registry.create_type(
-        system, "acme", DeviceTypeSpec(id="slow", name="Slow", expected_interval_seconds=3600)
-    )
-    devices = [
-        ("acme", {"id": "a-ok", "type": "th", "area": "north"}),
-        ("acme", {"id": "a-quiet", "type": "th", "area": "south"}),
-        ("acme", {"id": "a-never", "type": "th", "area": "north"}),
-        ("acme", {"id": "a-slow", "type": "slow"}),
-        ("acme", {"id": "a-fast", "type": "slow", "expected_interval_seconds": 60}),
-        ("acme", {"id": "a-off", "type": "th", "active": False}),
-        ("beta", {"id": "b-1", "type": "th"}),
-    ]
-    for tenant, spec in devices:
-        await registry.create_device(
-            system, tenant, DeviceSpec.model_validate({"name": spec["id"], **spec})
+    async with seeded_registry() as (registry, store, keys):
+        system = Principal.system()
+        await registry.create_type(
+            system, "acme", DeviceTypeSpec(id="slow", name="Slow", expected_interval_seconds=3600)
         )
-    health = InMemoryDeviceHealthStore()
-    put(health, activity_key("acme", "a-ok"), activity("acme", "a-ok", NOW - 600))
-    put(health, activity_key("acme", "a-quiet"), activity("acme", "a-quiet", NOW - 2701))
-    put(health, activity_key("acme", "a-slow"), activity("acme", "a-slow", NOW - 7200))
-    put(health, activity_key("acme", "a-fast"), activity("acme", "a-fast", NOW - 200))
-    put(health, activity_key("acme", "a-off"), activity("acme", "a-off", NOW - 99999))
-    put(health, activity_key("beta", "b-1"), activity("beta", "b-1", NOW - 99999))
-    for partition, count in ((0, 2), (3, 1)):
-        put(
-            health,
-            dead_letters_key("acme", "a-quiet", partition),
-            DeviceDeadLetters(
-                tenant="acme",
-                device="a-quiet",
-                partition=partition,
-                reasons=[
-                    ReasonCount(
-                        reason="undecodable_payload",
-                        count=count,
-                        last_at=rfc3339(NOW - 60 * (partition + 1)),
-                    ),
-                    ReasonCount(reason="oversize", count=1, last_at=rfc3339(NOW - 90_000)),
-                ],
-            ),
-        )
-    clock = Clock()
-    queries = DeviceHealthQueries(store.view, health.view, HealthSettings(), clock=clock)
-    app = build_api(registry)
-    app[DEVICE_HEALTH_KEY] = queries
-    async with TestClient(TestServer(app)) as client:
-        yield World(Api(client, registry, store, keys, None), health, clock, queries)  # type: ignore[arg-type]
-    await store.stop()
+        devices = [
+            ("acme", {"id": "a-ok", "type": "th", "area": "north"}),
+            ("acme", {"id": "a-quiet", "type": "th", "area": "south"}),
+            ("acme", {"id": "a-never", "type": "th", "area": "north"}),
+            ("acme", {"id": "a-slow", "type": "slow"}),
+            ("acme", {"id": "a-fast", "type": "slow", "expected_interval_seconds": 60}),
+            ("acme", {"id": "a-off", "type": "th", "active": False}),
+            ("beta", {"id": "b-1", "type": "th"}),
+        ]
+        for tenant, spec in devices:
+            await registry.create_device(
+                system, tenant, DeviceSpec.model_validate({"name": spec["id"], **spec})
+            )
+        health = InMemoryDeviceHealthStore()
+        put(health, activity_key("acme", "a-ok"), activity("acme", "a-ok", NOW - 600))
+        put(health, activity_key("acme", "a-quiet"), activity("acme", "a-quiet", NOW - 2701))
+        put(health, activity_key("acme", "a-slow"), activity("acme", "a-slow", NOW - 7200))
+        put(health, activity_key("acme", "a-fast"), activity("acme", "a-fast", NOW - 200))
+        put(health, activity_key("acme", "a-off"), activity("acme", "a-off", NOW - 99999))
+        put(health, activity_key("beta", "b-1"), activity("beta", "b-1", NOW - 99999))
+        for partition, count in ((0, 2), (3, 1)):
+            put(
+                health,
+                dead_letters_key("acme", "a-quiet", partition),
+                DeviceDeadLetters(
+                    tenant="acme",
+                    device="a-quiet",
+                    partition=partition,
+                    reasons=[
+                        ReasonCount(
+                            reason="undecodable_payload",
+                            count=count,
+                            last_at=rfc3339(NOW - 60 * (partition + 1)),
+                        ),
+                        ReasonCount(reason="oversize", count=1, last_at=rfc3339(NOW - 90_000)),
+                    ],
+                ),
+            )
+        clock = Clock()
+        queries = DeviceHealthQueries(store.view, health.view, HealthSettings(), clock=clock)
+        app = build_api(registry)
+        app[DEVICE_HEALTH_KEY] = queries
+        async with TestClient(TestServer(app)) as client:
+            yield World(Api(client, registry, store, keys, None), health, clock, queries)  # type: ignore[arg-type]
 
 
 async def test_one_device_s_health(world: World) -> None:
@@ -243,11 +237,10 @@ async def test_another_tenant_cannot_read_it(world: World) -> None:
 
 
 async def test_without_the_view_the_routes_answer_503() -> None:
-    store = InMemoryRegistryStore()
-    await store.start()
-    registry = Registry(store)
-    keys = await seed(registry)
-    async with TestClient(TestServer(build_api(registry))) as client:
+    async with (
+        seeded_registry() as (registry, _, keys),
+        TestClient(TestServer(build_api(registry))) as client,
+    ):
         response = await client.get(
             f"{A}/device-health", headers={"Authorization": f"Bearer {keys['op_a']}"}
         )

@@ -68,24 +68,13 @@ from cityhub.streams.subscriptions.store import InMemorySubscriptionStore
 from .test_api_quotas import HeldStreams
 from .test_api_support import public_resolver
 from .test_consent_support import SUBJECT, SYSTEM, build_world
+from .test_dead_letters_api import Source
 
 V1 = "/api/v1"
 BASE = "urn:cityhub:processing-activity:"
 SECRET_NAME = "Acme private thermometer"
 """The name of acme's device: no answer to another tenant may carry it."""
 LIMITS = QueryLimits(60, 3600, 86400, 10_000, 1000, 5.0, 2)
-
-
-@dataclass
-class Source:
-    """The dead-letter source the API reads (ready, over an in-memory view)."""
-
-    view: DeadLetterView
-    ready: bool = True
-    failed: str | None = None
-
-    def ensure_started(self) -> None:
-        """Nothing to start."""
 
 
 @dataclass
