@@ -62,6 +62,7 @@ from pydantic import (
 )
 
 from cityhub.schemas.errors import InvalidTimestamp
+from cityhub.schemas.plain_text import one_line
 from cityhub.schemas.registry import ID_PATTERN, validate_data_subject
 from cityhub.schemas.timefmt import parse_rfc3339
 
@@ -91,9 +92,6 @@ MAX_REASON = 200
 
 _RECORD_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, CONFORMS_TO + "/cityhub")
 _GENESIS_DOMAIN = "cityhub.consent-record.v1"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\u202a-\u202e\u2066-\u2069]")
-"""Control characters, line and paragraph separators, a byte-order mark, and the bidirectional
-embeddings, overrides and isolates that can make a text read otherwise than it is stored."""
 
 
 class ConsentStatus(StrEnum):
@@ -132,15 +130,10 @@ def check_text(value: str, *, field: str, max_length: int) -> str:
     value = value.strip()
     if not value or len(value) > max_length:
         raise ValueError(f"{field} must be 1 to {max_length} characters")
-    if _CONTROL.search(value):
-        raise ValueError(
-            f"{field} must not contain control characters, line breaks or bidirectional overrides"
-        )
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{field} must be valid Unicode (no lone surrogates)") from None
-    return value
+        return one_line(value)
+    except ValueError as refused:
+        raise ValueError(f"{field} {refused}") from None
 
 
 _NOTICE_URI = re.compile(r"^(?:https?://|urn:[a-z0-9][a-z0-9-]{0,31}:)[!#-;=?-~]+$")

@@ -22,13 +22,11 @@ The records live in the compacted topic ``Topics.data_requests``, keyed ``data_r
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -36,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from cityhub.schemas.plain_text import Lines, OneLine
 from cityhub.schemas.registry import ID_PATTERN
 from cityhub.schemas.sharing import OFFER_REF_PATTERN, QUANTITY_PATTERN
 from cityhub.schemas.timefmt import parse_rfc3339
@@ -52,50 +51,22 @@ CONTACT_DAYS_AFTER_ANSWER = 30
 CONTACT_DAYS_OPEN = 365
 """Days a contact is kept after filing, whatever the request's status."""
 
-_SINGLE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\u202a-\u202e\u2066-\u2069]")
-_MULTI_LINE = re.compile(
-    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff\u202a-\u202e\u2066-\u2069]"
-)
 _LANGUAGE = r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,4}$"
-
-
-def _refuse_controls(pattern: re.Pattern[str], message: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if pattern.search(value):
-            raise ValueError(message)
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("must be valid Unicode (no lone surrogates)") from None
-        return value
-
-    return AfterValidator(check)
-
-
-_ONE_LINE = _refuse_controls(
-    _SINGLE_LINE,
-    "must be one line without control characters, separators or bidirectional overrides",
-)
-_LINES = _refuse_controls(
-    _MULTI_LINE,
-    "must not contain control characters (line breaks and tabs are allowed), separators or "
-    "bidirectional overrides",
-)
 
 
 def _length(max_length: int) -> StringConstraints:
     return StringConstraints(min_length=1, max_length=max_length, strip_whitespace=True)
 
 
-Title = Annotated[str, _length(200), _ONE_LINE]
-Contact = Annotated[str, _length(254), _ONE_LINE]
+Title = Annotated[str, _length(200), OneLine]
+Contact = Annotated[str, _length(254), OneLine]
 """An e-mail address or a name (personal data): 254 is the longest e-mail address."""
-AreaText = Annotated[str, _length(200), _ONE_LINE]
+AreaText = Annotated[str, _length(200), OneLine]
 """Where, in words or as the hub's area ids (``centrum``, ``near the station``)."""
-DataText = Annotated[str, _length(3000), _LINES]
-PurposeText = Annotated[str, _length(2000), _LINES]
-NoteText = Annotated[str, _length(1000), _LINES]
-ReasonText = Annotated[str, _length(500), _ONE_LINE]
+DataText = Annotated[str, _length(3000), Lines]
+PurposeText = Annotated[str, _length(2000), Lines]
+NoteText = Annotated[str, _length(1000), Lines]
+ReasonText = Annotated[str, _length(500), OneLine]
 Language = Annotated[str, StringConstraints(max_length=35, pattern=_LANGUAGE)]
 
 

@@ -37,6 +37,7 @@ from pydantic import (
     field_validator,
 )
 
+from cityhub.schemas.plain_text import lines, one_line
 from cityhub.schemas.registry import ID_PATTERN
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339_from_datetime
 
@@ -78,24 +79,6 @@ def parse_legal_basis(value: object) -> LegalBasis:
                 return basis
     names = ", ".join(b.value for b in LegalBasis)
     raise ValueError(f"must be one of {names} (or its DPV IRI)")
-
-
-_INVISIBLE = "\ufeff\u202a-\u202e\u2066-\u2069"
-"""A byte-order mark and the bidirectional embeddings, overrides and isolates: on the public
-register's pages they would make the text after them read otherwise than it is stored."""
-_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_INVISIBLE}]")
-_LINE_CONTROL = re.compile(rf"[\x00-\x1f\x7f-\x9f\u2028\u2029{_INVISIBLE}]")
-
-
-def _no_controls(value: str, *, lines: bool = False) -> str:
-    pattern = _CONTROL if lines else _LINE_CONTROL
-    if pattern.search(value):
-        raise ValueError("must not contain control characters or bidirectional overrides")
-    return value
-
-
-def _single_line(value: str) -> str:
-    return _no_controls(value)
 
 
 Slug = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -161,18 +144,18 @@ class ActivityFields(_Spec):
     @field_validator("name", "controller")
     @classmethod
     def _line(cls, value: str) -> str:
-        return _single_line(value)
+        return one_line(value)
 
     @field_validator("purpose")
     @classmethod
     def _purpose(cls, value: str) -> str:
-        return _no_controls(value, lines=True)
+        return lines(value)
 
     @field_validator("personal_data_categories", "recipients")
     @classmethod
     def _lines(cls, values: list[str]) -> list[str]:
         for value in values:
-            _single_line(value)
+            one_line(value)
         if len(set(values)) != len(values):
             raise ValueError("must not repeat an entry")
         return values

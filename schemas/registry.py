@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from cityhub.schemas.expected_interval import ExpectedIntervalSeconds
+from cityhub.schemas.plain_text import OneLine
 from cityhub.schemas.quality import QualitySpec
 
 ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
@@ -35,12 +36,15 @@ ID_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{0,62})$"
 1 to 63 characters, starting with a letter or digit (The Things Stack's device ids fit)."""
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True), OneLine
+]
+"""A name people read (tenants, types, devices, keys, subscriptions, offers' titles): one line
+that reads as it is stored (``cityhub.schemas.plain_text``)."""
 PersonalDataCategory = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True), OneLine
 ]
 """As a processing activity's ``personal_data_categories`` entries (``schemas/processing.py``)."""
-_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 Tag = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/=-]+$")
 ]
@@ -292,13 +296,6 @@ class DeviceTypeSpec(_Spec):
     (``schemas/expected_interval.py``)."""
     quality: QualitySpec | None = None
     """Its quality limits per quantity and its fault fields (docs/quality.md); None: the hub's."""
-
-    @field_validator("personal_data_category")
-    @classmethod
-    def _category(cls, value: str | None) -> str | None:
-        if value is not None and _LINE_CONTROL.search(value):
-            raise ValueError("must not contain control characters")
-        return value
 
     @model_validator(mode="after")
     def _category_only_when_personal(self) -> DeviceTypeSpec:

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from cityhub.schemas.plain_text import Lines, OneLine
 from cityhub.schemas.quantities import QuantityName
 from cityhub.schemas.registry import Area, Classification, Id, Name, Tag
 from cityhub.schemas.timefmt import parse_rfc3339
@@ -43,11 +44,13 @@ QUANTITY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 Quantity = QuantityName
 """A quantity an offer selects (an alias as the catalogue's name: what observations carry)."""
 Description = Annotated[
-    str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True)
+    str, StringConstraints(min_length=1, max_length=4000, strip_whitespace=True), Lines
 ]
-Purpose = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Purpose = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True), OneLine
+]
 """A stated public goal, in words (``air quality policy``) or as an IRI (a DPV purpose)."""
-Reason = Annotated[str, StringConstraints(max_length=1000, strip_whitespace=True)]
+Reason = Annotated[str, StringConstraints(max_length=1000, strip_whitespace=True), Lines]
 
 
 class Licence(StrEnum):

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cityhub.schemas.plain_text import one_line
 from cityhub.schemas.registry import Role, fingerprint, validate_data_subject
 from cityhub.schemas.timefmt import parse_rfc3339, rfc3339
 from cityhub.streams.privacy.resident import Resident
@@ -78,9 +79,7 @@ class TokenSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("must be one line without control characters")
-        return value.strip()
+        return one_line(value).strip()
 
 
 def new_token_secret() -> tuple[str, str]:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cityhub.schemas.plain_text import one_line
 from cityhub.schemas.registry import ApiKey, Role, fingerprint
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.registry.principals import Principal, new_key_secret, require_admin
@@ -40,6 +41,12 @@ class ApiKeyService:
                 "a key needs a name of 1 to 200 characters",
                 errors=[FieldError("name", "must be 1 to 200 characters")],
             )
+        try:
+            one_line(name)
+        except ValueError as refused:
+            raise Invalid(
+                f"a key's name {refused}", errors=[FieldError("name", str(refused))]
+            ) from None
         key_id, secret = new_key_secret()
         key = ApiKey(
             id=key_id,

@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
+from cityhub.schemas.plain_text import STORED
 from cityhub.schemas.sharing import Agreement, Offer
 from cityhub.streams.compacted_view import CompactedView
 from cityhub.streams.sharing.grants import Grants
@@ -69,7 +70,7 @@ class _RecordView(CompactedView, Generic[M]):
         doc = json.loads(value)
         if not isinstance(doc, dict) or doc.get("kind") != self._kind:
             raise MalformedRecord(f"not an {self._kind} record")
-        record = self._model.model_validate(doc)
+        record = self._model.model_validate(doc, context=STORED)
         if key != self._key_of(record):
             raise MalformedRecord(f"key does not match the record's ({self._key_of(record)})")
         self._records[key] = record
