@@ -71,6 +71,35 @@ class MessageError(CityhubError):
             self.reason = reason
 
 
+class NotAnUplink(CityhubError):
+    """A network server's message that is no measurement: another event of the device (a join,
+    a downlink's acknowledgement, a status), an uplink its console simulated, a frame with MAC
+    commands only. It is passed by and counted by ``kind``, a value of ``IGNORED_KINDS`` (a
+    Prometheus label: never a text from the message), and is no dead letter."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in IGNORED_KINDS:
+            raise ValueError(f"unknown kind of ignored message {kind!r}")
+        super().__init__(kind)
+        self.kind = kind
+
+
+IGNORED_KINDS = frozenset(
+    {
+        "join",
+        "downlink",
+        "status",
+        "location",
+        "log",
+        "service",
+        "integration",
+        "simulated",
+        "mac_only",
+    }
+)
+"""Why a network server's message was passed by (``NotAnUplink.kind``)."""
+
+
 class MalformedJSON(MessageError):
     reason = Reason.MALFORMED_JSON
 

@@ -29,6 +29,13 @@ DUPLICATES = Counter(
     "Uplinks dropped as duplicates of one already normalised (same device and frame).",
     ["network"],
 )
+IGNORED = Counter(
+    "cityhub_normaliser_ignored_total",
+    "Network servers' messages passed by as no measurement (docs/ingest.md): a device's other "
+    "events (join, downlink, status, location, log, service, integration), simulated uplinks, "
+    "frames with MAC commands only; by network and kind.",
+    ["network", "kind"],
+)
 QUALITY_FLAGS = Counter(
     "cityhub_quality_flags_total",
     "Quality flags raised on observations (docs/quality.md), by flag and quantity (a quantity "

@@ -82,6 +82,9 @@ class Uplink:
     """The LoRaWAN application payload, whenever the message carries it."""
     measurements: tuple[Measurement, ...] = ()
     """Already-structured values (SenML records)."""
+    payload_encrypted: bool = False
+    """The network server forwarded ``frm_payload`` still encrypted (end-to-end encryption: it
+    came with the wrapped application session key), so no decoder may read its bytes."""
 
 
 @runtime_checkable

@@ -21,10 +21,22 @@ Decisions:
 * ``dev_addr`` is the top-level ``devAddr`` (the session's address, hex) in lower case, None
   when absent; it is what tells a rejoined device's frame 0 from the old session's.
 * ``observed_at`` is ``time`` (the gateway's or network server's receive time).
-* Like TTS, ChirpStack's JSON leaves out zero values: ``fCnt`` absent means 0 when the event
-  has an ``fPort``, unknown (None) otherwise.
+* ChirpStack v4 writes its integration events with every scalar field, zeros included
+  (``fCnt: 0``, ``fPort: 0``, ``data: ""``); only unset messages (``object``, ``time``,
+  ``joinServerContext``) are left out. Should an ``fCnt`` be absent all the same, it means 0
+  when the event has an ``fPort``, unknown (None) otherwise.
 * ``decoded`` is ``object`` when it is a non-empty object; ``frm_payload`` is ``data`` decoded
   from base64 whenever it is there (a device type may prefer its own decoder).
+* What is no measurement is passed by and counted (``NotAnUplink``), not dead-lettered: the
+  device's other events (``event/join``, ``ack``, ``txack``, ``log``, ``status``,
+  ``location``, ``integration``, and ``command/down``: a bridge subscribed to
+  ``application/+/device/+/#`` receives them) and an uplink with ``fPort`` 0 (MAC commands
+  only).
+* With end-to-end encryption the event carries a ``joinServerContext`` with the wrapped
+  ``appSKey`` and ``data`` is still ciphertext, so no decoder may read it
+  (``payload_encrypted``).
+* Refused with a detail that says why: ChirpStack v3's events (``applicationID`` and
+  ``devEUI`` at the top, no ``deviceInfo``), and events in the protobuf marshaler's bytes.
 """
 
 from __future__ import annotations
@@ -47,7 +59,7 @@ from cityhub.connectors.formats.jsondoc import (
     opt_time,
     shown,
 )
-from cityhub.schemas.errors import SchemaMismatch
+from cityhub.schemas.errors import MalformedJSON, NotAnUplink, SchemaMismatch
 from cityhub.schemas.observation import Gateway
 
 NAME: Final = "chirpstack-v4"
@@ -55,22 +67,55 @@ _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _UINT32: Final = (1 << 32) - 1
 
 
-def _topic_parts(topic: str) -> tuple[str, str] | None:
-    """``(application id, DevEUI lower case)`` of an uplink event topic, None otherwise."""
+_OTHER_EVENTS: Final = {
+    "event/join": "join",
+    "event/ack": "downlink",
+    "event/txack": "downlink",
+    "command/down": "downlink",
+    "event/log": "log",
+    "event/status": "status",
+    "event/location": "location",
+    "event/integration": "integration",
+}
+"""A device's other topics of the MQTT integration, by the kind they are counted as."""
+
+
+def _device_topic(topic: str) -> tuple[str, str, str] | None:
+    """``(application id, DevEUI lower case, the rest: event/up, event/join...)`` of a device's
+    topic of the MQTT integration, None otherwise."""
     parts = topic.split("/")
-    if (
-        len(parts) != 6
-        or parts[0] != "application"
-        or parts[2] != "device"
-        or parts[4] != "event"
-        or parts[5] != "up"
-        or not parts[1]
-    ):
+    if len(parts) != 6 or parts[0] != "application" or parts[2] != "device" or not parts[1]:
         return None
     eui = parts[3]
     if len(eui) != 16 or not _HEX.issuperset(eui):
         return None
-    return parts[1], eui.lower()
+    return parts[1], eui.lower(), f"{parts[4]}/{parts[5]}"
+
+
+def _topic_parts(topic: str) -> tuple[str, str] | None:
+    """``(application id, DevEUI lower case)`` of an uplink event topic, None otherwise."""
+    found = _device_topic(topic)
+    if found is None or found[2] != "event/up":
+        return None
+    return found[0], found[1]
+
+
+def _load(payload: bytes) -> dict[str, Any]:
+    """The event's JSON object, refusing with a detail that names the usual causes: the
+    protobuf marshaler, and ChirpStack v3's shape."""
+    try:
+        doc = load_object(payload, "ChirpStack uplink event")
+    except MalformedJSON as exc:
+        raise MalformedJSON(
+            f"{exc.detail} (ChirpStack's MQTT integration must marshal events as JSON, "
+            "json=true in its [integration.mqtt] settings, not protobuf)"
+        ) from None
+    if "deviceInfo" not in doc and ("devEUI" in doc or "applicationID" in doc):
+        raise SchemaMismatch(
+            "a ChirpStack v3 event (applicationID and devEUI at the top, no deviceInfo): "
+            "cityhub reads ChirpStack v4's JSON events"
+        )
+    return doc
 
 
 def _gateways(rx_info: list[Any]) -> tuple[Gateway, ...]:
@@ -100,19 +145,23 @@ class ChirpstackV4Format:
     def partition_key(self, topic: str, payload: bytes) -> str:
         """The DevEUI from the topic, lower case; the whole topic if it is not an uplink event
         topic. Never raises and never reads the payload."""
-        parts = _topic_parts(topic)
+        parts = _device_topic(topic)
         return topic if parts is None else parts[1]
 
     def parse(self, topic: str, payload: bytes, received_at: float) -> Uplink:
         """Parse a ChirpStack v4 uplink event; see the module docstring for the mapping."""
         parts = _topic_parts(topic)
         if parts is None:
+            other = _device_topic(topic)
+            kind = None if other is None else _OTHER_EVENTS.get(other[2])
+            if kind is not None:
+                raise NotAnUplink(kind)
             raise SchemaMismatch(
                 f"topic {shown(topic)}: expected application/{{application id}}/device/"
                 "{16-hex DevEUI}/event/up"
             )
         topic_app, topic_eui = parts
-        doc = load_object(payload, "ChirpStack uplink event")
+        doc = _load(payload)
         info = opt_object(doc, "deviceInfo", "deviceInfo") or {}
         require_agreement(
             "DevEUI", topic_eui, "deviceInfo.devEui", opt_eui(info, "devEui", "deviceInfo.devEui")
@@ -127,7 +176,10 @@ class ChirpstackV4Format:
         f_cnt = opt_int(doc, "fCnt", "fCnt", 0, _UINT32)
         if f_cnt is None and f_port is not None:
             f_cnt = 0  # ChirpStack omits zero values; a data frame always has a counter
+        if f_port == 0:
+            raise NotAnUplink("mac_only")
         decoded = opt_object(doc, "object", "object") or None
+        context = opt_object(doc, "joinServerContext", "joinServerContext") or {}
         return Uplink(
             network="chirpstack",
             device_id=f"eui-{topic_eui}",
@@ -141,4 +193,5 @@ class ChirpstackV4Format:
             gateways=_gateways(opt_list(doc, "rxInfo", "rxInfo")),
             decoded=decoded,
             frm_payload=opt_base64(doc, "data", "data"),
+            payload_encrypted=context.get("appSKey") is not None,
         )

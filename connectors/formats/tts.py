@@ -27,6 +27,14 @@ Decisions:
   base64-decoded bytes whenever the message has them, so that a device type can choose its own
   decoder over the network server's.
 * A gateway's ``rssi`` is ``rssi``, else ``channel_rssi``.
+* What is no measurement is passed by and counted (``NotAnUplink``), not dead-lettered: the
+  device's other events on their own topics (``join``, ``down/...``, ``service/data``,
+  ``location/solved``: a bridge subscribed to ``v3/+/devices/+/#`` receives them), an uplink
+  made by the console's or API's "Simulate uplink" (``simulated: true``: not the city's data),
+  and a frame without application data (no ``f_port``, TTS's FPort 0, and no payload: MAC
+  commands only).
+* An uplink of a device with end-to-end encryption comes with its ``app_s_key`` (wrapped): its
+  ``frm_payload`` is still ciphertext, so no decoder may read it (``payload_encrypted``).
 """
 
 from __future__ import annotations
@@ -50,12 +58,35 @@ from cityhub.connectors.formats.jsondoc import (
     opt_time,
     shown,
 )
-from cityhub.schemas.errors import SchemaMismatch
+from cityhub.schemas.errors import NotAnUplink, SchemaMismatch
 from cityhub.schemas.observation import Gateway
 
 NAME: Final = "tts-v3"
 _DEV_EUI: Final = re.compile(rb'"dev_eui"\s*:\s*"([0-9A-Fa-f]{16})"')
 _UINT32: Final = (1 << 32) - 1
+_OTHER_EVENTS: Final = {
+    "join": "join",
+    "down/push": "downlink",
+    "down/replace": "downlink",
+    "down/queued": "downlink",
+    "down/sent": "downlink",
+    "down/ack": "downlink",
+    "down/nack": "downlink",
+    "down/failed": "downlink",
+    "down/invalidated": "downlink",
+    "service/data": "service",
+    "location/solved": "location",
+}
+"""The device's other events on the integration's topics (``v3/{app}/devices/{device}/...``),
+by the kind they are counted as."""
+
+
+def _other_event(topic: str) -> str | None:
+    """The kind of another event of a device (``join``, ``downlink``, ...), None otherwise."""
+    parts = topic.split("/", 4)
+    if len(parts) != 5 or parts[0] != "v3" or parts[2] != "devices":
+        return None
+    return _OTHER_EVENTS.get(parts[4])
 
 
 def _topic_parts(topic: str) -> tuple[str, str | None, str] | None:
@@ -106,12 +137,17 @@ class TtsV3Format:
         """Parse a TTS v3 uplink message; see the module docstring for the field mapping."""
         parts = _topic_parts(topic)
         if parts is None:
+            kind = _other_event(topic)
+            if kind is not None:
+                raise NotAnUplink(kind)
             raise SchemaMismatch(
                 f"topic {shown(topic)}: expected v3/{{application}}[@{{tenant}}]/devices/"
                 "{device}/up"
             )
         topic_app, tenant, topic_device = parts
         doc = load_object(payload, "TTS uplink")
+        if doc.get("simulated") is True:
+            raise NotAnUplink("simulated")
         ids = opt_object(doc, "end_device_ids", "end_device_ids") or {}
         require_agreement(
             "device id",
@@ -140,6 +176,9 @@ class TtsV3Format:
         )
         decoded = opt_object(up, "decoded_payload", "uplink_message.decoded_payload") or None
         frm_payload = opt_base64(up, "frm_payload", "uplink_message.frm_payload")
+        if f_port is None and not frm_payload and decoded is None:
+            raise NotAnUplink("mac_only")
+        encrypted = opt_object(up, "app_s_key", "uplink_message.app_s_key") is not None
         return Uplink(
             network="tts",
             device_id=topic_device,
@@ -153,4 +192,5 @@ class TtsV3Format:
             gateways=_gateways(opt_list(up, "rx_metadata", "uplink_message.rx_metadata")),
             decoded=decoded,
             frm_payload=frm_payload,
+            payload_encrypted=encrypted,
         )

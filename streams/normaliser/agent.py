@@ -159,6 +159,7 @@ class NormaliserAgent:
         formats: Counter[str] = Counter()
         made: Counter[str] = Counter()
         duplicates: Counter[str] = Counter()
+        ignored: Counter[tuple[str, str]] = Counter()
         routed = 0
         router = self._router
         spans = self._spans
@@ -199,6 +200,9 @@ class NormaliserAgent:
                 continue
             if result.duplicate:
                 duplicates[result.network] += 1
+                continue
+            if result.ignored is not None:
+                ignored[result.network, result.ignored] += 1
                 continue
             if result.remembered is not None:
                 changed.add(result.remembered)
@@ -251,6 +255,8 @@ class NormaliserAgent:
                 )
             )
         _count(formats, made, duplicates, routed)
+        for (network, kind), n in ignored.items():
+            metrics.IGNORED.labels(network, kind).inc(n)
         for (flag, quantity), n in flagged.items():
             metrics.QUALITY_FLAGS.labels(flag, quantity).inc(n)
         return writes

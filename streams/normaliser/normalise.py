@@ -38,7 +38,9 @@ from cityhub.schemas.errors import (
     InvalidTimestamp,
     MessageError,
     NoMeasurements,
+    NotAnUplink,
     Oversize,
+    UndecodablePayload,
     UnknownDevice,
 )
 from cityhub.schemas.observation import (
@@ -268,9 +270,21 @@ def measurements_of(
     """What the uplink measured. Structured records (SenML) as they are. With ``decoder``
     ``network``: the network server's decoded fields, else the raw payload through Cayenne LPP.
     With a named decoder: the raw payload through it (the network server's fields only when the
-    message has no raw payload). Raises ``NoMeasurements`` when nothing measurable is found."""
+    message has no raw payload). Raises ``NoMeasurements`` when nothing measurable is found, and
+    ``UndecodablePayload`` for a payload still encrypted end to end without decoded fields (its
+    bytes would decode to values nobody measured)."""
     if uplink.measurements:
         return list(uplink.measurements)
+    if uplink.payload_encrypted:
+        found = measurements_from_fields(uplink.decoded) if uplink.decoded else []
+        if found:
+            return found
+        raise UndecodablePayload(
+            f"{uplink.network} message from device {uplink.device_id!r}: the payload is "
+            "encrypted end to end (it came with the wrapped application session key), so "
+            "neither the network server nor cityhub can read it; give the network server the "
+            "key, or decode it where the key is"
+        )
     raw_decoder = DEFAULT_DECODER if decoder == NETWORK_DECODER else decoder
     prefer_decoded = decoder == NETWORK_DECODER or not uplink.frm_payload
     if prefer_decoded and uplink.decoded:
@@ -399,6 +413,9 @@ class Normalised:
     """The uplink's network (``tts``, ``chirpstack``, ``mqtt``)."""
     duplicate: bool
     """Another record already brought this uplink: nothing to write."""
+    ignored: str | None = None
+    """The kind of a network server's message that is no measurement (``NotAnUplink``): a join,
+    a downlink's event, a simulated uplink...; nothing to write."""
     observations: tuple[tuple[Observation, bytes, bytes], ...] = ()
     """Each observation with its JSON and its Kafka key (the device id), in order."""
     remembered: str | None = None
@@ -430,7 +447,11 @@ def normalise_envelope(
     through another network server. Pure otherwise: no clock (the envelope's receive time is
     the dedup clock), no I/O."""
     received = received_seconds(envelope)
-    uplink = parse_envelope(envelope, received)
+    try:
+        uplink = parse_envelope(envelope, received)
+    except NotAnUplink as passed_by:
+        network = envelope.format.split("-", 1)[0]
+        return Normalised(received, network, duplicate=False, ignored=passed_by.kind)
     registration = resolve_device(uplink, directory, allow_unknown=allow_unknown)
     frame = duplicate_key(uplink)
     device = identity(uplink)

@@ -139,19 +139,20 @@ def test_rssi_nan_is_not_a_number() -> None:
 
 
 @pytest.mark.parametrize(
-    "topic",
+    ("topic", "key"),
     [
-        "application/app/device/0004a30b001c0530/event/join",
-        "application/app/device/0004a30b001c05/event/up",
-        "application/app/device/zz04a30b001c0530/event/up",
-        "application//device/0004a30b001c0530/event/up",
-        "v3/app/devices/dev/up",
+        # a device's topic the format does not know: keyed by its device all the same
+        ("application/app/device/0004a30b001c0530/event/joined", "0004a30b001c0530"),
+        ("application/app/device/0004a30b001c05/event/up", None),
+        ("application/app/device/zz04a30b001c0530/event/up", None),
+        ("application//device/0004a30b001c0530/event/up", None),
+        ("v3/app/devices/dev/up", None),
     ],
 )
-def test_wrong_topic(topic: str) -> None:
+def test_wrong_topic(topic: str, key: str | None) -> None:
     with pytest.raises(SchemaMismatch, match="topic"):
         _parse(_doc(), topic)
-    assert FMT.partition_key(topic, b"") == topic  # stable fallback, never raises
+    assert FMT.partition_key(topic, b"") == (key or topic)  # stable fallback, never raises
 
 
 def test_partition_key_from_topic_only() -> None:

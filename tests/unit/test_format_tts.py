@@ -196,7 +196,7 @@ def test_not_an_object(payload: bytes) -> None:
 @pytest.mark.parametrize(
     "topic",
     [
-        "v3/app/devices/dev/join",
+        "v3/app/devices/dev/joined",
         "v3/app/devices/dev/up/extra",
         "v3//devices/dev/up",
         "v3/app/devices//up",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import orjson
+from prometheus_client import REGISTRY
 
 from cityhub.connectors.formats import get_format
 from cityhub.schemas.envelope import RawEnvelope
@@ -157,3 +158,32 @@ async def test_a_simulator_run_again_within_the_window_is_not_taken_for_copies_o
     same.step(0, raw_batch(20, 10, session=5), now=START + 30)
     rerun = raw_batch(20, 10, session=5, first_offset=20, start=START + 60)
     assert len(to(same.step(0, rerun, now=START + 90), observations)) < len(first)
+
+
+async def test_what_a_network_server_sends_besides_uplinks_is_counted_not_written() -> None:
+    registry = await registry_of(5)
+    agent = NormaliserAgent(SETTINGS, registry.view, None)
+    agent.assign(0, [])
+    device = "application/17c82e96-be03-4f38-aef3-f83d48582d97/device/0004a30b001c0530"
+    passed_by = [
+        ("tts-v3", "v3/app/devices/dev-1/join", b"{}"),
+        ("tts-v3", "v3/app/devices/dev-1/down/ack", b"{}"),
+        ("chirpstack-v4", f"{device}/event/status", b"{}"),
+    ]
+    batch = [
+        Rec(i, RawEnvelope("mqtt", fmt, topic, "k", rfc3339(START), payload).to_json())
+        for i, (fmt, topic, payload) in enumerate(passed_by)
+    ]
+
+    def counted(network: str, kind: str) -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "cityhub_normaliser_ignored_total", {"network": network, "kind": kind}
+            )
+            or 0.0
+        )
+
+    before = [counted("tts", "join"), counted("tts", "downlink"), counted("chirpstack", "status")]
+    assert agent.step(0, batch, now=START + 1) == []  # no observation, no dead letter, no state
+    after = [counted("tts", "join"), counted("tts", "downlink"), counted("chirpstack", "status")]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]
