@@ -17,8 +17,9 @@ Cayenne LPP decoder's output, a generic JSON object. The rules:
   to give its field and quantity.
 * Lists are skipped: in decoder output they are raw byte arrays or sample series without
   times, neither of which makes a faithful observation.
-* A catalogued field gets its canonical quantity and unit; any other keeps its field name as
-  the quantity and has no unit.
+* A catalogued field gets its canonical quantity, and its unit when the value is a number (a
+  text such as ``"23.50"`` or a flag has none); any other keeps its field name as the quantity
+  and has no unit.
 * At most ``MAX_KEYS_WALKED`` keys (nested ones included) are looked at in one message.
 * At most ``MAX_MEASUREMENTS`` values are taken from one message, and none under a field name
   (dotted path) longer than ``MAX_FIELD_NAME_LENGTH`` characters: the name becomes the
@@ -49,6 +50,7 @@ _INT64_MIN: Final = -(1 << 63)
 _UINT64_MAX: Final = (1 << 64) - 1
 # 2**1023 < float max: anything with more bits would overflow float().
 _FLOAT_BITS: Final = 1023
+_NUMBERS: Final = (int, float)
 
 
 def scalar_value(value: Any) -> Value | None:
@@ -113,8 +115,12 @@ def _collect(
         found = lookup(name)
         if found is None:
             out.append(Measurement(name, name, value, unit, observed_at))
+        elif unit is None and type(value) in _NUMBERS:
+            out.append(Measurement(name, found[0], value, found[1], observed_at))
         else:
-            out.append(Measurement(name, found[0], value, unit or found[1], observed_at))
+            # A catalogued field that holds text ("23.50", a date) or a flag: the catalogue's
+            # unit belongs to its numbers only.
+            out.append(Measurement(name, found[0], value, unit, observed_at))
 
 
 def measurements_from_fields(

@@ -192,3 +192,16 @@ def test_a_field_name_longer_than_a_mapping_can_name_is_skipped() -> None:
     long = "k" * 129
     found = measurements_from_fields({long: 1.0, "nested": {long[:122]: 2.0}, "ok": 3.0})
     assert [m.field for m in found] == ["ok"]
+
+
+def test_the_catalogues_unit_goes_with_numbers_only() -> None:
+    found = {
+        m.field: (m.quantity, m.value, m.unit)
+        for m in measurements_from_fields(
+            {"temperature": "23.50", "time": "2026-12-05T03:00:00Z", "temp": 21.5, "rh": True}
+        )
+    }
+    assert found["temperature"] == ("temperature", "23.50", None)
+    assert found["time"][2] is None
+    assert found["temp"] == ("temperature", 21.5, "Cel")
+    assert found["rh"][2] is None
