@@ -21,7 +21,11 @@ from cityhub.schemas.registry import (
 )
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
-from cityhub.streams.registry.principals import Principal, require_tenant_access
+from cityhub.streams.registry.principals import (
+    Principal,
+    is_own_tenant,
+    require_tenant_access,
+)
 from cityhub.streams.registry.reservations import Reservations
 from cityhub.streams.service_errors import Conflict, FieldError, Invalid, NotFound
 
@@ -100,8 +104,10 @@ class DeviceTypeService:
         linked = view.subjects_linked_of_type(tenant, type_id)
         if linked and spec.classification is not Classification.PERSONAL:
             # Refused rather than unlinking silently: the tenant decides, device by device.
+            # How many residents' devices: the tenant's own to know, not another's admin key.
+            count = f"{linked} device(s)" if is_own_tenant(who, tenant) else "devices"
             raise Conflict(
-                f"{linked} device(s) of type {type_id!r} are linked to a data subject; unlink "
+                f"{count} of type {type_id!r} are linked to a data subject; unlink "
                 "them before the type stops being personal",
                 errors=[FieldError("classification", "devices of this type have data subjects")],
             )

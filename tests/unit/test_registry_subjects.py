@@ -15,11 +15,12 @@ from cityhub.schemas.registry import (
     Device,
     DeviceSpec,
     DeviceTypeSpec,
+    Role,
     TenantSpec,
     validate_data_subject,
 )
 from cityhub.streams.registry.importer import parse_import
-from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.principals import Principal, authenticate
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.registry.view import RegistryView
@@ -160,6 +161,13 @@ async def test_a_type_with_linked_devices_cannot_stop_being_personal() -> None:
     with pytest.raises(Conflict) as caught:
         await registry.replace_type(SYSTEM, "acme", "air", internal)
     assert [e.field for e in caught.value.errors] == ["classification"]
+    assert caught.value.detail.startswith("1 device(s) of type")
+    # another tenant's admin key learns no count of the residents' devices
+    _, secret = await registry.create_key(SYSTEM, "beta", Role.ADMIN, "beta-admin")
+    beta_admin = authenticate(registry.view, secret)
+    with pytest.raises(Conflict) as caught:
+        await registry.replace_type(beta_admin, "acme", "air", internal)
+    assert caught.value.detail.startswith("devices of type")
     await registry.replace_device(SYSTEM, "acme", "a-1", spec("a-1", data_subject=None))
     changed = await registry.replace_type(SYSTEM, "acme", "air", internal)
     assert changed.classification is Classification.INTERNAL
