@@ -422,6 +422,7 @@ def simulate(
     """Publish realistic uplinks (The Things Stack, ChirpStack, SenML, JSON) to the local broker."""
     from cityhub.streams.devtools.simulator import build_fleet
     from cityhub.streams.devtools.simulator import simulate as run_simulation
+    from cityhub.streams.devtools.simulator.publisher import require_broker
     from cityhub.streams.devtools.simulator.registration import expected_interval, register_fleet
     from cityhub.streams.registry.service import Registry
     from cityhub.streams.registry.store import RegistryStore
@@ -430,6 +431,7 @@ def simulate(
     _refuse_simulating_over_tls(settings)
 
     async def register_then_simulate() -> Any:
+        await require_broker(settings.mqtt)
         if register:
             store = RegistryStore(settings)
             await store.start()

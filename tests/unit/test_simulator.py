@@ -249,7 +249,11 @@ def test_the_cli_replays_a_session_it_is_given(monkeypatch: pytest.MonkeyPatch) 
         sessions.append(session)
         raise RuntimeError("stop here")
 
+    async def any_broker(*args: Any) -> None:
+        """No broker is needed: the run stops at its traffic."""
+
     monkeypatch.setattr(publisher, "Traffic", traffic)
+    monkeypatch.setattr(publisher, "require_broker", any_broker)
     result = CliRunner().invoke(
         simulate_command, ["--no-register", "--count", "1", "--session", "7"]
     )
@@ -559,3 +563,27 @@ async def test_no_broker_is_one_line_not_a_traceback() -> None:
     settings = Settings(mqtt=MqttSettings(host="127.0.0.1", port=port))
     with pytest.raises(StackError, match=f"127.0.0.1:{port} is not reachable"):
         await simulate(settings, 1, 10.0, count=1)
+
+
+def test_the_command_finds_no_broker_before_it_registers_anything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from cityhub.streams.cli import simulate as simulate_command
+    from cityhub.streams.devtools.simulator import registration
+
+    async def must_not_register(*args: object, **kw: object) -> None:
+        raise AssertionError("the fleet was registered before the broker was found")
+
+    monkeypatch.setattr(registration, "register_fleet", must_not_register)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"CITYHUB_MQTT__HOST": "127.0.0.1", "CITYHUB_MQTT__PORT": str(port)}
+    result = CliRunner().invoke(simulate_command, ["--count", "1"], env=env)
+    assert result.exit_code == 1, result.output
+    assert f"127.0.0.1:{port} is not reachable" in result.output
+    assert "Traceback" not in result.output

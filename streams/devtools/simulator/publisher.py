@@ -28,7 +28,7 @@ from types import MappingProxyType
 import aiomqtt
 
 from cityhub.schemas.errors import StackError
-from cityhub.schemas.settings import Settings
+from cityhub.schemas.settings import MqttSettings, Settings
 from cityhub.streams.devtools.simulator.fleet import build_fleet
 from cityhub.streams.devtools.simulator.traffic import Outgoing, Traffic
 
@@ -61,6 +61,22 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+async def require_broker(mqtt: MqttSettings, timeout: float = 5.0) -> None:
+    """Return once something listens at the MQTT broker's address; StackError (the one line
+    ``_connected`` gives) otherwise: before the fleet is registered, not after."""
+    broker = f"{mqtt.host}:{mqtt.port}"
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(mqtt.host, mqtt.port), timeout)
+    except (OSError, TimeoutError) as exc:
+        raise StackError(
+            f"the MQTT broker at {broker} is not reachable ({exc or 'timed out'}); is the stack "
+            "up (`cityhub stack up`)?"
+        ) from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 @contextlib.asynccontextmanager
