@@ -8,6 +8,11 @@ stored (``Trojan Source``: a device named ``meter<U+202E>lanif`` shows as ``mete
 the console, the public register and catalogue, and in a terminal. One-line text refuses line
 breaks and tabs too; text of several lines (descriptions) keeps them. Lone surrogates are
 refused by both: they cannot be stored as UTF-8.
+
+Let through: the implicit direction marks (U+200E, U+200F, U+061C) and the zero-width
+joiners (U+200C, U+200D), which names in Arabic, Hebrew and Persian need; a mark sets the
+direction of the neutral characters beside it, it does not reverse what follows. Where text is
+shown to a terminal, the CLI escapes them too (``registry/cli/output.py``).
 """
 
 from __future__ import annotations
