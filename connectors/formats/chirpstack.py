@@ -175,7 +175,7 @@ class ChirpstackV4Format:
         f_port = opt_int(doc, "fPort", "fPort", 0, 255)
         f_cnt = opt_int(doc, "fCnt", "fCnt", 0, _UINT32)
         if f_cnt is None and f_port is not None:
-            f_cnt = 0  # ChirpStack omits zero values; a data frame always has a counter
+            f_cnt = 0  # a data frame always has a counter (v4 writes it, even at 0)
         if f_port == 0:
             raise NotAnUplink("mac_only")
         decoded = opt_object(doc, "object", "object") or None
