@@ -223,7 +223,12 @@ class DeliverySettings(_Section):
     batch_linger_seconds: float = Field(default=0.01, ge=0)
     """How long an MQTT delivery task waits for more items before it sends a partial batch."""
     webhook_max_attempts: int = Field(default=8, ge=1)
-    """Attempts per batch before it goes to the dead-letter topic and delivery moves on."""
+    """Attempts per batch before it goes to the dead-letter topic and delivery moves on (once
+    ``webhook_min_retry_seconds`` are past too)."""
+    webhook_min_retry_seconds: float = Field(default=300.0, ge=0, allow_inf_nan=False)
+    """A failing batch is tried again for at least this long since its first failure, however
+    many attempts that takes: a receiver down for a few minutes loses nothing. 0: the attempts
+    alone decide."""
     webhook_backoff_base_seconds: float = Field(default=0.5, gt=0)
     webhook_backoff_cap_seconds: float = Field(default=60.0, gt=0)
     webhook_max_response_bytes: int = Field(default=64 * 1024, ge=0)

@@ -16,9 +16,10 @@ Guarantees:
   (``consumer.pause``) until there is room; ``drop_oldest`` drops and counts.
 - **Retries.** A failed batch is attempted again after an exponential backoff with full
   jitter (``RetryPolicy``; a ``Retry-After`` is honoured up to the cap), up to
-  ``webhook_max_attempts`` attempts; a refusal that cannot succeed (a 4xx, a URL that fails the
-  SSRF checks) goes to the dead letters at once. While a batch keeps failing the subscription
-  reports ``failing``.
+  ``webhook_max_attempts`` attempts and for at least ``webhook_min_retry_seconds`` since its
+  first failure; a refusal that cannot succeed (a 4xx, a URL that fails the SSRF checks) goes
+  to the dead letters at once. While a batch keeps failing the subscription reports
+  ``failing``.
 - **Replay.** A new ``replay`` generation on the record makes the task seek its topic to the
   requested time or offset, drop what it had queued, and commit the new position with
   ``replay=<generation>`` as the commit's metadata, which a restarted task reads back so it
@@ -103,6 +104,7 @@ class DeliveryTask:
             max_attempts=d.webhook_max_attempts,
             base_s=d.webhook_backoff_base_seconds,
             cap_s=d.webhook_backoff_cap_seconds,
+            min_retry_s=d.webhook_min_retry_seconds,
         )
         self.topic = subscription_topic(settings.kafka.topic_prefix, record.tenant, record.id)
         self.queue = DeliveryQueue(
@@ -379,6 +381,7 @@ class DeliveryTask:
         Returns when the batch is settled either way."""
         msg_id = message_id(self.record.tenant, self.record.id, batch)
         attempts = 0
+        first_failure: float | None = None
         while True:
             # Checked again before every attempt: a withdrawal during the retries stops it.
             screened = await screen_when_current(self._gate, self.record, batch, self._sharing)
@@ -398,6 +401,8 @@ class DeliveryTask:
                     await self._log_delivery(screened, started, ok=False)
                     exc = without_excerpt(failure)
                 attempts += 1
+                if first_failure is None:
+                    first_failure = time.monotonic()
                 self._failures += 1
                 m.FAILED.labels(*self._labels).inc()
                 if exc.kind is FailureKind.GONE:
@@ -406,7 +411,12 @@ class DeliveryTask:
                     self._set_state(SubscriptionState.FAILING)
                 else:
                     delay = (
-                        self._policy.next_delay(attempts, self._rng, retry_after=exc.retry_after)
+                        self._policy.next_delay(
+                            attempts,
+                            self._rng,
+                            retry_after=exc.retry_after,
+                            failing_for=time.monotonic() - first_failure,
+                        )
                         if exc.retriable
                         else None
                     )

@@ -45,6 +45,7 @@ async def test_a_slow_subscriber_never_hurts_the_others(tmp_path: Path) -> None:
     await receiver.start()
     env = {
         "CITYHUB_DELIVERY__WEBHOOK_MAX_ATTEMPTS": "4",
+        "CITYHUB_DELIVERY__WEBHOOK_MIN_RETRY_SECONDS": "0",  # the attempts alone decide
         "CITYHUB_DELIVERY__WEBHOOK_BACKOFF_BASE_SECONDS": "0.1",
         "CITYHUB_DELIVERY__WEBHOOK_BACKOFF_CAP_SECONDS": "0.5",
         "CITYHUB_DELIVERY__FAILING_AFTER_ATTEMPTS": "2",

@@ -152,6 +152,7 @@ async def test_prometheus_scrapes_the_hub_evaluates_the_rules_and_alerts_on_a_hu
     store = StackLayout.under(Settings().stack.state_dir).mosquitto_persistence / "mosquitto.db"
     env = {
         "CITYHUB_DELIVERY__WEBHOOK_MAX_ATTEMPTS": "2",
+        "CITYHUB_DELIVERY__WEBHOOK_MIN_RETRY_SECONDS": "0",  # the attempts alone decide
         "CITYHUB_DELIVERY__WEBHOOK_BACKOFF_BASE_SECONDS": "0.1",
         "CITYHUB_DELIVERY__WEBHOOK_BACKOFF_CAP_SECONDS": "0.5",
         "CITYHUB_DELIVERY__FAILING_AFTER_ATTEMPTS": "2",
@@ -182,10 +183,12 @@ async def test_prometheus_scrapes_the_hub_evaluates_the_rules_and_alerts_on_a_hu
                     lambda: all(r["health"] == "ok" for g in rules() for r in g["rules"]), 15
                 ), [(r["name"], r.get("lastError")) for g in rules() for r in g["rules"]]
 
-                # The hung webhook: its subscription fails and lags, and both alerts fire.
+                # The hung webhook: its subscription fails, lags and gives batches up (two
+                # attempts, no least time here), and the three alerts fire.
                 expected = {
                     ("CityhubSubscriptionFailing", "hang"),
                     ("CityhubSubscriptionLagging", "hang"),
+                    ("CityhubDeliveryDeadLetters", "hang"),
                 }
                 assert await wait_for(lambda: expected <= firing(url), 60, interval=1.0), (
                     api(url, "alerts"),

@@ -89,3 +89,35 @@ def test_bad_policies_are_refused(kwargs: dict[str, float]) -> None:
 def test_next_delay_is_called_after_a_failure() -> None:
     with pytest.raises(ValueError):
         RetryPolicy().next_delay(0, random.Random(0))
+
+
+def test_a_batch_is_given_up_only_when_its_attempts_and_its_time_are_spent() -> None:
+    policy = RetryPolicy(max_attempts=4, base_s=1.0, cap_s=5.0, min_retry_s=60.0)
+    rng = random.Random(3)
+    assert policy.next_delay(4, rng, failing_for=59.0) is not None  # attempts spent, time not
+    assert policy.next_delay(9, rng, failing_for=59.9) is not None
+    assert policy.next_delay(4, rng, failing_for=60.0) is None
+    assert policy.next_delay(3, rng, failing_for=600.0) is not None  # time spent, attempts not
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_a_receiver_down_for_less_than_the_window_loses_nothing(seed: int) -> None:
+    """The review's case: eight attempts drawn by full jitter once spanned 14 s, so a receiver
+    down for 15 s lost a batch. With the default window, any outage shorter than it is ridden
+    out, whatever the draws."""
+    policy = RetryPolicy(max_attempts=8, base_s=0.5, cap_s=60.0, min_retry_s=300.0)
+    rng = random.Random(seed)
+    outage = 299.0
+    clock, failed = 0.0, 0
+    while clock < outage:  # every attempt inside the outage fails
+        failed += 1
+        wait = policy.next_delay(failed, rng, failing_for=clock)
+        assert wait is not None, f"given up after {failed} attempts, {clock:.1f} s"
+        clock += wait
+    assert failed >= 8
+
+
+@pytest.mark.parametrize("min_retry_s", [-1.0, math.inf, math.nan])
+def test_a_bad_window_is_refused(min_retry_s: float) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(min_retry_s=min_retry_s)

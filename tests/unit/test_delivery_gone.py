@@ -57,6 +57,7 @@ async def test_a_gone_receiver_holds_the_batch_and_dead_letters_nothing() -> Non
             "delivery": settings.delivery.model_copy(
                 update={
                     "webhook_max_attempts": 2,  # a retriable failure would be dead-lettered
+                    "webhook_min_retry_seconds": 0,
                     "webhook_backoff_base_seconds": CAP_S / 2,
                     "webhook_backoff_cap_seconds": CAP_S,
                 }
