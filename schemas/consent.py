@@ -57,12 +57,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from cityhub.schemas.errors import InvalidTimestamp
-from cityhub.schemas.plain_text import one_line
+from cityhub.schemas.plain_text import one_line, stored
 from cityhub.schemas.registry import ID_PATTERN, validate_data_subject
 from cityhub.schemas.timefmt import parse_rfc3339
 
@@ -160,8 +161,10 @@ class Notice(BaseModel):
 
     @field_validator("version")
     @classmethod
-    def _version(cls, value: str | None) -> str | None:
-        return None if value is None else check_text(value, field="version", max_length=64)
+    def _version(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or stored(info):
+            return value
+        return check_text(value, field="version", max_length=64)
 
     @model_validator(mode="after")
     def _located(self) -> Notice:

@@ -1,62 +1,82 @@
 """Text that reads as it is stored: the rule every free text a client gives follows (names,
-titles, descriptions, purposes, reasons, evidence).
+titles, descriptions, purposes, reasons, evidence, keywords, units).
 
-Refused everywhere: C0 and C1 control characters, the line and paragraph separators (U+2028,
-U+2029), a byte-order mark, and the bidirectional embeddings, overrides and isolates
-(U+202A-U+202E, U+2066-U+2069), which make the text after them read otherwise than it is
-stored (``Trojan Source``: a device named ``meter<U+202E>lanif`` shows as ``meterfinal``) on
-the console, the public register and catalogue, and in a terminal. One-line text refuses line
-breaks and tabs too; text of several lines (descriptions) keeps them. Lone surrogates are
-refused by both: they cannot be stored as UTF-8.
+Refused everywhere: every character Unicode classes as a control (C0, C1), a format character
+(the bidirectional embeddings, overrides, isolates and marks, U+061C, U+200E, U+200F,
+U+202A-U+202E, U+2066-U+2069; a byte-order mark; zero-width spaces; soft hyphens; tag
+characters), a line or paragraph separator, a private-use character or a lone surrogate:
+characters that make text read otherwise than it is stored (``Trojan Source``: a device named
+``meter<U+202E>lanif`` shows as ``meterfinal``; ``room 1<U+200F>-2`` shows as ``room 12-``)
+or look like nothing at all (two names that read alike), on the console, the public register
+and catalogue, and in a terminal. One-line text refuses line breaks and tabs too; text of
+several lines (descriptions) keeps them.
 
-Let through: the implicit direction marks (U+200E, U+200F, U+061C) and the zero-width
-joiners (U+200C, U+200D), which names in Arabic, Hebrew and Persian need; a mark sets the
-direction of the neutral characters beside it, it does not reverse what follows. Where text is
-shown to a terminal, the CLI escapes them too (``registry/cli/output.py``).
+Let through: letters, marks, digits, punctuation, symbols and spaces of every script, and the
+zero-width non-joiner and joiner (U+200C, U+200D), which Persian and Indic names and emoji need.
+``str.isprintable`` decides quickly for most text; only the rest is looked at character by
+character.
 """
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import AfterValidator, ValidationInfo
 
-INVISIBLE = "\ufeff\u202a-\u202e\u2066-\u2069"
-"""A byte-order mark and the bidirectional embeddings, overrides and isolates."""
-_ONE_LINE_REFUSED = re.compile(rf"[\x00-\x1f\x7f-\x9f\u2028\u2029{INVISIBLE}]")
-_LINES_REFUSED = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029{INVISIBLE}]")
+_JOINERS = frozenset("\u200c\u200d")
+_LINE_BREAKS = frozenset("\n\r\t")
 
-ONE_LINE_RULE = "must be one line without control characters, separators or bidirectional overrides"
+ONE_LINE_RULE = (
+    "must be one line without control or invisible format characters (bidirectional marks "
+    "and overrides, zero-width spaces), separators or lone surrogates"
+)
 LINES_RULE = (
-    "must not contain control characters (line breaks and tabs are allowed), separators or "
-    "bidirectional overrides"
+    "must not contain control or invisible format characters (bidirectional marks and "
+    "overrides, zero-width spaces), separators or lone surrogates (line breaks and tabs are "
+    "allowed)"
 )
 
 
-def _valid_unicode(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    return value
+def readable(char: str) -> bool:
+    """Whether ``char`` shows as itself: printable, a space, or a joiner."""
+    return char.isprintable() or char in _JOINERS or unicodedata.category(char) == "Zs"
+
+
+def _holds_unreadable(value: str, allowed: frozenset[str] = frozenset()) -> bool:
+    if value.isprintable():
+        return False
+    return any(not readable(c) and c not in allowed for c in value)
 
 
 def one_line(value: str) -> str:
     """``value`` if it is one line that reads as it is stored; ValueError (which never repeats
     the value) otherwise."""
-    if _ONE_LINE_REFUSED.search(value):
+    if _holds_unreadable(value):
         raise ValueError(ONE_LINE_RULE)
-    return _valid_unicode(value)
+    return value
 
 
 def lines(value: str) -> str:
     """``value`` if it is text of one or more lines that reads as it is stored; ValueError
     otherwise."""
-    if _LINES_REFUSED.search(value):
+    if _holds_unreadable(value, _LINE_BREAKS):
         raise ValueError(LINES_RULE)
-    return _valid_unicode(value)
+    return value
+
+
+def shown(value: str) -> str:
+    """``value`` as a person may be shown it: each character that does not read as itself
+    (stored before the rule, or from a device) written as its ``\\uXXXX`` escape."""
+    if value.isprintable():
+        return value
+    return "".join(c if readable(c) else _escape(c) for c in value)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 STORED: dict[str, Any] = {"stored": True}
@@ -65,11 +85,14 @@ tightened still loads (an offer, and the agreements that copy it, must not vanis
 running hub because its title once took a line break); it is escaped wherever it is shown."""
 
 
+def stored(info: ValidationInfo) -> bool:
+    """Whether a validation reads a record back from its store (``context=STORED``)."""
+    return isinstance(info.context, dict) and bool(info.context.get("stored"))
+
+
 def _unless_stored(check: Callable[[str], str]) -> AfterValidator:
     def validate(value: str, info: ValidationInfo) -> str:
-        if isinstance(info.context, dict) and info.context.get("stored"):
-            return value
-        return check(value)
+        return value if stored(info) else check(value)
 
     return AfterValidator(validate)
 

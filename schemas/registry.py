@@ -203,10 +203,10 @@ class Location(_Spec):
 class FieldMapping(_Spec):
     """How one decoded field becomes a quantity: ``value * scale + offset`` in ``unit``."""
 
-    field: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    field: Annotated[str, StringConstraints(min_length=1, max_length=128), OneLine]
     """The decoded field's name as the decoder emits it (dotted for nested: ``gps_8.latitude``)."""
     quantity: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-    unit: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = None
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=16), OneLine] | None = None
     scale: float = Field(default=1.0, allow_inf_nan=False)
     offset: float = Field(default=0.0, allow_inf_nan=False)
 

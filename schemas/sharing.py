@@ -155,10 +155,10 @@ class OfferSpec(_Spec):
     listed: bool = False
     """Whether the public catalogue lists the offer (its metadata, never its data)."""
     contact_email: (
-        Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}$")] | None
+        Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}$"), OneLine] | None
     ) = None
     """The provider's contact point for the offer (the catalogue's ``dcat:contactPoint``)."""
-    keywords: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+    keywords: list[Annotated[str, StringConstraints(min_length=1, max_length=64), OneLine]] = Field(
         default_factory=list, max_length=32
     )
 

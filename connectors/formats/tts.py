@@ -31,8 +31,8 @@ Decisions:
   device's other events on their own topics (``join``, ``down/...``, ``service/data``,
   ``location/solved``: a bridge subscribed to ``v3/+/devices/+/#`` receives them), an uplink
   made by the console's or API's "Simulate uplink" (``simulated: true``: not the city's data),
-  and a frame without application data (no ``f_port``, TTS's FPort 0, and no payload: MAC
-  commands only).
+  and a frame on FPort 0 (``f_port`` 0 or left out, as TTS leaves zeros out) without decoded
+  fields: its payload, if any, is MAC commands.
 * An uplink of a device with end-to-end encryption comes with its ``app_s_key`` (wrapped): its
   ``frm_payload`` is still ciphertext, so no decoder may read it (``payload_encrypted``).
 """
@@ -146,8 +146,6 @@ class TtsV3Format:
             )
         topic_app, tenant, topic_device = parts
         doc = load_object(payload, "TTS uplink")
-        if doc.get("simulated") is True:
-            raise NotAnUplink("simulated")
         ids = opt_object(doc, "end_device_ids", "end_device_ids") or {}
         require_agreement(
             "device id",
@@ -162,6 +160,8 @@ class TtsV3Format:
             "end_device_ids.application_ids.application_id",
             opt_str(app_ids, "application_id", "end_device_ids.application_ids.application_id"),
         )
+        if doc.get("simulated") is True:
+            raise NotAnUplink("simulated")
         dev_eui = opt_eui(ids, "dev_eui", "end_device_ids.dev_eui")
         dev_addr = opt_dev_addr(ids, "dev_addr", "end_device_ids.dev_addr")
         up = opt_object(doc, "uplink_message", "uplink_message")
@@ -176,7 +176,9 @@ class TtsV3Format:
         )
         decoded = opt_object(up, "decoded_payload", "uplink_message.decoded_payload") or None
         frm_payload = opt_base64(up, "frm_payload", "uplink_message.frm_payload")
-        if f_port is None and not frm_payload and decoded is None:
+        if not f_port and decoded is None:
+            # FPort 0 (TTS leaves a zero out): MAC commands, never application data, even
+            # where the frame carries them as its payload.
             raise NotAnUplink("mac_only")
         encrypted = opt_object(up, "app_s_key", "uplink_message.app_s_key") is not None
         return Uplink(

@@ -31,10 +31,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import jinja2
+import markupsafe
 from aiohttp import web
 from aiohttp.typedefs import Handler as AiohttpHandler
 
 from cityhub.schemas.console_settings import ConsoleSettings
+from cityhub.schemas.plain_text import shown
 from cityhub.schemas.registry import Role
 from cityhub.streams.console.i18n import LANGUAGE_COOKIE, choose_language, translator
 from cityhub.streams.console.oidc_flow import principal_key_id
@@ -107,14 +109,25 @@ def content_security_policy(settings: ConsoleSettings) -> str:
     )
 
 
+def _readable(value: object) -> object:
+    """What a template prints: text as a person may be shown it (``plain_text.shown``: a
+    bidirectional override or control character stored before the rule refused it, an
+    uploaded file's name, shows as its escape); the templates' own markup as it is."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return shown(value)
+    return value
+
+
 def template_environment() -> jinja2.Environment:
-    """Every template autoescaped; an undefined value is an error, not an empty string."""
+    """Every template autoescaped, every printed text readable as itself (``_readable``); an
+    undefined value is an error, not an empty string."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_readable,
     )
 
 

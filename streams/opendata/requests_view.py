@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterator
 
 from cityhub.schemas.data_request import DataRequest, DataRequestStatus, record_key
+from cityhub.schemas.plain_text import STORED
 from cityhub.streams.compacted_view import CompactedView
 from cityhub.streams.registry.paging import Page, page_limit
 
@@ -50,7 +51,7 @@ class DataRequestView(CompactedView):
         doc = json.loads(value)
         if not isinstance(doc, dict) or doc.get("kind") != "data_request":
             raise MalformedRequest("not a data request")
-        record = DataRequest.model_validate(doc)
+        record = DataRequest.model_validate(doc, context=STORED)
         if key != record_key(record):
             raise MalformedRequest(f"key does not match the record's ({record_key(record)})")
         self._put(record)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from cityhub.schemas.consent import ConsentRecord, record_key, verify
+from cityhub.schemas.plain_text import STORED
 
 log = logging.getLogger("cityhub.privacy.consents")
 
@@ -53,7 +54,7 @@ class _Held:
     consented_version: int | None
 
     def record(self) -> ConsentRecord:
-        return ConsentRecord.model_validate_json(self.value)
+        return ConsentRecord.model_validate_json(self.value, context=STORED)
 
 
 class _Rejected(ValueError):
@@ -112,7 +113,7 @@ class ConsentView:
             raise _Rejected("tombstone", "a tombstone: consent records are never deleted")
         try:
             # Its ``kind`` is a literal: any other record (or no JSON at all) fails here.
-            record = ConsentRecord.model_validate_json(value)
+            record = ConsentRecord.model_validate_json(value, context=STORED)
         except ValidationError as exc:
             raise _Rejected(
                 "malformed", f"not a consent record ({exc.error_count()} invalid field(s))"

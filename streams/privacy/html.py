@@ -2,9 +2,11 @@
 
 Pure: strings in, a string out. Every value that came from a tenant goes through ``escape``
 (``html.escape`` with quotes), so a name such as ``<script>`` shows as text and an attribute
-cannot be broken out of. The pages have a language (``lang="en"``, the API's language), a
-title, headings in order, a table with a caption and column headers for the list, and a
-definition list for one activity; they work without JavaScript or styles.
+cannot be broken out of, and a character that would not read as itself (a bidirectional
+override stored before the rule refused it) shows as its ``\\uXXXX`` escape. The pages have a
+language (``lang="en"``, the API's language), a title, headings in order, a table with a
+caption and column headers for the list, and a definition list for one activity; they work
+without JavaScript or styles.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from html import escape
 from urllib.parse import quote
 
+from cityhub.schemas.plain_text import shown
 from cityhub.schemas.processing import ActivityVersion, ProcessingActivity
 
 PAGE_PATH = "/api/v1/processing-register"
@@ -21,7 +24,7 @@ JSON_PATH = "/api/v1/processing-activities"
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(shown(str(value)), quote=True)
 
 
 def _page(title: str, body: str) -> str:

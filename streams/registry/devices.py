@@ -19,10 +19,10 @@ from cityhub.schemas.registry import Classification, Device, DeviceSpec, fingerp
 from cityhub.schemas.settings import QuotaSettings
 from cityhub.schemas.timefmt import rfc3339
 from cityhub.streams.quotas import QuotaExceeded
+from cityhub.streams.registry.foreign_writes import FOREIGN_RELINK, foreign_resident_write
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
 from cityhub.streams.registry.principals import (
     Principal,
-    is_own_tenant,
     require_own_tenant,
     require_tenant_access,
 )
@@ -129,7 +129,7 @@ class DeviceService:
         """Conflict if the device id or the DevEUI is taken (in any tenant: both are global);
         Invalid if the type does not exist in the tenant."""
         require_tenant_access(self._view, who, tenant, write=True)
-        if _foreign_relink(who, tenant, None, spec.data_subject):
+        if foreign_resident_write(self._view, who, tenant, (spec.type,), None, spec.data_subject):
             raise Forbidden(FOREIGN_RELINK)
         errors = self._type_errors(tenant, spec.type) or self._subject_errors(
             tenant, spec.type, spec.data_subject
@@ -190,7 +190,9 @@ class DeviceService:
         if old is None or old.tenant != tenant:
             raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
         subject = _subject_after(spec, old.data_subject)
-        if _foreign_relink(who, tenant, old.data_subject, subject):
+        if foreign_resident_write(
+            self._view, who, tenant, (old.type, spec.type), old.data_subject, subject
+        ):
             raise Forbidden(FOREIGN_RELINK)
         errors = self._type_errors(tenant, spec.type) or self._subject_errors(
             tenant, spec.type, subject
@@ -255,7 +257,7 @@ class DeviceService:
         entry = self._view.device_by_id(device_id)
         if entry is None or entry.tenant != tenant:
             raise NotFound(f"device {device_id!r} not found in tenant {tenant!r}")
-        if _foreign_relink(who, tenant, entry.data_subject, None):
+        if foreign_resident_write(self._view, who, tenant, (entry.type,), entry.data_subject, None):
             raise Forbidden(FOREIGN_RELINK)
         with self._reservations.hold(tenant, f"device/{device_id}"):
             await self._store.delete(f"device/{device_id}")
@@ -311,7 +313,10 @@ class DeviceService:
             errors = self._row_errors(tenant, item, row, first_row_of_id, first_row_of_eui)
             old = view.device_by_id(item.id)
             kept = None if old is None else old.data_subject
-            if _foreign_relink(who, tenant, kept, _subject_after(item, kept)):
+            types = (item.type,) if old is None else (old.type, item.type)
+            if foreign_resident_write(
+                self._view, who, tenant, types, kept, _subject_after(item, kept)
+            ):
                 errors.append(FieldError("data_subject", FOREIGN_RELINK))
             if not errors and old is None and room <= 0:
                 errors = [FieldError("id", self._full(tenant))]
@@ -437,22 +442,6 @@ class DeviceService:
         return [
             FieldError("dev_eui", f"DevEUI {dev_eui} is already registered to device {owner.id!r}")
         ]
-
-
-FOREIGN_RELINK = (
-    "only the keys of the device's own tenant may link or unlink its data subject, or change "
-    "or delete a device linked to one; an admin key of another tenant may not"
-)
-
-
-def _foreign_relink(who: Principal, tenant: str, linked: str | None, after: str | None) -> bool:
-    """Whether a write by ``who`` of a device linked to ``linked`` (None: nobody) that leaves it
-    linked to ``after`` is refused: another tenant's admin key (``is_own_tenant``) manages the
-    devices but never sees their data subjects, so may neither link nor unlink them, nor change
-    a linked device (another sensor's readings would be credited to the resident) or delete it
-    (an unlink by another way). Reviews found each way, one with a resident's readings
-    delivered in clear to the admin's tenant."""
-    return not is_own_tenant(who, tenant) and (linked is not None or after is not None)
 
 
 def _subject_after(spec: DeviceSpec, linked: str | None) -> str | None:

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cityhub.schemas.expected_interval import shared_interval
+from cityhub.schemas.plain_text import STORED
 from cityhub.schemas.registry import (
     ApiKey,
     Device,
@@ -291,11 +292,11 @@ class RegistryView:
             return
         record: Tenant | DeviceType | ApiKey
         if kind == "tenant":
-            record = Tenant.model_validate(doc)
+            record = Tenant.model_validate(doc, context=STORED)
         elif kind == "device_type":
-            record = DeviceType.model_validate(doc)
+            record = DeviceType.model_validate(doc, context=STORED)
         elif kind == "api_key":
-            record = ApiKey.model_validate(doc)
+            record = ApiKey.model_validate(doc, context=STORED)
         else:
             raise MalformedRecord(f"unknown kind {kind!r}")
         if key != record_key(record):

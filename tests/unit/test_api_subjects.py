@@ -127,12 +127,18 @@ async def test_an_admin_key_of_another_tenant_manages_but_never_sees_the_subject
         assert status == 403, doc
     assert (await api.call("DELETE", f"{B}/devices/b-1", who="admin"))[0] == 403
     assert [d.id for d in api.registry.view.devices_of_subject("beta", SUBJECT)] == ["b-1"]
-    # What it manages still works: a device linked to nobody.
+    # A device of the personal type linked to nobody gets the very same answers, so that they
+    # do not tell which devices are linked (a review counted them this way).
     await api.call("POST", f"{B}/devices", who="op_b", json=device("b-3", type="air"))
     renamed = device("b-3", type="air", name="Renamed")
     status, doc, _ = await api.call("PUT", f"{B}/devices/b-3", who="admin", json=renamed)
+    assert status == 403, doc
+    assert (await api.call("DELETE", f"{B}/devices/b-3", who="admin"))[0] == 403
+    # What it manages still works: a device of a type that is not personal.
+    await api.call("POST", f"{B}/devices", who="op_b", json=device("b-4"))
+    status, doc, _ = await api.call("PUT", f"{B}/devices/b-4", who="admin", json=device("b-4"))
     assert status == 200, doc
-    assert (await api.call("DELETE", f"{B}/devices/b-3", who="admin"))[0] == 204
+    assert (await api.call("DELETE", f"{B}/devices/b-4", who="admin"))[0] == 204
     # The device's own tenant's keys do all of it.
     assert (await api.call("DELETE", f"{B}/devices/b-1", who="op_b"))[0] == 204
 

@@ -20,6 +20,7 @@ from cityhub.connectors.formats.tts import TtsV3Format
 from cityhub.schemas.envelope import RawEnvelope
 from cityhub.schemas.errors import (
     IGNORED_KINDS,
+    IdentityMismatch,
     MalformedJSON,
     NotAnUplink,
     SchemaMismatch,
@@ -194,3 +195,23 @@ class _Nothing:
 
     def device_type(self, tenant: str, type_id: str) -> None:
         raise AssertionError("a message passed by must not be resolved")
+
+
+@pytest.mark.parametrize("f_port", [0, None])
+def test_a_tts_frame_on_port_0_is_mac_commands_even_with_a_payload(f_port: int | None) -> None:
+    tts = _tts()
+    up = tts["uplink_message"]
+    up.pop("decoded_payload")
+    up["frm_payload"] = base64.b64encode(LPP).decode()
+    if f_port is None:
+        up.pop("f_port")
+    else:
+        up["f_port"] = f_port
+    with pytest.raises(NotAnUplink, match="mac_only"):
+        TTS.parse(f"{TTS_DEVICE}/up", orjson.dumps(tts), 0.0)
+
+
+def test_a_simulated_uplink_of_another_device_is_still_an_identity_mismatch() -> None:
+    doc = {**_tts(), "simulated": True}
+    with pytest.raises(IdentityMismatch):
+        TTS.parse("v3/city-sensors@ttn/devices/someone-else/up", orjson.dumps(doc), 0.0)

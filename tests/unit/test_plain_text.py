@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import markupsafe
 import orjson
 import pytest
 from hypothesis import given
@@ -12,18 +13,28 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from cityhub.schemas.data_request import DataRequestSpec
-from cityhub.schemas.plain_text import lines, one_line
-from cityhub.schemas.processing import ActivitySpec
+from cityhub.schemas.data_request import record_key as request_key
+from cityhub.schemas.plain_text import lines, one_line, shown
+from cityhub.schemas.processing import ActivitySpec, ProcessingActivity
+from cityhub.schemas.processing import record_key as activity_key
 from cityhub.schemas.registry import DeviceSpec, DeviceTypeSpec, TenantSpec
+from cityhub.schemas.registry import record_key as registry_key
 from cityhub.schemas.sharing import OfferSpec
 from cityhub.schemas.subscription import SubscriptionSpec
+from cityhub.streams.console.app import template_environment
+from cityhub.streams.opendata.requests import DataRequests
+from cityhub.streams.opendata.requests_store import InMemoryDataRequestStore
+from cityhub.streams.opendata.requests_view import DataRequestView
+from cityhub.streams.privacy import html as register_pages
 from cityhub.streams.privacy.resident_token_service import TokenSpec
+from cityhub.streams.privacy.view import RegisterView
 from cityhub.streams.registry.principals import Principal
+from cityhub.streams.registry.view import RegistryView
 from cityhub.streams.service_errors import Invalid
 from cityhub.streams.sharing.view import OfferView
 
 from .test_api_support import seeded_registry
-from .test_consent_support import activity
+from .test_consent_support import activity, build_world
 
 REFUSED_ANYWHERE = ["\u202e", "\u202a", "\u2066", "\u2069", "\ufeff", "\x00", "\x1b", "\x85"]
 """Bidirectional override, embedding, isolates, BOM, NUL, ESC, a C1 control."""
@@ -122,3 +133,86 @@ def test_an_offer_stored_before_the_rule_still_loads() -> None:
     assert offer.spec.title == title
     with pytest.raises(ValidationError):
         OfferSpec.model_validate(record["spec"])  # but no client may send it now
+
+
+async def test_records_stored_before_the_rule_still_load_everywhere() -> None:
+    """A type, an activity and a data request whose text the rule now refuses were stored by
+    an earlier version: each view still loads them (a type's devices, an activity's consents, a
+    request's answers must not vanish on an upgrade)."""
+    hostile = "Camera \u200f12-34\x00"
+    system = Principal.system()
+    async with seeded_registry() as (registry, _, _keys):
+        spec = DeviceTypeSpec.model_validate(
+            {"id": "u", "name": "U", "fields": [{"field": "t", "quantity": "temperature"}]}
+        )
+        made = await registry.create_type(system, "acme", spec)
+    doc = made.model_dump(mode="json")
+    doc["fields"][0]["unit"] = hostile
+    types = RegistryView()
+    types.apply(registry_key(made), orjson.dumps(doc), 0)
+    loaded = types.device_type("acme", "u")
+    assert loaded is not None
+    assert loaded.fields[0].unit == hostile
+
+    world = await build_world()
+    activity_doc = world.register.view.get("acme", "energy").model_dump(mode="json")  # type: ignore[union-attr]
+    activity_doc["versions"][0]["name"] = hostile
+    activity_doc["versions"][0]["recipients"] = [hostile]
+    register = RegisterView()
+    stored = world.register.view.get("acme", "energy")
+    assert stored is not None
+    register.apply(activity_key(stored), orjson.dumps(activity_doc), 0)
+    activity = register.get("acme", "energy")
+    assert activity is not None
+    assert activity.versions[0].name == hostile
+
+    requests = DataRequests(InMemoryDataRequestStore(), world.registry.view, datasets={"noise"})
+    spec_doc = {"title": "Trees", "data": "Tree positions", "purpose": "Shade maps"}
+    filed = await requests.file(DataRequestSpec.model_validate(spec_doc), "192.0.2.1")
+    request_doc = filed.model_dump(mode="json")
+    request_doc["spec"]["title"] = hostile
+    view = DataRequestView()
+    view.apply(request_key(filed), orjson.dumps(request_doc), 0)
+    kept = view.get(filed.id)
+    assert kept is not None
+    assert kept.spec.title == hostile
+
+
+def test_shown_writes_what_does_not_read_as_itself_as_its_escape() -> None:
+    assert shown("Dam square") == "Dam square"
+    assert shown("meter\u202elanif\x1b[2J") == "meter\\u202elanif\\u001b[2J"
+    assert shown("a\U000e0041b") == "a\\U000e0041b"
+    assert shown("م\u200cی") == "م\u200cی"  # a joiner reads as itself
+
+
+def test_the_console_and_the_register_show_old_text_escaped() -> None:
+    """Text stored before the rule (or an uploaded file's name) reaches a page escaped, the
+    templates' own markup untouched."""
+    page = template_environment().from_string("<h1>{{ name }}</h1>{{ safe }}")
+    html = page.render(name="meter\u202elanif\x1b", safe=markupsafe.Markup("<b>\u00a0</b>"))
+    assert html == "<h1>meter\\u202elanif\\u001b</h1><b>\u00a0</b>"
+    assert "\u202e" not in register_pages.activity_page(_old_activity("Camera \u202esvieh"))
+
+
+def _old_activity(name: str) -> ProcessingActivity:
+    doc = {
+        "id": "urn:cityhub:processing-activity:acme:old",
+        "tenant": "acme",
+        "slug": "old",
+        "created_at": "2026-01-01T00:00:00.000Z",
+        "versions": [
+            {
+                "version": 1,
+                "name": name,
+                "purpose": "p",
+                "legal_basis": "PublicTask",
+                "personal_data_categories": [],
+                "retention": "P1Y",
+                "controller": "c",
+                "recipients": [],
+                "valid_from": "2026-01-01T00:00:00.000Z",
+                "recorded_at": "2026-01-01T00:00:00.000Z",
+            }
+        ],
+    }
+    return ProcessingActivity.model_validate(doc)

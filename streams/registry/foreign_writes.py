@@ -1,0 +1,45 @@
+"""What an admin key of another tenant may not write: the residents' devices.
+
+An admin key reaches every tenant (docs/security.md), but a tenant's residents are its own: an
+admin key of another tenant manages the tenant's devices without ever seeing their data
+subjects, so it may neither link nor unlink them, nor change a linked device (another sensor's
+readings would be credited to the resident) or delete it (an unlink by another way); and so
+that its answers do not tell which devices are linked, it may write no device of a personal
+type at all. Reviews found each way, one with a resident's readings delivered in clear to the
+admin's tenant, one counting the linked devices by the answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cityhub.schemas.registry import Classification
+from cityhub.streams.registry.principals import Principal, is_own_tenant
+from cityhub.streams.registry.view import RegistryView
+
+FOREIGN_RELINK = (
+    "only the keys of the device's own tenant may write a device of a personal type (link or "
+    "unlink its data subject, change or delete it); an admin key of another tenant may not"
+)
+
+
+def foreign_resident_write(
+    view: RegistryView,
+    who: Principal,
+    tenant: str,
+    types: Iterable[str],
+    linked: str | None,
+    after: str | None,
+) -> bool:
+    """Whether a write by ``who`` of a device of ``types`` (its type before and after the
+    write), linked to ``linked`` (None: nobody) and leaving it linked to ``after``, is refused
+    (see the module docstring)."""
+    if is_own_tenant(who, tenant):
+        return False
+    if linked is not None or after is not None:
+        return True
+    for type_id in types:
+        found = view.device_type(tenant, type_id)
+        if found is not None and found.classification is Classification.PERSONAL:
+            return True
+    return False
