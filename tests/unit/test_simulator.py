@@ -587,3 +587,38 @@ def test_the_command_finds_no_broker_before_it_registers_anything(
     assert result.exit_code == 1, result.output
     assert f"127.0.0.1:{port} is not reachable" in result.output
     assert "Traceback" not in result.output
+
+
+async def test_only_an_mqtt_broker_passes_for_one() -> None:
+    """Something listening that is no MQTT broker (another service, a TLS port) is refused as
+    none is; a server that answers a CONNECT with a CONNACK passes."""
+    import asyncio
+
+    from cityhub.schemas.errors import StackError
+    from cityhub.schemas.settings import MqttSettings
+    from cityhub.streams.devtools.simulator.publisher import require_broker
+
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        writer.close()
+
+    async def mqtt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        packet = await reader.read(100)
+        assert packet[0] == 0x10
+        assert b"cityhub-probe-" in packet
+        writer.write(b"\x20\x02\x00\x05")  # CONNACK, not authorised: a broker all the same
+        await writer.drain()
+        assert await reader.read(2) == b"\xe0\x00"  # and the probe says goodbye
+        writer.close()
+
+    for handler, passes in ((http, False), (mqtt, True)):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = MqttSettings(host="127.0.0.1", port=port)
+        async with server:
+            if passes:
+                await require_broker(settings, timeout=2.0)
+            else:
+                with pytest.raises(StackError, match="does not answer as an MQTT broker"):
+                    await require_broker(settings, timeout=2.0)

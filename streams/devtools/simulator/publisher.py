@@ -64,19 +64,41 @@ def _is_loopback(host: str) -> bool:
 
 
 async def require_broker(mqtt: MqttSettings, timeout: float = 5.0) -> None:
-    """Return once something listens at the MQTT broker's address; StackError (the one line
-    ``_connected`` gives) otherwise: before the fleet is registered, not after."""
+    """Return once an MQTT broker answers at the broker's address: a CONNECT (clean session, a
+    client id of its own) gets a CONNACK, whatever its code; StackError (the one line
+    ``_connected`` gives) otherwise: before the fleet is registered, not after. Something else
+    listening there (another service, a TLS port) is no broker."""
     broker = f"{mqtt.host}:{mqtt.port}"
+    client_id = f"cityhub-probe-{uuid.uuid4().hex[:12]}".encode()
+    variable = b"\x00\x04MQTT\x04\x02\x00\x0a"  # MQTT 3.1.1, clean session, keep-alive 10 s
+    body = variable + len(client_id).to_bytes(2, "big") + client_id
+    connect = bytes([0x10, len(body)]) + body
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(mqtt.host, mqtt.port), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(mqtt.host, mqtt.port), timeout
+        )
     except (OSError, TimeoutError) as exc:
-        raise StackError(
-            f"the MQTT broker at {broker} is not reachable ({exc or 'timed out'}); is the stack "
-            "up (`cityhub stack up`)?"
-        ) from None
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+        raise _unreachable(broker, str(exc) or "timed out") from None
+    try:
+        writer.write(connect)
+        answer = await asyncio.wait_for(reader.readexactly(4), timeout)
+        if answer[0] != 0x20:  # CONNACK
+            raise _unreachable(broker, "it does not answer as an MQTT broker")
+        writer.write(b"\xe0\x00")  # DISCONNECT: the clean session ends with it
+        await writer.drain()
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        raise _unreachable(broker, f"no MQTT answer: {exc or 'timed out'}") from None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def _unreachable(broker: str, why: str) -> StackError:
+    return StackError(
+        f"the MQTT broker at {broker} is not reachable ({why}); is the stack up "
+        "(`cityhub stack up`)?"
+    )
 
 
 @contextlib.asynccontextmanager
