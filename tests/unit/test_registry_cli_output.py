@@ -94,3 +94,17 @@ def test_bad_arguments_exit_1_before_the_registry(cityhub: click.Group) -> None:
         expect=2,
     )  # fmt: skip
     assert "FIELD=QUANTITY[:UNIT][*SCALE][+OFFSET]" in bad_field.stderr
+
+
+def test_a_refused_model_is_named_in_words_not_by_its_class() -> None:
+    from cityhub.streams.privacy.resident_token_service import TokenSpec
+
+    @click.command()
+    def issue() -> None:
+        with cli_session.reported_errors():
+            TokenSpec.model_validate({"name": "phone\u202e"})
+
+    result = CliRunner().invoke(issue, [])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "Error: invalid resident token"
+    assert "TokenSpec" not in result.stderr

@@ -85,6 +85,12 @@ _SPEC_NAMES = {
     "DeviceTypeSpec": "device type",
     "DeviceSpec": "device",
     "FieldMapping": "field mapping",
+    "TokenSpec": "resident token",
+    "ActivitySpec": "processing activity",
+    "ActivityUpdate": "processing activity",
+    "OfferSpec": "offer",
+    "ConsentGiveSpec": "consent",
+    "ConsentWithdrawSpec": "consent withdrawal",
 }
 
 
