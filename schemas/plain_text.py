@@ -68,13 +68,15 @@ def lines(value: str) -> str:
 
 def shown(value: str) -> str:
     """``value`` as a person may be shown it: each character that does not read as itself
-    (stored before the rule, or from a device) written as its ``\\uXXXX`` escape."""
+    (stored before the rule, or from a device) written as its ``\\uXXXX`` escape; line breaks
+    and tabs kept (a description's lines)."""
     if value.isprintable():
         return value
-    return "".join(c if readable(c) else _escape(c) for c in value)
+    return "".join(c if readable(c) or c in _LINE_BREAKS else escaped(c) for c in value)
 
 
-def _escape(char: str) -> str:
+def escaped(char: str) -> str:
+    """``char`` as its Python escape: ``\\u202e``, ``\\U000e0041``."""
     code = ord(char)
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 

@@ -183,6 +183,7 @@ def test_shown_writes_what_does_not_read_as_itself_as_its_escape() -> None:
     assert shown("meter\u202elanif\x1b[2J") == "meter\\u202elanif\\u001b[2J"
     assert shown("a\U000e0041b") == "a\\U000e0041b"
     assert shown("م\u200cی") == "م\u200cی"  # a joiner reads as itself
+    assert shown("two\nlines\tand a tab") == "two\nlines\tand a tab"
 
 
 def test_the_console_and_the_register_show_old_text_escaped() -> None:

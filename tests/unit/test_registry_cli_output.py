@@ -108,3 +108,12 @@ def test_a_refused_model_is_named_in_words_not_by_its_class() -> None:
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == "Error: invalid resident token"
     assert "TokenSpec" not in result.stderr
+
+
+def test_a_terminal_gets_every_invisible_character_escaped() -> None:
+    from cityhub.streams.registry.cli.output import printable
+
+    assert printable("Dam square") == "Dam square"
+    assert printable("ab\U000e0041\U000e0042cd") == "ab\\U000e0041\\U000e0042cd"  # tags
+    assert printable("a\u202eb\x1b]0;t\x07") == "a\\u202eb\\u001b]0;t\\u0007"
+    assert printable("x\u00ady\u200fz") == "x\\u00ady\\u200fz"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -10,6 +9,7 @@ import click
 import orjson
 
 from cityhub.schemas.expected_interval import parse_expected_interval
+from cityhub.schemas.plain_text import escaped
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,17 +43,16 @@ def echo_json(doc: Any) -> None:
     click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
 
 
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-"""Control characters (terminal escapes start with ESC; OSC ones set titles and links), line
-and paragraph separators, and the invisible format characters (bidi overrides, zero widths)."""
-
-
 def printable(text: str) -> str:
-    """``text`` safe for a terminal: each character of ``_UNPRINTABLE`` as ``\\uXXXX``. What
-    tenants wrote (names, notes, reasons) reaches an administrator's terminal through these
-    commands: an escape sequence there could clear the screen, retitle the window or hide a
-    link (a review stored some through the API)."""
-    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    """``text`` safe for a terminal: each character that is not printable (controls, where
+    terminal escapes start; separators; invisible format characters such as bidi overrides,
+    zero widths and tag characters; spaces other than the plain one) as its ``\\uXXXX``
+    escape. What tenants wrote (names, notes, reasons) reaches an administrator's terminal
+    through these commands: an escape sequence there could clear the screen, retitle the window
+    or hide a link (a review stored some through the API)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else escaped(c) for c in text)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
