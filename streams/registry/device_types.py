@@ -20,14 +20,11 @@ from cityhub.schemas.registry import (
     record_key,
 )
 from cityhub.schemas.timefmt import rfc3339
+from cityhub.streams.registry.foreign_writes import FOREIGN_PERSONAL_TYPE, foreign_personal_type
 from cityhub.streams.registry.paging import DEFAULT_PAGE_SIZE, Page, page_limit
-from cityhub.streams.registry.principals import (
-    Principal,
-    is_own_tenant,
-    require_tenant_access,
-)
+from cityhub.streams.registry.principals import Principal, require_tenant_access
 from cityhub.streams.registry.reservations import Reservations
-from cityhub.streams.service_errors import Conflict, FieldError, Invalid, NotFound
+from cityhub.streams.service_errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 
 if TYPE_CHECKING:
     from cityhub.streams.registry.store import RecordStore
@@ -64,6 +61,8 @@ class DeviceTypeService:
         """Conflict if the id exists in the tenant; Invalid if the decoder is not registered."""
         view = self._store.view
         require_tenant_access(view, who, tenant, write=True)
+        if foreign_personal_type(who, tenant, spec):
+            raise Forbidden(FOREIGN_PERSONAL_TYPE)
         errors = decoder_errors(spec)
         if errors:
             raise Invalid(errors[0].message, errors=errors)
@@ -96,6 +95,8 @@ class DeviceTypeService:
         old = view.device_type(tenant, type_id)
         if old is None:
             raise NotFound(f"device type {type_id!r} not found in tenant {tenant!r}")
+        if foreign_personal_type(who, tenant, old, spec):
+            raise Forbidden(FOREIGN_PERSONAL_TYPE)
         errors = decoder_errors(spec)
         if spec.id != type_id:
             errors.append(FieldError("id", f"must be {type_id!r}, the id in the path"))
@@ -104,10 +105,8 @@ class DeviceTypeService:
         linked = view.subjects_linked_of_type(tenant, type_id)
         if linked and spec.classification is not Classification.PERSONAL:
             # Refused rather than unlinking silently: the tenant decides, device by device.
-            # How many residents' devices: the tenant's own to know, not another's admin key.
-            count = f"{linked} device(s)" if is_own_tenant(who, tenant) else "devices"
             raise Conflict(
-                f"{count} of type {type_id!r} are linked to a data subject; unlink "
+                f"{linked} device(s) of type {type_id!r} are linked to a data subject; unlink "
                 "them before the type stops being personal",
                 errors=[FieldError("classification", "devices of this type have data subjects")],
             )
@@ -124,6 +123,8 @@ class DeviceTypeService:
         record = view.device_type(tenant, type_id)
         if record is None:
             raise NotFound(f"device type {type_id!r} not found in tenant {tenant!r}")
+        if foreign_personal_type(who, tenant, record):
+            raise Forbidden(FOREIGN_PERSONAL_TYPE)
         in_use = view.type_in_use(tenant, type_id)
         if in_use:
             raise Conflict(

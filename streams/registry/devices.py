@@ -317,7 +317,9 @@ class DeviceService:
             if foreign_resident_write(
                 self._view, who, tenant, types, kept, _subject_after(item, kept)
             ):
-                errors.append(FieldError("data_subject", FOREIGN_RELINK))
+                # This error alone: others (a link the new type cannot hold) would tell which
+                # devices are linked.
+                errors = [FieldError("data_subject", FOREIGN_RELINK)]
             if not errors and old is None and room <= 0:
                 errors = [FieldError("id", self._full(tenant))]
             if errors:

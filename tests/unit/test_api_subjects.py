@@ -134,6 +134,19 @@ async def test_an_admin_key_of_another_tenant_manages_but_never_sees_the_subject
     status, doc, _ = await api.call("PUT", f"{B}/devices/b-3", who="admin", json=renamed)
     assert status == 403, doc
     assert (await api.call("DELETE", f"{B}/devices/b-3", who="admin"))[0] == 403
+    # Nor does an import move them to another type with answers that differ by their links.
+    rows = b'[{"id": "b-1", "name": "h", "type": "th"}, {"id": "b-3", "name": "h", "type": "th"}]'
+    status, doc, _ = await api.call(
+        "POST",
+        f"{B}/devices/_import",
+        who="admin",
+        data=rows,
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 200, doc
+    linked, unlinked = doc["rows"]
+    assert linked["errors"] == unlinked["errors"]
+    assert [e["field"] for e in linked["errors"]] == ["data_subject"]
     # What it manages still works: a device of a type that is not personal.
     await api.call("POST", f"{B}/devices", who="op_b", json=device("b-4"))
     status, doc, _ = await api.call("PUT", f"{B}/devices/b-4", who="admin", json=device("b-4"))

@@ -24,7 +24,7 @@ from cityhub.streams.registry.principals import Principal, authenticate
 from cityhub.streams.registry.service import Registry
 from cityhub.streams.registry.store import InMemoryRegistryStore
 from cityhub.streams.registry.view import RegistryView
-from cityhub.streams.service_errors import Conflict, Invalid
+from cityhub.streams.service_errors import Conflict, Forbidden, Invalid
 
 SYSTEM = Principal.system()
 SUBJECT = "res-7f3a9c21"
@@ -162,12 +162,24 @@ async def test_a_type_with_linked_devices_cannot_stop_being_personal() -> None:
         await registry.replace_type(SYSTEM, "acme", "air", internal)
     assert [e.field for e in caught.value.errors] == ["classification"]
     assert caught.value.detail.startswith("1 device(s) of type")
-    # another tenant's admin key learns no count of the residents' devices
+    # another tenant's admin key may not touch a personal type at all (and so learns nothing of
+    # its devices' links), linked or not, nor make a type personal
     _, secret = await registry.create_key(SYSTEM, "beta", Role.ADMIN, "beta-admin")
     beta_admin = authenticate(registry.view, secret)
-    with pytest.raises(Conflict) as caught:
-        await registry.replace_type(beta_admin, "acme", "air", internal)
-    assert caught.value.detail.startswith("devices of type")
+    personal = DeviceTypeSpec(id="air", name="Air", classification=Classification.PERSONAL)
+    for write in (
+        registry.replace_type(beta_admin, "acme", "air", internal),
+        registry.replace_type(beta_admin, "acme", "air", personal),
+        registry.delete_type(beta_admin, "acme", "air"),
+        registry.create_type(beta_admin, "acme", personal.model_copy(update={"id": "air2"})),
+        registry.replace_type(
+            beta_admin, "acme", "th", DeviceTypeSpec(id="th", name="T", classification="personal")
+        ),
+    ):
+        with pytest.raises(Forbidden):
+            await write
+    # what it manages still works: a type that is not personal
+    await registry.replace_type(beta_admin, "acme", "th", DeviceTypeSpec(id="th", name="Thermo 2"))
     await registry.replace_device(SYSTEM, "acme", "a-1", spec("a-1", data_subject=None))
     changed = await registry.replace_type(SYSTEM, "acme", "air", internal)
     assert changed.classification is Classification.INTERNAL

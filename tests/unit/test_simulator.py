@@ -591,7 +591,7 @@ def test_the_command_finds_no_broker_before_it_registers_anything(
 
 async def test_only_an_mqtt_broker_passes_for_one() -> None:
     """Something listening that is no MQTT broker (another service, a TLS port) is refused as
-    none is; a server that answers a CONNECT with a CONNACK passes."""
+    none is, a broker that refuses the login says so; one that accepts the CONNECT passes."""
     import asyncio
 
     from cityhub.schemas.errors import StackError
@@ -607,18 +607,39 @@ async def test_only_an_mqtt_broker_passes_for_one() -> None:
         packet = await reader.read(100)
         assert packet[0] == 0x10
         assert b"cityhub-probe-" in packet
-        writer.write(b"\x20\x02\x00\x05")  # CONNACK, not authorised: a broker all the same
+        writer.write(b"\x20\x02\x00\x00")  # CONNACK, accepted
         await writer.drain()
         assert await reader.read(2) == b"\xe0\x00"  # and the probe says goodbye
         writer.close()
 
-    for handler, passes in ((http, False), (mqtt, True)):
+    async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"\x20\x02\x00\x05")  # CONNACK 5: not authorised
+        writer.close()
+
+    cases = ((http, "does not answer as an MQTT broker"), (refusing, "refused"), (mqtt, None))
+    for handler, refused in cases:
         server = await asyncio.start_server(handler, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         settings = MqttSettings(host="127.0.0.1", port=port)
         async with server:
-            if passes:
+            if refused is None:
                 await require_broker(settings, timeout=2.0)
             else:
-                with pytest.raises(StackError, match="does not answer as an MQTT broker"):
+                with pytest.raises(StackError, match=refused):
                     await require_broker(settings, timeout=2.0)
+
+
+def test_the_probe_logs_in_as_the_simulator_will() -> None:
+    from pydantic import SecretStr
+
+    from cityhub.schemas.settings import MqttSettings
+    from cityhub.streams.devtools.simulator.publisher import _connect_packet
+
+    anonymous = _connect_packet(MqttSettings())
+    assert anonymous[0] == 0x10
+    assert anonymous[9] == 0x02  # clean session, no user
+    user = _connect_packet(MqttSettings(username="sim", password=SecretStr("s3cret-" * 30)))
+    assert user[1] & 0x80  # 230 bytes and more: two bytes of remaining length
+    assert user[10] == 0xC2  # user, password, clean session
+    assert user.endswith(b"s3cret-" * 30)

@@ -69,10 +69,7 @@ async def require_broker(mqtt: MqttSettings, timeout: float = 5.0) -> None:
     ``_connected`` gives) otherwise: before the fleet is registered, not after. Something else
     listening there (another service, a TLS port) is no broker."""
     broker = f"{mqtt.host}:{mqtt.port}"
-    client_id = f"cityhub-probe-{uuid.uuid4().hex[:12]}".encode()
-    variable = b"\x00\x04MQTT\x04\x02\x00\x0a"  # MQTT 3.1.1, clean session, keep-alive 10 s
-    body = variable + len(client_id).to_bytes(2, "big") + client_id
-    connect = bytes([0x10, len(body)]) + body
+    connect = _connect_packet(mqtt)
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(mqtt.host, mqtt.port), timeout
@@ -84,6 +81,12 @@ async def require_broker(mqtt: MqttSettings, timeout: float = 5.0) -> None:
         answer = await asyncio.wait_for(reader.readexactly(4), timeout)
         if answer[0] != 0x20:  # CONNACK
             raise _unreachable(broker, "it does not answer as an MQTT broker")
+        if answer[3] != 0:
+            raise StackError(
+                f"the MQTT broker at {broker} refused the simulator's login (CONNACK code "
+                f"{answer[3]}{': not authorised' if answer[3] in (4, 5) else ''}); check "
+                "CITYHUB_MQTT__USERNAME and CITYHUB_MQTT__PASSWORD"
+            )
         writer.write(b"\xe0\x00")  # DISCONNECT: the clean session ends with it
         await writer.drain()
     except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
@@ -92,6 +95,30 @@ async def require_broker(mqtt: MqttSettings, timeout: float = 5.0) -> None:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+def _connect_packet(mqtt: MqttSettings) -> bytes:
+    """An MQTT 3.1.1 CONNECT: clean session, keep-alive 10 s, a client id of its own, and the
+    simulator's own user and password when it has them (what it will log in with)."""
+
+    def field(data: bytes) -> bytes:
+        return len(data).to_bytes(2, "big") + data
+
+    flags = 0x02
+    payload = field(f"cityhub-probe-{uuid.uuid4().hex[:12]}".encode())
+    if mqtt.username is not None:
+        flags |= 0x80
+        payload += field(mqtt.username.encode())
+        if mqtt.password is not None:
+            flags |= 0x40
+            payload += field(mqtt.password.get_secret_value().encode())
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x0a" + payload
+    length, size = b"", len(body)
+    while True:  # the remaining length: 7 bits a byte, the high bit says another follows
+        size, digit = size >> 7, size & 0x7F
+        length += bytes([digit | (0x80 if size else 0)])
+        if not size:
+            return b"\x10" + length + body
 
 
 def _unreachable(broker: str, why: str) -> StackError:
