@@ -40,8 +40,16 @@ LINES_RULE = (
 
 
 def readable(char: str) -> bool:
-    """Whether ``char`` shows as itself: printable, a space, or a joiner."""
-    return char.isprintable() or char in _JOINERS or unicodedata.category(char) == "Zs"
+    """Whether ``char`` shows as itself: printable, a space, a joiner, or a character this
+    Python's Unicode database does not know yet (an emoji newer than it; not a noncharacter)."""
+    if char.isprintable() or char in _JOINERS:
+        return True
+    category = unicodedata.category(char)
+    return category == "Zs" or (category == "Cn" and not _noncharacter(ord(char)))
+
+
+def _noncharacter(code: int) -> bool:
+    return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
 
 
 def _holds_unreadable(value: str, allowed: frozenset[str] = frozenset()) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from cityhub.schemas.plain_text import shown
 from cityhub.schemas.registry import Device, DeviceSpec, Role
 from cityhub.streams.aggregation.query import (
     AggregateQuery,
@@ -194,7 +195,9 @@ def _field_errors(errors: tuple[FieldError, ...]) -> dict[str, str]:
 
 
 def observation_line(ctx: Ctx, doc: dict[str, Any]) -> str:
-    """One observation as the live list shows it (plain text, in the page's language)."""
+    """One observation as the live list shows it (plain text, in the page's language; a
+    character that would not read as itself, which a device's payload may carry, as its
+    escape)."""
     when = str(doc.get("observed_at", ""))[:40]
     quantity = str(doc.get("quantity", "?"))[:64]
     if doc.get("sealed") or doc.get("classification") == PERSONAL:
@@ -205,7 +208,7 @@ def observation_line(ctx: Ctx, doc: dict[str, Any]) -> str:
     line = f"{when} · {quantity} = {value}"
     if flags:
         line += " · " + ctx.t("device.flags", flags=", ".join(flags))
-    return line
+    return shown(line)
 
 
 async def live_observations(ctx: Ctx) -> web.StreamResponse:

@@ -111,6 +111,10 @@ class DeliveryTask:
             record.queue_size, drop_oldest=record.on_full is OnFull.DROP_OLDEST
         )
         self._labels = (record.tenant, record.id)
+        for counter in (m.DELIVERED, m.FAILED, m.RETRIED, m.DROPPED, m.DEADLETTERED):
+            # Each series from 0: an alert on its increase (CityhubDeliveryDeadLetters) sees the
+            # first batch given up, which a series born at its count would hide.
+            counter.labels(*self._labels)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._epoch = 0

@@ -41,9 +41,11 @@ class DownFor:
         self.delivered.extend(item.value for item in items)
 
 
-def _task(receiver: DownFor, min_retry: float, dead: list[bytes]) -> DeliveryTask:
+def _task(
+    receiver: DownFor, min_retry: float, dead: list[bytes], sub_id: str = "hook"
+) -> DeliveryTask:
     spec = validate_spec(
-        {"id": "hook", "name": "hook", "delivery": {"kind": "webhook", "url": "https://r.example"}}
+        {"id": sub_id, "name": "hook", "delivery": {"kind": "webhook", "url": "https://r.example"}}
     )
     record, _ = build_subscription(spec, tenant="city", now="2026-12-01T00:00:00Z")
     settings = Settings()
@@ -90,3 +92,13 @@ async def test_past_both_the_batch_is_given_up() -> None:
     assert time.monotonic() - started >= 0.3
     assert len(dead) == len(BATCH)
     assert receiver.delivered == []
+
+
+def test_its_counters_start_at_zero_so_the_first_give_up_alerts() -> None:
+    from prometheus_client import REGISTRY
+
+    _task(DownFor(0.0), 0.0, [], sub_id="fresh-counters")  # made, not run
+    labels = {"tenant": "city", "subscription": "fresh-counters"}
+    for name in ("deadlettered", "failed", "retried", "delivered", "dropped"):
+        value = REGISTRY.get_sample_value(f"cityhub_subscription_{name}_total", labels)
+        assert value is not None, name  # the series exists before anything happened

@@ -22,6 +22,7 @@ from cityhub.schemas.registry import record_key as registry_key
 from cityhub.schemas.sharing import OfferSpec
 from cityhub.schemas.subscription import SubscriptionSpec
 from cityhub.streams.console.app import template_environment
+from cityhub.streams.console.device import observation_line
 from cityhub.streams.opendata.requests import DataRequests
 from cityhub.streams.opendata.requests_store import InMemoryDataRequestStore
 from cityhub.streams.opendata.requests_view import DataRequestView
@@ -217,3 +218,13 @@ def _old_activity(name: str) -> ProcessingActivity:
         ],
     }
     return ProcessingActivity.model_validate(doc)
+
+
+def test_the_live_list_shows_a_devices_text_escaped() -> None:
+    class Page:
+        def t(self, key: str, **values: object) -> str:
+            return key
+
+    doc = {"observed_at": "2026-12-05T10:00:00Z", "quantity": "te\u202emp", "unit": "\u200f°C"}
+    line = observation_line(Page(), {**doc, "value": 13.5})  # type: ignore[arg-type]
+    assert line == "2026-12-05T10:00:00Z · te\\u202emp = 13.5 \\u200f°C"
