@@ -58,8 +58,4 @@ def foreign_resident_write(
         return False
     if linked is not None or after is not None:
         return True
-    for type_id in types:
-        found = view.device_type(tenant, type_id)
-        if found is not None and found.classification is Classification.PERSONAL:
-            return True
-    return False
+    return foreign_personal_type(who, tenant, *(view.device_type(tenant, t) for t in types))
